@@ -1,0 +1,43 @@
+"""Pydantic field types for physical quantities, parsed from unit strings into SI floats."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+from archsim import units
+from archsim.errors import UnitError
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors and values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _quantity(dim: units.Dim):
+    def parse(value: object) -> float:
+        return units.parse_quantity(value, dim)
+
+    return BeforeValidator(parse)
+
+
+def _positive(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise UnitError(f"must be a positive finite value, got {value:g} (SI)")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise UnitError(f"must be zero or positive and finite, got {value:g} (SI)")
+    return value
+
+
+Frequency = Annotated[float, _quantity(units.FREQUENCY), AfterValidator(_positive)]
+Size = Annotated[float, _quantity(units.SIZE), AfterValidator(_positive)]
+Bandwidth = Annotated[float, _quantity(units.BANDWIDTH), AfterValidator(_positive)]
+Latency = Annotated[float, _quantity(units.TIME), AfterValidator(_non_negative)]
+Length = Annotated[float, _quantity(units.LENGTH), AfterValidator(_positive)]

@@ -1,0 +1,180 @@
+"""Load hardware configs: resolve ``extends:``, apply ``--set`` overrides, validate.
+
+Each leaf value remembers the file (or ``--set`` option) it came from, so a validation error
+names the file where the offending key was written, not only the file the user passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from archsim.config.schema import HardwareConfig
+from archsim.config.yamlio import read_yaml_mapping, read_yaml_text
+from archsim.errors import ConfigError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+EXTENDS_KEY = "extends"
+
+
+@dataclass(frozen=True)
+class Override:
+    """One ``--set key.path=value`` option; the value is read as a YAML scalar or list."""
+
+    path: tuple[str, ...]
+    value: Any
+    text: str
+
+
+def parse_overrides(options: Sequence[str]) -> list[Override]:
+    overrides = []
+    for option in options:
+        key, sep, raw = option.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(
+                "expected KEY.PATH=VALUE, e.g. --set mxu.count=8", file=f"--set {option}"
+            )
+        value = read_yaml_text(raw, f"--set {option}") if raw.strip() else raw
+        overrides.append(Override(tuple(key.split(".")), value, option))
+    return overrides
+
+
+@dataclass
+class _Layered:
+    """A merged mapping and, for each dotted key path, the source that set it."""
+
+    data: dict = field(default_factory=dict)
+    origin: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def merge(self, data: dict, source: str, prefix: tuple[str, ...] = ()) -> None:
+        target = self.data
+        for part in prefix:
+            target = target[part]
+        for key, value in data.items():
+            path = prefix + (str(key),)
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                self.origin.setdefault(path, source)
+                self.merge(value, source, path)
+            else:
+                target[key] = _plain_copy(value)
+                self._forget_below(path)
+                self.origin[path] = source
+
+    def set(self, override: Override) -> None:
+        target = self.data
+        source = f"--set {override.text}"
+        for depth, part in enumerate(override.path[:-1]):
+            nxt = target.get(part)
+            if not isinstance(nxt, dict):
+                if nxt is not None:
+                    where = ".".join(override.path[: depth + 1])
+                    raise ConfigError(f"'{where}' is a value, not a section", file=source)
+                nxt = target[part] = {}
+                self.origin[override.path[: depth + 1]] = source
+            target = nxt
+        target[override.path[-1]] = override.value
+        self._forget_below(override.path)
+        self.origin[override.path] = source
+
+    def _forget_below(self, path: tuple[str, ...]) -> None:
+        for key in [k for k in self.origin if len(k) > len(path) and k[: len(path)] == path]:
+            del self.origin[key]
+
+    def source_of(self, path: tuple[str, ...], default: str) -> str:
+        for length in range(len(path), 0, -1):
+            if path[:length] in self.origin:
+                return self.origin[path[:length]]
+        return default
+
+
+def _plain_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_copy(v) for v in value]
+    return value
+
+
+def _resolve(path: Path, layered: _Layered, chain: tuple[Path, ...]) -> None:
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in chain + (resolved,))
+        raise ConfigError(f"cyclic 'extends': {cycle}", file=str(path))
+    data = read_yaml_mapping(path)
+    parent = data.pop(EXTENDS_KEY, None)
+    if parent is not None:
+        if not isinstance(parent, str) or not parent.strip():
+            raise ConfigError("expected the path of another YAML file", file=str(path), key=EXTENDS_KEY)
+        _resolve(path.parent / parent, layered, chain + (resolved,))
+    layered.merge(data, str(path))
+
+
+def _format_loc(loc: tuple) -> tuple[str, ...]:
+    return tuple(str(part) for part in loc)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str] | None:
+    """The keys the model accepts at the mapping that holds ``loc``'s last key."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        current = fields[part].annotation
+        for arg in getattr(current, "__args__", ()):  # Optional[Model]
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else None
+
+
+def _explain(error: dict, model: type[BaseModel], loc: tuple[str, ...]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc)
+        return "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+    if kind == "missing":
+        return "required key is missing"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    value = error.get("input")
+    if kind not in ("value_error",) and not isinstance(value, (dict, list)):
+        message += f" (got {value!r})"
+    return message
+
+
+def validate_layered(model: type[Model], layered: _Layered, default_source: str) -> Model:
+    try:
+        return model.model_validate(layered.data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = _format_loc(error["loc"])
+            source = layered.source_of(loc, default_source)
+            key = ".".join(loc) or "(top level)"
+            lines.append(str(ConfigError(_explain(error, model, loc), file=source, key=key)))
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_layered(path: str | Path, overrides: Sequence[Override] = ()) -> _Layered:
+    layered = _Layered()
+    _resolve(Path(path), layered, ())
+    for override in overrides:
+        layered.set(override)
+    return layered
+
+
+def load_hardware(path: str | Path, overrides: Sequence[Override] | Sequence[str] = ()) -> HardwareConfig:
+    """Load, merge and validate a hardware config file.
+
+    ``overrides`` are ``Override`` objects or ``"key.path=value"`` strings.
+    """
+    parsed = [o if isinstance(o, Override) else parse_overrides([o])[0] for o in overrides]
+    layered = load_layered(path, parsed)
+    return validate_layered(HardwareConfig, layered, str(path))

@@ -1,0 +1,31 @@
+"""Errors archsim reports to users: one clear line, never a traceback.
+
+Every error names where the problem is (a file and, for config data, the dotted key path)
+and what was expected. The CLI prints ``str(error)`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+
+class ArchsimError(Exception):
+    """Base class of all user-facing errors."""
+
+    exit_code = 2
+
+
+class ConfigError(ArchsimError):
+    """A configuration or workload file is missing, malformed or invalid."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
+        self.file = file
+        self.key = key
+        self.message = message
+        where = ": ".join(part for part in (file, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnitError(ValueError):
+    """A quantity string could not be parsed or has the wrong dimension.
+
+    Subclasses ValueError so pydantic turns it into a validation error with the key path.
+    """

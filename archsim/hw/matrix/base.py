@@ -1,0 +1,75 @@
+"""The common interface of matrix-unit timing models, and their registry by config ``kind``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from archsim.dtypes import DType
+
+
+@dataclass(frozen=True)
+class MatmulShape:
+    """A (batched) matrix product as the matrix units see it."""
+
+    batch: int
+    m: int
+    k: int
+    n: int
+    dtype: DType  # operand type the MACs run at
+    b_batched: bool = False  # each batch element brings its own B (attention) or shares one
+
+    @property
+    def macs(self) -> int:
+        return self.batch * self.m * self.k * self.n
+
+
+@dataclass(frozen=True)
+class ArrayTiming:
+    """What the matrix units do for one matmul, without memory stalls."""
+
+    compute_cycles: float  # cycles the busiest unit is busy
+    folds: int  # folds on the busiest unit: the steps compute and operand loads pipeline over
+    macs: int
+    peak_macs_per_cycle: int  # of all units together
+    # Operand bytes moved between the scratchpad (VMEM) and the arrays by the dataflow.
+    a_reads: float
+    b_reads: float
+    out_writes: float
+    units_used: int
+
+    @property
+    def utilization(self) -> float:
+        """Fraction of the units' peak MAC slots used while computing."""
+        return self.macs / (self.compute_cycles * self.peak_macs_per_cycle) if self.compute_cycles else 0.0
+
+    @property
+    def vmem_bytes(self) -> float:
+        return self.a_reads + self.b_reads + self.out_writes
+
+
+class MatrixUnitModel(Protocol):
+    def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming: ...
+
+    def supports(self, dtype: DType) -> bool: ...
+
+
+_KINDS: dict[str, Callable[[object], MatrixUnitModel]] = {}
+
+
+def register_matrix_unit(kind: str):
+    """Class decorator: the model for configs whose ``mxu.kind`` is ``kind``."""
+
+    def decorate(cls):
+        _KINDS[kind] = cls
+        return cls
+
+    return decorate
+
+
+def build_matrix_unit(config) -> MatrixUnitModel:
+    try:
+        factory = _KINDS[config.kind]
+    except KeyError:
+        raise ValueError(f"no matrix-unit model registered for kind {config.kind!r}") from None
+    return factory(config)

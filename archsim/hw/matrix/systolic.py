@@ -1,0 +1,110 @@
+"""Systolic-array timing: a GEMM is folded onto R x C arrays per dataflow, in closed form.
+
+Each dataflow keeps one operand (or the outputs) stationary in the R x C array and streams
+the other through it. A *fold* is one placement of the stationary tile. With ``S`` the
+streamed length, SCALE-Sim v3 charges every fold ``S + 2R + C - 2`` cycles for ws/is (R to
+load the stationary tile one row per cycle, then skew and drain) and ``S + R + C - 2`` for os,
+and subtracts one cycle overall (REFERENCE.md section 3).
+
+Fold models:
+- ``scalesim``: folds run back to back, each paying its full fill and drain (SCALE-Sim's count).
+- ``pipelined``: the next fold's stationary load (or, in os, the previous fold's output
+  unload, also R rows) overlaps the current fold's stream, as in a TPU's double-buffered MXU:
+  a fold costs max(S, R), and fill and drain are paid once. With one fold both models agree.
+
+Folds are shared round-robin among the ``count`` units. A PE rate of p MACs per cycle for a
+dtype is modelled as p reduction (K) elements per PE.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from archsim.config.schema import SystolicConfig
+from archsim.dtypes import DType
+from archsim.hw.matrix.base import ArrayTiming, MatmulShape, register_matrix_unit
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How one dataflow maps (m, k, n) onto array rows, array columns and the stream."""
+
+    row_dim: int
+    col_dim: int
+    stream: int
+    preload: bool  # the stationary operand is loaded before streaming (ws, is)
+
+
+def map_dataflow(dataflow: str, m: int, k: int, n: int) -> Mapping:
+    if dataflow == "ws":  # weights B[k, n] stationary, A's rows stream through
+        return Mapping(row_dim=k, col_dim=n, stream=m, preload=True)
+    if dataflow == "is":  # inputs A[m, k] stationary (k on rows), B's columns stream through
+        return Mapping(row_dim=k, col_dim=m, stream=n, preload=True)
+    if dataflow == "os":  # outputs C[m, n] stationary, k streams
+        return Mapping(row_dim=m, col_dim=n, stream=k, preload=False)
+    raise ValueError(f"unknown dataflow {dataflow!r}")
+
+
+def fold_cycles(fold_model: str, folds: int, mapping: Mapping, rows: int, cols: int) -> int:
+    """Cycles for ``folds`` folds run one after another on one R x C array."""
+    if folds == 0:
+        return 0
+    load = rows if mapping.preload else 0
+    skew_drain = rows + cols - 2
+    s = mapping.stream
+    if fold_model == "scalesim":
+        return folds * (s + load + skew_drain) - 1
+    if fold_model == "pipelined":
+        # the first load is exposed; each later fold waits for the longer of its stream and
+        # the R-row stationary swap; the last fold drains.
+        return load + (folds - 1) * max(s, rows) + s + skew_drain - 1
+    raise ValueError(f"unknown fold model {fold_model!r}")
+
+
+@register_matrix_unit("systolic")
+class SystolicModel:
+    def __init__(self, config: SystolicConfig):
+        self.config = config
+
+    def supports(self, dtype: DType) -> bool:
+        return dtype in self.config.pe_macs_per_cycle
+
+    def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming:
+        cfg = self.config
+        pack = cfg.pe_macs_per_cycle[shape.dtype]
+        k_eff = math.ceil(shape.k / pack)
+        mapping = map_dataflow(cfg.dataflow, shape.m, k_eff, shape.n)
+        row_folds = math.ceil(mapping.row_dim / cfg.rows)
+        col_folds = math.ceil(mapping.col_dim / cfg.cols)
+        folds = shape.batch * row_folds * col_folds
+        per_unit = math.ceil(folds / cfg.count)
+        cycles = fold_cycles(cfg.fold_model, per_unit, mapping, cfg.rows, cfg.cols)
+
+        a_bytes = shape.batch * shape.m * shape.k * shape.dtype.bytes
+        b_bytes = (shape.batch if shape.b_batched else 1) * shape.k * shape.n * shape.dtype.bytes
+        out_bytes = shape.batch * shape.m * shape.n * out_dtype.bytes
+        # Scratchpad reads by the dataflow: the stationary operand is read once per fold
+        # (so once in all); a streamed operand once for every fold across the other dimension.
+        if cfg.dataflow == "ws":
+            a_reads, b_reads = a_bytes * math.ceil(shape.n / cfg.cols), b_bytes * _b_reuse(shape)
+        elif cfg.dataflow == "is":
+            a_reads, b_reads = a_bytes, b_bytes * _b_reuse(shape) * math.ceil(shape.m / cfg.cols)
+        else:
+            a_reads = a_bytes * math.ceil(shape.n / cfg.cols)
+            b_reads = b_bytes * _b_reuse(shape) * math.ceil(shape.m / cfg.rows)
+        return ArrayTiming(
+            compute_cycles=cycles,
+            folds=per_unit,
+            macs=shape.macs,
+            peak_macs_per_cycle=cfg.count * cfg.macs_per_cycle(shape.dtype),
+            a_reads=a_reads,
+            b_reads=b_reads,
+            out_writes=out_bytes,
+            units_used=min(cfg.count, folds),
+        )
+
+
+def _b_reuse(shape: MatmulShape) -> int:
+    """A B matrix shared across the batch is fed once per batch element."""
+    return 1 if shape.b_batched else shape.batch

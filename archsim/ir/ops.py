@@ -1,0 +1,216 @@
+"""Typed operators. Each knows its shapes, its work (MACs or vector ops) and its operands.
+
+Matrix ops run on the matrix units; everything else on the vector unit or as a pure data
+movement. The per-element operation counts of vector ops follow from the op's definition
+(written out beside each), not from any particular hardware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from archsim.ir.tensor import Tensor
+
+
+class Unit(StrEnum):
+    MXU = "mxu"
+    VPU = "vpu"
+    DMA = "dma"  # data movement only
+
+
+@dataclass(frozen=True)
+class VectorWork:
+    """Work on the vector unit: simple ALU ops and transcendental ('special') ops."""
+
+    alu: int
+    special: int
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+
+    unit: ClassVar[Unit]
+    kind: ClassVar[str]
+
+    @property
+    def macs(self) -> int:
+        return 0
+
+    @property
+    def vector_work(self) -> VectorWork:
+        return VectorWork(0, 0)
+
+    @property
+    def tensors(self) -> tuple[Tensor, ...]:
+        return self.inputs + self.outputs
+
+
+@dataclass(frozen=True)
+class MatMul(Op):
+    """out[batch, m, n] = a[batch, m, k] @ b[batch, k, n].
+
+    ``inputs`` are (a, b); ``b`` is shared across the batch when ``b_batched`` is false
+    (a weight matrix), else each batch element has its own ``b`` (attention).
+    """
+
+    batch: int
+    m: int
+    k: int
+    n: int
+    b_batched: bool
+
+    unit: ClassVar[Unit] = Unit.MXU
+    kind: ClassVar[str] = "matmul"
+
+    def __post_init__(self) -> None:
+        for dim in ("batch", "m", "k", "n"):
+            if getattr(self, dim) <= 0:
+                raise ValueError(f"op {self.name!r}: {dim} must be positive")
+        a, b = self.inputs
+        b_elements = (self.batch if self.b_batched else 1) * self.k * self.n
+        if a.elements != self.batch * self.m * self.k or b.elements != b_elements:
+            raise ValueError(f"op {self.name!r}: operand sizes do not match batch/m/k/n")
+
+    @property
+    def a(self) -> Tensor:
+        return self.inputs[0]
+
+    @property
+    def b(self) -> Tensor:
+        return self.inputs[1]
+
+    @property
+    def out(self) -> Tensor:
+        return self.outputs[0]
+
+    @property
+    def macs(self) -> int:
+        return self.batch * self.m * self.k * self.n
+
+
+@dataclass(frozen=True)
+class Gemm(MatMul):
+    """An activation times a weight matrix (a linear layer); tokens are folded into m."""
+
+    kind: ClassVar[str] = "gemm"
+
+
+@dataclass(frozen=True)
+class AttentionScore(MatMul):
+    """Q @ K^T per (sequence, KV head); query heads sharing a KV head are folded into m."""
+
+    kind: ClassVar[str] = "attn_score"
+
+
+@dataclass(frozen=True)
+class AttentionContext(MatMul):
+    """P @ V per (sequence, KV head)."""
+
+    kind: ClassVar[str] = "attn_context"
+
+
+@dataclass(frozen=True)
+class VectorOp(Op):
+    """An op on the vector unit over ``rows`` rows of ``row_length`` elements."""
+
+    rows: int
+    row_length: int
+
+    unit: ClassVar[Unit] = Unit.VPU
+    # (alu ops per element, special ops per element, special ops per row)
+    per_element: ClassVar[tuple[int, int, int]] = (0, 0, 0)
+
+    @property
+    def elements(self) -> int:
+        return self.rows * self.row_length
+
+    @property
+    def vector_work(self) -> VectorWork:
+        alu, special, special_row = self.per_element
+        return VectorWork(alu * self.elements, special * self.elements + special_row * self.rows)
+
+
+@dataclass(frozen=True)
+class Softmax(VectorOp):
+    # max-reduce, subtract, exp, sum-reduce, multiply by 1/sum: 4 ALU + 1 exp per element,
+    # one reciprocal per row.
+    kind: ClassVar[str] = "softmax"
+    per_element: ClassVar[tuple[int, int, int]] = (4, 1, 1)
+
+
+@dataclass(frozen=True)
+class LayerNorm(VectorOp):
+    # mean (add), subtract, square, variance (add), scale by rstd, gamma, beta: 7 ALU per element,
+    # one rsqrt per row.
+    kind: ClassVar[str] = "layernorm"
+    per_element: ClassVar[tuple[int, int, int]] = (7, 0, 1)
+
+
+@dataclass(frozen=True)
+class RMSNorm(VectorOp):
+    # square, sum, scale by rms, gamma: 4 ALU per element, one rsqrt per row.
+    kind: ClassVar[str] = "rmsnorm"
+    per_element: ClassVar[tuple[int, int, int]] = (4, 0, 1)
+
+
+@dataclass(frozen=True)
+class Activation(VectorOp):
+    """A pointwise nonlinearity."""
+
+    function: Literal["gelu", "silu", "relu"] = "gelu"
+    kind: ClassVar[str] = "activation"
+
+    # gelu (tanh form): x^3 (2 mul), *c, +x, *sqrt(2/pi), tanh, +1, *x, *0.5 -> 7 ALU + 1 tanh
+    #   (the x^3 term's two muls counted once each: 8 ALU in all)
+    # silu: x * sigmoid(x) = x / (1 + exp(-x)): negate, exp, add, reciprocal, mul -> 3 ALU + 2
+    # relu: max(x, 0) -> 1 ALU
+    _MIX: ClassVar[dict[str, tuple[int, int, int]]] = {
+        "gelu": (8, 1, 0),
+        "silu": (3, 2, 0),
+        "relu": (1, 0, 0),
+    }
+
+    @property
+    def vector_work(self) -> VectorWork:
+        alu, special, _ = self._MIX[self.function]
+        return VectorWork(alu * self.elements, special * self.elements)
+
+
+@dataclass(frozen=True)
+class Elementwise(VectorOp):
+    """A binary pointwise op (residual add, gating multiply): one ALU op per element."""
+
+    function: Literal["add", "mul"] = "add"
+    kind: ClassVar[str] = "elementwise"
+    per_element: ClassVar[tuple[int, int, int]] = (1, 0, 0)
+
+
+@dataclass(frozen=True)
+class EmbeddingLookup(Op):
+    """Gather ``rows`` rows of an embedding table: pure data movement."""
+
+    rows: int
+
+    unit: ClassVar[Unit] = Unit.DMA
+    kind: ClassVar[str] = "embedding"
+
+
+@dataclass(frozen=True)
+class CacheWrite(Op):
+    """Append new entries to a persistent cache (K/V, cached features): data movement.
+
+    ``inputs`` are the new entries; ``outputs`` the cache tensor, of which only the new
+    entries' bytes are written.
+    """
+
+    unit: ClassVar[Unit] = Unit.DMA
+    kind: ClassVar[str] = "cache_write"
+
+    @property
+    def written_bytes(self) -> float:
+        return sum(t.bytes for t in self.inputs)

@@ -1,0 +1,174 @@
+"""Lowering of a transformer block (attention + MLP) to operators, for every extractor to reuse.
+
+Supports pre-norm blocks with LayerNorm or RMSNorm, multi-head or grouped-query attention,
+an optional K/V cache (decode) and a plain or gated (SwiGLU-style) MLP. The pieces
+(``linear``, ``attention``, ``mlp``, ...) are public so extractors can compose other block
+shapes (DiT's adaLN, for instance) from the same parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from archsim.dtypes import DType
+from archsim.ir import ops
+from archsim.ir.graph import OpGraph
+from archsim.ir.tensor import Role, Tensor
+
+
+@dataclass(frozen=True)
+class BlockShape:
+    """The model dimensions of one transformer block."""
+
+    hidden: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    head_dim: int | None = None  # default hidden // heads
+    activation: Literal["gelu", "silu", "relu"] = "gelu"
+    gated: bool = False  # SwiGLU-style: act(x W_gate) * (x W_up), then W_down
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+
+    def __post_init__(self) -> None:
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        if self.head_dim is None and self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) is not divisible by heads ({self.heads})")
+
+    @property
+    def dh(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.hidden // self.heads
+
+    @property
+    def weight_params(self) -> int:
+        """Matrix parameters of the block (biases and norm gains excluded)."""
+        attn = self.hidden * self.dh * (2 * self.heads + 2 * self.kv_heads)
+        mlp = self.hidden * self.ffn * (3 if self.gated else 2)
+        return attn + mlp
+
+
+@dataclass(frozen=True)
+class Precision:
+    weights: DType = DType.BF16
+    activations: DType = DType.BF16
+    kv: DType = DType.BF16
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """How many sequences, query tokens each, and keys each query attends to."""
+
+    batch: int
+    q_len: int
+    kv_len: int
+    kv_cache: bool = False  # keys/values come from (and are appended to) a persistent cache
+
+    def __post_init__(self) -> None:
+        if min(self.batch, self.q_len, self.kv_len) < 1:
+            raise ValueError("batch, q_len and kv_len must be at least 1")
+        if not self.kv_cache and self.kv_len != self.q_len:
+            raise ValueError("without a KV cache, every query attends to the block's own tokens")
+        if self.kv_cache and self.kv_len < self.q_len:
+            raise ValueError("kv_len counts the new tokens too, so it cannot be below q_len")
+
+    @property
+    def rows(self) -> int:
+        return self.batch * self.q_len
+
+
+class Builder:
+    """Adds ops to a graph with names under a prefix ("layer0.attn.q", ...)."""
+
+    def __init__(self, graph: OpGraph, prefix: str, precision: Precision):
+        self.graph = graph
+        self.prefix = prefix
+        self.precision = precision
+
+    def name(self, local: str) -> str:
+        return f"{self.prefix}.{local}" if self.prefix else local
+
+    def act(self, local: str, *shape: int, dtype: DType | None = None) -> Tensor:
+        return Tensor(self.name(local), tuple(shape), dtype or self.precision.activations)
+
+    def weight(self, local: str, *shape: int) -> Tensor:
+        return Tensor(self.name(local), tuple(shape), self.precision.weights, Role.WEIGHT)
+
+    def linear(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int) -> Tensor:
+        """x[rows, d_in] @ W[d_in, d_out]."""
+        w = self.weight(f"{local}.weight", d_in, d_out)
+        out = self.act(f"{local}.out", rows, d_out)
+        self.graph.add(ops.Gemm(self.name(local), (x, w), (out,), 1, rows, d_in, d_out, False))
+        return out
+
+    def norm(self, local: str, kind: str, x: Tensor, rows: int, width: int) -> Tensor:
+        cls = ops.LayerNorm if kind == "layernorm" else ops.RMSNorm
+        out = self.act(f"{local}.out", rows, width)
+        self.graph.add(cls(self.name(local), (x,), (out,), rows, width))
+        return out
+
+    def pointwise(self, local: str, function: str, x: Tensor, rows: int, width: int) -> Tensor:
+        out = self.act(f"{local}.out", rows, width)
+        self.graph.add(ops.Activation(self.name(local), (x,), (out,), rows, width, function))
+        return out
+
+    def binary(self, local: str, function: str, a: Tensor, b: Tensor, rows: int, width: int) -> Tensor:
+        out = self.act(f"{local}.out", rows, width)
+        self.graph.add(ops.Elementwise(self.name(local), (a, b), (out,), rows, width, function))
+        return out
+
+
+def attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tensor:
+    """Self-attention on normalised input x[rows, hidden]; returns the out-projection output."""
+    d, dh, h, kvh = shape.hidden, shape.dh, shape.heads, shape.kv_heads
+    group = h // kvh
+    rows = tokens.rows
+    q = b.linear("q", x, rows, d, h * dh)
+    k_new = b.linear("k", x, rows, d, kvh * dh)
+    v_new = b.linear("v", x, rows, d, kvh * dh)
+    if tokens.kv_cache:
+        kv_dtype = b.precision.kv
+        k_all = Tensor(b.name("k_cache"), (tokens.batch, kvh, tokens.kv_len, dh), kv_dtype, Role.KV_CACHE)
+        v_all = Tensor(b.name("v_cache"), (tokens.batch, kvh, tokens.kv_len, dh), kv_dtype, Role.KV_CACHE)
+        b.graph.add(ops.CacheWrite(b.name("k_append"), (k_new,), (k_all,)))
+        b.graph.add(ops.CacheWrite(b.name("v_append"), (v_new,), (v_all,)))
+    else:
+        k_all, v_all = k_new, v_new
+    # Query heads that share a KV head are folded into m, so each K/V matrix is read once.
+    batch, m = tokens.batch * kvh, group * tokens.q_len
+    scores = b.act("scores", batch, m, tokens.kv_len)
+    b.graph.add(ops.AttentionScore(b.name("score"), (q, k_all), (scores,), batch, m, dh, tokens.kv_len, True))
+    probs = b.act("probs", batch, m, tokens.kv_len)
+    b.graph.add(ops.Softmax(b.name("softmax"), (scores,), (probs,), batch * m, tokens.kv_len))
+    context = b.act("context", rows, h * dh)
+    b.graph.add(ops.AttentionContext(b.name("context_mm"), (probs, v_all), (context,), batch, m, tokens.kv_len, dh, True))
+    return b.linear("o", context, rows, h * dh, d)
+
+
+def mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
+    d, f = shape.hidden, shape.ffn
+    if shape.gated:
+        gate = b.linear("gate", x, rows, d, f)
+        up = b.linear("up", x, rows, d, f)
+        hidden = b.binary("gated", "mul", b.pointwise("act", shape.activation, gate, rows, f), up, rows, f)
+    else:
+        hidden = b.pointwise("act", shape.activation, b.linear("fc1", x, rows, d, f), rows, f)
+    return b.linear("fc2" if not shape.gated else "down", hidden, rows, f, d)
+
+
+def transformer_block(
+    graph: OpGraph,
+    prefix: str,
+    shape: BlockShape,
+    tokens: Tokens,
+    precision: Precision,
+    x: Tensor | None = None,
+) -> Tensor:
+    """Append a pre-norm block to ``graph``; returns its output tensor [rows, hidden]."""
+    b = Builder(graph, prefix, precision)
+    rows, d = tokens.rows, shape.hidden
+    x = x if x is not None else b.act("in", rows, d)
+    attn_out = attention(Builder(graph, b.name("attn"), precision), shape, tokens, b.norm("norm1", shape.norm, x, rows, d))
+    h = b.binary("residual1", "add", x, attn_out, rows, d)
+    mlp_out = mlp(Builder(graph, b.name("mlp"), precision), shape, rows, b.norm("norm2", shape.norm, h, rows, d))
+    return b.binary("residual2", "add", h, mlp_out, rows, d)

@@ -1,0 +1,80 @@
+"""Human-readable rendering of configs and results (the CLI's tables)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from archsim import units
+from archsim.config.schema import HardwareConfig
+from archsim.hw.memory import Level
+from archsim.sim.result import RunResult
+
+
+def _fmt_bytes(value: float) -> str:
+    return units.format_quantity(value, units.SIZE) if value else "0"
+
+
+def _fmt_time(value: float) -> str:
+    return units.format_quantity(value, units.TIME)
+
+
+def key_values(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def hardware_summary(hw: HardwareConfig) -> list[tuple[str, str]]:
+    rows = [("chip", hw.name), ("clock", units.format_quantity(hw.clock, units.FREQUENCY))]
+    for dtype in hw.mxu.pe_macs_per_cycle:
+        rows.append((f"peak {dtype}", f"{hw.peak_macs_per_second(dtype) * 2 / 1e12:.4g} TOPS"))
+    for level in Level:
+        cfg = getattr(hw, level.value)
+        if cfg is not None:
+            rows.append((level.value, f"{_fmt_bytes(cfg.capacity)} at {units.format_quantity(cfg.bandwidth, units.BANDWIDTH)}"))
+    return rows
+
+
+def traffic_rows(result: RunResult) -> list[tuple[str, str]]:
+    t = result.traffic
+    return [
+        (f"{lv.value} traffic", f"{_fmt_bytes(getattr(t, lv.value + '_read'))} read, "
+                                f"{_fmt_bytes(getattr(t, lv.value + '_write'))} written")
+        for lv in Level
+    ]
+
+
+def run_summary(result: RunResult) -> str:
+    head = [("hardware", result.hw.name), ("workload", result.workload.name)]
+    if not result.feasible:
+        return key_values(head + [("result", "INFEASIBLE"), ("reason", result.reason)])
+    rows = head + [
+        ("latency", _fmt_time(result.latency_s)),
+        ("cycles", f"{result.cycles:,.0f}"),
+        ("MACs", f"{result.macs:,}"),
+        ("MXU utilization", f"{result.utilization:.1%}"),
+    ]
+    rows += traffic_rows(result)
+    for column in ("phase", "unit", "bound"):
+        parts = result.latency_by(column)
+        rows.append((f"latency by {column}", ", ".join(
+            f"{k} {_fmt_time(v)} ({v / result.latency_s:.0%})" for k, v in parts.items())))
+    return key_values(rows)
+
+
+def ops_table(result: RunResult) -> str:
+    frame = result.table()
+    view = pd.DataFrame({
+        "op": frame["op"],
+        "kind": frame["kind"],
+        "x": frame["repeat"],
+        "MACs": frame["macs"].map(lambda v: f"{v:.3g}" if v else ""),
+        "latency": frame["latency_s"].map(_fmt_time),
+        "compute": frame["compute_s"].map(_fmt_time),
+        "memory": frame["memory_s"].map(_fmt_time),
+        "util": frame["utilization"].map(lambda v: f"{v:.1%}" if v else ""),
+        "bound by": frame["bottleneck"],
+        "HBM": frame["hbm_bytes"].map(_fmt_bytes),
+        "CMEM": frame["cmem_bytes"].map(_fmt_bytes),
+        "tiling": frame["tiling"],
+    })
+    return view.to_string(index=False)

@@ -1,0 +1,43 @@
+"""Costs are values that add up: one per op, summed (times phase repeats) into a run's totals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archsim.hw.memory import ZERO_TRAFFIC, Traffic
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """The cost of one execution of one op."""
+
+    phase: str
+    name: str
+    kind: str
+    unit: str  # mxu, vpu or dma
+    repeat: int  # times the op runs in the workload (its phase's repeat)
+    macs: int
+    vector_ops: int
+    compute_cycles: float  # cycles the op's unit is busy, memory stalls excluded
+    compute_s: float
+    memory_s: float  # the busiest memory channel's time
+    latency_s: float  # the op's time with compute and transfers overlapped
+    traffic: Traffic = field(default=ZERO_TRAFFIC)
+    bottleneck: str = ""  # the unit or memory level that bounds the op
+    peak_macs_per_s: float = 0.0  # of the matrix units at this op's dtype (0 for non-matrix ops)
+    tiling: str = ""
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+    @property
+    def utilization(self) -> float:
+        """Matrix-unit utilisation over the op's whole latency."""
+        if not self.peak_macs_per_s or not self.latency_s:
+            return 0.0
+        return self.macs / (self.latency_s * self.peak_macs_per_s)
+
+    @property
+    def total_latency_s(self) -> float:
+        return self.latency_s * self.repeat

@@ -1,0 +1,158 @@
+"""Evaluate a workload on a chip: place tensors, cost every op, gather the result."""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+from archsim.config.schema import HardwareConfig
+from archsim.dtypes import DType
+from archsim.errors import ArchsimError
+from archsim.hw.matrix import MatmulShape, build_matrix_unit
+from archsim.hw.memory import Level, Placement, Traffic, place
+from archsim.hw.tiling import Channels, TilingError, tile_matmul
+from archsim.hw.timing import access_latency, channel_times, overlapped_time
+from archsim.hw.vector import vector_cycles
+from archsim.ir import ops
+from archsim.ir.graph import Workload
+from archsim.ir.tensor import Tensor
+from archsim.sim.cost import OpCost
+from archsim.sim.result import RunResult
+
+
+class UnsupportedOpError(ArchsimError):
+    pass
+
+
+class Simulator:
+    """A chip ready to evaluate workloads. Immutable after construction; reuse it freely."""
+
+    def __init__(self, hw: HardwareConfig, placement_policy: str = "capacity_greedy"):
+        self.hw = hw
+        self.placement_policy = placement_policy
+        self.matrix_unit = build_matrix_unit(hw.mxu)
+
+    @cached_property
+    def channels(self) -> Channels:
+        levels = [lv for lv in Level if getattr(self.hw, lv.value) is not None]
+        return Channels(
+            vmem_capacity=self.hw.vmem.capacity,
+            bandwidth=tuple((lv, getattr(self.hw, lv.value).bandwidth) for lv in levels),
+            latency=tuple((lv, getattr(self.hw, lv.value).latency) for lv in levels),
+        )
+
+    def run(self, workload: Workload) -> RunResult:
+        placement = place(self.hw, workload, self.placement_policy)
+        if not placement.feasible:
+            return RunResult.infeasible(self.hw, workload, placement.reason)
+        costs: list[OpCost] = []
+        if placement.preload:
+            costs.append(self._preload_cost(placement.preload))
+        try:
+            for phase in workload.phases:
+                for op in phase.graph.ops():
+                    costs.append(self.op_cost(op, placement, phase.name, phase.repeat))
+        except TilingError as exc:
+            return RunResult.infeasible(self.hw, workload, str(exc))
+        return RunResult(self.hw, workload, tuple(costs))
+
+    # -- per-unit cost models -------------------------------------------------------------
+
+    def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
+        if isinstance(op, ops.MatMul):
+            return self._matmul_cost(op, placement, phase, repeat)
+        if isinstance(op, ops.VectorOp):
+            return self._vector_cost(op, placement, phase, repeat)
+        if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
+            return self._dma_cost(op, placement, phase, repeat)
+        raise UnsupportedOpError(f"op {op.name!r}: no cost model for {type(op).__name__}")
+
+    def _matmul_cost(self, op: ops.MatMul, placement: Placement, phase: str, repeat: int) -> OpCost:
+        dtype = _compute_dtype(op.a.dtype, op.b.dtype)
+        if not self.matrix_unit.supports(dtype):
+            supported = ", ".join(sorted(self.hw.mxu.pe_macs_per_cycle))
+            raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype} (supported: {supported})")
+        # A weight shared by the whole batch is one matrix: fold the batch into m.
+        batch, m = (op.batch, op.m) if op.b_batched else (1, op.batch * op.m)
+        shape = MatmulShape(batch, m, op.k, op.n, dtype, op.b_batched)
+        array = self.matrix_unit.timing(shape, op.out.dtype)
+        compute_s = array.compute_cycles / self.hw.clock
+        levels = (placement.level(op.a), placement.level(op.b), placement.level(op.out))
+        tiling = tile_matmul(shape, op.out.dtype.bytes, dtype.accumulator.bytes, levels, array, self.channels)
+        latency = access_latency(self.hw, set(levels) | {Level.VMEM})
+        time = float(overlapped_time(tiling.memory_s, compute_s, array.folds, latency))
+        return OpCost(
+            phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat,
+            macs=op.macs, vector_ops=0, compute_cycles=array.compute_cycles, compute_s=compute_s,
+            memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,
+            bottleneck=self._bottleneck(compute_s, tiling.traffic, "mxu"),
+            peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
+        )
+
+    def _vector_cost(self, op: ops.VectorOp, placement: Placement, phase: str, repeat: int) -> OpCost:
+        work = op.vector_work
+        cycles = vector_cycles(self.hw.vpu, work)
+        compute_s = cycles / self.hw.clock
+        traffic = self._stream_traffic(op.inputs, op.outputs, placement, through_vmem=True)
+        # The stream advances a row block at a time: at least one full vector of lanes, and
+        # whole rows (a reduction needs its row resident).
+        chunk = max(self.hw.vpu.lanes, op.row_length)
+        steps = math.ceil(op.elements / chunk)
+        return self._streamed(op, phase, repeat, traffic, compute_s, cycles, steps, work.alu + work.special, "vpu")
+
+    def _dma_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
+        if isinstance(op, ops.CacheWrite):
+            moved = op.written_bytes
+            traffic = self._stream_traffic(op.inputs, (), placement, through_vmem=False)
+            traffic += Traffic.of(placement.level(op.outputs[0]), write=moved)
+        else:  # embedding: gather rows of the table into the output
+            table, out = op.inputs[0], op.outputs[0]
+            traffic = Traffic.of(placement.level(table), read=out.elements * table.dtype.bytes)
+            traffic += Traffic.of(placement.level(out), write=out.bytes)
+        return self._streamed(op, phase, repeat, traffic, 0.0, 0, 1, 0, "dma")
+
+    def _preload_cost(self, tensors: tuple[Tensor, ...]) -> OpCost:
+        moved = sum(t.bytes for t in tensors)
+        traffic = Traffic.of(Level.HBM, read=moved) + Traffic.of(Level.CMEM, write=moved)
+        op = ops.CacheWrite("preload.cmem", tensors, ())
+        return self._streamed(op, "preload", 1, traffic, 0.0, 0, 1, 0, "dma")
+
+    # -- shared pieces --------------------------------------------------------------------
+
+    def _stream_traffic(self, inputs, outputs, placement: Placement, through_vmem: bool) -> Traffic:
+        traffic = Traffic()
+        for t in inputs:
+            traffic += Traffic.of(placement.level(t), read=t.bytes)
+            if through_vmem:  # DMA writes it into VMEM, the unit reads it
+                traffic += Traffic.of(Level.VMEM, read=t.bytes, write=t.bytes)
+        for t in outputs:
+            traffic += Traffic.of(placement.level(t), write=t.bytes)
+            if through_vmem:
+                traffic += Traffic.of(Level.VMEM, read=t.bytes, write=t.bytes)
+        return traffic
+
+    def _streamed(self, op, phase, repeat, traffic, compute_s, cycles, steps, vector_ops, unit) -> OpCost:
+        times = channel_times(self.hw, traffic)
+        memory_s = max(times.values(), default=0.0)
+        latency = access_latency(self.hw, times)
+        return OpCost(
+            phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, macs=0,
+            vector_ops=vector_ops, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
+            latency_s=float(overlapped_time(memory_s, compute_s, steps, latency)), traffic=traffic,
+            bottleneck=self._bottleneck(compute_s, traffic, unit),
+        )
+
+    def _bottleneck(self, compute_s: float, traffic: Traffic, unit: str) -> str:
+        times = channel_times(self.hw, traffic)
+        level, memory_s = max(times.items(), key=lambda kv: kv[1], default=(None, 0.0))
+        return unit if compute_s >= memory_s or level is None else level.value
+
+
+def _compute_dtype(a: DType, b: DType) -> DType:
+    """Mixed operands run at the wider type."""
+    return a if a.bytes >= b.bytes else b
+
+
+def simulate(hw: HardwareConfig, workload: Workload) -> RunResult:
+    """Evaluate ``workload`` on ``hw``."""
+    return Simulator(hw).run(workload)

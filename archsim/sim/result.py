@@ -1,0 +1,100 @@
+"""A run's result: per-op costs, totals that are their sums, and a pandas table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import pandas as pd
+
+from archsim.config.schema import HardwareConfig
+from archsim.hw.memory import ZERO_TRAFFIC, Level, Traffic
+from archsim.ir.graph import Workload
+from archsim.sim.cost import OpCost
+
+TABLE_COLUMNS = [
+    "phase", "op", "kind", "unit", "repeat", "macs", "vector_ops", "compute_cycles",
+    "compute_s", "memory_s", "latency_s", "total_latency_s", "utilization", "bound",
+    "bottleneck", "tiling", "vmem_bytes", "cmem_bytes", "hbm_bytes",
+]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    hw: HardwareConfig
+    workload: Workload
+    ops: tuple[OpCost, ...]
+    feasible: bool = True
+    reason: str = ""
+
+    @classmethod
+    def infeasible(cls, hw: HardwareConfig, workload: Workload, reason: str) -> "RunResult":
+        return cls(hw, workload, (), False, reason)
+
+    # -- totals: every one is the sum of the per-op values times their repeats ------------
+
+    @cached_property
+    def latency_s(self) -> float:
+        return sum(c.latency_s * c.repeat for c in self.ops)
+
+    @cached_property
+    def cycles(self) -> float:
+        return self.latency_s * self.hw.clock
+
+    @cached_property
+    def macs(self) -> int:
+        return sum(c.macs * c.repeat for c in self.ops)
+
+    @cached_property
+    def traffic(self) -> Traffic:
+        total = ZERO_TRAFFIC
+        for c in self.ops:
+            total = total + c.traffic.scaled(c.repeat)
+        return total
+
+    @cached_property
+    def utilization(self) -> float:
+        """Matrix-unit utilisation over the whole run (MAC slots used / available)."""
+        busy = sum(c.macs * c.repeat / c.peak_macs_per_s for c in self.ops if c.peak_macs_per_s)
+        return busy / self.latency_s if self.latency_s else 0.0
+
+    def latency_by(self, column: str) -> dict[str, float]:
+        """Total latency grouped by an op attribute: 'phase', 'unit', 'kind', 'bound'."""
+        out: dict[str, float] = {}
+        for c in self.ops:
+            key = getattr(c, column)
+            out[key] = out.get(key, 0.0) + c.latency_s * c.repeat
+        return out
+
+    # -- views ----------------------------------------------------------------------------
+
+    def table(self) -> pd.DataFrame:
+        """One row per op (one execution; ``total_latency_s`` includes the phase repeat)."""
+        rows = [
+            {
+                "phase": c.phase, "op": c.name, "kind": c.kind, "unit": c.unit, "repeat": c.repeat,
+                "macs": c.macs, "vector_ops": c.vector_ops, "compute_cycles": c.compute_cycles,
+                "compute_s": c.compute_s, "memory_s": c.memory_s, "latency_s": c.latency_s,
+                "total_latency_s": c.total_latency_s, "utilization": c.utilization, "bound": c.bound,
+                "bottleneck": c.bottleneck, "tiling": c.tiling,
+                **{f"{lv.value}_bytes": c.traffic.total(lv) for lv in Level},
+            }
+            for c in self.ops
+        ]
+        return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+    def summary(self) -> dict:
+        """Totals as plain JSON-ready values (SI units)."""
+        base = {"hardware": self.hw.name, "workload": self.workload.name, "feasible": self.feasible}
+        if not self.feasible:
+            return base | {"reason": self.reason}
+        return base | {
+            "latency_s": self.latency_s,
+            "cycles": self.cycles,
+            "macs": self.macs,
+            "utilization": self.utilization,
+            "traffic_bytes": self.traffic.as_dict(),
+            "latency_by_phase_s": self.latency_by("phase"),
+            "latency_by_unit_s": self.latency_by("unit"),
+            "latency_by_bound_s": self.latency_by("bound"),
+        }
