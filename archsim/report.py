@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from archsim import units
 from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
@@ -62,6 +60,8 @@ def run_summary(result: RunResult) -> str:
 
 
 def ops_table(result: RunResult) -> str:
+    import pandas as pd  # imported on use: it doubles the CLI's start-up time
+
     frame = result.table()
     view = pd.DataFrame({
         "op": frame["op"],

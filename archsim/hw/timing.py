@@ -1,14 +1,15 @@
 """How compute and data transfers overlap within one op.
 
-An op is split into ``steps`` equal pipeline steps (VMEM tiles, double-buffered): while step
-i computes, step i+1's operands load and step i-1's results store. The first step's load and
-the last step's compute cannot overlap anything, so
+An op's operands arrive in ``steps`` pieces (array folds for a matmul, row blocks for a
+vector op) through double-buffered VMEM. Compute can start once the first piece is in; after
+that, transfers and compute overlap, so
 
-    time = latency + T_mem/steps + C/steps + (steps - 1)/steps * max(T_mem, C)
+    time = latency + max(T_mem, T_mem / steps + C)
 
-which is T_mem + C for one step and tends to max(T_mem, C), the roofline, for many. T_mem is
-the busiest memory channel's time (each level's reads and writes over its bandwidth).
-Works elementwise on numpy arrays too (the tiling search evaluates many candidates at once).
+which is T_mem + C for one step and tends to max(T_mem, C), the roofline bound, for many.
+T_mem is the busiest memory channel's time (each level's reads and writes over its
+bandwidth), C the unit's compute time and latency the exposed access latency. The time never
+decreases when T_mem or C grows, nor when steps shrinks. Works elementwise on numpy arrays.
 """
 
 from __future__ import annotations
@@ -42,5 +43,4 @@ def access_latency(hw: HardwareConfig, levels) -> float:
 
 
 def overlapped_time(t_mem, t_compute, steps, latency=0.0):
-    steps = np.maximum(steps, 1)
-    return latency + (t_mem + t_compute + (steps - 1) * np.maximum(t_mem, t_compute)) / steps
+    return latency + np.maximum(t_mem, t_mem / np.maximum(steps, 1) + t_compute)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import ZERO_TRAFFIC, Level, Traffic
 from archsim.ir.graph import Workload
 from archsim.sim.cost import OpCost
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TABLE_COLUMNS = [
     "phase", "op", "kind", "unit", "repeat", "macs", "vector_ops", "compute_cycles",
@@ -68,8 +70,10 @@ class RunResult:
 
     # -- views ----------------------------------------------------------------------------
 
-    def table(self) -> pd.DataFrame:
+    def table(self) -> "pd.DataFrame":
         """One row per op (one execution; ``total_latency_s`` includes the phase repeat)."""
+        import pandas as pd  # imported on use: it doubles the CLI's start-up time
+
         rows = [
             {
                 "phase": c.phase, "op": c.name, "kind": c.kind, "unit": c.unit, "repeat": c.repeat,

@@ -29,7 +29,7 @@ class ArrayTiming:
     """What the matrix units do for one matmul, without memory stalls."""
 
     compute_cycles: float  # cycles the busiest unit is busy
-    folds: int  # folds on the busiest unit: the steps compute and operand loads pipeline over
+    folds: int  # folds over all units: the pieces in which operands reach the arrays
     macs: int
     peak_macs_per_cycle: int  # of all units together
     # Operand bytes moved between the scratchpad (VMEM) and the arrays by the dataflow.

@@ -95,7 +95,7 @@ class SystolicModel:
             b_reads = b_bytes * _b_reuse(shape) * math.ceil(shape.m / cfg.rows)
         return ArrayTiming(
             compute_cycles=cycles,
-            folds=per_unit,
+            folds=folds,
             macs=shape.macs,
             peak_macs_per_cycle=cfg.count * cfg.macs_per_cycle(shape.dtype),
             a_reads=a_reads,

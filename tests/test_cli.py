@@ -1,0 +1,64 @@
+"""The command line, run as a user runs it."""
+
+import json
+
+from tests.conftest import TPUV4I, WORKLOADS, run_cli
+
+GEMM_KEYS = {"hardware", "m", "k", "n", "dtype", "cycles", "compute_cycles", "latency_s", "utilization",
+             "compute_utilization", "bound", "bottleneck", "tiling", "traffic_bytes"}
+
+
+def test_gemm_json_is_stable_and_matches_scalesim():
+    proc = run_cli("gemm", str(TPUV4I), "--m", "256", "--k", "1152", "--n", "1152",
+                   "--set", "mxu.count=1", "--set", "mxu.fold_model=scalesim", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert set(data) == GEMM_KEYS
+    assert data["compute_cycles"] == 51677
+    assert data["cycles"] >= data["compute_cycles"]
+    assert set(data["traffic_bytes"]) == {f"{lv}_{rw}" for lv in ("vmem", "cmem", "hbm") for rw in ("read", "write")}
+
+
+def test_gemm_human_table():
+    proc = run_cli("gemm", str(TPUV4I), "--m", "2048", "--k", "4096", "--n", "11008", "--dtype", "bf16")
+    assert proc.returncode == 0, proc.stderr
+    assert "compute_cycles" in proc.stdout and "hbm traffic" in proc.stdout
+
+
+def test_run_with_ops_trace_and_overrides(tmp_path):
+    trace = tmp_path / "t.json"
+    proc = run_cli("run", str(TPUV4I), str(WORKLOADS / "gpt3_30b_layer_decode.yaml"), "--ops",
+                   "--trace", str(trace), "--set", "mxu.count=8", "--wset", "batch=16")
+    assert proc.returncode == 0, proc.stderr
+    assert "block.mlp.fc1" in proc.stdout and "MXU utilization" in proc.stdout
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert {e["name"] for e in events if e.get("ph") == "X"} >= {"block", "block.mlp.fc1"}
+
+
+def test_run_json_summary():
+    proc = run_cli("run", str(TPUV4I), str(WORKLOADS / "gpt3_30b_layer_prefill.yaml"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["feasible"] and data["macs"] == 5_171_140_624_384
+    assert 0 < data["utilization"] <= 1
+
+
+def test_infeasible_run_exits_1_with_reason():
+    proc = run_cli("run", str(TPUV4I), str(WORKLOADS / "gpt3_30b_layer_prefill.yaml"),
+                   "--wset", "repeat=48", "--set", "hbm.capacity=256 MiB")
+    assert proc.returncode == 1
+    assert "INFEASIBLE" in proc.stdout and "missing" in proc.stdout
+
+
+def test_bad_workload_and_usage_errors(tmp_path):
+    bad = tmp_path / "w.yaml"
+    bad.write_text("kind: transformer_block\nname: x\nblock: {hidden: 100, heads: 3, ffn: 400}\nbatch: 1\nq_len: 4\nkv_len: 4\n")
+    proc = run_cli("run", str(TPUV4I), str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{bad}: block: " in proc.stderr and "not divisible" in proc.stderr
+    proc = run_cli("gemm", str(TPUV4I), "--m", "0", "--k", "1", "--n", "1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = run_cli("run", str(TPUV4I), str(WORKLOADS / "gpt3_30b_layer_decode.yaml"), "--set", "novalue")
+    assert proc.returncode == 2 and "expected KEY.PATH=VALUE" in proc.stderr
+    proc = run_cli("gemm", str(TPUV4I), "--m", "8", "--k", "8", "--n", "8", "--dtype", "fp32")
+    assert proc.returncode == 2 and "do not support fp32" in proc.stderr

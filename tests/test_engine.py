@@ -1,0 +1,142 @@
+"""Physical sanity of the simulator as properties, and the memory model's behaviour."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archsim.api import gemm_workload, load_hardware, simulate
+from archsim.dtypes import DType
+from archsim.hw.memory import Level
+from archsim.ir.graph import OpGraph, Phase, Workload
+from archsim.ir.transformer import BlockShape, Precision, Tokens, transformer_block
+from archsim.workloads import load_workload
+from tests.conftest import TPUV4I, WORKLOADS
+
+dims = st.integers(min_value=1, max_value=8192)
+FOLDS = ["pipelined", "scalesim"]
+
+
+def hw_with(*overrides):
+    return load_hardware(TPUV4I, list(overrides))
+
+
+def small_block(d, heads, b, s, t, cache, dtype=DType.BF16):
+    g = OpGraph()
+    transformer_block(g, "l", BlockShape(d, heads, heads, 4 * d), Tokens(b, s, t, cache), Precision(dtype, dtype, dtype))
+    return Workload("block", (Phase("block", g),))
+
+
+blocks = st.builds(
+    lambda d, heads, b, s, extra, cache: small_block(d, heads, b, s, s + extra if cache else s, cache),
+    st.sampled_from([256, 512, 1024]), st.sampled_from([4, 8]), st.integers(1, 8),
+    st.integers(1, 512), st.integers(0, 512), st.booleans(),
+)
+
+
+def roofline_bound(hw, result):
+    """Independent lower bound: all MACs at peak, and every HBM-homed byte moved once."""
+    compute = sum(c.macs / hw.peak_macs_per_second(DType.INT8) for c in result.ops)
+    weights = {t.name: t.bytes for p in result.workload.phases for op in p.graph.ops()
+               for t in op.inputs if t.role.persistent}
+    return max(compute, sum(weights.values()) / hw.hbm.bandwidth)
+
+
+@settings(max_examples=80, deadline=None)
+@given(dims, dims, dims, st.sampled_from(FOLDS))
+def test_gemm_latency_at_or_above_roofline(m, k, n, fold):
+    hw = hw_with(f"mxu.fold_model={fold}")
+    r = simulate(hw, gemm_workload(m, k, n))
+    assert r.latency_s >= roofline_bound(hw, r)
+    assert r.latency_s >= r.macs / hw.peak_macs_per_second(DType.INT8)
+    op = r.ops[-1]
+    assert op.latency_s >= max(op.compute_s, op.memory_s)
+    assert 0 < r.utilization <= 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(blocks, st.sampled_from(FOLDS))
+def test_block_latency_at_or_above_roofline(workload, fold):
+    hw = hw_with(f"mxu.fold_model={fold}")
+    r = simulate(hw, workload)
+    assert r.feasible
+    assert r.latency_s >= roofline_bound(hw, r)
+
+
+@settings(max_examples=40, deadline=None)
+@given(dims, dims, dims, st.sampled_from(["hbm", "cmem", "vmem"]), st.sampled_from([1.5, 2, 10]), st.sampled_from(FOLDS))
+def test_more_bandwidth_never_slower(m, k, n, level, factor, fold):
+    base = hw_with(f"mxu.fold_model={fold}")
+    bw = getattr(base, level).bandwidth
+    faster = hw_with(f"mxu.fold_model={fold}", f"{level}.bandwidth={bw * factor} B/s")
+    w = gemm_workload(m, k, n)
+    assert simulate(faster, w).latency_s <= simulate(base, w).latency_s
+
+
+@settings(max_examples=40, deadline=None)
+@given(dims, dims, dims, st.integers(1, 8), st.integers(1, 8), st.sampled_from(FOLDS), st.sampled_from(["ws", "os", "is"]))
+def test_more_mxus_never_slower(m, k, n, a, b, fold, dataflow):
+    few, many = sorted((a, b))
+    w = gemm_workload(m, k, n)
+    slow = simulate(hw_with(f"mxu.count={few}", f"mxu.fold_model={fold}", f"mxu.dataflow={dataflow}"), w)
+    fast = simulate(hw_with(f"mxu.count={many}", f"mxu.fold_model={fold}", f"mxu.dataflow={dataflow}"), w)
+    assert fast.latency_s <= slow.latency_s
+
+
+@settings(max_examples=15, deadline=None)
+@given(blocks, st.sampled_from([2, 8]))
+def test_more_mxus_and_bandwidth_never_slow_a_block(workload, factor):
+    base = simulate(hw_with(), workload)
+    assert simulate(hw_with(f"mxu.count={4 * factor}"), workload).latency_s <= base.latency_s
+    assert simulate(hw_with(f"hbm.bandwidth={614 * factor} GB/s"), workload).latency_s <= base.latency_s
+
+
+@pytest.mark.parametrize("path", sorted(WORKLOADS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_parts_sum_to_totals(tpuv4i, path):
+    r = simulate(tpuv4i, load_workload(path))
+    table = r.table()
+    assert table["total_latency_s"].sum() == pytest.approx(r.latency_s, rel=1e-12)
+    assert sum(r.latency_by("unit").values()) == pytest.approx(r.latency_s, rel=1e-12)
+    assert (table["macs"] * table["repeat"]).sum() == r.macs == r.workload.macs
+    for level in Level:
+        per_op = (table[f"{level.value}_bytes"] * table["repeat"]).sum()
+        assert per_op == pytest.approx(r.traffic.total(level), rel=1e-12)
+
+
+def test_deterministic(tpuv4i):
+    w = load_workload(WORKLOADS / "gpt3_30b_layer_prefill.yaml")
+    a, b = simulate(tpuv4i, w), simulate(load_hardware(TPUV4I), w)
+    assert a.table().equals(b.table()) and a.summary() == b.summary()
+
+
+def test_decode_gemm_is_memory_or_weight_load_bound(tpuv4i):
+    # GPT-3-30B decode at batch 8: weights (int8) stream from HBM once per step.
+    r = simulate(tpuv4i, gemm_workload(8, 7168, 7168))
+    assert r.traffic.hbm_read == 7168 * 7168
+    assert r.utilization < 0.1
+
+
+def test_prefill_gemm_is_compute_bound_at_high_utilization(tpuv4i):
+    r = simulate(tpuv4i, gemm_workload(2048, 4096, 11008))
+    assert r.ops[-1].bound == "compute" and r.utilization > 0.99
+
+
+def test_reused_weights_are_promoted_to_cmem(tpuv4i):
+    g = OpGraph()
+    transformer_block(g, "l", BlockShape(1024, 8, 8, 4096), Tokens(1, 1, 64, True), Precision())
+    once = simulate(tpuv4i, Workload("w", (Phase("decode", g, repeat=1),)))
+    many = simulate(tpuv4i, Workload("w", (Phase("decode", g, repeat=100),)))
+    weight_bytes = 12 * 1024 * 1024 * 2
+    assert once.traffic.hbm_read >= weight_bytes  # streamed
+    # repeated: preloaded into CMEM once, then every step reads CMEM
+    assert many.ops[0].phase == "preload"
+    assert many.traffic.hbm_read < 2 * weight_bytes + 100 * 2 * 64 * 1024 * 2
+    assert many.latency_s < 100 * once.latency_s
+
+
+def test_model_too_big_for_hbm_is_infeasible(tpuv4i):
+    # LLaMA-2-7B-sized weights at bf16 over 32 layers (13.5 GB) do not fit 8 GiB.
+    g = OpGraph()
+    for layer in range(32):
+        transformer_block(g, f"l{layer}", BlockShape(4096, 32, 32, 11008, gated=True), Tokens(1, 1, 1, True), Precision())
+    r = simulate(tpuv4i, Workload("llama", (Phase("decode", g),)))
+    assert not r.feasible and "missing" in r.reason and "HBM" in r.reason
