@@ -140,3 +140,15 @@ def test_model_too_big_for_hbm_is_infeasible(tpuv4i):
         transformer_block(g, f"l{layer}", BlockShape(4096, 32, 32, 11008, gated=True), Tokens(1, 1, 1, True), Precision())
     r = simulate(tpuv4i, Workload("llama", (Phase("decode", g),)))
     assert not r.feasible and "missing" in r.reason and "HBM" in r.reason
+
+
+def test_embedding_lookup_moves_only_the_gathered_rows(tpuv4i):
+    from archsim.ir.ops import EmbeddingLookup
+    from archsim.ir.tensor import Role, Tensor
+
+    table = Tensor("emb", (50257, 7168), DType.INT8, Role.WEIGHT)
+    ids = Tensor("ids", (8, 1), DType.INT32)
+    out = Tensor("x", (8, 7168), DType.INT8)
+    r = simulate(tpuv4i, Workload("emb", (Phase("embed", OpGraph([EmbeddingLookup("embed", (table, ids), (out,), 8)])),)))
+    assert r.traffic.hbm_read == 8 * 7168  # eight rows, not the 360 MB table
+    assert r.latency_s >= 8 * 7168 / tpuv4i.hbm.bandwidth + tpuv4i.hbm.latency
