@@ -66,7 +66,7 @@ def ops_table(result: RunResult) -> str:
     view = pd.DataFrame({
         "op": frame["op"],
         "kind": frame["kind"],
-        "x": frame["repeat"],
+        "x": frame["count"],
         "MACs": frame["macs"].map(lambda v: f"{v:.3g}" if v else ""),
         "latency": frame["latency_s"].map(_fmt_time),
         "compute": frame["compute_s"].map(_fmt_time),

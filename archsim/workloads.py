@@ -17,7 +17,7 @@ from archsim.config.loader import Override, load_layered, validate_layered
 from archsim.dtypes import DType
 from archsim.errors import ConfigError
 from archsim.ir.graph import OpGraph, Phase, Workload
-from archsim.ir.transformer import BlockShape, Precision, Tokens, transformer_block
+from archsim.ir.transformer import BlockShape, Builder, Precision, Tokens, transformer_block
 
 _KINDS: dict[str, type["WorkloadSpec"]] = {}
 
@@ -87,10 +87,8 @@ class TransformerBlockWorkload(WorkloadSpec):
     def build(self) -> Workload:
         graph = OpGraph()
         p = self.precision
-        transformer_block(
-            graph, "block", self.block.shape(), Tokens(self.batch, self.q_len, self.kv_len, self.kv_cache),
-            Precision(p.weights, p.activations, p.kv),
-        )
+        builder = Builder(graph, "block", Precision(p.weights, p.activations, p.kv))
+        transformer_block(builder, self.block.shape(), Tokens(self.batch, self.q_len, self.kv_len, self.kv_cache))
         return Workload(self.name, (Phase("block", graph, self.repeat),))
 
 

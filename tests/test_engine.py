@@ -8,7 +8,7 @@ from archsim.api import gemm_workload, load_hardware, simulate
 from archsim.dtypes import DType
 from archsim.hw.memory import Level
 from archsim.ir.graph import OpGraph, Phase, Workload
-from archsim.ir.transformer import BlockShape, Precision, Tokens, transformer_block
+from archsim.ir.transformer import BlockShape, Builder, Precision, Tokens, transformer_block
 from archsim.workloads import load_workload
 from tests.conftest import TPUV4I, WORKLOADS
 
@@ -22,7 +22,7 @@ def hw_with(*overrides):
 
 def small_block(d, heads, b, s, t, cache, dtype=DType.BF16):
     g = OpGraph()
-    transformer_block(g, "l", BlockShape(d, heads, heads, 4 * d), Tokens(b, s, t, cache), Precision(dtype, dtype, dtype))
+    transformer_block(Builder(g, "l", Precision(dtype, dtype, dtype)), BlockShape(d, heads, heads, 4 * d), Tokens(b, s, t, cache))
     return Workload("block", (Phase("block", g),))
 
 
@@ -96,9 +96,9 @@ def test_parts_sum_to_totals(tpuv4i, path):
     table = r.table()
     assert table["total_latency_s"].sum() == pytest.approx(r.latency_s, rel=1e-12)
     assert sum(r.latency_by("unit").values()) == pytest.approx(r.latency_s, rel=1e-12)
-    assert (table["macs"] * table["repeat"]).sum() == r.macs == r.workload.macs
+    assert (table["macs"] * table["count"]).sum() == r.macs == r.workload.macs
     for level in Level:
-        per_op = (table[f"{level.value}_bytes"] * table["repeat"]).sum()
+        per_op = (table[f"{level.value}_bytes"] * table["count"]).sum()
         assert per_op == pytest.approx(r.traffic.total(level), rel=1e-12)
 
 
@@ -122,7 +122,7 @@ def test_prefill_gemm_is_compute_bound_at_high_utilization(tpuv4i):
 
 def test_reused_weights_are_promoted_to_cmem(tpuv4i):
     g = OpGraph()
-    transformer_block(g, "l", BlockShape(1024, 8, 8, 4096), Tokens(1, 1, 64, True), Precision())
+    transformer_block(Builder(g, "l", Precision()), BlockShape(1024, 8, 8, 4096), Tokens(1, 1, 64, True))
     once = simulate(tpuv4i, Workload("w", (Phase("decode", g, repeat=1),)))
     many = simulate(tpuv4i, Workload("w", (Phase("decode", g, repeat=100),)))
     weight_bytes = 12 * 1024 * 1024 * 2
@@ -137,7 +137,7 @@ def test_model_too_big_for_hbm_is_infeasible(tpuv4i):
     # LLaMA-2-7B-sized weights at bf16 over 32 layers (13.5 GB) do not fit 8 GiB.
     g = OpGraph()
     for layer in range(32):
-        transformer_block(g, f"l{layer}", BlockShape(4096, 32, 32, 11008, gated=True), Tokens(1, 1, 1, True), Precision())
+        transformer_block(Builder(g, f"l{layer}", Precision()), BlockShape(4096, 32, 32, 11008, gated=True), Tokens(1, 1, 1, True))
     r = simulate(tpuv4i, Workload("llama", (Phase("decode", g),)))
     assert not r.feasible and "missing" in r.reason and "HBM" in r.reason
 

@@ -8,14 +8,14 @@ from archsim.dtypes import DType
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
-from archsim.ir.transformer import BlockShape, Precision, Tokens, transformer_block
+from archsim.ir.transformer import BlockShape, Builder, Precision, Tokens, transformer_block
 from archsim.workloads import load_workload
 from tests.conftest import WORKLOADS
 
 
 def block(shape, tokens, precision=Precision()):
     g = OpGraph()
-    transformer_block(g, "l", shape, tokens, precision)
+    transformer_block(Builder(g, "l", precision), shape, tokens)
     return g
 
 

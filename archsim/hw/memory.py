@@ -108,8 +108,8 @@ def capacity_greedy(hw: HardwareConfig, workload: Workload) -> Placement:
                 reserve = max(reserve, footprint)
             for name in activations:
                 act_in_cmem[name] = act_in_cmem.get(name, True) and fits
-            for t in op.inputs:
-                reads[t.name] += phase.repeat
+            for t in op.inputs:  # reads of each copy
+                reads[t.name] += phase.repeat * op.copies // t.copies
 
     home: dict[str, Level] = {n: Level.CMEM if ok else Level.HBM for n, ok in act_in_cmem.items()}
     persistent = sorted(
@@ -118,14 +118,14 @@ def capacity_greedy(hw: HardwareConfig, workload: Workload) -> Placement:
     budget = cmem_capacity - reserve
     preload = []
     for t in persistent:
-        if reads[t.name] > 1 and t.bytes <= budget:
+        if reads[t.name] > 1 and t.total_bytes <= budget:
             home[t.name] = Level.CMEM
-            budget -= t.bytes
+            budget -= t.total_bytes
             preload.append(t)
         else:
             home[t.name] = Level.HBM
 
-    needed = sum(t.bytes for t in persistent) + _peak_hbm_activations(workload, home)
+    needed = sum(t.total_bytes for t in persistent) + _peak_hbm_activations(workload, home)
     if needed > hw.hbm.capacity:
         missing = needed - hw.hbm.capacity
         reason = (

@@ -35,6 +35,9 @@ class OpGraph:
             known = self._tensors.setdefault(tensor.name, tensor)
             if known != tensor:
                 raise ValueError(f"tensor {tensor.name!r} redefined by op {op.name!r}")
+            if op.copies % tensor.copies:
+                raise ValueError(f"op {op.name!r} ({op.copies} copies) cannot touch tensor "
+                                 f"{tensor.name!r} ({tensor.copies} copies)")
         self._graph.add_node(op.name, op=op)
         self._order[op.name] = len(self._order)
         for tensor in op.inputs:
@@ -66,7 +69,7 @@ class OpGraph:
 
     @property
     def macs(self) -> int:
-        return sum(op.macs for op in self.ops())
+        return sum(op.macs * op.copies for op in self.ops())
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,14 @@ class Workload:
         return sum(p.macs for p in self.phases)
 
     def tensors(self) -> dict[str, Tensor]:
+        """Every tensor by name. A name in several phases is one storage: a KV cache that
+        grows from phase to phase is kept at its largest."""
         merged: dict[str, Tensor] = {}
         for phase in self.phases:
             for name, tensor in phase.graph.tensors.items():
-                if merged.setdefault(name, tensor) != tensor:
-                    raise ValueError(f"tensor {name!r} differs between phases")
+                known = merged.setdefault(name, tensor)
+                if (known.dtype, known.role, known.copies) != (tensor.dtype, tensor.role, tensor.copies):
+                    raise ValueError(f"tensor {name!r} differs between phases in dtype, role or copies")
+                if tensor.total_bytes > known.total_bytes:
+                    merged[name] = tensor
         return merged

@@ -7,7 +7,7 @@ movement. The per-element operation counts of vector ops follow from the op's de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Literal
 
@@ -30,9 +30,13 @@ class VectorWork:
 
 @dataclass(frozen=True)
 class Op:
+    """An operator. ``copies`` > 1 stands for that many identical ops run one after another
+    on distinct copies of the tensors (the layers of a stack)."""
+
     name: str
     inputs: tuple[Tensor, ...]
     outputs: tuple[Tensor, ...]
+    copies: int = field(default=1, kw_only=True)
 
     unit: ClassVar[Unit]
     kind: ClassVar[str]
@@ -183,11 +187,20 @@ class Activation(VectorOp):
 
 @dataclass(frozen=True)
 class Elementwise(VectorOp):
-    """A binary pointwise op (residual add, gating multiply): one ALU op per element."""
+    """A pointwise op over two or three operands."""
 
-    function: Literal["add", "mul"] = "add"
+    function: Literal["add", "mul", "modulate", "gated_add", "axpby"] = "add"
     kind: ClassVar[str] = "elementwise"
-    per_element: ClassVar[tuple[int, int, int]] = (1, 0, 0)
+
+    # add, mul: 1 ALU op per element.
+    # modulate (adaLN): x * (1 + scale) + shift, (1 + scale) once per row: 2 per element.
+    # gated_add (adaLN-Zero residual): x + gate * y: 2 per element.
+    # axpby (sampler update, guidance): a * x + b * y: 3 per element.
+    _MIX: ClassVar[dict[str, int]] = {"add": 1, "mul": 1, "modulate": 2, "gated_add": 2, "axpby": 3}
+
+    @property
+    def vector_work(self) -> VectorWork:
+        return VectorWork(self._MIX[self.function] * self.elements, 0)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from archsim.dtypes import DType
@@ -24,14 +24,20 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Tensor:
+    """A tensor; ``copies`` > 1 stands for that many distinct tensors of this shape (one per
+    layer of a stack of identical layers), so a 48-layer model need not be 48 graphs."""
+
     name: str
     shape: tuple[int, ...]
     dtype: DType
     role: Role = Role.ACTIVATION
+    copies: int = field(default=1, kw_only=True)
 
     def __post_init__(self) -> None:
         if any(int(d) != d or d <= 0 for d in self.shape):
             raise ValueError(f"tensor {self.name!r}: shape {self.shape} must be positive integers")
+        if self.copies < 1:
+            raise ValueError(f"tensor {self.name!r}: copies must be at least 1")
 
     @property
     def elements(self) -> int:
@@ -39,4 +45,10 @@ class Tensor:
 
     @property
     def bytes(self) -> float:
+        """Bytes of one copy."""
         return self.elements * self.dtype.bytes
+
+    @property
+    def total_bytes(self) -> float:
+        """Bytes of all copies."""
+        return self.bytes * self.copies

@@ -78,43 +78,59 @@ class Tokens:
 
 
 class Builder:
-    """Adds ops to a graph with names under a prefix ("layer0.attn.q", ...)."""
+    """Adds ops to a graph with names under a prefix ("layer.attn.q", ...).
 
-    def __init__(self, graph: OpGraph, prefix: str, precision: Precision):
+    ``copies`` > 1 makes every op and tensor stand for that many layers with their own
+    weights. ``scope`` prefixes activation names only: weights and caches keep their names in
+    every phase (they are the same storage), activations are per phase.
+    """
+
+    def __init__(self, graph: OpGraph, prefix: str, precision: Precision, copies: int = 1, scope: str = ""):
         self.graph = graph
         self.prefix = prefix
         self.precision = precision
+        self.copies = copies
+        self.scope = scope
+
+    def child(self, local: str) -> "Builder":
+        return Builder(self.graph, self.name(local), self.precision, self.copies, self.scope)
 
     def name(self, local: str) -> str:
         return f"{self.prefix}.{local}" if self.prefix else local
 
     def act(self, local: str, *shape: int, dtype: DType | None = None) -> Tensor:
-        return Tensor(self.name(local), tuple(shape), dtype or self.precision.activations)
+        name = f"{self.scope}/{self.name(local)}" if self.scope else self.name(local)
+        return Tensor(name, tuple(shape), dtype or self.precision.activations, copies=self.copies)
 
     def weight(self, local: str, *shape: int) -> Tensor:
-        return Tensor(self.name(local), tuple(shape), self.precision.weights, Role.WEIGHT)
+        return Tensor(self.name(local), tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.copies)
+
+    def cache(self, local: str, *shape: int, role: Role = Role.KV_CACHE) -> Tensor:
+        return Tensor(self.name(local), tuple(shape), self.precision.kv, role, copies=self.copies)
+
+    def add(self, cls, local: str, inputs: tuple[Tensor, ...], outputs: tuple[Tensor, ...], *args) -> None:
+        self.graph.add(cls(self.name(local), inputs, outputs, *args, copies=self.copies))
 
     def linear(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int) -> Tensor:
         """x[rows, d_in] @ W[d_in, d_out]."""
         w = self.weight(f"{local}.weight", d_in, d_out)
         out = self.act(f"{local}.out", rows, d_out)
-        self.graph.add(ops.Gemm(self.name(local), (x, w), (out,), 1, rows, d_in, d_out, False))
+        self.add(ops.Gemm, local, (x, w), (out,), 1, rows, d_in, d_out, False)
         return out
 
     def norm(self, local: str, kind: str, x: Tensor, rows: int, width: int) -> Tensor:
-        cls = ops.LayerNorm if kind == "layernorm" else ops.RMSNorm
         out = self.act(f"{local}.out", rows, width)
-        self.graph.add(cls(self.name(local), (x,), (out,), rows, width))
+        self.add(ops.LayerNorm if kind == "layernorm" else ops.RMSNorm, local, (x,), (out,), rows, width)
         return out
 
     def pointwise(self, local: str, function: str, x: Tensor, rows: int, width: int) -> Tensor:
         out = self.act(f"{local}.out", rows, width)
-        self.graph.add(ops.Activation(self.name(local), (x,), (out,), rows, width, function))
+        self.add(ops.Activation, local, (x,), (out,), rows, width, function)
         return out
 
-    def binary(self, local: str, function: str, a: Tensor, b: Tensor, rows: int, width: int) -> Tensor:
+    def binary(self, local: str, function: str, inputs: tuple[Tensor, ...], rows: int, width: int) -> Tensor:
         out = self.act(f"{local}.out", rows, width)
-        self.graph.add(ops.Elementwise(self.name(local), (a, b), (out,), rows, width, function))
+        self.add(ops.Elementwise, local, inputs, (out,), rows, width, function)
         return out
 
 
@@ -127,21 +143,20 @@ def attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tenso
     k_new = b.linear("k", x, rows, d, kvh * dh)
     v_new = b.linear("v", x, rows, d, kvh * dh)
     if tokens.kv_cache:
-        kv_dtype = b.precision.kv
-        k_all = Tensor(b.name("k_cache"), (tokens.batch, kvh, tokens.kv_len, dh), kv_dtype, Role.KV_CACHE)
-        v_all = Tensor(b.name("v_cache"), (tokens.batch, kvh, tokens.kv_len, dh), kv_dtype, Role.KV_CACHE)
-        b.graph.add(ops.CacheWrite(b.name("k_append"), (k_new,), (k_all,)))
-        b.graph.add(ops.CacheWrite(b.name("v_append"), (v_new,), (v_all,)))
+        k_all = b.cache("k_cache", tokens.batch, kvh, tokens.kv_len, dh)
+        v_all = b.cache("v_cache", tokens.batch, kvh, tokens.kv_len, dh)
+        b.add(ops.CacheWrite, "k_append", (k_new,), (k_all,))
+        b.add(ops.CacheWrite, "v_append", (v_new,), (v_all,))
     else:
         k_all, v_all = k_new, v_new
     # Query heads that share a KV head are folded into m, so each K/V matrix is read once.
     batch, m = tokens.batch * kvh, group * tokens.q_len
     scores = b.act("scores", batch, m, tokens.kv_len)
-    b.graph.add(ops.AttentionScore(b.name("score"), (q, k_all), (scores,), batch, m, dh, tokens.kv_len, True))
+    b.add(ops.AttentionScore, "score", (q, k_all), (scores,), batch, m, dh, tokens.kv_len, True)
     probs = b.act("probs", batch, m, tokens.kv_len)
-    b.graph.add(ops.Softmax(b.name("softmax"), (scores,), (probs,), batch * m, tokens.kv_len))
+    b.add(ops.Softmax, "softmax", (scores,), (probs,), batch * m, tokens.kv_len)
     context = b.act("context", rows, h * dh)
-    b.graph.add(ops.AttentionContext(b.name("context_mm"), (probs, v_all), (context,), batch, m, tokens.kv_len, dh, True))
+    b.add(ops.AttentionContext, "context_mm", (probs, v_all), (context,), batch, m, tokens.kv_len, dh, True)
     return b.linear("o", context, rows, h * dh, d)
 
 
@@ -150,25 +165,17 @@ def mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
     if shape.gated:
         gate = b.linear("gate", x, rows, d, f)
         up = b.linear("up", x, rows, d, f)
-        hidden = b.binary("gated", "mul", b.pointwise("act", shape.activation, gate, rows, f), up, rows, f)
+        hidden = b.binary("gated", "mul", (b.pointwise("act", shape.activation, gate, rows, f), up), rows, f)
     else:
         hidden = b.pointwise("act", shape.activation, b.linear("fc1", x, rows, d, f), rows, f)
     return b.linear("fc2" if not shape.gated else "down", hidden, rows, f, d)
 
 
-def transformer_block(
-    graph: OpGraph,
-    prefix: str,
-    shape: BlockShape,
-    tokens: Tokens,
-    precision: Precision,
-    x: Tensor | None = None,
-) -> Tensor:
-    """Append a pre-norm block to ``graph``; returns its output tensor [rows, hidden]."""
-    b = Builder(graph, prefix, precision)
+def transformer_block(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor | None = None) -> Tensor:
+    """Add a pre-norm block under ``b``; returns its output tensor [rows, hidden]."""
     rows, d = tokens.rows, shape.hidden
     x = x if x is not None else b.act("in", rows, d)
-    attn_out = attention(Builder(graph, b.name("attn"), precision), shape, tokens, b.norm("norm1", shape.norm, x, rows, d))
-    h = b.binary("residual1", "add", x, attn_out, rows, d)
-    mlp_out = mlp(Builder(graph, b.name("mlp"), precision), shape, rows, b.norm("norm2", shape.norm, h, rows, d))
-    return b.binary("residual2", "add", h, mlp_out, rows, d)
+    attn_out = attention(b.child("attn"), shape, tokens, b.norm("norm1", shape.norm, x, rows, d))
+    h = b.binary("residual1", "add", (x, attn_out), rows, d)
+    mlp_out = mlp(b.child("mlp"), shape, rows, b.norm("norm2", shape.norm, h, rows, d))
+    return b.binary("residual2", "add", (h, mlp_out), rows, d)

@@ -15,7 +15,8 @@ class OpCost:
     name: str
     kind: str
     unit: str  # mxu, vpu or dma
-    repeat: int  # times the op runs in the workload (its phase's repeat)
+    repeat: int  # its phase's repeat count
+    copies: int  # identical copies of the op in one run of the phase (layers of a stack)
     macs: int
     vector_ops: int
     compute_cycles: float  # cycles the op's unit is busy, memory stalls excluded
@@ -39,5 +40,10 @@ class OpCost:
         return self.macs / (self.latency_s * self.peak_macs_per_s)
 
     @property
+    def count(self) -> int:
+        """Times the op runs in the whole workload."""
+        return self.repeat * self.copies
+
+    @property
     def total_latency_s(self) -> float:
-        return self.latency_s * self.repeat
+        return self.latency_s * self.count

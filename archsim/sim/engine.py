@@ -82,7 +82,7 @@ class Simulator:
         latency = access_latency(self.hw, set(levels) | {Level.VMEM})
         time = float(overlapped_time(tiling.memory_s, compute_s, array.folds, latency))
         return OpCost(
-            phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat,
+            phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies,
             macs=op.macs, vector_ops=0, compute_cycles=array.compute_cycles, compute_s=compute_s,
             memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,
             bottleneck=self._bottleneck(compute_s, tiling.traffic, "mxu"),
@@ -112,7 +112,7 @@ class Simulator:
         return self._streamed(op, phase, repeat, traffic, 0.0, 0, 1, 0, "dma")
 
     def _preload_cost(self, tensors: tuple[Tensor, ...]) -> OpCost:
-        moved = sum(t.bytes for t in tensors)
+        moved = sum(t.total_bytes for t in tensors)
         traffic = Traffic.of(Level.HBM, read=moved) + Traffic.of(Level.CMEM, write=moved)
         op = ops.CacheWrite("preload.cmem", tensors, ())
         return self._streamed(op, "preload", 1, traffic, 0.0, 0, 1, 0, "dma")
@@ -136,7 +136,7 @@ class Simulator:
         memory_s = max(times.values(), default=0.0)
         latency = access_latency(self.hw, times)
         return OpCost(
-            phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, macs=0,
+            phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, copies=op.copies, macs=0,
             vector_ops=vector_ops, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
             latency_s=float(overlapped_time(memory_s, compute_s, steps, latency)), traffic=traffic,
             bottleneck=self._bottleneck(compute_s, traffic, unit),

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TABLE_COLUMNS = [
-    "phase", "op", "kind", "unit", "repeat", "macs", "vector_ops", "compute_cycles",
+    "phase", "op", "kind", "unit", "repeat", "copies", "count", "macs", "vector_ops", "compute_cycles",
     "compute_s", "memory_s", "latency_s", "total_latency_s", "utilization", "bound",
     "bottleneck", "tiling", "vmem_bytes", "cmem_bytes", "hbm_bytes",
 ]
@@ -37,7 +37,7 @@ class RunResult:
 
     @cached_property
     def latency_s(self) -> float:
-        return sum(c.latency_s * c.repeat for c in self.ops)
+        return sum(c.latency_s * c.count for c in self.ops)
 
     @cached_property
     def cycles(self) -> float:
@@ -45,19 +45,19 @@ class RunResult:
 
     @cached_property
     def macs(self) -> int:
-        return sum(c.macs * c.repeat for c in self.ops)
+        return sum(c.macs * c.count for c in self.ops)
 
     @cached_property
     def traffic(self) -> Traffic:
         total = ZERO_TRAFFIC
         for c in self.ops:
-            total = total + c.traffic.scaled(c.repeat)
+            total = total + c.traffic.scaled(c.count)
         return total
 
     @cached_property
     def utilization(self) -> float:
         """Matrix-unit utilisation over the whole run (MAC slots used / available)."""
-        busy = sum(c.macs * c.repeat / c.peak_macs_per_s for c in self.ops if c.peak_macs_per_s)
+        busy = sum(c.macs * c.count / c.peak_macs_per_s for c in self.ops if c.peak_macs_per_s)
         return busy / self.latency_s if self.latency_s else 0.0
 
     def latency_by(self, column: str) -> dict[str, float]:
@@ -65,18 +65,20 @@ class RunResult:
         out: dict[str, float] = {}
         for c in self.ops:
             key = getattr(c, column)
-            out[key] = out.get(key, 0.0) + c.latency_s * c.repeat
+            out[key] = out.get(key, 0.0) + c.latency_s * c.count
         return out
 
     # -- views ----------------------------------------------------------------------------
 
     def table(self) -> "pd.DataFrame":
-        """One row per op (one execution; ``total_latency_s`` includes the phase repeat)."""
+        """One row per op: costs of one execution; ``count`` executions in all
+        (phase repeat x copies), included in ``total_latency_s``."""
         import pandas as pd  # imported on use: it doubles the CLI's start-up time
 
         rows = [
             {
                 "phase": c.phase, "op": c.name, "kind": c.kind, "unit": c.unit, "repeat": c.repeat,
+                "copies": c.copies, "count": c.count,
                 "macs": c.macs, "vector_ops": c.vector_ops, "compute_cycles": c.compute_cycles,
                 "compute_s": c.compute_s, "memory_s": c.memory_s, "latency_s": c.latency_s,
                 "total_latency_s": c.total_latency_s, "utilization": c.utilization, "bound": c.bound,

@@ -1,6 +1,7 @@
 """Chrome / Perfetto trace of a run (open in ui.perfetto.dev or chrome://tracing).
 
-Each unit (MXU, VPU, DMA) is a track; ops run one after another. A phase repeated N times is
+Each unit (MXU, VPU, DMA) is a track; ops run one after another; an op standing for N layers is one
+bar N times as long. A phase repeated N times is
 drawn once with its ops, and a span on the 'phases' track covers all N repetitions; the
 next phase starts after them.
 """
@@ -26,17 +27,17 @@ def trace_events(result: RunResult) -> list[dict]:
     for cost in result.ops:
         phase_ops.setdefault(cost.phase, []).append(cost)
     for phase, costs in phase_ops.items():
-        once_us = sum(c.latency_s for c in costs) * 1e6
+        once_us = sum(c.latency_s * c.copies for c in costs) * 1e6
         repeat = costs[0].repeat
         label = phase if repeat == 1 else f"{phase} x{repeat}"
         events.append({"ph": "X", "pid": 0, "tid": 0, "name": label, "ts": clock_us, "dur": once_us * repeat,
                        "args": {"repeat": repeat, "one_repetition_us": once_us}})
         t = clock_us
         for c in costs:
-            dur = c.latency_s * 1e6
+            dur = c.latency_s * c.copies * 1e6
             events.append({
                 "ph": "X", "pid": 0, "tid": _TRACKS[c.unit], "name": c.name, "ts": t, "dur": dur,
-                "args": {"kind": c.kind, "macs": c.macs, "bound": c.bound, "bottleneck": c.bottleneck,
+                "args": {"kind": c.kind, "copies": c.copies, "macs": c.macs, "bound": c.bound, "bottleneck": c.bottleneck,
                          "compute_us": c.compute_s * 1e6, "memory_us": c.memory_s * 1e6,
                          "hbm_bytes": c.traffic.hbm_read + c.traffic.hbm_write, "tiling": c.tiling},
             })
