@@ -17,6 +17,7 @@ from archsim import api, report
 from archsim.config.loader import parse_overrides
 from archsim.dtypes import DType
 from archsim.errors import ArchsimError
+from archsim.ir.summary import summarize
 from archsim.sim.trace import write_trace
 
 EXIT_INFEASIBLE = 1
@@ -87,6 +88,20 @@ def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str
             ("compute utilization", f"{data['compute_utilization']:.1%}"),
             ("bound by", cost.bottleneck), ("tiling", cost.tiling)]
     click.echo(report.key_values(rows + report.traffic_rows(result)))
+
+
+@cli.command()
+@click.argument("workload_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a workload field, e.g. --set resolution=512 --set steps=50. Repeatable.")
+@_json_option
+def workload(workload_file: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Describe a workload without hardware: parameters, MACs, FLOPs, bytes, intensity."""
+    summary = summarize(api.load_workload(workload_file, parse_overrides(overrides)))
+    if as_json:
+        _emit_json(summary.as_dict())
+    else:
+        click.echo(report.workload_summary(summary))
 
 
 @cli.command()

@@ -29,3 +29,12 @@ class UnitError(ValueError):
 
     Subclasses ValueError so pydantic turns it into a validation error with the key path.
     """
+
+
+class FieldError(ValueError):
+    """A cross-field check failed; ``key`` (dotted, relative to the model that raised it) names
+    the field to blame, so the error points there rather than at the whole mapping."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)

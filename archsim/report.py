@@ -5,6 +5,7 @@ from __future__ import annotations
 from archsim import units
 from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
+from archsim.ir.summary import WorkloadSummary
 from archsim.sim.result import RunResult
 
 
@@ -78,3 +79,31 @@ def ops_table(result: RunResult) -> str:
         "tiling": frame["tiling"],
     })
     return view.to_string(index=False)
+
+
+def _si(value: float, unit: str = "") -> str:
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g} {prefix}{unit}"
+    return f"{value:.4g} {unit}".rstrip()
+
+
+def workload_summary(summary: WorkloadSummary) -> str:
+    import pandas as pd  # imported on use: it doubles the CLI's start-up time
+
+    head = key_values([
+        ("workload", summary.name),
+        ("parameters", f"{summary.params:,} ({_si(summary.params)})"),
+        ("MACs", f"{summary.macs:,} ({_si(summary.macs, 'MAC')})"),
+        ("FLOPs", _si(summary.flops, "FLOP")),
+        ("weight bytes", _fmt_bytes(summary.weight_bytes)),
+        ("KV/cache bytes", _fmt_bytes(summary.cache_bytes)),
+        ("activation bytes", f"{_fmt_bytes(summary.activation_bytes)} (largest working set of one op)"),
+    ])
+    table = pd.DataFrame([{
+        "phase": p.name, "x": p.repeat, "MACs/run": _si(p.macs), "FLOPs/run": _si(p.flops),
+        "min bytes/run": _fmt_bytes(p.min_bytes), "weights": _fmt_bytes(p.weight_bytes_read),
+        "cache read": _fmt_bytes(p.cache_bytes_read), "MAC/B": f"{p.intensity:.3g}",
+        "MACs total": _si(p.macs * p.repeat),
+    } for p in summary.phases])
+    return head + "\n\n" + table.to_string(index=False)

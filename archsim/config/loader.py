@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from archsim.config.schema import HardwareConfig
 from archsim.config.yamlio import read_yaml_mapping, read_yaml_text
-from archsim.errors import ConfigError
+from archsim.errors import ConfigError, FieldError
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -85,6 +85,12 @@ class _Layered:
         for key in [k for k in self.origin if len(k) > len(path) and k[: len(path)] == path]:
             del self.origin[key]
 
+    def directory_of(self, path: tuple[str, ...]) -> Path:
+        """The folder a relative path written at ``path`` is relative to: its file's folder
+        (the current folder for a ``--set`` option)."""
+        source = self.source_of(path, "--set")
+        return Path.cwd() if source.startswith("--set") else Path(source).parent
+
     def source_of(self, path: tuple[str, ...], default: str) -> str:
         for length in range(len(path), 0, -1):
             if path[:length] in self.origin:
@@ -149,15 +155,20 @@ def _explain(error: dict, model: type[BaseModel], loc: tuple[str, ...]) -> str:
     return message
 
 
-def validate_layered(model: type[Model], layered: _Layered, default_source: str) -> Model:
+def validate_layered(model: type[Model], layered: _Layered, default_source: str, key_prefix: tuple[str, ...] = ()) -> Model:
+    """Validate; each error is one line naming the source that set the key, and the key (with
+    ``key_prefix`` before it when the mapping sits inside another file's key)."""
     try:
         return model.model_validate(layered.data)
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
             loc = _format_loc(error["loc"])
+            cause = error.get("ctx", {}).get("error")
+            if isinstance(cause, FieldError):
+                loc = loc + tuple(cause.key.split("."))
             source = layered.source_of(loc, default_source)
-            key = ".".join(loc) or "(top level)"
+            key = ".".join(key_prefix + loc) or "(top level)"
             lines.append(str(ConfigError(_explain(error, model, loc), file=source, key=key)))
         raise ConfigError("\n".join(lines)) from None
 

@@ -109,7 +109,7 @@ def capacity_greedy(hw: HardwareConfig, workload: Workload) -> Placement:
             for name in activations:
                 act_in_cmem[name] = act_in_cmem.get(name, True) and fits
             for t in op.inputs:  # reads of each copy
-                reads[t.name] += phase.repeat * op.copies // t.copies
+                reads[t.name] += phase.repeat * max(1, op.copies // t.copies)
 
     home: dict[str, Level] = {n: Level.CMEM if ok else Level.HBM for n, ok in act_in_cmem.items()}
     persistent = sorted(

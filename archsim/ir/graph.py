@@ -35,7 +35,9 @@ class OpGraph:
             known = self._tensors.setdefault(tensor.name, tensor)
             if known != tensor:
                 raise ValueError(f"tensor {tensor.name!r} redefined by op {op.name!r}")
-            if op.copies % tensor.copies:
+            # A stack of N layers touches each layer's own persistent tensors; an activation
+            # may pass between a stack and a single op (the stack's input or output).
+            if tensor.role.persistent and op.copies % tensor.copies:
                 raise ValueError(f"op {op.name!r} ({op.copies} copies) cannot touch tensor "
                                  f"{tensor.name!r} ({tensor.copies} copies)")
         self._graph.add_node(op.name, op=op)

@@ -13,6 +13,7 @@ class Role(StrEnum):
     """What a tensor is to the hardware; decides where it lives and how long."""
 
     WEIGHT = "weight"  # parameters: persistent, read-only
+    CONSTANT = "constant"  # fixed tables that are not parameters (sin-cos position embeddings)
     ACTIVATION = "activation"  # produced and consumed within one forward
     KV_CACHE = "kv_cache"  # persistent across decode steps, appended to
     FEATURE_CACHE = "feature_cache"  # persistent across diffusion steps (cache schedules)

@@ -105,6 +105,9 @@ class Builder:
     def weight(self, local: str, *shape: int) -> Tensor:
         return Tensor(self.name(local), tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.copies)
 
+    def constant(self, local: str, *shape: int) -> Tensor:
+        return Tensor(self.name(local), tuple(shape), self.precision.weights, Role.CONSTANT, copies=self.copies)
+
     def cache(self, local: str, *shape: int, role: Role = Role.KV_CACHE) -> Tensor:
         return Tensor(self.name(local), tuple(shape), self.precision.kv, role, copies=self.copies)
 

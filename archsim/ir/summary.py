@@ -1,0 +1,106 @@
+"""A workload's ground truth, without any hardware: parameters, work, bytes, intensity.
+
+- ``flops`` = 2 x MACs + vector-unit operations (simple and transcendental).
+- A phase's *minimum bytes* per run: every persistent tensor it reads, once (all copies);
+  the entries it appends to caches; and the activations crossing its boundary (inputs it
+  does not produce, outputs it does not consume). Its arithmetic intensity is MACs per
+  minimum byte: the roofline's x-axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from archsim.ir import ops
+from archsim.ir.graph import Phase, Workload
+from archsim.ir.tensor import Role
+
+
+@dataclass(frozen=True)
+class PhaseSummary:
+    name: str
+    repeat: int
+    ops: int
+    macs: int  # one run
+    flops: int  # one run
+    min_bytes: float  # one run
+    weight_bytes_read: float  # one run
+    cache_bytes_read: float  # one run
+    cache_bytes_written: float  # one run
+
+    @property
+    def intensity(self) -> float:
+        return self.macs / self.min_bytes if self.min_bytes else float("inf")
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"intensity_macs_per_byte": self.intensity,
+                               "total_macs": self.macs * self.repeat, "total_flops": self.flops * self.repeat}
+
+
+@dataclass(frozen=True)
+class WorkloadSummary:
+    name: str
+    params: int
+    macs: int
+    flops: int
+    weight_bytes: float  # parameters and constant tables
+    cache_bytes: float  # KV and feature caches at their largest
+    activation_bytes: float  # the largest activation working set of any op
+    phases: tuple[PhaseSummary, ...]
+
+    def as_dict(self) -> dict:
+        top = {k: v for k, v in asdict(self).items() if k != "phases"}
+        return top | {"phases": [p.as_dict() for p in self.phases]}
+
+
+def summarize_phase(phase: Phase) -> PhaseSummary:
+    graph_ops = list(phase.graph.ops())
+    produced = {t.name for op in graph_ops for t in op.outputs}
+    consumed = {t.name for op in graph_ops for t in op.inputs}
+    macs = flops = 0
+    weights = cache_read = cache_written = boundary = 0.0
+    seen: set[str] = set()
+    for op in graph_ops:
+        work = op.vector_work
+        macs += op.macs * op.copies
+        flops += (2 * op.macs + work.alu + work.special) * op.copies
+        if isinstance(op, ops.CacheWrite):
+            cache_written += op.written_bytes * op.copies
+        for t in op.inputs:
+            if t.name in seen:
+                continue
+            seen.add(t.name)
+            if t.role in (Role.WEIGHT, Role.CONSTANT):
+                weights += t.total_bytes
+            elif t.role.persistent:
+                cache_read += t.total_bytes
+            elif t.name not in produced:
+                boundary += t.total_bytes
+        for t in op.outputs:
+            if not t.role.persistent and t.name not in consumed and t.name not in seen:
+                seen.add(t.name)
+                boundary += t.total_bytes
+    return PhaseSummary(phase.name, phase.repeat, len(graph_ops), macs, flops,
+                        weights + cache_read + cache_written + boundary, weights, cache_read, cache_written)
+
+
+def summarize(workload: Workload) -> WorkloadSummary:
+    tensors = workload.tensors().values()
+    weights = [t for t in tensors if t.role is Role.WEIGHT]
+    constants = [t for t in tensors if t.role is Role.CONSTANT]
+    caches = [t for t in tensors if t.role in (Role.KV_CACHE, Role.FEATURE_CACHE)]
+    peak_activations = max(
+        (sum(t.bytes for t in op.tensors if not t.role.persistent) for p in workload.phases for op in p.graph.ops()),
+        default=0.0,
+    )
+    phases = tuple(summarize_phase(p) for p in workload.phases)
+    return WorkloadSummary(
+        name=workload.name,
+        params=sum(t.elements * t.copies for t in weights),
+        macs=sum(p.macs * p.repeat for p in phases),
+        flops=sum(p.flops * p.repeat for p in phases),
+        weight_bytes=sum(t.total_bytes for t in weights + constants),
+        cache_bytes=sum(t.total_bytes for t in caches),
+        activation_bytes=peak_activations,
+        phases=phases,
+    )

@@ -1,0 +1,78 @@
+"""``kind: llm``: autoregressive prefill and decode of a language model.
+
+Prefill runs the prompt (``batch x prompt_len`` tokens) at once and computes the logits of
+each sequence's last token. Decode then generates ``output_len`` tokens, one per sequence per
+step; step i (from 0) attends to ``prompt_len + i + 1`` keys from the KV cache, which it
+appends to. Decode steps are grouped into ``decode_groups`` (at most one more) phases of
+consecutive steps with a repeat count, each at its group's mean context length, so 4096 steps
+are a few graphs. Attention's cost is linear in the context length, so the mean gives the
+group's exact total.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt
+
+from archsim.ir.graph import Phase, Workload
+from archsim.ir.transformer import Tokens
+from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
+from archsim.workloads.lm import lm_forward, resolve_model
+
+
+def decode_groups(first_context: int, steps: int, groups: int) -> list[tuple[int, int]]:
+    """(context length, steps) pairs covering contexts first_context .. first_context+steps-1,
+    each pair's steps summing to the exact total of the contexts it stands for.
+
+    Groups are near-equal runs of consecutive steps. A run's mean context is whole only when
+    its length is odd, so an even run passes one step on to the next; the last run, if even,
+    leaves its last step to a pair of its own.
+    """
+    if steps == 0:
+        return []
+    groups = min(groups, steps)
+    sizes = [round((i + 1) * steps / groups) - round(i * steps / groups) for i in range(groups)]
+    for i in range(groups - 1):
+        if sizes[i] % 2 == 0:
+            sizes[i] -= 1
+            sizes[i + 1] += 1
+    out: list[tuple[int, int]] = []
+    start = first_context
+    for size in sizes:
+        if size % 2 == 0:
+            out.append((start + (size - 2) // 2, size - 1))
+            out.append((start + size - 1, 1))
+        else:
+            out.append((start + (size - 1) // 2, size))
+        start += size
+    return out
+
+
+@register_workload
+class LLMWorkload(WorkloadSpec):
+    KIND = "llm"
+    kind: Literal["llm"]
+    model: str | dict[str, Any] = Field(description="path to a config.json/YAML, or the fields inline")
+    batch: PositiveInt
+    prompt_len: PositiveInt
+    output_len: NonNegativeInt = Field(description="tokens generated per sequence (decode steps)")
+    precision: PrecisionSpec = PrecisionSpec()
+    phases: list[Literal["prefill", "decode"]] = ["prefill", "decode"]
+    decode_groups: PositiveInt = Field(default=8, description="context-length groups of decode steps")
+
+    def build(self, paths) -> Workload:
+        model = resolve_model(self.model, paths)
+        precision = self.precision.precision()
+        phases = []
+        if "prefill" in self.phases:
+            tokens = Tokens(self.batch, self.prompt_len, self.prompt_len, kv_cache=True)
+            phases.append(Phase("prefill", lm_forward(model, precision, tokens, self.batch, "prefill")))
+        if "decode" in self.phases:
+            for context, steps in decode_groups(self.prompt_len + 1, self.output_len, self.decode_groups):
+                name = f"decode@{context}"
+                tokens = Tokens(self.batch, 1, context, kv_cache=True)
+                phases.append(Phase(name, lm_forward(model, precision, tokens, self.batch, name), steps))
+        if not phases:
+            raise ValueError("no phases: list prefill and/or decode, with output_len > 0 for decode")
+        return Workload(self.name, tuple(phases))

@@ -1,0 +1,145 @@
+"""Language models from Hugging Face style configs, and the lowering of one forward pass.
+
+A model is given as a path to a ``config.json`` (or YAML) or inline with the same field
+names: ``hidden_size``, ``intermediate_size``, ``num_hidden_layers``, ``num_attention_heads``,
+``num_key_value_heads``, ``vocab_size``, ``hidden_act``, ``head_dim``, ``tie_word_embeddings``,
+``rms_norm_eps``, ``model_type``, ``max_position_embeddings``. Other keys of a Hugging Face
+file (``architectures``, ``rope_theta``, token ids...) do not change the operator graph and
+are ignored; archsim's own optional keys (``mlp_gated``, ``norm``, ``position_embedding``)
+say what a config cannot, and default from it:
+
+- the MLP is gated (SwiGLU/GeGLU) when ``hidden_act`` is ``silu`` or ``swiglu`` (LLaMA,
+  Mistral, Qwen and LLaDA use gated SiLU MLPs; GPT-style models use plain GELU);
+- the norm is RMSNorm when ``rms_norm_eps`` is present, else LayerNorm;
+- positions are rotary (no parameters) unless ``position_embedding: learned``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ConfigDict, PositiveInt
+
+from archsim.config.fields import Strict
+from archsim.config.loader import _Layered, validate_layered
+from archsim.config.yamlio import read_yaml_mapping
+from archsim.dtypes import DType
+from archsim.errors import ConfigError
+from archsim.ir import ops
+from archsim.ir.graph import OpGraph
+from archsim.ir.transformer import BlockShape, Builder, Precision, Tokens, transformer_block
+
+_ACTIVATIONS = {"silu": "silu", "swiglu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
+                "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu"}
+
+
+class LanguageModel(Strict):
+    model_config = ConfigDict(extra="ignore", frozen=True)  # foreign files carry extra keys
+
+    hidden_size: PositiveInt
+    intermediate_size: PositiveInt
+    num_hidden_layers: PositiveInt
+    num_attention_heads: PositiveInt
+    num_key_value_heads: PositiveInt | None = None
+    vocab_size: PositiveInt
+    hidden_act: Literal[tuple(_ACTIVATIONS)] = "silu"  # type: ignore[valid-type]
+    head_dim: PositiveInt | None = None
+    tie_word_embeddings: bool = False
+    rms_norm_eps: float | None = None
+    model_type: str = ""
+    max_position_embeddings: PositiveInt | None = None
+    # archsim's own keys
+    mlp_gated: bool | None = None
+    norm: Literal["layernorm", "rmsnorm"] | None = None
+    position_embedding: Literal["rotary", "learned", "none"] = "rotary"
+
+    def block(self) -> BlockShape:
+        act = _ACTIVATIONS[self.hidden_act]
+        gated = self.mlp_gated if self.mlp_gated is not None else self.hidden_act in ("silu", "swiglu", "swish")
+        norm = self.norm or ("rmsnorm" if self.rms_norm_eps is not None else "layernorm")
+        return BlockShape(
+            hidden=self.hidden_size, heads=self.num_attention_heads,
+            kv_heads=self.num_key_value_heads or self.num_attention_heads, ffn=self.intermediate_size,
+            head_dim=self.head_dim, activation=act, gated=gated, norm=norm,
+        )
+
+    @property
+    def params(self) -> int:
+        """Matrix and embedding parameters (biases and norm gains, under 0.1%, excluded)."""
+        d, v = self.hidden_size, self.vocab_size
+        embeddings = v * d * (1 if self.tie_word_embeddings else 2)
+        if self.position_embedding == "learned":
+            embeddings += (self.max_position_embeddings or 0) * d
+        return self.num_hidden_layers * self.block().weight_params + embeddings
+
+
+def resolve_model(value: str | dict, paths) -> LanguageModel:
+    """``model:`` is a path to a config.json or YAML (relative to the file that names it), an
+    inline mapping of the fields, or a mapping with ``from: PATH`` plus fields that override
+    the file's (``{from: models/llama3_8b.json, num_key_value_heads: 32}``)."""
+    layered = _Layered()
+    if isinstance(value, str):
+        _merge_file(layered, paths("model", value), paths.source("model"), "model")
+    else:
+        inline = dict(value)
+        source = inline.pop("from", None)
+        if source is not None:
+            _merge_file(layered, paths("model.from", source), paths.source("model.from"), "model.from")
+        layered.merge(inline, paths.source("model"))
+        return validate_layered(LanguageModel, layered, paths.source("model"), key_prefix=("model",))
+    return validate_layered(LanguageModel, layered, paths.source("model"))
+
+
+def _merge_file(layered: _Layered, path: Path, named_in: str, key: str) -> None:
+    if not path.is_file():
+        raise ConfigError(f"model config {path} not found", file=named_in, key=key)
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read file: {exc}", file=str(path)) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"JSON syntax error: {exc.msg}", file=f"{path}:{exc.lineno}:{exc.colno}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("expected a JSON object of model fields", file=str(path))
+    else:
+        data = read_yaml_mapping(path)
+    layered.merge(data, str(path))
+
+
+def lm_forward(
+    model: LanguageModel,
+    precision: Precision,
+    tokens: Tokens,
+    logits_rows: int,
+    scope: str,
+) -> OpGraph:
+    """One forward pass: embedding, the layer stack, final norm and the LM head.
+
+    The layers are one set of ops with ``copies = num_hidden_layers`` (their own weights and
+    K/V caches). ``logits_rows`` is how many positions the LM head computes: the last token of
+    each sequence in autoregressive prefill and decode, every query token in a diffusion LLM.
+    """
+    graph = OpGraph()
+    top = Builder(graph, "", precision, scope=scope)
+    d, rows = model.hidden_size, tokens.rows
+    table = top.weight("embed.weight", model.vocab_size, d)
+    ids = top.act("token_ids", rows, dtype=DType.INT32)
+    x = top.act("embed.out", rows, d)
+    graph.add(ops.EmbeddingLookup("embed", (table, ids), (x,), rows))
+    if model.position_embedding == "learned":
+        positions = top.weight("pos_embed.weight", model.max_position_embeddings or tokens.kv_len, d)
+        pos = top.act("pos_embed.rows", rows, d)
+        graph.add(ops.EmbeddingLookup("pos_embed", (positions, ids), (pos,), rows))
+        x = top.binary("pos_add", "add", (x, pos), rows, d)
+    shape = model.block()
+    stack = Builder(graph, "layers", precision, copies=model.num_hidden_layers, scope=scope)
+    y = transformer_block(stack, shape, tokens, x=x)
+    if logits_rows:
+        h = top.norm("final_norm", shape.norm, y, logits_rows, d)
+        head = table if model.tie_word_embeddings else top.weight("lm_head.weight", d, model.vocab_size)
+        logits = top.act("logits", logits_rows, model.vocab_size)
+        graph.add(ops.Gemm("lm_head", (h, head), (logits,), 1, logits_rows, d, model.vocab_size, False))
+    return graph
