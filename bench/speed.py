@@ -1,7 +1,8 @@
-"""Simulator speed: GEMM evaluations and transformer-block runs on TPUv4i.
+"""Simulator speed: GEMM evaluations, building and summarising every bundled workload, and
+running each on TPUv4i.
 
-    python bench/bench_foundation.py            # print the figures
-    python bench/bench_foundation.py --record   # also append them to bench/history.csv
+    python bench/speed.py            # print the figures
+    python bench/speed.py --record   # also append them to bench/history.csv
 
 Times are wall-clock seconds of simulation (config loading excluded), best of several runs.
 "cold" evaluations clear the per-shape tiling cache first; "warm" ones hit it, as a sweep
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from archsim.api import gemm_workload, load_hardware, load_workload, simulate
+from archsim.ir.summary import summarize
 from archsim.hw.tiling import tile_matmul
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +49,8 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="append the figures to bench/history.csv")
     args = parser.parse_args()
 
-    hw = load_hardware(ROOT / "hw_configs" / "tpuv4i.yaml")
+    # a large HBM so that every bundled workload fits one chip (multi-chip systems come later)
+    hw = load_hardware(ROOT / "hw_configs" / "tpuv4i.yaml", ["hbm.capacity=64 GiB"])
     figures: dict[str, float] = {}
 
     big = gemm_workload(2048, 4096, 11008)
@@ -61,9 +64,11 @@ def main() -> None:
     figures["gemm_distinct_shapes_per_s"] = len(shapes) / elapsed
 
     for path in sorted((ROOT / "workloads").glob("*.yaml")):
+        figures[f"build_summarise_{path.stem}_s"] = best_of(lambda: summarize(load_workload(path)))
+    for path in sorted((ROOT / "workloads").glob("*.yaml")):
         workload = load_workload(path)
-        figures[f"run_{path.stem}_cold_s"] = best_of(cold(lambda: simulate(hw, workload)))
-        figures[f"run_{path.stem}_warm_s"] = best_of(lambda: simulate(hw, workload))
+        figures[f"run_{path.stem}_cold_s"] = best_of(cold(lambda: simulate(hw, workload)), repeats=3)
+        figures[f"run_{path.stem}_warm_s"] = best_of(lambda: simulate(hw, workload), repeats=3)
 
     width = max(map(len, figures))
     for name, value in figures.items():
