@@ -78,6 +78,8 @@ def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str
         "compute_utilization": cost.macs / (cost.compute_s * cost.peak_macs_per_s),
         "bound": cost.bound, "bottleneck": cost.bottleneck, "tiling": cost.tiling,
         "traffic_bytes": result.traffic.as_dict(),
+        "energy_j": result.energy.total, "energy_breakdown": result.energy.as_dict(),
+        "area_mm2": result.area.total * 1e6, "power_w": result.power_w, "tops_per_w": result.tops_per_w,
     }
     if as_json:
         _emit_json(data)
@@ -87,7 +89,7 @@ def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str
             ("latency", report._fmt_time(result.latency_s)), ("utilization", f"{data['utilization']:.1%}"),
             ("compute utilization", f"{data['compute_utilization']:.1%}"),
             ("bound by", cost.bottleneck), ("tiling", cost.tiling)]
-    click.echo(report.key_values(rows + report.traffic_rows(result)))
+    click.echo(report.key_values(rows + report.traffic_rows(result) + report.energy_rows(result)))
 
 
 @cli.command()

@@ -42,6 +42,23 @@ def traffic_rows(result: RunResult) -> list[tuple[str, str]]:
     ]
 
 
+def _fmt_energy(value: float) -> str:
+    return units.format_quantity(value, units.ENERGY)
+
+
+def energy_rows(result: RunResult) -> list[tuple[str, str]]:
+    e, a = result.energy, result.area
+    parts = ", ".join(f"{k} {_fmt_energy(v)} ({v / e.total:.0%})" for k, v in e.as_dict().items() if v) if e.total else "-"
+    areas = ", ".join(f"{k} {v * 1e6:.4g}" for k, v in a.as_dict().items() if v)
+    return [
+        ("energy", _fmt_energy(e.total)),
+        ("energy by component", parts),
+        ("average power", f"{result.power_w:.4g} W"),
+        ("TOPS/W achieved", f"{result.tops_per_w:.4g}"),
+        ("area", f"{a.total * 1e6:.4g} mm^2 ({areas})"),
+    ]
+
+
 def run_summary(result: RunResult) -> str:
     head = [("hardware", result.hw.name), ("workload", result.workload.name)]
     if not result.feasible:
@@ -53,6 +70,7 @@ def run_summary(result: RunResult) -> str:
         ("MXU utilization", f"{result.utilization:.1%}"),
     ]
     rows += traffic_rows(result)
+    rows += energy_rows(result)
     for column in ("phase", "unit", "bound"):
         parts = result.latency_by(column)
         rows.append((f"latency by {column}", ", ".join(
@@ -76,6 +94,7 @@ def ops_table(result: RunResult) -> str:
         "bound by": frame["bottleneck"],
         "HBM": frame["hbm_bytes"].map(_fmt_bytes),
         "CMEM": frame["cmem_bytes"].map(_fmt_bytes),
+        "energy": frame["energy_j"].map(_fmt_energy),
         "tiling": frame["tiling"],
     })
     return view.to_string(index=False)

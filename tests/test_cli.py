@@ -5,7 +5,8 @@ import json
 from tests.conftest import TPUV4I, WORKLOADS, run_cli
 
 GEMM_KEYS = {"hardware", "m", "k", "n", "dtype", "cycles", "compute_cycles", "latency_s", "utilization",
-             "compute_utilization", "bound", "bottleneck", "tiling", "traffic_bytes"}
+             "compute_utilization", "bound", "bottleneck", "tiling", "traffic_bytes", "energy_j",
+             "energy_breakdown", "area_mm2", "power_w", "tops_per_w"}
 
 
 def test_gemm_json_is_stable_and_matches_scalesim():
@@ -41,6 +42,9 @@ def test_run_json_summary():
     data = json.loads(proc.stdout)
     assert data["feasible"] and data["macs"] == 5_171_140_624_384
     assert 0 < data["utilization"] <= 1
+    assert data["energy_j"] == sum(data["energy_breakdown"].values())
+    assert set(data["energy_breakdown"]) == {"mxu", "vpu", "vmem", "cmem", "hbm", "ici", "static"}
+    assert data["area_mm2"] > 0 and data["power_w"] > 0 and data["tops_per_w"] > 0
 
 
 def test_infeasible_run_exits_1_with_reason():

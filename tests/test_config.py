@@ -30,18 +30,26 @@ def test_tpuv4i_matches_reference(tpuv4i):
     assert tpuv4i.hbm.bandwidth == 614e9
 
 
-def test_every_tpuv4i_figure_is_commented():
-    """Every value line of the bundled config carries a source or an ASSUMPTION note,
-    either on the line or in the comment block right above it."""
-    lines = TPUV4I.read_text().splitlines()
-    for i, line in enumerate(lines):
+@pytest.mark.parametrize("path", sorted(TPUV4I.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_bundled_figure_is_commented(path):
+    """Every value line of a bundled config carries a source or an ASSUMPTION note: on the
+    line, or in a comment block above a run of uncommented values at the same indentation."""
+    lines = path.read_text().splitlines()
+
+    def is_value(line):
         stripped = line.strip()
-        if not stripped or stripped.startswith("#") or stripped.endswith(":"):
+        return bool(stripped) and not stripped.startswith("#") and not stripped.endswith(":")
+
+    for i, line in enumerate(lines):
+        if not is_value(line) or line.strip().split(":")[0] in ("name", "description", "kind", "extends", "sweep"):
             continue
-        if stripped.split(":")[0] in ("name", "description", "kind"):
-            continue
-        above = lines[i - 1].strip() if i else ""
-        assert "#" in line or above.startswith("#"), f"uncited value: {line!r}"
+        indent = len(line) - len(line.lstrip())
+        j = i
+        while j > 0 and "#" not in lines[j] and is_value(lines[j - 1]) and \
+                len(lines[j - 1]) - len(lines[j - 1].lstrip()) == indent:
+            j -= 1
+        cited = "#" in lines[j] or (j > 0 and lines[j - 1].strip().startswith("#"))
+        assert cited, f"uncited value: {line!r}"
 
 
 def test_extends_inherits_and_overrides(tmp_path):

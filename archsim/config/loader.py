@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Sequence, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -57,7 +57,7 @@ class _Layered:
             target = target[part]
         for key, value in data.items():
             path = prefix + (str(key),)
-            if isinstance(value, dict) and isinstance(target.get(key), dict):
+            if isinstance(value, dict) and isinstance(target.get(key), dict) and not _kind_changes(target[key], value):
                 self.origin.setdefault(path, source)
                 self.merge(value, source, path)
             else:
@@ -98,6 +98,12 @@ class _Layered:
         return default
 
 
+def _kind_changes(old: dict, new: dict) -> bool:
+    """A section that names another ``kind`` (a CIM MXU replacing a systolic one) replaces the
+    inherited section instead of merging into it."""
+    return "kind" in new and "kind" in old and new["kind"] != old["kind"]
+
+
 def _plain_copy(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain_copy(v) for k, v in value.items()}
@@ -120,29 +126,53 @@ def _resolve(path: Path, layered: _Layered, chain: tuple[Path, ...]) -> None:
     layered.merge(data, str(path))
 
 
-def _format_loc(loc: tuple) -> tuple[str, ...]:
-    return tuple(str(part) for part in loc)
+def _walk(model: type[BaseModel], loc: tuple) -> tuple[tuple[str, ...], type[BaseModel] | None]:
+    """The user's key path for a pydantic error location, and the model owning its last key.
 
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str] | None:
-    """The keys the model accepts at the mapping that holds ``loc``'s last key."""
+    Pydantic puts a discriminated union's tag into the location (``mxu.cim.count`` for the
+    ``count`` of a ``kind: cim`` unit); the tag is not a key the user wrote, so it is dropped.
+    """
+    path: list[str] = []
     current: Any = model
-    for part in loc[:-1]:
+    parts = [str(p) for p in loc]
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        path.append(part)
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
-            return None
-        current = fields[part].annotation
-        for arg in getattr(current, "__args__", ()):  # Optional[Model]
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                current = arg
-    fields = getattr(current, "model_fields", None)
+            path.extend(parts[i + 1:])
+            return tuple(path), current if i == len(parts) - 1 else None
+        info = fields[part]
+        members = [a for a in _flatten(info.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if info.discriminator and i + 1 < len(parts):
+            tag = parts[i + 1]
+            current = next((m for m in members if tag in get_args(m.model_fields[info.discriminator].annotation)), None)
+            i += 2
+            continue
+        current = members[0] if len(members) == 1 else None
+        i += 1
+    return tuple(path), None
+
+
+def _flatten(annotation: Any) -> list:
+    args = get_args(annotation)
+    if not args:
+        return [annotation]
+    return [leaf for arg in args for leaf in _flatten(arg)]
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """The keys the model accepts at the mapping that holds ``loc``'s last key."""
+    _, owner = _walk(model, loc)
+    fields = getattr(owner, "model_fields", None)
     return sorted(fields) if fields else None
 
 
 def _explain(error: dict, model: type[BaseModel], loc: tuple[str, ...]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(model, loc)
+        allowed = _allowed_keys(model, error["loc"])
         return "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
     if kind == "missing":
         return "required key is missing"
@@ -163,7 +193,7 @@ def validate_layered(model: type[Model], layered: _Layered, default_source: str,
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            loc = _format_loc(error["loc"])
+            loc, _ = _walk(model, error["loc"])
             cause = error.get("ctx", {}).get("error")
             if isinstance(cause, FieldError):
                 loc = loc + tuple(cause.key.split("."))

@@ -2,19 +2,33 @@
 
 Matrix units are a pluggable kind: each kind has its own config class here (selected by its
 ``kind`` key) and its own timing model registered in ``archsim.hw.matrix``.
+
+Energy and area figures sit with the component they describe. A component whose figures were
+measured at another technology node says so with ``stated_at``; they are scaled to the chip's
+node by the ``technology.scaling`` table (see ``archsim.hw.energy``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from archsim.config.fields import Bandwidth, Frequency, Latency, Length, Size, Strict
+from archsim import units
+from archsim.config.fields import (
+    Area, AreaPerByte, Bandwidth, Energy, EnergyPerByte, Frequency, Latency, Length, Power, Size, Strict,
+)
 from archsim.dtypes import DType
+from archsim.errors import FieldError
 
 
-class SystolicConfig(Strict):
+class Scaled(Strict):
+    stated_at: Length | None = Field(
+        default=None, description="technology node this component's energy and area figures are for; "
+        "default: the chip's node")
+
+
+class SystolicConfig(Scaled):
     """A group of identical rows x cols systolic arrays (TPU-style MXUs)."""
 
     kind: Literal["systolic"]
@@ -30,6 +44,13 @@ class SystolicConfig(Strict):
         description="MACs one PE completes per cycle, per supported operand dtype; a rate p > 1 "
         "is modelled as p reduction elements packed per PE"
     )
+    mac_energy: dict[DType, Energy] = Field(description="energy of one MAC in the array, per dtype")
+    pe_area: Area = Field(description="area of one PE (the array's share of the MXU)")
+
+    @model_validator(mode="after")
+    def _energies_for_every_dtype(self) -> "SystolicConfig":
+        _same_dtypes(self.pe_macs_per_cycle, self.mac_energy)
+        return self
 
     @property
     def pes(self) -> int:
@@ -39,12 +60,69 @@ class SystolicConfig(Strict):
         """Peak MACs per cycle of one matrix unit for operands of this dtype."""
         return self.pes * self.pe_macs_per_cycle[dtype]
 
+    @property
+    def unit_area(self) -> float:
+        return self.pes * self.pe_area
 
-# The union of matrix-unit config kinds; the CIM kind joins it when it lands.
-MatrixUnitConfig = SystolicConfig
+
+class CimMacroConfig(Strict):
+    """The digital compute-in-memory cores of one CIM matrix unit."""
+
+    grid: tuple[PositiveInt, PositiveInt] = Field(description="cores per unit: rows (along K) x cols (along N)")
+    core_rows: PositiveInt = Field(description="SRAM rows of a core: reduction inputs it holds")
+    core_cols: PositiveInt = Field(description="SRAM columns of a core in bits: cols / weight bits outputs")
+    macs_per_cycle: dict[DType, PositiveInt] = Field(description="MACs one core completes per cycle, per dtype")
+    input_bits_per_cycle: PositiveInt = Field(description="bit-serial input width: an input's bits over this "
+                                               "many per cycle is the pipeline depth a fold waits for")
+    weight_write_bits_per_cycle: PositiveInt = Field(description="per-core weight write port width")
+    reload_overlap: bool = Field(description="interleaved SRAM read/write: a weight reload overlaps compute")
+    psum_buffer: Size = Field(description="partial-sum buffer per core")
+    weight_write_energy: EnergyPerByte = Field(description="energy to write weights into the CIM SRAM")
+    core_area: Area
+
+    @property
+    def cores(self) -> int:
+        return self.grid[0] * self.grid[1]
 
 
-class VectorUnitConfig(Strict):
+class CimConfig(Scaled):
+    """A group of identical CIM matrix units (CIM-MXUs), output stationary with stationary weights."""
+
+    kind: Literal["cim"]
+    count: PositiveInt
+    cim: CimMacroConfig
+    mac_energy: dict[DType, Energy] = Field(description="energy of one MAC in the CIM array, per dtype")
+
+    @model_validator(mode="after")
+    def _energies_for_every_dtype(self) -> "CimConfig":
+        _same_dtypes(self.cim.macs_per_cycle, self.mac_energy, "cim.macs_per_cycle")
+        for dtype in self.cim.macs_per_cycle:
+            if self.cim.core_cols < dtype.bytes * 8:
+                raise FieldError("cim.core_cols", f"{self.cim.core_cols} bits cannot hold one {dtype} weight")
+        return self
+
+    @property
+    def pe_macs_per_cycle(self) -> dict[DType, int]:  # the supported dtypes, as for systolic units
+        return self.cim.macs_per_cycle
+
+    def macs_per_cycle(self, dtype: DType) -> int:
+        return self.cim.cores * self.cim.macs_per_cycle[dtype]
+
+    @property
+    def unit_area(self) -> float:
+        return self.cim.cores * self.cim.core_area
+
+
+def _same_dtypes(rates: dict, energies: dict, rates_key: str = "pe_macs_per_cycle") -> None:
+    missing = sorted(set(rates) - set(energies))
+    if missing:
+        raise FieldError("mac_energy", f"no MAC energy for {', '.join(missing)} (listed in {rates_key})")
+
+
+MatrixUnitConfig = Annotated[Union[SystolicConfig, CimConfig], Field(discriminator="kind")]
+
+
+class VectorUnitConfig(Scaled):
     """The SIMD vector unit that runs every non-matrix op."""
 
     lanes: PositiveInt = Field(description="parallel ALUs (lanes x sublanes)")
@@ -54,12 +132,57 @@ class VectorUnitConfig(Strict):
     special_cycles_per_op: PositiveInt = Field(
         description="cycles one lane needs for a transcendental (exp, tanh, rsqrt, reciprocal)"
     )
+    alu_op_energy: Energy
+    special_op_energy: Energy
+    area: Area
 
 
-class MemoryLevelConfig(Strict):
+class MemoryLevelConfig(Scaled):
     capacity: Size
     bandwidth: Bandwidth
     latency: Latency = Field(description="access latency exposed once per transfer stream")
+    read_energy: EnergyPerByte
+    write_energy: EnergyPerByte
+    area_per_byte: AreaPerByte | None = Field(default=None, description="on-die area per byte; none: off-die")
+
+
+class IciConfig(Scaled):
+    """Chip-to-chip interconnect links."""
+
+    links: PositiveInt
+    link_bandwidth: Bandwidth
+    link_latency: Latency
+    energy_per_byte: EnergyPerByte
+    area: Area = Field(description="on-die area of the links' controllers and PHYs")
+
+
+class NodeFactors(Strict):
+    energy: float = Field(gt=0, description="dynamic energy per operation relative to the table's reference")
+    area: float = Field(gt=0, description="area relative to the table's reference")
+
+
+class TechnologyConfig(Strict):
+    node: Length = Field(description="the chip's process node")
+    scaling: dict[float, NodeFactors] = Field(description="relative energy and area per node, keys like '22 nm'")
+
+    @field_validator("scaling", mode="before")
+    @classmethod
+    def _node_keys(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {units.parse_quantity(k, units.LENGTH): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _node_is_in_table(self) -> "TechnologyConfig":
+        self.factors(self.node, "node")
+        return self
+
+    def factors(self, node: float, key: str = "stated_at") -> NodeFactors:
+        for known, factors in self.scaling.items():
+            if abs(known - node) <= 1e-12 * known:
+                return factors
+        listed = ", ".join(f"{k * 1e9:g} nm" for k in sorted(self.scaling))
+        raise FieldError(key, f"{node * 1e9:g} nm is not in technology.scaling (listed: {listed})")
 
 
 class HardwareConfig(Strict):
@@ -68,17 +191,28 @@ class HardwareConfig(Strict):
     name: str
     description: str = ""
     clock: Frequency
-    process: Length | None = Field(default=None, description="technology node, e.g. '7 nm'")
+    technology: TechnologyConfig
     mxu: MatrixUnitConfig
     vpu: VectorUnitConfig
     vmem: MemoryLevelConfig = Field(description="vector memory: the scratchpad feeding the MXUs")
     cmem: MemoryLevelConfig | None = Field(default=None, description="on-chip common memory")
     hbm: MemoryLevelConfig = Field(description="off-chip memory")
+    ici: IciConfig
+    static_power: Power = Field(description="leakage and always-on power of the whole chip")
+    periphery_area: Area = Field(description="die area outside the modelled units (HBM PHYs, DMA, control)")
+    sweep: dict[str, list] | None = Field(default=None, description="design-space axes: dotted key -> values")
 
     @model_validator(mode="after")
-    def _hierarchy_is_ordered(self) -> "HardwareConfig":
+    def _consistent(self) -> "HardwareConfig":
         if self.cmem is not None and self.cmem.capacity < self.vmem.capacity:
-            raise ValueError("cmem.capacity is smaller than vmem.capacity; CMEM backs VMEM")
+            raise FieldError("cmem.capacity", "is smaller than vmem.capacity; CMEM backs VMEM")
+        for key in ("mxu", "vpu", "vmem", "cmem", "hbm", "ici"):
+            component = getattr(self, key)
+            if component is not None and component.stated_at is not None:
+                self.technology.factors(component.stated_at, f"{key}.stated_at")
+        for axis, values in (self.sweep or {}).items():
+            if not values:
+                raise FieldError(f"sweep.{axis}", "a sweep axis needs at least one value")
         return self
 
     def peak_macs_per_second(self, dtype: DType) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from archsim.hw.energy import ZERO_ENERGY, Energy
 from archsim.hw.memory import ZERO_TRAFFIC, Traffic
 
 
@@ -24,6 +25,7 @@ class OpCost:
     memory_s: float  # the busiest memory channel's time
     latency_s: float  # the op's time with compute and transfers overlapped
     traffic: Traffic = field(default=ZERO_TRAFFIC)
+    energy: Energy = field(default=ZERO_ENERGY)  # of one execution, per component
     bottleneck: str = ""  # the unit or memory level that bounds the op
     peak_macs_per_s: float = 0.0  # of the matrix units at this op's dtype (0 for non-matrix ops)
     tiling: str = ""

@@ -8,6 +8,7 @@ from functools import cached_property
 from archsim.config.schema import HardwareConfig
 from archsim.dtypes import DType
 from archsim.errors import ArchsimError
+from archsim.hw.energy import EnergyModel
 from archsim.hw.matrix import MatmulShape, build_matrix_unit
 from archsim.hw.memory import Level, Placement, Traffic, place
 from archsim.hw.tiling import Channels, TilingError, tile_matmul
@@ -31,6 +32,7 @@ class Simulator:
         self.hw = hw
         self.placement_policy = placement_policy
         self.matrix_unit = build_matrix_unit(hw.mxu)
+        self.energy = EnergyModel.of(hw)
 
     @cached_property
     def channels(self) -> Channels:
@@ -70,7 +72,7 @@ class Simulator:
     def _matmul_cost(self, op: ops.MatMul, placement: Placement, phase: str, repeat: int) -> OpCost:
         dtype = _compute_dtype(op.a.dtype, op.b.dtype)
         if not self.matrix_unit.supports(dtype):
-            supported = ", ".join(sorted(self.hw.mxu.pe_macs_per_cycle))
+            supported = ", ".join(sorted(self.hw.mxu.mac_energy))
             raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype} (supported: {supported})")
         # A weight shared by the whole batch is one matrix: fold the batch into m.
         batch, m = (op.batch, op.m) if op.b_batched else (1, op.batch * op.m)
@@ -85,6 +87,7 @@ class Simulator:
             phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies,
             macs=op.macs, vector_ops=0, compute_cycles=array.compute_cycles, compute_s=compute_s,
             memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,
+            energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes),
             bottleneck=self._bottleneck(compute_s, tiling.traffic, "mxu"),
             peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
         )
@@ -98,7 +101,7 @@ class Simulator:
         # whole rows (a reduction needs its row resident).
         chunk = max(self.hw.vpu.lanes, op.row_length)
         steps = math.ceil(op.elements / chunk)
-        return self._streamed(op, phase, repeat, traffic, compute_s, cycles, steps, work.alu + work.special, "vpu")
+        return self._streamed(op, phase, repeat, traffic, compute_s, cycles, steps, work, "vpu")
 
     def _dma_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         if isinstance(op, ops.CacheWrite):
@@ -109,13 +112,13 @@ class Simulator:
             table, out = op.inputs[0], op.outputs[0]
             traffic = Traffic.of(placement.level(table), read=out.elements * table.dtype.bytes)
             traffic += Traffic.of(placement.level(out), write=out.bytes)
-        return self._streamed(op, phase, repeat, traffic, 0.0, 0, 1, 0, "dma")
+        return self._streamed(op, phase, repeat, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
 
     def _preload_cost(self, tensors: tuple[Tensor, ...]) -> OpCost:
         moved = sum(t.total_bytes for t in tensors)
         traffic = Traffic.of(Level.HBM, read=moved) + Traffic.of(Level.CMEM, write=moved)
         op = ops.CacheWrite("preload.cmem", tensors, ())
-        return self._streamed(op, "preload", 1, traffic, 0.0, 0, 1, 0, "dma")
+        return self._streamed(op, "preload", 1, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
 
     # -- shared pieces --------------------------------------------------------------------
 
@@ -131,14 +134,14 @@ class Simulator:
                 traffic += Traffic.of(Level.VMEM, read=t.bytes, write=t.bytes)
         return traffic
 
-    def _streamed(self, op, phase, repeat, traffic, compute_s, cycles, steps, vector_ops, unit) -> OpCost:
+    def _streamed(self, op, phase, repeat, traffic, compute_s, cycles, steps, work: ops.VectorWork, unit) -> OpCost:
         times = channel_times(self.hw, traffic)
         memory_s = max(times.values(), default=0.0)
-        latency = access_latency(self.hw, times)
+        latency = float(overlapped_time(memory_s, compute_s, steps, access_latency(self.hw, times)))
         return OpCost(
             phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, copies=op.copies, macs=0,
-            vector_ops=vector_ops, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
-            latency_s=float(overlapped_time(memory_s, compute_s, steps, latency)), traffic=traffic,
+            vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
+            latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
             bottleneck=self._bottleneck(compute_s, traffic, unit),
         )
 

@@ -7,6 +7,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from archsim.config.schema import HardwareConfig
+from archsim.hw.area import Area, chip_area
+from archsim.hw.energy import COMPONENTS, ZERO_ENERGY, Energy
 from archsim.hw.memory import ZERO_TRAFFIC, Level, Traffic
 from archsim.ir.graph import Workload
 from archsim.sim.cost import OpCost
@@ -17,7 +19,8 @@ if TYPE_CHECKING:
 TABLE_COLUMNS = [
     "phase", "op", "kind", "unit", "repeat", "copies", "count", "macs", "vector_ops", "compute_cycles",
     "compute_s", "memory_s", "latency_s", "total_latency_s", "utilization", "bound",
-    "bottleneck", "tiling", "vmem_bytes", "cmem_bytes", "hbm_bytes",
+    "bottleneck", "tiling", "vmem_bytes", "cmem_bytes", "hbm_bytes", "energy_j",
+    *(f"energy_{c}_j" for c in COMPONENTS),
 ]
 
 
@@ -55,6 +58,27 @@ class RunResult:
         return total
 
     @cached_property
+    def energy(self) -> Energy:
+        total = ZERO_ENERGY
+        for c in self.ops:
+            total = total + c.energy.scaled(c.count)
+        return total
+
+    @cached_property
+    def area(self) -> Area:
+        return chip_area(self.hw)
+
+    @property
+    def power_w(self) -> float:
+        """Average power over the run."""
+        return self.energy.total / self.latency_s if self.latency_s else 0.0
+
+    @property
+    def tops_per_w(self) -> float:
+        """Achieved tera-operations (2 per MAC) per joule."""
+        return 2 * self.macs / self.energy.total / 1e12 if self.energy.total else 0.0
+
+    @cached_property
     def utilization(self) -> float:
         """Matrix-unit utilisation over the whole run (MAC slots used / available)."""
         busy = sum(c.macs * c.count / c.peak_macs_per_s for c in self.ops if c.peak_macs_per_s)
@@ -84,6 +108,8 @@ class RunResult:
                 "total_latency_s": c.total_latency_s, "utilization": c.utilization, "bound": c.bound,
                 "bottleneck": c.bottleneck, "tiling": c.tiling,
                 **{f"{lv.value}_bytes": c.traffic.total(lv) for lv in Level},
+                "energy_j": c.energy.total,
+                **{f"energy_{name}_j": value for name, value in c.energy.as_dict().items()},
             }
             for c in self.ops
         ]
@@ -93,13 +119,19 @@ class RunResult:
         """Totals as plain JSON-ready values (SI units)."""
         base = {"hardware": self.hw.name, "workload": self.workload.name, "feasible": self.feasible}
         if not self.feasible:
-            return base | {"reason": self.reason}
+            return base | {"reason": self.reason, "area_mm2": self.area.total * 1e6}
         return base | {
             "latency_s": self.latency_s,
             "cycles": self.cycles,
             "macs": self.macs,
             "utilization": self.utilization,
             "traffic_bytes": self.traffic.as_dict(),
+            "energy_j": self.energy.total,
+            "energy_breakdown": self.energy.as_dict(),
+            "area_mm2": self.area.total * 1e6,
+            "area_breakdown_mm2": {k: v * 1e6 for k, v in self.area.as_dict().items()},
+            "power_w": self.power_w,
+            "tops_per_w": self.tops_per_w,
             "latency_by_phase_s": self.latency_by("phase"),
             "latency_by_unit_s": self.latency_by("unit"),
             "latency_by_bound_s": self.latency_by("bound"),

@@ -37,6 +37,7 @@ class ArrayTiming:
     b_reads: float
     out_writes: float
     units_used: int
+    weight_write_bytes: float = 0.0  # weights written into compute-in-memory arrays
 
     @property
     def utilization(self) -> float:

@@ -1,0 +1,46 @@
+"""Die area per component, from per-PE or per-core areas, SRAM area per byte, and fixed blocks,
+each scaled to the chip's node like the energies (``archsim.hw.energy.scale_factor``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from archsim.config.schema import HardwareConfig
+from archsim.hw.energy import scale_factor
+from archsim.hw.memory import Level
+
+
+@dataclass(frozen=True)
+class Area:
+    """Square metres per component."""
+
+    mxu: float
+    vpu: float
+    vmem: float
+    cmem: float
+    ici: float
+    periphery: float
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def chip_area(hw: HardwareConfig) -> Area:
+    def sram(level: Level) -> float:
+        cfg = getattr(hw, level.value)
+        if cfg is None or cfg.area_per_byte is None:
+            return 0.0
+        return cfg.capacity * cfg.area_per_byte * scale_factor(hw, cfg.stated_at, "area")
+
+    return Area(
+        mxu=hw.mxu.count * hw.mxu.unit_area * scale_factor(hw, hw.mxu.stated_at, "area"),
+        vpu=hw.vpu.area * scale_factor(hw, hw.vpu.stated_at, "area"),
+        vmem=sram(Level.VMEM),
+        cmem=sram(Level.CMEM),
+        ici=hw.ici.area * scale_factor(hw, hw.ici.stated_at, "area"),
+        periphery=hw.periphery_area,
+    )

@@ -1,0 +1,118 @@
+"""Energy per component: per-action energies from the config, scaled to the chip's node.
+
+A run's energy is, per op: MACs x MAC energy (matrix units) + CIM weight writes x write
+energy; vector ops x op energy (vector unit); bytes read and written at each memory level x
+its read/write energy; bytes over the chip-to-chip links x link energy; and static power x the
+op's time. The components add up to the op's total, and ops add up to the run's.
+
+Technology scaling: a component whose figures were measured at node ``stated_at`` is scaled
+by ``scaling[chip node].energy / scaling[stated_at].energy`` (and likewise for area), the
+relative factors being config data with their source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from archsim.config.schema import HardwareConfig
+from archsim.dtypes import DType
+from archsim.hw.memory import Level, Traffic
+from archsim.ir.ops import VectorWork
+
+COMPONENTS = ("mxu", "vpu", "vmem", "cmem", "hbm", "ici", "static")
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Joules per component."""
+
+    mxu: float = 0.0
+    vpu: float = 0.0
+    vmem: float = 0.0
+    cmem: float = 0.0
+    hbm: float = 0.0
+    ici: float = 0.0
+    static: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, name) for name in COMPONENTS)
+
+    def __add__(self, other: "Energy") -> "Energy":
+        return Energy(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def scaled(self, factor: float) -> "Energy":
+        return Energy(*(getattr(self, f.name) * factor for f in fields(self)))
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in COMPONENTS}
+
+
+ZERO_ENERGY = Energy()
+
+
+def scale_factor(hw: HardwareConfig, stated_at: float | None, quantity: str) -> float:
+    """How much a figure stated at ``stated_at`` grows (or shrinks) at the chip's node."""
+    if stated_at is None:
+        return 1.0
+    tech = hw.technology
+    return getattr(tech.factors(tech.node), quantity) / getattr(tech.factors(stated_at), quantity)
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """Per-action energies at the chip's node, in joules (per MAC, per op, per byte)."""
+
+    mac: dict[DType, float]
+    weight_write: float
+    vpu_alu: float
+    vpu_special: float
+    read: dict[Level, float]
+    write: dict[Level, float]
+    ici: float
+    static_power: float
+
+    @classmethod
+    def of(cls, hw: HardwareConfig) -> "EnergyModel":
+        mxu_scale = scale_factor(hw, hw.mxu.stated_at, "energy")
+        vpu_scale = scale_factor(hw, hw.vpu.stated_at, "energy")
+        read, write = {}, {}
+        for level in Level:
+            cfg = getattr(hw, level.value)
+            if cfg is not None:
+                s = scale_factor(hw, cfg.stated_at, "energy")
+                read[level], write[level] = cfg.read_energy * s, cfg.write_energy * s
+        cim = getattr(hw.mxu, "cim", None)
+        return cls(
+            mac={d: e * mxu_scale for d, e in hw.mxu.mac_energy.items()},
+            weight_write=cim.weight_write_energy * mxu_scale if cim is not None else 0.0,
+            vpu_alu=hw.vpu.alu_op_energy * vpu_scale,
+            vpu_special=hw.vpu.special_op_energy * vpu_scale,
+            read=read,
+            write=write,
+            ici=hw.ici.energy_per_byte * scale_factor(hw, hw.ici.stated_at, "energy"),
+            static_power=hw.static_power,
+        )
+
+    def op_energy(
+        self,
+        latency_s: float,
+        traffic: Traffic,
+        macs: int = 0,
+        dtype: DType | None = None,
+        weight_write_bytes: float = 0.0,
+        vector: VectorWork = VectorWork(0, 0),
+        ici_bytes: float = 0.0,
+    ) -> Energy:
+        memory = {
+            level.value: getattr(traffic, f"{level.value}_read") * self.read.get(level, 0.0)
+            + getattr(traffic, f"{level.value}_write") * self.write.get(level, 0.0)
+            for level in Level
+        }
+        return Energy(
+            mxu=macs * self.mac[dtype] + weight_write_bytes * self.weight_write if macs else 0.0,
+            vpu=vector.alu * self.vpu_alu + vector.special * self.vpu_special,
+            ici=ici_bytes * self.ici,
+            static=self.static_power * latency_s,
+            **memory,
+        )

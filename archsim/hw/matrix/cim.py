@@ -1,0 +1,80 @@
+"""Digital compute-in-memory (CIM) matrix units, in closed form.
+
+A CIM unit is a grid of cores; each core's SRAM holds a stationary weight block of
+``core_rows`` reduction inputs x ``core_cols / weight bits`` outputs and multiplies every
+input row broadcast to it against that block, ``macs_per_cycle`` MACs a cycle, accumulating
+outputs in place (output stationary). The grid's rows tile K and its columns tile N, so one
+*fold* places a K_t x N_t weight tile (K_t = grid rows x core_rows, N_t = grid cols x outputs
+per core) and streams the M input rows through it:
+
+    fold compute = M_chunk x ceil(weights per core / macs_per_cycle) + input bits / input_bits_per_cycle
+
+The second term is the bit-serial pipeline depth; there is no systolic fill or skew, which is
+why small-M (decode) GEMMs keep CIM busy. Before a fold computes, its weights are written
+through each core's write port (core_rows x core_cols bits at weight_write_bits_per_cycle),
+all cores in parallel. A unit that holds all its folds' weights at once (one fold) loads them
+once; otherwise it reloads per fold, overlapping the next fold's reload with the current
+fold's compute when ``reload_overlap`` (interleaved SRAM read/write) is set.
+
+Partial sums across K folds stay in each core's ``psum_buffer``: M x outputs per core x the
+accumulator type must fit, else M is processed in chunks that each reload the weights.
+Folds (and chunks) are shared round-robin among the ``count`` units.
+"""
+
+from __future__ import annotations
+
+import math
+
+from archsim.config.schema import CimConfig
+from archsim.dtypes import DType
+from archsim.hw.matrix.base import ArrayTiming, MatmulShape, register_matrix_unit
+
+
+@register_matrix_unit("cim")
+class CimModel:
+    def __init__(self, config: CimConfig):
+        self.config = config
+
+    def supports(self, dtype: DType) -> bool:
+        return dtype in self.config.cim.macs_per_cycle
+
+    def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming:
+        cfg, core = self.config, self.config.cim
+        bits = int(shape.dtype.bytes * 8)
+        outputs_per_core = core.core_cols // bits
+        k_tile = core.grid[0] * core.core_rows
+        n_tile = core.grid[1] * outputs_per_core
+        k_folds, n_folds = math.ceil(shape.k / k_tile), math.ceil(shape.n / n_tile)
+
+        psum_rows = int(core.psum_buffer // (outputs_per_core * shape.dtype.accumulator.bytes))
+        chunk = shape.m if k_folds == 1 else max(1, min(shape.m, psum_rows))
+        chunks = math.ceil(shape.m / chunk)
+        weight_batches = shape.batch if shape.b_batched else 1
+        folds = shape.batch * chunks * k_folds * n_folds
+        per_unit = math.ceil(folds / cfg.count)
+
+        row_cycles = math.ceil(core.core_rows * outputs_per_core / core.macs_per_cycle[shape.dtype])
+        fill = math.ceil(bits / core.input_bits_per_cycle)
+        compute = chunk * row_cycles + fill
+        load = math.ceil(core.core_rows * outputs_per_core * bits / core.weight_write_bits_per_cycle)
+        if per_unit == 1:
+            cycles = load + compute
+        elif core.reload_overlap:
+            cycles = load + (per_unit - 1) * max(compute, load) + compute
+        else:
+            cycles = per_unit * (load + compute)
+
+        e = shape.dtype.bytes
+        b_bytes = weight_batches * shape.k * shape.n * e
+        weight_writes = b_bytes * chunks * (1 if shape.b_batched else shape.batch)
+        return ArrayTiming(
+            compute_cycles=cycles,
+            folds=folds,
+            macs=shape.macs,
+            peak_macs_per_cycle=cfg.count * cfg.macs_per_cycle(shape.dtype),
+            a_reads=shape.batch * shape.m * shape.k * e * n_folds,  # broadcast once per N fold
+            b_reads=weight_writes,
+            out_writes=shape.batch * shape.m * shape.n * out_dtype.bytes,
+            units_used=min(cfg.count, folds),
+            weight_write_bytes=weight_writes,
+        )
