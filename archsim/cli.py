@@ -107,8 +107,7 @@ def workload(workload_file: Path, overrides: tuple[str, ...], as_json: bool) -> 
 
 
 @cli.command()
-@click.argument("hw_file", type=click.Path(path_type=Path, dir_okay=False))
-@click.argument("workload_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @_set_option
 @click.option("--wset", "workload_overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a workload field, e.g. --wset batch=16. Repeatable.")
@@ -116,11 +115,29 @@ def workload(workload_file: Path, overrides: tuple[str, ...], as_json: bool) -> 
 @click.option("--trace", "trace_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a Chrome/Perfetto trace (JSON) to this file.")
 @_json_option
-def run(hw_file: Path, workload_file: Path, overrides, workload_overrides, show_ops: bool,
+def run(files: tuple[Path, ...], overrides, workload_overrides, show_ops: bool,
         trace_path: Path | None, as_json: bool) -> None:
-    """Simulate a workload on a chip and report latency, utilisation and traffic."""
-    hw = api.load_hardware(hw_file, parse_overrides(overrides))
+    """Simulate a workload on a chip: latency, utilisation, traffic, energy and area.
+
+    FILES are HW.yaml [HW2.yaml ...] WORKLOAD.yaml; with several chips the results are printed
+    side by side, each compared with the first.
+    """
+    if len(files) < 2:
+        raise click.UsageError("expected HW.yaml [HW2.yaml ...] WORKLOAD.yaml")
+    *hw_files, workload_file = files
+    parsed = parse_overrides(overrides)
+    chips = [api.load_hardware(f, parsed) for f in hw_files]
     workload = api.load_workload(workload_file, parse_overrides(workload_overrides))
+    if len(chips) > 1:
+        results = [api.simulate(hw, workload) for hw in chips]
+        if as_json:
+            _emit_json([r.summary() for r in results])
+        else:
+            click.echo(report.side_by_side(results))
+        if not all(r.feasible for r in results):
+            sys.exit(EXIT_INFEASIBLE)
+        return
+    hw = chips[0]
     result = api.simulate(hw, workload)
     if not result.feasible:
         _fail_infeasible(result, as_json)

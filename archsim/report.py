@@ -59,6 +59,35 @@ def energy_rows(result: RunResult) -> list[tuple[str, str]]:
     ]
 
 
+def side_by_side(results: list[RunResult]) -> str:
+    """Chips in columns, metrics in rows; ratios against the first chip."""
+    import pandas as pd  # imported on use: it doubles the CLI's start-up time
+
+    base = results[0]
+    columns = {}
+    for r in results:
+        col: dict[str, str] = {}
+        if not r.feasible:
+            col["latency"] = "INFEASIBLE: " + r.reason
+            columns[r.hw.name] = col
+            continue
+        col["latency"] = _fmt_time(r.latency_s)
+        col["  vs first"] = f"{r.latency_s / base.latency_s:.3f}x" if base.feasible else ""
+        col["MXU utilization"] = f"{r.utilization:.1%}"
+        col["energy"] = _fmt_energy(r.energy.total)
+        for name, value in r.energy.as_dict().items():
+            col[f"  {name}"] = _fmt_energy(value)
+        col["MXU energy vs first"] = (f"{base.energy.mxu / r.energy.mxu:.2f}x less" if base.feasible and r.energy.mxu else "")
+        col["average power"] = f"{r.power_w:.4g} W"
+        col["TOPS/W achieved"] = f"{r.tops_per_w:.4g}"
+        col["area"] = f"{r.area.total * 1e6:.4g} mm^2"
+        col["  MXU area"] = f"{r.area.mxu * 1e6:.4g} mm^2"
+        col["HBM traffic"] = _fmt_bytes(r.traffic.hbm_read + r.traffic.hbm_write)
+        columns[r.hw.name] = col
+    frame = pd.DataFrame(columns).fillna("")
+    return f"workload: {base.workload.name}\n" + frame.to_string()
+
+
 def run_summary(result: RunResult) -> str:
     head = [("hardware", result.hw.name), ("workload", result.workload.name)]
     if not result.feasible:

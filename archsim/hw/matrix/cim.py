@@ -18,7 +18,14 @@ fold's compute when ``reload_overlap`` (interleaved SRAM read/write) is set.
 
 Partial sums across K folds stay in each core's ``psum_buffer``: M x outputs per core x the
 accumulator type must fit, else M is processed in chunks that each reload the weights.
-Folds (and chunks) are shared round-robin among the ``count`` units.
+
+Grid split: when K is short (attention's head dimension), spending every grid row on K would
+leave most cores idle. The mapper may use only g_k grid rows per fold along K and run the
+grid_rows / g_k row groups as independent sub-units (other N tiles, or other batch elements
+such as heads), assuming the accumulation across grid rows is reconfigurable and the input
+bus broadcasts to every group. It picks the g_k (grid_rows halved until 1) with the fewest
+cycles, ties going to the largest. Folds (and chunks) are shared round-robin among all
+sub-units of the ``count`` units.
 """
 
 from __future__ import annotations
@@ -39,10 +46,21 @@ class CimModel:
         return dtype in self.config.cim.macs_per_cycle
 
     def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming:
+        splits = []
+        g_k = self.config.cim.grid[0]
+        while True:
+            splits.append(self._timing(shape, out_dtype, g_k))
+            if g_k == 1 or g_k % 2:
+                break
+            g_k //= 2
+        return min(splits, key=lambda t: t.compute_cycles)  # first (largest g_k) on ties
+
+    def _timing(self, shape: MatmulShape, out_dtype: DType, g_k: int) -> ArrayTiming:
         cfg, core = self.config, self.config.cim
         bits = int(shape.dtype.bytes * 8)
         outputs_per_core = core.core_cols // bits
-        k_tile = core.grid[0] * core.core_rows
+        groups = core.grid[0] // g_k
+        k_tile = g_k * core.core_rows
         n_tile = core.grid[1] * outputs_per_core
         k_folds, n_folds = math.ceil(shape.k / k_tile), math.ceil(shape.n / n_tile)
 
@@ -51,7 +69,7 @@ class CimModel:
         chunks = math.ceil(shape.m / chunk)
         weight_batches = shape.batch if shape.b_batched else 1
         folds = shape.batch * chunks * k_folds * n_folds
-        per_unit = math.ceil(folds / cfg.count)
+        per_unit = math.ceil(folds / (cfg.count * groups))
 
         row_cycles = math.ceil(core.core_rows * outputs_per_core / core.macs_per_cycle[shape.dtype])
         fill = math.ceil(bits / core.input_bits_per_cycle)
@@ -75,6 +93,6 @@ class CimModel:
             a_reads=shape.batch * shape.m * shape.k * e * n_folds,  # broadcast once per N fold
             b_reads=weight_writes,
             out_writes=shape.batch * shape.m * shape.n * out_dtype.bytes,
-            units_used=min(cfg.count, folds),
+            units_used=min(cfg.count, math.ceil(folds / groups)),
             weight_write_bytes=weight_writes,
         )
