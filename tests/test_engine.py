@@ -154,3 +154,59 @@ def test_embedding_lookup_moves_only_the_gathered_rows(tpuv4i):
     r = simulate(tpuv4i, Workload("emb", (Phase("embed", OpGraph([EmbeddingLookup("embed", (table, ids), (out,), 8)])),)))
     assert r.traffic.hbm_read == 8 * 7168  # eight rows, not the 360 MB table
     assert r.latency_s >= 8 * 7168 / tpuv4i.hbm.bandwidth + tpuv4i.hbm.latency
+
+
+def _two_phase(cmem_fill_op_mib, weight_mib):
+    """A one-off op whose activations need a lot of CMEM, then a weight read 100 times."""
+    from archsim.ir.ops import Activation, Gemm
+    from archsim.ir.tensor import Role, Tensor
+
+    side = int((cmem_fill_op_mib * 2**20 / 2) ** 0.5)
+    a, b = Tensor("a", (side, side), DType.INT8), Tensor("b", (side, side), DType.INT8)
+    big = OpGraph([Activation("relu", (a,), (b,), side, side, "relu")])
+    k = 8192
+    n = weight_mib * 2**20 // k
+    x, y = Tensor("x", (8, k), DType.INT8), Tensor("y", (8, n), DType.INT8)
+    w = Tensor("w", (k, n), DType.INT8, Role.WEIGHT)
+    gemm = OpGraph([Gemm("g", (x, w), (y,), 1, 8, k, n, False)])
+    return Workload("w", (Phase("once", big), Phase("loop", gemm, repeat=100)))
+
+
+@pytest.mark.parametrize("cmem_mib", [96, 127, 128, 160, 256])
+def test_more_cmem_never_slower(cmem_mib):
+    w = _two_phase(128, 100)
+    smaller = simulate(hw_with(f"cmem.capacity={cmem_mib} MiB"), w)
+    larger = simulate(hw_with(f"cmem.capacity={cmem_mib + 32} MiB"), w)
+    assert larger.latency_s <= smaller.latency_s * (1 + 1e-12)
+
+
+def test_placement_does_not_depend_on_names(tpuv4i):
+    from archsim.ir.ops import Gemm
+    from archsim.ir.tensor import Role, Tensor
+
+    def workload(big, small):
+        x, y, z = Tensor("x", (8, 8192), DType.INT8), Tensor("y", (8, 12800), DType.INT8), Tensor("z", (8, 4915), DType.INT8)
+        wb = Tensor(big, (8192, 12800), DType.INT8, Role.WEIGHT)
+        ws = Tensor(small, (12800, 4915), DType.INT8, Role.WEIGHT)
+        g = OpGraph([Gemm("g1", (x, wb), (y,), 1, 8, 8192, 12800, False), Gemm("g2", (y, ws), (z,), 1, 8, 12800, 4915, False)])
+        return Workload("w", (Phase("p", g, repeat=100),))
+    a, b = simulate(tpuv4i, workload("a", "b")), simulate(tpuv4i, workload("b", "a"))
+    assert a.latency_s == b.latency_s and a.traffic.hbm_read == b.traffic.hbm_read
+
+
+def test_caches_the_workload_writes_are_not_preloaded():
+    # LLaMA-2-7B on a big chip: prefill writes each layer's K/V cache in full
+    r = simulate(hw_with("hbm.capacity=64 GiB", "cmem.capacity=1 GiB"), load_workload(WORKLOADS / "llama2_7b.yaml"))
+    preload = [c for c in r.ops if c.phase == "preload"]
+    assert not preload or "cache" not in " ".join(t for t in [preload[0].name])
+    from archsim.hw.memory import place
+    placement = place(r.hw, r.workload)
+    assert all(t.role.value == "weight" for t in placement.preload)
+    assert placement.home["layers.attn.k_cache"].value == "cmem"  # born on chip, kept there
+
+
+def test_embedding_table_is_not_preloaded_for_a_few_rows():
+    from archsim.hw.memory import place
+    hw = hw_with("hbm.capacity=64 GiB", "cmem.capacity=600 MiB")
+    placement = place(hw, load_workload(WORKLOADS / "llama2_7b.yaml"))
+    assert "embed.weight" not in {t.name for t in placement.preload}

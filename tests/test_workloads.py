@@ -74,9 +74,10 @@ def prefill_macs(m, b, p):
 
 
 def decode_macs(m, b, p, n):
+    """Decode after prefill's first token: n - 1 steps at contexts p + 1 .. p + n - 1."""
     total = 0
-    for i in range(n):
-        context = p + i + 1
+    for j in range(1, n):
+        context = p + j
         total += m["layers"] * (llm_layer_macs(m, b) + 2 * b * m["h"] * m["dh"] * context) + b * m["d"] * m["vocab"]
     return total
 
@@ -93,12 +94,14 @@ def test_llama2_prefill_and_decode_match_closed_form(batch, prompt, output):
     assert prefill.macs == prefill_macs(LLAMA2, batch, prompt)
     decode = sum(p.macs for p in w.phases if p.name.startswith("decode"))
     assert decode == decode_macs(LLAMA2, batch, prompt, output)
-    assert sum(p.repeat for p in w.phases if p.name.startswith("decode")) == output
+    assert sum(p.repeat for p in w.phases if p.name.startswith("decode")) == output - 1
+    kv = next(t for t in w.tensors().values() if t.name.endswith("k_cache"))
+    assert kv.shape == (batch, 32, prompt + output - 1, 128)  # sized at the final context
 
 
 def test_long_decode_is_a_few_graphs():
     w = load_workload(WORKLOADS / "llama2_7b_decode4096.yaml")
-    assert len(w.phases) <= 1 + 9
+    assert len(w.phases) <= 1 + 10
     assert sum(p.macs for p in w.phases if p.name != "prefill") == decode_macs(LLAMA2, 1, 128, 4096)
 
 

@@ -1,27 +1,29 @@
 """Memory levels, traffic accounting, and where each tensor lives (placement).
 
-Placement policy ``capacity_greedy`` (the default, and the only one so far; policies are a
-registry so others can join):
+Placement policy ``capacity_greedy`` (the default; policies are a registry):
 
-- Activations live in CMEM when the op that touches them fits its activation operands there,
-  else in HBM. CMEM keeps room for the largest such op.
-- Persistent tensors (weights, KV and feature caches) live in HBM. Those read more than once
-  over the whole workload (phase repeats included) are promoted to CMEM in order of reads
-  until the remaining CMEM is full; each promoted tensor is loaded from HBM once (the
-  *preload*), so later reads cost CMEM rather than HBM traffic.
-- The workload is infeasible when HBM cannot hold every persistent tensor plus the activations
-  placed there.
+- Weights and caches live in HBM unless promoted to CMEM, where they stay for the whole
+  workload: loaded once from HBM (the *preload*), unless the workload itself creates them
+  (a KV cache its prefill writes in full is born on chip and needs no preload).
+- A tensor's value for promotion is the HBM traffic it saves (the bytes its reads and writes
+  actually move, so an embedding lookup counts only the gathered rows, minus the preload)
+  per byte of CMEM; tensors are promoted in that order while they fit.
+- Activations live in CMEM when every op touching them fits its activation operands in the
+  CMEM left over, else in HBM.
+- Two plans are built, activations first and weights first, and the one with less
+  compulsory HBM traffic is kept (activations first on a tie).
+- The workload is infeasible when HBM cannot hold the tensors homed there.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Callable
 
 from archsim.config.schema import HardwareConfig
 from archsim.ir.graph import Workload
+from archsim.ir.ops import CacheWrite, EmbeddingLookup
 from archsim.ir.tensor import Tensor
 from archsim.units import SIZE, format_quantity
 
@@ -92,40 +94,94 @@ def place(hw: HardwareConfig, workload: Workload, policy: str = "capacity_greedy
         raise ValueError(f"unknown placement policy {policy!r}; known: {sorted(_POLICIES)}") from None
 
 
-@register_placement("capacity_greedy")
-def capacity_greedy(hw: HardwareConfig, workload: Workload) -> Placement:
-    cmem_capacity = hw.cmem.capacity if hw.cmem is not None else 0.0
+@dataclass
+class _Usage:
+    tensor: Tensor
+    moved: float = 0.0  # bytes its reads and writes move over the workload
+    born_on_chip: bool = False  # first touched by a write of the whole tensor
+    seen: bool = False
+
+
+def _usage(workload: Workload) -> tuple[dict[str, _Usage], list[tuple[dict[str, float], int]]]:
+    """Per-tensor traffic, and per op its activation bytes and execution count."""
     tensors = workload.tensors()
-    reads: dict[str, int] = defaultdict(int)
-    act_in_cmem: dict[str, bool] = {}
-    reserve = 0.0
+    usage = {name: _Usage(t) for name, t in tensors.items()}
+    op_activations = []
     for phase in workload.phases:
         for op in phase.graph.ops():
-            activations = {t.name: t for t in op.tensors if not t.role.persistent}
-            footprint = sum(t.bytes for t in activations.values())
-            fits = 0 < footprint <= cmem_capacity
-            if fits:
-                reserve = max(reserve, footprint)
-            for name in activations:
-                act_in_cmem[name] = act_in_cmem.get(name, True) and fits
-            for t in op.inputs:  # reads of each copy
-                reads[t.name] += phase.repeat * max(1, op.copies // t.copies)
+            count = phase.repeat * op.copies
+            for t in op.inputs:
+                u = usage[t.name]
+                u.seen = True
+                per_access = op.outputs[0].elements * t.dtype.bytes if isinstance(op, EmbeddingLookup) and t is op.inputs[0] else t.bytes
+                u.moved += per_access * count
+            for t in op.outputs:
+                u = usage[t.name]
+                written = op.written_bytes if isinstance(op, CacheWrite) else t.bytes
+                if not u.seen and written >= t.bytes:
+                    u.born_on_chip = True
+                u.seen = True
+                u.moved += written * count
+            activations = {t.name: t.bytes for t in op.tensors if not t.role.persistent}
+            op_activations.append((activations, count))
+    return usage, op_activations
 
-    home: dict[str, Level] = {n: Level.CMEM if ok else Level.HBM for n, ok in act_in_cmem.items()}
-    persistent = sorted(
-        (t for t in tensors.values() if t.role.persistent), key=lambda t: (-reads[t.name], t.name)
+
+def _promote(usage: dict[str, _Usage], budget: float) -> set[str]:
+    def saving(u: _Usage) -> float:
+        return u.moved - (0.0 if u.born_on_chip else u.tensor.total_bytes)
+
+    candidates = [u for u in usage.values() if u.tensor.role.persistent and saving(u) > 0]
+    # by saving per CMEM byte, then by saving (on equal density the bigger saves more), then name
+    candidates.sort(key=lambda u: (-saving(u) / u.tensor.total_bytes, -saving(u), u.tensor.name))
+    promoted = set()
+    for u in candidates:
+        if u.tensor.total_bytes <= budget:
+            promoted.add(u.tensor.name)
+            budget -= u.tensor.total_bytes
+    return promoted
+
+
+def _activations_in(op_activations, budget: float) -> tuple[set[str], float]:
+    """Activations whose every op fits them in ``budget``, and the largest such footprint."""
+    fits: dict[str, bool] = {}
+    reserve = 0.0
+    for activations, _ in op_activations:
+        footprint = sum(activations.values())
+        ok = 0 < footprint <= budget
+        if ok:
+            reserve = max(reserve, footprint)
+        for name in activations:
+            fits[name] = fits.get(name, True) and ok
+    return {n for n, ok in fits.items() if ok}, reserve
+
+
+def _hbm_bytes(usage, op_activations, in_cmem: set[str], promoted: set[str]) -> float:
+    persistent = sum(
+        (0.0 if u.born_on_chip else u.tensor.total_bytes) if u.tensor.name in promoted else u.moved
+        for u in usage.values() if u.tensor.role.persistent
     )
-    budget = cmem_capacity - reserve
-    preload = []
-    for t in persistent:
-        if reads[t.name] > 1 and t.total_bytes <= budget:
-            home[t.name] = Level.CMEM
-            budget -= t.total_bytes
-            preload.append(t)
-        else:
-            home[t.name] = Level.HBM
+    activations = sum(b * count for acts, count in op_activations for n, b in acts.items() if n not in in_cmem)
+    return persistent + activations
 
-    needed = sum(t.total_bytes for t in persistent) + _peak_hbm_activations(workload, home)
+
+@register_placement("capacity_greedy")
+def capacity_greedy(hw: HardwareConfig, workload: Workload) -> Placement:
+    capacity = hw.cmem.capacity if hw.cmem is not None else 0.0
+    usage, op_activations = _usage(workload)
+
+    acts_a, reserve = _activations_in(op_activations, capacity)
+    promoted_a = _promote(usage, capacity - reserve)
+    promoted_b = _promote(usage, capacity)
+    acts_b, _ = _activations_in(op_activations, capacity - sum(usage[n].tensor.total_bytes for n in promoted_b))
+    plans = [(acts_a, promoted_a), (acts_b, promoted_b)]
+    in_cmem, promoted = min(plans, key=lambda plan: _hbm_bytes(usage, op_activations, *plan))
+
+    home = {name: Level.CMEM if name in in_cmem or name in promoted else Level.HBM for name in usage}
+    preload = tuple(sorted((usage[n].tensor for n in promoted if not usage[n].born_on_chip), key=lambda t: t.name))
+    in_hbm = [u.tensor for u in usage.values() if u.tensor.role.persistent
+              and not (u.tensor.name in promoted and u.born_on_chip)]
+    needed = sum(t.total_bytes for t in in_hbm) + _peak_hbm_activations(workload, home)
     if needed > hw.hbm.capacity:
         missing = needed - hw.hbm.capacity
         reason = (
@@ -133,8 +189,8 @@ def capacity_greedy(hw: HardwareConfig, workload: Workload) -> Placement:
             f"activations) but HBM holds {format_quantity(hw.hbm.capacity, SIZE)}: "
             f"{format_quantity(missing, SIZE)} missing"
         )
-        return Placement(home, tuple(preload), False, reason)
-    return Placement(home, tuple(preload), True)
+        return Placement(home, preload, False, reason)
+    return Placement(home, preload, True)
 
 
 def _peak_hbm_activations(workload: Workload, home: dict[str, Level]) -> float:

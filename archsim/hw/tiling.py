@@ -11,7 +11,8 @@ All candidate tilings (power-of-two sizes up to each dimension) are evaluated at
 numpy. Tiling decides data movement, not the compute/transfer pipeline (which runs at the
 granularity of array folds: the arrays start as soon as their first fold's operands arrive),
 so the mapper picks the tiling whose busiest memory channel is least busy, ties going to the
-fewest bytes moved, then to the first candidate: the choice is deterministic.
+fewest bytes moved, then to the fewest (largest) tiles, then to the first candidate: the
+choice is deterministic.
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def tile_matmul(
         moved = vmem_read + vmem_write
         for lv in outer_levels:
             moved = moved + reads[lv] + writes[lv]
-        i = int(np.lexsort((moved, t_mem))[0])
-        key = (t_mem[i], moved[i])
+        i = int(np.lexsort((tiles, moved, t_mem))[0])
+        key = (t_mem[i], moved[i], tiles[i])
         if best is None or key < best[0]:
             traffic = Traffic.of(Level.VMEM, vmem_read[i], vmem_write[i])
             for lv in outer_levels:

@@ -1,10 +1,11 @@
 """A workload's ground truth, without any hardware: parameters, work, bytes, intensity.
 
 - ``flops`` = 2 x MACs + vector-unit operations (simple and transcendental).
-- A phase's *minimum bytes* per run: every persistent tensor it reads, once (all copies);
-  the entries it appends to caches; and the activations crossing its boundary (inputs it
-  does not produce, outputs it does not consume). Its arithmetic intensity is MACs per
-  minimum byte: the roofline's x-axis.
+- A phase's *minimum bytes* per run: every persistent tensor it reads, once (all copies),
+  unless the phase itself wrote it in full first; the entries it writes to caches; and the
+  activations crossing its boundary (inputs it does not produce, outputs it does not
+  consume: one copy each, as one layer's output is the next one's input). Its arithmetic
+  intensity is MACs per minimum byte: the roofline's x-axis.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def summarize_phase(phase: Phase) -> PhaseSummary:
         flops += (2 * op.macs + work.alu + work.special) * op.copies
         if isinstance(op, ops.CacheWrite):
             cache_written += op.written_bytes * op.copies
+            for t in op.outputs:  # written in full before any read: no read from memory
+                if t.name not in seen and op.written_bytes >= t.bytes:
+                    seen.add(t.name)
         for t in op.inputs:
             if t.name in seen:
                 continue
@@ -75,11 +79,11 @@ def summarize_phase(phase: Phase) -> PhaseSummary:
             elif t.role.persistent:
                 cache_read += t.total_bytes
             elif t.name not in produced:
-                boundary += t.total_bytes
+                boundary += t.bytes
         for t in op.outputs:
             if not t.role.persistent and t.name not in consumed and t.name not in seen:
                 seen.add(t.name)
-                boundary += t.total_bytes
+                boundary += t.bytes
     return PhaseSummary(phase.name, phase.repeat, len(graph_ops), macs, flops,
                         weights + cache_read + cache_written + boundary, weights, cache_read, cache_written)
 

@@ -82,7 +82,8 @@ class Simulator:
         levels = (placement.level(op.a), placement.level(op.b), placement.level(op.out))
         tiling = tile_matmul(shape, op.out.dtype.bytes, dtype.accumulator.bytes, levels, array, self.channels)
         latency = access_latency(self.hw, set(levels) | {Level.VMEM})
-        time = float(overlapped_time(tiling.memory_s, compute_s, array.folds, latency))
+        # operands arrive per fold and per VMEM tile: the finer of the two sets the pipeline
+        time = float(overlapped_time(tiling.memory_s, compute_s, max(array.folds, tiling.tiles), latency))
         return OpCost(
             phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies,
             macs=op.macs, vector_ops=0, compute_cycles=array.compute_cycles, compute_s=compute_s,

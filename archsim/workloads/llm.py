@@ -1,12 +1,13 @@
 """``kind: llm``: autoregressive prefill and decode of a language model.
 
 Prefill runs the prompt (``batch x prompt_len`` tokens) at once and computes the logits of
-each sequence's last token. Decode then generates ``output_len`` tokens, one per sequence per
-step; step i (from 0) attends to ``prompt_len + i + 1`` keys from the KV cache, which it
-appends to. Decode steps are grouped into ``decode_groups`` (at most one more) phases of
-consecutive steps with a repeat count, each at its group's mean context length, so 4096 steps
-are a few graphs. Attention's cost is linear in the context length, so the mean gives the
-group's exact total.
+each sequence's last token: the first output token. Decode produces the other
+``output_len - 1``, one per sequence per step: step j (from 1) feeds token j, appends its key
+and value to the KV cache and attends to ``prompt_len + j`` keys. Decode steps are grouped
+into ``decode_groups`` (at most two more) phases of consecutive steps with a repeat count,
+each at its group's mean context length, so 4096 steps are a few graphs. Attention's cost is
+linear in the context length, so the mean gives the group's exact total; the last step is a
+phase of its own, so the KV cache is sized at its final length.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class LLMWorkload(WorkloadSpec):
     model: str | dict[str, Any] = Field(description="path to a config.json/YAML, or the fields inline")
     batch: PositiveInt
     prompt_len: PositiveInt
-    output_len: NonNegativeInt = Field(description="tokens generated per sequence (decode steps)")
+    output_len: NonNegativeInt = Field(description="tokens generated per sequence: the first by prefill, "
+                                       "the others by one decode step each")
     precision: PrecisionSpec = PrecisionSpec()
     phases: list[Literal["prefill", "decode"]] = ["prefill", "decode"]
     decode_groups: PositiveInt = Field(default=8, description="context-length groups of decode steps")
@@ -69,10 +71,14 @@ class LLMWorkload(WorkloadSpec):
             tokens = Tokens(self.batch, self.prompt_len, self.prompt_len, kv_cache=True)
             phases.append(Phase("prefill", lm_forward(model, precision, tokens, self.batch, "prefill")))
         if "decode" in self.phases:
-            for context, steps in decode_groups(self.prompt_len + 1, self.output_len, self.decode_groups):
+            steps = self.output_len - 1
+            groups = decode_groups(self.prompt_len + 1, steps - 1, self.decode_groups) if steps > 0 else []
+            if steps > 0:
+                groups.append((self.prompt_len + steps, 1))
+            for context, steps in groups:
                 name = f"decode@{context}"
                 tokens = Tokens(self.batch, 1, context, kv_cache=True)
                 phases.append(Phase(name, lm_forward(model, precision, tokens, self.batch, name), steps))
         if not phases:
-            raise ValueError("no phases: list prefill and/or decode, with output_len > 0 for decode")
+            raise ValueError("no phases: list prefill and/or decode, with output_len > 1 for decode")
         return Workload(self.name, tuple(phases))

@@ -28,7 +28,7 @@ class MatmulShape:
 class ArrayTiming:
     """What the matrix units do for one matmul, without memory stalls."""
 
-    compute_cycles: float  # cycles the busiest unit is busy
+    compute_cycles: int  # cycles the busiest unit is busy
     folds: int  # folds over all units: the pieces in which operands reach the arrays
     macs: int
     peak_macs_per_cycle: int  # of all units together
@@ -36,7 +36,6 @@ class ArrayTiming:
     a_reads: float
     b_reads: float
     out_writes: float
-    units_used: int
     weight_write_bytes: float = 0.0  # weights written into compute-in-memory arrays
 
     @property
@@ -44,9 +43,6 @@ class ArrayTiming:
         """Fraction of the units' peak MAC slots used while computing."""
         return self.macs / (self.compute_cycles * self.peak_macs_per_cycle) if self.compute_cycles else 0.0
 
-    @property
-    def vmem_bytes(self) -> float:
-        return self.a_reads + self.b_reads + self.out_writes
 
 
 class MatrixUnitModel(Protocol):

@@ -25,7 +25,8 @@ grid_rows / g_k row groups as independent sub-units (other N tiles, or other bat
 such as heads), assuming the accumulation across grid rows is reconfigurable and the input
 bus broadcasts to every group. It picks the g_k (grid_rows halved until 1) with the fewest
 cycles, ties going to the largest. Folds (and chunks) are shared round-robin among all
-sub-units of the ``count`` units.
+sub-units of the ``count`` units; with fewer folds than sub-units, a fold's M rows are split
+among the idle sub-units, each writing its own copy of the weights.
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ class CimModel:
         chunks = math.ceil(shape.m / chunk)
         weight_batches = shape.batch if shape.b_batched else 1
         folds = shape.batch * chunks * k_folds * n_folds
-        per_unit = math.ceil(folds / (cfg.count * groups))
+        slots = cfg.count * groups
+        split = min(slots // folds, chunk) if folds < slots else 1
+        chunk = math.ceil(chunk / split)
+        per_unit = math.ceil(folds / slots)
 
         row_cycles = math.ceil(core.core_rows * outputs_per_core / core.macs_per_cycle[shape.dtype])
         fill = math.ceil(bits / core.input_bits_per_cycle)
@@ -84,15 +88,14 @@ class CimModel:
 
         e = shape.dtype.bytes
         b_bytes = weight_batches * shape.k * shape.n * e
-        weight_writes = b_bytes * chunks * (1 if shape.b_batched else shape.batch)
+        weight_writes = b_bytes * chunks * split
         return ArrayTiming(
             compute_cycles=cycles,
-            folds=folds,
+            folds=folds * split,
             macs=shape.macs,
             peak_macs_per_cycle=cfg.count * cfg.macs_per_cycle(shape.dtype),
             a_reads=shape.batch * shape.m * shape.k * e * n_folds,  # broadcast once per N fold
             b_reads=weight_writes,
             out_writes=shape.batch * shape.m * shape.n * out_dtype.bytes,
-            units_used=min(cfg.count, math.ceil(folds / groups)),
             weight_write_bytes=weight_writes,
         )

@@ -12,8 +12,11 @@ Fold models:
   unload, also R rows) overlaps the current fold's stream, as in a TPU's double-buffered MXU:
   a fold costs max(S, R), and fill and drain are paid once. With one fold both models agree.
 
-Folds are shared round-robin among the ``count`` units. A PE rate of p MACs per cycle for a
-dtype is modelled as p reduction (K) elements per PE.
+Folds are shared round-robin among the ``count`` units. With fewer folds than units (a
+small GEMM), ws and is split each fold's stream (rows of A, columns of B) among the idle
+units, each holding a copy of the stationary tile; os does not (splitting its K stream would
+need a cross-unit reduction). A PE rate of p MACs per cycle for a dtype is modelled as p
+reduction (K) elements per PE.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ class SystolicModel:
         row_folds = math.ceil(mapping.row_dim / cfg.rows)
         col_folds = math.ceil(mapping.col_dim / cfg.cols)
         folds = shape.batch * row_folds * col_folds
+        split = cfg.count // folds if mapping.preload and folds < cfg.count else 1
+        if split > 1:
+            mapping = Mapping(mapping.row_dim, mapping.col_dim, math.ceil(mapping.stream / split), True)
         per_unit = math.ceil(folds / cfg.count)
         cycles = fold_cycles(cfg.fold_model, per_unit, mapping, cfg.rows, cfg.cols)
 
@@ -86,25 +92,20 @@ class SystolicModel:
         out_bytes = shape.batch * shape.m * shape.n * out_dtype.bytes
         # Scratchpad reads by the dataflow: the stationary operand is read once per fold
         # (so once in all); a streamed operand once for every fold across the other dimension.
+        # (a split stream replicates the stationary tile to every unit sharing the fold).
         if cfg.dataflow == "ws":
-            a_reads, b_reads = a_bytes * math.ceil(shape.n / cfg.cols), b_bytes * _b_reuse(shape)
+            a_reads, b_reads = a_bytes * math.ceil(shape.n / cfg.cols), b_bytes * split
         elif cfg.dataflow == "is":
-            a_reads, b_reads = a_bytes, b_bytes * _b_reuse(shape) * math.ceil(shape.m / cfg.cols)
+            a_reads, b_reads = a_bytes * split, b_bytes * math.ceil(shape.m / cfg.cols)
         else:
             a_reads = a_bytes * math.ceil(shape.n / cfg.cols)
-            b_reads = b_bytes * _b_reuse(shape) * math.ceil(shape.m / cfg.rows)
+            b_reads = b_bytes * math.ceil(shape.m / cfg.rows)
         return ArrayTiming(
             compute_cycles=cycles,
-            folds=folds,
+            folds=folds * split,
             macs=shape.macs,
             peak_macs_per_cycle=cfg.count * cfg.macs_per_cycle(shape.dtype),
             a_reads=a_reads,
             b_reads=b_reads,
             out_writes=out_bytes,
-            units_used=min(cfg.count, folds),
         )
-
-
-def _b_reuse(shape: MatmulShape) -> int:
-    """A B matrix shared across the batch is fed once per batch element."""
-    return 1 if shape.b_batched else shape.batch
