@@ -10,9 +10,11 @@ Placement policy ``capacity_greedy`` (the default; policies are a registry):
   per byte of CMEM; tensors are promoted in that order while they fit.
 - Activations live in CMEM when every op touching them fits its activation operands in the
   CMEM left over, else in HBM.
-- Two plans are built, activations first and weights first, and the one with less
-  compulsory HBM traffic is kept (activations first on a tie).
-- The workload is infeasible when HBM cannot hold the tensors homed there.
+- Three plans are proposed: activations first, weights first, and no promotion (a promoted
+  tensor saves HBM traffic but its preload is exposed, which does not pay when the op is
+  compute-bound anyway). The simulator evaluates each and keeps the fastest, ties going to
+  less energy, so more CMEM never slows a run down.
+- A plan is infeasible when HBM cannot hold the tensors homed there.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class Placement:
         return self.home[tensor.name]
 
 
-_POLICIES: dict[str, Callable[[HardwareConfig, Workload], Placement]] = {}
+_POLICIES: dict[str, Callable[[HardwareConfig, Workload], list[Placement]]] = {}
 
 
 def register_placement(name: str):
@@ -87,7 +89,8 @@ def register_placement(name: str):
     return decorate
 
 
-def place(hw: HardwareConfig, workload: Workload, policy: str = "capacity_greedy") -> Placement:
+def place(hw: HardwareConfig, workload: Workload, policy: str = "capacity_greedy") -> list[Placement]:
+    """Candidate placements, distinct, in the policy's order of preference."""
     try:
         return _POLICIES[policy](hw, workload)
     except KeyError:
@@ -156,17 +159,8 @@ def _activations_in(op_activations, budget: float) -> tuple[set[str], float]:
     return {n for n, ok in fits.items() if ok}, reserve
 
 
-def _hbm_bytes(usage, op_activations, in_cmem: set[str], promoted: set[str]) -> float:
-    persistent = sum(
-        (0.0 if u.born_on_chip else u.tensor.total_bytes) if u.tensor.name in promoted else u.moved
-        for u in usage.values() if u.tensor.role.persistent
-    )
-    activations = sum(b * count for acts, count in op_activations for n, b in acts.items() if n not in in_cmem)
-    return persistent + activations
-
-
 @register_placement("capacity_greedy")
-def capacity_greedy(hw: HardwareConfig, workload: Workload) -> Placement:
+def capacity_greedy(hw: HardwareConfig, workload: Workload) -> list[Placement]:
     capacity = hw.cmem.capacity if hw.cmem is not None else 0.0
     usage, op_activations = _usage(workload)
 
@@ -174,9 +168,15 @@ def capacity_greedy(hw: HardwareConfig, workload: Workload) -> Placement:
     promoted_a = _promote(usage, capacity - reserve)
     promoted_b = _promote(usage, capacity)
     acts_b, _ = _activations_in(op_activations, capacity - sum(usage[n].tensor.total_bytes for n in promoted_b))
-    plans = [(acts_a, promoted_a), (acts_b, promoted_b)]
-    in_cmem, promoted = min(plans, key=lambda plan: _hbm_bytes(usage, op_activations, *plan))
+    plans = []
+    for acts, promoted in ((acts_a, promoted_a), (acts_b, promoted_b), (acts_a, set())):
+        plan = _plan(hw, workload, usage, acts, promoted)
+        if plan not in plans:
+            plans.append(plan)
+    return plans
 
+
+def _plan(hw: HardwareConfig, workload: Workload, usage, in_cmem: set[str], promoted: set[str]) -> Placement:
     home = {name: Level.CMEM if name in in_cmem or name in promoted else Level.HBM for name in usage}
     preload = tuple(sorted((usage[n].tensor for n in promoted if not usage[n].born_on_chip), key=lambda t: t.name))
     in_hbm = [u.tensor for u in usage.values() if u.tensor.role.persistent
