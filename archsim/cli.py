@@ -1,12 +1,14 @@
 """The ``archsim`` command line: a thin layer over the Python API.
 
 Exit codes: 0 success; 1 the design point is infeasible (the reason is printed); 2 bad input
-(config, workload or usage), reported as one line per problem naming the file and key.
+(config, workload or usage), reported as one line per problem naming the file and key;
+3 an internal error (a bug: rerun with ARCHSIM_DEBUG=1 for the traceback).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from archsim.ir.summary import summarize
 from archsim.sim.trace import write_trace
 
 EXIT_INFEASIBLE = 1
+EXIT_INTERNAL = 3
+MAX_DIM = 2**31  # a documented limit on GEMM dimensions
 
 _set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
@@ -58,9 +62,9 @@ def validate(files: tuple[Path, ...], overrides: tuple[str, ...], as_json: bool)
 
 @cli.command()
 @click.argument("hw_file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--m", "m", type=click.IntRange(min=1), required=True, help="Rows of A and of the output.")
-@click.option("--k", "k", type=click.IntRange(min=1), required=True, help="The reduction dimension.")
-@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Columns of B and of the output.")
+@click.option("--m", "m", type=click.IntRange(1, MAX_DIM), required=True, help="Rows of A and of the output.")
+@click.option("--k", "k", type=click.IntRange(1, MAX_DIM), required=True, help="The reduction dimension.")
+@click.option("--n", "n", type=click.IntRange(1, MAX_DIM), required=True, help="Columns of B and of the output.")
 @click.option("--dtype", type=click.Choice([d.value for d in DType]), default="int8", show_default=True)
 @_set_option
 @_json_option
@@ -86,7 +90,7 @@ def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str
         return
     rows = [("hardware", hw.name), ("gemm", f"M={m} K={k} N={n} {dtype}"),
             ("cycles", f"{data['cycles']:,.0f}"), ("compute_cycles", f"{cost.compute_cycles:,.0f}"),
-            ("latency", report._fmt_time(result.latency_s)), ("utilization", f"{data['utilization']:.1%}"),
+            ("latency", report.fmt_time(result.latency_s)), ("utilization", f"{data['utilization']:.1%}"),
             ("compute utilization", f"{data['compute_utilization']:.1%}"),
             ("bound by", cost.bottleneck), ("tiling", cost.tiling)]
     click.echo(report.key_values(rows + report.traffic_rows(result) + report.energy_rows(result)))
@@ -179,8 +183,15 @@ def main() -> None:
             click.echo(f"error: {line}", err=True)
         sys.exit(exc.exit_code)
     except OSError as exc:  # e.g. the trace file cannot be written
-        click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
         sys.exit(2)
+    except Exception as exc:  # a bug in archsim: say so, in one line, with its own exit code
+        if os.environ.get("ARCHSIM_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with ARCHSIM_DEBUG=1 for the "
+                   "traceback, and please report it)", err=True)
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ from archsim.ir.summary import WorkloadSummary
 from archsim.sim.result import RunResult
 
 
-def _fmt_bytes(value: float) -> str:
+def fmt_bytes(value: float) -> str:
     return units.format_quantity(value, units.SIZE) if value else "0"
 
 
-def _fmt_time(value: float) -> str:
+def fmt_time(value: float) -> str:
     return units.format_quantity(value, units.TIME)
 
 
@@ -29,29 +29,29 @@ def hardware_summary(hw: HardwareConfig) -> list[tuple[str, str]]:
     for level in Level:
         cfg = getattr(hw, level.value)
         if cfg is not None:
-            rows.append((level.value, f"{_fmt_bytes(cfg.capacity)} at {units.format_quantity(cfg.bandwidth, units.BANDWIDTH)}"))
+            rows.append((level.value, f"{fmt_bytes(cfg.capacity)} at {units.format_quantity(cfg.bandwidth, units.BANDWIDTH)}"))
     return rows
 
 
 def traffic_rows(result: RunResult) -> list[tuple[str, str]]:
     t = result.traffic
     return [
-        (f"{lv.value} traffic", f"{_fmt_bytes(getattr(t, lv.value + '_read'))} read, "
-                                f"{_fmt_bytes(getattr(t, lv.value + '_write'))} written")
+        (f"{lv.value} traffic", f"{fmt_bytes(getattr(t, lv.value + '_read'))} read, "
+                                f"{fmt_bytes(getattr(t, lv.value + '_write'))} written")
         for lv in Level
     ]
 
 
-def _fmt_energy(value: float) -> str:
+def fmt_energy(value: float) -> str:
     return units.format_quantity(value, units.ENERGY)
 
 
 def energy_rows(result: RunResult) -> list[tuple[str, str]]:
     e, a = result.energy, result.area
-    parts = ", ".join(f"{k} {_fmt_energy(v)} ({v / e.total:.0%})" for k, v in e.as_dict().items() if v) if e.total else "-"
+    parts = ", ".join(f"{k} {fmt_energy(v)} ({v / e.total:.0%})" for k, v in e.as_dict().items() if v) if e.total else "-"
     areas = ", ".join(f"{k} {v * 1e6:.4g}" for k, v in a.as_dict().items() if v)
     return [
-        ("energy", _fmt_energy(e.total)),
+        ("energy", fmt_energy(e.total)),
         ("energy by component", parts),
         ("average power", f"{result.power_w:.4g} W"),
         ("TOPS/W achieved", f"{result.tops_per_w:.4g}"),
@@ -71,18 +71,18 @@ def side_by_side(results: list[RunResult]) -> str:
             col["latency"] = "INFEASIBLE: " + r.reason
             columns[r.hw.name] = col
             continue
-        col["latency"] = _fmt_time(r.latency_s)
+        col["latency"] = fmt_time(r.latency_s)
         col["  vs first"] = f"{r.latency_s / base.latency_s:.3f}x" if base.feasible else ""
         col["MXU utilization"] = f"{r.utilization:.1%}"
-        col["energy"] = _fmt_energy(r.energy.total)
+        col["energy"] = fmt_energy(r.energy.total)
         for name, value in r.energy.as_dict().items():
-            col[f"  {name}"] = _fmt_energy(value)
+            col[f"  {name}"] = fmt_energy(value)
         col["MXU energy vs first"] = (f"{base.energy.mxu / r.energy.mxu:.2f}x less" if base.feasible and r.energy.mxu else "")
         col["average power"] = f"{r.power_w:.4g} W"
         col["TOPS/W achieved"] = f"{r.tops_per_w:.4g}"
         col["area"] = f"{r.area.total * 1e6:.4g} mm^2"
         col["  MXU area"] = f"{r.area.mxu * 1e6:.4g} mm^2"
-        col["HBM traffic"] = _fmt_bytes(r.traffic.hbm_read + r.traffic.hbm_write)
+        col["HBM traffic"] = fmt_bytes(r.traffic.hbm_read + r.traffic.hbm_write)
         columns[r.hw.name] = col
     frame = pd.DataFrame(columns).fillna("")
     return f"workload: {base.workload.name}\n" + frame.to_string()
@@ -93,7 +93,7 @@ def run_summary(result: RunResult) -> str:
     if not result.feasible:
         return key_values(head + [("result", "INFEASIBLE"), ("reason", result.reason)])
     rows = head + [
-        ("latency", _fmt_time(result.latency_s)),
+        ("latency", fmt_time(result.latency_s)),
         ("cycles", f"{result.cycles:,.0f}"),
         ("MACs", f"{result.macs:,}"),
         ("MXU utilization", f"{result.utilization:.1%}"),
@@ -103,7 +103,7 @@ def run_summary(result: RunResult) -> str:
     for column in ("phase", "unit", "bound"):
         parts = result.latency_by(column)
         rows.append((f"latency by {column}", ", ".join(
-            f"{k} {_fmt_time(v)} ({v / result.latency_s:.0%})" for k, v in parts.items())))
+            f"{k} {fmt_time(v)} ({v / result.latency_s:.0%})" for k, v in parts.items())))
     return key_values(rows)
 
 
@@ -116,14 +116,14 @@ def ops_table(result: RunResult) -> str:
         "kind": frame["kind"],
         "x": frame["count"],
         "MACs": frame["macs"].map(lambda v: f"{v:.3g}" if v else ""),
-        "latency": frame["latency_s"].map(_fmt_time),
-        "compute": frame["compute_s"].map(_fmt_time),
-        "memory": frame["memory_s"].map(_fmt_time),
+        "latency": frame["latency_s"].map(fmt_time),
+        "compute": frame["compute_s"].map(fmt_time),
+        "memory": frame["memory_s"].map(fmt_time),
         "util": frame["utilization"].map(lambda v: f"{v:.1%}" if v else ""),
         "bound by": frame["bottleneck"],
-        "HBM": frame["hbm_bytes"].map(_fmt_bytes),
-        "CMEM": frame["cmem_bytes"].map(_fmt_bytes),
-        "energy": frame["energy_j"].map(_fmt_energy),
+        "HBM": frame["hbm_bytes"].map(fmt_bytes),
+        "CMEM": frame["cmem_bytes"].map(fmt_bytes),
+        "energy": frame["energy_j"].map(fmt_energy),
         "tiling": frame["tiling"],
     })
     return view.to_string(index=False)
@@ -144,14 +144,14 @@ def workload_summary(summary: WorkloadSummary) -> str:
         ("parameters", f"{summary.params:,} ({_si(summary.params)})"),
         ("MACs", f"{summary.macs:,} ({_si(summary.macs, 'MAC')})"),
         ("FLOPs", _si(summary.flops, "FLOP")),
-        ("weight bytes", _fmt_bytes(summary.weight_bytes)),
-        ("KV/cache bytes", _fmt_bytes(summary.cache_bytes)),
-        ("activation bytes", f"{_fmt_bytes(summary.activation_bytes)} (largest working set of one op)"),
+        ("weight bytes", fmt_bytes(summary.weight_bytes)),
+        ("KV/cache bytes", fmt_bytes(summary.cache_bytes)),
+        ("activation bytes", f"{fmt_bytes(summary.activation_bytes)} (largest working set of one op)"),
     ])
     table = pd.DataFrame([{
         "phase": p.name, "x": p.repeat, "MACs/run": _si(p.macs), "FLOPs/run": _si(p.flops),
-        "min bytes/run": _fmt_bytes(p.min_bytes), "weights": _fmt_bytes(p.weight_bytes_read),
-        "cache read": _fmt_bytes(p.cache_bytes_read), "MAC/B": f"{p.intensity:.3g}",
+        "min bytes/run": fmt_bytes(p.min_bytes), "weights": fmt_bytes(p.weight_bytes_read),
+        "cache read": fmt_bytes(p.cache_bytes_read), "MAC/B": f"{p.intensity:.3g}",
         "MACs total": _si(p.macs * p.repeat),
     } for p in summary.phases])
     return head + "\n\n" + table.to_string(index=False)

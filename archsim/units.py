@@ -88,7 +88,7 @@ _UNITS: dict[str, tuple[Fraction, Dim]] = {
 
 _SI_PREFIXES: dict[str, Fraction] = {
     "a": Fraction(1, 10**18), "f": Fraction(1, 10**15), "p": Fraction(1, 10**12),
-    "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "µ": Fraction(1, 10**6),
+    "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "µ": Fraction(1, 10**6), "μ": Fraction(1, 10**6),
     "m": Fraction(1, 10**3), "c": Fraction(1, 100), "k": Fraction(10**3),
     "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
     "P": Fraction(10**15), "E": Fraction(10**18),
@@ -100,9 +100,11 @@ _BINARY_PREFIXES: dict[str, Fraction] = {
 # Binary prefixes make sense only for information.
 _BINARY_OK = {"B", "bit"}
 
-_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+# Exponents (e-notation) of at most 3 digits and unit powers of at most one digit: enough for
+# any physical value, and no way to make exact arithmetic run for ever.
+_NUMBER = r"[+-]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][+-]?\d{1,3})?"
 _QUANTITY_RE = re.compile(rf"^\s*({_NUMBER})\s*(.*?)\s*$")
-_TERM_RE = re.compile(r"^([A-Za-zµ]+)(?:\^([+-]?\d+))?$")
+_TERM_RE = re.compile(r"^([A-Za-zµμ]+)(?:\^([+-]?\d))?$")
 
 
 @lru_cache(maxsize=256)
@@ -184,7 +186,10 @@ def parse_quantity(value: object, expected: Dim) -> float:
         raise UnitError(f"expected {describe(expected)}, got a boolean")
     if isinstance(value, (int, float)):
         if expected == DIMENSIONLESS:
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise UnitError(f"{value!r} is too large to represent") from None
         raise UnitError(f"{value!r} has no unit; expected {describe(expected)}")
     if not isinstance(value, str):
         raise UnitError(f"expected {describe(expected)} as a string, got {type(value).__name__}")
@@ -193,7 +198,10 @@ def parse_quantity(value: object, expected: Dim) -> float:
         raise UnitError(f"{value!r} has no unit; expected {describe(expected)}")
     if dim != expected:
         raise UnitError(f"{value!r} is {describe(dim)}; expected {describe(expected)}")
-    return float(exact)
+    try:
+        return float(exact)
+    except OverflowError:
+        raise UnitError(f"{value!r} is too large to represent") from None
 
 
 _DISPLAY: dict[Dim, tuple[str, tuple[tuple[float, str], ...]]] = {

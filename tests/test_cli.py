@@ -66,3 +66,36 @@ def test_bad_workload_and_usage_errors(tmp_path):
     assert proc.returncode == 2 and "expected KEY.PATH=VALUE" in proc.stderr
     proc = run_cli("gemm", str(TPUV4I), "--m", "8", "--k", "8", "--n", "8", "--dtype", "fp32")
     assert proc.returncode == 2 and "do not support fp32" in proc.stderr
+
+
+def test_hostile_inputs_give_clear_errors_not_tracebacks(tmp_path):
+    """Reproducers from review: each must end in one clear line and exit code 2, fast."""
+    big = str(10**400)
+    cases = [
+        ("validate", str(TPUV4I), "--set", "clock=1kHz^9999999"),
+        ("validate", str(TPUV4I), "--set", "hbm.bandwidth=1e400 GB/s"),
+        ("validate", str(TPUV4I), "--set", f"mxu.rows={big}"),
+        ("validate", str(TPUV4I), "--set", "mxu.count=yes"),
+        ("gemm", str(TPUV4I), "--m", "100000000000000000000", "--k", "8", "--n", "8"),
+        ("workload", str(WORKLOADS / "dit_xl_2.yaml"), "--set", "kind=[1]"),
+        ("workload", str(WORKLOADS / "llama3_8b.yaml"), "--set", "model={from: 3}"),
+        ("workload", str(WORKLOADS / "llama3_8b.yaml"), "--set",
+         f"model={{from: {WORKLOADS}/models/llama3_8b.json, num_key_value_head: 32}}"),
+        ("workload", str(WORKLOADS / "llada_8b_odb.yaml"), "--set", "trace=[]"),
+    ]
+    complex_key = tmp_path / "c.yaml"
+    complex_key.write_text("? [1, 2]\n: 3\n")
+    cases.append(("validate", str(complex_key)))
+    for args in cases:
+        proc = run_cli(*args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stderr.strip(), args
+
+
+def test_huge_workloads_build_quickly():
+    import time
+    start = time.perf_counter()
+    proc = run_cli("workload", str(WORKLOADS / "llada_8b_odb.yaml"), "--set", "block_len=1000000",
+                   "--set", "gen_len=1000000", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - start < 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from archsim import units
 from archsim.errors import UnitError
@@ -35,6 +35,11 @@ def _non_negative(value: float) -> float:
         raise UnitError(f"must be zero or positive and finite, got {value:g} (SI)")
     return value
 
+
+# Whole numbers: strict (a YAML 'yes' is not 1) and bounded, so no size overflows the models.
+MAX_COUNT = 2**40
+Count = Annotated[int, Field(strict=True, gt=0, le=MAX_COUNT)]
+NonNegativeCount = Annotated[int, Field(strict=True, ge=0, le=MAX_COUNT)]
 
 Frequency = Annotated[float, _quantity(units.FREQUENCY), AfterValidator(_positive)]
 Size = Annotated[float, _quantity(units.SIZE), AfterValidator(_positive)]

@@ -45,7 +45,7 @@ def parse_overrides(options: Sequence[str]) -> list[Override]:
 
 
 @dataclass
-class _Layered:
+class Layered:
     """A merged mapping and, for each dotted key path, the source that set it."""
 
     data: dict = field(default_factory=dict)
@@ -112,7 +112,7 @@ def _plain_copy(value: Any) -> Any:
     return value
 
 
-def _resolve(path: Path, layered: _Layered, chain: tuple[Path, ...]) -> None:
+def _resolve(path: Path, layered: Layered, chain: tuple[Path, ...]) -> None:
     resolved = path.resolve()
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in chain + (resolved,))
@@ -185,7 +185,7 @@ def _explain(error: dict, model: type[BaseModel], loc: tuple[str, ...]) -> str:
     return message
 
 
-def validate_layered(model: type[Model], layered: _Layered, default_source: str, key_prefix: tuple[str, ...] = ()) -> Model:
+def validate_layered(model: type[Model], layered: Layered, default_source: str, key_prefix: tuple[str, ...] = ()) -> Model:
     """Validate; each error is one line naming the source that set the key, and the key (with
     ``key_prefix`` before it when the mapping sits inside another file's key)."""
     try:
@@ -203,8 +203,8 @@ def validate_layered(model: type[Model], layered: _Layered, default_source: str,
         raise ConfigError("\n".join(lines)) from None
 
 
-def load_layered(path: str | Path, overrides: Sequence[Override] = ()) -> _Layered:
-    layered = _Layered()
+def load_layered(path: str | Path, overrides: Sequence[Override] = ()) -> Layered:
+    layered = Layered()
     _resolve(Path(path), layered, ())
     for override in overrides:
         layered.set(override)

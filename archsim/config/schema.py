@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from archsim import units
 from archsim.config.fields import (
-    Area, AreaPerByte, Bandwidth, Energy, EnergyPerByte, Frequency, Latency, Length, Power, Size, Strict,
+    Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Frequency, Latency, Length, Power, Size, Strict,
 )
 from archsim.dtypes import DType
 from archsim.errors import FieldError
@@ -32,16 +32,16 @@ class SystolicConfig(Scaled):
     """A group of identical rows x cols systolic arrays (TPU-style MXUs)."""
 
     kind: Literal["systolic"]
-    count: PositiveInt = Field(description="number of matrix units")
-    rows: PositiveInt = Field(description="PE rows; the reduction (K) dimension in ws")
-    cols: PositiveInt = Field(description="PE columns")
+    count: Count = Field(description="number of matrix units")
+    rows: Count = Field(description="PE rows; the reduction (K) dimension in ws")
+    cols: Count = Field(description="PE columns")
     dataflow: Literal["ws", "os", "is"] = Field(description="weight/output/input stationary")
     fold_model: Literal["scalesim", "pipelined"] = Field(
         description="scalesim: every fold pays fill and drain; pipelined: the next fold's "
         "stationary load and skew overlap the current fold"
     )
-    pe_macs_per_cycle: dict[DType, PositiveInt] = Field(
-        description="MACs one PE completes per cycle, per supported operand dtype; a rate p > 1 "
+    pe_macs_per_cycle: dict[DType, Count] = Field(
+        min_length=1, description="MACs one PE completes per cycle, per supported operand dtype; a rate p > 1 "
         "is modelled as p reduction elements packed per PE"
     )
     mac_energy: dict[DType, Energy] = Field(description="energy of one MAC in the array, per dtype")
@@ -68,13 +68,13 @@ class SystolicConfig(Scaled):
 class CimMacroConfig(Strict):
     """The digital compute-in-memory cores of one CIM matrix unit."""
 
-    grid: tuple[PositiveInt, PositiveInt] = Field(description="cores per unit: rows (along K) x cols (along N)")
-    core_rows: PositiveInt = Field(description="SRAM rows of a core: reduction inputs it holds")
-    core_cols: PositiveInt = Field(description="SRAM columns of a core in bits: cols / weight bits outputs")
-    macs_per_cycle: dict[DType, PositiveInt] = Field(description="MACs one core completes per cycle, per dtype")
-    input_bits_per_cycle: PositiveInt = Field(description="bit-serial input width: an input's bits over this "
+    grid: tuple[Count, Count] = Field(description="cores per unit: rows (along K) x cols (along N)")
+    core_rows: Count = Field(description="SRAM rows of a core: reduction inputs it holds")
+    core_cols: Count = Field(description="SRAM columns of a core in bits: cols / weight bits outputs")
+    macs_per_cycle: dict[DType, Count] = Field(min_length=1, description="MACs one core completes per cycle, per dtype")
+    input_bits_per_cycle: Count = Field(description="bit-serial input width: an input's bits over this "
                                                "many per cycle is the pipeline depth a fold waits for")
-    weight_write_bits_per_cycle: PositiveInt = Field(description="per-core weight write port width")
+    weight_write_bits_per_cycle: Count = Field(description="per-core weight write port width")
     reload_overlap: bool = Field(description="interleaved SRAM read/write: a weight reload overlaps compute")
     psum_buffer: Size = Field(description="partial-sum buffer per core")
     weight_write_energy: EnergyPerByte = Field(description="energy to write weights into the CIM SRAM")
@@ -89,7 +89,7 @@ class CimConfig(Scaled):
     """A group of identical CIM matrix units (CIM-MXUs), output stationary with stationary weights."""
 
     kind: Literal["cim"]
-    count: PositiveInt
+    count: Count
     cim: CimMacroConfig
     mac_energy: dict[DType, Energy] = Field(description="energy of one MAC in the CIM array, per dtype")
 
@@ -125,11 +125,11 @@ MatrixUnitConfig = Annotated[Union[SystolicConfig, CimConfig], Field(discriminat
 class VectorUnitConfig(Scaled):
     """The SIMD vector unit that runs every non-matrix op."""
 
-    lanes: PositiveInt = Field(description="parallel ALUs (lanes x sublanes)")
-    alu_ops_per_lane_per_cycle: PositiveInt = Field(
+    lanes: Count = Field(description="parallel ALUs (lanes x sublanes)")
+    alu_ops_per_lane_per_cycle: Count = Field(
         description="simple ops (add, mul, max, compare, select) per lane per cycle"
     )
-    special_cycles_per_op: PositiveInt = Field(
+    special_cycles_per_op: Count = Field(
         description="cycles one lane needs for a transcendental (exp, tanh, rsqrt, reciprocal)"
     )
     alu_op_energy: Energy
@@ -149,7 +149,7 @@ class MemoryLevelConfig(Scaled):
 class IciConfig(Scaled):
     """Chip-to-chip interconnect links."""
 
-    links: PositiveInt
+    links: Count
     link_bandwidth: Bandwidth
     link_latency: Latency
     energy_per_byte: EnergyPerByte

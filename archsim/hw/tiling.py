@@ -53,11 +53,10 @@ class MatmulTiling:
 
 @dataclass(frozen=True)
 class Channels:
-    """Bandwidths and latencies of the memory levels, the scratchpad capacity."""
+    """Bandwidths of the memory levels and the scratchpad capacity (hashable, for the cache)."""
 
     vmem_capacity: float
     bandwidth: tuple[tuple[Level, float], ...]
-    latency: tuple[tuple[Level, float], ...]
 
 
 def _candidates(dim: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from archsim.ir.tensor import Tensor
 
@@ -120,14 +120,22 @@ class AttentionContext(MatMul):
 
 @dataclass(frozen=True)
 class VectorOp(Op):
-    """An op on the vector unit over ``rows`` rows of ``row_length`` elements."""
+    """An op on the vector unit over ``rows`` rows of ``row_length`` elements.
+
+    ``MIX[function]`` is its work: (simple ALU ops per element, transcendentals per element,
+    transcendentals per row), written out beside each table from the op's definition.
+    """
 
     rows: int
     row_length: int
+    function: str = ""
 
     unit: ClassVar[Unit] = Unit.VPU
-    # (alu ops per element, special ops per element, special ops per row)
-    per_element: ClassVar[tuple[int, int, int]] = (0, 0, 0)
+    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {}
+
+    def __post_init__(self) -> None:
+        if (self.function or self.kind) not in self.MIX:
+            raise ValueError(f"op {self.name!r}: unknown {self.kind} function {self.function!r}")
 
     @property
     def elements(self) -> int:
@@ -135,72 +143,58 @@ class VectorOp(Op):
 
     @property
     def vector_work(self) -> VectorWork:
-        alu, special, special_row = self.per_element
+        alu, special, special_row = self.MIX[self.function or self.kind]
         return VectorWork(alu * self.elements, special * self.elements + special_row * self.rows)
 
 
 @dataclass(frozen=True)
 class Softmax(VectorOp):
+    kind: ClassVar[str] = "softmax"
     # max-reduce, subtract, exp, sum-reduce, multiply by 1/sum: 4 ALU + 1 exp per element,
     # one reciprocal per row.
-    kind: ClassVar[str] = "softmax"
-    per_element: ClassVar[tuple[int, int, int]] = (4, 1, 1)
+    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {"softmax": (4, 1, 1)}
 
 
 @dataclass(frozen=True)
 class LayerNorm(VectorOp):
+    kind: ClassVar[str] = "layernorm"
     # mean (add), subtract, square, variance (add), scale by rstd, gamma, beta: 7 ALU per element,
     # one rsqrt per row.
-    kind: ClassVar[str] = "layernorm"
-    per_element: ClassVar[tuple[int, int, int]] = (7, 0, 1)
+    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {"layernorm": (7, 0, 1)}
 
 
 @dataclass(frozen=True)
 class RMSNorm(VectorOp):
-    # square, sum, scale by rms, gamma: 4 ALU per element, one rsqrt per row.
     kind: ClassVar[str] = "rmsnorm"
-    per_element: ClassVar[tuple[int, int, int]] = (4, 0, 1)
+    # square, sum, scale by rms, gamma: 4 ALU per element, one rsqrt per row.
+    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {"rmsnorm": (4, 0, 1)}
 
 
 @dataclass(frozen=True)
 class Activation(VectorOp):
     """A pointwise nonlinearity."""
 
-    function: Literal["gelu", "silu", "relu"] = "gelu"
+    function: str = "gelu"
     kind: ClassVar[str] = "activation"
-
-    # gelu (tanh form): x^3 (2 mul), *c, +x, *sqrt(2/pi), tanh, +1, *x, *0.5 -> 7 ALU + 1 tanh
-    #   (the x^3 term's two muls counted once each: 8 ALU in all)
-    # silu: x * sigmoid(x) = x / (1 + exp(-x)): negate, exp, add, reciprocal, mul -> 3 ALU + 2
-    # relu: max(x, 0) -> 1 ALU
-    _MIX: ClassVar[dict[str, tuple[int, int, int]]] = {
-        "gelu": (8, 1, 0),
-        "silu": (3, 2, 0),
-        "relu": (1, 0, 0),
-    }
-
-    @property
-    def vector_work(self) -> VectorWork:
-        alu, special, _ = self._MIX[self.function]
-        return VectorWork(alu * self.elements, special * self.elements)
+    # gelu (tanh form): x^3 (2 mul), *c, +x, *sqrt(2/pi), tanh, +1, *x, *0.5: 8 ALU + 1 tanh
+    # silu: x * sigmoid(x) = x / (1 + exp(-x)): negate, exp, add, reciprocal, mul: 3 ALU + 2
+    # relu: max(x, 0): 1 ALU
+    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {"gelu": (8, 1, 0), "silu": (3, 2, 0), "relu": (1, 0, 0)}
 
 
 @dataclass(frozen=True)
 class Elementwise(VectorOp):
     """A pointwise op over two or three operands."""
 
-    function: Literal["add", "mul", "modulate", "gated_add", "axpby"] = "add"
+    function: str = "add"
     kind: ClassVar[str] = "elementwise"
-
     # add, mul: 1 ALU op per element.
     # modulate (adaLN): x * (1 + scale) + shift, (1 + scale) once per row: 2 per element.
     # gated_add (adaLN-Zero residual): x + gate * y: 2 per element.
     # axpby (sampler update, guidance): a * x + b * y: 3 per element.
-    _MIX: ClassVar[dict[str, int]] = {"add": 1, "mul": 1, "modulate": 2, "gated_add": 2, "axpby": 3}
-
-    @property
-    def vector_work(self) -> VectorWork:
-        return VectorWork(self._MIX[self.function] * self.elements, 0)
+    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {
+        "add": (1, 0, 0), "mul": (1, 0, 0), "modulate": (2, 0, 0), "gated_add": (2, 0, 0), "axpby": (3, 0, 0),
+    }
 
 
 @dataclass(frozen=True)
@@ -227,3 +221,11 @@ class CacheWrite(Op):
     @property
     def written_bytes(self) -> float:
         return sum(t.bytes for t in self.inputs)
+
+
+@dataclass(frozen=True)
+class Preload(Op):
+    """Load persistent tensors from HBM into CMEM once, before the workload (placement's doing)."""
+
+    unit: ClassVar[Unit] = Unit.DMA
+    kind: ClassVar[str] = "preload"

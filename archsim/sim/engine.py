@@ -40,7 +40,6 @@ class Simulator:
         return Channels(
             vmem_capacity=self.hw.vmem.capacity,
             bandwidth=tuple((lv, getattr(self.hw, lv.value).bandwidth) for lv in levels),
-            latency=tuple((lv, getattr(self.hw, lv.value).latency) for lv in levels),
         )
 
     def run(self, workload: Workload) -> RunResult:
@@ -131,7 +130,7 @@ class Simulator:
     def _preload_cost(self, tensors: tuple[Tensor, ...]) -> OpCost:
         moved = sum(t.total_bytes for t in tensors)
         traffic = Traffic.of(Level.HBM, read=moved) + Traffic.of(Level.CMEM, write=moved)
-        op = ops.CacheWrite("preload.cmem", tensors, ())
+        op = ops.Preload("preload.cmem", tensors, ())
         return self._streamed(op, "preload", 1, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
 
     # -- shared pieces --------------------------------------------------------------------

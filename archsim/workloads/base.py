@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar, Sequence
 
 from archsim.config.fields import Strict
-from archsim.config.loader import Override, _Layered, load_layered, validate_layered
+from archsim.config.loader import Override, Layered, load_layered, validate_layered
 from archsim.dtypes import DType
 from archsim.errors import ConfigError
 from archsim.ir.graph import Workload
@@ -45,7 +45,7 @@ class PathResolver:
     """Resolves a relative path found at a key of a workload file against the file that wrote
     that key (a parent in an ``extends:`` chain keeps its own relative paths)."""
 
-    def __init__(self, layered: _Layered | None = None, default: Path = Path(".")):
+    def __init__(self, layered: Layered | None = None, default: Path = Path(".")):
         self._layered = layered
         self._default = default
 
@@ -71,10 +71,10 @@ def load_spec(path: str | Path, overrides: Sequence[Override] = ()) -> WorkloadS
     return _load(path, overrides)[0]
 
 
-def _load(path: str | Path, overrides: Sequence[Override]) -> tuple[WorkloadSpec, _Layered]:
+def _load(path: str | Path, overrides: Sequence[Override]) -> tuple[WorkloadSpec, Layered]:
     layered = load_layered(path, overrides)
     kind = layered.data.get("kind")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise ConfigError(
             f"unknown workload kind {kind!r}; expected one of: {', '.join(workload_kinds())}",
             file=layered.source_of(("kind",), str(path)), key="kind",

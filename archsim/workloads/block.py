@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from archsim.config.fields import Strict
+from archsim.config.fields import Count, Strict
 from archsim.errors import FieldError
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.transformer import BlockShape, Builder, Tokens, transformer_block
@@ -14,11 +14,11 @@ from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workloa
 
 
 class BlockSpec(Strict):
-    hidden: PositiveInt
-    heads: PositiveInt
-    kv_heads: PositiveInt | None = Field(default=None, description="default: heads (no GQA)")
-    ffn: PositiveInt
-    head_dim: PositiveInt | None = None
+    hidden: Count
+    heads: Count
+    kv_heads: Count | None = Field(default=None, description="default: heads (no GQA)")
+    ffn: Count
+    head_dim: Count | None = None
     activation: Literal["gelu", "silu", "relu"] = "gelu"
     gated: bool = False
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
@@ -43,13 +43,13 @@ class TransformerBlockWorkload(WorkloadSpec):
     KIND = "transformer_block"
     kind: Literal["transformer_block"]
     block: BlockSpec
-    batch: PositiveInt
-    q_len: PositiveInt = Field(description="query tokens per sequence")
-    kv_len: PositiveInt = Field(description="keys each query attends to (new tokens included)")
+    batch: Count
+    q_len: Count = Field(description="query tokens per sequence")
+    kv_len: Count = Field(description="keys each query attends to (new tokens included)")
     kv_cache: bool = False
     precision: PrecisionSpec = PrecisionSpec()
-    layers: PositiveInt = 1
-    repeat: PositiveInt = 1
+    layers: Count = 1
+    repeat: Count = 1
 
     @model_validator(mode="after")
     def _tokens_are_consistent(self) -> "TransformerBlockWorkload":

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
+from archsim.config.fields import Count
 from archsim.dtypes import DType
 from archsim.errors import FieldError
 from archsim.ir import ops
@@ -40,19 +41,19 @@ class DiTWorkload(WorkloadSpec):
     KIND = "dit"
     kind: Literal["dit"]
     family: Literal["S", "B", "L", "XL"] = "XL"
-    depth: PositiveInt | None = Field(default=None, description="default from the family")
-    hidden: PositiveInt | None = None
-    heads: PositiveInt | None = None
-    mlp_ratio: PositiveInt = 4
-    patch: PositiveInt = 2
-    resolution: PositiveInt = Field(default=256, description="image side in pixels")
-    vae_downsample: PositiveInt = Field(default=8, description="latent = image / this (SD VAE: 8)")
-    latent_channels: PositiveInt = 4
+    depth: Count | None = Field(default=None, description="default from the family")
+    hidden: Count | None = None
+    heads: Count | None = None
+    mlp_ratio: Count = 4
+    patch: Count = 2
+    resolution: Count = Field(default=256, description="image side in pixels")
+    vae_downsample: Count = Field(default=8, description="latent = image / this (SD VAE: 8)")
+    latent_channels: Count = 4
     learn_sigma: bool = True  # the output has twice the latent channels
-    num_classes: PositiveInt = 1000
-    batch: PositiveInt = 1
+    num_classes: Count = 1000
+    batch: Count = 1
     cfg: bool = Field(default=False, description="classifier-free guidance doubles the batch")
-    steps: PositiveInt = 50
+    steps: Count = 50
     sampler: Literal[tuple(SAMPLERS)] = "ddim"  # type: ignore[valid-type]
     precision: PrecisionSpec = PrecisionSpec()
 

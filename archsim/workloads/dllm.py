@@ -28,9 +28,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, model_validator
 
-from archsim.config.fields import Strict
+from archsim.config.fields import Count, NonNegativeCount, Strict
 from archsim.errors import ConfigError, FieldError
 from archsim.ir.graph import Phase, Workload
 from archsim.ir.transformer import Tokens
@@ -38,15 +38,16 @@ from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workloa
 from archsim.workloads.lm import lm_forward, resolve_model
 
 Kind = Literal["full", "refresh", "decode", "jump", "share"]
+MAX_TOKENS = 2**20  # a documented limit: sequences up to a million tokens
 
 
 class Forward(Strict):
     """One forward pass: its kind, query tokens and keys per sequence."""
 
     kind: Kind
-    q_len: PositiveInt
-    kv_len: PositiveInt
-    count: PositiveInt = 1
+    q_len: Count
+    kv_len: Count
+    count: Count = 1
 
     @model_validator(mode="after")
     def _shape(self) -> "Forward":
@@ -62,12 +63,12 @@ class Forward(Strict):
 
 
 class ODBSpec(Strict):
-    answer_len: PositiveInt = Field(description="predicted answer length in tokens")
-    known_after_blocks: PositiveInt = Field(default=1, description="refreshes at full length before the end is known")
-    jump_copies: PositiveInt = Field(default=4, description="copies of the block per jump forward (ODB: 4)")
+    answer_len: Count = Field(description="predicted answer length in tokens")
+    known_after_blocks: Count = Field(default=1, description="refreshes at full length before the end is known")
+    jump_copies: Count = Field(default=4, description="copies of the block per jump forward (ODB: 4)")
     jump_acceptance: NonNegativeFloat = Field(description="mean extra iterations a jump forward advances")
-    share_copies: PositiveInt = Field(default=7, description="copies of the masked positions in share mode (ODB: 7)")
-    share_below: NonNegativeInt = Field(description="share mode once at most this many masks remain")
+    share_copies: Count = Field(default=7, description="copies of the masked positions in share mode (ODB: 7)")
+    share_below: NonNegativeCount = Field(description="share mode once at most this many masks remain")
 
     @model_validator(mode="after")
     def _acceptance(self) -> "ODBSpec":
@@ -81,14 +82,14 @@ class DLLMWorkload(WorkloadSpec):
     KIND = "dllm"
     kind: Literal["dllm"]
     model: str | dict[str, Any]
-    batch: PositiveInt = 1
-    prompt_len: PositiveInt
-    gen_len: PositiveInt
-    block_len: PositiveInt = 32
+    batch: Count = 1
+    prompt_len: Count = Field(le=MAX_TOKENS)
+    gen_len: Count = Field(le=MAX_TOKENS)
+    block_len: Count = Field(default=32, le=MAX_TOKENS)
     mode: Literal["vanilla", "fast-dllm", "odb"]
     tokens_per_step: float = Field(default=1.0, ge=1.0, description="mean tokens unmasked per step")
     odb: ODBSpec | None = None
-    trace: str | list[Forward] | None = Field(default=None, description="CSV path or list of forwards to replay")
+    trace: str | list[Forward] | None = Field(default=None, min_length=1, description="CSV path or list of forwards to replay")
     precision: PrecisionSpec = PrecisionSpec()
 
     @model_validator(mode="after")
@@ -144,20 +145,24 @@ def odb(spec: DLLMWorkload) -> list[Forward]:
     short_seq = spec.prompt_len + answer_blocks * block
     blocks = min(spec.gen_len // block, max(o.known_after_blocks, answer_blocks))
     steps = math.ceil(block / tps)
+    # A block's forwards depend only on its sequence length: work one block out, then count.
+    within: Counter[tuple[str, int]] = Counter()  # (kind, query tokens) per block
+    done = 1.0  # iterations done: the refresh unmasked the first tokens
+    while done < steps:
+        masks = max(1, math.ceil(block - tps * done))
+        if masks > o.share_below:
+            within[("jump", o.jump_copies * block)] += 1
+        else:
+            within[("share", block + o.share_copies * masks)] += 1
+        done += 1 + o.jump_acceptance  # accepted drafts skip iterations, in either mode
     out: list[Forward] = []
-    for index in range(blocks):
-        seq = full_seq if index < o.known_after_blocks else short_seq
-        out.append(Forward(kind="refresh", q_len=seq, kv_len=seq))
-        done = 1.0  # iterations done: the refresh unmasked the first tokens
-        while done < steps:
-            masks = max(1, math.ceil(block - tps * done))
-            if masks > o.share_below:
-                q = o.jump_copies * block
-                out.append(Forward(kind="jump", q_len=q, kv_len=seq - block + q))
-            else:
-                q = block + o.share_copies * masks
-                out.append(Forward(kind="share", q_len=q, kv_len=seq - block + q))
-            done += 1 + o.jump_acceptance
+    full_blocks = min(blocks, o.known_after_blocks)
+    for seq, count in ((full_seq, full_blocks), (short_seq, blocks - full_blocks)):
+        if count:
+            out.append(Forward(kind="refresh", q_len=seq, kv_len=seq, count=count))
+            # drafts attend densely under a block-diagonal mask: the cache without the block,
+            # plus every query token's copy
+            out += [Forward(kind=k, q_len=q, kv_len=seq - block + q, count=n * count) for (k, q), n in within.items()]
     return out
 
 
@@ -167,14 +172,20 @@ SCHEDULES = {"vanilla": vanilla, "fast-dllm": fast_dllm, "odb": odb}
 def read_trace(path: Path) -> list[Forward]:
     """A CSV with columns kind, q_len, kv_len and optionally count."""
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
         raise ConfigError("file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read the trace: {exc}", file=str(path)) from None
     forwards = []
     for line, row in enumerate(rows, start=2):
         try:
-            forwards.append(Forward.model_validate({k: v for k, v in row.items() if v not in (None, "")}))
+            # CSV cells are text: whole numbers are read as such, anything else is left for
+            # validation to reject with the column's name
+            values = {k: int(v) if k != "kind" and v.strip().isdigit() else v
+                      for k, v in row.items() if v not in (None, "") and k is not None}
+            forwards.append(Forward.model_validate(values))
         except ValueError as exc:
             first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
             key = ".".join(str(p) for p in first["loc"]) or "row"

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field
+
+from archsim.config.fields import Count, NonNegativeCount
 
 from archsim.ir.graph import Phase, Workload
 from archsim.ir.transformer import Tokens
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 from archsim.workloads.lm import lm_forward, resolve_model
+
+MAX_TOKENS = 2**20  # a documented limit: sequences up to a million tokens
 
 
 def decode_groups(first_context: int, steps: int, groups: int) -> list[tuple[int, int]]:
@@ -55,13 +59,13 @@ class LLMWorkload(WorkloadSpec):
     KIND = "llm"
     kind: Literal["llm"]
     model: str | dict[str, Any] = Field(description="path to a config.json/YAML, or the fields inline")
-    batch: PositiveInt
-    prompt_len: PositiveInt
-    output_len: NonNegativeInt = Field(description="tokens generated per sequence: the first by prefill, "
+    batch: Count
+    prompt_len: Count = Field(le=MAX_TOKENS)
+    output_len: NonNegativeCount = Field(le=MAX_TOKENS, description="tokens generated per sequence: the first by prefill, "
                                        "the others by one decode step each")
     precision: PrecisionSpec = PrecisionSpec()
     phases: list[Literal["prefill", "decode"]] = ["prefill", "decode"]
-    decode_groups: PositiveInt = Field(default=8, description="context-length groups of decode steps")
+    decode_groups: Count = Field(default=8, le=4096, description="context-length groups of decode steps")
 
     def build(self, paths) -> Workload:
         model = resolve_model(self.model, paths)

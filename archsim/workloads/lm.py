@@ -20,13 +20,13 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict, PositiveInt
+from pydantic import ConfigDict, model_validator
 
-from archsim.config.fields import Strict
-from archsim.config.loader import _Layered, validate_layered
+from archsim.config.fields import Count, Strict
+from archsim.config.loader import Layered, validate_layered
 from archsim.config.yamlio import read_yaml_mapping
 from archsim.dtypes import DType
-from archsim.errors import ConfigError
+from archsim.errors import ConfigError, FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph
 from archsim.ir.transformer import BlockShape, Builder, Precision, Tokens, transformer_block
@@ -38,22 +38,30 @@ _ACTIVATIONS = {"silu": "silu", "swiglu": "silu", "swish": "silu", "gelu": "gelu
 class LanguageModel(Strict):
     model_config = ConfigDict(extra="ignore", frozen=True)  # foreign files carry extra keys
 
-    hidden_size: PositiveInt
-    intermediate_size: PositiveInt
-    num_hidden_layers: PositiveInt
-    num_attention_heads: PositiveInt
-    num_key_value_heads: PositiveInt | None = None
-    vocab_size: PositiveInt
+    hidden_size: Count
+    intermediate_size: Count
+    num_hidden_layers: Count
+    num_attention_heads: Count
+    num_key_value_heads: Count | None = None
+    vocab_size: Count
     hidden_act: Literal[tuple(_ACTIVATIONS)] = "silu"  # type: ignore[valid-type]
-    head_dim: PositiveInt | None = None
+    head_dim: Count | None = None
     tie_word_embeddings: bool = False
     rms_norm_eps: float | None = None
     model_type: str = ""
-    max_position_embeddings: PositiveInt | None = None
+    max_position_embeddings: Count | None = None
     # archsim's own keys
     mlp_gated: bool | None = None
     norm: Literal["layernorm", "rmsnorm"] | None = None
     position_embedding: Literal["rotary", "learned", "none"] = "rotary"
+
+    @model_validator(mode="after")
+    def _heads(self) -> "LanguageModel":
+        try:
+            self.block()
+        except ValueError as exc:
+            raise FieldError("num_key_value_heads", str(exc)) from None
+        return self
 
     def block(self) -> BlockShape:
         act = _ACTIVATIONS[self.hidden_act]
@@ -79,12 +87,18 @@ def resolve_model(value: str | dict, paths) -> LanguageModel:
     """``model:`` is a path to a config.json or YAML (relative to the file that names it), an
     inline mapping of the fields, or a mapping with ``from: PATH`` plus fields that override
     the file's (``{from: models/llama3_8b.json, num_key_value_heads: 32}``)."""
-    layered = _Layered()
+    layered = Layered()
     if isinstance(value, str):
         _merge_file(layered, paths("model", value), paths.source("model"), "model")
     else:
         inline = dict(value)
         source = inline.pop("from", None)
+        unknown = sorted(str(k) for k in inline if k not in LanguageModel.model_fields)
+        if unknown:  # a user's own keys are checked, unlike a foreign file's
+            raise ConfigError(f"unknown key; expected one of: {', '.join(sorted(LanguageModel.model_fields))}",
+                              file=paths.source("model"), key=f"model.{unknown[0]}")
+        if source is not None and not isinstance(source, str):
+            raise ConfigError("expected the path of a config.json or YAML file", file=paths.source("model.from"), key="model.from")
         if source is not None:
             _merge_file(layered, paths("model.from", source), paths.source("model.from"), "model.from")
         layered.merge(inline, paths.source("model"))
@@ -92,13 +106,13 @@ def resolve_model(value: str | dict, paths) -> LanguageModel:
     return validate_layered(LanguageModel, layered, paths.source("model"))
 
 
-def _merge_file(layered: _Layered, path: Path, named_in: str, key: str) -> None:
+def _merge_file(layered: Layered, path: Path, named_in: str, key: str) -> None:
     if not path.is_file():
         raise ConfigError(f"model config {path} not found", file=named_in, key=key)
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read file: {exc}", file=str(path)) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"JSON syntax error: {exc.msg}", file=f"{path}:{exc.lineno}:{exc.colno}") from None
