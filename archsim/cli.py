@@ -161,6 +161,135 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, show_ops: bool,
         click.echo(f"\ntrace written to {trace_path} (open in https://ui.perfetto.dev)")
 
 
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("sweep-results"),
+              show_default=True, help="Results folder; a re-run resumes what it holds.")
+@click.option("--executor", type=click.Choice(["pool", "serial", "dask"]), default="pool", show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 4096), default=None, help="Workers (default: every core).")
+@click.option("--scheduler", metavar="ADDRESS", help="A Dask scheduler, e.g. tcp://host:8786 (implies --executor dask).")
+@click.option("--chunk-size", type=click.IntRange(1, 100_000), default=None, help="Points per task.")
+@click.option("--workload", "workloads", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Evaluate these workloads instead of the configs' sweep.workloads. Repeatable.")
+@_set_option
+@click.option("--csv", "as_csv", is_flag=True, help="Also write results.csv.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, overrides, as_csv, no_progress) -> None:
+    """Sweep the design spaces of hardware configs (their sweep: sections) over workloads.
+
+    Several files are one sweep. Writes OUT/results.parquet, OUT/summary.txt and the Pareto and
+    breakdown plots; prints the summary. Interrupted or killed, a re-run finishes the rest.
+    """
+    from archsim.dse import plan as dse_plan, report as dse_report
+    from archsim.dse.runner import run_points
+    from archsim.dse.store import ResultStore
+
+    plan = dse_plan.plan_sweep(files, parse_overrides(overrides), [str(w) for w in workloads])
+    store = ResultStore(out_dir)
+    click.echo(f"{len(plan.points)} points: {plan.configs} designs x workloads"
+               + (f"; {plan.excluded} designs excluded by constraints" if plan.excluded else ""), err=True)
+    executor = "dask" if scheduler else executor
+    try:
+        stats = run_points(plan.points, store, executor, jobs, chunk_size, scheduler, progress=not no_progress)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: finished points are saved in {out_dir}; run again to resume", err=True)
+        sys.exit(130)
+    click.echo(f"{stats.evaluated} evaluated ({stats.skipped} already done) in {stats.seconds:.2f} s: "
+               f"{stats.points_per_second:.1f} points/s with {stats.workers} {stats.executor} worker(s)", err=True)
+    results = store.consolidate()
+    meta = {"objectives": list(plan.objectives), "fields": list(plan.fields), "files": [str(f) for f in files]}
+    (out_dir / "sweep.json").write_text(json.dumps(meta, indent=2))
+    _report_sweep(store.frame(), out_dir, list(plan.objectives), as_csv)
+    click.echo(f"\nresults: {results}")
+
+
+def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, color: str | None = None,
+                  x: str | None = None, y: str | None = None) -> None:
+    from archsim.dse import plots, report as dse_report
+
+    frame = dse_report.enrich(frame, objectives)
+    table = dse_report.summary_table(frame, objectives)
+    (out_dir / "summary.txt").write_text(table + "\n")
+    click.echo(table)
+    if as_csv:
+        frame.to_csv(out_dir / "results.csv", index=False)
+    if (frame.get("status") == "ok").any():
+        x, y = x or objectives[0], y or (objectives[1] if len(objectives) > 1 else "energy")
+        paths = plots.plot_pareto(frame, x, y, out_dir / f"pareto_{x}_{y}", color)
+        paths += plots.plot_breakdowns(frame, out_dir / "breakdown")
+        click.echo("\nplots: " + ", ".join(str(p) for p in paths))
+
+
+def _objectives(out_dir: Path) -> list[str]:
+    meta = out_dir / "sweep.json" if out_dir.is_dir() else out_dir.parent / "sweep.json"
+    return json.loads(meta.read_text())["objectives"] if meta.is_file() else ["latency", "energy"]
+
+
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--x", "x", default="latency", show_default=True, help="First objective.")
+@click.option("--y", "y", default="energy", show_default=True, help="Second objective.")
+@click.option("--z", "z", default=None, help="An optional third objective.")
+@click.option("--workload", default=None, help="Only this workload (by name).")
+@_json_option
+def pareto(results: Path, x: str, y: str, z: str | None, workload: str | None, as_json: bool) -> None:
+    """The non-dominated designs of a sweep over 2 or 3 objectives
+    (latency, energy, area, power, edp: minimised; throughput, tops_per_w, utilization: maximised)."""
+    from archsim.config.sweep import OBJECTIVES
+    from archsim.dse import report as dse_report
+    from archsim.dse.store import load_results
+
+    objectives = [o for o in (x, y, z) if o]
+    for o in objectives:
+        if o not in OBJECTIVES:
+            raise click.BadParameter(f"{o!r}; expected one of: {', '.join(OBJECTIVES)}")
+    frame = dse_report.enrich(load_results(results), objectives)
+    front = frame[frame["pareto"]]
+    if workload:
+        front = front[front["workload"] == workload]
+    columns = ["workload", "design"] + [OBJECTIVES[o][0] for o in objectives]
+    if as_json:
+        _emit_json(front[columns + ["key"]].to_dict(orient="records"))
+    else:
+        click.echo(front.sort_values(["workload", OBJECTIVES[x][0]])[columns].to_string(index=False))
+
+
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--x", "x", default=None, help="X objective (default: the sweep's first).")
+@click.option("--y", "y", default=None, help="Y objective (default: the sweep's second).")
+@click.option("--color", default=None, help="Colour points by this results column, e.g. set.mxu.count.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where to write the plots (default: the results folder).")
+def plot(results: Path, x, y, color, out_dir) -> None:
+    """Redraw a sweep's plots from its results."""
+    from archsim.dse.store import load_results
+
+    frame = load_results(results)
+    out_dir = out_dir or (results if results.is_dir() else results.parent)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _report_sweep(frame, out_dir, _objectives(results), False, color, x, y)
+
+
+@cli.command()
+@click.argument("hw_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("workload_file", type=click.Path(path_type=Path, dir_okay=False))
+@_set_option
+@click.option("--out", "out_stem", type=click.Path(path_type=Path), default=Path("roofline"), show_default=True,
+              help="Output path without suffix; .png and .svg are written.")
+def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> None:
+    """Plot a workload's phases on a chip's roofline."""
+    from archsim.dse import plots
+
+    hw = api.load_hardware(hw_file, parse_overrides(overrides))
+    workload = api.load_workload(workload_file)
+    result = api.simulate(hw, workload)
+    if not result.feasible:
+        _fail_infeasible(result, False)
+    paths = plots.plot_roofline(result, summarize(workload), out_stem)
+    click.echo("plots: " + ", ".join(str(p) for p in paths))
+
+
 def _fail_infeasible(result, as_json: bool) -> None:
     if as_json:
         _emit_json(result.summary())

@@ -223,3 +223,16 @@ def format_quantity(value: float, dim: Dim, digits: int = 4) -> str:
             return f"{value / scale:.{digits}g} {unit}"
     scale, unit = scales[-1]
     return f"{value / scale:.{digits}g} {unit}"
+
+
+_SI_UNITS = {
+    SIZE: "B", TIME: "s", FREQUENCY: "Hz", BANDWIDTH: "B/s", ENERGY: "J", POWER: "W",
+    ENERGY_PER_BYTE: "J/B", AREA: "m^2", LENGTH: "m", AREA_PER_BYTE: "m^2/B", OPS_PER_SECOND: "OPS",
+}
+
+
+def si_unit(dim: Dim) -> str:
+    """The SI unit string of a dimension, so that f"{value!r} {si_unit(dim)}" parses back."""
+    if dim not in _SI_UNITS:
+        raise UnitError(f"no unit string for {describe(dim)}")
+    return _SI_UNITS[dim]

@@ -18,6 +18,7 @@ from archsim import units
 from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Frequency, Latency, Length, Power, Size, Strict,
 )
+from archsim.config.sweep import SweepSpec
 from archsim.dtypes import DType
 from archsim.errors import FieldError
 
@@ -200,7 +201,7 @@ class HardwareConfig(Strict):
     ici: IciConfig
     static_power: Power = Field(description="leakage and always-on power of the whole chip")
     periphery_area: Area = Field(description="die area outside the modelled units (HBM PHYs, DMA, control)")
-    sweep: dict[str, list] | None = Field(default=None, description="design-space axes: dotted key -> values")
+    sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareConfig":
@@ -210,9 +211,6 @@ class HardwareConfig(Strict):
             component = getattr(self, key)
             if component is not None and component.stated_at is not None:
                 self.technology.factors(component.stated_at, f"{key}.stated_at")
-        for axis, values in (self.sweep or {}).items():
-            if not values:
-                raise FieldError(f"sweep.{axis}", "a sweep axis needs at least one value")
         return self
 
     def peak_macs_per_second(self, dtype: DType) -> float:

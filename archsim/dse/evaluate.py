@@ -1,0 +1,83 @@
+"""Evaluate design points: what a worker process runs. Rows are plain dicts (they cross
+process boundaries and become Parquet); every failure is a row too, never a lost point."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from archsim.config.loader import Override, load_layered, validate_layered
+from archsim.config.schema import HardwareConfig
+from archsim.dse.spec import Point, digest
+from archsim.errors import ArchsimError
+from archsim.hw.energy import COMPONENTS
+from archsim.hw.memory import Level
+from archsim.ir.graph import Workload
+from archsim.sim.engine import Simulator
+from archsim.workloads import load_workload
+
+FIELD_PREFIX = "set."
+
+
+@lru_cache(maxsize=64)
+def _layered(path: str):
+    return load_layered(path)
+
+
+@lru_cache(maxsize=64)
+def _workload(path: str, overrides: tuple) -> Workload:
+    return load_workload(path, [Override(tuple(k.split(".")), v, f"{k}={v}") for k, v in overrides])
+
+
+def hardware(point: Point) -> HardwareConfig:
+    base = _layered(point.config)
+    layered = type(base)()
+    layered.merge(base.data, point.config)
+    layered.origin = dict(base.origin)
+    for path, value in point.overrides:
+        layered.set(Override(tuple(path.split(".")), value, f"{path}={value}"))
+    return validate_layered(HardwareConfig, layered, point.config)
+
+
+def evaluate_point(point: Point) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "key": point.key, "role": point.role, "config": Path(point.config).name,
+        "workload_file": Path(point.workload).name,
+        **{FIELD_PREFIX + path: json.dumps(value) for path, value in point.overrides},
+    }
+    try:
+        hw = hardware(point)
+        row["hardware"] = hw.name
+        row["config_hash"] = digest(hw.model_dump(mode="json"))[:16]
+        workload = _workload(point.workload, point.workload_overrides)
+        row["workload"] = workload.name
+        result = Simulator(hw).run(workload)
+    except ArchsimError as exc:
+        return row | {"status": "invalid", "reason": str(exc)}
+    except Exception as exc:  # a bug or an unforeseen corner: recorded for this point, the sweep goes on
+        return row | {"status": "error", "reason": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc(limit=5)}
+    row["area_mm2"] = result.area.total * 1e6
+    row.update({f"area_{k}_mm2": v * 1e6 for k, v in result.area.as_dict().items()})
+    if not result.feasible:
+        return row | {"status": "infeasible", "reason": result.reason}
+    energy = result.energy
+    row.update({
+        "status": "ok", "reason": "",
+        "latency_s": result.latency_s, "cycles": result.cycles, "macs": result.macs,
+        "utilization": result.utilization, "energy_j": energy.total,
+        **{f"energy_{c}_j": getattr(energy, c) for c in COMPONENTS},
+        "power_w": result.power_w, "tops_per_w": result.tops_per_w,
+        "throughput_per_s": 1 / result.latency_s if result.latency_s else 0.0,
+        "edp_js": energy.total * result.latency_s,
+        **{f"latency_{u}_s": t for u, t in result.latency_by("unit").items()},
+        **{f"{lv.value}_bytes": result.traffic.total(lv) for lv in Level},
+    })
+    return row
+
+
+def evaluate_chunk(points: list[Point]) -> list[dict[str, Any]]:
+    return [evaluate_point(p) for p in points]

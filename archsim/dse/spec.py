@@ -1,0 +1,48 @@
+"""Design points: a config file plus the key overrides of one combination, on one workload.
+
+A point's identity (the key a re-run skips finished work by) is a hash of the file's merged
+contents, the overrides and the workload, so editing a file makes its points new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archsim.config.sweep import SweepSpec
+from archsim.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Point:
+    """One design point on one workload: what a worker evaluates."""
+
+    key: str
+    config: str  # path of the config file
+    overrides: tuple[tuple[str, Any], ...]
+    workload: str  # path of the workload file
+    workload_overrides: tuple[tuple[str, Any], ...]
+    role: str  # "point" or "baseline"
+
+
+def point_key(base_digest: str, overrides, workload_digest: str, workload_overrides) -> str:
+    blob = json.dumps([base_digest, list(overrides), workload_digest, list(workload_overrides)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def workload_refs(spec: SweepSpec, base_dir: Path, source: str) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
+    refs = []
+    for i, ref in enumerate(spec.workloads):
+        file, sets = (ref, {}) if isinstance(ref, str) else (ref.file, ref.set)
+        path = (base_dir / file).resolve()
+        if not path.is_file():
+            raise ConfigError(f"workload {file} not found", file=source, key=f"sweep.workloads.{i}")
+        refs.append((str(path), tuple(sorted(sets.items()))))
+    return refs

@@ -1,0 +1,93 @@
+"""A sweep's results on disk: Parquet parts written atomically as chunks finish.
+
+``OUT/parts/*.parquet`` hold every row ever computed; each is written to a temporary file
+and renamed into place, so a killed sweep leaves whole parts or nothing. A re-run reads the
+keys already present and evaluates only the rest. ``OUT/results.parquet`` is the consolidated
+table (one row per point key), rewritten atomically at the end of each run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from archsim.errors import ArchsimError
+
+RESULTS = "results.parquet"
+
+
+class StoreError(ArchsimError):
+    pass
+
+
+class ResultStore:
+    def __init__(self, out_dir: str | Path):
+        self.root = Path(out_dir)
+        self.parts = self.root / "parts"
+        try:
+            self.parts.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.root}: cannot create the results folder: {exc.strerror or exc}") from None
+        for stale in self.parts.glob(".tmp-*"):  # half-written parts of a killed run
+            stale.unlink(missing_ok=True)
+
+    def _part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("part-*.parquet"))
+
+    def done_keys(self) -> set[str]:
+        keys: set[str] = set()
+        for part in self._part_files():
+            keys.update(pd.read_parquet(part, columns=["key"])["key"])
+        return keys
+
+    def write(self, rows: list[dict]) -> Path:
+        if not rows:
+            raise StoreError("nothing to write")
+        final = self.parts / f"part-{rows[0]['key']}-{len(rows)}-{uuid.uuid4().hex[:8]}.parquet"
+        _atomic_parquet(pd.DataFrame(rows), final)
+        return final
+
+    def frame(self) -> pd.DataFrame:
+        parts = [pd.read_parquet(p) for p in self._part_files()]
+        if not parts:
+            return pd.DataFrame()
+        frame = pd.concat(parts, ignore_index=True)
+        return frame.drop_duplicates("key", keep="first").sort_values("key", kind="stable").reset_index(drop=True)
+
+    def consolidate(self) -> Path:
+        path = self.root / RESULTS
+        _atomic_parquet(self.frame(), path)
+        return path
+
+
+def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}.parquet"
+    try:
+        frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{path}: cannot write results: {exc.strerror or exc}") from None
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """A results folder (its consolidated table, or its parts) or a Parquet file."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / RESULTS).is_file():
+            return pd.read_parquet(path / RESULTS)
+        frame = ResultStore(path).frame()
+        if frame.empty:
+            raise StoreError(f"{path}: no sweep results here")
+        return frame
+    if not path.is_file():
+        raise StoreError(f"{path}: no such results file or folder")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise StoreError(f"{path}: not a Parquet results file ({exc})") from None

@@ -1,0 +1,196 @@
+"""Design-space sweeps: specs, execution, the resumable store, Pareto fronts, plots."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from archsim.dse.pareto import pareto_mask
+from archsim.dse.plan import plan_sweep
+from archsim.dse.runner import run_points
+from archsim.dse.store import ResultStore
+from archsim.errors import ConfigError
+from tests.conftest import HW, ROOT, TPUV4I, WORKLOADS, run_cli
+
+
+def brute_force_front(v, senses):
+    v = v * np.where(np.array(senses) == "max", -1.0, 1.0)
+    keep = []
+    for i in range(len(v)):
+        dominated = any((v[j] <= v[i]).all() and (v[j] < v[i]).any() for j in range(len(v)) if j != i)
+        keep.append(not dominated)
+    return np.array(keep, dtype=bool)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 3).flatmap(lambda k: st.tuples(
+    arrays(np.float64, st.tuples(st.integers(0, 40), st.just(k)), elements=st.sampled_from([0.0, 1.0, 2.0, 2.5, 3.0, 7.0])),
+    st.lists(st.sampled_from(["min", "max"]), min_size=k, max_size=k))))
+def test_pareto_matches_brute_force(case):
+    values, senses = case
+    assert (pareto_mask(values, senses) == brute_force_front(values, senses)).all()
+
+
+def sweep_file(tmp_path, body: str, name="sweep.yaml"):
+    path = tmp_path / name
+    path.write_text(f"extends: {TPUV4I}\n" + textwrap.dedent(body))
+    return path
+
+
+SMALL = f"""
+sweep:
+  axes:
+    hbm.bandwidth: {{from: 300 GB/s, to: 1.2 TB/s, steps: 5}}
+    mxu.count: [2, 4]
+  workloads:
+    - {WORKLOADS / 'llama2_7b_layer_decode.yaml'}
+    - {{file: {WORKLOADS / 'gpt3_30b_layer_decode.yaml'}, set: {{batch: 4}}}}
+  objectives: [latency, energy, area]
+"""
+
+
+def test_plan_expands_ranges_zips_and_workloads(tmp_path):
+    plan = plan_sweep([sweep_file(tmp_path, SMALL)])
+    assert len(plan.points) == 5 * 2 * 2 and plan.fields == ("hbm.bandwidth", "mxu.count")
+    bandwidths = sorted({dict(p.overrides)["hbm.bandwidth"] for p in plan.points})
+    assert "300000000000.0 B/s" in bandwidths and "1200000000000.0 B/s" in bandwidths
+    log = sweep_file(tmp_path, SMALL.replace("steps: 5}", "steps: 3, scale: log}"), "log.yaml")
+    assert "600000000000.0 B/s" in {dict(p.overrides)["hbm.bandwidth"] for p in plan_sweep([log]).points}
+    zipped = sweep_file(tmp_path, SMALL + "  zip:\n    - {vmem.capacity: [8 MiB, 16 MiB], cmem.capacity: [64 MiB, 128 MiB]}\n", "zip.yaml")
+    assert len(plan_sweep([zipped]).points) == 5 * 2 * 2 * 2
+
+
+def test_constraints_exclude_points_before_work(tmp_path):
+    body = SMALL.replace("mxu.count: [2, 4]", "mxu.count: [2, 4, 64]") + "  constraints:\n    - {key: area, max: 400 mm^2}\n    - {key: mxu.count, min: 3}\n"
+    plan = plan_sweep([sweep_file(tmp_path, body)])
+    counts = {dict(p.overrides)["mxu.count"] for p in plan.points}
+    assert counts == {4} and plan.excluded == 10  # 2 is below the minimum; 64 MXUs exceed 400 mm^2
+
+
+@pytest.mark.parametrize("body, message", [
+    ("sweep:\n  axes:\n    mxu.cuont: [1, 2]\n  workloads: [" + str(WORKLOADS / "llama2_7b_layer_decode.yaml") + "]\n", "mxu.cuont: unknown key"),
+    ("sweep:\n  axes:\n    mxu.count: []\n", "sweep.axes.mxu.count: a sweep axis needs at least one value"),
+    ("sweep:\n  axes:\n    hbm.bandwidth: [1 GHz]\n  workloads: [" + str(WORKLOADS / "llama2_7b_layer_decode.yaml") + "]\n", "'1 GHz' is a frequency"),
+    ("sweep:\n  axes:\n    mxu.count: [2]\n  workloads: [nope.yaml]\n", "workload nope.yaml not found"),
+])
+def test_bad_specs_fail_before_any_work(tmp_path, body, message):
+    path = sweep_file(tmp_path, body)
+    out = tmp_path / "out"
+    proc = run_cli("sweep", str(path), "--out", str(out), "--executor", "serial", "--no-progress")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert not list(out.glob("parts/*.parquet"))
+
+
+def _sorted(frame):
+    columns = [c for c in frame.columns if c not in ("traceback",)]
+    return frame[columns].sort_values("key").reset_index(drop=True)
+
+
+def test_pool_and_dask_equal_serial(tmp_path):
+    plan = plan_sweep([sweep_file(tmp_path, SMALL)])
+    frames = {}
+    for executor in ("serial", "pool", "dask"):
+        store = ResultStore(tmp_path / executor)
+        stats = run_points(plan.points, store, executor, workers=2, chunk_size=3, progress=False)
+        assert stats.evaluated == len(plan.points)
+        frames[executor] = _sorted(store.frame())
+    assert (frames["serial"]["status"] == "ok").all()
+    pd.testing.assert_frame_equal(frames["serial"], frames["pool"])
+    pd.testing.assert_frame_equal(frames["serial"], frames["dask"])
+
+
+def test_resume_skips_finished_points(tmp_path):
+    plan = plan_sweep([sweep_file(tmp_path, SMALL)])
+    store = ResultStore(tmp_path / "out")
+    first = run_points(plan.points[:7], store, "serial", progress=False)
+    second = run_points(plan.points, store, "serial", progress=False)
+    assert (first.evaluated, second.skipped, second.evaluated) == (7, 7, len(plan.points) - 7)
+    assert store.frame()["key"].is_unique and len(store.frame()) == len(plan.points)
+
+
+def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path):
+    body = SMALL.replace("steps: 5}", "steps: 40}")  # 160 points
+    path = sweep_file(tmp_path, body)
+    out = tmp_path / "out"
+    args = [sys.executable, "-c", "from archsim.cli import main; main()", "sweep", str(path), "--out", str(out),
+            "--executor", "serial", "--chunk-size", "1", "--no-progress"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out.glob("parts/part-*.parquet"))) < 20:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("parts/part-*.parquet")}
+    assert 20 <= len(before) < 160
+    rerun = run_cli("sweep", str(path), "--out", str(out), "--executor", "serial", "--no-progress")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"({len(before)} already done)" in rerun.stderr
+    frame = pd.read_parquet(out / "results.parquet")
+    assert len(frame) == 160 and frame["key"].is_unique
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("parts/part-*.parquet")}
+    assert all(after[name] == mtime for name, mtime in before.items())  # finished parts untouched
+
+
+def test_a_crashing_point_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    from archsim.dse import evaluate
+
+    plan = plan_sweep([sweep_file(tmp_path, SMALL)])
+    real = evaluate.Simulator.run
+    def flaky(self, workload):
+        if self.hw.mxu.count == 2 and self.hw.hbm.bandwidth == 300e9:
+            raise RuntimeError("boom")
+        return real(self, workload)
+    monkeypatch.setattr(evaluate.Simulator, "run", flaky)
+    store = ResultStore(tmp_path / "out")
+    run_points(plan.points, store, "serial", progress=False)
+    frame = store.frame()
+    assert (frame["status"] == "error").sum() == 2 and (frame["status"] == "ok").sum() == len(plan.points) - 2
+    assert frame.loc[frame["status"] == "error", "reason"].str.contains("boom").all()
+
+
+def test_infeasible_points_are_kept_with_their_reason(tmp_path):
+    body = SMALL.replace("mxu.count: [2, 4]", "hbm.capacity: [64 MiB, 8 GiB]")
+    plan = plan_sweep([sweep_file(tmp_path, body)])
+    store = ResultStore(tmp_path / "out")
+    run_points(plan.points, store, "serial", progress=False)
+    frame = store.frame()
+    bad = frame[frame["status"] == "infeasible"]
+    assert len(bad) == len(plan.points) // 2 and bad["reason"].str.contains("missing").all()
+
+
+def test_bundled_sweep_is_the_readme_main_job(tmp_path):
+    """`archsim sweep hw_configs/cim_*.yaml`: the Table IV space and designs A/B against TPUv4i."""
+    files = sorted(str(p) for p in HW.glob("cim_*.yaml"))
+    out = tmp_path / "out"
+    proc = run_cli("sweep", *files, "--out", str(out), "--jobs", "2", "--no-progress", "--csv")
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_parquet(out / "results.parquet")
+    assert len(frame) == (9 + 2 + 1) * 3 and (frame["status"] == "ok").all()
+    assert {"gpt3-30b-layer-prefill", "gpt3-30b-layer-decode", "dit-xl-2-block-512"} == set(frame["workload"])
+    for name in ("pareto_latency_energy.png", "pareto_latency_energy.svg", "breakdown.png", "summary.txt", "results.csv"):
+        assert (out / name).is_file(), name
+    assert "CIM-Design-B" in proc.stdout and "speedup" in proc.stdout
+    pareto = run_cli("pareto", str(out), "--x", "latency", "--y", "energy", "--json")
+    assert pareto.returncode == 0, pareto.stderr
+    front = json.loads(pareto.stdout)
+    assert front and all({"workload", "design", "latency_s", "energy_j"} <= set(r) for r in front)
+    assert run_cli("plot", str(out), "--x", "latency", "--y", "area", "--color", "set.mxu.count").returncode == 0
+    assert (out / "pareto_latency_area.png").is_file()
+
+
+def test_roofline_plot(tmp_path):
+    proc = run_cli("roofline", str(TPUV4I), str(WORKLOADS / "llada_8b_fast_dllm.yaml"), "--set", "hbm.capacity=32 GiB",
+                   "--out", str(tmp_path / "roof"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "roof.png").is_file() and (tmp_path / "roof.svg").is_file()
