@@ -168,6 +168,6 @@ def test_changing_kind_replaces_the_inherited_section(tmp_path):
 def test_designs_a_and_b():
     a, b = load_hardware(HW / "cim_design_a.yaml"), load_hardware(HW / "cim_design_b.yaml")
     assert (a.mxu.count, a.mxu.cim.grid) == (4, (8, 8)) and (b.mxu.count, b.mxu.cim.grid) == (8, (16, 8))
-    assert a.sweep is None and load_hardware(CIM).sweep == {
+    assert a.sweep.axes is None and load_hardware(CIM).sweep.axes == {
         "mxu.cim.grid": [[8, 8], [16, 8], [16, 16]], "mxu.count": [2, 4, 8]}
     assert math.isclose(chip_area(b).mxu, 2 * chip_area(load_hardware(CIM)).mxu)

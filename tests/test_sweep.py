@@ -54,7 +54,7 @@ sweep:
     mxu.count: [2, 4]
   workloads:
     - {WORKLOADS / 'llama2_7b_layer_decode.yaml'}
-    - {{file: {WORKLOADS / 'gpt3_30b_layer_decode.yaml'}, set: {{batch: 4}}}}
+    - {{file: {WORKLOADS / 'gpt3_30b_layer_decode.yaml'}, set: {{batch: 4, precision: {{weights: int8, activations: bf16}}}}}}
   objectives: [latency, energy, area]
 """
 

@@ -27,8 +27,13 @@ def _layered(path: str):
     return load_layered(path)
 
 
-@lru_cache(maxsize=64)
 def _workload(path: str, overrides: tuple) -> Workload:
+    return _workload_cached(path, json.dumps(overrides))  # values may be lists: key by their JSON
+
+
+@lru_cache(maxsize=64)
+def _workload_cached(path: str, overrides_json: str) -> Workload:
+    overrides = json.loads(overrides_json)
     return load_workload(path, [Override(tuple(k.split(".")), v, f"{k}={v}") for k, v in overrides])
 
 

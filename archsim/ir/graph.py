@@ -25,6 +25,7 @@ class OpGraph:
         self._producer: dict[str, str] = {}
         self._tensors: dict[str, Tensor] = {}
         self._order: dict[str, int] = {}
+        self._sorted: tuple[Op, ...] | None = None
         for op in ops:
             self.add(op)
 
@@ -41,6 +42,7 @@ class OpGraph:
                 raise ValueError(f"op {op.name!r} ({op.copies} copies) cannot touch tensor "
                                  f"{tensor.name!r} ({tensor.copies} copies)")
         self._graph.add_node(op.name, op=op)
+        self._sorted = None
         self._order[op.name] = len(self._order)
         for tensor in op.inputs:
             producer = self._producer.get(tensor.name)
@@ -59,8 +61,10 @@ class OpGraph:
 
     def ops(self) -> Iterator[Op]:
         """Ops in a deterministic topological order (ties broken by insertion order)."""
-        for name in nx.lexicographical_topological_sort(self._graph, key=self._order.__getitem__):
-            yield self._graph.nodes[name]["op"]
+        if self._sorted is None:
+            order = nx.lexicographical_topological_sort(self._graph, key=self._order.__getitem__)
+            self._sorted = tuple(self._graph.nodes[name]["op"] for name in order)
+        return iter(self._sorted)
 
     def __len__(self) -> int:
         return self._graph.number_of_nodes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import cached_property
 
@@ -33,6 +34,7 @@ class Simulator:
         self.placement_policy = placement_policy
         self.matrix_unit = build_matrix_unit(hw.mxu)
         self.energy = EnergyModel.of(hw)
+        self._costs: dict[tuple, OpCost] = {}  # per-execution costs by op signature and placement
 
     @cached_property
     def channels(self) -> Channels:
@@ -73,6 +75,15 @@ class Simulator:
     # -- per-unit cost models -------------------------------------------------------------
 
     def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
+        """The cost of one execution. Ops alike but for names (the projections of every decode
+        step, the same GEMM under several placements) are costed once."""
+        key = (_signature(op), tuple(placement.level(t) for t in op.tensors))
+        cost = self._costs.get(key)
+        if cost is None:
+            cost = self._costs[key] = self._cost(op, placement, phase, repeat)
+        return dataclasses.replace(cost, phase=phase, name=op.name, repeat=repeat, copies=op.copies)
+
+    def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         if isinstance(op, ops.MatMul):
             return self._matmul_cost(op, placement, phase, repeat)
         if isinstance(op, ops.VectorOp):
@@ -162,6 +173,17 @@ class Simulator:
         times = channel_times(self.hw, traffic)
         level, memory_s = max(times.items(), key=lambda kv: kv[1], default=(None, 0.0))
         return unit if compute_s >= memory_s or level is None else level.value
+
+
+def _signature(op: ops.Op) -> tuple:
+    """Everything that decides an op's cost: its type, its fields but the name and copies, and
+    its tensors' shapes, types and roles."""
+    def tensor(t: Tensor) -> tuple:
+        return (t.shape, t.dtype, t.role)
+
+    fields = tuple(getattr(op, f.name) for f in dataclasses.fields(op)
+                   if f.name not in ("name", "inputs", "outputs", "copies"))
+    return (type(op), fields, tuple(map(tensor, op.inputs)), tuple(map(tensor, op.outputs)))
 
 
 def _compute_dtype(a: DType, b: DType) -> DType:
