@@ -12,8 +12,9 @@ relative factors being config data with their source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from archsim.additive import Additive
 from archsim.config.schema import HardwareConfig
 from archsim.dtypes import DType
 from archsim.hw.memory import Level, Traffic
@@ -23,7 +24,7 @@ COMPONENTS = ("mxu", "vpu", "vmem", "cmem", "hbm", "ici", "static")
 
 
 @dataclass(frozen=True)
-class Energy:
+class Energy(Additive):
     """Joules per component."""
 
     mxu: float = 0.0
@@ -37,15 +38,6 @@ class Energy:
     @property
     def total(self) -> float:
         return sum(getattr(self, name) for name in COMPONENTS)
-
-    def __add__(self, other: "Energy") -> "Energy":
-        return Energy(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
-
-    def scaled(self, factor: float) -> "Energy":
-        return Energy(*(getattr(self, f.name) * factor for f in fields(self)))
-
-    def as_dict(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in COMPONENTS}
 
 
 ZERO_ENERGY = Energy()

@@ -19,10 +19,11 @@ Placement policy ``capacity_greedy`` (the default; policies are a registry):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable
 
+from archsim.additive import Additive
 from archsim.config.schema import HardwareConfig
 from archsim.ir.graph import Workload
 from archsim.ir.ops import CacheWrite, EmbeddingLookup
@@ -37,7 +38,7 @@ class Level(StrEnum):
 
 
 @dataclass(frozen=True)
-class Traffic:
+class Traffic(Additive):
     """Bytes read from and written to each memory level."""
 
     vmem_read: float = 0.0
@@ -51,17 +52,8 @@ class Traffic:
     def of(level: Level, read: float = 0.0, write: float = 0.0) -> "Traffic":
         return Traffic(**{f"{level.value}_read": read, f"{level.value}_write": write})
 
-    def __add__(self, other: "Traffic") -> "Traffic":
-        return Traffic(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
-
-    def scaled(self, factor: float) -> "Traffic":
-        return Traffic(*(getattr(self, f.name) * factor for f in fields(self)))
-
     def total(self, level: Level) -> float:
         return getattr(self, f"{level.value}_read") + getattr(self, f"{level.value}_write")
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 ZERO_TRAFFIC = Traffic()

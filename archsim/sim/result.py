@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from archsim.config.schema import HardwareConfig
 from archsim.hw.area import Area, chip_area
-from archsim.hw.energy import COMPONENTS, ZERO_ENERGY, Energy
-from archsim.hw.memory import ZERO_TRAFFIC, Level, Traffic
+from archsim.hw.energy import COMPONENTS, Energy
+from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import Workload
 from archsim.sim.cost import OpCost
 
@@ -52,17 +52,11 @@ class RunResult:
 
     @cached_property
     def traffic(self) -> Traffic:
-        total = ZERO_TRAFFIC
-        for c in self.ops:
-            total = total + c.traffic.scaled(c.count)
-        return total
+        return Traffic.total_of(c.traffic.scaled(c.count) for c in self.ops)
 
     @cached_property
     def energy(self) -> Energy:
-        total = ZERO_ENERGY
-        for c in self.ops:
-            total = total + c.energy.scaled(c.count)
-        return total
+        return Energy.total_of(c.energy.scaled(c.count) for c in self.ops)
 
     @cached_property
     def area(self) -> Area:
