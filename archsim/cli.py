@@ -186,7 +186,8 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
 
     plan = dse_plan.plan_sweep(files, parse_overrides(overrides), [str(w) for w in workloads])
     store = ResultStore(out_dir)
-    click.echo(f"{len(plan.points)} points: {plan.configs} designs x workloads"
+    n_workloads = len({(p.workload, p.workload_overrides) for p in plan.points})
+    click.echo(f"{len(plan.points)} points: {plan.configs} designs x {n_workloads} workloads"
                + (f"; {plan.excluded} designs excluded by constraints" if plan.excluded else ""), err=True)
     executor = "dask" if scheduler else executor
     try:
