@@ -33,6 +33,18 @@ _set_option = click.option(
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print a stable machine-readable JSON result.")
 
 
+_schedule_option = click.option(
+    "--schedule", default=None, metavar="NAME[:key=value,...]",
+    help="A feature-caching schedule for a DiT workload, e.g. icc:period=2,rank=128 or reuse:period=3.",
+)
+
+
+def _with_schedule(overrides: list, schedule: str | None) -> list:
+    from archsim.config.loader import Override
+
+    return overrides + ([Override(("schedule",), schedule, f"schedule={schedule}")] if schedule else [])
+
+
 def _emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
@@ -100,10 +112,11 @@ def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str
 @click.argument("workload_file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a workload field, e.g. --set resolution=512 --set steps=50. Repeatable.")
+@_schedule_option
 @_json_option
-def workload(workload_file: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+def workload(workload_file: Path, overrides: tuple[str, ...], schedule: str | None, as_json: bool) -> None:
     """Describe a workload without hardware: parameters, MACs, FLOPs, bytes, intensity."""
-    summary = summarize(api.load_workload(workload_file, parse_overrides(overrides)))
+    summary = summarize(api.load_workload(workload_file, _with_schedule(parse_overrides(overrides), schedule)))
     if as_json:
         _emit_json(summary.as_dict())
     else:
@@ -115,11 +128,12 @@ def workload(workload_file: Path, overrides: tuple[str, ...], as_json: bool) -> 
 @_set_option
 @click.option("--wset", "workload_overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a workload field, e.g. --wset batch=16. Repeatable.")
+@_schedule_option
 @click.option("--ops", "show_ops", is_flag=True, help="Also print the per-op breakdown.")
 @click.option("--trace", "trace_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a Chrome/Perfetto trace (JSON) to this file.")
 @_json_option
-def run(files: tuple[Path, ...], overrides, workload_overrides, show_ops: bool,
+def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_ops: bool,
         trace_path: Path | None, as_json: bool) -> None:
     """Simulate a workload on a chip: latency, utilisation, traffic, energy and area.
 
@@ -131,7 +145,7 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, show_ops: bool,
     *hw_files, workload_file = files
     parsed = parse_overrides(overrides)
     chips = [api.load_hardware(f, parsed) for f in hw_files]
-    workload = api.load_workload(workload_file, parse_overrides(workload_overrides))
+    workload = api.load_workload(workload_file, _with_schedule(parse_overrides(workload_overrides), schedule))
     if len(chips) > 1:
         results = [api.simulate(hw, workload) for hw in chips]
         if as_json:
@@ -186,7 +200,7 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
 
     plan = dse_plan.plan_sweep(files, parse_overrides(overrides), [str(w) for w in workloads])
     store = ResultStore(out_dir)
-    n_workloads = len({(p.workload, p.workload_overrides) for p in plan.points})
+    n_workloads = len({(p.workload, json.dumps(p.workload_overrides)) for p in plan.points})
     click.echo(f"{len(plan.points)} points: {plan.configs} designs x {n_workloads} workloads"
                + (f"; {plan.excluded} designs excluded by constraints" if plan.excluded else ""), err=True)
     executor = "dask" if scheduler else executor
@@ -288,6 +302,37 @@ def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> N
     if not result.feasible:
         _fail_infeasible(result, False)
     paths = plots.plot_roofline(result, summarize(workload), out_stem)
+    click.echo("plots: " + ", ".join(str(p) for p in paths))
+
+
+@cli.command("compare-schedules")
+@click.argument("hw_files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--workload", "workload_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="A DiT workload file.")
+@click.option("--schedule", "schedules", multiple=True, metavar="NAME[:key=value,...]",
+              help="A cache schedule; repeatable. Default: every built-in with its defaults.")
+@_set_option
+@click.option("--wset", "workload_overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a workload field.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("schedule-results"),
+              show_default=True)
+@_json_option
+def compare_schedules(hw_files, workload_file, schedules, overrides, workload_overrides, out_dir, as_json) -> None:
+    """Compare feature-caching schedules' hardware cost, schedule x hardware."""
+    from archsim.dse import compare
+    from archsim.workloads.schedules import schedule_names
+
+    chips = [api.load_hardware(f, parse_overrides(overrides)) for f in hw_files]
+    frame, runs = compare.compare(chips, workload_file, list(schedules) or schedule_names(),
+                                  parse_overrides(workload_overrides))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_dir / "schedules.csv", index=False)
+    frame.to_parquet(out_dir / "schedules.parquet", index=False)
+    paths = compare.plot(frame, runs, out_dir / "schedules")
+    if as_json:
+        _emit_json(frame.to_dict(orient="records"))
+        return
+    click.echo(compare.table(frame))
+    click.echo(f"\nrows: {out_dir / 'schedules.csv'}, {out_dir / 'schedules.parquet'}")
     click.echo("plots: " + ", ".join(str(p) for p in paths))
 
 

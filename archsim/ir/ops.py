@@ -193,7 +193,8 @@ class Elementwise(VectorOp):
     # gated_add (adaLN-Zero residual): x + gate * y: 2 per element.
     # axpby (sampler update, guidance): a * x + b * y: 3 per element.
     MIX: ClassVar[dict[str, tuple[int, int, int]]] = {
-        "add": (1, 0, 0), "mul": (1, 0, 0), "modulate": (2, 0, 0), "gated_add": (2, 0, 0), "axpby": (3, 0, 0),
+        "add": (1, 0, 0), "sub": (1, 0, 0), "mul": (1, 0, 0), "modulate": (2, 0, 0), "gated_add": (2, 0, 0),
+        "axpby": (3, 0, 0),
     }
 
 

@@ -8,6 +8,7 @@ shapes (DiT's adaLN, for instance) from the same parts.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -93,7 +94,10 @@ class Builder:
         self.scope = scope
 
     def child(self, local: str) -> "Builder":
-        return Builder(self.graph, self.name(local), self.precision, self.copies, self.scope)
+        """The same builder (and kind of builder) one name level down."""
+        child = copy.copy(self)
+        child.prefix = self.name(local)
+        return child
 
     def name(self, local: str) -> str:
         return f"{self.prefix}.{local}" if self.prefix else local

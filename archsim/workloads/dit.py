@@ -11,22 +11,25 @@ LayerNorm + modulate, a GELU MLP (no gate) and a gated residual; and the final l
 Classifier-free guidance runs the conditional and unconditional halves as one doubled batch,
 then combines them; the sampler updates the latent each step.
 
-A generation is the per-step graph (phase ``denoise``) repeated once per network evaluation,
-so a cache schedule can replace individual steps.
+A generation is one network evaluation per sampler step, lowered under a feature-caching
+``schedule`` (``archsim.workloads.schedules``): steps with the same plan are one phase with a
+repeat count (``none``: a single ``full`` phase).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from archsim.config.fields import Count
 from archsim.dtypes import DType
-from archsim.errors import FieldError
+from archsim.errors import ConfigError, FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
+from archsim.ir.tensor import Role
 from archsim.ir.transformer import BlockShape, Builder, Tokens, attention, mlp
+from archsim.workloads.schedules import FULL, ICCBuilder, ICCWritingBuilder, StepPlan, parse_schedule
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 
 # DiT paper, Table 1: (depth, hidden, heads); REFERENCE.md section 4.
@@ -56,6 +59,7 @@ class DiTWorkload(WorkloadSpec):
     steps: Count = 50
     sampler: Literal[tuple(SAMPLERS)] = "ddim"  # type: ignore[valid-type]
     precision: PrecisionSpec = PrecisionSpec()
+    schedule: str | dict[str, Any] | None = Field(default=None, description="NAME[:key=value,...] or a mapping")
 
     @model_validator(mode="after")
     def _geometry(self) -> "DiTWorkload":
@@ -67,7 +71,14 @@ class DiTWorkload(WorkloadSpec):
             self.shape()
         except ValueError as exc:
             raise FieldError("heads", str(exc)) from None
+        try:
+            parse_schedule(self.schedule, "schedule")
+        except ConfigError as exc:
+            raise FieldError("schedule", exc.message) from None
         return self
+
+    def plans(self) -> list[StepPlan]:
+        return parse_schedule(self.schedule).plans(self.forwards)
 
     @property
     def latent_size(self) -> int:
@@ -91,12 +102,15 @@ class DiTWorkload(WorkloadSpec):
         return SAMPLERS[self.sampler](self.steps)
 
     def build(self, paths) -> Workload:
-        graph = denoise_step(self, "denoise")
-        return Workload(self.name, (Phase("denoise", graph, self.forwards),))
+        counts: dict[StepPlan, int] = {}
+        for plan in self.plans():  # first-seen order
+            counts[plan] = counts.get(plan, 0) + 1
+        phases = [Phase(plan.label, denoise_step(self, plan.label, plan), n) for plan, n in counts.items()]
+        return Workload(self.name, tuple(phases))
 
 
-def denoise_step(spec: DiTWorkload, scope: str) -> OpGraph:
-    """One network evaluation (both CFG halves) plus the sampler's latent update."""
+def denoise_step(spec: DiTWorkload, scope: str, plan: StepPlan = FULL) -> OpGraph:
+    """One network evaluation (both CFG halves) under a step plan, plus the sampler's update."""
     depth, d, _ = spec.dims
     shape = spec.shape()
     b = spec.batch * (2 if spec.cfg else 1)
@@ -119,12 +133,23 @@ def denoise_step(spec: DiTWorkload, scope: str) -> OpGraph:
     graph.add(ops.EmbeddingLookup("y_embed", (top.weight("y_embed.table", spec.num_classes + 1, d), labels), (y_emb,), b))
     c = top.binary("cond", "add", (t_emb, y_emb), b, d)
 
-    blocks = Builder(graph, "blocks", top.precision, copies=depth, scope=scope)
-    ada = blocks.linear("adaLN", blocks.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d)
-    h = blocks.binary("modulate1", "modulate", (blocks.norm("norm1", "layernorm", x, rows, d), ada), rows, d)
-    x1 = blocks.binary("residual1", "gated_add", (x, attention(blocks.child("attn"), shape, Tokens(b, t, t), h), ada), rows, d)
-    h = blocks.binary("modulate2", "modulate", (blocks.norm("norm2", "layernorm", x1, rows, d), ada), rows, d)
-    x2 = blocks.binary("residual2", "gated_add", (x1, mlp(blocks.child("mlp"), shape, rows, h), ada), rows, d)
+    blocks = _block_builder(plan, graph, top.precision, depth, scope)
+    ada = Builder.linear(blocks, "adaLN", blocks.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d)
+    if plan.kind == "reuse":  # FORA: apply the attention and MLP outputs of the last full step
+        attn_out, mlp_out = (blocks.cache(f"reuse_cache.{part}", rows, d, role=Role.FEATURE_CACHE) for part in ("attn", "mlp"))
+        x1 = blocks.binary("residual1", "gated_add", (x, attn_out, ada), rows, d)
+        x2 = blocks.binary("residual2", "gated_add", (x1, mlp_out, ada), rows, d)
+    else:
+        h = blocks.binary("modulate1", "modulate", (blocks.norm("norm1", "layernorm", x, rows, d), ada), rows, d)
+        attn_out = attention(blocks.child("attn"), shape, Tokens(b, t, t), h)
+        x1 = blocks.binary("residual1", "gated_add", (x, attn_out, ada), rows, d)
+        h = blocks.binary("modulate2", "modulate", (blocks.norm("norm2", "layernorm", x1, rows, d), ada), rows, d)
+        mlp_out = mlp(blocks.child("mlp"), shape, rows, h)
+        x2 = blocks.binary("residual2", "gated_add", (x1, mlp_out, ada), rows, d)
+        if plan.writes == "reuse":
+            for part, out in (("attn", attn_out), ("mlp", mlp_out)):
+                cache = blocks.cache(f"reuse_cache.{part}", rows, d, role=Role.FEATURE_CACHE)
+                blocks.add(ops.CacheWrite, f"reuse_cache.{part}.write", (out,), (cache,))
 
     final_ada = top.linear("final.adaLN", top.pointwise("final.act", "silu", c, b, d), b, d, 2 * d)
     h = top.binary("final.modulate", "modulate", (top.norm("final.norm", "layernorm", x2, rows, d), final_ada), rows, d)
@@ -134,3 +159,11 @@ def denoise_step(spec: DiTWorkload, scope: str) -> OpGraph:
     latent_elements = spec.batch * spec.latent_channels * spec.latent_size**2
     top.binary("sampler_update", "axpby", (out, top.act("latent", latent_elements, 1)), latent_elements, 1)
     return graph
+
+
+def _block_builder(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str) -> Builder:
+    if plan.kind == "icc":
+        return ICCBuilder(graph, "blocks", precision, copies=depth, scope=scope, ranks=dict(plan.ranks))
+    if plan.writes == "icc":
+        return ICCWritingBuilder(graph, "blocks", precision, copies=depth, scope=scope)
+    return Builder(graph, "blocks", precision, copies=depth, scope=scope)

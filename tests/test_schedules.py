@@ -1,0 +1,124 @@
+"""Feature-caching schedules for DiT: counts against the ICC paper and code, and behaviour."""
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archsim.config.loader import parse_overrides
+from archsim.ir import ops
+from archsim.ir.summary import summarize
+from archsim.ir.tensor import Role
+from archsim.workloads import load_workload
+from archsim.workloads.dit import DiTWorkload
+from tests.conftest import TPUV4I, WORKLOADS, run_cli
+
+
+def dit(schedule=None, steps=2, resolution=256, cfg=False):
+    return DiTWorkload(kind="dit", name="dit", resolution=resolution, steps=steps, cfg=cfg, schedule=schedule).build(None)
+
+
+def phase_macs(workload):
+    return {p.name: p.graph.macs for p in workload.phases}
+
+
+@pytest.mark.parametrize("resolution, full, cached", [(256, 118.62, 23.50), (512, 524.54, 144.03)])
+def test_icc_step_macs_match_the_icc_code(resolution, full, cached):
+    # REFERENCE.md section 5: per forward, full vs cached (rank 128), from the ICC repo's formulas
+    macs = phase_macs(dit("icc", resolution=resolution))
+    assert abs(macs["full+icc cache"] / 1e9 / full - 1) < 0.005
+    assert abs(macs["icc r128"] / 1e9 / cached - 1) < 0.005
+
+
+def test_icc_parameters_and_cache():
+    plain, icc = summarize(dit()), summarize(dit("icc"))
+    assert abs((icc.params - plain.params) / 1e6 - 74.3) < 0.1  # 28 blocks x 128 x (4 x 2304 + 2 x 5760)
+    assert abs(icc.cache_bytes / 1e6 - 264.2) < 0.5  # q/k/v share one input: 16 x 1152 per token, bf16
+    full, cached = (p.graph for p in icc_workload().phases)
+    writes = [op for op in full.ops() if isinstance(op, ops.CacheWrite)]
+    reads = {t.name for op in cached.ops() for t in op.inputs if t.role is Role.FEATURE_CACHE}
+    assert {t.name for op in writes for t in op.outputs} == reads  # written at full steps, read at cached
+
+
+def icc_workload():
+    return dit("icc")
+
+
+@pytest.mark.parametrize("schedule", ["none", "icc:period=1", "reuse:period=1", "icc:period=1,rank=64"])
+def test_period_one_and_none_equal_plain_dit(schedule):
+    plain = dit(None, steps=5)
+    scheduled = dit(schedule, steps=5)
+    assert [(p.name, p.repeat) for p in scheduled.phases] == [("full", 5)]
+    assert [op for op in scheduled.phases[0].graph.ops()] == [op for op in plain.phases[0].graph.ops()]
+    assert summarize(scheduled).as_dict() == summarize(plain).as_dict() | {"name": "dit"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 8), st.integers(1, 8), st.sampled_from(["icc", "reuse"]))
+def test_larger_period_never_costs_more_macs(steps, p1, p2, kind):
+    small, large = sorted((p1, p2))
+    assert dit(f"{kind}:period={large}", steps).macs <= dit(f"{kind}:period={small}", steps).macs
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 512), st.integers(1, 512))
+def test_larger_rank_never_costs_fewer_macs(r1, r2):
+    small, large = sorted((r1, r2))
+    assert dit(f"icc:rank={large}", 4).macs >= dit(f"icc:rank={small}", 4).macs
+
+
+def test_per_layer_ranks_and_layer_subsets():
+    only_mlp = phase_macs(dit("icc:layers=[fc1,fc2]"))
+    every = phase_macs(dit("icc"))
+    assert only_mlp["icc r128"] > every["icc r128"]  # attention projections run in full
+    ranked = dit({"name": "icc", "rank": {"q": 64, "k": 64, "v": 64, "o": 64, "fc1": 256, "fc2": 256}})
+    assert "icc r64/256" in phase_macs(ranked)
+
+
+def test_icc_macs_against_35_step_ddim(capsys):
+    """ICC's MACs over step counts and periods, relative to 35-step DDIM without caching, so the
+    paper's headline ("over 45% less computation than 35-step DDIM") can be located."""
+    macs = phase_macs(dit("icc"))
+    full, cached = macs["full+icc cache"], macs["icc r128"]
+    ddim35 = 35 * full
+    lines = ["steps  " + "  ".join(f"p={p:<5d}" for p in range(1, 6))]
+    for steps in (20, 25, 35, 50):
+        cells = []
+        for period in range(1, 6):
+            n_full = math.ceil(steps / period)
+            closed = n_full * full + (steps - n_full) * cached
+            assert dit(f"icc:period={period}", steps).macs == closed
+            cells.append(f"{1 - closed / ddim35:+6.1%}")
+        lines.append(f"{steps:5d}  " + "  ".join(cells))
+    with capsys.disabled():
+        print("\nICC computation saved vs 35-step DDIM (rank 128, 256x256):\n" + "\n".join(lines))
+    # 35 steps at period 3: 12 full + 23 cached steps, 52.7% less than 35 full steps: over 45%
+    assert 1 - (12 * full + 23 * cached) / ddim35 > 0.45
+
+
+def test_bad_schedules_are_clear_errors():
+    for text, message in [("icc:period=0", "schedule.period"), ("nope", "unknown schedule 'nope'"),
+                          ("icc:rank", "expected key=value"), ("reuse:perod=2", "schedule.perod: unknown key")]:
+        proc = run_cli("workload", str(WORKLOADS / "dit_xl_2.yaml"), "--schedule", text)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert message in proc.stderr, (text, proc.stderr)
+    proc = run_cli("workload", str(WORKLOADS / "llama2_7b.yaml"), "--schedule", "icc")
+    assert proc.returncode == 2 and "schedule: unknown key" in proc.stderr
+
+
+def test_compare_schedules_runs_every_builtin(tmp_path):
+    proc = run_cli("compare-schedules", str(TPUV4I), "--workload", str(WORKLOADS / "dit_xl_2.yaml"),
+                   "--wset", "steps=6", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("none", "icc", "reuse"):
+        assert f"\n{name:>8}" in "\n" + proc.stdout or name in proc.stdout
+    for f in ("schedules.csv", "schedules.parquet", "schedules.png", "schedules.svg"):
+        assert (tmp_path / f).is_file()
+    run = run_cli("run", str(TPUV4I), str(WORKLOADS / "dit_xl_2.yaml"), "--schedule", "icc", "--wset", "steps=4")
+    assert run.returncode == 0 and "icc r128" in run.stdout
+
+
+def test_bundled_workload_file_takes_a_schedule():
+    w = load_workload(WORKLOADS / "dit_xl_2.yaml", parse_overrides(["schedule=reuse:period=3"]))
+    assert [(p.name, p.repeat) for p in w.phases] == [("full+reuse cache", 17), ("reuse", 33)]
