@@ -45,7 +45,8 @@ def icc_workload():
     return dit("icc")
 
 
-@pytest.mark.parametrize("schedule", ["none", "icc:period=1", "reuse:period=1", "icc:period=1,rank=64"])
+@pytest.mark.parametrize("schedule", ["none", "icc:period=1", "reuse:period=1", "icc:period=1,rank=64",
+                                      "toca:period=1", "duca:period=1", "taylorseer:interval=1"])
 def test_period_one_and_none_equal_plain_dit(schedule):
     plain = dit(None, steps=5)
     scheduled = dit(schedule, steps=5)
@@ -55,7 +56,7 @@ def test_period_one_and_none_equal_plain_dit(schedule):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 60), st.integers(1, 8), st.integers(1, 8), st.sampled_from(["icc", "reuse"]))
+@given(st.integers(1, 60), st.integers(1, 8), st.integers(1, 8), st.sampled_from(["icc", "reuse", "toca"]))
 def test_larger_period_never_costs_more_macs(steps, p1, p2, kind):
     small, large = sorted((p1, p2))
     assert dit(f"{kind}:period={large}", steps).macs <= dit(f"{kind}:period={small}", steps).macs
@@ -111,8 +112,8 @@ def test_compare_schedules_runs_every_builtin(tmp_path):
     proc = run_cli("compare-schedules", str(TPUV4I), "--workload", str(WORKLOADS / "dit_xl_2.yaml"),
                    "--wset", "steps=6", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    for name in ("none", "icc", "reuse"):
-        assert f"\n{name:>8}" in "\n" + proc.stdout or name in proc.stdout
+    for name in ("none", "icc", "reuse", "toca", "duca", "taylorseer", "speca", "l2c"):
+        assert name in proc.stdout, name
     for f in ("schedules.csv", "schedules.parquet", "schedules.png", "schedules.svg"):
         assert (tmp_path / f).is_file()
     run = run_cli("run", str(TPUV4I), str(WORKLOADS / "dit_xl_2.yaml"), "--schedule", "icc", "--wset", "steps=4")
@@ -121,4 +122,51 @@ def test_compare_schedules_runs_every_builtin(tmp_path):
 
 def test_bundled_workload_file_takes_a_schedule():
     w = load_workload(WORKLOADS / "dit_xl_2.yaml", parse_overrides(["schedule=reuse:period=3"]))
-    assert [(p.name, p.repeat) for p in w.phases] == [("full+reuse cache", 17), ("reuse", 33)]
+    assert [(p.name, p.repeat) for p in w.phases] == [("full+outputs cache", 17), ("reuse", 33)]
+
+
+def test_every_builtin_saves_work_and_states_its_cache():
+    plain = summarize(dit(None, steps=20))
+    for name in ("reuse", "icc", "toca", "duca", "taylorseer", "speca", "l2c"):
+        s = summarize(dit(name, steps=20))
+        assert s.macs < plain.macs, name
+        assert s.cache_bytes > 0, name  # the price: feature-cache capacity and traffic
+        cached = [p for p in s.phases if not p.name.startswith("full")]
+        assert cached and all(p.cache_bytes_read > 0 for p in cached), name
+
+
+def test_taylorseer_stores_order_plus_one_tensors_per_layer():
+    d, tokens = 1152, 256
+    for order in (1, 2, 3):
+        s = summarize(dit(f"taylorseer:order={order},interval=3", steps=12))
+        assert s.cache_bytes == 28 * 2 * (order + 1) * tokens * d * 2  # blocks x (attn, mlp) x (m+1), bf16
+
+
+def test_toca_recomputes_its_fraction_of_tokens():
+    full = phase_macs(dit(None))["full"]
+    cached = phase_macs(dit("toca:attn=0.5,mlp=0.5", steps=2))["toca attn0.5 mlp0.5"]
+    assert 0.4 < cached / full < 0.6
+
+
+def test_speca_chain_follows_the_acceptance_rate():
+    always = [p.kind for p in parse("speca:acceptance=1,forecast_len=4,order=1").plans(22)]
+    never = [p.kind for p in parse("speca:acceptance=0,forecast_len=4,order=1").plans(22)]
+    assert always.count("speca") > never.count("speca") > 0
+    verify = phase_macs(dit("speca", steps=12))
+    forecast = next(v for k, v in verify.items() if k.startswith("speca"))
+    assert 0.02 < forecast / verify["full+taylor2 cache"] < 0.06  # one of 28 blocks: 1.67-3.5% + adaLN
+
+
+def test_l2c_mask_file():
+    w = dit("l2c", steps=50)
+    names = [(p.name, p.repeat) for p in w.phases]
+    assert names == [("full+outputs cache", 25), ("l2c skip 20a/14m", 25)]
+    assert summarize(w).params == summarize(dit(None)).params  # the groups run the stack's own weights
+    proc = run_cli("workload", str(WORKLOADS / "dit_xl_2.yaml"), "--schedule", "l2c:mask=nope.csv")
+    assert proc.returncode == 2 and "cannot read the L2C mask" in proc.stderr
+
+
+def parse(text):
+    from archsim.workloads.schedules import parse_schedule
+
+    return parse_schedule(text)

@@ -113,7 +113,7 @@ def _usage(workload: Workload) -> tuple[dict[str, _Usage], list[tuple[dict[str, 
             for t in op.outputs:
                 u = usage[t.name]
                 written = op.written_bytes if isinstance(op, CacheWrite) else t.bytes
-                if not u.seen and written >= t.bytes:
+                if not u.seen and written >= t.bytes and op.copies >= t.copies:  # every copy, in full
                     u.born_on_chip = True
                 u.seen = True
                 u.moved += written * count

@@ -36,9 +36,10 @@ class OpGraph:
             known = self._tensors.setdefault(tensor.name, tensor)
             if known != tensor:
                 raise ValueError(f"tensor {tensor.name!r} redefined by op {op.name!r}")
-            # A stack of N layers touches each layer's own persistent tensors; an activation
-            # may pass between a stack and a single op (the stack's input or output).
-            if tensor.role.persistent and op.copies % tensor.copies:
+            # A stack of N layers touches each layer's own persistent tensors, all of them
+            # (copies a multiple of N) or some (fewer copies: the layers a cache schedule
+            # runs); an activation may pass between a stack and a single op.
+            if tensor.role.persistent and op.copies > tensor.copies and op.copies % tensor.copies:
                 raise ValueError(f"op {op.name!r} ({op.copies} copies) cannot touch tensor "
                                  f"{tensor.name!r} ({tensor.copies} copies)")
         self._graph.add_node(op.name, op=op)

@@ -188,13 +188,17 @@ class Elementwise(VectorOp):
 
     function: str = "add"
     kind: ClassVar[str] = "elementwise"
-    # add, mul: 1 ALU op per element.
+    # add, sub, mul, copy (a gather or scatter): 1 ALU op per element.
     # modulate (adaLN): x * (1 + scale) + shift, (1 + scale) once per row: 2 per element.
     # gated_add (adaLN-Zero residual): x + gate * y: 2 per element.
     # axpby (sampler update, guidance): a * x + b * y: 3 per element.
     MIX: ClassVar[dict[str, tuple[int, int, int]]] = {
         "add": (1, 0, 0), "sub": (1, 0, 0), "mul": (1, 0, 0), "modulate": (2, 0, 0), "gated_add": (2, 0, 0),
-        "axpby": (3, 0, 0),
+        "axpby": (3, 0, 0), "copy": (1, 0, 0),
+        # Taylor forecast of order m: sum of d_k dt^k / k!, a multiply-add per term (2m), and
+        # the finite-difference refresh of m derivatives (a subtract and a scale each, 2m).
+        **{f"taylor{m}": (2 * m, 0, 0) for m in range(1, 9)},
+        **{f"diff{m}": (2 * m, 0, 0) for m in range(1, 9)},
     }
 
 

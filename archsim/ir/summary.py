@@ -68,7 +68,7 @@ def summarize_phase(phase: Phase) -> PhaseSummary:
         if isinstance(op, ops.CacheWrite):
             cache_written += op.written_bytes * op.copies
             for t in op.outputs:  # written in full before any read: no read from memory
-                if t.name not in seen and op.written_bytes >= t.bytes:
+                if t.name not in seen and op.written_bytes >= t.bytes and op.copies >= t.copies:
                     seen.add(t.name)
         for t in op.inputs:
             if t.name in seen:

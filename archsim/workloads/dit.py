@@ -27,7 +27,7 @@ from archsim.dtypes import DType
 from archsim.errors import ConfigError, FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
-from archsim.ir.tensor import Role
+from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import BlockShape, Builder, Tokens, attention, mlp
 from archsim.workloads.schedules import FULL, ICCBuilder, ICCWritingBuilder, StepPlan, parse_schedule
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
@@ -133,24 +133,7 @@ def denoise_step(spec: DiTWorkload, scope: str, plan: StepPlan = FULL) -> OpGrap
     graph.add(ops.EmbeddingLookup("y_embed", (top.weight("y_embed.table", spec.num_classes + 1, d), labels), (y_emb,), b))
     c = top.binary("cond", "add", (t_emb, y_emb), b, d)
 
-    blocks = _block_builder(plan, graph, top.precision, depth, scope)
-    ada = Builder.linear(blocks, "adaLN", blocks.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d)
-    if plan.kind == "reuse":  # FORA: apply the attention and MLP outputs of the last full step
-        attn_out, mlp_out = (blocks.cache(f"reuse_cache.{part}", rows, d, role=Role.FEATURE_CACHE) for part in ("attn", "mlp"))
-        x1 = blocks.binary("residual1", "gated_add", (x, attn_out, ada), rows, d)
-        x2 = blocks.binary("residual2", "gated_add", (x1, mlp_out, ada), rows, d)
-    else:
-        h = blocks.binary("modulate1", "modulate", (blocks.norm("norm1", "layernorm", x, rows, d), ada), rows, d)
-        attn_out = attention(blocks.child("attn"), shape, Tokens(b, t, t), h)
-        x1 = blocks.binary("residual1", "gated_add", (x, attn_out, ada), rows, d)
-        h = blocks.binary("modulate2", "modulate", (blocks.norm("norm2", "layernorm", x1, rows, d), ada), rows, d)
-        mlp_out = mlp(blocks.child("mlp"), shape, rows, h)
-        x2 = blocks.binary("residual2", "gated_add", (x1, mlp_out, ada), rows, d)
-        if plan.writes == "reuse":
-            for part, out in (("attn", attn_out), ("mlp", mlp_out)):
-                cache = blocks.cache(f"reuse_cache.{part}", rows, d, role=Role.FEATURE_CACHE)
-                blocks.add(ops.CacheWrite, f"reuse_cache.{part}.write", (out,), (cache,))
-
+    x2 = _blocks(plan, graph, top.precision, depth, scope, shape, b, t, x, c)
     final_ada = top.linear("final.adaLN", top.pointwise("final.act", "silu", c, b, d), b, d, 2 * d)
     h = top.binary("final.modulate", "modulate", (top.norm("final.norm", "layernorm", x2, rows, d), final_ada), rows, d)
     out = top.linear("final.linear", h, rows, d, p2c_out)
@@ -164,6 +147,153 @@ def denoise_step(spec: DiTWorkload, scope: str, plan: StepPlan = FULL) -> OpGrap
 def _block_builder(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str) -> Builder:
     if plan.kind == "icc":
         return ICCBuilder(graph, "blocks", precision, copies=depth, scope=scope, ranks=dict(plan.ranks))
-    if plan.writes == "icc":
+    if "icc" in plan.writes:
         return ICCWritingBuilder(graph, "blocks", precision, copies=depth, scope=scope)
     return Builder(graph, "blocks", precision, copies=depth, scope=scope)
+
+
+class _Subset(Builder):
+    """Ops for some of the stack's blocks (``copies`` of them) on the stack's own weights:
+    op names under its prefix, weight names and copies the stack's."""
+
+    def __init__(self, *args, depth: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.depth = depth
+
+    def weight(self, local: str, *shape: int) -> Tensor:
+        name = "blocks" + self.name(local)[len(self.prefix.split(".")[0]):]
+        return Tensor(name, tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.depth)
+
+
+def _blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, shape: BlockShape,
+            b: int, t: int, x: Tensor, c: Tensor) -> Tensor:
+    """The DiT blocks of one step under its plan; returns the last block's output."""
+    if plan.kind == "l2c":
+        return _l2c_blocks(plan, graph, precision, depth, scope, shape, b, t, x, c)
+    blocks = _block_builder(plan, graph, precision, depth, scope)
+    out = _block(blocks, plan, shape, b, t, x, c)
+    if plan.kind == "speca" and plan.verify_blocks:  # run a few blocks in full to check the forecast
+        verify = _Subset(graph, "verify", precision, copies=min(plan.verify_blocks, depth), scope=scope, depth=depth)
+        _block(verify, FULL, shape, b, t, x, c)
+    return out
+
+
+def _block(blocks: Builder, plan: StepPlan, shape: BlockShape, b: int, t: int, x: Tensor, c: Tensor) -> Tensor:
+    d, rows = shape.hidden, b * t
+    ada = Builder.linear(blocks, "adaLN", blocks.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d)
+    def cache(name: str, n: int = rows) -> Tensor:
+        return blocks.cache(f"cache.{name}", n, d, role=Role.FEATURE_CACHE)
+
+    if plan.kind in ("reuse", "taylor", "speca"):
+        outs = []
+        for part in ("attn", "mlp"):
+            if plan.kind == "reuse":
+                outs.append(cache(f"{part}_out"))
+            else:  # a Taylor forecast from the m + 1 stored derivatives
+                m = plan.order
+                outs.append(blocks.binary(f"{part}.forecast", f"taylor{m}", tuple(cache(f"{part}_d{k}") for k in range(m + 1)), rows, d))
+        x1 = blocks.binary("residual1", "gated_add", (x, outs[0], ada), rows, d)
+        return blocks.binary("residual2", "gated_add", (x1, outs[1], ada), rows, d)
+
+    h = blocks.binary("modulate1", "modulate", (blocks.norm("norm1", "layernorm", x, rows, d), ada), rows, d)
+    if plan.kind == "toca":
+        fractions = dict(plan.fractions)
+        attn_out = _toca_attention(blocks.child("attn"), shape, b, t, fractions["attn"], h, cache)
+    else:
+        attn_out = attention(blocks.child("attn"), shape, Tokens(b, t, t), h)
+    x1 = blocks.binary("residual1", "gated_add", (x, attn_out, ada), rows, d)
+    h = blocks.binary("modulate2", "modulate", (blocks.norm("norm2", "layernorm", x1, rows, d), ada), rows, d)
+    if plan.kind == "toca":
+        mlp_out = _toca_part(blocks, "mlp", b, t, dict(plan.fractions)["mlp"], h, cache,
+                             lambda sub, rows_, x_: mlp(sub.child("mlp"), shape, rows_, x_))
+    else:
+        mlp_out = mlp(blocks.child("mlp"), shape, rows, h)
+    x2 = blocks.binary("residual2", "gated_add", (x1, mlp_out, ada), rows, d)
+    _write_caches(blocks, plan.writes, {"attn": attn_out, "mlp": mlp_out}, rows, d, cache)
+    return x2
+
+
+def _write_caches(blocks: Builder, writes, outputs: dict, rows: int, d: int, cache) -> None:
+    for kind in writes:
+        if kind == "outputs":
+            for part, out in outputs.items():
+                blocks.add(ops.CacheWrite, f"cache.{part}_out.write", (out,), (cache(f"{part}_out"),))
+        elif kind == "kv":
+            for name in ("k", "v"):
+                new = blocks.graph.tensors[blocks.act(f"attn.{name}.out", rows, d).name]
+                blocks.add(ops.CacheWrite, f"cache.{name}.write", (new,), (cache(name),))
+        elif kind.startswith("taylor"):
+            m = int(kind[len("taylor"):])
+            for part, out in outputs.items():
+                old = tuple(cache(f"{part}_d{k}") for k in range(m))
+                fresh = blocks.binary(f"{part}.taylor_refresh", f"diff{m}", (out, *old), rows, d)
+                for k in range(m + 1):
+                    blocks.add(ops.CacheWrite, f"cache.{part}_d{k}.write", (fresh,), (cache(f"{part}_d{k}"),))
+
+
+def _toca_part(blocks: Builder, part: str, b: int, t: int, fraction: float, h: Tensor, cache, compute) -> Tensor:
+    """Recompute ``fraction`` of the tokens through ``compute``; the rest from the cache."""
+    d = h.shape[-1]
+    rows, chosen = b * t, b * max(1, round(fraction * t))
+    picked = blocks.binary(f"{part}.toca_gather", "copy", (h,), chosen, d)
+    fresh = compute(blocks, chosen, picked)
+    blocks.add(ops.CacheWrite, f"cache.{part}_out.update", (fresh,), (cache(f"{part}_out"),))
+    return blocks.binary(f"{part}.toca_scatter", "copy", (fresh, cache(f"{part}_out")), rows, d)
+
+
+def _toca_attention(b_attn: Builder, shape: BlockShape, b: int, t: int, fraction: float, h: Tensor, cache) -> Tensor:
+    """ToCa attention: the chosen tokens' queries (and keys and values, refreshed in the cache)
+    are recomputed and attend to every token's cached key and value."""
+    blocks = Builder(b_attn.graph, b_attn.prefix.rsplit(".", 1)[0], b_attn.precision, b_attn.copies, b_attn.scope)
+
+    def compute(sub: Builder, chosen: int, x: Tensor) -> Tensor:
+        attn = sub.child("attn")
+        d, dh, heads = shape.hidden, shape.dh, shape.heads
+        q = attn.linear("q", x, chosen, d, heads * dh)
+        keys, values = cache("k", b * t), cache("v", b * t)
+        for name in ("k", "v"):
+            new = attn.linear(name, x, chosen, d, heads * dh)
+            attn.add(ops.CacheWrite, f"cache.{name}.update", (new,), (cache(name, b * t),))
+        m = chosen // b
+        scores = attn.act("scores", b * heads, m, t)
+        attn.add(ops.AttentionScore, "score", (q, keys), (scores,), b * heads, m, dh, t, True)
+        probs = attn.act("probs", b * heads, m, t)
+        attn.add(ops.Softmax, "softmax", (scores,), (probs,), b * heads * m, t)
+        context = attn.act("context", chosen, heads * dh)
+        attn.add(ops.AttentionContext, "context_mm", (probs, values), (context,), b * heads, m, t, dh, True)
+        return attn.linear("o", context, chosen, heads * dh, d)
+
+    return _toca_part(blocks, "attn", b, t, fraction, h, cache, compute)
+
+
+def _l2c_blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, shape: BlockShape,
+                b: int, t: int, x: Tensor, c: Tensor) -> Tensor:
+    """Blocks grouped by what the mask serves from cache; each group runs on its own blocks'
+    weights. Computed sub-layers refresh their cache entry for later steps."""
+    attn_skip, mlp_skip = (set(s) for s in plan.skip)
+    groups: dict[tuple[bool, bool], int] = {}
+    for block in range(depth):
+        mode = (block in attn_skip, block in mlp_skip)
+        groups[mode] = groups.get(mode, 0) + 1
+    d, rows = shape.hidden, b * t
+    out = x
+    for (skip_attn, skip_mlp), count in sorted(groups.items()):
+        g = _Subset(graph, f"l2c{int(skip_attn)}{int(skip_mlp)}", precision, copies=count, scope=scope, depth=depth)
+        def cache(name: str, n: int = rows, g=g) -> Tensor:
+            return Tensor(f"blocks.cache.{name}", (n, d), precision.kv, Role.FEATURE_CACHE, copies=depth)
+        ada = Builder.linear(g, "adaLN", g.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d)
+        if skip_attn:
+            attn_out = cache("attn_out")
+        else:
+            h = g.binary("modulate1", "modulate", (g.norm("norm1", "layernorm", x, rows, d), ada), rows, d)
+            attn_out = attention(g.child("attn"), shape, Tokens(b, t, t), h)
+            g.add(ops.CacheWrite, "cache.attn_out.update", (attn_out,), (cache("attn_out"),))
+        x1 = g.binary("residual1", "gated_add", (x, attn_out, ada), rows, d)
+        if skip_mlp:
+            mlp_out = cache("mlp_out")
+        else:
+            h = g.binary("modulate2", "modulate", (g.norm("norm2", "layernorm", x1, rows, d), ada), rows, d)
+            mlp_out = mlp(g.child("mlp"), shape, rows, h)
+            g.add(ops.CacheWrite, "cache.mlp_out.update", (mlp_out,), (cache("mlp_out"),))
+        out = g.binary("residual2", "gated_add", (x1, mlp_out, ada), rows, d)
+    return out

@@ -13,7 +13,7 @@ is full (period 1) is exactly ``none``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -29,21 +29,44 @@ ICC_LAYERS = ("q", "k", "v", "o", "fc1", "fc2")  # the six linear layers of a Di
 
 @dataclass(frozen=True)
 class StepPlan:
-    """What one network evaluation runs: ``full`` (writing ``writes`` caches for the next
-    step), or a cached kind with its parameters."""
+    """What one network evaluation runs.
+
+    ``kind`` is ``full`` or a cached kind; ``writes`` are the caches a full step fills for the
+    cached steps that follow it (none when the next step is full). The other fields are the
+    cached kind's parameters.
+    """
 
     kind: str
-    writes: str = ""  # the cache a full step fills: "", "icc", "reuse"
-    ranks: tuple[tuple[str, int], ...] = ()  # icc: low-rank calibration per layer
+    writes: tuple[str, ...] = ()  # cache kinds: "icc", "outputs", "kv", "taylor<m>"
+    ranks: tuple[tuple[str, int], ...] = ()  # icc: rank per layer
+    fractions: tuple[tuple[str, float], ...] = ()  # toca: tokens recomputed per layer type
+    order: int = 0  # taylor / speca: Taylor order m
+    verify_blocks: int = 0  # speca: blocks run in full to verify a forecast
+    skip: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # l2c: blocks whose attn / mlp come from cache
 
     @property
     def label(self) -> str:
         if self.kind == "full":
-            return f"full+{self.writes} cache" if self.writes else "full"
+            return f"full+{'+'.join(self.writes)} cache" if self.writes else "full"
         if self.kind == "icc":
-            ranks = sorted({r for _, r in self.ranks})
-            return f"icc r{'/'.join(map(str, ranks))}"
+            return f"icc r{'/'.join(map(str, sorted({r for _, r in self.ranks})))}"
+        if self.kind == "toca":
+            return "toca " + " ".join(f"{k}{v:g}" for k, v in self.fractions)
+        if self.kind == "taylor":
+            return f"taylor m{self.order}"
+        if self.kind == "speca":
+            return f"speca m{self.order} verify{self.verify_blocks}"
+        if self.kind == "l2c":
+            return f"l2c skip {len(self.skip[0])}a/{len(self.skip[1])}m"
         return self.kind
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The caches this (cached) step reads."""
+        return {
+            "icc": ("icc",), "reuse": ("outputs",), "toca": ("outputs", "kv"), "l2c": ("outputs",),
+            "taylor": (f"taylor{self.order}",), "speca": (f"taylor{self.order}",),
+        }.get(self.kind, ())
 
 
 FULL = StepPlan("full")
@@ -52,20 +75,31 @@ FULL = StepPlan("full")
 class Schedule(Strict):
     NAME: ClassVar[str]
 
-    def cached(self, step: int) -> StepPlan | None:
+    def cached(self, step: int, steps: int) -> StepPlan | None:
         """The plan of a cached step, or None for a full step."""
         return None
 
     def plans(self, steps: int) -> list[StepPlan]:
-        cached = [self.cached(i) for i in range(steps)]
-        out = []
-        for i, plan in enumerate(cached):
-            if plan is not None:
-                out.append(plan)
-            else:
-                following = cached[i + 1] if i + 1 < steps else None
-                out.append(StepPlan("full", following.kind) if following is not None else FULL)
-        return out
+        return _with_writes([self.cached(i, steps) for i in range(steps)])
+
+
+def _with_writes(cached: list[StepPlan | None]) -> list[StepPlan]:
+    """Fill the gaps with full steps that write what the following cached steps read."""
+    out = []
+    for i, plan in enumerate(cached):
+        if plan is not None:
+            out.append(plan)
+            continue
+        needs: set[str] = set()
+        for following in cached[i + 1:]:
+            if following is None:
+                break
+            needs.update(following.needs)
+        # Taylor derivatives are finite differences over full steps: every full step
+        # refreshes them while a forecast is still to come.
+        needs.update(n for later in cached[i + 1:] if later is not None for n in later.needs if n.startswith("taylor"))
+        out.append(StepPlan("full", tuple(sorted(needs))))
+    return out
 
 
 _SCHEDULES: dict[str, type[Schedule]] = {}
@@ -96,7 +130,7 @@ class Reuse(Schedule):
     NAME = "reuse"
     period: Count = 2
 
-    def cached(self, step: int) -> StepPlan | None:
+    def cached(self, step: int, steps: int) -> StepPlan | None:
         return None if step % self.period == 0 else StepPlan("reuse")
 
 
@@ -113,11 +147,136 @@ class ICC(Schedule):
     rank: Count | dict[Literal[ICC_LAYERS], Count] = Field(default=128, description="one rank, or per layer")  # type: ignore[valid-type]
     layers: list[Literal[ICC_LAYERS]] = list(ICC_LAYERS)  # type: ignore[valid-type]
 
-    def cached(self, step: int) -> StepPlan | None:
+    def cached(self, step: int, steps: int) -> StepPlan | None:
         if step % self.period == 0:
             return None
         ranks = self.rank if isinstance(self.rank, dict) else {layer: self.rank for layer in self.layers}
         return StepPlan("icc", ranks=tuple((layer, ranks[layer]) for layer in self.layers if layer in ranks))
+
+
+Fraction01 = Annotated[float, Field(gt=0, le=1)]
+
+
+@register_schedule
+class ToCa(Schedule):
+    """Token-wise caching (Zou et al., 2024): step i is full when i % period == 0; in the
+    others each layer type recomputes only a fraction of the tokens (chosen by a saliency
+    score, whose cost is not modelled) and reuses the cached outputs of the rest. Recomputed
+    queries attend to every key, the others' keys and values coming from the cache."""
+
+    NAME = "toca"
+    period: Count = 3
+    attn: Fraction01 = 0.1  # ASSUMPTION: of the ratios ToCa explores; set per study
+    mlp: Fraction01 = 0.1
+
+    def cached(self, step: int, steps: int) -> StepPlan | None:
+        return None if step % self.period == 0 else StepPlan("toca", fractions=(("attn", self.attn), ("mlp", self.mlp)))
+
+
+@register_schedule
+class DuCa(Schedule):
+    """DuCa (Zou et al.): cached steps alternate aggressive (whole-layer reuse) and
+    conservative (token-wise, ToCa) caching between full steps."""
+
+    NAME = "duca"
+    period: Count = 4
+    attn: Fraction01 = 0.1
+    mlp: Fraction01 = 0.1
+
+    def cached(self, step: int, steps: int) -> StepPlan | None:
+        offset = step % self.period
+        if offset == 0:
+            return None
+        if offset % 2:
+            return StepPlan("reuse")
+        return StepPlan("toca", fractions=(("attn", self.attn), ("mlp", self.mlp)))
+
+
+@register_schedule
+class TaylorSeer(Schedule):
+    """TaylorSeer (Liu et al., 2025): after ``order`` + 1 warm-up full steps, a full step every
+    ``interval`` steps; the others forecast each block's attention and MLP outputs with a
+    Taylor series of order m from finite differences kept since the full steps: elementwise
+    work, but m + 1 stored feature tensors per layer."""
+
+    NAME = "taylorseer"
+    order: Count = Field(default=1, le=8)
+    interval: Count = 4
+
+    def cached(self, step: int, steps: int) -> StepPlan | None:
+        if step <= self.order or (step - self.order) % self.interval == 0:
+            return None
+        return StepPlan("taylor", order=self.order)
+
+
+@register_schedule
+class SpeCa(Schedule):
+    """SpeCa (Liu et al., 2025), forecast then verify: after a full step, up to
+    ``forecast_len`` TaylorSeer forecasts, each checked by running ``verify_blocks`` blocks in
+    full (its verification cost); a forecast is accepted with probability ``acceptance`` and
+    a rejection falls back to a full step. The chain length is its expected value,
+    sum of acceptance^j for j = 1..forecast_len, rounded: a deterministic schedule."""
+
+    NAME = "speca"
+    order: Count = Field(default=2, le=8)
+    forecast_len: Count = 5
+    acceptance: Annotated[float, Field(ge=0, le=1)] = 0.8  # ASSUMPTION: sample-dependent in SpeCa
+    verify_blocks: Count = 1  # 1 of 28 DiT-XL/2 blocks: 3.6%, SpeCa's 1.67-3.5% of a full step
+
+    def cached(self, step: int, steps: int) -> StepPlan | None:
+        accepted = round(sum(self.acceptance**j for j in range(1, self.forecast_len + 1)))
+        cycle = 1 + max(accepted, 0) + (1 if accepted < self.forecast_len else 0)  # full, accepted, rejected
+        position = (step - self.order - 1) % cycle if step > self.order else 0
+        if step <= self.order or position == 0:
+            return None
+        return StepPlan("speca", order=self.order, verify_blocks=self.verify_blocks)
+
+
+@register_schedule
+class L2C(Schedule):
+    """Learning-to-Cache (Ma et al., 2024): a learned, per-step mask of which blocks' attention
+    and MLP are served from cache, read from a CSV (columns step, block, attn, mlp; 1 = from
+    cache). A step with nothing cached is full."""
+
+    NAME = "l2c"
+    mask: str = Field(default="schedules/l2c_dit_xl_2_example.csv",
+                      description="CSV path, relative to the current folder or to workloads/ (the bundled "
+                      "example is illustrative, not a trained router)")
+
+    def plans(self, steps: int) -> list[StepPlan]:
+        cached = {i: StepPlan("l2c", skip=(tuple(sorted(a)), tuple(sorted(m))))
+                  for i, (a, m) in _read_mask(self.mask, steps).items() if a or m}
+        return _with_writes([cached.get(i) for i in range(steps)])
+
+
+def _read_mask(path: str, steps: int) -> dict[int, tuple[set[int], set[int]]]:
+    import csv
+    from pathlib import Path
+
+    resolved = Path(path)
+    if not resolved.is_file():
+        bundled = Path(__file__).resolve().parents[2] / "workloads" / path
+        resolved = bundled if bundled.is_file() else resolved
+    try:
+        with resolved.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read the L2C mask: {exc}", file=str(resolved)) from None
+    masks: dict[int, tuple[set[int], set[int]]] = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            step, block = int(row["step"]), int(row["block"])
+            attn, mlp = int(row["attn"]), int(row["mlp"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError("expected integer columns step, block, attn, mlp", file=f"{resolved}:{line}") from None
+        if not 0 <= step < steps:
+            continue  # a mask for more steps than this generation has
+        a, m = masks.setdefault(step, (set(), set()))
+        if attn:
+            a.add(block)
+        if mlp:
+            m.add(block)
+    return masks
 
 
 def _split_top_level(text: str) -> list[str]:
