@@ -151,7 +151,8 @@ def workload_summary(summary: WorkloadSummary) -> str:
     table = pd.DataFrame([{
         "phase": p.name, "x": p.repeat, "MACs/run": _si(p.macs), "FLOPs/run": _si(p.flops),
         "min bytes/run": fmt_bytes(p.min_bytes), "weights": fmt_bytes(p.weight_bytes_read),
-        "cache read": fmt_bytes(p.cache_bytes_read), "MAC/B": f"{p.intensity:.3g}",
+        "cache read": fmt_bytes(p.cache_bytes_read), "cache written": fmt_bytes(p.cache_bytes_written),
+        "MAC/B": f"{p.intensity:.3g}",
         "MACs total": _si(p.macs * p.repeat),
     } for p in summary.phases])
     return head + "\n\n" + table.to_string(index=False)
