@@ -37,6 +37,7 @@ def test_icc_parameters_and_cache():
     assert abs(icc.cache_bytes / 1e6 - 264.2) < 0.5  # q/k/v share one input: 16 x 1152 per token, bf16
     full, cached = (p.graph for p in icc_workload().phases)
     writes = [op for op in full.ops() if isinstance(op, ops.CacheWrite)]
+    assert sum(op.written_bytes * op.copies for op in writes) == icc.cache_bytes  # each entry written once
     reads = {t.name for op in cached.ops() for t in op.inputs if t.role is Role.FEATURE_CACHE}
     assert {t.name for op in writes for t in op.outputs} == reads  # written at full steps, read at cached
 

@@ -339,9 +339,9 @@ class ICCWritingBuilder(Builder):
         out = super().linear(local, x, rows, d_in, d_out)
         if local not in ICC_LAYERS:
             return out
-        x_name = _input_cache_name(self, x)
-        if x_name not in self.graph.tensors:
-            self.add(ops.CacheWrite, f"{local}.icc_x_write", (x,), (_icc_cache(self, x_name, rows, d_in),))
+        x_cache = _icc_cache(self, _input_cache_name(self, x), rows, d_in)
+        if x_cache.name not in self.graph.tensors:  # q, k and v share their input: write it once
+            self.add(ops.CacheWrite, f"{local}.icc_x_write", (x,), (x_cache,))
         self.add(ops.CacheWrite, f"{local}.icc_y_write", (out,), (_icc_cache(self, f"icc_cache.{self.name(local)}.y", rows, d_out),))
         return out
 
