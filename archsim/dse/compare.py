@@ -9,19 +9,21 @@ from typing import Sequence
 
 import pandas as pd
 
-from archsim.config.loader import Override, load_layered, parse_overrides
+from archsim.config.loader import Override
 from archsim.config.schema import HardwareConfig
+from archsim.hw.memory import Level
 from archsim.ir.summary import summarize
 from archsim.sim.engine import Simulator
 from archsim.workloads.base import load_spec, load_workload
-from archsim.workloads.schedules import parse_schedule
+from archsim.sim.result import RunResult
+from archsim.workloads.schedules import StepPlan, parse_schedule
 
 
 @dataclass(frozen=True)
 class ScheduleRun:
     schedule: str
-    plans: list  # per network evaluation
-    result: object  # RunResult
+    plans: list[StepPlan]  # per network evaluation
+    result: RunResult
 
 
 def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: Sequence[str],
@@ -44,7 +46,7 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
                 "macs": summary.macs, "params": summary.params, "cache_bytes": summary.cache_bytes,
                 "latency_s": result.latency_s if result.feasible else float("nan"),
                 "energy_j": result.energy.total if result.feasible else float("nan"),
-                "hbm_bytes": result.traffic.total(_hbm()) if result.feasible else float("nan"),
+                "hbm_bytes": result.traffic.total(Level.HBM) if result.feasible else float("nan"),
             }
             if text == "none":
                 reference = row
@@ -52,14 +54,7 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
             row["speedup_vs_none"] = reference["latency_s"] / row["latency_s"]
             row["energy_vs_none"] = row["energy_j"] / reference["energy_j"]
             rows.append(row)
-    frame = pd.DataFrame(rows)
-    return frame[frame["schedule"].isin(names if "none" in schedules else schedules) | (frame["schedule"] == "none")], runs
-
-
-def _hbm():
-    from archsim.hw.memory import Level
-
-    return Level.HBM
+    return pd.DataFrame(rows), runs  # 'none' included: the reference of every ratio
 
 
 def table(frame: pd.DataFrame) -> str:
