@@ -200,7 +200,7 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
 
     plan = dse_plan.plan_sweep(files, parse_overrides(overrides), [str(w) for w in workloads])
     store = ResultStore(out_dir)
-    n_workloads = len({(p.workload, json.dumps(p.workload_overrides)) for p in plan.points})
+    n_workloads = len({p.workload_id for p in plan.points})
     click.echo(f"{len(plan.points)} points: {plan.configs} designs x {n_workloads} workloads"
                + (f"; {plan.excluded} designs excluded by constraints" if plan.excluded else ""), err=True)
     executor = "dask" if scheduler else executor
@@ -211,11 +211,17 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
         sys.exit(130)
     click.echo(f"{stats.evaluated} evaluated ({stats.skipped} already done) in {stats.seconds:.2f} s: "
                f"{stats.points_per_second:.1f} points/s with {stats.workers} {stats.executor} worker(s)", err=True)
-    results = store.consolidate()
+    keys = {p.key for p in plan.points}
+    results = store.consolidate(keys)
     meta = {"objectives": list(plan.objectives), "fields": list(plan.fields), "files": [str(f) for f in files]}
     (out_dir / "sweep.json").write_text(json.dumps(meta, indent=2))
-    _report_sweep(store.frame(), out_dir, list(plan.objectives), as_csv)
+    frame = store.frame()
+    frame = frame[frame["key"].isin(keys)]
+    _report_sweep(frame, out_dir, list(plan.objectives), as_csv)
     click.echo(f"\nresults: {results}")
+    if not (frame["status"] == "ok").any():
+        click.echo("no design point could run: see the reasons above", err=True)
+        sys.exit(EXIT_INFEASIBLE)
 
 
 def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, color: str | None = None,
@@ -233,6 +239,14 @@ def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, col
         paths = plots.plot_pareto(frame, x, y, out_dir / f"pareto_{x}_{y}", color)
         paths += plots.plot_breakdowns(frame, out_dir / "breakdown")
         click.echo("\nplots: " + ", ".join(str(p) for p in paths))
+
+
+def _check_objectives(names) -> None:
+    from archsim.config.sweep import OBJECTIVES
+
+    for name in names:
+        if name not in OBJECTIVES:
+            raise click.BadParameter(f"{name!r}; expected one of: {', '.join(OBJECTIVES)}", param_hint="objective")
 
 
 def _objectives(out_dir: Path) -> list[str]:
@@ -255,10 +269,11 @@ def pareto(results: Path, x: str, y: str, z: str | None, workload: str | None, a
     from archsim.dse.store import load_results
 
     objectives = [o for o in (x, y, z) if o]
-    for o in objectives:
-        if o not in OBJECTIVES:
-            raise click.BadParameter(f"{o!r}; expected one of: {', '.join(OBJECTIVES)}")
+    _check_objectives(objectives)
     frame = dse_report.enrich(load_results(results), objectives)
+    if not (frame.get("status") == "ok").any():
+        click.echo("no feasible design point in these results", err=True)
+        sys.exit(EXIT_INFEASIBLE)
     front = frame[frame["pareto"]]
     if workload:
         front = front[front["workload"] == workload]
@@ -280,6 +295,7 @@ def plot(results: Path, x, y, color, out_dir) -> None:
     """Redraw a sweep's plots from its results."""
     from archsim.dse.store import load_results
 
+    _check_objectives([o for o in (x, y) if o])
     frame = load_results(results)
     out_dir = out_dir or (results if results.is_dir() else results.parent)
     out_dir.mkdir(parents=True, exist_ok=True)

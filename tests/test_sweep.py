@@ -194,3 +194,76 @@ def test_roofline_plot(tmp_path):
                    "--out", str(tmp_path / "roof"))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "roof.png").is_file() and (tmp_path / "roof.svg").is_file()
+
+
+def test_set_applies_to_every_point_and_keys(tmp_path):
+    path = sweep_file(tmp_path, SMALL)
+    plain, loud = tmp_path / "plain", tmp_path / "loud"
+    assert run_cli("sweep", str(path), "--out", str(plain), "--executor", "serial", "--no-progress").returncode == 0
+    proc = run_cli("sweep", str(path), "--out", str(loud), "--executor", "serial", "--no-progress",
+                   "--set", "static_power=1000 W")
+    assert proc.returncode == 0, proc.stderr
+    a, b = pd.read_parquet(plain / "results.parquet"), pd.read_parquet(loud / "results.parquet")
+    assert not set(a["key"]) & set(b["key"])  # other hardware, other points
+    on = ["set.hbm.bandwidth", "set.mxu.count", "workload_id"]
+    both = a.merge(b, on=on, suffixes=("_plain", "_loud"))
+    assert len(both) == len(a) == 20
+    assert (both["energy_static_j_loud"] > 30 * both["energy_static_j_plain"]).all()  # 1000 W vs 30 W
+
+
+def test_editing_the_sweep_keeps_finished_points_and_reports_only_the_plan(tmp_path):
+    path = sweep_file(tmp_path, SMALL)
+    out = tmp_path / "out"
+    assert run_cli("sweep", str(path), "--out", str(out), "--executor", "serial", "--no-progress").returncode == 0
+    path.write_text(path.read_text().replace("mxu.count: [2, 4]", "mxu.count: [4, 8]"))
+    proc = run_cli("sweep", str(path), "--out", str(out), "--executor", "serial", "--no-progress")
+    assert proc.returncode == 0 and "(10 already done)" in proc.stderr, proc.stderr
+    frame = pd.read_parquet(out / "results.parquet")
+    assert set(frame["set.mxu.count"]) == {"4", "8"} and len(frame) == 20
+
+
+def test_baseline_ratios_are_per_workload_and_exact(tmp_path):
+    from archsim.dse.report import enrich
+
+    body = SMALL + "  baseline: " + str(TPUV4I) + "\n"
+    plan = plan_sweep([sweep_file(tmp_path, body)])
+    store = ResultStore(tmp_path / "out")
+    run_points(plan.points, store, "serial", progress=False)
+    frame = enrich(store.frame(), ["latency", "energy"])
+    for _, group in frame.groupby("workload_id"):
+        base = group[group["role"] == "baseline"]
+        assert len(base) == 1
+        b = base.iloc[0]
+        for _, row in group.iterrows():
+            assert row["speedup_vs_baseline"] == pytest.approx(b["latency_s"] / row["latency_s"])
+            assert row["mxu_energy_reduction"] == pytest.approx(b["energy_mxu_j"] / row["energy_mxu_j"])
+        assert group.loc[base.index, "speedup_vs_baseline"].iloc[0] == pytest.approx(1.0)
+
+
+def test_pareto_ignores_unknown_values():
+    v = np.array([[1, 5], [np.nan, 1], [2, 2], [3, np.inf]])
+    assert pareto_mask(v, ["min", "min"]).tolist() == [True, False, True, False]
+    v3 = np.array([[1, 5, 1], [np.nan, 1, 1], [2, 2, 2]])
+    assert pareto_mask(v3, ["min", "min", "min"]).tolist() == [True, False, True]
+
+
+def test_failed_points_are_retried(tmp_path, monkeypatch):
+    from archsim.dse import evaluate
+
+    plan = plan_sweep([sweep_file(tmp_path, SMALL)])
+    store = ResultStore(tmp_path / "out")
+    real = evaluate.Simulator.run
+    monkeypatch.setattr(evaluate.Simulator, "run", lambda self, w: (_ for _ in ()).throw(MemoryError("transient")))
+    run_points(plan.points[:3], store, "serial", progress=False)
+    monkeypatch.setattr(evaluate.Simulator, "run", real)
+    stats = run_points(plan.points[:3], store, "serial", progress=False)
+    assert stats.evaluated == 3 and (store.frame()["status"] == "ok").all()
+
+
+def test_more_cim_units_never_slower():
+    from archsim.api import gemm_workload, load_hardware, simulate
+
+    for m, k, n in [(64, 64, 4096), (28672, 1024, 7168), (8, 7168, 7168), (8, 2048, 256)]:
+        latencies = [simulate(load_hardware(HW / "cim_tpu.yaml", [f"mxu.count={c}", "mxu.cim.grid=[16, 16]"]),
+                              gemm_workload(m, k, n)).latency_s for c in (1, 2, 4, 8, 16)]
+        assert all(b <= a * (1 + 1e-9) for a, b in zip(latencies, latencies[1:])), (m, k, n, latencies)

@@ -97,9 +97,15 @@ class CimConfig(Scaled):
     @model_validator(mode="after")
     def _energies_for_every_dtype(self) -> "CimConfig":
         _same_dtypes(self.cim.macs_per_cycle, self.mac_energy, "cim.macs_per_cycle")
-        for dtype in self.cim.macs_per_cycle:
-            if self.cim.core_cols < dtype.bytes * 8:
-                raise FieldError("cim.core_cols", f"{self.cim.core_cols} bits cannot hold one {dtype} weight")
+        core = self.cim
+        for dtype, rate in core.macs_per_cycle.items():
+            if core.core_cols < dtype.bytes * 8:
+                raise FieldError("cim.core_cols", f"{core.core_cols} bits cannot hold one {dtype} weight")
+            weights = core.core_rows * (core.core_cols // int(dtype.bytes * 8))
+            if rate > weights:
+                raise FieldError(f"cim.macs_per_cycle.{dtype}", f"{rate} exceeds the {weights} {dtype} weights a core holds")
+            if core.psum_buffer < (core.core_cols // int(dtype.bytes * 8)) * dtype.accumulator.bytes:
+                raise FieldError("cim.psum_buffer", f"cannot hold one row of {dtype} partial sums")
         return self
 
     @property

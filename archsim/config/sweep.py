@@ -57,16 +57,24 @@ class RangeSpec(Strict):
         if self.scale == "log" and (lo <= 0 or hi <= 0):
             raise FieldError("from", "a log scale needs positive ends")
         n = self.steps
+        if n == 1 and lo != hi:
+            raise FieldError("steps", "one step cannot reach from 'from' to 'to'; use steps >= 2")
         points = [lo + (hi - lo) * i / (n - 1) if self.scale == "linear" else lo * (hi / lo) ** (i / (n - 1))
                   for i in range(n)] if n > 1 else [lo]
-        if lo_dim == units.DIMENSIONLESS and not isinstance(self.start, str):
-            return points
+        if lo_dim == units.SIZE:  # bytes are whole
+            points = [float(round(p)) for p in points]
+        if lo_dim == units.DIMENSIONLESS:
+            whole = all(float(p).is_integer() for p in points) and float(lo).is_integer() and float(hi).is_integer()
+            return [int(round(p)) for p in points] if whole else points
         return [f"{p!r} {units.si_unit(lo_dim)}" for p in points]
 
 
 def _number(value: str | float) -> tuple[float, units.Dim]:
     if isinstance(value, str):
-        exact, dim = units.parse_quantity_exact(value)
+        try:
+            exact, dim = units.parse_quantity_exact(value)
+        except units.UnitError as exc:
+            raise FieldError("from", str(exc)) from None
         return float(exact), dim
     return float(value), units.DIMENSIONLESS
 
@@ -88,6 +96,10 @@ class Constraint(Strict):
     def _bounded(self) -> "Constraint":
         if self.min is None and self.max is None:
             raise FieldError("max", "a constraint needs min or max")
+        for which in ("min", "max"):
+            value = getattr(self, which)
+            if self.key == "area" and value is not None and _number(value)[1] != units.AREA:
+                raise FieldError(which, f"an area bound needs an area unit, such as '400 mm^2' (got {value!r})")
         return self
 
     def bound(self, which: str) -> float | None:
@@ -101,7 +113,7 @@ class SweepSpec(Strict):
     constraints: list[Constraint] = []
     workloads: list[str | WorkloadRef] = []
     baseline: str | None = None
-    objectives: list[Literal[tuple(OBJECTIVES)]] = ["latency", "energy"]  # type: ignore[valid-type]
+    objectives: list[Literal[tuple(OBJECTIVES)]] = Field(default=["latency", "energy"], min_length=1)  # type: ignore[valid-type]
 
     @field_validator("axes")
     @classmethod
@@ -121,6 +133,11 @@ class SweepSpec(Strict):
 
     def combinations(self) -> list[tuple[tuple[str, Any], ...]]:
         """Every combination of overrides, in a deterministic order."""
+        factors = self.factors()
+        return [tuple(pair for part in choice for pair in part) for choice in itertools.product(*factors)]
+
+    def factors(self) -> list[list[tuple[tuple[str, Any], ...]]]:
+        """Per axis (or zipped group) its options, each a tuple of overrides applied together."""
         factors: list[list[tuple[tuple[str, Any], ...]]] = []
         for path, axis in (self.axes or {}).items():
             values = axis.values() if isinstance(axis, RangeSpec) else axis
@@ -128,8 +145,7 @@ class SweepSpec(Strict):
         for group in self.zip:
             paths = list(group)
             factors.append([tuple(zip(paths, row)) for row in zip(*group.values())])
-        combos = [tuple(pair for part in choice for pair in part) for choice in itertools.product(*factors)]
-        return combos
+        return factors
 
     @property
     def size(self) -> int:

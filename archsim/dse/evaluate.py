@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from archsim.config.loader import Override, load_layered, validate_layered
+from archsim.config.loader import Override, load_layered, parse_overrides, validate_layered
 from archsim.config.schema import HardwareConfig
 from archsim.dse.spec import Point, digest
 from archsim.errors import ArchsimError
@@ -22,19 +22,29 @@ from archsim.workloads import load_workload
 FIELD_PREFIX = "set."
 
 
-@lru_cache(maxsize=64)
+def _stamp(path: str) -> tuple:
+    """A file's identity for the caches: a long-lived worker sees edits."""
+    stat = Path(path).stat()
+    return (path, stat.st_mtime_ns, stat.st_size)
+
+
 def _layered(path: str):
-    return load_layered(path)
-
-
-def _workload(path: str, overrides: tuple) -> Workload:
-    return _workload_cached(path, json.dumps(overrides))  # values may be lists: key by their JSON
+    return _layered_cached(_stamp(path))
 
 
 @lru_cache(maxsize=64)
-def _workload_cached(path: str, overrides_json: str) -> Workload:
+def _layered_cached(stamp: tuple):
+    return load_layered(stamp[0])
+
+
+def _workload(path: str, overrides_json: str) -> Workload:
+    return _workload_cached(_stamp(path), overrides_json)
+
+
+@lru_cache(maxsize=64)
+def _workload_cached(stamp: tuple, overrides_json: str) -> Workload:
     overrides = json.loads(overrides_json)
-    return load_workload(path, [Override(tuple(k.split(".")), v, f"{k}={v}") for k, v in overrides])
+    return load_workload(stamp[0], [Override(tuple(k.split(".")), v, f"{k}={v}") for k, v in overrides])
 
 
 def hardware(point: Point) -> HardwareConfig:
@@ -42,6 +52,8 @@ def hardware(point: Point) -> HardwareConfig:
     layered = type(base)()
     layered.merge(base.data, point.config)
     layered.origin = dict(base.origin)
+    for option in parse_overrides([text for _, text in point.base_overrides]):
+        layered.set(option)
     for path, value in point.overrides:
         layered.set(Override(tuple(path.split(".")), value, f"{path}={value}"))
     return validate_layered(HardwareConfig, layered, point.config)
@@ -50,7 +62,7 @@ def hardware(point: Point) -> HardwareConfig:
 def evaluate_point(point: Point) -> dict[str, Any]:
     row: dict[str, Any] = {
         "key": point.key, "role": point.role, "config": Path(point.config).name,
-        "workload_file": Path(point.workload).name,
+        "workload_file": Path(point.workload).name, "workload_id": point.workload_id,
         **{FIELD_PREFIX + path: json.dumps(value) for path, value in point.overrides},
     }
     try:

@@ -17,6 +17,11 @@ def pareto_mask(values: np.ndarray, senses: list[str]) -> np.ndarray:
     if v.ndim != 2 or v.shape[1] != len(senses):
         raise ValueError("values must be n x k with one sense per column")
     v = v * np.where(np.array(senses) == "max", -1.0, 1.0)  # all minimised
+    finite = np.isfinite(v).all(axis=1)  # a point with an unknown objective is on no front
+    if not finite.all():
+        keep = np.zeros(len(v), dtype=bool)
+        keep[finite] = pareto_mask(v[finite], ["min"] * v.shape[1])
+        return keep
     n = len(v)
     if n == 0:
         return np.zeros(0, dtype=bool)

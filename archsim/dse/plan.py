@@ -53,9 +53,10 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
             workload_refs(spec, layered.directory_of(("sweep", "workloads")), layered.source_of(("sweep", "workloads"), str(file)))
         if not refs:
             raise ConfigError("no workloads: list them in sweep.workloads or pass --workload", file=str(file), key="sweep")
-        base_digest = digest(layered.data)
+        base_digest = digest({k: v for k, v in layered.data.items() if k not in ("sweep", "description")})
+        base_set = tuple((".".join(o.path), o.text) for o in global_overrides)
         combos = spec.combinations()
-        _check_axes(file, layered, combos)
+        _check_axes(file, layered, spec)
         for path, _ in (combos[0] if combos else ()):
             if path not in fields:
                 fields.append(path)
@@ -65,37 +66,46 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
                 continue
             configs += 1
             for w, w_over in refs:
-                key = point_key(base_digest, combo, digest(Path(w).read_bytes().decode(errors="replace")), w_over)
-                points.setdefault(key, Point(key, str(file), combo, w, w_over, "point"))
+                w_id = _workload_id(w, w_over)
+                key = point_key(base_digest, combo, w_id, ())
+                points.setdefault(key, Point(key, str(file), combo, w, w_over, "point", w_id, base_set))
         if spec.baseline:
             baseline = layered.directory_of(("sweep", "baseline")) / spec.baseline
             if not baseline.is_file():
                 raise ConfigError(f"baseline {spec.baseline} not found", file=str(file), key="sweep.baseline")
             b_layered = load_layered(baseline, global_overrides)
             validate_layered(HardwareConfig, b_layered, str(baseline))
+            b_digest = digest({k: v for k, v in b_layered.data.items() if k not in ("sweep", "description")})
             for w, w_over in refs:
-                key = point_key(digest(b_layered.data), (), digest(Path(w).read_bytes().decode(errors="replace")), w_over)
-                if key not in points:
-                    configs += 1 if w == refs[0][0] else 0
-                points[key] = Point(key, str(baseline), (), w, w_over, "baseline")
+                w_id = _workload_id(w, w_over)
+                key = point_key(b_digest, (), w_id, ())
+                if key not in points and w == refs[0][0]:
+                    configs += 1
+                points[key] = Point(key, str(baseline), (), w, w_over, "baseline", w_id, base_set)
     return SweepPlan(tuple(points.values()), tuple(fields), objectives or ("latency", "energy"), excluded, configs)
 
 
-def _check_axes(file: Path, layered: Layered, combos) -> None:
-    """Each distinct axis value must make a valid config on its own: unknown paths and wrong
-    units fail here, before any work. (Combinations invalid only jointly are reported per
-    point as invalid.)"""
-    seen = set()
-    for combo in combos:
-        for path, value in combo:
-            marker = (path, repr(value))
-            if marker in seen:
-                continue
-            seen.add(marker)
+def _workload_id(path: str, overrides_json: str) -> str:
+    """A digest of the workload as built (every phase and op), so an edit anywhere, in an
+    ``extends:`` parent or a model's config.json, makes its points new; a bad ``set:`` key
+    fails here, before any work."""
+    from archsim.dse.evaluate import _workload
+
+    workload = _workload(path, overrides_json)
+    return digest([(p.name, p.repeat, [repr(op) for op in p.graph.ops()]) for p in workload.phases])[:20]
+
+
+def _check_axes(file: Path, layered: Layered, spec: SweepSpec) -> None:
+    """Each option of each axis (a zipped group's row together) must make a valid config with
+    the file's other values: unknown paths, wrong units and impossible values fail here,
+    before any work."""
+    for options in spec.factors():
+        for option in options:
             try:
-                validate_layered(HardwareConfig, _with(layered, [_override(path, value)]), str(file))
+                validate_layered(HardwareConfig, _with(layered, [_override(p, v) for p, v in option]), str(file))
             except ConfigError as exc:
-                raise ConfigError(f"sweep axis {path} = {value!r}: {exc}") from None
+                shown = ", ".join(f"{p} = {v!r}" for p, v in option)
+                raise ConfigError(f"sweep axis {shown}: {exc}") from None
 
 
 def _satisfies(file: Path, layered: Layered, combo, spec: SweepSpec) -> bool:

@@ -41,7 +41,7 @@ def enrich(frame: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     if "status" not in frame or "latency_s" not in frame:
         return frame
     ok = frame["status"] == "ok"
-    for workload, group in frame[ok].groupby("workload", sort=True):
+    for _, group in frame[ok].groupby("workload_id", sort=True):  # the same workload, set: values included
         base = group[group["role"] == "baseline"]
         if len(base):
             b = base.iloc[0]
@@ -57,7 +57,8 @@ def summary_table(frame: pd.DataFrame, objectives: list[str]) -> str:
     """Per workload: every feasible design by latency, with the Pareto designs marked."""
     lines = []
     ok = frame[frame["status"] == "ok"] if "status" in frame else frame.iloc[0:0]
-    for workload, group in ok.groupby("workload", sort=True):
+    for _, group in ok.groupby("workload_id", sort=True):
+        workload = group["workload"].iloc[0] + (" (" + group["workload_file"].iloc[0] + ")" if ok["workload"].eq(group["workload"].iloc[0]).sum() > len(group) else "")
         group = group.sort_values(["latency_s", "design"], kind="stable")
         view = pd.DataFrame({
             "design": group["design"],
@@ -75,5 +76,6 @@ def summary_table(frame: pd.DataFrame, objectives: list[str]) -> str:
         lines.append("")
     bad = frame[frame["status"] != "ok"] if "status" in frame else frame.iloc[0:0]
     for _, row in bad.iterrows():
-        lines.append(f"{row['status']}: {row.get('design', row['config'])} on {row.get('workload') or row['workload_file']}: {row['reason']}")
+        workload = row.get("workload") if isinstance(row.get("workload"), str) else row["workload_file"]
+        lines.append(f"{row['status']}: {row.get('design', row['config'])} on {workload}: {row['reason']}")
     return "\n".join(lines).rstrip()

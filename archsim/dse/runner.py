@@ -4,8 +4,8 @@ chunk as it finishes; skip what an earlier run finished.
 Executors are a registry (``serial``, ``pool``, ``dask``). The pool needs no setup and uses
 every core; Dask runs on an existing scheduler (``scheduler="tcp://host:8786"``) or on a
 local cluster it starts on the loopback interface. A failing point is a row with its error;
-a dying worker's chunk is retried (by the pool's or Dask's own mechanism) or, past that, its
-points stay unfinished and the next run does them.
+a worker that dies has its chunk retried (the pool is rebuilt; Dask retries on its own), and
+a chunk that kills workers twice is recorded as error rows, which a re-run tries again.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -58,14 +60,35 @@ def _serial(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[lis
 
 @register_executor("pool")
 def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[dict]]:
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(evaluate_chunk, chunk) for chunk in chunks]
+    """A worker that dies (killed, out of memory) breaks the whole pool: the pool is rebuilt
+    and the unfinished chunks resubmitted; a chunk in flight at two breaks becomes error rows."""
+    pending = {i: chunk for i, chunk in enumerate(chunks)}
+    strikes: dict[int, int] = {}
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        futures = {pool.submit(evaluate_chunk, chunk): i for i, chunk in pending.items()}
         try:
             for future in as_completed(futures):
-                yield future.result()
+                rows = future.result()
+                del pending[futures[future]]
+                yield rows
+        except BrokenProcessPool:
+            for future, i in futures.items():
+                if i in pending and not future.done() or (i in pending and future.exception() is not None):
+                    strikes[i] = strikes.get(i, 0) + 1
+            for i in [i for i, n in strikes.items() if n >= 2 and i in pending]:
+                yield [_died(point) for point in pending.pop(i)]
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _died(point: Point) -> dict:
+    return {"key": point.key, "role": point.role, "config": Path(point.config).name,
+            "workload_file": Path(point.workload).name, "workload_id": point.workload_id,
+            "status": "error", "reason": "a worker process died evaluating this point's chunk twice"}
 
 
 @register_executor("dask")
@@ -106,6 +129,7 @@ def run_points(
     if executor not in _EXECUTORS:
         raise ArchsimError(f"unknown executor {executor!r}; expected one of: {', '.join(executors())}")
     workers = workers or (os.cpu_count() or 1)
+    store.clean()
     done = store.done_keys()
     todo = [p for p in points if p.key not in done]
     size = chunk_size or max(1, min(64, math.ceil(len(todo) / (4 * workers))))

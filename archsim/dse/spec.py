@@ -22,10 +22,12 @@ class Point:
 
     key: str
     config: str  # path of the config file
-    overrides: tuple[tuple[str, Any], ...]
+    overrides: tuple[tuple[str, Any], ...]  # the swept values
     workload: str  # path of the workload file
-    workload_overrides: tuple[tuple[str, Any], ...]
+    workload_overrides: str  # JSON of the workload's set: values
     role: str  # "point" or "baseline"
+    workload_id: str  # the workload as built: rows with the same id are comparable
+    base_overrides: tuple[tuple[str, str], ...] = ()  # the command line's --set, applied first
 
 
 def point_key(base_digest: str, overrides, workload_digest: str, workload_overrides) -> str:
@@ -44,5 +46,5 @@ def workload_refs(spec: SweepSpec, base_dir: Path, source: str) -> list[tuple[st
         path = (base_dir / file).resolve()
         if not path.is_file():
             raise ConfigError(f"workload {file} not found", file=source, key=f"sweep.workloads.{i}")
-        refs.append((str(path), tuple(sorted(sets.items()))))
+        refs.append((str(path), json.dumps(sorted(sets.items()), default=str)))
     return refs

@@ -24,24 +24,28 @@ class StoreError(ArchsimError):
 
 
 class ResultStore:
-    def __init__(self, out_dir: str | Path):
+    def __init__(self, out_dir: str | Path, create: bool = True):
         self.root = Path(out_dir)
         self.parts = self.root / "parts"
-        try:
-            self.parts.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{self.root}: cannot create the results folder: {exc.strerror or exc}") from None
-        for stale in self.parts.glob(".tmp-*"):  # half-written parts of a killed run
+        if create:
+            try:
+                self.parts.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.root}: cannot create the results folder: {exc.strerror or exc}") from None
+
+    def clean(self) -> None:
+        """Remove half-written parts of a killed run (the writer's job, before it starts)."""
+        for stale in self.parts.glob(".tmp-*"):
             stale.unlink(missing_ok=True)
 
     def _part_files(self) -> list[Path]:
-        return sorted(self.parts.glob("part-*.parquet"))
+        """Oldest first, so that a retried point's newest row wins."""
+        return sorted(self.parts.glob("part-*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
 
     def done_keys(self) -> set[str]:
-        keys: set[str] = set()
-        for part in self._part_files():
-            keys.update(pd.read_parquet(part, columns=["key"])["key"])
-        return keys
+        """Points finished for good; a point that failed with an error is tried again."""
+        frame = self.frame()
+        return set(frame.loc[frame["status"] != "error", "key"]) if len(frame) else set()
 
     def write(self, rows: list[dict]) -> Path:
         if not rows:
@@ -55,11 +59,15 @@ class ResultStore:
         if not parts:
             return pd.DataFrame()
         frame = pd.concat(parts, ignore_index=True)
-        return frame.drop_duplicates("key", keep="first").sort_values("key", kind="stable").reset_index(drop=True)
+        return frame.drop_duplicates("key", keep="last").sort_values("key", kind="stable").reset_index(drop=True)
 
-    def consolidate(self) -> Path:
+    def consolidate(self, keys: set[str] | None = None) -> Path:
+        """Write the table of ``keys`` (the current sweep's points; default every row)."""
+        frame = self.frame()
+        if keys is not None and len(frame):
+            frame = frame[frame["key"].isin(keys)].reset_index(drop=True)
         path = self.root / RESULTS
-        _atomic_parquet(self.frame(), path)
+        _atomic_parquet(frame, path)
         return path
 
 
@@ -71,8 +79,9 @@ def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StoreError(f"{path}: cannot write results: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # after os.replace it is gone; after an error or Ctrl-C, cleaned
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -81,7 +90,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if path.is_dir():
         if (path / RESULTS).is_file():
             return pd.read_parquet(path / RESULTS)
-        frame = ResultStore(path).frame()
+        frame = ResultStore(path, create=False).frame() if (path / "parts").is_dir() else pd.DataFrame()
         if frame.empty:
             raise StoreError(f"{path}: no sweep results here")
         return frame

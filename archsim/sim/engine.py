@@ -32,7 +32,7 @@ class Simulator:
     def __init__(self, hw: HardwareConfig, placement_policy: str = "capacity_greedy"):
         self.hw = hw
         self.placement_policy = placement_policy
-        self.matrix_unit = build_matrix_unit(hw.mxu)
+        self.matrix_unit = build_matrix_unit(hw.mxu, hw.vmem.bandwidth / hw.clock)
         self.energy = EnergyModel.of(hw)
         self._costs: dict[tuple, OpCost] = {}  # per-execution costs by op signature and placement
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -64,9 +65,11 @@ def register_matrix_unit(kind: str):
     return decorate
 
 
-def build_matrix_unit(config) -> MatrixUnitModel:
+def build_matrix_unit(config, feed_bytes_per_cycle: float | None = None) -> MatrixUnitModel:
+    """The model of ``config``'s kind; ``feed_bytes_per_cycle`` is what the scratchpad can feed
+    the units (a mapper may weigh it)."""
     try:
         factory = _KINDS[config.kind]
     except KeyError:
         raise ValueError(f"no matrix-unit model registered for kind {config.kind!r}") from None
-    return factory(config)
+    return factory(config, feed_bytes_per_cycle if feed_bytes_per_cycle is not None else math.inf)

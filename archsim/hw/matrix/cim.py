@@ -23,8 +23,9 @@ Grid split: when K is short (attention's head dimension), spending every grid ro
 leave most cores idle. The mapper may use only g_k grid rows per fold along K and run the
 grid_rows / g_k row groups as independent sub-units (other N tiles, or other batch elements
 such as heads), assuming the accumulation across grid rows is reconfigurable and the input
-bus broadcasts to every group. It picks the g_k (grid_rows halved until 1) with the fewest
-cycles, ties going to the largest. Folds (and chunks) are shared round-robin among all
+bus broadcasts to every group. It picks the g_k (grid_rows, halved while even) with the fewest
+cycles, counting the cycles the scratchpad needs to feed every weight copy, ties going to
+the fewest weight writes, then the largest g_k. Folds (and chunks) are shared round-robin among all
 sub-units of the ``count`` units; with fewer folds than sub-units, a fold's M rows are split
 among the idle sub-units, each writing its own copy of the weights.
 """
@@ -40,8 +41,9 @@ from archsim.hw.matrix.base import ArrayTiming, MatmulShape, register_matrix_uni
 
 @register_matrix_unit("cim")
 class CimModel:
-    def __init__(self, config: CimConfig):
+    def __init__(self, config: CimConfig, feed_bytes_per_cycle: float = math.inf):
         self.config = config
+        self.feed_bytes_per_cycle = feed_bytes_per_cycle  # VMEM bytes per cycle to the units
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.config.cim.macs_per_cycle
@@ -54,7 +56,9 @@ class CimModel:
             if g_k == 1 or g_k % 2:
                 break
             g_k //= 2
-        return min(splits, key=lambda t: t.compute_cycles)  # first (largest g_k) on ties
+        # Fewest cycles, counting the weights every copy must be fed (a split that halves the
+        # cycles but multiplies weight traffic does not pay); then fewest weight writes.
+        return min(splits, key=lambda t: (max(t.compute_cycles, t.b_reads / self.feed_bytes_per_cycle), t.weight_write_bytes))
 
     def _timing(self, shape: MatmulShape, out_dtype: DType, g_k: int) -> ArrayTiming:
         cfg, core = self.config, self.config.cim
@@ -75,7 +79,10 @@ class CimModel:
         chunk = math.ceil(chunk / split)
         per_unit = math.ceil(folds / slots)
 
-        row_cycles = math.ceil(core.core_rows * outputs_per_core / core.macs_per_cycle[shape.dtype])
+        # an input row takes the longer of its MACs at the core's rate and its bits through the
+        # bit-serial input port
+        row_cycles = max(math.ceil(core.core_rows * outputs_per_core / core.macs_per_cycle[shape.dtype]),
+                         math.ceil(bits / core.input_bits_per_cycle))
         fill = math.ceil(bits / core.input_bits_per_cycle)
         compute = chunk * row_cycles + fill
         load = math.ceil(core.core_rows * outputs_per_core * bits / core.weight_write_bits_per_cycle)

@@ -67,8 +67,8 @@ def fold_cycles(fold_model: str, folds: int, mapping: Mapping, rows: int, cols: 
 
 @register_matrix_unit("systolic")
 class SystolicModel:
-    def __init__(self, config: SystolicConfig):
-        self.config = config
+    def __init__(self, config: SystolicConfig, feed_bytes_per_cycle: float = math.inf):
+        self.config = config  # the fixed fold mapping needs no feed rate
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.config.pe_macs_per_cycle
