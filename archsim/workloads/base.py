@@ -7,6 +7,7 @@ inside a workload file (a model's config.json, a recorded trace) are relative to
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -30,15 +31,16 @@ def workload_kinds() -> list[str]:
     return sorted(_KINDS)
 
 
-class WorkloadSpec(Strict):
+class WorkloadSpec(Strict, ABC):
     """A validated workload description; ``build`` lowers it to operator graphs."""
 
     KIND: ClassVar[str]
     kind: str
     name: str
 
-    def build(self, paths: "PathResolver") -> Workload:  # pragma: no cover - every kind overrides it
-        raise NotImplementedError(f"workload kind {self.kind!r} has no lowering")
+    @abstractmethod
+    def build(self, paths: "PathResolver") -> Workload:
+        """Lower to a Workload; relative paths resolve through ``paths``."""
 
 
 class PathResolver:
