@@ -194,7 +194,7 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
     Several files are one sweep. Writes OUT/results.parquet, OUT/summary.txt and the Pareto and
     breakdown plots; prints the summary. Interrupted or killed, a re-run finishes the rest.
     """
-    from archsim.dse import plan as dse_plan, report as dse_report
+    from archsim.dse import plan as dse_plan
     from archsim.dse.runner import run_points
     from archsim.dse.store import ResultStore
 

@@ -57,7 +57,7 @@ def main() -> None:
         for executor, workers, points in runs:
             store = ResultStore(Path(tmp) / f"{executor}-{workers}")
             start = time.perf_counter()
-            stats = run_points(points, store, executor, workers, progress=False)
+            run_points(points, store, executor, workers, progress=False)
             store.consolidate()
             wall = time.perf_counter() - start
             frame = store.frame()

@@ -19,7 +19,6 @@ from archsim.dse.pareto import pareto_mask
 from archsim.dse.plan import plan_sweep
 from archsim.dse.runner import run_points
 from archsim.dse.store import ResultStore
-from archsim.errors import ConfigError
 from tests.conftest import HW, ROOT, TPUV4I, WORKLOADS, run_cli
 
 

@@ -27,7 +27,7 @@ def scalesim_formula(dataflow, m, k, n, r, c):
 
 
 def one_array(dataflow, rows=128, cols=128, fold_model="scalesim"):
-    return load_hardware(TPUV4I, [f"mxu.count=1", f"mxu.rows={rows}", f"mxu.cols={cols}",
+    return load_hardware(TPUV4I, ["mxu.count=1", f"mxu.rows={rows}", f"mxu.cols={cols}",
                                   f"mxu.dataflow={dataflow}", f"mxu.fold_model={fold_model}"])
 
 

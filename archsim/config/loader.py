@@ -65,6 +65,15 @@ class Layered:
                 self._forget_below(path)
                 self.origin[path] = source
 
+    def copy(self, overrides: Sequence[Override] = ()) -> "Layered":
+        """An independent copy, with ``overrides`` applied."""
+        copy = Layered()
+        copy.merge(self.data, "")
+        copy.origin = dict(self.origin)
+        for override in overrides:
+            copy.set(override)
+        return copy
+
     def set(self, override: Override) -> None:
         target = self.data
         source = f"--set {override.text}"

@@ -14,7 +14,7 @@ from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
 from archsim.ir.summary import summarize
 from archsim.sim.engine import Simulator
-from archsim.workloads.base import load_spec, load_workload
+from archsim.workloads.base import load_spec_and_workload
 from archsim.sim.result import RunResult
 from archsim.workloads.schedules import StepPlan, parse_schedule
 
@@ -36,8 +36,7 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
         reference = None
         for text in names:
             overrides = [*workload_overrides, Override(("schedule",), text, f"schedule={text}")]
-            spec = load_spec(workload_file, overrides)
-            workload = load_workload(workload_file, overrides)
+            spec, workload = load_spec_and_workload(workload_file, overrides)
             summary = summarize(workload)
             result = Simulator(hw).run(workload)
             runs.append(ScheduleRun(text, spec.plans(), result))

@@ -48,15 +48,9 @@ def _workload_cached(stamp: tuple, overrides_json: str) -> Workload:
 
 
 def hardware(point: Point) -> HardwareConfig:
-    base = _layered(point.config)
-    layered = type(base)()
-    layered.merge(base.data, point.config)
-    layered.origin = dict(base.origin)
-    for option in parse_overrides([text for _, text in point.base_overrides]):
-        layered.set(option)
-    for path, value in point.overrides:
-        layered.set(Override(tuple(path.split(".")), value, f"{path}={value}"))
-    return validate_layered(HardwareConfig, layered, point.config)
+    overrides = parse_overrides([text for _, text in point.base_overrides])
+    overrides += [Override(tuple(path.split(".")), value, f"{path}={value}") for path, value in point.overrides]
+    return validate_layered(HardwareConfig, _layered(point.config).copy(overrides), point.config)
 
 
 def evaluate_point(point: Point) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from archsim.config.loader import Layered, Override, load_layered, parse_overrides, validate_layered
+from archsim.config.loader import Layered, Override, load_layered, validate_layered
 from archsim.config.schema import HardwareConfig
 from archsim.config.sweep import SweepSpec
 from archsim.dse.spec import Point, digest, point_key, workload_refs
@@ -24,12 +24,7 @@ class SweepPlan:
 
 
 def _with(layered: Layered, overrides: Sequence[Override]) -> Layered:
-    copy = Layered()
-    copy.merge(layered.data, "")
-    copy.origin = dict(layered.origin)
-    for o in overrides:
-        copy.set(o)
-    return copy
+    return layered.copy(overrides)
 
 
 def _override(path: str, value) -> Override:

@@ -112,7 +112,7 @@ class Simulator:
             macs=op.macs, vector_ops=0, compute_cycles=array.compute_cycles, compute_s=compute_s,
             memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,
             energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes),
-            bottleneck=self._bottleneck(compute_s, tiling.traffic, "mxu"),
+            bottleneck=_bottleneck(compute_s, channel_times(self.hw, tiling.traffic), "mxu"),
             peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
         )
 
@@ -166,13 +166,15 @@ class Simulator:
             phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, copies=op.copies, macs=0,
             vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
             latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
-            bottleneck=self._bottleneck(compute_s, traffic, unit),
+            bottleneck=_bottleneck(compute_s, times, unit),
         )
 
-    def _bottleneck(self, compute_s: float, traffic: Traffic, unit: str) -> str:
-        times = channel_times(self.hw, traffic)
-        level, memory_s = max(times.items(), key=lambda kv: kv[1], default=(None, 0.0))
-        return unit if compute_s >= memory_s or level is None else level.value
+
+
+def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:
+    """The unit when compute dominates, else the busiest memory level."""
+    level, memory_s = max(times.items(), key=lambda kv: kv[1], default=(None, 0.0))
+    return unit if compute_s >= memory_s or level is None else level.value
 
 
 def _signature(op: ops.Op) -> tuple:

@@ -85,9 +85,14 @@ def _load(path: str | Path, overrides: Sequence[Override]) -> tuple[WorkloadSpec
 
 
 def load_workload(path: str | Path, overrides: Sequence[Override] = ()) -> Workload:
+    return load_spec_and_workload(path, overrides)[1]
+
+
+def load_spec_and_workload(path: str | Path, overrides: Sequence[Override] = ()) -> tuple[WorkloadSpec, Workload]:
+    """The validated spec and the workload it lowers to, from one read of the file."""
     spec, layered = _load(path, overrides)
     try:
-        return spec.build(PathResolver(layered))
+        return spec, spec.build(PathResolver(layered))
     except ConfigError:
         raise
     except ValueError as exc:  # a combination of valid fields the lowering cannot build

@@ -325,7 +325,7 @@ def _icc_cache(b: Builder, name: str, rows: int, width: int) -> Tensor:
     return b.cache(name, rows, width, role=Role.FEATURE_CACHE)
 
 
-def _input_cache_name(b: Builder, x: Tensor) -> str:
+def _input_cache_name(x: Tensor) -> str:
     """Layers that share an input (q, k and v) share its cache entry."""
     local = x.name.split("/", 1)[-1]
     return f"icc_cache.{local}"
@@ -339,7 +339,7 @@ class ICCWritingBuilder(Builder):
         out = super().linear(local, x, rows, d_in, d_out)
         if local not in ICC_LAYERS:
             return out
-        x_cache = _icc_cache(self, _input_cache_name(self, x), rows, d_in)
+        x_cache = _icc_cache(self, _input_cache_name(x), rows, d_in)
         if x_cache.name not in self.graph.tensors:  # q, k and v share their input: write it once
             self.add(ops.CacheWrite, f"{local}.icc_x_write", (x,), (x_cache,))
         self.add(ops.CacheWrite, f"{local}.icc_y_write", (out,), (_icc_cache(self, f"icc_cache.{self.name(local)}.y", rows, d_out),))
@@ -357,7 +357,7 @@ class ICCBuilder(Builder):
         r = self.ranks.get(local)
         if r is None:
             return super().linear(local, x, rows, d_in, d_out)
-        x_cached = _icc_cache(self, _input_cache_name(self, x), rows, d_in)
+        x_cached = _icc_cache(self, _input_cache_name(x), rows, d_in)
         y_cached = _icc_cache(self, f"icc_cache.{self.name(local)}.y", rows, d_out)
         delta = self.act(f"{local}.icc_delta", rows, d_in)
         self.add(ops.Elementwise, f"{local}.icc_delta", (x, x_cached), (delta,), rows, d_in, "sub")
