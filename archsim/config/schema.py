@@ -19,6 +19,7 @@ from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Frequency, Latency, Length, Power, Size, Strict,
 )
 from archsim.config.sweep import SweepSpec
+from archsim.config.system import SystemConfig
 from archsim.dtypes import DType
 from archsim.errors import FieldError
 
@@ -193,7 +194,7 @@ class TechnologyConfig(Strict):
 
 
 class HardwareConfig(Strict):
-    """One chip."""
+    """One chip, and the system of such chips it is part of (one by default)."""
 
     name: str
     description: str = ""
@@ -207,6 +208,7 @@ class HardwareConfig(Strict):
     ici: IciConfig
     static_power: Power = Field(description="leakage and always-on power of the whole chip")
     periphery_area: Area = Field(description="die area outside the modelled units (HBM PHYs, DMA, control)")
+    system: SystemConfig = Field(default=SystemConfig(), description="chips, topology and parallel mapping; default one chip")
     sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
 
     @model_validator(mode="after")
@@ -217,6 +219,10 @@ class HardwareConfig(Strict):
             component = getattr(self, key)
             if component is not None and component.stated_at is not None:
                 self.technology.factors(component.stated_at, f"{key}.stated_at")
+        needed = self.system.links_needed()
+        if self.ici.links < needed:
+            raise FieldError("ici.links", f"{self.ici.links} links per chip, but a {self.system.topology.kind} of "
+                             f"{self.system.chips} chips needs {needed} (one per neighbour)")
         return self
 
     def peak_macs_per_second(self, dtype: DType) -> float:

@@ -18,6 +18,7 @@ class Unit(StrEnum):
     MXU = "mxu"
     VPU = "vpu"
     DMA = "dma"  # data movement only
+    ICI = "ici"  # chip-to-chip collectives
 
 
 @dataclass(frozen=True)
@@ -234,3 +235,40 @@ class Preload(Op):
 
     unit: ClassVar[Unit] = Unit.DMA
     kind: ClassVar[str] = "preload"
+
+
+@dataclass(frozen=True)
+class Collective(Op):
+    """A collective among the ``group`` chips of a tensor-parallel group. ``inputs`` are this
+    chip's buffer, ``outputs`` the result; ``bytes`` is the size of the whole result."""
+
+    group: int
+
+    unit: ClassVar[Unit] = Unit.ICI
+
+    def __post_init__(self) -> None:
+        if self.group < 2:
+            raise ValueError(f"op {self.name!r}: a collective needs a group of at least 2 chips")
+
+    @property
+    def bytes(self) -> float:
+        return self.outputs[0].bytes
+
+
+@dataclass(frozen=True)
+class AllReduce(Collective):
+    """Every chip ends with the element-wise sum of every chip's buffer (row-parallel GEMMs).
+    The sums take one add per element received: (group - 1) / group of the elements."""
+
+    kind: ClassVar[str] = "all_reduce"
+
+    @property
+    def vector_work(self) -> VectorWork:
+        return VectorWork(self.outputs[0].elements * (self.group - 1) // self.group, 0)
+
+
+@dataclass(frozen=True)
+class AllGather(Collective):
+    """Every chip ends with the concatenation of every chip's shard."""
+
+    kind: ClassVar[str] = "all_gather"

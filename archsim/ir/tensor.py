@@ -33,6 +33,9 @@ class Tensor:
     dtype: DType
     role: Role = Role.ACTIVATION
     copies: int = field(default=1, kw_only=True)
+    # Independent instances held at once (the K/V caches of a pipeline's micro-batches in flight):
+    # they multiply the storage, not the traffic of an op, which touches one instance.
+    instances: int = field(default=1, kw_only=True)
 
     def __post_init__(self) -> None:
         if any(int(d) != d or d <= 0 for d in self.shape):
@@ -51,5 +54,5 @@ class Tensor:
 
     @property
     def total_bytes(self) -> float:
-        """Bytes of all copies."""
-        return self.bytes * self.copies
+        """Bytes of all copies and instances: the storage it takes."""
+        return self.bytes * self.copies * self.instances

@@ -84,14 +84,20 @@ class Builder:
     ``copies`` > 1 makes every op and tensor stand for that many layers with their own
     weights. ``scope`` prefixes activation names only: weights and caches keep their names in
     every phase (they are the same storage), activations are per phase.
+
+    ``tp`` > 1 lowers for one rank of a tensor-parallel group (Megatron-LM): a ``column`` split
+    linear layer keeps 1/tp of its outputs, a ``row`` split one 1/tp of its inputs and is
+    followed by an all-reduce of its output. Layers without a split are replicated.
     """
 
-    def __init__(self, graph: OpGraph, prefix: str, precision: Precision, copies: int = 1, scope: str = ""):
+    def __init__(self, graph: OpGraph, prefix: str, precision: Precision, copies: int = 1, scope: str = "",
+                 tp: int = 1):
         self.graph = graph
         self.prefix = prefix
         self.precision = precision
         self.copies = copies
         self.scope = scope
+        self.tp = tp  # tensor-parallel ranks: split layers hold 1/tp of their weights
 
     def child(self, local: str) -> "Builder":
         """The same builder (and kind of builder) one name level down."""
@@ -118,8 +124,29 @@ class Builder:
     def add(self, cls, local: str, inputs: tuple[Tensor, ...], outputs: tuple[Tensor, ...], *args) -> None:
         self.graph.add(cls(self.name(local), inputs, outputs, *args, copies=self.copies))
 
-    def linear(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int) -> Tensor:
-        """x[rows, d_in] @ W[d_in, d_out]."""
+    def linear(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int,
+               split: Literal["column", "row"] | None = None) -> Tensor:
+        """x[rows, d_in] @ W[d_in, d_out] (this rank's part of it under ``split``)."""
+        if split == "column":
+            d_out = self.shard(d_out, f"{local} output width")
+        elif split == "row":
+            d_in = self.shard(d_in, f"{local} input width")
+        out = self.matmul_layer(local, x, rows, d_in, d_out)
+        if split == "row" and self.tp > 1:
+            reduced = self.act(f"{local}.all_reduce.out", rows, d_out)
+            self.add(ops.AllReduce, f"{local}.all_reduce", (out,), (reduced,), self.tp)
+            return reduced
+        return out
+
+    def shard(self, size: int, what: str) -> int:
+        """This rank's share of ``size`` split ``tp`` ways."""
+        if size % self.tp:
+            raise ValueError(f"{self.name(what)} {size} cannot be split over {self.tp} tensor-parallel ranks")
+        return size // self.tp
+
+    def matmul_layer(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int) -> Tensor:
+        """The layer's GEMM on this rank's shapes; builders that change how a layer is
+        computed (cache schedules) override this."""
         w = self.weight(f"{local}.weight", d_in, d_out)
         out = self.act(f"{local}.out", rows, d_out)
         self.add(ops.Gemm, local, (x, w), (out,), 1, rows, d_in, d_out, False)
@@ -143,12 +170,18 @@ class Builder:
 
 def attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tensor:
     """Self-attention on normalised input x[rows, hidden]; returns the out-projection output."""
-    d, dh, h, kvh = shape.hidden, shape.dh, shape.heads, shape.kv_heads
+    d, dh = shape.hidden, shape.dh
+    # Each tensor-parallel rank runs its share of the heads; with fewer KV heads than ranks,
+    # each rank keeps (a replica of) the one KV head its query heads share.
+    h = b.shard(shape.heads, "attention heads")
+    kvh = shape.kv_heads // b.tp if shape.kv_heads >= b.tp else 1
+    if shape.kv_heads >= b.tp and shape.kv_heads % b.tp or shape.kv_heads < b.tp and b.tp % shape.kv_heads:
+        raise ValueError(f"{shape.kv_heads} KV heads cannot be split over {b.tp} tensor-parallel ranks")
     group = h // kvh
     rows = tokens.rows
-    q = b.linear("q", x, rows, d, h * dh)
-    k_new = b.linear("k", x, rows, d, kvh * dh)
-    v_new = b.linear("v", x, rows, d, kvh * dh)
+    q = b.linear("q", x, rows, d, shape.heads * dh, split="column")
+    k_new = b.linear("k", x, rows, d, kvh * dh * b.tp, split="column")
+    v_new = b.linear("v", x, rows, d, kvh * dh * b.tp, split="column")
     if tokens.kv_cache:
         k_all = b.cache("k_cache", tokens.batch, kvh, tokens.kv_len, dh)
         v_all = b.cache("v_cache", tokens.batch, kvh, tokens.kv_len, dh)
@@ -164,18 +197,19 @@ def attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tenso
     b.add(ops.Softmax, "softmax", (scores,), (probs,), batch * m, tokens.kv_len)
     context = b.act("context", rows, h * dh)
     b.add(ops.AttentionContext, "context_mm", (probs, v_all), (context,), batch, m, tokens.kv_len, dh, True)
-    return b.linear("o", context, rows, h * dh, d)
+    return b.linear("o", context, rows, shape.heads * dh, d, split="row")
 
 
 def mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
     d, f = shape.hidden, shape.ffn
+    local_f = b.shard(f, "ffn width")
     if shape.gated:
-        gate = b.linear("gate", x, rows, d, f)
-        up = b.linear("up", x, rows, d, f)
-        hidden = b.binary("gated", "mul", (b.pointwise("act", shape.activation, gate, rows, f), up), rows, f)
+        gate = b.linear("gate", x, rows, d, f, split="column")
+        up = b.linear("up", x, rows, d, f, split="column")
+        hidden = b.binary("gated", "mul", (b.pointwise("act", shape.activation, gate, rows, local_f), up), rows, local_f)
     else:
-        hidden = b.pointwise("act", shape.activation, b.linear("fc1", x, rows, d, f), rows, f)
-    return b.linear("fc2" if not shape.gated else "down", hidden, rows, f, d)
+        hidden = b.pointwise("act", shape.activation, b.linear("fc1", x, rows, d, f, split="column"), rows, local_f)
+    return b.linear("fc2" if not shape.gated else "down", hidden, rows, f, d, split="row")
 
 
 def transformer_block(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor | None = None) -> Tensor:

@@ -15,7 +15,7 @@ class OpCost:
     phase: str
     name: str
     kind: str
-    unit: str  # mxu, vpu or dma
+    unit: str  # mxu, vpu, dma or ici
     repeat: int  # its phase's repeat count
     copies: int  # identical copies of the op in one run of the phase (layers of a stack)
     macs: int
@@ -28,6 +28,7 @@ class OpCost:
     energy: Energy = field(default=ZERO_ENERGY)  # of one execution, per component
     bottleneck: str = ""  # the unit or memory level that bounds the op
     peak_macs_per_s: float = 0.0  # of the matrix units at this op's dtype (0 for non-matrix ops)
+    ici_bytes: float = 0.0  # bytes this chip sends to others (collectives)
     tiling: str = ""
 
     @property

@@ -9,7 +9,7 @@ from functools import cached_property
 from archsim.config.schema import HardwareConfig
 from archsim.dtypes import DType
 from archsim.errors import ArchsimError
-from archsim.hw.energy import EnergyModel
+from archsim.hw.energy import Energy, EnergyModel
 from archsim.hw.matrix import MatmulShape, build_matrix_unit
 from archsim.hw.memory import Level, Placement, Traffic, place
 from archsim.hw.tiling import Channels, TilingError, tile_matmul
@@ -20,6 +20,7 @@ from archsim.ir.graph import Workload
 from archsim.ir.tensor import Tensor
 from archsim.sim.cost import OpCost
 from archsim.sim.result import RunResult
+from archsim.system.topology import topology_of
 
 
 class UnsupportedOpError(ArchsimError):
@@ -34,6 +35,7 @@ class Simulator:
         self.placement_policy = placement_policy
         self.matrix_unit = build_matrix_unit(hw.mxu, hw.vmem.bandwidth / hw.clock)
         self.energy = EnergyModel.of(hw)
+        self.topology = topology_of(hw)
         self._costs: dict[tuple, OpCost] = {}  # per-execution costs by op signature and placement
 
     @cached_property
@@ -90,6 +92,8 @@ class Simulator:
             return self._vector_cost(op, placement, phase, repeat)
         if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
             return self._dma_cost(op, placement, phase, repeat)
+        if isinstance(op, ops.Collective):
+            return self._collective_cost(op, placement, phase, repeat)
         raise UnsupportedOpError(f"op {op.name!r}: no cost model for {type(op).__name__}")
 
     def _matmul_cost(self, op: ops.MatMul, placement: Placement, phase: str, repeat: int) -> OpCost:
@@ -137,6 +141,30 @@ class Simulator:
             traffic = Traffic.of(placement.level(table), read=out.elements * table.dtype.bytes)
             traffic += Traffic.of(placement.level(out), write=out.bytes)
         return self._streamed(op, phase, repeat, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
+
+    def _collective_cost(self, op: ops.Collective, placement: Placement, phase: str, repeat: int) -> OpCost:
+        """A tensor-parallel group's collective: the ICI transfer, the chip reading its buffer
+        and writing the result, and the reduction's adds on the VPU, all streamed together."""
+        if op.group != self.hw.system.parallelism.tensor:
+            raise UnsupportedOpError(f"op {op.name!r} is lowered for {op.group} tensor-parallel ranks, but the "
+                                     f"system maps {self.hw.system.parallelism.tensor}")
+        group = range(op.group)  # chips are numbered tensor rank first: every group is alike
+        collective = self.topology.all_reduce if isinstance(op, ops.AllReduce) else self.topology.all_gather
+        transfer = collective(op.bytes, group)
+        work = op.vector_work
+        cycles = vector_cycles(self.hw.vpu, work)
+        compute_s = cycles / self.hw.clock
+        traffic = self._stream_traffic(op.inputs, op.outputs, placement, through_vmem=False)
+        times = channel_times(self.hw, traffic)
+        memory_s = max(times.values(), default=0.0)
+        latency = max(transfer.time_s, memory_s, compute_s)
+        energy = self.energy.op_energy(latency, traffic, vector=work) + Energy(ici=transfer.energy_j)
+        busiest = "ici" if transfer.time_s >= max(memory_s, compute_s) else _bottleneck(compute_s, times, "vpu")
+        return OpCost(
+            phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies, macs=0,
+            vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
+            latency_s=latency, traffic=traffic, energy=energy, bottleneck=busiest, ici_bytes=transfer.sent_per_chip,
+        )
 
     def _preload_cost(self, tensors: tuple[Tensor, ...]) -> OpCost:
         moved = sum(t.total_bytes for t in tensors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 TABLE_COLUMNS = [
     "phase", "op", "kind", "unit", "repeat", "copies", "count", "macs", "vector_ops", "compute_cycles",
     "compute_s", "memory_s", "latency_s", "total_latency_s", "utilization", "bound",
-    "bottleneck", "tiling", "vmem_bytes", "cmem_bytes", "hbm_bytes", "energy_j",
+    "bottleneck", "tiling", "vmem_bytes", "cmem_bytes", "hbm_bytes", "ici_bytes", "energy_j",
     *(f"energy_{c}_j" for c in COMPONENTS),
 ]
 
@@ -39,8 +40,21 @@ class RunResult:
     # -- totals: every one is the sum of the per-op values times their repeats ------------
 
     @cached_property
+    def phase_times(self) -> dict[str, tuple[int, float]]:
+        """Per phase, in run order (the preload first): its repeat count and the time of one
+        execution (its ops one after another)."""
+        out: dict[str, tuple[int, float]] = {}
+        for c in self.ops:
+            repeat, once = out.get(c.phase, (c.repeat, 0.0))
+            out[c.phase] = (repeat, once + c.latency_s * c.copies)
+        return out
+
+    @cached_property
     def latency_s(self) -> float:
-        return sum(c.latency_s * c.count for c in self.ops)
+        total = 0.0
+        for repeat, once in self.phase_times.values():
+            total += repeat * once
+        return total
 
     @cached_property
     def cycles(self) -> float:
@@ -56,7 +70,15 @@ class RunResult:
 
     @cached_property
     def energy(self) -> Energy:
-        return Energy.total_of(c.energy.scaled(c.count) for c in self.ops)
+        """The ops' dynamic energy, and static power over the run's time (the ops' static
+        shares add up to it)."""
+        dynamic = Energy.total_of(c.energy.scaled(c.count) for c in self.ops)
+        return dataclasses.replace(dynamic, static=self.hw.static_power * self.latency_s)
+
+    @cached_property
+    def ici_bytes(self) -> float:
+        """Bytes this chip sends to other chips."""
+        return sum(c.ici_bytes * c.count for c in self.ops)
 
     @cached_property
     def area(self) -> Area:
@@ -102,7 +124,7 @@ class RunResult:
                 "total_latency_s": c.total_latency_s, "utilization": c.utilization, "bound": c.bound,
                 "bottleneck": c.bottleneck, "tiling": c.tiling,
                 **{f"{lv.value}_bytes": c.traffic.total(lv) for lv in Level},
-                "energy_j": c.energy.total,
+                "ici_bytes": c.ici_bytes, "energy_j": c.energy.total,
                 **{f"energy_{name}_j": value for name, value in c.energy.as_dict().items()},
             }
             for c in self.ops
@@ -120,6 +142,7 @@ class RunResult:
             "macs": self.macs,
             "utilization": self.utilization,
             "traffic_bytes": self.traffic.as_dict(),
+            "ici_bytes": self.ici_bytes,
             "energy_j": self.energy.total,
             "energy_breakdown": self.energy.as_dict(),
             "area_mm2": self.area.total * 1e6,

@@ -39,8 +39,9 @@ class WorkloadSpec(Strict, ABC):
     name: str
 
     @abstractmethod
-    def build(self, paths: "PathResolver") -> Workload:
-        """Lower to a Workload; relative paths resolve through ``paths``."""
+    def build(self, paths: "PathResolver", tp: int = 1) -> Workload:
+        """Lower to a Workload for one rank of ``tp`` tensor-parallel ranks; relative paths
+        resolve through ``paths``."""
 
 
 class PathResolver:

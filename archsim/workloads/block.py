@@ -59,8 +59,8 @@ class TransformerBlockWorkload(WorkloadSpec):
             raise FieldError("kv_len", str(exc)) from None
         return self
 
-    def build(self, paths) -> Workload:
+    def build(self, paths, tp: int = 1) -> Workload:
         graph = OpGraph()
-        builder = Builder(graph, "block", self.precision.precision(), copies=self.layers)
+        builder = Builder(graph, "block", self.precision.precision(), copies=self.layers, tp=tp)
         transformer_block(builder, self.block.shape(), Tokens(self.batch, self.q_len, self.kv_len, self.kv_cache))
         return Workload(self.name, (Phase("block", graph, self.repeat),))

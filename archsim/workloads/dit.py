@@ -101,15 +101,15 @@ class DiTWorkload(WorkloadSpec):
     def forwards(self) -> int:
         return SAMPLERS[self.sampler](self.steps)
 
-    def build(self, paths) -> Workload:
+    def build(self, paths, tp: int = 1) -> Workload:
         counts: dict[StepPlan, int] = {}
         for plan in self.plans():  # first-seen order
             counts[plan] = counts.get(plan, 0) + 1
-        phases = [Phase(plan.label, denoise_step(self, plan.label, plan), n) for plan, n in counts.items()]
+        phases = [Phase(plan.label, denoise_step(self, plan.label, plan, tp), n) for plan, n in counts.items()]
         return Workload(self.name, tuple(phases))
 
 
-def denoise_step(spec: DiTWorkload, scope: str, plan: StepPlan = FULL) -> OpGraph:
+def denoise_step(spec: DiTWorkload, scope: str, plan: StepPlan = FULL, tp: int = 1) -> OpGraph:
     """One network evaluation (both CFG halves) under a step plan, plus the sampler's update."""
     depth, d, _ = spec.dims
     shape = spec.shape()
@@ -133,7 +133,7 @@ def denoise_step(spec: DiTWorkload, scope: str, plan: StepPlan = FULL) -> OpGrap
     graph.add(ops.EmbeddingLookup("y_embed", (top.weight("y_embed.table", spec.num_classes + 1, d), labels), (y_emb,), b))
     c = top.binary("cond", "add", (t_emb, y_emb), b, d)
 
-    x2 = _blocks(plan, graph, top.precision, depth, scope, shape, b, t, x, c)
+    x2 = _blocks(plan, graph, top.precision, depth, scope, shape, b, t, x, c, tp)
     final_ada = top.linear("final.adaLN", top.pointwise("final.act", "silu", c, b, d), b, d, 2 * d)
     h = top.binary("final.modulate", "modulate", (top.norm("final.norm", "layernorm", x2, rows, d), final_ada), rows, d)
     out = top.linear("final.linear", h, rows, d, p2c_out)
@@ -144,12 +144,12 @@ def denoise_step(spec: DiTWorkload, scope: str, plan: StepPlan = FULL) -> OpGrap
     return graph
 
 
-def _block_builder(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str) -> Builder:
+def _block_builder(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, tp: int) -> Builder:
     if plan.kind == "icc":
-        return ICCBuilder(graph, "blocks", precision, copies=depth, scope=scope, ranks=dict(plan.ranks))
+        return ICCBuilder(graph, "blocks", precision, copies=depth, scope=scope, tp=tp, ranks=dict(plan.ranks))
     if "icc" in plan.writes:
-        return ICCWritingBuilder(graph, "blocks", precision, copies=depth, scope=scope)
-    return Builder(graph, "blocks", precision, copies=depth, scope=scope)
+        return ICCWritingBuilder(graph, "blocks", precision, copies=depth, scope=scope, tp=tp)
+    return Builder(graph, "blocks", precision, copies=depth, scope=scope, tp=tp)
 
 
 class _Subset(Builder):
@@ -166,14 +166,14 @@ class _Subset(Builder):
 
 
 def _blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, shape: BlockShape,
-            b: int, t: int, x: Tensor, c: Tensor) -> Tensor:
+            b: int, t: int, x: Tensor, c: Tensor, tp: int) -> Tensor:
     """The DiT blocks of one step under its plan; returns the last block's output."""
     if plan.kind == "l2c":
-        return _l2c_blocks(plan, graph, precision, depth, scope, shape, b, t, x, c)
-    blocks = _block_builder(plan, graph, precision, depth, scope)
+        return _l2c_blocks(plan, graph, precision, depth, scope, shape, b, t, x, c, tp)
+    blocks = _block_builder(plan, graph, precision, depth, scope, tp)
     out = _block(blocks, plan, shape, b, t, x, c)
     if plan.kind == "speca" and plan.verify_blocks:  # run a few blocks in full to check the forecast
-        verify = _Subset(graph, "verify", precision, copies=min(plan.verify_blocks, depth), scope=scope, depth=depth)
+        verify = _Subset(graph, "verify", precision, copies=min(plan.verify_blocks, depth), scope=scope, tp=tp, depth=depth)
         _block(verify, FULL, shape, b, t, x, c)
     return out
 
@@ -244,7 +244,7 @@ def _toca_part(blocks: Builder, part: str, b: int, t: int, fraction: float, h: T
 def _toca_attention(b_attn: Builder, shape: BlockShape, b: int, t: int, fraction: float, h: Tensor, cache) -> Tensor:
     """ToCa attention: the chosen tokens' queries (and keys and values, refreshed in the cache)
     are recomputed and attend to every token's cached key and value."""
-    blocks = Builder(b_attn.graph, b_attn.prefix.rsplit(".", 1)[0], b_attn.precision, b_attn.copies, b_attn.scope)
+    blocks = Builder(b_attn.graph, b_attn.prefix.rsplit(".", 1)[0], b_attn.precision, b_attn.copies, b_attn.scope, b_attn.tp)
 
     def compute(sub: Builder, chosen: int, x: Tensor) -> Tensor:
         attn = sub.child("attn")
@@ -267,7 +267,7 @@ def _toca_attention(b_attn: Builder, shape: BlockShape, b: int, t: int, fraction
 
 
 def _l2c_blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, shape: BlockShape,
-                b: int, t: int, x: Tensor, c: Tensor) -> Tensor:
+                b: int, t: int, x: Tensor, c: Tensor, tp: int) -> Tensor:
     """Blocks grouped by what the mask serves from cache; each group runs on its own blocks'
     weights. Computed sub-layers refresh their cache entry for later steps."""
     attn_skip, mlp_skip = (set(s) for s in plan.skip)
@@ -278,7 +278,7 @@ def _l2c_blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: st
     d, rows = shape.hidden, b * t
     out = x
     for (skip_attn, skip_mlp), count in sorted(groups.items()):
-        g = _Subset(graph, f"l2c{int(skip_attn)}{int(skip_mlp)}", precision, copies=count, scope=scope, depth=depth)
+        g = _Subset(graph, f"l2c{int(skip_attn)}{int(skip_mlp)}", precision, copies=count, scope=scope, tp=tp, depth=depth)
         def cache(name: str, n: int = rows, g=g) -> Tensor:
             return Tensor(f"blocks.cache.{name}", (n, d), precision.kv, Role.FEATURE_CACHE, copies=depth)
         ada = Builder.linear(g, "adaLN", g.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d)

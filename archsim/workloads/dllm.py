@@ -109,7 +109,7 @@ class DLLMWorkload(WorkloadSpec):
             return list(self.trace)
         return SCHEDULES[self.mode](self)
 
-    def build(self, paths) -> Workload:
+    def build(self, paths, tp: int = 1) -> Workload:
         model = resolve_model(self.model, paths)
         counts: Counter[tuple[str, int, int]] = Counter()
         for f in self.forwards(paths):
@@ -118,7 +118,7 @@ class DLLMWorkload(WorkloadSpec):
         for (kind, q, kv), count in counts.items():  # first-seen order: the generation's order
             name = f"{kind} q{q} kv{kv}"
             tokens = Tokens(self.batch, q, kv, kv_cache=kind != "full")
-            graph = lm_forward(model, self.precision.precision(), tokens, self.batch * q, name)
+            graph = lm_forward(model, self.precision.precision(), tokens, self.batch * q, name, tp)
             phases.append(Phase(name, graph, count))
         return Workload(self.name, tuple(phases))
 

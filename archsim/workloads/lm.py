@@ -129,6 +129,7 @@ def lm_forward(
     tokens: Tokens,
     logits_rows: int,
     scope: str,
+    tp: int = 1,
 ) -> OpGraph:
     """One forward pass: embedding, the layer stack, final norm and the LM head.
 
@@ -149,7 +150,7 @@ def lm_forward(
         graph.add(ops.EmbeddingLookup("pos_embed", (positions, ids), (pos,), rows))
         x = top.binary("pos_add", "add", (x, pos), rows, d)
     shape = model.block()
-    stack = Builder(graph, "layers", precision, copies=model.num_hidden_layers, scope=scope)
+    stack = Builder(graph, "layers", precision, copies=model.num_hidden_layers, scope=scope, tp=tp)
     y = transformer_block(stack, shape, tokens, x=x)
     if logits_rows:
         h = top.norm("final_norm", shape.norm, y, logits_rows, d)

@@ -335,8 +335,8 @@ class ICCWritingBuilder(Builder):
     """A full step before an ICC step: every linear layer of ``ICC_LAYERS`` also stores its
     input and output in the feature cache."""
 
-    def linear(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int) -> Tensor:
-        out = super().linear(local, x, rows, d_in, d_out)
+    def matmul_layer(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int) -> Tensor:
+        out = super().matmul_layer(local, x, rows, d_in, d_out)
         if local not in ICC_LAYERS:
             return out
         x_cache = _icc_cache(self, _input_cache_name(x), rows, d_in)
@@ -353,10 +353,10 @@ class ICCBuilder(Builder):
         super().__init__(*args, **kwargs)
         self.ranks = ranks
 
-    def linear(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int) -> Tensor:
+    def matmul_layer(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int) -> Tensor:
         r = self.ranks.get(local)
         if r is None:
-            return super().linear(local, x, rows, d_in, d_out)
+            return super().matmul_layer(local, x, rows, d_in, d_out)
         x_cached = _icc_cache(self, _input_cache_name(x), rows, d_in)
         y_cached = _icc_cache(self, f"icc_cache.{self.name(local)}.y", rows, d_out)
         delta = self.act(f"{local}.icc_delta", rows, d_in)
