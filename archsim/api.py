@@ -2,22 +2,49 @@
 
     from archsim import api
     hw = api.load_hardware("hw_configs/tpuv4i.yaml", ["mxu.count=8"])
-    result = api.simulate(hw, api.load_workload("workloads/gpt3_30b_layer_prefill.yaml"))
+    result = api.simulate(hw, api.load_workload("workloads/gpt3_30b_layer_prefill.yaml", hw=hw))
     result.latency_s, result.utilization, result.table()
+
+A config with a ``system:`` section (several chips, a parallel mapping) gives a ``SystemResult``;
+load the workload with ``hw=`` so it is lowered for one chip of that mapping.
 """
 
 from __future__ import annotations
 
-from archsim.config.loader import load_hardware
+from pathlib import Path
+from typing import Sequence
+
+from archsim.config.loader import Override, load_hardware
+from archsim.config.schema import HardwareConfig
+from archsim.config.system import SystemConfig
 from archsim.dtypes import DType
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import Gemm
 from archsim.ir.tensor import Role, Tensor
-from archsim.sim.engine import Simulator, simulate
+from archsim.sim.engine import Simulator
 from archsim.sim.result import RunResult
-from archsim.workloads import load_workload
+from archsim.system.result import SystemResult
+from archsim.system.simulator import SystemSimulator
+from archsim.workloads import base as _workloads
 
-__all__ = ["Simulator", "gemm_workload", "load_hardware", "load_workload", "run_gemm", "simulate"]
+__all__ = ["Simulator", "SystemSimulator", "gemm_workload", "load_hardware", "load_workload", "run_gemm", "simulate"]
+
+
+def is_system(hw: HardwareConfig) -> bool:
+    """Whether ``hw`` describes more than one plain chip (several chips or micro-batches)."""
+    return hw.system != SystemConfig()
+
+
+def simulate(hw: HardwareConfig, workload: Workload) -> RunResult | SystemResult:
+    """Evaluate ``workload`` on ``hw``: a chip's ``RunResult``, or a ``SystemResult`` when the
+    config maps the workload onto a system."""
+    return SystemSimulator(hw).run(workload) if is_system(hw) else Simulator(hw).run(workload)
+
+
+def load_workload(path: str | Path, overrides: Sequence[Override] = (), hw: HardwareConfig | None = None) -> Workload:
+    """A workload file lowered for one chip of ``hw``'s parallel mapping (a plain chip: as is)."""
+    lowering = _workloads.Lowering.of(hw) if hw is not None else _workloads.Lowering()
+    return _workloads.load_workload(path, overrides, lowering)
 
 
 def gemm_workload(m: int, k: int, n: int, dtype: DType = DType.INT8) -> Workload:
@@ -30,4 +57,4 @@ def gemm_workload(m: int, k: int, n: int, dtype: DType = DType.INT8) -> Workload
 
 
 def run_gemm(hw, m: int, k: int, n: int, dtype: DType = DType.INT8) -> RunResult:
-    return simulate(hw, gemm_workload(m, k, n, dtype))
+    return Simulator(hw).run(gemm_workload(m, k, n, dtype))

@@ -20,7 +20,7 @@ from archsim.config.loader import parse_overrides
 from archsim.dtypes import DType
 from archsim.errors import ArchsimError
 from archsim.ir.summary import summarize
-from archsim.sim.trace import write_trace
+from archsim.system.trace import write_trace
 
 EXIT_INFEASIBLE = 1
 EXIT_INTERNAL = 3
@@ -145,9 +145,9 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
     *hw_files, workload_file = files
     parsed = parse_overrides(overrides)
     chips = [api.load_hardware(f, parsed) for f in hw_files]
-    workload = api.load_workload(workload_file, _with_schedule(parse_overrides(workload_overrides), schedule))
+    workload_sets = _with_schedule(parse_overrides(workload_overrides), schedule)
     if len(chips) > 1:
-        results = [api.simulate(hw, workload) for hw in chips]
+        results = [api.simulate(hw, api.load_workload(workload_file, workload_sets, hw)) for hw in chips]
         if as_json:
             _emit_json([r.summary() for r in results])
         else:
@@ -156,7 +156,7 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
             sys.exit(EXIT_INFEASIBLE)
         return
     hw = chips[0]
-    result = api.simulate(hw, workload)
+    result = api.simulate(hw, api.load_workload(workload_file, workload_sets, hw))
     if not result.feasible:
         _fail_infeasible(result, as_json)
     if trace_path is not None:
@@ -309,10 +309,12 @@ def plot(results: Path, x, y, color, out_dir) -> None:
 @click.option("--out", "out_stem", type=click.Path(path_type=Path), default=Path("roofline"), show_default=True,
               help="Output path without suffix; .png and .svg are written.")
 def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> None:
-    """Plot a workload's phases on a chip's roofline."""
+    """Plot a workload's phases on a chip's roofline (one chip: a system section is ignored)."""
+    from archsim.config.system import SystemConfig
     from archsim.dse import plots
 
     hw = api.load_hardware(hw_file, parse_overrides(overrides))
+    hw = hw.model_copy(update={"system": SystemConfig()})
     workload = api.load_workload(workload_file)
     result = api.simulate(hw, workload)
     if not result.feasible:

@@ -83,9 +83,41 @@ def side_by_side(results: list[RunResult]) -> str:
         col["area"] = f"{r.area.total * 1e6:.4g} mm^2"
         col["  MXU area"] = f"{r.area.mxu * 1e6:.4g} mm^2"
         col["HBM traffic"] = fmt_bytes(r.traffic.hbm_read + r.traffic.hbm_write)
-        columns[r.hw.name] = col
+        col["chips"] = str(r.hw.system.chips)
+        if r.hw.system.chips > 1:
+            col["ICI traffic"] = fmt_bytes(r.ici_bytes)
+        columns[_column_name(r, columns)] = col
     frame = pd.DataFrame(columns).fillna("")
     return f"workload: {base.workload.name}\n" + frame.to_string()
+
+
+def _column_name(result, taken) -> str:
+    """The chip's name, with its system's mapping when it has one; unique among ``taken``."""
+    name = result.hw.name
+    if result.hw.system.chips > 1:
+        p = result.hw.system.parallelism
+        name += f" x{result.hw.system.chips} (pp{p.pipeline} tp{p.tensor} dp{p.data} mb{p.micro_batches})"
+    unique, n = name, 2
+    while unique in taken:
+        unique, n = f"{name} #{n}", n + 1
+    return unique
+
+
+def system_rows(result) -> list[tuple[str, str]]:
+    """A system's mapping, its stages' chips and its links."""
+    system = result.hw.system
+    p = system.parallelism
+    rows = [("system", f"{system.chips} chips, {system.topology.kind}; pipeline {p.pipeline} x tensor {p.tensor} "
+                       f"x data {p.data}, {p.micro_batches} micro-batch(es)")]
+    if result.split is not None and result.split.layers:
+        rows.append(("layers per stage", ", ".join(map(str, result.split.layers))))
+    rows.append(("pipeline bubble", f"{result.bubble_fraction:.1%} of chip time idle"))
+    for s, (busy, util) in enumerate(zip(result.stage_busy_s, result.stage_utilization)):
+        chips = ", ".join(str(s * p.tensor + r) for r in range(p.tensor))
+        rows.append((f"stage {s} (chip {chips})", f"busy {fmt_time(busy)}, MXU utilization {util:.1%}"))
+    rows.append(("ICI traffic", f"{fmt_bytes(result.ici_bytes)}, energy {fmt_energy(result.energy.ici)}, "
+                                f"busiest chip's links {result.link_utilization:.1%} utilized"))
+    return rows
 
 
 def run_summary(result: RunResult) -> str:
@@ -98,6 +130,8 @@ def run_summary(result: RunResult) -> str:
         ("MACs", f"{result.macs:,}"),
         ("MXU utilization", f"{result.utilization:.1%}"),
     ]
+    if hasattr(result, "stages"):
+        rows += system_rows(result)
     rows += traffic_rows(result)
     rows += energy_rows(result)
     for column in ("phase", "unit", "bound"):

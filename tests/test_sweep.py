@@ -142,15 +142,15 @@ def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path):
 
 
 def test_a_crashing_point_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    from archsim.dse import evaluate
+    from archsim.sim.engine import Simulator
 
     plan = plan_sweep([sweep_file(tmp_path, SMALL)])
-    real = evaluate.Simulator.run
+    real = Simulator.run
     def flaky(self, workload):
         if self.hw.mxu.count == 2 and self.hw.hbm.bandwidth == 300e9:
             raise RuntimeError("boom")
         return real(self, workload)
-    monkeypatch.setattr(evaluate.Simulator, "run", flaky)
+    monkeypatch.setattr(Simulator, "run", flaky)
     store = ResultStore(tmp_path / "out")
     run_points(plan.points, store, "serial", progress=False)
     frame = store.frame()
@@ -247,14 +247,14 @@ def test_pareto_ignores_unknown_values():
 
 
 def test_failed_points_are_retried(tmp_path, monkeypatch):
-    from archsim.dse import evaluate
+    from archsim.sim.engine import Simulator
 
     plan = plan_sweep([sweep_file(tmp_path, SMALL)])
     store = ResultStore(tmp_path / "out")
-    real = evaluate.Simulator.run
-    monkeypatch.setattr(evaluate.Simulator, "run", lambda self, w: (_ for _ in ()).throw(MemoryError("transient")))
+    real = Simulator.run
+    monkeypatch.setattr(Simulator, "run", lambda self, w: (_ for _ in ()).throw(MemoryError("transient")))
     run_points(plan.points[:3], store, "serial", progress=False)
-    monkeypatch.setattr(evaluate.Simulator, "run", real)
+    monkeypatch.setattr(Simulator, "run", real)
     stats = run_points(plan.points[:3], store, "serial", progress=False)
     assert stats.evaluated == 3 and (store.frame()["status"] == "ok").all()
 

@@ -13,9 +13,10 @@ from archsim.config.loader import Override
 from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
 from archsim.ir.summary import summarize
-from archsim.sim.engine import Simulator
-from archsim.workloads.base import load_spec_and_workload
+from archsim.api import simulate
+from archsim.workloads.base import Lowering, load_spec_and_workload
 from archsim.sim.result import RunResult
+from archsim.system.result import SystemResult
 from archsim.workloads.schedules import StepPlan, parse_schedule
 
 
@@ -23,7 +24,7 @@ from archsim.workloads.schedules import StepPlan, parse_schedule
 class ScheduleRun:
     schedule: str
     plans: list[StepPlan]  # per network evaluation
-    result: RunResult
+    result: RunResult | SystemResult
 
 
 def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: Sequence[str],
@@ -36,9 +37,9 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
         reference = None
         for text in names:
             overrides = [*workload_overrides, Override(("schedule",), text, f"schedule={text}")]
-            spec, workload = load_spec_and_workload(workload_file, overrides)
+            spec, workload = load_spec_and_workload(workload_file, overrides, Lowering.of(hw))
             summary = summarize(workload)
-            result = Simulator(hw).run(workload)
+            result = simulate(hw, workload)
             runs.append(ScheduleRun(text, spec.plans(), result))
             row = {
                 "schedule": text, "hardware": hw.name, "feasible": result.feasible, "reason": result.reason,

@@ -16,8 +16,8 @@ from archsim.errors import ArchsimError
 from archsim.hw.energy import COMPONENTS
 from archsim.hw.memory import Level
 from archsim.ir.graph import Workload
-from archsim.sim.engine import Simulator
-from archsim.workloads import load_workload
+from archsim.api import simulate
+from archsim.workloads.base import Lowering, load_workload
 
 FIELD_PREFIX = "set."
 
@@ -37,14 +37,14 @@ def _layered_cached(stamp: tuple):
     return load_layered(stamp[0])
 
 
-def _workload(path: str, overrides_json: str) -> Workload:
-    return _workload_cached(_stamp(path), overrides_json)
+def _workload(path: str, overrides_json: str, lowering: Lowering) -> Workload:
+    return _workload_cached(_stamp(path), overrides_json, lowering)
 
 
 @lru_cache(maxsize=64)
-def _workload_cached(stamp: tuple, overrides_json: str) -> Workload:
+def _workload_cached(stamp: tuple, overrides_json: str, lowering: Lowering) -> Workload:
     overrides = json.loads(overrides_json)
-    return load_workload(stamp[0], [Override(tuple(k.split(".")), v, f"{k}={v}") for k, v in overrides])
+    return load_workload(stamp[0], [Override(tuple(k.split(".")), v, f"{k}={v}") for k, v in overrides], lowering)
 
 
 def hardware(point: Point) -> HardwareConfig:
@@ -63,9 +63,9 @@ def evaluate_point(point: Point) -> dict[str, Any]:
         hw = hardware(point)
         row["hardware"] = hw.name
         row["config_hash"] = digest(hw.model_dump(mode="json"))[:16]
-        workload = _workload(point.workload, point.workload_overrides)
+        workload = _workload(point.workload, point.workload_overrides, Lowering.of(hw))
         row["workload"] = workload.name
-        result = Simulator(hw).run(workload)
+        result = simulate(hw, workload)
     except ArchsimError as exc:
         return row | {"status": "invalid", "reason": str(exc)}
     except Exception as exc:  # a bug or an unforeseen corner: recorded for this point, the sweep goes on
@@ -86,6 +86,9 @@ def evaluate_point(point: Point) -> dict[str, Any]:
         "edp_js": energy.total * result.latency_s,
         **{f"latency_{u}_s": t for u, t in result.latency_by("unit").items()},
         **{f"{lv.value}_bytes": result.traffic.total(lv) for lv in Level},
+        "chips": hw.system.chips, "ici_bytes": result.ici_bytes,
+        "pipeline_bubble": getattr(result, "bubble_fraction", 0.0),
+        "link_utilization": getattr(result, "link_utilization", 0.0),
     })
     return row
 

@@ -85,8 +85,9 @@ def _workload_id(path: str, overrides_json: str) -> str:
     ``extends:`` parent or a model's config.json, makes its points new; a bad ``set:`` key
     fails here, before any work."""
     from archsim.dse.evaluate import _workload
+    from archsim.workloads.base import Lowering
 
-    workload = _workload(path, overrides_json)
+    workload = _workload(path, overrides_json, Lowering())  # as written; the points' configs say how it is mapped
     return digest([(p.name, p.repeat, [repr(op) for op in p.graph.ops()]) for p in workload.phases])[:20]
 
 

@@ -8,6 +8,7 @@ inside a workload file (a model's config.json, a recorded trace) are relative to
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -70,6 +71,37 @@ class PrecisionSpec(Strict):
         return Precision(self.weights, self.activations, self.kv)
 
 
+@dataclass(frozen=True)
+class Lowering:
+    """What one chip of a parallel mapping runs: its share of the batch and of each layer."""
+
+    tensor_parallel: int = 1
+    batch_split: int = 1  # data-parallel replicas x micro-batches
+
+    @classmethod
+    def of(cls, hw) -> "Lowering":
+        p = hw.system.parallelism
+        return cls(p.tensor, p.data * p.micro_batches)
+
+
+def lower(spec: WorkloadSpec, paths: PathResolver, lowering: Lowering = Lowering(), source: str = "") -> Workload:
+    """Build ``spec`` for one chip of ``lowering``: a 1/batch_split share of the batch, each
+    tensor-parallel layer split ``tensor_parallel`` ways."""
+    if lowering.batch_split > 1:
+        batch = getattr(spec, "batch", None)
+        if batch is None or batch % lowering.batch_split:
+            raise ConfigError(
+                f"batch {batch} cannot be split into {lowering.batch_split} equal parts "
+                "(system.parallelism data x micro_batches)", file=source or paths.source("batch"), key="batch")
+        spec = spec.model_copy(update={"batch": batch // lowering.batch_split})
+    try:
+        return spec.build(paths, lowering.tensor_parallel)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a combination of valid fields the lowering cannot build
+        raise ConfigError(str(exc), file=source or paths.source("kind")) from None
+
+
 def load_spec(path: str | Path, overrides: Sequence[Override] = ()) -> WorkloadSpec:
     return _load(path, overrides)[0]
 
@@ -85,16 +117,12 @@ def _load(path: str | Path, overrides: Sequence[Override]) -> tuple[WorkloadSpec
     return validate_layered(_KINDS[kind], layered, str(path)), layered
 
 
-def load_workload(path: str | Path, overrides: Sequence[Override] = ()) -> Workload:
-    return load_spec_and_workload(path, overrides)[1]
+def load_workload(path: str | Path, overrides: Sequence[Override] = (), lowering: Lowering = Lowering()) -> Workload:
+    return load_spec_and_workload(path, overrides, lowering)[1]
 
 
-def load_spec_and_workload(path: str | Path, overrides: Sequence[Override] = ()) -> tuple[WorkloadSpec, Workload]:
+def load_spec_and_workload(path: str | Path, overrides: Sequence[Override] = (),
+                           lowering: Lowering = Lowering()) -> tuple[WorkloadSpec, Workload]:
     """The validated spec and the workload it lowers to, from one read of the file."""
     spec, layered = _load(path, overrides)
-    try:
-        return spec, spec.build(PathResolver(layered))
-    except ConfigError:
-        raise
-    except ValueError as exc:  # a combination of valid fields the lowering cannot build
-        raise ConfigError(str(exc), file=str(path)) from None
+    return spec, lower(spec, PathResolver(layered), lowering, str(path))
