@@ -5,28 +5,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from archsim.additive import Additive
+
 from archsim.config.schema import HardwareConfig
 from archsim.hw.energy import scale_factor
 from archsim.hw.memory import Level
 
 
 @dataclass(frozen=True)
-class Area:
+class Area(Additive):
     """Square metres per component."""
 
-    mxu: float
-    vpu: float
-    vmem: float
-    cmem: float
-    ici: float
-    periphery: float
+    mxu: float = 0.0
+    vpu: float = 0.0
+    vmem: float = 0.0
+    cmem: float = 0.0
+    ici: float = 0.0
+    periphery: float = 0.0
 
     @property
     def total(self) -> float:
         return sum(getattr(self, f.name) for f in fields(self))
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def chip_area(hw: HardwareConfig) -> Area:

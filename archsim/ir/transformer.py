@@ -125,13 +125,20 @@ class Builder:
         self.graph.add(cls(self.name(local), inputs, outputs, *args, copies=self.copies))
 
     def linear(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int,
-               split: Literal["column", "row"] | None = None) -> Tensor:
-        """x[rows, d_in] @ W[d_in, d_out] (this rank's part of it under ``split``)."""
-        if split == "column":
+               split: Literal["column", "row", "gathered"] | None = None) -> Tensor:
+        """x[rows, d_in] @ W[d_in, d_out] (this rank's part of it under ``split``; ``gathered``
+        is a column split whose output the ranks then all-gather, for small outputs every rank
+        needs whole, like adaLN's modulation)."""
+        full_out = d_out
+        if split in ("column", "gathered"):
             d_out = self.shard(d_out, f"{local} output width")
         elif split == "row":
             d_in = self.shard(d_in, f"{local} input width")
         out = self.matmul_layer(local, x, rows, d_in, d_out)
+        if split == "gathered" and self.tp > 1:
+            gathered = self.act(f"{local}.all_gather.out", rows, full_out)
+            self.add(ops.AllGather, f"{local}.all_gather", (out,), (gathered,), self.tp)
+            return gathered
         if split == "row" and self.tp > 1:
             reduced = self.act(f"{local}.all_reduce.out", rows, d_out)
             self.add(ops.AllReduce, f"{local}.all_reduce", (out,), (reduced,), self.tp)

@@ -91,8 +91,9 @@ def lower(spec: WorkloadSpec, paths: PathResolver, lowering: Lowering = Lowering
         batch = getattr(spec, "batch", None)
         if batch is None or batch % lowering.batch_split:
             raise ConfigError(
-                f"batch {batch} cannot be split into {lowering.batch_split} equal parts "
-                "(system.parallelism data x micro_batches)", file=source or paths.source("batch"), key="batch")
+                f"batch {batch} cannot be split into {lowering.batch_split} equal parts (system.parallelism "
+                "data x micro_batches); set a batch it divides, or fewer micro-batches with "
+                "--set system.parallelism.micro_batches=N", file=source or paths.source("batch"), key="batch")
         spec = spec.model_copy(update={"batch": batch // lowering.batch_split})
     try:
         return spec.build(paths, lowering.tensor_parallel)

@@ -180,7 +180,7 @@ def _blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, s
 
 def _block(blocks: Builder, plan: StepPlan, shape: BlockShape, b: int, t: int, x: Tensor, c: Tensor) -> Tensor:
     d, rows = shape.hidden, b * t
-    ada = Builder.linear(blocks, "adaLN", blocks.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d)
+    ada = blocks.linear("adaLN", blocks.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d, split="gathered")
     def cache(name: str, n: int = rows) -> Tensor:
         return blocks.cache(f"cache.{name}", n, d, role=Role.FEATURE_CACHE)
 
@@ -281,7 +281,7 @@ def _l2c_blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: st
         g = _Subset(graph, f"l2c{int(skip_attn)}{int(skip_mlp)}", precision, copies=count, scope=scope, tp=tp, depth=depth)
         def cache(name: str, n: int = rows, g=g) -> Tensor:
             return Tensor(f"blocks.cache.{name}", (n, d), precision.kv, Role.FEATURE_CACHE, copies=depth)
-        ada = Builder.linear(g, "adaLN", g.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d)
+        ada = g.linear("adaLN", g.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d, split="gathered")
         if skip_attn:
             attn_out = cache("attn_out")
         else:
