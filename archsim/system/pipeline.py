@@ -9,7 +9,9 @@
   ops instead: consecutive runs of ops in topological order.
 
 Either way the split balances the stages' times, estimated from one chip's per-op costs with
-every tensor in HBM (``op_time``). The activations a stage reads that an earlier stage wrote are
+every tensor in HBM (``op_time``); a split between ops also weighs the time to send what
+crosses each cut (``cut_time``), as a cut through attention's scores would send more than it
+saves. The activations a stage reads that an earlier stage wrote are
 sent across every cut between the two, once per micro-batch and execution.
 
 With several micro-batches in flight, each stage keeps every micro-batch's K/V and feature
@@ -29,6 +31,7 @@ from archsim.ir.ops import Op
 from archsim.ir.tensor import Role, Tensor
 
 OpTime = Callable[[Op, Phase], float]  # one execution of one copy
+CutTime = Callable[[float], float]  # bytes across a cut -> seconds
 
 
 class PipelineError(ValueError):
@@ -43,7 +46,8 @@ class PipelineSplit:
     layers: tuple[int, ...]  # layers per stage; empty when split between ops
 
 
-def split_pipeline(workload: Workload, stages: int, op_time: OpTime, micro_batches: int = 1) -> PipelineSplit:
+def split_pipeline(workload: Workload, stages: int, op_time: OpTime, micro_batches: int = 1,
+                   cut_time: CutTime = lambda size: 0.0) -> PipelineSplit:
     depth = stack_depth(workload)
     if stages == 1:
         only = _with_instances(workload, micro_batches)
@@ -53,7 +57,7 @@ def split_pipeline(workload: Workload, stages: int, op_time: OpTime, micro_batch
         copies = _layer_assignment(workload, depth, layers)
     elif len(workload.phases) == 1:
         layers = ()
-        copies = _op_assignment(workload.phases[0], stages, op_time)
+        copies = _op_assignment(workload.phases[0], stages, op_time, cut_time)
     else:
         raise PipelineError(f"{depth} layer(s) cannot be split into {stages} pipeline stages, and a split between "
                             f"ops needs a workload of one phase ({workload.name!r} has {len(workload.phases)})")
@@ -146,12 +150,13 @@ def _layer_assignment(workload: Workload, depth: int, layers: list[int]) -> Assi
     return copies
 
 
-def _op_assignment(phase: Phase, stages: int, op_time: OpTime) -> Assignment:
-    """Consecutive ops per stage, minimising the slowest stage (linear partition)."""
+def _op_assignment(phase: Phase, stages: int, op_time: OpTime, cut_time: CutTime) -> Assignment:
+    """Consecutive ops per stage, minimising the slowest stage or cut (linear partition)."""
     ops = list(phase.graph.ops())
     if len(ops) < stages:
         raise PipelineError(f"{len(ops)} ops cannot be split into {stages} pipeline stages")
     times = [op_time(op, phase) * op.copies for op in ops]
+    cuts = [cut_time(size) for size in _live_bytes(ops)]  # cuts[j]: between ops j - 1 and j
     prefix = [0.0]
     for t in times:
         prefix.append(prefix[-1] + t)
@@ -163,7 +168,7 @@ def _op_assignment(phase: Phase, stages: int, op_time: OpTime) -> Assignment:
     for k in range(1, stages + 1):
         for i in range(k, n - (stages - k) + 1):
             for j in range(k - 1, i):
-                value = max(best[k - 1][j], prefix[i] - prefix[j])
+                value = max(best[k - 1][j], prefix[i] - prefix[j], cuts[j] if k > 1 else 0.0)
                 if value < best[k][i]:
                     best[k][i], cut[k][i] = value, j
     bounds, i = [], n
@@ -175,6 +180,23 @@ def _op_assignment(phase: Phase, stages: int, op_time: OpTime) -> Assignment:
         for op in ops[start:end]:
             copies[(phase.name, op.name)] = {s: op.copies}
     return copies
+
+
+def _live_bytes(ops: list[Op]) -> list[float]:
+    """Per position j, the activation bytes written before op j (or inputs) and read from op j on."""
+    written = {t.name: i for i, op in enumerate(ops) for t in op.outputs}
+    last_read: dict[str, int] = {}
+    size: dict[str, float] = {}
+    for i, op in enumerate(ops):
+        for t in op.inputs:
+            if not t.role.persistent:
+                last_read[t.name] = i
+                size[t.name] = t.bytes
+    live = [0.0] * (len(ops) + 1)
+    for name, end in last_read.items():
+        for j in range(written.get(name, -1) + 1, end + 1):
+            live[j] += size[name]
+    return live
 
 
 # -- the stages' workloads and the traffic between them ---------------------------------------

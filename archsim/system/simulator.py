@@ -37,7 +37,8 @@ class SystemSimulator:
             return self.chip.op_cost(op, flat, phase.name, phase.repeat).latency_s
 
         try:
-            split = split_pipeline(workload, p.pipeline, op_time, p.micro_batches)
+            split = split_pipeline(workload, p.pipeline, op_time, p.micro_batches,
+                                   lambda size: self._boundary(0, size).time_s)
         except (PipelineError, TilingError) as exc:
             return SystemResult.infeasible(self.hw, workload, str(exc))
         stages = []

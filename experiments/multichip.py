@@ -1,0 +1,107 @@
+"""TPUv4i and CIM-TPU Designs A and B on 1, 2 and 4 chips in a pipeline-parallel ring.
+
+    python experiments/multichip.py [--out multichip-results] [--chips 1 2 4 8]
+
+The CIM-TPU study's multi-chip setting (REFERENCE.md section 2: "1, 2 and 4 TPUs, pipeline
+parallel, ring topology"): each workload's layers (or, for one layer, its ops) split over the
+chips, its batch of 8 in 1, 2, 4 or 8 micro-batches, whichever is fastest (the paper does not
+give its micro-batching). Writes ``multichip.csv`` and ``multichip.md`` under --out; prints the
+table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from archsim.api import SystemSimulator, load_hardware, load_workload
+from archsim.config.loader import parse_overrides
+
+ROOT = Path(__file__).resolve().parent.parent
+CHIPS = {"TPUv4i": "tpuv4i.yaml", "CIM Design A": "cim_design_a.yaml", "CIM Design B": "cim_design_b.yaml"}
+WORKLOADS = {  # label -> (file, workload overrides)
+    "GPT-3-30B layer, prefill 8x1024": ("gpt3_30b_layer_prefill.yaml", []),
+    "GPT-3-30B layer, decode (256th token)": ("gpt3_30b_layer_decode.yaml", []),
+    "GPT-3-30B, 48 layers, 1024+256 tokens": ("gpt3_30b.yaml", []),
+    "DiT-XL/2 block, 512px, batch 8": ("dit_xl_2_block_512.yaml", []),
+    "DiT-XL/2, 256px, 50 DDIM steps, CFG, batch 8": ("dit_xl_2.yaml", ["batch=8"]),
+}
+
+
+def mapping(chips: int, micro_batches: int) -> list[str]:
+    return [f"system.chips={chips}", "system.topology={kind: ring}", f"system.parallelism.pipeline={chips}",
+            f"system.parallelism.micro_batches={micro_batches}"]
+
+
+def best_run(config: str, file: str, wsets: list[str], chips: int, micro_batches: list[int]):
+    """The fastest feasible mapping over the micro-batch counts (else the first's reason)."""
+    results = []
+    for m in micro_batches:
+        hw = load_hardware(ROOT / "hw_configs" / config, parse_overrides(mapping(chips, m)))
+        results.append((SystemSimulator(hw).run(load_workload(ROOT / "workloads" / file, parse_overrides(wsets), hw=hw)), m))
+    feasible = [(r.latency_s, m, r) for r, m in results if r.feasible]
+    if not feasible:
+        return results[0]
+    _, m, result = min(feasible, key=lambda x: (x[0], x[1]))
+    return result, m
+
+
+def rows(chip_counts: list[int], micro_batches: list[int]) -> list[dict]:
+    out = []
+    for label, (file, wsets) in WORKLOADS.items():
+        for chip, config in CHIPS.items():
+            single = None
+            for n in chip_counts:
+                result, m = best_run(config, file, wsets, n, micro_batches)
+                row = {"workload": label, "chip": chip, "chips": n, "micro_batches": m, "feasible": result.feasible}
+                if not result.feasible:
+                    out.append(row | {"reason": result.reason})
+                    continue
+                if n == chip_counts[0]:
+                    single = result
+                out.append(row | {
+                    "latency_ms": result.latency_s * 1e3,
+                    "speedup": single.latency_s / result.latency_s if single else float("nan"),
+                    "energy_j": result.energy.total, "mxu_energy_j": result.energy.mxu,
+                    "ici_mib": result.ici_bytes / 2**20, "bubble": result.bubble_fraction,
+                    "link_utilization": result.link_utilization, "mxu_utilization": result.utilization,
+                    "layers_per_stage": "/".join(map(str, result.split.layers)) or "by op",
+                    "reason": "",
+                })
+    return out
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    lines = ["| workload | chip | chips | micro-batches | latency | vs fewest chips | energy | MXU energy | ICI traffic | bubble | link util. | layers per stage |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in frame.itertuples():
+        if not r.feasible:
+            lines.append(f"| {r.workload} | {r.chip} | {r.chips} | | infeasible: {r.reason} |||||||")
+            continue
+        speedup = f"{r.speedup:.2f}x" if r.speedup == r.speedup else "-"
+        lines.append(f"| {r.workload} | {r.chip} | {r.chips} | {r.micro_batches} | {r.latency_ms:.4g} ms | {speedup} | {r.energy_j:.4g} J | "
+                     f"{r.mxu_energy_j:.4g} J | {r.ici_mib:.4g} MiB | {r.bubble:.0%} | {r.link_utilization:.1%} | "
+                     f"{r.layers_per_stage} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("multichip-results"))
+    parser.add_argument("--chips", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--micro-batches", type=int, nargs="+", default=[1, 2, 4, 8])
+    args = parser.parse_args(argv)
+    frame = pd.DataFrame(rows(args.chips, args.micro_batches))
+    args.out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(args.out / "multichip.csv", index=False)
+    table = markdown(frame)
+    (args.out / "multichip.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
