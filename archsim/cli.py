@@ -135,7 +135,7 @@ def workload(workload_file: Path, overrides: tuple[str, ...], schedule: str | No
 @_json_option
 def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_ops: bool,
         trace_path: Path | None, as_json: bool) -> None:
-    """Simulate a workload on a chip: latency, utilisation, traffic, energy and area.
+    """Simulate a workload on a chip or a system of chips: latency, utilisation, traffic, energy, area.
 
     FILES are HW.yaml [HW2.yaml ...] WORKLOAD.yaml; with several chips the results are printed
     side by side, each compared with the first.
