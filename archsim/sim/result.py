@@ -25,8 +25,22 @@ TABLE_COLUMNS = [
 ]
 
 
+class Rates:
+    """Figures derived from a result's totals (``latency_s``, ``energy``, ``macs``)."""
+
+    @property
+    def power_w(self) -> float:
+        """Average power over the run."""
+        return self.energy.total / self.latency_s if self.latency_s else 0.0
+
+    @property
+    def tops_per_w(self) -> float:
+        """Achieved tera-operations (2 per MAC) per joule."""
+        return 2 * self.macs / self.energy.total / 1e12 if self.energy.total else 0.0
+
+
 @dataclass(frozen=True)
-class RunResult:
+class RunResult(Rates):
     hw: HardwareConfig
     workload: Workload
     ops: tuple[OpCost, ...]
@@ -84,16 +98,6 @@ class RunResult:
     def area(self) -> Area:
         return chip_area(self.hw)
 
-    @property
-    def power_w(self) -> float:
-        """Average power over the run."""
-        return self.energy.total / self.latency_s if self.latency_s else 0.0
-
-    @property
-    def tops_per_w(self) -> float:
-        """Achieved tera-operations (2 per MAC) per joule."""
-        return 2 * self.macs / self.energy.total / 1e12 if self.energy.total else 0.0
-
     @cached_property
     def utilization(self) -> float:
         """Matrix-unit utilisation over the whole run (MAC slots used / available)."""
@@ -133,23 +137,28 @@ class RunResult:
 
     def summary(self) -> dict:
         """Totals as plain JSON-ready values (SI units)."""
-        base = {"hardware": self.hw.name, "workload": self.workload.name, "feasible": self.feasible}
-        if not self.feasible:
-            return base | {"reason": self.reason, "area_mm2": self.area.total * 1e6}
-        return base | {
-            "latency_s": self.latency_s,
-            "cycles": self.cycles,
-            "macs": self.macs,
-            "utilization": self.utilization,
-            "traffic_bytes": self.traffic.as_dict(),
-            "ici_bytes": self.ici_bytes,
-            "energy_j": self.energy.total,
-            "energy_breakdown": self.energy.as_dict(),
-            "area_mm2": self.area.total * 1e6,
-            "area_breakdown_mm2": {k: v * 1e6 for k, v in self.area.as_dict().items()},
-            "power_w": self.power_w,
-            "tops_per_w": self.tops_per_w,
-            "latency_by_phase_s": self.latency_by("phase"),
-            "latency_by_unit_s": self.latency_by("unit"),
-            "latency_by_bound_s": self.latency_by("bound"),
-        }
+        return totals_summary(self)
+
+
+def totals_summary(result) -> dict:
+    """A chip's or a system's totals as plain JSON-ready values (SI units)."""
+    base = {"hardware": result.hw.name, "workload": result.workload.name, "feasible": result.feasible}
+    if not result.feasible:
+        return base | {"reason": result.reason, "area_mm2": result.area.total * 1e6}
+    return base | {
+        "latency_s": result.latency_s,
+        "cycles": result.cycles,
+        "macs": result.macs,
+        "utilization": result.utilization,
+        "traffic_bytes": result.traffic.as_dict(),
+        "ici_bytes": result.ici_bytes,
+        "energy_j": result.energy.total,
+        "energy_breakdown": result.energy.as_dict(),
+        "area_mm2": result.area.total * 1e6,
+        "area_breakdown_mm2": {k: v * 1e6 for k, v in result.area.as_dict().items()},
+        "power_w": result.power_w,
+        "tops_per_w": result.tops_per_w,
+        "latency_by_phase_s": result.latency_by("phase"),
+        "latency_by_unit_s": result.latency_by("unit"),
+        "latency_by_bound_s": result.latency_by("bound"),
+    }

@@ -20,7 +20,7 @@ from archsim.hw.area import Area, chip_area
 from archsim.hw.energy import Energy
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import Workload
-from archsim.sim.result import RunResult
+from archsim.sim.result import Rates, RunResult, totals_summary
 from archsim.system.schedule import PhaseSchedule, StageTime, phase_schedule
 from archsim.system.topology import NO_TRANSFER, Transfer
 
@@ -50,7 +50,7 @@ class Boundary:
 
 
 @dataclass(frozen=True)
-class SystemResult:
+class SystemResult(Rates):
     hw: HardwareConfig
     workload: Workload
     split: "PipelineSplit | None"
@@ -188,14 +188,6 @@ class SystemResult:
     def area(self) -> Area:
         return chip_area(self.hw).scaled(self.chips)
 
-    @property
-    def power_w(self) -> float:
-        return self.energy.total / self.latency_s if self.latency_s else 0.0
-
-    @property
-    def tops_per_w(self) -> float:
-        return 2 * self.macs / self.energy.total / 1e12 if self.energy.total else 0.0
-
     @cached_property
     def stage_utilization(self) -> tuple[float, ...]:
         """Per stage: its chips' matrix-unit utilisation over the whole run."""
@@ -263,24 +255,4 @@ class SystemResult:
 
     def summary(self) -> dict:
         """Totals as plain JSON-ready values (SI units), as a single chip's, plus ``system``."""
-        base = {"hardware": self.hw.name, "workload": self.workload.name, "feasible": self.feasible}
-        if not self.feasible:
-            return base | {"reason": self.reason, "area_mm2": self.area.total * 1e6, "system": self.system_summary()}
-        return base | {
-            "latency_s": self.latency_s,
-            "cycles": self.cycles,
-            "macs": self.macs,
-            "utilization": self.utilization,
-            "traffic_bytes": self.traffic.as_dict(),
-            "ici_bytes": self.ici_bytes,
-            "energy_j": self.energy.total,
-            "energy_breakdown": self.energy.as_dict(),
-            "area_mm2": self.area.total * 1e6,
-            "area_breakdown_mm2": {k: v * 1e6 for k, v in self.area.as_dict().items()},
-            "power_w": self.power_w,
-            "tops_per_w": self.tops_per_w,
-            "latency_by_phase_s": self.latency_by("phase"),
-            "latency_by_unit_s": self.latency_by("unit"),
-            "latency_by_bound_s": self.latency_by("bound"),
-            "system": self.system_summary(),
-        }
+        return totals_summary(self) | {"system": self.system_summary()}
