@@ -87,7 +87,7 @@ def test_an_all_reduce_op_costs_at_least_its_transfer():
     transfer = topology_of(hw).all_reduce(size, range(4))
     for c in reduces:
         assert c.latency_s >= transfer.time_s and c.ici_bytes == transfer.sent_per_chip
-        assert c.energy.ici == pytest.approx(transfer.energy_j)
+        assert c.energy.ici == pytest.approx(transfer.energy_j / 4)  # this chip's share
 
 
 # -- tensor-parallel lowering ---------------------------------------------------------------
@@ -220,3 +220,35 @@ def test_bad_systems_are_clear_errors(sets, message):
     out = run_cli("run", str(TPUV4I), str(PREFILL), *args)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+# -- regressions from review ----------------------------------------------------------------
+
+def test_collective_energy_is_per_byte_hop_whatever_the_topology():
+    size = 64e6
+    ring = topology_of(system(4, "system.parallelism.tensor=4"))
+    torus = topology_of(system(4, "system.topology={kind: torus2d, shape: [2, 2]}", "system.parallelism.tensor=4"))
+    # a 2x2 torus all-reduce moves the same bytes over single hops as a 4-ring: 4 chips x 6 x S/4
+    expected = 4 * 6 * size / 4 * ring.energy_per_byte
+    assert ring.all_reduce(size, range(4)).energy_j == pytest.approx(expected)
+    assert torus.all_reduce(size, range(4)).energy_j == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("sets", [
+    ("system.parallelism.tensor=4", "system.parallelism.micro_batches=2"),
+    ("system.topology={kind: torus2d, shape: [2, 2]}", "system.parallelism.tensor=2",
+     "system.parallelism.pipeline=2", "system.parallelism.micro_batches=4"),
+])
+def test_chips_are_never_busier_than_the_run_is_long(sets):
+    hw = system(4, *sets)
+    result = simulate(hw, load_workload(PREFILL, hw=hw))
+    assert all(busy <= result.latency_s * (1 + 1e-12) for busy in result.stage_busy_s)
+
+
+def test_unsupported_splits_are_clear():
+    hw = system(4, "system.parallelism.pipeline=4")
+    result = simulate(hw, load_workload(PREFILL, parse_overrides(["layers=2"]), hw=hw))
+    assert not result.feasible and "2 layer(s) cannot be split into 4 pipeline stages" in result.reason
+    out = run_cli("run", str(TPUV4I), str(WORKLOADS / "dit_xl_2.yaml"), "--schedule", "toca",
+                  "--set", "system.chips=2", "--set", "system.parallelism.tensor=2")
+    assert out.returncode == 2 and "not lowered for tensor parallelism" in out.stderr

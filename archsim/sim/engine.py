@@ -158,7 +158,8 @@ class Simulator:
         times = channel_times(self.hw, traffic)
         memory_s = max(times.values(), default=0.0)
         latency = max(transfer.time_s, memory_s, compute_s)
-        energy = self.energy.op_energy(latency, traffic, vector=work) + Energy(ici=transfer.energy_j)
+        # the transfer's link energy is the whole group's; this chip's share is 1/group
+        energy = self.energy.op_energy(latency, traffic, vector=work) + Energy(ici=transfer.energy_j / op.group)
         busiest = "ici" if transfer.time_s >= max(memory_s, compute_s) else _bottleneck(compute_s, times, "vpu")
         return OpCost(
             phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies, macs=0,

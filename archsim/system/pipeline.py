@@ -55,12 +55,13 @@ def split_pipeline(workload: Workload, stages: int, op_time: OpTime, micro_batch
     if depth >= stages:
         layers = _balance_layers(workload, depth, stages, op_time)
         copies = _layer_assignment(workload, depth, layers)
-    elif len(workload.phases) == 1:
+    elif depth == 1 and len(workload.phases) == 1:
         layers = ()
         copies = _op_assignment(workload.phases[0], stages, op_time, cut_time)
     else:
         raise PipelineError(f"{depth} layer(s) cannot be split into {stages} pipeline stages, and a split between "
-                            f"ops needs a workload of one phase ({workload.name!r} has {len(workload.phases)})")
+                            f"ops needs a workload of one layer and one phase ({workload.name!r} has "
+                            f"{len(workload.phases)} phase(s)); use fewer stages")
     stage_workloads = tuple(_with_instances(_stage(workload, copies, s, depth, layers), micro_batches)
                             for s in range(stages))
     sends = {p.name: _cut_bytes(p, copies, stages) for p in workload.phases}

@@ -34,7 +34,7 @@ PRELOAD = "preload"
 
 @dataclass(frozen=True)
 class Boundary:
-    """Activations from one stage to the next: the send, then the all-gather that shares them
+    """Activations from one stage to the next: the send, then the broadcast that shares them
     within the receiving tensor-parallel group."""
 
     send: Transfer
@@ -118,7 +118,9 @@ class SystemResult(Rates):
 
     def latency_by(self, column: str) -> dict[str, float]:
         """'phase': the run's wall time per phase. Any other op attribute ('unit', 'kind',
-        'bound'): the busy time of the busiest stage's chip, by that attribute."""
+        'bound'): the work time of the busiest stage's chip by that attribute (with several
+        micro-batches, collectives overlapped with compute make it add up to more than the
+        chip's occupied time)."""
         if column == "phase":
             out = {PRELOAD: self.preload_s} if any(PRELOAD in s.phase_times for s in self.stages) else {}
             return out | {name: s.total_s for name, s in self.schedules.items()}
@@ -131,8 +133,11 @@ class SystemResult(Rates):
 
     @cached_property
     def stage_busy_s(self) -> tuple[float, ...]:
-        """Per stage: the time one of its chips spends running ops."""
-        return tuple(sum(c.latency_s * self._runs(c) for c in stage.ops) for stage in self.stages)
+        """Per stage: the time one of its chips is occupied (its preload, and per micro-batch its
+        ops, collectives overlapped with compute as the schedule overlaps them)."""
+        return tuple(s.phase_times.get(PRELOAD, (1, 0.0))[1]
+                     + sum(schedule.busy_s[i] for schedule in self.schedules.values())
+                     for i, s in enumerate(self.stages))
 
     @property
     def bubble_fraction(self) -> float:
@@ -164,12 +169,13 @@ class SystemResult(Rates):
             runs = phase.repeat * self.micro_batches * self.hw.system.parallelism.data
             tp = self.hw.system.parallelism.tensor
             for b in self.boundaries[phase.name]:
-                sent += runs * (b.send.sent_per_chip + tp * b.share.sent_per_chip)
+                sent += runs * (b.send.sent_per_chip + (tp - 1) * b.share.sent_per_chip)
                 energy += runs * b.energy_j
                 time += runs * b.time_s
-            back = self.feedback[phase.name]
-            sent += phase.repeat * self.micro_batches * self.hw.system.parallelism.data * back.sent_per_chip
-            energy += phase.repeat * self.micro_batches * self.hw.system.parallelism.data * back.energy_j
+            back = self.feedback[phase.name]  # before every execution but the first
+            returns = (phase.repeat - 1) * self.micro_batches * self.hw.system.parallelism.data
+            sent += returns * back.sent_per_chip
+            energy += returns * back.energy_j
         return sent, energy, time
 
     @cached_property

@@ -36,7 +36,7 @@ class PhaseSchedule:
     period_s: float  # P: the busiest stage's or link's time per micro-batch
     step_s: float  # between the starts of consecutive executions
     total_s: float  # every execution of the phase
-    busy_s: tuple[float, ...]  # per stage: its chips' busy time over the phase
+    busy_s: tuple[float, ...]  # per stage: its chips' occupied time over the phase
 
 
 def phase_schedule(stages: list[StageTime], sends: tuple[float, ...], feedback_s: float,
@@ -52,5 +52,5 @@ def phase_schedule(stages: list[StageTime], sends: tuple[float, ...], feedback_s
     # repeat * step + (the first execution's extra: its fill and drain) keeps one stage with
     # one micro-batch exactly repeat * T, the single chip's figure
     total = repeat * step + (trip + (m - 1) * period - step)
-    busy = tuple(repeat * m * stage.total_s for stage in stages)
+    busy = tuple(repeat * m * stage.occupancy(m) for stage in stages)
     return PhaseSchedule(trip, period, step, total, busy)

@@ -62,10 +62,10 @@ class SystemSimulator:
 
     def _boundary(self, cut: int, size: float) -> Boundary:
         """From stage ``cut`` to the next: its last chip sends the activations to the next
-        stage's first chip, which shares them with its tensor-parallel group (an all-gather)."""
+        stage's first chip, which broadcasts them to its tensor-parallel group."""
         tp = self.hw.system.parallelism.tensor
         send = self.topology.send(size, cut * tp + tp - 1, (cut + 1) * tp)
-        share = self.topology.all_gather(size, range((cut + 1) * tp, (cut + 2) * tp)) if tp > 1 else NO_TRANSFER
+        share = self.topology.broadcast(size, range((cut + 1) * tp, (cut + 2) * tp)) if tp > 1 else NO_TRANSFER
         return Boundary(send, share)
 
     def _feedback(self, size: float) -> Transfer:

@@ -40,6 +40,10 @@ class Transfer:
     def __add__(self, other: "Transfer") -> "Transfer":  # one after the other
         return Transfer(self.time_s + other.time_s, self.sent_per_chip + other.sent_per_chip, self.energy_j + other.energy_j)
 
+    def in_parallel(self, groups: int) -> "Transfer":
+        """The same transfer run by ``groups`` groups at once: same time, their energy."""
+        return Transfer(self.time_s, self.sent_per_chip, self.energy_j * groups)
+
 
 NO_TRANSFER = Transfer(0.0, 0.0, 0.0)
 
@@ -69,6 +73,15 @@ class Topology(ABC):
 
     def all_reduce(self, size: float, group: Sequence[int]) -> Transfer:
         return self._ring(size, group, 2)
+
+    def broadcast(self, size: float, group: Sequence[int]) -> Transfer:
+        """From the group's first chip to the others, pipelined along the chain in chunks:
+        the chain's latency plus the bytes once at the neighbour bandwidth."""
+        n = len(group)
+        if n < 2 or size <= 0:
+            return NO_TRANSFER
+        hops = sum(self.hops(group[i], group[i + 1]) for i in range(n - 1))
+        return Transfer(hops * self.alpha + size / self.neighbour_bandwidth(), size, size * hops * self.energy_per_byte)
 
     def all_gather(self, size: float, group: Sequence[int]) -> Transfer:
         """``size`` is the gathered result; each chip starts with 1/n of it."""
@@ -121,15 +134,16 @@ class Torus2D(Topology):
         if rows is None:
             return super().all_reduce(size, group)
         # reduce-scatter along x, all-reduce of the 1/x-th along y, all-gather along x
-        along_x = self._ring(size, rows[0], 1)
-        return along_x + self._ring(size / self.x, [row[0] for row in rows], 2) + along_x
+        along_x = self._ring(size, rows[0], 1).in_parallel(len(rows))
+        return along_x + self._ring(size / self.x, [row[0] for row in rows], 2).in_parallel(self.x) + along_x
 
     def all_gather(self, size: float, group: Sequence[int]) -> Transfer:
         rows = self._rows(group)
         if rows is None:
             return super().all_gather(size, group)
         # gather each row's part along y, then the rows' parts along x
-        return self._ring(size / self.x, [row[0] for row in rows], 1) + self._ring(size, rows[0], 1)
+        return (self._ring(size / self.x, [row[0] for row in rows], 1).in_parallel(self.x)
+                + self._ring(size, rows[0], 1).in_parallel(len(rows)))
 
     def _rows(self, group: Sequence[int]) -> list[list[int]] | None:
         """The group as whole torus rows, or None when it is not (then one ring over it)."""

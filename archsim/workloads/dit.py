@@ -244,7 +244,10 @@ def _toca_part(blocks: Builder, part: str, b: int, t: int, fraction: float, h: T
 def _toca_attention(b_attn: Builder, shape: BlockShape, b: int, t: int, fraction: float, h: Tensor, cache) -> Tensor:
     """ToCa attention: the chosen tokens' queries (and keys and values, refreshed in the cache)
     are recomputed and attend to every token's cached key and value."""
-    blocks = Builder(b_attn.graph, b_attn.prefix.rsplit(".", 1)[0], b_attn.precision, b_attn.copies, b_attn.scope, b_attn.tp)
+    if b_attn.tp > 1:
+        raise ValueError("ToCa's token-selective attention is not lowered for tensor parallelism; "
+                         "use pipeline or data parallelism with schedule toca")
+    blocks = Builder(b_attn.graph, b_attn.prefix.rsplit(".", 1)[0], b_attn.precision, b_attn.copies, b_attn.scope)
 
     def compute(sub: Builder, chosen: int, x: Tensor) -> Tensor:
         attn = sub.child("attn")
