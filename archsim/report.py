@@ -7,6 +7,7 @@ from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
 from archsim.ir.summary import WorkloadSummary
 from archsim.sim.result import RunResult
+from archsim.system.result import SystemResult
 
 
 def fmt_bytes(value: float) -> str:
@@ -130,7 +131,7 @@ def run_summary(result: RunResult) -> str:
         ("MACs", f"{result.macs:,}"),
         ("MXU utilization", f"{result.utilization:.1%}"),
     ]
-    if hasattr(result, "stages"):
+    if isinstance(result, SystemResult):
         rows += system_rows(result)
     rows += traffic_rows(result)
     rows += energy_rows(result)

@@ -94,7 +94,6 @@ class EnergyModel:
         dtype: DType | None = None,
         weight_write_bytes: float = 0.0,
         vector: VectorWork = VectorWork(0, 0),
-        ici_bytes: float = 0.0,
     ) -> Energy:
         memory = {
             level.value: getattr(traffic, f"{level.value}_read") * self.read.get(level, 0.0)
@@ -104,7 +103,6 @@ class EnergyModel:
         return Energy(
             mxu=macs * self.mac[dtype] + weight_write_bytes * self.weight_write if macs else 0.0,
             vpu=vector.alu * self.vpu_alu + vector.special * self.vpu_special,
-            ici=ici_bytes * self.ici,
             static=self.static_power * latency_s,
             **memory,
         )

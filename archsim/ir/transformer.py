@@ -181,9 +181,9 @@ def attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tenso
     # Each tensor-parallel rank runs its share of the heads; with fewer KV heads than ranks,
     # each rank keeps (a replica of) the one KV head its query heads share.
     h = b.shard(shape.heads, "attention heads")
-    kvh = shape.kv_heads // b.tp if shape.kv_heads >= b.tp else 1
-    if shape.kv_heads >= b.tp and shape.kv_heads % b.tp or shape.kv_heads < b.tp and b.tp % shape.kv_heads:
+    if shape.kv_heads % b.tp and b.tp % shape.kv_heads:
         raise ValueError(f"{shape.kv_heads} KV heads cannot be split over {b.tp} tensor-parallel ranks")
+    kvh = max(1, shape.kv_heads // b.tp)
     group = h // kvh
     rows = tokens.rows
     q = b.linear("q", x, rows, d, shape.heads * dh, split="column")

@@ -27,8 +27,8 @@ def trace_events(result: RunResult) -> list[dict]:
     for cost in result.ops:
         phase_ops.setdefault(cost.phase, []).append(cost)
     for phase, costs in phase_ops.items():
-        once_us = sum(c.latency_s * c.copies for c in costs) * 1e6
-        repeat = costs[0].repeat
+        repeat, once_s = result.phase_times[phase]
+        once_us = once_s * 1e6
         label = phase if repeat == 1 else f"{phase} x{repeat}"
         events.append({"ph": "X", "pid": 0, "tid": 0, "name": label, "ts": clock_us, "dur": once_us * repeat,
                        "args": {"repeat": repeat, "one_repetition_us": once_us}})

@@ -53,8 +53,9 @@ def split_pipeline(workload: Workload, stages: int, op_time: OpTime, micro_batch
         only = _with_instances(workload, micro_batches)
         return PipelineSplit((only,), {p.name: () for p in workload.phases}, {p.name: 0.0 for p in workload.phases}, (depth,))
     if depth >= stages:
-        layers = _balance_layers(workload, depth, stages, op_time)
-        copies = _layer_assignment(workload, depth, layers)
+        sides = {phase.name: _split_sides(phase, depth) for phase in workload.phases}
+        layers = _balance_layers(workload, sides, depth, stages, op_time)
+        copies = _layer_assignment(workload, sides, depth, layers)
     elif depth == 1 and len(workload.phases) == 1:
         layers = ()
         copies = _op_assignment(workload.phases[0], stages, op_time, cut_time)
@@ -99,12 +100,15 @@ def _split_sides(phase: Phase, depth: int) -> tuple[list[Op], list[Op], list[Op]
             [op for op in ops if op.name not in names and op.name in after])
 
 
-def _balance_layers(workload: Workload, depth: int, stages: int, op_time: OpTime) -> list[int]:
+Sides = dict[str, tuple[list[Op], list[Op], list[Op]]]  # per phase: ops before, in and after the stack
+
+
+def _balance_layers(workload: Workload, sides: Sides, depth: int, stages: int, op_time: OpTime) -> list[int]:
     """Layers per stage minimising the slowest stage, the first carrying the ops before the
     stack and the last those after it."""
     pre = post = layer = 0.0
     for phase in workload.phases:
-        before, stack, after = _split_sides(phase, depth)
+        before, stack, after = sides[phase.name]
         pre += phase.repeat * sum(op_time(op, phase) * op.copies for op in before)
         post += phase.repeat * sum(op_time(op, phase) * op.copies for op in after)
         layer += phase.repeat * sum(op_time(op, phase) * op.copies for op in stack) / depth
@@ -136,11 +140,11 @@ def _apportion(count: int, layers: list[int]) -> list[int]:
     return parts
 
 
-def _layer_assignment(workload: Workload, depth: int, layers: list[int]) -> Assignment:
+def _layer_assignment(workload: Workload, sides: Sides, depth: int, layers: list[int]) -> Assignment:
     last = len(layers) - 1
     copies: Assignment = {}
     for phase in workload.phases:
-        before, stack, after = _split_sides(phase, depth)
+        before, stack, after = sides[phase.name]
         for op in before:
             copies[(phase.name, op.name)] = {0: op.copies}
         for op in after:

@@ -148,9 +148,6 @@ class SystemResult(Rates):
 
     # -- work, traffic, energy, area ------------------------------------------------------
 
-    def _over_chips(self, per_stage) -> float:
-        return self.chips_per_stage * sum(per_stage(stage) for stage in self.stages)
-
     @cached_property
     def macs(self) -> int:
         return self.chips_per_stage * sum(c.macs * self._runs(c) for stage in self.stages for c in stage.ops)
@@ -162,27 +159,30 @@ class SystemResult(Rates):
         return per_chip.scaled(self.chips_per_stage)
 
     @cached_property
-    def boundary_transfers(self) -> tuple[float, float, float]:
-        """Over the run: bytes sent between stages, their link energy, and time on the links."""
-        sent = energy = time = 0.0
+    def boundary_transfers(self) -> tuple[float, float]:
+        """Over the run: bytes sent between stages, and their link energy."""
+        sent = energy = 0.0
         for phase in self.workload.phases:
             runs = phase.repeat * self.micro_batches * self.hw.system.parallelism.data
             tp = self.hw.system.parallelism.tensor
             for b in self.boundaries[phase.name]:
                 sent += runs * (b.send.sent_per_chip + (tp - 1) * b.share.sent_per_chip)
                 energy += runs * b.energy_j
-                time += runs * b.time_s
             back = self.feedback[phase.name]  # before every execution but the first
             returns = (phase.repeat - 1) * self.micro_batches * self.hw.system.parallelism.data
             sent += returns * back.sent_per_chip
             energy += returns * back.energy_j
-        return sent, energy, time
+        return sent, energy
+
+    @cached_property
+    def stage_ici_bytes(self) -> tuple[float, ...]:
+        """Per stage: bytes one of its chips sends in its collectives."""
+        return tuple(sum(c.ici_bytes * self._runs(c) for c in st.ops) for st in self.stages)
 
     @cached_property
     def ici_bytes(self) -> float:
         """Bytes sent over chip-to-chip links, all chips together."""
-        collectives = self._over_chips(lambda st: sum(c.ici_bytes * self._runs(c) for c in st.ops))
-        return collectives + self.boundary_transfers[0]
+        return self.chips_per_stage * sum(self.stage_ici_bytes) + self.boundary_transfers[0]
 
     @cached_property
     def energy(self) -> Energy:
@@ -212,7 +212,7 @@ class SystemResult(Rates):
         """The busiest chip's links: bytes it sends over what its links could send in the run."""
         if not self.latency_s or self.chips == 1:
             return 0.0
-        per_chip = [sum(c.ici_bytes * self._runs(c) for c in st.ops) for st in self.stages]
+        per_chip = list(self.stage_ici_bytes)
         for phase in self.workload.phases:
             runs = phase.repeat * self.micro_batches
             for k, b in enumerate(self.boundaries[phase.name]):
@@ -254,7 +254,7 @@ class SystemResult(Rates):
                 {"stage": s, "chips": [s * tp + r for r in range(tp)], "busy_s": self.stage_busy_s[s],
                  "utilization": self.stage_utilization[s],
                  "hbm_bytes_per_chip": sum(c.traffic.total(Level.HBM) * self._runs(c) for c in st.ops),
-                 "ici_bytes_per_chip": sum(c.ici_bytes * self._runs(c) for c in st.ops)}
+                 "ici_bytes_per_chip": self.stage_ici_bytes[s]}
                 for s, st in enumerate(self.stages)
             ],
         }

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 from archsim.config.schema import HardwareConfig
 from archsim.config.system import RingTopology, SwitchTopology, TorusTopology
-from archsim.hw.energy import scale_factor
+from archsim.hw.energy import EnergyModel
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Topology(ABC):
         self.links = hw.ici.links
         self.link_bandwidth = hw.ici.link_bandwidth
         self.alpha = hw.ici.link_latency
-        self.energy_per_byte = hw.ici.energy_per_byte * scale_factor(hw, hw.ici.stated_at, "energy")
+        self.energy_per_byte = EnergyModel.of(hw).ici
 
     @abstractmethod
     def hops(self, a: int, b: int) -> int:

@@ -46,7 +46,7 @@ def trace_events(result: SystemResult) -> list[dict]:
             for s, stage in enumerate(result.stages):
                 start = max(ready, stage_free[s])
                 ops = [c for c in stage.ops if c.phase == phase.name]
-                length = sum(c.latency_s * c.copies for c in ops) * 1e6
+                length = stage.phase_times.get(phase.name, (phase.repeat, 0.0))[1] * 1e6
                 for rank in range(p.tensor):
                     events.append({"ph": "X", "pid": 0, "tid": chip_tid(s, rank), "name": f"{phase.name} mb{mb}",
                                    "ts": start, "dur": length})
