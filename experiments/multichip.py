@@ -1,6 +1,6 @@
 """TPUv4i and CIM-TPU Designs A and B on 1, 2 and 4 chips in a pipeline-parallel ring.
 
-    python experiments/multichip.py [--out multichip-results] [--chips 1 2 4 8]
+    python experiments/multichip.py --out DIR [--chips 1 2 4 8]
 
 The CIM-TPU study's multi-chip setting (REFERENCE.md section 2: "1, 2 and 4 TPUs, pipeline
 parallel, ring topology"): each workload's layers (or, for one layer, its ops) split over the
@@ -36,11 +36,11 @@ def mapping(chips: int, micro_batches: int) -> list[str]:
             f"system.parallelism.micro_batches={micro_batches}"]
 
 
-def best_run(config: str, file: str, wsets: list[str], chips: int, micro_batches: list[int]):
+def best_run(config: str, file: str, wsets: list[str], chips: int, micro_batches: list[int], hw_sets=()):
     """The fastest feasible mapping over the micro-batch counts (else the first's reason)."""
     results = []
     for m in micro_batches:
-        hw = load_hardware(ROOT / "hw_configs" / config, parse_overrides(mapping(chips, m)))
+        hw = load_hardware(ROOT / "hw_configs" / config, parse_overrides([*hw_sets, *mapping(chips, m)]))
         results.append((SystemSimulator(hw).run(load_workload(ROOT / "workloads" / file, parse_overrides(wsets), hw=hw)), m))
     feasible = [(r.latency_s, m, r) for r, m in results if r.feasible]
     if not feasible:
@@ -90,7 +90,7 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("multichip-results"))
+    parser.add_argument("--out", type=Path, required=True, help="folder for multichip.csv and multichip.md")
     parser.add_argument("--chips", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--micro-batches", type=int, nargs="+", default=[1, 2, 4, 8])
     args = parser.parse_args(argv)
