@@ -307,31 +307,42 @@ def findings(designs: pd.DataFrame, attr: pd.DataFrame, multi: pd.DataFrame) -> 
     return out
 
 
-def plot_designs(designs: pd.DataFrame, path):
+PAPER_LINES = {"GPT-3-30B prefill": [("LLM, up to", PAPER["llm_best"])],
+               "GPT-3-30B decode": [("decode", PAPER["decode_a"]), ("LLM, up to", PAPER["llm_best"])],
+               "DiT-XL/2 block": [("DiT block", PAPER["dit_block_b"]), ("DiT, up to", PAPER["dit_best"])]}
+
+
+def plot_designs(designs: pd.DataFrame, attr: pd.DataFrame, path):
+    """Latency change of every design under both fold models, and MXU energy under each accounting."""
     import matplotlib.pyplot as plt
 
     wls = list(dict.fromkeys(designs.workload))
-    fig, axes = plt.subplots(1, len(wls), figsize=(4.6 * len(wls), 3.8), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(wls) + 1, figsize=(4.2 * (len(wls) + 1), 0.32 * designs.design.nunique() + 2.2),
+                             squeeze=False, layout="constrained")
     for ax, wl in zip(axes[0], wls):
         g = designs[designs.workload == wl]
-        for r in g.itertuples():
-            xs = [r.latency_change_pipelined * 100, r.latency_change_scalesim * 100]
-            ax.plot(xs, [r.mxu_energy_reduction] * 2, "-", color="0.7", lw=1)
-            ax.scatter(xs[0], r.mxu_energy_reduction, color="C0" if "Design" not in r.design else "C3", zorder=3)
-            ax.scatter(xs[1], r.mxu_energy_reduction, facecolor="none", edgecolor="C0", zorder=3)
-            ax.annotate(r.design.replace(" (Design ", " (").replace(")", ")"), (xs[0], r.mxu_energy_reduction),
-                        fontsize=6, xytext=(3, 3), textcoords="offset points")
-        if wl == "DiT-XL/2 block":
-            ax.scatter(PAPER["dit_block_b"] * 100, PAPER["dit_block_b_mxu"], marker="*", s=120, color="k", label="paper, Design B")
-        if wl == "GPT-3-30B decode":
-            ax.axvline(PAPER["decode_a"] * 100, color="k", ls="--", lw=1, label="paper, Design A")
-        ax.axvline(0, color="0.5", lw=0.8)
+        y = np.arange(len(g))
+        ax.barh(y - 0.2, g.latency_change_pipelined * 100, 0.4, label="vs pipelined folds")
+        ax.barh(y + 0.2, g.latency_change_scalesim * 100, 0.4, label="vs SCALE-Sim folds")
+        for i, (name, value) in enumerate(PAPER_LINES.get(wl, [])):
+            ax.axvline(value * 100, color="k", ls=("--", ":")[i % 2], lw=1, label=f"paper: {name} {value * 100:+.1f}%")
+        ax.axvline(0, color="0.4", lw=0.8)
+        ax.set_yticks(y, labels=g.design, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("latency change vs TPUv4i (%)")
         ax.set_title(wl)
-        ax.set_xlabel("latency vs TPUv4i (%)  filled: pipelined folds, open: SCALE-Sim")
-        ax.set_ylabel("MXU energy reduction (x)")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=6)
+    ax = axes[0][-1]
+    energy = attr[attr.metric == "mxu"].pivot_table(index="target", columns="variant", values="archsim", sort=False)
+    energy.plot.barh(ax=ax, logx=True, width=0.8, fontsize=7)
+    papers = attr[attr.metric == "mxu"].drop_duplicates("target").set_index("target").paper
+    ax.scatter(papers.reindex(energy.index), np.arange(len(energy)), marker="*", s=90, color="k", zorder=5, label="paper")
+    ax.invert_yaxis()
+    ax.set_ylabel("")
+    ax.set_xlabel("MXU energy reduction vs TPUv4i (x, log)")
+    ax.set_title("MXU energy, by accounting")
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     return c.save_figure(fig, path)
 
 
@@ -370,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     c.write_csv(space, out / "cim_tpu_designs.csv")
     c.write_csv(multi, out / "cim_tpu_multichip.csv")
     c.write_csv(attr, out / "cim_tpu_attribution.csv")
-    plot_designs(space, out / "cim_tpu_design_space.png")
+    plot_designs(space, attr, out / "cim_tpu_design_space.png")
     plot_multichip(multi, out / "cim_tpu_multichip.png")
     text = "\n\n".join([
         "## CIM-TPU (DATE 2025): archsim against the paper",
