@@ -73,6 +73,10 @@ def summarize_phase(phase: Phase) -> PhaseSummary:
         for t in op.inputs:
             if t.name in seen:
                 continue
+            if isinstance(op, ops.EmbeddingLookup) and t.role is Role.WEIGHT:
+                # A lookup reads only its rows of the table (a tied head reading all of it counts it again).
+                weights += min(1.0, op.rows / t.shape[0]) * t.total_bytes
+                continue
             seen.add(t.name)
             if t.role in (Role.WEIGHT, Role.CONSTANT):
                 weights += t.total_bytes
