@@ -208,8 +208,12 @@ def plot_pareto(frame: pd.DataFrame, path):
         ax.scatter([], [], color=col, label=s, s=15)
     for h, mk in markers.items():
         ax.scatter([], [], marker=mk, color="grey", label=h, s=15)
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())  # minor labels overlap on a one-decade axis
     ax.set_xlabel("generation latency (ms)")
     ax.set_ylabel("energy (J)")
     ax.grid(alpha=0.3, which="both")
