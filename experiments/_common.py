@@ -85,7 +85,7 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 
 def pct(new: float, old: float) -> str:
-    """The change from ``old`` to ``new`` as a signed percentage: -33.8% is 33.8% faster."""
+    """The change from ``old`` to ``new`` as a signed percentage: a latency of -33.8% takes 33.8% less time."""
     return f"{(new / old - 1) * 100:+.1f}%"
 
 

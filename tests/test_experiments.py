@@ -31,8 +31,12 @@ def test_cim_tpu_writes_its_tables_and_figures(cim_out):
                  "cim_tpu_design_space.png", "cim_tpu_multichip.png"):
         assert (cim_out / name).stat().st_size > 0, name
     text = (cim_out / "cim_tpu.md").read_text()
-    assert "| LLM decode, CIM-TPU: latency | -29.9% |" in text
-    assert "### Findings" in text and "lies between the two" in text
+    designs = pd.read_csv(cim_out / "cim_tpu_designs.csv")
+    decode = designs[(designs.workload == "GPT-3-30B decode") & (designs.grid == "16x8") & (designs["count"] == 4)].iloc[0]
+    # The headline row carries this run's figures, not only the paper's.
+    assert (f"| LLM decode, CIM-TPU: latency | -29.9% | {decode.latency_change_pipelined * 100:+.1f}% | "
+            f"{decode.latency_change_scalesim * 100:+.1f}% |") in text
+    assert "### Findings" in text and "decode latency changes by" in text
 
 
 def test_cim_tpu_per_mac_energy_is_bounded_by_the_macro_ratio(cim_out):
@@ -81,7 +85,6 @@ def test_codesign_pairs_and_front(codesign_out):
         assert not dominated.any()
     text = (codesign_out / "codesign.md").read_text()
     assert "### Pareto front over latency, energy and MACs computed" in text
-    assert frame[frame.pareto_fidelity].schedule.eq("none").any()  # no caching: the most faithful point
     assert (codesign_out / "codesign_pareto.png").stat().st_size > 0
 
 
