@@ -6,8 +6,6 @@ atomically (a study interrupted half-way never leaves a half-written file)."""
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pandas as pd
 from archsim.api import load_hardware, load_workload
 from archsim.config.loader import parse_overrides
 from archsim.config.schema import HardwareConfig
+from archsim.fileio import atomic_write
 from archsim.ir.graph import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +22,10 @@ HW_DIR = ROOT / "hw_configs"
 WORKLOAD_DIR = ROOT / "workloads"
 # The chips every study compares (REFERENCE.md section 2): the baseline and the paper's designs.
 CHIPS = {"TPUv4i": "tpuv4i.yaml", "CIM Design A": "cim_design_a.yaml", "CIM Design B": "cim_design_b.yaml"}
+# [CIM] Table IV: CIM-MXU grid {8x8, 16x8, 16x16} x CIM-MXU count {2, 4, 8}, as overrides of
+# cim_tpu.yaml; the named points are Designs A and B and the iso-MAC CIM-TPU itself.
+TABLE_IV = tuple((grid, count) for grid in ((8, 8), (16, 8), (16, 16)) for count in (2, 4, 8))
+NAMED_DESIGNS = {((8, 8), 4): "Design A", ((16, 8), 8): "Design B", ((16, 8), 4): "CIM-TPU"}
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -39,26 +42,20 @@ def chip(config: str, *sets: str) -> HardwareConfig:
     return load_hardware(HW_DIR / config, parse_overrides(list(sets)))
 
 
+def cim_sets(grid, count) -> tuple[str, ...]:
+    """The overrides of cim_tpu.yaml for a CIM-MXU grid and count."""
+    return (f"mxu.cim.grid=[{grid[0]}, {grid[1]}]", f"mxu.count={count}")
+
+
 def workload(file: str, *sets: str, hw: HardwareConfig | None = None) -> Workload:
     """A bundled workload (file name under workloads/) with overrides, lowered for ``hw``."""
     return load_workload(WORKLOAD_DIR / file, parse_overrides(list(sets)), hw=hw)
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write a file whole or not at all: a temporary file beside it, then a rename."""
+    """Write a file whole or not at all (archsim's atomic writer), creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from a shared group
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data.encode() if isinstance(data, str) else data))
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:

@@ -37,17 +37,14 @@ WORKLOAD = "dit_xl_2.yaml"
 WSETS = ("batch=8", "precision={weights: int8, activations: int8, kv: int8}")  # the CIM-TPU study's
 SCHEDULES = ["none", "reuse", "reuse:period=3", "icc", "icc:period=3", "icc:period=3,rank=64", "toca",
              "duca", "taylorseer", "taylorseer:interval=6", "speca", "l2c"]
-GRIDS, COUNTS = ((8, 8), (16, 8), (16, 16)), (2, 4, 8)  # [CIM] Table IV
-NAMED = {((8, 8), 4): "Design A", ((16, 8), 8): "Design B", ((16, 8), 4): "CIM-TPU"}  # [CIM]
 
 
 def hardware(quick: bool) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Label -> (config, overrides): TPUv4i and the Table IV designs."""
-    designs = list(NAMED) if quick else [(g, n) for g in GRIDS for n in COUNTS]
     out = {"TPUv4i": ("tpuv4i.yaml", ())}
-    for grid, count in designs:
-        label = f"{count}x CIM {grid[0]}x{grid[1]}" + (f" ({NAMED[(grid, count)]})" if (grid, count) in NAMED else "")
-        out[label] = ("cim_tpu.yaml", (f"mxu.cim.grid=[{grid[0]}, {grid[1]}]", f"mxu.count={count}"))
+    for grid, count in list(c.NAMED_DESIGNS) if quick else c.TABLE_IV:
+        name = c.NAMED_DESIGNS.get((grid, count))
+        out[f"{count}x CIM {grid[0]}x{grid[1]}" + (f" ({name})" if name else "")] = ("cim_tpu.yaml", c.cim_sets(grid, count))
     return out
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import cache
 
 import _common as c
 import multichip
@@ -47,8 +48,6 @@ WORKLOADS = {"GPT-3-30B prefill": "gpt3_30b_layer_prefill.yaml", "GPT-3-30B deco
              "DiT-XL/2 block": "dit_xl_2_block_512.yaml"}
 LLM = ("GPT-3-30B prefill", "GPT-3-30B decode")
 FOLDS = ("pipelined", "scalesim")  # the systolic baseline's two fold models
-GRIDS, COUNTS = ((8, 8), (16, 8), (16, 16)), (2, 4, 8)  # [CIM] Table IV
-NAMED = {((8, 8), 4): "Design A", ((16, 8), 8): "Design B", ((16, 8), 4): "CIM-TPU"}  # [CIM]
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ class Point:
     attn_context_util: float  # of attention's P x V GEMMs (N = head dimension)
 
 
+@cache  # the attribution table re-asks for points the design space computed
 def evaluate(config: str, file: str, *sets: str) -> Point:
     hw = c.chip(config, *sets)
     result = simulate(hw, c.workload(file, hw=hw))
@@ -72,12 +72,8 @@ def evaluate(config: str, file: str, *sets: str) -> Point:
 
 
 def design_label(grid, count) -> str:
-    name = NAMED.get((tuple(grid), count))
+    name = c.NAMED_DESIGNS.get((tuple(grid), count))
     return f"{count} x {grid[0]}x{grid[1]}" + (f" ({name})" if name else "")
-
-
-def cim_sets(grid, count) -> tuple[str, ...]:
-    return (f"mxu.cim.grid=[{grid[0]}, {grid[1]}]", f"mxu.count={count}")
 
 
 def design_space(workloads: dict[str, str], designs) -> pd.DataFrame:
@@ -85,7 +81,7 @@ def design_space(workloads: dict[str, str], designs) -> pd.DataFrame:
     for label, file in workloads.items():
         base = {fold: evaluate("tpuv4i.yaml", file, f"mxu.fold_model={fold}") for fold in FOLDS}
         for grid, count in designs:
-            p = evaluate("cim_tpu.yaml", file, *cim_sets(grid, count))
+            p = evaluate("cim_tpu.yaml", file, *c.cim_sets(grid, count))
             rows.append({"workload": label, "design": design_label(grid, count), "grid": f"{grid[0]}x{grid[1]}",
                          "count": count, "latency_s": p.latency_s, "mxu_energy_j": p.mxu_j, "energy_j": p.energy_j,
                          **{f"tpuv4i_{f}_latency_s": base[f].latency_s for f in FOLDS},
@@ -148,7 +144,7 @@ def attribution(workloads: dict[str, str], variants: dict) -> pd.DataFrame:
             if moves not in ("both", metric):
                 continue
             base = evaluate("tpuv4i.yaml", workloads[wl], *base_sets)
-            cim = evaluate("cim_tpu.yaml", workloads[wl], *cim_sets(grid, count), *cim_extra)
+            cim = evaluate("cim_tpu.yaml", workloads[wl], *c.cim_sets(grid, count), *cim_extra)
             if metric == "latency":
                 value = cim.latency_s / base.latency_s - 1
             else:
@@ -380,9 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     args = c.parser(__doc__).parse_args(argv)
     if args.quick:  # two workloads, the named designs, 1 and 2 chips
         workloads = {k: WORKLOADS[k] for k in ("GPT-3-30B decode", "DiT-XL/2 block")}
-        designs, chips, micro, variants = list(NAMED), [1, 2], [1, 2], VARIANTS
+        designs, chips, micro, variants = list(c.NAMED_DESIGNS), [1, 2], [1, 2], VARIANTS
     else:
-        workloads, designs, chips, micro, variants = WORKLOADS, [(g, n) for g in GRIDS for n in COUNTS], [1, 2, 4], [1, 2, 4, 8], VARIANTS
+        workloads, designs, chips, micro, variants = WORKLOADS, c.TABLE_IV, [1, 2, 4], [1, 2, 4, 8], VARIANTS
     space = design_space(workloads, designs)
     multi = multichip_rows(workloads, chips, micro)
     attr = attribution(workloads, variants)

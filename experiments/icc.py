@@ -15,14 +15,15 @@ steps instead of 50 and 35 (a step's cost does not depend on the step count). In
 from __future__ import annotations
 
 import sys
+from functools import cache
 
 import _common as c
 import pandas as pd
-import yaml
 
 from archsim.api import simulate
 from archsim.hw.memory import Level
 from archsim.ir.summary import summarize
+from archsim.workloads.base import load_spec
 from archsim.workloads.schedules import parse_schedule
 
 WORKLOAD = "dit_xl_2.yaml"
@@ -54,10 +55,11 @@ CATEGORIES = {
 UNCACHED = ["attention core", "adaLN projections", "norms, GELU, residuals", "embeddings, final layer"]
 
 
+@cache
 def samples_per_image() -> int:
     """Network evaluations per image and step: CFG doubles the batch (REFERENCE.md section 4)."""
-    spec = yaml.safe_load((c.WORKLOAD_DIR / WORKLOAD).read_text())
-    return spec["batch"] * (2 if spec.get("cfg") else 1)
+    spec = load_spec(c.WORKLOAD_DIR / WORKLOAD)
+    return spec.batch * (2 if spec.cfg else 1)
 
 
 def label(steps: int, schedule: str) -> str:

@@ -15,13 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import _common as c
 import pandas as pd
 
-from archsim.api import SystemSimulator, load_hardware, load_workload
-from archsim.config.loader import parse_overrides
+from archsim.api import SystemSimulator
 
-ROOT = Path(__file__).resolve().parent.parent
-CHIPS = {"TPUv4i": "tpuv4i.yaml", "CIM Design A": "cim_design_a.yaml", "CIM Design B": "cim_design_b.yaml"}
 WORKLOADS = {  # label -> (file, workload overrides)
     "GPT-3-30B layer, prefill 8x1024": ("gpt3_30b_layer_prefill.yaml", []),
     "GPT-3-30B layer, decode (256th token)": ("gpt3_30b_layer_decode.yaml", []),
@@ -40,8 +38,8 @@ def best_run(config: str, file: str, wsets: list[str], chips: int, micro_batches
     """The fastest feasible mapping over the micro-batch counts (else the first's reason)."""
     results = []
     for m in micro_batches:
-        hw = load_hardware(ROOT / "hw_configs" / config, parse_overrides([*hw_sets, *mapping(chips, m)]))
-        results.append((SystemSimulator(hw).run(load_workload(ROOT / "workloads" / file, parse_overrides(wsets), hw=hw)), m))
+        hw = c.chip(config, *hw_sets, *mapping(chips, m))
+        results.append((SystemSimulator(hw).run(c.workload(file, *wsets, hw=hw)), m))
     feasible = [(r.latency_s, m, r) for r, m in results if r.feasible]
     if not feasible:
         return results[0]
@@ -52,7 +50,7 @@ def best_run(config: str, file: str, wsets: list[str], chips: int, micro_batches
 def rows(chip_counts: list[int], micro_batches: list[int]) -> list[dict]:
     out = []
     for label, (file, wsets) in WORKLOADS.items():
-        for chip, config in CHIPS.items():
+        for chip, config in c.CHIPS.items():
             single = None
             for n in chip_counts:
                 result, m = best_run(config, file, wsets, n, micro_batches)

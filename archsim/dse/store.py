@@ -8,13 +8,13 @@ table (one row per point key), rewritten atomically at the end of each run.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pandas as pd
 
 from archsim.errors import ArchsimError
+from archsim.fileio import atomic_write
 
 RESULTS = "results.parquet"
 
@@ -72,16 +72,10 @@ class ResultStore:
 
 
 def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}.parquet"
     try:
-        frame.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     except OSError as exc:
         raise StoreError(f"{path}: cannot write results: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)  # after os.replace it is gone; after an error or Ctrl-C, cleaned
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
