@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from archsim.config.loader import Override, load_hardware
+from archsim.config.loader import Override, load_hardware, parse_overrides
 from archsim.config.schema import HardwareConfig
 from archsim.config.system import SystemConfig
 from archsim.dtypes import DType
@@ -41,10 +41,13 @@ def simulate(hw: HardwareConfig, workload: Workload) -> RunResult | SystemResult
     return SystemSimulator(hw).run(workload) if is_system(hw) else Simulator(hw).run(workload)
 
 
-def load_workload(path: str | Path, overrides: Sequence[Override] = (), hw: HardwareConfig | None = None) -> Workload:
-    """A workload file lowered for one chip of ``hw``'s parallel mapping (a plain chip: as is)."""
+def load_workload(path: str | Path, overrides: Sequence[Override] | Sequence[str] = (),
+                  hw: HardwareConfig | None = None) -> Workload:
+    """A workload file lowered for one chip of ``hw``'s parallel mapping (a plain chip: as is).
+    ``overrides`` are ``Override`` objects or ``"key.path=value"`` strings, as for hardware."""
     lowering = _workloads.Lowering.of(hw) if hw is not None else _workloads.Lowering()
-    return _workloads.load_workload(path, overrides, lowering)
+    parsed = [o if isinstance(o, Override) else parse_overrides([o])[0] for o in overrides]
+    return _workloads.load_workload(path, parsed, lowering)
 
 
 def gemm_workload(m: int, k: int, n: int, dtype: DType = DType.INT8) -> Workload:

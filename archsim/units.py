@@ -158,8 +158,10 @@ def _parse_unit_expression(text: str) -> tuple[Fraction, Dim]:
     return factor, dim
 
 
+@lru_cache(maxsize=4096)
 def parse_quantity_exact(text: str) -> tuple[Fraction, Dim]:
-    """Parse "614 GB/s" into (exact SI value, dimension)."""
+    """Parse "614 GB/s" into (exact SI value, dimension). Cached: a sweep validates the same
+    strings at every design point (errors are raised, never cached)."""
     match = _QUANTITY_RE.match(text)
     if not match:
         raise UnitError(f"{text!r} is not a number followed by a unit")

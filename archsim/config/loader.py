@@ -67,9 +67,7 @@ class Layered:
 
     def copy(self, overrides: Sequence[Override] = ()) -> "Layered":
         """An independent copy, with ``overrides`` applied."""
-        copy = Layered()
-        copy.merge(self.data, "")
-        copy.origin = dict(self.origin)
+        copy = Layered(_plain_copy(self.data), dict(self.origin))
         for override in overrides:
             copy.set(override)
         return copy

@@ -52,6 +52,7 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
         base_set = tuple((".".join(o.path), o.text) for o in global_overrides)
         combos = spec.combinations()
         _check_axes(file, layered, spec)
+        ids = {ref: _workload_id(*ref) for ref in refs}  # built once per file, not per point
         for path, _ in (combos[0] if combos else ()):
             if path not in fields:
                 fields.append(path)
@@ -61,7 +62,7 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
                 continue
             configs += 1
             for w, w_over in refs:
-                w_id = _workload_id(w, w_over)
+                w_id = ids[w, w_over]
                 key = point_key(base_digest, combo, w_id, ())
                 points.setdefault(key, Point(key, str(file), combo, w, w_over, "point", w_id, base_set))
         if spec.baseline:
@@ -72,7 +73,7 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
             validate_layered(HardwareConfig, b_layered, str(baseline))
             b_digest = digest({k: v for k, v in b_layered.data.items() if k not in ("sweep", "description")})
             for w, w_over in refs:
-                w_id = _workload_id(w, w_over)
+                w_id = ids[w, w_over]
                 key = point_key(b_digest, (), w_id, ())
                 if key not in points and w == refs[0][0]:
                     configs += 1

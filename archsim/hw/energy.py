@@ -95,14 +95,12 @@ class EnergyModel:
         weight_write_bytes: float = 0.0,
         vector: VectorWork = VectorWork(0, 0),
     ) -> Energy:
-        memory = {
-            level.value: getattr(traffic, f"{level.value}_read") * self.read.get(level, 0.0)
-            + getattr(traffic, f"{level.value}_write") * self.write.get(level, 0.0)
-            for level in Level
-        }
+        read, write = self.read, self.write
+        vmem, cmem, hbm = (traffic.read(lv) * read.get(lv, 0.0) + traffic.write(lv) * write.get(lv, 0.0)
+                           for lv in (Level.VMEM, Level.CMEM, Level.HBM))
         return Energy(
             mxu=macs * self.mac[dtype] + weight_write_bytes * self.weight_write if macs else 0.0,
             vpu=vector.alu * self.vpu_alu + vector.special * self.vpu_special,
+            vmem=vmem, cmem=cmem, hbm=hbm,
             static=self.static_power * latency_s,
-            **memory,
         )

@@ -20,6 +20,7 @@ Placement policy ``capacity_greedy`` (the default; policies are a registry):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import StrEnum
 from typing import Callable
 
@@ -50,10 +51,24 @@ class Traffic(Additive):
 
     @staticmethod
     def of(level: Level, read: float = 0.0, write: float = 0.0) -> "Traffic":
-        return Traffic(**{f"{level.value}_read": read, f"{level.value}_write": write})
+        if level is Level.VMEM:
+            return Traffic(read, write)
+        if level is Level.CMEM:
+            return Traffic(0.0, 0.0, read, write)
+        return Traffic(0.0, 0.0, 0.0, 0.0, read, write)
+
+    def read(self, level: Level) -> float:
+        return getattr(self, _READ[level])
+
+    def write(self, level: Level) -> float:
+        return getattr(self, _WRITE[level])
 
     def total(self, level: Level) -> float:
-        return getattr(self, f"{level.value}_read") + getattr(self, f"{level.value}_write")
+        return getattr(self, _READ[level]) + getattr(self, _WRITE[level])
+
+
+_READ = {level: f"{level.value}_read" for level in Level}
+_WRITE = {level: f"{level.value}_write" for level in Level}
 
 
 ZERO_TRAFFIC = Traffic()
@@ -70,7 +85,7 @@ class Placement:
         return self.home[tensor.name]
 
 
-_POLICIES: dict[str, Callable[[HardwareConfig, Workload], list[Placement]]] = {}
+_POLICIES: dict[str, Callable[[HardwareConfig, Workload], tuple[Placement, ...]]] = {}
 
 
 def register_placement(name: str):
@@ -81,7 +96,7 @@ def register_placement(name: str):
     return decorate
 
 
-def place(hw: HardwareConfig, workload: Workload, policy: str = "capacity_greedy") -> list[Placement]:
+def place(hw: HardwareConfig, workload: Workload, policy: str = "capacity_greedy") -> tuple[Placement, ...]:
     """Candidate placements, distinct, in the policy's order of preference."""
     try:
         return _POLICIES[policy](hw, workload)
@@ -97,8 +112,10 @@ class _Usage:
     seen: bool = False
 
 
+@lru_cache(maxsize=32)
 def _usage(workload: Workload) -> tuple[dict[str, _Usage], list[tuple[dict[str, float], int]]]:
-    """Per-tensor traffic, and per op its activation bytes and execution count."""
+    """Per-tensor traffic, and per op its activation bytes and execution count. It depends on
+    the workload alone, so every design point of a sweep shares it (read-only)."""
     tensors = workload.tensors()
     usage = {name: _Usage(t) for name, t in tensors.items()}
     op_activations = []
@@ -152,8 +169,13 @@ def _activations_in(op_activations, budget: float) -> tuple[set[str], float]:
 
 
 @register_placement("capacity_greedy")
-def capacity_greedy(hw: HardwareConfig, workload: Workload) -> list[Placement]:
-    capacity = hw.cmem.capacity if hw.cmem is not None else 0.0
+def capacity_greedy(hw: HardwareConfig, workload: Workload) -> tuple[Placement, ...]:
+    # the plans read nothing of the chip but its two capacities: design points share them
+    return _capacity_greedy(workload, hw.cmem.capacity if hw.cmem is not None else 0.0, hw.hbm.capacity)
+
+
+@lru_cache(maxsize=1024)
+def _capacity_greedy(workload: Workload, capacity: float, hbm_capacity: float) -> tuple[Placement, ...]:
     usage, op_activations = _usage(workload)
 
     acts_a, reserve = _activations_in(op_activations, capacity)
@@ -162,33 +184,36 @@ def capacity_greedy(hw: HardwareConfig, workload: Workload) -> list[Placement]:
     acts_b, _ = _activations_in(op_activations, capacity - sum(usage[n].tensor.total_bytes for n in promoted_b))
     plans = []
     for acts, promoted in ((acts_a, promoted_a), (acts_b, promoted_b), (acts_a, set())):
-        plan = _plan(hw, workload, usage, acts, promoted)
+        plan = _plan(hbm_capacity, usage, op_activations, acts, promoted)
         if plan not in plans:
             plans.append(plan)
-    return plans
+    return tuple(plans)
 
 
-def _plan(hw: HardwareConfig, workload: Workload, usage, in_cmem: set[str], promoted: set[str]) -> Placement:
+def _plan(hbm_capacity: float, usage, op_activations, in_cmem: set[str], promoted: set[str]) -> Placement:
     home = {name: Level.CMEM if name in in_cmem or name in promoted else Level.HBM for name in usage}
     preload = tuple(sorted((usage[n].tensor for n in promoted if not usage[n].born_on_chip), key=lambda t: t.name))
     in_hbm = [u.tensor for u in usage.values() if u.tensor.role.persistent
               and not (u.tensor.name in promoted and u.born_on_chip)]
-    needed = sum(t.total_bytes for t in in_hbm) + _peak_hbm_activations(workload, home)
-    if needed > hw.hbm.capacity:
-        missing = needed - hw.hbm.capacity
+    needed = sum(t.total_bytes for t in in_hbm) + _peak_hbm_activations(op_activations, home)
+    if needed > hbm_capacity:
+        missing = needed - hbm_capacity
         reason = (
             f"needs {format_quantity(needed, SIZE)} of HBM (weights, caches and spilled "
-            f"activations) but HBM holds {format_quantity(hw.hbm.capacity, SIZE)}: "
+            f"activations) but HBM holds {format_quantity(hbm_capacity, SIZE)}: "
             f"{format_quantity(missing, SIZE)} missing"
         )
         return Placement(home, preload, False, reason)
     return Placement(home, preload, True)
 
 
-def _peak_hbm_activations(workload: Workload, home: dict[str, Level]) -> float:
+def _peak_hbm_activations(op_activations, home: dict[str, Level]) -> float:
     peak = 0.0
-    for phase in workload.phases:
-        for op in phase.graph.ops():
-            spilled = {t.name: t.bytes for t in op.tensors if not t.role.persistent and home[t.name] is Level.HBM}
-            peak = max(peak, sum(spilled.values()))
+    for activations, _ in op_activations:
+        peak = max(peak, sum(size for name, size in activations.items() if home[name] is Level.HBM))
     return peak
+
+
+def clear_placements() -> None:
+    _usage.cache_clear()
+    _capacity_greedy.cache_clear()

@@ -59,23 +59,116 @@ class Channels:
     bandwidth: tuple[tuple[Level, float], ...]
 
 
+@lru_cache(maxsize=1024)
 def _candidates(dim: int) -> np.ndarray:
+    """Powers of two from 2^_MIN_TILE_EXPONENT, capped at the dimension, ascending."""
     top = max(_MIN_TILE_EXPONENT, math.ceil(math.log2(dim)))
-    sizes = np.minimum(dim, 2 ** np.arange(_MIN_TILE_EXPONENT, top + 1))
-    return np.unique(sizes)
+    return np.array(sorted({min(dim, 2 ** e) for e in range(_MIN_TILE_EXPONENT, top + 1)}), dtype=np.int64)
 
 
-def _refetch(order: str, operand: str, trips: dict[str, np.ndarray]) -> np.ndarray:
-    depends = _DEPENDS[operand]
-    innermost = max(i for i, loop in enumerate(order) if loop in depends)
-    factor = np.ones_like(trips["m"])
-    for loop in order[:innermost]:
-        if loop not in depends:
-            factor = factor * trips[loop]
-    return factor
+def _refetch_exponents() -> np.ndarray:
+    """[order, operand (a, b, c), loop (m, n, k)]: 1 where the operand's tile is fetched again
+    each time that loop advances, i.e. a loop outside the operand's innermost dependent loop
+    that the operand does not depend on."""
+    out = np.zeros((len(ORDERS), 3, 3), dtype=bool)
+    for o, order in enumerate(ORDERS):
+        for i, operand in enumerate("abc"):
+            depends = _DEPENDS[operand]
+            innermost = max(j for j, loop in enumerate(order) if loop in depends)
+            for loop in order[:innermost]:
+                if loop not in depends:
+                    out[o, i, "mnk".index(loop)] = True
+    return out
+
+
+_REFETCH = _refetch_exponents()
+
+
+def _largest_fitting(shape: MatmulShape, acc_bytes_per_element: float, capacity: float):
+    """Candidate (m, k, n) tiles that fit VMEM double-buffered, keeping for each (m, k) tile
+    only the largest fitting n tile. A smaller tile is never chosen over a larger one that
+    fits (every count below is non-increasing in each tile edge, and it has more tiles), so
+    this prunes nothing the search would pick; the candidates stay in (m, k) order."""
+    e = shape.dtype.bytes
+    m, k, n = _candidates(shape.m)[:, None, None], _candidates(shape.k)[None, :, None], _candidates(shape.n)[None, None, :]
+    footprint = 2 * (m * k * e + k * n * e + m * n * acc_bytes_per_element)
+    fitting_n = (footprint <= capacity).sum(axis=2)  # footprint grows with n: fits are a prefix
+    if not fitting_n.any():
+        raise TilingError(
+            f"no tile of the {shape.m}x{shape.k}x{shape.n} matmul fits VMEM "
+            f"({capacity:.0f} B; the smallest needs {footprint.min():.0f} B)"
+        )
+    mi, ki = np.nonzero(fitting_n)
+    return m.ravel()[mi], k.ravel()[ki], n.ravel()[fitting_n[mi, ki] - 1]
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Every candidate tiling in every loop order: arrays are [order, candidate] (read-only)."""
+
+    mt: np.ndarray
+    kt: np.ndarray
+    nt: np.ndarray
+    tiles: np.ndarray  # [candidate]
+    levels: tuple[Level, ...]  # VMEM, then the outer levels in order
+    reads: tuple[np.ndarray, ...]  # per level of ``levels``
+    writes: tuple[np.ndarray, ...]
+    busy_bytes: tuple[np.ndarray, ...]  # reads + writes per level: what its port moves
+    moved: np.ndarray  # bytes moved at every level together
 
 
 @lru_cache(maxsize=4096)
+def _table(
+    shape: MatmulShape,
+    out_bytes_per_element: float,
+    acc_bytes_per_element: float,
+    levels: tuple[Level, Level, Level],
+    array_bytes: tuple[float, float, float],  # the arrays' a reads, b reads and output writes
+    vmem_capacity: float,
+) -> _Table:
+    """The traffic of every candidate: it depends on the shape, the homes, the arrays' operand
+    traffic and VMEM's size, not on any bandwidth, so design points that differ in bandwidths
+    (or in anything the arrays do not see) share it."""
+    e = shape.dtype.bytes
+    mt, kt, nt = _largest_fitting(shape, acc_bytes_per_element, vmem_capacity)
+    trips = np.stack([np.ceil(shape.m / mt), np.ceil(shape.n / nt), np.ceil(shape.k / kt)])  # loops m, n, k
+    tiles = shape.batch * trips[0] * trips[1] * trips[2]
+    # refetch[order, operand, candidate]: the product of the trips of the loops that evict it
+    refetch = np.where(_REFETCH[:, :, :, None], trips[None, None], 1.0).prod(axis=2)
+
+    a_bytes = shape.batch * shape.m * shape.k * e
+    b_bytes = (shape.batch if shape.b_batched else 1) * shape.k * shape.n * e
+    out_bytes = shape.batch * shape.m * shape.n * out_bytes_per_element
+    acc_bytes = shape.batch * shape.m * shape.n * acc_bytes_per_element
+    a_level, b_level, out_level = levels
+    outer_levels = sorted(set(levels))
+    a_reads, b_reads, out_writes = array_bytes
+
+    a_moved = a_bytes * refetch[:, 0]
+    b_moved = b_bytes * refetch[:, 1]
+    spills = acc_bytes * (refetch[:, 2] - 1)
+    zero = np.zeros_like(a_moved)
+    reads = {lv: zero for lv in outer_levels}
+    writes = {lv: zero for lv in outer_levels}
+    reads[a_level] = reads[a_level] + a_moved
+    reads[b_level] = reads[b_level] + b_moved
+    reads[out_level] = reads[out_level] + spills
+    writes[out_level] = writes[out_level] + out_bytes + spills
+    vmem_write = a_moved + b_moved + spills + out_writes
+    vmem_read = out_bytes + spills + a_reads + b_reads
+    moved = vmem_read + vmem_write
+    for lv in outer_levels:
+        moved = moved + reads[lv] + writes[lv]
+    all_reads = (vmem_read, *(reads[lv] for lv in outer_levels))
+    all_writes = (vmem_write, *(writes[lv] for lv in outer_levels))
+    table = _Table(mt, kt, nt, tiles, (Level.VMEM, *outer_levels), all_reads, all_writes,
+                   tuple(r + w for r, w in zip(all_reads, all_writes)), moved)
+    for value in (mt, kt, nt, tiles, moved, *all_reads, *all_writes, *table.busy_bytes):
+        value.flags.writeable = False
+    return table
+
+
+@lru_cache(maxsize=16384)
 def tile_matmul(
     shape: MatmulShape,
     out_bytes_per_element: float,
@@ -84,52 +177,34 @@ def tile_matmul(
     array: ArrayTiming,
     channels: Channels,
 ) -> MatmulTiling:
+    """The candidate whose busiest memory channel is least busy (see the module's doc)."""
+    table = _table(shape, out_bytes_per_element, acc_bytes_per_element, levels,
+                   (array.a_reads, array.b_reads, array.out_writes), channels.vmem_capacity)
     bw = dict(channels.bandwidth)
-    e = shape.dtype.bytes
-    mt, kt, nt = (g.ravel() for g in np.meshgrid(_candidates(shape.m), _candidates(shape.k), _candidates(shape.n), indexing="ij"))
-    footprint = 2 * (mt * kt * e + kt * nt * e + mt * nt * acc_bytes_per_element)
-    fits = footprint <= channels.vmem_capacity
-    if not fits.any():
-        raise TilingError(
-            f"no tile of the {shape.m}x{shape.k}x{shape.n} matmul fits VMEM "
-            f"({channels.vmem_capacity:.0f} B; the smallest needs {footprint.min():.0f} B)"
-        )
-    mt, kt, nt = mt[fits], kt[fits], nt[fits]
-    trips = {"m": np.ceil(shape.m / mt), "n": np.ceil(shape.n / nt), "k": np.ceil(shape.k / kt)}
-    tiles = shape.batch * trips["m"] * trips["n"] * trips["k"]
+    t_mem = table.busy_bytes[0] / bw[Level.VMEM]
+    for lv, busy in zip(table.levels[1:], table.busy_bytes[1:]):
+        t_mem = np.maximum(t_mem, busy / bw[lv])
+    # least busy channel, then fewest bytes, then fewest tiles, then the first order (the
+    # flattening is order-major), then the first candidate
+    keys = (t_mem.ravel(), table.moved.ravel(), np.broadcast_to(table.tiles, t_mem.shape).ravel())
+    o, i = divmod(_first_best(*keys), t_mem.shape[1])
+    traffic = Traffic.total_of(Traffic.of(lv, r[o, i], w[o, i]) for lv, r, w in zip(table.levels, table.reads, table.writes))
+    return MatmulTiling(int(table.mt[i]), int(table.kt[i]), int(table.nt[i]), ORDERS[o], int(table.tiles[i]),
+                        traffic, float(t_mem[o, i]))
 
-    a_bytes = shape.batch * shape.m * shape.k * e
-    b_bytes = (shape.batch if shape.b_batched else 1) * shape.k * shape.n * e
-    out_bytes = shape.batch * shape.m * shape.n * out_bytes_per_element
-    acc_bytes = shape.batch * shape.m * shape.n * acc_bytes_per_element
-    a_level, b_level, out_level = levels
-    outer_levels = sorted(set(levels))
 
-    best = None
-    for order in ORDERS:
-        a_moved = a_bytes * _refetch(order, "a", trips)
-        b_moved = b_bytes * _refetch(order, "b", trips)
-        spills = acc_bytes * (_refetch(order, "c", trips) - 1)
-        reads = {lv: np.zeros_like(mt, dtype=float) for lv in outer_levels}
-        writes = {lv: np.zeros_like(mt, dtype=float) for lv in outer_levels}
-        reads[a_level] = reads[a_level] + a_moved
-        reads[b_level] = reads[b_level] + b_moved
-        reads[out_level] = reads[out_level] + spills
-        writes[out_level] = writes[out_level] + out_bytes + spills
-        vmem_write = a_moved + b_moved + spills + array.out_writes
-        vmem_read = out_bytes + spills + array.a_reads + array.b_reads
-        t_mem = (vmem_read + vmem_write) / bw[Level.VMEM]
-        for lv in outer_levels:
-            t_mem = np.maximum(t_mem, (reads[lv] + writes[lv]) / bw[lv])
-        moved = vmem_read + vmem_write
-        for lv in outer_levels:
-            moved = moved + reads[lv] + writes[lv]
-        i = int(np.lexsort((tiles, moved, t_mem))[0])
-        key = (t_mem[i], moved[i], tiles[i])
-        if best is None or key < best[0]:
-            traffic = Traffic.of(Level.VMEM, vmem_read[i], vmem_write[i])
-            for lv in outer_levels:
-                traffic = traffic + Traffic.of(lv, reads[lv][i], writes[lv][i])
-            tiling = MatmulTiling(int(mt[i]), int(kt[i]), int(nt[i]), order, int(tiles[i]), traffic, float(t_mem[i]))
-            best = (key, tiling)
-    return best[1]
+def _first_best(*keys: np.ndarray) -> int:
+    """The first index with the least first key, ties going to the next keys in turn (a
+    lexicographic argmin; a full sort of every candidate costs 50x more)."""
+    index = np.arange(keys[0].size)
+    for key in keys:
+        values = key[index]
+        index = index[values == values.min()]
+        if index.size == 1:
+            break
+    return int(index[0])
+
+
+def clear_tilings() -> None:
+    tile_matmul.cache_clear()
+    _table.cache_clear()

@@ -7,7 +7,9 @@ movement. The per-element operation counts of vector ops follow from the op's de
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import StrEnum
 from typing import ClassVar
 
@@ -53,6 +55,20 @@ class Op:
     @property
     def tensors(self) -> tuple[Tensor, ...]:
         return self.inputs + self.outputs
+
+    @cached_property
+    def tensor_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tensors)
+
+    @cached_property
+    def signature(self) -> tuple:
+        """Everything that decides the op's cost: its type, its fields but the name and copies,
+        and its tensors' shapes, types and roles. Ops alike but for names (the projections of
+        every decode step) have equal signatures. Cached: the fields are frozen."""
+        fields_ = tuple(getattr(self, f.name) for f in dataclasses.fields(self)
+                        if f.name not in ("name", "inputs", "outputs", "copies"))
+        return (type(self), fields_, tuple((t.shape, t.dtype, t.role) for t in self.inputs),
+                tuple((t.shape, t.dtype, t.role) for t in self.outputs))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 from archsim.dtypes import DType
 
@@ -43,16 +44,17 @@ class Tensor:
         if self.copies < 1:
             raise ValueError(f"tensor {self.name!r}: copies must be at least 1")
 
-    @property
+    # cached: read for every op of every run; the fields are frozen
+    @cached_property
     def elements(self) -> int:
         return math.prod(self.shape)
 
-    @property
+    @cached_property
     def bytes(self) -> float:
         """Bytes of one copy."""
         return self.elements * self.dtype.bytes
 
-    @property
+    @cached_property
     def total_bytes(self) -> float:
         """Bytes of all copies and instances: the storage it takes."""
         return self.bytes * self.copies * self.instances

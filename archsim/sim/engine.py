@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from functools import cached_property
 
@@ -11,8 +10,9 @@ from archsim.dtypes import DType
 from archsim.errors import ArchsimError
 from archsim.hw.energy import Energy, EnergyModel
 from archsim.hw.matrix import MatmulShape, build_matrix_unit
-from archsim.hw.memory import Level, Placement, Traffic, place
-from archsim.hw.tiling import Channels, TilingError, tile_matmul
+from archsim.hw.matrix.base import clear_matrix_units
+from archsim.hw.memory import Level, Placement, Traffic, clear_placements, place
+from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import vector_cycles
 from archsim.ir import ops
@@ -36,7 +36,7 @@ class Simulator:
         self.matrix_unit = build_matrix_unit(hw.mxu, hw.vmem.bandwidth / hw.clock)
         self.energy = EnergyModel.of(hw)
         self.topology = topology_of(hw)
-        self._costs: dict[tuple, OpCost] = {}  # per-execution costs by op signature and placement
+        self._fingerprint = cost_fingerprint(hw)
 
     @cached_property
     def channels(self) -> Channels:
@@ -57,7 +57,7 @@ class Simulator:
             result = self.run_with(workload, placement)
             if not result.feasible:
                 reasons.append(result.reason)
-            elif best is None or (result.latency_s, result.energy.total) < (best.latency_s, best.energy.total):
+            elif best is None or _faster(result, best):
                 best = result
         return best if best is not None else RunResult.infeasible(self.hw, workload, reasons[0])
 
@@ -78,12 +78,13 @@ class Simulator:
 
     def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         """The cost of one execution. Ops alike but for names (the projections of every decode
-        step, the same GEMM under several placements) are costed once."""
-        key = (_signature(op), tuple(placement.level(t) for t in op.tensors))
-        cost = self._costs.get(key)
+        step, the same GEMM under several placements, on chips alike in what costs read) are
+        costed once."""
+        key = (self._fingerprint, op.signature, tuple(map(placement.home.__getitem__, op.tensor_names)))
+        cost = _COSTS.get(key)
         if cost is None:
-            cost = self._costs[key] = self._cost(op, placement, phase, repeat)
-        return dataclasses.replace(cost, phase=phase, name=op.name, repeat=repeat, copies=op.copies)
+            cost = _COSTS.put(key, self._cost(op, placement, phase, repeat))
+        return cost.relabeled(phase, op.name, repeat, op.copies)
 
     def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         if isinstance(op, ops.MatMul):
@@ -200,21 +201,59 @@ class Simulator:
 
 
 
+class _Memo:
+    """A bounded map, oldest entry evicted first. Costs are pure functions of their key, so
+    sharing them across runs changes no result, only the time."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: dict = {}
+
+    def get(self, key):
+        return self._items.get(key)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def put(self, key, value):
+        if len(self._items) >= self.size:
+            del self._items[next(iter(self._items))]
+        self._items[key] = value
+        return value
+
+
+# Distinct (chip, op, placement) costs kept per process: a sweep's design points share the ops
+# of their workloads, and points that differ only in capacities share every cost.
+_COSTS = _Memo(size=200_000)
+
+# Fields no op's cost reads: capacities decide placement and feasibility (the plan), names and
+# sweeps nothing.
+_NOT_IN_COSTS = {"name": True, "description": True, "sweep": True, "cmem": {"capacity"}, "hbm": {"capacity"}}
+
+
+def clear_caches() -> None:
+    """Forget every cost, timing, tiling and placement computed so far (benchmarks time cold
+    runs with it; results never depend on it)."""
+    _COSTS.clear()
+    clear_matrix_units()
+    clear_tilings()
+    clear_placements()
+
+
+def cost_fingerprint(hw: HardwareConfig) -> str:
+    """The content of every config value an op's cost may read (fields in schema order)."""
+    return repr(hw.model_dump(exclude=_NOT_IN_COSTS))
+
+
+def _faster(a: RunResult, b: RunResult) -> bool:
+    """Less time, ties going to less energy (computed only for a tie)."""
+    return a.latency_s < b.latency_s or (a.latency_s == b.latency_s and a.energy.total < b.energy.total)
+
+
 def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:
     """The unit when compute dominates, else the busiest memory level."""
     level, memory_s = max(times.items(), key=lambda kv: kv[1], default=(None, 0.0))
     return unit if compute_s >= memory_s or level is None else level.value
-
-
-def _signature(op: ops.Op) -> tuple:
-    """Everything that decides an op's cost: its type, its fields but the name and copies, and
-    its tensors' shapes, types and roles."""
-    def tensor(t: Tensor) -> tuple:
-        return (t.shape, t.dtype, t.role)
-
-    fields = tuple(getattr(op, f.name) for f in dataclasses.fields(op)
-                   if f.name not in ("name", "inputs", "outputs", "copies"))
-    return (type(op), fields, tuple(map(tensor, op.inputs)), tuple(map(tensor, op.outputs)))
 
 
 def _compute_dtype(a: DType, b: DType) -> DType:

@@ -80,13 +80,13 @@ class RunResult(Rates):
 
     @cached_property
     def traffic(self) -> Traffic:
-        return Traffic.total_of(c.traffic.scaled(c.count) for c in self.ops)
+        return Traffic.weighted_total((c.traffic, c.count) for c in self.ops)
 
     @cached_property
     def energy(self) -> Energy:
         """The ops' dynamic energy, and static power over the run's time (the ops' static
         shares add up to it)."""
-        dynamic = Energy.total_of(c.energy.scaled(c.count) for c in self.ops)
+        dynamic = Energy.weighted_total((c.energy, c.count) for c in self.ops)
         return dataclasses.replace(dynamic, static=self.hw.static_power * self.latency_s)
 
     @cached_property

@@ -155,7 +155,7 @@ class SystemResult(Rates):
     @cached_property
     def traffic(self) -> Traffic:
         """Memory traffic summed over every chip."""
-        per_chip = Traffic.total_of(c.traffic.scaled(self._runs(c)) for stage in self.stages for c in stage.ops)
+        per_chip = Traffic.weighted_total((c.traffic, self._runs(c)) for stage in self.stages for c in stage.ops)
         return per_chip.scaled(self.chips_per_stage)
 
     @cached_property
@@ -186,7 +186,7 @@ class SystemResult(Rates):
 
     @cached_property
     def energy(self) -> Energy:
-        dynamic = Energy.total_of(c.energy.scaled(self._runs(c)) for stage in self.stages for c in stage.ops)
+        dynamic = Energy.weighted_total((c.energy, self._runs(c)) for stage in self.stages for c in stage.ops)
         dynamic = dynamic.scaled(self.chips_per_stage) + Energy(ici=self.boundary_transfers[1])
         return dataclasses.replace(dynamic, static=self.chips * self.hw.static_power * self.latency_s)
 

@@ -67,9 +67,48 @@ def register_matrix_unit(kind: str):
 
 def build_matrix_unit(config, feed_bytes_per_cycle: float | None = None) -> MatrixUnitModel:
     """The model of ``config``'s kind; ``feed_bytes_per_cycle`` is what the scratchpad can feed
-    the units (a mapper may weigh it)."""
+    the units (a mapper may weigh it). Models are shared by content, with their timings: design
+    points whose matrix units are alike (a sweep over memories) reuse every timing."""
     try:
         factory = _KINDS[config.kind]
     except KeyError:
         raise ValueError(f"no matrix-unit model registered for kind {config.kind!r}") from None
-    return factory(config, feed_bytes_per_cycle if feed_bytes_per_cycle is not None else math.inf)
+    feed = feed_bytes_per_cycle if feed_bytes_per_cycle is not None else math.inf
+    key = (repr(config.model_dump()), feed)
+    unit = _BUILT.get(key)
+    if unit is None:
+        if len(_BUILT) >= _BUILT_SIZE:
+            del _BUILT[next(iter(_BUILT))]  # the oldest
+        unit = _BUILT[key] = _Memoised(factory(config, feed))
+    return unit
+
+
+class _Memoised:
+    """A model whose timings are kept: each is a pure function of (shape, output type)."""
+
+    def __init__(self, model: MatrixUnitModel):
+        self.model = model
+        self._timings: dict[tuple[MatmulShape, DType], ArrayTiming] = {}
+
+    def supports(self, dtype: DType) -> bool:
+        return self.model.supports(dtype)
+
+    def __getattr__(self, name: str):  # the model's own attributes (config, ...)
+        if name == "model":  # not yet set (unpickling)
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming:
+        key = (shape, out_dtype)
+        timing = self._timings.get(key)
+        if timing is None:
+            timing = self._timings[key] = self.model.timing(shape, out_dtype)
+        return timing
+
+
+_BUILT: dict[tuple[str, float], _Memoised] = {}
+_BUILT_SIZE = 256
+
+
+def clear_matrix_units() -> None:
+    _BUILT.clear()
