@@ -1,0 +1,227 @@
+"""archsim's benchmark: one command, every figure issue 9 tracks, each beside its target.
+
+    python bench/run.py                      # everything (about 4 minutes on 2 cores)
+    python bench/run.py --quick              # an 800-point sweep instead of 10,000
+    python bench/run.py --record             # also append the figures to bench/history.csv
+    python bench/run.py --scalesim PYTHON    # also time SCALE-Sim v3 (PYTHON of its venv)
+
+Sections:
+1. GEMM evaluations on TPUv4i: distinct shapes (the tiling search included), a recurring
+   shape (the content-hash cache), and ``api.simulate`` from scratch.
+2. Each bundled workload on TPUv4i: simulation time cold (every cache cleared) and warm, and
+   the wall time of the ``archsim run`` command; then the DiT-XL/2 512x512 50-step ICC run,
+   and how simulation time grows with steps (it must not).
+3. A 10,000-point sweep of CIM-TPU designs on DiT-XL/2: serially on a sample, on the process
+   pool and on a local Dask cluster, end to end (planning, evaluation, Parquet, consolidation).
+4. SCALE-Sim v3 on small GEMMs (when ``--scalesim`` or ``ARCHSIM_SCALESIM_PYTHON`` names a
+   Python that has it): its time and archsim's on the same GEMM, the ratio, and both cycle counts.
+
+Times are wall clock, best of several repeats where a figure is small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from archsim.api import gemm_workload, load_hardware, load_workload, simulate
+from archsim.dse.plan import plan_sweep
+from archsim.dse.runner import run_points
+from archsim.dse.store import ResultStore
+from archsim.sim.engine import Simulator, clear_caches
+
+ROOT = Path(__file__).resolve().parent.parent
+HISTORY = Path(__file__).with_name("history.csv")
+ARCHSIM = Path(sys.executable).with_name("archsim")
+# Targets of issue 9 on a 2-core machine
+TARGETS = {"gemm_eval_us": 50.0, "dit_512_icc_50_sim_ms": 100.0, "sweep_10k_s": 60.0}
+SCALESIM_GEMMS = [(8, 8, "ws", 16, 16, 16), (32, 16, "ws", 50, 70, 40), (128, 128, "ws", 64, 64, 64),
+                  (128, 128, "os", 200, 300, 130)]
+
+
+def best_of(fn, repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def cold(fn):
+    def run():
+        clear_caches()
+        fn()
+    return run
+
+
+class Report:
+    def __init__(self):
+        self.figures: dict[str, tuple[float, str]] = {}
+
+    def add(self, name: str, value: float, unit: str, note: str = "") -> None:
+        self.figures[name] = (value, unit)
+        target = TARGETS.get(name)
+        verdict = "" if target is None else f"  (target < {target:g} {unit}: {'met' if value < target else 'MISSED'})"
+        print(f"  {name:<44} {value:>12,.3f} {unit:<8}{verdict}{('  ' + note) if note else ''}", flush=True)
+
+
+def gemms(report: Report) -> None:
+    print("1. GEMM evaluations (TPUv4i, int8)")
+    hw = load_hardware(ROOT / "hw_configs" / "tpuv4i.yaml")
+    rng = random.Random(0)
+    shapes = [(rng.randint(1, 8192), rng.randint(1, 8192), rng.randint(1, 8192)) for _ in range(2000)]
+    workloads = [gemm_workload(*s) for s in shapes]
+    sim = Simulator(hw)
+    clear_caches()
+    elapsed = best_of(cold(lambda: [sim.run(w) for w in workloads]), repeats=2)
+    report.add("gemm_distinct_us", elapsed / len(workloads) * 1e6, "us", "a new shape: tiling search included")
+    report.add("gemm_distinct_per_s", len(workloads) / elapsed, "evals/s")
+    one = workloads[0]
+    sim.run(one)
+    report.add("gemm_eval_us", best_of(lambda: [sim.run(one) for _ in range(1000)]) / 1000 * 1e6, "us",
+               "a shape seen before on a chip alike (cost cache)")
+    report.add("gemm_simulate_from_scratch_us", best_of(lambda: [simulate(hw, one) for _ in range(200)]) / 200 * 1e6,
+               "us", "api.simulate: builds the Simulator too")
+
+
+def workloads(report: Report) -> None:
+    print("2. Bundled workloads on TPUv4i (HBM 64 GiB so that every one fits one chip)")
+    overrides = ["hbm.capacity=64 GiB"]
+    hw = load_hardware(ROOT / "hw_configs" / "tpuv4i.yaml", overrides)
+    for path in sorted((ROOT / "workloads").glob("*.yaml")):
+        workload = load_workload(path)
+        report.add(f"run_{path.stem}_cold_ms", best_of(cold(lambda: simulate(hw, workload)), 3) * 1e3, "ms")
+        report.add(f"run_{path.stem}_warm_ms", best_of(lambda: simulate(hw, workload), 3) * 1e3, "ms")
+        start = time.perf_counter()
+        subprocess.run([str(ARCHSIM), "run", str(ROOT / "hw_configs" / "tpuv4i.yaml"), str(path),
+                        "--set", overrides[0]], check=True, capture_output=True)
+        report.add(f"cli_{path.stem}_wall_s", time.perf_counter() - start, "s", "archsim run, start-up included")
+    dit = ROOT / "workloads" / "dit_xl_2_512.yaml"
+    icc = load_workload(dit, ["steps=50", "schedule=icc"])
+    report.add("dit_512_icc_50_sim_ms", best_of(cold(lambda: simulate(hw, icc)), 3) * 1e3, "ms",
+               "DiT-XL/2 512x512, 50 steps, ICC; cold")
+    for steps in (50, 250, 1000):
+        w = load_workload(dit, [f"steps={steps}", "schedule=icc"])
+        report.add(f"dit_512_icc_{steps}_steps_sim_ms", best_of(cold(lambda: simulate(hw, w)), 3) * 1e3, "ms",
+                   f"{len(w.phases)} phases, {sum(p.repeat for p in w.phases)} executions")
+
+
+def sweep_spec(points: int) -> str:
+    bandwidths = max(1, points // (4 * 5 * 5 * 4))
+    return textwrap.dedent(f"""
+        # {points:,} CIM-TPU designs on one workload (issue 9's sweep benchmark)
+        extends: {ROOT / 'hw_configs' / 'cim_tpu.yaml'}
+        sweep:
+          baseline: null
+          axes:
+            mxu.cim.grid: [[8, 8], [16, 8], [16, 16], [32, 16]]
+            mxu.count: [1, 2, 4, 6, 8]
+            cmem.capacity: [64 MiB, 128 MiB, 256 MiB, 512 MiB, 1 GiB]
+            vmem.capacity: [4 MiB, 8 MiB, 16 MiB, 32 MiB]
+            hbm.bandwidth: {{from: 400 GB/s, to: 2 TB/s, steps: {bandwidths}}}
+          workloads: [{ROOT / 'workloads' / 'dit_xl_2.yaml'}]
+        """)
+
+
+def sweeps(report: Report, points: int, dask: bool) -> None:
+    print(f"3. Sweep: {points:,} CIM-TPU designs x DiT-XL/2 256x256 (50 steps, CFG)")
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "sweep.yaml"
+        spec.write_text(sweep_spec(points))
+        start = time.perf_counter()
+        plan = plan_sweep([spec])
+        report.add("sweep_plan_s", time.perf_counter() - start, "s", f"{len(plan.points):,} points")
+        runs = [("serial", 1, plan.points[:500]), ("pool", 2, plan.points)] + ([("dask", 2, plan.points)] if dask else [])
+        for executor, workers, chosen in runs:
+            clear_caches()
+            store = ResultStore(Path(tmp) / executor)
+            start = time.perf_counter()
+            run_points(chosen, store, executor, workers, progress=False)
+            store.consolidate()
+            wall = time.perf_counter() - start
+            frame = store.frame()
+            bad = int((frame["status"] != "ok").sum())
+            note = f"{len(chosen):,} points, {wall:.1f} s" + (f", {bad} not ok" if bad else "")
+            report.add(f"sweep_{executor}_x{workers}_points_per_s", len(chosen) / wall, "points/s", note)
+            if executor == "pool" and len(chosen) == 10_000:
+                report.add("sweep_10k_s", wall, "s", "process pool, 2 workers, end to end")
+
+
+def scalesim(report: Report, python: str) -> None:
+    print(f"4. SCALE-Sim v3 ({python}) against archsim on the same GEMM (int8, one array, SCALE-Sim's fold model)")
+    driver = Path(__file__).with_name("scalesim_driver.py")
+    for rows, cols, dataflow, m, k, n in SCALESIM_GEMMS:
+        name = f"{rows}x{cols}_{dataflow}_{m}x{k}x{n}"
+        try:
+            out = subprocess.run([python, str(driver), str(rows), str(cols), dataflow, str(m), str(k), str(n)],
+                                 capture_output=True, text=True, timeout=600, check=True)
+        except (subprocess.SubprocessError, OSError) as exc:
+            print(f"  {name}: SCALE-Sim did not finish ({type(exc).__name__})")
+            continue
+        theirs = json.loads(out.stdout.strip().splitlines()[-1])
+        hw = load_hardware(ROOT / "hw_configs" / "tpuv4i.yaml", [
+            "mxu.count=1", f"mxu.rows={rows}", f"mxu.cols={cols}", f"mxu.dataflow={dataflow}",
+            "mxu.fold_model=scalesim", "mxu.pe_macs_per_cycle.int8=1"])
+        sim, workload = Simulator(hw), gemm_workload(m, k, n)
+        ours_s = best_of(cold(lambda: sim.run(workload)), 5)
+        cycles = sim.run(workload).ops[-1].compute_cycles
+        report.add(f"scalesim_{name}_s", theirs["seconds"], "s", f"{theirs['cycles']} cycles")
+        report.add(f"scalesim_{name}_ratio", theirs["seconds"] / ours_s, "x",
+                   f"archsim {ours_s * 1e6:.0f} us cold, {cycles} cycles"
+                   + ("" if cycles == theirs["cycles"] else " (CYCLES DIFFER)"))
+
+
+def record(report: Report) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    new = not HISTORY.exists()
+    with HISTORY.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["date", "commit", "python", "figure", "value", "unit"])
+        for name, (value, unit) in report.figures.items():
+            writer.writerow([datetime.date.today().isoformat(), commit, platform.python_version(), name, f"{value:.6g}", unit])
+    print(f"recorded in {HISTORY}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="an 800-point sweep instead of 10,000")
+    parser.add_argument("--record", action="store_true", help="append the figures to bench/history.csv")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask sweep")
+    parser.add_argument("--scalesim", default=os.environ.get("ARCHSIM_SCALESIM_PYTHON"),
+                        help="the Python of an environment with scalesim==3.0.0")
+    parser.add_argument("--only", choices=["gemm", "workloads", "sweep", "scalesim"], action="append",
+                        help="run only these sections (repeatable)")
+    args = parser.parse_args()
+    print(f"archsim benchmark: Python {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}")
+    report = Report()
+    sections = args.only or ["gemm", "workloads", "sweep", "scalesim"]
+    if "gemm" in sections:
+        gemms(report)
+    if "workloads" in sections:
+        workloads(report)
+    if "sweep" in sections:
+        sweeps(report, 800 if args.quick else 10_000, dask=not args.no_dask)
+    if "scalesim" in sections:
+        if args.scalesim:
+            scalesim(report, args.scalesim)
+        else:
+            print("4. SCALE-Sim v3: skipped (pass --scalesim PYTHON; install it as tests/data/scalesim_v3_runs.md says)")
+    if args.record:
+        record(report)
+
+
+if __name__ == "__main__":
+    main()
