@@ -3,7 +3,11 @@ counted as cost-model evaluations (deterministic), not timed."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archsim.api import gemm_workload, load_hardware, load_workload, simulate
 from archsim.sim.engine import Simulator, clear_caches
@@ -71,3 +75,37 @@ def test_caches_change_no_result():
         warm = simulate(hw, workload)
         assert cold.summary() == warm.summary()
         assert cold.table().equals(warm.table())
+
+
+# Every value an op's cost may read, each with an alternative; capacities too, which decide the
+# placement (and so the levels in the key), not the costs.
+ALTERNATIVES = [
+    "clock=0.94 GHz", "technology.node=22 nm", "mxu.count=2", "mxu.rows=64", "mxu.cols=256", "mxu.dataflow=os",
+    "mxu.fold_model=scalesim", "mxu.pe_macs_per_cycle.int8=2", "mxu.mac_energy.int8=0.5 pJ", "mxu.stated_at=7 nm",
+    "vpu.lanes=512", "vpu.alu_ops_per_lane_per_cycle=1", "vpu.special_cycles_per_op=4", "vpu.alu_op_energy=1 pJ",
+    "vpu.special_op_energy=20 pJ", "vmem.capacity=4 MiB", "vmem.bandwidth=5 TB/s", "vmem.latency=50 ns",
+    "vmem.read_energy=3 pJ/B", "vmem.write_energy=3 pJ/B", "cmem.capacity=32 MiB", "cmem.bandwidth=1 TB/s",
+    "cmem.latency=500 ns", "cmem.read_energy=5 pJ/B", "cmem.write_energy=6 pJ/B", "hbm.capacity=16 GiB",
+    "hbm.bandwidth=1.2 TB/s", "hbm.latency=1 us", "hbm.read_energy=5 pJ/bit", "hbm.write_energy=7 pJ/bit",
+    "static_power=60 W", "ici.link_bandwidth=50 GB/s",
+]
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.sets(st.sampled_from(ALTERNATIVES), max_size=4), st.sets(st.sampled_from(ALTERNATIVES), max_size=4))
+def test_shared_costs_never_leak_between_chips(first, second):
+    """A chip evaluated after another (their costs shared by content) gives the same bits as
+    evaluated alone: the cost key holds every value a cost reads."""
+    workload = _LLM_LAYER()
+    a = load_hardware(TPUV4I, sorted(first))
+    b = load_hardware(TPUV4I, sorted(second))
+    clear_caches()
+    alone = simulate(b, workload).summary()
+    clear_caches()
+    simulate(a, workload)
+    assert simulate(b, workload).summary() == alone
+
+
+@lru_cache(maxsize=1)
+def _LLM_LAYER():
+    return load_workload(ROOT / "workloads" / "gpt3_30b_layer_decode.yaml")

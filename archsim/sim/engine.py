@@ -36,7 +36,7 @@ class Simulator:
         self.matrix_unit = build_matrix_unit(hw.mxu, hw.vmem.bandwidth / hw.clock)
         self.energy = EnergyModel.of(hw)
         self.topology = topology_of(hw)
-        self._fingerprint = cost_fingerprint(hw)
+        self._fingerprint = CostFingerprint.of(hw)
 
     @cached_property
     def channels(self) -> Channels:
@@ -80,7 +80,8 @@ class Simulator:
         """The cost of one execution. Ops alike but for names (the projections of every decode
         step, the same GEMM under several placements, on chips alike in what costs read) are
         costed once."""
-        key = (self._fingerprint, op.signature, tuple(map(placement.home.__getitem__, op.tensor_names)))
+        levels = tuple(map(placement.home.__getitem__, op.tensor_names))
+        key = (self._fingerprint.key(levels), op.signature, levels)
         cost = _COSTS.get(key)
         if cost is None:
             cost = _COSTS.put(key, self._cost(op, placement, phase, repeat))
@@ -226,11 +227,6 @@ class _Memo:
 # of their workloads, and points that differ only in capacities share every cost.
 _COSTS = _Memo(size=200_000)
 
-# Fields no op's cost reads: capacities decide placement and feasibility (the plan), names and
-# sweeps nothing.
-_NOT_IN_COSTS = {"name": True, "description": True, "sweep": True, "cmem": {"capacity"}, "hbm": {"capacity"}}
-
-
 def clear_caches() -> None:
     """Forget every cost, timing, tiling and placement computed so far (benchmarks time cold
     runs with it; results never depend on it)."""
@@ -240,9 +236,32 @@ def clear_caches() -> None:
     clear_placements()
 
 
-def cost_fingerprint(hw: HardwareConfig) -> str:
-    """The content of every config value an op's cost may read (fields in schema order)."""
-    return repr(hw.model_dump(exclude=_NOT_IN_COSTS))
+class CostFingerprint:
+    """The content of every config value an op's cost may read, as a key for shared costs.
+    An op reads the chip's units, VMEM and the outer levels its tensors live in, never a
+    capacity of CMEM or HBM (those decide the placement, which is in the key as the levels):
+    so two design points that differ only in HBM bandwidth share the costs of every op whose
+    tensors all live on chip."""
+
+    _OUTER = {"cmem": Level.CMEM, "hbm": Level.HBM}
+
+    def __init__(self, core: str, outer: dict[Level, str]):
+        self.core = core
+        self.outer = outer
+        self._keys: dict[tuple[Level, ...], tuple] = {}
+
+    @classmethod
+    def of(cls, hw: HardwareConfig) -> "CostFingerprint":
+        dump = hw.model_dump(exclude={"name": True, "description": True, "sweep": True,
+                                      "cmem": {"capacity"}, "hbm": {"capacity"}})
+        outer = {level: repr(dump.pop(name)) for name, level in cls._OUTER.items()}
+        return cls(repr(dump), outer)
+
+    def key(self, levels: tuple[Level, ...]) -> tuple:
+        key = self._keys.get(levels)
+        if key is None:
+            key = self._keys[levels] = (self.core, *(self.outer[lv] for lv in sorted(set(levels)) if lv in self.outer))
+        return key
 
 
 def _faster(a: RunResult, b: RunResult) -> bool:
