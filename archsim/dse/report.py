@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 
+from archsim import units
 from archsim.dse.evaluate import FIELD_PREFIX
 from archsim.dse.pareto import objective_columns, pareto_mask
+from archsim.errors import UnitError
 
 
 def swept_fields(frame: pd.DataFrame) -> list[str]:
@@ -23,18 +25,38 @@ def _short(value: str) -> str:
         return str(value)
     if isinstance(v, list):
         return "x".join(str(x) for x in v)
+    if isinstance(v, str):  # a quantity, as a range wrote it ("2000000000000.0 B/s"): "2 TB/s"
+        try:
+            exact, dim = units.parse_quantity_exact(v)
+        except UnitError:
+            return v
+        return units.format_quantity(float(exact), dim)
     return str(v)
+
+
+def _names(fields: list[str]) -> dict[str, str]:
+    """Each swept field's label: its last key, or more of its path where that is ambiguous
+    (cmem.capacity and vmem.capacity)."""
+    paths = [f[len(FIELD_PREFIX):].split(".") for f in fields]
+    names = {}
+    for field, path in zip(fields, paths):
+        depth = 1
+        while depth < len(path) and sum(p[-depth:] == path[-depth:] for p in paths) > 1:
+            depth += 1
+        names[field] = ".".join(path[-depth:])
+    return names
 
 
 def enrich(frame: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """Add ``design`` (a label), ratios against the baseline and the ``pareto`` flag."""
     frame = frame.copy()
     fields = swept_fields(frame)
+    names = _names(fields)
 
     def label(row) -> str:
-        parts = [f"{f[len(FIELD_PREFIX):].split('.')[-1]}={_short(row[f])}" for f in fields
-                 if isinstance(row.get(f), str) and row.get(f) != ""]
-        return " ".join([str(row.get("hardware") or row["config"])] + parts)
+        parts = [f"{names[f]}={_short(row[f])}" for f in fields if isinstance(row.get(f), str) and row.get(f) != ""]
+        hardware = row.get("hardware")  # NaN for a point whose config did not validate
+        return " ".join([hardware if isinstance(hardware, str) and hardware else str(row["config"])] + parts)
 
     frame["design"] = frame.apply(label, axis=1) if len(frame) else []
     frame["pareto"] = False
