@@ -7,7 +7,7 @@ import pytest
 
 from archsim.api import load_hardware
 from archsim.errors import ConfigError
-from tests.conftest import TPUV4I, run_cli
+from tests.conftest import HW, TPUV4I, run_cli
 
 
 def write(tmp_path, name, text):
@@ -134,3 +134,22 @@ def test_validate_prints_normalised_si_config():
     data = json.loads(proc.stdout)[str(TPUV4I)]
     assert data["hbm"]["bandwidth"] == 614e9 and data["clock"] == 1.05e9
     assert data["vmem"]["capacity"] == 16777216.0
+
+
+def test_a_layered_copy_shares_nothing_it_writes():
+    """Copies share sections until they write (a sweep copies its file per point): neither
+    overrides nor merges into a copy reach the original, and the original's later writes do
+    not reach the copy."""
+    import copy as copy_module
+
+    from archsim.config.loader import load_layered, parse_overrides
+
+    base = load_layered(HW / "cim_tpu.yaml")
+    snapshot = copy_module.deepcopy(base.data)
+    child = base.copy(parse_overrides(["mxu.cim.grid=[4, 4]", "hbm.bandwidth=1 TB/s", "ici.links=4"]))
+    child.merge({"vmem": {"capacity": "1 MiB"}, "mxu": {"cim": {"core_rows": 64}}}, "test")
+    assert base.data == snapshot
+    base.set(parse_overrides(["cmem.capacity=1 GiB"])[0])
+    assert child.data["cmem"]["capacity"] == snapshot["cmem"]["capacity"]
+    assert (child.data["mxu"]["cim"]["grid"], child.data["mxu"]["cim"]["core_rows"], child.data["vmem"]["capacity"]) == \
+        ([4, 4], 64, "1 MiB")

@@ -15,10 +15,13 @@ from pydantic import BaseModel, ValidationError
 from archsim.config.schema import HardwareConfig
 from archsim.config.yamlio import read_yaml_mapping, read_yaml_text
 from archsim.errors import ConfigError, FieldError
+from archsim.units import shorten
 
 Model = TypeVar("Model", bound=BaseModel)
 
 EXTENDS_KEY = "extends"
+MAX_EXTENDS_DEPTH = 32  # a documented limit: files in one chain of 'extends:'
+MAX_ERROR_LINES = 20  # problems listed for one file; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Layered:
         for key, value in data.items():
             path = prefix + (str(key),)
             if isinstance(value, dict) and isinstance(target.get(key), dict) and not _kind_changes(target[key], value):
+                target[key] = dict(target[key])  # this mapping's own before writing into it (a copy shares it)
                 self.origin.setdefault(path, source)
                 self.merge(value, source, path)
             else:
@@ -66,24 +70,32 @@ class Layered:
                 self.origin[path] = source
 
     def copy(self, overrides: Sequence[Override] = ()) -> "Layered":
-        """An independent copy, with ``overrides`` applied."""
-        copy = Layered(_plain_copy(self.data), dict(self.origin))
+        """An independent copy, with ``overrides`` applied. Sections are shared until one of
+        the two writes into them (``set`` and ``merge`` copy a section before writing into
+        it): a sweep copies its file for every design point."""
+        copy = Layered(dict(self.data), dict(self.origin))
         for override in overrides:
             copy.set(override)
         return copy
 
-    def set(self, override: Override) -> None:
+    def _own(self, path: tuple[str, ...], source: str = "") -> dict:
+        """The section holding ``path``'s last key, each section on the way copied (this
+        mapping's own from now on) or created."""
         target = self.data
-        source = f"--set {override.text}"
-        for depth, part in enumerate(override.path[:-1]):
+        for depth, part in enumerate(path[:-1]):
             nxt = target.get(part)
             if not isinstance(nxt, dict):
                 if nxt is not None:
-                    where = ".".join(override.path[: depth + 1])
+                    where = ".".join(path[: depth + 1])
                     raise ConfigError(f"'{where}' is a value, not a section", file=source)
-                nxt = target[part] = {}
-                self.origin[override.path[: depth + 1]] = source
+                self.origin[path[: depth + 1]] = source
+            nxt = target[part] = dict(nxt or {})
             target = nxt
+        return target
+
+    def set(self, override: Override) -> None:
+        source = f"--set {override.text}"
+        target = self._own(override.path, source)
         target[override.path[-1]] = override.value
         self._forget_below(override.path)
         self.origin[override.path] = source
@@ -120,17 +132,31 @@ def _plain_copy(value: Any) -> Any:
 
 
 def _resolve(path: Path, layered: Layered, chain: tuple[Path, ...]) -> None:
-    resolved = path.resolve()
-    if resolved in chain:
-        cycle = " -> ".join(str(p) for p in chain + (resolved,))
-        raise ConfigError(f"cyclic 'extends': {cycle}", file=str(path))
-    data = read_yaml_mapping(path)
-    parent = data.pop(EXTENDS_KEY, None)
-    if parent is not None:
+    """Merge ``path`` and, first, the files it ``extends:`` (iteratively: a long chain cannot
+    exhaust the stack); ``chain`` are the files that extend it."""
+    files: list[tuple[Path, dict]] = []
+    while True:
+        resolved = path.resolve()
+        if resolved in chain:
+            cycle = " -> ".join(str(p) for p in chain + (resolved,))
+            raise ConfigError(f"cyclic 'extends': {cycle}", file=str(path))
+        if len(chain) >= MAX_EXTENDS_DEPTH:
+            raise ConfigError(f"more than {MAX_EXTENDS_DEPTH} files in a chain of 'extends:'; archsim's limit",
+                              file=str(path), key=EXTENDS_KEY)
+        data = read_yaml_mapping(path)
+        files.append((path, data))
+        parent = data.pop(EXTENDS_KEY, None)
+        if parent is None:
+            break
         if not isinstance(parent, str) or not parent.strip():
             raise ConfigError("expected the path of another YAML file", file=str(path), key=EXTENDS_KEY)
-        _resolve(path.parent / parent, layered, chain + (resolved,))
-    layered.merge(data, str(path))
+        target = path.parent / parent
+        if not target.is_file():
+            problem = "is not a file" if target.exists() else "not found"
+            raise ConfigError(f"{target} {problem}", file=str(path), key=EXTENDS_KEY)
+        path, chain = target, chain + (resolved,)
+    for source, data in reversed(files):
+        layered.merge(data, str(source))
 
 
 def _walk(model: type[BaseModel], loc: tuple) -> tuple[tuple[str, ...], type[BaseModel] | None]:
@@ -188,7 +214,7 @@ def _explain(error: dict, model: type[BaseModel], loc: tuple[str, ...]) -> str:
         message = message.removeprefix(prefix)
     value = error.get("input")
     if kind not in ("value_error",) and not isinstance(value, (dict, list)):
-        message += f" (got {value!r})"
+        message += f" (got {shorten(value)})"
     return message
 
 
@@ -199,14 +225,20 @@ def validate_layered(model: type[Model], layered: Layered, default_source: str, 
         return model.model_validate(layered.data)
     except ValidationError as exc:
         lines = []
-        for error in exc.errors():
+        errors = exc.errors()
+        for error in errors[:MAX_ERROR_LINES]:
             loc, _ = _walk(model, error["loc"])
             cause = error.get("ctx", {}).get("error")
             if isinstance(cause, FieldError):
                 loc = loc + tuple(cause.key.split("."))
+            message = _explain(error, model, loc)
+            if loc and loc[-1] == "[key]":  # the key itself is wrong, not its value
+                loc, message = loc[:-1], f"bad key: {message}"
             source = layered.source_of(loc, default_source)
             key = ".".join(key_prefix + loc) or "(top level)"
-            lines.append(str(ConfigError(_explain(error, model, loc), file=source, key=key)))
+            lines.append(str(ConfigError(message, file=source, key=key)))
+        if len(errors) > MAX_ERROR_LINES:
+            lines.append(f"{default_source}: ... and {len(errors) - MAX_ERROR_LINES} more problems")
         raise ConfigError("\n".join(lines)) from None
 
 
