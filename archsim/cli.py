@@ -19,6 +19,7 @@ from archsim import api, report
 from archsim.config.loader import parse_overrides
 from archsim.dtypes import DType
 from archsim.errors import ArchsimError
+from archsim.fileio import atomic_write, atomic_write_text
 from archsim.ir.summary import summarize
 from archsim.system.trace import write_trace
 
@@ -196,7 +197,7 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
     """
     from archsim.dse import plan as dse_plan
     from archsim.dse.runner import run_points
-    from archsim.dse.store import ResultStore
+    from archsim.dse.store import ResultStore, StoreError
 
     plan = dse_plan.plan_sweep(files, parse_overrides(overrides), [str(w) for w in workloads])
     store = ResultStore(out_dir)
@@ -214,10 +215,14 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
     keys = {p.key for p in plan.points}
     results = store.consolidate(keys)
     meta = {"objectives": list(plan.objectives), "fields": list(plan.fields), "files": [str(f) for f in files]}
-    (out_dir / "sweep.json").write_text(json.dumps(meta, indent=2))
     frame = store.frame()
     frame = frame[frame["key"].isin(keys)]
-    _report_sweep(frame, out_dir, list(plan.objectives), as_csv)
+    try:
+        atomic_write_text(out_dir / "sweep.json", json.dumps(meta, indent=2))
+        _report_sweep(frame, out_dir, list(plan.objectives), as_csv)
+    except OSError as exc:  # a full disk: the results are whole, only the reports are missing
+        raise StoreError(f"{exc.filename or out_dir}: cannot write: {exc.strerror or exc}; every point is "
+                         f"saved in {results}: free space and run the sweep again to write the reports") from None
     click.echo(f"\nresults: {results}")
     if not (frame["status"] == "ok").any():
         click.echo("no design point could run: see the reasons above", err=True)
@@ -230,10 +235,10 @@ def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, col
 
     frame = dse_report.enrich(frame, objectives)
     table = dse_report.summary_table(frame, objectives)
-    (out_dir / "summary.txt").write_text(table + "\n")
+    atomic_write_text(out_dir / "summary.txt", table + "\n")
     click.echo(table)
     if as_csv:
-        frame.to_csv(out_dir / "results.csv", index=False)
+        atomic_write(out_dir / "results.csv", lambda tmp: frame.to_csv(tmp, index=False))
     if (frame.get("status") == "ok").any():
         x, y = x or objectives[0], y or (objectives[1] if len(objectives) > 1 else "energy")
         paths = plots.plot_pareto(frame, x, y, out_dir / f"pareto_{x}_{y}", color)

@@ -4,8 +4,10 @@ chunk as it finishes; skip what an earlier run finished.
 Executors are a registry (``serial``, ``pool``, ``dask``). The pool needs no setup and uses
 every core; Dask runs on an existing scheduler (``scheduler="tcp://host:8786"``) or on a
 local cluster it starts on the loopback interface. A failing point is a row with its error;
-a worker that dies has its chunk retried (the pool is rebuilt; Dask retries on its own), and
-a chunk that kills workers twice is recorded as error rows, which a re-run tries again.
+a worker that dies has its chunk retried (on a fresh process; Dask reschedules on its own),
+and a chunk that keeps killing workers is recorded as error rows, which a re-run tries again.
+Each chunk's rows are written as it finishes; rows not yet written when the run stops (a
+full disk, Ctrl-C, SIGKILL) are simply evaluated by the next run.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from dataclasses import dataclass
@@ -58,56 +62,122 @@ def _serial(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[lis
         yield evaluate_chunk(chunk)
 
 
+MAX_ATTEMPTS = 2  # a chunk whose worker dies this many times becomes error rows
+
+
 @register_executor("pool")
 def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[dict]]:
-    """A worker that dies (killed, out of memory) breaks the whole pool: the pool is rebuilt
-    and the unfinished chunks resubmitted; a chunk in flight at two breaks becomes error rows."""
-    pending = {i: chunk for i, chunk in enumerate(chunks)}
-    strikes: dict[int, int] = {}
-    while pending:
-        pool = ProcessPoolExecutor(max_workers=workers)
-        futures = {pool.submit(evaluate_chunk, chunk): i for i, chunk in pending.items()}
+    """Each worker is a one-process pool of its own, so a worker that dies (killed, out of
+    memory) fails only the chunk it was running: that chunk is retried on a fresh process,
+    the others go on, and a chunk whose worker dies ``MAX_ATTEMPTS`` times becomes error rows
+    (which a re-run tries again). Finished chunks are handed out while the others run."""
+    queue = deque(range(len(chunks)))
+    attempts: dict[int, int] = {}
+    slots: list[ProcessPoolExecutor | None] = [None] * min(workers, len(chunks))
+    running: dict[Future, tuple[int, int]] = {}  # future -> (slot, chunk)
+
+    def fill() -> None:  # give every idle slot a chunk
+        busy = {slot for slot, _ in running.values()}
+        for slot in range(len(slots)):
+            if queue and slot not in busy:
+                if slots[slot] is None:
+                    slots[slot] = ProcessPoolExecutor(max_workers=1, initializer=_orphan_guard,
+                                                      initargs=(os.getpid(),))
+                i = queue.popleft()
+                attempts[i] = attempts.get(i, 0) + 1
+                running[slots[slot].submit(evaluate_chunk, chunks[i])] = (slot, i)
+
+    try:
+        while queue or running:
+            fill()
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished = []
+            for future in done:
+                slot, i = running.pop(future)
+                try:
+                    finished.append(future.result())
+                except BrokenProcessPool:  # its process died: replace it, retry the chunk
+                    slots[slot].shutdown(wait=False, cancel_futures=True)
+                    slots[slot] = None
+                    if attempts[i] < MAX_ATTEMPTS:
+                        queue.appendleft(i)
+                    else:
+                        finished.append([_died(p, f"a worker process died evaluating this point's chunk "
+                                                 f"{attempts[i]} times") for p in chunks[i]])
+            fill()  # the freed slots get work before the rows are written
+            yield from finished
+    finally:  # all done, or stopped early (a failed write, Ctrl-C): then end the running workers now
+        for pool in slots:
+            if pool is not None:
+                if running:
+                    _terminate(pool)
+                pool.shutdown(wait=not running, cancel_futures=True)
+
+
+def _orphan_guard(parent: int) -> None:
+    """In a pool worker: exit once the sweep's process is gone. Killed outright (SIGKILL, the
+    out-of-memory killer), it cannot stop its workers, and a forked worker waiting for work
+    would otherwise wait forever."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="archsim-orphan-guard", daemon=True).start()
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's process mid-chunk (its rows were not written: the next run evaluates
+    them); ``shutdown`` alone waits for the chunk to finish, and so would the interpreter's exit."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
         try:
-            for future in as_completed(futures):
-                rows = future.result()
-                del pending[futures[future]]
-                yield rows
-        except BrokenProcessPool:
-            for future, i in futures.items():
-                if i in pending and not future.done() or (i in pending and future.exception() is not None):
-                    strikes[i] = strikes.get(i, 0) + 1
-            for i in [i for i, n in strikes.items() if n >= 2 and i in pending]:
-                yield [_died(point) for point in pending.pop(i)]
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            process.terminate()
+        except (OSError, ValueError):  # already gone
+            pass
 
 
-def _died(point: Point) -> dict:
+def _died(point: Point, reason: str) -> dict:
     return {"key": point.key, "role": point.role, "config": Path(point.config).name,
             "workload_file": Path(point.workload).name, "workload_id": point.workload_id,
-            "status": "error", "reason": "a worker process died evaluating this point's chunk twice"}
+            "status": "error", "reason": reason}
 
 
 @register_executor("dask")
 def _dask(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[dict]]:
+    """Dask reschedules the tasks of a worker that dies; a task whose workers die more than
+    ``distributed.scheduler.allowed-failures`` times (Dask's setting, 3 by default) comes back
+    as KilledWorker and becomes error rows, which a re-run tries again."""
     try:
         from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+        from distributed import KilledWorker
     except ImportError:  # pragma: no cover - distributed is a declared dependency
         raise ArchsimError("the dask executor needs the 'distributed' package") from None
     cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
     try:
-        with Client(scheduler or cluster) as client:  # the default client only within this block
-            futures = client.map(evaluate_chunk, chunks, pure=False)
-            for future in dask_completed(futures):
-                yield future.result()
+        if scheduler is None:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
+        client = Client(scheduler or cluster)
     except OSError as exc:
+        if cluster is not None:
+            cluster.close()
         raise ArchsimError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+    try:
+        with client:  # the default client only within this block
+            futures = client.map(evaluate_chunk, chunks, pure=False)
+            chunk_of = {future.key: chunk for future, chunk in zip(futures, chunks)}
+            pending, futures = dask_completed(futures), None  # each future is dropped once handled
+            for future in pending:
+                try:
+                    rows = future.result()
+                    future.release()  # the cluster may forget it (and need not recompute it if a worker dies)
+                except KilledWorker as exc:
+                    rows = [_died(p, f"Dask workers died evaluating this point's chunk ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else ''})") for p in chunk_of[future.key]]
+                except (CancelledError, OSError) as exc:  # the scheduler went away or cancelled it
+                    raise ArchsimError(f"lost the Dask cluster ({type(exc).__name__}: {exc}); the points "
+                                       "finished so far are saved: run the sweep again to resume") from None
+                yield rows
     finally:
         if cluster is not None:
             cluster.close()
@@ -129,19 +199,24 @@ def run_points(
     if executor not in _EXECUTORS:
         raise ArchsimError(f"unknown executor {executor!r}; expected one of: {', '.join(executors())}")
     workers = workers or (os.cpu_count() or 1)
-    store.clean()
-    done = store.done_keys()
-    todo = [p for p in points if p.key not in done]
-    size = chunk_size or max(1, min(64, math.ceil(len(todo) / (4 * workers))))
-    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
-    start = time.perf_counter()
-    bar = _progress(len(todo), progress)
-    try:
-        for rows in (_EXECUTORS[executor](chunks, workers, scheduler) if chunks else ()):
-            store.write(rows)
-            bar.update(len(rows))
-    finally:
-        bar.close()
+    with store.writer():
+        store.clean()
+        done = store.done_keys()
+        todo = [p for p in points if p.key not in done]
+        size = chunk_size or max(1, min(64, math.ceil(len(todo) / (4 * workers))))
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        start = time.perf_counter()
+        bar = _progress(len(todo), progress)
+        try:
+            results = iter(_EXECUTORS[executor](chunks, workers, scheduler) if chunks else ())
+            try:
+                for rows in results:
+                    store.write(rows)
+                    bar.update(len(rows))
+            finally:  # a failed write (a full disk) or Ctrl-C stops the workers now, not at exit
+                getattr(results, "close", lambda: None)()
+        finally:
+            bar.close()
     return RunStats(len(points), len(points) - len(todo), len(todo), time.perf_counter() - start, executor,
                     1 if executor == "serial" else workers)
 

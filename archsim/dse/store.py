@@ -1,22 +1,39 @@
 """A sweep's results on disk: Parquet parts written atomically as chunks finish.
 
 ``OUT/parts/*.parquet`` hold every row ever computed; each is written to a temporary file
-and renamed into place, so a killed sweep leaves whole parts or nothing. A re-run reads the
-keys already present and evaluates only the rest. ``OUT/results.parquet`` is the consolidated
-table (one row per point key), rewritten atomically at the end of each run.
+and renamed into place, so a killed sweep leaves whole parts or nothing (and a ``.tmp-*``
+file, which the next run deletes and which is never read). A re-run reads the keys already
+present and evaluates only the rest. ``OUT/results.parquet`` is the consolidated table (one
+row per point key), rewritten atomically at the end of each run.
+
+The folder is data, never code: parts are read as Parquet tables only (no pickles). A part
+that cannot be read (truncated, empty, not a sweep's table) is reported and, by a run that
+writes, moved aside to ``*.unreadable``; its points are evaluated again. One run writes a
+folder at a time (``ResultStore.writer``, a lock the kernel drops if the process dies).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from archsim.errors import ArchsimError
-from archsim.fileio import atomic_write
+from archsim.fileio import atomic_write, remove_leftovers
 
 RESULTS = "results.parquet"
+LOCK = ".lock"  # in parts/, archsim's own folder
+UNREADABLE = ".unreadable"
+REQUIRED = ("key", "status")  # the columns every row of a sweep has
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(ArchsimError):
@@ -27,20 +44,53 @@ class ResultStore:
     def __init__(self, out_dir: str | Path, create: bool = True):
         self.root = Path(out_dir)
         self.parts = self.root / "parts"
+        self._lock_fd: int | None = None
+        self._warned: set[str] = set()
         if create:
             try:
                 self.parts.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"{self.root}: cannot create the results folder: {exc.strerror or exc}") from None
 
+    @property
+    def writing(self) -> bool:
+        return self._lock_fd is not None
+
+    @contextmanager
+    def writer(self) -> Iterator["ResultStore"]:
+        """Be the folder's only writer within this block (re-entrant): a second sweep writing
+        the same folder would delete the first one's temporaries and evaluate the same points.
+        A POSIX lock: released by the kernel when the process dies, even by SIGKILL, and not
+        inherited by forked pool workers."""
+        if self._lock_fd is not None:
+            yield self
+            return
+        self._lock_fd = _lock(self.parts)
+        try:
+            yield self
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # closing releases a POSIX lock
+            self._lock_fd = None
+
     def clean(self) -> None:
-        """Remove half-written parts of a killed run (the writer's job, before it starts)."""
-        for stale in self.parts.glob(".tmp-*"):
-            stale.unlink(missing_ok=True)
+        """Before a run writes (within ``writer()``): delete the temporaries of killed writers,
+        in ``parts/`` and beside the results table."""
+        with self.writer():
+            remove_leftovers(self.parts)
+            remove_leftovers(self.root)
 
     def _part_files(self) -> list[Path]:
-        """Oldest first, so that a retried point's newest row wins."""
-        return sorted(self.parts.glob("part-*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        """Oldest first, so that a retried point's newest row wins. Regular files only: a
+        FIFO or a folder with a part's name is not read (a FIFO would block forever)."""
+        files = []
+        for path in self.parts.glob("part-*.parquet"):
+            try:
+                if path.is_file():
+                    files.append((path.stat().st_mtime_ns, path.name, path))
+            except OSError:  # vanished meanwhile
+                continue
+        return [path for *_, path in sorted(files)]
 
     def done_keys(self) -> set[str]:
         """Points finished for good; a point that failed with an error is tried again."""
@@ -51,31 +101,106 @@ class ResultStore:
         if not rows:
             raise StoreError("nothing to write")
         final = self.parts / f"part-{rows[0]['key']}-{len(rows)}-{uuid.uuid4().hex[:8]}.parquet"
-        _atomic_parquet(pd.DataFrame(rows), final)
+        with self.writer():
+            _atomic_parquet(pd.DataFrame(rows), final,
+                            f"the points finished so far are saved in {self.root}; free space and run the "
+                            "sweep again to resume")
         return final
 
     def frame(self) -> pd.DataFrame:
-        parts = [pd.read_parquet(p) for p in self._part_files()]
+        """One row per point key. A key's error row (a failure, retried by the next run)
+        gives way to any other row of it; otherwise the newest part wins. Only the rows kept
+        are concatenated, so a superseded row (an error has fewer columns) cannot change the
+        types of the others: the table is the one an uninterrupted run writes."""
+        parts = [part for part in map(self._read_part, self._part_files()) if part is not None]
         if not parts:
             return pd.DataFrame()
-        frame = pd.concat(parts, ignore_index=True)
-        return frame.drop_duplicates("key", keep="last").sort_values("key", kind="stable").reset_index(drop=True)
+        rows = pd.DataFrame({
+            "key": np.concatenate([part["key"].to_numpy(dtype=object) for part in parts]),
+            "final": np.concatenate([(part["status"] != "error").to_numpy(dtype=bool) for part in parts]),
+            "part": np.repeat(np.arange(len(parts)), [len(part) for part in parts]),
+            "row": np.concatenate([np.arange(len(part)) for part in parts]),
+        })
+        kept = rows.iloc[np.argsort(rows["final"].to_numpy(), kind="stable")].drop_duplicates("key", keep="last")
+        kept = kept.sort_values(["part", "row"])
+        pieces = [parts[i].iloc[group["row"].to_numpy()] for i, group in kept.groupby("part", sort=True)]
+        if not pieces:  # parts without rows
+            return pd.DataFrame()
+        frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+        return frame.sort_values("key", kind="stable").reset_index(drop=True)
+
+    def _read_part(self, path: Path) -> pd.DataFrame | None:
+        try:
+            part = pd.read_parquet(path)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return None  # removed meanwhile
+            if exc.errno is not None:  # the disk or the permissions, not the file's contents
+                raise StoreError(f"{path}: cannot read results: {exc.strerror or exc}") from None
+            return self._unreadable(path, str(exc))  # pyarrow: corrupt metadata
+        except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+            return self._unreadable(path, str(exc))
+        missing = [c for c in REQUIRED if c not in part.columns]
+        if missing:
+            return self._unreadable(path, f"no {' or '.join(missing)} column: not a sweep's results part")
+        return part
+
+    def _unreadable(self, path: Path, why: str) -> None:
+        """Skip a part that cannot be read; a writer moves it aside so that it is reported once
+        and its points are evaluated again."""
+        why = why.strip().splitlines()[0] if why.strip() else "unreadable"
+        if self.writing:
+            aside = path.with_name(path.name + UNREADABLE)
+            try:
+                os.replace(path, aside)
+                log.warning("warning: %s: unreadable results part (%s); moved to %s, its points are "
+                            "evaluated again", path, why, aside.name)
+                return None
+            except OSError:
+                pass
+        if str(path) not in self._warned:
+            self._warned.add(str(path))
+            log.warning("warning: %s: unreadable results part (%s); skipped", path, why)
+        return None
 
     def consolidate(self, keys: set[str] | None = None) -> Path:
         """Write the table of ``keys`` (the current sweep's points; default every row)."""
-        frame = self.frame()
-        if keys is not None and len(frame):
-            frame = frame[frame["key"].isin(keys)].reset_index(drop=True)
         path = self.root / RESULTS
-        _atomic_parquet(frame, path)
+        with self.writer():
+            frame = self.frame()
+            if keys is not None and len(frame):
+                frame = frame[frame["key"].isin(keys)].reset_index(drop=True)
+            _atomic_parquet(frame, path, f"every finished point is saved in {self.parts}; free space and run "
+                            "the sweep again to write the table")
         return path
 
 
-def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
+def _lock(folder: Path) -> int:
+    """A descriptor holding an exclusive lock on ``folder/.lock`` (-1: no locking here)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return -1
+    try:
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"{folder}: cannot write to the results folder: {exc.strerror or exc}") from None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            raise StoreError(f"{folder.parent}: another sweep is writing to this results folder; wait for it "
+                             "to finish or use another --out") from None
+        return -1  # a file system without locks (some network mounts): go on unlocked
+    return fd
+
+
+def _atomic_parquet(frame: pd.DataFrame, path: Path, hint: str) -> None:
     try:
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     except OSError as exc:
-        raise StoreError(f"{path}: cannot write results: {exc.strerror or exc}") from None
+        raise StoreError(f"{path}: cannot write results: {exc.strerror or exc}; {hint}") from None
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -83,14 +208,19 @@ def load_results(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if path.is_dir():
         if (path / RESULTS).is_file():
-            return pd.read_parquet(path / RESULTS)
+            return _read_table(path / RESULTS, "run the sweep again to rewrite it")
         frame = ResultStore(path, create=False).frame() if (path / "parts").is_dir() else pd.DataFrame()
         if frame.empty:
             raise StoreError(f"{path}: no sweep results here")
         return frame
     if not path.is_file():
         raise StoreError(f"{path}: no such results file or folder")
+    return _read_table(path)
+
+
+def _read_table(path: Path, hint: str = "") -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-        raise StoreError(f"{path}: not a Parquet results file ({exc})") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[0]
+        raise StoreError(f"{path}: not a readable Parquet results file ({why})" + (f"; {hint}" if hint else "")) from None
