@@ -13,7 +13,8 @@ Placement policy ``capacity_greedy`` (the default; policies are a registry):
 - Three plans are proposed: activations first, weights first, and no promotion (a promoted
   tensor saves HBM traffic but its preload is exposed, which does not pay when the op is
   compute-bound anyway). The simulator evaluates each and keeps the fastest, ties going to
-  less energy, so more CMEM never slows a run down.
+  less energy. The plans rank promotions by bytes saved, not time, so more CMEM can (rarely)
+  give a slightly slower run: tests/test_properties.py keeps a counterexample (a known defect).
 - A plan is infeasible when HBM cannot hold the tensors homed there.
 """
 
