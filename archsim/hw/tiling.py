@@ -188,7 +188,8 @@ def tile_matmul(
     # flattening is order-major), then the first candidate
     keys = (t_mem.ravel(), table.moved.ravel(), np.broadcast_to(table.tiles, t_mem.shape).ravel())
     o, i = divmod(_first_best(*keys), t_mem.shape[1])
-    traffic = Traffic.total_of(Traffic.of(lv, r[o, i], w[o, i]) for lv, r, w in zip(table.levels, table.reads, table.writes))
+    traffic = Traffic.total_of(Traffic.of(lv, float(r[o, i]), float(w[o, i]))  # Python floats: numpy scalars are slow
+                               for lv, r, w in zip(table.levels, table.reads, table.writes))
     return MatmulTiling(int(table.mt[i]), int(table.kt[i]), int(table.nt[i]), ORDERS[o], int(table.tiles[i]),
                         traffic, float(t_mem[o, i]))
 
