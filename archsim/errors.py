@@ -17,6 +17,8 @@ class ConfigError(ArchsimError):
     """A configuration or workload file is missing, malformed or invalid."""
 
     def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
+        if file or key:  # one problem: one line, whatever text from the input it quotes
+            message, file, key = (_one_line(t) if t else t for t in (message, file, key))
         self.file = file
         self.key = key
         self.message = message
@@ -38,3 +40,11 @@ class FieldError(ValueError):
     def __init__(self, key: str, message: str):
         self.key = key
         super().__init__(message)
+
+
+# Every character str.splitlines() breaks at, escaped.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_LINE_BREAKS)

@@ -100,10 +100,20 @@ _BINARY_PREFIXES: dict[str, Fraction] = {
 # Binary prefixes make sense only for information.
 _BINARY_OK = {"B", "bit"}
 
-# Exponents (e-notation) of at most 3 digits and unit powers of at most one digit: enough for
-# any physical value, and no way to make exact arithmetic run for ever.
+# At most 30 digits before and after the point, exponents (e-notation) of at most 3 digits,
+# unit powers of at most one digit and quantities of at most 100 characters: enough for any
+# physical value, and no way to make exact arithmetic run for ever.
+MAX_QUANTITY_CHARS = 100
 _NUMBER = r"[+-]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][+-]?\d{1,3})?"
 _QUANTITY_RE = re.compile(rf"^\s*({_NUMBER})\s*(.*?)\s*$")
+
+
+def shorten(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut in the middle when long, for error messages."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[: limit // 2]}...{shown[-limit // 2:]} ({len(shown):,} characters)"
+
+
 _TERM_RE = re.compile(r"^([A-Za-zµμ]+)(?:\^([+-]?\d))?$")
 
 
@@ -162,9 +172,16 @@ def _parse_unit_expression(text: str) -> tuple[Fraction, Dim]:
 def parse_quantity_exact(text: str) -> tuple[Fraction, Dim]:
     """Parse "614 GB/s" into (exact SI value, dimension). Cached: a sweep validates the same
     strings at every design point (errors are raised, never cached)."""
+    if len(text) > MAX_QUANTITY_CHARS:
+        raise UnitError(f"{shorten(text)} is too long for a quantity (at most {MAX_QUANTITY_CHARS} characters)")
     match = _QUANTITY_RE.match(text)
     if not match:
-        raise UnitError(f"{text!r} is not a number followed by a unit")
+        raise UnitError(f"{shorten(text)} is not a number followed by a unit")
+    number, unit = match.groups()
+    if unit[:1].isdigit() or (unit[:1] in ("e", "E", ".") and unit[1:2].isdigit()):
+        # the number pattern stops at its limits: the rest of a longer number would be read as a unit
+        raise UnitError(f"{shorten(text)} has too many digits (at most 30 before and 30 after the point, "
+                        "and an exponent of at most 3 digits)")
     number, unit = match.groups()
     factor, dim = _parse_unit_expression(unit)
     return Fraction(number) * factor, dim
@@ -175,7 +192,8 @@ def describe(dim: Dim) -> str:
     if name is None:
         parts = [f"{b}^{e}" for b, e in zip(_BASES, dim) if e]
         return "a quantity of unit " + (" ".join(parts) or "1")
-    return f"a {name}, such as '{example}'"
+    article = "an" if name[0] in "aeiou" else "a"
+    return f"{article} {name}, such as '{example}'"
 
 
 def parse_quantity(value: object, expected: Dim) -> float:
@@ -197,13 +215,23 @@ def parse_quantity(value: object, expected: Dim) -> float:
         raise UnitError(f"expected {describe(expected)} as a string, got {type(value).__name__}")
     exact, dim = parse_quantity_exact(value)
     if dim == DIMENSIONLESS and expected != DIMENSIONLESS:
-        raise UnitError(f"{value!r} has no unit; expected {describe(expected)}")
+        problem = "its units cancel out" if _QUANTITY_RE.match(value).group(2) else "has no unit"
+        raise UnitError(f"{shorten(value)} {problem}; expected {describe(expected)}")
     if dim != expected:
-        raise UnitError(f"{value!r} is {describe(dim)}; expected {describe(expected)}")
+        raise UnitError(f"{shorten(value)} is {describe(dim)}; expected {describe(expected)}")
+    return to_float(exact, value)
+
+
+def to_float(exact: Fraction, text: str) -> float:
+    """The double nearest ``exact``; an error where there is none (the written value ``text``
+    is beyond about 1.8e308 in SI units, or is non-zero but below about 5e-324)."""
     try:
-        return float(exact)
+        value = float(exact)
     except OverflowError:
-        raise UnitError(f"{value!r} is too large to represent") from None
+        raise UnitError(f"{shorten(text)} is too large to represent") from None
+    if value == 0 and exact != 0:
+        raise UnitError(f"{shorten(text)} is too small to represent")
+    return value
 
 
 _DISPLAY: dict[Dim, tuple[str, tuple[tuple[float, str], ...]]] = {

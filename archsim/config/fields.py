@@ -24,22 +24,50 @@ def _quantity(dim: units.Dim):
     return BeforeValidator(parse)
 
 
+# Physical values are bounded (in SI units) so that no product or quotient of them the models
+# form (energy = power x time, time = bytes / bandwidth, ...) overflows or underflows a double:
+# anything physical is far inside, and absurd values are errors rather than inf or nan results.
+MAX_MAGNITUDE = 1e40
+MIN_MAGNITUDE = 1e-40
+
+
+def _in_range(value: float) -> None:
+    if value != 0 and not MIN_MAGNITUDE <= abs(value) <= MAX_MAGNITUDE:
+        raise UnitError(f"{value:g} (SI) is outside archsim's range for physical values, "
+                        f"{MIN_MAGNITUDE:g} to {MAX_MAGNITUDE:g} in SI units")
+
+
 def _positive(value: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise UnitError(f"must be a positive finite value, got {value:g} (SI)")
+    _in_range(value)
     return value
 
 
 def _non_negative(value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise UnitError(f"must be zero or positive and finite, got {value:g} (SI)")
+    _in_range(value)
     return value
 
 
 # Whole numbers: strict (a YAML 'yes' is not 1) and bounded, so no size overflows the models.
+# The bound is a validator rather than a ``le`` constraint so that a field's own tighter
+# ``Field(le=...)`` still applies (pydantic keeps only the last ``le`` it is given).
 MAX_COUNT = 2**40
-Count = Annotated[int, Field(strict=True, gt=0, le=MAX_COUNT)]
-NonNegativeCount = Annotated[int, Field(strict=True, ge=0, le=MAX_COUNT)]
+
+
+def _at_most_max_count(value: int) -> int:
+    if value > MAX_COUNT:
+        shown = f"{value:,}" if value < 10**20 else f"about 2^{value.bit_length() - 1}"
+        raise ValueError(f"{shown} is above archsim's limit for a count, 2^40 = {MAX_COUNT:,}")
+    return value
+
+
+Count = Annotated[int, Field(strict=True, gt=0), AfterValidator(_at_most_max_count)]
+NonNegativeCount = Annotated[int, Field(strict=True, ge=0), AfterValidator(_at_most_max_count)]
+# A finite, bounded plain number (a scaling factor, an acceptance rate).
+Factor = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 
 Frequency = Annotated[float, _quantity(units.FREQUENCY), AfterValidator(_positive)]
 Size = Annotated[float, _quantity(units.SIZE), AfterValidator(_positive)]

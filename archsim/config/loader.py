@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TypeVar, get_args
+from types import UnionType
+from typing import Any, Sequence, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -40,11 +41,17 @@ def parse_overrides(options: Sequence[str]) -> list[Override]:
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(
-                "expected KEY.PATH=VALUE, e.g. --set mxu.count=8", file=f"--set {option}"
+                "expected KEY.PATH=VALUE, e.g. --set mxu.count=8", file=option_label(option)
             )
-        value = read_yaml_text(raw, f"--set {option}") if raw.strip() else raw
+        value = read_yaml_text(raw, option_label(option)) if raw.strip() else raw
         overrides.append(Override(tuple(key.split(".")), value, option))
     return overrides
+
+
+def option_label(text: str) -> str:
+    """How errors name a ``--set`` option: on one line, and cut short when long."""
+    text = text.replace("\n", "\\n")
+    return f"--set {text if len(text) <= 80 else text[:60] + '...' + text[-15:]}"
 
 
 @dataclass
@@ -94,7 +101,7 @@ class Layered:
         return target
 
     def set(self, override: Override) -> None:
-        source = f"--set {override.text}"
+        source = option_label(override.text)
         target = self._own(override.path, source)
         target[override.path[-1]] = override.value
         self._forget_below(override.path)
@@ -141,8 +148,8 @@ def _resolve(path: Path, layered: Layered, chain: tuple[Path, ...]) -> None:
             cycle = " -> ".join(str(p) for p in chain + (resolved,))
             raise ConfigError(f"cyclic 'extends': {cycle}", file=str(path))
         if len(chain) >= MAX_EXTENDS_DEPTH:
-            raise ConfigError(f"more than {MAX_EXTENDS_DEPTH} files in a chain of 'extends:'; archsim's limit",
-                              file=str(path), key=EXTENDS_KEY)
+            raise ConfigError(f"more than {MAX_EXTENDS_DEPTH} files in a chain of 'extends:' from {files[0][0] if files else path}; "
+                              "archsim's limit", file=str(path), key=EXTENDS_KEY)
         data = read_yaml_mapping(path)
         files.append((path, data))
         parent = data.pop(EXTENDS_KEY, None)
@@ -159,11 +166,14 @@ def _resolve(path: Path, layered: Layered, chain: tuple[Path, ...]) -> None:
         layered.merge(data, str(source))
 
 
-def _walk(model: type[BaseModel], loc: tuple) -> tuple[tuple[str, ...], type[BaseModel] | None]:
+def _walk(model: type[BaseModel], loc: tuple,
+          unions: list[int] | None = None) -> tuple[tuple[str, ...], type[BaseModel] | None]:
     """The user's key path for a pydantic error location, and the model owning its last key.
 
     Pydantic puts a discriminated union's tag into the location (``mxu.cim.count`` for the
     ``count`` of a ``kind: cim`` unit); the tag is not a key the user wrote, so it is dropped.
+    So is the member label of a plain union (``model.str`` for ``model: str | dict``); the
+    length of the path where one was dropped is appended to ``unions``.
     """
     path: list[str] = []
     current: Any = model
@@ -183,9 +193,64 @@ def _walk(model: type[BaseModel], loc: tuple) -> tuple[tuple[str, ...], type[Bas
             current = next((m for m in members if tag in get_args(m.model_fields[info.discriminator].annotation)), None)
             i += 2
             continue
+        if i + 1 < len(parts) and _is_union_label(info.annotation, parts[i + 1]):
+            if unions is not None:
+                unions.append(len(path))
+            current = next((m for m in members if m.__name__ == parts[i + 1]), None)
+            i += 2
+            continue
         current = members[0] if len(members) == 1 else None
         i += 1
     return tuple(path), None
+
+
+def _show_key(part: str) -> str:
+    """A key as written, quoted when it is empty, padded, has line breaks or is very long."""
+    if part == "" or part != part.strip() or not part.isprintable():
+        return shorten(part)
+    return part if len(part) <= 60 else shorten(part)
+
+
+def _is_union_label(annotation: Any, part: str) -> bool:
+    """Whether ``part`` is pydantic's label for a member of the union ``annotation`` (``str``,
+    ``dict[str,any]``, ``list[Forward]``, a model's name) rather than a key."""
+    members = [a for a in get_args(annotation) if a is not type(None)]
+    if len(members) < 2 or get_origin(annotation) not in (Union, UnionType):
+        return False
+    names = {getattr(m, "__name__", "") for m in members}
+    return "[" in part or part in names or part in ("str", "int", "float", "bool", "bytes")
+
+
+def _merge_union_errors(entries: list[tuple[tuple[str, ...], int | None, str]]) -> list[tuple[tuple[str, ...], str]]:
+    """One line per key for a value that matched no member of a union: the errors of a member
+    the value went into (a list's item) when there is one, else the members' expectations in
+    one line ('Input should be a valid string or a valid dictionary (got 7)')."""
+    slots: list[tuple[tuple[str, ...], str] | tuple[str, ...]] = []  # a problem, or a union's key
+    groups: dict[tuple[str, ...], list[tuple[tuple[str, ...], str]]] = {}
+    for loc, union_at, message in entries:
+        if union_at is None:
+            slots.append((loc, message))
+            continue
+        prefix = loc[:union_at]
+        if prefix not in groups:
+            groups[prefix] = []
+            slots.append(prefix)
+        groups[prefix].append((loc, message))
+    out: list[tuple[tuple[str, ...], str]] = []
+    for slot in slots:
+        if slot and isinstance(slot[0], tuple):
+            out.append(slot)  # type: ignore[arg-type]
+            continue
+        members = groups[slot]  # type: ignore[index]
+        deeper = [(loc, m) for loc, m in members if len(loc) > len(slot)]
+        if deeper:
+            out += deeper
+            continue
+        messages = [m for _, m in members]
+        got = messages[-1][messages[-1].rfind(" (got "):] if " (got " in messages[-1] else ""
+        parts = [m.removesuffix(got).removeprefix("Input should be ") for m in messages]
+        out.append((slot, "Input should be " + " or ".join(dict.fromkeys(parts)) + got))  # type: ignore[arg-type]
+    return out
 
 
 def _flatten(annotation: Any) -> list:
@@ -224,21 +289,25 @@ def validate_layered(model: type[Model], layered: Layered, default_source: str, 
     try:
         return model.model_validate(layered.data)
     except ValidationError as exc:
-        lines = []
-        errors = exc.errors()
-        for error in errors[:MAX_ERROR_LINES]:
-            loc, _ = _walk(model, error["loc"])
+        entries = []
+        for error in exc.errors():
+            unions: list[int] = []
+            loc, _ = _walk(model, error["loc"], unions)
             cause = error.get("ctx", {}).get("error")
             if isinstance(cause, FieldError):
                 loc = loc + tuple(cause.key.split("."))
             message = _explain(error, model, loc)
             if loc and loc[-1] == "[key]":  # the key itself is wrong, not its value
                 loc, message = loc[:-1], f"bad key: {message}"
+            entries.append((loc, unions[0] if unions else None, message))
+        lines = []
+        problems = _merge_union_errors(entries)
+        for loc, message in problems[:MAX_ERROR_LINES]:
             source = layered.source_of(loc, default_source)
-            key = ".".join(key_prefix + loc) or "(top level)"
+            key = ".".join(_show_key(part) for part in key_prefix + loc) or "(top level)"
             lines.append(str(ConfigError(message, file=source, key=key)))
-        if len(errors) > MAX_ERROR_LINES:
-            lines.append(f"{default_source}: ... and {len(errors) - MAX_ERROR_LINES} more problems")
+        if len(problems) > MAX_ERROR_LINES:
+            lines.append(f"{default_source}: ... and {len(problems) - MAX_ERROR_LINES} more problems")
         raise ConfigError("\n".join(lines)) from None
 
 

@@ -10,13 +10,12 @@ node by the ``technology.scaling`` table (see ``archsim.hw.energy``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from archsim import units
 from archsim.config.fields import (
-    Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Frequency, Latency, Length, Power, Size, Strict,
+    Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Factor, Frequency, Latency, Length, Power, Size, Strict,
 )
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
@@ -165,20 +164,14 @@ class IciConfig(Scaled):
 
 
 class NodeFactors(Strict):
-    energy: float = Field(gt=0, description="dynamic energy per operation relative to the table's reference")
-    area: float = Field(gt=0, description="area relative to the table's reference")
+    energy: Factor = Field(gt=0, description="dynamic energy per operation relative to the table's reference")
+    area: Factor = Field(gt=0, description="area relative to the table's reference")
 
 
 class TechnologyConfig(Strict):
     node: Length = Field(description="the chip's process node")
-    scaling: dict[float, NodeFactors] = Field(description="relative energy and area per node, keys like '22 nm'")
-
-    @field_validator("scaling", mode="before")
-    @classmethod
-    def _node_keys(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        return {units.parse_quantity(k, units.LENGTH): v for k, v in value.items()}
+    # Length keys: an error names the key as written ('7 nm'), not its SI value.
+    scaling: dict[Length, NodeFactors] = Field(min_length=1, description="relative energy and area per node, keys like '22 nm'")
 
     @model_validator(mode="after")
     def _node_is_in_table(self) -> "TechnologyConfig":
@@ -212,6 +205,35 @@ class HardwareConfig(Strict):
     sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
 
     @model_validator(mode="after")
+    def _swept_keys_exist(self) -> "HardwareConfig":
+        """Each swept key path names a config key (of any kind of a section, as an axis may
+        switch kinds), so a misspelt axis is reported against this file before any work."""
+        if self.sweep is None:
+            return self
+        where = [(f"axes.{path}", path) for path in self.sweep.axes or {}]
+        where += [(f"zip.{i}.{path}", path) for i, group in enumerate(self.sweep.zip) for path in group]
+        for key, path in where:
+            problem = _unknown_key(path)
+            if problem:
+                raise FieldError(f"sweep.{key}", problem)
+        return self
+
+    @model_validator(mode="after")
+    def _constraints_name_numbers(self) -> "HardwareConfig":
+        """A sweep constraint bounds a number: 'area' or a numeric config value. A key this
+        config lacks (a section a sweep axis adds) is left to the sweep's planning."""
+        for i, constraint in enumerate(self.sweep.constraints if self.sweep else ()):
+            if constraint.key == "area":
+                continue
+            value: object = self
+            for part in constraint.key.split("."):
+                value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise FieldError(f"sweep.constraints.{i}.key", f"{constraint.key} is not a number "
+                                 f"(it is a {type(value).__name__}); a constraint bounds 'area' or a numeric key")
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> "HardwareConfig":
         if self.cmem is not None and self.cmem.capacity < self.vmem.capacity:
             raise FieldError("cmem.capacity", "is smaller than vmem.capacity; CMEM backs VMEM")
@@ -227,3 +249,28 @@ class HardwareConfig(Strict):
 
     def peak_macs_per_second(self, dtype: DType) -> float:
         return self.mxu.count * self.mxu.macs_per_cycle(dtype) * self.clock
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    args = get_args(annotation)
+    if not args:
+        return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+    return [m for arg in args for m in _models_in(arg)]
+
+
+def _unknown_key(path: str) -> str | None:
+    """Why ``path`` (dotted) names no key of a hardware config, or None. Below a free-form
+    mapping (``mxu.pe_macs_per_cycle.int8``) any key is accepted here and checked with the
+    value it is given."""
+    models: list[type[BaseModel]] = [HardwareConfig]
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        if not fields:
+            allowed = sorted({name for m in models for name in m.model_fields})
+            which = "" if i == len(parts) - 1 else f" {'.'.join(parts[: i + 1])}"
+            return f"unknown key{which}; expected one of: {', '.join(allowed)}"
+        models = [m for info in fields for m in _models_in(info.annotation)]
+        if not models:
+            return None
+    return None

@@ -24,11 +24,14 @@ import itertools
 import math
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from archsim import units
 from archsim.config.fields import Count, Strict
 from archsim.errors import FieldError
+
+MAX_SWEEP_POINTS = 100_000  # a documented limit: points (designs x workloads) of one file's sweep
+MAX_RANGE_STEPS = 100_000
 
 OBJECTIVES = {  # name -> (results column, sense)
     "latency": ("latency_s", "min"),
@@ -45,20 +48,32 @@ OBJECTIVES = {  # name -> (results column, sense)
 class RangeSpec(Strict):
     start: str | float = Field(alias="from")
     to: str | float
-    steps: Count = Field(le=100_000)
+    steps: Count = Field(le=MAX_RANGE_STEPS)
     scale: Literal["linear", "log"] = "linear"
 
-    def values(self) -> list[Any]:
-        """The range's values, as unit strings in SI when the ends have units."""
-        lo, lo_dim = _number(self.start)
-        hi, hi_dim = _number(self.to)
+    @model_validator(mode="after")
+    def _checked(self) -> "RangeSpec":
+        self._ends()  # here, not when the sweep is planned; in O(1): a config is validated per point
+        return self
+
+    def _ends(self) -> tuple[float, float, units.Dim]:
+        lo, lo_dim = _number(self.start, "from")
+        hi, hi_dim = _number(self.to, "to")
         if lo_dim != hi_dim:
             raise FieldError("to", f"'{self.to}' and '{self.start}' have different units")
         if self.scale == "log" and (lo <= 0 or hi <= 0):
             raise FieldError("from", "a log scale needs positive ends")
-        n = self.steps
-        if n == 1 and lo != hi:
+        if self.steps == 1 and lo != hi:
             raise FieldError("steps", "one step cannot reach from 'from' to 'to'; use steps >= 2")
+        # every value lies between the ends; the computation is finite when the span (or ratio) is
+        if not math.isfinite((hi - lo) * self.steps if self.scale == "linear" else hi / lo):
+            raise FieldError("to", f"the range from {self.start!r} to {self.to!r} is too wide to compute")
+        return lo, hi, lo_dim
+
+    def values(self) -> list[Any]:
+        """The range's values, as unit strings in SI when the ends have units."""
+        lo, hi, lo_dim = self._ends()
+        n = self.steps
         points = [lo + (hi - lo) * i / (n - 1) if self.scale == "linear" else lo * (hi / lo) ** (i / (n - 1))
                   for i in range(n)] if n > 1 else [lo]
         if lo_dim == units.SIZE:  # bytes are whole
@@ -69,14 +84,37 @@ class RangeSpec(Strict):
         return [f"{p!r} {units.si_unit(lo_dim)}" for p in points]
 
 
-def _number(value: str | float) -> tuple[float, units.Dim]:
-    if isinstance(value, str):
-        try:
+def _number(value: str | float, key: str) -> tuple[float, units.Dim]:
+    """A bound or a range end in SI units, and its dimension; errors name ``key``."""
+    try:
+        if isinstance(value, str):
             exact, dim = units.parse_quantity_exact(value)
-        except units.UnitError as exc:
-            raise FieldError("from", str(exc)) from None
-        return float(exact), dim
-    return float(value), units.DIMENSIONLESS
+            number = units.to_float(exact, value)
+        else:
+            number, dim = float(value), units.DIMENSIONLESS
+    except units.UnitError as exc:
+        raise FieldError(key, str(exc)) from None
+    if not math.isfinite(number):
+        raise FieldError(key, f"must be a finite number, got {value!r}")
+    return number, dim
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    """The dotted key (relative to the validated mapping) and message of a nested model's first
+    error, for a validator that validates a nested model itself."""
+    error = exc.errors()[0]
+    loc = [str(p) for p in error["loc"]]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, FieldError):
+        loc.append(cause.key)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        message = "required key is missing"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] != "value_error" and not isinstance(error.get("input"), (dict, list)):
+        message += f" (got {units.shorten(error.get('input'))})"
+    return ".".join(loc), message
 
 
 Axis = list[Any] | RangeSpec
@@ -98,13 +136,13 @@ class Constraint(Strict):
             raise FieldError("max", "a constraint needs min or max")
         for which in ("min", "max"):
             value = getattr(self, which)
-            if self.key == "area" and value is not None and _number(value)[1] != units.AREA:
+            if value is not None and _number(value, which)[1] != units.AREA and self.key == "area":
                 raise FieldError(which, f"an area bound needs an area unit, such as '400 mm^2' (got {value!r})")
         return self
 
     def bound(self, which: str) -> float | None:
         value = getattr(self, which)
-        return None if value is None else _number(value)[0]
+        return None if value is None else _number(value, which)[0]
 
 
 class SweepSpec(Strict):
@@ -114,6 +152,27 @@ class SweepSpec(Strict):
     workloads: list[str | WorkloadRef] = []
     baseline: str | None = None
     objectives: list[Literal[tuple(OBJECTIVES)]] = Field(default=["latency", "energy"], min_length=1)  # type: ignore[valid-type]
+
+    @field_validator("axes", mode="before")
+    @classmethod
+    def _lists_or_ranges(cls, axes):
+        """Each axis is a list or a range; a range is validated here so that its error names
+        its key rather than listing why it is neither a list nor a range."""
+        if not isinstance(axes, dict):
+            return axes
+        checked = {}
+        for path, axis in axes.items():
+            if isinstance(axis, dict):
+                try:
+                    axis = RangeSpec.model_validate(axis)
+                except ValidationError as exc:
+                    key, message = _first_error(exc)
+                    raise FieldError(f"{path}.{key}", message) from None
+            elif not isinstance(axis, (list, RangeSpec)):
+                raise FieldError(str(path), "a sweep axis is a list of values or a range {from: A, to: B, steps: N}, "
+                                 f"not {units.shorten(repr(axis))}")
+            checked[path] = axis
+        return checked
 
     @field_validator("axes")
     @classmethod
@@ -125,10 +184,30 @@ class SweepSpec(Strict):
 
     @model_validator(mode="after")
     def _zips(self) -> "SweepSpec":
+        seen = set(self.axes or {})
         for i, group in enumerate(self.zip):
             lengths = {len(v) for v in group.values()}
-            if len(lengths) > 1 or 0 in lengths:
+            if len(lengths) != 1 or 0 in lengths:
                 raise FieldError(f"zip.{i}", "zipped axes need the same, non-zero number of values")
+            for path in group:
+                if path in seen:
+                    raise FieldError(f"zip.{i}.{path}", "is swept twice (in axes or another zip group)")
+                seen.add(path)
+        for path in seen:
+            if not path or any(not part.strip() for part in path.split(".")):
+                raise FieldError("axes", f"{path!r} is not a key path such as mxu.count")
+        return self
+
+    @model_validator(mode="after")
+    def _not_too_large(self) -> "SweepSpec":
+        """Checked on the sizes, without enumerating the combinations."""
+        workloads = max(1, len(self.workloads))
+        if self.size * workloads > MAX_SWEEP_POINTS:
+            sizes = " x ".join(str(n) for n in self._sizes() + ([workloads] if workloads > 1 else []))
+            what = "design points x workloads" if workloads > 1 else "design points"
+            raise FieldError("axes" if self.axes else "zip" if self.zip else "workloads",
+                             f"{sizes} = {self.size * workloads:,} {what}; archsim's limit is {MAX_SWEEP_POINTS:,} "
+                             "per file: use fewer values, or split the space over several files")
         return self
 
     def combinations(self) -> list[tuple[tuple[str, Any], ...]]:
@@ -147,10 +226,13 @@ class SweepSpec(Strict):
             factors.append([tuple(zip(paths, row)) for row in zip(*group.values())])
         return factors
 
+    def _sizes(self) -> list[int]:
+        sizes = [a.steps if isinstance(a, RangeSpec) else len(a) for a in (self.axes or {}).values()]
+        return sizes + [len(next(iter(g.values()))) for g in self.zip]
+
     @property
     def size(self) -> int:
-        sizes = [a.steps if isinstance(a, RangeSpec) else len(a) for a in (self.axes or {}).values()]
-        sizes += [len(next(iter(g.values()))) for g in self.zip]
-        return math.prod(sizes)
+        """The number of combinations, computed without enumerating them."""
+        return math.prod(self._sizes())
 
 

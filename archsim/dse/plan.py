@@ -98,11 +98,14 @@ def _check_axes(file: Path, layered: Layered, spec: SweepSpec) -> None:
     before any work."""
     for options in spec.factors():
         for option in options:
+            overrides = [_override(p, v) for p, v in option]
             try:
-                validate_layered(HardwareConfig, _with(layered, [_override(p, v) for p, v in option]), str(file))
-            except ConfigError as exc:
+                validate_layered(HardwareConfig, _with(layered, overrides), str(file))
+            except ConfigError as exc:  # told as the file's axis, not as the --set that applies it
                 shown = ", ".join(f"{p} = {v!r}" for p, v in option)
-                raise ConfigError(f"sweep axis {shown}: {exc}") from None
+                labels = tuple(f"--set {o.text}: " for o in overrides)
+                lines = [next((line[len(a):] for a in labels if line.startswith(a)), line) for line in str(exc).splitlines()]
+                raise ConfigError("\n".join(f"{file}: sweep.axes: sweep axis {shown}: {line}" for line in lines)) from None
 
 
 def _satisfies(file: Path, layered: Layered, combo, spec: SweepSpec) -> bool:

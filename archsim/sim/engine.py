@@ -101,7 +101,7 @@ class Simulator:
     def _matmul_cost(self, op: ops.MatMul, placement: Placement, phase: str, repeat: int) -> OpCost:
         dtype = _compute_dtype(op.a.dtype, op.b.dtype)
         if not self.matrix_unit.supports(dtype):
-            supported = ", ".join(sorted(self.hw.mxu.mac_energy))
+            supported = ", ".join(d.value for d in DType if self.matrix_unit.supports(d))
             raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype} (supported: {supported})")
         # A weight shared by the whole batch is one matrix: fold the batch into m.
         batch, m = (op.batch, op.m) if op.b_batched else (1, op.batch * op.m)

@@ -21,6 +21,11 @@ from archsim.ir.transformer import Precision
 
 _KINDS: dict[str, type["WorkloadSpec"]] = {}
 
+# A documented limit: elements of one tensor (of one layer's copy), about 10^15. Every field is
+# bounded, but their products (batch x tokens x hidden) are not; this keeps every dimension and
+# tile count of the models within 64-bit integers.
+MAX_TENSOR_ELEMENTS = 2**50
+
 
 def register_workload(cls: type["WorkloadSpec"]) -> type["WorkloadSpec"]:
     """Class decorator: files whose ``kind`` is ``cls.KIND`` are read into ``cls``."""
@@ -96,11 +101,23 @@ def lower(spec: WorkloadSpec, paths: PathResolver, lowering: Lowering = Lowering
                 "--set system.parallelism.micro_batches=N", file=source or paths.source("batch"), key="batch")
         spec = spec.model_copy(update={"batch": batch // lowering.batch_split})
     try:
-        return spec.build(paths, lowering.tensor_parallel)
+        workload = spec.build(paths, lowering.tensor_parallel)
     except ConfigError:
         raise
-    except ValueError as exc:  # a combination of valid fields the lowering cannot build
+    except (ValueError, OverflowError) as exc:  # a combination of valid fields the lowering cannot build
         raise ConfigError(str(exc), file=source or paths.source("kind")) from None
+    _check_sizes(workload, source or paths.source("kind"))
+    return workload
+
+
+def _check_sizes(workload: Workload, source: str) -> None:
+    for phase in workload.phases:
+        for name, tensor in phase.graph.tensors.items():
+            if tensor.elements > MAX_TENSOR_ELEMENTS:
+                raise ConfigError(
+                    f"tensor {name} of phase {phase.name!r} has {tensor.elements:.3g} elements (shape "
+                    f"{' x '.join(map(str, tensor.shape))}); archsim's limit is 2^50 = {MAX_TENSOR_ELEMENTS:.3g} "
+                    "per tensor: use a smaller batch, sequence or model", file=source)
 
 
 def load_spec(path: str | Path, overrides: Sequence[Override] = ()) -> WorkloadSpec:

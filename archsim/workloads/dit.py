@@ -37,6 +37,7 @@ FAMILIES = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (2
 # Network evaluations per sampling step; Heun's second-order step needs two (none after the last).
 SAMPLERS = {"ddpm": lambda n: n, "ddim": lambda n: n, "dpm_solver": lambda n: n, "heun": lambda n: 2 * n - 1}
 TIMESTEP_FEATURES = 256  # DiT's TimestepEmbedder frequency_embedding_size
+MAX_FORWARDS = 5000  # a documented limit: network evaluations of one generation (DDPM: 1000)
 
 
 @register_workload
@@ -71,10 +72,17 @@ class DiTWorkload(WorkloadSpec):
             self.shape()
         except ValueError as exc:
             raise FieldError("heads", str(exc)) from None
+        if self.forwards > MAX_FORWARDS:
+            raise FieldError("steps", f"{self.steps} {self.sampler} steps need {self.forwards} network evaluations; "
+                             f"archsim's limit is {MAX_FORWARDS}")
         try:
-            parse_schedule(self.schedule, "schedule")
-        except ConfigError as exc:
-            raise FieldError("schedule", exc.message) from None
+            parse_schedule(self.schedule, "")
+        except ConfigError as exc:  # name the schedule's own key (schedule.period), once
+            first = str(exc).splitlines()[0]
+            key, sep, message = first.partition(": ")
+            if sep and key.startswith("schedule.") and " " not in key:
+                raise FieldError(key, message) from None
+            raise FieldError("schedule", first) from None
         return self
 
     def plans(self) -> list[StepPlan]:

@@ -23,6 +23,7 @@ Every forward computes logits for all its query tokens, as the reference impleme
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections import Counter
 from pathlib import Path
@@ -39,6 +40,8 @@ from archsim.workloads.lm import lm_forward, resolve_model
 
 Kind = Literal["full", "refresh", "decode", "jump", "share"]
 MAX_TOKENS = 2**20  # a documented limit: sequences up to a million tokens
+MAX_TRACE_ROWS = 1_000_000  # a documented limit: rows of a trace CSV
+MAX_FORWARD_SHAPES = 2048  # a documented limit: distinct (kind, q_len, kv_len) forwards, one phase each
 
 
 class Forward(Strict):
@@ -104,7 +107,10 @@ class DLLMWorkload(WorkloadSpec):
 
     def forwards(self, paths) -> list[Forward]:
         if isinstance(self.trace, str):
-            return read_trace(paths("trace", self.trace))
+            path = paths("trace", self.trace)
+            if not path.exists():
+                raise ConfigError(f"trace {path} not found", file=paths.source("trace"), key="trace")
+            return read_trace(path)
         if self.trace is not None:
             return list(self.trace)
         return SCHEDULES[self.mode](self)
@@ -114,6 +120,9 @@ class DLLMWorkload(WorkloadSpec):
         counts: Counter[tuple[str, int, int]] = Counter()
         for f in self.forwards(paths):
             counts[(f.kind, f.q_len, f.kv_len)] += f.count
+        if len(counts) > MAX_FORWARD_SHAPES:
+            raise ConfigError(f"{len(counts):,} distinct forwards (kind, q_len, kv_len), each a phase; archsim's "
+                              f"limit is {MAX_FORWARD_SHAPES:,}", file=paths.source("trace"), key="trace")
         phases = []
         for (kind, q, kv), count in counts.items():  # first-seen order: the generation's order
             name = f"{kind} q{q} kv{kv}"
@@ -172,8 +181,12 @@ SCHEDULES = {"vanilla": vanilla, "fast-dllm": fast_dllm, "odb": odb}
 def read_trace(path: Path) -> list[Forward]:
     """A CSV with columns kind, q_len, kv_len and optionally count."""
     try:
+        if path.exists() and not path.is_file():
+            raise ConfigError("is not a regular file, expected a CSV trace", file=str(path))
         with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            rows = list(itertools.islice(csv.DictReader(f), MAX_TRACE_ROWS + 1))
+        if len(rows) > MAX_TRACE_ROWS:
+            raise ConfigError(f"more than {MAX_TRACE_ROWS:,} rows; archsim's limit for a trace", file=str(path))
     except FileNotFoundError:
         raise ConfigError("file not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

@@ -24,12 +24,13 @@ from pydantic import ConfigDict, model_validator
 
 from archsim.config.fields import Count, Strict
 from archsim.config.loader import Layered, validate_layered
-from archsim.config.yamlio import read_yaml_mapping
+from archsim.config.yamlio import MAX_YAML_BYTES, read_yaml_mapping
 from archsim.dtypes import DType
 from archsim.errors import ConfigError, FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph
 from archsim.ir.transformer import BlockShape, Builder, Precision, Tokens, transformer_block
+from archsim.units import shorten
 
 _ACTIVATIONS = {"silu": "silu", "swiglu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
                 "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu"}
@@ -111,11 +112,18 @@ def _merge_file(layered: Layered, path: Path, named_in: str, key: str) -> None:
         raise ConfigError(f"model config {path} not found", file=named_in, key=key)
     if path.suffix == ".json":
         try:
+            if path.stat().st_size > MAX_YAML_BYTES:
+                raise ConfigError(f"file is {path.stat().st_size:,} bytes; archsim reads model configs of at most "
+                                  f"{MAX_YAML_BYTES:,} bytes (1 MiB)", file=str(path))
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read file: {exc}", file=str(path)) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"JSON syntax error: {exc.msg}", file=f"{path}:{exc.lineno}:{exc.colno}") from None
+        except RecursionError:
+            raise ConfigError("cannot read JSON: nested too deeply", file=str(path)) from None
+        except ValueError as exc:  # e.g. a number too long to convert
+            raise ConfigError(f"cannot read JSON: {shorten(str(exc), 120)}", file=str(path)) from None
         if not isinstance(data, dict):
             raise ConfigError("expected a JSON object of model fields", file=str(path))
     else:

@@ -84,21 +84,22 @@ class Schedule(Strict):
 
 
 def _with_writes(cached: list[StepPlan | None]) -> list[StepPlan]:
-    """Fill the gaps with full steps that write what the following cached steps read."""
-    out = []
-    for i, plan in enumerate(cached):
+    """Fill the gaps with full steps that write what the following cached steps read (one
+    backward pass: the cost grows with the steps, not their square)."""
+    out: list[StepPlan] = [None] * len(cached)  # type: ignore[list-item]
+    run_needs: set[str] = set()  # what the cached steps up to the next full step read
+    taylor_later: set[str] = set()  # Taylor terms any later cached step reads
+    for i in range(len(cached) - 1, -1, -1):
+        plan = cached[i]
         if plan is not None:
-            out.append(plan)
-            continue
-        needs: set[str] = set()
-        for following in cached[i + 1:]:
-            if following is None:
-                break
-            needs.update(following.needs)
-        # Taylor derivatives are finite differences over full steps: every full step
-        # refreshes them while a forecast is still to come.
-        needs.update(n for later in cached[i + 1:] if later is not None for n in later.needs if n.startswith("taylor"))
-        out.append(StepPlan("full", tuple(sorted(needs))))
+            out[i] = plan
+            run_needs |= set(plan.needs)
+            taylor_later |= {n for n in plan.needs if n.startswith("taylor")}
+        else:
+            # Taylor derivatives are finite differences over full steps: every full step
+            # refreshes them while a forecast is still to come.
+            out[i] = StepPlan("full", tuple(sorted(run_needs | taylor_later)))
+            run_needs = set()
     return out
 
 
