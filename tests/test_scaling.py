@@ -87,7 +87,8 @@ ALTERNATIVES = [
     "vmem.read_energy=3 pJ/B", "vmem.write_energy=3 pJ/B", "cmem.capacity=32 MiB", "cmem.bandwidth=1 TB/s",
     "cmem.latency=500 ns", "cmem.read_energy=5 pJ/B", "cmem.write_energy=6 pJ/B", "hbm.capacity=16 GiB",
     "hbm.bandwidth=1.2 TB/s", "hbm.latency=1 us", "hbm.read_energy=5 pJ/bit", "hbm.write_energy=7 pJ/bit",
-    "static_power=60 W", "ici.link_bandwidth=50 GB/s",
+    "static_power=60 W", "ici.link_bandwidth=50 GB/s", "ici.energy_per_byte=10 pJ/bit", "vmem.stated_at=22 nm",
+    "hbm.stated_at=22 nm", "vpu.stated_at=22 nm", "cmem=null",
 ]
 
 
@@ -109,3 +110,24 @@ def test_shared_costs_never_leak_between_chips(first, second):
 @lru_cache(maxsize=1)
 def _LLM_LAYER():
     return load_workload(ROOT / "workloads" / "gpt3_30b_layer_decode.yaml")
+
+
+def test_a_graph_grown_after_a_run_is_placed_anew():
+    """Placements are cached by workload; a graph can still grow, and then it is placed again."""
+    from archsim.dtypes import DType
+    from archsim.ir.graph import OpGraph, Phase, Workload
+    from archsim.ir.ops import Gemm
+    from archsim.ir.tensor import Role, Tensor
+
+    def gemm(name, m, k, n):
+        a, b = Tensor(f"{name}.a", (m, k), DType.INT8), Tensor(f"{name}.b", (k, n), DType.INT8, Role.WEIGHT)
+        return Gemm(name, (a, b), (Tensor(f"{name}.c", (m, n), DType.INT8),), 1, m, k, n, False)
+
+    hw = load_hardware(TPUV4I)
+    graph = OpGraph([gemm("g1", 64, 512, 512)])
+    workload = Workload("grown", (Phase("p", graph),))
+    simulate(hw, workload)
+    graph.add(gemm("g2", 128, 256, 1024))
+    grown = simulate(hw, workload)
+    fresh = simulate(hw, Workload("grown", (Phase("p", OpGraph([gemm("g1", 64, 512, 512), gemm("g2", 128, 256, 1024)])),)))
+    assert grown.summary() == fresh.summary()

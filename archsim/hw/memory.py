@@ -20,9 +20,11 @@ Placement policy ``capacity_greedy`` (the default; policies are a registry):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from enum import StrEnum
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Callable
 
 from archsim.additive import Additive
@@ -52,11 +54,13 @@ class Traffic(Additive):
 
     @staticmethod
     def of(level: Level, read: float = 0.0, write: float = 0.0) -> "Traffic":
-        if level is Level.VMEM:
+        if level == Level.VMEM:
             return Traffic(read, write)
-        if level is Level.CMEM:
+        if level == Level.CMEM:
             return Traffic(0.0, 0.0, read, write)
-        return Traffic(0.0, 0.0, 0.0, 0.0, read, write)
+        if level == Level.HBM:
+            return Traffic(0.0, 0.0, 0.0, 0.0, read, write)
+        raise ValueError(f"unknown memory level {level!r}")
 
     def read(self, level: Level) -> float:
         return getattr(self, _READ[level])
@@ -77,7 +81,7 @@ ZERO_TRAFFIC = Traffic()
 
 @dataclass(frozen=True)
 class Placement:
-    home: dict[str, Level]  # tensor name -> level it is read from / written to
+    home: Mapping[str, Level]  # tensor name -> level it is read from / written to
     preload: tuple[Tensor, ...]  # persistent tensors loaded from HBM into CMEM once
     feasible: bool
     reason: str = ""
@@ -113,8 +117,13 @@ class _Usage:
     seen: bool = False
 
 
-@lru_cache(maxsize=32)
-def _usage(workload: Workload) -> tuple[dict[str, _Usage], list[tuple[dict[str, float], int]]]:
+def _shape_of(workload: Workload) -> tuple[int, ...]:
+    """With the workload, the key of the caches below: a graph can still grow (``add``)."""
+    return tuple(len(phase.graph) for phase in workload.phases)
+
+
+@lru_cache(maxsize=16)
+def _usage(workload: Workload, shape: tuple[int, ...]) -> tuple[dict[str, _Usage], list[tuple[dict[str, float], int]]]:
     """Per-tensor traffic, and per op its activation bytes and execution count. It depends on
     the workload alone, so every design point of a sweep shares it (read-only)."""
     tensors = workload.tensors()
@@ -172,12 +181,14 @@ def _activations_in(op_activations, budget: float) -> tuple[set[str], float]:
 @register_placement("capacity_greedy")
 def capacity_greedy(hw: HardwareConfig, workload: Workload) -> tuple[Placement, ...]:
     # the plans read nothing of the chip but its two capacities: design points share them
-    return _capacity_greedy(workload, hw.cmem.capacity if hw.cmem is not None else 0.0, hw.hbm.capacity)
+    return _capacity_greedy(workload, _shape_of(workload), hw.cmem.capacity if hw.cmem is not None else 0.0,
+                            hw.hbm.capacity)
 
 
-@lru_cache(maxsize=1024)
-def _capacity_greedy(workload: Workload, capacity: float, hbm_capacity: float) -> tuple[Placement, ...]:
-    usage, op_activations = _usage(workload)
+@lru_cache(maxsize=128)
+def _capacity_greedy(workload: Workload, shape: tuple[int, ...], capacity: float,
+                     hbm_capacity: float) -> tuple[Placement, ...]:
+    usage, op_activations = _usage(workload, shape)
 
     acts_a, reserve = _activations_in(op_activations, capacity)
     promoted_a = _promote(usage, capacity - reserve)
@@ -192,7 +203,8 @@ def _capacity_greedy(workload: Workload, capacity: float, hbm_capacity: float) -
 
 
 def _plan(hbm_capacity: float, usage, op_activations, in_cmem: set[str], promoted: set[str]) -> Placement:
-    home = {name: Level.CMEM if name in in_cmem or name in promoted else Level.HBM for name in usage}
+    # read-only: placements are shared by every design point with these capacities
+    home = MappingProxyType({name: Level.CMEM if name in in_cmem or name in promoted else Level.HBM for name in usage})
     preload = tuple(sorted((usage[n].tensor for n in promoted if not usage[n].born_on_chip), key=lambda t: t.name))
     in_hbm = [u.tensor for u in usage.values() if u.tensor.role.persistent
               and not (u.tensor.name in promoted and u.born_on_chip)]

@@ -63,10 +63,12 @@ class Channels:
 def _candidates(dim: int) -> np.ndarray:
     """Powers of two from 2^_MIN_TILE_EXPONENT, capped at the dimension, ascending."""
     top = max(_MIN_TILE_EXPONENT, math.ceil(math.log2(dim)))
-    return np.array(sorted({min(dim, 2 ** e) for e in range(_MIN_TILE_EXPONENT, top + 1)}), dtype=np.int64)
+    sizes = np.array(sorted({min(dim, 2 ** e) for e in range(_MIN_TILE_EXPONENT, top + 1)}), dtype=np.int64)
+    sizes.flags.writeable = False  # cached: shared by every caller
+    return sizes
 
 
-def _refetch_exponents() -> np.ndarray:
+def _refetch_mask() -> np.ndarray:
     """[order, operand (a, b, c), loop (m, n, k)]: 1 where the operand's tile is fetched again
     each time that loop advances, i.e. a loop outside the operand's innermost dependent loop
     that the operand does not depend on."""
@@ -81,7 +83,7 @@ def _refetch_exponents() -> np.ndarray:
     return out
 
 
-_REFETCH = _refetch_exponents()
+_REFETCH = _refetch_mask()
 
 
 def _largest_fitting(shape: MatmulShape, acc_bytes_per_element: float, capacity: float):
@@ -117,7 +119,7 @@ class _Table:
     moved: np.ndarray  # bytes moved at every level together
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)  # 5 to 50 kB each
 def _table(
     shape: MatmulShape,
     out_bytes_per_element: float,

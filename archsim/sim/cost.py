@@ -34,7 +34,7 @@ class OpCost:
     def relabeled(self, phase: str, name: str, repeat: int, copies: int) -> "OpCost":
         """The same cost for another op alike but for its labels. (``dataclasses.replace``
         re-runs ``__init__`` on every field, a large share of a sweep point's time.)"""
-        new = object.__new__(OpCost)
+        new = object.__new__(type(self))  # every field is copied; OpCost caches nothing derived
         new.__dict__.update(self.__dict__, phase=phase, name=name, repeat=repeat, copies=copies)
         return new
 

@@ -16,6 +16,7 @@ from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import vector_cycles
 from archsim.ir import ops
+from archsim.memo import BoundedMemo
 from archsim.ir.graph import Workload
 from archsim.ir.tensor import Tensor
 from archsim.sim.cost import OpCost
@@ -202,30 +203,9 @@ class Simulator:
 
 
 
-class _Memo:
-    """A bounded map, oldest entry evicted first. Costs are pure functions of their key, so
-    sharing them across runs changes no result, only the time."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: dict = {}
-
-    def get(self, key):
-        return self._items.get(key)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    def put(self, key, value):
-        if len(self._items) >= self.size:
-            del self._items[next(iter(self._items))]
-        self._items[key] = value
-        return value
-
-
 # Distinct (chip, op, placement) costs kept per process: a sweep's design points share the ops
 # of their workloads, and points that differ only in capacities share every cost.
-_COSTS = _Memo(size=200_000)
+_COSTS: BoundedMemo[OpCost] = BoundedMemo(size=50_000)  # about 2 kB each: 100 MB at most
 
 def clear_caches() -> None:
     """Forget every cost, timing, tiling and placement computed so far (benchmarks time cold
@@ -254,14 +234,24 @@ class CostFingerprint:
     def of(cls, hw: HardwareConfig) -> "CostFingerprint":
         dump = hw.model_dump(exclude={"name": True, "description": True, "sweep": True,
                                       "cmem": {"capacity"}, "hbm": {"capacity"}})
-        outer = {level: repr(dump.pop(name)) for name, level in cls._OUTER.items()}
-        return cls(repr(dump), outer)
+        outer = {level: _interned(repr(dump.pop(name))) for name, level in cls._OUTER.items()}
+        return cls(_interned(repr(dump)), outer)
 
     def key(self, levels: tuple[Level, ...]) -> tuple:
         key = self._keys.get(levels)
         if key is None:
             key = self._keys[levels] = (self.core, *(self.outer[lv] for lv in sorted(set(levels)) if lv in self.outer))
         return key
+
+
+_FINGERPRINTS: dict[str, str] = {}
+
+
+def _interned(text: str) -> str:
+    """One copy of each fingerprint however many design points (and cost keys) share it."""
+    if len(_FINGERPRINTS) > 10_000:
+        _FINGERPRINTS.clear()
+    return _FINGERPRINTS.setdefault(text, text)
 
 
 def _faster(a: RunResult, b: RunResult) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from archsim.dtypes import DType
+from archsim.memo import BoundedMemo
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,7 @@ def build_matrix_unit(config, feed_bytes_per_cycle: float | None = None) -> Matr
         raise ValueError(f"no matrix-unit model registered for kind {config.kind!r}") from None
     feed = feed_bytes_per_cycle if feed_bytes_per_cycle is not None else math.inf
     key = (repr(config.model_dump()), feed)
-    unit = _BUILT.get(key)
-    if unit is None:
-        if len(_BUILT) >= _BUILT_SIZE:
-            del _BUILT[next(iter(_BUILT))]  # the oldest
-        unit = _BUILT[key] = _Memoised(factory(config, feed))
-    return unit
+    return _BUILT.get(key) or _BUILT.put(key, _Memoised(factory(config, feed)))
 
 
 class _Memoised:
@@ -88,7 +84,7 @@ class _Memoised:
 
     def __init__(self, model: MatrixUnitModel):
         self.model = model
-        self._timings: dict[tuple[MatmulShape, DType], ArrayTiming] = {}
+        self._timings: BoundedMemo[ArrayTiming] = BoundedMemo(size=4096)
 
     def supports(self, dtype: DType) -> bool:
         return self.model.supports(dtype)
@@ -100,14 +96,10 @@ class _Memoised:
 
     def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming:
         key = (shape, out_dtype)
-        timing = self._timings.get(key)
-        if timing is None:
-            timing = self._timings[key] = self.model.timing(shape, out_dtype)
-        return timing
+        return self._timings.get(key) or self._timings.put(key, self.model.timing(shape, out_dtype))
 
 
-_BUILT: dict[tuple[str, float], _Memoised] = {}
-_BUILT_SIZE = 256
+_BUILT: BoundedMemo[_Memoised] = BoundedMemo(size=256)
 
 
 def clear_matrix_units() -> None:
