@@ -16,9 +16,9 @@ from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import vector_cycles
 from archsim.ir import ops
-from archsim.memo import BoundedMemo
 from archsim.ir.graph import Workload
 from archsim.ir.tensor import Tensor
+from archsim.memo import BoundedMemo
 from archsim.sim.cost import OpCost
 from archsim.sim.result import RunResult
 from archsim.system.topology import topology_of
@@ -202,10 +202,10 @@ class Simulator:
         )
 
 
-
 # Distinct (chip, op, placement) costs kept per process: a sweep's design points share the ops
 # of their workloads, and points that differ only in capacities share every cost.
 _COSTS: BoundedMemo[OpCost] = BoundedMemo(size=50_000)  # about 2 kB each: 100 MB at most
+
 
 def clear_caches() -> None:
     """Forget every cost, timing, tiling and placement computed so far (benchmarks time cold
