@@ -43,18 +43,18 @@ class Additive:
 
     @classmethod
     def total_of(cls: type[T], parts: Iterable[T]) -> T:
-        get = cls._fields()[1]
-        columns = zip(*map(get, parts))
-        start = get(cls())
-        totals = [reduce(operator.add, column, s) for s, column in zip(start, columns)]
-        return cls(*totals) if totals else cls()
+        return cls._sum_rows(map(cls._fields()[1], parts))
 
     @classmethod
     def weighted_total(cls: type[T], parts: Iterable[tuple[T, float]]) -> T:
         """``total_of(part.scaled(weight) for part, weight in parts)``, the same bits, without
         the intermediate records."""
         get = cls._fields()[1]
-        columns = zip(*(tuple(v * w for v in get(part)) for part, w in parts))
-        start = get(cls())
-        totals = [reduce(operator.add, column, s) for s, column in zip(start, columns)]
+        return cls._sum_rows(tuple(v * w for v in get(part)) for part, w in parts)
+
+    @classmethod
+    def _sum_rows(cls: type[T], rows: Iterable[tuple[float, ...]]) -> T:
+        """Field by field, left to right, from the defaults."""
+        start = cls._fields()[1](cls())
+        totals = [reduce(operator.add, column, s) for s, column in zip(start, zip(*rows))]
         return cls(*totals) if totals else cls()
