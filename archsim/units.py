@@ -182,7 +182,6 @@ def parse_quantity_exact(text: str) -> tuple[Fraction, Dim]:
         # the number pattern stops at its limits: the rest of a longer number would be read as a unit
         raise UnitError(f"{shorten(text)} has too many digits (at most 30 before and 30 after the point, "
                         "and an exponent of at most 3 digits)")
-    number, unit = match.groups()
     factor, dim = _parse_unit_expression(unit)
     return Fraction(number) * factor, dim
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from archsim.config.loader import Override, load_layered, parse_overrides, validate_layered
 from archsim.config.schema import HardwareConfig
-from archsim.dse.spec import Point, digest
+from archsim.dse.spec import Point, design, digest
 from archsim.errors import ArchsimError
 from archsim.hw.energy import COMPONENTS
 from archsim.hw.memory import Level
@@ -50,7 +50,7 @@ def _workload_cached(stamp: tuple, overrides_json: str, lowering: Lowering) -> W
 def hardware(point: Point) -> HardwareConfig:
     overrides = parse_overrides([text for _, text in point.base_overrides])
     overrides += [Override(tuple(path.split(".")), value, f"{path}={value}") for path, value in point.overrides]
-    return validate_layered(HardwareConfig, _layered(point.config).copy(overrides), point.config)
+    return validate_layered(HardwareConfig, design(_layered(point.config), overrides), point.config)
 
 
 def evaluate_point(point: Point) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Sequence
 from archsim.config.loader import Layered, Override, load_layered, validate_layered
 from archsim.config.schema import HardwareConfig
 from archsim.config.sweep import SweepSpec
-from archsim.dse.spec import Point, digest, point_key, workload_refs
+from archsim.dse.spec import Point, design, digest, point_key, workload_refs
 from archsim.errors import ConfigError
 from archsim.hw.area import chip_area
 
@@ -21,10 +21,6 @@ class SweepPlan:
     objectives: tuple[str, ...]
     excluded: int  # combinations a constraint removed
     configs: int  # distinct design points (before workloads)
-
-
-def _with(layered: Layered, overrides: Sequence[Override]) -> Layered:
-    return layered.copy(overrides)
 
 
 def _override(path: str, value) -> Override:
@@ -100,7 +96,7 @@ def _check_axes(file: Path, layered: Layered, spec: SweepSpec) -> None:
         for option in options:
             overrides = [_override(p, v) for p, v in option]
             try:
-                validate_layered(HardwareConfig, _with(layered, overrides), str(file))
+                validate_layered(HardwareConfig, design(layered, overrides), str(file))
             except ConfigError as exc:  # told as the file's axis, not as the --set that applies it
                 shown = ", ".join(f"{p} = {v!r}" for p, v in option)
                 labels = tuple(f"--set {o.text}: " for o in overrides)
@@ -110,7 +106,7 @@ def _check_axes(file: Path, layered: Layered, spec: SweepSpec) -> None:
 
 def _satisfies(file: Path, layered: Layered, combo, spec: SweepSpec) -> bool:
     try:
-        hw = validate_layered(HardwareConfig, _with(layered, [_override(p, v) for p, v in combo]), str(file))
+        hw = validate_layered(HardwareConfig, design(layered, [_override(p, v) for p, v in combo]), str(file))
     except ConfigError:
         return True  # invalid points are evaluated (and reported) as such
     for c in spec.constraints:

@@ -10,8 +10,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from archsim.config.loader import Layered, Override
 from archsim.config.sweep import SweepSpec
 from archsim.errors import ConfigError
 
@@ -48,3 +49,12 @@ def workload_refs(spec: SweepSpec, base_dir: Path, source: str) -> list[tuple[st
             raise ConfigError(f"workload {file} not found", file=source, key=f"sweep.workloads.{i}")
         refs.append((str(path), json.dumps(sorted(sets.items()), default=str)))
     return refs
+
+
+def design(layered: Layered, overrides: Sequence[Override]) -> Layered:
+    """One design point of a config file: its values with ``overrides``, without its ``sweep:``
+    section (the space, not the design; validating it again at every point would double the
+    cost of checking the point)."""
+    point = layered.copy(overrides)
+    point.data.pop("sweep", None)  # the copy's own top level
+    return point
