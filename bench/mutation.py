@@ -1,0 +1,461 @@
+"""A light mutation test of archsim's cost models (issue 15).
+
+Each mutant is one meaningful one-line change to archsim/hw, archsim/sim or archsim/system
+(a dropped term, an off-by-one fold count, a swapped max/min, a wrong width, a dropped repeat
+factor, ...), given as (file, the exact original line, its replacement). For each mutant the
+script applies it in a private copy of the repository, runs a fast selection of tests there,
+and records whether a test fails (the mutant is *killed*) or none does (it *survives*). It
+prints a table and the surviving fraction.
+
+    python bench/mutation.py                    # every mutant, tests of --suite related
+    python bench/mutation.py --only M05 M16     # some mutants
+    python bench/mutation.py --suite values     # only tests/test_values_*.py
+    python bench/mutation.py --jobs 2           # two copies side by side (2 cores: ~halves the time)
+    python bench/mutation.py --list             # the mutants, and whether each applies
+    python bench/mutation.py --json out.json    # the table as JSON too
+
+The copy. The shared working tree is never touched (others edit it while this runs): the
+script extracts the committed tree of --ref (default HEAD; ``git archive REF | tar -x``) into a
+temporary directory, one per job, and overlays the working tree's versions of the files named
+by --overlay (default: the value tests tests/test_values_*.py, so uncommitted versions of them
+are used); --worktree copies the working tree's tracked files (``git ls-files``) instead,
+others' uncommitted edits included. A mutant is applied in the copy by replacing the one line
+whose text, stripped of indentation, equals the original's; it is reported as ``not applied``
+when no line or more than one matches. The file is restored after its tests.
+
+Importing the copy. The venv has /work/main installed in editable mode, through a meta-path
+finder that setuptools *appends* to ``sys.meta_path``: the regular path finder runs first, so a
+package found on ``sys.path`` wins over the editable one. The tests run as
+``python -m pytest ...`` with the copy as working directory and on PYTHONPATH (``-m`` puts the
+working directory first on ``sys.path``), so ``import archsim`` and ``tests.conftest`` resolve
+to the copy; the script checks this before any mutant (``python -c "import archsim;
+print(archsim.__file__)"`` run the same way must print a path in the copy) and aborts
+otherwise. Subprocesses the tests start (the CLI tests) inherit the working directory and
+PYTHONPATH. PYTHONDONTWRITEBYTECODE=1 keeps a stale .pyc of a mutated file from ever being
+read after it is restored (a one-line change can keep the size and the mtime second).
+
+Tests. ``--suite values`` runs the value tests alone; ``--suite related`` (default) the value
+tests first, then the existing test files of the mutated module's area (``RELATED``), all
+with ``-x`` (stop at the first failure) and a time limit per mutant (a hang counts as killed).
+Before the mutants, the unmutated copy must pass the union of the selected tests (the
+baseline); otherwise the script stops, since a failure could not be told from a kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from queue import Queue
+
+ROOT = Path(__file__).resolve().parent.parent
+VALUE_TESTS = ("tests/test_values_matrix.py", "tests/test_values_memory.py",
+               "tests/test_values_energy.py", "tests/test_values_system.py")
+# existing tests of each area, run after the value tests with --suite related
+RELATED = {
+    "archsim/hw/matrix/": ("tests/test_systolic.py", "tests/test_cim_energy.py"),
+    "archsim/hw/vector.py": ("tests/test_engine.py",),
+    "archsim/hw/timing.py": ("tests/test_engine.py",),
+    "archsim/hw/energy.py": ("tests/test_cim_energy.py",),
+    "archsim/hw/area.py": ("tests/test_cim_energy.py",),
+    "archsim/hw/memory.py": ("tests/test_engine.py",),
+    "archsim/hw/tiling.py": ("tests/test_tiling.py", "tests/test_engine.py"),
+    "archsim/sim/": ("tests/test_engine.py", "tests/test_cim_energy.py"),
+    "archsim/system/": ("tests/test_system.py",),
+}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    file: str
+    original: str
+    replacement: str
+    what: str
+    nth: int = 0  # 0: the line must be unique in the file; n: its n-th occurrence (1-based)
+
+
+def m(id, file, original, replacement, what, nth=0):
+    return Mutant(id, file, original, replacement, what, nth)
+
+
+SYS, CIM, VEC = "archsim/hw/matrix/systolic.py", "archsim/hw/matrix/cim.py", "archsim/hw/vector.py"
+TIMING, ENERGY, AREA = "archsim/hw/timing.py", "archsim/hw/energy.py", "archsim/hw/area.py"
+MEMORY, TILING, ENGINE, RESULT = "archsim/hw/memory.py", "archsim/hw/tiling.py", "archsim/sim/engine.py", "archsim/sim/result.py"
+TOPO, SCHED, SYSRES, SYSSIM = ("archsim/system/topology.py", "archsim/system/schedule.py",
+                               "archsim/system/result.py", "archsim/system/simulator.py")
+
+MUTANTS: tuple[Mutant, ...] = (
+    # -- the five of issue 15 ------------------------------------------------------------
+    m("M01", SYS, "a_reads, b_reads = a_bytes * math.ceil(shape.n / cfg.cols), b_bytes * split",
+      "a_reads, b_reads = a_bytes, b_bytes * split", "ws: streamed operand read once, not once per column fold"),
+    m("M02", CIM, "cycles = load + (per_unit - 1) * max(compute, load) + compute",
+      "cycles = load + (per_unit - 1) * compute + compute", "CIM: reload no longer bounds an overlapped fold"),
+    m("M03", MEMORY, "return u.moved - (0.0 if u.born_on_chip else u.tensor.total_bytes)",
+      "return u.moved", "placement: preload left out of a promotion's value"),
+    m("M04", ENERGY, "mxu=macs * self.mac[dtype] + weight_write_bytes * self.weight_write if macs else 0.0,",
+      "mxu=macs * self.mac[dtype] if macs else 0.0,", "energy: CIM weight writes free"),
+    m("M05", SCHED, "period = max(max(stage.occupancy(m) for stage in stages), *sends, 0.0)",
+      "period = max(max(stage.occupancy(m) for stage in stages), 0.0)", "pipeline period ignores link sends"),
+    # -- systolic --------------------------------------------------------------------------
+    m("M06", SYS, "return folds * (s + load + skew_drain) - 1",
+      "return folds * (s + load + skew_drain)", "scalesim: off by one cycle"),
+    m("M07", SYS, "return load + (folds - 1) * max(s, rows) + s + skew_drain - 1",
+      "return load + (folds - 1) * s + s + skew_drain - 1", "pipelined: weight swap no longer bounds a fold"),
+    m("M08", SYS, "return load + (folds - 1) * max(s, rows) + s + skew_drain - 1",
+      "return load + (folds - 1) * min(s, rows) + s + skew_drain - 1", "pipelined: max -> min"),
+    m("M09", SYS, "skew_drain = rows + cols - 2", "skew_drain = rows + cols - 1", "skew/drain off by one"),
+    m("M10", SYS, "load = rows if mapping.preload else 0", "load = rows", "os pays a stationary load"),
+    m("M11", SYS, "per_unit = math.ceil(folds / cfg.count)", "per_unit = folds // cfg.count",
+      "folds per unit rounded down"),
+    m("M12", SYS, "row_folds = math.ceil(mapping.row_dim / cfg.rows)", "row_folds = mapping.row_dim // cfg.rows + 1",
+      "row folds off by one on whole multiples"),
+    m("M13", SYS, "split = cfg.count // folds if mapping.preload and folds < cfg.count else 1", "split = 1",
+      "idle units no longer share a fold's stream"),
+    m("M14", SYS, "k_eff = math.ceil(shape.k / pack)", "k_eff = shape.k", "PE packing dropped"),
+    m("M15", SYS, "b_reads = b_bytes * math.ceil(shape.m / cfg.rows)", "b_reads = b_bytes",
+      "os: B read once, not once per row fold"),
+    m("M16", SYS, "folds=folds * split,", "folds=folds,", "split fold pieces not counted as steps"),
+    # -- CIM -------------------------------------------------------------------------------
+    m("M17", CIM, "cycles = per_unit * (load + compute)", "cycles = load + per_unit * compute",
+      "CIM serial reload paid once"),
+    m("M18", CIM, "fill = math.ceil(bits / core.input_bits_per_cycle)", "fill = 0", "bit-serial fill dropped"),
+    m("M19", CIM, "chunk = shape.m if k_folds == 1 else max(1, min(shape.m, psum_rows))", "chunk = shape.m",
+      "partial-sum buffer ignored"),
+    m("M20", CIM, "weight_writes = b_bytes * chunks * split", "weight_writes = b_bytes * chunks",
+      "weight copies of a split fold not written"),
+    m("M21", CIM, "a_reads=shape.batch * shape.m * shape.k * e * n_folds,  # broadcast once per N fold",
+      "a_reads=shape.batch * shape.m * shape.k * e,", "CIM: A read once, not once per N fold"),
+    m("M22", CIM, "outputs_per_core = core.core_cols // bits", "outputs_per_core = core.core_cols // 8",
+      "outputs per core at int8 width whatever the dtype"),
+    m("M23", CIM, "psum_rows = int(core.psum_buffer // (outputs_per_core * shape.dtype.accumulator.bytes))",
+      "psum_rows = int(core.psum_buffer // (outputs_per_core * shape.dtype.bytes))",
+      "partial sums at the operand width, not the accumulator's"),
+    m("M24", CIM, "per_unit = math.ceil(folds / slots)", "per_unit = math.ceil(folds / cfg.count)",
+      "grid row groups not used as sub-units"),
+    m("M25", CIM, "load = math.ceil(core.core_rows * outputs_per_core * bits / core.weight_write_bits_per_cycle)",
+      "load = math.ceil(core.core_rows * outputs_per_core / core.weight_write_bits_per_cycle)",
+      "weight load in weights, not bits"),
+    # -- vector unit, timing ---------------------------------------------------------------
+    m("M26", VEC, "special = work.special * config.special_cycles_per_op / config.lanes",
+      "special = work.special / config.lanes", "transcendental cost dropped"),
+    m("M27", VEC, "alu = work.alu / (config.lanes * config.alu_ops_per_lane_per_cycle)",
+      "alu = work.alu / config.lanes", "ALU ops per lane dropped"),
+    m("M28", TIMING, "return latency + np.maximum(t_mem, t_mem / np.maximum(steps, 1) + t_compute)",
+      "return latency + np.maximum(t_mem, t_compute)", "first piece's transfer not exposed"),
+    m("M29", TIMING, "return latency + np.maximum(t_mem, t_mem / np.maximum(steps, 1) + t_compute)",
+      "return np.maximum(t_mem, t_mem / np.maximum(steps, 1) + t_compute)", "access latency dropped"),
+    m("M30", TIMING, "return max((level_config(hw, lv).latency for lv in levels), default=0.0)",
+      "return min((level_config(hw, lv).latency for lv in levels), default=0.0)", "latency: max -> min"),
+    m("M31", TIMING, "moved = traffic.total(level)", "moved = traffic.read(level)", "channel time ignores writes"),
+    # -- energy, area ----------------------------------------------------------------------
+    m("M32", ENERGY, "static=self.static_power * latency_s,", "static=0.0,", "op static energy dropped"),
+    m("M33", ENERGY, "mac={d: e * mxu_scale for d, e in hw.mxu.mac_energy.items()},",
+      "mac={d: e for d, e in hw.mxu.mac_energy.items()},", "MAC energy not node-scaled"),
+    m("M34", ENERGY, "weight_write=cim.weight_write_energy * mxu_scale if cim is not None else 0.0,",
+      "weight_write=cim.weight_write_energy if cim is not None else 0.0,", "weight-write energy not node-scaled"),
+    m("M35", ENERGY, "vpu=vector.alu * self.vpu_alu + vector.special * self.vpu_special,",
+      "vpu=vector.alu * self.vpu_alu,", "special-op energy dropped"),
+    m("M36", ENERGY, "vmem, cmem, hbm = (traffic.read(lv) * read.get(lv, 0.0) + traffic.write(lv) * write.get(lv, 0.0)",
+      "vmem, cmem, hbm = (traffic.read(lv) * read.get(lv, 0.0)", "writes cost no energy"),
+    m("M37", ENERGY, "return getattr(tech.factors(tech.node), quantity) / getattr(tech.factors(stated_at), quantity)",
+      "return getattr(tech.factors(stated_at), quantity) / getattr(tech.factors(tech.node), quantity)",
+      "node scaling inverted"),
+    m("M38", ENERGY, "s = scale_factor(hw, cfg.stated_at, \"energy\")", "s = 1.0",
+      "memory energies not node-scaled"),
+    m("M39", ENERGY, "ici=hw.ici.energy_per_byte * scale_factor(hw, hw.ici.stated_at, \"energy\"),",
+      "ici=hw.ici.energy_per_byte,", "link energy not node-scaled"),
+    m("M40", AREA, "mxu=hw.mxu.count * hw.mxu.unit_area * scale_factor(hw, hw.mxu.stated_at, \"area\"),",
+      "mxu=hw.mxu.unit_area * scale_factor(hw, hw.mxu.stated_at, \"area\"),", "area of one MXU only"),
+    m("M41", AREA, "return cfg.capacity * cfg.area_per_byte * scale_factor(hw, cfg.stated_at, \"area\")",
+      "return cfg.capacity * cfg.area_per_byte * scale_factor(hw, cfg.stated_at, \"energy\")",
+      "SRAM area scaled by the energy factor"),
+    # -- memory, tiling --------------------------------------------------------------------
+    m("M42", MEMORY, "u.moved += per_access * count", "u.moved += per_access", "placement: repeats not counted"),
+    m("M43", MEMORY, "ok = 0 < footprint <= budget", "ok = 0 < footprint", "activations in CMEM beyond its size"),
+    m("M44", MEMORY, "if u.tensor.total_bytes <= budget:", "if u.tensor.bytes <= budget:",
+      "promotion checks one copy's bytes against CMEM"),
+    m("M45", MEMORY, "needed = sum(t.total_bytes for t in in_hbm) + _peak_hbm_activations(op_activations, home)",
+      "needed = sum(t.total_bytes for t in in_hbm)", "HBM capacity ignores spilled activations"),
+    m("M46", MEMORY, "return Traffic(0.0, 0.0, read, write)", "return Traffic(0.0, 0.0, write, read)",
+      "CMEM reads and writes swapped"),
+    m("M47", TILING, "footprint = 2 * (m * k * e + k * n * e + m * n * acc_bytes_per_element)",
+      "footprint = (m * k * e + k * n * e + m * n * acc_bytes_per_element)", "tiles not double-buffered"),
+    m("M48", TILING, "spills = acc_bytes * (refetch[:, 2] - 1)", "spills = out_bytes * (refetch[:, 2] - 1)",
+      "partial sums spilled at the output width"),
+    m("M49", TILING, "vmem_read = out_bytes + spills + a_reads + b_reads", "vmem_read = spills + a_reads + b_reads",
+      "VMEM read of the drained output dropped"),
+    m("M50", TILING, "writes[out_level] = writes[out_level] + out_bytes + spills",
+      "writes[out_level] = writes[out_level] + out_bytes", "spilled partial sums not written"),
+    # -- engine, run totals ----------------------------------------------------------------
+    m("M51", ENGINE, "chunk = max(self.hw.vpu.lanes, op.row_length)", "chunk = self.hw.vpu.lanes",
+      "vector blocks ignore whole rows"),
+    m("M52", ENGINE, "traffic = Traffic.of(Level.HBM, read=moved) + Traffic.of(Level.CMEM, write=moved)",
+      "traffic = Traffic.of(Level.HBM, read=moved)", "preload writes nothing into CMEM"),
+    m("M53", ENGINE, "energy = self.energy.op_energy(latency, traffic, vector=work) + Energy(ici=transfer.energy_j / op.group)",
+      "energy = self.energy.op_energy(latency, traffic, vector=work) + Energy(ici=transfer.energy_j)",
+      "collective: every chip pays the group's link energy"),
+    m("M54", ENGINE, "latency = max(transfer.time_s, memory_s, compute_s)", "latency = transfer.time_s",
+      "collective time ignores its memory and adds"),
+    m("M55", ENGINE, "traffic = Traffic.of(placement.level(table), read=out.elements * table.dtype.bytes)",
+      "traffic = Traffic.of(placement.level(table), read=table.bytes)", "embedding reads its whole table"),
+    m("M56", ENGINE, "energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes),",
+      "energy=self.energy.op_energy(compute_s, tiling.traffic, op.macs, dtype, array.weight_write_bytes),",
+      "matmul static energy over compute time only"),
+    m("M57", ENGINE, "traffic += Traffic.of(Level.VMEM, read=t.bytes, write=t.bytes)",
+      "pass", "vector inputs bypass VMEM", nth=1),
+    m("M58", RESULT, "total += repeat * once", "total += once", "run latency drops phase repeats"),
+    m("M59", RESULT, "out[c.phase] = (repeat, once + c.latency_s * c.copies)",
+      "out[c.phase] = (repeat, once + c.latency_s)", "phase time drops layer copies"),
+    m("M60", RESULT, "return dataclasses.replace(dynamic, static=self.hw.static_power * self.latency_s)",
+      "return dataclasses.replace(dynamic, static=0.0)", "run static energy dropped"),
+    # -- topology --------------------------------------------------------------------------
+    m("M61", TOPO, "neighbours = 1 if self.chips <= 2 else 2", "neighbours = 2",
+      "ring of 2 chips splits its links as if it had 2 neighbours (link count halved)"),
+    m("M62", TOPO, "return self.link_bandwidth * max(1, self.links // neighbours)",
+      "return self.link_bandwidth * max(1, self.links // 2 // neighbours)", "ring: link count halved"),
+    m("M63", TOPO, "steps = passes * (n - 1)", "steps = passes * n", "ring collective: one step too many"),
+    m("M64", TOPO, "time = steps * (max(edges) * self.alpha + chunk / self.neighbour_bandwidth())",
+      "time = steps * (min(edges) * self.alpha + chunk / self.neighbour_bandwidth())", "ring step latency: max -> min edge"),
+    m("M65", TOPO, "energy = steps * chunk * sum(edges) * self.energy_per_byte",
+      "energy = steps * chunk * max(edges) * self.energy_per_byte", "ring energy over one edge"),
+    m("M66", TOPO, "return Transfer(hops * self.alpha + size / self.neighbour_bandwidth(), size, size * hops * self.energy_per_byte)",
+      "return Transfer(self.alpha + size / self.neighbour_bandwidth(), size, size * hops * self.energy_per_byte)",
+      "send: one hop's latency whatever the path", nth=1),
+    m("M67", TOPO, "return along_x + self._ring(size / self.x, [row[0] for row in rows], 2).in_parallel(self.x) + along_x",
+      "return along_x + self._ring(size, [row[0] for row in rows], 2).in_parallel(self.x) + along_x",
+      "torus: the column all-reduce moves everything, not 1/x"),
+    m("M68", TOPO, "neighbours = sum(0 if n == 1 else 1 if n == 2 else 2 for n in (self.x, self.y))",
+      "neighbours = 4", "torus: always 4 neighbours"),
+    m("M69", TOPO, "sent = (n - 1) / n * size  # per chip per phase, to all the others at once",
+      "sent = size", "switch: every chip sends all the bytes"),
+    m("M70", TOPO, "time = passes * (2 * self.alpha + self.switch_latency + sent / self.neighbour_bandwidth())",
+      "time = passes * (2 * self.alpha + sent / self.neighbour_bandwidth())", "switch collective: switch latency dropped"),
+    m("M71", TOPO, "return Transfer(base.time_s + self.switch_latency, size, base.energy_j + size * self.switch_energy)",
+      "return Transfer(base.time_s, size, base.energy_j + size * self.switch_energy)", "switch send: latency dropped"),
+    m("M72", TOPO, "return self.link_bandwidth * self.links  # every link goes to the switch",
+      "return self.link_bandwidth  # every link goes to the switch", "switch: one link per chip"),
+    # -- schedule, system result, system simulator -----------------------------------------
+    m("M73", SCHED, "step = max(trip + feedback_s, m * period)", "step = max(trip, m * period)",
+      "repeats ignore the feedback send"),
+    m("M74", SCHED, "return max(self.total_s - self.collective_s, self.collective_s)",
+      "return self.total_s - self.collective_s", "overlapped collectives are free"),
+    m("M75", SCHED, "total = repeat * step + (trip + (m - 1) * period - step)", "total = repeat * step",
+      "first execution's fill and drain dropped"),
+    m("M76", SCHED, "trip += sends[s]", "pass", "a micro-batch's trip ignores the links"),
+    m("M77", SYSRES, "return dataclasses.replace(dynamic, static=self.chips * self.hw.static_power * self.latency_s)",
+      "return dataclasses.replace(dynamic, static=self.hw.static_power * self.latency_s)",
+      "static power of one chip only"),
+    m("M78", SYSRES, "dynamic = dynamic.scaled(self.chips_per_stage) + Energy(ici=self.boundary_transfers[1])",
+      "dynamic = dynamic + Energy(ici=self.boundary_transfers[1])", "replicas' dynamic energy not counted"),
+    m("M79", SYSRES, "return cost.count * (1 if cost.phase == PRELOAD else self.micro_batches)",
+      "return cost.count", "micro-batches not counted in work"),
+    m("M80", SYSRES, "returns = (phase.repeat - 1) * self.micro_batches * self.hw.system.parallelism.data",
+      "returns = (phase.repeat - 1) * self.hw.system.parallelism.data", "feedback sent once, not per micro-batch"),
+    m("M81", SYSSIM, "send = self.topology.send(size, cut * tp + tp - 1, (cut + 1) * tp)",
+      "send = self.topology.send(size, cut * tp, (cut + 1) * tp)", "stage boundary sent from the group's first chip"),
+    m("M82", SYSSIM, "return self.topology.send(size, p.pipeline * p.tensor - 1, 0)", "return NO_TRANSFER",
+      "no feedback from the last stage"),
+)
+
+
+# -- the copy ------------------------------------------------------------------------------
+
+def make_copy(dest: Path, ref: str | None, overlay: tuple[str, ...]) -> None:
+    dest.mkdir(parents=True)
+    if ref is None:  # the working tree's tracked files
+        files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
+        for name in filter(None, files.decode().split("\0")):
+            src = ROOT / name
+            if src.is_file():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest / name)
+    else:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    for name in overlay:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
+
+
+def env_for(copy: Path) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1", PYTHONWARNINGS="ignore",
+               PYTHONHASHSEED="0")
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def check_imports(copy: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", "import archsim, tests.conftest as c; print(archsim.__file__); print(c.ROOT)"],
+                         cwd=copy, env=env_for(copy), capture_output=True, text=True)
+    paths = out.stdout.split()
+    if out.returncode or len(paths) != 2 or not all(Path(p).resolve().is_relative_to(copy.resolve()) for p in paths):
+        sys.exit(f"the copy in {copy} is not what gets imported: {out.stdout!r} {out.stderr[-2000:]!r}")
+
+
+# -- one mutant ----------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    id: str
+    file: str
+    what: str
+    status: str  # killed, survived, not applied
+    line: int = 0
+    seconds: float = 0.0
+    by: str = ""  # the first failing test, or why not applied
+    tests: list[str] = field(default_factory=list)
+
+
+def locate(text: str, mutant: Mutant) -> tuple[int, str] | str:
+    """The index of the line whose stripped text is the original (the one, or the n-th), or
+    why there is none."""
+    hits = [i for i, line in enumerate(text.splitlines()) if line.strip() == mutant.original.strip()]
+    if mutant.nth:
+        return (hits[mutant.nth - 1], "") if len(hits) >= mutant.nth else f"line found {len(hits)} times, not {mutant.nth}"
+    if len(hits) == 1:
+        return hits[0], ""
+    return "line not found" if not hits else f"line found {len(hits)} times"
+
+
+def tests_for(mutant: Mutant, suite: str) -> list[str]:
+    tests = list(VALUE_TESTS)
+    if suite == "related":
+        for prefix, extra in RELATED.items():
+            if mutant.file.startswith(prefix):
+                tests += [t for t in extra if t not in tests]
+    return tests
+
+
+def run_tests(copy: Path, tests: list[str], timeout: float) -> tuple[bool, str, float]:
+    """(passed, first failure, seconds) of ``pytest -x`` over ``tests`` in the copy."""
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-rf", *tests]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=copy, env=env_for(copy), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # this run's own process group only
+        proc.communicate()
+        return False, f"timeout after {timeout:.0f} s", time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if proc.returncode == 0:
+        return True, "", seconds
+    failed = [line.split(" - ")[0].removeprefix("FAILED ").removeprefix("ERROR ")
+              for line in out.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return False, failed[0] if failed else out.strip().splitlines()[-1][:200], seconds
+
+
+def try_mutant(mutant: Mutant, copy: Path, suite: str, timeout: float) -> Outcome:
+    path = copy / mutant.file
+    text = path.read_text()
+    where = locate(text, mutant)
+    if isinstance(where, str):
+        return Outcome(mutant.id, mutant.file, mutant.what, "not applied", by=where)
+    index, _ = where
+    lines = text.splitlines(keepends=True)
+    line = lines[index]
+    indent = line[: len(line) - len(line.lstrip())]
+    ending = line[len(line.rstrip("\r\n")):]
+    lines[index] = indent + mutant.replacement + ending
+    tests = tests_for(mutant, suite)
+    path.write_text("".join(lines))
+    try:
+        passed, failure, seconds = run_tests(copy, tests, timeout)
+    finally:
+        path.write_text(text)
+    return Outcome(mutant.id, mutant.file, mutant.what, "survived" if passed else "killed", index + 1,
+                   seconds, failure, tests)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ref", default="HEAD", help="commit to copy (default HEAD)")
+    parser.add_argument("--worktree", action="store_true", help="copy the working tree's tracked files instead")
+    parser.add_argument("--overlay", nargs="*", default=list(VALUE_TESTS),
+                        help="files copied from the working tree over the copy (default: the value tests)")
+    parser.add_argument("--only", nargs="*", default=None, help="mutant ids to run")
+    parser.add_argument("--suite", choices=("values", "related"), default="related")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant")
+    parser.add_argument("--list", action="store_true", help="list the mutants and whether each applies")
+    parser.add_argument("--json", type=Path, help="also write the table as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the copies")
+    args = parser.parse_args(argv)
+
+    mutants = [mu for mu in MUTANTS if args.only is None or mu.id in args.only]
+    work = Path(tempfile.mkdtemp(prefix="archsim-mutation-"))
+    ref = None if args.worktree else args.ref
+    overlay = tuple(o for o in args.overlay if (ROOT / o).is_file())
+    try:
+        copies = [work / f"copy{j}" for j in range(max(1, args.jobs))]
+        for copy in copies:
+            make_copy(copy, ref, overlay)
+        check_imports(copies[0])
+        source = "working tree" if ref is None else subprocess.run(
+            ["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        print(f"copy of {source} (+ {', '.join(overlay) or 'nothing'} from the working tree) in {work}")
+        if args.list:
+            for mu in mutants:
+                where = locate((copies[0] / mu.file).read_text(), mu)
+                state = f"line {where[0] + 1}" if not isinstance(where, str) else where
+                print(f"{mu.id}  {mu.file:32s} {state:20s} {mu.what}")
+            return 0
+        union = sorted({t for mu in mutants for t in tests_for(mu, args.suite)}, key=lambda t: (t not in VALUE_TESTS, t))
+        passed, failure, seconds = run_tests(copies[0], union, args.timeout * 4)
+        print(f"baseline: {len(union)} test files {'pass' if passed else 'FAIL: ' + failure} ({seconds:.1f} s)")
+        if not passed:
+            return 2
+        free: Queue[Path] = Queue()
+        for copy in copies:
+            free.put(copy)
+
+        def one(mu: Mutant) -> Outcome:
+            copy = free.get()
+            try:
+                outcome = try_mutant(mu, copy, args.suite, args.timeout)
+            finally:
+                free.put(copy)
+            print(f"  {outcome.id} {outcome.status:11s} {outcome.seconds:6.1f} s  {outcome.by}", flush=True)
+            return outcome
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=len(copies)) as pool:
+            outcomes = list(pool.map(one, mutants))
+        elapsed = time.perf_counter() - start
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    print(f"{'id':4s}  {'file:line':36s} {'status':11s} {'s':>6s}  {'mutation':58s} killed by / reason")
+    for o in outcomes:
+        where = f"{o.file.removeprefix('archsim/')}:{o.line}" if o.line else o.file.removeprefix("archsim/")
+        print(f"{o.id:4s}  {where:36s} {o.status:11s} {o.seconds:6.1f}  {o.what[:58]:58s} {o.by}")
+    applied = [o for o in outcomes if o.status != "not applied"]
+    survived = [o for o in applied if o.status == "survived"]
+    print()
+    print(f"{len(applied)} of {len(outcomes)} mutants applied; {len(applied) - len(survived)} killed, "
+          f"{len(survived)} survived: surviving fraction {len(survived)}/{len(applied)}"
+          f" = {len(survived) / max(1, len(applied)):.1%}; {elapsed:.0f} s with {len(copies)} job(s)")
+    not_applied = [o.id for o in outcomes if o.status == "not applied"]
+    if not_applied:
+        print(f"not applied (the line is not in the copy): {', '.join(not_applied)}")
+    if args.json:
+        args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Memory-model values pinned against hand calculations (issue 15): bytes per level, where
+tensors live, the CMEM preload, and each op's time ``latency + max(T_mem, T_mem/steps + C)``.
+
+Cases are small and chosen so that the tiler's and the placement's choices are forced or do not
+change what is pinned: every operand fits VMEM (each is read from its home once, whatever the
+tile sizes), or a single tile size fits; an op's pipeline steps are read from the tiling the
+engine reports, so the time formula is checked whatever tiling is picked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from archsim.api import gemm_workload, load_hardware, run_gemm, simulate
+from archsim.dtypes import DType
+from archsim.hw.memory import Level, Traffic, place
+from archsim.hw.timing import access_latency, channel_times, overlapped_time
+from archsim.ir.graph import OpGraph, Phase, Workload
+from archsim.ir.ops import CacheWrite, Gemm, Softmax
+from archsim.ir.tensor import Role, Tensor
+from tests.conftest import TPUV4I
+
+I8, BF16 = DType.INT8, DType.BF16
+CLOCK = 1.05e9
+# TPUv4i: bandwidths (B/s) and latencies (s) of each level
+VMEM_BW, CMEM_BW, HBM_BW = 13.5e12, 2.151e12, 614e9
+VMEM_LAT, CMEM_LAT, HBM_LAT = 5e-9, 50e-9, 555e-9
+REL = 1e-12
+
+
+def hw_with(*overrides):
+    return load_hardware(TPUV4I, list(overrides))
+
+
+def tiles_of(cost, m, k, n) -> int:
+    """The VMEM tiles of a matmul from the tiling the engine reports ('MxKxN/order')."""
+    mt, kt, nt = (int(x) for x in cost.tiling.split("/")[0].split("x"))
+    return math.ceil(m / mt) * math.ceil(k / kt) * math.ceil(n / nt)
+
+
+# -- the pieces of an op's time -------------------------------------------------------------
+
+def test_overlapped_time():
+    # one step: all the memory time, then all the compute: 1 + 4 + 3
+    assert overlapped_time(4.0, 3.0, 1, 1.0) == 8.0
+    # two steps: the first half of the transfers is exposed, the rest hides under compute
+    assert overlapped_time(4.0, 3.0, 2, 1.0) == 1.0 + max(4.0, 2.0 + 3.0)
+    # many steps of a memory-bound op: the roofline, T_mem
+    assert overlapped_time(4.0, 1.0, 100, 0.0) == 4.0
+    assert overlapped_time(4.0, 3.0, 0, 0.0) == 7.0  # no steps counts as one
+    assert overlapped_time(0.0, 3.0, 5, 0.5) == 3.5
+
+
+def test_access_latency_is_the_slowest_level_touched(tpuv4i):
+    assert access_latency(tpuv4i, {Level.VMEM}) == VMEM_LAT
+    assert access_latency(tpuv4i, {Level.VMEM, Level.CMEM}) == CMEM_LAT
+    assert access_latency(tpuv4i, {Level.CMEM, Level.HBM, Level.VMEM}) == HBM_LAT
+    assert access_latency(tpuv4i, ()) == 0.0
+
+
+def test_channel_times_count_reads_and_writes(tpuv4i):
+    times = channel_times(tpuv4i, Traffic(100.0, 200.0, 0.0, 0.0, 300.0, 400.0))
+    assert times == {Level.VMEM: pytest.approx(300 / VMEM_BW, rel=REL), Level.HBM: pytest.approx(700 / HBM_BW, rel=REL)}
+
+
+# -- a GEMM whose operands all fit VMEM: each read from its home once ------------------------
+
+def test_gemm_bytes_per_level():
+    # 64 x 256 x 512 int8 on one 128 x 128 MXU. A (16 KiB) and C (32 KiB) are activations:
+    # they fit CMEM, so they live there; B (128 KiB) is a weight read once, not worth a
+    # preload: HBM. Everything fits VMEM (2 x (16 + 128 + 128 KiB accumulators) < 16 MiB), so
+    # whatever the tiles, each operand is read from its home once.
+    r = run_gemm(hw_with("mxu.count=1"), 64, 256, 512)
+    (op,) = r.ops
+    a, b, c = 64 * 256, 256 * 512, 64 * 512
+    # arrays (ws): A streams once per column fold (4), B once, C written once
+    a_reads, b_reads = 4 * a, b
+    assert op.traffic == Traffic(
+        vmem_read=c + a_reads + b_reads,  # the DMA drains C; the arrays read A and B
+        vmem_write=a + b + c,  # the DMA fills A and B; the arrays write C
+        cmem_read=a, cmem_write=c, hbm_read=b, hbm_write=0.0)
+    assert (op.traffic.vmem_read, op.traffic.vmem_write) == (229376, 180224)
+    # T_mem: the busiest channel: HBM 128 KiB / 614 GB/s = 213 ns (VMEM 409600 B: 30 ns,
+    # CMEM 48 KiB: 23 ns); C: 1341 cycles (2 x 4 folds, test_values_matrix)
+    assert op.memory_s == pytest.approx(b / HBM_BW, rel=REL)
+    assert op.compute_s == pytest.approx(1341 / CLOCK, rel=REL)
+    assert op.bottleneck == "mxu" and op.bound == "compute"
+    assert r.latency_s == op.latency_s
+
+
+def test_one_fold_gemm_time_is_latency_plus_transfers_plus_compute():
+    # 64 x 128 x 128 int8 on one MXU: one fold and (everything fitting VMEM) one tile: the
+    # arrays start when all operands are in: T = HBM latency + T_mem + C
+    (op,) = run_gemm(hw_with("mxu.count=1"), 64, 128, 128).ops
+    a, b, c = 64 * 128, 128 * 128, 64 * 128
+    assert op.traffic == Traffic(c + a + b, a + b + c, a, c, b, 0.0)
+    compute = (128 + 64 + 254 - 1) / CLOCK
+    assert op.latency_s == pytest.approx(HBM_LAT + b / HBM_BW + compute, rel=REL)
+    # without CMEM the activations live in HBM too: its port moves A, B and C
+    (op,) = run_gemm(hw_with("mxu.count=1", "cmem=null"), 64, 128, 128).ops
+    assert op.traffic == Traffic(c + a + b, a + b + c, 0.0, 0.0, a + b, c)
+    assert op.memory_s == pytest.approx((a + b + c) / HBM_BW, rel=REL)
+    assert op.latency_s == pytest.approx(HBM_LAT + (a + b + c) / HBM_BW + compute, rel=REL)
+    # a faster HBM with a shorter latency: the same formula, T_mem still HBM's (8.2 ns against
+    # CMEM's 7.6 ns and VMEM's 4.9 ns), the latency HBM's 100 ns
+    (op,) = run_gemm(hw_with("mxu.count=1", "hbm.bandwidth=2 TB/s", "hbm.latency=100 ns"), 64, 128, 128).ops
+    t_mem = max(b / 2e12, (a + c) / CMEM_BW, (2 * (a + b + c)) / VMEM_BW)
+    assert op.latency_s == pytest.approx(100e-9 + t_mem + compute, rel=REL)
+
+
+def test_memory_bound_gemm_time():
+    # decode-like: 8 x 4096 x 4096 int8 on 4 MXUs with HBM at 100 GB/s: the 16 MiB of weights
+    # take 168 us, far more than the arrays' 31 us however the transfers are pipelined
+    r = run_gemm(hw_with("hbm.bandwidth=100 GB/s"), 8, 4096, 4096)
+    (op,) = r.ops
+    b = 4096 * 4096
+    assert (op.traffic.hbm_read, op.traffic.cmem_read, op.traffic.cmem_write) == (b, 8 * 4096, 8 * 4096)
+    # 32 x 32 = 1024 folds of 8 rows, 256 a unit, each waiting 128 cycles for its weights:
+    # 128 + 255 x 128 + 8 + 254 - 1
+    assert op.compute_cycles == 128 + 255 * 128 + 8 + 253
+    assert op.latency_s == pytest.approx(HBM_LAT + b / 100e9, rel=REL)
+    assert op.bottleneck == "hbm" and op.bound == "memory"
+
+
+def test_a_gemm_whose_activations_do_not_fit_cmem_spills_them_to_hbm():
+    # CMEM of 1 MiB (VMEM 512 KiB): A (256 KiB) + C (1 MiB) do not fit, so both live in HBM
+    hw = hw_with("mxu.count=1", "cmem.capacity=1 MiB", "vmem.capacity=512 KiB")
+    (placement, *_) = place(hw, gemm_workload(256, 1024, 4096))
+    assert (placement.home["A"], placement.home["B"], placement.home["C"]) == (Level.HBM, Level.HBM, Level.HBM)
+    # ...while 64 x 1024 x 4096 (A 64 KiB + C 256 KiB) fits
+    (placement, *_) = place(hw, gemm_workload(64, 1024, 4096))
+    assert (placement.home["A"], placement.home["B"], placement.home["C"]) == (Level.CMEM, Level.HBM, Level.CMEM)
+
+
+def test_a_single_fitting_tile_forces_refetches():
+    # 32 x 16 x 32 int8 in a 4 KiB VMEM: only 16 x 16 x 16 tiles fit double-buffered
+    # (2 x (256 + 256 + 16 x 16 x 4 B accumulators) = 3072 B; any 32-edge tile needs 5632 B),
+    # so 2 m-tiles x 2 n-tiles: one of A (CMEM) and B (HBM) must be fetched twice. Fetching A
+    # twice keeps the busiest channel least busy (CMEM 2 x 512 + 1024 B out = 952 ps; fetching
+    # B twice would put 1024 B on HBM, 1.67 ns).
+    r = run_gemm(hw_with("mxu.count=1", "vmem.capacity=4 KiB"), 32, 16, 32)
+    (op,) = r.ops
+    assert op.tiling.startswith("16x16x16/")
+    a, b, c = 32 * 16, 16 * 32, 32 * 32
+    # arrays: one 16 x 32 weight fold; A streams once, B once; C written once
+    assert op.traffic == Traffic(vmem_read=c + a + b, vmem_write=2 * a + b + c,
+                                 cmem_read=2 * a, cmem_write=c, hbm_read=b, hbm_write=0.0)
+    assert op.memory_s == pytest.approx((2 * a + c) / CMEM_BW, rel=REL)
+
+
+# -- vector ops: streamed through VMEM a row block at a time -------------------------------
+
+def softmax_workload(rows, length):
+    x, y = Tensor("x", (rows, length), BF16), Tensor("y", (rows, length), BF16)
+    return Workload("sm", (Phase("p", OpGraph([Softmax("sm", (x,), (y,), rows, length)])),))
+
+
+@pytest.mark.parametrize("rows,length,cycles,steps", [
+    # 8 x 1000: 4 ALU ops and 1 exp an element, 1 reciprocal a row: 32000 ALU, 8008 special:
+    # 32000 / 2048 + 8008 x 2 / 1024 = 15.625 + 15.64 -> 32 cycles; a block is one vector of
+    # 1024 lanes (a row is shorter): ceil(8000 / 1024) = 8 steps
+    (8, 1000, 32, 8),
+    # 4 x 3000: 48000 ALU, 12004 special: 23.44 + 23.45 -> 47 cycles; a block is a whole row
+    # (3000 > 1024 lanes): 4 steps
+    (4, 3000, 47, 4),
+])
+def test_vector_op_traffic_and_time(tpuv4i, rows, length, cycles, steps):
+    (op,) = simulate(tpuv4i, softmax_workload(rows, length)).ops
+    size = rows * length * 2
+    # x read from CMEM into VMEM and read by the VPU; y written to VMEM, drained to CMEM
+    assert op.traffic == Traffic(2 * size, 2 * size, size, size, 0.0, 0.0)
+    assert op.compute_cycles == cycles and op.vector_ops == 5 * rows * length + rows
+    t_mem = 2 * size / CMEM_BW  # CMEM (4.3 TB/s of work on 2.151 TB/s) is busier than VMEM
+    assert op.latency_s == pytest.approx(CMEM_LAT + max(t_mem, t_mem / steps + cycles / CLOCK), rel=REL)
+
+
+# -- data movement ops and the CMEM preload --------------------------------------------------
+
+def test_cache_write_moves_only_the_new_entries(tpuv4i):
+    new = Tensor("k_new", (8, 1024), BF16)
+    cache = Tensor("k_cache", (8, 4096, 1024), BF16, Role.KV_CACHE)
+    w = Workload("w", (Phase("p", OpGraph([CacheWrite("append", (new,), (cache,))])),))
+    (op,) = simulate(tpuv4i, w).ops
+    # the entries (16 KiB, an activation in CMEM) appended to the cache, which lives in HBM
+    # (written a little at a time, never worth a preload)
+    assert op.traffic == Traffic(0.0, 0.0, 16384, 0.0, 0.0, 16384)
+    assert op.latency_s == pytest.approx(HBM_LAT + 16384 / HBM_BW, rel=REL)
+
+
+def two_weights(steps=4):
+    """W1 read by a GEMM repeated ``steps`` times, W2 by a GEMM run once; 1 MiB each."""
+    def gemm(name, w):
+        x, y = Tensor(f"x_{name}", (8, 1024), I8), Tensor(f"y_{name}", (8, 1024), I8)
+        return OpGraph([Gemm(name, (x, Tensor(w, (1024, 1024), I8, Role.WEIGHT)), (y,), 1, 8, 1024, 1024, False)])
+    return Workload("w", (Phase("loop", gemm("g1", "W1"), repeat=steps), Phase("once", gemm("g2", "W2"))))
+
+
+def test_a_weight_read_once_is_never_preloaded(tpuv4i):
+    # its promotion would save its one read but cost a preload of the same bytes: nothing
+    for placement in place(tpuv4i, gemm_workload(8, 1024, 1024)):
+        assert placement.preload == () and placement.home["B"] is Level.HBM
+    for placement in place(tpuv4i, two_weights()):
+        assert "W2" not in {t.name for t in placement.preload} and placement.home["W2"] is Level.HBM
+
+
+def test_a_reused_weight_is_preloaded_once(tpuv4i):
+    r = simulate(tpuv4i, two_weights(8))
+    mib, act = 2**20, 8 * 1024
+    preload, g1, g2 = r.ops
+    assert preload.phase == "preload" and (g1.name, g2.name) == ("g1", "g2")
+    # W1 read 8 times saves 8 MiB of HBM reads for a 1 MiB preload (and 8 x 0.5 us for 2.3 us);
+    # W2 read once stays in HBM
+    assert preload.traffic == Traffic(0.0, 0.0, 0.0, mib, mib, 0.0)
+    assert preload.latency_s == pytest.approx(HBM_LAT + mib / HBM_BW, rel=REL)  # HBM slower than CMEM
+    assert g1.traffic.cmem_read == act + mib and g1.traffic.hbm_read == 0
+    assert g2.traffic.cmem_read == act and g2.traffic.hbm_read == mib
+    # the run: HBM reads W1 once (preload) and W2 once; CMEM takes the preload and the outputs
+    assert r.traffic.hbm_read == 2 * mib and r.traffic.hbm_write == 0
+    assert r.traffic.cmem_read == 8 * (act + mib) + act
+    assert r.traffic.cmem_write == mib + 9 * act
+    assert r.latency_s == pytest.approx(preload.latency_s + 8 * g1.latency_s + g2.latency_s, rel=REL)
