@@ -91,7 +91,7 @@ def test_grid_split_serves_short_reductions():
     _, unit = cim_unit()
     # attention scores of DiT-XL/2 at 512x512: 128 (batch x heads) matrices, K = head dim 72
     t = unit.timing(MatmulShape(128, 1024, 72, 1024, DType.INT8, b_batched=True), DType.INT8)
-    whole_grid = unit._timing(MatmulShape(128, 1024, 72, 1024, DType.INT8, b_batched=True), DType.INT8, 16)
+    whole_grid = unit.model._timing(MatmulShape(128, 1024, 72, 1024, DType.INT8, b_batched=True), DType.INT8, 16, 1)
     assert t.compute_cycles * 15 < whole_grid.compute_cycles  # 16 groups instead of 1 row in 16
 
 

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal, Union, get_args
 from pydantic import BaseModel, Field, model_validator
 
 from archsim.config.fields import (
-    Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Factor, Frequency, Latency, Length, Power, Size, Strict,
+    Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Factor, Frequency, Latency, Length, NonNegativeCount,
+    Power, Size, Strict,
 )
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
@@ -139,6 +140,9 @@ class VectorUnitConfig(Scaled):
     special_cycles_per_op: Count = Field(
         description="cycles one lane needs for a transcendental (exp, tanh, rsqrt, reciprocal)"
     )
+    convert_ops_per_element: NonNegativeCount | None = Field(
+        default=None, description="ALU ops to convert one element stored narrower than the MACs' type "
+        "(weight-only quantisation: unpack and scale) as the arrays read it; none: such matmuls are an error")
     alu_op_energy: Energy
     special_op_energy: Energy
     area: Area

@@ -7,12 +7,15 @@ between). Loops inside its innermost dependent loop reuse the tile for free. Whe
 innermost for the output, partial sums (accumulator type) are written out and read back.
 Tiles are double-buffered: 2 x (A tile + B tile + accumulator tile) must fit VMEM.
 
-All candidate tilings (power-of-two sizes up to each dimension) are evaluated at once with
-numpy. Tiling decides data movement, not the compute/transfer pipeline (which runs at the
-granularity of array folds: the arrays start as soon as their first fold's operands arrive),
-so the mapper picks the tiling whose busiest memory channel is least busy, ties going to the
-fewest bytes moved, then to the fewest (largest) tiles, then to the first candidate: the
-choice is deterministic.
+All candidate tilings (power-of-two sizes up to each dimension) that fit are evaluated at
+once with numpy. The mapper picks the one that gives the op the least time, as the engine
+times it: ``latency + max(T_mem, T_mem / steps + C)`` with T_mem the busiest channel's time,
+C the compute time and steps the coarser of the array's folds and the VMEM tiles: the arrays
+start once the first fold's operands are in VMEM, and a DMA'd tile is usable only once it is
+whole, so the first transfer exposed is the larger of the two pieces. Ties go to the fewest
+bytes moved, then to the fewest (largest) tiles, then to the first candidate: the choice is
+deterministic. Every tiling that fits a scratchpad fits a larger one, and the candidate set is
+not pruned, so more VMEM never gives a slower op.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 
 from archsim.hw.matrix.base import ArrayTiming, MatmulShape
 from archsim.hw.memory import Level, Traffic
+from archsim.hw.timing import overlapped_time
 
 # Smallest tile edge considered (elements); smaller tiles only add loop overhead.
 _MIN_TILE_EXPONENT = 4
@@ -46,6 +50,7 @@ class MatmulTiling:
     tiles: int
     traffic: Traffic  # outer levels plus VMEM (DMA fills and drains, and the arrays' reads)
     memory_s: float  # the busiest channel's time
+    time_s: float  # the op's time: memory and compute overlapped (archsim.hw.timing)
 
     def describe(self) -> str:
         return f"{self.m_tile}x{self.k_tile}x{self.n_tile}/{self.order}"
@@ -86,22 +91,19 @@ def _refetch_mask() -> np.ndarray:
 _REFETCH = _refetch_mask()
 
 
-def _largest_fitting(shape: MatmulShape, acc_bytes_per_element: float, capacity: float):
-    """Candidate (m, k, n) tiles that fit VMEM double-buffered, keeping for each (m, k) tile
-    only the largest fitting n tile. A smaller tile is never chosen over a larger one that
-    fits (every count below is non-increasing in each tile edge, and it has more tiles), so
-    this prunes nothing the search would pick; the candidates stay in (m, k) order."""
-    e = shape.dtype.bytes
+def _fitting(shape: MatmulShape, acc_bytes_per_element: float, capacity: float):
+    """Every candidate (m, k, n) tile that fits VMEM double-buffered, in (m, k, n) order."""
+    ea, eb = shape.a_dtype.bytes, shape.b_dtype.bytes  # tiles sit in VMEM at their storage widths
     m, k, n = _candidates(shape.m)[:, None, None], _candidates(shape.k)[None, :, None], _candidates(shape.n)[None, None, :]
-    footprint = 2 * (m * k * e + k * n * e + m * n * acc_bytes_per_element)
-    fitting_n = (footprint <= capacity).sum(axis=2)  # footprint grows with n: fits are a prefix
-    if not fitting_n.any():
+    footprint = 2 * (m * k * ea + k * n * eb + m * n * acc_bytes_per_element)
+    fits = footprint <= capacity
+    if not fits.any():
         raise TilingError(
             f"no tile of the {shape.m}x{shape.k}x{shape.n} matmul fits VMEM "
             f"({capacity:.0f} B; the smallest needs {footprint.min():.0f} B)"
         )
-    mi, ki = np.nonzero(fitting_n)
-    return m.ravel()[mi], k.ravel()[ki], n.ravel()[fitting_n[mi, ki] - 1]
+    mi, ki, ni = np.nonzero(fits)
+    return m.ravel()[mi], k.ravel()[ki], n.ravel()[ni]
 
 
 @dataclass(frozen=True)
@@ -131,15 +133,13 @@ def _table(
     """The traffic of every candidate: it depends on the shape, the homes, the arrays' operand
     traffic and VMEM's size, not on any bandwidth, so design points that differ in bandwidths
     (or in anything the arrays do not see) share it."""
-    e = shape.dtype.bytes
-    mt, kt, nt = _largest_fitting(shape, acc_bytes_per_element, vmem_capacity)
+    mt, kt, nt = _fitting(shape, acc_bytes_per_element, vmem_capacity)
     trips = np.stack([np.ceil(shape.m / mt), np.ceil(shape.n / nt), np.ceil(shape.k / kt)])  # loops m, n, k
     tiles = shape.batch * trips[0] * trips[1] * trips[2]
     # refetch[order, operand, candidate]: the product of the trips of the loops that evict it
     refetch = np.where(_REFETCH[:, :, :, None], trips[None, None], 1.0).prod(axis=2)
 
-    a_bytes = shape.batch * shape.m * shape.k * e
-    b_bytes = (shape.batch if shape.b_batched else 1) * shape.k * shape.n * e
+    a_bytes, b_bytes = shape.a_bytes, shape.b_bytes
     out_bytes = shape.batch * shape.m * shape.n * out_bytes_per_element
     acc_bytes = shape.batch * shape.m * shape.n * acc_bytes_per_element
     a_level, b_level, out_level = levels
@@ -178,22 +178,25 @@ def tile_matmul(
     levels: tuple[Level, Level, Level],  # homes of a, b and the output
     array: ArrayTiming,
     channels: Channels,
+    compute_s: float = 0.0,  # the units' time, which transfers overlap
+    latency_s: float = 0.0,  # the exposed access latency
 ) -> MatmulTiling:
-    """The candidate whose busiest memory channel is least busy (see the module's doc)."""
+    """The candidate that gives the op the least time (see the module's doc)."""
     table = _table(shape, out_bytes_per_element, acc_bytes_per_element, levels,
                    (array.a_reads, array.b_reads, array.out_writes), channels.vmem_capacity)
     bw = dict(channels.bandwidth)
     t_mem = table.busy_bytes[0] / bw[Level.VMEM]
     for lv, busy in zip(table.levels[1:], table.busy_bytes[1:]):
         t_mem = np.maximum(t_mem, busy / bw[lv])
-    # least busy channel, then fewest bytes, then fewest tiles, then the first order (the
-    # flattening is order-major), then the first candidate
-    keys = (t_mem.ravel(), table.moved.ravel(), np.broadcast_to(table.tiles, t_mem.shape).ravel())
+    time = overlapped_time(t_mem, compute_s, np.minimum(table.tiles, array.folds), latency_s)
+    # least time, then fewest bytes, then fewest tiles, then the first order (the flattening
+    # is order-major), then the first candidate
+    keys = (time.ravel(), table.moved.ravel(), np.broadcast_to(table.tiles, t_mem.shape).ravel())
     o, i = divmod(_first_best(*keys), t_mem.shape[1])
     traffic = Traffic.total_of(Traffic.of(lv, float(r[o, i]), float(w[o, i]))  # Python floats: numpy scalars are slow
                                for lv, r, w in zip(table.levels, table.reads, table.writes))
     return MatmulTiling(int(table.mt[i]), int(table.kt[i]), int(table.nt[i]), ORDERS[o], int(table.tiles[i]),
-                        traffic, float(t_mem[o, i]))
+                        traffic, float(t_mem[o, i]), float(time[o, i]))
 
 
 def _first_best(*keys: np.ndarray) -> int:

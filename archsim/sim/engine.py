@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
+from types import MappingProxyType
 
 from archsim.config.schema import HardwareConfig
 from archsim.dtypes import DType
@@ -11,7 +12,8 @@ from archsim.errors import ArchsimError
 from archsim.hw.energy import Energy, EnergyModel
 from archsim.hw.matrix import MatmulShape, build_matrix_unit
 from archsim.hw.matrix.base import clear_matrix_units
-from archsim.hw.memory import Level, Placement, Traffic, clear_placements, place
+from archsim.hw.memory import Level, Placement, Traffic
+from archsim.hw.placement import clear_placements, place
 from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import vector_cycles
@@ -31,10 +33,10 @@ class UnsupportedOpError(ArchsimError):
 class Simulator:
     """A chip ready to evaluate workloads. Immutable after construction; reuse it freely."""
 
-    def __init__(self, hw: HardwareConfig, placement_policy: str = "capacity_greedy"):
+    def __init__(self, hw: HardwareConfig, placement_policy: str = "time_knapsack"):
         self.hw = hw
         self.placement_policy = placement_policy
-        self.matrix_unit = build_matrix_unit(hw.mxu, hw.vmem.bandwidth / hw.clock)
+        self.matrix_unit = build_matrix_unit(hw.mxu)
         self.energy = EnergyModel.of(hw)
         self.topology = topology_of(hw)
         self._fingerprint = CostFingerprint.of(hw)
@@ -49,18 +51,30 @@ class Simulator:
 
     def run(self, workload: Workload) -> RunResult:
         """Evaluate every candidate placement; keep the fastest (then the least energy)."""
-        best: RunResult | None = None
-        reasons = []
-        for placement in place(self.hw, workload, self.placement_policy):
-            if not placement.feasible:
-                reasons.append(placement.reason)
-                continue
-            result = self.run_with(workload, placement)
-            if not result.feasible:
-                reasons.append(result.reason)
-            elif best is None or _faster(result, best):
-                best = result
-        return best if best is not None else RunResult.infeasible(self.hw, workload, reasons[0])
+        try:
+            placements = place(self.hw, workload, self.placement_policy, self.op_time)
+            feasible = [p for p in placements if p.feasible]
+            times = [self._latency(workload, p) for p in feasible]
+        except TilingError as exc:  # an op that fits no VMEM tiling fits none under any placement
+            return RunResult.infeasible(self.hw, workload, str(exc))
+        if not feasible:
+            return RunResult.infeasible(self.hw, workload, placements[0].reason)
+        # the whole result only for the fastest plans (their energies break a tie)
+        fastest = min(times)
+        results = [self.run_with(workload, p) for p, t in zip(feasible, times) if t == fastest]
+        return min(results, key=lambda r: r.energy.total)  # the first of equal ones
+
+    def _latency(self, workload: Workload, placement: Placement) -> float:
+        """The run's time under ``placement``: ``run_with(...).latency_s`` to the bit (the same
+        sums in the same order), without building the result."""
+        total = self._preload_cost(placement.preload).latency_s if placement.preload else 0.0
+        home = placement.home
+        for phase in workload.phases:
+            once = 0.0
+            for op in phase.graph.ops():
+                once += self.op_time(op, tuple(map(home.__getitem__, op.tensor_names))) * op.copies
+            total += phase.repeat * once
+        return total
 
     def run_with(self, workload: Workload, placement: Placement) -> RunResult:
         """Evaluate with a given placement."""
@@ -82,11 +96,20 @@ class Simulator:
         step, the same GEMM under several placements, on chips alike in what costs read) are
         costed once."""
         levels = tuple(map(placement.home.__getitem__, op.tensor_names))
+        return self._shared_cost(op, levels).relabeled(phase, op.name, repeat, op.copies)
+
+    def op_time(self, op: ops.Op, levels: tuple[Level, ...]) -> float:
+        """One execution's time with the op's tensors (``op.tensor_names``) at these levels:
+        what the placement search weighs."""
+        return self._shared_cost(op, levels).latency_s
+
+    def _shared_cost(self, op: ops.Op, levels: tuple[Level, ...]) -> OpCost:
         key = (self._fingerprint.key(levels), op.signature, levels)
         cost = _COSTS.get(key)
         if cost is None:
-            cost = _COSTS.put(key, self._cost(op, placement, phase, repeat))
-        return cost.relabeled(phase, op.name, repeat, op.copies)
+            homes = Placement(MappingProxyType(dict(zip(op.tensor_names, levels))), (), True)
+            cost = _COSTS.put(key, self._cost(op, homes, "", 1))  # labels are set per use
+        return cost
 
     def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         if isinstance(op, ops.MatMul):
@@ -106,22 +129,51 @@ class Simulator:
             raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype} (supported: {supported})")
         # A weight shared by the whole batch is one matrix: fold the batch into m.
         batch, m = (op.batch, op.m) if op.b_batched else (1, op.batch * op.m)
-        shape = MatmulShape(batch, m, op.k, op.n, dtype, op.b_batched)
-        array = self.matrix_unit.timing(shape, op.out.dtype)
-        compute_s = array.compute_cycles / self.hw.clock
+        shape = MatmulShape(batch, m, op.k, op.n, dtype, op.b_batched,
+                            _stored(op.a.dtype, dtype), _stored(op.b.dtype, dtype))
         levels = (placement.level(op.a), placement.level(op.b), placement.level(op.out))
-        tiling = tile_matmul(shape, op.out.dtype.bytes, dtype.accumulator.bytes, levels, array, self.channels)
         latency = access_latency(self.hw, set(levels) | {Level.VMEM})
-        # operands arrive per fold and per VMEM tile: the finer of the two sets the pipeline
-        time = float(overlapped_time(tiling.memory_s, compute_s, max(array.folds, tiling.tiles), latency))
+        # The fastest of the units' mappings once memory is counted (ties: fewest bytes moved,
+        # then the first offered).
+        best = None
+        for array in self.matrix_unit.mappings(shape, op.out.dtype):
+            convert = self._conversion(op, shape, array)
+            array_s = array.compute_cycles / self.hw.clock
+            compute_s = max(array_s, vector_cycles(self.hw.vpu, convert) / self.hw.clock)
+            tiling = tile_matmul(shape, op.out.dtype.bytes, dtype.accumulator.bytes, levels, array, self.channels,
+                                 compute_s, latency)
+            rank = (tiling.time_s, tiling.traffic.moved)
+            if best is None or rank < best[0]:
+                best = (rank, array, convert, array_s, compute_s, tiling)
+        _, array, convert, array_s, compute_s, tiling = best
+        time = tiling.time_s
+        unit = "mxu" if array_s >= compute_s else "vpu"  # the conversion can outlast the arrays
         return OpCost(
             phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies,
-            macs=op.macs, vector_ops=0, compute_cycles=array.compute_cycles, compute_s=compute_s,
-            memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,
-            energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes),
-            bottleneck=_bottleneck(compute_s, channel_times(self.hw, tiling.traffic), "mxu"),
+            macs=op.macs, vector_ops=convert.alu + convert.special, compute_cycles=array.compute_cycles,
+            compute_s=compute_s, memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,
+            energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes, convert),
+            bottleneck=_bottleneck(compute_s, channel_times(self.hw, tiling.traffic), unit),
             peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
         )
+
+    def _conversion(self, op: ops.MatMul, shape: MatmulShape, array) -> ops.VectorWork:
+        """The vector unit's work converting operands stored narrower than the MACs' type
+        (weight-only quantisation) as the arrays read them from VMEM: every element read,
+        ``vpu.convert_ops_per_element`` ALU ops each (unpack, scale). It runs beside the arrays."""
+        elements = 0.0
+        if shape.a_stored is not None:
+            elements += array.a_reads / shape.a_dtype.bytes
+        if shape.b_stored is not None:
+            elements += array.b_reads / shape.b_dtype.bytes
+        if not elements:
+            return ops.VectorWork(0, 0)
+        per_element = self.hw.vpu.convert_ops_per_element
+        if per_element is None:
+            raise UnsupportedOpError(
+                f"op {op.name!r} multiplies {op.a.dtype} by {op.b.dtype} at {shape.dtype}: converting the narrower "
+                f"operand needs vpu.convert_ops_per_element in the hardware config (ALU ops per element)")
+        return ops.VectorWork(math.ceil(elements * per_element), 0)
 
     def _vector_cost(self, op: ops.VectorOp, placement: Placement, phase: str, repeat: int) -> OpCost:
         work = op.vector_work
@@ -254,11 +306,6 @@ def _interned(text: str) -> str:
     return _FINGERPRINTS.setdefault(text, text)
 
 
-def _faster(a: RunResult, b: RunResult) -> bool:
-    """Less time, ties going to less energy (computed only for a tie)."""
-    return a.latency_s < b.latency_s or (a.latency_s == b.latency_s and a.energy.total < b.energy.total)
-
-
 def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:
     """The unit when compute dominates, else the busiest memory level."""
     level, memory_s = max(times.items(), key=lambda kv: kv[1], default=(None, 0.0))
@@ -268,6 +315,11 @@ def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:
 def _compute_dtype(a: DType, b: DType) -> DType:
     """Mixed operands run at the wider type."""
     return a if a.bytes >= b.bytes else b
+
+
+def _stored(stored: DType, compute: DType) -> DType | None:
+    """An operand's storage type where it differs from the type the MACs run at."""
+    return stored if stored is not compute else None
 
 
 def simulate(hw: HardwareConfig, workload: Workload) -> RunResult:

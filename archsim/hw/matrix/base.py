@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -20,10 +19,34 @@ class MatmulShape:
     n: int
     dtype: DType  # operand type the MACs run at
     b_batched: bool = False  # each batch element brings its own B (attention) or shares one
+    # The operands' storage types when narrower than ``dtype`` (weight-only quantisation, W4A8):
+    # they are stored and moved at these widths and converted on the way into the arrays.
+    a_stored: DType | None = None
+    b_stored: DType | None = None
 
     @property
     def macs(self) -> int:
         return self.batch * self.m * self.k * self.n
+
+    @property
+    def a_dtype(self) -> DType:
+        """A's type in memory."""
+        return self.a_stored or self.dtype
+
+    @property
+    def b_dtype(self) -> DType:
+        """B's type in memory."""
+        return self.b_stored or self.dtype
+
+    @property
+    def a_bytes(self) -> float:
+        """A's bytes in memory."""
+        return self.batch * self.m * self.k * self.a_dtype.bytes
+
+    @property
+    def b_bytes(self) -> float:
+        """B's bytes in memory (once, when the batch shares it)."""
+        return (self.batch if self.b_batched else 1) * self.k * self.n * self.b_dtype.bytes
 
 
 @dataclass(frozen=True)
@@ -48,9 +71,28 @@ class ArrayTiming:
 
 
 class MatrixUnitModel(Protocol):
-    def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming: ...
+    def mappings(self, shape: MatmulShape, out_dtype: DType) -> tuple[ArrayTiming, ...]:
+        """The ways the units can run the matmul, none of them dominated (``undominated``).
+        The engine picks among them by the op's time with memory, which the units cannot see;
+        a model offers every mapping a smaller group of its units could run, so more units
+        never leave the op slower."""
+        ...
 
     def supports(self, dtype: DType) -> bool: ...
+
+
+def undominated(timings) -> tuple[ArrayTiming, ...]:
+    """The distinct timings no other one beats or equals on every count that slows an op
+    down: cycles, scratchpad reads (operands fed to the arrays) and weight writes, and folds,
+    of which more is better (transfers overlap compute fold by fold). Kept in first-seen order."""
+    distinct = list(dict.fromkeys(timings))
+
+    def worse(x: ArrayTiming, y: ArrayTiming) -> bool:  # y is at least as good as x everywhere
+        return (y.compute_cycles <= x.compute_cycles and y.folds >= x.folds and y.a_reads <= x.a_reads
+                and y.b_reads <= x.b_reads and y.weight_write_bytes <= x.weight_write_bytes)
+
+    return tuple(x for i, x in enumerate(distinct)
+                 if not any(worse(x, y) and (x != y) and (not worse(y, x) or j < i) for j, y in enumerate(distinct)))
 
 
 _KINDS: dict[str, Callable[[object], MatrixUnitModel]] = {}
@@ -66,17 +108,15 @@ def register_matrix_unit(kind: str):
     return decorate
 
 
-def build_matrix_unit(config, feed_bytes_per_cycle: float | None = None) -> MatrixUnitModel:
-    """The model of ``config``'s kind; ``feed_bytes_per_cycle`` is what the scratchpad can feed
-    the units (a mapper may weigh it). Models are shared by content, with their timings: design
-    points whose matrix units are alike (a sweep over memories) reuse every timing."""
+def build_matrix_unit(config) -> MatrixUnitModel:
+    """The model of ``config``'s kind. Models are shared by content, with their timings:
+    design points whose matrix units are alike (a sweep over memories) reuse every timing."""
     try:
         factory = _KINDS[config.kind]
     except KeyError:
         raise ValueError(f"no matrix-unit model registered for kind {config.kind!r}") from None
-    feed = feed_bytes_per_cycle if feed_bytes_per_cycle is not None else math.inf
-    key = (repr(config.model_dump()), feed)
-    return _BUILT.get(key) or _BUILT.put(key, _Memoised(factory(config, feed)))
+    key = repr(config.model_dump())
+    return _BUILT.get(key) or _BUILT.put(key, _Memoised(factory(config)))
 
 
 class _Memoised:
@@ -84,7 +124,7 @@ class _Memoised:
 
     def __init__(self, model: MatrixUnitModel):
         self.model = model
-        self._timings: BoundedMemo[ArrayTiming] = BoundedMemo(size=4096)
+        self._timings: BoundedMemo[tuple[ArrayTiming, ...]] = BoundedMemo(size=4096)
 
     def supports(self, dtype: DType) -> bool:
         return self.model.supports(dtype)
@@ -94,9 +134,14 @@ class _Memoised:
             raise AttributeError(name)
         return getattr(self.model, name)
 
-    def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming:
+    def mappings(self, shape: MatmulShape, out_dtype: DType) -> tuple[ArrayTiming, ...]:
         key = (shape, out_dtype)
-        return self._timings.get(key) or self._timings.put(key, self.model.timing(shape, out_dtype))
+        return self._timings.get(key) or self._timings.put(key, self.model.mappings(shape, out_dtype))
+
+    def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming:
+        """The mapping with the fewest cycles (ties: the first offered): what the arrays alone
+        would pick, without the memory system."""
+        return min(self.mappings(shape, out_dtype), key=lambda t: t.compute_cycles)
 
 
 _BUILT: BoundedMemo[_Memoised] = BoundedMemo(size=256)

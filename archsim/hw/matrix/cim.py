@@ -23,11 +23,9 @@ Grid split: when K is short (attention's head dimension), spending every grid ro
 leave most cores idle. The mapper may use only g_k grid rows per fold along K and run the
 grid_rows / g_k row groups as independent sub-units (other N tiles, or other batch elements
 such as heads), assuming the accumulation across grid rows is reconfigurable and the input
-bus broadcasts to every group. It picks the g_k (grid_rows, halved while even) with the fewest
-cycles, counting the cycles the scratchpad needs to feed every weight copy, ties going to
-the fewest weight writes, then the largest g_k. Folds (and chunks) are shared round-robin among all
-sub-units of the ``count`` units; with fewer folds than sub-units, a fold's M rows are split
-among the idle sub-units, each writing its own copy of the weights.
+bus broadcasts to every group. Folds (and chunks) are shared round-robin among all sub-units
+of the units used; with fewer folds than sub-units, a fold's M rows are split among the idle
+sub-units, each writing its own copy of the weights.
 """
 
 from __future__ import annotations
@@ -36,31 +34,32 @@ import math
 
 from archsim.config.schema import CimConfig
 from archsim.dtypes import DType
-from archsim.hw.matrix.base import ArrayTiming, MatmulShape, register_matrix_unit
+from archsim.hw.matrix.base import ArrayTiming, MatmulShape, register_matrix_unit, undominated
 
 
 @register_matrix_unit("cim")
 class CimModel:
-    def __init__(self, config: CimConfig, feed_bytes_per_cycle: float = math.inf):
+    def __init__(self, config: CimConfig):
         self.config = config
-        self.feed_bytes_per_cycle = feed_bytes_per_cycle  # VMEM bytes per cycle to the units
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.config.cim.macs_per_cycle
 
-    def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming:
+    def mappings(self, shape: MatmulShape, out_dtype: DType) -> tuple[ArrayTiming, ...]:
+        """Every grid split g_k (grid rows, halved while even) on every number of units from
+        ``count`` down to 1: fewer folds, fewer weight copies or fewer cycles each have their
+        price, which only the op's time with memory settles (the engine picks)."""
         splits = []
         g_k = self.config.cim.grid[0]
         while True:
-            splits.append(self._timing(shape, out_dtype, g_k))
+            splits.append(g_k)
             if g_k == 1 or g_k % 2:
                 break
             g_k //= 2
-        # Fewest cycles, counting the weights every copy must be fed (a split that halves the
-        # cycles but multiplies weight traffic does not pay); then fewest weight writes.
-        return min(splits, key=lambda t: (max(t.compute_cycles, t.b_reads / self.feed_bytes_per_cycle), t.weight_write_bytes))
+        return undominated(self._timing(shape, out_dtype, g_k, units)
+                           for g_k in splits for units in range(self.config.count, 0, -1))
 
-    def _timing(self, shape: MatmulShape, out_dtype: DType, g_k: int) -> ArrayTiming:
+    def _timing(self, shape: MatmulShape, out_dtype: DType, g_k: int, units: int) -> ArrayTiming:
         cfg, core = self.config, self.config.cim
         bits = int(shape.dtype.bytes * 8)
         outputs_per_core = core.core_cols // bits
@@ -74,7 +73,7 @@ class CimModel:
         chunks = math.ceil(shape.m / chunk)
         weight_batches = shape.batch if shape.b_batched else 1
         folds = shape.batch * chunks * k_folds * n_folds
-        slots = cfg.count * groups
+        slots = units * groups
         split = min(slots // folds, chunk) if folds < slots else 1
         chunk = math.ceil(chunk / split)
         per_unit = math.ceil(folds / slots)
@@ -93,16 +92,17 @@ class CimModel:
         else:
             cycles = per_unit * (load + compute)
 
-        e = shape.dtype.bytes
-        b_bytes = weight_batches * shape.k * shape.n * e
-        weight_writes = b_bytes * chunks * split
+        # Each weight load reads B from the scratchpad at its storage width and writes it into
+        # the cores' SRAM at the compute width (a narrower stored weight is converted on the way).
+        loads = chunks * split
+        weight_writes = weight_batches * shape.k * shape.n * shape.dtype.bytes * loads
         return ArrayTiming(
             compute_cycles=cycles,
             folds=folds * split,
             macs=shape.macs,
             peak_macs_per_cycle=cfg.count * cfg.macs_per_cycle(shape.dtype),
-            a_reads=shape.batch * shape.m * shape.k * e * n_folds,  # broadcast once per N fold
-            b_reads=weight_writes,
+            a_reads=shape.a_bytes * n_folds,  # broadcast once per N fold
+            b_reads=shape.b_bytes * loads,
             out_writes=shape.batch * shape.m * shape.n * out_dtype.bytes,
             weight_write_bytes=weight_writes,
         )

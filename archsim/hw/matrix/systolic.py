@@ -12,10 +12,11 @@ Fold models:
   unload, also R rows) overlaps the current fold's stream, as in a TPU's double-buffered MXU:
   a fold costs max(S, R), and fill and drain are paid once. With one fold both models agree.
 
-Folds are shared round-robin among the ``count`` units. With fewer folds than units (a
-small GEMM), ws and is split each fold's stream (rows of A, columns of B) among the idle
-units, each holding a copy of the stationary tile; os does not (splitting its K stream would
-need a cross-unit reduction). A PE rate of p MACs per cycle for a dtype is modelled as p
+Folds are shared round-robin among the units. With fewer folds than units (a small GEMM),
+ws and is split each fold's stream (rows of A, columns of B) among the idle units, each
+holding a copy of the stationary tile; os does not (splitting its K stream would need a
+cross-unit reduction). The model offers the mapping on every number of units from 1 to
+``count`` (``mappings``); the engine picks the fastest with the memory system. A PE rate of p MACs per cycle for a dtype is modelled as p
 reduction (K) elements per PE.
 """
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 from archsim.config.schema import SystolicConfig
 from archsim.dtypes import DType
-from archsim.hw.matrix.base import ArrayTiming, MatmulShape, register_matrix_unit
+from archsim.hw.matrix.base import ArrayTiming, MatmulShape, register_matrix_unit, undominated
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,18 @@ def fold_cycles(fold_model: str, folds: int, mapping: Mapping, rows: int, cols: 
 
 @register_matrix_unit("systolic")
 class SystolicModel:
-    def __init__(self, config: SystolicConfig, feed_bytes_per_cycle: float = math.inf):
-        self.config = config  # the fixed fold mapping needs no feed rate
+    def __init__(self, config: SystolicConfig):
+        self.config = config
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.config.pe_macs_per_cycle
 
-    def timing(self, shape: MatmulShape, out_dtype: DType) -> ArrayTiming:
+    def mappings(self, shape: MatmulShape, out_dtype: DType) -> tuple[ArrayTiming, ...]:
+        """The folds spread over 1 to ``count`` units: more units finish sooner, but a split
+        stream copies the stationary tile to each unit, which a VMEM-bound op may not afford."""
+        return undominated(self._timing(shape, out_dtype, units) for units in range(self.config.count, 0, -1))
+
+    def _timing(self, shape: MatmulShape, out_dtype: DType, units: int) -> ArrayTiming:
         cfg = self.config
         pack = cfg.pe_macs_per_cycle[shape.dtype]
         k_eff = math.ceil(shape.k / pack)
@@ -81,14 +87,13 @@ class SystolicModel:
         row_folds = math.ceil(mapping.row_dim / cfg.rows)
         col_folds = math.ceil(mapping.col_dim / cfg.cols)
         folds = shape.batch * row_folds * col_folds
-        split = cfg.count // folds if mapping.preload and folds < cfg.count else 1
+        split = units // folds if mapping.preload and folds < units else 1
         if split > 1:
             mapping = Mapping(mapping.row_dim, mapping.col_dim, math.ceil(mapping.stream / split), True)
-        per_unit = math.ceil(folds / cfg.count)
+        per_unit = math.ceil(folds / units)
         cycles = fold_cycles(cfg.fold_model, per_unit, mapping, cfg.rows, cfg.cols)
 
-        a_bytes = shape.batch * shape.m * shape.k * shape.dtype.bytes
-        b_bytes = (shape.batch if shape.b_batched else 1) * shape.k * shape.n * shape.dtype.bytes
+        a_bytes, b_bytes = shape.a_bytes, shape.b_bytes  # at their storage widths
         out_bytes = shape.batch * shape.m * shape.n * out_dtype.bytes
         # Scratchpad reads by the dataflow: the stationary operand is read once per fold
         # (so once in all); a streamed operand once for every fold across the other dimension.
