@@ -104,7 +104,8 @@ _BINARY_OK = {"B", "bit"}
 # unit powers of at most one digit and quantities of at most 100 characters: enough for any
 # physical value, and no way to make exact arithmetic run for ever.
 MAX_QUANTITY_CHARS = 100
-_NUMBER = r"[+-]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][+-]?\d{1,3})?"
+# [0-9], not \d: Python's \d also matches full-width and other scripts' digits ("１６ MiB").
+_NUMBER = r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?"
 _QUANTITY_RE = re.compile(rf"^\s*({_NUMBER})\s*(.*?)\s*$")
 
 
@@ -114,7 +115,7 @@ def shorten(value: object, limit: int = 60) -> str:
     return shown if len(shown) <= limit else f"{shown[: limit // 2]}...{shown[-limit // 2:]} ({len(shown):,} characters)"
 
 
-_TERM_RE = re.compile(r"^([A-Za-zµμ]+)(?:\^([+-]?\d))?$")
+_TERM_RE = re.compile(r"^([A-Za-zµμ]+)(?:\^([+-]?[0-9]))?$")
 
 
 @lru_cache(maxsize=256)
@@ -174,6 +175,10 @@ def parse_quantity_exact(text: str) -> tuple[Fraction, Dim]:
     strings at every design point (errors are raised, never cached)."""
     if len(text) > MAX_QUANTITY_CHARS:
         raise UnitError(f"{shorten(text)} is too long for a quantity (at most {MAX_QUANTITY_CHARS} characters)")
+    digit = next((c for c in text if c.isdigit() and not c.isascii()), None)
+    if digit is not None:  # read as a number by int() and Fraction(), but not what anyone can check by eye
+        raise UnitError(f"{shorten(text)} has the digit {digit!r} (U+{ord(digit):04X}); write numbers with the "
+                        "ASCII digits 0-9")
     match = _QUANTITY_RE.match(text)
     if not match:
         raise UnitError(f"{shorten(text)} is not a number followed by a unit")
@@ -184,6 +189,12 @@ def parse_quantity_exact(text: str) -> tuple[Fraction, Dim]:
                         "and an exponent of at most 3 digits)")
     factor, dim = _parse_unit_expression(unit)
     return Fraction(number) * factor, dim
+
+
+def unit_text(text: str) -> str:
+    """The unit of a quantity as written: '400 mm^2' -> 'mm^2'; '' for a plain number."""
+    match = _QUANTITY_RE.match(text)
+    return match.group(2) if match else ""
 
 
 def describe(dim: Dim) -> str:

@@ -45,25 +45,119 @@ _StrictLoader.yaml_implicit_resolvers = {
 }
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    mapping: dict[Any, Any] = {}
+_MERGE = _TAG + "merge"
+
+
+class _BadValue(yaml.constructor.ConstructorError):
+    """A value archsim refuses to read; ``path`` gathers the keys above it as the error rises
+    through the mappings and lists being built, so the message can name the key."""
+
+    def __init__(self, problem: str, mark):
+        super().__init__(None, None, problem, mark)
+        self.path: list[str] = []
+
+
+def _entries(loader: _StrictLoader, node: yaml.MappingNode) -> tuple[list, list]:
+    """The (key, value) nodes a mapping gets through merge keys (``<<: *anchor``), in the order
+    a later one overrides an earlier, and those written in it, which override them all (YAML
+    1.1's merge spec). PyYAML's own flattening is not used: it rewrites nodes in place and, in
+    6.0, lets a merged anchor's inherited key beat the anchor's own."""
+    cache = loader.__dict__.setdefault("_merge_entries", {})
+    if id(node) in cache:
+        return cache[id(node)]
+    merged: list = []
+    written = [(k, v) for k, v in node.value if k.tag != _MERGE]
     for key_node, value_node in node.value:
+        if key_node.tag != _MERGE:
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in reversed(sources):  # the first mapping listed wins: it comes last
+            if not isinstance(source, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a merge key (<<) takes a mapping or a list of mappings, not a {source.id}",
+                    source.start_mark)
+            inherited, own = _entries(loader, source)
+            merged += inherited + own
+    cache[id(node)] = merged, written
+    return merged, written
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A mapping whose keys are plain values, each written once in it (``<<`` too); a key
+    written in it overrides one it merges."""
+    merges = [k for k, _ in node.value if k.tag == _MERGE]
+    if len(merges) > 1:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"duplicate merge key '<<' (line {merges[1].start_mark.line + 1}); merge several "
+            "mappings with one key: <<: [*a, *b]", merges[1].start_mark)
+    merged, written = _entries(loader, node)
+    mapping: dict[Any, Any] = {}
+    own: set[Any] = set()
+    for i, (key_node, value_node) in enumerate(merged + written):
         key = loader.construct_object(key_node, deep=deep)
         if not isinstance(key, (str, int, float, bool)) or key is None:
             raise yaml.constructor.ConstructorError(
                 None, None, f"a mapping key must be a plain value, not a {type(key).__name__}", key_node.start_mark
             )
-        if key in mapping:
-            line = key_node.start_mark.line + 1
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {line})", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=deep)
+        if i >= len(merged):  # written here: once only
+            if key in own:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {line})", key_node.start_mark
+                )
+            own.add(key)
+        try:
+            mapping[key] = loader.construct_object(value_node, deep=deep)
+        except _BadValue as exc:
+            exc.path.insert(0, str(key))
+            raise
     return mapping
 
 
+def _construct_sequence(loader: _StrictLoader, node: yaml.SequenceNode, deep: bool = False) -> list:
+    """A list, built at once (not deferred as PyYAML does) so that an error names its index."""
+    items = []
+    for i, child in enumerate(node.value):
+        try:
+            items.append(loader.construct_object(child, deep=deep))
+        except _BadValue as exc:
+            exc.path.insert(0, str(i))
+            raise
+    return items
+
+
+def _plain_number(node: yaml.ScalarNode) -> None:
+    """Refuse what YAML 1.1 reads as a number though few writers mean it: digits other than
+    ASCII 0-9 (an explicit ``!!int '１６'`` would be 16), a leading zero (``010`` is octal, 8)
+    and colons (``1:30`` is base 60, 90)."""
+    text = node.value
+    digits = text.replace("_", "").lstrip("+-")
+    if not text.isascii():
+        raise _BadValue(f"{text!r} has characters other than ASCII; write numbers with the digits 0-9",
+                        node.start_mark)
+    if ":" in digits:
+        raise _BadValue(f"{text} is a base-60 number in YAML 1.1; write it in decimal, or quote it if it is text",
+                        node.start_mark)
+    if node.tag == _TAG + "int" and len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        raise _BadValue(f"{text} has a leading zero, which YAML 1.1 reads as an octal number; ambiguous, so "
+                        f"refused: write the decimal integer without leading zeros (e.g. {int(digits)}), "
+                        "or quote it if it is text", node.start_mark)
+
+
+def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
+    _plain_number(node)
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+
+
+def _construct_float(loader: _StrictLoader, node: yaml.ScalarNode) -> float:
+    _plain_number(node)
+    return yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
+
+
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+_StrictLoader.add_constructor(_TAG + "int", _construct_int)
+_StrictLoader.add_constructor(_TAG + "float", _construct_float)
 
 _NUMBER_LIKE = re.compile(r"^[-+]?[0-9._]+(?:[eE][-+]?[0-9]+)?$")
 
@@ -139,6 +233,8 @@ def read_yaml_text(text: str, source: str) -> Any:
             return loader.get_single_data()
         finally:
             loader.dispose()
+    except _BadValue as exc:
+        raise ConfigError(exc.problem, file=_where(source, exc.problem_mark), key=".".join(exc.path) or None) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "malformed YAML"
