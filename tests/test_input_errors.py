@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 from archsim.config.yamlio import read_yaml_text
+from archsim.dse.plan import plan_sweep
 from archsim.errors import ConfigError
 from tests.conftest import TPUV4I, WORKLOADS
 from tests.test_fuzz import check_outcome, run_main
@@ -95,3 +96,72 @@ def test_a_leading_zero_is_refused_not_read_as_octal(tmp_path):
 def test_a_base_60_number_is_refused(tmp_path):
     path = config(tmp_path, "vpu: {lanes: 1:30}\n")
     fails(["validate", path], "vpu.lanes: 1:30 is a base-60 number", names=str(path))
+
+
+def test_two_spellings_of_one_node_are_refused(tmp_path):
+    path = config(tmp_path, "technology: {scaling: {7.0 nm: {energy: 0.2, area: 1.0}}}\n")
+    fails(["validate", path], "technology.scaling: '7 nm' and '7.0 nm' are the same node", names=str(path))
+
+
+# ------------------------------------------------------------------ sweeps
+
+TINY_SWEEP = f"""
+    sweep:
+      axes:
+        mxu.count: [2, 4]
+      workloads: [{WORKLOADS / 'dit_xl_2_block_512.yaml'}]
+    """
+
+
+def sweep_args(path, out, *more):
+    return ["sweep", path, "--out", out, "--executor", "serial", "--no-progress", *more]
+
+
+def test_sweep_workload_option_replaces_the_files_workloads(tmp_path):
+    import pandas as pd
+
+    path = config(tmp_path, TINY_SWEEP)
+    code, out, err = run_main(*map(str, sweep_args(path, tmp_path / "out", "--workload", DECODE)))
+    assert code == 0, err
+    frame = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert sorted(frame["set.mxu.count"]) == ["2", "4"] and set(frame["workload"]) == {"gpt3-30b-layer-decode"}
+    assert (frame["status"] == "ok").all()
+    fails(sweep_args(path, tmp_path / "out2", "--workload", tmp_path / "nope.yaml"),
+          f"--workload {tmp_path / 'nope.yaml'}: file not found", names="nope.yaml")
+
+
+def test_constraints_that_exclude_every_point_say_which(tmp_path):
+    path = config(tmp_path, TINY_SWEEP + "  constraints: [{key: area, max: 1 mm^2}]\n")
+    fails(sweep_args(path, tmp_path / "out"), f"{path}: sweep.constraints: the constraints exclude all 2 design points",
+          "sweep.constraints.0 (area max 1 mm^2) excludes 2: area ranges from 322.5 to 349.1 mm^2", names=str(path))
+    assert not list((tmp_path / "out").glob("parts/*.parquet"))
+
+
+@pytest.mark.parametrize("constraint, message", [
+    ("{key: hbm.bandwidth, max: 4 GB}",
+     "sweep.constraints.0.max: '4 GB' is a size; a bound on hbm.bandwidth (a bandwidth) must be one too, such as "
+     "'614 GB/s'"),
+    ("{key: hbm.bandwidth, min: 4}", "sweep.constraints.0.min: 4 is a plain number; a bound on hbm.bandwidth"),
+    ("{key: mxu.count, max: 3 GB}", "sweep.constraints.0.max: '3 GB' is a size; a bound on mxu.count (a plain number)"),
+    ("{key: mxu.mac_energy.bf16, max: 1 W}", "sweep.constraints.0.max: '1 W' is a power; a bound on mxu.mac_energy.bf16 "
+     "(an energy)"),
+])
+def test_a_bound_in_another_unit_than_its_key_is_refused(tmp_path, constraint, message):
+    path = config(tmp_path, TINY_SWEEP + f"  constraints: [{constraint}]\n")
+    fails(sweep_args(path, tmp_path / "out"), f"{path}: {message}", names=str(path))
+
+
+def test_a_bound_in_its_keys_unit_is_accepted(tmp_path):
+    path = config(tmp_path, TINY_SWEEP + "  constraints: [{key: hbm.bandwidth, min: 600 GB/s}, {key: mxu.count, max: 3}]\n")
+    plan = plan_sweep([path])
+    assert [dict(p.overrides) for p in plan.points] == [{"mxu.count": 2}] and plan.excluded == 1
+
+
+def test_a_sweep_workloads_set_error_names_the_sweep_file_and_key(tmp_path):
+    path = config(tmp_path, f"""
+        sweep:
+          workloads: [{DECODE}, {{file: {WORKLOADS / 'dit_xl_2.yaml'}, set: {{steps: -1}}}}]
+        """)
+    err = fails(sweep_args(path, tmp_path / "out"), f"{path}: sweep.workloads.1.set.steps: steps: Input should be "
+                "greater than 0", names=str(path))
+    assert "--set" not in err

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from dataclasses import dataclass
+from types import UnionType
+from typing import Annotated, Any, Sequence, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -17,11 +19,33 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+@dataclass(frozen=True)
+class Unit:
+    """Marks a field as a quantity of ``dim`` (pydantic keeps it in the field's metadata), so
+    that what refers to a field by its key (a sweep constraint) can check its unit."""
+
+    dim: units.Dim
+
+
 def _quantity(dim: units.Dim):
     def parse(value: object) -> float:
         return units.parse_quantity(value, dim)
 
     return BeforeValidator(parse)
+
+
+def value_dims(annotation: Any, metadata: Sequence[Any] = ()) -> set[units.Dim]:
+    """The dimensions a field of this annotation (and pydantic's ``metadata``) holds: a
+    quantity's, DIMENSIONLESS for a plain number, none for anything else (a section, a name)."""
+    marks = [m.dim for m in metadata if isinstance(m, Unit)]
+    if marks:
+        return set(marks)
+    if get_origin(annotation) is Annotated:
+        base, *extra = get_args(annotation)
+        return value_dims(base, extra)
+    if get_origin(annotation) in (Union, UnionType):
+        return {d for arg in get_args(annotation) if arg is not type(None) for d in value_dims(arg)}
+    return {units.DIMENSIONLESS} if annotation in (int, float) else set()
 
 
 # Physical values are bounded (in SI units) so that no product or quotient of them the models
@@ -69,13 +93,18 @@ NonNegativeCount = Annotated[int, Field(strict=True, ge=0), AfterValidator(_at_m
 # A finite, bounded plain number (a scaling factor, an acceptance rate).
 Factor = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 
-Frequency = Annotated[float, _quantity(units.FREQUENCY), AfterValidator(_positive)]
-Size = Annotated[float, _quantity(units.SIZE), AfterValidator(_positive)]
-Bandwidth = Annotated[float, _quantity(units.BANDWIDTH), AfterValidator(_positive)]
-Latency = Annotated[float, _quantity(units.TIME), AfterValidator(_non_negative)]
-Length = Annotated[float, _quantity(units.LENGTH), AfterValidator(_positive)]
-Energy = Annotated[float, _quantity(units.ENERGY), AfterValidator(_non_negative)]
-EnergyPerByte = Annotated[float, _quantity(units.ENERGY_PER_BYTE), AfterValidator(_non_negative)]
-Power = Annotated[float, _quantity(units.POWER), AfterValidator(_non_negative)]
-Area = Annotated[float, _quantity(units.AREA), AfterValidator(_non_negative)]
-AreaPerByte = Annotated[float, _quantity(units.AREA_PER_BYTE), AfterValidator(_non_negative)]
+def _quantity_type(dim: units.Dim, check) -> Any:
+    """A float field read from a quantity of ``dim`` in SI units and checked by ``check``."""
+    return Annotated[float, _quantity(dim), Unit(dim), AfterValidator(check)]
+
+
+Frequency = _quantity_type(units.FREQUENCY, _positive)
+Size = _quantity_type(units.SIZE, _positive)
+Bandwidth = _quantity_type(units.BANDWIDTH, _positive)
+Latency = _quantity_type(units.TIME, _non_negative)
+Length = _quantity_type(units.LENGTH, _positive)
+Energy = _quantity_type(units.ENERGY, _non_negative)
+EnergyPerByte = _quantity_type(units.ENERGY_PER_BYTE, _non_negative)
+Power = _quantity_type(units.POWER, _non_negative)
+Area = _quantity_type(units.AREA, _non_negative)
+AreaPerByte = _quantity_type(units.AREA_PER_BYTE, _non_negative)

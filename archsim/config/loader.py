@@ -27,31 +27,44 @@ MAX_ERROR_LINES = 20  # problems listed for one file; the rest are counted
 
 @dataclass(frozen=True)
 class Override:
-    """One ``--set key.path=value`` option; the value is read as a YAML scalar or list."""
+    """One ``key.path=value`` override (``--set``, ``--wset``, ``--schedule``, a sweep's axis or a
+    sweep workload's ``set:``); the value is read as a YAML scalar or list."""
 
     path: tuple[str, ...]
     value: Any
     text: str
+    # How errors name where the override was written; empty: a ``--set`` option. Each source
+    # names itself (``--wset batch=x``, ``hw.yaml: sweep.workloads[0].set.steps``), so an error
+    # never points the user at an option they did not give.
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.source or option_label(self.text)
 
 
-def parse_overrides(options: Sequence[str]) -> list[Override]:
+_EXAMPLES = {"--set": "mxu.count=8", "--wset": "batch=16"}  # for the error of a malformed option
+
+
+def parse_overrides(options: Sequence[str], option: str = "--set") -> list[Override]:
+    """``KEY.PATH=VALUE`` texts given with the command-line ``option`` (which errors name)."""
     overrides = []
-    for option in options:
-        key, sep, raw = option.partition("=")
+    for text in options:
+        label = option_label(text, option)
+        key, sep, raw = text.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(
-                "expected KEY.PATH=VALUE, e.g. --set mxu.count=8", file=option_label(option)
-            )
-        value = read_yaml_text(raw, option_label(option)) if raw.strip() else raw
-        overrides.append(Override(tuple(key.split(".")), value, option))
+            raise ConfigError(f"expected KEY.PATH=VALUE, e.g. {option} {_EXAMPLES.get(option, 'key=value')}",
+                              file=label)
+        value = read_yaml_text(raw, label) if raw.strip() else raw
+        overrides.append(Override(tuple(key.split(".")), value, text, label))
     return overrides
 
 
-def option_label(text: str) -> str:
-    """How errors name a ``--set`` option: on one line, and cut short when long."""
+def option_label(text: str, option: str = "--set") -> str:
+    """How errors name a command-line option and its value: on one line, cut short when long."""
     text = text.replace("\n", "\\n")
-    return f"--set {text if len(text) <= 80 else text[:60] + '...' + text[-15:]}"
+    return f"{option} {text if len(text) <= 80 else text[:60] + '...' + text[-15:]}"
 
 
 @dataclass
@@ -60,6 +73,7 @@ class Layered:
 
     data: dict = field(default_factory=dict)
     origin: dict[tuple[str, ...], str] = field(default_factory=dict)
+    options: set[str] = field(default_factory=set)  # sources that are overrides, not files
 
     def merge(self, data: dict, source: str, prefix: tuple[str, ...] = ()) -> None:
         target = self.data
@@ -80,7 +94,7 @@ class Layered:
         """An independent copy, with ``overrides`` applied. Sections are shared until one of
         the two writes into them (``set`` and ``merge`` copy a section before writing into
         it): a sweep copies its file for every design point."""
-        copy = Layered(dict(self.data), dict(self.origin))
+        copy = Layered(dict(self.data), dict(self.origin), set(self.options))
         for override in overrides:
             copy.set(override)
         return copy
@@ -101,7 +115,8 @@ class Layered:
         return target
 
     def set(self, override: Override) -> None:
-        source = option_label(override.text)
+        source = override.label
+        self.options.add(source)
         target = self._own(override.path, source)
         target[override.path[-1]] = override.value
         self._forget_below(override.path)
@@ -113,9 +128,9 @@ class Layered:
 
     def directory_of(self, path: tuple[str, ...]) -> Path:
         """The folder a relative path written at ``path`` is relative to: its file's folder
-        (the current folder for a ``--set`` option)."""
-        source = self.source_of(path, "--set")
-        return Path.cwd() if source.startswith("--set") else Path(source).parent
+        (the current folder for an override)."""
+        source = self.source_of(path, "")
+        return Path.cwd() if not source or source in self.options else Path(source).parent
 
     def source_of(self, path: tuple[str, ...], default: str) -> str:
         for length in range(len(path), 0, -1):
@@ -289,6 +304,8 @@ def validate_layered(model: type[Model], layered: Layered, default_source: str, 
     try:
         return model.model_validate(layered.data)
     except ValidationError as exc:
+        if model is HardwareConfig:
+            _not_a_workload(layered, default_source)
         entries = []
         for error in exc.errors():
             unions: list[int] = []
@@ -309,6 +326,18 @@ def validate_layered(model: type[Model], layered: Layered, default_source: str, 
         if len(problems) > MAX_ERROR_LINES:
             lines.append(f"{default_source}: ... and {len(problems) - MAX_ERROR_LINES} more problems")
         raise ConfigError("\n".join(lines)) from None
+
+
+HARDWARE_KEYS = ("clock", "mxu", "vpu", "vmem", "hbm", "technology")  # what tells a hardware config
+
+
+def _not_a_workload(layered: Layered, source: str) -> None:
+    """A workload file given where a hardware config belongs: one line saying so, not a line
+    per hardware key it lacks and per workload key it has."""
+    kind = layered.data.get("kind")
+    if isinstance(kind, str) and not any(key in layered.data for key in HARDWARE_KEYS):
+        raise ConfigError(f"this is a workload (kind: {kind}), not a hardware config, which has "
+                          f"{', '.join(HARDWARE_KEYS)}, ...", file=layered.source_of(("kind",), source), key="kind")
 
 
 def load_layered(path: str | Path, overrides: Sequence[Override] = ()) -> Layered:

@@ -10,13 +10,15 @@ node by the ``technology.scaling`` table (see ``archsim.hw.energy``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, Sequence, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from archsim import units
 from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Factor, Frequency, Latency, Length, NonNegativeCount,
-    Power, Size, Strict,
+    Power, Size, Strict, value_dims,
 )
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
@@ -172,10 +174,33 @@ class NodeFactors(Strict):
     area: Factor = Field(gt=0, description="area relative to the table's reference")
 
 
+_SAME_NODE = 1e-12  # nodes this close (relatively) are one node
+
+
 class TechnologyConfig(Strict):
     node: Length = Field(description="the chip's process node")
     # Length keys: an error names the key as written ('7 nm'), not its SI value.
     scaling: dict[Length, NodeFactors] = Field(min_length=1, description="relative energy and area per node, keys like '22 nm'")
+
+    @field_validator("scaling", mode="before")
+    @classmethod
+    def _one_spelling_per_node(cls, scaling: Any) -> Any:
+        """'7 nm' and '7.0 nm' are one node: both in a table, one would silently replace the
+        other (within the tolerance ``factors`` looks nodes up with)."""
+        if not isinstance(scaling, dict):
+            return scaling
+        nodes = []
+        for key in scaling:
+            try:
+                nodes.append((units.parse_quantity(key, units.LENGTH), key))
+            except units.UnitError:
+                continue  # reported by the field's own validation, naming the key
+        nodes.sort(key=lambda pair: pair[0])
+        for (a, first), (b, second) in zip(nodes, nodes[1:]):
+            if b - a <= _SAME_NODE * b:
+                raise ValueError(f"{first!r} and {second!r} are the same node ({b * 1e9:g} nm); list each node "
+                                 "once (to override a node of an extended file, spell it the same way)")
+        return scaling
 
     @model_validator(mode="after")
     def _node_is_in_table(self) -> "TechnologyConfig":
@@ -184,7 +209,7 @@ class TechnologyConfig(Strict):
 
     def factors(self, node: float, key: str = "stated_at") -> NodeFactors:
         for known, factors in self.scaling.items():
-            if abs(known - node) <= 1e-12 * known:
+            if abs(known - node) <= _SAME_NODE * known:
                 return factors
         listed = ", ".join(f"{k * 1e9:g} nm" for k in sorted(self.scaling))
         raise FieldError(key, f"{node * 1e9:g} nm is not in technology.scaling (listed: {listed})")
@@ -235,6 +260,12 @@ class HardwareConfig(Strict):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise FieldError(f"sweep.constraints.{i}.key", f"{constraint.key} is not a number "
                                  f"(it is a {type(value).__name__}); a constraint bounds 'area' or a numeric key")
+            dims = _value_dims(constraint.key)
+            if len(dims) == 1:  # in the value's unit; a key of no known field is left to the planning
+                try:
+                    constraint.check_unit(dims.pop())
+                except FieldError as exc:
+                    raise FieldError(f"sweep.constraints.{i}.{exc.key}", str(exc)) from None
         return self
 
     @model_validator(mode="after")
@@ -260,6 +291,32 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if not args:
         return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
     return [m for arg in args for m in _models_in(arg)]
+
+
+def _value_dims(path: str) -> set[units.Dim]:
+    """The dimensions of the config value at ``path`` (dotted; ``mxu.mac_energy.int8`` reads a
+    mapping's value) over every kind of its sections: empty when no field is there."""
+    fields: list[tuple[Any, Sequence[Any]]] = [(HardwareConfig, ())]
+    for part in path.split("."):
+        deeper: list[tuple[Any, Sequence[Any]]] = []
+        for annotation, _ in fields:
+            for member in _members(annotation):
+                if get_origin(member) is dict:
+                    deeper.append((get_args(member)[1], ()))
+                elif isinstance(member, type) and issubclass(member, BaseModel) and part in member.model_fields:
+                    info = member.model_fields[part]
+                    deeper.append((info.annotation, info.metadata))
+        fields = deeper
+    return {dim for annotation, metadata in fields for dim in value_dims(annotation, metadata)}
+
+
+def _members(annotation: Any) -> list[Any]:
+    """A union's members (an Annotated union's too), or the annotation itself."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg)]
+    return [annotation]
 
 
 def _unknown_key(path: str) -> str | None:

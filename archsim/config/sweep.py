@@ -125,20 +125,37 @@ class WorkloadRef(Strict):
     set: dict[str, Any] = {}
 
 
+def _kind(dim: units.Dim) -> str:
+    """'a bandwidth', or 'a plain number'."""
+    return "a plain number" if dim == units.DIMENSIONLESS else units.describe(dim).partition(", ")[0]
+
+
 class Constraint(Strict):
     key: str = Field(description="'area' (the chip's, in m^2 SI) or a config key path")
-    min: str | float | None = None
-    max: str | float | None = None
+    min: str | int | float | None = None  # int too: an error shows 400 as written, not 400.0
+    max: str | int | float | None = None
 
     @model_validator(mode="after")
     def _bounded(self) -> "Constraint":
         if self.min is None and self.max is None:
             raise FieldError("max", "a constraint needs min or max")
+        if self.key == "area":  # a config key's unit is checked by the config, which knows its fields
+            self.check_unit(units.AREA)
+        return self
+
+    def check_unit(self, expected: units.Dim) -> None:
+        """Each bound must be in the unit of the value it bounds (a bandwidth's in B/s, a count's
+        a plain number): compared across units, a bound would silently exclude every point, or
+        none."""
         for which in ("min", "max"):
             value = getattr(self, which)
-            if value is not None and _number(value, which)[1] != units.AREA and self.key == "area":
-                raise FieldError(which, f"an area bound needs an area unit, such as '400 mm^2' (got {value!r})")
-        return self
+            if value is None:
+                continue
+            dim = _number(value, which)[1]
+            if dim != expected:
+                example = units.describe(expected).partition(", ")[2]
+                raise FieldError(which, f"{value!r} is {_kind(dim)}; a bound on {self.key} ({_kind(expected)}) must "
+                                 "be one too" + (f", {example}" if example and expected != units.DIMENSIONLESS else ""))
 
     def bound(self, which: str) -> float | None:
         value = getattr(self, which)

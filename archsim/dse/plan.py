@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from archsim.config.loader import Layered, Override, load_layered, validate_layered
 from archsim.config.schema import HardwareConfig
-from archsim.config.sweep import SweepSpec
+from archsim import units
+from archsim.config.sweep import MAX_SWEEP_POINTS, SweepSpec
 from archsim.dse.spec import Point, design, digest, point_key, workload_refs
 from archsim.errors import ConfigError
 from archsim.hw.area import chip_area
@@ -29,35 +31,39 @@ def _override(path: str, value) -> Override:
 
 def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override] = (),
                workloads: Sequence[str] = ()) -> SweepPlan:
-    """Points for every file's sweep (a file without one is a single point) and its baseline."""
+    """Points for every file's sweep (a file without one is a single point) and its baseline;
+    ``workloads`` (the command line's) replace every file's ``sweep.workloads``."""
     points: dict[str, Point] = {}
     fields: list[str] = []
     objectives: tuple[str, ...] = ()
     excluded = configs = 0
+    given = [_given_workload(w) for w in workloads]
     for file in files:
         file = Path(file)
         layered = load_layered(file, global_overrides)
         base = validate_layered(HardwareConfig, layered, str(file))
         spec = base.sweep or SweepSpec()
         objectives = objectives or tuple(spec.objectives)
-        refs = [(str(Path(w).resolve()), ()) for w in workloads] or \
-            workload_refs(spec, layered.directory_of(("sweep", "workloads")), layered.source_of(("sweep", "workloads"), str(file)))
+        refs = given or workload_refs(spec, layered.directory_of(("sweep", "workloads")),
+                                      layered.source_of(("sweep", "workloads"), str(file)))
         if not refs:
             raise ConfigError("no workloads: list them in sweep.workloads or pass --workload", file=str(file), key="sweep")
+        if given and spec.size * len(refs) > MAX_SWEEP_POINTS:  # the file's own list was counted when it was read
+            raise ConfigError(f"{spec.size:,} design points x {len(refs)} workloads = {spec.size * len(refs):,}; "
+                              f"archsim's limit is {MAX_SWEEP_POINTS:,} per file", file=str(file), key="sweep")
         base_digest = digest({k: v for k, v in layered.data.items() if k not in ("sweep", "description")})
         base_set = tuple((".".join(o.path), o.text) for o in global_overrides)
         combos = spec.combinations()
         _check_axes(file, layered, spec)
-        ids = {ref: _workload_id(*ref) for ref in refs}  # built once per file, not per point
+        ids = {(w, w_over): _workload_id(w, w_over, named) for w, w_over, named in refs}  # once per file, not per point
         for path, _ in (combos[0] if combos else ()):
             if path not in fields:
                 fields.append(path)
-        for combo in combos:
-            if spec.constraints and not _satisfies(file, layered, combo, spec):
-                excluded += 1
-                continue
+        kept = _constrained(file, layered, combos, spec)
+        excluded += len(combos) - len(kept)
+        for combo in kept:
             configs += 1
-            for w, w_over in refs:
+            for w, w_over, _ in refs:
                 w_id = ids[w, w_over]
                 key = point_key(base_digest, combo, w_id, ())
                 points.setdefault(key, Point(key, str(file), combo, w, w_over, "point", w_id, base_set))
@@ -68,7 +74,7 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
             b_layered = load_layered(baseline, global_overrides)
             validate_layered(HardwareConfig, b_layered, str(baseline))
             b_digest = digest({k: v for k, v in b_layered.data.items() if k not in ("sweep", "description")})
-            for w, w_over in refs:
+            for w, w_over, _ in refs:
                 w_id = ids[w, w_over]
                 key = point_key(b_digest, (), w_id, ())
                 if key not in points and w == refs[0][0]:
@@ -77,14 +83,27 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
     return SweepPlan(tuple(points.values()), tuple(fields), objectives or ("latency", "energy"), excluded, configs)
 
 
-def _workload_id(path: str, overrides_json: str) -> str:
+def _given_workload(path: str) -> tuple[str, str, tuple[Override, ...]]:
+    """A ``--workload`` file, as a file's workload reference without ``set:`` values."""
+    if not Path(path).is_file():
+        raise ConfigError("is not a file" if Path(path).exists() else "file not found", file=f"--workload {path}")
+    return str(Path(path).resolve()), json.dumps([]), ()
+
+
+def _workload_id(path: str, overrides_json: str, named: Sequence[Override]) -> str:
     """A digest of the workload as built (every phase and op), so an edit anywhere, in an
     ``extends:`` parent or a model's config.json, makes its points new; a bad ``set:`` key
     fails here, before any work."""
     from archsim.dse.evaluate import _workload
-    from archsim.workloads.base import Lowering
+    from archsim.workloads.base import Lowering, load_workload
 
-    workload = _workload(path, overrides_json, Lowering())  # as written; the points' configs say how it is mapped
+    try:  # as written; the points' configs say how it is mapped
+        workload = _workload(path, overrides_json, Lowering())
+    except ConfigError:
+        # The workers' cached build names set: values as --set options; built again with each
+        # named by its key in the sweep file, it raises the error the user can act on.
+        load_workload(path, named, Lowering())
+        raise
     return digest([(p.name, p.repeat, [repr(op) for op in p.graph.ops()]) for p in workload.phases])[:20]
 
 
@@ -99,22 +118,56 @@ def _check_axes(file: Path, layered: Layered, spec: SweepSpec) -> None:
                 validate_layered(HardwareConfig, design(layered, overrides), str(file))
             except ConfigError as exc:  # told as the file's axis, not as the --set that applies it
                 shown = ", ".join(f"{p} = {v!r}" for p, v in option)
-                labels = tuple(f"--set {o.text}: " for o in overrides)
+                labels = tuple(f"{o.label}: " for o in overrides)
                 lines = [next((line[len(a):] for a in labels if line.startswith(a)), line) for line in str(exc).splitlines()]
                 raise ConfigError("\n".join(f"{file}: sweep.axes: sweep axis {shown}: {line}" for line in lines)) from None
 
 
-def _satisfies(file: Path, layered: Layered, combo, spec: SweepSpec) -> bool:
+def _constrained(file: Path, layered: Layered, combos: list, spec: SweepSpec) -> list:
+    """The combinations every constraint admits (and those that are not valid designs, which
+    are evaluated and reported as such); an error naming the constraints when none is left,
+    rather than a sweep of nothing."""
+    if not spec.constraints:
+        return combos
+    kept, seen = [], [[] for _ in spec.constraints]  # the values each constraint was given
+    for combo in combos:
+        values = _constraint_values(file, layered, combo, spec)
+        admitted = True
+        for c, value, log in zip(spec.constraints, values or (), seen):
+            log.append(value)
+            lo, hi = c.bound("min"), c.bound("max")
+            admitted &= not ((lo is not None and value < lo) or (hi is not None and value > hi))
+        if admitted:
+            kept.append(combo)
+    if combos and not kept:
+        source = layered.source_of(("sweep", "constraints"), str(file))
+        reasons = [_exclusions(i, c, values) for i, (c, values) in enumerate(zip(spec.constraints, seen))]
+        raise ConfigError(f"the constraints exclude all {len(combos):,} design points, leaving nothing to sweep: "
+                          + "; ".join(reasons), file=source, key="sweep.constraints")
+    return kept
+
+
+def _constraint_values(file: Path, layered: Layered, combo, spec: SweepSpec) -> list[float] | None:
+    """What each constraint bounds at this combination; None for a combination that is not a
+    valid design."""
     try:
         hw = validate_layered(HardwareConfig, design(layered, [_override(p, v) for p, v in combo]), str(file))
     except ConfigError:
-        return True  # invalid points are evaluated (and reported) as such
-    for c in spec.constraints:
-        value = chip_area(hw).total if c.key == "area" else _lookup(hw, c.key, file)
-        lo, hi = c.bound("min"), c.bound("max")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            return False
-    return True
+        return None
+    return [chip_area(hw).total if c.key == "area" else _lookup(hw, c.key, file) for c in spec.constraints]
+
+
+def _exclusions(i: int, c, values: list[float]) -> str:
+    """'sweep.constraints.0 (area max 1 mm^2) excludes 6: area ranges from 352 to 410 mm^2',
+    the range in the unit the bound was written in."""
+    lo, hi = c.bound("min"), c.bound("max")
+    out = sum((lo is not None and v < lo) or (hi is not None and v > hi) for v in values)
+    bounds = " ".join(f"{which} {getattr(c, which)}" for which in ("min", "max") if getattr(c, which) is not None)
+    written = c.max if c.max is not None else c.min
+    unit = units.unit_text(written) if isinstance(written, str) else ""
+    scale = float(units.parse_quantity_exact(f"1 {unit}")[0]) if unit else 1.0
+    shown = f"{min(values) / scale:.4g} to {max(values) / scale:.4g} {unit}".rstrip() if values else "no valid design"
+    return f"sweep.constraints.{i} ({c.key} {bounds}) excludes {out:,}: {c.key} ranges from {shown}"
 
 
 def _lookup(hw: HardwareConfig, path: str, file: Path) -> float:

@@ -40,14 +40,18 @@ def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def workload_refs(spec: SweepSpec, base_dir: Path, source: str) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
+def workload_refs(spec: SweepSpec, base_dir: Path, source: str) -> list[tuple[str, str, tuple[Override, ...]]]:
+    """Each workload of ``spec``: its path, its ``set:`` values as JSON (what a point carries)
+    and as overrides that name their key in ``source`` (what an error about them says)."""
     refs = []
     for i, ref in enumerate(spec.workloads):
         file, sets = (ref, {}) if isinstance(ref, str) else (ref.file, ref.set)
         path = (base_dir / file).resolve()
         if not path.is_file():
             raise ConfigError(f"workload {file} not found", file=source, key=f"sweep.workloads.{i}")
-        refs.append((str(path), json.dumps(sorted(sets.items()), default=str)))
+        named = tuple(Override(tuple(str(k).split(".")), v, f"{k}={v}", f"{source}: sweep.workloads.{i}.set.{k}")
+                      for k, v in sorted(sets.items()))
+        refs.append((str(path), json.dumps(sorted(sets.items()), default=str), named))
     return refs
 
 
