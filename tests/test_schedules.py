@@ -161,10 +161,10 @@ def test_speca_chain_follows_the_acceptance_rate():
 def test_l2c_mask_file():
     w = dit("l2c", steps=50)
     names = [(p.name, p.repeat) for p in w.phases]
-    assert names == [("full+outputs cache", 25), ("l2c skip 20a/14m", 25)]
+    assert names == [("full+outputs cache", 25), ("l2c cached attn 8-27 mlp 14-27", 25)]
     assert summarize(w).params == summarize(dit(None)).params  # the groups run the stack's own weights
     proc = run_cli("workload", str(WORKLOADS / "dit_xl_2.yaml"), "--schedule", "l2c:mask=nope.csv")
-    assert proc.returncode == 2 and "cannot read the L2C mask" in proc.stderr
+    assert proc.returncode == 2 and "nope.csv: file not found, expected an L2C mask CSV" in proc.stderr
 
 
 def parse(text):

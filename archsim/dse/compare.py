@@ -17,7 +17,7 @@ from archsim.api import simulate
 from archsim.workloads.base import Lowering, load_spec_and_workload
 from archsim.sim.result import RunResult
 from archsim.system.result import SystemResult
-from archsim.workloads.schedules import StepPlan, parse_schedule
+from archsim.workloads.schedules import StepPlan, parse_schedule, phase_names
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,8 @@ def plot(frame: pd.DataFrame, runs: list[ScheduleRun], stem: Path) -> list[Path]
             continue
         per_phase = run.result.latency_by("phase")
         repeats = {p.name: p.repeat for p in run.result.workload.phases}
-        costs = [per_phase[plan.label] / repeats[plan.label] * 1e3 for plan in run.plans]
+        names = phase_names(run.plans)  # the workload's phase of each step
+        costs = [per_phase[names[plan]] / repeats[names[plan]] * 1e3 for plan in run.plans]
         ax_t.step(range(len(costs)), costs, where="mid", label=run.schedule)
     ax_t.set_xlabel("step")
     ax_t.set_ylabel("step cost (ms)")

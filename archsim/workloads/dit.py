@@ -29,7 +29,7 @@ from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import BlockShape, Builder, Tokens, attention, mlp
-from archsim.workloads.schedules import FULL, ICCBuilder, ICCWritingBuilder, StepPlan, parse_schedule
+from archsim.workloads.schedules import FULL, ICCBuilder, ICCWritingBuilder, StepPlan, parse_schedule, phase_names
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 
 # DiT paper, Table 1: (depth, hidden, heads); REFERENCE.md section 4.
@@ -86,7 +86,7 @@ class DiTWorkload(WorkloadSpec):
         return self
 
     def plans(self) -> list[StepPlan]:
-        return parse_schedule(self.schedule).plans(self.forwards)
+        return parse_schedule(self.schedule).plans(self.forwards, depth=self.dims[0])
 
     @property
     def latent_size(self) -> int:
@@ -110,10 +110,12 @@ class DiTWorkload(WorkloadSpec):
         return SAMPLERS[self.sampler](self.steps)
 
     def build(self, paths, tp: int = 1) -> Workload:
+        plans = self.plans()
         counts: dict[StepPlan, int] = {}
-        for plan in self.plans():  # first-seen order
+        for plan in plans:  # first-seen order
             counts[plan] = counts.get(plan, 0) + 1
-        phases = [Phase(plan.label, denoise_step(self, plan.label, plan, tp), n) for plan, n in counts.items()]
+        names = phase_names(plans)
+        phases = [Phase(names[plan], denoise_step(self, names[plan], plan, tp), n) for plan, n in counts.items()]
         return Workload(self.name, tuple(phases))
 
 

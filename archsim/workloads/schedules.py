@@ -12,7 +12,10 @@ is full (period 1) is exactly ``none``.
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -23,6 +26,7 @@ from archsim.errors import ConfigError
 from archsim.ir import ops
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder
+from archsim.workloads.inputs import read_text
 
 ICC_LAYERS = ("q", "k", "v", "o", "fc1", "fc2")  # the six linear layers of a DiT block
 
@@ -56,8 +60,9 @@ class StepPlan:
             return f"taylor m{self.order}"
         if self.kind == "speca":
             return f"speca m{self.order} verify{self.verify_blocks}"
-        if self.kind == "l2c":
-            return f"l2c skip {len(self.skip[0])}a/{len(self.skip[1])}m"
+        if self.kind == "l2c":  # the blocks themselves: steps caching different blocks are different phases
+            parts = (f"{part} {_ranges(blocks)}" for part, blocks in zip(("attn", "mlp"), self.skip) if blocks)
+            return "l2c cached " + " ".join(parts)
         return self.kind
 
     @property
@@ -72,6 +77,34 @@ class StepPlan:
 FULL = StepPlan("full")
 
 
+def _ranges(blocks: tuple[int, ...]) -> str:
+    """``(0, 1, 2, 5)`` -> ``"0-2,5"``."""
+    runs: list[list[int]] = []
+    for block in blocks:
+        if runs and block == runs[-1][1] + 1:
+            runs[-1][1] = block
+        else:
+            runs.append([block, block])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def phase_names(plans: list[StepPlan]) -> dict[StepPlan, str]:
+    """A phase name per distinct plan, in first-seen order: steps with the same plan are one
+    phase, and distinct plans get distinct names (a label two plans share is numbered)."""
+    names: dict[StepPlan, str] = {}
+    used: set[str] = set()
+    for plan in plans:
+        if plan in names:
+            continue
+        name, n = plan.label, 1
+        while name in used:
+            n += 1
+            name = f"{plan.label} #{n}"
+        names[plan] = name
+        used.add(name)
+    return names
+
+
 class Schedule(Strict):
     NAME: ClassVar[str]
 
@@ -79,7 +112,9 @@ class Schedule(Strict):
         """The plan of a cached step, or None for a full step."""
         return None
 
-    def plans(self, steps: int) -> list[StepPlan]:
+    def plans(self, steps: int, depth: int | None = None) -> list[StepPlan]:
+        """One plan per network evaluation; ``depth``, the model's blocks, lets a schedule
+        that names blocks check them."""
         return _with_writes([self.cached(i, steps) for i in range(steps)])
 
 
@@ -233,51 +268,109 @@ class SpeCa(Schedule):
         return StepPlan("speca", order=self.order, verify_blocks=self.verify_blocks)
 
 
+MAX_MASK_BYTES = 16 * 2**20  # a documented limit: an L2C mask CSV of at most 16 MiB
+MAX_MASK_ROWS = 1_000_000  # a documented limit: rows of an L2C mask (5,000 steps x 200 blocks)
+MASK_COLUMNS = ("step", "block", "attn", "mlp")
+
+
 @register_schedule
 class L2C(Schedule):
     """Learning-to-Cache (Ma et al., 2024): a learned, per-step mask of which blocks' attention
     and MLP are served from cache, read from a CSV (columns step, block, attn, mlp; 1 = from
-    cache). A step with nothing cached is full."""
+    cache; one row per step and block at most, absent rows computed). A step with nothing
+    cached is full; steps caching the same blocks are one phase."""
 
     NAME = "l2c"
     mask: str = Field(default="schedules/l2c_dit_xl_2_example.csv",
                       description="CSV path, relative to the current folder or to workloads/ (the bundled "
                       "example is illustrative, not a trained router)")
 
-    def plans(self, steps: int) -> list[StepPlan]:
+    def plans(self, steps: int, depth: int | None = None) -> list[StepPlan]:
+        path = _mask_path(self.mask)
+        masks = _read_mask(path, steps)
+        if depth is not None:
+            _check_blocks(path, masks, depth)
         cached = {i: StepPlan("l2c", skip=(tuple(sorted(a)), tuple(sorted(m))))
-                  for i, (a, m) in _read_mask(self.mask, steps).items() if a or m}
+                  for i, (a, m) in masks.items() if a or m}
         return _with_writes([cached.get(i) for i in range(steps)])
 
 
-def _read_mask(path: str, steps: int) -> dict[int, tuple[set[int], set[int]]]:
-    import csv
-    from pathlib import Path
-
+def _mask_path(path: str) -> Path:
     resolved = Path(path)
-    if not resolved.is_file():
+    if not resolved.exists():  # exists, not is_file: a FIFO given here must be refused, not skipped
         bundled = Path(__file__).resolve().parents[2] / "workloads" / path
-        resolved = bundled if bundled.is_file() else resolved
+        resolved = bundled if bundled.exists() else resolved
+    return resolved
+
+
+def _read_mask(path: Path, steps: int) -> dict[int, tuple[set[int], set[int]]]:
+    """Per step below ``steps``, the blocks whose attention and whose MLP come from cache.
+    Rows for later steps are checked, then ignored (a mask for a longer generation)."""
+    text = read_text(path, "an L2C mask CSV", "L2C masks", MAX_MASK_BYTES, "16 MiB")
     try:
-        with resolved.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"cannot read the L2C mask: {exc}", file=str(resolved)) from None
-    masks: dict[int, tuple[set[int], set[int]]] = {}
-    for line, row in enumerate(rows, start=2):
-        try:
-            step, block = int(row["step"]), int(row["block"])
-            attn, mlp = int(row["attn"]), int(row["mlp"])
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError("expected integer columns step, block, attn, mlp", file=f"{resolved}:{line}") from None
-        if not 0 <= step < steps:
-            continue  # a mask for more steps than this generation has
-        a, m = masks.setdefault(step, (set(), set()))
-        if attn:
-            a.add(block)
-        if mlp:
-            m.add(block)
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        if header is None:
+            raise ConfigError(f"the mask is empty; expected a header row {','.join(MASK_COLUMNS)}", file=str(path))
+        header = [cell.strip() for cell in header]
+        for column in header:
+            if column not in MASK_COLUMNS or header.count(column) > 1:
+                what = "repeated" if column in MASK_COLUMNS else "unknown"
+                raise ConfigError(f"{what} column {column!r}; expected the columns {', '.join(MASK_COLUMNS)}",
+                                  file=f"{path}:1")
+        missing = [c for c in MASK_COLUMNS if c not in header]
+        if missing:
+            raise ConfigError(f"missing column {missing[0]!r}; expected the columns {', '.join(MASK_COLUMNS)}",
+                              file=f"{path}:1")
+        masks: dict[int, tuple[set[int], set[int]]] = {}
+        first_line: dict[tuple[int, int], int] = {}
+        rows = 0
+        for cells in reader:
+            if not cells:  # a blank line
+                continue
+            rows += 1
+            where = f"{path}:{reader.line_num}"
+            if rows > MAX_MASK_ROWS:
+                raise ConfigError(f"more than {MAX_MASK_ROWS:,} rows; archsim's limit for an L2C mask", file=where)
+            if len(cells) != len(header):
+                raise ConfigError(f"the row has {len(cells)} cells, expected {len(header)} "
+                                  f"({', '.join(header)})", file=where)
+            row = {column: _mask_cell(cell, column, where) for column, cell in zip(header, cells)}
+            step, block = row["step"], row["block"]
+            if (step, block) in first_line:
+                raise ConfigError(f"a second row for step {step}, block {block} (the first is at line "
+                                  f"{first_line[step, block]}); expected one row per step and block", file=where)
+            first_line[step, block] = reader.line_num
+            if step >= steps:
+                continue  # a mask for more steps than this generation has
+            a, m = masks.setdefault(step, (set(), set()))
+            if row["attn"]:
+                a.add(block)
+            if row["mlp"]:
+                m.add(block)
+    except csv.Error as exc:
+        raise ConfigError(f"cannot read the L2C mask: {exc}", file=f"{path}:{reader.line_num}") from None
     return masks
+
+
+def _mask_cell(cell: str, column: str, where: str) -> int:
+    try:
+        value = int(cell.strip())
+    except ValueError:
+        value = -1
+    if column in ("attn", "mlp") and value not in (0, 1):
+        raise ConfigError(f"expected 0 (computed) or 1 (from cache), got {cell!r}", file=where, key=column)
+    if value < 0:
+        raise ConfigError(f"expected a whole number from 0, got {cell!r}", file=where, key=column)
+    return value
+
+
+def _check_blocks(path: Path, masks: dict[int, tuple[set[int], set[int]]], depth: int) -> None:
+    for step, parts in sorted(masks.items()):
+        for column, blocks in zip(("attn", "mlp"), parts):
+            if blocks and max(blocks) >= depth:
+                raise ConfigError(f"step {step} caches the {column} of block {max(blocks)}; the model has "
+                                  f"{depth} blocks, 0 to {depth - 1}", file=str(path), key="block")
 
 
 def _split_top_level(text: str) -> list[str]:

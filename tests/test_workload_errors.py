@@ -1,0 +1,137 @@
+"""Workload inputs (L2C masks, model configs, dLLM traces) and the workload summary: each
+defect of issue 15, reproduced and pinned."""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from archsim.config.loader import parse_overrides
+from archsim.errors import ConfigError
+from archsim.ir.summary import summarize
+from archsim.workloads import load_workload
+from archsim.workloads import schedules
+from archsim.workloads.dit import DiTWorkload
+from tests.conftest import ROOT, WORKLOADS
+
+D, T = 1152, 256  # DiT-XL/2 at 256x256: hidden size, tokens
+ATTN = 4 * T * D * D + 2 * T * T * D  # q, k, v, o and the score and context matmuls of one block
+MLP = 8 * T * D * D  # fc1 (d -> 4d) and fc2 of one block
+ADALN = 6 * D * D  # one block's adaLN projection, on the one conditioning row
+# one forward, batch 1 without CFG: patch embedding (2 x 2 x 4 -> d), timestep MLP (256 -> d -> d),
+# 28 blocks, final adaLN (d -> 2d) and linear (d -> 2 x 2 x 8)
+FORWARD = 16 * T * D + 256 * D + D * D + 28 * (ADALN + ATTN + MLP) + 2 * D * D + 32 * T * D
+# weights one forward reads besides the blocks' (bf16 elements): patch and timestep embeddings,
+# the class table's one row, the sin-cos position table, the final layer
+TOP_WEIGHTS = 16 * D + 256 * D + D * D + D + T * D + 2 * D * D + 32 * D
+
+
+def dit(schedule, steps):
+    return DiTWorkload(kind="dit", name="dit", steps=steps, schedule=schedule).build(None)
+
+
+def mask(tmp_path, rows, name="mask.csv"):
+    path = tmp_path / name
+    path.write_text("step,block,attn,mlp\n" + "".join(f"{r}\n" for r in rows))
+    return path
+
+
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))  # a regression fails, not the machine
+
+
+def cli(*args, timeout=60):
+    return subprocess.run([sys.executable, "-c", "from archsim.cli import main; main()", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout, preexec_fn=_limit_memory)
+
+
+# -- 1. L2C masks ------------------------------------------------------------------------
+
+def test_l2c_mask_caching_different_blocks_per_step(tmp_path):
+    # step 1 serves block 0's attention and block 1's MLP from cache, step 3 the attention of
+    # blocks 0-2: two plans, two phases (refused before as "phase names must be unique")
+    path = mask(tmp_path, ["1,0,1,0", "1,1,0,1", "3,0,1,0", "3,1,1,0", "3,2,1,0"])
+    w = dit(f"l2c:mask={path}", 4)
+    assert [(p.name, p.repeat) for p in w.phases] == [
+        ("full+outputs cache", 2), ("l2c cached attn 0 mlp 1", 1), ("l2c cached attn 0-2", 1)]
+    assert summarize(dit(None, 1)).macs == FORWARD  # the hand count is right
+    macs = {p.name: p.graph.macs for p in w.phases}
+    assert macs["l2c cached attn 0 mlp 1"] == FORWARD - ATTN - MLP
+    assert macs["l2c cached attn 0-2"] == FORWARD - 3 * ATTN
+    assert w.macs == 4 * FORWARD - 4 * ATTN - MLP
+
+
+def test_phase_names_are_distinct_for_distinct_plans():
+    a = schedules.StepPlan("l2c", skip=((0,), ()))
+    b = schedules.StepPlan("l2c", skip=((1,), ()))
+    assert schedules.phase_names([a, b, a]) == {a: "l2c cached attn 0", b: "l2c cached attn 1"}
+    # a label two different plans share is numbered, never repeated
+    q, k = (schedules.StepPlan("icc", ranks=((layer, 128),)) for layer in "qk")
+    assert q.label == k.label and schedules.phase_names([q, k, q]) == {q: "icc r128", k: "icc r128 #2"}
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_l2c_mask_fifo_and_device_refused_not_read(tmp_path, special):
+    # in a child process: before the fix a FIFO blocked forever and /dev/zero was read until
+    # memory ran out
+    path = tmp_path / "mask.csv" if special == "fifo" else special
+    if special == "fifo":
+        os.mkfifo(path)
+    proc = cli("workload", "workloads/dit_xl_2.yaml", "--schedule", f"l2c:mask={path}")
+    assert proc.returncode == 2, proc.stderr
+    assert f"{path}: is not a regular file, expected an L2C mask CSV" in proc.stderr
+
+
+def test_l2c_mask_directory_refused(tmp_path):
+    with pytest.raises(ConfigError, match=f"{tmp_path}: is a directory, expected an L2C mask CSV"):
+        schedules.L2C(mask=str(tmp_path)).plans(4)
+
+
+def test_l2c_mask_size_is_bounded(tmp_path):
+    big = tmp_path / "big.csv"
+    with big.open("wb") as f:  # sparse: no disk used, and refused before any read
+        f.truncate(schedules.MAX_MASK_BYTES + 1)
+    with pytest.raises(ConfigError, match=r"big.csv: file is 16,777,217 bytes; archsim reads L2C masks of at "
+                                          r"most 16,777,216 bytes \(16 MiB\)"):
+        schedules.L2C(mask=str(big)).plans(4)
+
+
+def test_l2c_mask_rows_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(schedules, "MAX_MASK_ROWS", 3)
+    path = mask(tmp_path, [f"{s},0,1,0" for s in range(4)])
+    with pytest.raises(ConfigError, match=r"mask.csv:5: more than 3 rows; archsim's limit for an L2C mask"):
+        schedules.L2C(mask=str(path)).plans(4)
+    schedules.L2C(mask=str(mask(tmp_path, [f"{s},0,1,0" for s in range(3)]))).plans(4)  # at the limit
+
+
+@pytest.mark.parametrize("rows, where, message", [
+    (["1,0,1"], ":2", "the row has 3 cells, expected 4 (step, block, attn, mlp)"),
+    (["1,0,1,0,1"], ":2", "the row has 5 cells, expected 4 (step, block, attn, mlp)"),
+    (["1,0,2,0"], ":2: attn", "expected 0 (computed) or 1 (from cache), got '2'"),
+    (["-1,0,1,0"], ":2: step", "expected a whole number from 0, got '-1'"),
+    (["1,x,1,0"], ":2: block", "expected a whole number from 0, got 'x'"),
+    (["1,0,1,0", "", "1,0,0,1"], ":4", "a second row for step 1, block 0 (the first is at line 2); "
+     "expected one row per step and block"),
+    (["1,28,1,0"], ": block", "step 1 caches the attn of block 28; the model has 28 blocks, 0 to 27"),
+])
+def test_l2c_mask_bad_rows(tmp_path, rows, where, message):
+    path = mask(tmp_path, rows)
+    with pytest.raises(ConfigError) as exc:
+        dit(f"l2c:mask={path}", 4)
+    assert str(exc.value) == f"{path}{where}: {message}"
+
+
+def test_l2c_mask_bad_header(tmp_path):
+    for header, message in [("step,block,attn,mlp,extra", "unknown column 'extra'"),
+                            ("step,block,attn", "missing column 'mlp'"),
+                            ("step,block,attn,attn,mlp", "repeated column 'attn'")]:
+        path = tmp_path / "h.csv"
+        path.write_text(header + "\n")
+        with pytest.raises(ConfigError, match=f"h.csv:1: {message}; expected the columns step, block, attn, mlp"):
+            schedules.L2C(mask=str(path)).plans(4)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ConfigError, match="the mask is empty"):
+        schedules.L2C(mask=str(tmp_path / "empty.csv")).plans(4)
