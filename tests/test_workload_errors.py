@@ -135,3 +135,30 @@ def test_l2c_mask_bad_header(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ConfigError, match="the mask is empty"):
         schedules.L2C(mask=str(tmp_path / "empty.csv")).plans(4)
+
+
+# -- 2. a phase's weights: only the copies its ops touch ----------------------------------
+
+def test_speca_verify_phase_reads_one_block_of_weights():
+    phases = {p.name: p for p in summarize(dit("speca", 12)).phases}
+    full, verify = phases["full+taylor2 cache"], phases["speca m2 verify1"]
+    assert full.weight_bytes_read == 2 * (TOP_WEIGHTS + 28 * (ADALN + 12 * D * D))
+    # the forecast recomputes every block's adaLN; one block runs in full to verify
+    assert verify.weight_bytes_read == 2 * (TOP_WEIGHTS + 28 * ADALN + 12 * D * D)
+    assert verify.intensity == verify.macs / verify.min_bytes
+
+
+def test_l2c_phase_reads_the_weights_of_what_it_computes(tmp_path):
+    path = mask(tmp_path, ["1,0,1,0", "1,1,1,0", "1,2,1,0", "1,5,0,1"])
+    phases = {p.name: p for p in summarize(dit(f"l2c:mask={path}", 2)).phases}
+    step = phases["l2c cached attn 0-2 mlp 5"]
+    # every block's adaLN; the attention of 25 blocks and the MLP of 27
+    assert step.weight_bytes_read == 2 * (TOP_WEIGHTS + 28 * ADALN + 25 * 4 * D * D + 27 * 8 * D * D)
+    assert step.cache_bytes_read == 2 * 4 * T * D  # the four cached outputs, not all 28 blocks' two
+
+
+def test_full_stacks_still_read_every_copy():
+    s = summarize(load_workload(WORKLOADS / "llama2_7b.yaml"))
+    layer = 4 * 4096 * 4096 + 3 * 4096 * 11008
+    prefill = s.phases[0]
+    assert prefill.weight_bytes_read == 2 * (32 * layer + 32000 * 4096 + 1024 * 4096)  # + the looked-up rows

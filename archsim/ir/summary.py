@@ -1,9 +1,10 @@
 """A workload's ground truth, without any hardware: parameters, work, bytes, intensity.
 
 - ``flops`` = 2 x MACs + vector-unit operations (simple and transcendental).
-- A phase's *minimum bytes* per run: every persistent tensor it reads, once (all copies),
-  unless the phase itself wrote it in full first; the entries it writes to caches; and the
-  activations crossing its boundary (inputs it does not produce, outputs it does not
+- A phase's *minimum bytes* per run: every persistent tensor it reads, once (the copies its
+  ops touch: a phase that runs some of a stack's blocks, as a cache schedule's may, reads only
+  theirs), unless the phase itself wrote it in full first; the entries it writes to caches;
+  and the activations crossing its boundary (inputs it does not produce, outputs it does not
   consume: one copy each, as one layer's output is the next one's input). Its arithmetic
   intensity is MACs per minimum byte: the roofline's x-axis.
 """
@@ -54,10 +55,30 @@ class WorkloadSummary:
         return top | {"phases": [p.as_dict() for p in self.phases]}
 
 
+def _copies_read(graph_ops: list[ops.Op]) -> dict[str, int]:
+    """Per persistent tensor, how many of its copies the phase's ops read.
+
+    An op with fewer copies than a tensor runs on some of a stack's layers (a cache schedule's
+    subset of blocks). Which ones the IR does not say; the builders that lower such subsets
+    (``archsim.workloads.dit``) name each subset's ops under its own prefix and run disjoint
+    layers in each, so the copies read are the sum over prefixes, at most all of them. Ops
+    under one prefix touch the same layers: a tensor they read twice counts once.
+    """
+    readers: dict[str, set[tuple[str, int]]] = {}  # tensor -> (op name prefix, copies) reading it
+    for op in graph_ops:
+        group = op.name.split(".", 1)[0]
+        for t in op.inputs:
+            if t.role.persistent:
+                readers.setdefault(t.name, set()).add((group, op.copies))
+    tensors = {t.name: t for op in graph_ops for t in op.inputs}
+    return {name: min(tensors[name].copies, sum(copies for _, copies in groups)) for name, groups in readers.items()}
+
+
 def summarize_phase(phase: Phase) -> PhaseSummary:
     graph_ops = list(phase.graph.ops())
     produced = {t.name for op in graph_ops for t in op.outputs}
     consumed = {t.name for op in graph_ops for t in op.inputs}
+    copies_read = _copies_read(graph_ops)
     macs = flops = 0
     weights = cache_read = cache_written = boundary = 0.0
     seen: set[str] = set()
@@ -78,10 +99,12 @@ def summarize_phase(phase: Phase) -> PhaseSummary:
                 weights += min(1.0, op.rows / t.shape[0]) * t.total_bytes
                 continue
             seen.add(t.name)
-            if t.role in (Role.WEIGHT, Role.CONSTANT):
-                weights += t.total_bytes
-            elif t.role.persistent:
-                cache_read += t.total_bytes
+            if t.role.persistent:
+                read = t.total_bytes * copies_read[t.name] / t.copies
+                if t.role in (Role.WEIGHT, Role.CONSTANT):
+                    weights += read
+                else:
+                    cache_read += read
             elif t.name not in produced:
                 boundary += t.bytes
         for t in op.outputs:
