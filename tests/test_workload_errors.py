@@ -162,3 +162,66 @@ def test_full_stacks_still_read_every_copy():
     layer = 4 * 4096 * 4096 + 3 * 4096 * 11008
     prefill = s.phases[0]
     assert prefill.weight_bytes_read == 2 * (32 * layer + 32000 * 4096 + 1024 * 4096)  # + the looked-up rows
+
+
+# -- 3 and 4. model configs -----------------------------------------------------------------
+
+def model_workload(tmp_path, config: str, model="model.json"):
+    (tmp_path / "model.json").write_text(config)
+    path = tmp_path / "w.yaml"
+    path.write_text(f"extends: {WORKLOADS / 'llama2_7b.yaml'}\nmodel: {model}\n")
+    return path
+
+
+LLAMA = (WORKLOADS / "models" / "llama2_7b.json").read_text()
+
+
+def load_error(path):
+    with pytest.raises(ConfigError) as exc:
+        load_workload(path)
+    return str(exc.value)
+
+
+def test_config_json_duplicate_key(tmp_path):
+    w = model_workload(tmp_path, LLAMA.replace('"hidden_size": 4096,', '"hidden_size": 4096, "hidden_size": 5120,'))
+    assert load_error(w).startswith(f"{tmp_path}/model.json: hidden_size: duplicate key")
+    nested = LLAMA.replace('"rope_scaling": null', '"rope_scaling": {"type": "linear", "type": "dynamic"}')
+    message = load_error(model_workload(tmp_path, nested))
+    assert message.startswith(f"{tmp_path}/model.json: rope_scaling.type: duplicate key")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_config_json_non_finite_value(tmp_path, value):
+    w = model_workload(tmp_path, LLAMA.replace('"rms_norm_eps": 1e-05', f'"rms_norm_eps": {value}'))
+    message = load_error(w)
+    assert message.startswith(f"{tmp_path}/model.json: rms_norm_eps: Input should be a finite number"), message
+    assert message.endswith(f"(the model config named by {w}, key model)")
+
+
+def test_config_json_missing_key_blames_the_json(tmp_path):
+    config = json.loads(LLAMA)
+    del config["vocab_size"]
+    w = model_workload(tmp_path, json.dumps(config))
+    assert load_error(w) == (f"{tmp_path}/model.json: vocab_size: required key is missing "
+                             f"(the model config named by {w}, key model)")
+    # through ``from:``, the config's own key, not the workload's model.vocab_size
+    w = model_workload(tmp_path, json.dumps(config), "{from: model.json, hidden_size: 4096}")
+    assert load_error(w) == (f"{tmp_path}/model.json: vocab_size: required key is missing "
+                             f"(the model config named by {w}, key model.from)")
+
+
+@pytest.mark.parametrize("fields, key, message", [
+    ({"num_attention_heads": 33, "num_key_value_heads": 33}, "num_attention_heads",
+     "hidden_size (4096) is not divisible by num_attention_heads (33)"),
+    ({"num_key_value_heads": 5}, "num_key_value_heads",
+     "num_attention_heads (32) must be a multiple of num_key_value_heads (5)"),
+])
+def test_heads_blame_the_right_field(tmp_path, fields, key, message):
+    w = model_workload(tmp_path, json.dumps(json.loads(LLAMA) | fields))
+    assert load_error(w).startswith(f"{tmp_path}/model.json: {key}: {message}")
+    inline = ", ".join(f"{k}: {v}" for k, v in fields.items())
+    w = model_workload(tmp_path, LLAMA, f"{{from: model.json, {inline}}}")
+    assert load_error(w).startswith(f"{w}: model.{key}: {message}")
+    # with head_dim given, heads need not divide the hidden size
+    if key == "num_attention_heads":
+        load_workload(model_workload(tmp_path, json.dumps(json.loads(LLAMA) | fields | {"head_dim": 128})))

@@ -16,7 +16,6 @@ say what a config cannot, and default from it:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -30,14 +29,15 @@ from archsim.errors import ConfigError, FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph
 from archsim.ir.transformer import BlockShape, Builder, Precision, Tokens, transformer_block
-from archsim.units import shorten
+from archsim.workloads.inputs import read_json_object
 
 _ACTIVATIONS = {"silu": "silu", "swiglu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
                 "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu"}
 
 
 class LanguageModel(Strict):
-    model_config = ConfigDict(extra="ignore", frozen=True)  # foreign files carry extra keys
+    # foreign files carry extra keys; JSON's NaN and Infinity are no model's values
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     hidden_size: Count
     intermediate_size: Count
@@ -58,10 +58,16 @@ class LanguageModel(Strict):
 
     @model_validator(mode="after")
     def _heads(self) -> "LanguageModel":
-        try:
-            self.block()
-        except ValueError as exc:
-            raise FieldError("num_key_value_heads", str(exc)) from None
+        # Checked here, in the config's own field names, rather than left to BlockShape,
+        # whose message names its own fields and cannot say which of these to blame.
+        heads, kv_heads = self.num_attention_heads, self.num_key_value_heads
+        if kv_heads is not None and heads % kv_heads:
+            raise FieldError("num_key_value_heads", f"num_attention_heads ({heads}) must be a multiple of "
+                             f"num_key_value_heads ({kv_heads}): query heads share key/value heads in groups")
+        if self.head_dim is None and self.hidden_size % heads:
+            raise FieldError("num_attention_heads", f"hidden_size ({self.hidden_size}) is not divisible by "
+                             f"num_attention_heads ({heads}); set head_dim for heads that do not split hidden_size")
+        self.block()
         return self
 
     def block(self) -> BlockShape:
@@ -84,51 +90,60 @@ class LanguageModel(Strict):
         return self.num_hidden_layers * self.block().weight_params + embeddings
 
 
+MAX_MODEL_BYTES = MAX_YAML_BYTES  # a documented limit: model configs of at most 1 MiB, as YAML files
+
+
 def resolve_model(value: str | dict, paths) -> LanguageModel:
     """``model:`` is a path to a config.json or YAML (relative to the file that names it), an
     inline mapping of the fields, or a mapping with ``from: PATH`` plus fields that override
     the file's (``{from: models/llama3_8b.json, num_key_value_heads: 32}``)."""
     layered = Layered()
     if isinstance(value, str):
-        _merge_file(layered, paths("model", value), paths.source("model"), "model")
-    else:
-        inline = dict(value)
-        source = inline.pop("from", None)
-        unknown = sorted(str(k) for k in inline if k not in LanguageModel.model_fields)
-        if unknown:  # a user's own keys are checked, unlike a foreign file's
-            raise ConfigError(f"unknown key; expected one of: {', '.join(sorted(LanguageModel.model_fields))}",
-                              file=paths.source("model"), key=f"model.{unknown[0]}")
-        if source is not None and not isinstance(source, str):
-            raise ConfigError("expected the path of a config.json or YAML file", file=paths.source("model.from"), key="model.from")
-        if source is not None:
-            _merge_file(layered, paths("model.from", source), paths.source("model.from"), "model.from")
-        layered.merge(inline, paths.source("model"))
+        path = _merge_file(layered, paths("model", value), paths.source("model"), "model")
+        return _validate(layered, path, paths.source("model"), "model", ())
+    inline = dict(value)
+    source = inline.pop("from", None)
+    unknown = sorted(str(k) for k in inline if k not in LanguageModel.model_fields)
+    if unknown:  # a user's own keys are checked, unlike a foreign file's
+        raise ConfigError(f"unknown key; expected one of: {', '.join(sorted(LanguageModel.model_fields))}",
+                          file=paths.source("model"), key=f"model.{unknown[0]}")
+    if source is not None and not isinstance(source, str):
+        raise ConfigError("expected the path of a config.json or YAML file", file=paths.source("model.from"), key="model.from")
+    path = None
+    if source is not None:
+        path = _merge_file(layered, paths("model.from", source), paths.source("model.from"), "model.from")
+    layered.merge(inline, paths.source("model"))
+    if path is None:
         return validate_layered(LanguageModel, layered, paths.source("model"), key_prefix=("model",))
-    return validate_layered(LanguageModel, layered, paths.source("model"))
+    return _validate(layered, path, paths.source("model.from"), "model.from", ("model",))
 
 
-def _merge_file(layered: Layered, path: Path, named_in: str, key: str) -> None:
-    if not path.is_file():
+def _validate(layered: Layered, path: Path, named_in: str, key: str, key_prefix: tuple[str, ...]) -> LanguageModel:
+    """Validate a model read from ``path``: a problem with what the file says, or does not say
+    (a missing key), is reported against that file, naming the workload that points to it."""
+    try:
+        return validate_layered(LanguageModel, layered, str(path), key_prefix=key_prefix)
+    except ConfigError as exc:
+        referrer = f" (the model config named by {named_in}, key {key})"
+        ours, prefix = f"{path}: ", "".join(f"{part}." for part in key_prefix)
+        lines = []
+        for line in str(exc).splitlines():
+            if line.startswith(ours):  # the file's own key, without the workload's prefix
+                line = ours + line[len(ours):].removeprefix(prefix) + referrer
+            lines.append(line)
+        raise ConfigError("\n".join(lines)) from None
+
+
+def _merge_file(layered: Layered, path: Path, named_in: str, key: str) -> Path:
+    if not path.exists():  # exists, not is_file: a FIFO or directory gets its own error below
         raise ConfigError(f"model config {path} not found", file=named_in, key=key)
-    if path.suffix == ".json":
-        try:
-            if path.stat().st_size > MAX_YAML_BYTES:
-                raise ConfigError(f"file is {path.stat().st_size:,} bytes; archsim reads model configs of at most "
-                                  f"{MAX_YAML_BYTES:,} bytes (1 MiB)", file=str(path))
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read file: {exc}", file=str(path)) from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"JSON syntax error: {exc.msg}", file=f"{path}:{exc.lineno}:{exc.colno}") from None
-        except RecursionError:
-            raise ConfigError("cannot read JSON: nested too deeply", file=str(path)) from None
-        except ValueError as exc:  # e.g. a number too long to convert
-            raise ConfigError(f"cannot read JSON: {shorten(str(exc), 120)}", file=str(path)) from None
-        if not isinstance(data, dict):
-            raise ConfigError("expected a JSON object of model fields", file=str(path))
-    else:
-        data = read_yaml_mapping(path)
+    try:
+        data = (read_json_object(path, "a JSON object of model fields", "model configs", MAX_MODEL_BYTES, "1 MiB")
+                if path.suffix == ".json" else read_yaml_mapping(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (the model config named by {named_in}, key {key})") from None
     layered.merge(data, str(path))
+    return path
 
 
 def lm_forward(
