@@ -225,3 +225,27 @@ def test_heads_blame_the_right_field(tmp_path, fields, key, message):
     # with head_dim given, heads need not divide the hidden size
     if key == "num_attention_heads":
         load_workload(model_workload(tmp_path, json.dumps(json.loads(LLAMA) | fields | {"head_dim": 128})))
+
+
+# -- 5. dLLM traces -------------------------------------------------------------------------
+
+def trace_workload(tmp_path, rows):
+    (tmp_path / "t.csv").write_text("kind,q_len,kv_len,count\n" + "".join(f"{r}\n" for r in rows))
+    path = tmp_path / "w.yaml"
+    path.write_text(f"extends: {WORKLOADS / 'llada_8b_trace.yaml'}\ntrace: t.csv\n")
+    return path
+
+
+@pytest.mark.parametrize("rows, line, cells", [
+    (["refresh,1280,1280,1,99"], 2, 5),
+    (["refresh,1280,1280,1", "", "jump,128,1376,6,1,2"], 4, 6),
+    (["refresh,1280,1280"], 2, 3),
+])
+def test_trace_row_with_wrong_cell_count(tmp_path, rows, line, cells):
+    assert load_error(trace_workload(tmp_path, rows)) == (
+        f"{tmp_path}/t.csv:{line}: the row has {cells} cells, expected 4 (kind, q_len, kv_len, count)")
+
+
+def test_trace_empty_cell_is_an_absent_value(tmp_path):
+    w = load_workload(trace_workload(tmp_path, ["refresh,1280,1280,"]))
+    assert [(p.name, p.repeat) for p in w.phases] == [("refresh q1280 kv1280", 1)]

@@ -179,12 +179,17 @@ SCHEDULES = {"vanilla": vanilla, "fast-dllm": fast_dllm, "odb": odb}
 
 
 def read_trace(path: Path) -> list[Forward]:
-    """A CSV with columns kind, q_len, kv_len and optionally count."""
+    """A CSV with columns kind, q_len, kv_len and optionally count; every row has a cell per
+    column (an empty cell is an absent value)."""
     try:
         if path.exists() and not path.is_file():
             raise ConfigError("is not a regular file, expected a CSV trace", file=str(path))
         with path.open(newline="", encoding="utf-8") as f:
-            rows = list(itertools.islice(csv.DictReader(f), MAX_TRACE_ROWS + 1))
+            reader = csv.DictReader(f)
+            rows = []  # (line, row): the reader's line, right past blank lines and quoted line breaks
+            for row in itertools.islice(reader, MAX_TRACE_ROWS + 1):
+                rows.append((reader.line_num, row))
+            columns = reader.fieldnames or []
         if len(rows) > MAX_TRACE_ROWS:
             raise ConfigError(f"more than {MAX_TRACE_ROWS:,} rows; archsim's limit for a trace", file=str(path))
     except FileNotFoundError:
@@ -192,12 +197,18 @@ def read_trace(path: Path) -> list[Forward]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"cannot read the trace: {exc}", file=str(path)) from None
     forwards = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
+        # DictReader files extra cells under None and fills missing ones with None: either way
+        # the row does not say what its header does
+        cells = len(columns) + len(row.get(None) or ()) - sum(v is None for k, v in row.items() if k is not None)
+        if cells != len(columns):
+            raise ConfigError(f"the row has {cells} cells, expected {len(columns)} ({', '.join(columns)})",
+                              file=f"{path}:{line}")
         try:
             # CSV cells are text: whole numbers are read as such, anything else is left for
             # validation to reject with the column's name
             values = {k: int(v) if k != "kind" and v.strip().isdigit() else v
-                      for k, v in row.items() if v not in (None, "") and k is not None}
+                      for k, v in row.items() if v != ""}
             forwards.append(Forward.model_validate(values))
         except ValueError as exc:
             first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
