@@ -249,3 +249,19 @@ def test_trace_row_with_wrong_cell_count(tmp_path, rows, line, cells):
 def test_trace_empty_cell_is_an_absent_value(tmp_path):
     w = load_workload(trace_workload(tmp_path, ["refresh,1280,1280,"]))
     assert [(p.name, p.repeat) for p in w.phases] == [("refresh q1280 kv1280", 1)]
+
+
+# -- 6. compare-schedules on a workload without schedules -------------------------------------
+
+def test_compare_schedules_names_the_workload_kind(tmp_path):
+    from archsim.dse.compare import compare
+
+    for name, kind in [("llama2_7b.yaml", "llm"), ("gpt3_30b_layer_decode.yaml", "transformer_block")]:
+        with pytest.raises(ConfigError) as exc:
+            compare([], WORKLOADS / name, ["icc"], parse_overrides([]))
+        assert str(exc.value) == (f"{WORKLOADS / name}: kind: feature-caching schedules apply only to DiT "
+                                  f"workloads (kind: dit); this workload is kind: {kind}")
+    proc = cli("compare-schedules", "hw_configs/tpuv4i.yaml", "--workload", "workloads/llama2_7b.yaml",
+               "--out", str(tmp_path))
+    assert proc.returncode == 2 and "schedule=none" not in proc.stderr
+    assert "apply only to DiT workloads" in proc.stderr and "Traceback" not in proc.stderr

@@ -11,10 +11,11 @@ import pandas as pd
 
 from archsim.config.loader import Override
 from archsim.config.schema import HardwareConfig
+from archsim.errors import ConfigError
 from archsim.hw.memory import Level
 from archsim.ir.summary import summarize
 from archsim.api import simulate
-from archsim.workloads.base import Lowering, load_spec_and_workload
+from archsim.workloads.base import Lowering, load_spec, load_spec_and_workload
 from archsim.sim.result import RunResult
 from archsim.system.result import SystemResult
 from archsim.workloads.schedules import StepPlan, parse_schedule, phase_names
@@ -30,6 +31,7 @@ class ScheduleRun:
 def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: Sequence[str],
             workload_overrides: Sequence[Override] = ()) -> tuple[pd.DataFrame, list[ScheduleRun]]:
     rows, runs = [], []
+    _check_kind(workload_file, workload_overrides)
     names = list(dict.fromkeys(["none", *schedules]))  # 'none' is every ratio's reference
     for text in names:
         parse_schedule(text)  # a clear error before any work
@@ -55,6 +57,15 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
             row["energy_vs_none"] = row["energy_j"] / reference["energy_j"]
             rows.append(row)
     return pd.DataFrame(rows), runs  # 'none' included: the reference of every ratio
+
+
+def _check_kind(workload_file: Path, workload_overrides: Sequence[Override]) -> None:
+    """Schedules are set through the workload's ``schedule`` key, which only DiT workloads
+    have: say so, rather than report the key the comparison itself sets as unknown."""
+    spec = load_spec(workload_file, workload_overrides)
+    if "schedule" not in type(spec).model_fields:
+        raise ConfigError(f"feature-caching schedules apply only to DiT workloads (kind: dit); this workload is "
+                          f"kind: {spec.kind}", file=str(workload_file), key="kind")
 
 
 def table(frame: pd.DataFrame) -> str:
