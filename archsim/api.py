@@ -14,10 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from archsim.config.loader import Override, load_hardware, parse_overrides
+from archsim.config.loader import HARDWARE_KEYS, Override, load_hardware, load_layered, parse_overrides
 from archsim.config.schema import HardwareConfig
 from archsim.config.system import SystemConfig
 from archsim.dtypes import DType
+from archsim.errors import ConfigError
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import Gemm
 from archsim.ir.tensor import Role, Tensor
@@ -47,7 +48,26 @@ def load_workload(path: str | Path, overrides: Sequence[Override] | Sequence[str
     ``overrides`` are ``Override`` objects or ``"key.path=value"`` strings, as for hardware."""
     lowering = _workloads.Lowering.of(hw) if hw is not None else _workloads.Lowering()
     parsed = [o if isinstance(o, Override) else parse_overrides([o])[0] for o in overrides]
-    return _workloads.load_workload(path, parsed, lowering)
+    try:
+        return _workloads.load_workload(path, parsed, lowering)
+    except ConfigError:
+        if file_kind(path) == "hardware":  # say so, rather than that its 'kind' is missing
+            raise ConfigError(f"this is a hardware config, not a workload, which names its kind (one of: "
+                              f"{', '.join(_workloads.workload_kinds())})", file=str(path)) from None
+        raise
+
+
+def file_kind(path: str | Path) -> str | None:
+    """What a file holds, by its top-level keys (with its ``extends:`` chain): 'workload' (a
+    ``kind:`` of a workload kind), 'hardware' (``clock``, ``mxu``, ...), or None (neither, or
+    unreadable). For errors that tell the user which file goes where."""
+    try:
+        data = load_layered(path).data
+    except ConfigError:
+        return None
+    if data.get("kind") in _workloads.workload_kinds():
+        return "workload"
+    return "hardware" if any(key in data for key in HARDWARE_KEYS) else None
 
 
 def gemm_workload(m: int, k: int, n: int, dtype: DType = DType.INT8) -> Workload:

@@ -41,9 +41,25 @@ _schedule_option = click.option(
 
 
 def _with_schedule(overrides: list, schedule: str | None) -> list:
-    from archsim.config.loader import Override
+    from archsim.config.loader import Override, option_label
 
-    return overrides + ([Override(("schedule",), schedule, f"schedule={schedule}")] if schedule else [])
+    return overrides + ([Override(("schedule",), schedule, f"schedule={schedule}", option_label(schedule, "--schedule"))]
+                        if schedule else [])
+
+
+def _check_order(files, command: str, workload_option: str = "") -> None:
+    """After an error: when the files are a workload and hardware configs in the wrong order,
+    say that in place of the lines it made (a workload read as a chip lacks every chip key)."""
+    from archsim.errors import ConfigError
+
+    kinds = [api.file_kind(f) for f in files]
+    if kinds[-1] == "workload" or kinds.count("workload") != 1 or None in kinds:
+        return
+    workload = files[kinds.index("workload")]
+    chips = " ".join(str(f) for f, kind in zip(files, kinds) if kind == "hardware")
+    raise ConfigError(f"the arguments are swapped: {workload} is a workload and {chips} a hardware config\n"
+                      f"expected archsim {command} HW.yaml [HW2.yaml ...] {workload_option}WORKLOAD.yaml, "
+                      f"here: archsim {command} {chips} {workload_option}{workload}")
 
 
 def _emit_json(data) -> None:
@@ -61,9 +77,15 @@ def cli() -> None:
 @_set_option
 @_json_option
 def validate(files: tuple[Path, ...], overrides: tuple[str, ...], as_json: bool) -> None:
-    """Check hardware configs and print each normalised (all values in SI units)."""
+    """Check hardware configs (a sweep: section as archsim sweep does) and print each
+    normalised (all values in SI units)."""
+    from archsim.dse.plan import plan_sweep
+
     parsed = parse_overrides(overrides)
     configs = {str(f): api.load_hardware(f, parsed) for f in files}
+    for file, hw in configs.items():
+        if hw.sweep is not None:  # what the sweep would refuse (axis values, workloads, baseline, constraints)
+            plan_sweep([file], parsed)
     if as_json:
         _emit_json({f: hw.model_dump(mode="json") for f, hw in configs.items()})
         return
@@ -145,10 +167,15 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
         raise click.UsageError("expected HW.yaml [HW2.yaml ...] WORKLOAD.yaml")
     *hw_files, workload_file = files
     parsed = parse_overrides(overrides)
-    chips = [api.load_hardware(f, parsed) for f in hw_files]
-    workload_sets = _with_schedule(parse_overrides(workload_overrides), schedule)
+    workload_sets = _with_schedule(parse_overrides(workload_overrides, "--wset"), schedule)
+    try:
+        chips = [api.load_hardware(f, parsed) for f in hw_files]
+        workloads = [api.load_workload(workload_file, workload_sets, hw) for hw in chips]  # lowered per chip
+    except ArchsimError:
+        _check_order(files, "run")
+        raise
     if len(chips) > 1:
-        results = [api.simulate(hw, api.load_workload(workload_file, workload_sets, hw)) for hw in chips]
+        results = [api.simulate(hw, workload) for hw, workload in zip(chips, workloads)]
         if as_json:
             _emit_json([r.summary() for r in results])
         else:
@@ -157,7 +184,7 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
             sys.exit(EXIT_INFEASIBLE)
         return
     hw = chips[0]
-    result = api.simulate(hw, api.load_workload(workload_file, workload_sets, hw))
+    result = api.simulate(hw, workloads[0])
     if not result.feasible:
         _fail_infeasible(result, as_json)
     if trace_path is not None:
@@ -344,9 +371,13 @@ def compare_schedules(hw_files, workload_file, schedules, overrides, workload_ov
     from archsim.dse import compare
     from archsim.workloads.schedules import schedule_names
 
-    chips = [api.load_hardware(f, parse_overrides(overrides)) for f in hw_files]
+    try:
+        chips = [api.load_hardware(f, parse_overrides(overrides)) for f in hw_files]
+    except ArchsimError:
+        _check_order([*hw_files, workload_file], "compare-schedules", "--workload ")
+        raise
     frame, runs = compare.compare(chips, workload_file, list(schedules) or schedule_names(),
-                                  parse_overrides(workload_overrides))
+                                  parse_overrides(workload_overrides, "--wset"))
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "schedules.csv", index=False)
     frame.to_parquet(out_dir / "schedules.parquet", index=False)

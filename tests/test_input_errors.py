@@ -165,3 +165,51 @@ def test_a_sweep_workloads_set_error_names_the_sweep_file_and_key(tmp_path):
     err = fails(sweep_args(path, tmp_path / "out"), f"{path}: sweep.workloads.1.set.steps: steps: Input should be "
                 "greater than 0", names=str(path))
     assert "--set" not in err
+
+
+# ------------------------------------------------------------------ messages that name their real source
+
+DIT = WORKLOADS / "dit_xl_2.yaml"
+
+
+def test_wset_and_schedule_errors_name_their_option():
+    err = fails(["run", TPUV4I, DECODE, "--wset", "batch=abc"], "--wset batch=abc: batch: Input should be a valid integer",
+                names="--wset batch=abc")
+    assert "--set" not in err
+    fails(["run", TPUV4I, DECODE, "--wset", "batch"], "--wset batch: expected KEY.PATH=VALUE, e.g. --wset batch=16",
+          names="--wset batch")
+    err = fails(["run", TPUV4I, DIT, "--schedule", "icc:period=x"],
+                "--schedule icc:period=x: schedule.period: Input should be a valid integer", names="--schedule icc:period=x")
+    assert "--set" not in err
+    err = fails(["compare-schedules", TPUV4I, "--workload", DIT, "--wset", "steps=x"], "--wset steps=x: steps:",
+                names="--wset steps=x")
+    assert "--set" not in err
+
+
+def test_swapped_hardware_and_workload_say_so_in_two_lines():
+    err = fails(["run", DECODE, TPUV4I], f"the arguments are swapped: {DECODE} is a workload and {TPUV4I} a hardware "
+                "config", f"expected archsim run HW.yaml [HW2.yaml ...] WORKLOAD.yaml, here: archsim run {TPUV4I} {DECODE}",
+                names=str(DECODE))
+    assert len(err.strip().splitlines()) == 2
+    err = fails(["compare-schedules", DIT, "--workload", TPUV4I], "the arguments are swapped",
+                f"here: archsim compare-schedules {TPUV4I} --workload {DIT}", names=str(DIT))
+    assert len(err.strip().splitlines()) == 2
+
+
+def test_a_workload_where_a_chip_belongs_and_a_chip_where_a_workload_belongs():
+    err = fails(["validate", DECODE], f"{DECODE}: kind: this is a workload (kind: transformer_block), not a hardware "
+                "config", names=str(DECODE))
+    assert len(err.strip().splitlines()) == 1
+    fails(["run", TPUV4I, TPUV4I], f"{TPUV4I}: this is a hardware config, not a workload", names=str(TPUV4I))
+
+
+def test_validate_checks_the_sweep_section_as_sweep_does(tmp_path):
+    bad_axis = config(tmp_path, TINY_SWEEP.replace("[2, 4]", "[0, 4]"))
+    fails(["validate", bad_axis], f"{bad_axis}: sweep.axes: sweep axis mxu.count = 0: mxu.count: Input should be greater "
+          "than 0", names=str(bad_axis))
+    missing = config(tmp_path, "sweep: {workloads: [nope.yaml]}\n", "missing.yaml")
+    fails(["validate", missing], f"{missing}: sweep.workloads.0: workload nope.yaml not found", names=str(missing))
+    bad_set = config(tmp_path, f"sweep: {{workloads: [{{file: {DIT}, set: {{stepz: 5}}}}]}}\n", "set.yaml")
+    fails(["validate", bad_set], f"{bad_set}: sweep.workloads.0.set.stepz: stepz: unknown key", names=str(bad_set))
+    code, out, err = run_main("validate", str(config(tmp_path, TINY_SWEEP, "good.yaml")))
+    assert code == 0 and "good.yaml: valid" in out, err
