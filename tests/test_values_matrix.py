@@ -215,6 +215,10 @@ def test_engine_gemm_cycles_are_the_units():
     hw = load_hardware(TPUV4I, ["mxu.count=1"])
     assert run_gemm(hw, 64, 256, 512).ops[0].compute_cycles == 1341
     assert run_gemm(load_hardware(TPUV4I), 64, 256, 512).ops[0].compute_cycles == 573
+    # a compute-bound single fold runs split over all 4 units (631 cycles against 1381 on one),
+    # though each unit then reads its own copy of the weights
+    op = run_gemm(load_hardware(TPUV4I), 1000, 128, 128).ops[0]
+    assert op.compute_cycles == 128 + 250 + 253 and op.bound == "compute"
 
 
 # -- CIM units --------------------------------------------------------------------------------
@@ -330,3 +334,19 @@ def test_macs_per_cycle_and_peak(tpuv4i):
     assert tpuv4i.peak_macs_per_second(I8) == pytest.approx(4 * 16384 * 1.05e9, rel=1e-15)
     assert cim_hw.mxu.macs_per_cycle(I8) == 16 * 8 * 128 and cim_hw.mxu.macs_per_cycle(BF16) == 16 * 8 * 64
     assert math.isclose(cim_hw.peak_macs_per_second(BF16), 4 * 8192 * 1.05e9)
+
+
+def test_a_gemm_batch_shares_its_weight():
+    # 4 x 16 rows against one 128 x 128 weight: the batch folds into M = 64: one fold,
+    # 128 + 64 + 254 - 1 = 445 cycles, the weight read once
+    from archsim.ir.graph import OpGraph, Phase, Workload
+    from archsim.ir.ops import Gemm
+    from archsim.ir.tensor import Role, Tensor
+    from archsim.sim.engine import Simulator
+
+    a, c = Tensor("a", (4, 16, 128), I8), Tensor("c", (4, 16, 128), I8)
+    b = Tensor("b", (128, 128), I8, Role.WEIGHT)
+    w = Workload("w", (Phase("p", OpGraph([Gemm("g", (a, b), (c,), 4, 16, 128, 128, False)])),))
+    (op,) = Simulator(load_hardware(TPUV4I, ["mxu.count=1"])).run(w).ops
+    assert op.compute_cycles == 445
+    assert op.traffic.hbm_read == 128 * 128

@@ -125,13 +125,12 @@ def test_memory_bound_gemm_time():
 
 
 def test_a_gemm_whose_activations_do_not_fit_cmem_spills_them_to_hbm():
-    # CMEM of 1 MiB (VMEM 512 KiB): A (256 KiB) + C (1 MiB) do not fit, so both live in HBM
+    # CMEM of 1 MiB (VMEM 512 KiB): A (256 KiB) + C (1 MiB) do not fit, so no plan puts them
+    # there; 64 x 1024 x 4096 (A 64 KiB + C 256 KiB) fits, and some plan does
     hw = hw_with("mxu.count=1", "cmem.capacity=1 MiB", "vmem.capacity=512 KiB")
-    (placement, *_) = place(hw, gemm_workload(256, 1024, 4096))
-    assert (placement.home["A"], placement.home["B"], placement.home["C"]) == (Level.HBM, Level.HBM, Level.HBM)
-    # ...while 64 x 1024 x 4096 (A 64 KiB + C 256 KiB) fits
-    (placement, *_) = place(hw, gemm_workload(64, 1024, 4096))
-    assert (placement.home["A"], placement.home["B"], placement.home["C"]) == (Level.CMEM, Level.HBM, Level.CMEM)
+    for placement in place(hw, gemm_workload(256, 1024, 4096)):
+        assert (placement.home["A"], placement.home["C"]) == (Level.HBM, Level.HBM)
+    assert any((p.home["A"], p.home["C"]) == (Level.CMEM, Level.CMEM) for p in place(hw, gemm_workload(64, 1024, 4096)))
 
 
 def test_a_single_fitting_tile_forces_refetches():
@@ -221,3 +220,94 @@ def test_a_reused_weight_is_preloaded_once(tpuv4i):
     assert r.traffic.cmem_read == 8 * (act + mib) + act
     assert r.traffic.cmem_write == mib + 9 * act
     assert r.latency_s == pytest.approx(preload.latency_s + 8 * g1.latency_s + g2.latency_s, rel=REL)
+
+
+def stack(name, mib, layers=3):
+    """A GEMM over a stack of ``layers`` layers, each with its own ``mib`` MiB weight."""
+    n = mib * 1024
+    x, y = Tensor(f"x_{name}", (8, 1024), I8), Tensor(f"y_{name}", (8, n), I8)
+    w = Tensor(name, (1024, n), I8, Role.WEIGHT, copies=layers)
+    return OpGraph([Gemm(f"g_{name}", (x, w), (y,), 1, 8, 1024, n, False, copies=layers)])
+
+
+# HBM at 100 GB/s: streaming a weight costs far more than its share of the arrays' time, so
+# keeping a weight read 10 times in CMEM always pays
+SLOW_HBM = "hbm.bandwidth=100 GB/s"
+
+
+def test_a_stack_too_big_for_cmem_is_never_promoted():
+    # 3 x 50 MiB = 150 MiB does not fit 128 MiB of CMEM (though one layer's copy would);
+    # 3 x 40 MiB = 120 MiB does
+    hw = hw_with(SLOW_HBM)
+    for placement in place(hw, Workload("s", (Phase("p", stack("w", 50), 10),))):
+        assert placement.preload == () and placement.home["w"] is Level.HBM
+    assert any(p.preload and p.home["w"] is Level.CMEM for p in place(hw, Workload("s", (Phase("p", stack("w", 40), 10),))))
+
+
+def test_promotions_never_overfill_cmem():
+    # two stacks, 3 x 30 MiB and 3 x 20 MiB: each fits 128 MiB alone, both (150 MiB) do not
+    graph = stack("w1", 30)
+    for op in stack("w2", 20).ops():
+        graph.add(op)
+    plans = place(hw_with(SLOW_HBM), Workload("s", (Phase("p", graph, 10),)))
+    for placement in plans:
+        in_cmem = {t.name: t.total_bytes for t in (placement.preload or ())}
+        assert sum(in_cmem.values()) <= 128 * 2**20
+    assert any(len(p.preload) == 1 for p in plans)
+
+
+def test_a_stack_of_layers_runs_each_copy():
+    # 3 layers of 64 x 128 x 128 (each its own 16 KiB weight), no CMEM: 3 x the one-layer op,
+    # which moves x (8 KiB) and w (16 KiB) in from HBM and y (8 KiB) out
+    x, y = Tensor("x", (64, 128), I8), Tensor("y", (64, 128), I8)
+    w = Tensor("w", (128, 128), I8, Role.WEIGHT, copies=3)
+    gemm = Gemm("g", (x, w), (y,), 1, 64, 128, 128, False, copies=3)
+    r = simulate(hw_with("mxu.count=1", "cmem=null"), Workload("s", (Phase("p", OpGraph([gemm])),)))
+    (op,) = r.ops
+    compute = (128 + 64 + 254 - 1) / CLOCK
+    assert op.latency_s == pytest.approx(HBM_LAT + (8192 + 16384 + 8192) / HBM_BW + compute, rel=REL)
+    assert r.latency_s == pytest.approx(3 * op.latency_s, rel=REL)
+    assert r.macs == 3 * 64 * 128 * 128 and r.traffic.hbm_read == 3 * (8192 + 16384)
+
+
+def test_hbm_must_hold_the_weights_and_the_activations_spilled_to_it():
+    # no CMEM, 1 MiB of HBM: 64 x 1024 x 960 int8 needs B (960 KiB) + A (64 KiB) + C (60 KiB)
+    hw = hw_with("cmem=null", "hbm.capacity=1 MiB")
+    r = run_gemm(hw, 64, 1024, 960)
+    assert not r.feasible and "60 KiB missing" in r.reason
+    assert run_gemm(hw, 64, 1024, 896).feasible  # 896 + 64 + 56 KiB = 1016 KiB fits
+
+
+def test_partial_sums_spill_at_the_accumulator_width():
+    # 32 x 32 x 32 int8, A and B in HBM, C in CMEM, a 3.5 KiB VMEM: only 16 x 16 x 16 tiles fit
+    # (3072 B double-buffered; 16 x 32 x 16 needs 4096 B), so 2 x 2 x 2 tiles and every loop order fetches two of A, B
+    # and C twice. Spilling C's partial sums to CMEM and fetching one of A or B twice puts
+    # 1024 + 2048 B on HBM (5.0 ns) against 4096 B (6.7 ns) for fetching both twice.
+    from archsim.hw.memory import Placement
+    from archsim.sim.engine import Simulator
+
+    hw = hw_with("mxu.count=1", "vmem.capacity=3584 B")
+    home = {"A": Level.HBM, "B": Level.HBM, "C": Level.CMEM}
+    (op,) = Simulator(hw).run_with(gemm_workload(32, 32, 32), Placement(home, (), True)).ops
+    assert op.tiling.startswith("16x16x16/")
+    a = b = c = 32 * 32
+    acc = 32 * 32 * 4  # int32 partial sums, spilled once (written out, read back)
+    assert op.traffic.hbm_read == a + 2 * b or op.traffic.hbm_read == 2 * a + b
+    assert op.traffic.hbm_write == 0
+    assert (op.traffic.cmem_read, op.traffic.cmem_write) == (acc, acc + c)
+    # VMEM: the DMA fills A, B (3072 B) and the read-back partial sums, the arrays write C;
+    # the DMA drains the partial sums and C, the arrays read A and B (one fold: once each)
+    assert op.traffic.vmem_write == 3 * 1024 + acc + c
+    assert op.traffic.vmem_read == acc + c + a + b
+
+
+def test_embedding_lookup_gathers_rows(tpuv4i):
+    from archsim.ir.ops import EmbeddingLookup
+
+    table = Tensor("table", (1000, 512), BF16, Role.WEIGHT)
+    ids, out = Tensor("ids", (8, 1), DType.INT32), Tensor("out", (8, 512), BF16)
+    w = Workload("e", (Phase("p", OpGraph([EmbeddingLookup("embed", (table, ids), (out,), 8)])),))
+    (op,) = simulate(tpuv4i, w).ops
+    # 8 rows of 512 bf16 gathered from the table in HBM, written to the output in CMEM
+    assert op.traffic == Traffic(0.0, 0.0, 0.0, 8192, 8192, 0.0)
+    assert op.latency_s == pytest.approx(HBM_LAT + 8192 / HBM_BW, rel=REL)

@@ -216,6 +216,44 @@ def test_two_stage_pipeline_latency_and_link_energy(micro_batches):
     assert r.link_utilization == pytest.approx(repeat * m * H / (2 * 1e9 * r.latency_s), rel=REL)
 
 
+def test_stages_preload_in_parallel():
+    # 20 repeats: each stage keeps its own weight in CMEM (1 MiB, read 20 times); the stages
+    # load them side by side: the system waits for the slower, not for both
+    hw = system(2, "system.parallelism.pipeline=2")
+    r = SystemSimulator(hw).run(two_gemms(20))
+    preloads = [sum(c.latency_s for c in st.ops if c.phase == "preload") for st in r.stages]
+    assert all(t == pytest.approx(555e-9 + 2**20 / 614e9, rel=REL) for t in preloads)
+    (t0, t1), _ = stage_times(r)
+    send = ALPHA + H / (2 * B)
+    total = 20 * (t0 + t1 + 2 * send) - send  # one micro-batch: 20 trips and 19 feedbacks
+    assert r.latency_s == pytest.approx(max(preloads) + total, rel=REL)
+
+
+def test_an_activation_crosses_every_cut_to_its_reader():
+    # g1, g2 and a residual add on 3 stages: x, read by the add on stage 2, crosses both cuts
+    from archsim.ir.ops import Elementwise
+
+    x, h1, h2, y = (Tensor(n, (64, 1024), DType.INT8) for n in ("x", "h1", "h2", "y"))
+    w1, w2 = (Tensor(n, (1024, 1024), DType.INT8, Role.WEIGHT) for n in ("W1", "W2"))
+    graph = OpGraph([Gemm("g1", (x, w1), (h1,), 1, 64, 1024, 1024, False),
+                     Gemm("g2", (h1, w2), (h2,), 1, 64, 1024, 1024, False),
+                     Elementwise("add", (h2, x), (y,), 64, 1024)])
+    r = SystemSimulator(system(3, "system.parallelism.pipeline=3")).run(Workload("r", (Phase("p", graph),)))
+    assert [[c.name for c in st.ops] for st in r.stages] == [["g1"], ["g2"], ["add"]]
+    assert r.split.sends["p"] == (2 * H, 2 * H)  # h1 + x, then h2 + x
+    # 3 chips on a ring: 2 neighbours, one link each; each cut one hop
+    assert [b.time_s for b in r.boundaries["p"]] == [pytest.approx(ALPHA + 2 * H / B, rel=REL)] * 2
+
+
+def test_data_parallel_pipelines_send_per_replica():
+    # 2 replicas of a 2-stage pipeline (4 chips): each replica sends h 2 x 3 times and
+    # feeds x back 2 x 2 times
+    hw = system(4, "system.parallelism.pipeline=2", "system.parallelism.data=2", "system.parallelism.micro_batches=2")
+    r = SystemSimulator(hw).run(two_gemms(3))
+    assert r.ici_bytes == 2 * (3 * 2 + 2 * 2) * H
+    assert r.energy.ici == pytest.approx(2 * (3 * 2 + 2 * 2) * H * E, rel=REL)
+
+
 def test_boundary_between_tensor_parallel_stages():
     # 4 chips on a ring: stage 0 = chips 0, 1; stage 1 = chips 2, 3. The stage's last chip (1)
     # sends to the next stage's first (2), one hop; chip 2 broadcasts to chip 3, one hop
@@ -263,6 +301,6 @@ def test_tensor_parallel_all_reduce_op():
     assert op.energy.cmem == pytest.approx(2 * size * 3.5e-12, rel=REL)
     assert op.energy.static == pytest.approx(STATIC_W * transfer, rel=REL)
     assert op.bottleneck == "ici"
-    # a slow CMEM makes the chip's own traffic the bound
-    (slow,) = Simulator(system(4, "system.parallelism.tensor=4", "cmem.bandwidth=20 GB/s")).run(w).ops
+    # slow memories make the chip's own traffic the bound (wherever x and y live)
+    (slow,) = Simulator(system(4, "system.parallelism.tensor=4", "cmem.bandwidth=20 GB/s", "hbm.bandwidth=20 GB/s")).run(w).ops
     assert slow.latency_s == pytest.approx(2 * size / 20e9, rel=REL)
