@@ -118,7 +118,8 @@ def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str
         "bound": cost.bound, "bottleneck": cost.bottleneck, "tiling": cost.tiling,
         "traffic_bytes": result.traffic.as_dict(),
         "energy_j": result.energy.total, "energy_breakdown": result.energy.as_dict(),
-        "area_mm2": result.area.total * 1e6, "power_w": result.power_w, "tops_per_w": result.tops_per_w,
+        "area_mm2": result.area.total * 1e6, "power_w": result.power_w, "tdp_w": result.tdp_w,
+        "over_tdp": result.over_tdp, "tops_per_w": result.tops_per_w,
     }
     if as_json:
         _emit_json(data)

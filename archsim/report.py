@@ -54,10 +54,19 @@ def energy_rows(result: RunResult) -> list[tuple[str, str]]:
     return [
         ("energy", fmt_energy(e.total)),
         ("energy by component", parts),
-        ("average power", f"{result.power_w:.4g} W"),
+        ("average power", power_text(result)),
         ("TOPS/W achieved", f"{result.tops_per_w:.4g}"),
         ("area", f"{a.total * 1e6:.4g} mm^2 ({areas})"),
     ]
+
+
+def power_text(result) -> str:
+    """Average power, flagged when above the TDP."""
+    text = f"{result.power_w:.4g} W"
+    if result.over_tdp:
+        text += (f"  WARNING: {result.power_w / result.tdp_w:.2g}x the {result.tdp_w:.4g} W TDP: a real chip "
+                 f"would throttle, or the config's energy figures are too high")
+    return text
 
 
 def side_by_side(results: list[RunResult]) -> str:
@@ -79,7 +88,7 @@ def side_by_side(results: list[RunResult]) -> str:
         for name, value in r.energy.as_dict().items():
             col[f"  {name}"] = fmt_energy(value)
         col["MXU energy vs first"] = (f"{base.energy.mxu / r.energy.mxu:.2f}x less" if base.feasible and r.energy.mxu else "")
-        col["average power"] = f"{r.power_w:.4g} W"
+        col["average power"] = power_text(r)
         col["TOPS/W achieved"] = f"{r.tops_per_w:.4g}"
         col["area"] = f"{r.area.total * 1e6:.4g} mm^2"
         col["  MXU area"] = f"{r.area.mxu * 1e6:.4g} mm^2"

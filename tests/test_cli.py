@@ -6,7 +6,7 @@ from tests.conftest import TPUV4I, WORKLOADS, run_cli
 
 GEMM_KEYS = {"hardware", "m", "k", "n", "dtype", "cycles", "compute_cycles", "latency_s", "utilization",
              "compute_utilization", "bound", "bottleneck", "tiling", "traffic_bytes", "energy_j",
-             "energy_breakdown", "area_mm2", "power_w", "tops_per_w"}
+             "energy_breakdown", "area_mm2", "power_w", "tdp_w", "over_tdp", "tops_per_w"}
 
 
 def test_gemm_json_is_stable_and_matches_scalesim():

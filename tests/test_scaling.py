@@ -45,9 +45,11 @@ def test_evaluations_do_not_grow_with_steps_or_tokens(path, small, large, evalua
     few, short = costed(hw, load_workload(ROOT / "workloads" / path, small), evaluations)
     many, long = costed(hw, load_workload(ROOT / "workloads" / path, large), evaluations)
     assert long.latency_s > short.latency_s  # the longer run is longer...
-    # ...for the same evaluations, give or take an op whose placement the longer run changes
-    # (a weight worth promoting to CMEM once it is read 1000 times)
-    assert abs(many - few) <= 2, (few, many)
+    # ...for about the same evaluations, give or take the ops whose placement the longer run
+    # changes (a weight worth promoting to CMEM once it is read 1000 times; the placement
+    # search times each op touching a weight or cache at each activation rung it tries), never
+    # growing with the steps or tokens (x16 or x50 here)
+    assert abs(many - few) <= 0.05 * few, (few, many)
 
 
 def test_a_recurring_shape_is_costed_once_across_design_points(evaluations):

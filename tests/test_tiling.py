@@ -1,5 +1,7 @@
 """The vectorised tiling search against a brute force written independently: every candidate
-tile (none pruned), every loop order, fetches counted by walking the loop nest."""
+tile (none pruned), every loop order, fetches counted by walking the loop nest, and the op's
+time as the engine's pipeline gives it (latency + max(T, T / steps + C), steps the coarser of
+folds and tiles)."""
 
 from __future__ import annotations
 
@@ -43,9 +45,11 @@ def test_fetch_count_is_the_loop_walk():
                 assert fetches(order, operand, trips) == walked_fetches(order, operand, trips)
 
 
-def brute_force(shape: MatmulShape, out_b: float, acc_b: float, levels, array: ArrayTiming, channels: Channels):
+def brute_force(shape: MatmulShape, out_b: float, acc_b: float, levels, array: ArrayTiming, channels: Channels,
+                compute_s: float = 0.0, latency_s: float = 0.0):
     bw = dict(channels.bandwidth)
-    e = shape.dtype.bytes
+    ea = (shape.a_stored or shape.dtype).bytes  # operands sit in VMEM and move at their storage widths
+    eb = (shape.b_stored or shape.dtype).bytes
 
     def sizes(dim):
         return sorted({min(dim, 2 ** x) for x in range(4, max(4, math.ceil(math.log2(dim))) + 1)})
@@ -54,15 +58,15 @@ def brute_force(shape: MatmulShape, out_b: float, acc_b: float, levels, array: A
     for o, order in enumerate(itertools.permutations(LOOPS)):
         order = "".join(order)
         for i, (mt, kt, nt) in enumerate(itertools.product(sizes(shape.m), sizes(shape.k), sizes(shape.n))):
-            if 2 * (mt * kt * e + kt * nt * e + mt * nt * acc_b) > channels.vmem_capacity:
+            if 2 * (mt * kt * ea + kt * nt * eb + mt * nt * acc_b) > channels.vmem_capacity:
                 continue
             trips = {"m": math.ceil(shape.m / mt), "n": math.ceil(shape.n / nt), "k": math.ceil(shape.k / kt)}
             # each operand moves in full once per pass over its tiles (edge tiles are partial)
             def passes(operand):
                 return fetches(order, operand, trips) // math.prod(trips[d] for d in DEPENDS[operand])
 
-            a = passes("a") * shape.m * shape.k * e * shape.batch
-            b = passes("b") * shape.k * shape.n * e * (shape.batch if shape.b_batched else 1)
+            a = passes("a") * shape.m * shape.k * ea * shape.batch
+            b = passes("b") * shape.k * shape.n * eb * (shape.batch if shape.b_batched else 1)
             # partial sums go out and come back once per extra pass over the outputs
             spills = (passes("c") - 1) * shape.m * shape.n * acc_b * shape.batch
             out = shape.batch * shape.m * shape.n * out_b
@@ -75,7 +79,9 @@ def brute_force(shape: MatmulShape, out_b: float, acc_b: float, levels, array: A
             t_mem = max([vmem / bw[Level.VMEM]] + [sum(rw) / bw[lv] for lv, rw in per_level.items()])
             moved = vmem + sum(sum(rw) for rw in per_level.values())
             tiles = shape.batch * trips["m"] * trips["n"] * trips["k"]
-            key = (t_mem, moved, tiles, o, i)
+            steps = min(tiles, array.folds)  # the arrays wait for a whole fold and a whole tile
+            time = latency_s + max(t_mem, t_mem / steps + compute_s)
+            key = (time, moved, tiles, o, i)
             if best is None or key < best[0]:
                 best = (key, (mt, kt, nt, order), per_level, vmem)
     return best
@@ -88,21 +94,24 @@ def brute_force(shape: MatmulShape, out_b: float, acc_b: float, levels, array: A
     levels=st.tuples(*[st.sampled_from([Level.CMEM, Level.HBM])] * 3),
     vmem_kib=st.sampled_from([8, 64, 512, 16384]),
     hbm_gbs=st.sampled_from([100, 614, 5000]), reads=st.floats(0, 1e8),
+    folds=st.integers(1, 5000), compute_s=st.sampled_from([0.0, 1e-7, 1e-5, 1e-3]),
+    latency_s=st.sampled_from([0.0, 5.55e-7]), b_stored=st.sampled_from([None, DType.INT4]),
 )
-def test_tiling_matches_brute_force(m, k, n, batch, b_batched, dtype, levels, vmem_kib, hbm_gbs, reads):
-    shape = MatmulShape(batch, m, k, n, dtype, b_batched)
-    array = ArrayTiming(1, 1, shape.macs, 1, a_reads=reads, b_reads=reads / 3, out_writes=batch * m * n * 4)
+def test_tiling_matches_brute_force(m, k, n, batch, b_batched, dtype, levels, vmem_kib, hbm_gbs, reads, folds,
+                                    compute_s, latency_s, b_stored):
+    shape = MatmulShape(batch, m, k, n, dtype, b_batched, b_stored=b_stored)
+    array = ArrayTiming(1, folds, shape.macs, 1, a_reads=reads, b_reads=reads / 3, out_writes=batch * m * n * 4)
     channels = Channels(vmem_kib * 1024.0, ((Level.VMEM, 1e12), (Level.CMEM, 2e12), (Level.HBM, hbm_gbs * 1e9)))
-    expected = brute_force(shape, 4.0, 4.0, levels, array, channels)
+    expected = brute_force(shape, 4.0, 4.0, levels, array, channels, compute_s, latency_s)
     try:
-        got = tile_matmul(shape, 4.0, 4.0, levels, array, channels)
+        got = tile_matmul(shape, 4.0, 4.0, levels, array, channels, compute_s, latency_s)
     except TilingError:
         assert expected is None
         return
     assert expected is not None
-    (t_mem, moved, tiles, _, _), (mt, kt, nt, order), per_level, vmem = expected
+    (time, moved, tiles, _, _), (mt, kt, nt, order), per_level, vmem = expected
     assert (got.m_tile, got.k_tile, got.n_tile, got.order, got.tiles) == (mt, kt, nt, order, tiles)
-    assert math.isclose(got.memory_s, t_mem, rel_tol=1e-12)
+    assert math.isclose(got.time_s, time, rel_tol=1e-12)
     assert math.isclose(got.traffic.total(Level.VMEM), vmem, rel_tol=1e-12)
     for level, (read, write) in per_level.items():
         assert math.isclose(got.traffic.read(level), read, rel_tol=1e-12, abs_tol=1e-9)

@@ -229,6 +229,8 @@ class HardwareConfig(Strict):
     hbm: MemoryLevelConfig = Field(description="off-chip memory")
     ici: IciConfig
     static_power: Power = Field(description="leakage and always-on power of the whole chip")
+    tdp: Power | None = Field(default=None, description="thermal design power: a run whose average "
+                              "power exceeds it is flagged (a real chip would throttle)")
     periphery_area: Area = Field(description="die area outside the modelled units (HBM PHYs, DMA, control)")
     system: SystemConfig = Field(default=SystemConfig(), description="chips, topology and parallel mapping; default one chip")
     sweep: SweepSpec | None = Field(default=None, description="the design space around this config")

@@ -30,6 +30,9 @@ class OpCost:
     peak_macs_per_s: float = 0.0  # of the matrix units at this op's dtype (0 for non-matrix ops)
     ici_bytes: float = 0.0  # bytes this chip sends to others (collectives)
     tiling: str = ""
+    # Of compute_s, the time the busiest matrix unit spends loading stationary operands,
+    # filling and draining rather than streaming MACs (0 for other ops).
+    fill_s: float = 0.0
 
     def relabeled(self, phase: str, name: str, repeat: int, copies: int) -> "OpCost":
         """The same cost for another op alike but for its labels. (``dataclasses.replace``
@@ -40,7 +43,13 @@ class OpCost:
 
     @property
     def bound(self) -> str:
-        return "compute" if self.compute_s >= self.memory_s else "memory"
+        """What the op's time is mostly spent on: ``memory`` (transfers outlast the unit),
+        ``array-fill`` (the matrix units are the bottleneck but spend most of their time
+        loading weights, filling and draining: a decode GEMM at a few % utilisation), else
+        ``compute``."""
+        if self.compute_s < self.memory_s:
+            return "memory"
+        return "array-fill" if 2 * self.fill_s > self.compute_s else "compute"
 
     @property
     def utilization(self) -> float:

@@ -155,6 +155,7 @@ class Simulator:
             energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes, convert),
             bottleneck=_bottleneck(compute_s, channel_times(self.hw, tiling.traffic), unit),
             peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
+            fill_s=(array.compute_cycles - array.stream_cycles) / self.hw.clock,
         )
 
     def _conversion(self, op: ops.MatMul, shape: MatmulShape, array) -> ops.VectorWork:

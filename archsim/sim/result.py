@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from archsim.config.schema import HardwareConfig
 from archsim.hw.area import Area, chip_area
@@ -34,6 +34,17 @@ class Rates:
         return self.energy.total / self.latency_s if self.latency_s else 0.0
 
     @property
+    def tdp_w(self) -> float | None:
+        """The thermal design power of the chips the result covers (none: not given)."""
+        return self.hw.tdp * self.chips if self.hw.tdp is not None else None
+
+    @property
+    def over_tdp(self) -> bool:
+        """Whether the average power exceeds the TDP: a real chip would throttle, or the
+        config's energy figures are off."""
+        return self.tdp_w is not None and self.power_w > self.tdp_w
+
+    @property
     def tops_per_w(self) -> float:
         """Achieved tera-operations (2 per MAC) per joule."""
         return 2 * self.macs / self.energy.total / 1e12 if self.energy.total else 0.0
@@ -46,6 +57,7 @@ class RunResult(Rates):
     ops: tuple[OpCost, ...]
     feasible: bool = True
     reason: str = ""
+    chips: ClassVar[int] = 1  # one chip (a SystemResult covers several)
 
     @classmethod
     def infeasible(cls, hw: HardwareConfig, workload: Workload, reason: str) -> "RunResult":
@@ -157,6 +169,8 @@ def totals_summary(result) -> dict:
         "area_mm2": result.area.total * 1e6,
         "area_breakdown_mm2": {k: v * 1e6 for k, v in result.area.as_dict().items()},
         "power_w": result.power_w,
+        "tdp_w": result.tdp_w,
+        "over_tdp": result.over_tdp,
         "tops_per_w": result.tops_per_w,
         "latency_by_phase_s": result.latency_by("phase"),
         "latency_by_unit_s": result.latency_by("unit"),

@@ -62,6 +62,9 @@ class ArrayTiming:
     b_reads: float
     out_writes: float
     weight_write_bytes: float = 0.0  # weights written into compute-in-memory arrays
+    # Of compute_cycles, those the busiest unit spends streaming operands through (issuing
+    # MACs); the rest loads stationary operands, fills and drains.
+    stream_cycles: int = 0
 
     @property
     def utilization(self) -> float:

@@ -105,4 +105,5 @@ class CimModel:
             b_reads=shape.b_bytes * loads,
             out_writes=shape.batch * shape.m * shape.n * out_dtype.bytes,
             weight_write_bytes=weight_writes,
+            stream_cycles=per_unit * chunk * row_cycles,
         )

@@ -113,4 +113,5 @@ class SystolicModel:
             a_reads=a_reads,
             b_reads=b_reads,
             out_writes=out_bytes,
+            stream_cycles=per_unit * mapping.stream,
         )

@@ -1,0 +1,101 @@
+"""The placement search: promotions to CMEM by time saved (an exact knapsack), activation
+reserves on a workload-only ladder. Values by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsim.api import Simulator, load_hardware
+from archsim.dtypes import DType
+from archsim.hw.memory import Level
+from archsim.hw.placement import _activations_within, _analysis, _knapsack, _shape_of, _Usage, _worth, place
+from archsim.ir.graph import OpGraph, Phase, Workload
+from archsim.ir.ops import Gemm
+from archsim.ir.tensor import Role, Tensor
+from conftest import HW
+
+MiB = 2**20
+
+
+def usage(**sizes_mib) -> dict[str, _Usage]:
+    return {name: _Usage(Tensor(name, (int(mib * MiB),), DType.INT8, Role.WEIGHT)) for name, mib in sizes_mib.items()}
+
+
+def test_knapsack_is_exact_where_greedy_by_density_is_not():
+    # a saves the most per byte (10/60 > 7/50) but, taken first, leaves no room for b and c
+    sizes = usage(a=60, b=50, c=50)
+    saved, chosen = _knapsack({"a": 10.0, "b": 7.0, "c": 7.0}, sizes, 100 * MiB)
+    assert (saved, chosen) == (14.0, ("b", "c"))
+    assert _knapsack({"a": 10.0, "b": 7.0, "c": 7.0}, sizes, 99 * MiB) == (10.0, ("a",))
+    assert _knapsack({"a": 10.0, "b": 7.0, "c": 7.0}, sizes, 160 * MiB) == (24.0, ("a", "b", "c"))
+    assert _knapsack({"a": 10.0}, sizes, 59 * MiB) == (0.0, ())
+
+
+def phases(*gemms: tuple[int, int, int, int]) -> Workload:
+    """One phase per (m, k, n, repeat) GEMM, each with its own int8 weight."""
+    out = []
+    for i, (m, k, n, repeat) in enumerate(gemms):
+        x, w = Tensor(f"x{i}", (m, k), DType.INT8), Tensor(f"w{i}", (k, n), DType.INT8, Role.WEIGHT)
+        y = Tensor(f"y{i}", (m, n), DType.INT8)
+        out.append(Phase(f"p{i}", OpGraph([Gemm(f"g{i}", (x, w), (y,), 1, m, k, n, False)]), repeat))
+    return Workload("phases", tuple(out))
+
+
+def test_a_weight_is_worth_its_ops_time_saved_less_its_preload():
+    # 8 MXUs: the decode GEMM's 1024 weight folds take 128 x 128 = 16,384 cycles (15.6 us),
+    # less than streaming its 16 MiB weight from HBM (27.3 us): it waits for HBM
+    hw = load_hardware(HW / "tpuv4i.yaml", ["mxu.count=8"])
+    sim = Simulator(hw)
+    workload = phases((8, 4096, 4096, 100))
+    analysis = _analysis(workload, _shape_of(workload))
+    (op,) = workload.phases[0].graph.ops()
+    far = sim.op_time(op, (Level.HBM, Level.HBM, Level.HBM))
+    near = sim.op_time(op, (Level.HBM, Level.CMEM, Level.HBM))
+    # 16 MiB preloaded at the slower of HBM (614 GB/s) and CMEM (2.151 TB/s)
+    expected = 100 * (far - near) - 16 * MiB / 614e9
+    assert _worth(analysis, frozenset(), sim.op_time, 1 / 614e9) == {"w0": pytest.approx(expected, rel=1e-12)}
+    # from HBM the op waits for its weight (16 MiB / 614 GB/s = 27.3 us); from CMEM for its
+    # folds (1024 folds / 8 units x 128 cycles at 1.05 GHz = 15.6 us, plus fill and drain)
+    assert 16 * MiB / 614e9 < far < 16 * MiB / 614e9 * 1.05
+    assert 128 * 128 / 1.05e9 < near < 128 * 128 / 1.05e9 * 1.06
+
+
+def test_a_weight_read_once_by_a_compute_bound_gemm_is_not_promoted():
+    hw = load_hardware(HW / "tpuv4i.yaml")
+    plans = place(hw, phases((4096, 4096, 4096, 1)))
+    # two rungs (activations in HBM, activations in CMEM), neither promotes the weight: read
+    # once, it would save no HBM traffic and its preload would only add time
+    assert len(plans) == 2
+    assert all(p.home["w0"] is Level.HBM and not p.preload for p in plans)
+
+
+def test_the_decode_weight_wins_the_cmem_over_the_larger_prefill_one():
+    # CMEM 48 MiB holds one of: the decode weight (16 MiB, read 100 times, memory-bound) or the
+    # prefill weight (32 MiB, read twice by a compute-bound GEMM). Bytes saved would favour
+    # neither clearly; the time saved is all the decode weight's.
+    hw = load_hardware(HW / "tpuv4i.yaml", ["cmem.capacity=48 MiB", "mxu.count=8"])
+    workload = phases((8, 4096, 4096, 100), (4096, 4096, 8192, 2))
+    sim = Simulator(hw)
+    best = min(place(hw, workload), key=lambda p: sim._latency(workload, p))
+    assert best.home["w0"] is Level.CMEM and best.home["w1"] is Level.HBM
+    assert [t.name for t in best.preload] == ["w0"]
+    # the run is that plan's, and its time the cheap latency's to the bit
+    result = sim.run(workload)
+    assert result.latency_s == sim._latency(workload, best) == sim.run_with(workload, best).latency_s
+
+
+def test_activation_reserves_are_a_ladder_of_the_workloads_footprints():
+    workload = phases((8, 1024, 1024, 1), (64, 1024, 1024, 1), (512, 1024, 1024, 1), (4096, 1024, 1024, 1))
+    analysis = _analysis(workload, _shape_of(workload))
+    # footprints (x + y, int8): 8 x 2048, 64 x 2048, 512 x 2048, 4096 x 2048 bytes; three rungs
+    # at the distinct footprints' 1/3, 2/3 and last positions: round(1), round(2), 3
+    assert analysis.ladder == (0.0, 64 * 2048, 512 * 2048, 4096 * 2048)
+    assert _activations_within(analysis.op_activations, 64 * 2048) == {"x0", "y0", "x1", "y1"}
+
+
+def test_more_cmem_never_slows_the_old_counterexample():
+    # bytes-ranked promotions made 64 MiB slower than 48 MiB here (5203 us against 5178 us)
+    workload = phases((8, 4096, 4096, 100), (4096, 4096, 4096, 2))
+    times = [Simulator(load_hardware(HW / "tpuv4i.yaml", [f"cmem.capacity={c} MiB"])).run(workload).latency_s
+             for c in (32, 48, 64, 128, 256)]
+    assert times == sorted(times, reverse=True)
