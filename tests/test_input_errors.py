@@ -128,6 +128,8 @@ def test_sweep_workload_option_replaces_the_files_workloads(tmp_path):
     assert (frame["status"] == "ok").all()
     fails(sweep_args(path, tmp_path / "out2", "--workload", tmp_path / "nope.yaml"),
           f"--workload {tmp_path / 'nope.yaml'}: file not found", names="nope.yaml")
+    fails(sweep_args(path, tmp_path / "out2", "--workload", TPUV4I),
+          f"--workload {TPUV4I}: this is a hardware config, not a workload", names=str(TPUV4I))
 
 
 def test_constraints_that_exclude_every_point_say_which(tmp_path):

@@ -85,8 +85,13 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
 
 def _given_workload(path: str) -> tuple[str, str, tuple[Override, ...]]:
     """A ``--workload`` file, as a file's workload reference without ``set:`` values."""
+    from archsim.api import file_kind
+
     if not Path(path).is_file():
         raise ConfigError("is not a file" if Path(path).exists() else "file not found", file=f"--workload {path}")
+    if file_kind(path) == "hardware":  # a config file among the workloads: say so, not that it lacks a 'kind'
+        raise ConfigError("this is a hardware config, not a workload; expected archsim sweep HW.yaml [HW2.yaml ...] "
+                          "--workload WORKLOAD.yaml", file=f"--workload {path}")
     return str(Path(path).resolve()), json.dumps([]), ()
 
 
