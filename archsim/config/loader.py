@@ -34,7 +34,7 @@ class Override:
     value: Any
     text: str
     # How errors name where the override was written; empty: a ``--set`` option. Each source
-    # names itself (``--wset batch=x``, ``hw.yaml: sweep.workloads[0].set.steps``), so an error
+    # names itself (``--wset batch=x``, ``hw.yaml: sweep.workloads.0.set.steps``), so an error
     # never points the user at an option they did not give.
     source: str = ""
 
