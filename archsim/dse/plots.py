@@ -13,22 +13,29 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from archsim.config.sweep import OBJECTIVES  # noqa: E402
+from archsim.fileio import atomic_write  # noqa: E402
 from archsim.hw.energy import COMPONENTS  # noqa: E402
 
 _AXIS = {"latency_s": ("latency", 1e3, "ms"), "energy_j": ("energy", 1e3, "mJ"), "area_mm2": ("area", 1, "mm$^2$"),
          "power_w": ("power", 1, "W"), "edp_js": ("energy x delay", 1e3 * 1e3, "mJ ms"),
          "throughput_per_s": ("throughput", 1, "runs/s"), "tops_per_w": ("TOPS/W", 1, ""), "utilization": ("MXU utilisation", 100, "%")}
 
-plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "savefig.bbox": "tight"})
+# svg.hashsalt: the SVG's element ids from a fixed salt, not a random one: the same figure,
+# the same bytes
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "savefig.bbox": "tight", "svg.hashsalt": "archsim"})
 
 
 def _save(fig, stem: Path) -> list[Path]:
+    """PNG and SVG, each written atomically and never through a link (``atomic_write``); the
+    SVG without its creation date, so that redrawing the same results gives the same files."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    return paths
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    try:
+        atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=200))
+        atomic_write(svg, lambda tmp: fig.savefig(tmp, format="svg", metadata={"Date": None}))
+    finally:
+        plt.close(fig)
+    return [png, svg]
 
 
 def _axis_label(column: str) -> str:

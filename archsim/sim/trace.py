@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from archsim.fileio import atomic_write_text
 from archsim.sim.result import RunResult
 
 _TRACKS = {"phases": 0, "mxu": 1, "vpu": 2, "dma": 3}
@@ -47,4 +48,4 @@ def trace_events(result: RunResult) -> list[dict]:
 
 
 def write_trace(result: RunResult, path: str | Path) -> None:
-    Path(path).write_text(json.dumps({"traceEvents": trace_events(result), "displayTimeUnit": "ns"}))
+    atomic_write_text(Path(path), json.dumps({"traceEvents": trace_events(result), "displayTimeUnit": "ns"}))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from archsim.fileio import atomic_write_text
 from archsim.sim import trace as chip_trace
 from archsim.sim.result import RunResult
 from archsim.system.result import PRELOAD, SystemResult
@@ -71,6 +72,6 @@ def trace_events(result: SystemResult) -> list[dict]:
 def write_trace(result: RunResult | SystemResult, path: str | Path) -> None:
     """A chip's trace (``archsim.sim.trace``) or a system's."""
     if isinstance(result, SystemResult):
-        Path(path).write_text(json.dumps({"traceEvents": trace_events(result), "displayTimeUnit": "ns"}))
+        atomic_write_text(Path(path), json.dumps({"traceEvents": trace_events(result), "displayTimeUnit": "ns"}))
     else:
         chip_trace.write_trace(result, path)
