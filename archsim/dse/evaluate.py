@@ -3,6 +3,7 @@ process boundaries and become Parquet); every failure is a row too, never a lost
 
 from __future__ import annotations
 
+import hashlib
 import json
 import traceback
 from functools import lru_cache
@@ -12,6 +13,7 @@ from typing import Any
 from archsim.config.loader import Override, load_layered, parse_overrides, validate_layered
 from archsim.config.schema import HardwareConfig
 from archsim.dse.spec import Point, design, digest
+from archsim.dse.store import CODE
 from archsim.errors import ArchsimError
 from archsim.hw.energy import COMPONENTS
 from archsim.hw.memory import Level
@@ -20,6 +22,33 @@ from archsim.api import simulate
 from archsim.workloads.base import Lowering, load_workload
 
 FIELD_PREFIX = "set."
+
+# The package's modules that never change a row's values: they print, plot, store or schedule
+# results. Editing them keeps finished results valid; any other module is the model.
+NOT_MODEL = frozenset({"cli.py", "report.py", "fileio.py", "dse/plots.py", "dse/report.py", "dse/pareto.py",
+                       "dse/store.py", "dse/runner.py"})
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """What identifies the model code of this process: the results of other code (an earlier
+    version, or an edit since) are never reused or mixed with its own. Once per process (a
+    few ms); workers forked after the first call inherit it."""
+    return fingerprint(_PACKAGE)
+
+
+def fingerprint(package: Path) -> str:
+    """A hash of the model's source under ``package``: each ``.py`` file's relative path and
+    bytes, in sorted order, but those in ``NOT_MODEL``."""
+    h = hashlib.sha256()
+    files = sorted((path.relative_to(package).as_posix(), path) for path in package.rglob("*.py"))
+    for name, path in files:
+        if name not in NOT_MODEL:
+            data = path.read_bytes()
+            h.update(f"{name}\0{len(data)}\0".encode())  # lengths too: no two file sets hash alike
+            h.update(data)
+    return h.hexdigest()[:16]
 
 
 def _stamp(path: str) -> tuple:
@@ -56,7 +85,7 @@ def hardware(point: Point) -> HardwareConfig:
 def evaluate_point(point: Point) -> dict[str, Any]:
     row: dict[str, Any] = {
         "key": point.key, "role": point.role, "config": Path(point.config).name,
-        "workload_file": Path(point.workload).name, "workload_id": point.workload_id,
+        "workload_file": Path(point.workload).name, "workload_id": point.workload_id, CODE: code_fingerprint(),
         **{FIELD_PREFIX + path: json.dumps(value) for path, value in point.overrides},
     }
     try:

@@ -8,8 +8,13 @@ row per point key), rewritten atomically at the end of each run.
 
 The folder is data, never code: parts are read as Parquet tables only (no pickles). A part
 that cannot be read (truncated, empty, not a sweep's table) is reported and, by a run that
-writes, moved aside to ``*.unreadable``; its points are evaluated again. One run writes a
-folder at a time (``ResultStore.writer``, a lock the kernel drops if the process dies).
+writes, moved aside to ``*.unreadable``; its points are evaluated again. A part computed by
+other model code than this process's (``code`` column: an earlier version, or an edit since)
+is never reused nor mixed with this code's rows: a run that writes moves it aside to
+``*.other-code`` (kept, never read again) and evaluates its points anew. One run writes a
+folder at a time (``ResultStore.writer``, a lock the kernel drops if the process dies). Files
+are written atomically and never through a link (``archsim.fileio``); a symbolic link in
+place of ``parts/`` is refused.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,12 +32,17 @@ import numpy as np
 import pandas as pd
 
 from archsim.errors import ArchsimError
-from archsim.fileio import atomic_write, remove_leftovers
+from archsim.fileio import atomic_write, open_regular, remove_leftovers
 
 RESULTS = "results.parquet"
 LOCK = ".lock"  # in parts/, archsim's own folder
 UNREADABLE = ".unreadable"
+OTHER_CODE = ".other-code"
 REQUIRED = ("key", "status")  # the columns every row of a sweep has
+CODE = "code"  # which model code computed a row (archsim.dse.evaluate.code_fingerprint)
+# what reports read: of every row, and of every feasible row (besides the objectives' columns)
+COLUMNS = ("key", "status", "reason", "role", "config", "workload_file", "workload_id")
+OK_COLUMNS = ("workload", "latency_s", "energy_j", "energy_mxu_j", "area_mm2")
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +57,26 @@ class ResultStore:
         self.parts = self.root / "parts"
         self._lock_fd: int | None = None
         self._warned: set[str] = set()
+        self._code: str | None = None
+        self._other_code: list[Path] = []  # parts of other code met by the current read
+        if self.parts.is_symlink():  # every write there would land wherever it points
+            raise StoreError(f"{self.parts}: a symbolic link (to {os.readlink(self.parts)}), not a folder: archsim "
+                             "writes and reads results parts only in a real folder; remove the link or use another "
+                             "--out")
         if create:
             try:
                 self.parts.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"{self.root}: cannot create the results folder: {exc.strerror or exc}") from None
+
+    @property
+    def code(self) -> str:
+        """This process's model code: only its rows are read."""
+        if self._code is None:
+            from archsim.dse.evaluate import code_fingerprint  # on first use: the model is heavy to import
+
+            self._code = code_fingerprint()
+        return self._code
 
     @property
     def writing(self) -> bool:
@@ -82,14 +108,16 @@ class ResultStore:
 
     def _part_files(self) -> list[Path]:
         """Oldest first, so that a retried point's newest row wins. Regular files only: a
-        FIFO or a folder with a part's name is not read (a FIFO would block forever)."""
+        FIFO or a folder with a part's name is not read (a FIFO would block forever), nor a
+        symbolic link (archsim writes none: its target is not this sweep's)."""
         files = []
         for path in self.parts.glob("part-*.parquet"):
             try:
-                if path.is_file():
-                    files.append((path.stat().st_mtime_ns, path.name, path))
+                info = path.lstat()
             except OSError:  # vanished meanwhile
                 continue
+            if stat.S_ISREG(info.st_mode):
+                files.append((info.st_mtime_ns, path.name, path))
         return [path for *_, path in sorted(files)]
 
     def done_keys(self) -> set[str]:
@@ -112,7 +140,9 @@ class ResultStore:
         gives way to any other row of it; otherwise the newest part wins. Only the rows kept
         are concatenated, so a superseded row (an error has fewer columns) cannot change the
         types of the others: the table is the one an uninterrupted run writes."""
+        self._other_code = []
         parts = [part for part in map(self._read_part, self._part_files()) if part is not None]
+        self._report_other_code()
         if not parts:
             return pd.DataFrame()
         rows = pd.DataFrame({
@@ -143,7 +173,34 @@ class ResultStore:
         missing = [c for c in REQUIRED if c not in part.columns]
         if missing:
             return self._unreadable(path, f"no {' or '.join(missing)} column: not a sweep's results part")
+        if CODE not in part.columns or not (part[CODE] == self.code).all():
+            self._other_code.append(path)
+            return None
         return part
+
+    def _report_other_code(self) -> None:
+        """Parts computed by other model code: a writer moves them aside (kept, never read
+        again) so that their points are evaluated anew; a reader skips them. Told once, in one
+        line, however many parts."""
+        if not self._other_code:
+            return
+        moved = 0
+        if self.writing:
+            for path in self._other_code:
+                try:
+                    os.replace(path, path.with_name(path.name + OTHER_CODE))
+                    moved += 1
+                except OSError:
+                    pass  # read-only, or gone: it is skipped all the same
+        n = len(self._other_code)
+        if moved:
+            log.warning("warning: %s: %d results part(s) computed by other archsim model code (an earlier version, "
+                        "or an edit since) moved to *%s; their points are evaluated again with this code (%s)",
+                        self.parts, moved, OTHER_CODE, self.code)
+        elif str(self.parts) not in self._warned:
+            self._warned.add(str(self.parts))
+            log.warning("warning: %s: %d results part(s) computed by other archsim model code skipped; run the sweep "
+                        "again to evaluate their points with this code (%s)", self.parts, n, self.code)
 
     def _unreadable(self, path: Path, why: str) -> None:
         """Skip a part that cannot be read; a writer moves it aside so that it is reported once
@@ -181,19 +238,32 @@ def _lock(folder: Path) -> int:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no lock
         return -1
+    path = folder / LOCK
+    for _ in range(8):
+        try:
+            fd = open_regular(path)  # a link planted there is replaced, never followed
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot write to the results folder: {exc.strerror or exc}") from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                raise StoreError(f"{folder.parent}: another sweep is writing to this results folder; wait for "
+                                 "it to finish or use another --out") from None
+            return -1  # a file system without locks (some network mounts): go on unlocked
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)  # another sweep replaced a link there meanwhile: lock the file that is there now
+    raise StoreError(f"{path}: the lock file keeps changing; is another program writing to {folder}?")
+
+
+def _same_file(fd: int, path: Path) -> bool:
     try:
-        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(f"{folder}: cannot write to the results folder: {exc.strerror or exc}") from None
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EACCES, errno.EAGAIN):
-            raise StoreError(f"{folder.parent}: another sweep is writing to this results folder; wait for it "
-                             "to finish or use another --out") from None
-        return -1  # a file system without locks (some network mounts): go on unlocked
-    return fd
+        here, held = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _atomic_parquet(frame: pd.DataFrame, path: Path, hint: str) -> None:
@@ -203,19 +273,33 @@ def _atomic_parquet(frame: pd.DataFrame, path: Path, hint: str) -> None:
         raise StoreError(f"{path}: cannot write results: {exc.strerror or exc}; {hint}") from None
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
-    """A results folder (its consolidated table, or its parts) or a Parquet file."""
+def load_results(path: str | Path, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A results folder (its consolidated table, or its parts) or a Parquet file, with the
+    columns reports need (``COLUMNS``; ``OK_COLUMNS`` and ``columns`` if a point is feasible)."""
     path = Path(path)
     if path.is_dir():
         if (path / RESULTS).is_file():
-            return _read_table(path / RESULTS, "run the sweep again to rewrite it")
-        frame = ResultStore(path, create=False).frame() if (path / "parts").is_dir() else pd.DataFrame()
+            hint = "run the sweep again to rewrite it"
+            return _checked(_read_table(path / RESULTS, hint), path / RESULTS, columns, hint)
+        store = ResultStore(path, create=False)
+        frame = store.frame() if store.parts.is_dir() else pd.DataFrame()
         if frame.empty:
             raise StoreError(f"{path}: no sweep results here")
-        return frame
+        return _checked(frame, store.parts, columns, "run the sweep again to rewrite its parts")
     if not path.is_file():
         raise StoreError(f"{path}: no such results file or folder")
-    return _read_table(path)
+    return _checked(_read_table(path), path, columns, "")
+
+
+def _checked(frame: pd.DataFrame, source: Path, columns: Sequence[str], hint: str) -> pd.DataFrame:
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if "status" in frame.columns and (frame["status"] == "ok").any():
+        missing += [c for c in dict.fromkeys((*OK_COLUMNS, *columns)) if c not in frame.columns]
+    if missing:
+        raise StoreError(f"{source}: not a sweep's results table: no column {', '.join(missing)} (archsim sweep "
+                         f"writes {', '.join(COLUMNS)} for every point and {', '.join(OK_COLUMNS)} and the "
+                         "objectives' columns for a feasible one)" + (f"; {hint}" if hint else ""))
+    return frame
 
 
 def _read_table(path: Path, hint: str = "") -> pd.DataFrame:
