@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -24,9 +25,9 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
-from archsim.dse.evaluate import evaluate_chunk
+from archsim.dse.evaluate import code_fingerprint, evaluate_chunk
 from archsim.dse.spec import Point
-from archsim.dse.store import ResultStore
+from archsim.dse.store import CODE, ResultStore
 from archsim.errors import ArchsimError
 
 
@@ -117,7 +118,11 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
 def _orphan_guard(parent: int) -> None:
     """In a pool worker: exit once the sweep's process is gone. Killed outright (SIGKILL, the
     out-of-memory killer), it cannot stop its workers, and a forked worker waiting for work
-    would otherwise wait forever."""
+    would otherwise wait forever. Ctrl-C, which the terminal sends to every process of the
+    sweep, is ignored here: the sweep's process stops its workers itself, and a worker would
+    only print a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
@@ -139,7 +144,7 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
 def _died(point: Point, reason: str) -> dict:
     return {"key": point.key, "role": point.role, "config": Path(point.config).name,
             "workload_file": Path(point.workload).name, "workload_id": point.workload_id,
-            "status": "error", "reason": reason}
+            CODE: code_fingerprint(), "status": "error", "reason": reason}
 
 
 @register_executor("dask")
@@ -148,22 +153,23 @@ def _dask(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
     ``distributed.scheduler.allowed-failures`` times (Dask's setting, 3 by default) comes back
     as KilledWorker and becomes error rows, which a re-run tries again."""
     try:
-        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+        from dask.distributed import Client, as_completed as dask_completed
         from distributed import KilledWorker
     except ImportError:  # pragma: no cover - distributed is a declared dependency
         raise ArchsimError("the dask executor needs the 'distributed' package") from None
-    cluster = None
+    cluster = _local_cluster(workers) if scheduler is None else None
     try:
-        if scheduler is None:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
-        client = Client(scheduler or cluster)
-    except OSError as exc:
+        client = Client(cluster) if cluster is not None else Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, ValueError, TypeError) as exc:  # unreachable, a malformed address, TLS without credentials
         if cluster is not None:
             cluster.close()
-        raise ArchsimError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+        raise ArchsimError(f"cannot use the Dask scheduler {scheduler or cluster.scheduler_address}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; check the address "
+                           "and that the scheduler is running") from None
     try:
         with client:  # the default client only within this block
+            if cluster is not None:  # never change a shared cluster's workers
+                client.register_plugin(_ignore_interrupts_plugin())
             futures = client.map(evaluate_chunk, chunks, pure=False)
             chunk_of = {future.key: chunk for future, chunk in zip(futures, chunks)}
             pending, futures = dask_completed(futures), None  # each future is dropped once handled
@@ -183,6 +189,67 @@ def _dask(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
             cluster.close()
 
 
+CONNECT_TIMEOUT_S = 3  # an unreachable --scheduler fails this soon (Dask's own default: 30 s)
+
+
+def _local_cluster(workers: int):
+    """A Dask cluster of this machine for this sweep alone. It listens on loopback, where any
+    local user could connect and run code as the sweep's user: so its connections are TLS with
+    credentials made for it in memory (``Security.temporary``: a key and a self-signed
+    certificate that every party must present), which no one else has. Its HTTP endpoints
+    (task and worker information) are off, and the scheduler's HTTP server takes any free
+    loopback port rather than 8787 (which another cluster may hold).
+
+    Ctrl-C, which the terminal sends to every process of the sweep, must reach only this one
+    (which closes the cluster), not the workers, which would print tracebacks: SIGINT is
+    ignored while the cluster starts, so that the worker processes start ignoring it (an
+    ignored signal stays ignored across exec, and Python keeps it so), and a worker restarted
+    later ignores it once it runs (``_ignore_interrupts_plugin``). Ctrl-C is thus ignored for the
+    second or two the cluster takes to start."""
+    import dask
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    try:
+        security = Security.temporary()
+    except ImportError:  # pragma: no cover - cryptography is a declared dependency
+        raise ArchsimError("the local Dask cluster needs the 'cryptography' package for its TLS credentials") from None
+    previous = _set_sigint(signal.SIG_IGN)
+    try:
+        with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                protocol="tls://", security=security, dashboard_address=None,
+                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, silence_logs=logging.WARNING)
+    except (OSError, RuntimeError) as exc:  # no port, no process: Dask says which
+        raise ArchsimError(f"cannot start a local Dask cluster: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                           "use --executor pool") from None
+    finally:
+        if previous is not None:
+            _set_sigint(previous)
+
+
+def _set_sigint(handler):
+    """The previous SIGINT handler (None where it cannot be changed: not the main thread)."""
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        return None
+
+
+def _ignore_interrupts_plugin():
+    """A Dask worker plugin: its worker process ignores Ctrl-C, which the sweep's process
+    handles (it closes the cluster). Made here so that importing this module needs no Dask."""
+    from distributed import WorkerPlugin
+
+    class IgnoreInterrupts(WorkerPlugin):
+        name = "archsim-ignore-interrupts"
+
+        def setup(self, worker) -> None:
+            _set_sigint(signal.SIG_IGN)
+
+    return IgnoreInterrupts()
+
+
 def executors() -> list[str]:
     return sorted(_EXECUTORS)
 
@@ -199,6 +266,7 @@ def run_points(
     if executor not in _EXECUTORS:
         raise ArchsimError(f"unknown executor {executor!r}; expected one of: {', '.join(executors())}")
     workers = workers or (os.cpu_count() or 1)
+    code = code_fingerprint()  # before any worker forks: they inherit it
     with store.writer():
         store.clean()
         done = store.done_keys()
@@ -211,6 +279,7 @@ def run_points(
             results = iter(_EXECUTORS[executor](chunks, workers, scheduler) if chunks else ())
             try:
                 for rows in results:
+                    _check_code(rows, code)
                     store.write(rows)
                     bar.update(len(rows))
             finally:  # a failed write (a full disk) or Ctrl-C stops the workers now, not at exit
@@ -219,6 +288,16 @@ def run_points(
             bar.close()
     return RunStats(len(points), len(points) - len(todo), len(todo), time.perf_counter() - start, executor,
                     1 if executor == "serial" else workers)
+
+
+def _check_code(rows: list[dict], code: str) -> None:
+    """Rows of this process's model code only: Dask workers may run another archsim (another
+    installation, or the source edited since they started), whose rows must not be mixed in."""
+    other = {row.get(CODE) for row in rows} - {code}
+    if other:
+        raise ArchsimError(f"workers computed results with other archsim model code ({', '.join(map(str, other))}) "
+                           f"than this process ({code}): run the same archsim, unedited, on every worker; the "
+                           "points finished so far are saved")
 
 
 def _progress(total: int, enabled: bool):
