@@ -9,8 +9,45 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+
+
+def _quit_interrupted(signum=None, frame=None) -> None:
+    """Ctrl-C where nothing is left to save: one line, exit code 130, never a traceback."""
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130)
+
+
+def _leave_interrupted(signum=None, frame=None, message: bytes = b"interrupted\n") -> None:
+    """Ctrl-C where nothing is left to save, ending the process at once: an exception raised
+    here could land in any library's code (one that swallows it, or prints it)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, RuntimeError, ValueError):  # closed, or interrupted mid-write
+            pass
+    os.write(2, message)
+    os._exit(130)
+
+
+def _guard_sigint():
+    """Ctrl-C while the imports below load (about a second: numpy, pydantic, networkx) ends the
+    start-up in one line instead of an import traceback; restored at the end of this module,
+    after which ``main()`` handles it. Left alone where Python's own handler is not in place
+    (a host program with its own) or cannot be changed (not the main thread)."""
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            return signal.signal(signal.SIGINT, _leave_interrupted)
+    except ValueError:  # not the main thread
+        pass
+    return None
+
+
+_startup_sigint = _guard_sigint()
+# The imports below come after the guard on purpose:
+# ruff: noqa: E402
 
 import click
 import yaml
@@ -258,10 +295,14 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
 
 
 def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, color: str | None = None,
-                  x: str | None = None, y: str | None = None) -> None:
+                  x: str | None = None, y: str | None = None, source: Path | None = None) -> None:
     from archsim.dse import plots, report as dse_report
 
     frame = dse_report.enrich(frame, objectives)
+    if color is not None and color not in frame.columns:  # before anything is written
+        shown = [c for c in frame.columns if c != "traceback"]
+        raise click.BadParameter(f"{color!r} is not a column of the results in {source or out_dir}; available: "
+                                 f"{', '.join(shown)}", param_hint="'--color'")
     table = dse_report.summary_table(frame, objectives)
     atomic_write_text(out_dir / "summary.txt", table + "\n")
     click.echo(table)
@@ -283,8 +324,29 @@ def _check_objectives(names) -> None:
 
 
 def _objectives(out_dir: Path) -> list[str]:
+    """The sweep's objectives, from the ``sweep.json`` beside its results (the default without
+    one); a damaged one is an error naming it, not a guess."""
+    from archsim.config.sweep import OBJECTIVES
+    from archsim.dse.store import StoreError
+
     meta = out_dir / "sweep.json" if out_dir.is_dir() else out_dir.parent / "sweep.json"
-    return json.loads(meta.read_text())["objectives"] if meta.is_file() else ["latency", "energy"]
+    if not meta.is_file():  # a FIFO or a folder of that name is not read either
+        return ["latency", "energy"]
+    hint = "run the sweep again to rewrite it"
+    try:
+        if meta.stat().st_size > 1 << 20:
+            raise StoreError(f"{meta}: damaged (larger than 1 MiB); {hint}")
+        data = json.loads(meta.read_bytes())
+    except OSError as exc:
+        raise StoreError(f"{meta}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not JSON (UnicodeDecodeError too)
+        raise StoreError(f"{meta}: damaged (not JSON: {str(exc).splitlines()[0]}); {hint}") from None
+    objectives = data.get("objectives") if isinstance(data, dict) else None
+    if not (isinstance(objectives, list) and objectives
+            and all(isinstance(o, str) and o in OBJECTIVES for o in objectives)):
+        raise StoreError(f"{meta}: damaged (objectives: expected a list of {', '.join(OBJECTIVES)}; got "
+                         f"{json.dumps(objectives)[:200]}); {hint}")
+    return objectives
 
 
 @cli.command()
@@ -303,7 +365,7 @@ def pareto(results: Path, x: str, y: str, z: str | None, workload: str | None, a
 
     objectives = [o for o in (x, y, z) if o]
     _check_objectives(objectives)
-    frame = dse_report.enrich(load_results(results), objectives)
+    frame = dse_report.enrich(load_results(results, [OBJECTIVES[o][0] for o in objectives]), objectives)
     if not (frame.get("status") == "ok").any():
         click.echo("no feasible design point in these results", err=True)
         sys.exit(EXIT_INFEASIBLE)
@@ -326,13 +388,16 @@ def pareto(results: Path, x: str, y: str, z: str | None, workload: str | None, a
               help="Where to write the plots (default: the results folder).")
 def plot(results: Path, x, y, color, out_dir) -> None:
     """Redraw a sweep's plots from its results."""
+    from archsim.config.sweep import OBJECTIVES
     from archsim.dse.store import load_results
 
     _check_objectives([o for o in (x, y) if o])
-    frame = load_results(results)
+    objectives = _objectives(results)
+    needed = dict.fromkeys([*objectives, *(o for o in (x, y) if o)])
+    frame = load_results(results, [OBJECTIVES[o][0] for o in needed])
     out_dir = out_dir or (results if results.is_dir() else results.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _report_sweep(frame, out_dir, _objectives(results), False, color, x, y)
+    _report_sweep(frame, out_dir, objectives, False, color, x, y, results)
 
 
 @cli.command()
@@ -380,8 +445,8 @@ def compare_schedules(hw_files, workload_file, schedules, overrides, workload_ov
     frame, runs = compare.compare(chips, workload_file, list(schedules) or schedule_names(),
                                   parse_overrides(workload_overrides, "--wset"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out_dir / "schedules.csv", index=False)
-    frame.to_parquet(out_dir / "schedules.parquet", index=False)
+    atomic_write(out_dir / "schedules.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    atomic_write(out_dir / "schedules.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
     paths = compare.plot(frame, runs, out_dir / "schedules")
     if as_json:
         _emit_json(frame.to_dict(orient="records"))
@@ -400,11 +465,25 @@ def _fail_infeasible(result, as_json: bool) -> None:
 
 
 def main() -> None:
+    """The console entry point; it ends the process. Ctrl-C anywhere (click turns it into
+    Abort within a command; one may also come while an error is reported) ends it with one
+    line and exit code 130, never a traceback."""
+    try:
+        _main()
+    except KeyboardInterrupt:
+        _quiet_sigint()
+        _quit_interrupted()
+    except SystemExit as exc:  # a command's own exit, e.g. a sweep saying where its points are saved
+        if exc.code == 130:
+            _quiet_sigint()
+        raise
+
+
+def _main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        raise KeyboardInterrupt from None
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -423,6 +502,18 @@ def main() -> None:
                    "traceback, and please report it)", err=True)
         sys.exit(EXIT_INTERNAL)
 
+
+def _quiet_sigint() -> None:
+    """Once the process is ending on Ctrl-C, another one (while pools and clusters shut down)
+    ends it at once, without the traceback Python prints for an interrupted exit."""
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: _leave_interrupted(message=b""))  # said once already
+    except ValueError:  # not the main thread
+        pass
+
+
+if _startup_sigint is not None:  # imports done: Ctrl-C is a KeyboardInterrupt again, which main() reports
+    signal.signal(signal.SIGINT, _startup_sigint)
 
 if __name__ == "__main__":
     main()
