@@ -91,7 +91,7 @@ def m(id, file, original, replacement, what, nth=0):
 SYS, CIM, VEC = "archsim/hw/matrix/systolic.py", "archsim/hw/matrix/cim.py", "archsim/hw/vector.py"
 TIMING, ENERGY, AREA = "archsim/hw/timing.py", "archsim/hw/energy.py", "archsim/hw/area.py"
 MEMORY, TILING, ENGINE, RESULT = "archsim/hw/memory.py", "archsim/hw/tiling.py", "archsim/sim/engine.py", "archsim/sim/result.py"
-PLACE, PIPE = "archsim/hw/placement.py", "archsim/system/pipeline.py"
+PLACE, PIPE, COST = "archsim/hw/placement.py", "archsim/system/pipeline.py", "archsim/sim/cost.py"
 TOPO, SCHED, SYSRES, SYSSIM = ("archsim/system/topology.py", "archsim/system/schedule.py",
                                "archsim/system/result.py", "archsim/system/simulator.py")
 
@@ -283,6 +283,12 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M89", SYSRES, "return max((s.phase_times.get(PRELOAD, (1, 0.0))[1] for s in self.stages), default=0.0)",
       "return sum((s.phase_times.get(PRELOAD, (1, 0.0))[1] for s in self.stages), 0.0)",
       "stages preload one after another"),
+    m("M90", SYS, "stream_cycles=per_unit * mapping.stream,", "stream_cycles=mapping.stream,",
+      "systolic: streaming of one fold only (fill overstated)"),
+    m("M91", CIM, "stream_cycles=per_unit * chunk * row_cycles,", "stream_cycles=per_unit * chunk,",
+      "CIM: stream counted in rows, not cycles"),
+    m("M92", COST, "if self.compute_s < self.memory_s:", "if self.compute_s > self.memory_s:",
+      "bound label: memory and compute swapped"),
 )
 
 

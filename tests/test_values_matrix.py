@@ -122,6 +122,7 @@ def test_ws_gemm_on_one_unit():
     # folds: ceil(256/128) x ceil(512/128) = 2 x 4 = 8, all on one unit
     # 128 + 7 x max(64, 128) + 64 + 254 - 1 = 1341
     assert (t.compute_cycles, t.folds, t.macs) == (1341, 8, 64 * 256 * 512)
+    assert t.stream_cycles == 8 * 64  # the cycles spent streaming A's rows, not swapping weights
     assert t.peak_macs_per_cycle == 128 * 128
     # A (64 x 256 = 16 KiB) streams once per column fold: 4 x 16384 = 65536;
     # B (256 x 512 = 128 KiB) is stationary, read once; C written once at the output width
@@ -148,7 +149,7 @@ def test_ws_folds_shared_round_robin():
 def test_ws_single_fold_splits_its_stream_over_idle_units():
     # one 128 x 128 weight fold, 1000 rows, 4 units: each holds a copy and streams 250 rows
     t = systolic(count=4).timing(MatmulShape(1, 1000, 128, 128, I8), I8)
-    assert (t.compute_cycles, t.folds) == (128 + 250 + 254 - 1, 4)
+    assert (t.compute_cycles, t.folds, t.stream_cycles) == (128 + 250 + 254 - 1, 4, 250)
     # B is read once per copy: 4 x 16384; A once (one column fold): 1000 x 128
     assert (t.a_reads, t.b_reads) == (128000, 4 * 16384)
     # 3 units: ceil(1000/3) = 334 rows each
@@ -218,7 +219,9 @@ def test_engine_gemm_cycles_are_the_units():
     # a compute-bound single fold runs split over all 4 units (631 cycles against 1381 on one),
     # though each unit then reads its own copy of the weights
     op = run_gemm(load_hardware(TPUV4I), 1000, 128, 128).ops[0]
-    assert op.compute_cycles == 128 + 250 + 253 and op.bound == "compute"
+    assert op.compute_cycles == 128 + 250 + 253 and op.compute_s > op.memory_s
+    # of them, 250 stream rows; 381 load, skew and drain
+    assert op.fill_s == pytest.approx(381 / 1.05e9, rel=1e-12)
 
 
 # -- CIM units --------------------------------------------------------------------------------
@@ -235,6 +238,7 @@ def test_decode_gemm_on_the_whole_grid_with_and_without_reload_overlap():
     # 112 folds over 4 units: 28 each. A fold computes 1 row x 32 + 8 = 40 cycles; its reload
     # (128) overlaps the previous fold: 128 + 27 x max(40, 128) + 40 = 3624
     assert (t.compute_cycles, t.folds) == (3624, 112)
+    assert t.stream_cycles == 28 * 1 * 32  # 28 folds of one 32-cycle row on the busiest unit
     # every weight written once: 7168 x 7168 bytes; A broadcast once per N fold: 28 x 7168
     assert t.weight_write_bytes == t.b_reads == 7168 * 7168
     assert (t.a_reads, t.out_writes) == (28 * 7168, 7168)
@@ -268,7 +272,7 @@ def test_partial_sums_chunk_m_and_reload_per_chunk():
     # folds 3 chunks x 2 K x 1 N = 6 on one unit; a fold computes 32 x 32 + 8 = 1032 (> 128
     # load): 128 + 5 x 1032 + 1032 = 6320
     t = cim("mxu.count=1").timing(MatmulShape(1, 96, 4096, 256, I8), I8, 16)
-    assert (t.compute_cycles, t.folds) == (6320, 6)
+    assert (t.compute_cycles, t.folds, t.stream_cycles) == (6320, 6, 6 * 32 * 32)
     assert t.weight_write_bytes == 3 * 4096 * 256
     serial = cim("mxu.count=1", "mxu.cim.reload_overlap=false").timing(MatmulShape(1, 96, 4096, 256, I8), I8, 16)
     assert serial.compute_cycles == 6 * (128 + 1032)
