@@ -168,6 +168,14 @@ def test_pareto_on_a_table_missing_columns_names_them(results, tmp_path, monkeyp
     assert "internal error" not in err
 
 
+def test_pareto_on_a_table_with_text_for_numbers_names_the_column(results, tmp_path, monkeypatch, capsys):
+    table = tmp_path / "text.parquet"
+    frame = pd.read_parquet(results / "results.parquet")
+    frame.assign(latency_s="fast").to_parquet(table)  # was exit 3: could not convert string to float
+    code, _, err = cli(monkeypatch, capsys, "pareto", str(table))
+    assert code == 2 and f"{table}: column latency_s: expected numbers" in err, err
+
+
 @pytest.mark.parametrize("damage", [b"{bad", b"[1]", b'{"objectives": ["nope"]}', b'{"objectives": []}', b"\xff",
                                     b"{}"])
 def test_plot_with_a_damaged_sweep_json_names_it(results, tmp_path, monkeypatch, capsys, damage):

@@ -292,13 +292,20 @@ def load_results(path: str | Path, columns: Sequence[str] = ()) -> pd.DataFrame:
 
 
 def _checked(frame: pd.DataFrame, source: Path, columns: Sequence[str], hint: str) -> pd.DataFrame:
+    hint = f"; {hint}" if hint else ""
     missing = [c for c in COLUMNS if c not in frame.columns]
+    needed: list[str] = []
     if "status" in frame.columns and (frame["status"] == "ok").any():
-        missing += [c for c in dict.fromkeys((*OK_COLUMNS, *columns)) if c not in frame.columns]
+        needed = list(dict.fromkeys((*OK_COLUMNS, *columns)))
+        missing += [c for c in needed if c not in frame.columns]
     if missing:
         raise StoreError(f"{source}: not a sweep's results table: no column {', '.join(missing)} (archsim sweep "
                          f"writes {', '.join(COLUMNS)} for every point and {', '.join(OK_COLUMNS)} and the "
-                         "objectives' columns for a feasible one)" + (f"; {hint}" if hint else ""))
+                         f"objectives' columns for a feasible one){hint}")
+    for column in (c for c in needed if c != "workload"):  # numbers, which reports compute with
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise StoreError(f"{source}: column {column}: expected numbers, found {frame[column].dtype} values "
+                             f"(not a sweep's results table){hint}")
     return frame
 
 
