@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     frame = pd.DataFrame(rows(args.chips, args.micro_batches))
     args.out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out / "multichip.csv", index=False)
+    c.write_atomic(args.out / "multichip.csv", frame.to_csv(index=False))  # never through a link
     table = markdown(frame)
-    (args.out / "multichip.md").write_text(table + "\n")
+    c.write_atomic(args.out / "multichip.md", table + "\n")
     print(table)
     return 0
 
