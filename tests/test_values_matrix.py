@@ -10,7 +10,6 @@ move them.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import pytest
@@ -29,17 +28,15 @@ I8, BF16 = DType.INT8, DType.BF16
 
 
 class Systolic:
-    """A systolic model's timing with its folds on all ``count`` units (the model's only
-    mapping before the units were made a choice, its ``count``-unit mapping after)."""
+    """A systolic model's timing with its folds on all ``count`` units (its ``count``-unit
+    mapping; the engine may pick another, see ``mappings``)."""
 
     def __init__(self, count=1, dataflow="ws", fold_model="pipelined", *more):
         hw = load_hardware(TPUV4I, [f"mxu.count={count}", f"mxu.dataflow={dataflow}", f"mxu.fold_model={fold_model}", *more])
         self.model = SystolicModel(hw.mxu)
 
     def timing(self, shape, out_dtype):
-        if hasattr(self.model, "_timing"):
-            return self.model._timing(shape, out_dtype, self.model.config.count)
-        return self.model.timing(shape, out_dtype)
+        return self.model._timing(shape, out_dtype, self.model.config.count)
 
 
 class Cim:
@@ -49,9 +46,7 @@ class Cim:
         self.model = CimModel(load_hardware(CIM, list(overrides)).mxu)
 
     def timing(self, shape, out_dtype, g_k):
-        if len(inspect.signature(self.model._timing).parameters) > 3:  # (shape, out, g_k, units)
-            return self.model._timing(shape, out_dtype, g_k, self.model.config.count)
-        return self.model._timing(shape, out_dtype, g_k)
+        return self.model._timing(shape, out_dtype, g_k, self.model.config.count)
 
 
 def systolic(count=1, dataflow="ws", fold_model="pipelined", *more):
