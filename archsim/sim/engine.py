@@ -134,12 +134,15 @@ class Simulator:
         levels = (placement.level(op.a), placement.level(op.b), placement.level(op.out))
         latency = access_latency(self.hw, set(levels) | {Level.VMEM})
         # The fastest of the units' mappings once memory is counted (ties: fewest bytes moved,
-        # then the first offered).
+        # then the fewest cycles). Taken by compute time: an op takes at least latency +
+        # compute, so once that exceeds the best time no later mapping can win.
         best = None
-        for array in self.matrix_unit.mappings(shape, op.out.dtype):
+        for array in sorted(self.matrix_unit.mappings(shape, op.out.dtype), key=lambda t: t.compute_cycles):
             convert = self._conversion(op, shape, array)
             array_s = array.compute_cycles / self.hw.clock
             compute_s = max(array_s, vector_cycles(self.hw.vpu, convert) / self.hw.clock)
+            if best is not None and latency + compute_s > best[0][0]:
+                continue
             tiling = tile_matmul(shape, op.out.dtype.bytes, dtype.accumulator.bytes, levels, array, self.channels,
                                  compute_s, latency)
             rank = (tiling.time_s, tiling.traffic.moved)
