@@ -53,7 +53,7 @@ def test_a_weight_is_worth_its_ops_time_saved_less_its_preload():
     near = sim.op_time(op, (Level.HBM, Level.CMEM, Level.HBM))
     # 16 MiB preloaded at the slower of HBM (614 GB/s) and CMEM (2.151 TB/s)
     expected = 100 * (far - near) - 16 * MiB / 614e9
-    assert _worth(analysis, frozenset(), sim.op_time, 1 / 614e9) == {"w0": pytest.approx(expected, rel=1e-12)}
+    assert _worth(analysis, frozenset(), sim.op_time, 1 / 614e9, {}) == {"w0": pytest.approx(expected, rel=1e-12)}
     # from HBM the op waits for its weight (16 MiB / 614 GB/s = 27.3 us); from CMEM for its
     # folds (1024 folds / 8 units x 128 cycles at 1.05 GHz = 15.6 us, plus fill and drain)
     assert 16 * MiB / 614e9 < far < 16 * MiB / 614e9 * 1.05
@@ -89,8 +89,10 @@ def test_activation_reserves_are_a_ladder_of_the_workloads_footprints():
     analysis = _analysis(workload, _shape_of(workload))
     # footprints (x + y, int8): 8 x 2048, 64 x 2048, 512 x 2048, 4096 x 2048 bytes; three rungs
     # at the distinct footprints' 1/3, 2/3 and last positions: round(1), round(2), 3
-    assert analysis.ladder == (0.0, 64 * 2048, 512 * 2048, 4096 * 2048)
+    assert [reserve for reserve, _, _ in analysis.ladder] == [0.0, 64 * 2048, 512 * 2048, 4096 * 2048]
     assert _activations_within(analysis.op_activations, 64 * 2048) == {"x0", "y0", "x1", "y1"}
+    # at that rung the largest op still holds 4096 x 2048 bytes of activations in HBM
+    assert analysis.ladder[1][1:] == ({"x0", "y0", "x1", "y1"}, 4096 * 2048)
 
 
 def test_more_cmem_never_slows_the_old_counterexample():

@@ -92,7 +92,9 @@ class _Usage:
 class _Analysis:
     usage: dict[str, _Usage]
     op_activations: tuple[tuple[dict[str, float], int], ...]  # per op: activation bytes, executions
-    ladder: tuple[float, ...]  # activation reserves, ascending, 0 first
+    # activation rungs, reserve ascending (0 first): (reserve, the activations in CMEM, the
+    # peak bytes of the others an op holds in HBM at once), distinct sets only
+    ladder: tuple[tuple[float, frozenset[str], float], ...]
     persistent: tuple[str, ...]  # names of the weights, constants and caches
     hbm_floor: float  # HBM every plan needs: the persistent tensors the workload does not create
 
@@ -126,7 +128,14 @@ def _analysis(workload: Workload, shape: tuple[int, ...]) -> _Analysis:
     picks = {footprints[round((len(footprints) - 1) * (i + 1) / LADDER_RUNGS)] for i in range(LADDER_RUNGS)} if footprints else set()
     persistent = tuple(n for n, u in usage.items() if u.tensor.role.persistent)
     floor = sum(usage[n].tensor.total_bytes for n in persistent if not usage[n].born_on_chip)
-    return _Analysis(usage, tuple(op_activations), (0.0, *sorted(picks)), persistent, floor)
+    ladder, seen = [], set()
+    for reserve in (0.0, *sorted(picks)):
+        in_cmem = _activations_within(op_activations, reserve)
+        if in_cmem not in seen:  # a rung that moves no activation would propose what the last one did
+            seen.add(in_cmem)
+            spilled = max((sum(b for n, b in a.items() if n not in in_cmem) for a, _ in op_activations), default=0.0)
+            ladder.append((reserve, in_cmem, spilled))
+    return _Analysis(usage, tuple(op_activations), tuple(ladder), persistent, floor)
 
 
 def _activations_within(op_activations, reserve: float) -> frozenset[str]:
@@ -151,32 +160,39 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
     preload_latency = max(hw.hbm.latency, hw.cmem.latency) if hw.cmem is not None else 0.0
     plans: list[Placement] = []
     if analysis.hbm_floor > hw.hbm.capacity:  # no plan fits HBM: say so for the plainest one
-        return (_plan(hw.hbm.capacity, analysis, frozenset(), frozenset()),)
-    for reserve in analysis.ladder:
+        _, no_activations, spilled = analysis.ladder[0]
+        return (_plan(hw.hbm.capacity, analysis, no_activations, frozenset(), spilled),)
+    saving: dict = {}  # an op's time saved by one tensor in CMEM, by its other tensors' levels
+    for reserve, in_cmem, spilled in analysis.ladder:
         if reserve > capacity:
             break
-        in_cmem = _activations_within(analysis.op_activations, reserve)
-        worth = _worth(analysis, in_cmem, op_time, per_byte) if capacity > reserve else {}
+        worth = _worth(analysis, in_cmem, op_time, per_byte, saving) if capacity > reserve else {}
         saved, promoted = _knapsack(worth, analysis.usage, capacity - reserve)
         if saved <= preload_latency and any(not analysis.usage[n].born_on_chip for n in promoted):
             promoted = ()
-        plan = _plan(hw.hbm.capacity, analysis, in_cmem, frozenset(promoted))
+        plan = _plan(hw.hbm.capacity, analysis, in_cmem, frozenset(promoted), spilled)
         if plan not in plans:
             plans.append(plan)
     return tuple(plans)
 
 
-def _worth(analysis: _Analysis, in_cmem: frozenset[str], op_time: OpTime, per_byte: float) -> dict[str, float]:
+def _worth(analysis: _Analysis, in_cmem: frozenset[str], op_time: OpTime, per_byte: float,
+           saving: dict) -> dict[str, float]:
     """Seconds each persistent tensor saves in CMEM (its ops' time saved, less its preload),
-    the other persistent tensors in HBM and the activations at this level's homes."""
+    the other persistent tensors in HBM and the activations at this level's homes. ``saving``
+    keeps each op's saving across rungs (most ops see the same levels at every rung)."""
     worth = {}
     for name in analysis.persistent:
         u = analysis.usage[name]
         saved = 0.0 if u.born_on_chip else -u.tensor.total_bytes * per_byte
         for op, count in u.ops:
             far = tuple(Level.CMEM if n in in_cmem else Level.HBM for n in op.tensor_names)
-            near = tuple(Level.CMEM if n == name else lv for n, lv in zip(op.tensor_names, far))
-            saved += count * (op_time(op, far) - op_time(op, near))
+            key = (op.signature, far, op.tensor_names.index(name))
+            once = saving.get(key)
+            if once is None:
+                near = tuple(Level.CMEM if n == name else lv for n, lv in zip(op.tensor_names, far))
+                once = saving[key] = op_time(op, far) - op_time(op, near)
+            saved += count * once
         if saved > 0:
             worth[name] = saved
     return worth
@@ -205,14 +221,15 @@ def _knapsack(worth: dict[str, float], usage: dict[str, _Usage], budget: float) 
     return saved, chosen
 
 
-def _plan(hbm_capacity: float, analysis: _Analysis, in_cmem: frozenset[str], promoted: frozenset[str]) -> Placement:
+def _plan(hbm_capacity: float, analysis: _Analysis, in_cmem: frozenset[str], promoted: frozenset[str],
+          spilled: float) -> Placement:
     usage = analysis.usage
     # read-only: placements are shared by every design point with these capacities
     home = MappingProxyType({name: Level.CMEM if name in in_cmem or name in promoted else Level.HBM
                              for name in usage})
     preload = tuple(sorted((usage[n].tensor for n in promoted if not usage[n].born_on_chip), key=lambda t: t.name))
     in_hbm = [usage[n].tensor for n in analysis.persistent if not (n in promoted and usage[n].born_on_chip)]
-    needed = sum(t.total_bytes for t in in_hbm) + _peak_hbm_activations(analysis.op_activations, home)
+    needed = sum(t.total_bytes for t in in_hbm) + spilled
     if needed > hbm_capacity:
         missing = needed - hbm_capacity
         reason = (
@@ -222,13 +239,6 @@ def _plan(hbm_capacity: float, analysis: _Analysis, in_cmem: frozenset[str], pro
         )
         return Placement(home, preload, False, reason)
     return Placement(home, preload, True)
-
-
-def _peak_hbm_activations(op_activations, home) -> float:
-    peak = 0.0
-    for activations, _ in op_activations:
-        peak = max(peak, sum(size for name, size in activations.items() if home[name] is Level.HBM))
-    return peak
 
 
 def clear_placements() -> None:
