@@ -53,7 +53,7 @@ def test_a_weight_is_worth_its_ops_time_saved_less_its_preload():
     near = sim.op_time(op, (Level.HBM, Level.CMEM, Level.HBM))
     # 16 MiB preloaded at the slower of HBM (614 GB/s) and CMEM (2.151 TB/s)
     expected = 100 * (far - near) - 16 * MiB / 614e9
-    assert _worth(analysis, frozenset(), sim.op_time, 1 / 614e9, {}) == {"w0": pytest.approx(expected, rel=1e-12)}
+    assert _worth(analysis, frozenset(), sim.op_time, 1 / 614e9, {}, 128 * MiB) == {"w0": pytest.approx(expected, rel=1e-12)}
     # from HBM the op waits for its weight (16 MiB / 614 GB/s = 27.3 us); from CMEM for its
     # folds (1024 folds / 8 units x 128 cycles at 1.05 GHz = 15.6 us, plus fill and drain)
     assert 16 * MiB / 614e9 < far < 16 * MiB / 614e9 * 1.05

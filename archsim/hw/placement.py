@@ -166,7 +166,7 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
     for reserve, in_cmem, spilled in analysis.ladder:
         if reserve > capacity:
             break
-        worth = _worth(analysis, in_cmem, op_time, per_byte, saving) if capacity > reserve else {}
+        worth = _worth(analysis, in_cmem, op_time, per_byte, saving, capacity - reserve)
         saved, promoted = _knapsack(worth, analysis.usage, capacity - reserve)
         if saved <= preload_latency and any(not analysis.usage[n].born_on_chip for n in promoted):
             promoted = ()
@@ -177,13 +177,15 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
 
 
 def _worth(analysis: _Analysis, in_cmem: frozenset[str], op_time: OpTime, per_byte: float,
-           saving: dict) -> dict[str, float]:
-    """Seconds each persistent tensor saves in CMEM (its ops' time saved, less its preload),
-    the other persistent tensors in HBM and the activations at this level's homes. ``saving``
-    keeps each op's saving across rungs (most ops see the same levels at every rung)."""
+           saving: dict, budget: float) -> dict[str, float]:
+    """Seconds each persistent tensor that fits ``budget`` saves in CMEM (its ops' time saved,
+    less its preload), the other persistent tensors in HBM and the activations at this level's
+    homes. ``saving`` keeps each op's saving across rungs (most ops see the same levels)."""
     worth = {}
     for name in analysis.persistent:
         u = analysis.usage[name]
+        if u.tensor.total_bytes > budget:  # it cannot be promoted: no need to know its worth
+            continue
         saved = 0.0 if u.born_on_chip else -u.tensor.total_bytes * per_byte
         for op, count in u.ops:
             far = tuple(Level.CMEM if n in in_cmem else Level.HBM for n in op.tensor_names)
