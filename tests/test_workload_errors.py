@@ -113,6 +113,8 @@ def test_l2c_mask_rows_are_bounded(tmp_path, monkeypatch):
     (["1,0,2,0"], ":2: attn", "expected 0 (computed) or 1 (from cache), got '2'"),
     (["-1,0,1,0"], ":2: step", "expected a whole number from 0, got '-1'"),
     (["1,x,1,0"], ":2: block", "expected a whole number from 0, got 'x'"),
+    (["１,0,1,0"], ":2: step", "expected a whole number from 0, got '１'"),  # a full-width digit
+    (["1,1_0,1,0"], ":2: block", "expected a whole number from 0, got '1_0'"),
     (["1,0,1,0", "", "1,0,0,1"], ":4", "a second row for step 1, block 0 (the first is at line 2); "
      "expected one row per step and block"),
     (["1,28,1,0"], ": block", "step 1 caches the attn of block 28; the model has 28 blocks, 0 to 27"),
@@ -244,6 +246,21 @@ def trace_workload(tmp_path, rows):
 def test_trace_row_with_wrong_cell_count(tmp_path, rows, line, cells):
     assert load_error(trace_workload(tmp_path, rows)) == (
         f"{tmp_path}/t.csv:{line}: the row has {cells} cells, expected 4 (kind, q_len, kv_len, count)")
+
+
+def test_trace_digits_are_ascii(tmp_path):
+    # int() would read the full-width '１２８' as 128; it stays text, which validation refuses
+    assert load_error(trace_workload(tmp_path, ["refresh,１２８,1280,1"])) == (
+        f"{tmp_path}/t.csv:2: q_len: Input should be a valid integer")
+
+
+def test_a_schedule_on_a_workload_other_than_dit_names_its_kind():
+    from archsim.config.loader import parse_overrides
+
+    with pytest.raises(ConfigError) as exc:
+        load_workload(WORKLOADS / "llama2_7b.yaml", parse_overrides(["schedule=icc"], "--schedule"))
+    assert str(exc.value) == (f"{WORKLOADS / 'llama2_7b.yaml'}: kind: feature-caching schedules apply only to DiT "
+                              "workloads (kind: dit); this workload is kind: llm")
 
 
 def test_trace_empty_cell_is_an_absent_value(tmp_path):

@@ -132,6 +132,9 @@ def _load(path: str | Path, overrides: Sequence[Override]) -> tuple[WorkloadSpec
             f"unknown workload kind {kind!r}; expected one of: {', '.join(workload_kinds())}",
             file=layered.source_of(("kind",), str(path)), key="kind",
         )
+    if "schedule" not in _KINDS[kind].model_fields and any(o.path == ("schedule",) for o in overrides):
+        raise ConfigError(f"feature-caching schedules apply only to DiT workloads (kind: dit); this workload is "
+                          f"kind: {kind}", file=layered.source_of(("kind",), str(path)), key="kind")
     return validate_layered(_KINDS[kind], layered, str(path)), layered
 
 

@@ -37,6 +37,7 @@ from archsim.ir.graph import Phase, Workload
 from archsim.ir.transformer import Tokens
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 from archsim.workloads.lm import lm_forward, resolve_model
+from archsim.workloads.inputs import whole_number
 
 Kind = Literal["full", "refresh", "decode", "jump", "share"]
 MAX_TOKENS = 2**20  # a documented limit: sequences up to a million tokens
@@ -207,7 +208,7 @@ def read_trace(path: Path) -> list[Forward]:
         try:
             # CSV cells are text: whole numbers are read as such, anything else is left for
             # validation to reject with the column's name
-            values = {k: int(v) if k != "kind" and v.strip().isdigit() else v
+            values = {k: whole_number(v) if k != "kind" and whole_number(v) is not None else v
                       for k, v in row.items() if v != ""}
             forwards.append(Forward.model_validate(values))
         except ValueError as exc:

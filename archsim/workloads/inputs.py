@@ -108,3 +108,11 @@ def read_json_object(path: Path, expected: str, kind: str, max_bytes: int, shown
     if not isinstance(data, dict):
         raise ConfigError(f"expected {expected}", file=str(path))
     return data
+
+
+def whole_number(text: str) -> int | None:
+    """A CSV cell's whole number, written in ASCII digits only, or None. (``int`` would also
+    read full-width or other scripts' digits, signs, spaces and underscores: ``'１２'``, ``'1_0'``.)"""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+

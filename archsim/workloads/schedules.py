@@ -26,7 +26,7 @@ from archsim.errors import ConfigError
 from archsim.ir import ops
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder
-from archsim.workloads.inputs import read_text
+from archsim.workloads.inputs import read_text, whole_number
 
 ICC_LAYERS = ("q", "k", "v", "o", "fc1", "fc2")  # the six linear layers of a DiT block
 
@@ -354,10 +354,8 @@ def _read_mask(path: Path, steps: int) -> dict[int, tuple[set[int], set[int]]]:
 
 
 def _mask_cell(cell: str, column: str, where: str) -> int:
-    try:
-        value = int(cell.strip())
-    except ValueError:
-        value = -1
+    value = whole_number(cell)
+    value = -1 if value is None else value
     if column in ("attn", "mlp") and value not in (0, 1):
         raise ConfigError(f"expected 0 (computed) or 1 (from cache), got {cell!r}", file=where, key=column)
     if value < 0:
