@@ -125,7 +125,9 @@ def _analysis(workload: Workload, shape: tuple[int, ...]) -> _Analysis:
             activations = {t.name: t.bytes for t in op.tensors if not t.role.persistent}
             op_activations.append((activations, count))
     footprints = sorted({sum(a.values()) for a, _ in op_activations} - {0.0})
-    picks = {footprints[round((len(footprints) - 1) * (i + 1) / LADDER_RUNGS)] for i in range(LADDER_RUNGS)} if footprints else set()
+    # rungs at even positions of the distinct footprints, the largest last
+    picks = {footprints[round((len(footprints) - 1) * (i + 1) / LADDER_RUNGS)]
+             for i in range(LADDER_RUNGS)} if footprints else set()
     persistent = tuple(n for n, u in usage.items() if u.tensor.role.persistent)
     floor = sum(usage[n].tensor.total_bytes for n in persistent if not usage[n].born_on_chip)
     ladder, seen = [], set()
@@ -133,7 +135,8 @@ def _analysis(workload: Workload, shape: tuple[int, ...]) -> _Analysis:
         in_cmem = _activations_within(op_activations, reserve)
         if in_cmem not in seen:  # a rung that moves no activation would propose what the last one did
             seen.add(in_cmem)
-            spilled = max((sum(b for n, b in a.items() if n not in in_cmem) for a, _ in op_activations), default=0.0)
+            spilled = max((sum(b for n, b in a.items() if n not in in_cmem) for a, _ in op_activations),
+                          default=0.0)
             ladder.append((reserve, in_cmem, spilled))
     return _Analysis(usage, tuple(op_activations), tuple(ladder), persistent, floor)
 

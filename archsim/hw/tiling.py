@@ -94,7 +94,8 @@ _REFETCH = _refetch_mask()
 def _fitting(shape: MatmulShape, acc_bytes_per_element: float, capacity: float):
     """Every candidate (m, k, n) tile that fits VMEM double-buffered, in (m, k, n) order."""
     ea, eb = shape.a_dtype.bytes, shape.b_dtype.bytes  # tiles sit in VMEM at their storage widths
-    m, k, n = _candidates(shape.m)[:, None, None], _candidates(shape.k)[None, :, None], _candidates(shape.n)[None, None, :]
+    m, k, n = (_candidates(shape.m)[:, None, None], _candidates(shape.k)[None, :, None],
+               _candidates(shape.n)[None, None, :])
     footprint = 2 * (m * k * ea + k * n * eb + m * n * acc_bytes_per_element)
     fits = footprint <= capacity
     if not fits.any():

@@ -16,8 +16,9 @@ Folds are shared round-robin among the units. With fewer folds than units (a sma
 ws and is split each fold's stream (rows of A, columns of B) among the idle units, each
 holding a copy of the stationary tile; os does not (splitting its K stream would need a
 cross-unit reduction). The model offers the mapping on every number of units from 1 to
-``count`` (``mappings``); the engine picks the fastest with the memory system. A PE rate of p MACs per cycle for a dtype is modelled as p
-reduction (K) elements per PE.
+``count`` (``mappings``); the engine picks the fastest with the memory system.
+
+A PE rate of p MACs per cycle for a dtype is modelled as p reduction (K) elements per PE.
 """
 
 from __future__ import annotations
