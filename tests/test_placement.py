@@ -8,7 +8,7 @@ import pytest
 from archsim.api import Simulator, load_hardware
 from archsim.dtypes import DType
 from archsim.hw.memory import Level
-from archsim.hw.placement import _activations_within, _analysis, _knapsack, _shape_of, _Usage, _worth, place
+from archsim.hw.placement import _activations_within, _analysis, _knapsack, _Savings, _shape_of, _Usage, place
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import Gemm
 from archsim.ir.tensor import Role, Tensor
@@ -51,9 +51,12 @@ def test_a_weight_is_worth_its_ops_time_saved_less_its_preload():
     (op,) = workload.phases[0].graph.ops()
     far = sim.op_time(op, (Level.HBM, Level.HBM, Level.HBM))
     near = sim.op_time(op, (Level.HBM, Level.CMEM, Level.HBM))
+    savings = _Savings(analysis, 1 / 614e9)
+    savings.move(0, (Level.HBM,) * 3, far, sim.op_time)
     # 16 MiB preloaded at the slower of HBM (614 GB/s) and CMEM (2.151 TB/s)
     expected = 100 * (far - near) - 16 * MiB / 614e9
-    assert _worth(analysis, frozenset(), sim.op_time, 1 / 614e9, {}, 128 * MiB) == {"w0": pytest.approx(expected, rel=1e-12)}
+    assert savings.worth(128 * MiB) == {"w0": pytest.approx(expected, rel=1e-12)}
+    assert savings.worth(15 * MiB) == {}  # it does not fit
     # from HBM the op waits for its weight (16 MiB / 614 GB/s = 27.3 us); from CMEM for its
     # folds (1024 folds / 8 units x 128 cycles at 1.05 GHz = 15.6 us, plus fill and drain)
     assert 16 * MiB / 614e9 < far < 16 * MiB / 614e9 * 1.05
@@ -62,11 +65,11 @@ def test_a_weight_is_worth_its_ops_time_saved_less_its_preload():
 
 def test_a_weight_read_once_by_a_compute_bound_gemm_is_not_promoted():
     hw = load_hardware(HW / "tpuv4i.yaml")
-    plans = place(hw, phases((4096, 4096, 4096, 1)))
-    # two rungs (activations in HBM, activations in CMEM), neither promotes the weight: read
-    # once, it would save no HBM traffic and its preload would only add time
-    assert len(plans) == 2
-    assert all(p.home["w0"] is Level.HBM and not p.preload for p in plans)
+    (plan,) = place(hw, phases((4096, 4096, 4096, 1)))
+    # read once, the weight would save no HBM traffic and its preload would only add time; the
+    # activations (2 x 16 MiB) are best in CMEM
+    assert plan.home["w0"] is Level.HBM and not plan.preload
+    assert plan.home["x0"] is plan.home["y0"] is Level.CMEM
 
 
 def test_the_decode_weight_wins_the_cmem_over_the_larger_prefill_one():
@@ -84,15 +87,26 @@ def test_the_decode_weight_wins_the_cmem_over_the_larger_prefill_one():
     assert result.latency_s == sim._latency(workload, best) == sim.run_with(workload, best).latency_s
 
 
-def test_activation_reserves_are_a_ladder_of_the_workloads_footprints():
+def test_activation_rungs_are_every_footprint_of_the_workload():
     workload = phases((8, 1024, 1024, 1), (64, 1024, 1024, 1), (512, 1024, 1024, 1), (4096, 1024, 1024, 1))
     analysis = _analysis(workload, _shape_of(workload))
-    # footprints (x + y, int8): 8 x 2048, 64 x 2048, 512 x 2048, 4096 x 2048 bytes; three rungs
-    # at the distinct footprints' 1/3, 2/3 and last positions: round(1), round(2), 3
-    assert [reserve for reserve, _, _ in analysis.ladder] == [0.0, 64 * 2048, 512 * 2048, 4096 * 2048]
-    assert _activations_within(analysis.op_activations, 64 * 2048) == {"x0", "y0", "x1", "y1"}
-    # at that rung the largest op still holds 4096 x 2048 bytes of activations in HBM
-    assert analysis.ladder[1][1:] == ({"x0", "y0", "x1", "y1"}, 4096 * 2048)
+    # footprints (x + y, int8): 8 x 2048, 64 x 2048, 512 x 2048 and 4096 x 2048 bytes, and none
+    assert [r.reserve for r in analysis.ladder] == [0.0, 8 * 2048, 64 * 2048, 512 * 2048, 4096 * 2048]
+    rung = analysis.ladder[2]
+    assert rung.in_cmem == _activations_within(analysis.op_activations, 64 * 2048) == {"x0", "y0", "x1", "y1"}
+    # at that rung the largest op still holds 4096 x 2048 bytes of activations in HBM, and only
+    # the second phase's op moved since the last rung
+    assert (rung.spilled, rung.moved) == (4096 * 2048, (1,))
+    assert analysis.ladder[0].moved == (0, 1, 2, 3)  # the first rung times every op
+
+
+def test_the_largest_rung_that_fits_keeps_its_activations_on_chip():
+    # a 48 MiB CMEM cannot hold the 64 MiB footprint of the last op but holds the others'
+    hw = load_hardware(HW / "tpuv4i.yaml", ["cmem.capacity=48 MiB"])
+    workload = phases((256, 4096, 4096, 1), (8192, 4096, 4096, 1))
+    (plan,) = place(hw, workload)
+    assert plan.home["x0"] is plan.home["y0"] is Level.CMEM
+    assert plan.home["x1"] is plan.home["y1"] is Level.HBM
 
 
 def test_more_cmem_never_slows_the_old_counterexample():
@@ -101,3 +115,16 @@ def test_more_cmem_never_slows_the_old_counterexample():
     times = [Simulator(load_hardware(HW / "tpuv4i.yaml", [f"cmem.capacity={c} MiB"])).run(workload).latency_s
              for c in (32, 48, 64, 128, 256)]
     assert times == sorted(times, reverse=True)
+
+
+def test_a_rung_whose_spilled_activations_do_not_fit_hbm_is_not_chosen():
+    # 4096 x 4096 int8: W 16 MiB, X and Y 16 MiB each. A 24 MiB HBM holds W but not W and the
+    # 32 MiB of activations spilled: only the rung keeping X and Y in CMEM fits
+    hw = load_hardware(HW / "tpuv4i.yaml", ["hbm.capacity=24 MiB"])
+    workload = phases((4096, 4096, 4096, 1))
+    (plan,) = place(hw, workload)
+    assert plan.feasible and plan.home["x0"] is plan.home["y0"] is Level.CMEM
+    assert Simulator(hw).run(workload).feasible
+    tight = load_hardware(HW / "tpuv4i.yaml", ["hbm.capacity=15 MiB"])  # not even W fits
+    (plan,) = place(tight, workload)
+    assert not plan.feasible and "16 MiB of HBM" in plan.reason and "1 MiB missing" in plan.reason

@@ -8,31 +8,34 @@ them, else in HBM.
 
 Policy ``time_knapsack`` (the default; policies are a registry):
 
-1. *Activation levels.* A fixed ladder of reserves taken from the workload alone: none, and
-   up to three of the ops' activation footprints (the largest among them). At a reserve,
-   the activations whose every op fits within it live in CMEM.
-2. *Promotions by time saved.* At each level whose reserve fits, every persistent tensor
-   is worth the time it saves: over the ops that touch it, the engine's time for the op with
-   the tensor in HBM minus its time with the tensor in CMEM (times the op's executions),
-   less its preload (its bytes at the slower of the HBM read and the CMEM write). The set
-   promoted is the one saving the most time in the CMEM left over: an exact 0/1 knapsack,
-   solved as a Pareto list of (bytes, time saved). A set whose saving does not cover the
-   preload's fixed access latency is not worth its preload: the level proposes no promotion.
-3. The simulator evaluates each level's plan and keeps the fastest, ties going to less energy.
+1. *Activation rungs.* A rung at every distinct footprint of the ops' activations, and none:
+   at a rung, the activations whose every op fits within its footprint live in CMEM, and the
+   rest of CMEM is left for promotions. The rungs come from the workload alone.
+2. *Promotions by time saved.* At each rung that fits, every persistent tensor is worth the
+   time it saves: over the ops that touch it, the engine's time for the op with the tensor in
+   HBM minus its time with the tensor in CMEM (times the op's executions), less its preload
+   (its bytes at the slower of the HBM read and the CMEM write). The set promoted is the one
+   saving the most time in the CMEM left over: an exact 0/1 knapsack, solved as a Pareto list
+   of (bytes, time saved). A set whose saving does not cover the preload's fixed access
+   latency is not worth its preload: the rung proposes no promotion.
+3. Each rung's run time is estimated without building it (its time without promotions,
+   updated op by op from the last rung's, less the saving); the rungs whose estimates tie
+   with the best become plans, which the simulator times exactly, keeping the fastest and
+   then the one of least energy.
 
-Why more CMEM never slows a run: the ladder and every tensor's worth depend on the workload
-and on the chip's speeds, never on CMEM's capacity; a larger CMEM admits every level and every
-set a smaller one admitted, and the knapsack is exact. (Exact as long as an op touches at most
-one persistent tensor, which holds for every op archsim lowers but a cache-schedule op reading
-two caches; there a tensor's saving is counted with the other one in HBM.) More bandwidth never
-slows one either: each plan's time falls, and the best plan is the best of a fixed set.
+Why more CMEM never slows a run: the rungs and every tensor's worth depend on the workload and
+on the chip's speeds, never on CMEM's capacity; a larger CMEM admits every rung and every set a
+smaller one admitted, and the knapsack is exact. (Exact as long as an op touches at most one
+persistent tensor, which holds for every op archsim lowers but a cache-schedule op reading two
+caches; there a tensor's saving is counted with the other one in HBM.) More bandwidth never
+slows one either: each plan's time falls, and the best plan is the best of a fixed family.
 
 A plan is infeasible when HBM cannot hold the tensors homed there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Callable
@@ -48,8 +51,9 @@ OpTime = Callable[[Op, tuple[Level, ...]], float]  # an op's time with its tenso
 Policy = Callable[[HardwareConfig, Workload, OpTime], tuple[Placement, ...]]
 _POLICIES: dict[str, Policy] = {}
 
-# Activation reserves tried besides none: a ladder from the workload's distinct footprints.
-LADDER_RUNGS = 3
+# Rungs whose estimated times are this close (relatively) to the best are all timed exactly by
+# the engine: the estimates are sums in another order, equal to rounding.
+TIE = 1e-9
 # A Pareto list longer than this (a pathological mix of sizes and savings) is thinned to its
 # best entries; every bundled workload stays far below it, so the knapsack stays exact.
 MAX_PARETO = 4096
@@ -85,16 +89,25 @@ class _Usage:
     tensor: Tensor
     born_on_chip: bool = False  # first touched by a write of the whole tensor
     seen: bool = False
-    ops: list[tuple[Op, int]] = field(default_factory=list)  # ops touching it, with their executions
+
+
+@dataclass(frozen=True)
+class _Rung:
+    """Activations held in CMEM: those whose every op fits its activations within ``reserve``."""
+
+    reserve: float
+    in_cmem: frozenset[str]
+    spilled: float  # the most activation bytes an op holds in HBM at once
+    moved: tuple[int, ...]  # ops (indices into ``_Analysis.ops``) whose activations moved from the last rung
 
 
 @dataclass(frozen=True)
 class _Analysis:
     usage: dict[str, _Usage]
+    ops: tuple[tuple[Op, int], ...]  # every op, with its executions
+    op_persistent: tuple[tuple[str, ...], ...]  # per op, the persistent tensors it touches
     op_activations: tuple[tuple[dict[str, float], int], ...]  # per op: activation bytes, executions
-    # activation rungs, reserve ascending (0 first): (reserve, the activations in CMEM, the
-    # peak bytes of the others an op holds in HBM at once), distinct sets only
-    ladder: tuple[tuple[float, frozenset[str], float], ...]
+    ladder: tuple[_Rung, ...]  # reserve ascending (0 first), one rung per distinct set of activations
     persistent: tuple[str, ...]  # names of the weights, constants and caches
     hbm_floor: float  # HBM every plan needs: the persistent tensors the workload does not create
 
@@ -108,7 +121,7 @@ def _shape_of(workload: Workload) -> tuple[int, ...]:
 def _analysis(workload: Workload, shape: tuple[int, ...]) -> _Analysis:
     """It depends on the workload alone, so every design point of a sweep shares it (read-only)."""
     usage = {name: _Usage(t) for name, t in workload.tensors().items()}
-    op_activations = []
+    ops, op_activations = [], []
     for phase in workload.phases:
         for op in phase.graph.ops():
             count = phase.repeat * op.copies
@@ -120,25 +133,29 @@ def _analysis(workload: Workload, shape: tuple[int, ...]) -> _Analysis:
                 if not u.seen and written >= t.bytes and op.copies >= t.copies:  # every copy, in full
                     u.born_on_chip = True
                 u.seen = True
-            for name in dict.fromkeys(t.name for t in op.tensors if t.role.persistent):
-                usage[name].ops.append((op, count))
-            activations = {t.name: t.bytes for t in op.tensors if not t.role.persistent}
-            op_activations.append((activations, count))
-    footprints = sorted({sum(a.values()) for a, _ in op_activations} - {0.0})
-    # rungs at even positions of the distinct footprints, the largest last
-    picks = {footprints[round((len(footprints) - 1) * (i + 1) / LADDER_RUNGS)]
-             for i in range(LADDER_RUNGS)} if footprints else set()
+            ops.append((op, count))
+            op_activations.append(({t.name: t.bytes for t in op.tensors if not t.role.persistent}, count))
     persistent = tuple(n for n, u in usage.items() if u.tensor.role.persistent)
     floor = sum(usage[n].tensor.total_bytes for n in persistent if not usage[n].born_on_chip)
-    ladder, seen = [], set()
-    for reserve in (0.0, *sorted(picks)):
+    op_persistent = tuple(tuple(dict.fromkeys(t.name for t in op.tensors if t.role.persistent)) for op, _ in ops)
+    return _Analysis(usage, tuple(ops), op_persistent, tuple(op_activations), _ladder(op_activations), persistent,
+                     floor)
+
+
+def _ladder(op_activations) -> tuple[_Rung, ...]:
+    """A rung at every distinct footprint of the ops' activations (and none): the family is
+    the workload's alone, so a larger CMEM can try every rung a smaller one could."""
+    rungs: list[_Rung] = []
+    for reserve in sorted({0.0} | {sum(a.values()) for a, _ in op_activations}):
         in_cmem = _activations_within(op_activations, reserve)
-        if in_cmem not in seen:  # a rung that moves no activation would propose what the last one did
-            seen.add(in_cmem)
-            spilled = max((sum(b for n, b in a.items() if n not in in_cmem) for a, _ in op_activations),
-                          default=0.0)
-            ladder.append((reserve, in_cmem, spilled))
-    return _Analysis(usage, tuple(op_activations), tuple(ladder), persistent, floor)
+        last = rungs[-1].in_cmem if rungs else None
+        if in_cmem == last:  # moves no activation: it would propose what the last rung did
+            continue
+        changed = in_cmem - (last or frozenset())
+        moved = tuple(i for i, (a, _) in enumerate(op_activations) if last is None or not changed.isdisjoint(a))
+        spilled = max((sum(b for n, b in a.items() if n not in in_cmem) for a, _ in op_activations), default=0.0)
+        rungs.append(_Rung(reserve, in_cmem, spilled, moved))
+    return tuple(rungs)
 
 
 def _activations_within(op_activations, reserve: float) -> frozenset[str]:
@@ -161,46 +178,83 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
     # a preload reads HBM and writes CMEM at once: its bytes at the slower, after an access latency
     per_byte = 1 / min(hw.hbm.bandwidth, hw.cmem.bandwidth) if hw.cmem is not None else 0.0
     preload_latency = max(hw.hbm.latency, hw.cmem.latency) if hw.cmem is not None else 0.0
-    plans: list[Placement] = []
-    if analysis.hbm_floor > hw.hbm.capacity:  # no plan fits HBM: say so for the plainest one
-        _, no_activations, spilled = analysis.ladder[0]
-        return (_plan(hw.hbm.capacity, analysis, no_activations, frozenset(), spilled),)
-    saving: dict = {}  # an op's time saved by one tensor in CMEM, by its other tensors' levels
-    for reserve, in_cmem, spilled in analysis.ladder:
-        if reserve > capacity:
+    if analysis.hbm_floor > hw.hbm.capacity:  # no plan fits HBM: say so for the one spilling least
+        rung = [r for r in analysis.ladder if r.reserve <= capacity][-1]
+        return (_plan(hw.hbm.capacity, analysis, rung, frozenset()),)
+    # Each rung's run time without promotions, updated op by op from the last rung's (only the
+    # ops whose activations moved change), less what its best promotions save: an estimate
+    # exact to rounding (and to ops touching two persistent tensors), so the engine need time
+    # only the rungs that tie with the best.
+    times = [0.0] * len(analysis.ops)
+    base = 0.0
+    savings = _Savings(analysis, per_byte)
+    estimates = []
+    for rung in analysis.ladder:
+        if rung.reserve > capacity:
             break
-        worth = _worth(analysis, in_cmem, op_time, per_byte, saving, capacity - reserve)
-        saved, promoted = _knapsack(worth, analysis.usage, capacity - reserve)
-        if saved <= preload_latency and any(not analysis.usage[n].born_on_chip for n in promoted):
-            promoted = ()
-        plan = _plan(hw.hbm.capacity, analysis, in_cmem, frozenset(promoted), spilled)
-        if plan not in plans:
-            plans.append(plan)
+        budget = capacity - rung.reserve  # falls rung by rung: once none is left, none comes back
+        for i in rung.moved:
+            op, count = analysis.ops[i]
+            far = tuple(Level.CMEM if n in rung.in_cmem else Level.HBM for n in op.tensor_names)
+            now = op_time(op, far)
+            base += count * (now - times[i])
+            times[i] = now
+            if budget > 0:
+                savings.move(i, far, now, op_time)
+        saved, promoted = _knapsack(savings.worth(budget), analysis.usage, budget)
+        if any(not analysis.usage[n].born_on_chip for n in promoted):
+            saved -= preload_latency  # the preload's access latency, paid once
+        if saved <= 0:
+            saved, promoted = 0.0, ()
+        estimates.append((base - saved, rung, promoted))
+    fits = [e for e in estimates if _hbm_needed(analysis, e[1], e[2]) <= hw.hbm.capacity]
+    if not fits:  # HBM holds no rung's plan: say so for the one spilling least
+        _, rung, promoted = estimates[-1]
+        return (_plan(hw.hbm.capacity, analysis, rung, frozenset(promoted)),)
+    best = min(e[0] for e in fits)
+    plans: list[Placement] = []
+    for estimate, rung, promoted in fits:
+        if estimate <= best + TIE * abs(best):
+            plan = _plan(hw.hbm.capacity, analysis, rung, frozenset(promoted))
+            if plan not in plans:
+                plans.append(plan)
     return tuple(plans)
 
 
-def _worth(analysis: _Analysis, in_cmem: frozenset[str], op_time: OpTime, per_byte: float,
-           saving: dict, budget: float) -> dict[str, float]:
-    """Seconds each persistent tensor that fits ``budget`` saves in CMEM (its ops' time saved,
-    less its preload), the other persistent tensors in HBM and the activations at this level's
-    homes. ``saving`` keeps each op's saving across rungs (most ops see the same levels)."""
-    worth = {}
-    for name in analysis.persistent:
-        u = analysis.usage[name]
-        if u.tensor.total_bytes > budget:  # it cannot be promoted: no need to know its worth
-            continue
-        saved = 0.0 if u.born_on_chip else -u.tensor.total_bytes * per_byte
-        for op, count in u.ops:
-            far = tuple(Level.CMEM if n in in_cmem else Level.HBM for n in op.tensor_names)
-            key = (op.signature, far, op.tensor_names.index(name))
-            once = saving.get(key)
-            if once is None:
-                near = tuple(Level.CMEM if n == name else lv for n, lv in zip(op.tensor_names, far))
-                once = saving[key] = op_time(op, far) - op_time(op, near)
-            saved += count * once
-        if saved > 0:
-            worth[name] = saved
-    return worth
+def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
+    """HBM a plan needs: every persistent tensor but those promoted that the workload creates
+    (the others keep their HBM copy), and the activations an op spills at once."""
+    usage = analysis.usage
+    return analysis.hbm_floor + rung.spilled + sum(usage[n].tensor.total_bytes for n in analysis.persistent
+                                                   if usage[n].born_on_chip and n not in promoted)
+
+
+class _Savings:
+    """What each persistent tensor saves in CMEM at the current rung: over the ops touching it,
+    the op's time with it in HBM minus its time with it in CMEM (the other persistent tensors
+    in HBM, the activations at the rung's homes), times the op's executions, less its preload
+    (its bytes at ``per_byte``). Kept up to date op by op as the rungs move activations."""
+
+    def __init__(self, analysis: _Analysis, per_byte: float):
+        self.analysis = analysis
+        usage = analysis.usage
+        self.total = {n: 0.0 if usage[n].born_on_chip else -usage[n].tensor.total_bytes * per_byte
+                      for n in analysis.persistent}
+        self.once: dict[tuple[int, str], float] = {}  # (op index, tensor): one execution's saving
+
+    def move(self, i: int, far: tuple[Level, ...], now: float, op_time: OpTime) -> None:
+        """Op ``i`` now takes ``now`` seconds at levels ``far``."""
+        op, count = self.analysis.ops[i]
+        for name in self.analysis.op_persistent[i]:
+            near = tuple(Level.CMEM if n == name else lv for n, lv in zip(op.tensor_names, far))
+            saved = now - op_time(op, near)
+            self.total[name] += count * (saved - self.once.get((i, name), 0.0))
+            self.once[(i, name)] = saved
+
+    def worth(self, budget: float) -> dict[str, float]:
+        """The tensors that fit ``budget`` and save time, with the seconds they save."""
+        usage = self.analysis.usage
+        return {n: s for n, s in self.total.items() if s > 0 and usage[n].tensor.total_bytes <= budget}
 
 
 def _knapsack(worth: dict[str, float], usage: dict[str, _Usage], budget: float) -> tuple[float, tuple[str, ...]]:
@@ -226,15 +280,13 @@ def _knapsack(worth: dict[str, float], usage: dict[str, _Usage], budget: float) 
     return saved, chosen
 
 
-def _plan(hbm_capacity: float, analysis: _Analysis, in_cmem: frozenset[str], promoted: frozenset[str],
-          spilled: float) -> Placement:
+def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: frozenset[str]) -> Placement:
     usage = analysis.usage
     # read-only: placements are shared by every design point with these capacities
-    home = MappingProxyType({name: Level.CMEM if name in in_cmem or name in promoted else Level.HBM
+    home = MappingProxyType({name: Level.CMEM if name in rung.in_cmem or name in promoted else Level.HBM
                              for name in usage})
     preload = tuple(sorted((usage[n].tensor for n in promoted if not usage[n].born_on_chip), key=lambda t: t.name))
-    in_hbm = [usage[n].tensor for n in analysis.persistent if not (n in promoted and usage[n].born_on_chip)]
-    needed = sum(t.total_bytes for t in in_hbm) + spilled
+    needed = _hbm_needed(analysis, rung, promoted)
     if needed > hbm_capacity:
         missing = needed - hbm_capacity
         reason = (
