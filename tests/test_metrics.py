@@ -38,6 +38,8 @@ def test_average_power_above_the_tdp_is_flagged(tpuv4i):
     assert result.power_w == pytest.approx(result.energy.total / result.latency_s, rel=1e-12)
     assert result.power_w > 175.0 and result.over_tdp
     assert "WARNING" in report.power_text(result) and "175 W TDP" in report.power_text(result)
+    warm = run_gemm(load_hardware(HW / "tpuv4i.yaml", ["tdp=300 W"]), 2048, 4096, 11008, DType.BF16)
+    assert 300 < warm.power_w < 600 and warm.over_tdp  # flagged however little above
     cooler = run_gemm(load_hardware(HW / "tpuv4i.yaml", ["tdp=1 kW"]), 2048, 4096, 11008, DType.BF16)
     assert not cooler.over_tdp and "WARNING" not in report.power_text(cooler)
     unknown = run_gemm(load_hardware(HW / "tpuv4i.yaml", ["tdp=null"]), 2048, 4096, 11008, DType.BF16)
