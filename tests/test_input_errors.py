@@ -132,6 +132,26 @@ def test_sweep_workload_option_replaces_the_files_workloads(tmp_path):
           f"--workload {TPUV4I}: this is a hardware config, not a workload", names=str(TPUV4I))
 
 
+def test_an_invalid_combination_of_axis_values_names_the_sweep_file_and_axis(tmp_path):
+    import pandas as pd
+
+    path = config(tmp_path, f"""\
+        sweep:
+          axes:
+            vmem.capacity: [8 MiB, 64 MiB]
+            cmem.capacity: [32 MiB, 128 MiB]
+          workloads: [{DECODE}]
+          baseline: null
+        """)
+    code, out, err = run_main(*map(str, sweep_args(path, tmp_path / "out")))
+    assert code == 0, err
+    frame = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    (reason,) = frame.loc[frame["status"] == "invalid", "reason"]
+    # each value is valid alone: the pair is not, and the row says where it was set (no --set)
+    assert reason == (f"{path}: sweep axis cmem.capacity=32 MiB: cmem.capacity: is smaller than vmem.capacity; "
+                      "CMEM backs VMEM")
+
+
 def test_constraints_that_exclude_every_point_say_which(tmp_path):
     path = config(tmp_path, TINY_SWEEP + "  constraints: [{key: area, max: 1 mm^2}]\n")
     fails(sweep_args(path, tmp_path / "out"), f"{path}: sweep.constraints: the constraints exclude all 2 design points",

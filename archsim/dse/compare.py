@@ -9,7 +9,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from archsim.config.loader import Override
+from archsim.config.loader import Override, option_label
 from archsim.config.schema import HardwareConfig
 from archsim.errors import ConfigError
 from archsim.hw.memory import Level
@@ -38,7 +38,8 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
     for hw in hardware:
         reference = None
         for text in names:
-            overrides = [*workload_overrides, Override(("schedule",), text, f"schedule={text}")]
+            overrides = [*workload_overrides, Override(("schedule",), text, f"schedule={text}",
+                                                       option_label(text, "--schedule"))]
             spec, workload = load_spec_and_workload(workload_file, overrides, Lowering.of(hw))
             summary = summarize(workload)
             result = simulate(hw, workload)

@@ -73,12 +73,15 @@ def _workload(path: str, overrides_json: str, lowering: Lowering) -> Workload:
 @lru_cache(maxsize=64)
 def _workload_cached(stamp: tuple, overrides_json: str, lowering: Lowering) -> Workload:
     overrides = json.loads(overrides_json)
-    return load_workload(stamp[0], [Override(tuple(k.split(".")), v, f"{k}={v}") for k, v in overrides], lowering)
+    # errors name where the override came from: a sweep workload's set:, not a --set option
+    return load_workload(stamp[0], [Override(tuple(k.split(".")), v, f"{k}={v}", f"sweep.workloads set: {k}={v}")
+                                    for k, v in overrides], lowering)
 
 
 def hardware(point: Point) -> HardwareConfig:
     overrides = parse_overrides([text for _, text in point.base_overrides])
-    overrides += [Override(tuple(path.split(".")), value, f"{path}={value}") for path, value in point.overrides]
+    overrides += [Override(tuple(path.split(".")), value, f"{path}={value}", f"{point.config}: sweep axis {path}={value}")
+                  for path, value in point.overrides]
     return validate_layered(HardwareConfig, design(_layered(point.config), overrides), point.config)
 
 
