@@ -274,8 +274,8 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M82", SYSSIM, "return self.topology.send(size, p.pipeline * p.tensor - 1, 0)", "return NO_TRANSFER",
       "no feedback from the last stage"),
     # -- added after the first run ---------------------------------------------------------
-    m("M83", TILING, "time = overlapped_time(t_mem, compute_s, np.minimum(table.tiles, array.folds), latency_s)",
-      "time = overlapped_time(t_mem, compute_s, np.maximum(table.tiles, array.folds), latency_s)",
+    m("M83", TILING, "time = overlapped_time(t_mem, compute_s, np.minimum(table.tiles, folds), latency_s)",
+      "time = overlapped_time(t_mem, compute_s, np.maximum(table.tiles, folds), latency_s)",
       "op steps: the finer of folds and tiles, not the coarser"),
     m("M84", ENGINE, "rank = (tiling.time_s, tiling.traffic.moved)", "rank = (tiling.traffic.moved, tiling.time_s)",
       "units' mapping chosen by bytes before time"),

@@ -44,3 +44,19 @@ def test_average_power_above_the_tdp_is_flagged(tpuv4i):
     assert not cooler.over_tdp and "WARNING" not in report.power_text(cooler)
     unknown = run_gemm(load_hardware(HW / "tpuv4i.yaml", ["tdp=null"]), 2048, 4096, 11008, DType.BF16)
     assert unknown.tdp_w is None and not unknown.over_tdp
+
+
+def test_a_tdp_must_be_positive():
+    from archsim.errors import ArchsimError
+
+    with pytest.raises(ArchsimError, match="tdp: must be positive"):
+        load_hardware(HW / "tpuv4i.yaml", ["tdp=0 W"])
+
+
+def test_fill_is_never_negative():
+    # a 1x1 output-stationary array under SCALE-Sim's count: one fold of K = 4 streams 4 cycles
+    # but is counted 4 + 1 + 1 - 2 - 1 = 3 (its -1); the fill is 0, not -1 cycle
+    hw = load_hardware(HW / "tpuv4i.yaml", ["mxu.count=1", "mxu.rows=1", "mxu.cols=1", "mxu.dataflow=os",
+                                             "mxu.fold_model=scalesim"])
+    (op,) = run_gemm(hw, 1, 4, 1).ops
+    assert op.compute_cycles == 3 and op.fill_s == 0.0

@@ -8,27 +8,46 @@ import pytest
 from archsim.api import Simulator, load_hardware
 from archsim.dtypes import DType
 from archsim.hw.memory import Level
-from archsim.hw.placement import _activations_within, _analysis, _knapsack, _Savings, _shape_of, _Usage, place
+from archsim.hw.placement import _activations_within, _analysis, _Item, _knapsack, _Savings, _shape_of, place
 from archsim.ir.graph import OpGraph, Phase, Workload
-from archsim.ir.ops import Gemm
+from archsim.ir.ops import CacheWrite, Gemm
 from archsim.ir.tensor import Role, Tensor
 from conftest import HW
 
 MiB = 2**20
 
 
-def usage(**sizes_mib) -> dict[str, _Usage]:
-    return {name: _Usage(Tensor(name, (int(mib * MiB),), DType.INT8, Role.WEIGHT)) for name, mib in sizes_mib.items()}
+def items(preloaded=True, **mib_and_gain) -> list[_Item]:
+    return [_Item(name, mib * MiB, gain, preloaded) for name, (mib, gain) in mib_and_gain.items()]
 
 
 def test_knapsack_is_exact_where_greedy_by_density_is_not():
     # a saves the most per byte (10/60 > 7/50) but, taken first, leaves no room for b and c
-    sizes = usage(a=60, b=50, c=50)
-    saved, chosen = _knapsack({"a": 10.0, "b": 7.0, "c": 7.0}, sizes, 100 * MiB)
-    assert (saved, chosen) == (14.0, ("b", "c"))
-    assert _knapsack({"a": 10.0, "b": 7.0, "c": 7.0}, sizes, 99 * MiB) == (10.0, ("a",))
-    assert _knapsack({"a": 10.0, "b": 7.0, "c": 7.0}, sizes, 160 * MiB) == (24.0, ("a", "b", "c"))
-    assert _knapsack({"a": 10.0}, sizes, 59 * MiB) == (0.0, ())
+    abc = items(a=(60, 10.0), b=(50, 7.0), c=(50, 7.0))
+    assert _knapsack(abc, 100 * MiB, 0.0, 0.0) == (14.0, ("b", "c"))
+    assert _knapsack(abc, 99 * MiB, 0.0, 0.0) == (10.0, ("a",))
+    assert _knapsack(abc, 160 * MiB, 0.0, 0.0) == (24.0, ("a", "b", "c"))
+    assert _knapsack(abc, 49 * MiB, 0.0, 0.0) == (0.0, ())
+
+
+def test_knapsack_pays_the_preload_latency_once_and_only_for_preloads():
+    # created on chip, c needs no preload; w does: with a 2 s latency, w alone nets 1 s, c 1.5 s,
+    # both 1.5 + 3 - 2 = 2.5 s
+    mixed = items(False, c=(1, 1.5)) + items(w=(2, 3.0))
+    assert _knapsack(mixed, 3 * MiB, 0.0, 2.0) == (2.5, ("c", "w"))
+    assert _knapsack(mixed, 2 * MiB, 0.0, 2.0) == (1.5, ("c",))  # not w: 3 - 2 < 1.5
+    assert _knapsack(items(w=(2, 3.0)), 2 * MiB, 0.0, 4.0) == (0.0, ())  # not worth its latency
+
+
+def test_knapsack_frees_the_hbm_a_plan_needs():
+    # HBM is 1 MiB short unless c, created on chip, is promoted (freeing its HBM copy), though
+    # w saves more time; with no room for c at all, no set fits HBM
+    mixed = items(False, c=(1, 0.5)) + items(w=(2, 3.0))
+    assert _knapsack(mixed, 2 * MiB, 0.0, 0.0) == (3.0, ("w",))
+    assert _knapsack(mixed, 2 * MiB, 1 * MiB, 0.0) == (0.5, ("c",))
+    assert _knapsack(mixed, 3 * MiB, 1 * MiB, 0.0) == (3.5, ("c", "w"))
+    assert _knapsack(items(False, c=(1, -0.1)), 2 * MiB, 1 * MiB, 0.0) == (-0.1, ("c",))  # needed, not worth it
+    assert _knapsack(mixed, 0.5 * MiB, 1 * MiB, 0.0) is None
 
 
 def phases(*gemms: tuple[int, int, int, int]) -> Workload:
@@ -55,8 +74,10 @@ def test_a_weight_is_worth_its_ops_time_saved_less_its_preload():
     savings.move(0, (Level.HBM,) * 3, far, sim.op_time)
     # 16 MiB preloaded at the slower of HBM (614 GB/s) and CMEM (2.151 TB/s)
     expected = 100 * (far - near) - 16 * MiB / 614e9
-    assert savings.worth(128 * MiB) == {"w0": pytest.approx(expected, rel=1e-12)}
-    assert savings.worth(15 * MiB) == {}  # it does not fit
+    (item,) = savings.items(128 * MiB, False)
+    assert (item.name, item.size, item.preloaded) == ("w0", 16 * MiB, True)
+    assert item.gain == pytest.approx(expected, rel=1e-12)
+    assert savings.items(15 * MiB, False) == []  # it does not fit
     # from HBM the op waits for its weight (16 MiB / 614 GB/s = 27.3 us); from CMEM for its
     # folds (1024 folds / 8 units x 128 cycles at 1.05 GHz = 15.6 us, plus fill and drain)
     assert 16 * MiB / 614e9 < far < 16 * MiB / 614e9 * 1.05
@@ -128,3 +149,44 @@ def test_a_rung_whose_spilled_activations_do_not_fit_hbm_is_not_chosen():
     tight = load_hardware(HW / "tpuv4i.yaml", ["hbm.capacity=15 MiB"])  # not even W fits
     (plan,) = place(tight, workload)
     assert not plan.feasible and "16 MiB of HBM" in plan.reason and "1 MiB missing" in plan.reason
+
+
+def cache_and_weight(cache_repeat: int, weight_repeat: int) -> Workload:
+    """A 1 MiB KV cache a prefill writes in full (created on chip), read by a decode GEMM
+    ``cache_repeat`` times, and a 2 MiB weight read ``weight_repeat`` times."""
+    new, cache = Tensor("new", (1024, 1024), DType.INT8), Tensor("C", (1024, 1024), DType.INT8, Role.KV_CACHE)
+    q, s = Tensor("q", (8, 1024), DType.INT8), Tensor("s", (8, 1024), DType.INT8)
+    x, w, y = (Tensor("x", (8, 2048), DType.INT8), Tensor("W", (2048, 1024), DType.INT8, Role.WEIGHT),
+               Tensor("y", (8, 1024), DType.INT8))
+    return Workload("w", (Phase("prefill", OpGraph([CacheWrite("cw", (new,), (cache,))])),
+                          Phase("decode", OpGraph([Gemm("att", (q, cache), (s,), 1, 8, 1024, 1024, False)]), cache_repeat),
+                          Phase("gemm", OpGraph([Gemm("g", (x, w), (y,), 1, 8, 2048, 1024, False)]), weight_repeat)))
+
+
+SMALL = ["vmem.capacity=1 MiB", "mxu.count=8"]
+
+
+def test_more_cmem_never_makes_a_run_that_fit_hbm_infeasible():
+    # HBM 2.5 MiB holds W (2 MiB) and the activations only if the cache is promoted (it then
+    # lives in CMEM alone); the knapsack alone would rather promote the weight
+    workload = cache_and_weight(2, 20)
+    for cmem in ("2.875 MiB", "3 MiB", "3.875 MiB", "8 MiB"):
+        hw = load_hardware(HW / "tpuv4i.yaml", [*SMALL, "hbm.capacity=2.5 MiB", f"cmem.capacity={cmem}"])
+        result = Simulator(hw).run(workload)
+        assert result.feasible, (cmem, result.reason)
+
+
+def test_the_preload_latency_is_weighed_inside_the_knapsack():
+    # promoting W (preloaded) besides the created cache saved less than the 555 ns preload
+    # latency: 4 MiB of CMEM was slower than 3.875 (10.791 against 10.248 us)
+    workload = cache_and_weight(1, 2)
+    times = [Simulator(load_hardware(HW / "tpuv4i.yaml", [*SMALL, f"cmem.capacity={c} MiB"])).run(workload).latency_s
+             for c in (2, 3, 3.875, 4, 8)]
+    assert times == sorted(times, reverse=True)
+
+
+def test_the_preload_phase_name_is_reserved():
+    # results group costs by phase: a workload phase named 'preload' would merge with the CMEM
+    # preload's (and take its repeat of 1)
+    with pytest.raises(ValueError, match="reserved for the CMEM preload"):
+        Workload("w", (Phase("preload", OpGraph([])),))

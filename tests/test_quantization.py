@@ -12,7 +12,6 @@ from archsim.dtypes import DType
 from archsim.hw.matrix import MatmulShape, build_matrix_unit
 from archsim.hw.tiling import Channels, TilingError, tile_matmul
 from archsim.hw.memory import Level
-from archsim.hw.matrix.base import ArrayTiming
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import Gemm
 from archsim.ir.tensor import Role, Tensor
@@ -103,10 +102,16 @@ def test_cim_reads_stored_weights_and_writes_them_at_the_compute_width():
 
 def test_vmem_tiles_hold_weights_at_their_storage_width():
     channels = Channels(2816.0, ((Level.VMEM, 1e12), (Level.HBM, 1e11)))
-    array = ArrayTiming(1, 1, 16 ** 3, 1, 0.0, 0.0, 0.0)
     # the only candidate is 16x16x16: 2 x (256 A + 256 B + 256 x 4 acc) = 3072 B at int8 weights,
     # 2 x (256 + 128 + 1024) = 2816 B at int4
     narrow = MatmulShape(1, 16, 16, 16, DType.INT8, b_stored=DType.INT4)
-    assert tile_matmul(narrow, 1.0, 4.0, (Level.HBM,) * 3, array, channels).tiles == 1
+    assert tile_matmul(narrow, 1.0, 4.0, (Level.HBM,) * 3, (0.0, 0.0, 0.0), 1, channels).tiles == 1
     with pytest.raises(TilingError):
-        tile_matmul(MatmulShape(1, 16, 16, 16, DType.INT8), 1.0, 4.0, (Level.HBM,) * 3, array, channels)
+        tile_matmul(MatmulShape(1, 16, 16, 16, DType.INT8), 1.0, 4.0, (Level.HBM,) * 3, (0.0, 0.0, 0.0), 1,
+                    channels)
+
+
+def test_two_types_of_one_width_are_an_error_not_a_guess(tpu):
+    for a, w in ((DType.INT8, DType.FP8), (DType.FP8, DType.INT8), (DType.BF16, DType.FP16)):
+        with pytest.raises(UnsupportedOpError, match=f"multiplies {a} by {w}: two types of one width"):
+            Simulator(tpu).run(gemm(w, a))

@@ -104,7 +104,8 @@ def test_tiling_matches_brute_force(m, k, n, batch, b_batched, dtype, levels, vm
     channels = Channels(vmem_kib * 1024.0, ((Level.VMEM, 1e12), (Level.CMEM, 2e12), (Level.HBM, hbm_gbs * 1e9)))
     expected = brute_force(shape, 4.0, 4.0, levels, array, channels, compute_s, latency_s)
     try:
-        got = tile_matmul(shape, 4.0, 4.0, levels, array, channels, compute_s, latency_s)
+        got = tile_matmul(shape, 4.0, 4.0, levels, (array.a_reads, array.b_reads, array.out_writes), array.folds,
+                          channels, compute_s, latency_s)
     except TilingError:
         assert expected is None
         return

@@ -278,6 +278,8 @@ class HardwareConfig(Strict):
             component = getattr(self, key)
             if component is not None and component.stated_at is not None:
                 self.technology.factors(component.stated_at, f"{key}.stated_at")
+        if self.tdp is not None and self.tdp <= 0:
+            raise FieldError("tdp", "must be positive (leave it out when the TDP is not known)")
         needed = self.system.links_needed()
         if self.ici.links < needed:
             raise FieldError("ici.links", f"{self.ici.links} links per chip, but a {self.system.topology.kind} of "

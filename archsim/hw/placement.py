@@ -35,6 +35,7 @@ A plan is infeasible when HBM cannot hold the tensors homed there.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
@@ -201,19 +202,18 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
             times[i] = now
             if budget > 0:
                 savings.move(i, far, now, op_time)
-        saved, promoted = _knapsack(savings.worth(budget), analysis.usage, budget)
-        if any(not analysis.usage[n].born_on_chip for n in promoted):
-            saved -= preload_latency  # the preload's access latency, paid once
-        if saved <= 0:
-            saved, promoted = 0.0, ()
-        estimates.append((base - saved, rung, promoted))
-    fits = [e for e in estimates if _hbm_needed(analysis, e[1], e[2]) <= hw.hbm.capacity]
-    if not fits:  # HBM holds no rung's plan: say so for the one spilling least
-        _, rung, promoted = estimates[-1]
-        return (_plan(hw.hbm.capacity, analysis, rung, frozenset(promoted)),)
-    best = min(e[0] for e in fits)
+        # HBM the rung's plan must free by promoting tensors the workload creates on chip
+        need = _hbm_needed(analysis, rung, ()) - hw.hbm.capacity
+        chosen = _knapsack(savings.items(budget, need > 0), budget, need, preload_latency)
+        if chosen is not None:  # else no promotion frees enough HBM: the rung does not fit
+            saved, promoted = chosen
+            estimates.append((base - saved, rung, promoted))
+    if not estimates:  # HBM holds no rung's plan: say so for the one spilling least
+        rung = [r for r in analysis.ladder if r.reserve <= capacity][-1]
+        return (_plan(hw.hbm.capacity, analysis, rung, frozenset()),)
+    best = min(e[0] for e in estimates)
     plans: list[Placement] = []
-    for estimate, rung, promoted in fits:
+    for estimate, rung, promoted in estimates:
         if estimate <= best + TIE * abs(best):
             plan = _plan(hw.hbm.capacity, analysis, rung, frozenset(promoted))
             if plan not in plans:
@@ -251,38 +251,70 @@ class _Savings:
             self.total[name] += count * (saved - self.once.get((i, name), 0.0))
             self.once[(i, name)] = saved
 
-    def worth(self, budget: float) -> dict[str, float]:
-        """The tensors that fit ``budget`` and save time, with the seconds they save."""
+    def items(self, budget: float, created_too: bool) -> list["_Item"]:
+        """The tensors that fit ``budget`` and save time; with ``created_too`` also those the
+        workload creates on chip that do not (promoting them frees their HBM)."""
         usage = self.analysis.usage
-        return {n: s for n, s in self.total.items() if s > 0 and usage[n].tensor.total_bytes <= budget}
+        return [_Item(n, usage[n].tensor.total_bytes, s, not usage[n].born_on_chip)
+                for n, s in self.total.items() if usage[n].tensor.total_bytes <= budget
+                and (s > 0 or (created_too and usage[n].born_on_chip))]
 
 
-def _knapsack(worth: dict[str, float], usage: dict[str, _Usage], budget: float) -> tuple[float, tuple[str, ...]]:
-    """The set of tensors saving the most time within ``budget`` bytes, exactly: a Pareto
-    list of (bytes, seconds saved, names) grown one tensor at a time (in name order, so ties
-    resolve the same way every run), dominated entries dropped."""
-    names = sorted(n for n in worth if usage[n].tensor.total_bytes <= budget)
-    if sum(usage[n].tensor.total_bytes for n in names) <= budget:  # everything worth it fits
-        return sum(worth[n] for n in names), tuple(names)
-    front: list[tuple[float, float, tuple[str, ...]]] = [(0.0, 0.0, ())]
-    for name in names:
-        size, gain = usage[name].tensor.total_bytes, worth[name]
-        grown = [(b + size, s + gain, chosen + (name,)) for b, s, chosen in front if b + size <= budget]
-        merged = sorted(front + grown, key=lambda e: (e[0], -e[1]))
-        front, best = [], -1.0
-        for entry in merged:
-            if entry[1] > best:  # more bytes only for more time saved
-                front.append(entry)
-                best = entry[1]
+@dataclass(frozen=True)
+class _Item:
+    name: str
+    size: float  # bytes of CMEM it takes
+    gain: float  # seconds it saves, its preload's transfer counted
+    preloaded: bool  # loaded from HBM (else created on chip: promoting it frees its HBM)
+
+
+def _knapsack(items: list[_Item], budget: float, need: float, latency: float) -> tuple[float, tuple[str, ...]] | None:
+    """The set within ``budget`` bytes that saves the most time, a preload's ``latency`` paid
+    once by a set with any preloaded tensor, among the sets whose created-on-chip tensors free
+    at least ``need`` bytes of HBM: exactly, as a Pareto list of sets grown one tensor at a time
+    (in name order, so ties resolve the same way every run). None when no set frees enough.
+    Returns the seconds saved and the names."""
+    front: list[tuple[float, float, float, bool, tuple[str, ...]]] = [(0.0, 0.0, 0.0, False, ())]
+    for item in sorted(items, key=lambda i: i.name):
+        freed = 0.0 if item.preloaded else item.size
+        grown = [(b + item.size, g + item.gain, f + freed, p or item.preloaded, names + (item.name,))
+                 for b, g, f, p, names in front if b + item.size <= budget]
+        front = _undominated(front + grown, need > 0)
         if len(front) > MAX_PARETO:
-            front = sorted(sorted(front, key=lambda e: -e[1])[:MAX_PARETO], key=lambda e: e[0])
-    _, saved, chosen = max(front, key=lambda e: (e[1], -e[0]))
-    return saved, chosen
+            front = sorted(front, key=lambda e: -e[1])[:MAX_PARETO]
+    fitting = [e for e in front if e[2] >= need]
+    if not fitting:
+        return None
+    # the most time saved, then the fewest bytes, then the first (the empty set saves 0)
+    _, g, _, p, names = max(fitting, key=lambda e: (e[1] - (latency if e[3] else 0.0), -e[0]))
+    return g - (latency if p else 0.0), names
+
+
+def _undominated(entries, count_freed: bool):
+    """Sets no other beats or equals on every count that matters: fewer bytes, more time saved,
+    no preload where it has one and, when HBM must be freed, more HBM freed. Whatever is added
+    to a dominated set can be added to its better, so dropping it loses no optimum."""
+    entries.sort(key=lambda e: (e[0], -e[1], -e[2], e[3]))  # stable: earlier sets win ties
+    kept = []
+    if not count_freed:  # two counts and a flag: one sweep in order of bytes
+        best_any = best_unloaded = -math.inf
+        for e in entries:
+            if e[1] <= (best_any if e[3] else best_unloaded):
+                continue
+            kept.append(e)
+            best_any = max(best_any, e[1])
+            if not e[3]:
+                best_unloaded = max(best_unloaded, e[1])
+        return kept
+    for e in entries:  # HBM to free (rare: a tight HBM): pairwise
+        if not any(k[1] >= e[1] and k[2] >= e[2] and (e[3] or not k[3]) for k in kept):
+            kept.append(e)
+    return kept
 
 
 def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: frozenset[str]) -> Placement:
     usage = analysis.usage
-    # read-only: placements are shared by every design point with these capacities
+    # read-only: a plan is shared by the results built on it
     home = MappingProxyType({name: Level.CMEM if name in rung.in_cmem or name in promoted else Level.HBM
                              for name in usage})
     preload = tuple(sorted((usage[n].tensor for n in promoted if not usage[n].born_on_chip), key=lambda t: t.name))

@@ -27,7 +27,7 @@ from itertools import permutations
 
 import numpy as np
 
-from archsim.hw.matrix.base import ArrayTiming, MatmulShape
+from archsim.hw.matrix.base import MatmulShape
 from archsim.hw.memory import Level, Traffic
 from archsim.hw.timing import overlapped_time
 
@@ -177,19 +177,20 @@ def tile_matmul(
     out_bytes_per_element: float,
     acc_bytes_per_element: float,
     levels: tuple[Level, Level, Level],  # homes of a, b and the output
-    array: ArrayTiming,
+    array_bytes: tuple[float, float, float],  # the arrays' a reads, b reads and output writes
+    folds: int,  # the arrays' folds: with the tiles, the steps transfers overlap compute in
     channels: Channels,
     compute_s: float = 0.0,  # the units' time, which transfers overlap
     latency_s: float = 0.0,  # the exposed access latency
 ) -> MatmulTiling:
-    """The candidate that gives the op the least time (see the module's doc)."""
-    table = _table(shape, out_bytes_per_element, acc_bytes_per_element, levels,
-                   (array.a_reads, array.b_reads, array.out_writes), channels.vmem_capacity)
+    """The candidate that gives the op the least time (see the module's doc). Keyed by what it
+    reads of the arrays' mapping only, so mappings alike in those share it."""
+    table = _table(shape, out_bytes_per_element, acc_bytes_per_element, levels, array_bytes, channels.vmem_capacity)
     bw = dict(channels.bandwidth)
     t_mem = table.busy_bytes[0] / bw[Level.VMEM]
     for lv, busy in zip(table.levels[1:], table.busy_bytes[1:]):
         t_mem = np.maximum(t_mem, busy / bw[lv])
-    time = overlapped_time(t_mem, compute_s, np.minimum(table.tiles, array.folds), latency_s)
+    time = overlapped_time(t_mem, compute_s, np.minimum(table.tiles, folds), latency_s)
     # least time, then fewest bytes, then fewest tiles, then the first order (the flattening
     # is order-major), then the first candidate
     keys = (time.ravel(), table.moved.ravel(), np.broadcast_to(table.tiles, t_mem.shape).ravel())

@@ -94,6 +94,9 @@ class Phase:
         return self.graph.macs * self.repeat
 
 
+PRELOAD_PHASE = "preload"  # the phase of the op loading promoted tensors into CMEM
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str
@@ -103,6 +106,9 @@ class Workload:
         names = [p.name for p in self.phases]
         if len(set(names)) != len(names):
             raise ValueError(f"workload {self.name!r}: phase names must be unique")
+        if PRELOAD_PHASE in names:  # results group costs by phase: the CMEM preload's is this one
+            raise ValueError(f"workload {self.name!r}: the phase name {PRELOAD_PHASE!r} is reserved for the "
+                             "CMEM preload")
 
     @property
     def macs(self) -> int:

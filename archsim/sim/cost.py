@@ -8,6 +8,11 @@ from archsim.hw.energy import ZERO_ENERGY, Energy
 from archsim.hw.memory import ZERO_TRAFFIC, Traffic
 
 
+# An op is 'array-fill' bound when its units spend more than this share of their time not
+# streaming MACs (a definition: the larger part names the bound).
+FILL_BOUND = 0.5
+
+
 @dataclass(frozen=True)
 class OpCost:
     """The cost of one execution of one op."""
@@ -49,7 +54,7 @@ class OpCost:
         ``compute``."""
         if self.compute_s < self.memory_s:
             return "memory"
-        return "array-fill" if 2 * self.fill_s > self.compute_s else "compute"
+        return "array-fill" if self.fill_s > FILL_BOUND * self.compute_s else "compute"
 
     @property
     def utilization(self) -> float:

@@ -18,7 +18,7 @@ from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import vector_cycles
 from archsim.ir import ops
-from archsim.ir.graph import Workload
+from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.ir.tensor import Tensor
 from archsim.memo import BoundedMemo
 from archsim.sim.cost import OpCost
@@ -123,7 +123,7 @@ class Simulator:
         raise UnsupportedOpError(f"op {op.name!r}: no cost model for {type(op).__name__}")
 
     def _matmul_cost(self, op: ops.MatMul, placement: Placement, phase: str, repeat: int) -> OpCost:
-        dtype = _compute_dtype(op.a.dtype, op.b.dtype)
+        dtype = _compute_dtype(op)
         if not self.matrix_unit.supports(dtype):
             supported = ", ".join(d.value for d in DType if self.matrix_unit.supports(d))
             raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype} (supported: {supported})")
@@ -143,7 +143,8 @@ class Simulator:
             compute_s = max(array_s, vector_cycles(self.hw.vpu, convert) / self.hw.clock)
             if best is not None and latency + compute_s > best[0][0]:
                 continue
-            tiling = tile_matmul(shape, op.out.dtype.bytes, dtype.accumulator.bytes, levels, array, self.channels,
+            tiling = tile_matmul(shape, op.out.dtype.bytes, dtype.accumulator.bytes, levels,
+                                 (array.a_reads, array.b_reads, array.out_writes), array.folds, self.channels,
                                  compute_s, latency)
             rank = (tiling.time_s, tiling.traffic.moved)
             if best is None or rank < best[0]:
@@ -158,7 +159,8 @@ class Simulator:
             energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes, convert),
             bottleneck=_bottleneck(compute_s, channel_times(self.hw, tiling.traffic), unit),
             peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
-            fill_s=(array.compute_cycles - array.stream_cycles) / self.hw.clock,
+            # at least 0: SCALE-Sim's count is one cycle short of a lone fold's stream
+            fill_s=max(0, array.compute_cycles - array.stream_cycles) / self.hw.clock,
         )
 
     def _conversion(self, op: ops.MatMul, shape: MatmulShape, array) -> ops.VectorWork:
@@ -230,7 +232,7 @@ class Simulator:
         moved = sum(t.total_bytes for t in tensors)
         traffic = Traffic.of(Level.HBM, read=moved) + Traffic.of(Level.CMEM, write=moved)
         op = ops.Preload("preload.cmem", tensors, ())
-        return self._streamed(op, "preload", 1, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
+        return self._streamed(op, PRELOAD_PHASE, 1, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
 
     # -- shared pieces --------------------------------------------------------------------
 
@@ -288,8 +290,8 @@ class CostFingerprint:
 
     @classmethod
     def of(cls, hw: HardwareConfig) -> "CostFingerprint":
-        dump = hw.model_dump(exclude={"name": True, "description": True, "sweep": True,
-                                      "cmem": {"capacity"}, "hbm": {"capacity"}})
+        dump = hw.model_dump(exclude={"name": True, "description": True, "sweep": True, "tdp": True,
+                                      "periphery_area": True, "cmem": {"capacity"}, "hbm": {"capacity"}})
         outer = {level: _interned(repr(dump.pop(name))) for name, level in cls._OUTER.items()}
         return cls(_interned(repr(dump)), outer)
 
@@ -316,14 +318,19 @@ def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:
     return unit if compute_s >= memory_s or level is None else level.value
 
 
-def _compute_dtype(a: DType, b: DType) -> DType:
-    """Mixed operands run at the wider type."""
+def _compute_dtype(op: ops.MatMul) -> DType:
+    """Mixed operands run at the wider type (the narrower is converted). Two types of one width
+    (int8 and fp8, bf16 and fp16) have no wider one to meet in: an error, not a guess."""
+    a, b = op.a.dtype, op.b.dtype
+    if a is not b and a.bytes == b.bytes:
+        raise UnsupportedOpError(f"op {op.name!r} multiplies {a} by {b}: two types of one width; give both "
+                                 "operands one type")
     return a if a.bytes >= b.bytes else b
 
 
 def _stored(stored: DType, compute: DType) -> DType | None:
-    """An operand's storage type where it differs from the type the MACs run at."""
-    return stored if stored is not compute else None
+    """An operand's storage type where it is narrower than the type the MACs run at."""
+    return stored if stored.bytes < compute.bytes else None
 
 
 def simulate(hw: HardwareConfig, workload: Workload) -> RunResult:

@@ -19,7 +19,7 @@ from archsim.config.schema import HardwareConfig
 from archsim.hw.area import Area, chip_area
 from archsim.hw.energy import Energy
 from archsim.hw.memory import Level, Traffic
-from archsim.ir.graph import Workload
+from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.sim.result import Rates, RunResult, totals_summary
 from archsim.system.schedule import PhaseSchedule, StageTime, phase_schedule
 from archsim.system.topology import NO_TRANSFER, Transfer
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from archsim.system.pipeline import PipelineSplit
 
-PRELOAD = "preload"
+PRELOAD = PRELOAD_PHASE
 
 
 @dataclass(frozen=True)
