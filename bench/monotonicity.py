@@ -2,8 +2,9 @@
 
 Each pair is a random design point (a bundled chip under random overrides) on a random
 bundled workload, and the same point with more of one resource: CMEM capacity, VMEM
-capacity, matrix units (systolic or CIM), or a bandwidth. The script counts the pairs whose
-larger design is slower (beyond rounding, rel 1e-9) and prints the worst ones.
+capacity, matrix units (systolic or CIM), HBM capacity or a bandwidth. The script counts the
+pairs whose larger design is slower (beyond rounding, rel 1e-9) or infeasible where the
+smaller one fits, and prints the worst ones.
 
     python bench/monotonicity.py --pairs 10000 [--seed 0] [--resource cmem]
 
@@ -39,6 +40,7 @@ RESOURCES = {  # key, the values drawn for the smaller and the larger design (Mi
     "vmem": ("vmem.capacity", [2, 4, 8, 12, 16, 24, 32], "MiB"),
     "mxu": ("mxu.count", [1, 2, 3, 4, 5, 6, 8], ""),
     "hbm_bw": ("hbm.bandwidth", [200, 300, 614, 900, 1200, 2000, 3000], "GB/s"),
+    "hbm": ("hbm.capacity", [8, 12, 16, 24, 32, 64], "GiB"),
     "cmem_bw": ("cmem.bandwidth", [300, 600, 1000, 2151, 4000], "GB/s"),
     "vmem_bw": ("vmem.bandwidth", [2, 5, 13.5, 20, 40], "TB/s"),
 }
@@ -104,10 +106,13 @@ def main(argv=None) -> int:
                 continue
             a = Simulator(hw_small).run(_workload(workload))
             b = Simulator(hw_large).run(_workload(workload))
-            if not (a.feasible and b.feasible):
+            if not a.feasible:
                 continue
             evaluated += 1
-            if b.latency_s > a.latency_s * (1 + REL):
+            if not b.feasible:  # more of a resource made a design point that fit infeasible
+                slower += 1
+                worst.append((float("inf"), base, workload, small, large, a.latency_s, float("nan")))
+            elif b.latency_s > a.latency_s * (1 + REL):
                 slower += 1
                 worst.append((b.latency_s / a.latency_s - 1, base, workload, small, large, a.latency_s, b.latency_s))
         worst.sort(reverse=True)
