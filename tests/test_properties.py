@@ -475,9 +475,7 @@ def test_more_bandwidth_at_any_level_is_never_slower(design, case, level, factor
 @given(designs(), workloads, st.sampled_from([1.25, 2.0, 4.0]))
 def test_a_higher_clock_is_never_slower(design, case, factor):
     """The clock scales every cycle count (arrays, vector unit) into less time; bandwidths are
-    bytes per second and latencies seconds, so they stay (the CIM mapper's feed per cycle,
-    VMEM bandwidth / clock, falls, but that is the same bytes per second). Nothing gets
-    slower."""
+    bytes per second and latencies seconds, so they stay. Nothing gets slower."""
     faster = design.with_(f"clock={design.hw.clock * factor} Hz")
     _, workload, slow = run(design, case)
     not_slower(Simulator(faster.hw).run(workload), slow)

@@ -94,8 +94,9 @@ def undominated(timings) -> tuple[ArrayTiming, ...]:
         return (y.compute_cycles <= x.compute_cycles and y.folds >= x.folds and y.a_reads <= x.a_reads
                 and y.b_reads <= x.b_reads and y.weight_write_bytes <= x.weight_write_bytes)
 
+    # x goes when another beats it, or equals it everywhere and came first
     return tuple(x for i, x in enumerate(distinct)
-                 if not any(worse(x, y) and (x != y) and (not worse(y, x) or j < i) for j, y in enumerate(distinct)))
+                 if not any(worse(x, y) and (j < i or not worse(y, x)) for j, y in enumerate(distinct) if j != i))
 
 
 _KINDS: dict[str, Callable[[object], MatrixUnitModel]] = {}
