@@ -115,3 +115,18 @@ def test_two_types_of_one_width_are_an_error_not_a_guess(tpu):
     for a, w in ((DType.INT8, DType.FP8), (DType.FP8, DType.INT8), (DType.BF16, DType.FP16)):
         with pytest.raises(UnsupportedOpError, match=f"multiplies {a} by {w}: two types of one width"):
             Simulator(tpu).run(gemm(w, a))
+
+
+def test_int4_weights_take_half_the_capacity():
+    # a 4096 x 4096 weight: 16 MiB at int8, 8 MiB at int4; with 1 MiB of activations, a 12 MiB
+    # HBM (and no CMEM) holds the int4 one only
+    hw = load_hardware(HW / "tpuv4i.yaml", ["cmem=null", "hbm.capacity=12 MiB"])
+
+    def square(weights):
+        a, w, y = Tensor("x", (64, 4096), DType.INT8), Tensor("w", (4096, 4096), weights, Role.WEIGHT), \
+            Tensor("y", (64, 4096), DType.INT8)
+        return Workload("g", (Phase("p", OpGraph([Gemm("g", (a, w), (y,), 1, 64, 4096, 4096, False)])),))
+
+    assert Simulator(hw).run(square(DType.INT4)).feasible
+    wide = Simulator(hw).run(square(DType.INT8))  # 16 MiB + 2 x 256 KiB of activations
+    assert not wide.feasible and "16.5 MiB of HBM" in wide.reason
