@@ -219,7 +219,11 @@ def _local_cluster(workers: int):
         with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
             return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                 protocol="tls://", security=security, dashboard_address=None,
-                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, silence_logs=logging.WARNING)
+                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                # the cluster is this sweep's alone: what goes wrong in it comes back as
+                                # error rows; its processes' own logs would only be noise (a worker's
+                                # heartbeat traceback when Ctrl-C closes the scheduler first)
+                                silence_logs=logging.CRITICAL)
     except (OSError, RuntimeError) as exc:  # no port, no process: Dask says which
         raise ArchsimError(f"cannot start a local Dask cluster: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
                            "use --executor pool") from None
