@@ -8,7 +8,7 @@ import pytest
 from archsim.api import Simulator, load_hardware
 from archsim.dtypes import DType
 from archsim.hw.memory import Level
-from archsim.hw.placement import _activations_within, _analysis, _Item, _knapsack, _Savings, _shape_of, place
+from archsim.hw.placement import _activations_within, _analysis, _Item, _knapsack, _Savings, workload_shape, place
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import CacheWrite, Gemm
 from archsim.ir.tensor import Role, Tensor
@@ -66,7 +66,7 @@ def test_a_weight_is_worth_its_ops_time_saved_less_its_preload():
     hw = load_hardware(HW / "tpuv4i.yaml", ["mxu.count=8"])
     sim = Simulator(hw)
     workload = phases((8, 4096, 4096, 100))
-    analysis = _analysis(workload, _shape_of(workload))
+    analysis = _analysis(workload, workload_shape(workload))
     (op,) = workload.phases[0].graph.ops()
     far = sim.op_time(op, (Level.HBM, Level.HBM, Level.HBM))
     near = sim.op_time(op, (Level.HBM, Level.CMEM, Level.HBM))
@@ -110,7 +110,7 @@ def test_the_decode_weight_wins_the_cmem_over_the_larger_prefill_one():
 
 def test_activation_rungs_are_every_footprint_of_the_workload():
     workload = phases((8, 1024, 1024, 1), (64, 1024, 1024, 1), (512, 1024, 1024, 1), (4096, 1024, 1024, 1))
-    analysis = _analysis(workload, _shape_of(workload))
+    analysis = _analysis(workload, workload_shape(workload))
     # footprints (x + y, int8): 8 x 2048, 64 x 2048, 512 x 2048 and 4096 x 2048 bytes, and none
     assert [r.reserve for r in analysis.ladder] == [0.0, 8 * 2048, 64 * 2048, 512 * 2048, 4096 * 2048]
     rung = analysis.ladder[2]

@@ -113,7 +113,7 @@ class _Analysis:
     hbm_floor: float  # HBM every plan needs: the persistent tensors the workload does not create
 
 
-def _shape_of(workload: Workload) -> tuple[int, ...]:
+def workload_shape(workload: Workload) -> tuple[int, ...]:
     """With the workload, the key of the caches below: a graph can still grow (``add``)."""
     return tuple(len(phase.graph) for phase in workload.phases)
 
@@ -174,7 +174,7 @@ def _activations_within(op_activations, reserve: float) -> frozenset[str]:
 
 @register_placement("time_knapsack")
 def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tuple[Placement, ...]:
-    analysis = _analysis(workload, _shape_of(workload))
+    analysis = _analysis(workload, workload_shape(workload))
     capacity = hw.cmem.capacity if hw.cmem is not None else 0.0
     # a preload reads HBM and writes CMEM at once: its bytes at the slower, after an access latency
     per_byte = 1 / min(hw.hbm.bandwidth, hw.cmem.bandwidth) if hw.cmem is not None else 0.0

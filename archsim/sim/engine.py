@@ -13,7 +13,7 @@ from archsim.hw.energy import Energy, EnergyModel
 from archsim.hw.matrix import MatmulShape, build_matrix_unit
 from archsim.hw.matrix.base import clear_matrix_units
 from archsim.hw.memory import Level, Placement, Traffic
-from archsim.hw.placement import clear_placements, place
+from archsim.hw.placement import workload_shape, clear_placements, place
 from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import vector_cycles
@@ -52,7 +52,7 @@ class Simulator:
     def run(self, workload: Workload) -> RunResult:
         """Evaluate every candidate placement; keep the fastest (then the least energy)."""
         try:
-            placements = place(self.hw, workload, self.placement_policy, self.op_time)
+            placements = self._placements(workload)
             feasible = [p for p in placements if p.feasible]
             times = [self._latency(workload, p) for p in feasible]
         except TilingError as exc:  # an op that fits no VMEM tiling fits none under any placement
@@ -63,6 +63,17 @@ class Simulator:
         fastest = min(times)
         results = [self.run_with(workload, p) for p, t in zip(feasible, times) if t == fastest]
         return min(results, key=lambda r: r.energy.total)  # the first of equal ones
+
+    def _placements(self, workload: Workload) -> tuple[Placement, ...]:
+        """The placement search's plans, shared by chips alike in everything costs read and in
+        their capacities (the same workload run again, a sweep's repeated points)."""
+        hw = self.hw
+        key = (workload, workload_shape(workload), self.placement_policy, self._fingerprint.key((Level.CMEM, Level.HBM)),
+               hw.cmem.capacity if hw.cmem is not None else 0.0, hw.hbm.capacity)
+        plans = _PLANS.get(key)
+        if plans is None:
+            plans = _PLANS.put(key, place(hw, workload, self.placement_policy, self.op_time))
+        return plans
 
     def _latency(self, workload: Workload, placement: Placement) -> float:
         """The run's time under ``placement``: ``run_with(...).latency_s`` to the bit (the same
@@ -263,12 +274,14 @@ class Simulator:
 # Distinct (chip, op, placement) costs kept per process: a sweep's design points share the ops
 # of their workloads, and points that differ only in capacities share every cost.
 _COSTS: BoundedMemo[OpCost] = BoundedMemo(size=50_000)  # about 2 kB each: 100 MB at most
+_PLANS: BoundedMemo[tuple[Placement, ...]] = BoundedMemo(size=256)  # a few plans of a workload each
 
 
 def clear_caches() -> None:
     """Forget every cost, timing, tiling and placement computed so far (benchmarks time cold
     runs with it; results never depend on it)."""
     _COSTS.clear()
+    _PLANS.clear()
     clear_matrix_units()
     clear_tilings()
     clear_placements()
