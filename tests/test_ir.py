@@ -74,8 +74,15 @@ def test_graph_edges_follow_tensors():
 def test_vector_work_counts():
     x = Tensor("x", (4, 10), DType.BF16)
     y = Tensor("y", (4, 10), DType.BF16)
-    assert ops.Softmax("s", (x,), (y,), 4, 10).vector_work == ops.VectorWork(160, 44)
-    assert ops.Activation("a", (x,), (y,), 4, 10, "silu").vector_work == ops.VectorWork(120, 80)
+    # softmax: max (1 op), sum of exp (2 ops, 1 exp), normalise (2 ops, 1 exp, 1 reciprocal a row)
+    assert ops.Softmax("s", (x,), (y,), 4, 10).vector_work == ops.VectorWork(
+        200, 84, (("exp", 80), ("reciprocal", 4)))
+    assert ops.Activation("a", (x,), (y,), 4, 10, "silu").vector_work == ops.VectorWork(
+        120, 80, (("exp", 40), ("reciprocal", 40)))
+    # layernorm: mean (1), mean of squares (2), normalise (4, 1 rsqrt a row)
+    assert ops.LayerNorm("n", (x,), (y,), 4, 10).vector_work == ops.VectorWork(280, 4, (("rsqrt", 4),))
+    assert [len(o.passes) for o in (ops.Softmax("s", (x,), (y,), 4, 10), ops.LayerNorm("n", (x,), (y,), 4, 10),
+                                    ops.RMSNorm("r", (x,), (y,), 4, 10))] == [3, 3, 2]
 
 
 def test_phase_repeat_is_not_copies():

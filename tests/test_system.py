@@ -50,25 +50,28 @@ def test_one_chip_system_equals_the_chip_exactly(workload):
 @pytest.mark.parametrize("chips", [2, 3, 4, 8, 16])
 @pytest.mark.parametrize("size", [1.0, 4096.0, 7.34e6, 2.1e9])
 def test_ring_all_reduce_matches_the_closed_form(chips, size):
-    hw = system(chips, f"system.parallelism.tensor={chips}")
-    bandwidth = hw.ici.link_bandwidth * (hw.ici.links // (1 if chips == 2 else 2))
-    closed = 2 * (chips - 1) / chips * size / bandwidth + 2 * (chips - 1) * hw.ici.link_latency
-    ring = topology_of(hw)
-    got = ring.all_reduce(size, range(chips))
-    assert got.time_s == pytest.approx(closed, rel=1e-12)
-    assert got.sent_per_chip == pytest.approx(2 * (chips - 1) / chips * size, rel=1e-12)
-    gather = ring.all_gather(size, range(chips))
-    assert gather.time_s == pytest.approx((chips - 1) / chips * size / bandwidth + (chips - 1) * hw.ici.link_latency)
+    for algorithm, directions in (("ring", 1), ("bidirectional_ring", 1 if chips == 2 else 2)):
+        hw = system(chips, f"system.parallelism.tensor={chips}", f"system.collective_algorithm={algorithm}")
+        # one way: the links to one neighbour; both ways (more than two chips): to both at once
+        bandwidth = directions * hw.ici.link_bandwidth * (hw.ici.links // (1 if chips == 2 else 2))
+        closed = 2 * (chips - 1) / chips * size / bandwidth + 2 * (chips - 1) * hw.ici.link_latency
+        ring = topology_of(hw)
+        got = ring.all_reduce(size, range(chips))
+        assert got.time_s == pytest.approx(closed, rel=1e-12)
+        assert got.sent_per_chip == pytest.approx(2 * (chips - 1) / chips * size, rel=1e-12)
+        gather = ring.all_gather(size, range(chips))
+        assert gather.time_s == pytest.approx((chips - 1) / chips * size / bandwidth + (chips - 1) * hw.ici.link_latency)
 
 
 def test_torus_and_switch_collectives_match_their_closed_forms():
     hw = system(16, "system.topology={kind: torus2d, shape: [4, 4]}", "ici.links=4", "system.parallelism.tensor=16")
     torus = topology_of(hw)
     size, b, a = 64e6, hw.ici.link_bandwidth, hw.ici.link_latency  # 4 links, 4 neighbours: 1 link each
-    row = 3 * (a + size / 4 / b)  # reduce-scatter (or all-gather) along a row of 4
-    column = 2 * 3 * (a + size / 16 / b)  # all-reduce of a quarter along a column of 4
+    # bidirectional rings: half of each chunk goes each way, over the links to both neighbours
+    row = 3 * (a + size / 4 / (2 * b))  # reduce-scatter (or all-gather) along a row of 4
+    column = 2 * 3 * (a + size / 16 / (2 * b))  # all-reduce of a quarter along a column of 4
     assert torus.all_reduce(size, range(16)).time_s == pytest.approx(2 * row + column, rel=1e-12)
-    assert torus.all_reduce(size, range(4)).time_s == pytest.approx(2 * 3 * (a + size / 4 / b), rel=1e-12)
+    assert torus.all_reduce(size, range(4)).time_s == pytest.approx(2 * 3 * (a + size / 4 / (2 * b)), rel=1e-12)
 
     hw = system(8, "system.topology={kind: switch, latency: 300 ns, energy_per_byte: 1 pJ/B}",
                 "system.parallelism.tensor=8")

@@ -9,9 +9,12 @@ matter (one fold and one tile, or a memory-bound op) and ``overlapped_time`` dir
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from archsim.api import gemm_workload, load_hardware, run_gemm, simulate
+from archsim.config.loader import parse_overrides
 from archsim.dtypes import DType
 from archsim.hw.memory import Level, Traffic, place
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
@@ -150,22 +153,40 @@ def softmax_workload(rows, length):
 
 
 @pytest.mark.parametrize("rows,length,cycles,steps", [
-    # 8 x 1000: 4 ALU ops and 1 exp an element, 1 reciprocal a row: 32000 ALU, 8008 special:
-    # 32000 / 2048 + 8008 x 2 / 1024 = 15.625 + 15.64 -> 32 cycles; a block is one vector of
-    # 1024 lanes (a row is shorter): ceil(8000 / 1024) = 8 steps
-    (8, 1000, 32, 8),
-    # 4 x 3000: 48000 ALU, 12004 special: 23.44 + 23.45 -> 47 cycles; a block is a whole row
-    # (3000 > 1024 lanes): 4 steps
-    (4, 3000, 47, 4),
+    # Three passes (max; sum of exp; normalise with exp again and one reciprocal a row). On
+    # TPUv4i (1024 lanes, 2 ALU ops a lane a cycle, 2 cycles a transcendental), n elements:
+    # max: n / 2048; sum: 2n / 2048 + 2n / 1024; normalise: 2n / 2048 + 2(n + rows) / 1024.
+    # 8 x 1000 (n = 8000): ceil(3.906) = 4, ceil(7.8125 + 15.625) = 24, ceil(7.8125 + 15.64) = 24;
+    # a block is one vector of 1024 lanes (a row is shorter): ceil(8000 / 1024) = 8 steps
+    (8, 1000, (4, 24, 24), 8),
+    # 4 x 3000 (n = 12000): ceil(5.86) = 6, ceil(11.72 + 23.44) = 36, ceil(11.72 + 23.45) = 36;
+    # a block is a whole row (3000 > 1024 lanes): 4 steps
+    (4, 3000, (6, 36, 36), 4),
 ])
 def test_vector_op_traffic_and_time(tpuv4i, rows, length, cycles, steps):
     (op,) = simulate(tpuv4i, softmax_workload(rows, length)).ops
     size = rows * length * 2
-    # x read from CMEM into VMEM and read by the VPU; y written to VMEM, drained to CMEM
-    assert op.traffic == Traffic(2 * size, 2 * size, size, size, 0.0, 0.0)
-    assert op.compute_cycles == cycles and op.vector_ops == 5 * rows * length + rows
-    t_mem = 2 * size / CMEM_BW  # CMEM (4.3 TB/s of work on 2.151 TB/s) is busier than VMEM
-    assert op.latency_s == pytest.approx(CMEM_LAT + max(t_mem, t_mem / steps + cycles / CLOCK), rel=REL)
+    # each pass reads x from CMEM into VMEM, where the VPU reads it; the last writes y to VMEM,
+    # drained to CMEM: x three times, y once
+    assert op.traffic == Traffic(4 * size, 4 * size, 3 * size, size, 0.0, 0.0)
+    assert op.compute_cycles == sum(cycles)
+    assert op.vector_ops == 5 * rows * length + 2 * rows * length + rows
+    # CMEM (2.151 TB/s) is busier than VMEM (13.5 TB/s, twice the bytes) in every pass
+    t_mem = (size / CMEM_BW, size / CMEM_BW, 2 * size / CMEM_BW)
+    expected = sum(CMEM_LAT + max(t, t / steps + c / CLOCK) for t, c in zip(t_mem, cycles))
+    assert op.latency_s == pytest.approx(expected, rel=REL)
+
+
+def test_rows_pad_to_whole_lane_widths(tpuv4i):
+    """A row of 100 elements on 128-wide lanes takes 128 in registers and in the layout."""
+    padded = load_hardware(TPUV4I, parse_overrides(["vpu.lane_width=128"]))
+    (plain,) = simulate(tpuv4i, softmax_workload(64, 100)).ops
+    (op,) = simulate(padded, softmax_workload(64, 100)).ops
+    assert op.traffic == Traffic(*(x * 128 / 100 for x in dataclasses.astuple(plain.traffic)))
+    # max pass: 64 x 128 / 2048 = 4 cycles (100 wide: ceil(3.125) = 4); sum: 8192 x (2 / 2048 +
+    # 2 / 1024) = 24; normalise: 8 + (8192 + 64) x 2 / 1024 = 24.125 -> 25
+    assert op.compute_cycles == 4 + 24 + 25
+    assert op.vector_ops == 5 * 8192 + 2 * 8192 + 64
 
 
 # -- data movement ops and the CMEM preload --------------------------------------------------

@@ -67,9 +67,13 @@ def test_ring_sends_and_broadcasts():
 
 def test_ring_all_reduce_and_all_gather():
     four = ring(4)
-    # 2 (n - 1) = 6 steps of S/4 between neighbours; 4 chips x 6 x S/4 byte-hops
-    close(four.all_reduce(S, range(4)), 6 * (ALPHA + S / 4 / B), 6 * S / 4, 6 * S / 4 * 4 * E)
-    close(four.all_gather(S, range(4)), 3 * (ALPHA + S / 4 / B), 3 * S / 4, 3 * S / 4 * 4 * E)
+    # 2 (n - 1) = 6 steps of S/4 between neighbours, half each way round (the links to both
+    # neighbours at once): S/8 over one link a step; 4 chips x 6 x S/4 byte-hops
+    close(four.all_reduce(S, range(4)), 6 * (ALPHA + S / 8 / B), 6 * S / 4, 6 * S / 4 * 4 * E)
+    close(four.all_gather(S, range(4)), 3 * (ALPHA + S / 8 / B), 3 * S / 4, 3 * S / 4 * 4 * E)
+    # one way round: S/4 over the one link to the next chip a step
+    one_way = ring(4, "system.collective_algorithm=ring")
+    close(one_way.all_reduce(S, range(4)), 6 * (ALPHA + S / 4 / B), 6 * S / 4, 6 * S / 4 * 4 * E)
     # a pair: 2 steps of S/2 over both links
     close(ring(2).all_reduce(S, range(2)), 2 * (ALPHA + S / 2 / (2 * B)), S, 2 * S / 2 * 2 * E)
 
@@ -78,8 +82,8 @@ def test_a_group_smaller_than_the_ring_runs_over_a_line():
     eight = ring(8)
     # chips 0-3 of an 8-ring: the ring's closing edge 3 -> 0 is 3 hops: every step waits for
     # it (3 latencies), and each step's S/4 crosses 1 + 1 + 1 + 3 = 6 links
-    close(eight.all_reduce(S, range(4)), 6 * (3 * ALPHA + S / 4 / B), 6 * S / 4, 6 * S / 4 * 6 * E)
-    close(eight.all_gather(S, range(4)), 3 * (3 * ALPHA + S / 4 / B), 3 * S / 4, 3 * S / 4 * 6 * E)
+    close(eight.all_reduce(S, range(4)), 6 * (3 * ALPHA + S / 8 / B), 6 * S / 4, 6 * S / 4 * 6 * E)
+    close(eight.all_gather(S, range(4)), 3 * (3 * ALPHA + S / 8 / B), 3 * S / 4, 3 * S / 4 * 6 * E)
 
 
 # -- 2-D torus -----------------------------------------------------------------------------
@@ -98,17 +102,18 @@ def test_torus_neighbour_bandwidth():
 def test_torus_all_reduce_over_whole_rows():
     t = torus("ici.links=3")
     # reduce-scatter along each row of 4 (3 steps of S/4), all-reduce of each quarter along
-    # the columns of 2 (2 steps of S/8), all-gather along the rows (3 steps of S/4)
-    time = 2 * 3 * (ALPHA + S / 4 / B) + 2 * (ALPHA + S / 8 / B)
+    # the columns of 2 (2 steps of S/8), all-gather along the rows (3 steps of S/4); a row's
+    # ring sends half each way (S/8 a link), a column of 2 has one neighbour
+    time = 2 * 3 * (ALPHA + S / 8 / B) + 2 * (ALPHA + S / 8 / B)
     # byte-hops: rows: 2 rows x 3 steps x S/4 x 4 links, twice; columns: 4 x 2 steps x S/8 x 2
     energy = (2 * 2 * 3 * S / 4 * 4 + 4 * 2 * S / 8 * 2) * E
     close(t.all_reduce(S, range(8)), time, 2 * 3 * S / 4 + 2 * S / 8, energy)
     assert energy == pytest.approx(2 * 7 / 8 * S * 8 * E)  # 2 (n-1)/n S from each of 8 chips, 1 hop
     # all-gather: the quarters along y (1 step of S/8), then the rows (3 steps of S/4)
-    close(t.all_gather(S, range(8)), (ALPHA + S / 8 / B) + 3 * (ALPHA + S / 4 / B), S / 8 + 3 * S / 4,
+    close(t.all_gather(S, range(8)), (ALPHA + S / 8 / B) + 3 * (ALPHA + S / 8 / B), S / 8 + 3 * S / 4,
           (4 * S / 8 * 2 + 2 * 3 * S / 4 * 4) * E)
     # a group within one row is a ring of 4 (wrapping: every edge one hop)
-    close(t.all_reduce(S, range(4)), 6 * (ALPHA + S / 4 / B), 6 * S / 4, 6 * S / 4 * 4 * E)
+    close(t.all_reduce(S, range(4)), 6 * (ALPHA + S / 8 / B), 6 * S / 4, 6 * S / 4 * 4 * E)
 
 
 # -- switch --------------------------------------------------------------------------------
@@ -288,7 +293,7 @@ def test_tensor_parallel_all_reduce_op():
     w = Workload("ar", (Phase("p", OpGraph([AllReduce("ar", (x,), (y,), group=4)])),))
     (op,) = Simulator(hw).run(w).ops
     size = 64 * 1024 * 2
-    transfer = 6 * (ALPHA + size / 4 / B)  # 7.97 us: the ring all-reduce
+    transfer = 6 * (ALPHA + size / 8 / B)  # 6.98 us: the bidirectional ring all-reduce
     # the chip reads x from CMEM and writes y (121 ns), and adds 3/4 of the elements it
     # receives: 49152 ALU ops / 2048 a cycle = 24 cycles: both hidden under the transfer
     assert op.latency_s == pytest.approx(transfer, rel=REL)

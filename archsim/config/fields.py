@@ -92,6 +92,9 @@ Count = Annotated[int, Field(strict=True, gt=0), AfterValidator(_at_most_max_cou
 NonNegativeCount = Annotated[int, Field(strict=True, ge=0), AfterValidator(_at_most_max_count)]
 # A finite, bounded plain number (a scaling factor, an acceptance rate).
 Factor = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+PositiveFactor = Annotated[float, Field(allow_inf_nan=False, gt=0, le=MAX_MAGNITUDE)]
+# A share of a whole, 0 to 1 (an achievable fraction of a peak, an overlap).
+Fraction = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]
 
 def _quantity_type(dim: units.Dim, check) -> Any:
     """A float field read from a quantity of ``dim`` in SI units and checked by ``check``."""

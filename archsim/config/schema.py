@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from archsim import units
 from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Factor, Frequency, Latency, Length, NonNegativeCount,
-    Power, Size, Strict, value_dims,
+    Fraction, PositiveFactor, Power, Size, Strict, value_dims,
 )
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
@@ -48,6 +48,12 @@ class SystolicConfig(Scaled):
         min_length=1, description="MACs one PE completes per cycle, per supported operand dtype; a rate p > 1 "
         "is modelled as p reduction elements packed per PE"
     )
+    weight_load_rows_per_cycle: Count = Field(
+        default=1, description="rows of the stationary tile shifted into an array per cycle (ws, is): "
+        "a tile of R rows loads in R / this many cycles")
+    weight_load_overlap: Fraction = Field(
+        default=1.0, description="share of a fold's stationary load hidden behind the previous fold's "
+        "stream: 1 = fully double-buffered (a fold costs max(stream, load)), 0 = serial (stream + load)")
     mac_energy: dict[DType, Energy] = Field(description="energy of one MAC in the array, per dtype")
     pe_area: Area = Field(description="area of one PE (the array's share of the MXU)")
 
@@ -139,9 +145,15 @@ class VectorUnitConfig(Scaled):
     alu_ops_per_lane_per_cycle: Count = Field(
         description="simple ops (add, mul, max, compare, select) per lane per cycle"
     )
-    special_cycles_per_op: Count = Field(
+    special_cycles_per_op: PositiveFactor = Field(
         description="cycles one lane needs for a transcendental (exp, tanh, rsqrt, reciprocal)"
     )
+    special_cycles: dict[Literal["exp", "tanh", "rsqrt", "reciprocal"], PositiveFactor] = Field(
+        default={}, description="cycles one lane needs for these transcendentals, where they differ from "
+        "special_cycles_per_op")
+    lane_width: Count | None = Field(
+        default=None, description="lanes along a row (the minor dimension of a vector register); a row's "
+        "length is padded to a multiple of it, in registers and in memory layouts. Default: no padding")
     convert_ops_per_element: NonNegativeCount | None = Field(
         default=None, description="ALU ops to convert one element stored narrower than the MACs' type "
         "(weight-only quantisation: unpack and scale) as the arrays read it; none: such matmuls are an error")
@@ -153,10 +165,16 @@ class VectorUnitConfig(Scaled):
 class MemoryLevelConfig(Scaled):
     capacity: Size
     bandwidth: Bandwidth
+    efficiency: Fraction = Field(default=1.0, gt=0, description="achievable share of the peak bandwidth "
+                                 "(refresh, bank conflicts, DMA descriptor gaps)")
     latency: Latency = Field(description="access latency exposed once per transfer stream")
     read_energy: EnergyPerByte
     write_energy: EnergyPerByte
     area_per_byte: AreaPerByte | None = Field(default=None, description="on-die area per byte; none: off-die")
+
+    @property
+    def achievable_bandwidth(self) -> float:
+        return self.bandwidth * self.efficiency
 
 
 class IciConfig(Scaled):
@@ -167,6 +185,45 @@ class IciConfig(Scaled):
     link_latency: Latency
     energy_per_byte: EnergyPerByte
     area: Area = Field(description="on-die area of the links' controllers and PHYs")
+    efficiency: Fraction = Field(default=1.0, gt=0, description="achievable share of link_bandwidth "
+                                 "(packet headers, flow control)")
+
+    @property
+    def achievable_bandwidth(self) -> float:
+        return self.link_bandwidth * self.efficiency
+
+
+# The op kinds a dispatch cost can name (archsim.ir.ops: each op class's ``kind``).
+OP_KINDS = ("gemm", "attn_score", "attn_context", "softmax", "layernorm", "rmsnorm", "activation", "elementwise",
+            "embedding", "cache_write", "preload", "all_reduce", "all_gather")
+DispatchTable = dict[str, Latency]
+
+
+class DispatchConfig(Strict):
+    """A fixed cost per op, on top of its work: the time from one op's end to the next op's
+    start. Keyed by op kind, with ``default`` for the kinds not listed.
+
+    ``call`` is an op launched on its own (a host dispatch per op: what a per-op microbenchmark
+    times, or eager execution); ``program`` an op inside one compiled program (the device's own
+    issue of the next kernel). A run uses one of the two (``Simulator(dispatch=...)``)."""
+
+    call: DispatchTable = Field(default={"default": 0.0}, description="per op launched on its own, by op kind")
+    program: DispatchTable = Field(default={"default": 0.0}, description="per op in a compiled program, by op kind")
+
+    @field_validator("call", "program")
+    @classmethod
+    def _known_kinds(cls, table: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(table) - set(OP_KINDS) - {"default"})
+        if unknown:
+            raise ValueError(f"unknown op kind {', '.join(map(repr, unknown))}; expected default or one of: "
+                             f"{', '.join(OP_KINDS)}")
+        if "default" not in table:
+            raise ValueError("needs a 'default' entry (the cost of the op kinds not listed)")
+        return table
+
+    def cost(self, mode: str, kind: str) -> float:
+        table = self.call if mode == "call" else self.program
+        return table.get(kind, table["default"])
 
 
 class NodeFactors(Strict):
@@ -232,6 +289,7 @@ class HardwareConfig(Strict):
     tdp: Power | None = Field(default=None, description="thermal design power: a run whose average "
                               "power exceeds it is flagged (a real chip would throttle)")
     periphery_area: Area = Field(description="die area outside the modelled units (HBM PHYs, DMA, control)")
+    dispatch: DispatchConfig = Field(default=DispatchConfig(), description="fixed cost per op (launch, dispatch)")
     system: SystemConfig = Field(default=SystemConfig(), description="chips, topology and parallel mapping; default one chip")
     sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
 

@@ -62,6 +62,9 @@ class SystemConfig(Strict):
     chips: Count = Field(default=1, le=65536)
     topology: TopologyConfig = RingTopology(kind="ring")
     parallelism: ParallelismConfig = ParallelismConfig()
+    collective_algorithm: Literal["ring", "bidirectional_ring"] = Field(
+        default="bidirectional_ring", description="ring collectives: one direction around the ring, or half "
+        "the data each way over both neighbours' links at once (as TPU systems run them)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "SystemConfig":

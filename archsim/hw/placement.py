@@ -177,7 +177,7 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
     analysis = _analysis(workload, workload_shape(workload))
     capacity = hw.cmem.capacity if hw.cmem is not None else 0.0
     # a preload reads HBM and writes CMEM at once: its bytes at the slower, after an access latency
-    per_byte = 1 / min(hw.hbm.bandwidth, hw.cmem.bandwidth) if hw.cmem is not None else 0.0
+    per_byte = 1 / min(hw.hbm.achievable_bandwidth, hw.cmem.achievable_bandwidth) if hw.cmem is not None else 0.0
     preload_latency = max(hw.hbm.latency, hw.cmem.latency) if hw.cmem is not None else 0.0
     if analysis.hbm_floor > hw.hbm.capacity:  # no plan fits HBM: say so for the one spilling least
         rung = [r for r in analysis.ladder if r.reserve <= capacity][-1]

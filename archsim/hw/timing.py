@@ -8,7 +8,7 @@ that, transfers and compute overlap, so
 
 which is T_mem + C for one step and tends to max(T_mem, C), the roofline bound, for many.
 T_mem is the busiest memory channel's time (each level's reads and writes over its
-bandwidth), C the unit's compute time and latency the exposed access latency. The time never
+achievable bandwidth, ``bandwidth x efficiency``), C the unit's compute time and latency the exposed access latency. The time never
 decreases when T_mem or C grows, nor when steps shrinks. Works elementwise on numpy arrays.
 """
 
@@ -33,7 +33,7 @@ def channel_times(hw: HardwareConfig, traffic: Traffic) -> dict[Level, float]:
     for level in Level:
         moved = traffic.total(level)
         if moved:
-            times[level] = moved / level_config(hw, level).bandwidth
+            times[level] = moved / level_config(hw, level).achievable_bandwidth
     return times
 
 

@@ -1,4 +1,10 @@
-"""Vector-unit timing from an op's element-wise work."""
+"""Vector-unit timing from an op's element-wise work.
+
+The lanes run simple ops at ``alu_ops_per_lane_per_cycle`` each and transcendentals at their
+own cost (``special_cycles`` by function, else ``special_cycles_per_op``). A row laid along the
+lanes fills whole vector registers: its length is padded to a multiple of ``lane_width``, in
+the registers and in the memory layout (a TPU tiles arrays (8, 128) in HBM as in VMEM).
+"""
 
 from __future__ import annotations
 
@@ -11,5 +17,16 @@ from archsim.ir.ops import VectorWork
 def vector_cycles(config: VectorUnitConfig, work: VectorWork) -> int:
     """Cycles the lanes need: simple ops at the ALU rate, transcendentals at their own rate."""
     alu = work.alu / (config.lanes * config.alu_ops_per_lane_per_cycle)
-    special = work.special * config.special_cycles_per_op / config.lanes
-    return math.ceil(alu + special)
+    named = 0
+    special = 0.0
+    for function, count in work.functions:
+        special += count * config.special_cycles.get(function, config.special_cycles_per_op)
+        named += count
+    special += (work.special - named) * config.special_cycles_per_op
+    return math.ceil(alu + special / config.lanes)
+
+
+def padded_row(config: VectorUnitConfig, row_length: int) -> int:
+    """A row's length as the lanes and the memory layout hold it."""
+    width = config.lane_width
+    return row_length if width is None else math.ceil(row_length / width) * width

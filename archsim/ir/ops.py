@@ -25,10 +25,38 @@ class Unit(StrEnum):
 
 @dataclass(frozen=True)
 class VectorWork:
-    """Work on the vector unit: simple ALU ops and transcendental ('special') ops."""
+    """Work on the vector unit: simple ALU ops and transcendental ('special') ops.
+    ``functions`` splits ``special`` by function ((name, count), ...) where known: a vector
+    unit may take longer for one transcendental than another."""
 
     alu: int
     special: int
+    functions: tuple[tuple[str, int], ...] = ()
+
+    def __add__(self, other: "VectorWork") -> "VectorWork":
+        counts: dict[str, int] = dict(self.functions)
+        for name, n in other.functions:
+            counts[name] = counts.get(name, 0) + n
+        return VectorWork(self.alu + other.alu, self.special + other.special, tuple(sorted(counts.items())))
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One kernel of a vector op's lowering, as a compiler emits it: a reduction pass reads the
+    op's data input (its first) and keeps per-row results; the last pass reads every input and
+    writes the outputs. Work per element (simple ops; transcendentals by function) and per row."""
+
+    alu: int
+    special: tuple[tuple[str, int], ...] = ()
+    per_row: tuple[tuple[str, int], ...] = ()
+
+    def work(self, elements: int, rows: int) -> VectorWork:
+        counts: dict[str, int] = {}
+        for name, n in self.special:
+            counts[name] = counts.get(name, 0) + n * elements
+        for name, n in self.per_row:
+            counts[name] = counts.get(name, 0) + n * rows
+        return VectorWork(self.alu * elements, sum(counts.values()), tuple(sorted(counts.items())))
 
 
 @dataclass(frozen=True)
@@ -139,8 +167,14 @@ class AttentionContext(MatMul):
 class VectorOp(Op):
     """An op on the vector unit over ``rows`` rows of ``row_length`` elements.
 
-    ``MIX[function]`` is its work: (simple ALU ops per element, transcendentals per element,
-    transcendentals per row), written out beside each table from the op's definition.
+    ``PASSES[function]`` is its lowering: the kernels it runs, in order (``Pass``); all but the
+    last are reductions over each row. Written out beside each table from the op's definition in
+    the published code. ASSUMPTION (TPU compilers are not published): ops are lowered as XLA's
+    generic fusion pass does (openxla/xla, xla/service/instruction_fusion.cc): a reduction is
+    fused with the element-wise ops producing its input, which are duplicated (recomputed) into
+    each consumer, but not with a sibling reduction nor with its own consumers. So an op makes one
+    pass over its input per reduction, then one that writes its output. The TPUv3 softmax and
+    layernorm timings (hw_configs/tpuv3.yaml) take about the time these passes predict.
     """
 
     rows: int
@@ -148,10 +182,10 @@ class VectorOp(Op):
     function: str = ""
 
     unit: ClassVar[Unit] = Unit.VPU
-    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {}
+    PASSES: ClassVar[dict[str, tuple[Pass, ...]]] = {}
 
     def __post_init__(self) -> None:
-        if (self.function or self.kind) not in self.MIX:
+        if (self.function or self.kind) not in self.PASSES:
             raise ValueError(f"op {self.name!r}: unknown {self.kind} function {self.function!r}")
 
     @property
@@ -159,49 +193,63 @@ class VectorOp(Op):
         return self.rows * self.row_length
 
     @property
+    def passes(self) -> tuple[Pass, ...]:
+        return self.PASSES[self.function or self.kind]
+
+    @property
     def vector_work(self) -> VectorWork:
-        alu, special, special_row = self.MIX[self.function or self.kind]
-        return VectorWork(alu * self.elements, special * self.elements + special_row * self.rows)
+        total = VectorWork(0, 0)
+        for p in self.passes:
+            total = total + p.work(self.elements, self.rows)
+        return total
 
 
 @dataclass(frozen=True)
 class Softmax(VectorOp):
     kind: ClassVar[str] = "softmax"
-    # max-reduce, subtract, exp, sum-reduce, multiply by 1/sum: 4 ALU + 1 exp per element,
-    # one reciprocal per row.
-    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {"softmax": (4, 1, 1)}
+    # jax.nn.softmax (jax-ml/jax, jax/_src/nn/functions.py): x_max = max(x); unnormalized =
+    # exp(x - x_max); result = unnormalized / sum(unnormalized). Passes: max-reduce (1 op);
+    # sum-reduce of exp(x - max) (subtract, exp, add); normalise, exp recomputed (subtract, exp,
+    # multiply by the row's reciprocal of the sum, one per row).
+    PASSES: ClassVar[dict[str, tuple[Pass, ...]]] = {"softmax": (
+        Pass(1), Pass(2, (("exp", 1),)), Pass(2, (("exp", 1),), (("reciprocal", 1),)))}
 
 
 @dataclass(frozen=True)
 class LayerNorm(VectorOp):
     kind: ClassVar[str] = "layernorm"
-    # mean (add), subtract, square, variance (add), scale by rstd, gamma, beta: 7 ALU per element,
-    # one rsqrt per row.
-    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {"layernorm": (7, 0, 1)}
+    # flax.linen.LayerNorm / jax.nn.standardize: mean = mean(x); var = mean(x^2) - mean^2 (two
+    # sibling reductions: two passes, 1 add and a square plus an add); normalise: subtract, scale
+    # by rsqrt(var + eps) (one per row), gamma, beta: 4 per element.
+    PASSES: ClassVar[dict[str, tuple[Pass, ...]]] = {"layernorm": (
+        Pass(1), Pass(2), Pass(4, (), (("rsqrt", 1),)))}
 
 
 @dataclass(frozen=True)
 class RMSNorm(VectorOp):
     kind: ClassVar[str] = "rmsnorm"
-    # square, sum, scale by rms, gamma: 4 ALU per element, one rsqrt per row.
-    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {"rmsnorm": (4, 0, 1)}
+    # LlamaRMSNorm (huggingface/transformers, models/llama/modeling_llama.py): variance =
+    # mean(x^2) (square, add); x * rsqrt(variance + eps) (one per row) * weight: 2 per element.
+    PASSES: ClassVar[dict[str, tuple[Pass, ...]]] = {"rmsnorm": (Pass(2), Pass(2, (), (("rsqrt", 1),)))}
 
 
 @dataclass(frozen=True)
 class Activation(VectorOp):
-    """A pointwise nonlinearity."""
+    """A pointwise nonlinearity: one pass."""
 
     function: str = "gelu"
     kind: ClassVar[str] = "activation"
     # gelu (tanh form): x^3 (2 mul), *c, +x, *sqrt(2/pi), tanh, +1, *x, *0.5: 8 ALU + 1 tanh
     # silu: x * sigmoid(x) = x / (1 + exp(-x)): negate, exp, add, reciprocal, mul: 3 ALU + 2
     # relu: max(x, 0): 1 ALU
-    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {"gelu": (8, 1, 0), "silu": (3, 2, 0), "relu": (1, 0, 0)}
+    PASSES: ClassVar[dict[str, tuple[Pass, ...]]] = {
+        "gelu": (Pass(8, (("tanh", 1),)),), "silu": (Pass(3, (("exp", 1), ("reciprocal", 1))),),
+        "relu": (Pass(1),)}
 
 
 @dataclass(frozen=True)
 class Elementwise(VectorOp):
-    """A pointwise op over two or three operands."""
+    """A pointwise op over two or three operands: one pass."""
 
     function: str = "add"
     kind: ClassVar[str] = "elementwise"
@@ -209,13 +257,13 @@ class Elementwise(VectorOp):
     # modulate (adaLN): x * (1 + scale) + shift, (1 + scale) once per row: 2 per element.
     # gated_add (adaLN-Zero residual): x + gate * y: 2 per element.
     # axpby (sampler update, guidance): a * x + b * y: 3 per element.
-    MIX: ClassVar[dict[str, tuple[int, int, int]]] = {
-        "add": (1, 0, 0), "sub": (1, 0, 0), "mul": (1, 0, 0), "modulate": (2, 0, 0), "gated_add": (2, 0, 0),
-        "axpby": (3, 0, 0), "copy": (1, 0, 0),
+    PASSES: ClassVar[dict[str, tuple[Pass, ...]]] = {
+        "add": (Pass(1),), "sub": (Pass(1),), "mul": (Pass(1),), "modulate": (Pass(2),), "gated_add": (Pass(2),),
+        "axpby": (Pass(3),), "copy": (Pass(1),),
         # Taylor forecast of order m: sum of d_k dt^k / k!, a multiply-add per term (2m), and
         # the finite-difference refresh of m derivatives (a subtract and a scale each, 2m).
-        **{f"taylor{m}": (2 * m, 0, 0) for m in range(1, 9)},
-        **{f"diff{m}": (2 * m, 0, 0) for m in range(1, 9)},
+        **{f"taylor{m}": (Pass(2 * m),) for m in range(1, 9)},
+        **{f"diff{m}": (Pass(2 * m),) for m in range(1, 9)},
     }
 
 

@@ -38,6 +38,8 @@ class OpCost:
     # Of compute_s, the time the busiest matrix unit spends loading stationary operands,
     # filling and draining rather than streaming MACs (0 for other ops).
     fill_s: float = 0.0
+    # Of latency_s, the fixed cost of launching the op (``hw.dispatch``): nothing else runs.
+    dispatch_s: float = 0.0
 
     def relabeled(self, phase: str, name: str, repeat: int, copies: int) -> "OpCost":
         """The same cost for another op alike but for its labels. (``dataclasses.replace``
@@ -46,12 +48,23 @@ class OpCost:
         new.__dict__.update(self.__dict__, phase=phase, name=name, repeat=repeat, copies=copies)
         return new
 
+    def with_dispatch(self, dispatch_s: float) -> "OpCost":
+        """The op with its launch cost in front: the units idle, the time added to the latency."""
+        if not dispatch_s:
+            return self
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__, latency_s=self.latency_s + dispatch_s, dispatch_s=self.dispatch_s + dispatch_s)
+        return new
+
     @property
     def bound(self) -> str:
-        """What the op's time is mostly spent on: ``memory`` (transfers outlast the unit),
+        """What the op's time is mostly spent on: ``dispatch`` (its fixed launch cost outlasts its
+        work), ``memory`` (transfers outlast the unit),
         ``array-fill`` (the matrix units are the bottleneck but spend most of their time
         loading weights, filling and draining: a decode GEMM at a few % utilisation), else
         ``compute``."""
+        if self.dispatch_s > max(self.compute_s, self.memory_s):
+            return "dispatch"
         if self.compute_s < self.memory_s:
             return "memory"
         return "array-fill" if self.fill_s > FILL_BOUND * self.compute_s else "compute"

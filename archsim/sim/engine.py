@@ -16,7 +16,7 @@ from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.placement import workload_shape, clear_placements, place
 from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
-from archsim.hw.vector import vector_cycles
+from archsim.hw.vector import padded_row, vector_cycles
 from archsim.ir import ops
 from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.ir.tensor import Tensor
@@ -33,9 +33,15 @@ class UnsupportedOpError(ArchsimError):
 class Simulator:
     """A chip ready to evaluate workloads. Immutable after construction; reuse it freely."""
 
-    def __init__(self, hw: HardwareConfig, placement_policy: str = "time_knapsack"):
+    def __init__(self, hw: HardwareConfig, placement_policy: str = "time_knapsack", dispatch: str = "program"):
+        """``dispatch``: how ops are launched, which decides the fixed cost each pays
+        (``hw.dispatch``): ``program``, the ops of one compiled program (a whole model run), or
+        ``call``, every op launched on its own from the host (per-op microbenchmarks)."""
+        if dispatch not in ("program", "call"):
+            raise ValueError(f"dispatch must be 'program' or 'call', not {dispatch!r}")
         self.hw = hw
         self.placement_policy = placement_policy
+        self.dispatch = dispatch
         self.matrix_unit = build_matrix_unit(hw.mxu)
         self.energy = EnergyModel.of(hw)
         self.topology = topology_of(hw)
@@ -46,7 +52,7 @@ class Simulator:
         levels = [lv for lv in Level if getattr(self.hw, lv.value) is not None]
         return Channels(
             vmem_capacity=self.hw.vmem.capacity,
-            bandwidth=tuple((lv, getattr(self.hw, lv.value).bandwidth) for lv in levels),
+            bandwidth=tuple((lv, getattr(self.hw, lv.value).achievable_bandwidth) for lv in levels),
         )
 
     def run(self, workload: Workload) -> RunResult:
@@ -68,7 +74,8 @@ class Simulator:
         """The placement search's plans, shared by chips alike in everything costs read and in
         their capacities (the same workload run again, a sweep's repeated points)."""
         hw = self.hw
-        key = (workload, workload_shape(workload), self.placement_policy, self._fingerprint.key((Level.CMEM, Level.HBM)),
+        key = (workload, workload_shape(workload), self.placement_policy, self.dispatch,
+               self._fingerprint.key((Level.CMEM, Level.HBM)),
                hw.cmem.capacity if hw.cmem is not None else 0.0, hw.hbm.capacity)
         plans = _PLANS.get(key)
         if plans is None:
@@ -115,11 +122,12 @@ class Simulator:
         return self._shared_cost(op, levels).latency_s
 
     def _shared_cost(self, op: ops.Op, levels: tuple[Level, ...]) -> OpCost:
-        key = (self._fingerprint.key(levels), op.signature, levels)
+        key = (self._fingerprint.key(levels), self.dispatch, op.signature, levels)
         cost = _COSTS.get(key)
         if cost is None:
             homes = Placement(MappingProxyType(dict(zip(op.tensor_names, levels))), (), True)
-            cost = _COSTS.put(key, self._cost(op, homes, "", 1))  # labels are set per use
+            body = self._cost(op, homes, "", 1)  # labels are set per use
+            cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind)))
         return cost
 
     def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
@@ -193,15 +201,39 @@ class Simulator:
         return ops.VectorWork(math.ceil(elements * per_element), 0)
 
     def _vector_cost(self, op: ops.VectorOp, placement: Placement, phase: str, repeat: int) -> OpCost:
-        work = op.vector_work
-        cycles = vector_cycles(self.hw.vpu, work)
-        compute_s = cycles / self.hw.clock
-        traffic = self._stream_traffic(op.inputs, op.outputs, placement, through_vmem=True)
+        """The op's passes (``op.passes``) one after another, each streaming its data through
+        VMEM with the lanes' work overlapped. Rows are padded to whole lane widths."""
+        vpu, clock = self.hw.vpu, self.hw.clock
+        row = padded_row(vpu, op.row_length)
+        scale = row / op.row_length
+        elements = op.rows * row
         # The stream advances a row block at a time: at least one full vector of lanes, and
         # whole rows (a reduction needs its row resident).
-        chunk = max(self.hw.vpu.lanes, op.row_length)
-        steps = math.ceil(op.elements / chunk)
-        return self._streamed(op, phase, repeat, traffic, compute_s, cycles, steps, work, "vpu")
+        steps = math.ceil(elements / max(vpu.lanes, row))
+        traffic, work, times = Traffic(), ops.VectorWork(0, 0), {}
+        cycles = 0
+        compute_s = memory_s = latency = 0.0
+        last = len(op.passes) - 1
+        for i, step in enumerate(op.passes):
+            inputs, outputs = (op.inputs, op.outputs) if i == last else (op.inputs[:1], ())
+            moved = self._stream_traffic(inputs, outputs, placement, through_vmem=True, scale=scale)
+            done = step.work(elements, op.rows)
+            pass_cycles = vector_cycles(vpu, done)
+            pass_times = channel_times(self.hw, moved)
+            pass_memory = max(pass_times.values(), default=0.0)
+            latency += float(overlapped_time(pass_memory, pass_cycles / clock, steps,
+                                             access_latency(self.hw, pass_times)))
+            traffic, work, cycles = traffic + moved, work + done, cycles + pass_cycles
+            compute_s += pass_cycles / clock
+            memory_s += pass_memory
+            for level, t in pass_times.items():
+                times[level] = times.get(level, 0.0) + t
+        return OpCost(
+            phase=phase, name=op.name, kind=op.kind, unit="vpu", repeat=repeat, copies=op.copies, macs=0,
+            vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
+            latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
+            bottleneck=_bottleneck(compute_s, times, "vpu"),
+        )
 
     def _dma_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         if isinstance(op, ops.CacheWrite):
@@ -243,20 +275,23 @@ class Simulator:
         moved = sum(t.total_bytes for t in tensors)
         traffic = Traffic.of(Level.HBM, read=moved) + Traffic.of(Level.CMEM, write=moved)
         op = ops.Preload("preload.cmem", tensors, ())
-        return self._streamed(op, PRELOAD_PHASE, 1, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
+        cost = self._streamed(op, PRELOAD_PHASE, 1, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
+        return cost.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind))
 
     # -- shared pieces --------------------------------------------------------------------
 
-    def _stream_traffic(self, inputs, outputs, placement: Placement, through_vmem: bool) -> Traffic:
+    def _stream_traffic(self, inputs, outputs, placement: Placement, through_vmem: bool, scale: float = 1.0) -> Traffic:
+        """Each input read once from its home and each output written once (``scale`` x their
+        bytes: a padded layout), through VMEM when the VPU touches them."""
         traffic = Traffic()
         for t in inputs:
-            traffic += Traffic.of(placement.level(t), read=t.bytes)
+            traffic += Traffic.of(placement.level(t), read=t.bytes * scale)
             if through_vmem:  # DMA writes it into VMEM, the unit reads it
-                traffic += Traffic.of(Level.VMEM, read=t.bytes, write=t.bytes)
+                traffic += Traffic.of(Level.VMEM, read=t.bytes * scale, write=t.bytes * scale)
         for t in outputs:
-            traffic += Traffic.of(placement.level(t), write=t.bytes)
+            traffic += Traffic.of(placement.level(t), write=t.bytes * scale)
             if through_vmem:
-                traffic += Traffic.of(Level.VMEM, read=t.bytes, write=t.bytes)
+                traffic += Traffic.of(Level.VMEM, read=t.bytes * scale, write=t.bytes * scale)
         return traffic
 
     def _streamed(self, op, phase, repeat, traffic, compute_s, cycles, steps, work: ops.VectorWork, unit) -> OpCost:

@@ -6,7 +6,9 @@ the bandwidth between neighbours.
 
 - ring: all-reduce is a reduce-scatter then an all-gather around the group's ring, 2(n-1) steps of
   S/n bytes: ``2(n-1) * (hops * latency + S / (n * B))``, i.e. 2(n-1)/n of the bytes per chip over
-  the link bandwidth plus the per-hop latency. A group of fewer chips than the ring runs its ring
+  the link bandwidth plus the per-hop latency. ``system.collective_algorithm: bidirectional_ring``
+  (the default) sends half of every chunk each way round the ring at once, over the links to both
+  neighbours: ``S / (2 n B)`` a step (a ring of two chips has one neighbour and gains nothing). A group of fewer chips than the ring runs its ring
   over a line of the ring's links, both directions: the step latency is that of its longest edge.
 - torus2d: a group spanning whole rows runs the ring algorithm along x, then along y on the
   1/x-th it owns, then along x again (the 2-D algorithm); a group within a row is a 1-D ring.
@@ -14,7 +16,7 @@ the bandwidth between neighbours.
   once through its links into the switch: two link hops and the switch per phase.
 
 A chip splits its ``ici.links`` evenly among its distinct neighbours. Links are full duplex;
-``link_bandwidth`` is per direction. Transfers of different groups are assumed not to share links
+``link_bandwidth`` is per direction, of which ``ici.efficiency`` is achieved. Transfers of different groups are assumed not to share links
 (true for the contiguous groups archsim's chip numbering makes on a ring, torus row or switch).
 """
 
@@ -52,7 +54,8 @@ class Topology(ABC):
     def __init__(self, hw: HardwareConfig):
         self.chips = hw.system.chips
         self.links = hw.ici.links
-        self.link_bandwidth = hw.ici.link_bandwidth
+        self.link_bandwidth = hw.ici.achievable_bandwidth
+        self.bidirectional = hw.system.collective_algorithm == "bidirectional_ring"
         self.alpha = hw.ici.link_latency
         self.energy_per_byte = EnergyModel.of(hw).ici
 
@@ -95,7 +98,8 @@ class Topology(ABC):
         edges = [self.hops(group[i], group[(i + 1) % n]) for i in range(n)]
         steps = passes * (n - 1)
         chunk = size / n
-        time = steps * (max(edges) * self.alpha + chunk / self.neighbour_bandwidth())
+        directions = 2 if self.bidirectional and n > 2 else 1  # two chips: one neighbour, one way
+        time = steps * (max(edges) * self.alpha + chunk / (directions * self.neighbour_bandwidth()))
         energy = steps * chunk * sum(edges) * self.energy_per_byte
         return Transfer(time, steps * chunk, energy)
 

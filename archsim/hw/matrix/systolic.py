@@ -10,7 +10,10 @@ Fold models:
 - ``scalesim``: folds run back to back, each paying its full fill and drain (SCALE-Sim's count).
 - ``pipelined``: the next fold's stationary load (or, in os, the previous fold's output
   unload, also R rows) overlaps the current fold's stream, as in a TPU's double-buffered MXU:
-  a fold costs max(S, R), and fill and drain are paid once. With one fold both models agree.
+  a fold costs max(S, L), and fill and drain are paid once. With one fold both models agree.
+  L = R / ``weight_load_rows_per_cycle`` is the load's length; ``weight_load_overlap`` (0 to 1)
+  is the share of it that hides behind the stream, S + L - overlap x min(S, L): measured TPUs
+  hide little of it (a fold at M = 256 runs near S + R, hw_configs/tpuv3.yaml).
 
 Folds are shared round-robin among the units. With fewer folds than units (a small GEMM),
 ws and is split each fold's stream (rows of A, columns of B) among the idle units, each
@@ -51,19 +54,25 @@ def map_dataflow(dataflow: str, m: int, k: int, n: int) -> Mapping:
     raise ValueError(f"unknown dataflow {dataflow!r}")
 
 
-def fold_cycles(fold_model: str, folds: int, mapping: Mapping, rows: int, cols: int) -> int:
-    """Cycles for ``folds`` folds run one after another on one R x C array."""
+def fold_cycles(fold_model: str, folds: int, mapping: Mapping, rows: int, cols: int,
+                load_rows_per_cycle: int = 1, load_overlap: float = 1.0) -> int:
+    """Cycles for ``folds`` folds run one after another on one R x C array. The stationary
+    tile loads in ``R / load_rows_per_cycle`` cycles; ``load_overlap`` of it hides behind the
+    previous fold's stream (pipelined model)."""
     if folds == 0:
         return 0
-    load = rows if mapping.preload else 0
+    load = math.ceil(rows / load_rows_per_cycle) if mapping.preload else 0
     skew_drain = rows + cols - 2
     s = mapping.stream
     if fold_model == "scalesim":
         return folds * (s + load + skew_drain) - 1
     if fold_model == "pipelined":
-        # the first load is exposed; each later fold waits for the longer of its stream and
-        # the R-row stationary swap; the last fold drains.
-        return load + (folds - 1) * max(s, rows) + s + skew_drain - 1
+        # the first load is exposed; each later fold streams and swaps in its stationary tile,
+        # all of the swap hidden at overlap 1 (max(s, R): the TPU's double-buffered weights),
+        # none at 0 (s + R); os unloads its R rows of outputs likewise. The last fold drains.
+        swap = rows if not mapping.preload else load
+        later = s + swap - load_overlap * min(s, swap)
+        return math.ceil(load + (folds - 1) * later + s + skew_drain - 1)
     raise ValueError(f"unknown fold model {fold_model!r}")
 
 
@@ -92,7 +101,8 @@ class SystolicModel:
         if split > 1:
             mapping = Mapping(mapping.row_dim, mapping.col_dim, math.ceil(mapping.stream / split), True)
         per_unit = math.ceil(folds / units)
-        cycles = fold_cycles(cfg.fold_model, per_unit, mapping, cfg.rows, cfg.cols)
+        cycles = fold_cycles(cfg.fold_model, per_unit, mapping, cfg.rows, cfg.cols,
+                             cfg.weight_load_rows_per_cycle, cfg.weight_load_overlap)
 
         a_bytes, b_bytes = shape.a_bytes, shape.b_bytes  # at their storage widths
         out_bytes = shape.batch * shape.m * shape.n * out_dtype.bytes
