@@ -1,0 +1,205 @@
+"""archsim calibrate: measurement CSVs, predictions, the roofline, error statistics, the fit."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from archsim.api import load_hardware
+from archsim.calibrate.fit import fit
+from archsim.calibrate.measurements import Measurement, load_measurements
+from archsim.calibrate.predict import Predictor, element_row, predict, roofline
+from archsim.calibrate.report import RowResult, Stats, summarize
+from archsim.cli import main
+from archsim.dtypes import DType
+from archsim.errors import ConfigError
+from tests.conftest import HW, TPUV4I
+
+HEADER = "op,dtype,m,k,n,rows,cols,elements,bytes,ranks,measured_s,overhead_s,source\n"
+GOOD = HEADER + (
+    "gemm,bf16,1024,4096,4096,,,,,,0.0004,0.0001,bench\n"
+    "softmax,fp32,,,,4096,4096,,,,0.0018,,bench\n"
+    "gelu,fp32,,,,,,1048576,,,0.00012,,bench\n"
+    "add,bf16,,,,,,65536,,,0.0001,,bench\n"
+    "all_reduce,fp32,,,,,,,1048576,4,0.0009,,bench\n"
+)
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """``archsim ARGS`` in this process through the console entry point (errors -> exit codes)."""
+    runner = CliRunner()
+    with runner.isolation() as streams:
+        argv, sys.argv = sys.argv, ["archsim", *map(str, args)]
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = argv
+        return code, streams[0].getvalue().decode(), streams[1].getvalue().decode()
+
+
+@pytest.fixture
+def good_csv(tmp_path):
+    path = tmp_path / "measured.csv"
+    path.write_text(GOOD)
+    return path
+
+
+def test_rows_are_read_with_their_line_and_dimensions(good_csv):
+    rows = load_measurements(good_csv)
+    assert [r.line for r in rows] == [2, 3, 4, 5, 6]
+    gemm, softmax, gelu, add, reduce = rows
+    assert (gemm.op, gemm.dtype, gemm.m, gemm.k, gemm.n, gemm.measured_s, gemm.overhead_s) == \
+        ("gemm", DType.BF16, 1024, 4096, 4096, 0.0004, 0.0001)
+    assert (softmax.rows, softmax.cols, softmax.overhead_s, softmax.m) == (4096, 4096, None, None)
+    assert (gelu.kind, add.kind, reduce.kind) == ("activation", "elementwise", "all_reduce")
+    assert (reduce.bytes, reduce.ranks) == (1048576, 4)
+
+
+def test_bad_rows_exit_2_naming_file_line_and_column(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + (
+        "gemm,bf16,1024,,4096,,,,,,0.0004,,x\n"        # line 2: k missing
+        "conv,bf16,1,1,1,,,,,,0.001,,x\n"              # line 3: unknown op
+        "softmax,fp64,,,,4,4,,,,0.001,,x\n"            # line 4: unknown dtype
+        "gelu,fp32,,,,,,-8,,,0.001,,x\n"               # line 5: non-positive elements
+        "gelu,fp32,,,,,,8.5,,,0.001,,x\n"              # line 6: not a whole number
+        "add,fp32,,,,,,8,,,0,,x\n"                     # line 7: measured_s not positive
+        "add,fp32,,,,,,8,,,nan,,x\n"                   # line 8: not finite
+    ))
+    code, out, err = run_main("calibrate", TPUV4I, bad)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    expected = [(2, "k"), (3, "op"), (4, "dtype"), (5, "elements"), (6, "elements"), (7, "measured_s"),
+                (8, "measured_s")]
+    assert len(lines) == len(expected), lines
+    for line, (number, column) in zip(lines, expected):
+        assert line.startswith(f"error: {bad}: line {number}: column {column}: "), line
+    assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty file"),
+    (HEADER, "no measurement rows"),
+    ("op,dtype,m,k,n\ngemm,bf16,1,1,1\n", "line 1: missing column measured_s"),
+    (HEADER.replace("source", "sauce") + "add,fp32,,,,,,8,,,0.1,,x\n", "line 1: unknown column 'sauce'"),
+])
+def test_bad_files_exit_2(tmp_path, text, message):
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    code, _, err = run_main("calibrate", TPUV4I, path)
+    assert code == 2 and f"error: {path}: {message}" in err, err
+
+
+def test_statistics_against_hand_computed_numbers():
+    rows = [Measurement(line, "gemm", DType.BF16, measured, m=1, k=1, n=1)
+            for line, measured in ((2, 1.0), (3, 2.0), (4, 4.0))]
+    results = [RowResult(r, predicted, r.measured_s) for r, predicted in zip(rows, (1.1, 1.0, 5.0))]
+    # errors +0.1, -0.5, +0.25
+    stats = summarize(results)["archsim"]
+    assert set(stats) == {"gemm", "all"}
+    s = stats["all"]
+    assert s.count == 3
+    assert s.mean_abs == pytest.approx((0.1 + 0.5 + 0.25) / 3)
+    assert s.median_abs == pytest.approx(0.25)
+    assert s.mean == pytest.approx((0.1 - 0.5 + 0.25) / 3)
+    assert (s.worst, s.worst_line) == (pytest.approx(-0.5), 3)
+    assert summarize(results)["roofline"]["all"] == Stats(3, 0.0, 0.0, 0.0, 0.0, 2)
+
+
+def test_gemm_roofline_by_hand(tpuv4i):
+    peak_flops = 2 * 4 * 128 * 128 * 1.05e9  # 4 MXUs of 128 x 128, 1 bf16 MAC per PE per cycle
+    for m, k, n in ((1024, 4096, 4096), (8, 4096, 4096)):
+        row = Measurement(2, "gemm", DType.BF16, 1.0, m=m, k=k, n=n)
+        compute = 2 * m * k * n / peak_flops
+        memory = (m * k + k * n + m * n) * 2 / 614e9
+        assert roofline(tpuv4i, row) == pytest.approx(max(compute, memory), rel=1e-12)
+    assert 2 * 1024 * 4096 * 4096 / peak_flops > (1024 * 4096 * 2 + 4096 * 4096) * 2 / 614e9  # one of each bound
+    assert 2 * 8 * 4096 * 4096 / peak_flops < (8 * 4096 * 2 + 4096 * 4096) * 2 / 614e9
+
+
+def test_vector_and_all_reduce_rooflines_by_hand(tpuv4i):
+    add = Measurement(2, "add", DType.FP32, 1.0, elements=2**20)
+    ops_rate = 1024 * 2 * 1.05e9  # lanes x ALU ops per lane per cycle x clock
+    assert roofline(tpuv4i, add) == pytest.approx(max(2**20 / ops_rate, 3 * 4 * 2**20 / 614e9))
+    reduce = Measurement(2, "all_reduce", DType.FP32, 1.0, bytes=2**24, ranks=4)
+    assert roofline(tpuv4i, reduce) == pytest.approx(2 * 3 / 4 * 2**24 / (100e9 * 2))
+
+
+def test_element_rows():
+    assert element_row(2**20) == 8192 and element_row(1024) == 1024 and element_row(3 * 4096) == 6144
+    assert element_row(10007) == 10007  # a prime above the longest row: one row
+
+
+def test_predictions_bound_below_by_the_roofline(tpuv4i, good_csv):
+    predictor = Predictor(tpuv4i, TPUV4I)
+    for row in load_measurements(good_csv):
+        assert predictor.predict(row) >= roofline(tpuv4i, row) * (1 - 1e-9)
+    reduce = load_measurements(good_csv)[-1]
+    with pytest.raises(ConfigError, match="a ring of them cannot be built"):
+        predict(tpuv4i, reduce)  # tpuv4i is one chip; without its file no ring can be built
+
+
+def test_json_structure_and_all_reduce_rule(good_csv):
+    code, out, err = run_main("calibrate", TPUV4I, good_csv, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert set(data) == {"hardware", "config", "measurements", "all_reduce", "stats", "rows"}
+    assert data["all_reduce"] == ["all-reduce rows (4 ranks): a ring of 4 chips of this config"]
+    assert set(data["stats"]) == {"archsim", "roofline"}
+    assert list(data["stats"]["archsim"]) == ["gemm", "softmax", "gelu", "add", "all_reduce", "all"]
+    assert set(data["stats"]["archsim"]["all"]) == {"count", "mean_abs_error", "median_abs_error", "mean_error",
+                                                    "worst_error", "worst_line"}
+    assert data["stats"]["roofline"]["all"]["count"] == 5
+    row = data["rows"][0]
+    assert row["line"] == 2 and row["m"] == 1024 and row["measured_s"] == 0.0004
+    assert row["error"] == pytest.approx((row["predicted_s"] - 0.0004) / 0.0004)
+    code, out, _ = run_main("calibrate", HW / "systems" / "tpuv4i_x4_tensor.yaml", good_csv, "--json")
+    assert json.loads(out)["all_reduce"] == ["all-reduce rows (4 ranks): the config's system (ring)"]
+
+
+def test_text_ends_with_the_summary_table_and_out_writes_files(good_csv, tmp_path):
+    out_dir = tmp_path / "cal"
+    code, out, err = run_main("calibrate", TPUV4I, good_csv, "--out", out_dir)
+    assert code == 0, err
+    last = out.strip().splitlines()[-8:]  # the summary table: two header lines, an op each, all rows
+    assert last[0].split() == ["archsim", "roofline"]
+    assert [line.split()[0] for line in last[1:]] == ["op", "gemm", "softmax", "gelu", "add", "all_reduce", "all"]
+    assert last[-1].split()[:2] == ["all", "5"]
+    rows = (out_dir / "rows.csv").read_text().splitlines()
+    assert len(rows) == 6 and rows[0].startswith("line,op,kind,dtype,m,k,n")
+    assert (out_dir / "predicted_vs_measured.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fit_recovers_a_known_dispatch_cost(tpuv4i, tmp_path):
+    shapes = ((256, 1024, 1024), (2048, 2048, 2048), (64, 4096, 8192), (4096, 512, 1024))
+    rows = [Measurement(2 + i, "gemm", DType.BF16, 1.0, m=m, k=k, n=n) for i, (m, k, n) in enumerate(shapes)]
+    model = Predictor(tpuv4i, TPUV4I)
+    csv = tmp_path / "synthetic.csv"
+    csv.write_text(HEADER + "".join(f"gemm,bf16,{r.m},{r.k},{r.n},,,,,,{model.predict(r) + 150e-6!r},,synthetic\n"
+                                    for r in rows))
+    out = tmp_path / "fitted" / "tpuv4i_fitted.yaml"
+    out.parent.mkdir()
+    code, text, err = run_main("calibrate", TPUV4I, csv, "--fit", out)
+    assert code == 0, err
+    fitted = load_hardware(out)
+    assert fitted.dispatch.call["gemm"] == pytest.approx(150e-6, rel=0.01)
+    assert fitted.dispatch.call["default"] == 0.0
+    written = out.read_text()
+    assert 'extends: "../' in written
+    assert "gemm: 150 us  # fitted on synthetic.csv (4 gemm rows); was 0 s" in written.replace("150.0 us", "150 us")
+    assert text.strip().splitlines()[-1].split()[:2] == ["all", "4"]
+    # the function, on a subset, and its predictor for the rest
+    result = fit(TPUV4I, load_measurements(csv)[:3], keys=["dispatch.call.gemm"])
+    assert [p.key for p in result.parameters] == ["dispatch.call.gemm"]
+    assert result.values["dispatch.call.gemm"] == pytest.approx(150e-6, rel=0.01)
+    last = load_measurements(csv)[3]
+    assert result.predictor().predict(last) == pytest.approx(last.measured_s, rel=0.01)
+    assert result.after_stats["archsim"]["all"].mean_abs < 0.01 < result.before_stats["archsim"]["all"].mean_abs
+    assert math.isfinite(result.evaluations)
