@@ -1,0 +1,142 @@
+"""The calibration mechanisms of issue 16 pinned against hand calculations: the dispatch cost
+per op, achievable bandwidth fractions, the systolic weight load's rate and overlap, per-function
+transcendental costs, and the ICI's efficiency. Each expected number is worked out in the
+comment beside it from the model as its docstring states it."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsim.api import load_hardware
+from archsim.config.loader import parse_overrides
+from archsim.dtypes import DType
+from archsim.errors import ArchsimError
+from archsim.hw.matrix.systolic import Mapping, fold_cycles
+from archsim.hw.vector import padded_row, vector_cycles
+from archsim.ir.graph import OpGraph, Phase, Workload
+from archsim.ir.ops import Elementwise, Gemm, VectorWork
+from archsim.ir.tensor import Role, Tensor
+from archsim.sim.engine import Simulator
+from archsim.system.topology import topology_of
+from tests.conftest import HW, TPUV4I
+
+TPUV3 = HW / "tpuv3.yaml"
+F32, BF16 = DType.FP32, DType.BF16
+REL = 1e-12
+
+
+def hw(path=TPUV4I, *sets):
+    return load_hardware(path, parse_overrides(list(sets)))
+
+
+def one(op) -> Workload:
+    return Workload("w", (Phase("p", OpGraph([op])),))
+
+
+def add_op(rows=1024, length=1024):
+    a, b, c = (Tensor(n, (rows, length), F32) for n in "abc")
+    return Elementwise("add", (a, b), (c,), rows, length, "add")
+
+
+def gemm_op(m=256, k=1024, n=1024):
+    a, w, y = Tensor("a", (m, k), BF16), Tensor("w", (k, n), BF16, Role.WEIGHT), Tensor("y", (m, n), BF16)
+    return Gemm("g", (a, w), (y,), 1, m, k, n, False)
+
+
+# -- dispatch --------------------------------------------------------------------------------
+
+DISPATCH = ("dispatch.call={default: 10 us, gemm: 100 us}", "dispatch.program={default: 2 us}")
+
+
+def test_dispatch_adds_the_kinds_cost_in_front_of_each_op():
+    chip = hw(TPUV4I, *DISPATCH)
+    body = Simulator(hw(TPUV4I)).run(one(gemm_op())).ops[0]  # no dispatch configured: zero
+    call = Simulator(chip, dispatch="call").run(one(gemm_op())).ops[0]
+    program = Simulator(chip).run(one(gemm_op())).ops[0]
+    assert body.dispatch_s == 0.0
+    assert call.dispatch_s == 100e-6 and call.latency_s == pytest.approx(body.latency_s + 100e-6, rel=REL)
+    assert program.dispatch_s == 2e-6 and program.latency_s == pytest.approx(body.latency_s + 2e-6, rel=REL)
+    # a kind not listed pays the default; the energy of the op's work is unchanged
+    add = Simulator(chip, dispatch="call").run(one(add_op(8, 128))).ops[0]
+    plain = Simulator(hw(TPUV4I)).run(one(add_op(8, 128))).ops[0]
+    assert add.dispatch_s == 10e-6 and add.latency_s == pytest.approx(plain.latency_s + 10e-6, rel=REL)
+    assert add.energy.vpu == plain.energy.vpu
+    assert add.bound == "dispatch"  # 10 us against about 50 ns of work
+
+
+def test_dispatch_tables_name_known_kinds_and_a_default():
+    with pytest.raises(ArchsimError, match="unknown op kind 'matmul'"):
+        hw(TPUV4I, "dispatch.call={default: 1 us, matmul: 5 us}")
+    with pytest.raises(ArchsimError, match="default"):
+        hw(TPUV4I, "dispatch.call={gemm: 5 us}")
+    with pytest.raises(ValueError, match="dispatch must be"):
+        Simulator(hw(TPUV4I), dispatch="eager")
+
+
+# -- achievable bandwidth ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("efficiency", [1.0, 0.8, 0.5])
+def test_hbm_efficiency_scales_the_memory_time(efficiency):
+    # TPUv3 core (no CMEM: activations in HBM). c = a + b over 1024 x 1024 fp32: 8 MiB read,
+    # 4 MiB written at 450 GB/s x efficiency; VMEM moves twice that at 9.9 TB/s (less busy).
+    # 1M adds on 1024 lanes at 1 op a cycle: 1024 cycles at 940 MHz; a block is one row of 1024
+    # (= the lanes): 1024 steps; HBM's 555 ns latency exposed once.
+    chip = hw(TPUV3, f"hbm.efficiency={efficiency}")
+    op = Simulator(chip).run(one(add_op())).ops[0]
+    t_mem = 12 * 2**20 / (450e9 * efficiency)
+    assert op.memory_s == pytest.approx(t_mem, rel=REL)
+    assert op.compute_cycles == 1024
+    assert op.latency_s == pytest.approx(555e-9 + max(t_mem, t_mem / 1024 + 1024 / 940e6), rel=REL)
+
+
+def test_ici_efficiency_scales_the_link_bandwidth():
+    # 4 TPUv4i chips in a ring (2 links of 100 GB/s: one to each neighbour), half achievable:
+    # a bidirectional all-reduce of 8 MB takes 6 steps of 1 us + (8e6 / 4 / 2) / 50e9
+    ring = topology_of(hw(TPUV4I, "system.chips=4", "system.parallelism.tensor=4", "ici.efficiency=0.5"))
+    assert ring.all_reduce(8e6, range(4)).time_s == pytest.approx(6 * (1e-6 + 1e6 / 50e9), rel=REL)
+
+
+# -- systolic weight load ----------------------------------------------------------------------
+
+WS256 = Mapping(row_dim=128, col_dim=128, stream=256, preload=True)
+
+
+@pytest.mark.parametrize("rate,overlap,cycles", [
+    # 4 folds of a 256-row stream on a 128 x 128 array; skew and drain 128 + 128 - 2 = 254:
+    # overlap 1 (double-buffered): 128 + 3 x max(256, 128) + 256 + 254 - 1 = 1405
+    (1, 1.0, 1405),
+    # overlap 0 (serial load): 128 + 3 x (256 + 128) + 256 + 253 = 1789
+    (1, 0.0, 1789),
+    # half hidden: each later fold 256 + 128 - 0.5 x 128 = 320: 128 + 960 + 509 = 1597
+    (1, 0.5, 1597),
+    # two rows a cycle, serial: load 64; 64 + 3 x 320 + 509 = 1533
+    (2, 0.0, 1533),
+])
+def test_fold_cycles_with_weight_load_rate_and_overlap(rate, overlap, cycles):
+    assert fold_cycles("pipelined", 4, WS256, 128, 128, rate, overlap) == cycles
+
+
+def test_short_streams_wait_for_the_load_however_it_overlaps():
+    # a 64-row stream (decode): each later fold at overlap 1 waits max(64, 128) = 128; at 0,
+    # 64 + 128 = 192: 128 + 3 x 192 + 64 + 253 = 1021 (vs 128 + 384 + 317 = 829)
+    short = Mapping(128, 128, 64, True)
+    assert fold_cycles("pipelined", 4, short, 128, 128, 1, 1.0) == 829
+    assert fold_cycles("pipelined", 4, short, 128, 128, 1, 0.0) == 1021
+    # SCALE-Sim's count ignores the overlap but loads at the configured rate: 4 x (64 + 64 + 254) - 1
+    assert fold_cycles("scalesim", 4, short, 128, 128, 2, 0.0) == 4 * (64 + 64 + 254) - 1
+
+
+# -- vector unit -------------------------------------------------------------------------------
+
+def test_transcendentals_cost_their_own_cycles():
+    vpu = hw(TPUV4I, "vpu.special_cycles={exp: 8}").vpu
+    # 2048 ALU ops / (1024 lanes x 2) = 1; 1024 exp x 8 + 1024 tanh x 2 (the default) over 1024
+    # lanes = 10; 100 unnamed specials at 2: 0.195 -> ceil(11.195) = 12
+    work = VectorWork(2048, 2148, (("exp", 1024), ("tanh", 1024)))
+    assert vector_cycles(vpu, work) == 12
+
+
+def test_rows_pad_to_the_lane_width():
+    vpu = hw(TPUV4I, "vpu.lane_width=128").vpu
+    assert [padded_row(vpu, n) for n in (1, 128, 129, 4096)] == [128, 128, 256, 4096]
+    assert padded_row(hw(TPUV4I).vpu, 100) == 100  # no lane width: no padding
