@@ -36,10 +36,13 @@ def is_system(hw: HardwareConfig) -> bool:
     return hw.system != SystemConfig()
 
 
-def simulate(hw: HardwareConfig, workload: Workload) -> RunResult | SystemResult:
+def simulate(hw: HardwareConfig, workload: Workload, dispatch: str = "program") -> RunResult | SystemResult:
     """Evaluate ``workload`` on ``hw``: a chip's ``RunResult``, or a ``SystemResult`` when the
-    config maps the workload onto a system."""
-    return SystemSimulator(hw).run(workload) if is_system(hw) else Simulator(hw).run(workload)
+    config maps the workload onto a system. ``dispatch``: ``program`` (the ops of one compiled
+    program) or ``call`` (every op launched on its own), for ``hw.dispatch``'s costs."""
+    if is_system(hw):
+        return SystemSimulator(hw, dispatch).run(workload)
+    return Simulator(hw, dispatch=dispatch).run(workload)
 
 
 def load_workload(path: str | Path, overrides: Sequence[Override] | Sequence[str] = (),

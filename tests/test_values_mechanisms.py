@@ -136,6 +136,14 @@ def test_transcendentals_cost_their_own_cycles():
     assert vector_cycles(vpu, work) == 12
 
 
+def test_each_pass_pays_its_register_traffic():
+    from archsim.hw.vector import pass_cycles
+    vpu = hw(TPUV4I, "vpu.pass_cycles_per_vreg=12").vpu
+    # 4096 elements: 4 registers of 1024 lanes x 12 = 48 cycles, plus 4096 adds / 2048 a cycle = 2
+    assert pass_cycles(vpu, VectorWork(4096, 0), 4096) == 50
+    assert pass_cycles(hw(TPUV4I).vpu, VectorWork(4096, 0), 4096) == 2  # default: no pass cost
+
+
 def test_rows_pad_to_the_lane_width():
     vpu = hw(TPUV4I, "vpu.lane_width=128").vpu
     assert [padded_row(vpu, n) for n in (1, 128, 129, 4096)] == [128, 128, 256, 4096]

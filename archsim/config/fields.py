@@ -93,6 +93,7 @@ NonNegativeCount = Annotated[int, Field(strict=True, ge=0), AfterValidator(_at_m
 # A finite, bounded plain number (a scaling factor, an acceptance rate).
 Factor = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 PositiveFactor = Annotated[float, Field(allow_inf_nan=False, gt=0, le=MAX_MAGNITUDE)]
+NonNegativeFactor = Annotated[float, Field(allow_inf_nan=False, ge=0, le=MAX_MAGNITUDE)]
 # A share of a whole, 0 to 1 (an achievable fraction of a peak, an overlap).
 Fraction = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from archsim import units
 from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Factor, Frequency, Latency, Length, NonNegativeCount,
-    Fraction, PositiveFactor, Power, Size, Strict, value_dims,
+    Fraction, NonNegativeFactor, PositiveFactor, Power, Size, Strict, value_dims,
 )
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
@@ -151,6 +151,10 @@ class VectorUnitConfig(Scaled):
     special_cycles: dict[Literal["exp", "tanh", "rsqrt", "reciprocal"], PositiveFactor] = Field(
         default={}, description="cycles one lane needs for these transcendentals, where they differ from "
         "special_cycles_per_op")
+    pass_cycles_per_vreg: NonNegativeFactor = Field(
+        default=0.0, description="cycles each pass of an op over its data spends per vector register's worth "
+        "(lanes elements) besides the arithmetic: loading and storing the register, loop and address "
+        "overhead")
     lane_width: Count | None = Field(
         default=None, description="lanes along a row (the minor dimension of a vector register); a row's "
         "length is padded to a multiple of it, in registers and in memory layouts. Default: no padding")

@@ -1,6 +1,7 @@
 """Vector-unit timing from an op's element-wise work.
 
-The lanes run simple ops at ``alu_ops_per_lane_per_cycle`` each and transcendentals at their
+Each pass of an op over its data costs ``pass_cycles_per_vreg`` cycles per register's worth
+of it (moving the data through the registers) besides its arithmetic. The lanes run simple ops at ``alu_ops_per_lane_per_cycle`` each and transcendentals at their
 own cost (``special_cycles`` by function, else ``special_cycles_per_op``). A row laid along the
 lanes fills whole vector registers: its length is padded to a multiple of ``lane_width``, in
 the registers and in the memory layout (a TPU tiles arrays (8, 128) in HBM as in VMEM).
@@ -24,6 +25,12 @@ def vector_cycles(config: VectorUnitConfig, work: VectorWork) -> int:
         named += count
     special += (work.special - named) * config.special_cycles_per_op
     return math.ceil(alu + special / config.lanes)
+
+
+def pass_cycles(config: VectorUnitConfig, work: VectorWork, elements: int) -> int:
+    """One pass of an op over ``elements`` (padded) elements: its arithmetic, plus the pass's
+    own cost per vector register of data (``pass_cycles_per_vreg``: loads, stores, loop)."""
+    return vector_cycles(config, work) + math.ceil(config.pass_cycles_per_vreg * elements / config.lanes)
 
 
 def padded_row(config: VectorUnitConfig, row_length: int) -> int:

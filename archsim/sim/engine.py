@@ -16,7 +16,7 @@ from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.placement import workload_shape, clear_placements, place
 from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
-from archsim.hw.vector import padded_row, vector_cycles
+from archsim.hw.vector import padded_row, pass_cycles, vector_cycles
 from archsim.ir import ops
 from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.ir.tensor import Tensor
@@ -218,13 +218,13 @@ class Simulator:
             inputs, outputs = (op.inputs, op.outputs) if i == last else (op.inputs[:1], ())
             moved = self._stream_traffic(inputs, outputs, placement, through_vmem=True, scale=scale)
             done = step.work(elements, op.rows)
-            pass_cycles = vector_cycles(vpu, done)
+            cycles_here = pass_cycles(vpu, done, elements)
             pass_times = channel_times(self.hw, moved)
             pass_memory = max(pass_times.values(), default=0.0)
-            latency += float(overlapped_time(pass_memory, pass_cycles / clock, steps,
+            latency += float(overlapped_time(pass_memory, cycles_here / clock, steps,
                                              access_latency(self.hw, pass_times)))
-            traffic, work, cycles = traffic + moved, work + done, cycles + pass_cycles
-            compute_s += pass_cycles / clock
+            traffic, work, cycles = traffic + moved, work + done, cycles + cycles_here
+            compute_s += cycles_here / clock
             memory_s += pass_memory
             for level, t in pass_times.items():
                 times[level] = times.get(level, 0.0) + t

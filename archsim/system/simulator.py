@@ -24,9 +24,9 @@ from archsim.system.topology import NO_TRANSFER, Transfer
 class SystemSimulator:
     """A system ready to evaluate workloads; reuse it freely."""
 
-    def __init__(self, hw: HardwareConfig):
+    def __init__(self, hw: HardwareConfig, dispatch: str = "program"):
         self.hw = hw
-        self.chip = Simulator(hw)
+        self.chip = Simulator(hw, dispatch=dispatch)
         self.topology = self.chip.topology
 
     def run(self, workload: Workload) -> SystemResult:
@@ -75,5 +75,5 @@ class SystemSimulator:
         return self.topology.send(size, p.pipeline * p.tensor - 1, 0)
 
 
-def simulate_system(hw: HardwareConfig, workload: Workload) -> SystemResult:
-    return SystemSimulator(hw).run(workload)
+def simulate_system(hw: HardwareConfig, workload: Workload, dispatch: str = "program") -> SystemResult:
+    return SystemSimulator(hw, dispatch).run(workload)
