@@ -170,16 +170,24 @@ def predict(hw: HardwareConfig, row: Measurement, path: str | Path | None = None
 
 def roofline(hw: HardwareConfig, row: Measurement) -> float:
     """The plain roofline bound (seconds); see the module's docstring."""
-    if row.op == "all_reduce":
-        n = row.ranks
-        return 2 * (n - 1) / n * row.bytes / (hw.ici.link_bandwidth * hw.ici.links)
-    op = build_op(row)
-    moved = sum(t.bytes for t in op.tensors)
-    if row.op == "gemm":
-        if row.dtype not in hw.mxu.pe_macs_per_cycle:
-            raise ConfigError(f"{row.describe()}: the matrix units of {hw.name} do not support {row.dtype}")
-        work_s = 2 * op.macs / (2 * hw.peak_macs_per_second(row.dtype))
+    if row.op == "gemm" and row.dtype not in hw.mxu.pe_macs_per_cycle:
+        raise ConfigError(f"{row.describe()}: the matrix units of {hw.name} do not support {row.dtype}")
+    return op_roofline(hw, build_op(row))
+
+
+def op_roofline(hw: HardwareConfig, op: ops.Op) -> float:
+    """The plain roofline bound of one op on one chip of ``hw`` (seconds), as ``roofline``: a
+    collective's ring traffic over all the links; a matrix op's 2 x MACs at the peak of its A
+    operand's dtype; a vector op's ``VectorWork`` at the lanes' ALU rate; every op's tensors
+    read or written once at the HBM's peak bandwidth, whichever is longer."""
+    if isinstance(op, ops.Collective):
+        n = op.group
+        passes = 2 if isinstance(op, ops.AllReduce) else 1
+        return passes * (n - 1) / n * op.bytes * op.copies / (hw.ici.link_bandwidth * hw.ici.links)
+    moved = sum(t.bytes for t in op.tensors) * op.copies
+    if isinstance(op, ops.MatMul):
+        work_s = 2 * op.macs * op.copies / (2 * hw.peak_macs_per_second(op.a.dtype))
     else:
         work = op.vector_work
-        work_s = (work.alu + work.special) / (hw.vpu.lanes * hw.vpu.alu_ops_per_lane_per_cycle * hw.clock)
+        work_s = (work.alu + work.special) * op.copies / (hw.vpu.lanes * hw.vpu.alu_ops_per_lane_per_cycle * hw.clock)
     return max(work_s, moved / hw.hbm.bandwidth)
