@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HW = ROOT / "hw_configs"
 WORKLOADS = ROOT / "workloads"
 TPUV4I = HW / "tpuv4i.yaml"
+# TPUv4i with the calibration fields neutral (no dispatch, peak bandwidth, hidden weight loads,
+# no vector pass cost or padding): value tests pin each mechanism on its own
+TPUV4I_PLAIN = ROOT / "tests" / "data" / "tpuv4i_plain.yaml"
 
 
 @pytest.fixture(scope="session")

@@ -119,7 +119,9 @@ def test_decode_gemm_is_memory_or_weight_load_bound(tpuv4i):
 
 def test_prefill_gemm_is_compute_bound_at_high_utilization(tpuv4i):
     r = simulate(tpuv4i, gemm_workload(2048, 4096, 11008))
-    assert r.ops[-1].bound == "compute" and r.utilization > 0.99
+    # calibrated weight load: a 2048-row fold takes 2048 + 128 - 0.4872 x 128 = 2113.6 cycles,
+    # 96.9% of them streaming (tpuv4i.yaml, weight_load_overlap)
+    assert r.ops[-1].bound == "compute" and 0.96 < r.utilization < 2048 / 2113.6
 
 
 def test_reused_weights_are_promoted_to_cmem(tpuv4i):

@@ -74,7 +74,11 @@ def test_codesign_pairs_and_front(codesign_out):
     none = frame[frame.schedule == "none"]
     np.testing.assert_array_equal(none.speedup_vs_none, 1.0)
     cached = frame[frame.schedule != "none"]
-    assert (cached.macs_vs_none < 1).all() and (cached.speedup_vs_none > 1).all()
+    assert (cached.macs_vs_none < 1).all()
+    # Skipping whole blocks (reuse, TaylorSeer) is faster; ICC's calibration adds vector work,
+    # which on the calibrated TPU family's vector unit can cost more than the MACs it saves
+    # (experiments/README.md, issue 16): no sign is asserted for it.
+    assert (cached[cached.schedule != "icc"].speedup_vs_none > 1).all()
     # Caching never saves more time than work: attention, adaLN and cache traffic remain.
     assert (cached.speedup_vs_none < 1 / cached.macs_vs_none).all()
     front = frame[frame.pareto_latency_energy]

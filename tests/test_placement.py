@@ -12,7 +12,7 @@ from archsim.hw.placement import _activations_within, _analysis, _Item, _knapsac
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import CacheWrite, Gemm
 from archsim.ir.tensor import Role, Tensor
-from conftest import HW
+from conftest import HW, TPUV4I_PLAIN
 
 MiB = 2**20
 
@@ -63,7 +63,7 @@ def phases(*gemms: tuple[int, int, int, int]) -> Workload:
 def test_a_weight_is_worth_its_ops_time_saved_less_its_preload():
     # 8 MXUs: the decode GEMM's 1024 weight folds take 128 x 128 = 16,384 cycles (15.6 us),
     # less than streaming its 16 MiB weight from HBM (27.3 us): it waits for HBM
-    hw = load_hardware(HW / "tpuv4i.yaml", ["mxu.count=8"])
+    hw = load_hardware(TPUV4I_PLAIN, ["mxu.count=8"])  # HBM at its peak, as the figures below
     sim = Simulator(hw)
     workload = phases((8, 4096, 4096, 100))
     analysis = _analysis(workload, workload_shape(workload))

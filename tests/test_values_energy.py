@@ -16,7 +16,13 @@ from archsim.hw.area import chip_area
 from archsim.hw.energy import Energy, EnergyModel, scale_factor
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.ops import VectorWork
-from tests.conftest import HW, TPUV4I
+from tests.conftest import HW, TPUV4I_PLAIN as TPUV4I
+
+
+@pytest.fixture(scope="module")
+def tpuv4i():
+    """TPUv4i with its calibration fields neutral: the hand calculations here are written for it."""
+    return load_hardware(TPUV4I)
 from tests.test_values_memory import softmax_workload
 
 CIM = HW / "cim_tpu.yaml"

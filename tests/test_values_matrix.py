@@ -21,7 +21,13 @@ from archsim.hw.matrix.cim import CimModel
 from archsim.hw.matrix.systolic import Mapping, SystolicModel, fold_cycles, map_dataflow
 from archsim.hw.vector import vector_cycles
 from archsim.ir.ops import VectorWork
-from tests.conftest import HW, TPUV4I
+from tests.conftest import HW, TPUV4I_PLAIN as TPUV4I
+
+
+@pytest.fixture(scope="module")
+def tpuv4i():
+    """TPUv4i with its calibration fields neutral: the hand calculations here are written for it."""
+    return load_hardware(TPUV4I)
 
 CIM = HW / "cim_tpu.yaml"
 I8, BF16 = DType.INT8, DType.BF16

@@ -18,7 +18,7 @@ from archsim.ir.ops import Elementwise, Gemm, VectorWork
 from archsim.ir.tensor import Role, Tensor
 from archsim.sim.engine import Simulator
 from archsim.system.topology import topology_of
-from tests.conftest import HW, TPUV4I
+from tests.conftest import HW, TPUV4I_PLAIN as TPUV4I
 
 TPUV3 = HW / "tpuv3.yaml"
 F32, BF16 = DType.FP32, DType.BF16
@@ -79,9 +79,9 @@ def test_dispatch_tables_name_known_kinds_and_a_default():
 def test_hbm_efficiency_scales_the_memory_time(efficiency):
     # TPUv3 core (no CMEM: activations in HBM). c = a + b over 1024 x 1024 fp32: 8 MiB read,
     # 4 MiB written at 450 GB/s x efficiency; VMEM moves twice that at 9.9 TB/s (less busy).
-    # 1M adds on 1024 lanes at 1 op a cycle: 1024 cycles at 940 MHz; a block is one row of 1024
+    # 1M adds on 1024 lanes at 1 op a cycle (no pass cost): 1024 cycles at 940 MHz; a block is one row of 1024
     # (= the lanes): 1024 steps; HBM's 555 ns latency exposed once.
-    chip = hw(TPUV3, f"hbm.efficiency={efficiency}")
+    chip = hw(TPUV3, f"hbm.efficiency={efficiency}", "vpu.pass_cycles_per_vreg=0")
     op = Simulator(chip).run(one(add_op())).ops[0]
     t_mem = 12 * 2**20 / (450e9 * efficiency)
     assert op.memory_s == pytest.approx(t_mem, rel=REL)

@@ -21,7 +21,13 @@ from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import CacheWrite, Gemm, Softmax
 from archsim.ir.tensor import Role, Tensor
-from tests.conftest import TPUV4I
+from tests.conftest import TPUV4I_PLAIN as TPUV4I
+
+
+@pytest.fixture(scope="module")
+def tpuv4i():
+    """TPUv4i with its calibration fields neutral: the hand calculations here are written for it."""
+    return load_hardware(TPUV4I)
 
 I8, BF16 = DType.INT8, DType.BF16
 CLOCK = 1.05e9

@@ -20,7 +20,7 @@ from archsim.ir.tensor import Role, Tensor
 from archsim.sim.engine import Simulator
 from archsim.system.schedule import StageTime, phase_schedule
 from archsim.system.topology import topology_of
-from tests.conftest import TPUV4I
+from tests.conftest import TPUV4I_PLAIN as TPUV4I
 
 ALPHA, B, E = 1e-6, 100e9, 40e-12  # link latency, bandwidth, energy per byte
 STATIC_W = 30.0

@@ -27,6 +27,8 @@ FIELD_PREFIX = "set."
 # results. Editing them keeps finished results valid; any other module is the model.
 NOT_MODEL = frozenset({"cli.py", "report.py", "fileio.py", "dse/plots.py", "dse/report.py", "dse/pareto.py",
                        "dse/store.py", "dse/runner.py"})
+# Whole folders of such modules: calibration fits configs to measurements, it computes no row.
+NOT_MODEL_DIRS = ("calibrate/",)
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -44,7 +46,7 @@ def fingerprint(package: Path) -> str:
     h = hashlib.sha256()
     files = sorted((path.relative_to(package).as_posix(), path) for path in package.rglob("*.py"))
     for name, path in files:
-        if name not in NOT_MODEL:
+        if name not in NOT_MODEL and not name.startswith(NOT_MODEL_DIRS):
             data = path.read_bytes()
             h.update(f"{name}\0{len(data)}\0".encode())  # lengths too: no two file sets hash alike
             h.update(data)
