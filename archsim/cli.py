@@ -193,9 +193,12 @@ def workload(workload_file: Path, overrides: tuple[str, ...], schedule: str | No
 @click.option("--ops", "show_ops", is_flag=True, help="Also print the per-op breakdown.")
 @click.option("--trace", "trace_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a Chrome/Perfetto trace (JSON) to this file.")
+@click.option("--dispatch", type=click.Choice(["program", "call"]), default="program", show_default=True,
+              help="How ops are launched, for the config's dispatch costs: 'program', one compiled program; "
+                   "'call', every op launched on its own from the host (as per-op benchmarks time them).")
 @_json_option
 def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_ops: bool,
-        trace_path: Path | None, as_json: bool) -> None:
+        trace_path: Path | None, dispatch: str, as_json: bool) -> None:
     """Simulate a workload on a chip or a system of chips: latency, utilisation, traffic, energy, area.
 
     FILES are HW.yaml [HW2.yaml ...] WORKLOAD.yaml; with several chips the results are printed
@@ -213,7 +216,7 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
         _check_order(files, "run")
         raise
     if len(chips) > 1:
-        results = [api.simulate(hw, workload) for hw, workload in zip(chips, workloads)]
+        results = [api.simulate(hw, workload, dispatch) for hw, workload in zip(chips, workloads)]
         if as_json:
             _emit_json([r.summary() for r in results])
         else:
@@ -222,7 +225,7 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
             sys.exit(EXIT_INFEASIBLE)
         return
     hw = chips[0]
-    result = api.simulate(hw, workloads[0])
+    result = api.simulate(hw, workloads[0], dispatch)
     if not result.feasible:
         _fail_infeasible(result, as_json)
     if trace_path is not None:

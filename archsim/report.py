@@ -163,6 +163,7 @@ def ops_table(result: RunResult) -> str:
         "latency": frame["latency_s"].map(fmt_time),
         "compute": frame["compute_s"].map(fmt_time),
         "memory": frame["memory_s"].map(fmt_time),
+        "dispatch": frame["dispatch_s"].map(lambda v: fmt_time(v) if v else ""),
         "util": frame["utilization"].map(lambda v: f"{v:.1%}" if v else ""),
         "bound by": frame["bottleneck"],
         "HBM": frame["hbm_bytes"].map(fmt_bytes),

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 TABLE_COLUMNS = [
     "phase", "op", "kind", "unit", "repeat", "copies", "count", "macs", "vector_ops", "compute_cycles",
-    "compute_s", "memory_s", "latency_s", "total_latency_s", "utilization", "bound",
+    "compute_s", "memory_s", "dispatch_s", "latency_s", "total_latency_s", "utilization", "bound",
     "bottleneck", "tiling", "vmem_bytes", "cmem_bytes", "hbm_bytes", "ici_bytes", "energy_j",
     *(f"energy_{c}_j" for c in COMPONENTS),
 ]
@@ -136,7 +136,7 @@ class RunResult(Rates):
                 "phase": c.phase, "op": c.name, "kind": c.kind, "unit": c.unit, "repeat": c.repeat,
                 "copies": c.copies, "count": c.count,
                 "macs": c.macs, "vector_ops": c.vector_ops, "compute_cycles": c.compute_cycles,
-                "compute_s": c.compute_s, "memory_s": c.memory_s, "latency_s": c.latency_s,
+                "compute_s": c.compute_s, "memory_s": c.memory_s, "dispatch_s": c.dispatch_s, "latency_s": c.latency_s,
                 "total_latency_s": c.total_latency_s, "utilization": c.utilization, "bound": c.bound,
                 "bottleneck": c.bottleneck, "tiling": c.tiling,
                 **{f"{lv.value}_bytes": c.traffic.total(lv) for lv in Level},
