@@ -18,8 +18,10 @@ import cim_tpu
 import icc
 import multichip
 import odb_dllm
+import silicon
 
-STUDIES = {"cim_tpu": cim_tpu.main, "icc": icc.main, "odb_dllm": odb_dllm.main, "cache_codesign": cache_codesign.main}
+STUDIES = {"cim_tpu": cim_tpu.main, "icc": icc.main, "odb_dllm": odb_dllm.main, "cache_codesign": cache_codesign.main,
+           "silicon": silicon.main}
 
 
 def main(argv: list[str] | None = None) -> int:
