@@ -144,6 +144,19 @@ def test_each_pass_pays_its_register_traffic():
     assert pass_cycles(hw(TPUV4I).vpu, VectorWork(4096, 0), 4096) == 2  # default: no pass cost
 
 
+def test_a_reduction_folds_each_row_across_its_lanes():
+    from archsim.hw.vector import reduction_cycles
+    vpu = hw(TPUV4I, "vpu.lane_width=128", "vpu.reduce_step_cycles=2").vpu
+    # 1024 lanes of 128 per row: 8 rows a register; 100 rows -> 13 registers x log2(128) = 7
+    # steps x 2 cycles = 182
+    assert reduction_cycles(vpu, 100) == 182
+    # a softmax makes two reduction passes (max, sum): 2 x 182 more cycles than without
+    from tests.test_values_memory import softmax_workload
+    plain = Simulator(hw(TPUV4I, "vpu.lane_width=128")).run(softmax_workload(100, 256)).ops[0]
+    folded = Simulator(hw(TPUV4I, "vpu.lane_width=128", "vpu.reduce_step_cycles=2")).run(softmax_workload(100, 256)).ops[0]
+    assert folded.compute_cycles == plain.compute_cycles + 2 * 182
+
+
 def test_rows_pad_to_the_lane_width():
     vpu = hw(TPUV4I, "vpu.lane_width=128").vpu
     assert [padded_row(vpu, n) for n in (1, 128, 129, 4096)] == [128, 128, 256, 4096]

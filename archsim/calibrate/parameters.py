@@ -122,6 +122,9 @@ REGISTRY: tuple[Parameter, ...] = (
     # arithmetic (loads, stores, loop): every vector op's rows.
     Parameter("vpu.pass_cycles_per_vreg", PLAIN, 0.0, 64.0, 8.0, VECTOR_OPS, lambda hw: hw.vpu.pass_cycles_per_vreg,
               start=0.0, grid=_log(0.5, 64.0, zero=True)),
+    # Cycles of one step of a row's reduction across its lanes: the rows of reducing ops.
+    Parameter("vpu.reduce_step_cycles", PLAIN, 0.0, 64.0, 2.0, frozenset({"softmax", "layernorm", "rmsnorm"}),
+              lambda hw: hw.vpu.reduce_step_cycles, start=0.0, grid=_log(0.25, 64.0, zero=True)),
     Parameter("vpu.special_cycles.exp", PLAIN, 0.25, 512.0, 4.0, frozenset({"softmax", "silu"}), _special("exp"),
               start=1.0, grid=_log(0.25, 512.0)),
     Parameter("vpu.special_cycles.tanh", PLAIN, 0.25, 512.0, 4.0, frozenset({"gelu"}), _special("tanh"),

@@ -155,6 +155,9 @@ class VectorUnitConfig(Scaled):
         default=0.0, description="cycles each pass of an op over its data spends per vector register's worth "
         "(lanes elements) besides the arithmetic: loading and storing the register, loop and address "
         "overhead")
+    reduce_step_cycles: NonNegativeFactor = Field(
+        default=0.0, description="cycles of one step of a reduction across a row's lanes (a lane rotate and "
+        "an add), per vector register: a row reduction takes log2(lane_width) steps")
     lane_width: Count | None = Field(
         default=None, description="lanes along a row (the minor dimension of a vector register); a row's "
         "length is padded to a multiple of it, in registers and in memory layouts. Default: no padding")

@@ -1,7 +1,8 @@
 """Vector-unit timing from an op's element-wise work.
 
 Each pass of an op over its data costs ``pass_cycles_per_vreg`` cycles per register's worth
-of it (moving the data through the registers) besides its arithmetic. The lanes run simple ops at ``alu_ops_per_lane_per_cycle`` each and transcendentals at their
+of it (moving the data through the registers) besides its arithmetic; a reduction pass also
+folds each row across its lanes, log2(lane width) steps of ``reduce_step_cycles``. The lanes run simple ops at ``alu_ops_per_lane_per_cycle`` each and transcendentals at their
 own cost (``special_cycles`` by function, else ``special_cycles_per_op``). A row laid along the
 lanes fills whole vector registers: its length is padded to a multiple of ``lane_width``, in
 the registers and in the memory layout (a TPU tiles arrays (8, 128) in HBM as in VMEM).
@@ -31,6 +32,15 @@ def pass_cycles(config: VectorUnitConfig, work: VectorWork, elements: int) -> in
     """One pass of an op over ``elements`` (padded) elements: its arithmetic, plus the pass's
     own cost per vector register of data (``pass_cycles_per_vreg``: loads, stores, loop)."""
     return vector_cycles(config, work) + math.ceil(config.pass_cycles_per_vreg * elements / config.lanes)
+
+
+def reduction_cycles(config: VectorUnitConfig, rows: int) -> int:
+    """Folding each row's partial results across its lanes: log2(lane width) steps of
+    ``reduce_step_cycles`` per vector register, which holds lanes / lane_width rows."""
+    width = config.lane_width or config.lanes
+    rows_per_register = max(1, config.lanes // width)
+    steps = math.ceil(math.log2(width)) if width > 1 else 0
+    return math.ceil(math.ceil(rows / rows_per_register) * steps * config.reduce_step_cycles)
 
 
 def padded_row(config: VectorUnitConfig, row_length: int) -> int:

@@ -16,7 +16,7 @@ from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.placement import workload_shape, clear_placements, place
 from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
-from archsim.hw.vector import padded_row, pass_cycles, vector_cycles
+from archsim.hw.vector import padded_row, pass_cycles, reduction_cycles, vector_cycles
 from archsim.ir import ops
 from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.ir.tensor import Tensor
@@ -219,6 +219,8 @@ class Simulator:
             moved = self._stream_traffic(inputs, outputs, placement, through_vmem=True, scale=scale)
             done = step.work(elements, op.rows)
             cycles_here = pass_cycles(vpu, done, elements)
+            if i != last:  # a reduction: each row's lanes folded into one value
+                cycles_here += reduction_cycles(vpu, op.rows)
             pass_times = channel_times(self.hw, moved)
             pass_memory = max(pass_times.values(), default=0.0)
             latency += float(overlapped_time(pass_memory, cycles_here / clock, steps,
