@@ -467,8 +467,10 @@ def compare_schedules(hw_files, workload_file, schedules, overrides, workload_ov
               help="Also write DIR/rows.csv (every row) and DIR/predicted_vs_measured.png (with --fit: the fitted config's).")
 @click.option("--fit", "fit_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Fit the chip's calibration fields to the measurements; write them to this config (extending HW_FILE).")
+@click.option("--hold", "held", multiple=True, metavar="KEY.PATH",
+              help="With --fit: keep this calibration field at the config's value (e.g. --hold hbm.efficiency). Repeatable.")
 @_json_option
-def calibrate(hw_file: Path, measured_file: Path, overrides, out_dir, fit_path, as_json: bool) -> None:
+def calibrate(hw_file: Path, measured_file: Path, overrides, out_dir, fit_path, held, as_json: bool) -> None:
     """archsim's error, and the plain roofline's, on measured single-op calls (a measurement CSV:
     op, dtype, dimensions, measured_s): per op and overall, error = (predicted - measured) / measured."""
     from archsim.calibrate import fit as fitting, report as cal_report
@@ -484,7 +486,17 @@ def calibrate(hw_file: Path, measured_file: Path, overrides, out_dir, fit_path, 
     rows = load_measurements(measured_file)
     name = measured_file.name
     rules = [system_rule(hw, ranks) for ranks in dict.fromkeys(r.ranks for r in rows if r.op == "all_reduce")]
-    fitted = fitting.fit(hw_file, rows, overrides=parsed, source=str(measured_file)) if fit_path else None
+    keys = None
+    if held:
+        from archsim.calibrate.parameters import REGISTRY, parameters_for
+
+        known = {p.key for p in REGISTRY}
+        unknown = sorted(set(held) - known)
+        if unknown:
+            raise click.BadParameter(f"{', '.join(unknown)} is not a calibration field; expected one of: "
+                                     f"{', '.join(sorted(known))}", param_hint="'--hold'")
+        keys = [p.key for p in parameters_for(hw, rows, None)[0] if p.key not in held]
+    fitted = fitting.fit(hw_file, rows, keys, overrides=parsed, source=str(measured_file)) if fit_path else None
     results = fitted.before if fitted else cal_report.evaluate(rows, Predictor(hw, hw_file, parsed), measured_file)
     written = [fitting.write_fitted(fitted, fit_path, name, parsed)] if fitted else []
     if out_dir is not None:

@@ -215,6 +215,23 @@ def test_fit_recovers_a_known_dispatch_cost(tpuv4i, tmp_path):
     assert math.isfinite(result.evaluations)
 
 
+def test_held_fields_keep_the_configs_values(tpuv4i, tmp_path):
+    rows = [Measurement(2, "gemm", DType.BF16, 1.0, m=256, k=1024, n=1024),
+            Measurement(3, "gemm", DType.BF16, 1.0, m=64, k=4096, n=8192)]
+    model = Predictor(tpuv4i, TPUV4I)
+    csv = tmp_path / "two.csv"
+    csv.write_text(HEADER + "".join(f"gemm,bf16,{r.m},{r.k},{r.n},,,,,,{1.2 * model.predict(r)!r},,synthetic\n"
+                                    for r in rows))
+    out = tmp_path / "held.yaml"
+    code, _, err = run_main("calibrate", TPUV4I, csv, "--fit", out, "--hold", "hbm.efficiency",
+                            "--hold", "mxu.weight_load_overlap")
+    assert code == 0, err
+    written = out.read_text()
+    assert "gemm:" in written and "efficiency" not in written and "weight_load_overlap" not in written
+    code, _, err = run_main("calibrate", TPUV4I, csv, "--fit", out, "--hold", "hbm.bandwidth")
+    assert code == 2 and "hbm.bandwidth is not a calibration field" in err
+
+
 def test_uncalibrated_resets_every_fitted_field_to_the_schema_default():
     bundled = load_hardware(TPUV3)
     plain = load_hardware(TPUV3, uncalibrated(bundled))
