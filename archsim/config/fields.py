@@ -94,8 +94,13 @@ NonNegativeCount = Annotated[int, Field(strict=True, ge=0), AfterValidator(_at_m
 Factor = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 PositiveFactor = Annotated[float, Field(allow_inf_nan=False, gt=0, le=MAX_MAGNITUDE)]
 NonNegativeFactor = Annotated[float, Field(allow_inf_nan=False, ge=0, le=MAX_MAGNITUDE)]
+# A ratio that divides others (a node's relative energy or area): within archsim's range, so
+# that no quotient of two of them overflows.
+ScaleFactor = Annotated[float, Field(allow_inf_nan=False, ge=MIN_MAGNITUDE, le=MAX_MAGNITUDE)]
 # A share of a whole, 0 to 1 (an achievable fraction of a peak, an overlap).
 Fraction = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]
+# An achievable share of a peak: a rate is divided by it, so it is at least 0.1%.
+Efficiency = Annotated[float, Field(allow_inf_nan=False, ge=1e-3, le=1)]
 
 def _quantity_type(dim: units.Dim, check) -> Any:
     """A float field read from a quantity of ``dim`` in SI units and checked by ``check``."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from archsim import units
 from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Factor, Frequency, Latency, Length, NonNegativeCount,
-    Fraction, NonNegativeFactor, PositiveFactor, Power, Size, Strict, value_dims,
+    Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, ScaleFactor, Size, Strict, value_dims,
 )
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
@@ -172,7 +172,7 @@ class VectorUnitConfig(Scaled):
 class MemoryLevelConfig(Scaled):
     capacity: Size
     bandwidth: Bandwidth
-    efficiency: Fraction = Field(default=1.0, gt=0, description="achievable share of the peak bandwidth "
+    efficiency: Efficiency = Field(default=1.0, description="achievable share of the peak bandwidth "
                                  "(refresh, bank conflicts, DMA descriptor gaps)")
     latency: Latency = Field(description="access latency exposed once per transfer stream")
     read_energy: EnergyPerByte
@@ -192,7 +192,7 @@ class IciConfig(Scaled):
     link_latency: Latency
     energy_per_byte: EnergyPerByte
     area: Area = Field(description="on-die area of the links' controllers and PHYs")
-    efficiency: Fraction = Field(default=1.0, gt=0, description="achievable share of link_bandwidth "
+    efficiency: Efficiency = Field(default=1.0, description="achievable share of link_bandwidth "
                                  "(packet headers, flow control)")
 
     @property
@@ -234,8 +234,8 @@ class DispatchConfig(Strict):
 
 
 class NodeFactors(Strict):
-    energy: Factor = Field(gt=0, description="dynamic energy per operation relative to the table's reference")
-    area: Factor = Field(gt=0, description="area relative to the table's reference")
+    energy: ScaleFactor = Field(description="dynamic energy per operation relative to the table's reference")
+    area: ScaleFactor = Field(description="area relative to the table's reference")
 
 
 _SAME_NODE = 1e-12  # nodes this close (relatively) are one node
