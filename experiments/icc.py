@@ -232,9 +232,11 @@ def findings(frame: pd.DataFrame, parts: pd.DataFrame, grid: pd.DataFrame, quick
     hbm = steps[chip][("hbm_bytes", STEP_NAMES[2])] / 1e6
     out.append(f"- **Filling the cache.** A full step that writes the cache takes "
                f"{' / '.join(c.ms(e) for e in extra.values())} more than a DDIM step on {' / '.join(CHIPS)}; over "
-               f"ICC-{ref}'s {r.fill_steps} such steps on {chip} that is {c.ms(writes)}, {pct(writes / saved)} of the "
-               f"{c.ms(saved)} its {r.cached_steps} cached steps save (archsim runs ops one at a time: the "
-               f"writes do not overlap the GEMMs). The run moves {c.pct(r.hbm_bytes, base.hbm_bytes)} "
+               f"ICC-{ref}'s {r.fill_steps} such steps on {chip} that is {c.ms(writes)}"
+               + (f", {pct(writes / saved)} of the {c.ms(saved)} its {r.cached_steps} cached steps save" if saved > 0 else
+                  f", while its {r.cached_steps} cached steps save nothing: together they take {c.ms(-saved)} more "
+                  "than full steps would (their vector work outlasts the GEMMs they skip)")
+               + f" (archsim runs ops one at a time: the writes do not overlap the GEMMs). The run moves {c.pct(r.hbm_bytes, base.hbm_bytes)} "
                f"HBM bytes vs DDIM-{ref}; a cached step reads {hbm['delta/increment (cache reads)']:.0f} MB for the "
                f"delta/increment ops (the cache), {hbm['adaLN projections']:.0f} MB for adaLN and "
                f"{hbm['low-rank GEMMs A, B']:.0f} MB for the low-rank GEMMs from HBM.")

@@ -149,8 +149,10 @@ def denoise_step(spec: DiTWorkload, scope: str, plan: StepPlan = FULL, tp: int =
     out = top.linear("final.linear", h, rows, d, p2c_out)
     if spec.cfg:  # eps = uncond + scale * (cond - uncond) over one half of the batch
         out = top.binary("cfg_combine", "axpby", (out,), spec.batch * t, p2c_out)
-    latent_elements = spec.batch * spec.latent_channels * spec.latent_size**2
-    top.binary("sampler_update", "axpby", (out, top.act("latent", latent_elements, 1)), latent_elements, 1)
+    # the latent [batch, channels, size, size], rows along its last axis (as laid out in memory)
+    latent_rows = spec.batch * spec.latent_channels * spec.latent_size
+    top.binary("sampler_update", "axpby", (out, top.act("latent", latent_rows, spec.latent_size)), latent_rows,
+               spec.latent_size)
     return graph
 
 
