@@ -1,8 +1,9 @@
-"""A light mutation test of archsim's cost models (issue 15).
+"""A light mutation test of archsim's cost models (issue 15; issue 16's mechanisms added).
 
-Each mutant is one meaningful one-line change to archsim/hw, archsim/sim or archsim/system
-(a dropped term, an off-by-one fold count, a swapped max/min, a wrong width, a dropped repeat
-factor, ...), given as (file, the exact original line, its replacement). For each mutant the
+Each mutant is one meaningful one-line change to archsim/hw, archsim/sim, archsim/system, or
+the cost-bearing parts of archsim/config/schema.py and archsim/ir/ops.py (a dropped term, an
+off-by-one fold count, a swapped max/min, a wrong width, a dropped repeat factor, an ignored
+efficiency or dispatch cost, ...), given as (file, the exact original line, its replacement). For each mutant the
 script applies it in a private copy of the repository, runs a fast selection of tests there,
 and records whether a test fails (the mutant is *killed*) or none does (it *survives*). It
 prints a table and the surviving fraction.
@@ -41,9 +42,10 @@ with ``-x`` (stop at the first failure) and a time limit per mutant (a hang coun
 Before the mutants, the unmutated copy must pass the union of the selected tests (the
 baseline); otherwise the script stops, since a failure could not be told from a kill.
 
-Runtime on this 2-core machine: the 92 mutants in about 3 minutes with --jobs 2 (the value
-tests kill each in 2 to 6 s; a survivor would run its area's files, about 10 to 20 s);
-``--suite existing`` about 5.5 minutes. A run that times out has its own process group killed.
+Runtime on this 2-core machine: the 129 mutants in about 7.5 minutes with --jobs 1 (after a
+32 s baseline; every one killed, the value tests killing each in 2 to 6 s, the area's files the
+rest within 9 s; a survivor would run all its area's files, about 10 to 30 s); --jobs 2 about
+halves it. A run that times out has its own process group killed.
 """
 
 from __future__ import annotations
@@ -63,20 +65,23 @@ from queue import Queue
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUE_TESTS = ("tests/test_values_matrix.py", "tests/test_values_memory.py",
-               "tests/test_values_energy.py", "tests/test_values_system.py")
+               "tests/test_values_energy.py", "tests/test_values_system.py", "tests/test_values_mechanisms.py")
 # existing tests of each area, run after the value tests with --suite related
 RELATED = {
-    "archsim/hw/matrix/": ("tests/test_systolic.py", "tests/test_cim_energy.py", "tests/test_quantization.py"),
-    "archsim/hw/vector.py": ("tests/test_engine.py",),
-    "archsim/hw/timing.py": ("tests/test_engine.py",),
+    "archsim/hw/matrix/": ("tests/test_systolic.py", "tests/test_cim_energy.py", "tests/test_quantization.py",
+                           "tests/test_silicon.py"),
+    "archsim/hw/vector.py": ("tests/test_engine.py", "tests/test_silicon.py"),
+    "archsim/hw/timing.py": ("tests/test_engine.py", "tests/test_silicon.py"),
     "archsim/hw/energy.py": ("tests/test_cim_energy.py",),
     "archsim/hw/area.py": ("tests/test_cim_energy.py",),
     "archsim/hw/memory.py": ("tests/test_engine.py",),
     "archsim/hw/placement.py": ("tests/test_placement.py", "tests/test_engine.py"),
     "archsim/hw/tiling.py": ("tests/test_tiling.py", "tests/test_engine.py", "tests/test_quantization.py"),
     "archsim/sim/": ("tests/test_engine.py", "tests/test_cim_energy.py", "tests/test_metrics.py",
-                     "tests/test_quantization.py"),
-    "archsim/system/": ("tests/test_system.py",),
+                     "tests/test_quantization.py", "tests/test_silicon.py"),
+    "archsim/system/": ("tests/test_system.py", "tests/test_silicon.py"),
+    "archsim/config/": ("tests/test_config.py", "tests/test_silicon.py", "tests/test_calibrate.py"),
+    "archsim/ir/": ("tests/test_ir.py", "tests/test_engine.py", "tests/test_silicon.py"),
 }
 
 
@@ -98,6 +103,7 @@ SYS, CIM, VEC = "archsim/hw/matrix/systolic.py", "archsim/hw/matrix/cim.py", "ar
 TIMING, ENERGY, AREA = "archsim/hw/timing.py", "archsim/hw/energy.py", "archsim/hw/area.py"
 MEMORY, TILING, ENGINE, RESULT = "archsim/hw/memory.py", "archsim/hw/tiling.py", "archsim/sim/engine.py", "archsim/sim/result.py"
 PLACE, PIPE, COST = "archsim/hw/placement.py", "archsim/system/pipeline.py", "archsim/sim/cost.py"
+SCHEMA, OPS = "archsim/config/schema.py", "archsim/ir/ops.py"
 TOPO, SCHED, SYSRES, SYSSIM = ("archsim/system/topology.py", "archsim/system/schedule.py",
                                "archsim/system/result.py", "archsim/system/simulator.py")
 
@@ -116,12 +122,13 @@ MUTANTS: tuple[Mutant, ...] = (
     # -- systolic --------------------------------------------------------------------------
     m("M06", SYS, "return folds * (s + load + skew_drain) - 1",
       "return folds * (s + load + skew_drain)", "scalesim: off by one cycle"),
-    m("M07", SYS, "return load + (folds - 1) * max(s, rows) + s + skew_drain - 1",
-      "return load + (folds - 1) * s + s + skew_drain - 1", "pipelined: weight swap no longer bounds a fold"),
-    m("M08", SYS, "return load + (folds - 1) * max(s, rows) + s + skew_drain - 1",
-      "return load + (folds - 1) * min(s, rows) + s + skew_drain - 1", "pipelined: max -> min"),
+    m("M07", SYS, "later = s + swap - load_overlap * min(s, swap)",
+      "later = s", "pipelined: weight swap no longer bounds a fold"),
+    m("M08", SYS, "later = s + swap - load_overlap * min(s, swap)",
+      "later = s + swap - load_overlap * max(s, swap)", "pipelined: max -> min (overlap hides the longer of S, L)"),
     m("M09", SYS, "skew_drain = rows + cols - 2", "skew_drain = rows + cols - 1", "skew/drain off by one"),
-    m("M10", SYS, "load = rows if mapping.preload else 0", "load = rows", "os pays a stationary load"),
+    m("M10", SYS, "load = math.ceil(rows / load_rows_per_cycle) if mapping.preload else 0",
+      "load = math.ceil(rows / load_rows_per_cycle)", "os pays a stationary load"),
     m("M11", SYS, "per_unit = math.ceil(folds / units)", "per_unit = folds // units",
       "folds per unit rounded down"),
     m("M12", SYS, "row_folds = math.ceil(mapping.row_dim / cfg.rows)", "row_folds = mapping.row_dim // cfg.rows + 1",
@@ -152,8 +159,8 @@ MUTANTS: tuple[Mutant, ...] = (
       "load = math.ceil(core.core_rows * outputs_per_core / core.weight_write_bits_per_cycle)",
       "weight load in weights, not bits"),
     # -- vector unit, timing ---------------------------------------------------------------
-    m("M26", VEC, "special = work.special * config.special_cycles_per_op / config.lanes",
-      "special = work.special / config.lanes", "transcendental cost dropped"),
+    m("M26", VEC, "return math.ceil(alu + special / config.lanes)",
+      "return math.ceil(alu + work.special / config.lanes)", "transcendental cost dropped"),
     m("M27", VEC, "alu = work.alu / (config.lanes * config.alu_ops_per_lane_per_cycle)",
       "alu = work.alu / config.lanes", "ALU ops per lane dropped"),
     m("M28", TIMING, "return latency + np.maximum(t_mem, t_mem / np.maximum(steps, 1) + t_compute)",
@@ -205,7 +212,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M50", TILING, "writes[out_level] = writes[out_level] + out_bytes + spills",
       "writes[out_level] = writes[out_level] + out_bytes", "spilled partial sums not written"),
     # -- engine, run totals ----------------------------------------------------------------
-    m("M51", ENGINE, "chunk = max(self.hw.vpu.lanes, op.row_length)", "chunk = self.hw.vpu.lanes",
+    m("M51", ENGINE, "steps = math.ceil(elements / max(vpu.lanes, row))", "steps = math.ceil(elements / vpu.lanes)",
       "vector blocks ignore whole rows"),
     m("M52", ENGINE, "traffic = Traffic.of(Level.HBM, read=moved) + Traffic.of(Level.CMEM, write=moved)",
       "traffic = Traffic.of(Level.HBM, read=moved)", "preload writes nothing into CMEM"),
@@ -219,7 +226,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M56", ENGINE, "energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes, convert),",
       "energy=self.energy.op_energy(compute_s, tiling.traffic, op.macs, dtype, array.weight_write_bytes, convert),",
       "matmul static energy over compute time only"),
-    m("M57", ENGINE, "traffic += Traffic.of(Level.VMEM, read=t.bytes, write=t.bytes)",
+    m("M57", ENGINE, "traffic += Traffic.of(Level.VMEM, read=t.bytes * scale, write=t.bytes * scale)",
       "pass", "vector inputs bypass VMEM", nth=1),
     m("M58", RESULT, "total += repeat * once", "total += once", "run latency drops phase repeats"),
     m("M59", RESULT, "out[c.phase] = (repeat, once + c.latency_s * c.copies)",
@@ -232,8 +239,9 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M62", TOPO, "return self.link_bandwidth * max(1, self.links // neighbours)",
       "return self.link_bandwidth * max(1, self.links // 2 // neighbours)", "ring: link count halved"),
     m("M63", TOPO, "steps = passes * (n - 1)", "steps = passes * n", "ring collective: one step too many"),
-    m("M64", TOPO, "time = steps * (max(edges) * self.alpha + chunk / self.neighbour_bandwidth())",
-      "time = steps * (min(edges) * self.alpha + chunk / self.neighbour_bandwidth())", "ring step latency: max -> min edge"),
+    m("M64", TOPO, "time = steps * (max(edges) * self.alpha + chunk / (directions * self.neighbour_bandwidth()))",
+      "time = steps * (min(edges) * self.alpha + chunk / (directions * self.neighbour_bandwidth()))",
+      "ring step latency: max -> min edge"),
     m("M65", TOPO, "energy = steps * chunk * sum(edges) * self.energy_per_byte",
       "energy = steps * chunk * max(edges) * self.energy_per_byte", "ring energy over one edge"),
     m("M66", TOPO, "return Transfer(hops * self.alpha + size / self.neighbour_bandwidth(), size, size * hops * self.energy_per_byte)",
@@ -314,6 +322,76 @@ MUTANTS: tuple[Mutant, ...] = (
       "a preloaded tensor counted as freeing its HBM copy"),
     m("M99", RESULT, "return self.tdp_w is not None and self.power_w > self.tdp_w",
       "return self.tdp_w is not None and self.power_w > 2 * self.tdp_w", "TDP flag at twice the TDP"),
+    # -- issue 16: dispatch ----------------------------------------------------------------
+    m("M101", COST, "new.__dict__.update(self.__dict__, latency_s=self.latency_s + dispatch_s, dispatch_s=self.dispatch_s + dispatch_s)",
+      "new.__dict__.update(self.__dict__, dispatch_s=self.dispatch_s + dispatch_s)",
+      "dispatch recorded but not added to the op's time"),
+    m("M102", ENGINE, "cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind)))",
+      "cost = _COSTS.put(key, body.with_dispatch(2 * self.hw.dispatch.cost(self.dispatch, op.kind)))",
+      "dispatch paid twice per op"),
+    m("M103", ENGINE, "return cost.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind))", "return cost",
+      "the CMEM preload pays no dispatch"),
+    m("M104", SCHEMA, "table = self.call if mode == \"call\" else self.program", "table = self.program",
+      "dispatch mode ignored (program costs for calls)"),
+    m("M105", SCHEMA, "return table.get(kind, table[\"default\"])", "return table[\"default\"]",
+      "dispatch kind ignored (the default for every op)"),
+    m("M106", ENGINE, "key = (self._fingerprint.key(levels), self.dispatch, op.signature, levels)",
+      "key = (self._fingerprint.key(levels), op.signature, levels)",
+      "shared-cost key ignores the dispatch mode"),
+    # -- issue 16: achievable bandwidth ------------------------------------------------------
+    m("M107", TIMING, "times[level] = moved / level_config(hw, level).achievable_bandwidth",
+      "times[level] = moved / level_config(hw, level).bandwidth", "channel times at peak bandwidth (efficiency ignored)"),
+    m("M108", ENGINE, "bandwidth=tuple((lv, getattr(self.hw, lv.value).achievable_bandwidth) for lv in levels),",
+      "bandwidth=tuple((lv, getattr(self.hw, lv.value).bandwidth) for lv in levels),",
+      "tiling's channels at peak bandwidth (efficiency ignored)"),
+    m("M109", PLACE, "per_byte = 1 / min(hw.hbm.achievable_bandwidth, hw.cmem.achievable_bandwidth) if hw.cmem is not None else 0.0",
+      "per_byte = 1 / min(hw.hbm.bandwidth, hw.cmem.bandwidth) if hw.cmem is not None else 0.0",
+      "placement: preload estimated at peak bandwidth"),
+    m("M110", SCHEMA, "return self.bandwidth * self.efficiency", "return self.bandwidth",
+      "memory levels' efficiency ignored"),
+    m("M111", TOPO, "self.link_bandwidth = hw.ici.achievable_bandwidth", "self.link_bandwidth = hw.ici.link_bandwidth",
+      "ICI efficiency ignored"),
+    # -- issue 16: systolic weight load ------------------------------------------------------
+    m("M112", SYS, "later = s + swap - load_overlap * min(s, swap)", "later = s + swap + load_overlap * min(s, swap)",
+      "weight-load overlap adds time instead of hiding it"),
+    m("M113", SYS, "load = math.ceil(rows / load_rows_per_cycle) if mapping.preload else 0",
+      "load = rows if mapping.preload else 0", "weight load's rows per cycle ignored"),
+    m("M114", SYS, "swap = rows if not mapping.preload else load", "swap = load",
+      "pipelined os: the output unload between folds dropped"),
+    m("M115", SYS, "cfg.weight_load_rows_per_cycle, cfg.weight_load_overlap)",
+      "cfg.weight_load_rows_per_cycle, 1.0)", "the config's weight-load overlap ignored (always hidden)"),
+    # -- issue 16: vector ops as passes --------------------------------------------------------
+    m("M116", ENGINE, "inputs, outputs = (op.inputs, op.outputs) if i == last else (op.inputs[:1], ())",
+      "inputs, outputs = (op.inputs, op.outputs) if i == last else (op.inputs, ())",
+      "a reduction pass reads every input, not the data input"),
+    m("M117", ENGINE, "inputs, outputs = (op.inputs, op.outputs) if i == last else (op.inputs[:1], ())",
+      "inputs, outputs = (op.inputs, ()) if i == last else (op.inputs[:1], ())", "the last pass writes no outputs"),
+    m("M118", ENGINE, "moved = self._stream_traffic(inputs, outputs, placement, through_vmem=True, scale=scale)",
+      "moved = self._stream_traffic(inputs, outputs, placement, through_vmem=True)", "lane padding moves no bytes"),
+    m("M119", ENGINE, "elements = op.rows * row", "elements = op.rows * op.row_length",
+      "lane padding costs the lanes no work"),
+    m("M120", ENGINE, "if i != last:  # a reduction: each row's lanes folded into one value", "if True:",
+      "the last (output) pass folds rows across lanes too"),
+    m("M121", VEC, "return row_length if width is None else math.ceil(row_length / width) * width",
+      "return row_length if width is None else max(1, row_length // width) * width", "padded row rounded down"),
+    m("M122", VEC, "return vector_cycles(config, work) + math.ceil(config.pass_cycles_per_vreg * elements / config.lanes)",
+      "return vector_cycles(config, work) + math.ceil(config.pass_cycles_per_vreg * elements)",
+      "pass cost per element, not per register"),
+    m("M123", VEC, "steps = math.ceil(math.log2(width)) if width > 1 else 0",
+      "steps = math.ceil(math.log2(width)) + 1 if width > 1 else 0", "reduction: log2 steps off by one"),
+    m("M124", VEC, "rows_per_register = max(1, config.lanes // width)", "rows_per_register = 1",
+      "reduction: one row per register, not lanes / lane width"),
+    m("M125", VEC, "special += count * config.special_cycles.get(function, config.special_cycles_per_op)",
+      "special += count * config.special_cycles_per_op", "per-function transcendental cycles ignored"),
+    m("M126", OPS, "counts[name] = counts.get(name, 0) + n", "counts[name] = n",
+      "VectorWork sum: a function's count replaced, not added"),
+    m("M127", OPS, "counts[name] = counts.get(name, 0) + n * rows", "counts[name] = counts.get(name, 0) + n * elements",
+      "per-row transcendentals counted per element"),
+    # -- issue 16: collectives -----------------------------------------------------------------
+    m("M128", TOPO, "directions = 2 if self.bidirectional and n > 2 else 1  # two chips: one neighbour, one way",
+      "directions = 2 if self.bidirectional else 1", "bidirectional ring halves a 2-chip ring's time too"),
+    m("M129", TOPO, "self.bidirectional = hw.system.collective_algorithm == \"bidirectional_ring\"",
+      "self.bidirectional = True", "collective_algorithm ignored (always bidirectional)"),
 )
 
 

@@ -14,7 +14,7 @@ from archsim.errors import ArchsimError
 from archsim.hw.matrix.systolic import Mapping, fold_cycles
 from archsim.hw.vector import padded_row, vector_cycles
 from archsim.ir.graph import OpGraph, Phase, Workload
-from archsim.ir.ops import Elementwise, Gemm, VectorWork
+from archsim.ir.ops import Elementwise, Gemm, LayerNorm, VectorWork
 from archsim.ir.tensor import Role, Tensor
 from archsim.sim.engine import Simulator
 from archsim.system.topology import topology_of
@@ -62,6 +62,19 @@ def test_dispatch_adds_the_kinds_cost_in_front_of_each_op():
     assert add.dispatch_s == 10e-6 and add.latency_s == pytest.approx(plain.latency_s + 10e-6, rel=REL)
     assert add.energy.vpu == plain.energy.vpu
     assert add.bound == "dispatch"  # 10 us against about 50 ns of work
+
+
+def test_the_cmem_preload_pays_its_own_dispatch():
+    # two_weights(8): W1 (1 MiB) read by 8 GEMMs is preloaded into CMEM, which takes HBM's time
+    # (614 GB/s, slower than CMEM) after its 555 ns latency: 555 ns + 2^20 / 614e9 = 2.263 us,
+    # plus the preload kind's 1 us (not the 2 us default the GEMMs pay). At 1 us the preload
+    # still pays: it saves 8 x 2^20 / 614e9 = 13.7 us of W1 reads from HBM.
+    from tests.test_values_memory import two_weights
+    chip = hw(TPUV4I, "dispatch.program={default: 2 us, preload: 1 us}")
+    preload, g1, g2 = Simulator(chip).run(two_weights(8)).ops
+    assert preload.phase == "preload" and preload.dispatch_s == 1e-6
+    assert preload.latency_s == pytest.approx(555e-9 + 2**20 / 614e9 + 1e-6, rel=REL)
+    assert g1.dispatch_s == g2.dispatch_s == 2e-6
 
 
 def test_dispatch_tables_name_known_kinds_and_a_default():
@@ -161,3 +174,25 @@ def test_rows_pad_to_the_lane_width():
     vpu = hw(TPUV4I, "vpu.lane_width=128").vpu
     assert [padded_row(vpu, n) for n in (1, 128, 129, 4096)] == [128, 128, 256, 4096]
     assert padded_row(hw(TPUV4I).vpu, 100) == 100  # no lane width: no padding
+
+
+def test_reduction_passes_read_the_data_input_only():
+    # A layernorm y = norm(x) * gamma + beta with gamma and beta as tensors of their own (1024
+    # bf16, 2 KiB each); x and y 8 x 1024 bf16 (16 KiB), all activations in CMEM. Its passes:
+    # mean and variance read x alone; the last reads x, gamma and beta and writes y, each
+    # through VMEM (written by the DMA, read by the lanes). CMEM reads 3 x 16 + 2 x 2 = 52 KiB
+    # (53248 B), writes 16 KiB; VMEM reads and writes x three times, gamma, beta and y once:
+    # 48 + 4 + 16 = 68 KiB (69632 B) each way.
+    x, y = Tensor("x", (8, 1024), BF16), Tensor("y", (8, 1024), BF16)
+    gamma, beta = Tensor("gamma", (1024,), BF16), Tensor("beta", (1024,), BF16)
+    op = Simulator(hw(TPUV4I)).run(one(LayerNorm("ln", (x, gamma, beta), (y,), 8, 1024))).ops[0]
+    assert (op.traffic.cmem_read, op.traffic.cmem_write) == (53248, 16384)
+    assert (op.traffic.vmem_read, op.traffic.vmem_write) == (69632, 69632)
+    # 8192 elements on 1024 lanes x 2 ALU ops: mean 1 op each, 4 cycles; variance 2, 8 cycles;
+    # normalise 4, 16 cycles + 8 rsqrt x 2 cycles / 1024 lanes -> ceil(16.016) = 17
+    assert op.compute_cycles == 4 + 8 + 17
+    # each pass: CMEM's 50 ns latency + max(T, T / 8 + C) over 8 row blocks (a row = 1024 lanes),
+    # T its CMEM bytes at 2.151 TB/s (VMEM moves twice those at 13.5 TB/s: less busy)
+    passes = ((16384, 4), (16384, 8), (16384 + 4096 + 16384, 17))
+    expected = sum(50e-9 + max(b / 2.151e12, b / 2.151e12 / 8 + c / 1.05e9) for b, c in passes)
+    assert op.latency_s == pytest.approx(expected, rel=REL)
