@@ -15,6 +15,7 @@ from archsim.hw.matrix.systolic import Mapping, fold_cycles
 from archsim.hw.vector import padded_row, vector_cycles
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import Elementwise, Gemm, LayerNorm, VectorWork
+from archsim.hw.memory import Level
 from archsim.ir.tensor import Role, Tensor
 from archsim.sim.engine import Simulator
 from archsim.system.topology import topology_of
@@ -196,3 +197,24 @@ def test_reduction_passes_read_the_data_input_only():
     passes = ((16384, 4), (16384, 8), (16384 + 4096 + 16384, 17))
     expected = sum(50e-9 + max(b / 2.151e12, b / 2.151e12 / 8 + c / 1.05e9) for b, c in passes)
     assert op.latency_s == pytest.approx(expected, rel=REL)
+
+
+def test_the_configs_weight_load_overlap_reaches_the_arrays():
+    from archsim.hw.matrix import MatmulShape
+    from archsim.hw.matrix.systolic import SystolicModel
+    # one 128 x 128 unit, ws, 256 x 1024 x 128 bf16: 8 folds of a 256-row stream. Overlap 0:
+    # 128 + 7 x (256 + 128) + 256 + 254 - 1 = 3325; overlap 1: 128 + 7 x 256 + 509 = 2429
+    shape = MatmulShape(1, 256, 1024, 128, BF16)
+    for overlap, cycles in ((0.0, 3325), (1.0, 2429)):
+        mxu = hw(TPUV4I, "mxu.count=1", f"mxu.weight_load_overlap={overlap}").mxu
+        assert SystolicModel(mxu)._timing(shape, BF16, 1).compute_cycles == cycles
+
+
+def test_hbm_efficiency_reaches_the_matmul_tiling():
+    # a decode GEMM (8 x 4096 x 4096 bf16 on TPUv3: no CMEM, its 32 MiB weight from HBM) is
+    # bound by HBM: at half the achievable bandwidth its busiest channel takes exactly twice as long
+    full = Simulator(hw(TPUV3, "hbm.efficiency=1")).run(one(gemm_op(8, 4096, 4096))).ops[0]
+    half = Simulator(hw(TPUV3, "hbm.efficiency=0.5")).run(one(gemm_op(8, 4096, 4096))).ops[0]
+    assert full.traffic == half.traffic and full.bottleneck == half.bottleneck == "hbm"
+    assert half.memory_s == pytest.approx(2 * full.memory_s, rel=REL)
+    assert full.memory_s == pytest.approx(full.traffic.total(Level.HBM) / 450e9, rel=REL)
