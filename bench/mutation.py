@@ -42,7 +42,7 @@ with ``-x`` (stop at the first failure) and a time limit per mutant (a hang coun
 Before the mutants, the unmutated copy must pass the union of the selected tests (the
 baseline); otherwise the script stops, since a failure could not be told from a kill.
 
-Runtime on this 2-core machine: the 129 mutants in about 7.5 minutes with --jobs 1 (after a
+Runtime on this 2-core machine: the 130 mutants in about 7.5 minutes with --jobs 1 (after a
 32 s baseline; every one killed, the value tests killing each in 2 to 6 s, the area's files the
 rest within 9 s; a survivor would run all its area's files, about 10 to 30 s); --jobs 2 about
 halves it. A run that times out has its own process group killed.
@@ -323,14 +323,14 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M99", RESULT, "return self.tdp_w is not None and self.power_w > self.tdp_w",
       "return self.tdp_w is not None and self.power_w > 2 * self.tdp_w", "TDP flag at twice the TDP"),
     # -- issue 16: dispatch ----------------------------------------------------------------
-    m("M101", COST, "new.__dict__.update(self.__dict__, latency_s=self.latency_s + dispatch_s, dispatch_s=self.dispatch_s + dispatch_s)",
-      "new.__dict__.update(self.__dict__, dispatch_s=self.dispatch_s + dispatch_s)",
+    m("M101", COST, "new.__dict__.update(self.__dict__, latency_s=self.latency_s + dispatch_s, dispatch_s=self.dispatch_s + dispatch_s,",
+      "new.__dict__.update(self.__dict__, dispatch_s=self.dispatch_s + dispatch_s,",
       "dispatch recorded but not added to the op's time"),
-    m("M102", ENGINE, "cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind)))",
-      "cost = _COSTS.put(key, body.with_dispatch(2 * self.hw.dispatch.cost(self.dispatch, op.kind)))",
+    m("M102", ENGINE, "cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind), self.hw.static_power))",
+      "cost = _COSTS.put(key, body.with_dispatch(2 * self.hw.dispatch.cost(self.dispatch, op.kind), self.hw.static_power))",
       "dispatch paid twice per op"),
-    m("M103", ENGINE, "return cost.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind))", "return cost",
-      "the CMEM preload pays no dispatch"),
+    m("M103", COST, "energy=self.energy + Energy(static=static_power_w * dispatch_s))", "energy=self.energy)",
+      "a launch draws no static power (the ops' energies no longer sum to the run's)"),
     m("M104", SCHEMA, "table = self.call if mode == \"call\" else self.program", "table = self.program",
       "dispatch mode ignored (program costs for calls)"),
     m("M105", SCHEMA, "return table.get(kind, table[\"default\"])", "return table[\"default\"]",
@@ -388,8 +388,10 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M127", OPS, "counts[name] = counts.get(name, 0) + n * rows", "counts[name] = counts.get(name, 0) + n * elements",
       "per-row transcendentals counted per element"),
     # -- issue 16: collectives -----------------------------------------------------------------
-    m("M128", TOPO, "directions = 2 if self.bidirectional and n > 2 else 1  # two chips: one neighbour, one way",
-      "directions = 2 if self.bidirectional else 1", "bidirectional ring halves a 2-chip ring's time too"),
+    m("M128", TOPO, "directions = 2 if self.bidirectional and n > 2 and max(edges) == 1 else 1",
+      "directions = 2 if self.bidirectional else 1", "bidirectional ring halves a 2-chip ring's (and a line's) time too"),
+    m("M130", TOPO, "directions = 2 if self.bidirectional and n > 2 and max(edges) == 1 else 1",
+      "directions = 2 if self.bidirectional and n > 2 else 1", "a group along a line of a larger ring doubled too"),
     m("M129", TOPO, "self.bidirectional = hw.system.collective_algorithm == \"bidirectional_ring\"",
       "self.bidirectional = True", "collective_algorithm ignored (always bidirectional)"),
 )

@@ -16,6 +16,7 @@ from archsim.calibrate.measurements import Measurement, load_measurements
 from archsim.calibrate.parameters import REGISTRY, parameters_for, uncalibrated
 from archsim.calibrate.predict import Predictor, element_row, predict, roofline
 from archsim.calibrate.report import RowResult, Stats, summarize
+from archsim.config.loader import parse_overrides
 from archsim.cli import main
 from archsim.dtypes import DType
 from archsim.errors import ConfigError
@@ -230,6 +231,8 @@ def test_held_fields_keep_the_configs_values(tpuv4i, tmp_path):
     assert "gemm:" in written and "efficiency" not in written and "weight_load_overlap" not in written
     code, _, err = run_main("calibrate", TPUV4I, csv, "--fit", out, "--hold", "hbm.bandwidth")
     assert code == 2 and "hbm.bandwidth is not a calibration field" in err
+    code, _, err = run_main("calibrate", TPUV4I, csv, "--hold", "hbm.efficiency")  # no fit to hold it in
+    assert code == 2 and "--fit" in err
 
 
 def test_uncalibrated_resets_every_fitted_field_to_the_schema_default():
@@ -299,3 +302,16 @@ def test_fit_is_at_least_as_good_as_the_hand_calibration(tpuv3_fits):
     assert stats["all"].mean_abs <= HAND_MAPE["all"]
     for op, hand in HAND_MAPE.items():
         assert stats[op].mean_abs <= hand + 0.005, op
+
+
+def test_hbm_efficiency_is_declared_for_the_all_reduce_rows_it_changes():
+    # an all-reduce also reads its buffer from HBM and writes the result: at a low enough HBM
+    # efficiency that bounds it, so the fit's sparsity and memo must count those rows
+    from archsim.calibrate.parameters import REGISTRY
+    (hbm,) = [p for p in REGISTRY if p.key == "hbm.efficiency"]
+    assert "all_reduce" in hbm.ops
+    row = Measurement(2, "all_reduce", DType.FP32, 1.0, bytes=2**32, ranks=8)
+    tpuv3 = TPUV4I.parent / "tpuv3.yaml"
+    fast, slow = (Predictor(load_hardware(tpuv3, [f"hbm.efficiency={e}", "ici.efficiency=1"]), tpuv3,
+                            parse_overrides([f"hbm.efficiency={e}", "ici.efficiency=1"])).predict(row) for e in (1.0, 0.3))
+    assert slow > 1.5 * fast

@@ -65,17 +65,25 @@ def test_dispatch_adds_the_kinds_cost_in_front_of_each_op():
     assert add.bound == "dispatch"  # 10 us against about 50 ns of work
 
 
-def test_the_cmem_preload_pays_its_own_dispatch():
+def test_the_cmem_preload_pays_no_dispatch_and_dispatch_draws_static_power():
     # two_weights(8): W1 (1 MiB) read by 8 GEMMs is preloaded into CMEM, which takes HBM's time
-    # (614 GB/s, slower than CMEM) after its 555 ns latency: 555 ns + 2^20 / 614e9 = 2.263 us,
-    # plus the preload kind's 1 us (not the 2 us default the GEMMs pay). At 1 us the preload
-    # still pays: it saves 8 x 2^20 / 614e9 = 13.7 us of W1 reads from HBM.
+    # (614 GB/s, slower than CMEM) after its 555 ns latency: 555 ns + 2^20 / 614e9 = 2.263 us and
+    # no launch (the placement's own DMA as the program starts, priced by the placement search
+    # by its bytes and latency alone); the GEMMs pay the 2 us default
     from tests.test_values_memory import two_weights
-    chip = hw(TPUV4I, "dispatch.program={default: 2 us, preload: 1 us}")
-    preload, g1, g2 = Simulator(chip).run(two_weights(8)).ops
-    assert preload.phase == "preload" and preload.dispatch_s == 1e-6
-    assert preload.latency_s == pytest.approx(555e-9 + 2**20 / 614e9 + 1e-6, rel=REL)
+    chip = hw(TPUV4I, "dispatch.program={default: 2 us}")
+    result = Simulator(chip).run(two_weights(8))
+    preload, g1, g2 = result.ops
+    assert preload.phase == "preload" and preload.dispatch_s == 0.0
+    assert preload.latency_s == pytest.approx(555e-9 + 2**20 / 614e9, rel=REL)
     assert g1.dispatch_s == g2.dispatch_s == 2e-6
+    # the chip's 30 W of static power over each launch: 60 uJ more static energy an op, and the
+    # ops' energies still sum to the run's
+    plain = Simulator(hw(TPUV4I)).run(two_weights(8)).ops[1]
+    assert g1.energy.static == pytest.approx(plain.energy.static + 30 * 2e-6, rel=REL)
+    assert sum(c.energy.static * c.count for c in result.ops) == pytest.approx(result.energy.static, rel=1e-9)
+    with pytest.raises(ArchsimError, match="unknown op kind 'preload'"):
+        hw(TPUV4I, "dispatch.program={default: 2 us, preload: 1 us}")
 
 
 def test_dispatch_tables_name_known_kinds_and_a_default():

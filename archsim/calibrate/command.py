@@ -31,6 +31,8 @@ def calibrate_command(hw_file: Path, measured_file: Path, overrides, out_dir, fi
     from archsim.calibrate.measurements import load_measurements
     from archsim.calibrate.predict import Predictor, system_rule
 
+    if held and fit_path is None:
+        raise click.BadParameter("holds a field of a fit: give --fit OUT.yaml too", param_hint="'--hold'")
     if fit_path is not None and fit_path.resolve() == hw_file.resolve():
         raise click.BadParameter("the fitted config extends HW_FILE: give it another name", param_hint="'--fit'")
     if fit_path is not None and not fit_path.resolve().parent.is_dir():

@@ -113,7 +113,9 @@ VECTOR_OPS = frozenset(op for op, kind in OPS.items() if kind not in ("gemm", "a
 
 REGISTRY: tuple[Parameter, ...] = (
     *(_dispatch(kind) for kind in DISPATCH_KINDS),
-    Parameter("hbm.efficiency", PLAIN, 0.3, 1.0, 1.0, frozenset(OPS) - {"all_reduce"}, lambda hw: hw.hbm.efficiency,
+    # every op: an all-reduce also reads its buffer from HBM and writes the result (the longest
+    # of its transfer, those bytes and its adds bounds it)
+    Parameter("hbm.efficiency", PLAIN, 0.3, 1.0, 1.0, frozenset(OPS), lambda hw: hw.hbm.efficiency,
               start=1.0, grid=_lin(0.3, 1.0)),
     Parameter("mxu.weight_load_overlap", PLAIN, 0.0, 1.0, 1.0, frozenset({"gemm"}),
               lambda hw: hw.mxu.weight_load_overlap, lambda hw: hw.mxu.kind == "systolic", start=1.0,
@@ -192,14 +194,16 @@ def uncalibrated(hw: HardwareConfig,
                  label: str = "calibration fields at their schema defaults") -> tuple[Override, ...]:
     """Overrides that reset every field the registry fits to its schema default: no dispatch
     cost, full HBM and ICI efficiency, a fully overlapped weight load, no per-function
-    transcendental cycles (``special_cycles_per_op`` for all), no pass cost. A fit from these
-    sees nothing of the config's own calibration (cross-validation needs that).
-    ``ici.link_latency`` has no schema default and keeps the config's value."""
+    transcendental cycles (``special_cycles_per_op`` for all), no pass or cross-lane reduction
+    cost. A fit from these sees nothing of the config's own calibration (cross-validation needs
+    that). ``ici.link_latency`` has no schema default and keeps the config's value: a bundled
+    config must not hold a fitted value there (hw_configs/tpuv3.yaml keeps its cited one)."""
     resets: list[tuple[str, Any]] = [
         ("dispatch.call", {k: f"{v!r} s" for k, v in _default(DispatchConfig, "call").items()}),
         ("hbm.efficiency", _default(MemoryLevelConfig, "efficiency")),
         ("vpu.special_cycles", dict(_default(VectorUnitConfig, "special_cycles"))),
         ("vpu.pass_cycles_per_vreg", _default(VectorUnitConfig, "pass_cycles_per_vreg")),
+        ("vpu.reduce_step_cycles", _default(VectorUnitConfig, "reduce_step_cycles")),
         ("ici.efficiency", _default(IciConfig, "efficiency")),
     ]
     if hw.mxu.kind == "systolic":

@@ -202,7 +202,7 @@ class IciConfig(Scaled):
 
 # The op kinds a dispatch cost can name (archsim.ir.ops: each op class's ``kind``).
 OP_KINDS = ("gemm", "attn_score", "attn_context", "softmax", "layernorm", "rmsnorm", "activation", "elementwise",
-            "embedding", "cache_write", "preload", "all_reduce", "all_gather")
+            "embedding", "cache_write", "all_reduce", "all_gather")
 DispatchTable = dict[str, Latency]
 
 

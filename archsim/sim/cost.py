@@ -48,12 +48,14 @@ class OpCost:
         new.__dict__.update(self.__dict__, phase=phase, name=name, repeat=repeat, copies=copies)
         return new
 
-    def with_dispatch(self, dispatch_s: float) -> "OpCost":
-        """The op with its launch cost in front: the units idle, the time added to the latency."""
+    def with_dispatch(self, dispatch_s: float, static_power_w: float) -> "OpCost":
+        """The op with its launch cost in front: the units idle, the time added to the latency
+        and the chip's static power drawn over it (so the ops' energies still sum to the run's)."""
         if not dispatch_s:
             return self
         new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__, latency_s=self.latency_s + dispatch_s, dispatch_s=self.dispatch_s + dispatch_s)
+        new.__dict__.update(self.__dict__, latency_s=self.latency_s + dispatch_s, dispatch_s=self.dispatch_s + dispatch_s,
+                            energy=self.energy + Energy(static=static_power_w * dispatch_s))
         return new
 
     @property

@@ -127,7 +127,7 @@ class Simulator:
         if cost is None:
             homes = Placement(MappingProxyType(dict(zip(op.tensor_names, levels))), (), True)
             body = self._cost(op, homes, "", 1)  # labels are set per use
-            cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind)))
+            cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind), self.hw.static_power))
         return cost
 
     def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
@@ -277,8 +277,9 @@ class Simulator:
         moved = sum(t.total_bytes for t in tensors)
         traffic = Traffic.of(Level.HBM, read=moved) + Traffic.of(Level.CMEM, write=moved)
         op = ops.Preload("preload.cmem", tensors, ())
-        cost = self._streamed(op, PRELOAD_PHASE, 1, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
-        return cost.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind))
+        # No dispatch cost: the preload is the placement's own DMA as the program starts, not an
+        # op a user launches (the placement search prices it by its bytes and latency alone).
+        return self._streamed(op, PRELOAD_PHASE, 1, traffic, 0.0, 0, 1, ops.VectorWork(0, 0), "dma")
 
     # -- shared pieces --------------------------------------------------------------------
 

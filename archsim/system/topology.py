@@ -8,7 +8,9 @@ the bandwidth between neighbours.
   S/n bytes: ``2(n-1) * (hops * latency + S / (n * B))``, i.e. 2(n-1)/n of the bytes per chip over
   the link bandwidth plus the per-hop latency. ``system.collective_algorithm: bidirectional_ring``
   (the default) sends half of every chunk each way round the ring at once, over the links to both
-  neighbours: ``S / (2 n B)`` a step (a ring of two chips has one neighbour and gains nothing). A group of fewer chips than the ring runs its ring
+  neighbours: ``S / (2 n B)`` a step. A ring of two chips has one neighbour and gains nothing;
+  nor does a group laid along a line of a larger ring (its closing edge already runs back along
+  the line's links, keeping both directions busy). A group of fewer chips than the ring runs its ring
   over a line of the ring's links, both directions: the step latency is that of its longest edge.
 - torus2d: a group spanning whole rows runs the ring algorithm along x, then along y on the
   1/x-th it owns, then along x again (the 2-D algorithm); a group within a row is a 1-D ring.
@@ -98,7 +100,10 @@ class Topology(ABC):
         edges = [self.hops(group[i], group[(i + 1) % n]) for i in range(n)]
         steps = passes * (n - 1)
         chunk = size / n
-        directions = 2 if self.bidirectional and n > 2 else 1  # two chips: one neighbour, one way
+        # Both ways round only on a true ring (every edge one hop) of more than two chips: two
+        # chips have one neighbour, and a group laid along a line of a larger ring already keeps
+        # both directions of its links busy, its closing edge running back along them.
+        directions = 2 if self.bidirectional and n > 2 and max(edges) == 1 else 1
         time = steps * (max(edges) * self.alpha + chunk / (directions * self.neighbour_bandwidth()))
         energy = steps * chunk * sum(edges) * self.energy_per_byte
         return Transfer(time, steps * chunk, energy)
