@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from archsim.chips import build_chip
 from archsim.config.loader import HARDWARE_KEYS, Override, load_hardware, load_layered, parse_overrides
 from archsim.config.schema import HardwareConfig
 from archsim.config.system import SystemConfig
@@ -42,7 +43,7 @@ def simulate(hw: HardwareConfig, workload: Workload, dispatch: str = "program") 
     program) or ``call`` (every op launched on its own), for ``hw.dispatch``'s costs."""
     if is_system(hw):
         return SystemSimulator(hw, dispatch).run(workload)
-    return Simulator(hw, dispatch=dispatch).run(workload)
+    return build_chip(hw, dispatch=dispatch).run(workload)
 
 
 def load_workload(path: str | Path, overrides: Sequence[Override] | Sequence[str] = (),
@@ -83,4 +84,4 @@ def gemm_workload(m: int, k: int, n: int, dtype: DType = DType.INT8) -> Workload
 
 
 def run_gemm(hw, m: int, k: int, n: int, dtype: DType = DType.INT8) -> RunResult:
-    return Simulator(hw).run(gemm_workload(m, k, n, dtype))
+    return build_chip(hw).run(gemm_workload(m, k, n, dtype))

@@ -25,12 +25,11 @@ def key_values(rows: list[tuple[str, str]]) -> str:
 
 def hardware_summary(hw: HardwareConfig) -> list[tuple[str, str]]:
     rows = [("chip", hw.name), ("clock", units.format_quantity(hw.clock, units.FREQUENCY))]
-    for dtype in hw.mxu.pe_macs_per_cycle:
+    for dtype in hw.matrix_dtypes:
         rows.append((f"peak {dtype}", f"{hw.peak_macs_per_second(dtype) * 2 / 1e12:.4g} TOPS"))
-    for level in Level:
-        cfg = getattr(hw, level.value)
+    for name, cfg in hw.memory_levels:
         if cfg is not None:
-            rows.append((level.value, f"{fmt_bytes(cfg.capacity)} at {units.format_quantity(cfg.bandwidth, units.BANDWIDTH)}"))
+            rows.append((name, f"{fmt_bytes(cfg.capacity)} at {units.format_quantity(cfg.bandwidth, units.BANDWIDTH)}"))
     return rows
 
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from archsim.calibrate.measurements import OPS, Measurement
+from archsim.config.gpu import GpuMemoryConfig, SmConfig
 from archsim.config.loader import Override
 from archsim.config.schema import (DispatchConfig, HardwareConfig, IciConfig, MemoryLevelConfig, SystolicConfig,
                                    VectorUnitConfig)
@@ -104,6 +105,15 @@ def _dispatch(kind: str) -> Parameter:
                      also=("dispatch.call.default",) if kind == "gemm" else ())
 
 
+def _is(kind: str) -> Callable[[HardwareConfig], bool]:
+    """A parameter of one chip kind's config (``archsim.config.chips``)."""
+    return lambda hw: hw.kind == kind
+
+
+def _systolic(hw: HardwareConfig) -> bool:
+    return hw.kind == "tpu" and hw.mxu.kind == "systolic"
+
+
 def _ranks_vary(hw: HardwareConfig, rows: Sequence[Measurement]) -> bool:
     return len({r.ranks for r in rows if r.op == "all_reduce"}) > 1
 
@@ -118,20 +128,25 @@ REGISTRY: tuple[Parameter, ...] = (
     Parameter("hbm.efficiency", PLAIN, 0.3, 1.0, 1.0, frozenset(OPS), lambda hw: hw.hbm.efficiency,
               start=1.0, grid=_lin(0.3, 1.0)),
     Parameter("mxu.weight_load_overlap", PLAIN, 0.0, 1.0, 1.0, frozenset({"gemm"}),
-              lambda hw: hw.mxu.weight_load_overlap, lambda hw: hw.mxu.kind == "systolic", start=1.0,
+              lambda hw: hw.mxu.weight_load_overlap, _systolic, start=1.0,
               grid=_lin(0.0, 1.0)),
     # Cycles each pass of a vector op spends per register's worth of its data besides the
     # arithmetic (loads, stores, loop): every vector op's rows.
     Parameter("vpu.pass_cycles_per_vreg", PLAIN, 0.0, 64.0, 8.0, VECTOR_OPS, lambda hw: hw.vpu.pass_cycles_per_vreg,
+              applies=_is("tpu"),
               start=0.0, grid=_log(0.5, 64.0, zero=True)),
     # Cycles of one step of a row's reduction across its lanes: the rows of reducing ops.
     Parameter("vpu.reduce_step_cycles", PLAIN, 0.0, 64.0, 2.0, frozenset({"softmax", "layernorm", "rmsnorm"}),
-              lambda hw: hw.vpu.reduce_step_cycles, start=0.0, grid=_log(0.25, 64.0, zero=True)),
+              lambda hw: hw.vpu.reduce_step_cycles,
+              applies=_is("tpu"), start=0.0, grid=_log(0.25, 64.0, zero=True)),
     Parameter("vpu.special_cycles.exp", PLAIN, 0.25, 512.0, 4.0, frozenset({"softmax", "silu"}), _special("exp"),
+              applies=_is("tpu"),
               start=1.0, grid=_log(0.25, 512.0)),
     Parameter("vpu.special_cycles.tanh", PLAIN, 0.25, 512.0, 4.0, frozenset({"gelu"}), _special("tanh"),
+              applies=_is("tpu"),
               start=1.0, grid=_log(0.25, 512.0)),
     Parameter("ici.efficiency", PLAIN, 0.05, 1.0, 1.0, frozenset({"all_reduce"}), lambda hw: hw.ici.efficiency,
+              applies=_is("tpu"),
               start=1.0, grid=_log(0.05, 1.0)),
     # A ring all-reduce over n ranks pays 2 (n - 1) hops of link latency per call: with every
     # row over the same number of ranks that is a constant per call, as dispatch.call.all_reduce
@@ -139,9 +154,27 @@ REGISTRY: tuple[Parameter, ...] = (
     # and back). So the latency is fitted only when the rows span several rank counts (or when
     # asked for by key); otherwise it stays at the config's value, and the fit says so.
     Parameter("ici.link_latency", SECONDS, 0.0, 1e-3, 1e-6, frozenset({"all_reduce"}), lambda hw: hw.ici.link_latency,
+              applies=_is("tpu"),
               start=1e-6, grid=_log(1e-7, 1e-3, zero=True), chosen=_ranks_vary,
               held="every all-reduce row is over the same number of ranks, so its hops' latency is a constant per "
                    "call, as dispatch.call.all_reduce is: not identifiable apart from it"),
+    # GPUs: the share of the tensor cores' peak a GEMM's main loop sustains; HBM writes' own
+    # achievable share (every op writes); NVLink's achievable share (NCCL's bus bandwidth).
+    Parameter("sm.tensor_efficiency", PLAIN, 0.3, 1.0, 1.0, frozenset({"gemm"}), lambda hw: hw.sm.tensor_efficiency,
+              _is("gpu"), start=1.0, grid=_lin(0.3, 1.0)),
+    Parameter("hbm.write_efficiency", PLAIN, 0.2, 1.0, 1.0, frozenset(OPS), lambda hw: hw.hbm.achievable_write_bandwidth
+              / hw.hbm.bandwidth, _is("gpu"), start=1.0, grid=_lin(0.2, 1.0)),
+    Parameter("nvlink.efficiency", PLAIN, 0.05, 1.0, 1.0, frozenset({"all_reduce"}), lambda hw: hw.nvlink.efficiency,
+              _is("gpu"), start=1.0, grid=_log(0.05, 1.0)),
+    # NCCL's protocols as the GPU runs them: the LL protocol's share of the bus bandwidth (small
+    # and mid-size collectives) and the Simple protocol's fixed latency (where large ones start).
+    Parameter("collectives.protocols.ll.bandwidth_share", PLAIN, 0.02, 1.0, 0.5, frozenset({"all_reduce"}),
+              lambda hw: hw.collectives.protocols["ll"].bandwidth_share,
+              lambda hw: hw.kind == "gpu" and "ll" in hw.collectives.protocols, start=0.5, grid=_log(0.02, 1.0)),
+    Parameter("collectives.protocols.simple.base_latency", SECONDS, 0.0, 1e-3, 10e-6, frozenset({"all_reduce"}),
+              lambda hw: hw.collectives.protocols["simple"].base_latency,
+              lambda hw: hw.kind == "gpu" and "simple" in hw.collectives.protocols, start=8.4e-6,
+              grid=_log(1e-6, 1e-3, zero=True)),
 )
 KEYS = tuple(p.key for p in REGISTRY)
 
@@ -166,7 +199,8 @@ def parameters_for(hw: HardwareConfig, rows: Sequence[Measurement],
         elif not p.ops & ops:
             problems.append(f"{key}: no measured row informs it (it affects {', '.join(sorted(p.ops))} rows)")
         elif not p.applies(hw):
-            problems.append(f"{key}: does not apply to {hw.name} (mxu.kind {hw.mxu.kind})")
+            kind = f"mxu.kind {hw.mxu.kind}" if hw.kind == "tpu" else f"kind {hw.kind}"
+            problems.append(f"{key}: does not apply to {hw.name} ({kind})")
         else:
             chosen.append(p)
     if problems:
@@ -201,6 +235,13 @@ def uncalibrated(hw: HardwareConfig,
     resets: list[tuple[str, Any]] = [
         ("dispatch.call", {k: f"{v!r} s" for k, v in _default(DispatchConfig, "call").items()}),
         ("hbm.efficiency", _default(MemoryLevelConfig, "efficiency")),
+    ]
+    if hw.kind == "gpu":  # a GPU's own calibration fields (archsim.config.gpu)
+        resets += [("hbm.write_efficiency", _default(GpuMemoryConfig, "write_efficiency")),
+                   ("sm.tensor_efficiency", _default(SmConfig, "tensor_efficiency")),
+                   ("nvlink.efficiency", _default(IciConfig, "efficiency"))]
+        return tuple(Override(tuple(key.split(".")), value, f"{key}={value}", label) for key, value in resets)
+    resets += [
         ("vpu.special_cycles", dict(_default(VectorUnitConfig, "special_cycles"))),
         ("vpu.pass_cycles_per_vreg", _default(VectorUnitConfig, "pass_cycles_per_vreg")),
         ("vpu.reduce_step_cycles", _default(VectorUnitConfig, "reduce_step_cycles")),

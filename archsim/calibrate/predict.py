@@ -4,7 +4,7 @@
 inputs read from HBM and its output written to HBM (the placement is fixed so, rather than
 searched: a chip with CMEM would otherwise keep a small op's activations on chip, which a call
 timed on its own does not see), and the op launched on its own, paying ``hw.dispatch.call`` for
-its kind (``Simulator(dispatch="call")``). The operand tensors are of the row's dtype:
+its kind (``build_chip(hw, dispatch="call")``). The operand tensors are of the row's dtype:
 
 - gemm: ``Gemm`` A[m, k] x B[k, n] (B a weight) -> C[m, n], batch 1;
 - softmax, layernorm, rmsnorm: ``rows`` rows of ``cols`` elements, normalised along ``cols``;
@@ -19,8 +19,9 @@ dispatch cost, no latency and every efficiency at 1:
 
 - gemm: 2mkn flops at ``2 x hw.peak_macs_per_second(dtype)``; bytes A + B + C, each once, at the
   HBM's peak ``hbm.bandwidth``;
-- vector ops: the op's ``VectorWork`` (alu + special ops) at ``vpu.lanes x
-  vpu.alu_ops_per_lane_per_cycle x clock`` ops/s; bytes its inputs + output, each once, at
+- vector ops: the op's ``VectorWork`` (alu + special ops) at the chip's peak simple-op rate
+  (``vector_ops_per_second``: a TPU's lanes x ALU ops per lane x clock, a GPU's SMs x CUDA-core
+  lanes x clock); bytes its inputs + output, each once, at
   ``hbm.bandwidth``;
 - all_reduce: a ring all-reduce sends 2 (n - 1) / n x bytes per chip, over ``ici.link_bandwidth x
   ici.links``.
@@ -40,15 +41,15 @@ from archsim.hw.memory import Level, Placement
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
-from archsim.sim.engine import Simulator
+from archsim.chips import build_chip
 
 MAX_ROW = 8192  # the longest row an element-wise op's elements are laid out in
 MIN_ROW = 128  # a shorter divisor (an odd count): one row instead
 
 
-def simulator(hw: HardwareConfig) -> Simulator:
-    """A simulator timing ops launched one call each, as a microbenchmark does."""
-    return Simulator(hw, dispatch="call")
+def simulator(hw: HardwareConfig):
+    """A chip model timing ops launched one call each, as a microbenchmark does."""
+    return build_chip(hw, dispatch="call")
 
 
 def build_op(row: Measurement) -> ops.Op:
@@ -126,7 +127,7 @@ class Predictor:
         self.path = path
         self.overrides = tuple(overrides)
         self._times: dict[tuple, float] = {}
-        self._systems: dict[int, Simulator] = {}
+        self._systems: dict[int, object] = {}
 
     def predict(self, row: Measurement) -> float:
         time = self._times.get(row.signature)
@@ -134,7 +135,7 @@ class Predictor:
             time = self._times[row.signature] = self._run(row)
         return time
 
-    def _simulator(self, row: Measurement) -> Simulator:
+    def _simulator(self, row: Measurement):
         ranks = row.ranks if row.op == "all_reduce" else 1
         sim = self._systems.get(ranks)
         if sim is None:
@@ -170,7 +171,7 @@ def predict(hw: HardwareConfig, row: Measurement, path: str | Path | None = None
 
 def roofline(hw: HardwareConfig, row: Measurement) -> float:
     """The plain roofline bound (seconds); see the module's docstring."""
-    if row.op == "gemm" and row.dtype not in hw.mxu.pe_macs_per_cycle:
+    if row.op == "gemm" and row.dtype not in hw.matrix_dtypes:
         raise ConfigError(f"{row.describe()}: the matrix units of {hw.name} do not support {row.dtype}")
     return op_roofline(hw, build_op(row))
 
@@ -189,5 +190,5 @@ def op_roofline(hw: HardwareConfig, op: ops.Op) -> float:
         work_s = 2 * op.macs * op.copies / (2 * hw.peak_macs_per_second(op.a.dtype))
     else:
         work = op.vector_work
-        work_s = (work.alu + work.special) * op.copies / (hw.vpu.lanes * hw.vpu.alu_ops_per_lane_per_cycle * hw.clock)
+        work_s = (work.alu + work.special) * op.copies / hw.vector_ops_per_second
     return max(work_s, moved / hw.hbm.bandwidth)

@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
-from typing import Any, Sequence, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from archsim.config.schema import HardwareConfig
+
+if TYPE_CHECKING:
+    from archsim.config.chips import ChipConfig
 from archsim.config.yamlio import read_yaml_mapping, read_yaml_text
 from archsim.errors import ConfigError, FieldError
 from archsim.units import shorten
@@ -348,11 +351,24 @@ def load_layered(path: str | Path, overrides: Sequence[Override] = ()) -> Layere
     return layered
 
 
-def load_hardware(path: str | Path, overrides: Sequence[Override] | Sequence[str] = ()) -> HardwareConfig:
+def validate_hardware(layered: Layered, default_source: str) -> "ChipConfig":
+    """Validate a hardware config as the chip kind its ``kind`` key names (``tpu`` when absent)."""
+    from archsim.config.chips import CHIP_KINDS, chip_class
+
+    kind = layered.data.get("kind")
+    model = chip_class(kind)
+    if model is None:
+        _not_a_workload(layered, default_source)
+        raise ConfigError(f"unknown chip kind {shorten(kind)}; expected one of: {', '.join(CHIP_KINDS)}",
+                          file=layered.source_of(("kind",), default_source), key="kind")
+    return validate_layered(model, layered, default_source)
+
+
+def load_hardware(path: str | Path, overrides: Sequence[Override] | Sequence[str] = ()) -> "ChipConfig":
     """Load, merge and validate a hardware config file.
 
     ``overrides`` are ``Override`` objects or ``"key.path=value"`` strings.
     """
     parsed = [o if isinstance(o, Override) else parse_overrides([o])[0] for o in overrides]
     layered = load_layered(path, parsed)
-    return validate_layered(HardwareConfig, layered, str(path))
+    return validate_hardware(layered, str(path))

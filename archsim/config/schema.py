@@ -279,9 +279,50 @@ class TechnologyConfig(Strict):
         raise FieldError(key, f"{node * 1e9:g} nm is not in technology.scaling (listed: {listed})")
 
 
-class HardwareConfig(Strict):
-    """One chip, and the system of such chips it is part of (one by default)."""
+class SweepChecks(Strict):
+    """Checks of a chip config's ``sweep:`` section against the config's own keys (any kind)."""
 
+    @model_validator(mode="after")
+    def _swept_keys_exist(self) -> "SweepChecks":
+        """Each swept key path names a config key (of any kind of a section, as an axis may
+        switch kinds), so a misspelt axis is reported against this file before any work."""
+        if self.sweep is None:
+            return self
+        where = [(f"axes.{path}", path) for path in self.sweep.axes or {}]
+        where += [(f"zip.{i}.{path}", path) for i, group in enumerate(self.sweep.zip) for path in group]
+        for key, path in where:
+            problem = _unknown_key(path, type(self))
+            if problem:
+                raise FieldError(f"sweep.{key}", problem)
+        return self
+
+    @model_validator(mode="after")
+    def _constraints_name_numbers(self) -> "SweepChecks":
+        """A sweep constraint bounds a number: 'area' or a numeric config value. A key this
+        config lacks (a section a sweep axis adds) is left to the sweep's planning."""
+        for i, constraint in enumerate(self.sweep.constraints if self.sweep else ()):
+            if constraint.key == "area":
+                continue
+            value: object = self
+            for part in constraint.key.split("."):
+                value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise FieldError(f"sweep.constraints.{i}.key", f"{constraint.key} is not a number "
+                                 f"(it is a {type(value).__name__}); a constraint bounds 'area' or a numeric key")
+            dims = _value_dims(constraint.key, type(self))
+            if len(dims) == 1:  # in the value's unit; a key of no known field is left to the planning
+                try:
+                    constraint.check_unit(dims.pop())
+                except FieldError as exc:
+                    raise FieldError(f"sweep.constraints.{i}.{exc.key}", str(exc)) from None
+        return self
+
+
+class HardwareConfig(SweepChecks):
+    """One TPU-style chip (``kind: tpu``, the default), and the system of such chips it is part
+    of (one by default). A GPU is another kind (``archsim.config.gpu``)."""
+
+    kind: Literal["tpu"] = Field(default="tpu", description="the chip kind: tpu (this), or gpu")
     name: str
     description: str = ""
     clock: Frequency
@@ -299,41 +340,6 @@ class HardwareConfig(Strict):
     dispatch: DispatchConfig = Field(default=DispatchConfig(), description="fixed cost per op (launch, dispatch)")
     system: SystemConfig = Field(default=SystemConfig(), description="chips, topology and parallel mapping; default one chip")
     sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
-
-    @model_validator(mode="after")
-    def _swept_keys_exist(self) -> "HardwareConfig":
-        """Each swept key path names a config key (of any kind of a section, as an axis may
-        switch kinds), so a misspelt axis is reported against this file before any work."""
-        if self.sweep is None:
-            return self
-        where = [(f"axes.{path}", path) for path in self.sweep.axes or {}]
-        where += [(f"zip.{i}.{path}", path) for i, group in enumerate(self.sweep.zip) for path in group]
-        for key, path in where:
-            problem = _unknown_key(path)
-            if problem:
-                raise FieldError(f"sweep.{key}", problem)
-        return self
-
-    @model_validator(mode="after")
-    def _constraints_name_numbers(self) -> "HardwareConfig":
-        """A sweep constraint bounds a number: 'area' or a numeric config value. A key this
-        config lacks (a section a sweep axis adds) is left to the sweep's planning."""
-        for i, constraint in enumerate(self.sweep.constraints if self.sweep else ()):
-            if constraint.key == "area":
-                continue
-            value: object = self
-            for part in constraint.key.split("."):
-                value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise FieldError(f"sweep.constraints.{i}.key", f"{constraint.key} is not a number "
-                                 f"(it is a {type(value).__name__}); a constraint bounds 'area' or a numeric key")
-            dims = _value_dims(constraint.key)
-            if len(dims) == 1:  # in the value's unit; a key of no known field is left to the planning
-                try:
-                    constraint.check_unit(dims.pop())
-                except FieldError as exc:
-                    raise FieldError(f"sweep.constraints.{i}.{exc.key}", str(exc)) from None
-        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareConfig":
@@ -354,6 +360,21 @@ class HardwareConfig(Strict):
     def peak_macs_per_second(self, dtype: DType) -> float:
         return self.mxu.count * self.mxu.macs_per_cycle(dtype) * self.clock
 
+    @property
+    def memory_levels(self) -> tuple[tuple[str, "MemoryLevelConfig | None"], ...]:
+        """The memories by name, innermost first (reports)."""
+        return (("vmem", self.vmem), ("cmem", self.cmem), ("hbm", self.hbm))
+
+    @property
+    def matrix_dtypes(self) -> tuple[DType, ...]:
+        """The operand dtypes the matrix units support."""
+        return tuple(self.mxu.pe_macs_per_cycle)
+
+    @property
+    def vector_ops_per_second(self) -> float:
+        """Peak simple vector ops per second."""
+        return self.vpu.lanes * self.vpu.alu_ops_per_lane_per_cycle * self.clock
+
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
     args = get_args(annotation)
@@ -362,10 +383,10 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [m for arg in args for m in _models_in(arg)]
 
 
-def _value_dims(path: str) -> set[units.Dim]:
+def _value_dims(path: str, root: type[BaseModel]) -> set[units.Dim]:
     """The dimensions of the config value at ``path`` (dotted; ``mxu.mac_energy.int8`` reads a
     mapping's value) over every kind of its sections: empty when no field is there."""
-    fields: list[tuple[Any, Sequence[Any]]] = [(HardwareConfig, ())]
+    fields: list[tuple[Any, Sequence[Any]]] = [(root, ())]
     for part in path.split("."):
         deeper: list[tuple[Any, Sequence[Any]]] = []
         for annotation, _ in fields:
@@ -388,11 +409,11 @@ def _members(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _unknown_key(path: str) -> str | None:
+def _unknown_key(path: str, root: type[BaseModel]) -> str | None:
     """Why ``path`` (dotted) names no key of a hardware config, or None. Below a free-form
     mapping (``mxu.pe_macs_per_cycle.int8``) any key is accepted here and checked with the
     value it is given."""
-    models: list[type[BaseModel]] = [HardwareConfig]
+    models: list[type[BaseModel]] = [root]
     parts = path.split(".")
     for i, part in enumerate(parts):
         fields = [m.model_fields[part] for m in models if part in m.model_fields]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from archsim.config.loader import Layered, Override, load_layered, validate_layered
+from archsim.config.loader import Layered, Override, load_layered, validate_hardware
 from archsim.config.schema import HardwareConfig
 from archsim import units
 from archsim.config.sweep import MAX_SWEEP_POINTS, SweepSpec
@@ -41,7 +41,7 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
     for file in files:
         file = Path(file)
         layered = load_layered(file, global_overrides)
-        base = validate_layered(HardwareConfig, layered, str(file))
+        base = validate_hardware(layered, str(file))
         spec = base.sweep or SweepSpec()
         objectives = objectives or tuple(spec.objectives)
         refs = given or workload_refs(spec, layered.directory_of(("sweep", "workloads")),
@@ -72,7 +72,7 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
             if not baseline.is_file():
                 raise ConfigError(f"baseline {spec.baseline} not found", file=str(file), key="sweep.baseline")
             b_layered = load_layered(baseline, global_overrides)
-            validate_layered(HardwareConfig, b_layered, str(baseline))
+            validate_hardware(b_layered, str(baseline))
             b_digest = digest({k: v for k, v in b_layered.data.items() if k not in ("sweep", "description")})
             for w, w_over, _ in refs:
                 w_id = ids[w, w_over]
@@ -120,7 +120,7 @@ def _check_axes(file: Path, layered: Layered, spec: SweepSpec) -> None:
         for option in options:
             overrides = [_override(p, v) for p, v in option]
             try:
-                validate_layered(HardwareConfig, design(layered, overrides), str(file))
+                validate_hardware(design(layered, overrides), str(file))
             except ConfigError as exc:  # told as the file's axis, not as the --set that applies it
                 shown = ", ".join(f"{p} = {v!r}" for p, v in option)
                 labels = tuple(f"{o.label}: " for o in overrides)
@@ -156,7 +156,7 @@ def _constraint_values(file: Path, layered: Layered, combo, spec: SweepSpec) -> 
     """What each constraint bounds at this combination; None for a combination that is not a
     valid design."""
     try:
-        hw = validate_layered(HardwareConfig, design(layered, [_override(p, v) for p, v in combo]), str(file))
+        hw = validate_hardware(design(layered, [_override(p, v) for p, v in combo]), str(file))
     except ConfigError:
         return None
     return [chip_area(hw).total if c.key == "area" else _lookup(hw, c.key, file) for c in spec.constraints]

@@ -131,7 +131,7 @@ def plot_roofline(result, summary, stem: Path) -> list[Path]:
     """Each phase at its arithmetic intensity (MACs per compulsory byte) and achieved MAC/s,
     under the chip's compute roof and HBM slope."""
     hw = result.hw
-    dtype = next(iter(hw.mxu.mac_energy))
+    dtype = hw.matrix_dtypes[0]
     peak = hw.peak_macs_per_second(dtype)
     phase_time = result.latency_by("phase")
     fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")

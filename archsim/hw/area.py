@@ -28,7 +28,14 @@ class Area(Additive):
         return sum(getattr(self, f.name) for f in fields(self))
 
 
-def chip_area(hw: HardwareConfig) -> Area:
+def chip_area(hw) -> Area:
+    """The die area of one chip of ``hw``'s kind (``archsim.chips``)."""
+    from archsim.chips import chip_kind  # the registry imports every kind's model, which import this
+
+    return chip_kind(hw).area(hw)
+
+
+def tpu_area(hw: HardwareConfig) -> Area:
     def sram(level: Level) -> float:
         cfg = getattr(hw, level.value)
         if cfg is None or cfg.area_per_byte is None:

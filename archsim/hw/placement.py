@@ -77,9 +77,9 @@ def place(hw: HardwareConfig, workload: Workload, policy: str = "time_knapsack",
     except KeyError:
         raise ValueError(f"unknown placement policy {policy!r}; known: {sorted(_POLICIES)}") from None
     if op_time is None:
-        from archsim.sim.engine import Simulator  # the engine times ops; it imports this module
+        from archsim.chips import build_chip  # the engines time ops; they import this module
 
-        op_time = Simulator(hw).op_time
+        op_time = build_chip(hw).op_time
     return chosen(hw, workload, op_time)
 
 

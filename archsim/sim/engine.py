@@ -318,8 +318,11 @@ _PLANS: BoundedMemo[tuple[Placement, ...]] = BoundedMemo(size=256)  # a few plan
 def clear_caches() -> None:
     """Forget every cost, timing, tiling and placement computed so far (benchmarks time cold
     runs with it; results never depend on it)."""
+    from archsim.gpu.engine import clear_gpu_caches  # the GPU model imports this module
+
     _COSTS.clear()
     _PLANS.clear()
+    clear_gpu_caches()
     clear_matrix_units()
     clear_tilings()
     clear_placements()

@@ -10,12 +10,12 @@ repeats (``archsim.system.schedule``).
 
 from __future__ import annotations
 
+from archsim.chips import build_chip
 from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level, Placement
 from archsim.hw.tiling import TilingError
 from archsim.ir.graph import Phase, Workload
 from archsim.ir.ops import Op
-from archsim.sim.engine import Simulator
 from archsim.system.pipeline import PipelineError, split_pipeline
 from archsim.system.result import Boundary, SystemResult
 from archsim.system.topology import NO_TRANSFER, Transfer
@@ -26,7 +26,7 @@ class SystemSimulator:
 
     def __init__(self, hw: HardwareConfig, dispatch: str = "program"):
         self.hw = hw
-        self.chip = Simulator(hw, dispatch=dispatch)
+        self.chip = build_chip(hw, dispatch=dispatch)
         self.topology = self.chip.topology
 
     def run(self, workload: Workload) -> SystemResult:

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 from archsim.config.schema import HardwareConfig
 from archsim.config.system import RingTopology, SwitchTopology, TorusTopology
-from archsim.hw.energy import EnergyModel
+from archsim.hw.energy import scale_factor
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Topology(ABC):
         self.link_bandwidth = hw.ici.achievable_bandwidth
         self.bidirectional = hw.system.collective_algorithm == "bidirectional_ring"
         self.alpha = hw.ici.link_latency
-        self.energy_per_byte = EnergyModel.of(hw).ici
+        self.energy_per_byte = hw.ici.energy_per_byte * scale_factor(hw, hw.ici.stated_at, "energy")
 
     @abstractmethod
     def hops(self, a: int, b: int) -> int:

@@ -1,0 +1,214 @@
+"""Typed model of a GPU (``kind: gpu``): streaming multiprocessors with tensor cores and vector
+lanes, an L2 that is a cache, HBM, NVLink, and the kernels its libraries run. All values SI.
+
+A GPU is described as it is built, not as a TPU with renamed parts: the L2 is a cache (what an
+op re-reads hits it when the op's working set fits, ``archsim.gpu.gemm``), there is no
+software-managed on-chip memory a compiler places tensors in for a whole run, and matmuls run
+as thread-block tiles in waves over the SMs. The model is ``archsim.gpu.engine.GpuSimulator``.
+
+The results share the TPU-style chip's components (``archsim.hw.energy.COMPONENTS``,
+``archsim.hw.memory.Level``) under their roles: ``mxu`` the tensor cores, ``vpu`` the CUDA
+cores and special-function units, ``vmem`` shared memory (the operand tiles staged in it),
+``cmem`` the L2, ``hbm`` the HBM, ``ici`` NVLink.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from archsim.config.fields import (
+    Area, Bandwidth, Count, Efficiency, Energy, EnergyPerByte, Fraction, Frequency, Latency, Power, Size, Strict,
+)
+from archsim.config.schema import (
+    OP_KINDS, DispatchConfig, IciConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig, _same_dtypes,
+)
+from archsim.config.sweep import SweepSpec
+from archsim.config.system import SystemConfig
+from archsim.dtypes import DType
+from archsim.errors import FieldError
+
+
+class SmConfig(Scaled):
+    """The streaming multiprocessors: identical, each with tensor cores, vector lanes and
+    special-function units, a register file and shared memory."""
+
+    count: Count = Field(description="SMs enabled")
+    tensor_macs_per_cycle: dict[DType, Count] = Field(
+        min_length=1, description="dense MACs the SM's tensor cores complete per cycle, per operand dtype")
+    tensor_efficiency: Efficiency = Field(
+        default=1.0, description="share of the tensor cores' peak rate a GEMM's main loop sustains (operand "
+        "staging through shared memory and registers, instruction issue)")
+    alu_ops_per_cycle: Count = Field(description="simple vector ops (add, mul, max, compare) per SM per cycle: "
+                                     "the CUDA cores' 32-bit lanes")
+    special_ops_per_cycle: Count = Field(description="transcendentals (exp2, rcp, rsqrt, tanh) per SM per cycle: "
+                                         "the special-function units")
+    registers: Size = Field(description="register file per SM")
+    shared_memory: Size = Field(description="shared memory per SM available to one kernel")
+    mac_energy: dict[DType, Energy] = Field(description="energy of one tensor-core MAC, per dtype")
+    alu_op_energy: Energy
+    special_op_energy: Energy
+    shared_energy: EnergyPerByte = Field(description="energy per byte written to or read from shared memory")
+    area: Area = Field(description="die area of one SM (tensor cores, lanes, register file, L1/shared memory)")
+    on_die: Count | None = Field(default=None, description="SMs on the die, enabled or not (for area); "
+                                 "default: count")
+
+    @model_validator(mode="after")
+    def _energies_for_every_dtype(self) -> "SmConfig":
+        _same_dtypes(self.tensor_macs_per_cycle, self.mac_energy, "tensor_macs_per_cycle")
+        if self.on_die is not None and self.on_die < self.count:
+            raise FieldError("on_die", f"{self.on_die} SMs on the die, fewer than the {self.count} enabled")
+        return self
+
+
+class GemmKernelConfig(Strict):
+    """The matmul kernels the GPU's libraries choose among (cuBLAS, CUTLASS): thread-block
+    tiles of the output, their K step and pipeline depth, and split-K factors."""
+
+    tiles: list[tuple[Count, Count]] = Field(min_length=1, description="thread-block tiles (rows x cols of C) "
+                                            "the library has kernels for")
+    k_tile: Count = Field(description="K elements a thread block stages per pipeline step")
+    stages: Count = Field(description="pipeline stages of operand tiles held in shared memory")
+    split_k: list[Count] = Field(default=[1], min_length=1, description="K split factors the library may use "
+                                 "(a split adds a reduction of fp32 partial outputs)")
+
+    @field_validator("split_k")
+    @classmethod
+    def _has_one(cls, value: list[int]) -> list[int]:
+        if 1 not in value:
+            raise ValueError("must include 1 (no split)")
+        return value
+
+
+class KernelConfig(Strict):
+    """How the software's kernel for one vector op kind moves its data: a kernel reads its main
+    input ``input_reads`` times from memory (a multi-pass reduction re-reads its rows), and
+    ``long_row_reads`` times when rows are longer than ``row_limit`` elements (a row no longer
+    held in one thread block's registers)."""
+
+    input_reads: Count = Field(default=1, description="times the kernel reads its main input")
+    row_limit: Count | None = Field(default=None, description="longest row read input_reads times; none: any")
+    long_row_reads: Count = Field(default=2, description="times a row longer than row_limit is read")
+
+
+class GpuMemoryConfig(MemoryLevelConfig):
+    """A GPU's HBM: reads and writes reach different shares of the peak (a write burst turns the
+    bus around)."""
+
+    write_efficiency: Efficiency | None = Field(default=None, description="achievable share of the peak "
+                                                "bandwidth for writes; default: efficiency")
+
+    @property
+    def achievable_write_bandwidth(self) -> float:
+        return self.bandwidth * (self.efficiency if self.write_efficiency is None else self.write_efficiency)
+
+
+class L2Config(MemoryLevelConfig):
+    """The L2: a cache every SM reads through, not memory placed by software."""
+
+    usable: Fraction = Field(default=1.0, description="share of the capacity that holds distinct data "
+                             "(a partitioned L2 duplicates lines read from both halves)")
+
+    @property
+    def usable_capacity(self) -> float:
+        return self.capacity * self.usable
+
+
+class NcclProtocolConfig(Strict):
+    base_latency: Latency = Field(description="fixed latency of a collective in this protocol")
+    hop_latency: Latency = Field(description="latency per step (hop) over NVLink")
+    bandwidth_share: Fraction = Field(description="share of the bus bandwidth the protocol delivers (flags, "
+                                      "line size)")
+    max_bus_bandwidth: Bandwidth | None = Field(default=None, description="cap on the protocol's bus bandwidth; "
+                                                "none: no cap")
+
+
+class CollectiveConfig(Strict):
+    """The collective library's algorithms and protocols (NCCL on one node): for each size the
+    fastest (algorithm, protocol) is used, as NCCL's tuner chooses."""
+
+    algorithms: list[Literal["ring", "tree"]] = Field(min_length=1, description="algorithms the library may use")
+    protocols: dict[Literal["ll", "ll128", "simple"], NcclProtocolConfig] = Field(min_length=1)
+    tree_bandwidth_share: Fraction = Field(default=0.5, description="a tree all-reduce's algorithm bandwidth as "
+                                           "a share of the bus bandwidth")
+
+
+class GpuConfig(SweepChecks):
+    """One GPU, and the system of such GPUs it is part of (one by default)."""
+
+    kind: Literal["gpu"]
+    name: str
+    description: str = ""
+    clock: Frequency = Field(description="the SMs' clock under load")
+    technology: TechnologyConfig
+    sm: SmConfig
+    gemm: GemmKernelConfig
+    kernels: dict[str, KernelConfig] = Field(default={}, description="vector kernels by op kind (default: one read)")
+    l2: L2Config
+    hbm: GpuMemoryConfig
+    nvlink: IciConfig = Field(description="the GPU's NVLink ports")
+    collectives: CollectiveConfig
+    dispatch: DispatchConfig = Field(default=DispatchConfig(), description="fixed cost per kernel (launch)")
+    static_power: Power = Field(description="leakage and always-on power of the whole GPU")
+    tdp: Power | None = Field(default=None, description="thermal design power")
+    periphery_area: Area = Field(description="die area outside the SMs, L2 and NVLink (memory PHYs and "
+                                 "controllers, on-chip network, I/O)")
+    system: SystemConfig = Field(default=SystemConfig(), description="GPUs, topology and parallel mapping")
+    sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
+
+    @field_validator("kernels")
+    @classmethod
+    def _known_kinds(cls, table: dict[str, KernelConfig]) -> dict[str, KernelConfig]:
+        unknown = sorted(set(table) - set(OP_KINDS))
+        if unknown:
+            raise ValueError(f"unknown op kind {', '.join(map(repr, unknown))}; expected one of: {', '.join(OP_KINDS)}")
+        return table
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "GpuConfig":
+        for key in ("sm", "l2", "hbm", "nvlink"):
+            stated = getattr(self, key).stated_at
+            if stated is not None:
+                self.technology.factors(stated, f"{key}.stated_at")
+        if self.tdp is not None and self.tdp <= 0:
+            raise FieldError("tdp", "must be positive (leave it out when the TDP is not known)")
+        needed = self.system.links_needed()
+        if self.nvlink.links < needed:
+            raise FieldError("nvlink.links", f"{self.nvlink.links} links per GPU, but a {self.system.topology.kind} "
+                             f"of {self.system.chips} GPUs needs {needed}")
+        gemm = self.gemm
+        for i, (rows, cols) in enumerate(gemm.tiles):
+            staged = gemm.stages * (rows + cols) * gemm.k_tile * min(d.bytes for d in self.sm.tensor_macs_per_cycle)
+            if staged > self.sm.shared_memory:
+                raise FieldError(f"gemm.tiles.{i}", f"{rows}x{cols} tiles over {gemm.stages} stages of K "
+                                 f"{gemm.k_tile} need {staged / 1024:g} KiB of shared memory; the SM has "
+                                 f"{self.sm.shared_memory / 1024:g} KiB")
+        return self
+
+    # -- the interface the chip-independent code reads (reports, systems, sweeps) ---------
+
+    @property
+    def ici(self) -> IciConfig:
+        """The chip-to-chip links under their common name (system topologies, reports)."""
+        return self.nvlink
+
+    @property
+    def cmem(self) -> None:
+        """No memory that software places tensors in for a whole run: the L2 is a cache."""
+        return None
+
+    @property
+    def memory_levels(self) -> tuple[tuple[str, MemoryLevelConfig], ...]:
+        return (("l2", self.l2), ("hbm", self.hbm))
+
+    @property
+    def matrix_dtypes(self) -> tuple[DType, ...]:
+        return tuple(self.sm.tensor_macs_per_cycle)
+
+    def peak_macs_per_second(self, dtype: DType) -> float:
+        return self.sm.count * self.sm.tensor_macs_per_cycle[dtype] * self.clock
+
+    @property
+    def vector_ops_per_second(self) -> float:
+        return self.sm.count * self.sm.alu_ops_per_cycle * self.clock

@@ -1,0 +1,176 @@
+"""Evaluate a workload on a GPU: every tensor in HBM (the L2 is a cache, not a placement), every
+op a kernel: matmuls as tiled kernels (``archsim.gpu.gemm``), vector ops as one kernel each
+streaming their data (``kernels`` says how often it reads its input), collectives as NCCL runs
+them (``archsim.gpu.collectives``), each paying the kernel's launch (``dispatch``).
+
+The interface is the TPU-style chip's (``archsim.sim.engine.Simulator``): ``run``, ``run_with``,
+``op_cost``, ``op_time``, ``topology``; the results are the same ``RunResult`` and ``OpCost``.
+"""
+
+from __future__ import annotations
+
+from archsim.config.gpu import GpuConfig, KernelConfig
+from archsim.gpu.collectives import collective_time
+from archsim.gpu.gemm import GemmShape, plan_gemm
+from archsim.gpu.power import gpu_energy_model
+from archsim.hw.energy import Energy
+from archsim.hw.memory import Level, Placement, Traffic
+from archsim.hw.placement import place
+from archsim.ir import ops
+from archsim.ir.graph import Workload
+from archsim.memo import BoundedMemo
+from archsim.sim.cost import OpCost
+from archsim.sim.engine import UnsupportedOpError, _compute_dtype
+from archsim.sim.result import RunResult
+from archsim.system.topology import topology_of
+
+_DEFAULT_KERNEL = KernelConfig()
+
+
+class GpuSimulator:
+    """A GPU ready to evaluate workloads. Immutable after construction; reuse it freely."""
+
+    def __init__(self, hw: GpuConfig, placement_policy: str = "time_knapsack", dispatch: str = "program"):
+        if dispatch not in ("program", "call"):
+            raise ValueError(f"dispatch must be 'program' or 'call', not {dispatch!r}")
+        self.hw = hw
+        self.placement_policy = placement_policy
+        self.dispatch = dispatch
+        self.energy = gpu_energy_model(hw)
+        self.topology = topology_of(hw)
+        self._key = repr(hw.model_dump(exclude={"name", "description", "sweep", "tdp", "periphery_area", "system"})) \
+            + repr(hw.system.parallelism.tensor)
+
+    def run(self, workload: Workload) -> RunResult:
+        """Every tensor in HBM: the run is feasible when its footprint fits the HBM."""
+        plans = place(self.hw, workload, self.placement_policy, self.op_time)
+        feasible = [p for p in plans if p.feasible]
+        if not feasible:
+            return RunResult.infeasible(self.hw, workload, plans[0].reason)
+        return self.run_with(workload, feasible[0])
+
+    def run_with(self, workload: Workload, placement: Placement) -> RunResult:
+        costs = [self.op_cost(op, placement, phase.name, phase.repeat)
+                 for phase in workload.phases for op in phase.graph.ops()]
+        return RunResult(self.hw, workload, tuple(costs))
+
+    def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
+        return self._shared_cost(op).relabeled(phase, op.name, repeat, op.copies)
+
+    def op_time(self, op: ops.Op, levels: tuple[Level, ...]) -> float:
+        """One execution's time (the levels do not matter: every tensor is in HBM)."""
+        return self._shared_cost(op).latency_s
+
+    def _shared_cost(self, op: ops.Op) -> OpCost:
+        key = (self._key, self.dispatch, op.signature)
+        cost = _COSTS.get(key)
+        if cost is None:
+            body = self._cost(op)
+            cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind), self.hw.static_power))
+        return cost
+
+    def _cost(self, op: ops.Op) -> OpCost:
+        if isinstance(op, ops.MatMul):
+            return self._matmul_cost(op)
+        if isinstance(op, ops.VectorOp):
+            return self._vector_cost(op)
+        if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
+            return self._dma_cost(op)
+        if isinstance(op, ops.Collective):
+            return self._collective_cost(op)
+        raise UnsupportedOpError(f"op {op.name!r}: no GPU cost model for {type(op).__name__}")
+
+    def _matmul_cost(self, op: ops.MatMul) -> OpCost:
+        hw = self.hw
+        dtype = _compute_dtype(op)
+        if dtype not in hw.sm.tensor_macs_per_cycle:
+            supported = ", ".join(d.value for d in hw.matrix_dtypes)
+            raise UnsupportedOpError(f"op {op.name!r}: the tensor cores of {hw.name} do not support {dtype} "
+                                     f"(supported: {supported})")
+        batch, m = (op.batch, op.m) if op.b_batched else (1, op.batch * op.m)
+        plan = plan_gemm(hw, GemmShape(batch, m, op.k, op.n, dtype, op.a.dtype.bytes, op.b.dtype.bytes,
+                                       op.out.dtype.bytes))
+        traffic = (Traffic.of(Level.HBM, read=plan.hbm_read, write=plan.hbm_write)
+                   + Traffic.of(Level.CMEM, read=plan.l2_read, write=plan.l2_write)
+                   + Traffic.of(Level.VMEM, read=plan.smem_bytes, write=plan.smem_bytes))
+        times = {Level.HBM: plan.hbm_s, Level.CMEM: plan.l2_s}
+        memory_s = max(times.values())
+        return OpCost(
+            phase="", name=op.name, kind=op.kind, unit=op.unit.value, repeat=1, copies=op.copies, macs=op.macs,
+            vector_ops=0, compute_cycles=plan.compute_s * hw.clock, compute_s=plan.compute_s, memory_s=memory_s,
+            latency_s=plan.time_s, traffic=traffic,
+            energy=self.energy.op_energy(plan.time_s, traffic, op.macs, dtype),
+            bottleneck=_bottleneck(plan.compute_s, times, "mxu"), peak_macs_per_s=hw.peak_macs_per_second(dtype),
+            tiling=plan.describe(),
+        )
+
+    def _vector_cost(self, op: ops.VectorOp) -> OpCost:
+        """One kernel: its main input read ``input_reads`` times (``kernels``), other inputs once,
+        outputs written once, all through L2 from and to HBM; the lanes' and special-function
+        units' work beside the transfers."""
+        hw = self.hw
+        kernel = hw.kernels.get(op.kind, _DEFAULT_KERNEL)
+        long_row = kernel.row_limit is not None and op.row_length > kernel.row_limit
+        reads = kernel.long_row_reads if long_row else kernel.input_reads
+        read = op.inputs[0].bytes * reads + sum(t.bytes for t in op.inputs[1:])
+        write = sum(t.bytes for t in op.outputs)
+        return self._streamed(op, read, write, op.vector_work)
+
+    def _dma_cost(self, op: ops.Op) -> OpCost:
+        if isinstance(op, ops.CacheWrite):
+            read, write = sum(t.bytes for t in op.inputs), op.written_bytes
+        else:  # embedding: gather rows of the table
+            table, out = op.inputs[0], op.outputs[0]
+            read, write = out.elements * table.dtype.bytes, out.bytes
+        return self._streamed(op, read, write, ops.VectorWork(0, 0), unit="dma")
+
+    def _streamed(self, op: ops.Op, read: float, write: float, work: ops.VectorWork, unit: str = "vpu") -> OpCost:
+        hw = self.hw
+        traffic = Traffic.of(Level.HBM, read=read, write=write) + Traffic.of(Level.CMEM, read=read, write=write)
+        hbm_s = read / hw.hbm.achievable_bandwidth + write / hw.hbm.achievable_write_bandwidth
+        times = {Level.HBM: hbm_s, Level.CMEM: (read + write) / hw.l2.achievable_bandwidth}
+        memory_s = max(times.values())
+        compute_s = max(work.alu / hw.vector_ops_per_second,
+                        work.special / (hw.sm.count * hw.sm.special_ops_per_cycle * hw.clock))
+        latency = hw.hbm.latency + max(memory_s, compute_s)
+        return OpCost(
+            phase="", name=op.name, kind=op.kind, unit=unit, repeat=1, copies=op.copies, macs=0,
+            vector_ops=work.alu + work.special, compute_cycles=compute_s * hw.clock, compute_s=compute_s,
+            memory_s=memory_s, latency_s=latency, traffic=traffic,
+            energy=self.energy.op_energy(latency, traffic, vector=work), bottleneck=_bottleneck(compute_s, times, unit),
+        )
+
+    def _collective_cost(self, op: ops.Collective) -> OpCost:
+        """NCCL's fastest algorithm for the size over the tensor-parallel group, its reads and
+        writes of the buffers and its adds overlapped with the transfer."""
+        hw = self.hw
+        if op.group != hw.system.parallelism.tensor:
+            raise UnsupportedOpError(f"op {op.name!r} is lowered for {op.group} tensor-parallel ranks, but the "
+                                     f"system maps {hw.system.parallelism.tensor}")
+        transfer = collective_time(hw, op.kind, op.bytes, op.group)
+        streamed = self._streamed(op, sum(t.bytes for t in op.inputs), sum(t.bytes for t in op.outputs),
+                                  op.vector_work)
+        latency = max(transfer.time_s, streamed.latency_s)
+        energy = self.energy.op_energy(latency, streamed.traffic, vector=op.vector_work) \
+            + Energy(ici=transfer.sent_per_gpu * self.energy.ici)
+        busiest = "ici" if transfer.time_s >= streamed.latency_s else streamed.bottleneck
+        return OpCost(
+            phase="", name=op.name, kind=op.kind, unit=op.unit.value, repeat=1, copies=op.copies, macs=0,
+            vector_ops=streamed.vector_ops, compute_cycles=streamed.compute_cycles, compute_s=streamed.compute_s,
+            memory_s=streamed.memory_s, latency_s=latency, traffic=streamed.traffic, energy=energy,
+            bottleneck=busiest, ici_bytes=transfer.sent_per_gpu,
+            tiling=f"NCCL {transfer.algorithm}/{transfer.protocol}",
+        )
+
+
+_COSTS: BoundedMemo[OpCost] = BoundedMemo(size=20_000)
+
+
+def clear_gpu_caches() -> None:
+    _COSTS.clear()
+
+
+def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:
+    level, memory_s = max(times.items(), key=lambda kv: kv[1])
+    return unit if compute_s >= memory_s else level.value
+

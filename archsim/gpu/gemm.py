@@ -1,0 +1,149 @@
+"""A GPU matmul as its libraries run it: thread-block tiles of the output in waves over the SMs,
+operands staged through shared memory, the L2 a cache in front of HBM.
+
+For each candidate kernel (a tile ``bm x bn`` of the library's ``gemm.tiles``, a split of K by
+``s`` of ``gemm.split_k``) of a GEMM ``batch x (M x K) . (K x N)``:
+
+- **Tiles**: ``ceil(M / bm) x ceil(N / bn)`` per GEMM, ``x s x batch`` thread blocks. Edge tiles
+  run as whole tiles (*tile quantisation*): a tile's MACs are ``bm x bn x`` its K rounded up to
+  whole ``k_tile`` steps.
+- **Blocks per SM**: as many as the SM's shared memory holds (``stages x (bm + bn) x k_tile``
+  operand elements each) and its register file holds (``bm x bn`` fp32 accumulators each), at
+  least one. A wave is ``SMs x blocks per SM`` blocks.
+- **Compute** (*wave quantisation*): each full wave takes ``blocks per SM x`` one tile's MACs at
+  the SM's tensor rate (``tensor_macs_per_cycle x tensor_efficiency``); the last, partial wave
+  of ``r`` blocks takes ``ceil(r / SMs)`` tiles' time.
+- **L2 to the SMs**: every tile reads its A rows and B columns over its K range: A is read once
+  per column of tiles and B once per row of tiles (``A x ceil(N / bn) + B x ceil(M / bm)``), and
+  C is written once (split-K: ``s`` fp32 partials, read back and reduced).
+- **HBM**: the L2 is a cache. An operand that fits in half the L2's usable capacity is read
+  from HBM once. A larger one is read again for each group of tiles that does not run
+  together: a wave's blocks cover a ``w_m x w_n`` block of tiles (rasterised as near square,
+  ``w_n = min(ceil(N / bn), ceil(sqrt(wave)))``), and while they advance through K together
+  they share their A rows and B columns in L2, so A is read ``ceil(ceil(N / bn) / w_n)`` times
+  and B ``ceil(ceil(M / bm) / w_m)`` times. C is written once; split-K partials that do not fit
+  the L2 go to HBM and back.
+- **Time**: ``max(compute, L2 time, HBM time)`` (the main loop overlaps its loads with its MMAs),
+  plus one exposed HBM latency per wave (each wave's pipeline fill), plus the split-K
+  reduction's pass over the partials through L2 (a second kernel, after the first).
+- The fastest candidate is the library's choice (ties: fewest HBM bytes).
+
+Sources: CUTLASS's tiles and pipeline (``docs/sources/gpu.md`` [CUTLASS]); tile and wave
+quantisation as NVIDIA's performance guide describes them ([MMB]); the L2 duplication on A100
+([UBENCH], ``l2.usable``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from archsim.config.gpu import GpuConfig
+from archsim.dtypes import DType
+
+ACCUMULATOR_BYTES = 4  # fp32 (int32) accumulators and split-K partials: what tensor cores produce
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    batch: int  # independent GEMMs (attention's heads; a weight shared by a batch is folded into m)
+    m: int
+    k: int
+    n: int
+    dtype: DType  # the MACs' operand type
+    a_bytes: float  # bytes per element as stored
+    b_bytes: float
+    out_bytes: float
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    tile: tuple[int, int]
+    split: int
+    tiles: int
+    waves: int
+    blocks_per_sm: int
+    compute_s: float  # tensor cores, wave-quantised
+    l2_s: float
+    hbm_s: float
+    latency_s: float  # exposed: a fill per wave
+    reduce_s: float  # split-K reduction
+    time_s: float
+    smem_bytes: float  # operand bytes staged into shared memory (L2 -> SMs)
+    l2_read: float
+    l2_write: float
+    hbm_read: float
+    hbm_write: float
+    padded_macs: float
+
+    def describe(self) -> str:
+        split = f", split-K {self.split}" if self.split > 1 else ""
+        return (f"{self.tile[0]}x{self.tile[1]} tiles{split}: {self.tiles} blocks, {self.waves} wave"
+                f"{'s' if self.waves != 1 else ''} of {self.blocks_per_sm}/SM")
+
+
+def plan_gemm(hw: GpuConfig, shape: GemmShape) -> GemmPlan:
+    """The library's kernel for ``shape``: the fastest candidate (see the module docstring)."""
+    best = None
+    for tile in hw.gemm.tiles:
+        for split in hw.gemm.split_k:
+            if split > 1 and math.ceil(shape.k / split) < hw.gemm.k_tile:
+                continue  # each split needs at least one K step
+            plan = _candidate(hw, shape, tile, split)
+            rank = (plan.time_s, plan.hbm_read + plan.hbm_write)
+            if best is None or rank < best[0]:
+                best = (rank, plan)
+    return best[1]
+
+
+def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: int) -> GemmPlan:
+    sm, gemm = hw.sm, hw.gemm
+    bm, bn = tile
+    tm, tn = math.ceil(shape.m / bm), math.ceil(shape.n / bn)
+    k_split = math.ceil(shape.k / split)
+    k_steps = math.ceil(k_split / gemm.k_tile)
+    tiles = shape.batch * tm * tn * split
+    staged = gemm.stages * (bm + bn) * gemm.k_tile * shape.dtype.bytes
+    by_smem = int(sm.shared_memory // staged)
+    by_registers = int(sm.registers // (bm * bn * ACCUMULATOR_BYTES))
+    per_sm = max(1, min(by_smem, by_registers))
+    wave = sm.count * per_sm
+    waves = math.ceil(tiles / wave)
+    rest = tiles - (waves - 1) * wave
+    tile_macs = bm * bn * k_steps * gemm.k_tile
+    rate = sm.tensor_macs_per_cycle[shape.dtype] * sm.tensor_efficiency * hw.clock  # MACs/s of one SM
+    compute_s = ((waves - 1) * per_sm + math.ceil(rest / sm.count)) * tile_macs / rate
+
+    a = shape.m * shape.k * shape.a_bytes  # one GEMM's operands
+    b = shape.k * shape.n * shape.b_bytes
+    c = shape.m * shape.n * shape.out_bytes
+    smem = shape.batch * (a * tn + b * tm)
+    partials = shape.batch * split * shape.m * shape.n * ACCUMULATOR_BYTES if split > 1 else 0.0
+
+    half = hw.l2.usable_capacity / 2
+    w_n = min(tn, math.ceil(math.sqrt(wave)))
+    w_m = min(tm, math.ceil(wave / w_n))
+    a_reads = 1 if a <= half else math.ceil(tn / w_n)
+    b_reads = 1 if b <= half else math.ceil(tm / w_m)
+    hbm_read = shape.batch * (a * a_reads + b * b_reads)
+    hbm_write = shape.batch * c
+    spill = partials > hw.l2.usable_capacity
+    if spill:  # the partials go to HBM and are read back by the reduction
+        hbm_read += partials
+        hbm_write += partials
+
+    l2_read = smem + partials
+    l2_write = hbm_read + shape.batch * c + partials  # lines filled from HBM, results, partials
+    l2_bw = hw.l2.achievable_bandwidth
+    l2_s = (smem + partials + shape.batch * c) / l2_bw
+    hbm_s = (hbm_read - (partials if spill else 0.0)) / hw.hbm.achievable_bandwidth \
+        + (hbm_write - (partials if spill else 0.0)) / hw.hbm.achievable_write_bandwidth
+    reduce_s = 0.0
+    if split > 1:  # read every partial, write the result
+        reduce_s = (partials + shape.batch * c) / l2_bw
+        if spill:
+            reduce_s = max(reduce_s, partials / hw.hbm.achievable_bandwidth + partials / hw.hbm.achievable_write_bandwidth)
+    latency_s = waves * hw.hbm.latency
+    time_s = max(compute_s, l2_s, hbm_s) + latency_s + reduce_s
+    return GemmPlan(tile, split, tiles, waves, per_sm, compute_s, l2_s, hbm_s, latency_s, reduce_s, time_s,
+                    smem, l2_read, l2_write, hbm_read, hbm_write, float(tiles * tile_macs))
