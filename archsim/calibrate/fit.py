@@ -157,14 +157,21 @@ def fit(path: str | Path, rows: Sequence[Measurement], keys: list[str] | None = 
 
     margin = np.minimum(0.01 * (high - low), 0.1)
     evaluations = 0
-    # The dispatch costs are offsets: a row's time is its work plus its kind's cost, exactly
-    # (OpCost.with_dispatch), and each row has one of them. So the search never grids them: at
+    # The dispatch costs are offsets: a row's time is its work plus its kind's cost, less the part
+    # of the cost its work hides (DispatchConfig.exposed), and each row has one of them. So the search never grids them: at
     # every point it times the work once (the dispatch costs at 0) and sets each cost to its
     # best for its own rows, a 1-D fit on numbers already known (``_best_offset``). That keeps
     # the small rows, which only the dispatch cost explains, from holding the others back.
     offsets = [j for j, p in enumerate(params) if p.key.startswith("dispatch.call.")]
     searched = [j for j in range(len(params)) if j not in offsets]
     members = {j: np.array([i for i, js in enumerate(affecting) if j in js]) for j in offsets}
+    # per kind, the part of a call's cost its work hides (DispatchConfig.exposed): fitted, or the
+    # config's value
+    overlap_at = {p.key.rsplit(".", 1)[1]: j for j, p in enumerate(params) if p.key.startswith("dispatch.call_overlap.")}
+
+    def overlap_of(x: np.ndarray, kind: str) -> float:
+        j = overlap_at.get(kind)
+        return hw.dispatch.overlap(kind) if j is None else x[j] * scale[j]
 
     def projected(x: np.ndarray) -> tuple[np.ndarray, float]:
         nonlocal evaluations
@@ -172,12 +179,14 @@ def fit(path: str | Path, rows: Sequence[Measurement], keys: list[str] | None = 
         x = x.copy()
         x[offsets] = 0.0
         work = np.exp(residuals(x)) * measured
-        offset = np.zeros(len(rows))
+        time = work.copy()
         for j in offsets:
             mine = members[j]
-            x[j] = _best_offset(work[mine], measured[mine], low[j] * scale[j], high[j] * scale[j]) / scale[j]
-            offset[mine] = x[j] * scale[j]
-        return x, soft_l1_cost(np.log((work + offset) / measured))
+            overlap = overlap_of(x, params[j].key.rsplit(".", 1)[1])
+            x[j] = _best_offset(work[mine], measured[mine], low[j] * scale[j], high[j] * scale[j], overlap) / scale[j]
+            d = x[j] * scale[j]
+            time[mine] = work[mine] + d - np.minimum(np.minimum(overlap, work[mine]), d)
+        return x, soft_l1_cost(np.log(time / measured))
 
     def search(x: np.ndarray, best: float) -> tuple[np.ndarray, float]:
         """The coordinate search: SWEEPS sweeps over the gridded fields, strict improvements
@@ -231,15 +240,19 @@ def fit(path: str | Path, rows: Sequence[Measurement], keys: list[str] | None = 
     return FitResult(path, final, tuple(params), old, values, fitted, before, after, evaluations, message, held)
 
 
-def _best_offset(work: np.ndarray, measured: np.ndarray, low: float, high: float) -> float:
-    """The dispatch cost d in [low, high] that minimises the soft-l1 cost of log((work + d) /
-    measured) over one kind's rows: the best of a log grid, then refined between its neighbours."""
+def _best_offset(work: np.ndarray, measured: np.ndarray, low: float, high: float, overlap: float = 0.0) -> float:
+    """The dispatch cost d in [low, high] that minimises the soft-l1 cost of log(time / measured)
+    over one kind's rows, time = work + d - min(overlap, work, d) (``DispatchConfig.exposed``):
+    the best of a log grid, then refined between its neighbours."""
     grid = np.unique(np.concatenate(([low, high], np.geomspace(max(low, high * 1e-6), high, OFFSET_GRID))))
 
-    def cost(d: float) -> float:
-        return soft_l1_cost(np.log((work + d) / measured))
+    def time(d):
+        return work + d - np.minimum(np.minimum(overlap, work), d)
 
-    z = (np.log((work[None, :] + grid[:, None]) / measured[None, :]) / F_SCALE) ** 2
+    def cost(d: float) -> float:
+        return soft_l1_cost(np.log(time(d) / measured))
+
+    z = (np.log(time(grid[:, None]) / measured[None, :]) / F_SCALE) ** 2
     k = int(np.argmin(np.sum(np.sqrt(1 + z) - 1, axis=1)))
     best = float(grid[k])
     lo, hi = float(grid[max(k - 1, 0)]), float(grid[min(k + 1, len(grid) - 1)])

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from archsim.calibrate.measurements import OPS, Measurement
-from archsim.config.gpu import GpuMemoryConfig, SmConfig
+from archsim.config.gpu import GpuMemoryConfig, L2Config, SmConfig
 from archsim.config.loader import Override
 from archsim.config.schema import (DispatchConfig, HardwareConfig, IciConfig, MemoryLevelConfig, SystolicConfig,
                                    VectorUnitConfig)
@@ -114,6 +114,15 @@ def _systolic(hw: HardwareConfig) -> bool:
     return hw.kind == "tpu" and hw.mxu.kind == "systolic"
 
 
+def _overlap(kind: str) -> Parameter:
+    """Of a call's cost for ``kind``, the host-side part its kernel hides (the GPU measurements of
+    compiled ops: a floor, then a line whose intercept is about 10 us below it)."""
+    return Parameter(f"dispatch.call_overlap.{kind}", SECONDS, 0.0, 1e-3, 10e-6,
+                     frozenset(op for op, k in OPS.items() if k == kind),
+                     lambda hw: hw.dispatch.overlap(kind), _is("gpu"),
+                     start=0.0, grid=_log(1e-7, 1e-3, zero=True))
+
+
 def _ranks_vary(hw: HardwareConfig, rows: Sequence[Measurement]) -> bool:
     return len({r.ranks for r in rows if r.op == "all_reduce"}) > 1
 
@@ -164,13 +173,21 @@ REGISTRY: tuple[Parameter, ...] = (
               _is("gpu"), start=1.0, grid=_lin(0.3, 1.0)),
     Parameter("hbm.write_efficiency", PLAIN, 0.2, 1.0, 1.0, frozenset(OPS), lambda hw: hw.hbm.achievable_write_bandwidth
               / hw.hbm.bandwidth, _is("gpu"), start=1.0, grid=_lin(0.2, 1.0)),
+    *(_overlap(kind) for kind in DISPATCH_KINDS),
+    Parameter("l2.efficiency", PLAIN, 0.05, 1.0, 1.0, frozenset(OPS) - {"all_reduce"}, lambda hw: hw.l2.efficiency,
+              _is("gpu"), start=1.0, grid=_log(0.05, 1.0)),
     Parameter("nvlink.efficiency", PLAIN, 0.05, 1.0, 1.0, frozenset({"all_reduce"}), lambda hw: hw.nvlink.efficiency,
               _is("gpu"), start=1.0, grid=_log(0.05, 1.0)),
     # NCCL's protocols as the GPU runs them: the LL protocol's share of the bus bandwidth (small
-    # and mid-size collectives) and the Simple protocol's fixed latency (where large ones start).
+    # and mid-size collectives) and the LL128 and Simple protocols' fixed latencies (where larger
+    # ones start).
     Parameter("collectives.protocols.ll.bandwidth_share", PLAIN, 0.02, 1.0, 0.5, frozenset({"all_reduce"}),
               lambda hw: hw.collectives.protocols["ll"].bandwidth_share,
               lambda hw: hw.kind == "gpu" and "ll" in hw.collectives.protocols, start=0.5, grid=_log(0.02, 1.0)),
+    Parameter("collectives.protocols.ll128.base_latency", SECONDS, 0.0, 1e-3, 10e-6, frozenset({"all_reduce"}),
+              lambda hw: hw.collectives.protocols["ll128"].base_latency,
+              lambda hw: hw.kind == "gpu" and "ll128" in hw.collectives.protocols, start=14e-6,
+              grid=_log(1e-6, 1e-3, zero=True)),
     Parameter("collectives.protocols.simple.base_latency", SECONDS, 0.0, 1e-3, 10e-6, frozenset({"all_reduce"}),
               lambda hw: hw.collectives.protocols["simple"].base_latency,
               lambda hw: hw.kind == "gpu" and "simple" in hw.collectives.protocols, start=8.4e-6,
@@ -237,7 +254,9 @@ def uncalibrated(hw: HardwareConfig,
         ("hbm.efficiency", _default(MemoryLevelConfig, "efficiency")),
     ]
     if hw.kind == "gpu":  # a GPU's own calibration fields (archsim.config.gpu)
-        resets += [("hbm.write_efficiency", _default(GpuMemoryConfig, "write_efficiency")),
+        resets += [("dispatch.call_overlap", {}),
+                   ("hbm.write_efficiency", _default(GpuMemoryConfig, "write_efficiency")),
+                   ("l2.efficiency", _default(L2Config, "efficiency")),
                    ("sm.tensor_efficiency", _default(SmConfig, "tensor_efficiency")),
                    ("nvlink.efficiency", _default(IciConfig, "efficiency"))]
         return tuple(Override(tuple(key.split(".")), value, f"{key}={value}", label) for key, value in resets)

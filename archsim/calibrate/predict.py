@@ -153,7 +153,9 @@ class Predictor:
         op = build_op(row)
         workload = Workload(row.describe(), (Phase("call", OpGraph([op])),))
         try:
-            result = self._simulator(row).run_with(workload, in_hbm(op))
+            sim = self._simulator(row)
+            where = sim.benchmark_placement(op) if hasattr(sim, "benchmark_placement") else in_hbm(op)
+            result = sim.run_with(workload, where)
         except ArchsimError as exc:
             raise ConfigError(f"{row.describe()}: {exc}") from None
         if not result.feasible:

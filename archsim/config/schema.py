@@ -216,6 +216,19 @@ class DispatchConfig(Strict):
 
     call: DispatchTable = Field(default={"default": 0.0}, description="per op launched on its own, by op kind")
     program: DispatchTable = Field(default={"default": 0.0}, description="per op in a compiled program, by op kind")
+    call_overlap: DispatchTable = Field(
+        default={}, description="by op kind (default: 0 s), of a call's fixed cost the host-side part that "
+        "runs while the device works (after the launch: returning to the caller, then waiting on it): a call "
+        "takes its cost plus its work less the shortest of this, its work and its cost")
+
+    @field_validator("call_overlap")
+    @classmethod
+    def _overlap_kinds(cls, table: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(table) - set(OP_KINDS) - {"default"})
+        if unknown:
+            raise ValueError(f"unknown op kind {', '.join(map(repr, unknown))}; expected default or one of: "
+                             f"{', '.join(OP_KINDS)}")
+        return table
 
     @field_validator("call", "program")
     @classmethod
@@ -231,6 +244,18 @@ class DispatchConfig(Strict):
     def cost(self, mode: str, kind: str) -> float:
         table = self.call if mode == "call" else self.program
         return table.get(kind, table["default"])
+
+    def exposed(self, mode: str, kind: str, work_s: float) -> float:
+        """The fixed cost an op of ``work_s`` seconds adds to its time (``cost`` less what of
+        ``call_overlap`` its work hides; a compiled program's ops overlap nothing)."""
+        cost = self.cost(mode, kind)
+        if mode != "call":
+            return cost
+        return cost - min(self.overlap(kind), work_s, cost)
+
+    def overlap(self, kind: str) -> float:
+        """``call_overlap`` for ``kind`` (its ``default``, else 0)."""
+        return self.call_overlap.get(kind, self.call_overlap.get("default", 0.0))
 
 
 class NodeFactors(Strict):

@@ -3,11 +3,21 @@ op a kernel: matmuls as tiled kernels (``archsim.gpu.gemm``), vector ops as one 
 streaming their data (``kernels`` says how often it reads its input), collectives as NCCL runs
 them (``archsim.gpu.collectives``), each paying the kernel's launch (``dispatch``).
 
+**The L2 between kernels.** A tensor is *warm* when a kernel finds it in L2 as it starts: its
+reads hit L2, not HBM (its writes still reach HBM: the L2 writes dirty lines back). In a run, an
+activation is warm for its readers when it fits in half the L2's usable capacity and every
+reader runs right after the kernel that wrote it (a chain of ops, not a residual read much
+later): ``l2_resident``. A microbenchmark repeating one call finds its inputs warm when the call's
+whole working set fits there (``benchmark_placement``): the measurements of ``experiments/data/silicon`` reuse their
+inputs from call to call. A warm tensor's home in the ``Placement`` is ``Level.CMEM``.
+
 The interface is the TPU-style chip's (``archsim.sim.engine.Simulator``): ``run``, ``run_with``,
 ``op_cost``, ``op_time``, ``topology``; the results are the same ``RunResult`` and ``OpCost``.
 """
 
 from __future__ import annotations
+
+from types import MappingProxyType
 
 from archsim.config.gpu import GpuConfig, KernelConfig
 from archsim.gpu.collectives import collective_time
@@ -18,6 +28,7 @@ from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.placement import place
 from archsim.ir import ops
 from archsim.ir.graph import Workload
+from archsim.ir.tensor import Role
 from archsim.memo import BoundedMemo
 from archsim.sim.cost import OpCost
 from archsim.sim.engine import UnsupportedOpError, _compute_dtype
@@ -42,12 +53,24 @@ class GpuSimulator:
             + repr(hw.system.parallelism.tensor)
 
     def run(self, workload: Workload) -> RunResult:
-        """Every tensor in HBM: the run is feasible when its footprint fits the HBM."""
+        """Every tensor in HBM, the run feasible when its footprint fits the HBM; activations
+        passed from one kernel to the next through L2 are warm (``l2_resident``)."""
         plans = place(self.hw, workload, self.placement_policy, self.op_time)
         feasible = [p for p in plans if p.feasible]
         if not feasible:
             return RunResult.infeasible(self.hw, workload, plans[0].reason)
-        return self.run_with(workload, feasible[0])
+        warm = l2_resident(workload, self.hw.l2.usable_capacity / 2)
+        home = {name: Level.CMEM if name in warm else level for name, level in feasible[0].home.items()}
+        return self.run_with(workload, Placement(MappingProxyType(home), (), True))
+
+    def benchmark_placement(self, op: ops.Op) -> Placement:
+        """Where a microbenchmark calling ``op`` again and again finds its tensors: when the
+        call's whole working set (inputs and outputs) fits in half the L2's usable capacity, it
+        stays there between calls and the inputs are warm; otherwise every tensor is in HBM."""
+        warm = sum(t.bytes for t in op.tensors) <= self.hw.l2.usable_capacity / 2
+        inputs = {t.name for t in op.inputs}
+        return Placement(MappingProxyType({t.name: Level.CMEM if warm and t.name in inputs else Level.HBM
+                                           for t in op.tensors}), (), True)
 
     def run_with(self, workload: Workload, placement: Placement) -> RunResult:
         costs = [self.op_cost(op, placement, phase.name, phase.repeat)
@@ -55,32 +78,35 @@ class GpuSimulator:
         return RunResult(self.hw, workload, tuple(costs))
 
     def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
-        return self._shared_cost(op).relabeled(phase, op.name, repeat, op.copies)
+        warm = tuple(placement.home[t.name] is Level.CMEM for t in op.inputs)
+        return self._shared_cost(op, warm).relabeled(phase, op.name, repeat, op.copies)
 
     def op_time(self, op: ops.Op, levels: tuple[Level, ...]) -> float:
-        """One execution's time (the levels do not matter: every tensor is in HBM)."""
-        return self._shared_cost(op).latency_s
+        """One execution's time with the op's tensors at ``levels`` (``op.tensor_names``' order:
+        an input at ``Level.CMEM`` is warm in L2)."""
+        return self._shared_cost(op, tuple(lv is Level.CMEM for lv in levels[:len(op.inputs)])).latency_s
 
-    def _shared_cost(self, op: ops.Op) -> OpCost:
-        key = (self._key, self.dispatch, op.signature)
+    def _shared_cost(self, op: ops.Op, warm: tuple[bool, ...]) -> OpCost:
+        key = (self._key, self.dispatch, op.signature, warm)
         cost = _COSTS.get(key)
         if cost is None:
-            body = self._cost(op)
-            cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind), self.hw.static_power))
+            body = self._cost(op, warm)
+            cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),
+                                                   self.hw.static_power))
         return cost
 
-    def _cost(self, op: ops.Op) -> OpCost:
+    def _cost(self, op: ops.Op, warm: tuple[bool, ...]) -> OpCost:
         if isinstance(op, ops.MatMul):
-            return self._matmul_cost(op)
+            return self._matmul_cost(op, warm)
         if isinstance(op, ops.VectorOp):
-            return self._vector_cost(op)
+            return self._vector_cost(op, warm)
         if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
-            return self._dma_cost(op)
+            return self._dma_cost(op, warm)
         if isinstance(op, ops.Collective):
-            return self._collective_cost(op)
+            return self._collective_cost(op, warm)
         raise UnsupportedOpError(f"op {op.name!r}: no GPU cost model for {type(op).__name__}")
 
-    def _matmul_cost(self, op: ops.MatMul) -> OpCost:
+    def _matmul_cost(self, op: ops.MatMul, warm: tuple[bool, ...]) -> OpCost:
         hw = self.hw
         dtype = _compute_dtype(op)
         if dtype not in hw.sm.tensor_macs_per_cycle:
@@ -89,7 +115,7 @@ class GpuSimulator:
                                      f"(supported: {supported})")
         batch, m = (op.batch, op.m) if op.b_batched else (1, op.batch * op.m)
         plan = plan_gemm(hw, GemmShape(batch, m, op.k, op.n, dtype, op.a.dtype.bytes, op.b.dtype.bytes,
-                                       op.out.dtype.bytes))
+                                       op.out.dtype.bytes, *warm[:2]))
         traffic = (Traffic.of(Level.HBM, read=plan.hbm_read, write=plan.hbm_write)
                    + Traffic.of(Level.CMEM, read=plan.l2_read, write=plan.l2_write)
                    + Traffic.of(Level.VMEM, read=plan.smem_bytes, write=plan.smem_bytes))
@@ -104,30 +130,34 @@ class GpuSimulator:
             tiling=plan.describe(),
         )
 
-    def _vector_cost(self, op: ops.VectorOp) -> OpCost:
+    def _vector_cost(self, op: ops.VectorOp, warm: tuple[bool, ...]) -> OpCost:
         """One kernel: its main input read ``input_reads`` times (``kernels``), other inputs once,
-        outputs written once, all through L2 from and to HBM; the lanes' and special-function
-        units' work beside the transfers."""
+        outputs written once, through L2 from and to HBM (a warm input's reads from L2 only); the
+        lanes' and special-function units' work beside the transfers."""
         hw = self.hw
         kernel = hw.kernels.get(op.kind, _DEFAULT_KERNEL)
         long_row = kernel.row_limit is not None and op.row_length > kernel.row_limit
         reads = kernel.long_row_reads if long_row else kernel.input_reads
-        read = op.inputs[0].bytes * reads + sum(t.bytes for t in op.inputs[1:])
-        write = sum(t.bytes for t in op.outputs)
-        return self._streamed(op, read, write, op.vector_work)
+        per_input = [t.bytes * (reads if i == 0 else 1) for i, t in enumerate(op.inputs)]
+        return self._streamed(op, per_input, warm, sum(t.bytes for t in op.outputs), op.vector_work)
 
-    def _dma_cost(self, op: ops.Op) -> OpCost:
+    def _dma_cost(self, op: ops.Op, warm: tuple[bool, ...]) -> OpCost:
         if isinstance(op, ops.CacheWrite):
-            read, write = sum(t.bytes for t in op.inputs), op.written_bytes
+            per_input, write = [t.bytes for t in op.inputs], op.written_bytes
         else:  # embedding: gather rows of the table
             table, out = op.inputs[0], op.outputs[0]
-            read, write = out.elements * table.dtype.bytes, out.bytes
-        return self._streamed(op, read, write, ops.VectorWork(0, 0), unit="dma")
+            per_input, write = [out.elements * table.dtype.bytes], out.bytes
+        return self._streamed(op, per_input, warm, write, ops.VectorWork(0, 0), unit="dma")
 
-    def _streamed(self, op: ops.Op, read: float, write: float, work: ops.VectorWork, unit: str = "vpu") -> OpCost:
+    def _streamed(self, op: ops.Op, per_input: list[float], warm: tuple[bool, ...], write: float,
+                  work: ops.VectorWork, unit: str = "vpu") -> OpCost:
+        """Each input's bytes read (from HBM unless warm) and ``write`` bytes written, all
+        through L2, with the lanes' work beside them."""
         hw = self.hw
-        traffic = Traffic.of(Level.HBM, read=read, write=write) + Traffic.of(Level.CMEM, read=read, write=write)
-        hbm_s = read / hw.hbm.achievable_bandwidth + write / hw.hbm.achievable_write_bandwidth
+        read = sum(per_input)
+        from_hbm = sum(b for b, hot in zip(per_input, warm) if not hot)
+        traffic = Traffic.of(Level.HBM, read=from_hbm, write=write) + Traffic.of(Level.CMEM, read=read, write=write)
+        hbm_s = from_hbm / hw.hbm.achievable_bandwidth + write / hw.hbm.achievable_write_bandwidth
         times = {Level.HBM: hbm_s, Level.CMEM: (read + write) / hw.l2.achievable_bandwidth}
         memory_s = max(times.values())
         compute_s = max(work.alu / hw.vector_ops_per_second,
@@ -140,7 +170,7 @@ class GpuSimulator:
             energy=self.energy.op_energy(latency, traffic, vector=work), bottleneck=_bottleneck(compute_s, times, unit),
         )
 
-    def _collective_cost(self, op: ops.Collective) -> OpCost:
+    def _collective_cost(self, op: ops.Collective, warm: tuple[bool, ...]) -> OpCost:
         """NCCL's fastest algorithm for the size over the tensor-parallel group, its reads and
         writes of the buffers and its adds overlapped with the transfer."""
         hw = self.hw
@@ -148,7 +178,7 @@ class GpuSimulator:
             raise UnsupportedOpError(f"op {op.name!r} is lowered for {op.group} tensor-parallel ranks, but the "
                                      f"system maps {hw.system.parallelism.tensor}")
         transfer = collective_time(hw, op.kind, op.bytes, op.group)
-        streamed = self._streamed(op, sum(t.bytes for t in op.inputs), sum(t.bytes for t in op.outputs),
+        streamed = self._streamed(op, [t.bytes for t in op.inputs], warm, sum(t.bytes for t in op.outputs),
                                   op.vector_work)
         latency = max(transfer.time_s, streamed.latency_s)
         energy = self.energy.op_energy(latency, streamed.traffic, vector=op.vector_work) \
@@ -161,6 +191,27 @@ class GpuSimulator:
             bottleneck=busiest, ici_bytes=transfer.sent_per_gpu,
             tiling=f"NCCL {transfer.algorithm}/{transfer.protocol}",
         )
+
+
+def l2_resident(workload: Workload, capacity: float) -> frozenset[str]:
+    """Activations a GPU's L2 hands from kernel to kernel: at most ``capacity`` bytes, written
+    by one op and read only by the op that runs right after it (in each phase's order)."""
+    writer: dict[str, tuple[int, int]] = {}
+    readers: dict[str, set[tuple[int, int]]] = {}
+    sizes: dict[str, float] = {}
+    for p, phase in enumerate(workload.phases):
+        for i, op in enumerate(phase.graph.ops()):
+            for t in op.inputs:
+                readers.setdefault(t.name, set()).add((p, i))
+            for t in op.outputs:
+                if t.role is Role.ACTIVATION:
+                    if t.name in writer:
+                        writer[t.name] = (-1, -1)  # written twice: not a simple hand-over
+                    else:
+                        writer[t.name] = (p, i)
+                    sizes[t.name] = t.bytes
+    return frozenset(name for name, (p, i) in writer.items()
+                     if i >= 0 and sizes[name] <= capacity and readers.get(name) == {(p, i + 1)})
 
 
 _COSTS: BoundedMemo[OpCost] = BoundedMemo(size=20_000)

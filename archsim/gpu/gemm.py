@@ -16,8 +16,9 @@ For each candidate kernel (a tile ``bm x bn`` of the library's ``gemm.tiles``, a
 - **L2 to the SMs**: every tile reads its A rows and B columns over its K range: A is read once
   per column of tiles and B once per row of tiles (``A x ceil(N / bn) + B x ceil(M / bm)``), and
   C is written once (split-K: ``s`` fp32 partials, read back and reduced).
-- **HBM**: the L2 is a cache. An operand that fits in half the L2's usable capacity is read
-  from HBM once. A larger one is read again for each group of tiles that does not run
+- **HBM**: the L2 is a cache. An operand already in L2 as the kernel starts (*warm*: see
+  ``archsim.gpu.engine``) is not read from HBM at all. One that fits in half the L2's usable
+  capacity is read from HBM once. A larger one is read again for each group of tiles that does not run
   together: a wave's blocks cover a ``w_m x w_n`` block of tiles (rasterised as near square,
   ``w_n = min(ceil(N / bn), ceil(sqrt(wave)))``), and while they advance through K together
   they share their A rows and B columns in L2, so A is read ``ceil(ceil(N / bn) / w_n)`` times
@@ -54,6 +55,8 @@ class GemmShape:
     a_bytes: float  # bytes per element as stored
     b_bytes: float
     out_bytes: float
+    a_warm: bool = False  # the operand is in L2 as the kernel starts (just written, or read by the last call)
+    b_warm: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,8 +126,8 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
     half = hw.l2.usable_capacity / 2
     w_n = min(tn, math.ceil(math.sqrt(wave)))
     w_m = min(tm, math.ceil(wave / w_n))
-    a_reads = 1 if a <= half else math.ceil(tn / w_n)
-    b_reads = 1 if b <= half else math.ceil(tm / w_m)
+    a_reads = 0 if shape.a_warm else 1 if a <= half else math.ceil(tn / w_n)
+    b_reads = 0 if shape.b_warm else 1 if b <= half else math.ceil(tm / w_m)
     hbm_read = shape.batch * (a * a_reads + b * b_reads)
     hbm_write = shape.batch * c
     spill = partials > hw.l2.usable_capacity

@@ -127,7 +127,8 @@ class Simulator:
         if cost is None:
             homes = Placement(MappingProxyType(dict(zip(op.tensor_names, levels))), (), True)
             body = self._cost(op, homes, "", 1)  # labels are set per use
-            cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind), self.hw.static_power))
+            cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),
+                                                   self.hw.static_power))
         return cost
 
     def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
