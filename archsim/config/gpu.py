@@ -72,12 +72,23 @@ class GemmKernelConfig(Strict):
     stages: Count = Field(description="pipeline stages of operand tiles held in shared memory")
     split_k: list[Count] = Field(default=[1], min_length=1, description="K split factors the library may use "
                                  "(a split adds a reduction of fp32 partial outputs)")
+    clusters: list[tuple[Count, Count]] = Field(
+        default=[(1, 1)], min_length=1, description="thread-block clusters (blocks along M x along N) the library "
+        "may use: a cluster's blocks load an operand tile they share once, multicast to all (Hopper's TMA); "
+        "[1, 1]: no clusters")
 
     @field_validator("split_k")
     @classmethod
     def _has_one(cls, value: list[int]) -> list[int]:
         if 1 not in value:
             raise ValueError("must include 1 (no split)")
+        return value
+
+    @field_validator("clusters")
+    @classmethod
+    def _has_single(cls, value: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        if (1, 1) not in [tuple(c) for c in value]:
+            raise ValueError("must include [1, 1] (no cluster)")
         return value
 
 

@@ -15,7 +15,9 @@ For each candidate kernel (a tile ``bm x bn`` of the library's ``gemm.tiles``, a
   of ``r`` blocks takes ``ceil(r / SMs)`` tiles' time.
 - **L2 to the SMs**: every tile reads its A rows and B columns over its K range: A is read once
   per column of tiles and B once per row of tiles (``A x ceil(N / bn) + B x ceil(M / bm)``), and
-  C is written once (split-K: ``s`` fp32 partials, read back and reduced).
+  C is written once (split-K: ``s`` fp32 partials, read back and reduced). A thread-block
+  *cluster* of ``cm x cn`` blocks (``gemm.clusters``, Hopper) loads a tile its blocks share once
+  and multicasts it: A is read ``ceil(N / bn) / cn`` times, B ``ceil(M / bm) / cm`` times.
 - **HBM**: the L2 is a cache. An operand already in L2 as the kernel starts (*warm*: see
   ``archsim.gpu.engine``) is not read from HBM at all. One that fits in half the L2's usable
   capacity is read from HBM once. A larger one is read again for each group of tiles that does not run
@@ -27,7 +29,8 @@ For each candidate kernel (a tile ``bm x bn`` of the library's ``gemm.tiles``, a
 - **Time**: ``max(compute, L2 time, HBM time)`` (the main loop overlaps its loads with its MMAs),
   plus one exposed HBM latency per wave (each wave's pipeline fill), plus the split-K
   reduction's pass over the partials through L2 (a second kernel, after the first).
-- The fastest candidate is the library's choice (ties: fewest HBM bytes).
+- The fastest candidate (tile, split, cluster) is the library's choice (ties: fewest HBM bytes,
+  then fewest bytes staged).
 
 Sources: CUTLASS's tiles and pipeline (``docs/sources/gpu.md`` [CUTLASS]); tile and wave
 quantisation as NVIDIA's performance guide describes them ([MMB]); the L2 duplication on A100
@@ -63,6 +66,7 @@ class GemmShape:
 class GemmPlan:
     tile: tuple[int, int]
     split: int
+    cluster: tuple[int, int]
     tiles: int
     waves: int
     blocks_per_sm: int
@@ -81,7 +85,8 @@ class GemmPlan:
 
     def describe(self) -> str:
         split = f", split-K {self.split}" if self.split > 1 else ""
-        return (f"{self.tile[0]}x{self.tile[1]} tiles{split}: {self.tiles} blocks, {self.waves} wave"
+        cluster = f", clusters {self.cluster[0]}x{self.cluster[1]}" if self.cluster != (1, 1) else ""
+        return (f"{self.tile[0]}x{self.tile[1]} tiles{split}{cluster}: {self.tiles} blocks, {self.waves} wave"
                 f"{'s' if self.waves != 1 else ''} of {self.blocks_per_sm}/SM")
 
 
@@ -92,14 +97,16 @@ def plan_gemm(hw: GpuConfig, shape: GemmShape) -> GemmPlan:
         for split in hw.gemm.split_k:
             if split > 1 and math.ceil(shape.k / split) < hw.gemm.k_tile:
                 continue  # each split needs at least one K step
-            plan = _candidate(hw, shape, tile, split)
-            rank = (plan.time_s, plan.hbm_read + plan.hbm_write)
-            if best is None or rank < best[0]:
-                best = (rank, plan)
+            for cluster in hw.gemm.clusters:
+                plan = _candidate(hw, shape, tile, split, tuple(cluster))
+                rank = (plan.time_s, plan.hbm_read + plan.hbm_write, plan.smem_bytes)
+                if best is None or rank < best[0]:
+                    best = (rank, plan)
     return best[1]
 
 
-def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: int) -> GemmPlan:
+def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: int,
+               cluster: tuple[int, int]) -> GemmPlan:
     sm, gemm = hw.sm, hw.gemm
     bm, bn = tile
     tm, tn = math.ceil(shape.m / bm), math.ceil(shape.n / bn)
@@ -120,7 +127,10 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
     a = shape.m * shape.k * shape.a_bytes  # one GEMM's operands
     b = shape.k * shape.n * shape.b_bytes
     c = shape.m * shape.n * shape.out_bytes
-    smem = shape.batch * (a * tn + b * tm)
+    # a cluster of cm x cn blocks loads each A tile once for its cn blocks along N, each B tile
+    # once for its cm blocks along M (at most as many blocks as the grid has that way)
+    cm, cn = min(cluster[0], tm), min(cluster[1], tn)
+    smem = shape.batch * (a * tn / cn + b * tm / cm)
     partials = shape.batch * split * shape.m * shape.n * ACCUMULATOR_BYTES if split > 1 else 0.0
 
     half = hw.l2.usable_capacity / 2
@@ -148,5 +158,5 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
             reduce_s = max(reduce_s, partials / hw.hbm.achievable_bandwidth + partials / hw.hbm.achievable_write_bandwidth)
     latency_s = waves * hw.hbm.latency
     time_s = max(compute_s, l2_s, hbm_s) + latency_s + reduce_s
-    return GemmPlan(tile, split, tiles, waves, per_sm, compute_s, l2_s, hbm_s, latency_s, reduce_s, time_s,
+    return GemmPlan(tile, split, cluster, tiles, waves, per_sm, compute_s, l2_s, hbm_s, latency_s, reduce_s, time_s,
                     smem, l2_read, l2_write, hbm_read, hbm_write, float(tiles * tile_macs))
