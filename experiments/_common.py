@@ -92,3 +92,10 @@ def ms(seconds: float) -> str:
 
 def times(ratio: float) -> str:
     return f"{ratio:.3g}x"
+
+
+# The GPUs the studies set beside the TPUs (hw_configs/*.yaml, kind: gpu): the A100's
+# efficiencies are fitted on measured A100 data; the H100 carries them ([A100FIT]). Their
+# energies rest on ASSUMPTIONs (MAC energy so that a long GEMM runs near the TDP, static power
+# 17% of the TDP): see each YAML's comments.
+GPUS = {"A100 80GB": "a100_80gb.yaml", "H100 SXM": "h100_sxm.yaml"}

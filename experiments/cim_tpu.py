@@ -12,10 +12,13 @@ in TPUs" (REFERENCE.md section 2) from the bundled configs:
   a TPU's overlapped folds, and ``scalesim``, SCALE-Sim's count that the paper used);
 - Designs A and B against TPUv4i on 1, 2 and 4 chips in a pipeline-parallel ring;
 - the paper's headline figures beside archsim's, and an attribution table: each row changes one
-  assumption and shows how far it moves archsim's figure toward (or away from) the paper's.
+  assumption and shows how far it moves archsim's figure toward (or away from) the paper's;
+- TPUv4i and Designs A and B against one H100 SXM and one A100 80GB on each workload: latency,
+  energy per run, die area, and performance per mm^2 (the paper compares only with TPUv4i).
 
 Writes under --out: ``cim_tpu_designs.csv``, ``cim_tpu_multichip.csv``, ``cim_tpu_attribution.csv``,
-``cim_tpu.md`` and the figures ``cim_tpu_design_space.png`` and ``cim_tpu_multichip.png``.
+``cim_tpu_gpu.csv``, ``cim_tpu.md`` and the figures ``cim_tpu_design_space.png``,
+``cim_tpu_multichip.png`` and ``cim_tpu_gpu.png``.
 """
 
 from __future__ import annotations
@@ -111,6 +114,76 @@ def multichip_rows(workloads: dict[str, str], chip_counts, micro_batches) -> pd.
                              "mxu_energy_reduction": base.energy.mxu / result.energy.mxu,
                              "energy_reduction": base.energy.total / result.energy.total})
     return pd.DataFrame(rows)
+
+
+# Against the GPUs: every chip of the study beside one A100 and one H100, each run as configured
+# (INT8 throughout, dispatch "program": a GPU pays XLA's 1 us per kernel, a TPU nothing).
+VERSUS = {"H100 SXM": "h100", "A100 80GB": "a100"}  # the GPUs the ratios are taken against
+
+
+def gpu_rows(workloads: dict[str, str]) -> pd.DataFrame:
+    """Per workload and chip: latency, energy per run (batch 8), die area, and each figure as a
+    ratio to the H100's and the A100's (latency and energy: > 1 is slower or more; performance
+    per mm^2, 1 / (latency x area): > 1 is better)."""
+    rows = []
+    for label, file in workloads.items():
+        runs = {}
+        for name, config in {**c.CHIPS, **c.GPUS}.items():
+            hw = c.chip(config)
+            result = simulate(hw, c.workload(file, hw=hw))
+            assert result.feasible, (name, label, result.reason)  # one layer or block fits every chip
+            runs[name] = (hw, result)
+        for name, (hw, r) in runs.items():
+            row = {"workload": label, "chip": name, "kind": hw.kind, "node_nm": round(hw.technology.node * 1e9),
+                   "area_mm2": r.area.total * 1e6, "tdp_w": hw.tdp, "latency_s": r.latency_s, "energy_j": r.energy.total,
+                   "mxu_energy_j": r.energy.mxu, "static_energy_j": r.energy.static, "power_w": r.power_w,
+                   "matrix_s": r.latency_by("unit").get("mxu", 0.0), "vector_s": r.latency_by("unit").get("vpu", 0.0)}
+            row["per_s_per_mm2"] = 1 / (row["latency_s"] * row["area_mm2"])
+            for gpu, key in VERSUS.items():
+                g = runs[gpu][1]
+                row[f"latency_vs_{key}"] = r.latency_s / g.latency_s
+                row[f"energy_vs_{key}"] = r.energy.total / g.energy.total
+                row[f"perf_per_area_vs_{key}"] = g.latency_s * g.area.total / (r.latency_s * r.area.total)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gpu_table(gpu: pd.DataFrame) -> str:
+    keys = list(VERSUS.values())
+    rows = [[r.workload, r.chip, f"{r.node_nm} nm, {r.area_mm2:.4g} mm^2", c.ms(r.latency_s),
+             f"{c.ms(r.matrix_s)} / {c.ms(r.vector_s)}", f"{r.energy_j * 1e3:.4g} mJ",
+             f"{r.power_w:.0f} W of {r.tdp_w:.0f}",
+             *(" / ".join(c.times(getattr(r, f"{m}_vs_{k}")) for k in keys) for m in ("latency", "energy", "perf_per_area"))]
+            for r in gpu.itertuples()]
+    vs = " / ".join(VERSUS)
+    return c.md_table(["workload", "chip", "node, die area", "latency", "of which matrix / vector units",
+                       "energy per run", "mean power",
+                       f"latency, x {vs}", f"energy, x {vs}", f"performance per mm^2, x {vs}"], rows)
+
+
+def gpu_findings(gpu: pd.DataFrame) -> list[str]:
+    """One sentence per workload: where Designs A and B stand against the H100 and the A100."""
+    out = []
+    for wl, g in gpu.groupby("workload", sort=False):
+        g = g.set_index("chip")
+
+        def versus(chip, key):
+            r = g.loc[chip]
+            return (f"{c.times(r[f'latency_vs_{key}'])} the time and {c.times(r[f'energy_vs_{key}'])} the energy, with "
+                    f"{c.times(r[f'perf_per_area_vs_{key}'])} the performance per mm^2")
+
+        def static(chip):
+            return f"{g.loc[chip, 'static_energy_j'] / g.loc[chip, 'energy_j']:.0%}"
+
+        def mxu(chip):
+            return f"{g.loc[chip, 'mxu_energy_j'] / g.loc[chip, 'energy_j']:.0%}"
+
+        out.append(f"**{wl}.** Against one H100, Design B needs {versus('CIM Design B', 'h100')}; Design A "
+                   f"{versus('CIM Design A', 'h100')}; TPUv4i {versus('TPUv4i', 'h100')}. Against one A100 (the same "
+                   f"7 nm node), Design B needs {versus('CIM Design B', 'a100')}. Static power is {static('CIM Design B')} "
+                   f"of Design B's energy and {static('H100 SXM')} of the H100's; the matrix units' share is "
+                   f"{mxu('CIM Design B')} and {mxu('H100 SXM')}.")
+    return out
 
 
 # Attribution: each variant changes one assumption: (baseline overrides, CIM overrides, MXU
@@ -312,6 +385,20 @@ def findings(designs: pd.DataFrame, attr: pd.DataFrame, multi: pd.DataFrame) -> 
     return out
 
 
+GPU_BASIS = (
+    "What the GPU rows rest on (the comments of hw_configs/a100_80gb.yaml and h100_sxm.yaml). **Cited** (NVIDIA's "
+    "whitepapers and datasheets): SM counts, clocks, tensor-core rates (INT8 twice fp16), L2 and HBM capacities and "
+    "bandwidths, TDPs and die areas (the A100's 826 mm^2 modelled by LLMCompass's die-photo breakdown, 822.6 mm^2; the "
+    "H100's 814 mm^2). **Fitted** on (or, HBM's, read off) measured A100 fp16 operators (per-op mean error "
+    "2-7%): the tensor-core, L2 and HBM efficiencies; the H100 carries them unfitted ([A100FIT]), and both carry them to INT8. **ASSUMPTION**: all GPU "
+    "energy. The MAC energy is set so that a long GEMM runs near the TDP (2.0 pJ on the A100, 1.15 pJ on the H100 per "
+    "16-bit MAC, half that for INT8); static power is 17% of the TDP (68 W, 119 W), as TPUv4i's 30 W of 175 W; the L2, "
+    "HBM (HBM2's 3.9 pJ/bit) and NVLink energies are TPUv4i's 7 nm figures, not scaled to the H100's 4 nm. A GPU pays "
+    "1 us per kernel (XLA's launch cost, dispatch 'program'), a TPU nothing. An H100 is a 4 nm die of 814 mm^2 drawing "
+    "up to 700 W, against TPU-class dies of about 350 mm^2 at 7 nm and 175 W: latency and energy per run compare one "
+    "chip with one chip, performance per mm^2 divides out the die size but not the node, and the A100 (7 nm, 400 W) "
+    "is the same-node comparison.")
+
 PAPER_LINES = {"GPT-3-30B prefill": [("LLM, up to", PAPER["llm_best"])],
                "GPT-3-30B decode": [("decode", PAPER["decode_a"]), ("LLM, up to", PAPER["llm_best"])],
                "DiT-XL/2 block": [("DiT block", PAPER["dit_block_b"]), ("DiT, up to", PAPER["dit_best"])]}
@@ -372,6 +459,41 @@ def plot_multichip(multi: pd.DataFrame, path):
     return c.save_figure(fig, path)
 
 
+def plot_gpus(gpu: pd.DataFrame, path):
+    """Each chip's latency, energy per run and performance per mm^2 as a multiple of the H100's."""
+    import matplotlib.pyplot as plt
+
+    wls, chips = list(dict.fromkeys(gpu.workload)), [k for k in dict.fromkeys(gpu.chip) if k != "H100 SXM"]
+    metrics = {"latency_vs_h100": "latency (x H100; > 1 slower)", "energy_vs_h100": "energy per run (x H100; > 1 more)",
+               "perf_per_area_vs_h100": "performance per mm^2 (x H100; > 1 better)"}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.5 * len(wls) * len(chips) / 3 + 2.2),
+                             squeeze=False, layout="constrained")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    y, width = np.arange(len(wls)), 0.8 / len(chips)
+    for ax, (col, title) in zip(axes[0], metrics.items()):
+        for i, chip_name in enumerate(chips):
+            v = gpu[gpu.chip == chip_name].set_index("workload")[col].reindex(wls)
+            pos = y + (i - (len(chips) - 1) / 2) * width
+            ax.barh(pos, v - 1, width, left=1, label=chip_name, color=f"C{i}")  # from 1x, either way
+            for p, x in zip(pos, v):
+                ax.text(x, p, f" {x:.2g}x " if x != 1 else "", va="center", ha="left" if x >= 1 else "right", fontsize=6)
+        ax.axvline(1, color="k", lw=0.8, label="H100 SXM (= 1x)")
+        ax.set_xscale("log")
+        lo, hi = gpu[col].min(), gpu[col].max()
+        ax.set_xlim(min(lo, 1) / 1.8, max(hi, 1) * 1.8)  # room for the labels
+        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yticks(y, labels=wls, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, axis="x", which="both")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncol=len(chips) + 1, fontsize=7)
+    fig.suptitle("One chip against one H100 SXM, INT8, batch 8 (log scale)", fontsize=10)
+    return c.save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = c.parser(__doc__).parse_args(argv)
     if args.quick:  # two workloads, the named designs, 1 and 2 chips
@@ -382,12 +504,15 @@ def main(argv: list[str] | None = None) -> int:
     space = design_space(workloads, designs)
     multi = multichip_rows(workloads, chips, micro)
     attr = attribution(workloads, variants)
+    gpu = gpu_rows(workloads)
     out = args.out
     c.write_csv(space, out / "cim_tpu_designs.csv")
     c.write_csv(multi, out / "cim_tpu_multichip.csv")
     c.write_csv(attr, out / "cim_tpu_attribution.csv")
+    c.write_csv(gpu, out / "cim_tpu_gpu.csv")
     plot_designs(space, attr, out / "cim_tpu_design_space.png")
     plot_multichip(multi, out / "cim_tpu_multichip.png")
+    plot_gpus(gpu, out / "cim_tpu_gpu.png")
     text = "\n\n".join([
         "## CIM-TPU (DATE 2025): archsim against the paper",
         c.md_table(["figure", "paper", "archsim vs TPUv4i, pipelined folds", "archsim vs TPUv4i, SCALE-Sim folds"],
@@ -399,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         attribution_table(attr),
         "### Pipeline-parallel ring, batch 8 (fastest micro-batching per point)",
         multichip_table(multi),
+        "### Against GPUs: one chip each, INT8, batch 8 (ratios: this chip's figure over the GPU's)",
+        gpu_table(gpu),
+        "\n".join(f"- {f}" for f in gpu_findings(gpu)),
+        GPU_BASIS,
     ])
     c.write_atomic(out / "cim_tpu.md", text + "\n")
     print(text)
