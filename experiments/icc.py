@@ -1,4 +1,4 @@
-"""ICC (CVPR 2025) on DiT-XL/2: MACs, latency and energy against DDIM on TPUv4i and CIM Design B.
+"""ICC (CVPR 2025) on DiT-XL/2: MACs, latency and energy against DDIM on TPUv4i, CIM Design B and GPUs.
 
     python experiments/icc.py --out DIR [--quick]
 
@@ -6,7 +6,9 @@ Increment-calibrated caching (REFERENCE.md section 5) on DiT-XL/2 256x256 class-
 generation with CFG and DDIM (workloads/dit_xl_2.yaml): DDIM at 50 and 35 steps, ICC's default
 (period 2, rank 128) at both, and variants of period and rank that show where the paper's
 ">45% less computation than 35-step DDIM" comes from. A per-category breakdown of a full and a
-cached step on each chip shows why latency and energy fall less than MACs. Writes icc.csv,
+cached step on each chip shows why latency and energy fall less than MACs. The chips are TPUv4i
+and CIM Design B, and beside them one A100 80GB and one H100 SXM (the paper reports computation,
+not hardware cost; GPUs are where such methods are run). Writes icc.csv,
 icc_breakdown.csv, icc.md and two figures under --out; prints icc.md. --quick runs 10 and 7
 steps instead of 50 and 35 (a step's cost does not depend on the step count). In icc.csv the
 *_saving columns are against DDIM at the reference steps (35, or 7 with --quick); SI units.
@@ -27,7 +29,7 @@ from archsim.workloads.base import load_spec
 from archsim.workloads.schedules import parse_schedule
 
 WORKLOAD = "dit_xl_2.yaml"
-CHIPS = {name: c.CHIPS[name] for name in ("TPUv4i", "CIM Design B")}
+CHIPS = {name: c.CHIPS[name] for name in ("TPUv4i", "CIM Design B")} | c.GPUS
 # The paper's figures (REFERENCE.md section 5), per forward and per sample at 256x256. The
 # abstract gives no hardware latency or energy, and not which ICC configuration saves >45%.
 PAPER = {"saving_vs_ddim35": 0.45, "full_forward_macs": 118.62e9, "cached_forward_macs_r128": 23.50e9,
@@ -189,6 +191,8 @@ def markdown(frame: pd.DataFrame, parts: pd.DataFrame, grid: pd.DataFrame, quick
         "## Checks against the paper", check, "## Work (no hardware)", work,
         f"## ICC's MAC saving vs DDIM-{ref} by steps, period and rank (over 45% in bold)", where,
         "## Generation on each chip", hw,
+        "On the GPUs the MXU is the tensor cores, and HBM traffic is what misses the L2 (a cache; the TPUs place "
+        "tensors in CMEM).",
         "## One step by category: time (the cached step's share in brackets)",
         category_table(parts, "latency_s", lambda v: f"{v * 1e3:.3f} ms"),
         "## One step by category: energy", category_table(parts, "energy_j", lambda v: f"{v * 1e3:.1f} mJ"),
@@ -240,6 +244,14 @@ def findings(frame: pd.DataFrame, parts: pd.DataFrame, grid: pd.DataFrame, quick
                f"HBM bytes vs DDIM-{ref}; a cached step reads {hbm['delta/increment (cache reads)']:.0f} MB for the "
                f"delta/increment ops (the cache), {hbm['adaLN projections']:.0f} MB for adaLN and "
                f"{hbm['low-rank GEMMs A, B']:.0f} MB for the low-rank GEMMs from HBM.")
+    per_chip = []
+    for name in CHIPS:
+        r = row_of(frame, name, ref, DEFAULT)
+        fills = r.fill_steps * extra[name]
+        cached = r.cached_steps * (lat[name][STEP_NAMES[2]] - lat[name][STEP_NAMES[0]])
+        per_chip.append(f"{name} {c.ms(fills)} and {'+' if cached > 0 else '-'}{c.ms(abs(cached))}")
+    out.append(f"- **Fills and cached steps, per chip.** Over ICC-{ref}, the {r.fill_steps} cache fills cost and the "
+               f"{r.cached_steps} cached steps add (+) or save (-), against as many DDIM steps: " + "; ".join(per_chip) + ".")
     base = {chip: row_of(frame, chip, ref, "none") for chip in CHIPS}
     out.append("- **Energy.** MXU energy is " + ", ".join(
         f"{pct(d.energy_mxu_j / d.energy_j)} of DDIM-{ref}'s energy on {chip} (static {pct(d.energy_static_j / d.energy_j)})"
@@ -256,8 +268,9 @@ def figures(frame: pd.DataFrame, parts: pd.DataFrame, out, quick: bool) -> None:
     import matplotlib.pyplot as plt
 
     ref = STEPS[quick][1]
-    fig, axes = plt.subplots(1, len(CHIPS), figsize=(12, 4), sharey=True, layout="constrained")
-    for ax, chip in zip(axes, CHIPS):
+    rows = -(-len(CHIPS) // 2)  # two chips a row: the TPUs, then the GPUs
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 4 * rows), sharey=True, squeeze=False, layout="constrained")
+    for ax, chip in zip(axes.flat, CHIPS):
         view = frame[(frame.chip == chip) & (frame.schedule != "none")].set_index("label")
         (view[["mac_saving", "latency_saving", "energy_saving"]] * 100).plot.bar(ax=ax, rot=30)
         ax.axhline(PAPER["saving_vs_ddim35"] * 100, color="k", ls="--", lw=1)
@@ -265,14 +278,16 @@ def figures(frame: pd.DataFrame, parts: pd.DataFrame, out, quick: bool) -> None:
         ax.get_legend().remove()
     fig.legend(["paper: >45% of MACs", "MACs", "latency", "energy"], loc="outside lower center", ncol=4)
     c.save_figure(fig, out / "icc_savings.png")
-    fig, axes = plt.subplots(1, len(CHIPS), figsize=(12, 3.6), layout="constrained")
-    longest = parts.groupby(["chip", "step"]).latency_s.sum().max() * 1e3
-    for ax, chip in zip(axes, CHIPS):
-        p = parts[parts.chip == chip].pivot_table(index="step", columns="category", values="latency_s", sort=False)
-        p = p.reindex(index=STEP_NAMES, columns=[k for k in CATEGORIES if k in p.columns]) * 1e3
-        p.plot.barh(ax=ax, stacked=True, legend=False)
-        ax.set(title=chip, xlabel="time per step (ms)", ylabel="", xlim=(0, longest * 1.05))
-    axes[-1].legend(*axes[-1].get_legend_handles_labels(), fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 3.6 * rows), squeeze=False, layout="constrained")
+    per_step = parts.groupby(["chip", "step"]).latency_s.sum() * 1e3
+    for row, chips in zip(axes, [list(CHIPS)[i:i + 2] for i in range(0, len(CHIPS), 2)]):
+        longest = per_step.loc[chips].max()  # one time axis per row: the TPUs', the GPUs'
+        for ax, chip in zip(row, chips):
+            p = parts[parts.chip == chip].pivot_table(index="step", columns="category", values="latency_s", sort=False)
+            p = p.reindex(index=STEP_NAMES, columns=[k for k in CATEGORIES if k in p.columns]) * 1e3
+            p.plot.barh(ax=ax, stacked=True, legend=False)
+            ax.set(title=chip, xlabel="time per step (ms)", ylabel="", xlim=(0, longest * 1.05))
+    axes[0][-1].legend(*axes[0][-1].get_legend_handles_labels(), fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
     c.save_figure(fig, out / "icc_breakdown.png")
 
 
