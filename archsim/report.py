@@ -46,10 +46,17 @@ def fmt_energy(value: float) -> str:
     return units.format_quantity(value, units.ENERGY)
 
 
+def component_label(name: str, results) -> str:
+    """A component's name as the chips of ``results`` call it ('cmem / L2' beside a GPU)."""
+    return " / ".join(dict.fromkeys(r.hw.component_labels.get(name, name) for r in results))
+
+
 def energy_rows(result: RunResult) -> list[tuple[str, str]]:
     e, a = result.energy, result.area
-    parts = ", ".join(f"{k} {fmt_energy(v)} ({v / e.total:.0%})" for k, v in e.as_dict().items() if v) if e.total else "-"
-    areas = ", ".join(f"{k} {v * 1e6:.4g}" for k, v in a.as_dict().items() if v)
+    named = result.hw.component_labels
+    parts = ", ".join(f"{named.get(k, k)} {fmt_energy(v)} ({v / e.total:.0%})" for k, v in e.as_dict().items()
+                      if v) if e.total else "-"
+    areas = ", ".join(f"{result.hw.area_labels.get(k, k)} {v * 1e6:.4g}" for k, v in a.as_dict().items() if v)
     return [
         ("energy", fmt_energy(e.total)),
         ("energy by component", parts),
@@ -85,7 +92,7 @@ def side_by_side(results: list[RunResult]) -> str:
         col["MXU utilization"] = f"{r.utilization:.1%}"
         col["energy"] = fmt_energy(r.energy.total)
         for name, value in r.energy.as_dict().items():
-            col[f"  {name}"] = fmt_energy(value)
+            col[f"  {component_label(name, results)}"] = fmt_energy(value)
         col["MXU energy vs first"] = (f"{base.energy.mxu / r.energy.mxu:.2f}x less" if base.feasible and r.energy.mxu else "")
         col["average power"] = power_text(r)
         col["TOPS/W achieved"] = f"{r.tops_per_w:.4g}"

@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 
 from archsim.api import gemm_workload, load_hardware, load_workload, simulate
+from archsim.chips import build_chip
+from archsim.dtypes import DType
 from archsim.dse.plan import plan_sweep
 from archsim.dse.runner import run_points
 from archsim.dse.store import ResultStore
@@ -101,6 +103,17 @@ def gemms(report: Report) -> None:
                "a shape seen before on a chip alike (cost cache)")
     report.add("gemm_simulate_from_scratch_us", best_of(lambda: [simulate(hw, one) for _ in range(200)]) / 200 * 1e6,
                "us", "api.simulate: builds the Simulator too")
+    gpu = load_hardware(ROOT / "hw_configs" / "a100_80gb.yaml")
+    elapsed = float("inf")
+    for _ in range(2):
+        clear_caches()
+        chip, fp16 = build_chip(gpu), [gemm_workload(*s, DType.FP16) for s in shapes]
+        start = time.perf_counter()
+        for w in fp16:
+            chip.run(w)
+        elapsed = min(elapsed, time.perf_counter() - start)
+    report.add("gemm_distinct_a100_us", elapsed / len(shapes) * 1e6, "us",
+               "A100: a new shape, every tile x split-K candidate timed")
 
 
 def workloads(report: Report) -> None:
@@ -124,6 +137,9 @@ def workloads(report: Report) -> None:
         report.add(f"dit_512_icc_{steps}_steps_sim_ms", sim * 1e3, "ms", note)
         if steps == 50:
             report.add("dit_512_icc_50_sim_ms", sim * 1e3, "ms", "DiT-XL/2 512x512, 50-step ICC, cold")
+    h100 = load_hardware(ROOT / "hw_configs" / "h100_sxm.yaml")
+    report.add("dit_512_icc_50_h100_sim_ms", cold_simulation(h100, dit, ["steps=50", "schedule=icc"]) * 1e3, "ms",
+               "the same on the H100")
 
 
 def cold_simulation(hw, path: Path, options: list[str], repeats: int = 3) -> float:

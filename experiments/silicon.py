@@ -1,11 +1,14 @@
-"""Silicon validation (issue 16): archsim against LLMCompass's measurements of a TPUv3.
+"""Silicon validation (issues 16, 17): archsim against LLMCompass's measurements of a TPUv3
+and of an A100.
 
     python experiments/silicon.py --out DIR [--quick] [--jobs N]
 
-Two measured data sets have a config here (experiments/data/silicon/README.md): one TPUv3
-TensorCore's single-op calls (tpuv3_core.csv, 114 rows, on hw_configs/tpuv3.yaml; its
-all-reduce rows on a ring of 8 such cores) and one GPT-3 175B layer on a TPUv3-8
-(gpt3_175b_layer.csv, on hw_configs/systems/tpuv3_8.yaml). The A100 rows have no config yet.
+Every measured data set has a config here (experiments/data/silicon/README.md), one per chip
+(``CHIPS``): one TPUv3 TensorCore's single-op calls (tpuv3_core.csv, 114 rows, on
+hw_configs/tpuv3.yaml; its all-reduce rows on a ring of 8 such cores) and one GPT-3 175B layer
+on a TPUv3-8 (gpt3_175b_layer.csv, on hw_configs/systems/tpuv3_8.yaml); one A100 80GB's
+single-op calls (a100_80gb.csv, 116 rows, on hw_configs/a100_80gb.yaml; all-reduce rows over 4
+GPUs) and the same GPT-3 layer on 4 x A100 (hw_configs/systems/a100_80gb_x4.yaml). Per chip:
 
 1. The single-op calls, per op kind and overall (count, mean and median |error|, mean signed
    error, worst): archsim with the bundled config; the plain roofline; a fit of the
@@ -31,10 +34,15 @@ all-reduce rows on a ring of 8 such cores) and one GPT-3 175B layer on a TPUv3-8
    carries TPUv3's fitted calibration, an expectation rather than a fit): TFLOPS and % of peak
    per call, beside TPUv3's measured.
 
-Writes under --out: summary.md and summary.json (the headline table), silicon.md (every
+The A100's fits hold ``hbm.efficiency`` at the config's value (``Chip.hold``: measured on
+read-only weight streaming, apart from the write share a fit cannot tell from it); so do its
+cross-validation folds.
+
+Writes under --out: summary.md and summary.json (the headline tables), silicon.md (every
 table), rows.csv (every TPUv3 row under every model), fits.csv (every fit's values),
 gpt3_layer.csv, tpuv4_gemm.csv, tpuv3_core_predicted_vs_measured.png (bundled config),
-tpuv3_core_cv_predicted_vs_measured.png (5-fold predictions), gpt3_layer_errors.png.
+tpuv3_core_cv_predicted_vs_measured.png (5-fold predictions), gpt3_layer_errors.png, and the
+A100's alike with an ``a100_`` prefix (no TPU v4 table).
 --quick skips the cross-validations (the in-sample fit still runs). --jobs: processes for the
 fits (default 2).
 """
@@ -46,6 +54,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import _common as c
@@ -56,7 +65,7 @@ from archsim.api import load_hardware, simulate
 from archsim.calibrate.fit import fit
 from archsim.calibrate.measurements import Measurement, load_measurements
 from archsim.calibrate.outputs import plot
-from archsim.calibrate.parameters import REGISTRY, uncalibrated
+from archsim.calibrate.parameters import REGISTRY, parameters_for, uncalibrated
 from archsim.calibrate.predict import Predictor, op_roofline, roofline
 from archsim.calibrate.report import RowResult, Stats
 from archsim.config.loader import Override
@@ -69,6 +78,31 @@ TPUV3 = c.HW_DIR / "tpuv3.yaml"
 TPUV3_8 = c.HW_DIR / "systems" / "tpuv3_8.yaml"
 TPUV4 = c.HW_DIR / "tpuv4.yaml"
 SYSTEM = "TPUv3-8"  # gpt3_175b_layer.csv's rows for our config
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One measured chip: its single-op calls and config, its GPT-3 layer system, how it is fitted."""
+
+    key: str  # prefix of its output files ("" for the TPUv3, which came first)
+    label: str
+    csv: Path
+    config: Path
+    system: Path  # the config of gpt3_175b_layer.csv's system
+    system_rows: str  # that system's rows in gpt3_175b_layer.csv
+    hold: tuple[str, ...] = ()  # calibration fields every fit keeps at the config's value
+    fields: tuple[str, ...] = ()  # the fits table's non-dispatch columns
+
+
+TPUV3_CHIP = Chip("", "TPUv3 core", CORE_CSV, TPUV3, TPUV3_8, SYSTEM, (),
+                  ("hbm.efficiency", "mxu.weight_load_overlap", "vpu.pass_cycles_per_vreg", "vpu.special_cycles.exp",
+                   "vpu.special_cycles.tanh", "ici.efficiency"))
+A100_CHIP = Chip("a100_", "A100 80GB", SILICON / "a100_80gb.csv", c.HW_DIR / "a100_80gb.yaml",
+                 c.HW_DIR / "systems" / "a100_80gb_x4.yaml", "4xA100", ("hbm.efficiency",),
+                 ("sm.tensor_efficiency", "hbm.write_efficiency", "l2.efficiency", "nvlink.efficiency",
+                  "collectives.protocols.ll.bandwidth_share", "collectives.protocols.ll128.base_latency",
+                  "collectives.protocols.simple.base_latency"))
+CHIPS = (TPUV3_CHIP, A100_CHIP)
 K, SEED = 5, 16
 REGIMES = ("small", "medium", "large")
 ALL = "all"
@@ -88,8 +122,6 @@ MODELS = {"archsim": "archsim, bundled config (in-sample)", "refit": "refit on a
 # The fits table's columns: the dispatch costs (us), then the other fields.
 LAUNCHES = ("dispatch.call.gemm", "dispatch.call.softmax", "dispatch.call.layernorm", "dispatch.call.activation",
             "dispatch.call.all_reduce")
-FIELDS = ("hbm.efficiency", "mxu.weight_load_overlap", "vpu.pass_cycles_per_vreg", "vpu.special_cycles.exp",
-          "vpu.special_cycles.tanh", "ici.efficiency")
 
 
 # --- the folds and their fits --------------------------------------------------------------
@@ -126,12 +158,12 @@ def regimes(rows: list[Measurement]) -> dict[int, str]:
     return out
 
 
-def plans(rows: list[Measurement], quick: bool) -> list[dict]:
+def plans(rows: list[Measurement], quick: bool, chip: Chip = TPUV3_CHIP) -> list[dict]:
     """Every fit to run: a name, the model it feeds, the lines it trains on and predicts."""
     lines = [r.line for r in rows]
     out = [{"name": "all rows", "model": "refit", "train": lines, "test": lines}]
     if quick:
-        return out
+        return [{**p, "chip": chip.key} for p in out]
     folds, sizes = kfold(rows), regimes(rows)
     out += [{"name": f"fold {f + 1} of {K}", "model": "kfold", "train": [n for n in lines if folds[n] != f],
              "test": [n for n in lines if folds[n] == f]} for f in range(K)]
@@ -140,15 +172,24 @@ def plans(rows: list[Measurement], quick: bool) -> list[dict]:
     by_line = {r.line: r for r in rows}
     out += [{"name": f"without {op}", "model": "kind_out", "train": [n for n in lines if by_line[n].op != op],
              "test": [n for n in lines if by_line[n].op == op]} for op in dict.fromkeys(r.op for r in rows)]
-    return out
+    return [{**p, "chip": chip.key} for p in out]
 
 
 def run_fit(plan: dict) -> dict:
-    """One plan's fit from the uncalibrated TPUv3, and its predictions of the held-out rows (a
-    process of its own: everything returned is plain data)."""
-    rows = {r.line: r for r in load_measurements(CORE_CSV)}
-    base = uncalibrated(load_hardware(TPUV3))
-    result = fit(TPUV3, [rows[n] for n in plan["train"]], overrides=base, source=str(CORE_CSV))
+    """One plan's fit from the uncalibrated chip (its ``hold`` fields at the config's values),
+    and its predictions of the held-out rows (a process of its own: everything returned is
+    plain data)."""
+    chip = next(ch for ch in CHIPS if ch.key == plan["chip"])
+    rows = {r.line: r for r in load_measurements(chip.csv)}
+    bundled = load_hardware(chip.config)
+    base = uncalibrated(bundled)
+    held = {p.key: p for p in REGISTRY if p.key in chip.hold}
+    base += tuple(o for key, p in held.items() for o in p.overrides(p.read(bundled), "held"))
+    train = [rows[n] for n in plan["train"]]
+    keys = None
+    if held:
+        keys = [p.key for p in parameters_for(load_hardware(chip.config, base), train)[0] if p.key not in held]
+    result = fit(chip.config, train, keys, overrides=base, source=str(chip.csv))
     overrides, note = result.overrides, ""
     if "dispatch.call.default" not in {k for p in result.parameters for k in p.also}:
         # No GEMM rows trained on, so no default launch cost: the median of the fitted kinds'.
@@ -157,13 +198,13 @@ def run_fit(plan: dict) -> dict:
         overrides += (Override(("dispatch", "call", "default"), f"{default!r} s", "dispatch.call.default", "silicon"),)
         note = (f"{plan['name']}: no GEMM rows to fit the default launch on; the held-out rows take "
                 f"dispatch.call.default = {default * 1e6:.1f} us, the median of the fitted kinds'")
-    predictor = Predictor(load_hardware(TPUV3, overrides), TPUV3, overrides)
+    predictor = Predictor(load_hardware(chip.config, overrides), chip.config, overrides)
     return {**plan, "values": result.values, "overrides": overrides, "note": note, "held": list(result.held),
             "evaluations": result.evaluations, "predicted": {n: predictor.predict(rows[n]) for n in plan["test"]}}
 
 
-def run_fits(rows: list[Measurement], quick: bool, jobs: int) -> list[dict]:
-    todo = plans(rows, quick)
+def run_fits(rows: list[Measurement], quick: bool, jobs: int, chip: Chip = TPUV3_CHIP) -> list[dict]:
+    todo = plans(rows, quick, chip)
     if jobs <= 1:
         return [run_fit(p) for p in todo]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -172,10 +213,10 @@ def run_fits(rows: list[Measurement], quick: bool, jobs: int) -> list[dict]:
 
 # --- the single-op calls ---------------------------------------------------------------------
 
-def core_rows(rows: list[Measurement], fits: list[dict]) -> pd.DataFrame:
+def core_rows(rows: list[Measurement], fits: list[dict], chip: Chip = TPUV3_CHIP) -> pd.DataFrame:
     """A row per measurement: its predictions under every model (NaN: not run) and errors."""
-    hw = load_hardware(TPUV3)
-    bundled = Predictor(hw, TPUV3)
+    hw = load_hardware(chip.config)
+    bundled = Predictor(hw, chip.config)
     predicted = {m: {} for m in MODELS}
     for r in rows:
         predicted["archsim"][r.line] = bundled.predict(r)
@@ -222,11 +263,11 @@ def fits_frame(fits: list[dict]) -> pd.DataFrame:
 
 # --- the GPT-3 layer ---------------------------------------------------------------------------
 
-def gpt3_layer(overrides: tuple[Override, ...] = ()) -> pd.DataFrame:
-    """Per phase and category: measured, archsim (TPUv3-8 with ``overrides``), roofline."""
+def gpt3_layer(overrides: tuple[Override, ...] = (), chip: Chip = TPUV3_CHIP) -> pd.DataFrame:
+    """Per phase and category: measured, archsim (the chip's system with ``overrides``), roofline."""
     measured = pd.read_csv(LAYER_CSV)
-    measured = measured[measured.system == SYSTEM].set_index(["phase", "category"]).measured_s
-    hw = load_hardware(TPUV3_8, overrides)
+    measured = measured[measured.system == chip.system_rows].set_index(["phase", "category"]).measured_s
+    hw = load_hardware(chip.system, overrides)
     out = []
     for phase in PHASES:
         workload = c.workload(f"gpt3_175b_layer_{phase}.yaml", hw=hw)
@@ -289,37 +330,44 @@ def pct(x: float | None, signed: bool = False) -> str:
     return f"{x * 100 + 0.0:+.1f}%" if signed else f"{x * 100:.1f}%"
 
 
-def summary(table: dict, layer: dict, layer_refit: dict, v4: pd.DataFrame, quick: bool) -> tuple[str, dict]:
-    """The headline tables and notes (markdown), and the same numbers as a dictionary."""
+def summary(table: dict, layer: dict, layer_refit: dict, v4: pd.DataFrame | None, quick: bool,
+            chip: Chip = TPUV3_CHIP) -> tuple[str, dict]:
+    """The headline tables and notes (markdown), and the same numbers as a dictionary (keys:
+    the TPUv3's ``tpuv3_core`` and ``gpt3_175b_layer``; another chip's prefixed with its key)."""
     ops = [op for op in table["archsim"] if op != ALL] + [ALL]
-    data = {"tpuv3_core": {op: {"n": table["archsim"][op].count, **{
+    calls, layer_key = (chip.key + "core", chip.key + "gpt3_175b_layer") if chip.key else ("tpuv3_core", "gpt3_175b_layer")
+    data = {calls: {op: {"n": table["archsim"][op].count, **{
         m: (table[m][op].mean_abs if table[m][op] else None) for m in MODELS}} for op in ops},
-        "gpt3_175b_layer": {phase: {**layer[phase], "refit_error": layer_refit[phase]["error"]} for phase in PHASES}}
-    head = ["tpuv3_core.csv: mean abs. error", "n", *MODELS.values()]
-    body = [[op, data["tpuv3_core"][op]["n"], *(pct(data["tpuv3_core"][op][m]) for m in MODELS)] for op in ops]
+        layer_key: {phase: {**layer[phase], "refit_error": layer_refit[phase]["error"]} for phase in PHASES}}
+    head = [f"{chip.csv.name}: mean abs. error", "n", *MODELS.values()]
+    body = [[op, data[calls][op]["n"], *(pct(data[calls][op][m]) for m in MODELS)] for op in ops]
     decode, prefill = layer["decode"], layer["prefill"]
-    flops = 2 * v4.m * v4.k * v4.n
-    big, small = v4.loc[flops.idxmax()], v4[(v4.k == 12288) & (v4.n == 12288)].sort_values("m").iloc[0]
-    v3_peak, v4_peak = (2 * load_hardware(path).peak_macs_per_second(DType.BF16) for path in (TPUV3, TPUV4))
     text = [c.md_table(head, body), "",
-            c.md_table(["GPT-3 175B layer, TPUv3-8 (out of sample)", "measured", "archsim", "error of the sum",
+            c.md_table([f"GPT-3 175B layer, {chip.system_rows} (out of sample)", "measured", "archsim", "error of the sum",
                         "without Q_K_V", "mean abs. error per category", "worst category", "refit: error of the sum",
                         "roofline: error of the sum"],
                        [[phase, c.ms(v["measured_s"]), c.ms(v["archsim_s"]), pct(v["error"], True),
                          pct(v["error_without_qkv"], True), pct(v["mean_abs_category_error"]),
                          f"{v['worst_category']} {pct(v['worst_error'], True)}", pct(layer_refit[phase]["error"], True),
                          pct(v["roofline_error"], True)] for phase, v in layer.items()]), "",
-            "- In-sample: the bundled config (fitted on these 114 rows) and a refit on all of them from the "
-            "uncalibrated config. " + ("Cross-validated: each fold fitted from the uncalibrated config (calibration "
-                                       "fields at their schema defaults) on the other rows only; leave-kind-out "
-                                       "gives the held-out kind the fitted default launch cost and leaves its own "
-                                       "fields at their defaults." if not quick else "Cross-validation not run "
-                                                                                        "(--quick)."),
-            "- The GPT-3 layer is never fitted on. Its decode Q_K_V measured "
-            f"{c.ms(decode['qkv_s'])}, only {decode['qkv_over_wo']:.2f}x Wo_proj's {c.ms(decode['wo_s'])}, a "
-            f"projection of the same weight size and MACs (prefill: {prefill['qkv_over_wo']:.2f}x). Three calls, as "
-            "archsim models it and as LLMCompass's GPU script times it (one projection x 3), would take about 3x; "
-            "so the sums are also given without Q_K_V.",
+            f"- In-sample: the bundled config (fitted on these {table['archsim'][ALL].count} rows) and a refit on all of them "
+            "from the uncalibrated config" + (f" ({', '.join(chip.hold)} held at the config's value)" if chip.hold else "")
+            + ". " + ("Cross-validated: each fold fitted from the uncalibrated config (calibration "
+                      "fields at their schema defaults) on the other rows only; leave-kind-out "
+                      "gives the held-out kind the fitted default launch cost and leaves its own "
+                      "fields at their defaults." if not quick else "Cross-validation not run (--quick)."),
+            "- The GPT-3 layer is never fitted on."]
+    if chip is not TPUV3_CHIP or v4 is None:
+        return "\n".join(text) + "\n", data
+    flops = 2 * v4.m * v4.k * v4.n
+    big, small = v4.loc[flops.idxmax()], v4[(v4.k == 12288) & (v4.n == 12288)].sort_values("m").iloc[0]
+    v3_peak, v4_peak = (2 * load_hardware(path).peak_macs_per_second(DType.BF16) for path in (TPUV3, TPUV4))
+    text[-1] += (" Its decode Q_K_V measured "
+                 f"{c.ms(decode['qkv_s'])}, only {decode['qkv_over_wo']:.2f}x Wo_proj's {c.ms(decode['wo_s'])}, a "
+                 f"projection of the same weight size and MACs (prefill: {prefill['qkv_over_wo']:.2f}x). Three calls, "
+                 "as archsim models it and as LLMCompass's GPU script times it (one projection x 3), would take about "
+                 "3x; so the sums are also given without Q_K_V.")
+    text += [
             f"- TPU v4 (no measurements; TPUv3's fitted calibration carried over), per call: {shape(big)} at "
             f"{pct(big.tpuv4_archsim_peak)} of v4's {v4_peak / 1e12:.0f} TFLOPS bf16 peak (TPUv3 measured "
             f"{pct(big.tpuv3_measured_peak)} of {v3_peak / 1e12:.1f}); {shape(small)} at "
@@ -349,31 +397,46 @@ def regime_table(frame: pd.DataFrame) -> str:
     return c.md_table(["op", *(f"{g} third held out" for g in REGIMES)], rows)
 
 
-def markdown(frame: pd.DataFrame, table: dict, fits: pd.DataFrame, layer: pd.DataFrame, layer_refit: pd.DataFrame,
-             v4: pd.DataFrame, headline: str, quick: bool) -> str:
-    parts = ["# Silicon validation: archsim against LLMCompass's TPUv3 measurements", "",
-             "error = (predicted - measured) / measured. The A100 rows (a100_80gb.csv, and the 4xA100 rows of "
-             "gpt3_175b_layer.csv) have no archsim config yet: not run.", "", "## Headline", "", headline]
+# The fits table's headers of the non-dispatch fields.
+SHORT = {"hbm.efficiency": "HBM eff.", "mxu.weight_load_overlap": "overlap", "vpu.pass_cycles_per_vreg": "pass cycles",
+         "vpu.special_cycles.exp": "exp", "vpu.special_cycles.tanh": "tanh", "ici.efficiency": "ICI eff.",
+         "sm.tensor_efficiency": "tensor eff.", "hbm.write_efficiency": "HBM write eff.", "l2.efficiency": "L2 eff.",
+         "nvlink.efficiency": "NVLink eff.", "collectives.protocols.ll.bandwidth_share": "LL share",
+         "collectives.protocols.ll128.base_latency": "LL128 latency",
+         "collectives.protocols.simple.base_latency": "Simple latency"}
+
+
+def markdown(sections: list[str], headline: str) -> str:
+    return "\n".join(["# Silicon validation: archsim against LLMCompass's TPUv3 and A100 measurements", "",
+                      "error = (predicted - measured) / measured.", "", "## Headline", "", headline, *sections])
+
+
+def chip_markdown(frame: pd.DataFrame, table: dict, fits: pd.DataFrame, layer: pd.DataFrame, layer_refit: pd.DataFrame,
+                  v4: pd.DataFrame | None, quick: bool, chip: Chip = TPUV3_CHIP) -> str:
+    parts = [f"# {chip.label}", ""]
     for m, label in MODELS.items():
         if any(s is not None for s in table[m].values()):
-            parts += [f"## tpuv3_core.csv: {label}", "", stats_table(table, m), ""]
+            parts += [f"## {chip.csv.name}: {label}", "", stats_table(table, m), ""]
         else:
-            parts += [f"## tpuv3_core.csv: {label}", "", "not run (--quick)", ""]
+            parts += [f"## {chip.csv.name}: {label}", "", "not run (--quick)", ""]
     if not quick:
         parts += ["## Leave-size-regime-out, by the third held out", "",
                   "Each op's rows in thirds by size; each third predicted by a fit on the other two (mean abs. error).",
                   "", regime_table(frame), ""]
-    parts += ["## The fits", "", "Every fit starts from hw_configs/tpuv3.yaml with its calibration fields at their "
-              "schema defaults. Leave-kind-out: the held-out kind's dispatch cost is the fitted default (the GEMM's "
-              "launch); its own fields stay at their defaults.", "",
-              c.md_table(["fit", "rows", "gemm launch", "softmax", "layernorm", "activation", "all-reduce", "HBM eff.",
-                          "overlap", "pass cycles", "exp", "tanh", "ICI eff."],
-                         [[f["fit"], f["rows_trained"], *(_us(f.get(k, np.nan)) for k in LAUNCHES),
-                           *(_num(f.get(k, np.nan)) for k in FIELDS)] for f in fits.to_dict("records")]), ""]
+    overlaps = [k for k in fits.columns if k.startswith("dispatch.call_overlap.")]
+    held = f" ({', '.join(chip.hold)} held at the config's value)" if chip.hold else ""
+    parts += ["## The fits", "", f"Every fit starts from {chip.config.relative_to(c.ROOT)} with its calibration fields "
+              f"at their schema defaults{held}. Leave-kind-out: the held-out kind's dispatch cost is the fitted "
+              "default (the GEMM's launch); its own fields stay at their defaults.", "",
+              c.md_table(["fit", "rows", "gemm launch", "softmax", "layernorm", "activation", "all-reduce",
+                          *(f"overlap {k.rsplit('.', 1)[1]}" for k in overlaps), *(SHORT[k] for k in chip.fields)],
+                         [[f["fit"], f["rows_trained"], *(_us(f.get(k, np.nan)) for k in (*LAUNCHES, *overlaps)),
+                           *((_us if k.endswith("latency") else _num)(f.get(k, np.nan)) for k in chip.fields)]
+                          for f in fits.to_dict("records")]), ""]
     notes = list(dict.fromkeys(n for each in fits.notes for n in each))
     parts += [f"- {n}" for n in notes] + [""]
     for label, cats in (("bundled config", layer), ("this run's in-sample refit", layer_refit)):
-        parts += [f"## GPT-3 175B layer, TPUv3-8, {label}", "",
+        parts += [f"## GPT-3 175B layer, {chip.system_rows}, {label}", "",
                   "Out of sample: these rows are never fitted on. Each op launched on its own (dispatch \"call\"), as "
                   "LLMCompass timed each operator.", ""]
         for phase in PHASES:
@@ -384,6 +447,8 @@ def markdown(frame: pd.DataFrame, table: dict, fits: pd.DataFrame, layer: pd.Dat
             rows.append(["**sum**", c.ms(m), c.ms(a), pct(a / m - 1, True), c.ms(b), pct(b / m - 1, True)])
             parts += [f"### {phase}", "", c.md_table(["category", "measured", "archsim", "error", "roofline",
                                                       "roofline error"], rows), ""]
+    if v4 is None:
+        return "\n".join(parts)
     parts += ["## TPU v4: the model's expectation (no measurements)", "",
               "hw_configs/tpuv4.yaml carries TPUv3's fitted calibration (an expectation, not a fit). The GEMM shapes "
               "of tpuv3_core.csv, one call each, launch included (as measured on TPUv3); % of each chip's bf16 peak.",
@@ -405,27 +470,29 @@ def _num(value: float) -> str:
     return "-" if not np.isfinite(value) else f"{value:.3g}"
 
 
-def figures(rows: list[Measurement], frame: pd.DataFrame, layer: pd.DataFrame, out: Path, quick: bool) -> list[Path]:
+def figures(rows: list[Measurement], frame: pd.DataFrame, layer: pd.DataFrame, out: Path, quick: bool,
+            chip: Chip = TPUV3_CHIP) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     by_line = {r.line: r for r in rows}
+    stem = chip.key or "tpuv3_core_"
     written = [plot([RowResult(by_line[n], p, b) for n, p, b in zip(frame.line, frame.archsim_s, frame.roofline_s)],
-                    out / "tpuv3_core_predicted_vs_measured.png", "TPUv3 core: archsim (bundled config) vs measured")]
+                    out / f"{stem}predicted_vs_measured.png", f"{chip.label}: archsim (bundled config) vs measured")]
     if not quick:
         cv = [RowResult(by_line[n], p, b) for n, p, b in zip(frame.line, frame.kfold_s, frame.roofline_s)]
-        written.append(plot(cv, out / "tpuv3_core_cv_predicted_vs_measured.png",
-                            f"TPUv3 core: {K}-fold cross-validated predictions vs measured"))
+        written.append(plot(cv, out / f"{stem}cv_predicted_vs_measured.png",
+                            f"{chip.label}: {K}-fold cross-validated predictions vs measured"))
     fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
     view = layer.pivot_table(index="category", columns="phase", values="error", sort=False)[list(PHASES)] * 100
     view.plot.bar(ax=ax, rot=35)
     ax.axhline(0, color="black", lw=0.8)
     ax.set(ylabel="archsim error (%)", xlabel="",
-           title="GPT-3 175B layer on a TPUv3-8: archsim vs measured, per category")
+           title=f"GPT-3 175B layer on {chip.system_rows}: archsim vs measured, per category")
     ax.grid(True, axis="y", lw=0.3)
-    written.append(c.save_figure(fig, out / "gpt3_layer_errors.png"))
+    written.append(c.save_figure(fig, out / f"{chip.key}gpt3_layer_errors.png"))
     return written
 
 
@@ -434,28 +501,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="processes for the fits (default 2)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    rows = load_measurements(CORE_CSV)
-    fits = run_fits(rows, args.quick, args.jobs)
-    frame = core_rows(rows, fits)
-    table = stats(frame)
-    refit = next(f for f in fits if f["model"] == "refit")
-    layer, layer_refit = gpt3_layer(), gpt3_layer(refit["overrides"])
-    totals, totals_refit = layer_totals(layer), layer_totals(layer_refit)
-    v4 = tpuv4(rows)
-    headline, data = summary(table, totals, totals_refit, v4, args.quick)
-    fitted = fits_frame(fits)
-    data["tpuv4_gemm"] = v4.to_dict("records")
-    data["fits"] = [{k: v for k, v in f.items() if k in ("name", "model", "values", "note", "held")} for f in fits]
+    headlines, sections, data = [], [], {}
+    for chip in CHIPS:
+        rows = load_measurements(chip.csv)
+        fits = run_fits(rows, args.quick, args.jobs, chip)
+        frame = core_rows(rows, fits, chip)
+        table = stats(frame)
+        refit = next(f for f in fits if f["model"] == "refit")
+        layer, layer_refit = gpt3_layer(chip=chip), gpt3_layer(refit["overrides"], chip)
+        totals, totals_refit = layer_totals(layer), layer_totals(layer_refit)
+        v4 = tpuv4(rows) if chip is TPUV3_CHIP else None
+        headline, numbers = summary(table, totals, totals_refit, v4, args.quick, chip)
+        headlines.append(f"### {chip.label}\n\n{headline}")
+        fitted = fits_frame(fits)
+        data.update(numbers)
+        if v4 is not None:
+            data["tpuv4_gemm"] = v4.to_dict("records")
+        data[f"{chip.key}fits"] = [{k: v for k, v in f.items() if k in ("name", "model", "values", "note", "held")}
+                                   for f in fits]
+        sections.append(chip_markdown(frame, table, fitted, layer, layer_refit, v4, args.quick, chip))
+        c.write_csv(frame, args.out / f"{chip.key}rows.csv")
+        c.write_csv(fitted.drop(columns="notes"), args.out / f"{chip.key}fits.csv")
+        c.write_csv(pd.concat([layer.assign(config="bundled"), layer_refit.assign(config="refit")]),
+                    args.out / f"{chip.key}gpt3_layer.csv")
+        if v4 is not None:
+            c.write_csv(v4, args.out / "tpuv4_gemm.csv")
+        figures(rows, frame, layer, args.out, args.quick, chip)
+    headline = "\n".join(headlines)
     c.write_atomic(args.out / "summary.md", headline)
     c.write_atomic(args.out / "summary.json", json.dumps(data, indent=1, default=float) + "\n")
-    text = markdown(frame, table, fitted, layer, layer_refit, v4, headline, args.quick)
-    c.write_atomic(args.out / "silicon.md", text)
-    c.write_csv(frame, args.out / "rows.csv")
-    c.write_csv(fitted.drop(columns="notes"), args.out / "fits.csv")
-    c.write_csv(pd.concat([layer.assign(config="bundled"), layer_refit.assign(config="refit")]),
-                args.out / "gpt3_layer.csv")
-    c.write_csv(v4, args.out / "tpuv4_gemm.csv")
-    figures(rows, frame, layer, args.out, args.quick)
+    c.write_atomic(args.out / "silicon.md", markdown(sections, headline))
     print(headline)
     print(f"[silicon: {time.perf_counter() - start:.1f} s]", file=sys.stderr)
     return 0

@@ -1,4 +1,4 @@
-"""The silicon guard: archsim's error against the measured TPUv3 must not grow.
+"""The silicon guard: archsim's error against the measured TPUv3 and A100 must not grow.
 
 No fit: the bundled hw_configs/tpuv3.yaml predicts the 114 single-op calls of
 experiments/data/silicon/tpuv3_core.csv, and hw_configs/systems/tpuv3_8.yaml the GPT-3 175B
@@ -38,6 +38,14 @@ RECORDED = {"gemm": 0.054, "softmax": 0.047, "layernorm": 0.106, "gelu": 0.064, 
 # Error of the sum of LLMCompass's 12 categories (signed), same config, dispatch "call".
 RECORDED_LAYER = {"prefill": -0.027, "decode": -0.051}
 
+# The A100 (hw_configs/a100_80gb.yaml as fitted in issue 17) on a100_80gb.csv, and the 4 x A100
+# GPT-3 layer (hw_configs/systems/a100_80gb_x4.yaml), recorded the same way.
+A100 = HW / "a100_80gb.yaml"
+A100_CSV = ROOT / "experiments" / "data" / "silicon" / "a100_80gb.csv"
+RECORDED_A100 = {"gemm": 0.018, "softmax": 0.071, "layernorm": 0.049, "gelu": 0.020, "all_reduce": 0.062,
+                 "all": 0.046}
+RECORDED_A100_LAYER = {"prefill": -0.026, "decode": 0.009}
+
 
 @pytest.fixture(scope="module")
 def summary():
@@ -63,6 +71,28 @@ def test_gpt3_layer_within_the_recorded():
         error = totals[phase]["error"]
         assert abs(error) <= abs(recorded) + MARGIN, f"{phase}: {error:+.3f}, recorded {recorded:+.3f}"
         # and closer than the roofline, which has no launch costs and no efficiencies
+        assert abs(error) < abs(totals[phase]["roofline_error"]), phase
+
+
+@pytest.fixture(scope="module")
+def a100_summary():
+    hw = load_hardware(A100)
+    return summarize(evaluate(load_measurements(A100_CSV), Predictor(hw, A100), A100_CSV))
+
+
+def test_a100_error_per_op_within_the_recorded(a100_summary):
+    archsim = a100_summary["archsim"]
+    assert set(archsim) == set(RECORDED_A100)
+    for op, recorded in RECORDED_A100.items():
+        assert archsim[op].mean_abs <= recorded + MARGIN, f"{op}: {archsim[op].mean_abs:.3f} > {recorded} + {MARGIN}"
+        assert archsim[op].mean_abs < a100_summary["roofline"][op].mean_abs, op
+
+
+def test_a100_gpt3_layer_within_the_recorded():
+    totals = silicon.layer_totals(silicon.gpt3_layer(chip=silicon.A100_CHIP))
+    for phase, recorded in RECORDED_A100_LAYER.items():
+        error = totals[phase]["error"]
+        assert abs(error) <= abs(recorded) + MARGIN, f"{phase}: {error:+.3f}, recorded {recorded:+.3f}"
         assert abs(error) < abs(totals[phase]["roofline_error"]), phase
 
 

@@ -210,6 +210,17 @@ class GpuConfig(SweepChecks):
         return None
 
     @property
+    def component_labels(self) -> dict[str, str]:
+        """What each shared energy and area component is on a GPU (reports)."""
+        return {"mxu": "tensor cores", "vpu": "CUDA cores", "vmem": "shared memory", "cmem": "L2", "ici": "NVLink",
+                "periphery": "rest of die"}
+
+    @property
+    def area_labels(self) -> dict[str, str]:
+        """As ``component_labels``, for area: the matrix units' area is the whole SMs'."""
+        return {**self.component_labels, "mxu": "SMs"}
+
+    @property
     def memory_levels(self) -> tuple[tuple[str, MemoryLevelConfig], ...]:
         return (("l2", self.l2), ("hbm", self.hbm))
 

@@ -386,6 +386,15 @@ class HardwareConfig(SweepChecks):
         return self.mxu.count * self.mxu.macs_per_cycle(dtype) * self.clock
 
     @property
+    def component_labels(self) -> dict[str, str]:
+        """Reports' names of the energy and area components (their own, on this kind)."""
+        return {}
+
+    @property
+    def area_labels(self) -> dict[str, str]:
+        return {}
+
+    @property
     def memory_levels(self) -> tuple[tuple[str, "MemoryLevelConfig | None"], ...]:
         """The memories by name, innermost first (reports)."""
         return (("vmem", self.vmem), ("cmem", self.cmem), ("hbm", self.hbm))
