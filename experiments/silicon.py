@@ -322,6 +322,33 @@ def tpuv4(rows: list[Measurement]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+# --- the A100 on LLaMA-2-7B's ops: what the fit expects where nothing was measured --------------
+
+LLAMA_TOKENS = (1, 16, 128, 1024, 4096)
+# LLaMA-2-7B (hidden 4096, MLP 11008, fp16): its per-layer calls, as (label, op, dims per tokens t).
+LLAMA_OPS = (("q/k/v/o projection", "gemm", lambda t: {"m": t, "k": 4096, "n": 4096}),
+             ("MLP up / gate", "gemm", lambda t: {"m": t, "k": 4096, "n": 11008}),
+             ("MLP down", "gemm", lambda t: {"m": t, "k": 11008, "n": 4096}),
+             ("RMSNorm", "rmsnorm", lambda t: {"rows": t, "cols": 4096}),
+             ("residual add", "add", lambda t: {"elements": t * 4096}))
+
+
+def llama_a100() -> pd.DataFrame:
+    """LLaMA-2-7B's projections, norms and residual adds at 1 to 4096 tokens on the bundled A100,
+    one call each (as the measurements were taken), beside the plain roofline: predictions with
+    no measurement to check them against."""
+    hw = load_hardware(A100_CHIP.config)
+    predictor = Predictor(hw, A100_CHIP.config)
+    out = []
+    for label, op, dims in LLAMA_OPS:
+        for t in LLAMA_TOKENS:
+            row = Measurement(0, op, DType.FP16, 1.0, **dims(t))
+            time_s = predictor.predict(row)
+            out.append({"op": label, "tokens": t, "archsim_s": time_s, "roofline_s": roofline(hw, row),
+                        "launch_s": hw.dispatch.cost("call", row.kind)})
+    return pd.DataFrame(out)
+
+
 # --- tables and figures -----------------------------------------------------------------------
 
 def pct(x: float | None, signed: bool = False) -> str:
@@ -462,6 +489,16 @@ def chip_markdown(frame: pd.DataFrame, table: dict, fits: pd.DataFrame, layer: p
     return "\n".join(parts)
 
 
+def llama_markdown(frame: pd.DataFrame) -> str:
+    head = ["op", *(f"{t} tokens" for t in LLAMA_TOKENS)]
+    rows = [[op, *(f"{_us(r.archsim_s)} ({r.roofline_s / r.archsim_s:.0%} roofline)"
+                   for r in frame[frame.op == op].itertuples())] for op in dict.fromkeys(frame.op)]
+    return "\n".join(["## A100: LLaMA-2-7B's ops, unmeasured", "",
+                      "The bundled hw_configs/a100_80gb.yaml, one call each (launch included, as measured); in "
+                      "brackets the plain roofline as a share of archsim's time. No measurement checks these.", "",
+                      c.md_table(head, rows), ""])
+
+
 def _us(value: float) -> str:
     return "-" if not np.isfinite(value) else f"{value * 1e6:.1f} us"
 
@@ -526,6 +563,10 @@ def main(argv: list[str] | None = None) -> int:
                     args.out / f"{chip.key}gpt3_layer.csv")
         if v4 is not None:
             c.write_csv(v4, args.out / "tpuv4_gemm.csv")
+        if chip is A100_CHIP:
+            llama = llama_a100()
+            c.write_csv(llama, args.out / "a100_llama2_7b_ops.csv")
+            sections.append(llama_markdown(llama))
         figures(rows, frame, layer, args.out, args.quick, chip)
     headline = "\n".join(headlines)
     c.write_atomic(args.out / "summary.md", headline)
