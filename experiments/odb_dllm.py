@@ -1,4 +1,4 @@
-"""ODB-dLLM on TPUv4i and CIM-TPU: LLaDA-8B vanilla vs Fast-dLLM vs ODB, next to the paper.
+"""ODB-dLLM on TPUv4i, CIM-TPU and GPUs: LLaDA-8B vanilla vs Fast-dLLM vs ODB, next to the paper.
 
     python experiments/odb_dllm.py --out DIR [--quick]
 
@@ -7,12 +7,16 @@ on TPUv4i and CIM Designs A and B. In bf16 it needs about 15 GiB and a chip has 
 shows why one chip and two tensor-parallel chips fail, runs four chips in a tensor-parallel ring in
 bf16 (the paper's precision) as the main deployment, and two chips with int8 weights (W8A16) and
 with int8 throughout (the CIM-TPU paper's precision). Speedups, not latencies, are compared with
-the paper's GPU measurements.
+the paper's GPU measurements. Beside them, one A100 80GB and one H100 SXM (the model fits one
+80 GB GPU in bf16), the hardware class the paper measured: once as one compiled program
+(dispatch "program", XLA's 1 us per kernel) and once with every op launched from PyTorch and
+synchronised on its own (dispatch "call", the per-call costs fitted on the A100's single-op
+measurements, an upper bound on eager PyTorch's launch cost).
 
 Writes under --out: odb.csv (deployment x chip x mode), odb_phases.csv (per phase and chip of the
 mapping: MACs, bytes, intensity, time, achieved MAC/s, bound), odb_sensitivity.csv (speedups as
 the workloads' assumptions vary), odb.md (tables and findings, also printed), odb_roofline.png.
---quick: generation 128, TPUv4i only, the main deployment only.
+--quick: generation 128, TPUv4i and the GPUs only, the main deployment only.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ BF16, W8A16, INT8 = ("bf16",) * 3, ("int8", "bf16", "bf16"), ("int8",) * 3  # we
 # label -> (chips in a tensor-parallel ring, precision); the first is the main deployment
 DEPLOYMENTS = {"4 chips TP, bf16": (4, BF16), "2 chips TP, W8A16": (2, W8A16), "2 chips TP, int8": (2, INT8)}
 TRIED = {"1 chip, bf16": (1, BF16), "2 chips TP, bf16": (2, BF16)}  # shown to justify the choice
+# label -> (GPUs, precision, dispatch): one 80 GB GPU holds LLaDA-8B in bf16
+GPU_DEPLOYMENTS = {"1 GPU, bf16": (1, BF16, "program"), "1 GPU, bf16, eager calls": (1, BF16, "call")}
 # The workloads' assumptions (yaml comments) and the prompt length, each varied alone on TPUv4i;
 # answer lengths are for GEN_LEN and scale with --quick.
 SENSITIVITY = {"tokens_per_step": [1, 2, 3, 4, 6], "odb.answer_len": [128, 256, 512, 1024],
@@ -66,12 +72,12 @@ def wsets(mode: str, precision: tuple, params: dict) -> list[str]:
             + [f"{k}={v}" for k, v in params.items() if not k.startswith(skip)])
 
 
-def run_modes(config: str, chips: int, precision: tuple, params: dict, modes=tuple(MODES)) -> dict:
+def run_modes(config: str, chips: int, precision: tuple, params: dict, modes=tuple(MODES), dispatch="program") -> dict:
     """mode -> (chip, workload lowered for one chip of the mapping, result)."""
     hw, out = chip(config, chips), {}
     for mode in modes:
         workload = common.workload(MODES[mode], *wsets(mode, precision, params), hw=hw)
-        out[mode] = (hw, workload, simulate(hw, workload))
+        out[mode] = (hw, workload, simulate(hw, workload, dispatch))
     return out
 
 
@@ -129,10 +135,14 @@ def figure(phases: pd.DataFrame, out) -> None:
     import numpy as np
 
     chips = list(dict.fromkeys(phases["chip"]))
-    fig, axes = plt.subplots(1, len(chips), figsize=(5.2 * len(chips), 4.2), squeeze=False, layout="constrained")
+    cols = min(len(chips), 3)  # the TPU-class chips, then the GPUs
+    rows = -(-len(chips) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(chips):]:
+        ax.set_visible(False)
     xs = np.logspace(0.5, 3.5, 200)
     style = {"vanilla": ("o", "tab:red", 90, 10), "Fast-dLLM": ("s", "tab:blue", 36, -10), "ODB": ("D", "tab:green", 20, 7)}
-    for ax, chip in zip(axes[0], chips):
+    for ax, chip in zip(axes.flat, chips):
         g, labelled = phases[phases["chip"] == chip], set()
         peak = g["peak_macs_per_s"].iloc[0]
         ax.loglog(xs, np.minimum(peak, peak / g["ridge"].iloc[0] * xs), "k-", lw=1.3, label="roof (one chip, HBM)")
@@ -145,7 +155,8 @@ def figure(phases: pd.DataFrame, out) -> None:
                     labelled.add(label)
                     ax.annotate(label, (r.intensity, r.achieved_macs_per_s), fontsize=7, xytext=(5, dy),
                                 textcoords="offset points")
-        ax.set(title=f"{chip} (per chip of the mapping)", xlabel="MACs per compulsory byte", ylabel="achieved MAC/s")
+        where = "one GPU" if chip in common.GPUS else "per chip of the mapping"
+        ax.set(title=f"{chip} ({where})", xlabel="MACs per compulsory byte", ylabel="achieved MAC/s")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="lower right")
     common.save_figure(fig, out / "odb_roofline.png")
@@ -161,64 +172,85 @@ def main(argv: list[str] | None = None) -> int:
 
     # HBM capacity is the same on every chip: TPUv4i's vanilla run tells whether a deployment fits
     tried = {label: run_modes(chips["TPUv4i"], k, p, base, ("vanilla",))["vanilla"][2] for label, (k, p) in TRIED.items()}
-    rows, phases, sens = [], [], []
+    rows, phases, sens, gpu_phases = [], [], [], []
     for d, (k, p) in deployments.items():
         for name, config in chips.items():
             runs = run_modes(config, k, p, base)
             rows += mode_rows(d, k, name, runs)
             phases += phase_rows(name, runs, p) if d == dep else []
+    for d, (k, p, dispatch) in GPU_DEPLOYMENTS.items():
+        for name, config in common.GPUS.items():
+            runs = run_modes(config, k, p, base, dispatch=dispatch)
+            rows += mode_rows(d, k, name, runs)
+            gpu_phases += [r | {"dispatch": dispatch} for r in phase_rows(name, runs, p)]
     for key, values in SENSITIVITY.items():
         for v in values[:3] if args.quick else values:  # three points still show the trend
             v = max(1, v * gen // GEN_LEN) if key == "odb.answer_len" else v
             s = speedups(run_modes(chips["TPUv4i"], n, prec, base | {key: v}))
             sens.append({"assumption": key, "value": v, **s, "nearest_task": nearest_task(s["ODB/Fast"])})
     main, phases, sens = pd.DataFrame(rows), pd.DataFrame(phases), pd.DataFrame(sens)
+    gpu_phases = pd.DataFrame(gpu_phases)
 
-    md = markdown(main, phases, sens, tried, gen, dep)
+    md = markdown(main, phases, sens, tried, gen, dep, gpu_phases)
     common.write_csv(main, args.out / "odb.csv")
-    common.write_csv(phases, args.out / "odb_phases.csv")
+    gpu_deployment = {dispatch: d for d, (_, _, dispatch) in GPU_DEPLOYMENTS.items()}
+    common.write_csv(pd.concat([phases.assign(deployment=dep, dispatch="program"),
+                                gpu_phases.assign(deployment=gpu_phases["dispatch"].map(gpu_deployment))],
+                               ignore_index=True), args.out / "odb_phases.csv")
     common.write_csv(sens, args.out / "odb_sensitivity.csv")
     common.write_atomic(args.out / "odb.md", md)
-    figure(phases, args.out)
+    figure(pd.concat([phases, gpu_phases[gpu_phases["dispatch"] == "program"]], ignore_index=True), args.out)
     print(md, end="")
     return 0
 
 
-def markdown(main: pd.DataFrame, phases: pd.DataFrame, sens: pd.DataFrame, tried: dict, gen: int, dep: str) -> str:
+def markdown(main: pd.DataFrame, phases: pd.DataFrame, sens: pd.DataFrame, tried: dict, gen: int, dep: str,
+             gpu_phases: pd.DataFrame) -> str:
     x = common.times
     why = "; ".join(f"{label}: {r.reason or 'fits'}" for label, r in tried.items())
     table = [[d, name, *(f"{v:.4g} s" if pd.notna(v) else "infeasible" for v in g["latency_s"]),
               *(f"{x(g.iloc[0][k])} ({verdict(k, g.iloc[0][k])})" for k in PAPER_RANGE)]
              for (d, name), g in main.groupby(["deployment", "chip"], sort=False)]
-    ph = [[r.chip, r.mode, r.phase, r.repeat, f"{r.macs / 1e9:.4g}", f"{r.bytes / 1e9:.3g}",
-           f"{r.hbm_bytes_simulated / 1e9:.3g}", f"{r.intensity:.1f}", f"{r.ridge:.0f}", common.ms(r.time_s),
-           f"{r.fraction_of_peak:.0%}", r.bound] for r in phases.itertuples()]
+    def phase_table(frame):
+        return [[r.chip, r.mode, r.phase, r.repeat, f"{r.macs / 1e9:.4g}", f"{r.bytes / 1e9:.3g}",
+                 f"{r.hbm_bytes_simulated / 1e9:.3g}", f"{r.intensity:.1f}", f"{r.ridge:.0f}", common.ms(r.time_s),
+                 f"{r.fraction_of_peak:.0%}", r.bound] for r in frame.itertuples()]
+
+    ph = phase_table(phases)
+    phase_header = ["chip", "mode", "phase", "runs", "GMAC/run", "GB/run", "HBM GB/run (sim.)", "MAC/B", "ridge MAC/B",
+                    "time/run", "of peak", "bound"]
+    gpu_dep = next(iter(GPU_DEPLOYMENTS))
     se = [[r["assumption"], f"{r['value']:g}", *(x(r[k]) for k in PAPER_RANGE), r["nearest_task"]]
           for r in sens.to_dict("records")]
     tasks = ", ".join(f"{t} {v}x / {f}x" for t, (v, f) in PAPER["tasks"].items())
     return "\n\n".join([
-        f"# ODB-dLLM on TPUv4i and CIM-TPU: LLaDA-8B, generation {gen}, block 32",
+        f"# ODB-dLLM on TPUv4i, CIM-TPU and GPUs: LLaDA-8B, generation {gen}, block 32",
         (f"Deployment. LLaDA-8B in bf16 (the paper's precision) does not fit 8 GiB chips ({why}): "
          "embeddings and LM head are replicated under tensor parallelism. The main deployment is "
          f"**{dep}** (ring), the fewest chips that fit in bf16. Speedups are compared, not latencies "
-         "(the paper measured GPUs)."),
+         "(the paper measured GPUs). One 80 GB GPU holds it in bf16: the A100 80GB and H100 SXM rows run "
+         f"**{gpu_dep}**, as one compiled program (dispatch 'program': 1 us per kernel) and with every op "
+         "launched and synchronised on its own ('eager calls', dispatch 'call': the A100's fitted per-call "
+         "costs, carried to the H100), which bounds eager PyTorch's launch cost from above."),
         f"## Latency and speedups\n\nPaper, per task (ODB over vanilla / over Fast-dLLM): {tasks}.\n\n"
         + common.md_table(["deployment", "chip", *MODES,
                            *(f"{k} (paper {lo:g}-{hi:g}x)" for k, (lo, hi) in PAPER_RANGE.items())], table),
         f"## Phases ({dep}; per chip: its share of MACs and compulsory bytes, the phase's wall time "
         "with collectives; ridge = peak MAC/s / HBM bandwidth)\n\n"
-        + common.md_table(["chip", "mode", "phase", "runs", "GMAC/run", "GB/run", "HBM GB/run (sim.)", "MAC/B",
-                           "ridge MAC/B", "time/run", "of peak", "bound"], ph),
+        + common.md_table(phase_header, ph),
+        f"## Phases on one GPU ({gpu_dep}, one compiled program)\n\n"
+        + common.md_table(phase_header, phase_table(gpu_phases[gpu_phases["dispatch"] == "program"])),
         f"## Sensitivity (TPUv4i, {dep}; one assumption varied at a time)\n\n"
         + common.md_table(["assumption", "value", *PAPER_RANGE, "nearest paper task (ODB/Fast)"], se),
-        "## Findings\n\n" + "\n".join(f"- {f}" for f in findings(main, phases, sens, dep)),
+        "## Findings\n\n" + "\n".join(f"- {f}" for f in findings(main, phases, sens, dep) + gpu_findings(main, gpu_phases)),
     ]) + "\n"
 
 
 def findings(main: pd.DataFrame, phases: pd.DataFrame, sens: pd.DataFrame, dep: str) -> list[str]:
     """Bullets computed from the tables: what the numbers say, not what the paper claims."""
     x, (flo, fhi), (olo, ohi) = common.times, PAPER_RANGE["Fast/vanilla"], PAPER_RANGE["ODB/Fast"]
-    speed, ok = main[main["deployment"] == dep].groupby("chip", sort=False).first(), main.dropna(subset=["latency_s"])
+    speed = main[main["deployment"] == dep].groupby("chip", sort=False).first()
+    ok = main[~main["chip"].isin(common.GPUS)].dropna(subset=["latency_s"])  # the GPUs have a finding of their own
     sweep = {key: g for key, g in sens.groupby("assumption", sort=False)}
     tpu = speed.loc["TPUv4i"]
     out = [(f"On TPUv4i ({dep}) archsim predicts Fast-dLLM {x(tpu['Fast/vanilla'])} over vanilla "
@@ -254,6 +286,36 @@ def findings(main: pd.DataFrame, phases: pd.DataFrame, sens: pd.DataFrame, dep: 
     out.append(f"Prompt {sweep['prompt_len']['value'].iloc[0]:g} to {sweep['prompt_len']['value'].iloc[-1]:g} tokens moves "
                f"Fast/vanilla from {x(g.iloc[0])} to {x(g.iloc[-1])}" + (": vanilla recomputes the prompt at every step, "
                "while a decode step's cost is mostly weights." if g.is_monotonic_increasing else "."))
+    return out
+
+
+def gpu_findings(main: pd.DataFrame, gpu_phases: pd.DataFrame) -> list[str]:
+    """The GPU rows: the speedups archsim predicts on the paper's class of hardware, and what the
+    launch cost of eager calls does to them."""
+    x, out = common.times, []
+    gpus = main[main["chip"].isin(common.GPUS)]
+    if gpus.empty:
+        return out
+    cells = {}
+    for (d, name), g in gpus.groupby(["deployment", "chip"], sort=False):
+        r = g.iloc[0]
+        cells.setdefault(d, []).append(f"{name} Fast/vanilla {x(r['Fast/vanilla'])} ({verdict('Fast/vanilla', r['Fast/vanilla'])}), "
+                                       f"ODB/Fast {x(r['ODB/Fast'])} ({verdict('ODB/Fast', r['ODB/Fast'])}), "
+                                       f"ODB/vanilla {x(r['ODB/vanilla'])} ({verdict('ODB/vanilla', r['ODB/vanilla'])})")
+    (prog, prog_cells), (call, call_cells) = list(cells.items())[:2]
+    out.append(f"On the paper's class of hardware ({prog}, one compiled program) archsim predicts " + "; ".join(prog_cells)
+               + f". With eager calls ({call}): " + "; ".join(call_cells) + ".")
+    steps = []
+    for name, g in gpu_phases[gpu_phases["mode"] == "Fast-dLLM"].groupby("chip", sort=False):
+        k = {d: f.drop_duplicates("kind").set_index("kind") for d, f in g.groupby("dispatch")}
+        dec, ref = k["program"].loc["decode"], k["program"].loc["refresh"]
+        steps.append(f"on {name} a 32-token decode step takes {common.ms(dec.time_s)} as a program "
+                     f"({dec.bound}-bound at {dec.intensity:.0f} MAC/B, ridge {dec.ridge:.0f}) and "
+                     f"{common.ms(k['call'].loc['decode'].time_s)} with eager calls, a refresh {common.ms(ref.time_s)} "
+                     f"and {common.ms(k['call'].loc['refresh'].time_s)}")
+    out.append("Launch costs fall on the short steps that Fast-dLLM and ODB are made of, not on vanilla's long "
+               "forwards: " + "; ".join(steps) + ". So eager calls lower Fast/vanilla and ODB/vanilla; ODB/Fast moves "
+               "little, as both run the same kind of step.")
     return out
 
 
