@@ -14,7 +14,12 @@ What it does not model: image quality. Each schedule is run at the settings its 
 as near-lossless (the defaults) or at a named, more aggressive setting; the front says what each
 setting costs in hardware, not whether its images are good enough.
 
-Writes under --out: ``codesign.csv`` (one row per pair), ``codesign.md`` and the figures
+Beside the design space, one A100 80GB and one H100 SXM run every schedule too, as references:
+they are reported next to the other chips (``codesign_gpu.csv``, their own columns and findings)
+but kept out of the design space's rankings and fronts, which are over the chips one could build
+from TPUv4i; a finding says where they would stand on those fronts.
+
+Writes under --out: ``codesign.csv`` (one row per pair), ``codesign_gpu.csv``, ``codesign.md`` and the figures
 ``codesign_speedup.png`` (schedule speedup per chip) and ``codesign_pareto.png``. Besides
 latency and energy, the front keeps the share of the full model's MACs each pair computes as a
 stand-in for fidelity, so that it is not simply "the most aggressive schedule everywhere".
@@ -81,6 +86,69 @@ def run(hw: dict, schedules: list[str], wsets: tuple[str, ...]) -> pd.DataFrame:
     frame["pareto_fidelity_area"] = pareto_mask(frame[["latency_s", "energy_j", "macs_vs_none", "area_mm2"]].to_numpy(),
                                                 ["min", "min", "max", "min"])
     return frame
+
+
+def gpu_run(frame: pd.DataFrame, schedules: list[str], wsets: tuple[str, ...]) -> pd.DataFrame:
+    """Every schedule on each GPU, with the design space's per-pair columns (against the GPU's own
+    no caching, and against TPUv4i without caching), and where each pair stands against the
+    design space's fronts."""
+    g = pd.DataFrame([evaluate(label, config, (), s, wsets) for label, config in c.GPUS.items() for s in schedules])
+    none = g[g.schedule == "none"].set_index("hardware")
+    g["speedup_vs_none"] = g.hardware.map(none.latency_s) / g.latency_s
+    g["energy_vs_none"] = g.energy_j / g.hardware.map(none.energy_j)
+    g["macs_vs_none"] = g.macs / g.hardware.map(none.macs)
+    reference = frame[(frame.schedule == "none") & (frame.hardware == "TPUv4i")].iloc[0]
+    g["speedup_vs_tpuv4i"] = reference.latency_s / g.latency_s
+    g["energy_vs_tpuv4i"] = g.energy_j / reference.energy_j
+    g["realised"] = (1 - 1 / g.speedup_vs_none) / (1 - g.macs_vs_none)
+    # With the GPUs' pairs added to the design space's, which pairs would the fronts hold?
+    both = pd.concat([frame, g], ignore_index=True)
+    gpu = both.index >= len(frame)
+    g["pareto_fidelity_with_gpus"] = pareto_mask(both[["latency_s", "energy_j", "macs_vs_none"]].to_numpy(),
+                                                 ["min", "min", "max"])[gpu]
+    g["pareto_fidelity_area_with_gpus"] = pareto_mask(
+        both[["latency_s", "energy_j", "macs_vs_none", "area_mm2"]].to_numpy(), ["min", "min", "max", "min"])[gpu]
+    return g
+
+
+def gpu_findings(frame: pd.DataFrame, gpu: pd.DataFrame) -> list[str]:
+    """Where the GPUs stand: each schedule's speedup there, the order against TPUv4i's, and the
+    fronts with their pairs added."""
+    out = []
+    m = speedup_matrix(gpu).drop("none")
+    tpu = speedup_matrix(frame)["TPUv4i"].drop("none")
+    out.append("**On the GPUs** (references, outside the design space) a schedule's speedup over no caching is "
+               + "; ".join(f"{c.times(m[h].min())} ({m[h].idxmin()}) to {c.times(m[h].max())} ({m[h].idxmax()}) on {h}"
+                           for h in m.columns)
+               + f", against {c.times(tpu.min())} to {c.times(tpu.max())} on TPUv4i"
+               + (f"; slower than not caching on a GPU: {', '.join(m.index[(m < 1).any(axis=1)])}."
+                  if (m < 1).any().any() else "."))
+    flips = rank_flips(pd.concat([frame[frame.hardware == "TPUv4i"], gpu], ignore_index=True))
+    out.append(f"**Order against TPUv4i's:** {len(flips)} pair{'' if len(flips) == 1 else 's'} of schedules "
+               f"swap{'s' if len(flips) == 1 else ''} their latency order, by more than 2% each way, between TPUv4i and a GPU"
+               + (f": {'; '.join(flips[:3])}." if flips else "."))
+    both = pd.concat([frame, gpu], ignore_index=True)
+    fidelity = pareto_mask(both[["latency_s", "energy_j", "macs_vs_none"]].to_numpy(), ["min", "min", "max"])
+    area = pareto_mask(both[["latency_s", "energy_j", "macs_vs_none", "area_mm2"]].to_numpy(), ["min", "min", "max", "min"])
+    on_gpu = both.index >= len(frame)
+    dominated = frame.pareto_fidelity.to_numpy() & ~fidelity[~on_gpu]
+    out.append(f"**The fronts with the GPUs' pairs added.** Over latency, energy and MACs computed, "
+               f"{int(dominated.sum())} of the design space's {int(frame.pareto_fidelity.sum())} front pairs are dominated"
+               + (f" (kept: {'; '.join(f'{r.schedule} on {r.hardware}' for r in frame[frame.pareto_fidelity.to_numpy() & ~dominated].itertuples())})"
+                  if (frame.pareto_fidelity.to_numpy() & ~dominated).any() else "") + "; "
+               f"the front then holds {int(fidelity.sum())} pairs, {int((fidelity & on_gpu).sum())} of them on a GPU "
+               f"({', '.join(sorted(set(both[fidelity & on_gpu].hardware))) or 'none'}). With area as a fourth "
+               f"objective it holds {int(area.sum())} pairs (the design space alone: {int(frame.pareto_fidelity_area.sum())}), "
+               f"{int((area & on_gpu).sum())} of them on a GPU, whose die is {c.times(gpu.area_mm2.min() / frame.area_mm2.max())}"
+               f" to {c.times(gpu.area_mm2.max() / frame.area_mm2.min())} the design space's.")
+    best = frame.loc[frame.latency_s.idxmin()]
+    for h, g in gpu.groupby("hardware", sort=False):
+        none = g[g.schedule == "none"].iloc[0]
+        out.append(f"**{h} without caching** takes {c.ms(none.latency_s)} and {none.energy_j:.4g} J: "
+                   f"{c.times(best.latency_s / none.latency_s)} faster than the best co-designed pair ({best.schedule} on "
+                   f"{best.hardware}, {c.ms(best.latency_s)}, {best.energy_j:.4g} J), with "
+                   f"{c.times(none.energy_j / best.energy_j)} its energy and {c.times(none.area_mm2 / best.area_mm2)} its die area.")
+    return out
 
 
 def winners(frame: pd.DataFrame) -> list[list[str]]:
@@ -175,22 +243,27 @@ def findings(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def plot_speedups(frame: pd.DataFrame, path):
+def plot_speedups(frame: pd.DataFrame, path, gpu: pd.DataFrame | None = None):
     import matplotlib.pyplot as plt
 
     m = speedup_matrix(frame)
+    designs = len(m.columns)
+    if gpu is not None:  # the GPUs' columns after the design space's, past a white rule
+        m = m.join(speedup_matrix(gpu))
     fig, ax = plt.subplots(figsize=(1.1 * len(m.columns) + 3, 0.42 * len(m) + 1.6), layout="constrained")
     image = ax.imshow(m.to_numpy(), cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(m.columns)), labels=m.columns, rotation=35, ha="right", fontsize=7)
     ax.set_yticks(range(len(m)), labels=m.index, fontsize=7)
     for (i, j), v in np.ndenumerate(m.to_numpy()):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < m.to_numpy().mean() else "k")
+    if len(m.columns) > designs:
+        ax.axvline(designs - 0.5, color="w", lw=3)
     fig.colorbar(image, ax=ax, label="speedup over no caching, same chip")
     ax.set_title("DiT-XL/2 256px, 50 steps, batch 8: cache schedule x hardware")
     return c.save_figure(fig, path)
 
 
-def plot_pareto(frame: pd.DataFrame, path):
+def plot_pareto(frame: pd.DataFrame, path, gpu: pd.DataFrame | None = None):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.6), layout="constrained")
@@ -209,6 +282,13 @@ def plot_pareto(frame: pd.DataFrame, path):
         ax.scatter([], [], color=col, label=s, s=15)
     for h, mk in markers.items():
         ax.scatter([], [], marker=mk, color="grey", label=h, s=15)
+    if gpu is not None:  # references, outside the fronts
+        gpu_markers = dict(zip(dict.fromkeys(gpu.hardware), "h*"))
+        for r in gpu.itertuples():
+            ax.scatter(r.latency_s * 1e3, r.energy_j, marker=gpu_markers[r.hardware], color=colors[r.schedule], s=40,
+                       edgecolor="k", lw=0.5, alpha=0.9)
+        for h, mk in gpu_markers.items():
+            ax.scatter([], [], marker=mk, color="grey", edgecolor="k", lw=0.5, label=f"{h} (reference, not in the fronts)", s=30)
     from matplotlib.ticker import NullFormatter
 
     ax.set_xscale("log")
@@ -227,21 +307,24 @@ def main(argv: list[str] | None = None) -> int:
     wsets = (*WSETS, "steps=10") if args.quick else WSETS
     schedules = ["none", "reuse", "icc", "taylorseer"] if args.quick else SCHEDULES
     frame = run(hardware(args.quick), schedules, wsets)
+    gpu = gpu_run(frame, schedules, wsets)
     c.write_csv(frame, args.out / "codesign.csv")
-    plot_speedups(frame, args.out / "codesign_speedup.png")
-    plot_pareto(frame, args.out / "codesign_pareto.png")
-    m = speedup_matrix(frame)
+    c.write_csv(gpu, args.out / "codesign_gpu.csv")
+    plot_speedups(frame, args.out / "codesign_speedup.png", gpu)
+    plot_pareto(frame, args.out / "codesign_pareto.png", gpu)
+    m = speedup_matrix(frame).join(speedup_matrix(gpu))
+    realised = realised_matrix(frame).join(realised_matrix(gpu))
     front = frame[frame.pareto_fidelity].sort_values("macs_vs_none", ascending=False)
     text = "\n\n".join([
         "## Cache schedules x hardware: the co-design study",
-        "### Findings\n\n" + "\n".join(f"- {f}" for f in findings(frame)),
+        "### Findings\n\n" + "\n".join(f"- {f}" for f in findings(frame) + gpu_findings(frame, gpu)),
         "### Per chip: the winning schedule",
         c.md_table(["chip", "fastest schedule (latency, vs no caching)", "least energy", "ICC speedup", "no caching"],
-                   winners(frame)),
-        "### Speedup of each schedule over no caching, per chip",
+                   winners(frame) + winners(gpu)),
+        f"### Speedup of each schedule over no caching, per chip (the last {len(c.GPUS)} columns: GPUs, as references)",
         c.md_table(["schedule", *m.columns], [[s, *(c.times(v) for v in row)] for s, row in m.iterrows()]),
         "### Share of the removed MACs turned into time saved, per chip",
-        c.md_table(["schedule", *m.columns], [[s, *(f"{v:.0%}" for v in row)] for s, row in realised_matrix(frame).iterrows()]),
+        c.md_table(["schedule", *m.columns], [[s, *(f"{v:.0%}" for v in row)] for s, row in realised.iterrows()]),
         "### Pareto front over latency, energy and MACs computed (the fidelity proxy)",
         c.md_table(["schedule", "chip", "latency", "energy", "area", "MACs vs none", "vs TPUv4i without caching"],
                    [[r.schedule, r.hardware, c.ms(r.latency_s), f"{r.energy_j:.4g} J", f"{r.area_mm2:.4g} mm^2",
