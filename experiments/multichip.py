@@ -1,11 +1,13 @@
-"""TPUv4i and CIM-TPU Designs A and B on 1, 2 and 4 chips in a pipeline-parallel ring.
+"""TPUv4i and CIM-TPU Designs A and B on 1, 2 and 4 chips in a pipeline-parallel ring; GPUs beside them.
 
     python experiments/multichip.py --out DIR [--chips 1 2 4 8]
 
 The CIM-TPU study's multi-chip setting (REFERENCE.md section 2: "1, 2 and 4 TPUs, pipeline
 parallel, ring topology"): each workload's layers (or, for one layer, its ops) split over the
 chips, its batch of 8 in 1, 2, 4 or 8 micro-batches, whichever is fastest (the paper does not
-give its micro-batching). Writes ``multichip.csv`` and ``multichip.md`` under --out; prints the
+give its micro-batching). An H100 SXM runs the same pipelines as a reference, over
+an NVSwitch as on an HGX board (hw_configs/systems/h100_sxm_x8.yaml's ASSUMED switch latency and
+energy) rather than a ring. Writes ``multichip.csv`` and ``multichip.md`` under --out; prints the
 table.
 """
 
@@ -29,16 +31,24 @@ WORKLOADS = {  # label -> (file, workload overrides)
 }
 
 
-def mapping(chips: int, micro_batches: int) -> list[str]:
-    return [f"system.chips={chips}", "system.topology={kind: ring}", f"system.parallelism.pipeline={chips}",
+RING = "{kind: ring}"
+# ASSUMPTION, as hw_configs/systems/h100_sxm_x8.yaml and a100_80gb_x8.yaml: the GPUs of an HGX
+# board reach each other through NVSwitch, 1 us and 5 pJ/bit per transfer (no published figure)
+GPU_TOPOLOGY = "{kind: switch, latency: 1 us, energy_per_byte: 5 pJ/bit}"
+GPUS = {"H100 SXM": c.GPUS["H100 SXM"]}  # the A100 as well would add about 40% to the study's time
+
+
+def mapping(chips: int, micro_batches: int, topology: str = RING) -> list[str]:
+    return [f"system.chips={chips}", f"system.topology={topology}", f"system.parallelism.pipeline={chips}",
             f"system.parallelism.micro_batches={micro_batches}"]
 
 
-def best_run(config: str, file: str, wsets: list[str], chips: int, micro_batches: list[int], hw_sets=()):
+def best_run(config: str, file: str, wsets: list[str], chips: int, micro_batches: list[int], hw_sets=(),
+             topology: str = RING):
     """The fastest feasible mapping over the micro-batch counts (else the first's reason)."""
     results = []
     for m in micro_batches:
-        hw = c.chip(config, *hw_sets, *mapping(chips, m))
+        hw = c.chip(config, *hw_sets, *mapping(chips, m, topology))
         results.append((SystemSimulator(hw).run(c.workload(file, *wsets, hw=hw)), m))
     feasible = [(r.latency_s, m, r) for r, m in results if r.feasible]
     if not feasible:
@@ -50,10 +60,11 @@ def best_run(config: str, file: str, wsets: list[str], chips: int, micro_batches
 def rows(chip_counts: list[int], micro_batches: list[int]) -> list[dict]:
     out = []
     for label, (file, wsets) in WORKLOADS.items():
-        for chip, config in c.CHIPS.items():
+        for chip, config in {**c.CHIPS, **GPUS}.items():
             single = None
+            topology = GPU_TOPOLOGY if chip in GPUS else RING
             for n in chip_counts:
-                result, m = best_run(config, file, wsets, n, micro_batches)
+                result, m = best_run(config, file, wsets, n, micro_batches, topology=topology)
                 row = {"workload": label, "chip": chip, "chips": n, "micro_batches": m, "feasible": result.feasible}
                 if not result.feasible:
                     out.append(row | {"reason": result.reason})
