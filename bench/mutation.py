@@ -46,6 +46,12 @@ Runtime on this 2-core machine: the 130 mutants in about 7.5 minutes with --jobs
 32 s baseline; every one killed, the value tests killing each in 2 to 6 s, the area's files the
 rest within 9 s; a survivor would run all its area's files, about 10 to 30 s); --jobs 2 about
 halves it. A run that times out has its own process group killed.
+
+The GPU model's mutants (M131-M156: archsim/gpu, the GPU parts of archsim/config/gpu.py and
+``DispatchConfig.exposed``) face the value tests too, tests/test_gpu_model.py among them (run
+after the TPU-style chip's, about 3.5 s, which none of these mutants fail), then
+tests/test_gpu_config.py; the default overlay adds it and tests/data/gpu_plain.yaml, so
+uncommitted versions of the GPU tests are used. ``--only M131 ... M156`` runs them alone.
 """
 
 from __future__ import annotations
@@ -65,7 +71,10 @@ from queue import Queue
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUE_TESTS = ("tests/test_values_matrix.py", "tests/test_values_memory.py",
-               "tests/test_values_energy.py", "tests/test_values_system.py", "tests/test_values_mechanisms.py")
+               "tests/test_values_energy.py", "tests/test_values_system.py", "tests/test_values_mechanisms.py",
+               "tests/test_gpu_model.py")
+# overlaid with the value tests by default (uncommitted versions used): what they read
+OVERLAY = (*VALUE_TESTS, "tests/test_gpu_config.py", "tests/data/gpu_plain.yaml")
 # existing tests of each area, run after the value tests with --suite related
 RELATED = {
     "archsim/hw/matrix/": ("tests/test_systolic.py", "tests/test_cim_energy.py", "tests/test_quantization.py",
@@ -80,7 +89,9 @@ RELATED = {
     "archsim/sim/": ("tests/test_engine.py", "tests/test_cim_energy.py", "tests/test_metrics.py",
                      "tests/test_quantization.py", "tests/test_silicon.py"),
     "archsim/system/": ("tests/test_system.py", "tests/test_silicon.py"),
+    "archsim/config/gpu.py": ("tests/test_gpu_config.py",),  # before the config area's (slower) files
     "archsim/config/": ("tests/test_config.py", "tests/test_silicon.py", "tests/test_calibrate.py"),
+    "archsim/gpu/": ("tests/test_gpu_config.py",),
     "archsim/ir/": ("tests/test_ir.py", "tests/test_engine.py", "tests/test_silicon.py"),
 }
 
@@ -106,6 +117,8 @@ PLACE, PIPE, COST = "archsim/hw/placement.py", "archsim/system/pipeline.py", "ar
 SCHEMA, OPS = "archsim/config/schema.py", "archsim/ir/ops.py"
 TOPO, SCHED, SYSRES, SYSSIM = ("archsim/system/topology.py", "archsim/system/schedule.py",
                                "archsim/system/result.py", "archsim/system/simulator.py")
+GEMM, GENGINE, GCOLL, GPOWER, GCONFIG = ("archsim/gpu/gemm.py", "archsim/gpu/engine.py", "archsim/gpu/collectives.py",
+                                         "archsim/gpu/power.py", "archsim/config/gpu.py")
 
 MUTANTS: tuple[Mutant, ...] = (
     # -- the five of issue 15 ------------------------------------------------------------
@@ -326,8 +339,8 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M101", COST, "new.__dict__.update(self.__dict__, latency_s=self.latency_s + dispatch_s, dispatch_s=self.dispatch_s + dispatch_s,",
       "new.__dict__.update(self.__dict__, dispatch_s=self.dispatch_s + dispatch_s,",
       "dispatch recorded but not added to the op's time"),
-    m("M102", ENGINE, "cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.cost(self.dispatch, op.kind), self.hw.static_power))",
-      "cost = _COSTS.put(key, body.with_dispatch(2 * self.hw.dispatch.cost(self.dispatch, op.kind), self.hw.static_power))",
+    m("M102", ENGINE, "cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),",
+      "cost = _COSTS.put(key, body.with_dispatch(2 * self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),",
       "dispatch paid twice per op"),
     m("M103", COST, "energy=self.energy + Energy(static=static_power_w * dispatch_s))", "energy=self.energy)",
       "a launch draws no static power (the ops' energies no longer sum to the run's)"),
@@ -394,6 +407,67 @@ MUTANTS: tuple[Mutant, ...] = (
       "directions = 2 if self.bidirectional and n > 2 else 1", "a group along a line of a larger ring doubled too"),
     m("M129", TOPO, "self.bidirectional = hw.system.collective_algorithm == \"bidirectional_ring\"",
       "self.bidirectional = True", "collective_algorithm ignored (always bidirectional)"),
+    # -- the GPU model (archsim/gpu; tests/test_gpu_model.py, tests/test_gpu_config.py) --------
+    m("M131", GEMM, "compute_s = ((waves - 1) * per_sm + math.ceil(rest / sm.count)) * tile_macs / rate",
+      "compute_s = waves * per_sm * tile_macs / rate", "gemm: the last, partial wave takes a full wave's time"),
+    m("M132", GEMM, "k_steps = math.ceil(k_split / gemm.k_tile)", "k_steps = k_split / gemm.k_tile",
+      "gemm: K not rounded up to whole k_tile steps"),
+    m("M133", GEMM, "staged = gemm.stages * (bm + bn) * gemm.k_tile * shape.dtype.bytes",
+      "staged = (bm + bn) * gemm.k_tile * shape.dtype.bytes", "gemm: blocks per SM ignore the pipeline stages"),
+    m("M134", GEMM, "rate = sm.tensor_macs_per_cycle[shape.dtype] * sm.tensor_efficiency * hw.clock  # MACs/s of one SM",
+      "rate = sm.tensor_macs_per_cycle[shape.dtype] * hw.clock", "gemm: tensor_efficiency ignored"),
+    m("M135", GEMM, "w_m = min(tm, math.ceil(wave / w_n))", "w_m = min(tm, w_n)",
+      "gemm: a wave's group of tiles square whatever the wave's size"),
+    m("M136", GEMM, "a_reads = 0 if shape.a_warm else 1 if a <= half else math.ceil(tn / w_n)",
+      "a_reads = 0 if shape.a_warm else 1 if a < half else math.ceil(tn / w_n)",
+      "gemm: an operand of exactly half the usable L2 re-read"),
+    m("M137", GEMM, "b_reads = 0 if shape.b_warm else 1 if b <= half else math.ceil(tm / w_m)",
+      "b_reads = 1 if b <= half else math.ceil(tm / w_m)", "gemm: a warm B read from HBM anyway"),
+    m("M138", GEMM, "spill = partials > hw.l2.usable_capacity", "spill = False",
+      "gemm: split-K partials never spill to HBM"),
+    m("M139", GEMM, "time_s = max(compute_s, l2_s, hbm_s) + latency_s + reduce_s",
+      "time_s = max(compute_s, l2_s, hbm_s) + latency_s", "gemm: the split-K reduction takes no time"),
+    m("M140", GEMM, "smem = shape.batch * (a * tn / cn + b * tm / cm)", "smem = shape.batch * (a * tn + b * tm)",
+      "gemm: clusters multicast nothing"),
+    m("M141", GENGINE, "warm = l2_resident(workload, self.hw.l2.usable_capacity / 2)",
+      "warm = l2_resident(workload, self.hw.l2.usable_capacity)", "gpu run: activations warm up to the whole usable L2"),
+    m("M142", GENGINE, "warm = sum(t.bytes for t in op.tensors) <= self.hw.l2.usable_capacity / 2",
+      "warm = sum(t.bytes for t in op.inputs) <= self.hw.l2.usable_capacity / 2",
+      "benchmark placement: the working set without the outputs"),
+    m("M143", GENGINE, "long_row = kernel.row_limit is not None and op.row_length > kernel.row_limit",
+      "long_row = kernel.row_limit is not None and op.row_length >= kernel.row_limit",
+      "vector kernel: a row of row_limit elements read as a long row"),
+    m("M144", GENGINE, "per_input = [t.bytes * (reads if i == 0 else 1) for i, t in enumerate(op.inputs)]",
+      "per_input = [t.bytes * reads for t in op.inputs]", "vector kernel: every input re-read, not the main one"),
+    m("M145", GENGINE, "work.special / (hw.sm.count * hw.sm.special_ops_per_cycle * hw.clock))",
+      "work.special / (hw.sm.count * hw.sm.alu_ops_per_cycle * hw.clock))",
+      "vector op: transcendentals at the lanes' rate"),
+    m("M146", GENGINE, "latency = max(transfer.time_s, streamed.latency_s)", "latency = transfer.time_s",
+      "gpu collective: its buffers' HBM traffic ignored"),
+    m("M147", GENGINE, "cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),",
+      "cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, 0.0),",
+      "gpu dispatch: the kernel's work hides none of a call's cost"),
+    m("M148", GENGINE, "if i >= 0 and sizes[name] <= capacity and readers.get(name) == {(p, i + 1)})",
+      "if i >= 0 and sizes[name] <= capacity and (p, i + 1) in readers.get(name, ()))",
+      "l2_resident: a later reader does not cool an activation"),
+    m("M149", GCOLL, "bus = min(bus, p.max_bus_bandwidth)", "pass", "nccl: the protocol's bus bandwidth cap ignored"),
+    m("M150", GCOLL, "bandwidth, latency = bus * cfg.tree_bandwidth_share, p.base_latency + 2 * (n - 1) * p.hop_latency",
+      "bandwidth, latency = bus * cfg.tree_bandwidth_share, p.base_latency + (n - 1) * p.hop_latency",
+      "nccl tree: latency of the way up only"),
+    m("M151", GCOLL, "best = CollectiveTime(algorithm, protocol, latency, bandwidth, time, steps / n * size)",
+      "best = CollectiveTime(algorithm, protocol, latency, bandwidth, time, size)",
+      "nccl: each GPU sends the whole buffer (link energy)"),
+    m("M152", GPOWER, "mxu=(hw.sm.on_die or hw.sm.count) * hw.sm.area * scale_factor(hw, hw.sm.stated_at, \"area\"),",
+      "mxu=hw.sm.count * hw.sm.area * scale_factor(hw, hw.sm.stated_at, \"area\"),", "gpu area: enabled SMs only"),
+    m("M153", GPOWER, "mac={d: e * sm for d, e in hw.sm.mac_energy.items()},",
+      "mac={d: e for d, e in hw.sm.mac_energy.items()},", "gpu energy: MAC energy not node-scaled"),
+    m("M154", GCONFIG, "return self.bandwidth * (self.efficiency if self.write_efficiency is None else self.write_efficiency)",
+      "return self.bandwidth * self.efficiency", "gpu hbm: write_efficiency ignored"),
+    m("M155", GCONFIG, "staged = gemm.stages * (rows + cols) * gemm.k_tile * min(d.bytes for d in self.sm.tensor_macs_per_cycle)",
+      "staged = (rows + cols) * gemm.k_tile * min(d.bytes for d in self.sm.tensor_macs_per_cycle)",
+      "gpu config: the shared-memory check ignores the stages"),
+    m("M156", SCHEMA, "return cost - min(self.overlap(kind), work_s, cost)", "return cost - min(self.overlap(kind), cost)",
+      "call_overlap hides more than the call's work"),
 )
 
 
@@ -513,8 +587,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ref", default="HEAD", help="commit to copy (default HEAD)")
     parser.add_argument("--worktree", action="store_true", help="copy the working tree's tracked files instead")
-    parser.add_argument("--overlay", nargs="*", default=list(VALUE_TESTS),
-                        help="files copied from the working tree over the copy (default: the value tests)")
+    parser.add_argument("--overlay", nargs="*", default=list(OVERLAY),
+                        help="files copied from the working tree over the copy (default: the value tests and "
+                             "the GPU tests' files)")
     parser.add_argument("--only", nargs="*", default=None, help="mutant ids to run")
     parser.add_argument("--suite", choices=("values", "related", "existing"), default="related",
                         help="values: the value tests; related (default): then the area's existing tests; "
