@@ -69,9 +69,6 @@ def test_an_unknown_key_in_a_table_of_sections_names_the_key_path(tmp_path):
     fails(["validate", path], f"{path}: collectives.protocols.ll.hop_latncy: unknown key", names=str(path))
 
 
-@pytest.mark.xfail(strict=True, reason="archsim/config/loader.py _walk does not descend into a dict of sections "
-                   "(kernels.<kind>, collectives.protocols.<protocol>, technology.scaling.<node>), so an unknown key "
-                   "there is reported without the keys expected")
 def test_an_unknown_key_in_a_table_of_sections_lists_the_expected_keys(tmp_path):
     path = config(tmp_path, "kernels: {softmax: {input_read: 2}}\n")
     fails(["validate", path], "expected one of: input_reads, long_row_reads, row_limit", names=str(path))

@@ -197,10 +197,6 @@ def test_an_operand_larger_than_half_the_l2_is_re_read_per_group_of_tiles():
     assert single.hbm_read == 4 * 2 * MiB + 4 * 2 * MiB
 
 
-@pytest.mark.xfail(strict=True, reason="archsim/gpu/gemm.py _candidate: w_n = min(tn, ceil(sqrt(wave))) is not "
-                   "widened when the grid has fewer rows of tiles than the wave could cover (w_m = tm), so a wave "
-                   "running every tile of a 1 x 8 grid is taken to cover 1 x 4 and a large A is read twice; the "
-                   "transposed GEMM (an 8 x 1 grid) reads its B once")
 def test_a_wave_that_runs_every_tile_reads_each_operand_once():
     hw = gpu(*ONE_TILE)
     # 128 x 8192 x 1024: A 2 MiB, B 16 MiB, neither fits 1 MiB; 1 x 8 tiles, all 8 in the one
@@ -299,9 +295,6 @@ def test_a_tall_k_gemm_with_a_small_output_splits_k():
     assert plan.time_s == pytest.approx(168.45648 * US, rel=REL)
 
 
-@pytest.mark.xfail(strict=True, reason="archsim/gpu/gemm.py _candidate: with split-K the main kernel's L2 time "
-                   "counts C's write (l2_s = (smem + partials + C) / bw) and so does the reduction ((partials + C) / "
-                   "bw): C is written to L2 twice in time, once in traffic (l2_write)")
 def test_split_k_writes_c_once_through_the_l2():
     # the tall-K GEMM's split 2: the main kernel stages 16 MiB and writes 32 KiB of partials;
     # the reduction reads the partials and writes C (8 KiB)
@@ -390,6 +383,14 @@ def test_matmul_op_cost_and_energy_per_component():
     assert e.vpu == 0 and e.ici == 0
     assert e.static == pytest.approx(10 * 90.93968 * US, rel=REL)  # 10 W over the op
     assert e.total == pytest.approx(e.mxu + e.vmem + e.cmem + e.hbm + e.static, rel=REL)
+
+
+def test_a_padded_tile_spends_the_energy_of_its_whole_tile():
+    # 100 x 250 x 200 on 64x64 tiles only: 2 x 4 tiles of 64 x 64 x 256 (K in whole 64-steps)
+    # run 8 x 64 x 64 x 256 = 8,388,608 MACs at 1 pJ, not the GEMM's 5,000,000
+    c = cost(gpu("gemm.tiles=[[64, 64]]", "gemm.split_k=[1]"), gemm_op(100, 250, 200))
+    assert c.macs == 100 * 250 * 200
+    assert c.energy.mxu == pytest.approx(8 * 64 * 64 * 256 * PJ, rel=REL)
 
 
 def test_a_weight_shared_by_a_batch_is_one_gemm_with_m_folded():

@@ -190,7 +190,8 @@ class GpuConfig(SweepChecks):
                              f"of {self.system.chips} GPUs needs {needed}")
         gemm = self.gemm
         for i, (rows, cols) in enumerate(gemm.tiles):
-            staged = gemm.stages * (rows + cols) * gemm.k_tile * min(d.bytes for d in self.sm.tensor_macs_per_cycle)
+            # at the widest dtype the tensor cores take: every kernel of the set must fit
+            staged = gemm.stages * (rows + cols) * gemm.k_tile * max(d.bytes for d in self.sm.tensor_macs_per_cycle)
             if staged > self.sm.shared_memory:
                 raise FieldError(f"gemm.tiles.{i}", f"{rows}x{cols} tiles over {gemm.stages} stages of K "
                                  f"{gemm.k_tile} need {staged / 1024:g} KiB of shared memory; the SM has "

@@ -211,6 +211,12 @@ def _walk(model: type[BaseModel], loc: tuple,
             current = next((m for m in members if tag in get_args(m.model_fields[info.discriminator].annotation)), None)
             i += 2
             continue
+        values = _section_table(info.annotation)
+        if values is not None and i + 1 < len(parts):  # a table of sections: the next part is its key
+            path.append(parts[i + 1])
+            current = values
+            i += 2
+            continue
         if i + 1 < len(parts) and _is_union_label(info.annotation, parts[i + 1]):
             if unions is not None:
                 unions.append(len(path))
@@ -269,6 +275,17 @@ def _merge_union_errors(entries: list[tuple[tuple[str, ...], int | None, str]]) 
         parts = [m.removesuffix(got).removeprefix("Input should be ") for m in messages]
         out.append((slot, "Input should be " + " or ".join(dict.fromkeys(parts)) + got))  # type: ignore[arg-type]
     return out
+
+
+def _section_table(annotation: Any) -> type[BaseModel] | None:
+    """The section model of a mapping of keys to sections (``kernels``, ``technology.scaling``),
+    or None."""
+    for member in (annotation, *get_args(annotation)):
+        if get_origin(member) is dict:
+            value = get_args(member)[1]
+            models = [a for a in _flatten(value) if isinstance(a, type) and issubclass(a, BaseModel)]
+            return models[0] if len(models) == 1 else None
+    return None
 
 
 def _flatten(annotation: Any) -> list:

@@ -15,15 +15,15 @@ For each candidate kernel (a tile ``bm x bn`` of the library's ``gemm.tiles``, a
   of ``r`` blocks takes ``ceil(r / SMs)`` tiles' time.
 - **L2 to the SMs**: every tile reads its A rows and B columns over its K range: A is read once
   per column of tiles and B once per row of tiles (``A x ceil(N / bn) + B x ceil(M / bm)``), and
-  C is written once (split-K: ``s`` fp32 partials, read back and reduced). A thread-block
+  C is written once (split-K: ``s`` fp32 partials instead, read back and reduced into C). A thread-block
   *cluster* of ``cm x cn`` blocks (``gemm.clusters``, Hopper) loads a tile its blocks share once
   and multicasts it: A is read ``ceil(N / bn) / cn`` times, B ``ceil(M / bm) / cm`` times.
 - **HBM**: the L2 is a cache. An operand already in L2 as the kernel starts (*warm*: see
   ``archsim.gpu.engine``) is not read from HBM at all. One that fits in half the L2's usable
   capacity is read from HBM once. A larger one is read again for each group of tiles that does not run
   together: a wave's blocks cover a ``w_m x w_n`` block of tiles (rasterised as near square,
-  ``w_n = min(ceil(N / bn), ceil(sqrt(wave)))``), and while they advance through K together
-  they share their A rows and B columns in L2, so A is read ``ceil(ceil(N / bn) / w_n)`` times
+  ``w_n = min(ceil(N / bn), ceil(sqrt(wave)))``, wider when the grid has fewer rows), and while
+  they advance through K together they share their A rows and B columns in L2, so A is read ``ceil(ceil(N / bn) / w_n)`` times
   and B ``ceil(ceil(M / bm) / w_m)`` times. C is written once; split-K partials that do not fit
   the L2 go to HBM and back.
 - **Time**: ``max(compute, L2 time, HBM time)`` (the main loop overlaps its loads with its MMAs),
@@ -136,6 +136,7 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
     half = hw.l2.usable_capacity / 2
     w_n = min(tn, math.ceil(math.sqrt(wave)))
     w_m = min(tm, math.ceil(wave / w_n))
+    w_n = min(tn, max(w_n, math.ceil(wave / w_m)))  # a grid with few rows runs wider
     a_reads = 0 if shape.a_warm else 1 if a <= half else math.ceil(tn / w_n)
     b_reads = 0 if shape.b_warm else 1 if b <= half else math.ceil(tm / w_m)
     hbm_read = shape.batch * (a * a_reads + b * b_reads)
@@ -148,7 +149,8 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
     l2_read = smem + partials
     l2_write = hbm_read + shape.batch * c + partials  # lines filled from HBM, results, partials
     l2_bw = hw.l2.achievable_bandwidth
-    l2_s = (smem + partials + shape.batch * c) / l2_bw
+    # the main kernel writes C, or with split-K its partials (the reduction then writes C)
+    l2_s = (smem + (partials if split > 1 else shape.batch * c)) / l2_bw
     hbm_s = (hbm_read - (partials if spill else 0.0)) / hw.hbm.achievable_bandwidth \
         + (hbm_write - (partials if spill else 0.0)) / hw.hbm.achievable_write_bandwidth
     reduce_s = 0.0
