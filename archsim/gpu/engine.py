@@ -125,8 +125,9 @@ class GpuSimulator:
             phase="", name=op.name, kind=op.kind, unit=op.unit.value, repeat=1, copies=op.copies, macs=op.macs,
             vector_ops=0, compute_cycles=plan.compute_s * hw.clock, compute_s=plan.compute_s, memory_s=memory_s,
             latency_s=plan.time_s, traffic=traffic,
-            # the padded tiles' MACs: a tile's edge runs whole (tile quantisation costs energy too)
-            energy=self.energy.op_energy(plan.time_s, traffic, int(plan.padded_macs), dtype),
+            # the GEMM's own MACs, as for every chip kind: a padded tile's extra MACs multiply
+            # zeros, which toggle little; the time they take is charged as static power
+            energy=self.energy.op_energy(plan.time_s, traffic, op.macs, dtype),
             bottleneck=_bottleneck(plan.compute_s, times, "mxu"), peak_macs_per_s=hw.peak_macs_per_second(dtype),
             tiling=plan.describe(),
         )
