@@ -385,19 +385,26 @@ def findings(designs: pd.DataFrame, attr: pd.DataFrame, multi: pd.DataFrame) -> 
     return out
 
 
-GPU_BASIS = (
-    "What the GPU rows rest on (the comments of hw_configs/a100_80gb.yaml and h100_sxm.yaml). **Cited** (NVIDIA's "
-    "whitepapers and datasheets): SM counts, clocks, tensor-core rates (INT8 twice fp16), L2 and HBM capacities and "
-    "bandwidths, TDPs and die areas (the A100's 826 mm^2 modelled by LLMCompass's die-photo breakdown, 822.6 mm^2; the "
-    "H100's 814 mm^2). **Fitted** on (or, HBM's, read off) measured A100 fp16 operators (per-op mean error "
-    "2-7%): the tensor-core, L2 and HBM efficiencies; the H100 carries them unfitted ([A100FIT]), and both carry them to INT8. **ASSUMPTION**: all GPU "
-    "energy. The MAC energy is set so that a long GEMM runs near the TDP (2.0 pJ on the A100, 1.15 pJ on the H100 per "
-    "16-bit MAC, half that for INT8); static power is 17% of the TDP (68 W, 119 W), as TPUv4i's 30 W of 175 W; the L2, "
-    "HBM (HBM2's 3.9 pJ/bit) and NVLink energies are TPUv4i's 7 nm figures, not scaled to the H100's 4 nm. A GPU pays "
-    "1 us per kernel (XLA's launch cost, dispatch 'program'), a TPU nothing. An H100 is a 4 nm die of 814 mm^2 drawing "
-    "up to 700 W, against TPU-class dies of about 350 mm^2 at 7 nm and 175 W: latency and energy per run compare one "
-    "chip with one chip, performance per mm^2 divides out the die size but not the node, and the A100 (7 nm, 400 W) "
-    "is the same-node comparison.")
+def gpu_basis() -> str:
+    """What the GPU rows rest on, with the configs' own figures."""
+    a, h = (c.chip(c.GPUS[name]) for name in ("A100 80GB", "H100 SXM"))
+    tpu = c.chip(c.CHIPS["TPUv4i"])
+    pj_a, pj_h = (f"{gpu.sm.mac_energy[DType.BF16] * 1e12:.3g} pJ" for gpu in (a, h))
+    return (
+        "What the GPU rows rest on (the comments of hw_configs/a100_80gb.yaml and h100_sxm.yaml). **Cited** (NVIDIA's "
+        "whitepapers and datasheets): SM counts, clocks, tensor-core rates (INT8 twice fp16), L2 and HBM capacities and "
+        "bandwidths, TDPs and die areas (the A100's 826 mm^2 modelled by LLMCompass's die-photo breakdown; the H100's "
+        "814 mm^2). **Fitted** on (or, HBM's, read off) measured A100 fp16 operators (per-op mean error 2-7%): the "
+        "tensor-core, L2 and HBM efficiencies; the H100 carries them unfitted ([A100FIT]), and both carry them to INT8. "
+        f"**ASSUMPTION**: all GPU energy. The MAC energy is set so that a long GEMM runs near the TDP ({pj_a} on the "
+        f"A100, {pj_h} on the H100 per 16-bit MAC, half that for INT8); static power is 17% of the TDP "
+        f"({a.static_power:.0f} W, {h.static_power:.0f} W), as TPUv4i's {tpu.static_power:.0f} W of {tpu.tdp:.0f} W; "
+        "the L2, HBM (HBM2's 3.9 pJ/bit) and NVLink energies are TPUv4i's 7 nm figures, not scaled to the H100's 4 nm. "
+        "A GPU pays 1 us per kernel (XLA's launch cost, dispatch 'program'), a TPU nothing. An H100 is a 4 nm die of "
+        f"814 mm^2 drawing up to {h.tdp:.0f} W, against TPU-class dies of about 350 mm^2 at 7 nm and {tpu.tdp:.0f} W: "
+        "latency and energy per run compare one chip with one chip, performance per mm^2 divides out the die size but "
+        f"not the node, and the A100 (7 nm, {a.tdp:.0f} W) is the same-node comparison.")
+
 
 PAPER_LINES = {"GPT-3-30B prefill": [("LLM, up to", PAPER["llm_best"])],
                "GPT-3-30B decode": [("decode", PAPER["decode_a"]), ("LLM, up to", PAPER["llm_best"])],
@@ -527,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         "### Against GPUs: one chip each, INT8, batch 8 (ratios: this chip's figure over the GPU's)",
         gpu_table(gpu),
         "\n".join(f"- {f}" for f in gpu_findings(gpu)),
-        GPU_BASIS,
+        gpu_basis(),
     ])
     c.write_atomic(out / "cim_tpu.md", text + "\n")
     print(text)
