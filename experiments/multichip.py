@@ -35,7 +35,7 @@ RING = "{kind: ring}"
 # ASSUMPTION, as hw_configs/systems/h100_sxm_x8.yaml and a100_80gb_x8.yaml: the GPUs of an HGX
 # board reach each other through NVSwitch, 1 us and 5 pJ/bit per transfer (no published figure)
 GPU_TOPOLOGY = "{kind: switch, latency: 1 us, energy_per_byte: 5 pJ/bit}"
-GPUS = {"H100 SXM": c.GPUS["H100 SXM"]}  # the A100 as well would add about 40% to the study's time
+GPUS = {"H100 SXM": c.GPUS["H100 SXM"]}  # the A100 too would add as much time again
 
 
 def mapping(chips: int, micro_batches: int, topology: str = RING) -> list[str]:
