@@ -97,7 +97,8 @@ def side_by_side(results: list[RunResult]) -> str:
         col["average power"] = power_text(r)
         col["TOPS/W achieved"] = f"{r.tops_per_w:.4g}"
         col["area"] = f"{r.area.total * 1e6:.4g} mm^2"
-        col["  MXU area"] = f"{r.area.mxu * 1e6:.4g} mm^2"
+        col[f"  {' / '.join(dict.fromkeys(x.hw.area_labels.get('mxu', 'MXU') for x in results))} area"] = \
+            f"{r.area.mxu * 1e6:.4g} mm^2"
         col["HBM traffic"] = fmt_bytes(r.traffic.hbm_read + r.traffic.hbm_write)
         col["chips"] = str(r.hw.system.chips)
         if r.hw.system.chips > 1:

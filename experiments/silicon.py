@@ -495,8 +495,18 @@ def llama_markdown(frame: pd.DataFrame) -> str:
                    for r in frame[frame.op == op].itertuples())] for op in dict.fromkeys(frame.op)]
     return "\n".join(["## A100: LLaMA-2-7B's ops, unmeasured", "",
                       "The bundled hw_configs/a100_80gb.yaml, one call each (launch included, as measured); in "
-                      "brackets the plain roofline as a share of archsim's time. No measurement checks these.", "",
-                      c.md_table(head, rows), ""])
+                      "brackets the plain roofline as a share of archsim's time. No measurement checks these; "
+                      "what to expect of them, by the nearest measured regime:", "",
+                      c.md_table(head, rows), "",
+                      "- projections from 128 tokens: within the measured GEMM shapes, about the cross-validated "
+                      "3-6%, more (up to about 15-20% slow) where cuBLAS's kernel choice beats the model's "
+                      "candidates (stream-K, odd wave counts);",
+                      "- projections at 1-16 tokens: a weight stream plus the launch, like the measured M = 64 and "
+                      "128 rows (within 5%);",
+                      "- RMSNorm and adds up to about 1K tokens are their launch cost, fitted on compiled calls: "
+                      "about 5% for one compiled kernel; an eager add (one eager kernel, a launch like the eager "
+                      "softmax's) about 3x lower than predicted; Hugging Face's eager RMSNorm (about six kernels) "
+                      "about 1.5x higher.", ""])
 
 
 def _us(value: float) -> str:

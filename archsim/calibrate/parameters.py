@@ -246,7 +246,8 @@ def uncalibrated(hw: HardwareConfig,
     """Overrides that reset every field the registry fits to its schema default: no dispatch
     cost, full HBM and ICI efficiency, a fully overlapped weight load, no per-function
     transcendental cycles (``special_cycles_per_op`` for all), no pass or cross-lane reduction
-    cost. A fit from these sees nothing of the config's own calibration (cross-validation needs
+    cost; on a GPU also no launch overlap, full tensor, L2, HBM-write and NVLink shares, and
+    NCCL's fitted protocol fields at the ideal machine's values (no schema default). A fit from these sees nothing of the config's own calibration (cross-validation needs
     that). ``ici.link_latency`` has no schema default and keeps the config's value: a bundled
     config must not hold a fitted value there (hw_configs/tpuv3.yaml keeps its cited one)."""
     resets: list[tuple[str, Any]] = [
@@ -259,6 +260,12 @@ def uncalibrated(hw: HardwareConfig,
                    ("l2.efficiency", _default(L2Config, "efficiency")),
                    ("sm.tensor_efficiency", _default(SmConfig, "tensor_efficiency")),
                    ("nvlink.efficiency", _default(IciConfig, "efficiency"))]
+        # NCCL's fitted protocol fields, which have no schema default: the ideal machine's (the
+        # whole bus bandwidth, no fixed latency), as every other field here
+        protocols = hw.collectives.protocols
+        resets += [(f"collectives.protocols.{p}.{field}", value) for p, field, value in (
+            ("ll", "bandwidth_share", 1.0), ("ll128", "base_latency", "0 s"), ("simple", "base_latency", "0 s"))
+            if p in protocols]
         return tuple(Override(tuple(key.split(".")), value, f"{key}={value}", label) for key, value in resets)
     resets += [
         ("vpu.special_cycles", dict(_default(VectorUnitConfig, "special_cycles"))),

@@ -1,9 +1,10 @@
 """What archsim predicts for a measured call, and the plain roofline beside it.
 
 ``predict(hw, row)`` builds the row's op as a one-op workload, as a microbenchmark runs it: its
-inputs read from HBM and its output written to HBM (the placement is fixed so, rather than
-searched: a chip with CMEM would otherwise keep a small op's activations on chip, which a call
-timed on its own does not see), and the op launched on its own, paying ``hw.dispatch.call`` for
+tensors where the chip model says a repeated call finds them (``benchmark_placement``: a
+TPU-style chip's in HBM, rather than searched, since a chip with CMEM would otherwise keep a
+small op's activations on chip, which a call timed on its own does not see; a GPU's inputs in
+its L2 when the call's working set fits there), and the op launched on its own, paying ``hw.dispatch.call`` for
 its kind (``build_chip(hw, dispatch="call")``). The operand tensors are of the row's dtype:
 
 - gemm: ``Gemm`` A[m, k] x B[k, n] (B a weight) -> C[m, n], batch 1;
@@ -89,11 +90,6 @@ def element_row(elements: int) -> int:
     return best if best >= MIN_ROW or elements <= MAX_ROW else elements
 
 
-def in_hbm(op: ops.Op) -> Placement:
-    """Every tensor of ``op`` read from or written to HBM, nothing preloaded."""
-    return Placement(MappingProxyType({name: Level.HBM for name in op.tensor_names}), (), True)
-
-
 def is_system_of(hw: HardwareConfig, ranks: int) -> bool:
     """Whether ``hw``'s own system is ``ranks`` chips, all tensor-parallel ranks."""
     return hw.system.chips == ranks and hw.system.parallelism.tensor == ranks
@@ -154,8 +150,7 @@ class Predictor:
         workload = Workload(row.describe(), (Phase("call", OpGraph([op])),))
         try:
             sim = self._simulator(row)
-            where = sim.benchmark_placement(op) if hasattr(sim, "benchmark_placement") else in_hbm(op)
-            result = sim.run_with(workload, where)
+            result = sim.run_with(workload, sim.benchmark_placement(op))
         except ArchsimError as exc:
             raise ConfigError(f"{row.describe()}: {exc}") from None
         if not result.feasible:

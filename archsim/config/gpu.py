@@ -19,7 +19,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from archsim.config.fields import (
-    Area, Bandwidth, Count, Efficiency, Energy, EnergyPerByte, Fraction, Frequency, Latency, Power, Size, Strict,
+    Area, Bandwidth, Count, Efficiency, Energy, EnergyPerByte, Fraction, Frequency, Latency, NonNegativeCount, Power,
+    Size, Strict,
 )
 from archsim.config.schema import (
     OP_KINDS, DispatchConfig, IciConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig, _same_dtypes,
@@ -72,6 +73,10 @@ class GemmKernelConfig(Strict):
     stages: Count = Field(description="pipeline stages of operand tiles held in shared memory")
     split_k: list[Count] = Field(default=[1], min_length=1, description="K split factors the library may use "
                                  "(a split adds a reduction of fp32 partial outputs)")
+    convert_ops_per_element: NonNegativeCount | None = Field(
+        default=None, description="CUDA-core ops to convert one element of an operand stored narrower than the "
+        "MACs' type (weight-only quantisation: unpack and scale) each time a block loads it; none: such "
+        "matmuls are an error")
     clusters: list[tuple[Count, Count]] = Field(
         default=[(1, 1)], min_length=1, description="thread-block clusters (blocks along M x along N) the library "
         "may use: a cluster's blocks load an operand tile they share once, multicast to all (Hopper's TMA); "
@@ -129,7 +134,7 @@ class L2Config(MemoryLevelConfig):
 class NcclProtocolConfig(Strict):
     base_latency: Latency = Field(description="fixed latency of a collective in this protocol")
     hop_latency: Latency = Field(description="latency per step (hop) over NVLink")
-    bandwidth_share: Fraction = Field(description="share of the bus bandwidth the protocol delivers (flags, "
+    bandwidth_share: Efficiency = Field(description="share of the bus bandwidth the protocol delivers (flags, "
                                       "line size)")
     max_bus_bandwidth: Bandwidth | None = Field(default=None, description="cap on the protocol's bus bandwidth; "
                                                 "none: no cap")
@@ -137,12 +142,21 @@ class NcclProtocolConfig(Strict):
 
 class CollectiveConfig(Strict):
     """The collective library's algorithms and protocols (NCCL on one node): for each size the
-    fastest (algorithm, protocol) is used, as NCCL's tuner chooses."""
+    fastest (algorithm, protocol) is used, as NCCL's tuner chooses. Within one node NCCL's model
+    (and this one) picks the ring: a tree's bandwidth is at most half the bus's, and its
+    latency is no lower; trees pay off across nodes, which are not modelled."""
 
     algorithms: list[Literal["ring", "tree"]] = Field(min_length=1, description="algorithms the library may use")
     protocols: dict[Literal["ll", "ll128", "simple"], NcclProtocolConfig] = Field(min_length=1)
-    tree_bandwidth_share: Fraction = Field(default=0.5, description="a tree all-reduce's algorithm bandwidth as "
+    tree_bandwidth_share: Efficiency = Field(default=0.5, description="a tree all-reduce's algorithm bandwidth as "
                                            "a share of the bus bandwidth")
+
+    @field_validator("algorithms")
+    @classmethod
+    def _has_ring(cls, value: list[str]) -> list[str]:
+        if "ring" not in value:
+            raise ValueError("must include ring (every collective has a ring algorithm; a tree runs all-reduces only)")
+        return value
 
 
 class GpuConfig(SweepChecks):
@@ -196,6 +210,10 @@ class GpuConfig(SweepChecks):
                 raise FieldError(f"gemm.tiles.{i}", f"{rows}x{cols} tiles over {gemm.stages} stages of K "
                                  f"{gemm.k_tile} need {staged / 1024:g} KiB of shared memory; the SM has "
                                  f"{self.sm.shared_memory / 1024:g} KiB")
+            accumulators = rows * cols * 4  # fp32 (int32) accumulators, held in registers
+            if accumulators > self.sm.registers:
+                raise FieldError(f"gemm.tiles.{i}", f"{rows}x{cols} tiles need {accumulators / 1024:g} KiB of "
+                                 f"registers for their accumulators; the SM has {self.sm.registers / 1024:g} KiB")
         return self
 
     # -- the interface the chip-independent code reads (reports, systems, sweeps) ---------

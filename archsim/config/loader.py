@@ -348,7 +348,8 @@ def validate_layered(model: type[Model], layered: Layered, default_source: str, 
         raise ConfigError("\n".join(lines)) from None
 
 
-HARDWARE_KEYS = ("clock", "mxu", "vpu", "vmem", "hbm", "technology")  # what tells a hardware config
+# what tells a hardware config (of any chip kind)
+HARDWARE_KEYS = ("clock", "mxu", "vpu", "vmem", "hbm", "technology", "sm", "l2", "nvlink", "gemm")
 
 
 def _not_a_workload(layered: Layered, source: str) -> None:

@@ -449,13 +449,25 @@ def _unknown_key(path: str, root: type[BaseModel]) -> str | None:
     value it is given."""
     models: list[type[BaseModel]] = [root]
     parts = path.split(".")
-    for i, part in enumerate(parts):
+    i = 0
+    while i < len(parts):
+        part = parts[i]
         fields = [m.model_fields[part] for m in models if part in m.model_fields]
         if not fields:
             allowed = sorted({name for m in models for name in m.model_fields})
             which = "" if i == len(parts) - 1 else f" {'.'.join(parts[: i + 1])}"
             return f"unknown key{which}; expected one of: {', '.join(allowed)}"
-        models = [m for info in fields for m in _models_in(info.annotation)]
+        sections, tables = [], []
+        for info in fields:
+            for member in _members(info.annotation):
+                if get_origin(member) is dict:  # a table of sections: the next part is its key
+                    tables += _models_in(get_args(member)[1])
+                else:
+                    sections += _models_in(member)
+        if tables and i + 1 < len(parts):
+            models, i = tables, i + 2
+            continue
+        models, i = sections or tables, i + 1
         if not models:
             return None
     return None

@@ -131,8 +131,9 @@ def plot_roofline(result, summary, stem: Path) -> list[Path]:
     """Each phase at its arithmetic intensity (MACs per compulsory byte) and achieved MAC/s,
     under the chip's compute roof and HBM slope."""
     hw = result.hw
-    dtype = hw.matrix_dtypes[0]
-    peak = hw.peak_macs_per_second(dtype)
+    # the roof of the dtype the workload's matmuls run at (their costs carry its peak)
+    peak = max((op.peak_macs_per_s for op in result.ops if op.macs), default=0.0) or \
+        hw.peak_macs_per_second(hw.matrix_dtypes[0])
     phase_time = result.latency_by("phase")
     fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
     xs = np.logspace(-2, 5, 200)

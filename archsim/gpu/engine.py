@@ -17,6 +17,7 @@ The interface is the TPU-style chip's (``archsim.sim.engine.Simulator``): ``run`
 
 from __future__ import annotations
 
+import math
 from types import MappingProxyType
 
 from archsim.config.gpu import GpuConfig, KernelConfig
@@ -121,16 +122,40 @@ class GpuSimulator:
                    + Traffic.of(Level.VMEM, read=plan.smem_bytes, write=plan.smem_bytes))
         times = {Level.HBM: plan.hbm_s, Level.CMEM: plan.l2_s}
         memory_s = max(times.values())
+        convert = self._conversion(op, dtype, batch, m, plan.tile)
+        convert_s = convert.alu / hw.vector_ops_per_second
+        # the conversion runs on the CUDA cores beside the tensor cores: only what outlasts them adds
+        latency = plan.time_s + max(0.0, convert_s - plan.compute_s)
+        compute_s = max(plan.compute_s, convert_s)
+        unit = "mxu" if plan.compute_s >= convert_s else "vpu"
         return OpCost(
             phase="", name=op.name, kind=op.kind, unit=op.unit.value, repeat=1, copies=op.copies, macs=op.macs,
-            vector_ops=0, compute_cycles=plan.compute_s * hw.clock, compute_s=plan.compute_s, memory_s=memory_s,
-            latency_s=plan.time_s, traffic=traffic,
+            vector_ops=convert.alu, compute_cycles=compute_s * hw.clock, compute_s=compute_s, memory_s=memory_s,
+            latency_s=latency, traffic=traffic,
             # the GEMM's own MACs, as for every chip kind: a padded tile's extra MACs multiply
             # zeros, which toggle little; the time they take is charged as static power
-            energy=self.energy.op_energy(plan.time_s, traffic, op.macs, dtype),
-            bottleneck=_bottleneck(plan.compute_s, times, "mxu"), peak_macs_per_s=hw.peak_macs_per_second(dtype),
+            energy=self.energy.op_energy(latency, traffic, op.macs, dtype, vector=convert),
+            bottleneck=_bottleneck(compute_s, times, unit), peak_macs_per_s=hw.peak_macs_per_second(dtype),
             tiling=plan.describe(),
         )
+
+    def _conversion(self, op: ops.MatMul, dtype, batch: int, m: int, tile: tuple[int, int]) -> ops.VectorWork:
+        """The CUDA cores' work converting an operand stored narrower than the MACs' type
+        (weight-only quantisation) as the blocks load it: A once per column of tiles, B once per
+        row, ``gemm.convert_ops_per_element`` ops an element."""
+        elements = 0
+        if op.a.dtype.bytes < dtype.bytes:
+            elements += batch * m * op.k * math.ceil(op.n / tile[1])
+        if op.b.dtype.bytes < dtype.bytes:
+            elements += batch * op.k * op.n * math.ceil(m / tile[0])
+        if not elements:
+            return ops.VectorWork(0, 0)
+        per_element = self.hw.gemm.convert_ops_per_element
+        if per_element is None:
+            raise UnsupportedOpError(
+                f"op {op.name!r} multiplies {op.a.dtype} by {op.b.dtype} at {dtype}: converting the narrower operand "
+                "needs gemm.convert_ops_per_element in the GPU config (CUDA-core ops per element)")
+        return ops.VectorWork(elements * per_element, 0)
 
     def _vector_cost(self, op: ops.VectorOp, warm: tuple[bool, ...]) -> OpCost:
         """One kernel: its main input read ``input_reads`` times (``kernels``), other inputs once,
@@ -183,8 +208,10 @@ class GpuSimulator:
         streamed = self._streamed(op, [t.bytes for t in op.inputs], warm, sum(t.bytes for t in op.outputs),
                                   op.vector_work)
         latency = max(transfer.time_s, streamed.latency_s)
-        energy = self.energy.op_energy(latency, streamed.traffic, vector=op.vector_work) \
-            + Energy(ici=transfer.sent_per_gpu * self.energy.ici)
+        # the bytes this GPU sends, over the system's links (a switch's crossing included): as a
+        # point-to-point send of them to a peer, which is what the ring's steps are
+        links = self.topology.send(transfer.sent_per_gpu, 0, 1).energy_j
+        energy = self.energy.op_energy(latency, streamed.traffic, vector=op.vector_work) + Energy(ici=links)
         busiest = "ici" if transfer.time_s >= streamed.latency_s else streamed.bottleneck
         return OpCost(
             phase="", name=op.name, kind=op.kind, unit=op.unit.value, repeat=1, copies=op.copies, macs=0,

@@ -30,7 +30,7 @@ For each candidate kernel (a tile ``bm x bn`` of the library's ``gemm.tiles``, a
   plus one exposed HBM latency per wave (each wave's pipeline fill), plus the split-K
   reduction's pass over the partials through L2 (a second kernel, after the first).
 - The fastest candidate (tile, split, cluster) is the library's choice (ties: fewest HBM bytes,
-  then fewest bytes staged).
+  then fewest bytes the L2 sends). Shared memory still receives every block's whole tiles.
 
 Sources: CUTLASS's tiles and pipeline (``docs/sources/gpu.md`` [CUTLASS]); tile and wave
 quantisation as NVIDIA's performance guide describes them ([MMB]); the L2 duplication on A100
@@ -76,7 +76,8 @@ class GemmPlan:
     latency_s: float  # exposed: a fill per wave
     reduce_s: float  # split-K reduction
     time_s: float
-    smem_bytes: float  # operand bytes staged into shared memory (L2 -> SMs)
+    smem_bytes: float  # operand bytes staged into the blocks' shared memory (each block its whole tiles)
+    fetched: float  # operand bytes the L2 sends the SMs (a cluster's multicast tile once)
     l2_read: float
     l2_write: float
     hbm_read: float
@@ -99,7 +100,7 @@ def plan_gemm(hw: GpuConfig, shape: GemmShape) -> GemmPlan:
                 continue  # each split needs at least one K step
             for cluster in hw.gemm.clusters:
                 plan = _candidate(hw, shape, tile, split, tuple(cluster))
-                rank = (plan.time_s, plan.hbm_read + plan.hbm_write, plan.smem_bytes)
+                rank = (plan.time_s, plan.hbm_read + plan.hbm_write, plan.fetched)
                 if best is None or rank < best[0]:
                     best = (rank, plan)
     return best[1]
@@ -130,7 +131,8 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
     # a cluster of cm x cn blocks loads each A tile once for its cn blocks along N, each B tile
     # once for its cm blocks along M (at most as many blocks as the grid has that way)
     cm, cn = min(cluster[0], tm), min(cluster[1], tn)
-    smem = shape.batch * (a * tn / cn + b * tm / cm)
+    fetched = shape.batch * (a * tn / cn + b * tm / cm)
+    staged = shape.batch * (a * tn + b * tm)  # every block still holds its whole tiles
     partials = shape.batch * split * shape.m * shape.n * ACCUMULATOR_BYTES if split > 1 else 0.0
 
     half = hw.l2.usable_capacity / 2
@@ -146,11 +148,11 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
         hbm_read += partials
         hbm_write += partials
 
-    l2_read = smem + partials
+    l2_read = fetched + partials
     l2_write = hbm_read + shape.batch * c + partials  # lines filled from HBM, results, partials
     l2_bw = hw.l2.achievable_bandwidth
     # the main kernel writes C, or with split-K its partials (the reduction then writes C)
-    l2_s = (smem + (partials if split > 1 else shape.batch * c)) / l2_bw
+    l2_s = (fetched + (partials if split > 1 else shape.batch * c)) / l2_bw
     hbm_s = (hbm_read - (partials if spill else 0.0)) / hw.hbm.achievable_bandwidth \
         + (hbm_write - (partials if spill else 0.0)) / hw.hbm.achievable_write_bandwidth
     reduce_s = 0.0
@@ -161,4 +163,4 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
     latency_s = waves * hw.hbm.latency
     time_s = max(compute_s, l2_s, hbm_s) + latency_s + reduce_s
     return GemmPlan(tile, split, cluster, tiles, waves, per_sm, compute_s, l2_s, hbm_s, latency_s, reduce_s, time_s,
-                    smem, l2_read, l2_write, hbm_read, hbm_write, float(tiles * tile_macs))
+                    staged, fetched, l2_read, l2_write, hbm_read, hbm_write, float(tiles * tile_macs))

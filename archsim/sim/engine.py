@@ -107,6 +107,11 @@ class Simulator:
             return RunResult.infeasible(self.hw, workload, str(exc))
         return RunResult(self.hw, workload, tuple(costs))
 
+    def benchmark_placement(self, op: ops.Op) -> Placement:
+        """Where a microbenchmark calling ``op`` on its own finds its tensors: in HBM (a
+        compiler's on-chip placement lasts one program, not the next call)."""
+        return Placement(MappingProxyType({name: Level.HBM for name in op.tensor_names}), (), True)
+
     # -- per-unit cost models -------------------------------------------------------------
 
     def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
