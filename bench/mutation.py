@@ -52,6 +52,15 @@ The GPU model's mutants (M131-M156: archsim/gpu, the GPU parts of archsim/config
 after the TPU-style chip's, about 3.5 s, which none of these mutants fail), then
 tests/test_gpu_config.py; the default overlay adds it and tests/data/gpu_plain.yaml, so
 uncommitted versions of the GPU tests are used. ``--only M131 ... M156`` runs them alone.
+
+The GPU model's review fixes (issue 17; M157-M177): clusters (cm and cn swapped, the shared
+memory's bytes against the L2's, the tie-break), a wave's rows of tiles rounded down, the
+split-K spill threshold, the weight-only conversion's formula, the register check, the
+collective's switch energy, sweep axes inside tables of sections, and the calibration fit's
+call_overlap cap (archsim/calibrate/fit.py, against tests/test_calibrate_gpu.py, which the
+default overlay adds). All 21 killed by the value tests or the area's GPU files, 2 to 4 s each
+(about 30 s with --jobs 2 after a 33 s baseline); M140 and M155 were retargeted to the
+current lines (``fetched``; the shared-memory check at the widest dtype).
 """
 
 from __future__ import annotations
@@ -74,7 +83,7 @@ VALUE_TESTS = ("tests/test_values_matrix.py", "tests/test_values_memory.py",
                "tests/test_values_energy.py", "tests/test_values_system.py", "tests/test_values_mechanisms.py",
                "tests/test_gpu_model.py")
 # overlaid with the value tests by default (uncommitted versions used): what they read
-OVERLAY = (*VALUE_TESTS, "tests/test_gpu_config.py", "tests/data/gpu_plain.yaml")
+OVERLAY = (*VALUE_TESTS, "tests/test_gpu_config.py", "tests/data/gpu_plain.yaml", "tests/test_calibrate_gpu.py")
 # existing tests of each area, run after the value tests with --suite related
 RELATED = {
     "archsim/hw/matrix/": ("tests/test_systolic.py", "tests/test_cim_energy.py", "tests/test_quantization.py",
@@ -90,9 +99,11 @@ RELATED = {
                      "tests/test_quantization.py", "tests/test_silicon.py"),
     "archsim/system/": ("tests/test_system.py", "tests/test_silicon.py"),
     "archsim/config/gpu.py": ("tests/test_gpu_config.py",),  # before the config area's (slower) files
+    "archsim/config/schema.py": ("tests/test_gpu_config.py",),  # sweep axes in tables of sections, GPU keys
     "archsim/config/": ("tests/test_config.py", "tests/test_silicon.py", "tests/test_calibrate.py"),
     "archsim/gpu/": ("tests/test_gpu_config.py",),
     "archsim/ir/": ("tests/test_ir.py", "tests/test_engine.py", "tests/test_silicon.py"),
+    "archsim/calibrate/": ("tests/test_calibrate_gpu.py", "tests/test_calibrate.py"),
 }
 
 
@@ -119,6 +130,7 @@ TOPO, SCHED, SYSRES, SYSSIM = ("archsim/system/topology.py", "archsim/system/sch
                                "archsim/system/result.py", "archsim/system/simulator.py")
 GEMM, GENGINE, GCOLL, GPOWER, GCONFIG = ("archsim/gpu/gemm.py", "archsim/gpu/engine.py", "archsim/gpu/collectives.py",
                                          "archsim/gpu/power.py", "archsim/config/gpu.py")
+FIT = "archsim/calibrate/fit.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # -- the five of issue 15 ------------------------------------------------------------
@@ -427,7 +439,7 @@ MUTANTS: tuple[Mutant, ...] = (
       "gemm: split-K partials never spill to HBM"),
     m("M139", GEMM, "time_s = max(compute_s, l2_s, hbm_s) + latency_s + reduce_s",
       "time_s = max(compute_s, l2_s, hbm_s) + latency_s", "gemm: the split-K reduction takes no time"),
-    m("M140", GEMM, "smem = shape.batch * (a * tn / cn + b * tm / cm)", "smem = shape.batch * (a * tn + b * tm)",
+    m("M140", GEMM, "fetched = shape.batch * (a * tn / cn + b * tm / cm)", "fetched = shape.batch * (a * tn + b * tm)",
       "gemm: clusters multicast nothing"),
     m("M141", GENGINE, "warm = l2_resident(workload, self.hw.l2.usable_capacity / 2)",
       "warm = l2_resident(workload, self.hw.l2.usable_capacity)", "gpu run: activations warm up to the whole usable L2"),
@@ -463,11 +475,55 @@ MUTANTS: tuple[Mutant, ...] = (
       "mac={d: e for d, e in hw.sm.mac_energy.items()},", "gpu energy: MAC energy not node-scaled"),
     m("M154", GCONFIG, "return self.bandwidth * (self.efficiency if self.write_efficiency is None else self.write_efficiency)",
       "return self.bandwidth * self.efficiency", "gpu hbm: write_efficiency ignored"),
-    m("M155", GCONFIG, "staged = gemm.stages * (rows + cols) * gemm.k_tile * min(d.bytes for d in self.sm.tensor_macs_per_cycle)",
-      "staged = (rows + cols) * gemm.k_tile * min(d.bytes for d in self.sm.tensor_macs_per_cycle)",
+    m("M155", GCONFIG, "staged = gemm.stages * (rows + cols) * gemm.k_tile * max(d.bytes for d in self.sm.tensor_macs_per_cycle)",
+      "staged = (rows + cols) * gemm.k_tile * max(d.bytes for d in self.sm.tensor_macs_per_cycle)",
       "gpu config: the shared-memory check ignores the stages"),
     m("M156", SCHEMA, "return cost - min(self.overlap(kind), work_s, cost)", "return cost - min(self.overlap(kind), cost)",
       "call_overlap hides more than the call's work"),
+    # -- the GPU model's review fixes (issue 17) -------------------------------------------
+    m("M157", GEMM, "fetched = shape.batch * (a * tn / cn + b * tm / cm)",
+      "fetched = shape.batch * (a * tn / cm + b * tm / cn)", "gemm: a cluster's A shared along M, B along N (cm, cn swapped)"),
+    m("M158", GEMM, "cm, cn = min(cluster[0], tm), min(cluster[1], tn)", "cm, cn = min(cluster[1], tm), min(cluster[0], tn)",
+      "gemm: cluster shape read as N x M"),
+    m("M159", GEMM, "w_m = min(tm, math.ceil(wave / w_n))", "w_m = min(tm, wave // w_n)",
+      "gemm: a wave's rows of tiles rounded down"),
+    m("M160", GEMM, "spill = partials > hw.l2.usable_capacity", "spill = partials > hw.l2.usable_capacity / 2",
+      "gemm: split-K partials spill beyond half the usable L2"),
+    m("M161", GEMM, "spill = partials > hw.l2.usable_capacity", "spill = partials >= hw.l2.usable_capacity",
+      "gemm: partials exactly filling the usable L2 spill"),
+    m("M162", GEMM, "staged = shape.batch * (a * tn + b * tm)  # every block still holds its whole tiles",
+      "staged = fetched", "gemm: shared memory receives a cluster's shared tile once"),
+    m("M163", GEMM, "l2_read = fetched + partials", "l2_read = shape.batch * (a * tn + b * tm) + partials",
+      "gemm: the L2 reads every block's tiles, multicast or not"),
+    m("M164", GEMM, "rank = (plan.time_s, plan.hbm_read + plan.hbm_write, plan.fetched)",
+      "rank = (plan.time_s, plan.hbm_read + plan.hbm_write, plan.smem_bytes)",
+      "gemm: ties broken by shared-memory bytes, not the L2's"),
+    m("M165", GENGINE, "+ Traffic.of(Level.VMEM, read=plan.smem_bytes, write=plan.smem_bytes))",
+      "+ Traffic.of(Level.VMEM, read=plan.fetched, write=plan.fetched))", "gpu matmul: shared memory traffic at the L2's bytes"),
+    m("M166", FIT, "return work + d - np.minimum(np.minimum(overlap, work), d)", "return work + d - np.minimum(overlap, d)",
+      "calibrate fit: call_overlap hides more than a row's work"),
+    m("M167", GCONFIG, "accumulators = rows * cols * 4  # fp32 (int32) accumulators, held in registers",
+      "accumulators = rows * cols * 2", "gpu config: accumulators checked at 2 bytes"),
+    m("M168", GCONFIG, "if accumulators > self.sm.registers:", "if accumulators >= self.sm.registers:",
+      "gpu config: a tile exactly filling the registers refused"),
+    m("M169", GENGINE, "elements += batch * op.k * op.n * math.ceil(m / tile[0])", "elements += batch * op.k * op.n",
+      "gpu conversion: a narrow B converted once, not once per row of tiles"),
+    m("M170", GENGINE, "elements += batch * m * op.k * math.ceil(op.n / tile[1])",
+      "elements += batch * m * op.k * math.ceil(op.n / tile[0])", "gpu conversion: A's loads counted per tile row height"),
+    m("M171", GENGINE, "latency = plan.time_s + max(0.0, convert_s - plan.compute_s)", "latency = plan.time_s + convert_s",
+      "gpu conversion: never hidden by the tensor cores"),
+    m("M172", GENGINE, "latency = plan.time_s + max(0.0, convert_s - plan.compute_s)", "latency = plan.time_s",
+      "gpu conversion: never adds time"),
+    m("M173", GENGINE, "return ops.VectorWork(elements * per_element, 0)", "return ops.VectorWork(elements, 0)",
+      "gpu conversion: one op an element whatever convert_ops_per_element"),
+    m("M174", GENGINE, "links = self.topology.send(transfer.sent_per_gpu, 0, 1).energy_j",
+      "links = transfer.sent_per_gpu * self.energy.ici", "gpu collective: one link's energy, no switch"),
+    m("M175", TOPO, "return Transfer(base.time_s + self.switch_latency, size, base.energy_j + size * self.switch_energy)",
+      "return Transfer(base.time_s + self.switch_latency, size, base.energy_j)", "switch send: the switch's energy dropped"),
+    m("M176", SCHEMA, "if tables and i + 1 < len(parts):", "if False:",
+      "sweep axes: a table of sections' key read as a field"),
+    m("M177", SCHEMA, "models, i = tables, i + 2", "models, i = tables, i + 1",
+      "sweep axes: a table's key not skipped"),
 )
 
 

@@ -52,8 +52,8 @@ def test_an_unknown_key_names_the_file_the_key_path_and_the_expected_keys(tmp_pa
           "area, count, mac_energy, on_die, registers, shared_energy, shared_memory, special_op_energy, "
           "special_ops_per_cycle, stated_at, tensor_efficiency, tensor_macs_per_cycle", names=str(path))
     path = config(tmp_path, "gemm: {k_tiles: 64}\n")
-    fails(["validate", path], f"{path}: gemm.k_tiles: unknown key; expected one of: clusters, k_tile, split_k, "
-          "stages, tiles", names=str(path))
+    fails(["validate", path], f"{path}: gemm.k_tiles: unknown key; expected one of: clusters, "
+          "convert_ops_per_element, k_tile, split_k, stages, tiles", names=str(path))
     path = config(tmp_path, "collectives: {algorithm: [ring]}\n")
     fails(["validate", path], f"{path}: collectives.algorithm: unknown key; expected one of: algorithms, protocols, "
           "tree_bandwidth_share", names=str(path))
@@ -105,8 +105,25 @@ def test_a_gemm_tile_too_big_for_shared_memory(tmp_path):
     # a smaller SM makes the base file's tiles too big: named where the tiles are written
     fails(["validate", PLAIN, "--set", "sm.shared_memory=24 KiB"], "gemm.tiles.0: 128x128 tiles over 2 stages of K 32 "
           "need 32 KiB of shared memory; the SM has 24 KiB", names=str(PLAIN))
-    # exactly full is fine: 512x256 needs 96 KiB
-    valid(["validate", config(tmp_path, "gemm: {tiles: [[512, 256]]}\n")])
+    # exactly full is fine: 512x256 needs 2 x 768 x 32 x 2 B = 96 KiB of shared memory, and its
+    # 512 x 256 fp32 accumulators 512 KiB of registers: with 512 KiB, both exactly full
+    valid(["validate", config(tmp_path, "gemm: {tiles: [[512, 256]]}\nsm: {registers: 512 KiB}\n")])
+
+
+def test_a_gemm_tile_whose_accumulators_exceed_the_registers(tmp_path):
+    # 512x256 fits the 96 KiB of shared memory (exactly) but its fp32 accumulators need
+    # 512 x 256 x 4 B = 512 KiB of registers; the SM has 256 KiB
+    path = config(tmp_path, "gemm: {tiles: [[64, 64], [512, 256]]}\n")
+    fails(["validate", path], f"{path}: gemm.tiles.1: 512x256 tiles need 512 KiB of registers for their "
+          "accumulators; the SM has 256 KiB", names=str(path))
+    # one byte short of a tile's accumulators: 512 KiB - 1 B
+    fails(["validate", config(tmp_path, "gemm: {tiles: [[512, 256]]}\nsm: {registers: 524287 B}\n")],
+          "gemm.tiles.0: 512x256 tiles need 512 KiB of registers", names="gemm.tiles.0")
+    # fewer registers than the base file's 128x128 tile's 64 KiB: named where the tiles are written
+    fails(["validate", PLAIN, "--set", "sm.registers=32 KiB"], "gemm.tiles.0: 128x128 tiles need 64 KiB of "
+          "registers for their accumulators; the SM has 32 KiB", names=str(PLAIN))
+    # exactly one 128x128 tile's accumulators (64 KiB) is fine
+    valid(["validate", PLAIN, "--set", "sm.registers=64 KiB"])
 
 
 def test_tensor_macs_for_a_dtype_without_its_mac_energy(tmp_path):
@@ -139,6 +156,24 @@ def test_collective_protocols_and_algorithms_are_nccls(tmp_path):
                             "bandwidth_share: 0.5}}}\n")
     fails(["validate", path], "collectives.protocols.ll256: bad key: Input should be 'll', 'll128' or 'simple'",
           names=str(path))
+
+
+def test_collectives_need_the_ring_and_a_share_of_the_bus(tmp_path):
+    path = config(tmp_path, "collectives: {algorithms: [tree]}\n")
+    fails(["validate", path], f"{path}: collectives.algorithms: must include ring", names=str(path))
+    # a protocol or tree delivering no bandwidth would divide by zero: at least 1e-3
+    fails(["validate", PLAIN, "--set", "collectives.protocols.ll.bandwidth_share=0"],
+          "collectives.protocols.ll.bandwidth_share: Input should be greater than or equal to 0.001 (got 0)",
+          names="--set collectives.protocols.ll.bandwidth_share=0")
+    fails(["validate", PLAIN, "--set", "collectives.tree_bandwidth_share=0.0009"],
+          "collectives.tree_bandwidth_share: Input should be greater than or equal to 0.001 (got 0.0009)",
+          names="--set collectives.tree_bandwidth_share=0.0009")
+    valid(["validate", PLAIN, "--set", "collectives.tree_bandwidth_share=0.001",
+           "--set", "collectives.protocols.simple.bandwidth_share=0.001"])
+    # a conversion cost is a count of ops, not negative
+    fails(["validate", PLAIN, "--set", "gemm.convert_ops_per_element=-1"],
+          "gemm.convert_ops_per_element: Input should be greater than or equal to 0 (got -1)",
+          names="--set gemm.convert_ops_per_element=-1")
 
 
 def test_a_system_of_gpus_needs_the_links_for_its_topology(tmp_path):
@@ -208,6 +243,46 @@ def test_a_sweep_over_gpu_keys_validates_and_plans(tmp_path):
         """, name="tpu_axis.yaml")
     with pytest.raises(ConfigError, match="sweep.axes.mxu.count"):
         plan_sweep([tpu_axis])
+
+
+def test_sweep_axes_inside_tables_of_sections_validate_and_plan(tmp_path):
+    # a key of one section of a table of sections: kernels.<kind>, collectives.protocols.<p>,
+    # technology.scaling.<node>
+    path = config(tmp_path, f"""\
+        sweep:
+          axes:
+            kernels.softmax.input_reads: [1, 2]
+            collectives.protocols.ll.bandwidth_share: [0.5, 1.0]
+            technology.scaling.7 nm.energy: [1.0, 2.0]
+          workloads: [{DECODE}]
+        """)
+    valid(["validate", path])
+    plan = plan_sweep([path])
+    assert len(plan.points) == 8 and plan.excluded == 0
+    last = dict(plan.points[-1].overrides)
+    assert last == {"kernels.softmax.input_reads": 2, "collectives.protocols.ll.bandwidth_share": 1.0,
+                    "technology.scaling.7 nm.energy": 2.0}
+    hw = load_hardware(path, [f"{key}={value}" for key, value in last.items()])
+    assert hw.kernels["softmax"].input_reads == 2 and hw.collectives.protocols["ll"].bandwidth_share == 1.0
+    assert hw.technology.factors(7e-9).energy == 2.0
+
+
+@pytest.mark.parametrize("axis, expected", [
+    ("kernels.softmax.input_read", "input_reads, long_row_reads, row_limit"),
+    ("collectives.protocols.ll.bandwidth_shar", "bandwidth_share, base_latency, hop_latency, max_bus_bandwidth"),
+    ("technology.scaling.7 nm.energi", "area, energy"),
+])
+def test_a_misspelt_sweep_axis_inside_a_table_of_sections_lists_that_sections_keys(tmp_path, axis, expected):
+    path = config(tmp_path, f"""\
+        sweep:
+          axes:
+            {axis}: [1, 2]
+          workloads: [{DECODE}]
+        """)
+    fails(["validate", path], f"{path}: sweep.axes.{axis}: unknown key; expected one of: {expected}",
+          names=str(path))
+    with pytest.raises(ConfigError, match=f"sweep.axes.{axis}: unknown key; expected one of: {expected}$"):
+        plan_sweep([path])
 
 
 def test_a_sweep_over_sm_count_runs(tmp_path):

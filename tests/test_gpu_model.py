@@ -10,9 +10,10 @@ calibration (every efficiency 1, no dispatch): its figures, used in the comments
                   (a 128x128 tile stages 2 x 256 x 32 x 2 B = 32 KiB: 3 per SM by shared
                   memory, 4 by registers (64 KiB of fp32 accumulators); a 64x64 tile 16 KiB:
                   6 per SM, 16 by registers)
+                  no gemm.convert_ops_per_element (a test sets it for a quantised GEMM)
     L2            4 MiB, usable 0.5 (2 MiB; an operand of <= 1 MiB is read from HBM once), 400 GB/s
     HBM           100 GB/s, latency 500 ns
-    NVLink        4 links x 25 GB/s = 100 GB/s of bus bandwidth
+    NVLink        4 links x 25 GB/s = 100 GB/s of bus bandwidth, 10 pJ/B a link
     NCCL          LL 5 us + 1 us/hop, share 0.5, capped at 40 GB/s; LL128 10 us + 2 us/hop,
                   share 0.9375; Simple 20 us + 4 us/hop, share 1; tree share 0.5
 
@@ -32,6 +33,7 @@ import pytest
 from archsim import api
 from archsim.api import load_hardware
 from archsim.dtypes import DType
+from archsim.errors import ConfigError
 from archsim.gpu.collectives import collective_time
 from archsim.gpu.engine import GpuSimulator, l2_resident
 from archsim.gpu.gemm import GemmShape, plan_gemm
@@ -42,6 +44,7 @@ from archsim.ir.ops import (
     Activation, AllGather, AllReduce, CacheWrite, Elementwise, EmbeddingLookup, Gemm, LayerNorm, RMSNorm, Softmax,
 )
 from archsim.ir.tensor import Role, Tensor
+from archsim.sim.engine import clear_caches
 from tests.conftest import HW, ROOT, WORKLOADS
 
 PLAIN = ROOT / "tests" / "data" / "gpu_plain.yaml"
@@ -151,7 +154,7 @@ def test_wave_quantisation_with_three_blocks_per_sm():
     (("gemm.stages=3",), 2),                  # 3 stages: 48 KiB a tile, 96 / 48
     (("sm.registers=128 KiB",), 2),           # registers: 128 / 64 KiB
     (("sm.registers=64 KiB",), 1),            # registers: 64 / 64 KiB
-    (("sm.registers=32 KiB",), 1),            # not even one tile's accumulators: still one
+    # fewer registers than one tile's accumulators is a config error (tests/test_gpu_config.py)
 ])
 def test_blocks_per_sm_from_shared_memory_and_registers(sets, per_sm):
     plan = plan_gemm(gpu(*ONE_TILE, *sets), shape(1024, 1024, 1024))
@@ -195,6 +198,18 @@ def test_an_operand_larger_than_half_the_l2_is_re_read_per_group_of_tiles():
     # one block per SM (registers 64 KiB): a wave of 4 covers 2 x 2 tiles: A and B 4 times each
     single = plan_gemm(gpu(*ONE_TILE, "sm.registers=64 KiB"), shape(1024, 1024, 1024))
     assert single.hbm_read == 4 * 2 * MiB + 4 * 2 * MiB
+
+
+def test_a_waves_group_of_tile_rows_rounds_up():
+    # 640 x 1024 x 1024 on 64x64 tiles: 10 x 16 tiles; 6 blocks per SM (16 KiB of shared memory
+    # each), a wave of 24. w_n = min(16, ceil(sqrt(24))) = 5, w_m = min(10, ceil(24 / 5)) = 5
+    # (not 24 // 5 = 4), w_n = min(16, max(5, ceil(24 / 5))) = 5. A 1.25 MiB and B 2 MiB both
+    # exceed 1 MiB: A read ceil(16 / 5) = 4 times, B ceil(10 / 5) = 2 times: 5 + 4 = 9 MiB
+    # (rounding w_m down to 4 would widen w_n to ceil(24 / 4) = 6: A 3 times, B ceil(10 / 4) = 3)
+    plan = plan_gemm(gpu("gemm.tiles=[[64, 64]]", "gemm.split_k=[1]"), shape(640, 1024, 1024))
+    assert (plan.tiles, plan.blocks_per_sm) == (160, 6)
+    assert plan.hbm_read == 4 * 1280 * KiB + 2 * 2 * MiB
+    assert plan.hbm_write == 1280 * KiB
 
 
 def test_a_wave_that_runs_every_tile_reads_each_operand_once():
@@ -321,6 +336,26 @@ def test_split_k_partials_that_do_not_fit_the_l2_go_to_hbm_and_back():
     assert plan.time_s == pytest.approx(169.41904 * US, rel=REL)
 
 
+def test_split_k_partials_exactly_filling_the_usable_l2_stay_there():
+    # the tall-K GEMM's split 2 writes 2 x 64 x 64 x 4 B = 32 KiB of partials.
+    # An L2 of 64 KiB, 32 KiB usable: the partials fit exactly and stay in L2, as with the plain
+    # GPU's 4 MiB (A and B, 8 MiB each, exceed half the usable L2 either way, and are read once:
+    # one tile each way): 168.45648 us as in test_a_tall_k_gemm_with_a_small_output_splits_k
+    at = plan_gemm(gpu("gemm.tiles=[[64, 64]]", "l2.capacity=64 KiB"), shape(64, 65536, 64))
+    assert (at.tile, at.split) == ((64, 64), 2)
+    assert at.hbm_read == 16 * MiB and at.hbm_write == 8 * KiB
+    assert at.time_s == pytest.approx(168.45648 * US, rel=REL)
+    # one byte less of L2 (usable 32767.5 B): the partials spill. The main kernel's HBM time is
+    # its operands and C, (16 MiB + 8 KiB) / 100e9 = 167.85408 us; the reduction max(L2 40 KiB /
+    # 400e9 = 0.1024 us, HBM 32 KiB / 100e9 read + 32 KiB / 100e9 written = 0.65536 us):
+    # 167.85408 + 0.5 + 0.65536 = 169.00944 us (split 4 spills 64 KiB: 169.66480 us)
+    above = plan_gemm(gpu("gemm.tiles=[[64, 64]]", "l2.capacity=65535 B"), shape(64, 65536, 64))
+    assert (above.tile, above.split) == ((64, 64), 2)
+    assert above.hbm_read == 16 * MiB + 32 * KiB and above.hbm_write == 8 * KiB + 32 * KiB
+    assert above.reduce_s == pytest.approx(0.65536 * US, rel=REL)
+    assert above.time_s == pytest.approx(169.00944 * US, rel=REL)
+
+
 def test_an_l2_bound_gemm():
     # L2 at 50 GB/s: 1024^3 on 128x128 tiles moves 32 MiB of staged operands and 2 MiB of C
     # through it: 35,651,584 / 50e9 = 713.03168 us (compute 262.144 us, HBM 125.8 us), + 6
@@ -335,19 +370,70 @@ def test_an_l2_bound_gemm():
 
 
 def test_thread_block_clusters_load_shared_tiles_once():
-    # clusters of 2 x 2 blocks: each A tile is loaded once for the cluster's 2 blocks along N,
-    # each B tile once for its 2 along M: 1024^3 stages 8 x 2 / 2 + 8 x 2 / 2 = 16 MiB: the L2
-    # at 50 GB/s: (16 + 2) MiB / 50e9 = 377.48736 us, + 3 us
+    # clusters of 2 x 2 blocks: the L2 sends each A tile once for the cluster's 2 blocks along N,
+    # each B tile once for its 2 along M: 1024^3 fetches 8 x 2 / 2 + 8 x 2 / 2 = 16 MiB: the L2
+    # at 50 GB/s: (16 + 2) MiB / 50e9 = 377.48736 us, + 3 us. Every block still receives its
+    # whole tiles into its shared memory: 8 x 2 + 8 x 2 = 32 MiB staged
     sets = (*ONE_TILE, "l2.bandwidth=50 GB/s", "gemm.clusters=[[1, 1], [2, 2]]")
     plan = plan_gemm(gpu(*sets), shape(1024, 1024, 1024))
-    assert plan.cluster == (2, 2) and plan.smem_bytes == 16 * MiB
+    assert plan.cluster == (2, 2) and plan.fetched == 16 * MiB and plan.smem_bytes == 32 * MiB
+    assert plan.l2_read == 16 * MiB
     assert plan.time_s == pytest.approx(380.48736 * US, rel=REL)
     # one row of tiles (M = 128): no second block along M to share B with: A 256 KiB x 8 / 2,
-    # B 2 MiB x 1: 3 MiB; L2 (3 MiB + 256 KiB of C) / 50e9 = 68.15744 us (compute: 8 blocks,
-    # 2 a SM, 32.768 us)
+    # B 2 MiB x 1: 3 MiB fetched (staged: 256 KiB x 8 + 2 MiB = 4 MiB); L2 (3 MiB + 256 KiB of
+    # C) / 50e9 = 68.15744 us (compute: 8 blocks, 2 a SM, 32.768 us)
     row = plan_gemm(gpu(*sets), shape(128, 1024, 1024))
-    assert row.cluster == (2, 2) and row.smem_bytes == 3 * MiB
+    assert row.cluster == (2, 2) and row.fetched == 3 * MiB and row.smem_bytes == 4 * MiB
     assert row.time_s == pytest.approx((68.15744 + 0.5) * US, rel=REL)
+
+
+def test_of_equally_fast_kernels_the_one_the_l2_sends_least_wins():
+    # 1024^3 on 128x128 tiles is bound by the tensor cores (262.144 us; the L2's 34 MiB take
+    # 89.1 us without clusters): with and without 2x2 clusters it takes 265.144 us and reads
+    # 10 MiB from HBM. Both stage 32 MiB into shared memory; the L2 sends 32 MiB without
+    # clusters, 16 MiB with: the cluster wins the tie
+    plan = plan_gemm(gpu(*ONE_TILE, "gemm.clusters=[[1, 1], [2, 2]]"), shape(1024, 1024, 1024))
+    assert plan.time_s == pytest.approx(265.144 * US, rel=REL) and plan.hbm_read == 10 * MiB
+    assert plan.cluster == (2, 2) and plan.fetched == 16 * MiB and plan.smem_bytes == 32 * MiB
+
+
+CLUSTERED = ("gemm.tiles=[[128, 64]]", "gemm.split_k=[1]", "l2.bandwidth=50 GB/s")
+
+
+def test_one_by_two_and_two_by_one_clusters_on_a_tall_thin_tile():
+    # 256 x 1024 x 1024 on 128x64 tiles (24 KiB of shared memory: 4 blocks per SM; 32 KiB of
+    # accumulators: 8 by registers): 2 x 16 tiles, waves of 16: 2 waves, 4 + 4 tiles' time,
+    # 8 x 128 x 64 x 1024 / 1.024e12 = 65.536 us. A = 512 KiB, B = 2 MiB. Every block stages its
+    # whole tiles: A once per column of tiles (16 x 512 KiB = 8 MiB), B once per row (2 x 2 MiB
+    # = 4 MiB): 12 MiB into shared memory, whatever the cluster. What the L2 sends:
+    # - 1x2 (two blocks along N share their A tile): 8 / 2 + 4 = 8 MiB; with C (512 KiB) at
+    #   50 GB/s: 8,912,896 / 50e9 = 178.25792 us;
+    # - 2x1 (two blocks along M share their B tile): 8 + 4 / 2 = 10 MiB: 220.20096 us;
+    # - 1x1: 12 MiB, 262.144 us.
+    # HBM: A once, B (2 MiB > 1 MiB) ceil(2 / w_m = 2) = once, C: 3 MiB, 31.46 us. Both under
+    # the L2: the 1x2 cluster wins, 178.25792 + 2 x 0.5 = 179.25792 us
+    plan = plan_gemm(gpu(*CLUSTERED, "gemm.clusters=[[1, 1], [1, 2], [2, 1]]"), shape(256, 1024, 1024))
+    assert (plan.tiles, plan.waves, plan.cluster) == (32, 2, (1, 2))
+    assert plan.compute_s == pytest.approx(65.536 * US, rel=REL)
+    assert plan.smem_bytes == 12 * MiB and plan.fetched == 8 * MiB and plan.l2_read == 8 * MiB
+    assert plan.l2_s == pytest.approx(178.25792 * US, rel=REL)
+    assert plan.time_s == pytest.approx(179.25792 * US, rel=REL)
+    # offered 2x1 clusters only: 10 MiB sent, 12 MiB staged; 220.20096 + 1 us
+    tall = plan_gemm(gpu(*CLUSTERED, "gemm.clusters=[[1, 1], [2, 1]]"), shape(256, 1024, 1024))
+    assert tall.cluster == (2, 1) and tall.smem_bytes == 12 * MiB and tall.fetched == 10 * MiB
+    assert tall.time_s == pytest.approx(221.20096 * US, rel=REL)
+
+
+def test_a_clustered_matmul_ops_shared_memory_and_l2_traffic_and_energy():
+    # the 1x2 case above as an op: shared memory written and read 12 MiB (1 pJ/B each way), the
+    # L2 read 8 MiB (2 pJ/B) and written with HBM's fills (2.5 MiB) and C (512 KiB) (3 pJ/B)
+    c = cost(gpu(*CLUSTERED, "gemm.clusters=[[1, 1], [1, 2], [2, 1]]"), gemm_op(256, 1024, 1024))
+    assert c.tiling == "128x64 tiles, clusters 1x2: 32 blocks, 2 waves of 4/SM"
+    assert c.traffic.read(Level.VMEM) == 12 * MiB and c.traffic.write(Level.VMEM) == 12 * MiB
+    assert c.traffic.read(Level.CMEM) == 8 * MiB and c.traffic.write(Level.CMEM) == 3 * MiB
+    assert c.energy.vmem == pytest.approx(2 * 12 * MiB * PJ, rel=REL)
+    assert c.energy.cmem == pytest.approx((8 * MiB * 2 + 3 * MiB * 3) * PJ, rel=REL)
+    assert c.latency_s == pytest.approx(179.25792 * US, rel=REL)
 
 
 def test_a_batch_of_gemms_counts_every_gemm():
@@ -411,6 +497,100 @@ def test_a_warm_operand_of_a_matmul_op():
     assert c.traffic.read(Level.HBM) == 512 * KiB
     assert c.latency_s == pytest.approx(66.036 * US, rel=REL)
     assert c.bottleneck == "mxu"
+
+
+def quantised_gemm(m: int, k: int, n: int, a_dtype=BF16, b_dtype=DType.INT8, name: str = "q") -> Gemm:
+    a = Tensor(f"{name}.a", (m, k), a_dtype)
+    w = Tensor(f"{name}.w", (k, n), b_dtype, Role.WEIGHT)
+    out = BF16 if DType.BF16 in (a_dtype, b_dtype) else DType.FP16
+    return Gemm(name, (a, w), (Tensor(f"{name}.y", (m, n), out),), 1, m, k, n, False)
+
+
+CONVERT = "gemm.convert_ops_per_element=2"
+
+
+def test_int8_weights_under_bf16_macs_convert_on_the_cuda_cores_hidden_by_the_tensor_cores():
+    # the decode GEMM (64 x 4096 x 1024) with int8 weights, 2 ops to convert an element: the
+    # chosen kernel is 64x64 (1 x 16 tiles, one wave, 4 a SM): 65.536 us of tensor cores; HBM:
+    # A 512 KiB, B 4 MiB (one row of tiles: once), C 128 KiB: 4,849,664 / 100e9 = 48.49664 us;
+    # L2: A x 16 + B x 1 = 12 MiB, + C: 31.78496 us. Each block converts the B tiles it loads:
+    # B once per row of tiles, 4096 x 1024 x ceil(64 / 64) = 4,194,304 elements x 2 ops =
+    # 8,388,608 ops / 256e9 = 32.768 us, under the tensor cores' 65.536 us: hidden.
+    # Latency 65.536 + 0.5 = 66.036 us
+    c = cost(gpu(CONVERT), quantised_gemm(64, 4096, 1024))
+    assert c.tiling == "64x64 tiles: 16 blocks, 1 wave of 6/SM"
+    assert c.vector_ops == 8_388_608
+    assert c.compute_s == pytest.approx(65.536 * US, rel=REL)
+    assert c.memory_s == pytest.approx(48.49664 * US, rel=REL)
+    assert c.latency_s == pytest.approx(66.036 * US, rel=REL)
+    assert c.bottleneck == "mxu"
+    assert c.traffic.read(Level.HBM) == 512 * KiB + 4 * MiB
+    e = c.energy
+    assert e.vpu == pytest.approx(8_388_608 * 0.5 * PJ, rel=REL)  # the conversion's ops at 0.5 pJ
+    assert e.mxu == pytest.approx(64 * 4096 * 1024 * PJ, rel=REL)
+    assert e.static == pytest.approx(10 * 66.036 * US, rel=REL)
+
+
+def test_a_conversion_that_outlasts_the_tensor_cores_adds_its_excess():
+    # 256 x 1024 x 512, fp16 activations and int8 weights, 128x128 tiles only: 2 x 4 tiles in
+    # one wave of 12, 2 a SM: 2 x 128 x 128 x 1024 / 1.024e12 = 32.768 us; HBM: A 512 KiB,
+    # B 512 KiB, C 256 KiB: 13.1072 us; L2: A x 4 + B x 2 + C = 3.25 MiB: 8.52 us; the kernel
+    # 32.768 + 0.5 = 33.268 us. B converted once per row of tiles: 1024 x 512 x ceil(256 / 128)
+    # = 1,048,576 elements x 2 = 2,097,152 ops. At 8 ALU ops per SM per cycle (32e9 ops/s)
+    # that takes 65.536 us, 32.768 us more than the tensor cores: 33.268 + 32.768 = 66.036 us
+    c = cost(gpu(*ONE_TILE, CONVERT, "sm.alu_ops_per_cycle=8"), quantised_gemm(256, 1024, 512, DType.FP16))
+    assert c.vector_ops == 2_097_152
+    assert c.compute_s == pytest.approx(65.536 * US, rel=REL)
+    assert c.latency_s == pytest.approx(66.036 * US, rel=REL)
+    assert c.bottleneck == "vpu"
+    assert c.energy.vpu == pytest.approx(2_097_152 * 0.5 * PJ, rel=REL)
+    assert c.energy.static == pytest.approx(10 * 66.036 * US, rel=REL)
+    # at the plain 64 ops per SM per cycle (256e9): 8.192 us, hidden: the kernel's 33.268 us
+    fast = cost(gpu(*ONE_TILE, CONVERT), quantised_gemm(256, 1024, 512, DType.FP16))
+    assert fast.latency_s == pytest.approx(33.268 * US, rel=REL) and fast.bottleneck == "mxu"
+    # 3 ops an element: 3,145,728 ops / 32e9 = 98.304 us: 33.268 + 65.536 = 98.804 us
+    dear = cost(gpu(*ONE_TILE, "gemm.convert_ops_per_element=3", "sm.alu_ops_per_cycle=8"),
+                quantised_gemm(256, 1024, 512, DType.FP16))
+    assert dear.latency_s == pytest.approx(98.804 * US, rel=REL)
+
+
+def test_int8_activations_convert_once_per_column_of_tiles():
+    # A (256 x 1024) int8, B bf16, 128x64 tiles only (4 blocks per SM): 2 x 8 tiles, one wave
+    # of 16, 4 a SM: 4 x 128 x 64 x 1024 / 1.024e12 = 32.768 us; HBM: A 256 KiB, B 1 MiB, C
+    # 256 KiB: 15.72864 us; the kernel 33.268 us. A converted once per column of tiles:
+    # 256 x 1024 x ceil(512 / 64) = 2,097,152 elements x 2 = 4,194,304 ops; at 16 ops per SM per
+    # cycle (64e9 ops/s): 65.536 us, 32.768 us more: 66.036 us
+    sets = ("gemm.tiles=[[128, 64]]", "gemm.split_k=[1]", CONVERT, "sm.alu_ops_per_cycle=16")
+    c = cost(gpu(*sets), quantised_gemm(256, 1024, 512, DType.INT8, BF16))
+    assert c.tiling == "128x64 tiles: 16 blocks, 1 wave of 4/SM"
+    assert c.vector_ops == 4_194_304
+    assert c.latency_s == pytest.approx(66.036 * US, rel=REL)
+    # both operands of the MACs' own type: nothing converted
+    plain = cost(gpu(*sets), gemm_op(256, 1024, 512))
+    assert plain.vector_ops == 0 and plain.energy.vpu == 0
+
+
+def test_a_quantised_gemm_without_convert_ops_per_element_is_an_error():
+    from archsim.sim.engine import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError, match=r"op 'q' multiplies bf16 by int8 at bf16: converting the "
+                       r"narrower operand needs gemm.convert_ops_per_element"):
+        cost(gpu(), quantised_gemm(64, 4096, 1024))
+    # zero ops an element is a free conversion: the kernel alone, 66.036 us (the int8 B halves the
+    # HBM read, so the tensor cores bound it; as in the hidden case above)
+    free = cost(gpu("gemm.convert_ops_per_element=0"), quantised_gemm(64, 4096, 1024))
+    assert free.vector_ops == 0 and free.latency_s == pytest.approx(66.036 * US, rel=REL)
+
+
+def test_a_quantised_workload_without_convert_ops_per_element_exits_2():
+    from tests.test_fuzz import check_outcome, run_main
+
+    args = ("run", str(PLAIN), str(WORKLOADS / "llama2_7b_layer_decode.yaml"), "--wset", "precision.weights=int8")
+    code, out, err = run_main(*args)
+    check_outcome(code, out, err, 2, ["multiplies bf16 by int8 at bf16", "needs gemm.convert_ops_per_element in "
+                                      "the GPU config"], "block.attn.q")
+    code, out, err = run_main(*args, "--set", CONVERT)
+    check_outcome(code, out, err, 0, ["GPU plain"], None)
 
 
 # -- vector ops -----------------------------------------------------------------------------
@@ -551,9 +731,14 @@ def test_all_gather_takes_n_minus_1_steps_and_no_tree():
     assert (c.algorithm, c.protocol) == ("ring", "ll128")
     assert c.time_s == pytest.approx(24.388608 * US, rel=REL)
     assert c.sent_per_gpu == 3 / 4 * MiB
-    # a tree-only library cannot all-gather
-    with pytest.raises(ValueError, match="no collective algorithm"):
-        collective_time(gpu("collectives.algorithms=[tree]"), "all_gather", MiB, 4)
+    # a tree runs all-reduces only: with a tree that beats every ring (share 0.9: Simple 90 GB/s),
+    # the all-gather still takes the ring
+    tree = collective_time(gpu("collectives.tree_bandwidth_share=0.9"), "all_gather", MiB, 4)
+    assert (tree.algorithm, tree.protocol) == ("ring", "ll128")
+    assert tree.time_s == pytest.approx(24.388608 * US, rel=REL)
+    # and a tree-only library is a config error (every collective needs the ring)
+    with pytest.raises(ConfigError, match="collectives.algorithms: must include ring"):
+        gpu("collectives.algorithms=[tree]")
 
 
 def test_a_tree_with_more_bandwidth_than_the_ring_wins():
@@ -561,10 +746,13 @@ def test_a_tree_with_more_bandwidth_than_the_ring_wins():
     c = collective_time(gpu("collectives.tree_bandwidth_share=0.9"), "all_reduce", GiB, 4)
     assert (c.algorithm, c.protocol) == ("tree", "simple")
     assert c.time_s == pytest.approx(44 * US + GiB / 90e9, rel=REL)
-    # with only the tree: at 8 B, LL's 5 + 2 x 3 x 1 = 11 us
-    tree = collective_time(gpu("collectives.algorithms=[tree]"), "all_reduce", 8, 4)
+    # at 8 B: LL's tree latency 5 + 2 x 3 x 1 = 11 us, as long as the LL ring's 5 + 6 x 1; the
+    # tree's 40 x 0.9 = 36 GB/s beats the ring's 40 x 4 / 6 = 26.667 GB/s
+    tree = collective_time(gpu("collectives.tree_bandwidth_share=0.9"), "all_reduce", 8, 4)
     assert (tree.algorithm, tree.protocol) == ("tree", "ll")
-    assert tree.time_s == pytest.approx(11 * US + 8 / (40e9 * 0.5), rel=REL)
+    assert tree.time_s == pytest.approx(11 * US + 8 / (40e9 * 0.9), rel=REL)
+    # at the default share 0.5 the tree's 20 GB/s loses to the ring at every size
+    assert collective_time(gpu(), "all_reduce", 8, 4).algorithm == "ring"
     # over 2 GPUs: 2 steps; LL ring: 40 x 2 / 2 GB/s, 5 + 2 x 1 = 7 us
     two = collective_time(gpu(), "all_reduce", 8, 2)
     assert two.time_s == pytest.approx(7 * US + 8 / 40e9, rel=REL)
@@ -587,7 +775,9 @@ def test_the_bundled_a100s_protocols_by_size():
 def test_an_all_reduce_op_on_four_gpus():
     # 16 x 4096 bf16 = 128 KiB over 4 GPUs: LL ring 11 us + 131,072 / 26.667e9 = 15.9152 us; its
     # buffers' HBM traffic (128 KiB in, 128 KiB out: 2.62 us + 500 ns) and adds (3/4 x 64 Ki /
-    # 256e9) run beside it. Each GPU sends 6/4 x 128 KiB over NVLink at 10 pJ/B.
+    # 256e9) run beside it. Each GPU sends 6/4 x 128 KiB over NVLink at 10 pJ/B a link; on the
+    # switch system each byte crosses two links (GPU to switch, switch to GPU) and the switch
+    # (0 pJ/B here): 2 x 10 pJ/B
     hw = gpu(TP4)
     x, y = Tensor("x", (16, 4096), BF16), Tensor("y", (16, 4096), BF16)
     c = cost(hw, AllReduce("ar", (x,), (y,), 4))
@@ -595,7 +785,7 @@ def test_an_all_reduce_op_on_four_gpus():
     assert c.tiling == "NCCL ring/ll" and c.bottleneck == "ici"
     assert c.ici_bytes == 1.5 * 128 * KiB and c.vector_ops == 3 * 16 * 4096 // 4
     e = c.energy
-    assert e.ici == pytest.approx(1.5 * 128 * KiB * 10 * PJ, rel=REL)
+    assert e.ici == pytest.approx(1.5 * 128 * KiB * 2 * 10 * PJ, rel=REL)
     assert e.hbm == pytest.approx(128 * KiB * (4 + 5) * PJ, rel=REL)
     assert e.cmem == pytest.approx(128 * KiB * (2 + 3) * PJ, rel=REL)
     assert e.vpu == pytest.approx(3 * 16 * 4096 // 4 * 0.5 * PJ, rel=REL)
@@ -610,6 +800,50 @@ def test_an_all_reduce_op_on_four_gpus():
     gather = cost(hw, AllGather("ag", (shard,), (whole,), 4))
     assert gather.tiling == "NCCL ring/ll"
     assert gather.latency_s == pytest.approx((8 + 128 * KiB / (40e9 * 4 / 3) / US) * US, rel=REL)
+
+
+SWITCH_3PJ = ("system={chips: 4, topology: {kind: switch, latency: 0 s, energy_per_byte: 3 pJ/B}, "
+              "parallelism: {tensor: 4}}")
+RING4 = "system={chips: 4, topology: {kind: ring}, parallelism: {tensor: 4}}"
+
+
+def test_a_collectives_link_energy_over_the_systems_topology():
+    # the 128 KiB all-reduce over 4 GPUs: each sends 6/4 x 128 KiB = 196,608 B. (Each system
+    # from a cold cost memo: the memo ignores the topology, see the xfail below.)
+    x, y = Tensor("x", (16, 4096), BF16), Tensor("y", (16, 4096), BF16)
+    sent = 1.5 * 128 * KiB
+    # through a switch of 3 pJ/B: two links (10 pJ/B each) and the switch: 23 pJ/B
+    clear_caches()
+    c = cost(gpu(SWITCH_3PJ), AllReduce("ar", (x,), (y,), 4))
+    assert c.ici_bytes == sent and c.energy.ici == pytest.approx(sent * (2 * 10 + 3) * PJ, rel=REL)
+    # an all-gather of 4 x 32 KiB shards sends 3/4 x 128 KiB through it
+    shard, whole = Tensor("s", (4, 4096), BF16), Tensor("w", (16, 4096), BF16)
+    gather = cost(gpu(SWITCH_3PJ), AllGather("ag", (shard,), (whole,), 4))
+    assert gather.energy.ici == pytest.approx(0.75 * 128 * KiB * 23 * PJ, rel=REL)
+    # a switch of no energy of its own: the two links, 20 pJ/B
+    clear_caches()
+    assert cost(gpu(TP4), AllReduce("ar", (x,), (y,), 4)).energy.ici == pytest.approx(sent * 20 * PJ, rel=REL)
+    # a ring: to the neighbour over one link, 10 pJ/B
+    clear_caches()
+    assert cost(gpu(RING4), AllReduce("ar", (x,), (y,), 4)).energy.ici == pytest.approx(sent * 10 * PJ, rel=REL)
+    clear_caches()
+
+
+@pytest.mark.xfail(strict=True, reason="model bug: GpuSimulator's cost-memo key (archsim/gpu/engine.py, self._key) "
+                   "leaves out hw.system but its tensor parallelism, while a collective's link energy now depends on "
+                   "the system's topology (kind, switch energy_per_byte): a second system in one process gets the "
+                   "first one's collective energy")
+def test_the_cost_memo_tells_systems_of_different_topologies_apart():
+    x, y = Tensor("x", (16, 4096), BF16), Tensor("y", (16, 4096), BF16)
+    sent = 1.5 * 128 * KiB
+    clear_caches()
+    assert cost(gpu(TP4), AllReduce("ar", (x,), (y,), 4)).energy.ici == pytest.approx(sent * 20 * PJ, rel=REL)
+    try:
+        assert cost(gpu(SWITCH_3PJ), AllReduce("ar", (x,), (y,), 4)).energy.ici == \
+            pytest.approx(sent * 23 * PJ, rel=REL)
+        assert cost(gpu(RING4), AllReduce("ar", (x,), (y,), 4)).energy.ici == pytest.approx(sent * 10 * PJ, rel=REL)
+    finally:
+        clear_caches()
 
 
 # -- dispatch ------------------------------------------------------------------------------
@@ -691,7 +925,7 @@ def test_the_plain_gpus_die_area_and_node_scaling():
     x, y = Tensor("x", (16, 4096), BF16), Tensor("y", (16, 4096), BF16)
     ar = cost(gpu(TP4, "technology.scaling={7 nm: {energy: 1.0, area: 1.0}, 14 nm: {energy: 2.0, area: 4.0}}",
                   "nvlink.stated_at=14 nm"), AllReduce("ar", (x,), (y,), 4))
-    assert ar.energy.ici == pytest.approx(1.5 * 128 * KiB * 10 * PJ / 2, rel=REL)
+    assert ar.energy.ici == pytest.approx(1.5 * 128 * KiB * 2 * 10 * PJ / 2, rel=REL)  # two links at 5 pJ/B
 
 
 def test_the_a100s_gelu_energy_from_its_yaml():
