@@ -829,10 +829,6 @@ def test_a_collectives_link_energy_over_the_systems_topology():
     clear_caches()
 
 
-@pytest.mark.xfail(strict=True, reason="model bug: GpuSimulator's cost-memo key (archsim/gpu/engine.py, self._key) "
-                   "leaves out hw.system but its tensor parallelism, while a collective's link energy now depends on "
-                   "the system's topology (kind, switch energy_per_byte): a second system in one process gets the "
-                   "first one's collective energy")
 def test_the_cost_memo_tells_systems_of_different_topologies_apart():
     x, y = Tensor("x", (16, 4096), BF16), Tensor("y", (16, 4096), BF16)
     sent = 1.5 * 128 * KiB

@@ -50,8 +50,8 @@ class GpuSimulator:
         self.dispatch = dispatch
         self.energy = gpu_energy_model(hw)
         self.topology = topology_of(hw)
-        self._key = repr(hw.model_dump(exclude={"name", "description", "sweep", "tdp", "periphery_area", "system"})) \
-            + repr(hw.system.parallelism.tensor)
+        # every value an op's cost may read (the system's too: a collective's group and links)
+        self._key = repr(hw.model_dump(exclude={"name", "description", "sweep", "tdp", "periphery_area"}))
 
     def run(self, workload: Workload) -> RunResult:
         """Every tensor in HBM, the run feasible when its footprint fits the HBM; activations
