@@ -35,5 +35,5 @@ def chip_kind(hw: ChipConfig) -> ChipKind:
 
 def build_chip(hw: ChipConfig, dispatch: str = "program", placement_policy: str = "time_knapsack"):
     """The model of one chip of ``hw``'s kind: ``run(workload)``, ``run_with``, ``op_cost``,
-    ``op_time``, ``topology``."""
+    ``op_time``, ``benchmark_placement``, ``topology``."""
     return chip_kind(hw).model(hw, placement_policy=placement_policy, dispatch=dispatch)

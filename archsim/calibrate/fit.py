@@ -158,10 +158,11 @@ def fit(path: str | Path, rows: Sequence[Measurement], keys: list[str] | None = 
     margin = np.minimum(0.01 * (high - low), 0.1)
     evaluations = 0
     # The dispatch costs are offsets: a row's time is its work plus its kind's cost, less the part
-    # of the cost its work hides (DispatchConfig.exposed), and each row has one of them. So the search never grids them: at
-    # every point it times the work once (the dispatch costs at 0) and sets each cost to its
-    # best for its own rows, a 1-D fit on numbers already known (``_best_offset``). That keeps
-    # the small rows, which only the dispatch cost explains, from holding the others back.
+    # of the cost its work hides (DispatchConfig.exposed), and each row has one of them. So the
+    # search never grids them: at every point it times the work once (the dispatch costs at 0)
+    # and sets each cost to its best for its own rows, a 1-D fit on numbers already known
+    # (``_best_offset``). That keeps the small rows, which only the dispatch cost explains, from
+    # holding the others back.
     offsets = [j for j, p in enumerate(params) if p.key.startswith("dispatch.call.")]
     searched = [j for j in range(len(params)) if j not in offsets]
     members = {j: np.array([i for i, js in enumerate(affecting) if j in js]) for j in offsets}

@@ -247,8 +247,8 @@ def uncalibrated(hw: HardwareConfig,
     cost, full HBM and ICI efficiency, a fully overlapped weight load, no per-function
     transcendental cycles (``special_cycles_per_op`` for all), no pass or cross-lane reduction
     cost; on a GPU also no launch overlap, full tensor, L2, HBM-write and NVLink shares, and
-    NCCL's fitted protocol fields at the ideal machine's values (no schema default). A fit from these sees nothing of the config's own calibration (cross-validation needs
-    that). ``ici.link_latency`` has no schema default and keeps the config's value: a bundled
+    NCCL's fitted protocol fields at the ideal machine's values (no schema default). A fit from
+    these sees nothing of the config's own calibration (cross-validation needs that). ``ici.link_latency`` has no schema default and keeps the config's value: a bundled
     config must not hold a fitted value there (hw_configs/tpuv3.yaml keeps its cited one)."""
     resets: list[tuple[str, Any]] = [
         ("dispatch.call", {k: f"{v!r} s" for k, v in _default(DispatchConfig, "call").items()}),

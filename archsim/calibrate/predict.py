@@ -4,8 +4,8 @@
 tensors where the chip model says a repeated call finds them (``benchmark_placement``: a
 TPU-style chip's in HBM, rather than searched, since a chip with CMEM would otherwise keep a
 small op's activations on chip, which a call timed on its own does not see; a GPU's inputs in
-its L2 when the call's working set fits there), and the op launched on its own, paying ``hw.dispatch.call`` for
-its kind (``build_chip(hw, dispatch="call")``). The operand tensors are of the row's dtype:
+its L2 when the call's working set fits there), and the op launched on its own, paying
+``hw.dispatch.call`` for its kind (``build_chip(hw, dispatch="call")``). The operand tensors are of the row's dtype:
 
 - gemm: ``Gemm`` A[m, k] x B[k, n] (B a weight) -> C[m, n], batch 1;
 - softmax, layernorm, rmsnorm: ``rows`` rows of ``cols`` elements, normalised along ``cols``;
@@ -22,8 +22,7 @@ dispatch cost, no latency and every efficiency at 1:
   HBM's peak ``hbm.bandwidth``;
 - vector ops: the op's ``VectorWork`` (alu + special ops) at the chip's peak simple-op rate
   (``vector_ops_per_second``: a TPU's lanes x ALU ops per lane x clock, a GPU's SMs x CUDA-core
-  lanes x clock); bytes its inputs + output, each once, at
-  ``hbm.bandwidth``;
+  lanes x clock); bytes its inputs + output, each once, at ``hbm.bandwidth``;
 - all_reduce: a ring all-reduce sends 2 (n - 1) / n x bytes per chip, over ``ici.link_bandwidth x
   ici.links``.
 """
@@ -31,18 +30,16 @@ dispatch cost, no latency and every efficiency at 1:
 from __future__ import annotations
 
 from pathlib import Path
-from types import MappingProxyType
 from typing import Sequence
 
 from archsim.calibrate.measurements import Measurement
+from archsim.chips import build_chip
 from archsim.config.loader import Override, load_hardware
 from archsim.config.schema import HardwareConfig
 from archsim.errors import ArchsimError, ConfigError
-from archsim.hw.memory import Level, Placement
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
-from archsim.chips import build_chip
 
 MAX_ROW = 8192  # the longest row an element-wise op's elements are laid out in
 MIN_ROW = 128  # a shorter divisor (an odd count): one row instead

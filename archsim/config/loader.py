@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Sequence, TypeVar, Union, get_args, get_o
 from pydantic import BaseModel, ValidationError
 
 from archsim.config.schema import HardwareConfig
-
-if TYPE_CHECKING:
-    from archsim.config.chips import ChipConfig
 from archsim.config.yamlio import read_yaml_mapping, read_yaml_text
 from archsim.errors import ConfigError, FieldError
 from archsim.units import shorten
+
+if TYPE_CHECKING:
+    from archsim.config.chips import ChipConfig
 
 Model = TypeVar("Model", bound=BaseModel)
 
