@@ -7,12 +7,14 @@ them (``archsim.gpu.collectives``), each paying the kernel's launch (``dispatch`
 reads hit L2, not HBM (its writes still reach HBM: the L2 writes dirty lines back). In a run, an
 activation is warm for its readers when it fits in half the L2's usable capacity and every
 reader runs right after the kernel that wrote it (a chain of ops, not a residual read much
-later): ``l2_resident``. A microbenchmark repeating one call finds its inputs warm when the call's
-whole working set fits there (``benchmark_placement``): the measurements of ``experiments/data/silicon`` reuse their
-inputs from call to call. A warm tensor's home in the ``Placement`` is ``Level.CMEM``.
+later): ``l2_resident``. A microbenchmark repeating one call finds its inputs warm when the
+call's whole working set fits there (``benchmark_placement``): the measurements of
+``experiments/data/silicon`` reuse their inputs from call to call. A warm tensor's home in the
+``Placement`` is ``Level.CMEM``.
 
 The interface is the TPU-style chip's (``archsim.sim.engine.Simulator``): ``run``, ``run_with``,
-``op_cost``, ``op_time``, ``topology``; the results are the same ``RunResult`` and ``OpCost``.
+``op_cost``, ``op_time``, ``benchmark_placement``, ``topology``; the results are the same
+``RunResult`` and ``OpCost``.
 """
 
 from __future__ import annotations
