@@ -20,11 +20,11 @@ For each candidate kernel (a tile ``bm x bn`` of the library's ``gemm.tiles``, a
   and multicasts it: A is read ``ceil(N / bn) / cn`` times, B ``ceil(M / bm) / cm`` times.
 - **HBM**: the L2 is a cache. An operand already in L2 as the kernel starts (*warm*: see
   ``archsim.gpu.engine``) is not read from HBM at all. One that fits in half the L2's usable
-  capacity is read from HBM once. A larger one is read again for each group of tiles that does not run
-  together: a wave's blocks cover a ``w_m x w_n`` block of tiles (rasterised as near square,
-  ``w_n = min(ceil(N / bn), ceil(sqrt(wave)))``, wider when the grid has fewer rows), and while
-  they advance through K together they share their A rows and B columns in L2, so A is read ``ceil(ceil(N / bn) / w_n)`` times
-  and B ``ceil(ceil(M / bm) / w_m)`` times. C is written once; split-K partials that do not fit
+  capacity is read from HBM once. A larger one is read again for each group of tiles that does
+  not run together: a wave's blocks cover a ``w_m x w_n`` block of tiles (rasterised as near
+  square, ``w_n = min(ceil(N / bn), ceil(sqrt(wave)))``, wider when the grid has fewer rows),
+  and while they advance through K together they share their A rows and B columns in L2, so A
+  is read ``ceil(ceil(N / bn) / w_n)`` times and B ``ceil(ceil(M / bm) / w_m)`` times. C is written once; split-K partials that do not fit
   the L2 go to HBM and back.
 - **Time**: ``max(compute, L2 time, HBM time)`` (the main loop overlaps its loads with its MMAs),
   plus one exposed HBM latency per wave (each wave's pipeline fill), plus the split-K
@@ -159,7 +159,8 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
     if split > 1:  # read every partial, write the result
         reduce_s = (partials + shape.batch * c) / l2_bw
         if spill:
-            reduce_s = max(reduce_s, partials / hw.hbm.achievable_bandwidth + partials / hw.hbm.achievable_write_bandwidth)
+            reduce_s = max(reduce_s, partials / hw.hbm.achievable_bandwidth
+                           + partials / hw.hbm.achievable_write_bandwidth)
     latency_s = waves * hw.hbm.latency
     time_s = max(compute_s, l2_s, hbm_s) + latency_s + reduce_s
     return GemmPlan(tile, split, cluster, tiles, waves, per_sm, compute_s, l2_s, hbm_s, latency_s, reduce_s, time_s,
