@@ -70,7 +70,7 @@ def power_text(result) -> str:
     """Average power, flagged when above the TDP."""
     text = f"{result.power_w:.4g} W"
     if result.over_tdp:
-        text += (f"  WARNING: {result.power_w / result.tdp_w:.2g}x the {result.tdp_w:.4g} W TDP: a real chip "
+        text += (f"  WARNING: {result.power_w / result.tdp_w:.3g}x the {result.tdp_w:.4g} W TDP: a real chip "
                  f"would throttle, or the config's energy figures are too high")
     return text
 
