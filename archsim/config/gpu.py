@@ -23,7 +23,7 @@ from archsim.config.fields import (
     Size, Strict,
 )
 from archsim.config.schema import (
-    OP_KINDS, DispatchConfig, IciConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig, _same_dtypes,
+    OP_KINDS, CompilerConfig, DispatchConfig, IciConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig, _same_dtypes,
 )
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
@@ -175,6 +175,7 @@ class GpuConfig(SweepChecks):
     nvlink: IciConfig = Field(description="the GPU's NVLink ports")
     collectives: CollectiveConfig
     dispatch: DispatchConfig = Field(default=DispatchConfig(), description="fixed cost per kernel (launch)")
+    compiler: CompilerConfig = Field(default=CompilerConfig(), description="what the libraries do to a graph")
     static_power: Power = Field(description="leakage and always-on power of the whole GPU")
     tdp: Power | None = Field(default=None, description="thermal design power")
     periphery_area: Area = Field(description="die area outside the SMs, L2 and NVLink (memory PHYs and "

@@ -201,8 +201,8 @@ class IciConfig(Scaled):
 
 
 # The op kinds a dispatch cost can name (archsim.ir.ops: each op class's ``kind``).
-OP_KINDS = ("gemm", "attn_score", "attn_context", "softmax", "layernorm", "rmsnorm", "activation", "elementwise",
-            "embedding", "cache_write", "all_reduce", "all_gather")
+OP_KINDS = ("gemm", "attn_score", "attn_context", "attention", "softmax", "layernorm", "rmsnorm", "activation",
+            "elementwise", "embedding", "cache_write", "all_reduce", "all_gather")
 DispatchTable = dict[str, Latency]
 
 
@@ -252,6 +252,18 @@ class DispatchConfig(Strict):
     def overlap(self, kind: str) -> float:
         """``call_overlap`` for ``kind`` (its ``default``, else 0)."""
         return self.call_overlap.get(kind, self.call_overlap.get("default", 0.0))
+
+
+class CompilerConfig(Strict):
+    """What the chip's compiler and libraries do to a graph before it runs (``archsim.passes``).
+    Software, not silicon: every field says what runs, not how fast."""
+
+    flash_attention: bool = Field(
+        default=False, description="run each attention as one tiled kernel with an online softmax (no score "
+        "matrix in memory; causal attention skips masked blocks) instead of score, softmax and context ops")
+    attention_block: Count = Field(
+        default=128, description="queries and keys per tile of the flash-attention kernel (FlashAttention-2 "
+        "uses 64 to 128 on A100, Dao-AILab/flash-attention)")
 
 
 class NodeFactors(Strict):
@@ -359,6 +371,7 @@ class HardwareConfig(SweepChecks):
                               "power exceeds it is flagged (a real chip would throttle)")
     periphery_area: Area = Field(description="die area outside the modelled units (HBM PHYs, DMA, control)")
     dispatch: DispatchConfig = Field(default=DispatchConfig(), description="fixed cost per op (launch, dispatch)")
+    compiler: CompilerConfig = Field(default=CompilerConfig(), description="what the compiler does to a graph")
     system: SystemConfig = Field(default=SystemConfig(), description="chips, topology and parallel mapping; default one chip")
     sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
 

@@ -34,7 +34,8 @@ from archsim.ir.graph import Workload
 from archsim.ir.tensor import Role
 from archsim.memo import BoundedMemo
 from archsim.sim.cost import OpCost
-from archsim.sim.engine import UnsupportedOpError, _compute_dtype
+from archsim.passes import compile_for
+from archsim.sim.engine import UnsupportedOpError, _compute_dtype, _wider
 from archsim.sim.result import RunResult
 from archsim.system.topology import topology_of
 
@@ -57,7 +58,9 @@ class GpuSimulator:
 
     def run(self, workload: Workload) -> RunResult:
         """Every tensor in HBM, the run feasible when its footprint fits the HBM; activations
-        passed from one kernel to the next through L2 are warm (``l2_resident``)."""
+        passed from one kernel to the next through L2 are warm (``l2_resident``). The graph is
+        first what the libraries make of it (``archsim.passes.compile_for``)."""
+        workload = compile_for(self.hw, workload)
         plans = place(self.hw, workload, self.placement_policy, self.op_time)
         feasible = [p for p in plans if p.feasible]
         if not feasible:
@@ -101,6 +104,8 @@ class GpuSimulator:
     def _cost(self, op: ops.Op, warm: tuple[bool, ...]) -> OpCost:
         if isinstance(op, ops.MatMul):
             return self._matmul_cost(op, warm)
+        if isinstance(op, ops.FlashAttention):
+            return self._flash_cost(op, warm)
         if isinstance(op, ops.VectorOp):
             return self._vector_cost(op, warm)
         if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
@@ -158,6 +163,46 @@ class GpuSimulator:
                 f"op {op.name!r} multiplies {op.a.dtype} by {op.b.dtype} at {dtype}: converting the narrower operand "
                 "needs gemm.convert_ops_per_element in the GPU config (CUDA-core ops per element)")
         return ops.VectorWork(elements * per_element, 0)
+
+    def _flash_cost(self, op: ops.FlashAttention, warm: tuple[bool, ...]) -> OpCost:
+        """A flash-attention kernel: one thread block per (KV head, query block), in waves over
+        the SMs; its matmuls at the tensor cores' sustained rate, its online softmax on the CUDA
+        cores and special-function units beside them; Q read once, K and V once from HBM (the
+        query blocks of a head run in one wave and share them in L2) and once per query block
+        from L2; the output written once."""
+        hw, sm = self.hw, self.hw.sm
+        q, k, v = op.inputs
+        out = op.outputs[0]
+        dtype = _wider(op.name, q.dtype, k.dtype)
+        if dtype not in sm.tensor_macs_per_cycle:
+            raise UnsupportedOpError(f"op {op.name!r}: the tensor cores of {hw.name} do not support {dtype}")
+        q_blocks = -(-(op.group * op.q_len) // op.block)
+        tiles = op.batch * q_blocks
+        rate = sm.tensor_macs_per_cycle[dtype] * sm.tensor_efficiency * hw.clock  # MACs/s of one SM
+        tensor_s = math.ceil(tiles / sm.count) * (op.macs / tiles) / rate
+        work = op.vector_work
+        vector_s = max(work.alu / hw.vector_ops_per_second, work.special / (sm.count * sm.special_ops_per_cycle * hw.clock))
+        compute_s = max(tensor_s, vector_s)
+        per_input = [q.bytes, k.bytes, v.bytes]
+        from_hbm = sum(b for b, hot in zip(per_input, warm) if not hot)
+        l2_read = q.bytes + (k.bytes + v.bytes) * q_blocks
+        traffic = (Traffic.of(Level.HBM, read=from_hbm, write=out.bytes)
+                   + Traffic.of(Level.CMEM, read=l2_read, write=from_hbm + out.bytes)
+                   + Traffic.of(Level.VMEM, read=l2_read, write=l2_read))
+        times = {Level.HBM: from_hbm / hw.hbm.achievable_bandwidth + out.bytes / hw.hbm.achievable_write_bandwidth,
+                 Level.CMEM: (l2_read + out.bytes) / hw.l2.achievable_bandwidth}
+        memory_s = max(times.values())
+        latency = hw.hbm.latency + max(compute_s, memory_s)
+        unit = "mxu" if tensor_s >= vector_s else "vpu"
+        return OpCost(
+            phase="", name=op.name, kind=op.kind, unit=op.unit.value, repeat=1, copies=op.copies, macs=op.macs,
+            vector_ops=work.alu + work.special, compute_cycles=compute_s * hw.clock, compute_s=compute_s,
+            memory_s=memory_s, latency_s=latency, traffic=traffic,
+            energy=self.energy.op_energy(latency, traffic, op.macs, dtype, vector=work),
+            bottleneck=_bottleneck(compute_s, times, unit), peak_macs_per_s=hw.peak_macs_per_second(dtype),
+            tiling=f"flash {op.block}x{op.block} blocks, {tiles} blocks in {math.ceil(tiles / sm.count)} waves"
+                   + (", causal" if op.causal else ""),
+        )
 
     def _vector_cost(self, op: ops.VectorOp, warm: tuple[bool, ...]) -> OpCost:
         """One kernel: its main input read ``input_reads`` times (``kernels``), other inputs once,

@@ -151,7 +151,11 @@ class Gemm(MatMul):
 
 @dataclass(frozen=True)
 class AttentionScore(MatMul):
-    """Q @ K^T per (sequence, KV head); query heads sharing a KV head are folded into m."""
+    """Q @ K^T per (sequence, KV head); query heads sharing a KV head are folded into m.
+    ``causal_queries`` > 0: causal attention, the queries being the last that many of the n key
+    positions (a dense score op computes every score anyway; a flash kernel skips masked blocks)."""
+
+    causal_queries: int = 0
 
     kind: ClassVar[str] = "attn_score"
 
@@ -161,6 +165,73 @@ class AttentionContext(MatMul):
     """P @ V per (sequence, KV head)."""
 
     kind: ClassVar[str] = "attn_context"
+
+
+@dataclass(frozen=True)
+class FlashAttention(Op):
+    """Attention as one tiled kernel (FlashAttention: Dao et al., 2022; FlashAttention-2, Dao,
+    2023; Dao-AILab/flash-attention): softmax(Q K^T) V over blocks of ``block`` queries and
+    ``block`` keys, the softmax kept online (a running max and sum per query row, the output
+    rescaled as each key block arrives), so no score matrix is ever stored. ``inputs`` are (q,
+    k, v), ``outputs`` (context); per (sequence, KV head) ``batch``, ``group`` query heads share
+    a KV head, each with ``q_len`` queries over ``kv_len`` keys of ``dh``. ``causal``: the
+    queries are the last ``q_len`` key positions and key blocks wholly after a query block are
+    skipped (the diagonal blocks are computed whole, masked inside)."""
+
+    batch: int
+    group: int
+    q_len: int
+    kv_len: int
+    dh: int
+    causal: bool
+    block: int
+
+    unit: ClassVar[Unit] = Unit.MXU
+    kind: ClassVar[str] = "attention"
+
+    def __post_init__(self) -> None:
+        for dim in ("batch", "group", "q_len", "kv_len", "dh", "block"):
+            if getattr(self, dim) <= 0:
+                raise ValueError(f"op {self.name!r}: {dim} must be positive")
+        if self.causal and self.q_len > self.kv_len:
+            raise ValueError(f"op {self.name!r}: {self.q_len} causal queries over {self.kv_len} keys")
+
+    @property
+    def pairs(self) -> int:
+        """(query, key) scores computed per head: every one, or with ``causal`` those of the key
+        blocks up to each query block's last position."""
+        if not self.causal:
+            return self.q_len * self.kv_len
+        first = self.kv_len - self.q_len  # the first query's position
+        total = 0
+        for start in range(0, self.q_len, self.block):
+            rows = min(self.block, self.q_len - start)
+            last = first + start + rows  # keys 0 .. last - 1 are visible to some query here
+            total += rows * min(self.kv_len, -(-last // self.block) * self.block)
+        return total
+
+    @property
+    def kv_blocks(self) -> int:
+        """Key blocks each query row passes through (the online softmax rescales per block)."""
+        return -(-self.pairs // (self.q_len * self.block))
+
+    @property
+    def macs(self) -> int:
+        # Q K^T and P V: dh MACs per score, each
+        return 2 * self.batch * self.group * self.pairs * self.dh
+
+    @property
+    def vector_work(self) -> VectorWork:
+        """FlashAttention-2's Algorithm 1, per score: the running max, the subtraction, the
+        exponential and the row sum; per row and key block: the rescale factor (an exponential),
+        the rescaled sum and the output row rescaled; per row at the end: the reciprocal of the
+        sum and the output row scaled by it."""
+        heads = self.batch * self.group
+        scores = heads * self.pairs
+        rows = heads * self.q_len
+        alu = 3 * scores + rows * self.kv_blocks * (2 + self.dh) + rows * self.dh
+        counts = (("exp", scores + rows * self.kv_blocks), ("reciprocal", rows))
+        return VectorWork(alu, sum(n for _, n in counts), counts)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class Tokens:
     q_len: int
     kv_len: int
     kv_cache: bool = False  # keys/values come from (and are appended to) a persistent cache
+    causal: bool = False  # each query sees the keys up to its own position (a decoder LLM)
 
     def __post_init__(self) -> None:
         if min(self.batch, self.q_len, self.kv_len) < 1:
@@ -199,7 +200,8 @@ def attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tenso
     # Query heads that share a KV head are folded into m, so each K/V matrix is read once.
     batch, m = tokens.batch * kvh, group * tokens.q_len
     scores = b.act("scores", batch, m, tokens.kv_len)
-    b.add(ops.AttentionScore, "score", (q, k_all), (scores,), batch, m, dh, tokens.kv_len, True)
+    b.add(ops.AttentionScore, "score", (q, k_all), (scores,), batch, m, dh, tokens.kv_len, True,
+          tokens.q_len if tokens.causal else 0)
     probs = b.act("probs", batch, m, tokens.kv_len)
     b.add(ops.Softmax, "softmax", (scores,), (probs,), batch * m, tokens.kv_len)
     context = b.act("context", rows, h * dh)

@@ -21,6 +21,7 @@ from archsim.ir import ops
 from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.ir.tensor import Tensor
 from archsim.memo import BoundedMemo
+from archsim.passes import compile_for
 from archsim.sim.cost import OpCost
 from archsim.sim.result import RunResult
 from archsim.system.topology import topology_of
@@ -56,7 +57,9 @@ class Simulator:
         )
 
     def run(self, workload: Workload) -> RunResult:
-        """Evaluate every candidate placement; keep the fastest (then the least energy)."""
+        """Evaluate every candidate placement; keep the fastest (then the least energy). The
+        graph is first what the chip's compiler makes of it (``archsim.passes.compile_for``)."""
+        workload = compile_for(self.hw, workload)
         try:
             placements = self._placements(workload)
             feasible = [p for p in placements if p.feasible]
@@ -139,6 +142,8 @@ class Simulator:
     def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         if isinstance(op, ops.MatMul):
             return self._matmul_cost(op, placement, phase, repeat)
+        if isinstance(op, ops.FlashAttention):
+            return self._flash_cost(op, placement, phase, repeat)
         if isinstance(op, ops.VectorOp):
             return self._vector_cost(op, placement, phase, repeat)
         if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
@@ -186,6 +191,47 @@ class Simulator:
             peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
             # at least 0: SCALE-Sim's count is one cycle short of a lone fold's stream
             fill_s=max(0, array.compute_cycles - array.stream_cycles) / self.hw.clock,
+        )
+
+    def _flash_cost(self, op: ops.FlashAttention, placement: Placement, phase: str, repeat: int) -> OpCost:
+        """A flash-attention kernel: its two matmuls over the computed score blocks on the
+        matrix units (each at its fastest mapping), its online softmax on the vector unit, and its
+        operands streamed through VMEM (K and V once per query block unless one KV head's fit a
+        quarter of VMEM), the three overlapped block by block."""
+        q, k, v = op.inputs
+        dtype = _wider(op.name, q.dtype, k.dtype)
+        if not self.matrix_unit.supports(dtype):
+            raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype}")
+        rows = op.group * op.q_len
+        keys = -(-op.pairs // op.q_len)  # keys per query row, on average over the blocks computed
+        out = op.outputs[0]
+        cycles = 0.0
+        for shape in (MatmulShape(op.batch, rows, op.dh, keys, dtype, True, None, None),
+                      MatmulShape(op.batch, rows, keys, op.dh, dtype, True, None, None)):
+            cycles += min(a.compute_cycles for a in self.matrix_unit.mappings(shape, out.dtype))
+        work = op.vector_work
+        array_s, vector_s = cycles / self.hw.clock, vector_cycles(self.hw.vpu, work) / self.hw.clock
+        q_blocks = -(-rows // op.block)
+        kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks
+        traffic = Traffic()
+        for tensor, times in ((q, 1), (k, kv_reads), (v, kv_reads)):
+            traffic += Traffic.of(placement.level(tensor), read=tensor.bytes * times)
+            traffic += Traffic.of(Level.VMEM, read=tensor.bytes * times, write=tensor.bytes * times)
+        traffic += Traffic.of(placement.level(out), write=out.bytes) + Traffic.of(Level.VMEM, read=out.bytes,
+                                                                                  write=out.bytes)
+        times = channel_times(self.hw, traffic)
+        memory_s = max(times.values())
+        compute_s = max(array_s, vector_s)
+        steps = op.batch * q_blocks * op.kv_blocks
+        latency = float(overlapped_time(memory_s, compute_s, steps, access_latency(self.hw, times)))
+        unit = "mxu" if array_s >= vector_s else "vpu"
+        return OpCost(
+            phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies,
+            macs=op.macs, vector_ops=work.alu + work.special, compute_cycles=compute_s * self.hw.clock,
+            compute_s=compute_s, memory_s=memory_s, latency_s=latency, traffic=traffic,
+            energy=self.energy.op_energy(latency, traffic, op.macs, dtype, vector=work),
+            bottleneck=_bottleneck(compute_s, times, unit), peak_macs_per_s=self.hw.peak_macs_per_second(dtype),
+            tiling=f"flash {op.block}x{op.block} blocks" + (", causal" if op.causal else ""),
         )
 
     def _conversion(self, op: ops.MatMul, shape: MatmulShape, array) -> ops.VectorWork:
@@ -325,8 +371,10 @@ def clear_caches() -> None:
     """Forget every cost, timing, tiling and placement computed so far (benchmarks time cold
     runs with it; results never depend on it)."""
     from archsim.gpu.engine import clear_gpu_caches  # the GPU model imports this module
+    from archsim.passes.flash import clear_passes
 
     _COSTS.clear()
+    clear_passes()
     _PLANS.clear()
     clear_gpu_caches()
     clear_matrix_units()
@@ -381,9 +429,12 @@ def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:
 def _compute_dtype(op: ops.MatMul) -> DType:
     """Mixed operands run at the wider type (the narrower is converted). Two types of one width
     (int8 and fp8, bf16 and fp16) have no wider one to meet in: an error, not a guess."""
-    a, b = op.a.dtype, op.b.dtype
+    return _wider(op.name, op.a.dtype, op.b.dtype)
+
+
+def _wider(name: str, a: DType, b: DType) -> DType:
     if a is not b and a.bytes == b.bytes:
-        raise UnsupportedOpError(f"op {op.name!r} multiplies {a} by {b}: two types of one width; give both "
+        raise UnsupportedOpError(f"op {name!r} multiplies {a} by {b}: two types of one width; give both "
                                  "operands one type")
     return a if a.bytes >= b.bytes else b
 

@@ -72,7 +72,7 @@ class LLMWorkload(WorkloadSpec):
         precision = self.precision.precision()
         phases = []
         if "prefill" in self.phases:
-            tokens = Tokens(self.batch, self.prompt_len, self.prompt_len, kv_cache=True)
+            tokens = Tokens(self.batch, self.prompt_len, self.prompt_len, kv_cache=True, causal=True)
             phases.append(Phase("prefill", lm_forward(model, precision, tokens, self.batch, "prefill", tp)))
         if "decode" in self.phases:
             steps = self.output_len - 1
@@ -81,7 +81,7 @@ class LLMWorkload(WorkloadSpec):
                 groups.append((self.prompt_len + steps, 1))
             for context, steps in groups:
                 name = f"decode@{context}"
-                tokens = Tokens(self.batch, 1, context, kv_cache=True)
+                tokens = Tokens(self.batch, 1, context, kv_cache=True, causal=True)
                 phases.append(Phase(name, lm_forward(model, precision, tokens, self.batch, name, tp), steps))
         if not phases:
             raise ValueError("no phases: list prefill and/or decode, with output_len > 1 for decode")

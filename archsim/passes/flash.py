@@ -1,0 +1,69 @@
+"""Flash attention as a pass: each attention's three ops (``AttentionScore`` writing the score
+matrix, ``Softmax``, ``AttentionContext`` reading the probabilities) become one
+``FlashAttention`` kernel where the chip's compiler runs one (``compiler.flash_attention``). The
+score and probability tensors leave the graph: no memory, no footprint. A triple is rewritten
+only when its score and probability tensors have no other reader.
+"""
+
+from __future__ import annotations
+
+from archsim.ir import ops
+from archsim.ir.graph import OpGraph, Phase, Workload
+from archsim.memo import BoundedMemo
+
+_LOWERED: BoundedMemo[Workload] = BoundedMemo(size=256)
+
+
+def compile_for(hw, workload: Workload) -> Workload:
+    """``workload`` as the chip's compiler runs it (``hw.compiler``), memoised."""
+    compiler = hw.compiler
+    if not compiler.flash_attention:
+        return workload
+    key = (workload, compiler.attention_block)
+    lowered = _LOWERED.get(key)
+    if lowered is None:
+        lowered = _LOWERED.put(key, flash_attention(workload, compiler.attention_block))
+    return lowered
+
+
+def clear_passes() -> None:
+    _LOWERED.clear()
+
+
+def flash_attention(workload: Workload, block: int) -> Workload:
+    """Every phase's attention triples as ``FlashAttention`` ops of ``block`` x ``block`` tiles."""
+    phases = tuple(Phase(p.name, _graph(p.graph, block), p.repeat) for p in workload.phases)
+    return Workload(workload.name, phases)
+
+
+def _graph(graph: OpGraph, block: int) -> OpGraph:
+    order = list(graph.ops())
+    readers: dict[str, list[ops.Op]] = {}
+    for op in order:
+        for t in op.inputs:
+            readers.setdefault(t.name, []).append(op)
+    fused: dict[str, ops.Op] = {}  # the score op's name -> its kernel
+    gone: set[str] = set()
+    for op in order:
+        if not isinstance(op, ops.AttentionScore):
+            continue
+        after = readers.get(op.outputs[0].name, [])
+        if len(after) != 1 or not isinstance(after[0], ops.Softmax):
+            continue
+        softmax = after[0]
+        then = readers.get(softmax.outputs[0].name, [])
+        if len(then) != 1 or not isinstance(then[0], ops.AttentionContext):
+            continue
+        context = then[0]
+        # a causal score op knows its queries per head; otherwise the query heads sharing a KV
+        # head and their queries are all rows alike (m of them), which is all the cost reads
+        q_len = op.causal_queries or op.m
+        fused[op.name] = ops.FlashAttention(
+            op.name.rsplit(".", 1)[0] + ".flash" if "." in op.name else "flash", (op.a, op.b, context.b),
+            context.outputs, op.batch, op.m // q_len, q_len, op.n, op.k, op.causal_queries > 0, block,
+            copies=op.copies)
+        gone.update((softmax.name, context.name))
+    if not fused:
+        return graph
+    return OpGraph([fused.get(op.name, op) for op in order if op.name not in gone])
+
