@@ -61,6 +61,17 @@ call_overlap cap (archsim/calibrate/fit.py, against tests/test_calibrate_gpu.py,
 default overlay adds). All 21 killed by the value tests or the area's GPU files, 2 to 4 s each
 (about 30 s with --jobs 2 after a 33 s baseline); M140 and M155 were retargeted to the
 current lines (``fetched``; the shared-memory check at the widest dtype).
+
+Flash attention (issue 18; M178-M203): the kernel's work (``FlashAttention.pairs``' causal key
+blocks and query positions, ``kv_blocks``' rounding, the MACs' 2x, each term of
+``vector_work``), the pass's reader checks and causal query count (archsim/passes/flash.py), the
+TPU-style cost's K/V re-read threshold (a quarter of VMEM, one KV head's K + V), overlap steps,
+vector bound and causal key count, and the GPU cost's wave quantisation, query blocks, L2
+re-reads of K and V, warm inputs and SFU/ALU bounds. They face tests/test_flash_attention.py,
+the last of the value tests (about 6 s alone); all 26 killed by it, 3.5 to 7 s each (75 s with
+--jobs 2). While the lowering is uncommitted, the default copy of HEAD lacks it (and its
+baseline fails on the overlaid test file): run on the working tree with the new package overlaid,
+``--worktree --overlay <the default overlay> archsim/passes/__init__.py archsim/passes/flash.py``.
 """
 
 from __future__ import annotations
@@ -81,7 +92,7 @@ from queue import Queue
 ROOT = Path(__file__).resolve().parent.parent
 VALUE_TESTS = ("tests/test_values_matrix.py", "tests/test_values_memory.py",
                "tests/test_values_energy.py", "tests/test_values_system.py", "tests/test_values_mechanisms.py",
-               "tests/test_gpu_model.py")
+               "tests/test_gpu_model.py", "tests/test_flash_attention.py")
 # overlaid with the value tests by default (uncommitted versions used): what they read
 OVERLAY = (*VALUE_TESTS, "tests/test_gpu_config.py", "tests/data/gpu_plain.yaml", "tests/test_calibrate_gpu.py")
 # existing tests of each area, run after the value tests with --suite related
@@ -131,6 +142,9 @@ TOPO, SCHED, SYSRES, SYSSIM = ("archsim/system/topology.py", "archsim/system/sch
 GEMM, GENGINE, GCOLL, GPOWER, GCONFIG = ("archsim/gpu/gemm.py", "archsim/gpu/engine.py", "archsim/gpu/collectives.py",
                                          "archsim/gpu/power.py", "archsim/config/gpu.py")
 FIT = "archsim/calibrate/fit.py"
+FLASH = "archsim/passes/flash.py"
+FLASH_VECTOR = ("vector_s = max(work.alu / hw.vector_ops_per_second, "
+                "work.special / (sm.count * sm.special_ops_per_cycle * hw.clock))")
 
 MUTANTS: tuple[Mutant, ...] = (
     # -- the five of issue 15 ------------------------------------------------------------
@@ -524,6 +538,63 @@ MUTANTS: tuple[Mutant, ...] = (
       "sweep axes: a table of sections' key read as a field"),
     m("M177", SCHEMA, "models, i = tables, i + 2", "models, i = tables, i + 1",
       "sweep axes: a table's key not skipped"),
+    # -- flash attention (issue 18): the kernel's work, the pass, its two costs -------------
+    m("M178", OPS, "total += rows * min(self.kv_len, -(-last // self.block) * self.block)",
+      "total += rows * min(self.kv_len, (last // self.block) * self.block)",
+      "flash: a causal query block's key blocks rounded down"),
+    m("M179", OPS, "first = self.kv_len - self.q_len  # the first query's position", "first = 0",
+      "flash: causal queries at the first key positions, not the last"),
+    m("M180", OPS, "return -(-self.pairs // (self.q_len * self.block))", "return self.pairs // (self.q_len * self.block)",
+      "flash: key blocks a row passes rounded down"),
+    m("M181", OPS, "return 2 * self.batch * self.group * self.pairs * self.dh",
+      "return self.batch * self.group * self.pairs * self.dh", "flash: MACs of Q K^T only, not P V"),
+    m("M182", OPS, "alu = 3 * scores + rows * self.kv_blocks * (2 + self.dh) + rows * self.dh",
+      "alu = scores + rows * self.kv_blocks * (2 + self.dh) + rows * self.dh", "flash vector work: 1 ALU op a score, not 3"),
+    m("M183", OPS, "alu = 3 * scores + rows * self.kv_blocks * (2 + self.dh) + rows * self.dh",
+      "alu = 3 * scores + rows * (2 + self.dh) + rows * self.dh", "flash vector work: rescale once a row, not per key block"),
+    m("M184", OPS, "alu = 3 * scores + rows * self.kv_blocks * (2 + self.dh) + rows * self.dh",
+      "alu = 3 * scores + rows * self.kv_blocks * self.dh + rows * self.dh", "flash vector work: the running sum's 2 ops dropped"),
+    m("M185", OPS, "alu = 3 * scores + rows * self.kv_blocks * (2 + self.dh) + rows * self.dh",
+      "alu = 3 * scores + rows * self.kv_blocks * (2 + self.dh)", "flash vector work: the final 1 / sum scaling dropped"),
+    m("M186", OPS, 'counts = (("exp", scores + rows * self.kv_blocks), ("reciprocal", rows))',
+      'counts = (("exp", scores), ("reciprocal", rows))', "flash vector work: no exp for the rescale factors"),
+    m("M187", OPS, 'counts = (("exp", scores + rows * self.kv_blocks), ("reciprocal", rows))',
+      'counts = (("exp", scores + rows * self.kv_blocks),)', "flash vector work: the reciprocals dropped"),
+    m("M188", FLASH, "if len(after) != 1 or not isinstance(after[0], ops.Softmax):",
+      "if not isinstance(after[0], ops.Softmax):", "flash pass: scores read by another op fused anyway"),
+    m("M189", FLASH, "if len(then) != 1 or not isinstance(then[0], ops.AttentionContext):",
+      "if not isinstance(then[0], ops.AttentionContext):", "flash pass: probabilities read by another op fused anyway"),
+    m("M190", FLASH, "q_len = op.causal_queries or op.m", "q_len = op.m",
+      "flash pass: a causal group's query heads taken for queries"),
+    m("M191", ENGINE, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks",
+      "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity else q_blocks",
+      "tpu flash: K and V kept when they fit all of VMEM, not a quarter"),
+    m("M192", ENGINE, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks",
+      "kv_reads = 1 if (k.bytes + v.bytes) / op.batch < self.hw.vmem.capacity / 4 else q_blocks",
+      "tpu flash: K and V exactly filling a quarter of VMEM re-read"),
+    m("M193", ENGINE, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks",
+      "kv_reads = 1 if (k.bytes + v.bytes) <= self.hw.vmem.capacity / 4 else q_blocks",
+      "tpu flash: every KV head's K and V must fit, not one's"),
+    m("M194", ENGINE, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks",
+      "kv_reads = 1", "tpu flash: K and V never re-read"),
+    m("M195", ENGINE, "compute_s = max(array_s, vector_s)", "compute_s = array_s",
+      "tpu flash: the online softmax never bounds the kernel"),
+    m("M196", ENGINE, "steps = op.batch * q_blocks * op.kv_blocks", "steps = op.batch * q_blocks",
+      "tpu flash: one overlap step per query block, not per key block"),
+    m("M197", ENGINE, "keys = -(-op.pairs // op.q_len)  # keys per query row, on average over the blocks computed",
+      "keys = op.kv_len", "tpu flash: the arrays compute the masked key blocks too"),
+    m("M198", GENGINE, "tensor_s = math.ceil(tiles / sm.count) * (op.macs / tiles) / rate",
+      "tensor_s = op.macs / (sm.count * rate)", "gpu flash: no wave quantisation"),
+    m("M199", GENGINE, "q_blocks = -(-(op.group * op.q_len) // op.block)", "q_blocks = -(-op.q_len // op.block)",
+      "gpu flash: a KV head's query heads not in its query blocks"),
+    m("M200", GENGINE, "l2_read = q.bytes + (k.bytes + v.bytes) * q_blocks", "l2_read = q.bytes + k.bytes + v.bytes",
+      "gpu flash: K and V read from L2 once, not per query block"),
+    m("M201", GENGINE, "from_hbm = sum(b for b, hot in zip(per_input, warm) if not hot)", "from_hbm = sum(per_input)",
+      "gpu flash: warm inputs read from HBM anyway", nth=1),
+    m("M202", GENGINE, FLASH_VECTOR, "vector_s = work.alu / hw.vector_ops_per_second",
+      "gpu flash: the special units never bound the softmax"),
+    m("M203", GENGINE, FLASH_VECTOR, "vector_s = work.special / (sm.count * sm.special_ops_per_cycle * hw.clock)",
+      "gpu flash: the ALUs never bound the softmax"),
 )
 
 
