@@ -57,7 +57,8 @@ def flash(batch=1, group=1, q_len=128, kv_len=128, dh=128, causal=False, block=1
 def test_non_causal_computes_every_score():
     op = flash(batch=2, group=3, q_len=300, kv_len=1000, dh=64)
     assert op.pairs == 300 * 1000
-    assert op.kv_blocks == 8  # ceil(1000 / 128): every row passes all 8 key blocks
+    # ceil(1000 / 128) = 8: every row passes all 8 key blocks, in 3 query blocks of a head
+    assert op.row_blocks == 300 * 8 and op.tiles == 3 * 8
     # Q K^T and P V: 64 MACs per score each, over 2 x 3 heads
     assert op.macs == 2 * (2 * 3) * 300_000 * 64
 
@@ -69,6 +70,8 @@ def test_causal_prefill_skips_the_key_blocks_after_each_query_block():
     op = flash(q_len=300, kv_len=300, causal=True)
     assert op.pairs == 128 * 128 + 128 * 256 + 44 * 300 == 62_352
     assert op.macs == 2 * 62_352 * 128
+    # 1 + 2 + 3 key blocks: 6 tiles; rows x their key blocks: 128 + 256 + 132 = 516 rescales
+    assert op.tiles == 6 and op.row_blocks == 128 * 1 + 128 * 2 + 44 * 3
     # a whole number of blocks: the diagonal blocks computed whole, about half and the diagonal
     assert flash(q_len=256, kv_len=256, causal=True).pairs == 128 * 128 + 128 * 256
     # 2 batch x 4 query heads: the same per head
@@ -80,7 +83,7 @@ def test_causal_decode_sees_every_key():
     # one query, the last of 1000 positions: all 1000 keys (8 blocks, the last capped at 1000)
     op = flash(q_len=1, kv_len=1000, causal=True)
     assert op.pairs == 1000
-    assert op.kv_blocks == 8
+    assert op.row_blocks == 8 and op.tiles == 8
     assert op.macs == 2 * 1000 * 128
 
 
@@ -107,7 +110,7 @@ def test_vector_work_of_a_small_case_term_by_term():
     # batch 2, 3 query heads a KV head: 6 heads, each 4 queries over 20 keys of dh 8, blocks of 8
     op = flash(batch=2, group=3, q_len=4, kv_len=20, dh=8, block=8)
     scores, rows, kv_blocks, dh = 6 * 4 * 20, 6 * 4, 3, 8  # 480 scores, 24 rows, ceil(20 / 8) blocks
-    assert (op.pairs, op.kv_blocks) == (80, kv_blocks)
+    assert (op.pairs, op.row_blocks, op.tiles) == (80, 4 * kv_blocks, kv_blocks)
     # per score 3 ALU (running max, subtract, row sum): 1440; per row and key block 2 + dh
     # (rescaled sum and the output row rescaled): 24 x 3 x 10 = 720; per row at the end dh
     # (the output row scaled by 1 / sum): 24 x 8 = 192
@@ -120,12 +123,6 @@ def test_vector_work_of_a_small_case_term_by_term():
     assert exps == 552
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FlashAttention.kv_blocks is ceil(pairs / (q_len x block)), a rounded-up mean over the query "
-    "blocks, so vector_work's per-(row, key block) terms count q_len x ceil(mean) row-blocks, not "
-    "the sum over query blocks of rows x the key blocks that block computes: 20 causal queries in "
-    "blocks of 8 compute 1, 2 and 3 key blocks (8 + 16 + 12 = 36 row-blocks), the model counts "
-    "20 x ceil(272 / 160) = 40; for a 4096-token prompt 69,632 against 67,584"))
 def test_causal_vector_work_counts_each_query_blocks_own_key_blocks():
     # 20 queries over their 20 keys, dh 8, blocks of 8: query blocks of 8, 8 and 4 rows compute
     # 8, 16 and 20 keys (1, 2 and 3 key blocks): 272 scores, 8 x 1 + 8 x 2 + 4 x 3 = 36 row-blocks

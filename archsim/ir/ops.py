@@ -196,24 +196,34 @@ class FlashAttention(Op):
         if self.causal and self.q_len > self.kv_len:
             raise ValueError(f"op {self.name!r}: {self.q_len} causal queries over {self.kv_len} keys")
 
-    @property
-    def pairs(self) -> int:
-        """(query, key) scores computed per head: every one, or with ``causal`` those of the key
-        blocks up to each query block's last position."""
-        if not self.causal:
-            return self.q_len * self.kv_len
+    def _query_blocks(self) -> list[tuple[int, int]]:
+        """Per query block of a head: its rows and the keys it computes (every one, or with
+        ``causal`` those of the key blocks up to the block's last position)."""
         first = self.kv_len - self.q_len  # the first query's position
-        total = 0
+        out = []
         for start in range(0, self.q_len, self.block):
             rows = min(self.block, self.q_len - start)
             last = first + start + rows  # keys 0 .. last - 1 are visible to some query here
-            total += rows * min(self.kv_len, -(-last // self.block) * self.block)
-        return total
+            keys = min(self.kv_len, -(-last // self.block) * self.block) if self.causal else self.kv_len
+            out.append((rows, keys))
+        return out
 
     @property
-    def kv_blocks(self) -> int:
-        """Key blocks each query row passes through (the online softmax rescales per block)."""
-        return -(-self.pairs // (self.q_len * self.block))
+    def pairs(self) -> int:
+        """(query, key) scores computed per head."""
+        if not self.causal:
+            return self.q_len * self.kv_len
+        return sum(rows * keys for rows, keys in self._query_blocks())
+
+    @property
+    def row_blocks(self) -> int:
+        """(query row, key block) pairs per head: how often a row's running softmax is rescaled."""
+        return sum(rows * -(-keys // self.block) for rows, keys in self._query_blocks())
+
+    @property
+    def tiles(self) -> int:
+        """(query block, key block) tiles computed per head."""
+        return sum(-(-keys // self.block) for _, keys in self._query_blocks())
 
     @property
     def macs(self) -> int:
@@ -229,8 +239,9 @@ class FlashAttention(Op):
         heads = self.batch * self.group
         scores = heads * self.pairs
         rows = heads * self.q_len
-        alu = 3 * scores + rows * self.kv_blocks * (2 + self.dh) + rows * self.dh
-        counts = (("exp", scores + rows * self.kv_blocks), ("reciprocal", rows))
+        rescales = heads * self.row_blocks
+        alu = 3 * scores + rescales * (2 + self.dh) + rows * self.dh
+        counts = (("exp", scores + rescales), ("reciprocal", rows))
         return VectorWork(alu, sum(n for _, n in counts), counts)
 
 

@@ -222,7 +222,7 @@ class Simulator:
         times = channel_times(self.hw, traffic)
         memory_s = max(times.values())
         compute_s = max(array_s, vector_s)
-        steps = op.batch * q_blocks * op.kv_blocks
+        steps = op.batch * op.group * op.tiles
         latency = float(overlapped_time(memory_s, compute_s, steps, access_latency(self.hw, times)))
         unit = "mxu" if array_s >= vector_s else "vpu"
         return OpCost(
