@@ -23,6 +23,7 @@ from archsim.ir.tensor import Tensor
 from archsim.memo import BoundedMemo
 from archsim.passes import compile_for
 from archsim.sim.cost import OpCost
+from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.result import RunResult
 from archsim.system.topology import topology_of
 
@@ -380,44 +381,6 @@ def clear_caches() -> None:
     clear_matrix_units()
     clear_tilings()
     clear_placements()
-
-
-class CostFingerprint:
-    """The content of every config value an op's cost may read, as a key for shared costs.
-    An op reads the chip's units, VMEM and the outer levels its tensors live in, never a
-    capacity of CMEM or HBM (those decide the placement, which is in the key as the levels):
-    so two design points that differ only in HBM bandwidth share the costs of every op whose
-    tensors all live on chip."""
-
-    _OUTER = {"cmem": Level.CMEM, "hbm": Level.HBM}
-
-    def __init__(self, core: str, outer: dict[Level, str]):
-        self.core = core
-        self.outer = outer
-        self._keys: dict[tuple[Level, ...], tuple] = {}
-
-    @classmethod
-    def of(cls, hw: HardwareConfig) -> "CostFingerprint":
-        dump = hw.model_dump(exclude={"name": True, "description": True, "sweep": True, "tdp": True,
-                                      "periphery_area": True, "cmem": {"capacity"}, "hbm": {"capacity"}})
-        outer = {level: _interned(repr(dump.pop(name))) for name, level in cls._OUTER.items()}
-        return cls(_interned(repr(dump)), outer)
-
-    def key(self, levels: tuple[Level, ...]) -> tuple:
-        key = self._keys.get(levels)
-        if key is None:
-            key = self._keys[levels] = (self.core, *(self.outer[lv] for lv in sorted(set(levels)) if lv in self.outer))
-        return key
-
-
-_FINGERPRINTS: dict[str, str] = {}
-
-
-def _interned(text: str) -> str:
-    """One copy of each fingerprint however many design points (and cost keys) share it."""
-    if len(_FINGERPRINTS) > 10_000:
-        _FINGERPRINTS.clear()
-    return _FINGERPRINTS.setdefault(text, text)
 
 
 def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:

@@ -1,0 +1,45 @@
+"""Cost fingerprints: the content of every config value an op's cost may read, as a key for the
+costs shared between chips and design points (``archsim.sim.engine``)."""
+
+from __future__ import annotations
+
+from archsim.config.schema import HardwareConfig
+from archsim.hw.memory import Level
+
+
+class CostFingerprint:
+    """The content of every config value an op's cost may read, as a key for shared costs.
+    An op reads the chip's units, VMEM and the outer levels its tensors live in, never a
+    capacity of CMEM or HBM (those decide the placement, which is in the key as the levels):
+    so two design points that differ only in HBM bandwidth share the costs of every op whose
+    tensors all live on chip."""
+
+    _OUTER = {"cmem": Level.CMEM, "hbm": Level.HBM}
+
+    def __init__(self, core: str, outer: dict[Level, str]):
+        self.core = core
+        self.outer = outer
+        self._keys: dict[tuple[Level, ...], tuple] = {}
+
+    @classmethod
+    def of(cls, hw: HardwareConfig) -> "CostFingerprint":
+        dump = hw.model_dump(exclude={"name": True, "description": True, "sweep": True, "tdp": True,
+                                      "periphery_area": True, "cmem": {"capacity"}, "hbm": {"capacity"}})
+        outer = {level: _interned(repr(dump.pop(name))) for name, level in cls._OUTER.items()}
+        return cls(_interned(repr(dump)), outer)
+
+    def key(self, levels: tuple[Level, ...]) -> tuple:
+        key = self._keys.get(levels)
+        if key is None:
+            key = self._keys[levels] = (self.core, *(self.outer[lv] for lv in sorted(set(levels)) if lv in self.outer))
+        return key
+
+
+_FINGERPRINTS: dict[str, str] = {}
+
+
+def _interned(text: str) -> str:
+    """One copy of each fingerprint however many design points (and cost keys) share it."""
+    if len(_FINGERPRINTS) > 10_000:
+        _FINGERPRINTS.clear()
+    return _FINGERPRINTS.setdefault(text, text)
