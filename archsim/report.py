@@ -151,11 +151,22 @@ def run_summary(result: RunResult) -> str:
         rows += system_rows(result)
     rows += traffic_rows(result)
     rows += energy_rows(result)
+    rows.append(("compiler", compiler_text(result)))
     for column in ("phase", "unit", "bound"):
         parts = result.latency_by(column)
-        rows.append((f"latency by {column}", ", ".join(
-            f"{k} {fmt_time(v)} ({v / result.latency_s:.0%})" for k, v in parts.items())))
+        label = f"latency by {column}" if column == "phase" or not result.overlapped else f"op time by {column}"
+        rows.append((label, ", ".join(f"{k} {fmt_time(v)} ({v / result.latency_s:.0%})" for k, v in parts.items())))
+    rows.append(("busy per resource", ", ".join(
+        f"{k} {fmt_time(v)} ({v / result.latency_s:.0%})" for k, v in sorted(result.busy.items(), key=lambda kv: -kv[1]))))
     return key_values(rows)
+
+
+def compiler_text(result) -> str:
+    """The compiler profile a result ran with and its pieces."""
+    c = result.hw.compiler
+    rules = ", ".join(c.rules) or "no fusion"
+    overlap = "ops overlapped (critical path = latency)" if result.overlapped else "ops one after another"
+    return f"{c.profile or 'none'}: {rules}; flash attention {'on' if c.flash else 'off'}; {overlap}"
 
 
 def ops_table(result: RunResult) -> str:

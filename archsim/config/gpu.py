@@ -14,7 +14,7 @@ cores and special-function units, ``vmem`` shared memory (the operand tiles stag
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,8 +23,9 @@ from archsim.config.fields import (
     Size, Strict,
 )
 from archsim.config.schema import (
-    OP_KINDS, CompilerConfig, DispatchConfig, IciConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig, _same_dtypes,
+    OP_KINDS, DispatchConfig, IciConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig, _same_dtypes,
 )
+from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
 from archsim.dtypes import DType
@@ -175,7 +176,8 @@ class GpuConfig(SweepChecks):
     nvlink: IciConfig = Field(description="the GPU's NVLink ports")
     collectives: CollectiveConfig
     dispatch: DispatchConfig = Field(default=DispatchConfig(), description="fixed cost per kernel (launch)")
-    compiler: CompilerConfig = Field(default=CompilerConfig(), description="what the libraries do to a graph")
+    compiler: CompilerConfig = Field(default=CompilerConfig(profile="cuda"), description="what the libraries do to a "
+                                     "graph and how they schedule it (default: profile cuda)")
     static_power: Power = Field(description="leakage and always-on power of the whole GPU")
     tdp: Power | None = Field(default=None, description="thermal design power")
     periphery_area: Area = Field(description="die area outside the SMs, L2 and NVLink (memory PHYs and "
@@ -191,8 +193,14 @@ class GpuConfig(SweepChecks):
             raise ValueError(f"unknown op kind {', '.join(map(repr, unknown))}; expected one of: {', '.join(OP_KINDS)}")
         return table
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_profile(cls, data: Any) -> Any:
+        return with_default_profile(data, "gpu")
+
     @model_validator(mode="after")
     def _consistent(self) -> "GpuConfig":
+        check_profile(self.compiler, "gpu")
         for key in ("sm", "l2", "hbm", "nvlink"):
             stated = getattr(self, key).stated_at
             if stated is not None:
@@ -243,6 +251,12 @@ class GpuConfig(SweepChecks):
     @property
     def memory_levels(self) -> tuple[tuple[str, MemoryLevelConfig], ...]:
         return (("l2", self.l2), ("hbm", self.hbm))
+
+    @property
+    def prefetch_buffer(self) -> float:
+        """Bytes of the usable L2 the compiler may fill with the next op's operands while the current op
+        runs (``compiler.prefetch``; 0 without overlap)."""
+        return self.l2.usable_capacity * self.compiler.prefetch_share
 
     @property
     def matrix_dtypes(self) -> tuple[DType, ...]:

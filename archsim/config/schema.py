@@ -20,6 +20,7 @@ from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Factor, Frequency, Latency, Length, NonNegativeCount,
     Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, ScaleFactor, Size, Strict, value_dims,
 )
+from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
 from archsim.dtypes import DType
@@ -254,18 +255,6 @@ class DispatchConfig(Strict):
         return self.call_overlap.get(kind, self.call_overlap.get("default", 0.0))
 
 
-class CompilerConfig(Strict):
-    """What the chip's compiler and libraries do to a graph before it runs (``archsim.passes``).
-    Software, not silicon: every field says what runs, not how fast."""
-
-    flash_attention: bool = Field(
-        default=False, description="run each attention as one tiled kernel with an online softmax (no score "
-        "matrix in memory; causal attention skips masked blocks) instead of score, softmax and context ops")
-    attention_block: Count = Field(
-        default=128, description="queries and keys per tile of the flash-attention kernel (FlashAttention-2 "
-        "uses 64 to 128 on A100, Dao-AILab/flash-attention)")
-
-
 class NodeFactors(Strict):
     energy: ScaleFactor = Field(description="dynamic energy per operation relative to the table's reference")
     area: ScaleFactor = Field(description="area relative to the table's reference")
@@ -371,12 +360,19 @@ class HardwareConfig(SweepChecks):
                               "power exceeds it is flagged (a real chip would throttle)")
     periphery_area: Area = Field(description="die area outside the modelled units (HBM PHYs, DMA, control)")
     dispatch: DispatchConfig = Field(default=DispatchConfig(), description="fixed cost per op (launch, dispatch)")
-    compiler: CompilerConfig = Field(default=CompilerConfig(), description="what the compiler does to a graph")
+    compiler: CompilerConfig = Field(default=CompilerConfig(profile="xla"), description="what the compiler does to a "
+                                     "graph and how it schedules it (default: XLA's, profile xla)")
     system: SystemConfig = Field(default=SystemConfig(), description="chips, topology and parallel mapping; default one chip")
     sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_profile(cls, data: Any) -> Any:
+        return with_default_profile(data, "tpu")
+
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareConfig":
+        check_profile(self.compiler, "tpu")
         if self.cmem is not None and self.cmem.capacity < self.vmem.capacity:
             raise FieldError("cmem.capacity", "is smaller than vmem.capacity; CMEM backs VMEM")
         for key in ("mxu", "vpu", "vmem", "cmem", "hbm", "ici"):
@@ -407,6 +403,12 @@ class HardwareConfig(SweepChecks):
     def memory_levels(self) -> tuple[tuple[str, "MemoryLevelConfig | None"], ...]:
         """The memories by name, innermost first (reports)."""
         return (("vmem", self.vmem), ("cmem", self.cmem), ("hbm", self.hbm))
+
+    @property
+    def prefetch_buffer(self) -> float:
+        """Bytes of the VMEM the compiler may fill with the next op's operands while the current op
+        runs (``compiler.prefetch``; 0 without overlap)."""
+        return self.vmem.capacity * self.compiler.prefetch_share
 
     @property
     def matrix_dtypes(self) -> tuple[DType, ...]:

@@ -33,10 +33,11 @@ from archsim.ir import ops
 from archsim.ir.graph import Workload
 from archsim.ir.tensor import Role
 from archsim.memo import BoundedMemo
-from archsim.sim.cost import OpCost
+from archsim.sim.cost import OpCost, busy_of
 from archsim.passes import compile_for
 from archsim.sim.engine import UnsupportedOpError, _compute_dtype, _wider
 from archsim.sim.result import RunResult
+from archsim.sim.schedule import schedule_run
 from archsim.system.topology import topology_of
 
 _DEFAULT_KERNEL = KernelConfig()
@@ -81,7 +82,8 @@ class GpuSimulator:
     def run_with(self, workload: Workload, placement: Placement) -> RunResult:
         costs = [self.op_cost(op, placement, phase.name, phase.repeat)
                  for phase in workload.phases for op in phase.graph.ops()]
-        return RunResult(self.hw, workload, tuple(costs))
+        schedules = schedule_run(self.hw, workload, placement, costs) if self.hw.compiler.overlaps else None
+        return RunResult(self.hw, workload, tuple(costs), schedules=schedules)
 
     def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         warm = tuple(placement.home[t.name] is Level.CMEM for t in op.inputs)
@@ -143,7 +145,7 @@ class GpuSimulator:
             # zeros, which toggle little; the time they take is charged as static power
             energy=self.energy.op_energy(latency, traffic, op.macs, dtype, vector=convert),
             bottleneck=_bottleneck(compute_s, times, unit), peak_macs_per_s=hw.peak_macs_per_second(dtype),
-            tiling=plan.describe(),
+            tiling=plan.describe(), busy=busy_of(("sm", compute_s), channels=times),
         )
 
     def _conversion(self, op: ops.MatMul, dtype, batch: int, m: int, tile: tuple[int, int]) -> ops.VectorWork:
@@ -202,6 +204,7 @@ class GpuSimulator:
             bottleneck=_bottleneck(compute_s, times, unit), peak_macs_per_s=hw.peak_macs_per_second(dtype),
             tiling=f"flash {op.block}x{op.block} blocks, {tiles} blocks in {math.ceil(tiles / sm.count)} waves"
                    + (", causal" if op.causal else ""),
+            busy=busy_of(("sm", compute_s), channels=times),
         )
 
     def _vector_cost(self, op: ops.VectorOp, warm: tuple[bool, ...]) -> OpCost:
@@ -242,6 +245,7 @@ class GpuSimulator:
             vector_ops=work.alu + work.special, compute_cycles=compute_s * hw.clock, compute_s=compute_s,
             memory_s=memory_s, latency_s=latency, traffic=traffic,
             energy=self.energy.op_energy(latency, traffic, vector=work), bottleneck=_bottleneck(compute_s, times, unit),
+            busy=busy_of(("sm", compute_s), channels=times),
         )
 
     def _collective_cost(self, op: ops.Collective, warm: tuple[bool, ...]) -> OpCost:
@@ -266,6 +270,7 @@ class GpuSimulator:
             memory_s=streamed.memory_s, latency_s=latency, traffic=streamed.traffic, energy=energy,
             bottleneck=busiest, ici_bytes=transfer.sent_per_gpu,
             tiling=f"NCCL {transfer.algorithm}/{transfer.protocol}",
+            busy=busy_of(("sm", streamed.compute_s), ("ici", transfer.time_s), channels=dict(streamed.busy[1:])),
         )
 
 

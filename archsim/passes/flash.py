@@ -17,7 +17,7 @@ _LOWERED: BoundedMemo[Workload] = BoundedMemo(size=256)
 def compile_for(hw, workload: Workload) -> Workload:
     """``workload`` as the chip's compiler runs it (``hw.compiler``), memoised."""
     compiler = hw.compiler
-    if not compiler.flash_attention:
+    if not compiler.flash:
         return workload
     key = (workload, compiler.attention_block)
     lowered = _LOWERED.get(key)

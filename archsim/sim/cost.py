@@ -13,6 +13,16 @@ from archsim.hw.memory import ZERO_TRAFFIC, Traffic
 FILL_BOUND = 0.5
 
 
+def busy_of(held: tuple[str, float], *others: tuple[str, float], channels: dict | None = None) -> tuple:
+    """An op's ``busy``: the held unit, other units with work, then each memory channel's time
+    (``channels``: level -> seconds)."""
+    out = [held, *(o for o in others if o[1] > 0)]
+    for level, seconds in (channels or {}).items():
+        if seconds > 0:
+            out.append((getattr(level, "value", level), seconds))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class OpCost:
     """The cost of one execution of one op."""
@@ -40,6 +50,10 @@ class OpCost:
     fill_s: float = 0.0
     # Of latency_s, the fixed cost of launching the op (``hw.dispatch``): nothing else runs.
     dispatch_s: float = 0.0
+    # What the op occupies and for how long, one execution: (resource, seconds), the unit it
+    # holds from start to end first, then other units' work and each memory channel's transfer
+    # time. The overlap scheduler (``archsim.sim.schedule``) reads it; latency_s is at least each.
+    busy: tuple[tuple[str, float], ...] = ()
 
     def relabeled(self, phase: str, name: str, repeat: int, copies: int) -> "OpCost":
         """The same cost for another op alike but for its labels. (``dataclasses.replace``

@@ -22,9 +22,10 @@ from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.ir.tensor import Tensor
 from archsim.memo import BoundedMemo
 from archsim.passes import compile_for
-from archsim.sim.cost import OpCost
+from archsim.sim.cost import OpCost, busy_of
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.result import RunResult
+from archsim.sim.schedule import schedule_run
 from archsim.system.topology import topology_of
 
 
@@ -109,7 +110,8 @@ class Simulator:
                     costs.append(self.op_cost(op, placement, phase.name, phase.repeat))
         except TilingError as exc:
             return RunResult.infeasible(self.hw, workload, str(exc))
-        return RunResult(self.hw, workload, tuple(costs))
+        schedules = schedule_run(self.hw, workload, placement, costs) if self.hw.compiler.overlaps else None
+        return RunResult(self.hw, workload, tuple(costs), schedules=schedules)
 
     def benchmark_placement(self, op: ops.Op) -> Placement:
         """Where a microbenchmark calling ``op`` on its own finds its tensors: in HBM (a
@@ -190,6 +192,8 @@ class Simulator:
             energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes, convert),
             bottleneck=_bottleneck(compute_s, channel_times(self.hw, tiling.traffic), unit),
             peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
+            busy=busy_of(("mxu", array_s), ("vpu", compute_s if unit == "vpu" else 0.0),
+                         channels=channel_times(self.hw, tiling.traffic)),
             # at least 0: SCALE-Sim's count is one cycle short of a lone fold's stream
             fill_s=max(0, array.compute_cycles - array.stream_cycles) / self.hw.clock,
         )
@@ -233,6 +237,7 @@ class Simulator:
             energy=self.energy.op_energy(latency, traffic, op.macs, dtype, vector=work),
             bottleneck=_bottleneck(compute_s, times, unit), peak_macs_per_s=self.hw.peak_macs_per_second(dtype),
             tiling=f"flash {op.block}x{op.block} blocks" + (", causal" if op.causal else ""),
+            busy=busy_of(("mxu", array_s), ("vpu", vector_s), channels=times),
         )
 
     def _conversion(self, op: ops.MatMul, shape: MatmulShape, array) -> ops.VectorWork:
@@ -287,7 +292,7 @@ class Simulator:
             phase=phase, name=op.name, kind=op.kind, unit="vpu", repeat=repeat, copies=op.copies, macs=0,
             vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
             latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
-            bottleneck=_bottleneck(compute_s, times, "vpu"),
+            bottleneck=_bottleneck(compute_s, times, "vpu"), busy=busy_of(("vpu", compute_s), channels=times),
         )
 
     def _dma_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
@@ -324,6 +329,7 @@ class Simulator:
             phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies, macs=0,
             vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
             latency_s=latency, traffic=traffic, energy=energy, bottleneck=busiest, ici_bytes=transfer.sent_per_chip,
+            busy=busy_of(("ici", transfer.time_s), ("vpu", compute_s), channels=times),
         )
 
     def _preload_cost(self, tensors: tuple[Tensor, ...]) -> OpCost:
@@ -358,7 +364,7 @@ class Simulator:
             phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, copies=op.copies, macs=0,
             vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
             latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
-            bottleneck=_bottleneck(compute_s, times, unit),
+            bottleneck=_bottleneck(compute_s, times, unit), busy=busy_of((unit, compute_s), channels=times),
         )
 
 

@@ -15,11 +15,14 @@ from archsim.ir.graph import Workload
 from archsim.sim.cost import OpCost
 
 if TYPE_CHECKING:
+    from archsim.sim.schedule import PhaseSchedule
+
+if TYPE_CHECKING:
     import pandas as pd
 
 TABLE_COLUMNS = [
     "phase", "op", "kind", "unit", "repeat", "copies", "count", "macs", "vector_ops", "compute_cycles",
-    "compute_s", "memory_s", "dispatch_s", "latency_s", "total_latency_s", "utilization", "bound",
+    "compute_s", "memory_s", "dispatch_s", "latency_s", "total_latency_s", "start_s", "end_s", "utilization", "bound",
     "bottleneck", "tiling", "vmem_bytes", "cmem_bytes", "hbm_bytes", "ici_bytes", "energy_j",
     *(f"energy_{c}_j" for c in COMPONENTS),
 ]
@@ -57,6 +60,9 @@ class RunResult(Rates):
     ops: tuple[OpCost, ...]
     feasible: bool = True
     reason: str = ""
+    # With the compiler's overlap, each phase's schedule (archsim.sim.schedule), in run order;
+    # without, None: the ops run one after another.
+    schedules: "tuple[PhaseSchedule, ...] | None" = None
     chips: ClassVar[int] = 1  # one chip (a SystemResult covers several)
 
     @classmethod
@@ -68,7 +74,9 @@ class RunResult(Rates):
     @cached_property
     def phase_times(self) -> dict[str, tuple[int, float]]:
         """Per phase, in run order (the preload first): its repeat count and the time of one
-        execution (its ops one after another)."""
+        execution (its schedule's makespan with overlap, else its ops one after another)."""
+        if self.schedules is not None:
+            return {s.phase: (s.repeat, s.makespan) for s in self.schedules}
         out: dict[str, tuple[int, float]] = {}
         for c in self.ops:
             repeat, once = out.get(c.phase, (c.repeat, 0.0))
@@ -116,8 +124,23 @@ class RunResult(Rates):
         busy = sum(c.macs * c.count / c.peak_macs_per_s for c in self.ops if c.peak_macs_per_s)
         return busy / self.latency_s if self.latency_s else 0.0
 
+    @cached_property
+    def busy(self) -> dict[str, float]:
+        """Seconds each resource (unit or memory channel, ``OpCost.busy``) works in the run."""
+        out: dict[str, float] = {}
+        for c in self.ops:
+            for resource, seconds in c.busy:
+                out[resource] = out.get(resource, 0.0) + seconds * c.count
+        return out
+
+    @property
+    def overlapped(self) -> bool:
+        return self.schedules is not None
+
     def latency_by(self, column: str) -> dict[str, float]:
-        """Total latency grouped by an op attribute: 'phase', 'unit', 'kind', 'bound'."""
+        """The ops' latencies summed, grouped by an op attribute: 'phase', 'unit', 'kind',
+        'bound'. With overlap the groups add up to more than the run's time: each op counts
+        whole, though others ran beside it (``busy`` and the schedules say what overlapped)."""
         out: dict[str, float] = {}
         for c in self.ops:
             key = getattr(c, column)
@@ -131,8 +154,10 @@ class RunResult(Rates):
         (phase repeat x copies), included in ``total_latency_s``."""
         import pandas as pd  # imported on use: it doubles the CLI's start-up time
 
+        spans = self.spans()
         rows = [
             {
+                "start_s": spans[i][0], "end_s": spans[i][1],
                 "phase": c.phase, "op": c.name, "kind": c.kind, "unit": c.unit, "repeat": c.repeat,
                 "copies": c.copies, "count": c.count,
                 "macs": c.macs, "vector_ops": c.vector_ops, "compute_cycles": c.compute_cycles,
@@ -143,9 +168,22 @@ class RunResult(Rates):
                 "ici_bytes": c.ici_bytes, "energy_j": c.energy.total,
                 **{f"energy_{name}_j": value for name, value in c.energy.as_dict().items()},
             }
-            for c in self.ops
+            for i, c in enumerate(self.ops)
         ]
         return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+    def spans(self) -> list[tuple[float, float]]:
+        """Per op, when it starts and ends within one execution of its phase (all its copies):
+        the schedule's times with overlap, else the ops one after another."""
+        if self.schedules is not None:
+            return [(a, b) for s in self.schedules for a, b in zip(s.start, s.end)]
+        out, clock, phase = [], 0.0, None
+        for c in self.ops:
+            if c.phase != phase:
+                clock, phase = 0.0, c.phase
+            out.append((clock, clock + c.latency_s * c.copies))
+            clock += c.latency_s * c.copies
+        return out
 
     def summary(self) -> dict:
         """Totals as plain JSON-ready values (SI units)."""
@@ -175,4 +213,6 @@ def totals_summary(result) -> dict:
         "latency_by_phase_s": result.latency_by("phase"),
         "latency_by_unit_s": result.latency_by("unit"),
         "latency_by_bound_s": result.latency_by("bound"),
+        "overlapped": result.overlapped,
+        "busy_s": result.busy,
     }

@@ -93,6 +93,9 @@ class SystemResult(Rates):
             for stage in self.stages:
                 once = stage.phase_times.get(phase.name, (phase.repeat, 0.0))[1]
                 collective = sum(c.latency_s * c.copies for c in stage.ops if c.phase == phase.name and c.unit == "ici")
+                if stage.overlapped:  # what the chip's schedule already hid is taken off the collectives
+                    serial = sum(c.latency_s * c.copies for c in stage.ops if c.phase == phase.name)
+                    collective = max(0.0, collective - (serial - once))
                 times.append(StageTime(once, collective))
             sends = tuple(b.time_s for b in self.boundaries[phase.name])
             out[phase.name] = phase_schedule(times, sends, self.feedback[phase.name].time_s,
@@ -129,6 +132,22 @@ class SystemResult(Rates):
         for c in self.stages[busiest].ops:
             key = getattr(c, column)
             out[key] = out.get(key, 0.0) + c.latency_s * self._runs(c)
+        return out
+
+    @property
+    def overlapped(self) -> bool:
+        return any(s.overlapped for s in self.stages)
+
+    @cached_property
+    def busy(self) -> dict[str, float]:
+        """Seconds each resource of the busiest stage's chip works in the run."""
+        if not self.stages:
+            return {}
+        busiest = max(range(len(self.stages)), key=lambda s: (self.stage_busy_s[s], -s))
+        out: dict[str, float] = {}
+        for c in self.stages[busiest].ops:
+            for resource, seconds in c.busy:
+                out[resource] = out.get(resource, 0.0) + seconds * self._runs(c)
         return out
 
     @cached_property

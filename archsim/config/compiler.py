@@ -1,0 +1,133 @@
+"""What a chip's compiler and libraries do to a graph before it runs (``archsim.passes``) and how
+they schedule it (``archsim.sim.schedule``): a *profile* names what real software does, and each
+piece can be set on its own so a study can show its effect.
+
+Software, not silicon: every field says what runs, not how fast. The profiles' choices and their
+sources are in docs/sources/compiler.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from archsim.config.fields import Count, Fraction, Strict
+
+FusionRule = Literal["gemm_epilogue", "cache_epilogue", "vector_chain", "norm_prologue"]
+FUSION_RULES: tuple[str, ...] = ("gemm_epilogue", "cache_epilogue", "vector_chain", "norm_prologue")
+Profile = Literal["none", "xla", "aggressive", "cuda"]
+
+
+@dataclass(frozen=True)
+class ProfileDefaults:
+    fusion: tuple[str, ...]
+    flash_attention: bool
+    overlap: bool
+    prefetch: float  # share of the innermost on-chip memory holding operands fetched ahead
+
+
+# docs/sources/compiler.md says which published code each choice follows.
+PROFILES: dict[str, ProfileDefaults] = {
+    # every op on its own, one after another: per-op microbenchmarks, and archsim before issue 18
+    "none": ProfileDefaults((), False, False, 0.0),
+    # XLA on TPU [XLA]: element-wise consumers fused into a dot's output and into each other, the
+    # KV-cache update in place; attention by a Pallas flash kernel [PALLAS]; async copies that
+    # prefetch the next ops' operands into VMEM while the current op runs [MSA]. The VMEM share
+    # for prefetch is an ASSUMPTION: half, the other half holding the running op's tiles.
+    "xla": ProfileDefaults(("gemm_epilogue", "cache_epilogue", "vector_chain"), True, True, 0.5),
+    # xla plus a norm's normalise step moved into the prologue of the GEMMs reading it (what a
+    # hand-written kernel does; ASSUMPTION: no public TPU compiler does it by default)
+    "aggressive": ProfileDefaults(("gemm_epilogue", "cache_epilogue", "vector_chain", "norm_prologue"), True, True,
+                                  0.5),
+    # CUDA libraries as inference engines use them [CUDA]: cuBLASLt epilogues, fused element-wise
+    # kernels, a flash-attention kernel; kernels of one stream run one after another (their
+    # units overlap inside a kernel, which the op costs model), and no kernel fetches the next
+    # one's operands.
+    "cuda": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 0.0),
+}
+
+# the profiles a chip kind's software has (a config naming another is an error)
+KIND_PROFILES: dict[str, tuple[str, ...]] = {"tpu": ("none", "xla", "aggressive"), "gpu": ("none", "cuda")}
+DEFAULT_PROFILE: dict[str, str] = {"tpu": "xla", "gpu": "cuda"}
+
+
+class CompilerConfig(Strict):
+    """A profile and, where set, a piece that differs from it. Left out, each piece is the
+    profile's; the profile left out is the chip kind's real software (``DEFAULT_PROFILE``)."""
+
+    profile: Profile | None = Field(
+        default=None, description="none (every op on its own, in order), xla or aggressive (TPU-style chips), cuda "
+        "(GPUs); default: the chip kind's real software (xla, cuda)")
+    fusion: tuple[FusionRule, ...] | None = Field(
+        default=None, description="the fusion rules applied, by name (archsim/passes/fusion.py); [] for none; "
+        "default: the profile's")
+    flash_attention: bool | None = Field(
+        default=None, description="run each attention as one tiled kernel with an online softmax (no score "
+        "matrix in memory; causal attention skips masked blocks) instead of score, softmax and context ops; "
+        "default: the profile's")
+    overlap: bool | None = Field(
+        default=None, description="schedule the ops over the chip's units and memory channels, independent "
+        "ops and prefetches running together (archsim/sim/schedule.py), instead of one after another; "
+        "default: the profile's")
+    prefetch: Fraction | None = Field(
+        default=None, description="share of the innermost on-chip memory (VMEM) that may hold the next op's "
+        "weights and caches fetched while the current op runs (with overlap); default: the profile's")
+    attention_block: Count = Field(
+        default=128, description="queries and keys per tile of the flash-attention kernel (FlashAttention-2 "
+        "uses 64 to 128 on A100, Dao-AILab/flash-attention)")
+
+    @model_validator(mode="after")
+    def _known_rules(self) -> "CompilerConfig":
+        if self.fusion is not None and len(set(self.fusion)) != len(self.fusion):
+            raise ValueError("fusion lists a rule twice")
+        return self
+
+    def _defaults(self) -> ProfileDefaults:
+        return PROFILES[self.profile or "none"]
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The fusion rules applied, in ``FUSION_RULES`` order."""
+        chosen = self.fusion if self.fusion is not None else self._defaults().fusion
+        return tuple(r for r in FUSION_RULES if r in chosen)
+
+    @property
+    def flash(self) -> bool:
+        return self.flash_attention if self.flash_attention is not None else self._defaults().flash_attention
+
+    @property
+    def overlaps(self) -> bool:
+        return self.overlap if self.overlap is not None else self._defaults().overlap
+
+    @property
+    def prefetch_share(self) -> float:
+        if not self.overlaps:
+            return 0.0
+        return self.prefetch if self.prefetch is not None else self._defaults().prefetch
+
+    @property
+    def passes_key(self) -> tuple:
+        """What the graph passes read: equal keys give equal compiled graphs."""
+        return (self.rules, self.flash, self.attention_block if self.flash else 0)
+
+
+def with_default_profile(data: Any, kind: str) -> Any:
+    """A chip config's raw ``compiler`` section with the kind's profile where none is given
+    (a ``before`` validator of each chip config calls it)."""
+    if not isinstance(data, dict):
+        return data
+    section = data.get("compiler", {})
+    if isinstance(section, dict) and section.get("profile") is None:
+        data = {**data, "compiler": {**section, "profile": DEFAULT_PROFILE[kind]}}
+    return data
+
+
+def check_profile(compiler: CompilerConfig, kind: str) -> None:
+    """A profile of another kind's software is an error (a TPU has no cuBLAS)."""
+    from archsim.errors import FieldError
+
+    if compiler.profile is not None and compiler.profile not in KIND_PROFILES[kind]:
+        raise FieldError("compiler.profile", f"{compiler.profile!r} is not software of a {kind} chip; expected one "
+                         f"of: {', '.join(KIND_PROFILES[kind])}")

@@ -1,0 +1,197 @@
+"""Overlap between units: a list schedule of a phase's ops over the chip's resources.
+
+Each op's cost says what it occupies (``OpCost.busy``): the unit it holds from start to end (the
+MXUs, the vector unit, a DMA queue, the ICI; a GPU's SMs), other units' work, and each memory
+channel's transfer time. Its latency is at least each of those; the rest of it, ``fixed``, is
+what no other op can use either (pipeline fill, access latency, launch).
+
+The schedule takes the ops in the phase's order (a topological order) and gives each
+
+- a start: when its inputs' producers have ended and the unit it holds is free;
+- its transfers: one block per channel, from when the channel is free (or the op starts) on,
+  so another op's transfers queue behind them but a compute-bound op leaves the channel idle
+  for the next;
+- its prefetch: the bytes of its inputs no op of the phase produces (weights, caches), up to the
+  compiler's prefetch buffer, fetched from when the op before it started [XLA-MSA]; the rest of
+  its transfers start with it;
+- an end: its ``fixed`` time after the later of its own unit's work and its transfers.
+
+With nothing to overlap (every op waiting for the one before, no prefetch) an op ends ``latency``
+after it starts. So the schedule is never longer than the ops one after another and never
+shorter than any resource's busy time (a unit's ops, and a channel's transfers, never overlap
+each other); its critical chain (``critical_ops``: each op back to the one whose end it waited
+for) adds up to it. It is linear in ops. An op standing for ``copies`` layers is scheduled as one op of ``copies`` times the work:
+the layers of a stack repeat the same chain, so their overlap is the one layer's, ``copies``
+times; a stack's next layer's weights prefetch as a single op's would.
+
+Sources: docs/sources/compiler.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
+
+from archsim.hw.memory import Level
+from archsim.ir.graph import PRELOAD_PHASE
+from archsim.sim.cost import OpCost
+
+
+@dataclass(frozen=True)
+class PhaseSchedule:
+    """One execution of a phase, its ops in order: start and end of each (seconds from the
+    phase's start), the makespan, the critical path and each resource's busy time."""
+
+    phase: str
+    repeat: int
+    costs: tuple[OpCost, ...]
+    deps: tuple[tuple[int, ...], ...]  # per op, the ops (indices) producing its inputs
+    prefetch: tuple[tuple[tuple[str, float], ...], ...]  # per op, (channel, seconds) fetched ahead
+    start: tuple[float, ...]
+    end: tuple[float, ...]
+    after: tuple[int, ...]  # per op, the op whose end its start waited for (-1: none)
+
+    @property
+    def makespan(self) -> float:
+        return max(self.end, default=0.0)
+
+    @property
+    def critical_path(self) -> float:
+        """The critical chain's scheduled spans summed (``critical_ops``): the makespan, as a sum
+        you can check op by op."""
+        total = 0.0
+        for i in self.critical_ops:
+            total += self.end[i] - self.start[i]
+        return total
+
+    @cached_property
+    def busy(self) -> dict[str, float]:
+        """Seconds each resource works in one execution of the phase."""
+        out: dict[str, float] = {}
+        for cost in self.costs:
+            for resource, seconds in cost.busy:
+                out[resource] = out.get(resource, 0.0) + seconds * cost.copies
+        return out
+
+    @cached_property
+    def windows(self) -> tuple[tuple[tuple[str, float, float], ...], ...]:
+        """Per op, when each resource works for it: (resource, start, end), its prefetches
+        first (for the trace)."""
+        return _schedule(self.costs, self.deps, self.prefetch, record=True)[2]
+
+    @cached_property
+    def critical_ops(self) -> tuple[int, ...]:
+        """The chain of ops that sets the makespan, first to last: the op ending last, the op
+        whose end its start waited for (an input's producer or its unit's previous holder), and
+        so on back to an op starting at 0. Their scheduled spans (end - start, which include
+        waiting for a memory channel another op holds) add up to the makespan."""
+        if not self.end:
+            return ()
+        chain = [max(range(len(self.end)), key=self.end.__getitem__)]
+        while self.after[chain[-1]] >= 0:
+            chain.append(self.after[chain[-1]])
+        return tuple(reversed(chain))
+
+
+def schedule_phase(phase: str, repeat: int, costs: Sequence[OpCost], deps: Sequence[tuple[int, ...]],
+                   prefetch: Sequence[tuple[tuple[str, float], ...]]) -> PhaseSchedule:
+    """The phase's ops overlapped as the module docstring says. ``deps[i]``: the indices of the
+    ops producing op i's inputs (all below i); ``prefetch[i]``: (channel, seconds) of op i's
+    transfers that may run ahead (of all its copies, at most its transfer time on the channel)."""
+    costs, deps, prefetch = tuple(costs), tuple(deps), tuple(prefetch)
+    start, end, _, after = _schedule(costs, deps, prefetch, record=False)
+    return PhaseSchedule(phase, repeat, costs, deps, prefetch, start, end, after)
+
+
+def _schedule(costs, deps, prefetch, record: bool):
+    free: dict[str, float] = {}  # resource -> the time it is committed up to
+    holder: dict[str, int] = {}  # unit -> the last op that held it
+    start: list[float] = []
+    end: list[float] = []
+    after: list[int] = []  # per op, the op whose end its start waited for (-1: none)
+    windows: list[tuple] = []
+    previous_start = 0.0
+    for i, (cost, needs, ahead) in enumerate(zip(costs, deps, prefetch)):
+        copies = cost.copies
+        held, held_s = cost.busy[0] if cost.busy else (cost.unit, 0.0)
+        held_s *= copies
+        work = [(r, s * copies) for r, s in cost.busy[1:]]
+        fixed = max(0.0, cost.latency_s * copies - max([held_s, *(s for _, s in work)]))
+        begin, waited = 0.0, -1
+        for j in (*needs, holder.get(held, -1)):
+            if j >= 0 and end[j] > begin:
+                begin, waited = end[j], j
+        spans: list[tuple[str, float, float]] = []
+        fetched: dict[str, float] = {}
+        for channel, seconds in ahead:  # issued when the op before this one started
+            at = max(free.get(channel, 0.0), previous_start)
+            free[channel] = at + seconds
+            fetched[channel] = seconds
+            if record:
+                spans.append((channel, at, at + seconds))
+        finish = begin + held_s
+        for resource, seconds in work:
+            at = max(free.get(resource, 0.0), begin)
+            done = at + seconds - fetched.get(resource, 0.0)
+            free[resource] = done
+            finish = max(finish, done)
+            if record:
+                spans.append((resource, at, done))
+        stop = finish + fixed
+        free[held] = stop
+        holder[held] = i
+        start.append(begin)
+        end.append(stop)
+        after.append(waited)
+        if record:
+            windows.append(((held, begin, stop), *spans))
+        previous_start = begin
+    return tuple(start), tuple(end), tuple(windows), tuple(after)
+
+
+def schedule_run(hw, workload, placement, costs: Sequence[OpCost]) -> tuple[PhaseSchedule, ...]:
+    """Every phase of a run scheduled (``costs`` as ``run_with`` lists them: the preload's
+    first, if any, then each phase's ops in order)."""
+    buffer = hw.prefetch_buffer
+    out: list[PhaseSchedule] = []
+    at = 0
+    if costs and costs[0].phase == PRELOAD_PHASE:
+        out.append(schedule_phase(PRELOAD_PHASE, 1, costs[:1], ((),), ((),)))
+        at = 1
+    for phase in workload.phases:
+        order = tuple(phase.graph.ops())
+        mine = costs[at:at + len(order)]
+        at += len(order)
+        producer: dict[str, int] = {}
+        deps, ahead = [], []
+        for i, op in enumerate(order):
+            deps.append(tuple(sorted({producer[t.name] for t in op.inputs if t.name in producer})))
+            ahead.append(_prefetch(op, mine[i], placement, producer, buffer))
+            for t in op.outputs:
+                producer[t.name] = i
+        out.append(schedule_phase(phase.name, phase.repeat, mine, deps, ahead))
+    return tuple(out)
+
+
+def _prefetch(op, cost: OpCost, placement, producer: dict[str, int], buffer: float) -> tuple[tuple[str, float], ...]:
+    """(channel, seconds) of the op's transfers that may run ahead: its inputs no op of the phase
+    produces (weights, caches, cached features), off-chip or in CMEM, up to ``buffer`` bytes a
+    copy, as a share of the op's transfer time on that channel."""
+    if buffer <= 0:
+        return ()
+    room = buffer
+    by_level: dict[str, float] = {}
+    for t in op.inputs:
+        level = placement.home.get(t.name)
+        if t.name in producer or level is None or level is Level.VMEM or room <= 0:
+            continue
+        fetched = min(t.bytes, room)
+        room -= fetched
+        by_level[level.value] = by_level.get(level.value, 0.0) + fetched
+    out = []
+    for channel, seconds in cost.busy[1:]:
+        moved = cost.traffic.total(Level(channel)) if channel in by_level else 0.0
+        if moved > 0:
+            out.append((channel, seconds * cost.copies * min(1.0, by_level[channel] / moved)))
+    return tuple(out)
