@@ -24,12 +24,14 @@ from types import MappingProxyType
 
 from archsim.config.gpu import GpuConfig, KernelConfig
 from archsim.gpu.collectives import collective_time
+from archsim.gpu.fused import gpu_fused_cost
 from archsim.gpu.gemm import GemmShape, plan_gemm
 from archsim.gpu.power import gpu_energy_model
 from archsim.hw.energy import Energy
 from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.placement import place
 from archsim.ir import ops
+from archsim.ir.fused import Fused
 from archsim.ir.graph import Workload
 from archsim.ir.tensor import Role
 from archsim.memo import BoundedMemo
@@ -52,6 +54,7 @@ class GpuSimulator:
         self.hw = hw
         self.placement_policy = placement_policy
         self.dispatch = dispatch
+        self.overlaps = dispatch == "program" and hw.compiler.overlaps
         self.energy = gpu_energy_model(hw)
         self.topology = topology_of(hw)
         # every value an op's cost may read (the system's too: a collective's group and links)
@@ -61,7 +64,8 @@ class GpuSimulator:
         """Every tensor in HBM, the run feasible when its footprint fits the HBM; activations
         passed from one kernel to the next through L2 are warm (``l2_resident``). The graph is
         first what the libraries make of it (``archsim.passes.compile_for``)."""
-        workload = compile_for(self.hw, workload)
+        if self.dispatch == "program":  # ops launched one by one (``call``) fuse and overlap nothing
+            workload = compile_for(self.hw, workload)
         plans = place(self.hw, workload, self.placement_policy, self.op_time)
         feasible = [p for p in plans if p.feasible]
         if not feasible:
@@ -82,7 +86,7 @@ class GpuSimulator:
     def run_with(self, workload: Workload, placement: Placement) -> RunResult:
         costs = [self.op_cost(op, placement, phase.name, phase.repeat)
                  for phase in workload.phases for op in phase.graph.ops()]
-        schedules = schedule_run(self.hw, workload, placement, costs) if self.hw.compiler.overlaps else None
+        schedules = schedule_run(self.hw, workload, placement, costs) if self.overlaps else None
         return RunResult(self.hw, workload, tuple(costs), schedules=schedules)
 
     def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
@@ -104,6 +108,8 @@ class GpuSimulator:
         return cost
 
     def _cost(self, op: ops.Op, warm: tuple[bool, ...]) -> OpCost:
+        if isinstance(op, Fused):
+            return gpu_fused_cost(self, op, warm)
         if isinstance(op, ops.MatMul):
             return self._matmul_cost(op, warm)
         if isinstance(op, ops.FlashAttention):

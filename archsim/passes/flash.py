@@ -10,19 +10,23 @@ from __future__ import annotations
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.memo import BoundedMemo
+from archsim.passes.fusion import fuse
 
 _LOWERED: BoundedMemo[Workload] = BoundedMemo(size=256)
 
 
 def compile_for(hw, workload: Workload) -> Workload:
-    """``workload`` as the chip's compiler runs it (``hw.compiler``), memoised."""
+    """``workload`` as the chip's compiler runs it (``hw.compiler``): flash attention where the
+    compiler runs it, then fusion by its rules (``archsim.passes.fusion``), memoised per workload
+    and ``compiler.passes_key``; the workload itself when no pass applies (profile ``none``)."""
     compiler = hw.compiler
-    if not compiler.flash:
+    if not compiler.flash and not compiler.rules:
         return workload
-    key = (workload, compiler.attention_block)
+    key = (workload, compiler.passes_key)
     lowered = _LOWERED.get(key)
     if lowered is None:
-        lowered = _LOWERED.put(key, flash_attention(workload, compiler.attention_block))
+        flashed = flash_attention(workload, compiler.block) if compiler.flash else workload
+        lowered = _LOWERED.put(key, fuse(flashed, compiler.rules))
     return lowered
 
 

@@ -18,12 +18,14 @@ from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import padded_row, pass_cycles, reduction_cycles, vector_cycles
 from archsim.ir import ops
+from archsim.ir.fused import Fused
 from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.ir.tensor import Tensor
 from archsim.memo import BoundedMemo
 from archsim.passes import compile_for
 from archsim.sim.cost import OpCost, busy_of
 from archsim.sim.fingerprint import CostFingerprint
+from archsim.sim.fused import tpu_fused_cost
 from archsim.sim.result import RunResult
 from archsim.sim.schedule import schedule_run
 from archsim.system.topology import topology_of
@@ -39,12 +41,15 @@ class Simulator:
     def __init__(self, hw: HardwareConfig, placement_policy: str = "time_knapsack", dispatch: str = "program"):
         """``dispatch``: how ops are launched, which decides the fixed cost each pays
         (``hw.dispatch``): ``program``, the ops of one compiled program (a whole model run), or
-        ``call``, every op launched on its own from the host (per-op microbenchmarks)."""
+        ``call``, every op launched on its own from the host (per-op microbenchmarks): then the
+        compiler's passes and overlap do not apply, whatever ``hw.compiler`` says (nothing fuses or
+        overlaps across separate launches)."""
         if dispatch not in ("program", "call"):
             raise ValueError(f"dispatch must be 'program' or 'call', not {dispatch!r}")
         self.hw = hw
         self.placement_policy = placement_policy
         self.dispatch = dispatch
+        self.overlaps = dispatch == "program" and hw.compiler.overlaps
         self.matrix_unit = build_matrix_unit(hw.mxu)
         self.energy = EnergyModel.of(hw)
         self.topology = topology_of(hw)
@@ -61,7 +66,8 @@ class Simulator:
     def run(self, workload: Workload) -> RunResult:
         """Evaluate every candidate placement; keep the fastest (then the least energy). The
         graph is first what the chip's compiler makes of it (``archsim.passes.compile_for``)."""
-        workload = compile_for(self.hw, workload)
+        if self.dispatch == "program":  # ops launched one by one (``call``) fuse and overlap nothing
+            workload = compile_for(self.hw, workload)
         try:
             placements = self._placements(workload)
             feasible = [p for p in placements if p.feasible]
@@ -110,7 +116,7 @@ class Simulator:
                     costs.append(self.op_cost(op, placement, phase.name, phase.repeat))
         except TilingError as exc:
             return RunResult.infeasible(self.hw, workload, str(exc))
-        schedules = schedule_run(self.hw, workload, placement, costs) if self.hw.compiler.overlaps else None
+        schedules = schedule_run(self.hw, workload, placement, costs) if self.overlaps else None
         return RunResult(self.hw, workload, tuple(costs), schedules=schedules)
 
     def benchmark_placement(self, op: ops.Op) -> Placement:
@@ -143,6 +149,8 @@ class Simulator:
         return cost
 
     def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
+        if isinstance(op, Fused):
+            return tpu_fused_cost(self, op, placement)
         if isinstance(op, ops.MatMul):
             return self._matmul_cost(op, placement, phase, repeat)
         if isinstance(op, ops.FlashAttention):
