@@ -113,7 +113,10 @@ def test_cache_epilogue_writes_the_projection_into_the_cache():
     assert "b.attn.k.out" not in fuse(w, ("cache_epilogue",)).tensors()
     assert "b.attn.k_append" not in out and "b.attn.v_append" not in out
     # a cache write of a vector op's output is left alone
-    assert graph_of(fuse(w, ("vector_chain",))).keys() == graph_of(w).keys()
+    y, z, cache = Tensor("y", (8, 64), BF16), Tensor("z", (8, 64), BF16), Tensor("c", (16, 64), BF16, Role.KV_CACHE)
+    act = Workload("w", (Phase("p", OpGraph([Activation("act", (y,), (z,), 8, 64, "gelu"),
+                                             ops.CacheWrite("put", (z,), (cache,))])),))
+    assert fuse(act, ("cache_epilogue", "vector_chain")) is act
 
 
 def test_vector_chain_fuses_element_wise_consumers_and_a_prologue():
@@ -159,6 +162,13 @@ def test_norm_prologue_splits_the_norm_into_stats_and_gemm_prologues():
     both = graph_of(fuse(w, ("gemm_epilogue", "norm_prologue")))
     assert members(both["b.mlp.fc1"]) == ["b.norm2", "b.mlp.fc1", "b.mlp.act"]
     assert both["b.mlp.fc1"].rule == "norm_prologue+gemm_epilogue"
+    # a norm that a GEMM and another op read stays whole
+    x, n, a, wt = (Tensor("x", (8, 64), BF16), Tensor("n", (8, 64), BF16), Tensor("a", (8, 64), BF16),
+                   Tensor("w", (64, 64), BF16, Role.WEIGHT))
+    mixed = Workload("w", (Phase("p", OpGraph([
+        ops.RMSNorm("norm", (x,), (n,), 8, 64), Gemm("g", (n, wt), (Tensor("y", (8, 64), BF16),), 1, 8, 64, 64, False),
+        Activation("act", (n,), (a,), 8, 64, "gelu")])),))
+    assert fuse(mixed, ("norm_prologue",)) is mixed
 
 
 def test_an_intermediate_with_a_second_reader_or_other_layers_does_not_fuse():
@@ -279,6 +289,55 @@ def test_tpu_vector_chain_adds_the_epilogue_to_the_pass():
     assert (cost.traffic.hbm_read, cost.traffic.hbm_write) == (2 * t, t)
     assert cost.busy[0] == ("vpu", pytest.approx(384 / TPU_CLOCK, rel=REL))
     assert cost.latency_s < tpu(silu).latency_s + tpu(mul).latency_s
+
+
+def test_tpu_vector_prologue_reads_its_operands_in_each_pass():
+    # add(x, y) -> h -> rmsnorm [64, 1024] fused: each of the norm's 2 passes reads x and y
+    # (t = 128 KiB each); the norm writes its output once. Alone (reading x), the norm's passes:
+    # x (213.5 ns of HBM) against 64 cycles; x in, out out (427.0 ns) against 64 + 1 (64 rsqrt
+    # at 2 cycles a lane over 1024 lanes, rounded up): 555 + 213.5 + 555 + 427.0 ns; fused, y
+    # twice more: + 2t / 614 GB/s, the 64 cycles of the adds (2 x 65,536 / 2048) hidden
+    t = 131_072
+    x, y, h, n = (Tensor(name, (64, 1024), BF16) for name in "xyhn")
+    add = Elementwise("add", (x, y), (h,), 64, 1024, "add")
+    norm = ops.RMSNorm("norm", (h,), (n,), 64, 1024)
+    fused, = fuse(Workload("w", (Phase("p", OpGraph([add, norm])),)), ("vector_chain",)).phases[0].graph.ops()
+    cost = tpu(fused)
+    alone = 2 * TPU_LAT + 3 * t / TPU_HBM
+    assert cost.latency_s == pytest.approx(alone + 2 * t / TPU_HBM, rel=REL)
+    assert (cost.traffic.hbm_read, cost.traffic.hbm_write) == (4 * t, t)  # apart: 4t read, 2t written
+    assert cost.compute_cycles == 64 + 65 + 64
+    assert cost.vector_ops == norm.vector_work.alu + norm.vector_work.special + 2 * 65_536
+
+
+def test_tpu_cache_epilogue_writes_the_new_entries_into_the_cache():
+    # 8 x 64 @ 64 x 64 bf16 into a 32-entry cache: the GEMM writes its 1 KiB output tile into the
+    # cache's home (HBM), never the cache's 4 KiB; it reads A (1 KiB) and W (8 KiB) once
+    a, wt = Tensor("a", (8, 64), BF16), Tensor("w", (64, 64), BF16, Role.WEIGHT)
+    y, cache = Tensor("y", (8, 64), BF16), Tensor("cache", (32, 64), BF16, Role.KV_CACHE)
+    w = Workload("w", (Phase("p", OpGraph([Gemm("k", (a, wt), (y,), 1, 8, 64, 64, False),
+                                           ops.CacheWrite("put", (y,), (cache,))])),))
+    fused, = fuse(w, ("cache_epilogue",)).phases[0].graph.ops()
+    cost = tpu(fused)
+    assert (cost.traffic.hbm_read, cost.traffic.hbm_write) == (1024 + 8192, 1024)
+    assert cost.vector_ops == 0 and cost.tiling.endswith(" + cache write") and cost.kind == "gemm"
+
+
+@pytest.mark.parametrize("special", [16, 1])
+def test_gpu_vector_chain_with_a_special_function_epilogue(special):
+    # add(x, y) then gelu [64, 1024] as one kernel: x, y read (2 x 128 KiB) and the output written
+    # from and to HBM at 100 GB/s: 3.93216 us; the add 65,536 / 256e9 = 0.256 us; gelu 524,288
+    # ALU (2.048 us) and 65,536 tanh: 1.024 us at 64e9/s, hidden; at 4e9/s (1 a cycle a SM)
+    # 16.384 us: the kernel's 0.256 + 16.384 us outlast HBM's
+    x, y, h, z = (Tensor(name, (64, 1024), BF16) for name in "xyhz")
+    w = Workload("w", (Phase("p", OpGraph([Elementwise("add", (x, y), (h,), 64, 1024, "add"),
+                                           Activation("act", (h,), (z,), 64, 1024, "gelu")])),))
+    fused, = fuse(w, ("vector_chain",)).phases[0].graph.ops()
+    cost = gpu(fused, f"sm.special_ops_per_cycle={special}")
+    compute = 0.256 + (2.048 if special == 16 else 16.384)
+    assert cost.compute_s == pytest.approx(compute * US, rel=REL)
+    assert cost.latency_s == pytest.approx((0.5 + max(3.93216, compute)) * US, rel=REL)
+    assert cost.busy[0] == ("sm", pytest.approx(compute * US, rel=REL))
 
 
 def gpu(op, *sets, warm=()):
