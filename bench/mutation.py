@@ -70,6 +70,14 @@ vector bound and causal key count, and the GPU cost's wave quantisation, query b
 re-reads of K and V, warm inputs and SFU/ALU bounds. They face tests/test_flash_attention.py,
 the last of the value tests (about 7 s alone); all 26 killed by it, 3 to 5 s each (52 s with
 --jobs 2 after a 15 s baseline): ``--only M178 ... M203``.
+
+Fusion (issue 18; M204-M224): the pass's rules (single readers, layers, the vector prologue's
+bytes guard, gemm_activation's functions, the norm split, cache writes of matmuls only), the
+fused op's work and signature (archsim/ir/fused.py), and its cost (archsim/sim/fused.py,
+archsim/gpu/fused.py: the vector main's epilogue after its work, the hidden part, extra reads per
+channel, through VMEM and per pass, the epilogue's energy, the output's dtype, busy time, warm
+reads, the SFU bound, extra HBM time). ``RELATED`` runs tests/test_fusion.py for these files; all
+21 killed by it, about 1.2 s each (13 s with --jobs 2 and the tests restricted to that file).
 """
 
 from __future__ import annotations
@@ -95,6 +103,8 @@ VALUE_TESTS = ("tests/test_values_matrix.py", "tests/test_values_memory.py",
 OVERLAY = (*VALUE_TESTS, "tests/test_gpu_config.py", "tests/data/gpu_plain.yaml", "tests/test_calibrate_gpu.py")
 # existing tests of each area, run after the value tests with --suite related
 RELATED = {
+    **{f: ("tests/test_fusion.py",) for f in ("archsim/passes/fusion.py", "archsim/ir/fused.py", "archsim/sim/fused.py",
+                                              "archsim/gpu/fused.py")},
     "archsim/hw/matrix/": ("tests/test_systolic.py", "tests/test_cim_energy.py", "tests/test_quantization.py",
                            "tests/test_silicon.py"),
     "archsim/hw/vector.py": ("tests/test_engine.py", "tests/test_silicon.py"),
@@ -141,6 +151,8 @@ GEMM, GENGINE, GCOLL, GPOWER, GCONFIG = ("archsim/gpu/gemm.py", "archsim/gpu/eng
                                          "archsim/gpu/power.py", "archsim/config/gpu.py")
 FIT = "archsim/calibrate/fit.py"
 FLASH = "archsim/passes/flash.py"
+FUSION, FUSED_IR, FUSED_TPU, FUSED_GPU = ("archsim/passes/fusion.py", "archsim/ir/fused.py", "archsim/sim/fused.py",
+                                          "archsim/gpu/fused.py")
 FLASH_VECTOR = ("vector_s = max(work.alu / hw.vector_ops_per_second, "
                 "work.special / (sm.count * sm.special_ops_per_cycle * hw.clock))")
 
@@ -594,6 +606,54 @@ MUTANTS: tuple[Mutant, ...] = (
       "gpu flash: the special units never bound the softmax"),
     m("M203", GENGINE, FLASH_VECTOR, "vector_s = work.special / (sm.count * sm.special_ops_per_cycle * hw.clock)",
       "gpu flash: the ALUs never bound the softmax"),
+    # -- fusion (issue 18): the pass, the fused op's work, its cost on both chip kinds -----------
+    m("M204", FUSION, "return t.role is Role.ACTIVATION and readers.get(t.name) == {op.name}",
+      "return t.role is Role.ACTIVATION", "fusion: an intermediate with a second reader fused anyway"),
+    m("M205", FUSION, "if host.main.copies != op.copies or host.tail is None:", "if host.tail is None:",
+      "fusion: ops of other layers (copies) fused"),
+    m("M206", FUSION, "return passes * read <= read + h.bytes + passes * h.bytes", "return True",
+      "fusion: a vector prologue fused even when it moves more bytes"),
+    m("M207", FUSION, "and isinstance(op, ops.Activation) and op.function in _CUBLASLT)",
+      "and isinstance(op, ops.Activation))", "fusion: gemm_activation takes any activation (silu)"),
+    m("M208", FUSION, "if after and all(isinstance(g, ops.Gemm) and g.inputs[0].name == norm.outputs[0].name",
+      "if after and any(isinstance(g, ops.Gemm) and g.inputs[0].name == norm.outputs[0].name",
+      "fusion: a norm split when only some of its readers are GEMMs"),
+    m("M209", FUSION, "if host is None or not isinstance(host.main, ops.MatMul) or not single(op.inputs[0], op) \\",
+      "if host is None or not single(op.inputs[0], op) \\", "fusion: a cache write fused into a vector op"),
+    m("M210", FUSED_IR, "return len(self.main.passes)", "return 1",
+      "fused: a vector prologue run once, not once per pass of its consumer"),
+    m("M211", FUSED_IR, "total = total + op.passes[-1].work(op.elements, op.rows)", "total = total + op.vector_work",
+      "fused: a norm prologue recomputes the whole norm, not its normalise pass"),
+    m("M212", FUSED_IR, "return self.main.vector_work + self.epilogue_work", "return self.epilogue_work",
+      "fused: the main op's vector work left out"),
+    m("M213", FUSED_IR, "where = tuple(tuple(index.get(t.name, -1) for t in op.tensors) for op in self.members)",
+      "where = ()", "fused: the signature ignores where each member's tensors sit"),
+    m("M214", FUSED_TPU, "compute = main.compute_s + epi_s if on_vector else max(main.compute_s, epi_s)",
+      "compute = max(main.compute_s, epi_s)", "fused cost: a vector op's epilogue overlapped, not after its work"),
+    m("M215", FUSED_TPU, "latency = main.latency_s + max(0.0, max(compute, memory) - max(main.compute_s, main_memory))",
+      "latency = main.latency_s", "fused cost: the epilogue and extra reads always hidden"),
+    m("M216", FUSED_TPU, "ch[level.value] = ch.get(level.value, 0.0) + seconds",
+      "ch[level.value] = max(ch.get(level.value, 0.0), seconds)", "fused cost: extra reads overlap the main op's"),
+    m("M217", FUSED_TPU, "extra += sim._stream_traffic((tensor,), (), placement, through_vmem=True, scale=scale).scaled(times)",
+      "extra += sim._stream_traffic((tensor,), (), placement, through_vmem=False, scale=scale).scaled(times)",
+      "tpu fused: extra inputs not through VMEM"),
+    m("M218", FUSED_TPU, "extra += sim._stream_traffic((tensor,), (), placement, through_vmem=True, scale=scale).scaled(times)",
+      "extra += sim._stream_traffic((tensor,), (), placement, through_vmem=True, scale=scale)",
+      "tpu fused: a prologue's extra inputs read once, not once per pass"),
+    m("M219", FUSED_TPU, "energy=main.energy + energy.op_energy(latency - main.latency_s, extra, vector=work),",
+      "energy=main.energy,", "fused cost: the epilogue's energy left out"),
+    m("M220", FUSED_TPU, "out = Tensor(final.name, shape, final.dtype, final.role, copies=final.copies)",
+      "out = Tensor(final.name, shape, op.main.outputs[0].dtype, final.role, copies=final.copies)",
+      "fused cost: the group's output written at the main op's dtype (a bf16 GEMM into an int8 cache)"),
+    m("M221", FUSED_TPU, "held = (held[0], held[1] + epi_s if on_vector else max(held[1], epi_s))",
+      "held = (held[0], held[1])", "fused cost: the held vector unit's busy time without the epilogue"),
+    m("M222", FUSED_GPU, "from_hbm += 0.0 if hot else tensor.bytes * times", "from_hbm += tensor.bytes * times",
+      "gpu fused: warm extra inputs read from HBM anyway"),
+    m("M223", FUSED_GPU, "work.special / (hw.sm.count * hw.sm.special_ops_per_cycle * hw.clock))", "0.0)",
+      "gpu fused: the special-function units never bound the epilogue"),
+    m("M224", FUSED_GPU,
+      "extra_ch = {Level.HBM: from_hbm / hw.hbm.achievable_bandwidth, Level.CMEM: read / hw.l2.achievable_bandwidth}",
+      "extra_ch = {Level.CMEM: read / hw.l2.achievable_bandwidth}", "gpu fused: extra HBM reads take no HBM time"),
 )
 
 

@@ -321,6 +321,12 @@ def test_tpu_cache_epilogue_writes_the_new_entries_into_the_cache():
     cost = tpu(fused)
     assert (cost.traffic.hbm_read, cost.traffic.hbm_write) == (1024 + 8192, 1024)
     assert cost.vector_ops == 0 and cost.tiling.endswith(" + cache write") and cost.kind == "gemm"
+    # an int8 cache: the kernel writes the 512 int8 entries (the quantisation in its epilogue)
+    int8 = Tensor("cache", (32, 64), DType.INT8, Role.KV_CACHE)
+    w8 = Workload("w", (Phase("p", OpGraph([Gemm("k", (a, wt), (y,), 1, 8, 64, 64, False),
+                                            ops.CacheWrite("put", (y,), (int8,))])),))
+    fused8, = fuse(w8, ("cache_epilogue",)).phases[0].graph.ops()
+    assert fused8.written_bytes == 512 and tpu(fused8).traffic.hbm_write == 512
 
 
 @pytest.mark.parametrize("special", [16, 1])

@@ -117,12 +117,12 @@ class Fused(ops.Op):
 @dataclass(frozen=True)
 class FusedCacheWrite(Fused, ops.CacheWrite):
     """A fused group ending in a cache write: its output is the cache, of which it writes the new
-    entries (the last member's ``written_bytes``). A ``CacheWrite`` too, so the placement and the
-    graph summary count the bytes written, not the whole cache."""
+    entries at the cache's type (the kernel converts them in its epilogue). A ``CacheWrite`` too,
+    so the placement and the graph summary count the bytes written, not the whole cache."""
 
     @property
     def written_bytes(self) -> float:
-        return self.epilogue[-1].written_bytes
+        return sum(t.elements for t in self.epilogue[-1].inputs) * self.outputs[0].dtype.bytes
 
 
 @dataclass(frozen=True)
