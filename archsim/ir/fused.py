@@ -129,7 +129,11 @@ class FusedCacheWrite(Fused, ops.CacheWrite):
 class NormStats(ops.VectorOp):
     """What stays of a norm whose normalise-and-scale pass moved into the GEMMs reading it
     (``norm_prologue``): its reduction passes, writing per-row statistics (``outputs``).
-    ``function`` is the norm's kind, whose dispatch and kernel settings apply."""
+    ``function`` is the norm's kind, whose dispatch and kernel settings apply. Costed as any vector
+    op of these passes: its last one writes the statistics, so a TPU-style chip does not count that
+    pass's lane fold (``reduce_step_cycles``, 0 on the bundled TPUs: [V3FIT]), and a GPU reads its
+    input as the norm's kernel does (``kernels``), an approximation of a kernel without the norm's
+    last pass."""
 
     PASSES: ClassVar[dict[str, tuple[ops.Pass, ...]]] = {
         "layernorm": ops.LayerNorm.PASSES["layernorm"][:-1], "rmsnorm": ops.RMSNorm.PASSES["rmsnorm"][:-1]}

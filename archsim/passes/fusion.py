@@ -9,13 +9,17 @@
 - ``gemm_activation``: ``gemm_epilogue`` restricted to what cuBLASLt's epilogues compute: one
   ReLU or GELU after the GEMM [CUBLASLT].
 - ``cache_epilogue``: a ``CacheWrite`` of a matmul group's output: the kernel writes its output
-  tile straight into the cache (XLA's in-place dynamic-update-slice [XLA-FUSION]; vLLM's
-  reshape_and_cache after the projection is a separate kernel, so the GPU profile leaves it).
+  tile straight into the cache, at the cache's type. ASSUMPTION: XLA writes the cache in place
+  but as its own op, no public code fuses the dot with it [XLA-DUS]; vLLM's reshape_and_cache is
+  a kernel of its own [VLLM].
 - ``vector_chain``: an element-wise op reading a vector op's output fuses into it (loop fusion:
-  its work joins the producer's last pass, its other inputs read in that pass); an element-wise
-  op whose output only a norm or softmax reads fuses into it as a prologue, duplicated into each
-  of its passes (XLA's input fusion [XLA-FUSION]; vLLM's fused_add_rms_norm, silu_and_mul
-  [VLLM]), when that moves no more bytes than the two kernels did.
+  its work joins the producer's last pass, its other inputs read in that pass) [XLA-FUSION]; an
+  element-wise op whose output only a norm or softmax reads fuses into it as a prologue,
+  duplicated into each of its passes (XLA's input fusion), only when that moves no more bytes
+  than the two kernels did (XLA's ``ComputeGloballyUnfusible`` refuses duplication that raises
+  memory traffic [XLA-FUSION]). vLLM's silu_and_mul is such a chain [VLLM]; its
+  fused_add_rms_norm also writes the sum for the next residual, a second reader, which archsim
+  does not fuse (no multi-output fusion).
 - ``norm_prologue``: a norm read only by GEMMs over whole rows (K = the row length) keeps its
   reduction passes as a ``NormStats`` op writing per-row statistics; its normalise-and-scale
   pass runs in each GEMM's prologue on the A tiles as they are loaded, so the normalised tensor
