@@ -192,7 +192,8 @@ def workload(workload_file: Path, overrides: tuple[str, ...], schedule: str | No
               help="Write a Chrome/Perfetto trace (JSON) to this file.")
 @click.option("--dispatch", type=click.Choice(["program", "call"]), default="program", show_default=True,
               help="How ops are launched, for the config's dispatch costs: 'program', one compiled program; "
-                   "'call', every op launched on its own from the host (as per-op benchmarks time them).")
+                   "'call', every op launched on its own from the host (as per-op benchmarks time them: the "
+                   "compiler fuses and overlaps nothing). The compiler itself: --set compiler.profile=none|xla|...")
 @_json_option
 def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_ops: bool,
         trace_path: Path | None, dispatch: str, as_json: bool) -> None:

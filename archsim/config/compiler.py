@@ -15,8 +15,9 @@ from pydantic import Field, model_validator
 
 from archsim.config.fields import Count, Fraction, Strict
 
-FusionRule = Literal["gemm_epilogue", "cache_epilogue", "vector_chain", "norm_prologue"]
-FUSION_RULES: tuple[str, ...] = ("gemm_epilogue", "cache_epilogue", "vector_chain", "norm_prologue")
+FusionRule = Literal["gemm_epilogue", "gemm_activation", "cache_epilogue", "vector_chain", "norm_prologue"]
+# gemm_activation is gemm_epilogue restricted to what cuBLASLt's epilogues compute (ReLU, GELU)
+FUSION_RULES: tuple[str, ...] = ("gemm_epilogue", "gemm_activation", "cache_epilogue", "vector_chain", "norm_prologue")
 Profile = Literal["none", "xla", "aggressive", "cuda"]
 
 
@@ -24,6 +25,7 @@ Profile = Literal["none", "xla", "aggressive", "cuda"]
 class ProfileDefaults:
     fusion: tuple[str, ...]
     flash_attention: bool
+    attention_block: int  # queries and keys per flash-attention tile
     overlap: bool
     prefetch: float  # share of the innermost on-chip memory holding operands fetched ahead
 
@@ -31,21 +33,25 @@ class ProfileDefaults:
 # docs/sources/compiler.md says which published code each choice follows.
 PROFILES: dict[str, ProfileDefaults] = {
     # every op on its own, one after another: per-op microbenchmarks, and archsim before issue 18
-    "none": ProfileDefaults((), False, False, 0.0),
-    # XLA on TPU [XLA]: element-wise consumers fused into a dot's output and into each other, the
-    # KV-cache update in place; attention by a Pallas flash kernel [PALLAS]; async copies that
-    # prefetch the next ops' operands into VMEM while the current op runs [MSA]. The VMEM share
-    # for prefetch is an ASSUMPTION: half, the other half holding the running op's tiles.
-    "xla": ProfileDefaults(("gemm_epilogue", "cache_epilogue", "vector_chain"), True, True, 0.5),
-    # xla plus a norm's normalise step moved into the prologue of the GEMMs reading it (what a
-    # hand-written kernel does; ASSUMPTION: no public TPU compiler does it by default)
-    "aggressive": ProfileDefaults(("gemm_epilogue", "cache_epilogue", "vector_chain", "norm_prologue"), True, True,
-                                  0.5),
-    # CUDA libraries as inference engines use them [CUDA]: cuBLASLt epilogues, fused element-wise
-    # kernels, a flash-attention kernel; kernels of one stream run one after another (their
-    # units overlap inside a kernel, which the op costs model), and no kernel fetches the next
-    # one's operands.
-    "cuda": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 0.0),
+    "none": ProfileDefaults((), False, 128, False, 0.0),
+    # XLA on TPU [XLA-FUSION]: element-wise consumers fused into a dot's output (ASSUMPTION for
+    # XLA:TPU, whose rules are not public; XLA:GPU and XLA:CPU do it) and into each other;
+    # attention by a Pallas flash kernel with 512-blocks (MaxText's splash kernel)
+    # [PALLAS-FLASH]; async copies that prefetch the next ops' operands into VMEM while the
+    # current op runs [XLA-MSA]. The KV-cache write stays its own in-place op [XLA-DUS]. The VMEM
+    # share for prefetch is an ASSUMPTION: half, the other half holding the running op's tiles.
+    "xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, 512, True, 0.5),
+    # xla plus what a hand-written kernel could do and no public compiler does by default
+    # (ASSUMPTION, docs/sources/compiler.md): the KV-cache write in the K/V GEMM's epilogue, a
+    # norm's normalise step in the prologue of the GEMMs reading it
+    "aggressive": ProfileDefaults(("gemm_epilogue", "cache_epilogue", "vector_chain", "norm_prologue"), True, 512,
+                                  True, 0.5),
+    # CUDA libraries as inference engines use them: cuBLASLt's ReLU and GELU epilogues
+    # [CUBLASLT]; fused element-wise kernels (vLLM's silu_and_mul, fused_add_rms_norm) [VLLM]; a
+    # flash-attention kernel with FlashAttention-2's 128-blocks; kernels of one stream run one
+    # after another (their units overlap inside a kernel, which the op costs model), and no
+    # kernel fetches the next one's operands [CUDA-STREAMS].
+    "cuda": ProfileDefaults(("gemm_activation", "vector_chain"), True, 128, False, 0.0),
 }
 
 # the profiles a chip kind's software has (a config naming another is an error)
@@ -74,9 +80,9 @@ class CompilerConfig(Strict):
     prefetch: Fraction | None = Field(
         default=None, description="share of the innermost on-chip memory (VMEM) that may hold the next op's "
         "weights and caches fetched while the current op runs (with overlap); default: the profile's")
-    attention_block: Count = Field(
-        default=128, description="queries and keys per tile of the flash-attention kernel (FlashAttention-2 "
-        "uses 64 to 128 on A100, Dao-AILab/flash-attention)")
+    attention_block: Count | None = Field(
+        default=None, description="queries and keys per tile of the flash-attention kernel; default: the "
+        "profile's (xla: 512, as MaxText's splash kernel; cuda: 128, as FlashAttention-2 on A100)")
 
     @model_validator(mode="after")
     def _known_rules(self) -> "CompilerConfig":
@@ -108,9 +114,14 @@ class CompilerConfig(Strict):
         return self.prefetch if self.prefetch is not None else self._defaults().prefetch
 
     @property
+    def block(self) -> int:
+        """Queries and keys per flash-attention tile."""
+        return self.attention_block if self.attention_block is not None else self._defaults().attention_block
+
+    @property
     def passes_key(self) -> tuple:
         """What the graph passes read: equal keys give equal compiled graphs."""
-        return (self.rules, self.flash, self.attention_block if self.flash else 0)
+        return (self.rules, self.flash, self.block if self.flash else 0)
 
 
 def with_default_profile(data: Any, kind: str) -> Any:
