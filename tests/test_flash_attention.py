@@ -237,15 +237,16 @@ def test_the_pass_on_bundled_workloads():
 
 
 def test_flash_attention_off_changes_nothing():
-    # the flag absent or false: the workload object itself is costed, and every result is the
-    # same, bit for bit (the caches cleared between, so neither run reads the other's costs);
-    # on: the DiT block's attention is one kernel and the run differs. (Checked once by hand
-    # against the commit before the lowering: the same numbers for these workloads.)
+    # profile none, or none with the flag false: the workload object itself is costed, and every
+    # result is the same, bit for bit (the caches cleared between, so neither run reads the
+    # other's costs); on: the DiT block's attention is one kernel and the run differs. (Checked
+    # once by hand against the commit before the lowering: the same numbers for these workloads.)
     for name in ("dit_xl_2_block_512.yaml", "gpt3_30b_layer_prefill.yaml"):
         w = api.load_workload(WORKLOADS / name)
         for path in (TPUV4I, A100):
-            absent, off = load_hardware(path), load_hardware(path, ["compiler.flash_attention=false"])
-            assert absent.compiler.flash_attention is False and absent.compiler.attention_block == 128
+            absent = load_hardware(path, ["compiler.profile=none"])
+            off = load_hardware(path, ["compiler.profile=none", "compiler.flash_attention=false"])
+            assert absent.compiler.flash is False and absent.compiler.block == 128
             assert compile_for(absent, w) is w and compile_for(off, w) is w
             clear_caches()
             a = api.simulate(absent, w)
@@ -255,8 +256,11 @@ def test_flash_attention_off_changes_nothing():
             assert a.latency_s == b.latency_s and a.energy.total == b.energy.total
             assert [(c.name, c.latency_s, c.energy.total) for c in a.ops] == [
                 (c.name, c.latency_s, c.energy.total) for c in b.ops]
-            on = api.simulate(load_hardware(path, ["compiler.flash_attention=true"]), w)
+            on = api.simulate(load_hardware(path, ["compiler.profile=none", "compiler.flash_attention=true"]), w)
             assert on.latency_s != a.latency_s and [c.kind for c in on.ops].count("attention") == 1
+    # the default profiles run flash attention: xla with 512-blocks, cuda with 128
+    assert load_hardware(TPUV4I).compiler.flash and load_hardware(TPUV4I).compiler.block == 512
+    assert load_hardware(A100).compiler.flash and load_hardware(A100).compiler.block == 128
 
 
 def test_causal_mark_changes_no_dense_cost():
@@ -271,7 +275,7 @@ def test_causal_mark_changes_no_dense_cost():
         Phase(p.name, OpGraph([dataclasses.replace(op, causal_queries=0) if isinstance(op, AttentionScore) else op
                                for op in p.graph.ops()]), p.repeat) for p in llm.phases))
     for path in (TPUV4I, A100):
-        hw = load_hardware(path)
+        hw = load_hardware(path, ["compiler.profile=none"])
         a, b = api.simulate(hw, llm), api.simulate(hw, plain)
         assert a.latency_s == b.latency_s and a.energy.total == b.energy.total
 
@@ -468,9 +472,9 @@ def test_llama2_7b_int8_4096_fits_one_tpuv4i_only_with_flash_attention():
     # weights and a 4096-token KV cache exceed the 8 GiB of HBM; flash attention keeps no score
     # matrix in memory
     args = ("run", str(TPUV4I), str(WORKLOADS / "llama2_7b.yaml"), *LLAMA_4096_INT8)
-    dense = run_cli(*args)
+    dense = run_cli(*args, "--set", "compiler.flash_attention=false")
     assert dense.returncode == 1 and "INFEASIBLE" in dense.stdout
-    fused = run_cli(*args, "--set", "compiler.flash_attention=true")
+    fused = run_cli(*args)  # the default (xla) runs flash attention
     assert fused.returncode == 0, fused.stderr
     assert "INFEASIBLE" not in fused.stdout and "latency" in fused.stdout
 

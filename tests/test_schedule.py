@@ -1,0 +1,134 @@
+"""The overlap scheduler (archsim/sim/schedule.py): hand-worked schedules, its bounds on every
+bundled workload, and profile none giving archsim's results before issue 18, bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archsim.api import load_hardware, load_workload, simulate
+from archsim.sim.cost import OpCost
+from archsim.sim.schedule import schedule_phase
+from archsim.sim.trace import trace_events
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def op(name, latency, busy, copies=1):
+    return OpCost(phase="p", name=name, kind="gemm", unit=busy[0][0], repeat=1, copies=copies, macs=0, vector_ops=0,
+                  compute_cycles=0, compute_s=0, memory_s=0, latency_s=latency, busy=tuple(busy))
+
+
+def test_independent_ops_on_two_units_run_together():
+    # A: MXU 2 s, HBM 1 s, latency 2.5 s (0.5 s of fill no one else can use).
+    # B: VPU 1 s, VMEM 0.5 s, no input from A: starts at 0 beside it, ends at 1.
+    # C: MXU 1 s, reads A's output: waits for A (2.5) and the MXU (free at 2.5): 2.5 .. 3.5.
+    a = op("a", 2.5, [("mxu", 2.0), ("hbm", 1.0)])
+    b = op("b", 1.0, [("vpu", 1.0), ("vmem", 0.5)])
+    c = op("c", 1.0, [("mxu", 1.0)])
+    s = schedule_phase("p", 1, [a, b, c], [(), (), (0,)], [(), (), ()])
+    assert s.start == (0.0, 0.0, 2.5)
+    assert s.end == (2.5, 1.0, 3.5)
+    assert s.makespan == 3.5  # the ops one after another: 4.5
+    assert s.critical_ops == (0, 2) and s.critical_path == 3.5
+    assert s.busy == {"mxu": 3.0, "hbm": 1.0, "vpu": 1.0, "vmem": 0.5}
+
+
+def test_a_shared_channel_queues_transfers():
+    # Two independent memory-bound ops on different units both need 2 s of HBM: the second's
+    # transfer waits for the first's (0 .. 2), so it ends at 4, not 2.
+    a = op("a", 2.0, [("mxu", 0.5), ("hbm", 2.0)])
+    b = op("b", 2.0, [("vpu", 0.5), ("hbm", 2.0)])
+    s = schedule_phase("p", 1, [a, b], [(), ()], [(), ()])
+    assert s.end == (2.0, 4.0)
+    assert s.makespan == pytest.approx(max(s.busy.values()))  # HBM-bound: the channel's 4 s
+
+
+def test_prefetch_fills_the_channel_behind_a_compute_bound_op():
+    # op0: MXU 4 s, HBM 1 s (transfers 0 .. 1). op1 reads op0's output and a weight whose 2 s of
+    # its 3 s HBM time may be fetched ahead, from op0's start: the channel is free at 1, so the
+    # prefetch runs 1 .. 3; op1 starts at 4 (its input), its last 1 s of HBM 4 .. 5, its MXU
+    # work 4 .. 5: it ends at 5 (alone it takes 3: 7 one after another).
+    op0 = op("op0", 4.0, [("mxu", 4.0), ("hbm", 1.0)])
+    op1 = op("op1", 3.0, [("mxu", 1.0), ("hbm", 3.0)])
+    s = schedule_phase("p", 1, [op0, op1], [(), (0,)], [(), (("hbm", 2.0),)])
+    assert s.end == (4.0, 5.0)
+    assert s.windows[1] == (("mxu", 4.0, 5.0), ("hbm", 1.0, 3.0), ("hbm", 4.0, 5.0))
+    assert s.critical_ops == (0, 1) and s.critical_path == 5.0
+
+
+def test_copies_scale_the_work_and_the_fill():
+    # 3 copies of (MXU 1 s, HBM 0.5 s, latency 1.2 s): held 3 s, fill 0.6 s, 3.6 s in all.
+    s = schedule_phase("p", 1, [op("x", 1.2, [("mxu", 1.0), ("hbm", 0.5)], copies=3)], [()], [()])
+    assert s.end == (pytest.approx(3.6),)
+    assert s.busy == {"mxu": 3.0, "hbm": 1.5}
+
+
+PAIRS = [("tpuv4i", "dit_xl_2_block_512", 0.010264261442259283, 0.4927580927741849),
+         ("cim_design_b", "gpt3_30b_layer_decode", 0.0014842725200525668, 0.0724379127121306),
+         ("a100_80gb", "gpt3_175b_layer_prefill", 0.2310078061573071, 85.80500248227193),
+         ("h100_sxm", "llama2_7b_layer_decode", 0.00016392931696483754, 0.038075390130415665)]
+
+
+def with_compiler(hw, **fields):
+    return hw.model_copy(update={"compiler": hw.compiler.model_copy(update=fields)})
+
+
+@pytest.mark.parametrize("chip, workload, latency, energy", PAIRS)
+def test_profile_none_is_archsim_before_issue_18_bit_for_bit(chip, workload, latency, energy):
+    # the values of commit 0162ee4, before any compiler pass existed
+    hw = with_compiler(load_hardware(ROOT / f"hw_configs/{chip}.yaml"), profile="none")
+    result = simulate(hw, load_workload(ROOT / f"workloads/{workload}.yaml"))
+    assert result.schedules is None
+    assert (result.latency_s, result.energy.total) == (latency, energy)
+
+
+CHIPS = ["tpuv4i", "cim_design_b", "tpuv4", "a100_80gb"]
+WORKLOADS = ["dit_xl_2_block_512", "gpt3_30b_layer_decode", "gpt3_175b_layer_prefill", "llama2_7b_layer_decode",
+             "llada_8b_fast_dllm"]
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_the_schedule_lies_between_the_busiest_resource_and_the_ops_in_series(chip, workload):
+    hw = with_compiler(load_hardware(ROOT / f"hw_configs/{chip}.yaml"), overlap=True)
+    result = simulate(hw, load_workload(ROOT / f"workloads/{workload}.yaml"))
+    if not result.feasible:
+        pytest.skip(result.reason)
+    for cost in result.ops:  # every op's time covers each resource it occupies
+        assert all(cost.latency_s >= seconds * (1 - 1e-12) for _, seconds in cost.busy), cost.name
+    for s in result.schedules:
+        serial = sum(c.latency_s * c.copies for c in s.costs)
+        assert s.makespan <= serial * (1 + 1e-12)
+        assert s.makespan >= max(s.busy.values()) * (1 - 1e-12)
+        assert s.critical_path == pytest.approx(s.makespan, rel=1e-12)
+        for i, deps in enumerate(s.deps):
+            assert all(s.start[i] >= s.end[d] for d in deps)
+    assert result.latency_s == pytest.approx(sum(s.repeat * s.makespan for s in result.schedules), rel=1e-12)
+    # energy: static power over the overlapped time
+    assert result.energy.static == pytest.approx(hw.static_power * result.latency_s)
+
+
+def test_overlap_off_is_the_ops_in_series_and_the_trace_shows_the_overlap(tmp_path):
+    hw = load_hardware(ROOT / "hw_configs/tpuv4i.yaml")
+    workload = load_workload(ROOT / "workloads/dit_xl_2_block_512.yaml")
+    on, off = simulate(hw, workload), simulate(with_compiler(hw, overlap=False), workload)
+    assert off.schedules is None and on.schedules is not None
+    assert off.latency_s == pytest.approx(sum(c.latency_s * c.count for c in off.ops), rel=1e-12)
+    assert on.latency_s < off.latency_s
+    assert on.busy == off.busy  # the same work, differently arranged
+    events = trace_events(on)
+    tracks = {e["args"]["name"] for e in events if e.get("name") == "thread_name"}
+    assert {"mxu", "vpu", "hbm", "cmem", "vmem"} <= tracks
+    json.dumps(events)
+    bars = [e for e in events if e["ph"] == "X" and e["tid"] != 0]
+    # some bars on different tracks overlap in time
+    by_track: dict[int, list] = {}
+    for e in bars:
+        by_track.setdefault(e["tid"], []).append((e["ts"], e["ts"] + e["dur"]))
+    mxu = next(e["tid"] for e in events if e.get("name") == "thread_name" and e["args"]["name"] == "mxu")
+    vpu = next(e["tid"] for e in events if e.get("name") == "thread_name" and e["args"]["name"] == "vpu")
+    assert any(a < d and c < b for a, b in by_track[mxu] for c, d in by_track[vpu] if b > a and d > c) or \
+        on.latency_s < sum(c.latency_s * c.count for c in on.ops)
