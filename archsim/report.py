@@ -154,7 +154,7 @@ def run_summary(result: RunResult) -> str:
     rows.append(("compiler", compiler_text(result)))
     for column in ("phase", "unit", "bound"):
         parts = result.latency_by(column)
-        label = f"latency by {column}" if column == "phase" or not result.overlapped else f"op time by {column}"
+        label = f"latency by {column}" if column == "phase" or not result.overlapped else f"critical path by {column}"
         rows.append((label, ", ".join(f"{k} {fmt_time(v)} ({v / result.latency_s:.0%})" for k, v in parts.items())))
     rows.append(("busy per resource", ", ".join(
         f"{k} {fmt_time(v)} ({v / result.latency_s:.0%})" for k, v in sorted(result.busy.items(), key=lambda kv: -kv[1]))))

@@ -96,8 +96,17 @@ def test_parts_sum_to_totals(path):
     r = simulate(hw_with("hbm.capacity=1 TiB"), load_workload(path))
     assert r.feasible
     table = r.table()
-    assert table["total_latency_s"].sum() == pytest.approx(r.latency_s, rel=1e-12)
+    # overlapped (the default compiler): the run's time is each phase's critical chain, the ops'
+    # scheduled spans summed; the ops' own latencies add up to more (some ran beside others)
+    assert r.overlapped
+    chains = sum(s.repeat * sum(s.end[i] - s.start[i] for i in s.critical_ops) for s in r.schedules)
+    assert chains == pytest.approx(r.latency_s, rel=1e-12)
+    assert table["total_latency_s"].sum() >= r.latency_s * (1 - 1e-12)
     assert sum(r.latency_by("unit").values()) == pytest.approx(r.latency_s, rel=1e-12)
+    assert (table["added_s"] * table["count"]).sum() == pytest.approx(r.latency_s, rel=1e-12)
+    # one after another (profile none): the ops' latencies are the run's time
+    serial = simulate(hw_with("hbm.capacity=1 TiB", "compiler.profile=none"), load_workload(path))
+    assert serial.table()["total_latency_s"].sum() == pytest.approx(serial.latency_s, rel=1e-12)
     assert (table["macs"] * table["count"]).sum() == r.macs == r.workload.macs
     for level in Level:
         per_op = (table[f"{level.value}_bytes"] * table["count"]).sum()

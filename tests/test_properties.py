@@ -80,7 +80,10 @@ class Design:
 
 @lru_cache(maxsize=None)
 def _load_hw(base: str, sets: tuple[str, ...]):
-    return load_hardware(HW / base, list(sets))
+    # every op on its own, one after another (compiler profile none): these properties are of
+    # the ops' costs and of a run as their sum; the compiler's passes and overlap have theirs in
+    # tests/test_fusion.py, test_flash_attention.py and test_schedule.py
+    return load_hardware(HW / base, ["compiler.profile=none", *sets])
 
 
 @st.composite
@@ -654,7 +657,7 @@ def test_two_runs_are_identical(design, case):
     """The model has no randomness: two fresh simulators (and a freshly loaded config and
     workload) give identical results, bit for bit."""
     hw, workload, a = run(design, case)
-    hw2 = load_hardware(HW / design.base, list(design.sets))
+    hw2 = load_hardware(HW / design.base, ["compiler.profile=none", *design.sets])
     b = Simulator(hw2).run(case.build(hw2))
     assert a.ops == b.ops
     assert a.summary() == b.summary()
@@ -780,7 +783,7 @@ def test_system_totals_are_the_sums_of_their_parts_and_work_is_conserved(case):
         assert r.ici_bytes > 0 and E.ici > 0
 
     if case.layer_stack or p.tensor == 1:
-        single = load_hardware(HW / case.design.base, ["hbm.capacity=64 GiB"])
+        single = load_hardware(HW / case.design.base, ["compiler.profile=none", "hbm.capacity=64 GiB"])
         assert r.macs == case.workload.build(single).macs
     # every generated system workload computes in int8
     assert L >= r.macs / (hw.system.chips * peak_macs_per_s(hw, DType.INT8)) * (1 - REL)
@@ -803,7 +806,7 @@ def test_faster_links_never_slow_a_system(case, factor):
 def test_two_system_runs_are_identical(case):
     """No randomness in the mapping, schedule or per-chip model: identical results."""
     hw, a = run_system(case)
-    fresh = load_hardware(HW / case.design.base, list(case.design.sets))
+    fresh = load_hardware(HW / case.design.base, ["compiler.profile=none", *case.design.sets])
     b = SystemSimulator(fresh).run(case.workload.build(fresh))
     assert a.summary() == b.summary()
     assert a.table().equals(b.table())

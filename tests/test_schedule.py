@@ -21,26 +21,28 @@ def op(name, latency, busy, copies=1):
                   compute_cycles=0, compute_s=0, memory_s=0, latency_s=latency, busy=tuple(busy))
 
 
-def test_independent_ops_on_two_units_run_together():
+def test_a_copy_runs_beside_compute_and_the_core_runs_its_ops_in_order():
     # A: MXU 2 s, HBM 1 s, latency 2.5 s (0.5 s of fill no one else can use).
-    # B: VPU 1 s, VMEM 0.5 s, no input from A: starts at 0 beside it, ends at 1.
-    # C: MXU 1 s, reads A's output: waits for A (2.5) and the MXU (free at 2.5): 2.5 .. 3.5.
+    # B: a DMA copy of 1 s over CMEM, no input from A: it starts at 0 beside A, ends at 1.
+    # C: VPU 1 s, no input from A either: the core runs A's and C's ops in order, 2.5 .. 3.5.
+    # D: MXU 1 s, reads A's output: waits for the core (3.5): 3.5 .. 4.5.
     a = op("a", 2.5, [("mxu", 2.0), ("hbm", 1.0)])
-    b = op("b", 1.0, [("vpu", 1.0), ("vmem", 0.5)])
-    c = op("c", 1.0, [("mxu", 1.0)])
-    s = schedule_phase("p", 1, [a, b, c], [(), (), (0,)], [(), (), ()])
-    assert s.start == (0.0, 0.0, 2.5)
-    assert s.end == (2.5, 1.0, 3.5)
-    assert s.makespan == 3.5  # the ops one after another: 4.5
-    assert s.critical_ops == (0, 2) and s.critical_path == 3.5
-    assert s.busy == {"mxu": 3.0, "hbm": 1.0, "vpu": 1.0, "vmem": 0.5}
+    b = op("b", 1.0, [("dma", 0.0), ("cmem", 1.0)])
+    c = op("c", 1.0, [("vpu", 1.0)])
+    d = op("d", 1.0, [("mxu", 1.0)])
+    s = schedule_phase("p", 1, [a, b, c, d], [(), (), (), (0,)], [(), (), (), ()])
+    assert s.start == (0.0, 0.0, 2.5, 3.5)
+    assert s.end == (2.5, 1.0, 3.5, 4.5)
+    assert s.makespan == 4.5  # the ops one after another: 5.5
+    assert s.critical_ops == (0, 2, 3) and s.critical_path == 4.5
+    assert s.busy == {"mxu": 3.0, "hbm": 1.0, "dma": 0.0, "cmem": 1.0, "vpu": 1.0}
 
 
 def test_a_shared_channel_queues_transfers():
-    # Two independent memory-bound ops on different units both need 2 s of HBM: the second's
-    # transfer waits for the first's (0 .. 2), so it ends at 4, not 2.
-    a = op("a", 2.0, [("mxu", 0.5), ("hbm", 2.0)])
-    b = op("b", 2.0, [("vpu", 0.5), ("hbm", 2.0)])
+    # A collective and an independent copy both need 2 s of HBM: the copy's transfer waits for
+    # the collective's (0 .. 2), so it ends at 4, not 2.
+    a = op("a", 2.0, [("ici", 0.5), ("hbm", 2.0)])
+    b = op("b", 2.0, [("dma", 0.0), ("hbm", 2.0)])
     s = schedule_phase("p", 1, [a, b], [(), ()], [(), ()])
     assert s.end == (2.0, 4.0)
     assert s.makespan == pytest.approx(max(s.busy.values()))  # HBM-bound: the channel's 4 s

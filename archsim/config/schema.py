@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from archsim import units
 from archsim.config.fields import (
-    Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Factor, Frequency, Latency, Length, NonNegativeCount,
+    Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Frequency, Latency, Length, NonNegativeCount,
     Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, ScaleFactor, Size, Strict, value_dims,
 )
 from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile

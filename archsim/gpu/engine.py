@@ -39,7 +39,7 @@ from archsim.sim.cost import OpCost, busy_of
 from archsim.passes import compile_for
 from archsim.sim.engine import UnsupportedOpError, _compute_dtype, _wider
 from archsim.sim.result import RunResult
-from archsim.sim.schedule import schedule_run
+from archsim.sim.schedule import charge_static, schedule_run
 from archsim.system.topology import topology_of
 
 _DEFAULT_KERNEL = KernelConfig()
@@ -86,8 +86,10 @@ class GpuSimulator:
     def run_with(self, workload: Workload, placement: Placement) -> RunResult:
         costs = [self.op_cost(op, placement, phase.name, phase.repeat)
                  for phase in workload.phases for op in phase.graph.ops()]
-        schedules = schedule_run(self.hw, workload, placement, costs) if self.overlaps else None
-        return RunResult(self.hw, workload, tuple(costs), schedules=schedules)
+        if not self.overlaps:
+            return RunResult(self.hw, workload, tuple(costs))
+        schedules = schedule_run(self.hw, workload, placement, costs)
+        return RunResult(self.hw, workload, charge_static(costs, schedules, self.hw.static_power), schedules=schedules)
 
     def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         warm = tuple(placement.home[t.name] is Level.CMEM for t in op.inputs)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 TABLE_COLUMNS = [
     "phase", "op", "kind", "unit", "repeat", "copies", "count", "macs", "vector_ops", "compute_cycles",
-    "compute_s", "memory_s", "dispatch_s", "latency_s", "total_latency_s", "start_s", "end_s", "utilization", "bound",
+    "compute_s", "memory_s", "dispatch_s", "latency_s", "total_latency_s", "start_s", "end_s", "added_s", "utilization", "bound",
     "bottleneck", "tiling", "vmem_bytes", "cmem_bytes", "hbm_bytes", "ici_bytes", "energy_j",
     *(f"energy_{c}_j" for c in COMPONENTS),
 ]
@@ -133,18 +133,42 @@ class RunResult(Rates):
                 out[resource] = out.get(resource, 0.0) + seconds * c.count
         return out
 
+    @cached_property
+    def perfect_overlap_s(self) -> float:
+        """A bound no schedule beats: per phase, its busiest resource's time (every unit and
+        channel working all the time, dependencies ignored), times its repeats."""
+        per_phase: dict[str, tuple[int, dict[str, float]]] = {}
+        for c in self.ops:
+            repeat, busy = per_phase.setdefault(c.phase, (c.repeat, {}))
+            for resource, seconds in c.busy:
+                busy[resource] = busy.get(resource, 0.0) + seconds * c.copies
+        return sum(repeat * max(busy.values(), default=0.0) for repeat, busy in per_phase.values())
+
     @property
     def overlapped(self) -> bool:
         return self.schedules is not None
 
+    @cached_property
+    def added_s(self) -> tuple[float, ...]:
+        """Per op, the time one execution adds to the run: its latency when ops run one after
+        another; with overlap, its scheduled span (per copy) when it is on its phase's critical
+        chain, else 0 (it ran beside others). Times ``count``, they add up to ``latency_s``."""
+        if self.schedules is None:
+            return tuple(c.latency_s for c in self.ops)
+        out: list[float] = []
+        for s in self.schedules:
+            chain = set(s.critical_ops)
+            out += [(s.end[i] - s.start[i]) / c.copies if i in chain else 0.0 for i, c in enumerate(s.costs)]
+        return tuple(out)
+
     def latency_by(self, column: str) -> dict[str, float]:
-        """The ops' latencies summed, grouped by an op attribute: 'phase', 'unit', 'kind',
-        'bound'. With overlap the groups add up to more than the run's time: each op counts
-        whole, though others ran beside it (``busy`` and the schedules say what overlapped)."""
+        """The run's time by an op attribute: 'phase', 'unit', 'kind', 'bound' (each op's
+        ``added_s``: with overlap, the ops on the critical chain; the groups add up to the run's
+        time). ``busy`` says what each unit and channel worked."""
         out: dict[str, float] = {}
-        for c in self.ops:
+        for c, added in zip(self.ops, self.added_s):
             key = getattr(c, column)
-            out[key] = out.get(key, 0.0) + c.latency_s * c.count
+            out[key] = out.get(key, 0.0) + added * c.count
         return out
 
     # -- views ----------------------------------------------------------------------------
@@ -157,7 +181,7 @@ class RunResult(Rates):
         spans = self.spans()
         rows = [
             {
-                "start_s": spans[i][0], "end_s": spans[i][1],
+                "start_s": spans[i][0], "end_s": spans[i][1], "added_s": self.added_s[i],
                 "phase": c.phase, "op": c.name, "kind": c.kind, "unit": c.unit, "repeat": c.repeat,
                 "copies": c.copies, "count": c.count,
                 "macs": c.macs, "vector_ops": c.vector_ops, "compute_cycles": c.compute_cycles,

@@ -24,11 +24,19 @@ for) adds up to it. It is linear in ops. An op standing for ``copies`` layers is
 the layers of a stack repeat the same chain, so their overlap is the one layer's, ``copies``
 times; a stack's next layer's weights prefetch as a single op's would.
 
+**One core issues the compute.** A TPU core's MXUs and vector unit are driven by one
+instruction stream that runs a program's fused ops one after another; they overlap inside an op
+(its cost says how), not across ops [TPU-CORE]. So ops holding the MXUs or the vector unit share
+one sequencer (``SEQUENCER``: the ``core``) and run in order; what overlaps across ops is the
+DMA engines' copies (prefetches, cache writes, gathers) and the ICI's collectives. A GPU's
+kernels hold its SMs (``sm``) the same way.
+
 Sources: docs/sources/compiler.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Sequence
@@ -36,6 +44,9 @@ from typing import Sequence
 from archsim.hw.memory import Level
 from archsim.ir.graph import PRELOAD_PHASE
 from archsim.sim.cost import OpCost
+
+# Units driven by one instruction stream: an op holding any of them holds the stream [TPU-CORE].
+SEQUENCER = {"mxu": "core", "vpu": "core"}
 
 
 @dataclass(frozen=True)
@@ -116,10 +127,11 @@ def _schedule(costs, deps, prefetch, record: bool):
         copies = cost.copies
         held, held_s = cost.busy[0] if cost.busy else (cost.unit, 0.0)
         held_s *= copies
+        lane = SEQUENCER.get(held, held)
         work = [(r, s * copies) for r, s in cost.busy[1:]]
         fixed = max(0.0, cost.latency_s * copies - max([held_s, *(s for _, s in work)]))
         begin, waited = 0.0, -1
-        for j in (*needs, holder.get(held, -1)):
+        for j in (*needs, holder.get(lane, -1)):
             if j >= 0 and end[j] > begin:
                 begin, waited = end[j], j
         spans: list[tuple[str, float, float]] = []
@@ -139,8 +151,9 @@ def _schedule(costs, deps, prefetch, record: bool):
             if record:
                 spans.append((resource, at, done))
         stop = finish + fixed
-        free[held] = stop
-        holder[held] = i
+        free[held] = max(free.get(held, 0.0), begin + held_s)
+        free[lane] = stop
+        holder[lane] = i
         start.append(begin)
         end.append(stop)
         after.append(waited)
@@ -195,3 +208,35 @@ def _prefetch(op, cost: OpCost, placement, producer: dict[str, int], buffer: flo
         if moved > 0:
             out.append((channel, seconds * cost.copies * min(1.0, by_level[channel] / moved)))
     return tuple(out)
+
+
+def charge_static(costs: Sequence[OpCost], schedules: Sequence[PhaseSchedule], static_power: float) -> tuple[OpCost, ...]:
+    """The costs with the chip's static power charged by the time each op adds to the run: an op
+    on its phase's critical chain draws it over its scheduled span, an op hidden beside others
+    draws none. So the ops' static energies add up to static power times the run's time, as
+    they do without overlap (where each op's span is its latency)."""
+    out: list[OpCost] = []
+    for schedule in schedules:
+        chain = set(schedule.critical_ops)
+        for i, cost in enumerate(schedule.costs):
+            span = (schedule.end[i] - schedule.start[i]) / cost.copies if i in chain else 0.0
+            new = object.__new__(type(cost))  # as OpCost.relabeled: every field copied
+            new.__dict__.update(cost.__dict__, energy=dataclasses.replace(cost.energy, static=static_power * span))
+            out.append(new)
+    if len(out) != len(costs):
+        raise ValueError("the schedules do not cover the run's ops")
+    return tuple(out)
+
+
+def prefetched_time(op, cost: OpCost, placement, buffer: float) -> float:
+    """What the op takes once its weights' and caches' reads are fetched ahead (up to ``buffer``
+    bytes, as the schedule prefetches): its fixed time after its unit's work and its channels'
+    remaining transfers. An optimistic estimate, for the placement search to weigh ops as an
+    overlapped run pays for them (a preload into CMEM buys little when prefetch hides the HBM
+    reads anyway)."""
+    made_here = {t.name: 0 for t in op.inputs if not t.role.persistent}
+    ahead = dict(_prefetch(op, cost, placement, made_here, buffer))
+    held_s = cost.busy[0][1] if cost.busy else 0.0
+    work = [(r, s) for r, s in cost.busy[1:]]
+    fixed = max(0.0, cost.latency_s - max([held_s, *(s for _, s in work)]))
+    return fixed + max([held_s, *(s - ahead.get(r, 0.0) / cost.copies for r, s in work)])
