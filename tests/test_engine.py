@@ -82,12 +82,20 @@ def test_more_mxus_never_slower(m, k, n, a, b, fold, dataflow):
     assert fast.latency_s <= slow.latency_s
 
 
+# With overlap, an op's tiling is still chosen for its own time; when the schedule prefetches
+# its weights, the pipeline fill of a tiling picked on a faster chip can outlast the one picked on
+# the slower chip (whose fill was hidden behind its HBM transfer). The run stays within this
+# share of the slower chip's time (docs/design/compiler_passes.md, "As built").
+OVERLAP_SLACK = 0.02
+
+
 @settings(max_examples=15, deadline=None)
-@given(blocks, st.sampled_from([2, 8]))
-def test_more_mxus_and_bandwidth_never_slow_a_block(workload, factor):
-    base = simulate(hw_with(), workload)
-    assert simulate(hw_with(f"mxu.count={4 * factor}"), workload).latency_s <= base.latency_s
-    assert simulate(hw_with(f"hbm.bandwidth={614 * factor} GB/s"), workload).latency_s <= base.latency_s
+@given(blocks, st.sampled_from([2, 8]), st.sampled_from(["none", "xla"]))
+def test_more_mxus_and_bandwidth_never_slow_a_block(workload, factor, profile):
+    base = simulate(hw_with(f"compiler.profile={profile}"), workload)
+    slack = 1.0 if profile == "none" else 1 + OVERLAP_SLACK
+    for change in (f"mxu.count={4 * factor}", f"hbm.bandwidth={614 * factor} GB/s"):
+        assert simulate(hw_with(change, f"compiler.profile={profile}"), workload).latency_s <= base.latency_s * slack
 
 
 @pytest.mark.parametrize("path", sorted(WORKLOADS.glob("*.yaml")), ids=lambda p: p.stem)
