@@ -150,7 +150,7 @@ TOPO, SCHED, SYSRES, SYSSIM = ("archsim/system/topology.py", "archsim/system/sch
 GEMM, GENGINE, GCOLL, GPOWER, GCONFIG = ("archsim/gpu/gemm.py", "archsim/gpu/engine.py", "archsim/gpu/collectives.py",
                                          "archsim/gpu/power.py", "archsim/config/gpu.py")
 FIT = "archsim/calibrate/fit.py"
-FLASH = "archsim/passes/flash.py"
+FLASH, FLASHCOST = "archsim/passes/flash.py", "archsim/sim/flash_cost.py"
 FUSION, FUSED_IR, FUSED_TPU, FUSED_GPU = ("archsim/passes/fusion.py", "archsim/ir/fused.py", "archsim/sim/fused.py",
                                           "archsim/gpu/fused.py")
 FLASH_VECTOR = ("vector_s = max(work.alu / hw.vector_ops_per_second, "
@@ -577,22 +577,22 @@ MUTANTS: tuple[Mutant, ...] = (
       "if not isinstance(then[0], ops.AttentionContext):", "flash pass: probabilities read by another op fused anyway"),
     m("M190", FLASH, "q_len = op.causal_queries or op.m", "q_len = op.m",
       "flash pass: a causal group's query heads taken for queries"),
-    m("M191", ENGINE, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks",
-      "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity else q_blocks",
+    m("M191", FLASHCOST, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity / 4 else q_blocks",
+      "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity else q_blocks",
       "tpu flash: K and V kept when they fit all of VMEM, not a quarter"),
-    m("M192", ENGINE, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks",
-      "kv_reads = 1 if (k.bytes + v.bytes) / op.batch < self.hw.vmem.capacity / 4 else q_blocks",
+    m("M192", FLASHCOST, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity / 4 else q_blocks",
+      "kv_reads = 1 if (k.bytes + v.bytes) / op.batch < sim.hw.vmem.capacity / 4 else q_blocks",
       "tpu flash: K and V exactly filling a quarter of VMEM re-read"),
-    m("M193", ENGINE, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks",
-      "kv_reads = 1 if (k.bytes + v.bytes) <= self.hw.vmem.capacity / 4 else q_blocks",
+    m("M193", FLASHCOST, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity / 4 else q_blocks",
+      "kv_reads = 1 if (k.bytes + v.bytes) <= sim.hw.vmem.capacity / 4 else q_blocks",
       "tpu flash: every KV head's K and V must fit, not one's"),
-    m("M194", ENGINE, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks",
+    m("M194", FLASHCOST, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity / 4 else q_blocks",
       "kv_reads = 1", "tpu flash: K and V never re-read"),
-    m("M195", ENGINE, "compute_s = max(array_s, vector_s)", "compute_s = array_s",
+    m("M195", FLASHCOST, "compute_s = max(array_s, vector_s)", "compute_s = array_s",
       "tpu flash: the online softmax never bounds the kernel"),
-    m("M196", ENGINE, "steps = op.batch * op.group * op.tiles", "steps = op.batch * op.group",
+    m("M196", FLASHCOST, "steps = op.batch * op.group * op.tiles", "steps = op.batch * op.group",
       "tpu flash: one overlap step per head, not per tile"),
-    m("M197", ENGINE, "keys = -(-op.pairs // op.q_len)  # keys per query row, on average over the blocks computed",
+    m("M197", FLASHCOST, "keys = -(-op.pairs // op.q_len)  # keys per query row, on average over the blocks computed",
       "keys = op.kv_len", "tpu flash: the arrays compute the masked key blocks too"),
     m("M198", GENGINE, "tensor_s = math.ceil(tiles / sm.count) * (op.macs / tiles) / rate",
       "tensor_s = op.macs / (sm.count * rate)", "gpu flash: no wave quantisation"),

@@ -332,3 +332,10 @@ def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: froze
 
 def clear_placements() -> None:
     _analysis.cache_clear()
+
+
+def without_preload(plan: Placement) -> Placement:
+    """``plan`` with its preloaded tensors read from HBM, where they are anyway."""
+    moved = {t.name for t in plan.preload}
+    home = {name: Level.HBM if name in moved else level for name, level in plan.home.items()}
+    return Placement(MappingProxyType(home), (), True)

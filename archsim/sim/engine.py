@@ -13,7 +13,7 @@ from archsim.hw.energy import Energy, EnergyModel
 from archsim.hw.matrix import MatmulShape, build_matrix_unit
 from archsim.hw.matrix.base import clear_matrix_units
 from archsim.hw.memory import Level, Placement, Traffic
-from archsim.hw.placement import workload_shape, clear_placements, place
+from archsim.hw.placement import workload_shape, clear_placements, place, without_preload
 from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import padded_row, pass_cycles, reduction_cycles, vector_cycles
@@ -25,6 +25,7 @@ from archsim.memo import BoundedMemo
 from archsim.passes import compile_for
 from archsim.sim.cost import OpCost, busy_of
 from archsim.sim.fingerprint import CostFingerprint
+from archsim.sim.flash_cost import tpu_flash_cost
 from archsim.sim.fused import tpu_fused_cost
 from archsim.sim.result import RunResult
 from archsim.sim.schedule import charge_static, prefetched_time, schedule_run
@@ -79,7 +80,7 @@ class Simulator:
         if self.overlaps:  # the plans ranked by their schedules: a plan's serial time can mislead
             # the search weighs a preload against serial op times; with prefetch, reading the
             # same tensors from HBM as they are needed may be faster: each plan without its preload too
-            plans = feasible + [_without_preload(p) for p in feasible if p.preload]
+            plans = feasible + [without_preload(p) for p in feasible if p.preload]
             results = [self.run_with(workload, p) for p in plans]
             fastest = min(r.latency_s for r in results)
             return min((r for r in results if r.latency_s == fastest), key=lambda r: r.energy.total)
@@ -170,7 +171,7 @@ class Simulator:
         if isinstance(op, ops.MatMul):
             return self._matmul_cost(op, placement, phase, repeat)
         if isinstance(op, ops.FlashAttention):
-            return self._flash_cost(op, placement, phase, repeat)
+            return tpu_flash_cost(self, op, placement, phase, repeat)
         if isinstance(op, ops.VectorOp):
             return self._vector_cost(op, placement, phase, repeat)
         if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
@@ -220,48 +221,6 @@ class Simulator:
                          channels=channel_times(self.hw, tiling.traffic)),
             # at least 0: SCALE-Sim's count is one cycle short of a lone fold's stream
             fill_s=max(0, array.compute_cycles - array.stream_cycles) / self.hw.clock,
-        )
-
-    def _flash_cost(self, op: ops.FlashAttention, placement: Placement, phase: str, repeat: int) -> OpCost:
-        """A flash-attention kernel: its two matmuls over the computed score blocks on the
-        matrix units (each at its fastest mapping), its online softmax on the vector unit, and its
-        operands streamed through VMEM (K and V once per query block unless one KV head's fit a
-        quarter of VMEM), the three overlapped block by block."""
-        q, k, v = op.inputs
-        dtype = _wider(op.name, q.dtype, k.dtype)
-        if not self.matrix_unit.supports(dtype):
-            raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype}")
-        rows = op.group * op.q_len
-        keys = -(-op.pairs // op.q_len)  # keys per query row, on average over the blocks computed
-        out = op.outputs[0]
-        cycles = 0.0
-        for shape in (MatmulShape(op.batch, rows, op.dh, keys, dtype, True, None, None),
-                      MatmulShape(op.batch, rows, keys, op.dh, dtype, True, None, None)):
-            cycles += min(a.compute_cycles for a in self.matrix_unit.mappings(shape, out.dtype))
-        work = op.vector_work
-        array_s, vector_s = cycles / self.hw.clock, vector_cycles(self.hw.vpu, work) / self.hw.clock
-        q_blocks = -(-rows // op.block)
-        kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= self.hw.vmem.capacity / 4 else q_blocks
-        traffic = Traffic()
-        for tensor, times in ((q, 1), (k, kv_reads), (v, kv_reads)):
-            traffic += Traffic.of(placement.level(tensor), read=tensor.bytes * times)
-            traffic += Traffic.of(Level.VMEM, read=tensor.bytes * times, write=tensor.bytes * times)
-        traffic += Traffic.of(placement.level(out), write=out.bytes) + Traffic.of(Level.VMEM, read=out.bytes,
-                                                                                  write=out.bytes)
-        times = channel_times(self.hw, traffic)
-        memory_s = max(times.values())
-        compute_s = max(array_s, vector_s)
-        steps = op.batch * op.group * op.tiles
-        latency = float(overlapped_time(memory_s, compute_s, steps, access_latency(self.hw, times)))
-        unit = "mxu" if array_s >= vector_s else "vpu"
-        return OpCost(
-            phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies,
-            macs=op.macs, vector_ops=work.alu + work.special, compute_cycles=compute_s * self.hw.clock,
-            compute_s=compute_s, memory_s=memory_s, latency_s=latency, traffic=traffic,
-            energy=self.energy.op_energy(latency, traffic, op.macs, dtype, vector=work),
-            bottleneck=_bottleneck(compute_s, times, unit), peak_macs_per_s=self.hw.peak_macs_per_second(dtype),
-            tiling=f"flash {op.block}x{op.block} blocks" + (", causal" if op.causal else ""),
-            busy=busy_of(("mxu", array_s), ("vpu", vector_s), channels=times),
         )
 
     def _conversion(self, op: ops.MatMul, shape: MatmulShape, array) -> ops.VectorWork:
@@ -411,13 +370,6 @@ def clear_caches() -> None:
     clear_matrix_units()
     clear_tilings()
     clear_placements()
-
-
-def _without_preload(plan: Placement) -> Placement:
-    """``plan`` with its preloaded tensors read from HBM, where they are anyway."""
-    moved = {t.name for t in plan.preload}
-    home = {name: Level.HBM if name in moved else level for name, level in plan.home.items()}
-    return Placement(MappingProxyType(home), (), True)
 
 
 def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:
