@@ -16,12 +16,13 @@ import time
 import _common as c
 import cache_codesign
 import cim_tpu
+import compiler
 import icc
 import multichip
 import odb_dllm
 import silicon
 
-STUDIES = {"cim_tpu": cim_tpu.main, "icc": icc.main, "odb_dllm": odb_dllm.main, "cache_codesign": cache_codesign.main,
+STUDIES = {"compiler": compiler.main, "cim_tpu": cim_tpu.main, "icc": icc.main, "odb_dllm": odb_dllm.main, "cache_codesign": cache_codesign.main,
            "silicon": silicon.main}
 
 
