@@ -103,6 +103,8 @@ VALUE_TESTS = ("tests/test_values_matrix.py", "tests/test_values_memory.py",
 OVERLAY = (*VALUE_TESTS, "tests/test_gpu_config.py", "tests/data/gpu_plain.yaml", "tests/test_calibrate_gpu.py")
 # existing tests of each area, run after the value tests with --suite related
 RELATED = {
+    "archsim/sim/schedule.py": ("tests/test_schedule.py", "tests/test_engine.py"),
+    "archsim/config/compiler.py": ("tests/test_schedule.py", "tests/test_flash_attention.py", "tests/test_fusion.py"),
     **{f: ("tests/test_fusion.py",) for f in ("archsim/passes/fusion.py", "archsim/ir/fused.py", "archsim/sim/fused.py",
                                               "archsim/gpu/fused.py")},
     "archsim/hw/matrix/": ("tests/test_systolic.py", "tests/test_cim_energy.py", "tests/test_quantization.py",
@@ -153,6 +155,7 @@ FIT = "archsim/calibrate/fit.py"
 FLASH, FLASHCOST = "archsim/passes/flash.py", "archsim/sim/flash_cost.py"
 FUSION, FUSED_IR, FUSED_TPU, FUSED_GPU = ("archsim/passes/fusion.py", "archsim/ir/fused.py", "archsim/sim/fused.py",
                                           "archsim/gpu/fused.py")
+SCHEDULE, COMPILER_CFG = "archsim/sim/schedule.py", "archsim/config/compiler.py"
 FLASH_VECTOR = ("vector_s = max(work.alu / hw.vector_ops_per_second, "
                 "work.special / (sm.count * sm.special_ops_per_cycle * hw.clock))")
 
@@ -654,6 +657,24 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M224", FUSED_GPU,
       "extra_ch = {Level.HBM: from_hbm / hw.hbm.achievable_bandwidth, Level.CMEM: read / hw.l2.achievable_bandwidth}",
       "extra_ch = {Level.CMEM: read / hw.l2.achievable_bandwidth}", "gpu fused: extra HBM reads take no HBM time"),
+    # the overlap scheduler (issue 18): tests/test_schedule.py, test_engine.py
+    m("M225", SCHEDULE, 'SEQUENCER = {"mxu": "core", "vpu": "core"}', "SEQUENCER = {}",
+      "schedule: the MXUs and the vector unit run ops of their own at once"),
+    m("M226", SCHEDULE, "at = max(free.get(channel, 0.0), previous_start)", "at = max(free.get(channel, 0.0), begin)",
+      "schedule: prefetch issued when its op starts (no fetch ahead)"),
+    m("M227", SCHEDULE, "done = at + seconds - fetched.get(resource, 0.0)", "done = at + seconds",
+      "schedule: prefetched bytes moved again"),
+    m("M228", SCHEDULE, "stop = finish + fixed", "stop = finish", "schedule: the fill and launch time dropped"),
+    m("M229", SCHEDULE, "for j in (*needs, holder.get(lane, -1)):", "for j in needs:",
+      "schedule: a unit runs two ops at once"),
+    m("M230", SCHEDULE, "for j in (*needs, holder.get(lane, -1)):", "for j in (holder.get(lane, -1),):",
+      "schedule: an op starts before its inputs are made"),
+    m("M231", SCHEDULE, "span = (schedule.end[i] - schedule.start[i]) / cost.copies if i in chain else 0.0",
+      "span = cost.latency_s", "static power charged over every op's own latency"),
+    m("M232", SCHEDULE, "fetched = min(t.bytes, room)", "fetched = t.bytes", "prefetch not limited by the buffer"),
+    m("M233", COMPILER_CFG, '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, 512, True, 0.5),',
+      '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, 512, True, 1.0),',
+      "xla profile: prefetch into all of VMEM"),
 )
 
 

@@ -134,3 +134,68 @@ def test_overlap_off_is_the_ops_in_series_and_the_trace_shows_the_overlap(tmp_pa
     vpu = next(e["tid"] for e in events if e.get("name") == "thread_name" and e["args"]["name"] == "vpu")
     assert any(a < d and c < b for a, b in by_track[mxu] for c, d in by_track[vpu] if b > a and d > c) or \
         on.latency_s < sum(c.latency_s * c.count for c in on.ops)
+
+
+def test_prefetch_is_the_weights_share_of_the_transfer_up_to_the_buffer():
+    # a GEMM reading a 1000-byte weight from HBM twice (2000 bytes, 2 s of HBM) and an activation
+    # made in the phase: the weight's first 500 bytes (the buffer) are fetched ahead, a quarter of
+    # the HBM time: 0.5 s; with a 4000-byte buffer the whole weight, half the HBM time: 1 s
+    from types import MappingProxyType
+
+    from archsim.dtypes import DType
+    from archsim.hw.memory import Level, Placement, Traffic
+    from archsim.ir import ops
+    from archsim.ir.tensor import Role, Tensor
+    from archsim.sim.schedule import _prefetch
+
+    x = Tensor("x", (10, 50), DType.INT8)
+    w = Tensor("w", (50, 20), DType.INT8, Role.WEIGHT)
+    y = Tensor("y", (10, 20), DType.INT8)
+    gemm = ops.Gemm("g", (x, w), (y,), 1, 10, 50, 20, False)
+    cost = dataclass_replace(op("g", 2.5, [("mxu", 1.0), ("hbm", 2.0), ("vmem", 0.1)]),
+                             traffic=Traffic.of(Level.HBM, read=2000.0))
+    home = Placement(MappingProxyType({"x": Level.VMEM, "w": Level.HBM, "y": Level.VMEM}), (), True)
+    assert _prefetch(gemm, cost, home, {"x": 0}, 500.0) == (("hbm", 0.5),)
+    assert _prefetch(gemm, cost, home, {"x": 0}, 4000.0) == (("hbm", 1.0),)
+    assert _prefetch(gemm, cost, home, {"x": 0, "w": 0}, 4000.0) == ()  # made in the phase: not ahead
+    assert _prefetch(gemm, cost, home, {"x": 0}, 0.0) == ()
+
+
+def dataclass_replace(cost, **fields):
+    import dataclasses
+    return dataclasses.replace(cost, **fields)
+
+
+def test_the_profiles_pieces():
+    tpu, gpu = load_hardware(ROOT / "hw_configs/tpuv4i.yaml"), load_hardware(ROOT / "hw_configs/a100_80gb.yaml")
+    assert (tpu.compiler.profile, tpu.compiler.rules, tpu.compiler.flash, tpu.compiler.block, tpu.compiler.overlaps) \
+        == ("xla", ("gemm_epilogue", "vector_chain"), True, 512, True)
+    assert tpu.prefetch_buffer == tpu.vmem.capacity / 2  # half of VMEM (ASSUMPTION, docs/sources/compiler.md)
+    assert (gpu.compiler.profile, gpu.compiler.rules, gpu.compiler.flash, gpu.compiler.block, gpu.compiler.overlaps) \
+        == ("cuda", ("gemm_activation", "vector_chain"), True, 128, False)
+    assert gpu.prefetch_buffer == 0
+    none = with_compiler(tpu, profile="none")
+    assert (none.compiler.rules, none.compiler.flash, none.compiler.overlaps, none.prefetch_buffer) == ((), False, False, 0)
+    # a piece set on its own overrides the profile
+    assert with_compiler(tpu, overlap=False).prefetch_buffer == 0
+    assert with_compiler(tpu, prefetch=0.25).prefetch_buffer == tpu.vmem.capacity / 4
+
+
+@pytest.mark.parametrize("chip", ["tpuv4i", "a100_80gb"])
+def test_the_ops_static_energy_adds_up_to_static_power_over_the_run(chip):
+    hw = with_compiler(load_hardware(ROOT / f"hw_configs/{chip}.yaml"), overlap=True)
+    result = simulate(hw, load_workload(ROOT / "workloads/dit_xl_2_block_512.yaml"))
+    assert result.overlapped
+    per_op = sum(c.energy.static * c.count for c in result.ops)
+    assert per_op == pytest.approx(hw.static_power * result.latency_s, rel=1e-12)
+    assert sum(a * c.count for a, c in zip(result.added_s, result.ops)) == pytest.approx(result.latency_s, rel=1e-12)
+
+
+def test_bad_compiler_profiles_are_usage_errors(tmp_path):
+    import subprocess
+    import sys
+    for chip, profile in (("tpuv4i", "cuda"), ("a100_80gb", "xla")):
+        r = subprocess.run([sys.executable, "-c", "from archsim.cli import main; main()", "run",
+                            str(ROOT / f"hw_configs/{chip}.yaml"), str(ROOT / "workloads/llama2_7b_layer_decode.yaml"),
+                            "--set", f"compiler.profile={profile}"], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 2 and "compiler.profile" in r.stderr and "Traceback" not in r.stderr, r.stderr
