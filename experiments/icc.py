@@ -248,7 +248,7 @@ def findings(frame: pd.DataFrame, parts: pd.DataFrame, grid: pd.DataFrame, quick
                   f", while its {r.cached_steps} cached steps save nothing: together they take {c.ms(-saved)} more "
                   "than full steps would (their vector work outlasts the GEMMs they skip)")
                + f" (with {c.chip(CHIPS[chip]).compiler.profile}'s schedule, the cache writes are DMA copies beside the "
-               "core's ops where no op waits for them). The run moves {c.pct(r.hbm_bytes, base.hbm_bytes)} "
+               f"core's ops where no op waits for them). The run moves {c.pct(r.hbm_bytes, base.hbm_bytes)} "
                f"HBM bytes vs DDIM-{ref}; a cached step reads {hbm['delta/increment (cache reads)']:.0f} MB for the "
                f"delta/increment ops (the cache), {hbm['adaLN projections']:.0f} MB for adaLN and "
                f"{hbm['low-rank GEMMs A, B']:.0f} MB for the low-rank GEMMs from HBM.")
