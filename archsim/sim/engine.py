@@ -69,15 +69,16 @@ class Simulator:
         graph is first what the chip's compiler makes of it (``archsim.passes.compile_for``)."""
         if self.dispatch == "program":  # ops launched one by one (``call``) fuse and overlap nothing
             workload = compile_for(self.hw, workload)
+        overlapping = self.overlaps and any(len(phase.graph) > 1 for phase in workload.phases)
         try:
-            placements = self._placements(workload)
+            placements = self._placements(workload, overlapping)
             feasible = [p for p in placements if p.feasible]
-            times = [] if self.overlaps else [self._latency(workload, p) for p in feasible]
+            times = [] if overlapping else [self._latency(workload, p) for p in feasible]
         except TilingError as exc:  # an op that fits no VMEM tiling fits none under any placement
             return RunResult.infeasible(self.hw, workload, str(exc))
         if not feasible:
             return RunResult.infeasible(self.hw, workload, placements[0].reason)
-        if self.overlaps:  # the plans ranked by their schedules: a plan's serial time can mislead
+        if overlapping:  # the plans ranked by their schedules: a plan's serial time can mislead
             # the search weighs a preload against serial op times; with prefetch, reading the
             # same tensors from HBM as they are needed may be faster: each plan without its preload too
             plans = feasible + [without_preload(p) for p in feasible if p.preload]
@@ -89,18 +90,19 @@ class Simulator:
         results = [self.run_with(workload, p) for p, t in zip(feasible, times) if t == fastest]
         return min(results, key=lambda r: r.energy.total)  # the first of equal ones
 
-    def _placements(self, workload: Workload) -> tuple[Placement, ...]:
+    def _placements(self, workload: Workload, overlapping: bool) -> tuple[Placement, ...]:
         """The placement search's plans, shared by chips alike in everything costs read and in
-        their capacities (the same workload run again, a sweep's repeated points)."""
+        their capacities (the same workload run again, a sweep's repeated points). Overlapped,
+        the search weighs each op with its weights prefetched."""
         hw = self.hw
         key = (workload, workload_shape(workload), self.placement_policy, self.dispatch,
-               self.overlaps and hw.prefetch_buffer,
+               overlapping and hw.prefetch_buffer,
                self._fingerprint.key((Level.CMEM, Level.HBM)),
                hw.cmem.capacity if hw.cmem is not None else 0.0, hw.hbm.capacity)
         plans = _PLANS.get(key)
         if plans is None:
             plans = _PLANS.put(key, place(hw, workload, self.placement_policy,
-                                          self._overlapped_op_time if self.overlaps else self.op_time))
+                                          self._overlapped_op_time if overlapping else self.op_time))
         return plans
 
     def _latency(self, workload: Workload, placement: Placement) -> float:
@@ -126,7 +128,7 @@ class Simulator:
                     costs.append(self.op_cost(op, placement, phase.name, phase.repeat))
         except TilingError as exc:
             return RunResult.infeasible(self.hw, workload, str(exc))
-        if not self.overlaps:
+        if not self.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):  # nothing to overlap
             return RunResult(self.hw, workload, tuple(costs))
         schedules = schedule_run(self.hw, workload, placement, costs)
         return RunResult(self.hw, workload, charge_static(costs, schedules, self.hw.static_power), schedules=schedules)

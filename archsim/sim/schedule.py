@@ -36,7 +36,6 @@ Sources: docs/sources/compiler.md.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Sequence
@@ -111,6 +110,8 @@ def schedule_phase(phase: str, repeat: int, costs: Sequence[OpCost], deps: Seque
     ops producing op i's inputs (all below i); ``prefetch[i]``: (channel, seconds) of op i's
     transfers that may run ahead (of all its copies, at most its transfer time on the channel)."""
     costs, deps, prefetch = tuple(costs), tuple(deps), tuple(prefetch)
+    if len(costs) == 1:  # nothing to overlap: the op alone (its prefetch could only start with it)
+        return PhaseSchedule(phase, repeat, costs, deps, ((),), (0.0,), (costs[0].latency_s * costs[0].copies,), (-1,))
     start, end, _, after = _schedule(costs, deps, prefetch, record=False)
     return PhaseSchedule(phase, repeat, costs, deps, prefetch, start, end, after)
 
@@ -180,7 +181,8 @@ def schedule_run(hw, workload, placement, costs: Sequence[OpCost]) -> tuple[Phas
         deps, ahead = [], []
         for i, op in enumerate(order):
             deps.append(tuple(sorted({producer[t.name] for t in op.inputs if t.name in producer})))
-            ahead.append(_prefetch(op, mine[i], placement, producer, buffer))
+            # a lone op's prefetch could only start with it
+            ahead.append(_prefetch(op, mine[i], placement, producer, buffer) if len(order) > 1 else ())
             for t in op.outputs:
                 producer[t.name] = i
         out.append(schedule_phase(phase.name, phase.repeat, mine, deps, ahead))
@@ -220,8 +222,10 @@ def charge_static(costs: Sequence[OpCost], schedules: Sequence[PhaseSchedule], s
         chain = set(schedule.critical_ops)
         for i, cost in enumerate(schedule.costs):
             span = (schedule.end[i] - schedule.start[i]) / cost.copies if i in chain else 0.0
+            energy = object.__new__(type(cost.energy))  # dataclasses.replace, without re-running __init__
+            energy.__dict__.update(cost.energy.__dict__, static=static_power * span)
             new = object.__new__(type(cost))  # as OpCost.relabeled: every field copied
-            new.__dict__.update(cost.__dict__, energy=dataclasses.replace(cost.energy, static=static_power * span))
+            new.__dict__.update(cost.__dict__, energy=energy)
             out.append(new)
     if len(out) != len(costs):
         raise ValueError("the schedules do not cover the run's ops")
