@@ -672,9 +672,14 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M231", SCHEDULE, "span = (schedule.end[i] - schedule.start[i]) / cost.copies if i in chain else 0.0",
       "span = cost.latency_s", "static power charged over every op's own latency"),
     m("M232", SCHEDULE, "fetched = min(t.bytes, room)", "fetched = t.bytes", "prefetch not limited by the buffer"),
-    m("M233", COMPILER_CFG, '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, 512, True, 0.5),',
-      '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, 512, True, 1.0),',
+    m("M233", COMPILER_CFG, '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 512, True, 0.5),',
+      '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 512, True, 1.0),',
       "xla profile: prefetch into all of VMEM"),
+    m("M234", COMPILER_CFG, '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 512, True, 0.5),',
+      '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, True, 512, True, 0.5),',
+      "xla profile: decode steps run flash attention too"),
+    m("M235", FLASH, "if not isinstance(op, ops.AttentionScore) or (not decode and op.causal_queries == 1):",
+      "if not isinstance(op, ops.AttentionScore):", "flash pass: decode steps flashed whatever the profile"),
 )
 
 

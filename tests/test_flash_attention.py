@@ -509,3 +509,19 @@ def test_attention_block_setting_changes_the_causal_prefills_pairs():
         assert (kernel.block, kernel.pairs) == (block, pairs)
         cost, = [c for c in api.simulate(hw, w).ops if c.kind == "attention"]
         assert (cost.macs, cost.copies) == (2 * 8 * 4 * pairs * 128, 32)
+
+
+def test_xla_decodes_with_the_dense_ops_and_flashes_the_prompt():
+    # MaxText decodes with XLA's dot-product attention, flash (splash) for prompts only
+    # [PALLAS-FLASH]: a decode step's attention (one causal query a sequence) stays three ops on
+    # the xla profile; the prompt's is one kernel. cuda flashes both; flash_decode overrides.
+    llm = api.load_workload(WORKLOADS / "llama3_8b.yaml", ["prompt_len=300", "output_len=2"])
+
+    def kinds(hw):
+        compiled = compile_for(hw, llm)
+        return {p.name: sorted({op.kind for op in p.graph.ops()} & {"attention", "attn_score"}) for p in compiled.phases}
+
+    prompt, step = (p.name for p in llm.phases)
+    assert kinds(load_hardware(TPUV4I)) == {prompt: ["attention"], step: ["attn_score"]}
+    assert kinds(load_hardware(A100)) == {prompt: ["attention"], step: ["attention"]}
+    assert kinds(load_hardware(TPUV4I, ["compiler.flash_decode=true"])) == {prompt: ["attention"], step: ["attention"]}

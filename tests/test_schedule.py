@@ -168,11 +168,11 @@ def dataclass_replace(cost, **fields):
 
 def test_the_profiles_pieces():
     tpu, gpu = load_hardware(ROOT / "hw_configs/tpuv4i.yaml"), load_hardware(ROOT / "hw_configs/a100_80gb.yaml")
-    assert (tpu.compiler.profile, tpu.compiler.rules, tpu.compiler.flash, tpu.compiler.block, tpu.compiler.overlaps) \
-        == ("xla", ("gemm_epilogue", "vector_chain"), True, 512, True)
+    assert (tpu.compiler.profile, tpu.compiler.rules, tpu.compiler.flash, tpu.compiler.block, tpu.compiler.overlaps,
+            tpu.compiler.decodes) == ("xla", ("gemm_epilogue", "vector_chain"), True, 512, True, False)
     assert tpu.prefetch_buffer == tpu.vmem.capacity / 2  # half of VMEM (ASSUMPTION, docs/sources/compiler.md)
-    assert (gpu.compiler.profile, gpu.compiler.rules, gpu.compiler.flash, gpu.compiler.block, gpu.compiler.overlaps) \
-        == ("cuda", ("gemm_activation", "vector_chain"), True, 128, False)
+    assert (gpu.compiler.profile, gpu.compiler.rules, gpu.compiler.flash, gpu.compiler.block, gpu.compiler.overlaps,
+            gpu.compiler.decodes) == ("cuda", ("gemm_activation", "vector_chain"), True, 128, False, True)
     assert gpu.prefetch_buffer == 0
     none = with_compiler(tpu, profile="none")
     assert (none.compiler.rules, none.compiler.flash, none.compiler.overlaps, none.prefetch_buffer) == ((), False, False, 0)

@@ -25,6 +25,7 @@ Profile = Literal["none", "xla", "aggressive", "cuda"]
 class ProfileDefaults:
     fusion: tuple[str, ...]
     flash_attention: bool
+    flash_decode: bool  # flash attention for a decode step's single query too
     attention_block: int  # queries and keys per flash-attention tile
     overlap: bool
     prefetch: float  # share of the innermost on-chip memory holding operands fetched ahead
@@ -33,25 +34,25 @@ class ProfileDefaults:
 # docs/sources/compiler.md says which published code each choice follows.
 PROFILES: dict[str, ProfileDefaults] = {
     # every op on its own, one after another: per-op microbenchmarks, and archsim before issue 18
-    "none": ProfileDefaults((), False, 128, False, 0.0),
+    "none": ProfileDefaults((), False, False, 128, False, 0.0),
     # XLA on TPU [XLA-FUSION]: element-wise consumers fused into a dot's output (ASSUMPTION for
     # XLA:TPU, whose rules are not public; XLA:GPU and XLA:CPU do it) and into each other;
     # attention by a Pallas flash kernel with 512-blocks (MaxText's splash kernel)
-    # [PALLAS-FLASH]; async copies that prefetch the next ops' operands into VMEM while the
-    # current op runs [XLA-MSA]. The KV-cache write stays its own in-place op [XLA-DUS]. The VMEM
+    # [PALLAS-FLASH], for prompts only: MaxText decodes with XLA's dot-product attention; async
+    # copies that prefetch the next ops' operands into VMEM while the current op runs [XLA-MSA]. The KV-cache write stays its own in-place op [XLA-DUS]. The VMEM
     # share for prefetch is an ASSUMPTION: half, the other half holding the running op's tiles.
-    "xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, 512, True, 0.5),
+    "xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 512, True, 0.5),
     # xla plus what a hand-written kernel could do and no public compiler does by default
     # (ASSUMPTION, docs/sources/compiler.md): the KV-cache write in the K/V GEMM's epilogue, a
     # norm's normalise step in the prologue of the GEMMs reading it
-    "aggressive": ProfileDefaults(("gemm_epilogue", "cache_epilogue", "vector_chain", "norm_prologue"), True, 512,
-                                  True, 0.5),
+    "aggressive": ProfileDefaults(("gemm_epilogue", "cache_epilogue", "vector_chain", "norm_prologue"), True,
+                                  True, 512, True, 0.5),
     # CUDA libraries as inference engines use them: cuBLASLt's ReLU and GELU epilogues
     # [CUBLASLT]; fused element-wise kernels (vLLM's silu_and_mul, fused_add_rms_norm) [VLLM]; a
-    # flash-attention kernel with FlashAttention-2's 128-blocks; kernels of one stream run one
+    # flash-attention kernel with FlashAttention-2's 128-blocks, decode too; kernels of one stream run one
     # after another (their units overlap inside a kernel, which the op costs model), and no
     # kernel fetches the next one's operands [CUDA-STREAMS].
-    "cuda": ProfileDefaults(("gemm_activation", "vector_chain"), True, 128, False, 0.0),
+    "cuda": ProfileDefaults(("gemm_activation", "vector_chain"), True, True, 128, False, 0.0),
 }
 
 # the profiles a chip kind's software has (a config naming another is an error)
@@ -73,6 +74,10 @@ class CompilerConfig(Strict):
         default=None, description="run each attention as one tiled kernel with an online softmax (no score "
         "matrix in memory; causal attention skips masked blocks) instead of score, softmax and context ops; "
         "default: the profile's")
+    flash_decode: bool | None = Field(
+        default=None, description="with flash_attention, also a decode step's attention (one query per "
+        "sequence); default: the profile's (xla: no, as MaxText decodes with XLA's dot-product attention; "
+        "cuda: yes)")
     overlap: bool | None = Field(
         default=None, description="schedule the ops over the chip's units and memory channels, independent "
         "ops and prefetches running together (archsim/sim/schedule.py), instead of one after another; "
@@ -104,6 +109,11 @@ class CompilerConfig(Strict):
         return self.flash_attention if self.flash_attention is not None else self._defaults().flash_attention
 
     @property
+    def decodes(self) -> bool:
+        """Whether flash attention also runs a decode step's attention."""
+        return self.flash_decode if self.flash_decode is not None else self._defaults().flash_decode
+
+    @property
     def overlaps(self) -> bool:
         return self.overlap if self.overlap is not None else self._defaults().overlap
 
@@ -121,7 +131,7 @@ class CompilerConfig(Strict):
     @property
     def passes_key(self) -> tuple:
         """What the graph passes read: equal keys give equal compiled graphs."""
-        return (self.rules, self.flash, self.block if self.flash else 0)
+        return (self.rules, self.flash, self.block if self.flash else 0, self.flash and self.decodes)
 
 
 def with_default_profile(data: Any, kind: str) -> Any:

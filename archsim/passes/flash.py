@@ -25,7 +25,7 @@ def compile_for(hw, workload: Workload) -> Workload:
     key = (workload, compiler.passes_key)
     lowered = _LOWERED.get(key)
     if lowered is None:
-        flashed = flash_attention(workload, compiler.block) if compiler.flash else workload
+        flashed = flash_attention(workload, compiler.block, compiler.decodes) if compiler.flash else workload
         lowered = _LOWERED.put(key, fuse(flashed, compiler.rules))
     return lowered
 
@@ -34,13 +34,15 @@ def clear_passes() -> None:
     _LOWERED.clear()
 
 
-def flash_attention(workload: Workload, block: int) -> Workload:
-    """Every phase's attention triples as ``FlashAttention`` ops of ``block`` x ``block`` tiles."""
-    phases = tuple(Phase(p.name, _graph(p.graph, block), p.repeat) for p in workload.phases)
+def flash_attention(workload: Workload, block: int, decode: bool = True) -> Workload:
+    """Every phase's attention triples as ``FlashAttention`` ops of ``block`` x ``block`` tiles;
+    with ``decode`` false, not a causal attention of one query per sequence (a decode step: the
+    dense ops, as MaxText decodes with XLA's dot-product attention [PALLAS-FLASH])."""
+    phases = tuple(Phase(p.name, _graph(p.graph, block, decode), p.repeat) for p in workload.phases)
     return Workload(workload.name, phases)
 
 
-def _graph(graph: OpGraph, block: int) -> OpGraph:
+def _graph(graph: OpGraph, block: int, decode: bool = True) -> OpGraph:
     order = list(graph.ops())
     readers: dict[str, list[ops.Op]] = {}
     for op in order:
@@ -49,7 +51,7 @@ def _graph(graph: OpGraph, block: int) -> OpGraph:
     fused: dict[str, ops.Op] = {}  # the score op's name -> its kernel
     gone: set[str] = set()
     for op in order:
-        if not isinstance(op, ops.AttentionScore):
+        if not isinstance(op, ops.AttentionScore) or (not decode and op.causal_queries == 1):
             continue
         after = readers.get(op.outputs[0].name, [])
         if len(after) != 1 or not isinstance(after[0], ops.Softmax):
