@@ -48,7 +48,9 @@ def variants(kind: str) -> dict[str, list[str]]:
     return {
         "none": ["compiler.profile=none"],
         "fusion": ["compiler.profile=none", f"compiler.fusion={rules}"],
-        "flash attention": ["compiler.profile=none", "compiler.flash_attention=true"],
+        "flash attention": ["compiler.profile=none", "compiler.flash_attention=true",
+                            f"compiler.flash_decode={str(default.flash_decode).lower()}",
+                            f"compiler.attention_block={default.attention_block}"],
         "overlap": ["compiler.profile=none", "compiler.overlap=true", f"compiler.prefetch={default.prefetch}"],
         f"default ({DEFAULT_PROFILE[kind]})": [],
     }

@@ -47,6 +47,9 @@ class TransformerBlockWorkload(WorkloadSpec):
     q_len: Count = Field(description="query tokens per sequence")
     kv_len: Count = Field(description="keys each query attends to (new tokens included)")
     kv_cache: bool = False
+    causal: bool = Field(default=False, description="each query sees the keys up to its own position (a "
+                         "decoder LLM's layer): flash attention skips the masked blocks, and a decode step "
+                         "(one query) is known as one")
     precision: PrecisionSpec = PrecisionSpec()
     layers: Count = 1
     repeat: Count = 1
@@ -54,7 +57,7 @@ class TransformerBlockWorkload(WorkloadSpec):
     @model_validator(mode="after")
     def _tokens_are_consistent(self) -> "TransformerBlockWorkload":
         try:
-            Tokens(self.batch, self.q_len, self.kv_len, self.kv_cache)
+            Tokens(self.batch, self.q_len, self.kv_len, self.kv_cache, self.causal)
         except ValueError as exc:
             raise FieldError("kv_len", str(exc)) from None
         return self
@@ -62,5 +65,6 @@ class TransformerBlockWorkload(WorkloadSpec):
     def build(self, paths, tp: int = 1) -> Workload:
         graph = OpGraph()
         builder = Builder(graph, "block", self.precision.precision(), copies=self.layers, tp=tp)
-        transformer_block(builder, self.block.shape(), Tokens(self.batch, self.q_len, self.kv_len, self.kv_cache))
+        transformer_block(builder, self.block.shape(),
+                          Tokens(self.batch, self.q_len, self.kv_len, self.kv_cache, self.causal))
         return Workload(self.name, (Phase("block", graph, self.repeat),))
