@@ -206,7 +206,7 @@ def test_a_triple_whose_scores_or_probs_have_another_reader_is_left_alone():
 
 def test_the_pass_on_bundled_workloads():
     # LLaMA-2-7B layer decode: 1 sequence x 32 KV heads, 1 query each over the 2048-entry cache,
-    # dh 128; a transformer_block workload is not causal (q_len = m = 1)
+    # dh 128; q_len 1 (one decode query per sequence)
     w = api.load_workload(WORKLOADS / "llama2_7b_layer_decode.yaml")
     before = [op.name for op in w.phases[0].graph.ops()]
     lowered = flash_attention(w, 128)
@@ -215,7 +215,8 @@ def test_the_pass_on_bundled_workloads():
     assert before[i:i + 3] == ["block.attn.score", "block.attn.softmax", "block.attn.context_mm"]
     assert after == before[:i] + ["block.attn.flash"] + before[i + 3:]
     op = list(lowered.phases[0].graph.ops())[i]
-    assert (op.batch, op.group, op.q_len, op.kv_len, op.dh, op.causal) == (32, 1, 1, 2048, 128, False)
+    # a decoder layer (causal: true in the workload): its one query sees every cached key
+    assert (op.batch, op.group, op.q_len, op.kv_len, op.dh, op.causal) == (32, 1, 1, 2048, 128, True)
     assert [t.name for t in op.inputs] == ["block.attn.q.out", "block.attn.k_cache", "block.attn.v_cache"]
     assert "block.attn.scores" in w.tensors() and "block.attn.scores" not in lowered.tensors()
     assert "block.attn.probs" not in lowered.tensors()
