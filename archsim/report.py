@@ -164,9 +164,13 @@ def run_summary(result: RunResult) -> str:
 def compiler_text(result) -> str:
     """The compiler profile a result ran with and its pieces."""
     c = result.hw.compiler
+    runs = getattr(result, "stages", None) or (result,)
+    if any(getattr(r, "dispatch", "program") == "call" for r in runs):
+        return "none: ops launched one by one (--dispatch call), nothing fused or overlapped"
     rules = ", ".join(c.rules) or "no fusion"
     overlap = "ops overlapped (critical path = latency)" if result.overlapped else "ops one after another"
-    return f"{c.profile or 'none'}: {rules}; flash attention {'on' if c.flash else 'off'}; {overlap}"
+    flash = f"flash attention {'on' if c.flash else 'off'}" + ("" if not c.flash or c.decodes else " (not decode steps)")
+    return f"{c.profile or 'none'}: {rules}; {flash}; {overlap}"
 
 
 def ops_table(result: RunResult) -> str:

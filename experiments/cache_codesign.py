@@ -210,8 +210,10 @@ def findings(frame: pd.DataFrame) -> list[str]:
                f"{hi.realised:.0%} ({hi.schedule} on {hi.hardware}) of the MACs it removes into time saved"
                + (f"; {len(slower)} pairs are slower than not caching at all, e.g. {slower.iloc[0].schedule} on "
                   f"{slower.iloc[0].hardware} ({c.times(slower.iloc[0].speedup_vs_none)}): on a chip with many MACs per "
-                  "cycle the work a cached step keeps (its vector ops: norms, the cache's updates and reads) costs "
-                  "more than the matrix work it removes." if len(slower) else "."))
+                  "cycle the work a schedule adds or keeps costs more than the matrix work it removes: the steps that "
+                  "fill the cache (the cache reads the layers' outputs, so the compiler cannot fuse their element-wise "
+                  "work into the GEMMs, as it does in a plain step) and a cached step's vector ops (see the ICC "
+                  "study's per-step breakdown)." if len(slower) else "."))
     front = frame[frame.pareto_fidelity].sort_values("macs_vs_none", ascending=False)
     out.append("**The co-designed front** (latency, energy, and the share of the full model's MACs computed, standing in "
                "for fidelity) holds " + "; ".join(

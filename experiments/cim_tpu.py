@@ -59,7 +59,7 @@ class Point:
     mxu_j: float       # MXU energy as archsim counts it: per MAC, plus CIM weight writes
     mxu_busy_j: float  # MXU energy if every busy cycle cost a full array's MACs (time-based)
     energy_j: float
-    attn_context_util: float  # of attention's P x V GEMMs (N = head dimension)
+    attn_context_util: float  # of attention's P x V GEMMs (N = head dimension), or of its flash kernels
 
 
 @cache  # the attribution table re-asks for points the design space computed
@@ -69,7 +69,7 @@ def evaluate(config: str, file: str, *sets: str) -> Point:
     assert result.feasible, result.reason  # every single-chip point of the study fits
     per_mac = EnergyModel.of(hw).mac[DType.INT8]  # the study is INT8 throughout
     busy = sum(op.compute_s * op.peak_macs_per_s * op.count for op in result.ops if op.unit == "mxu")
-    pv = [op for op in result.ops if op.kind == "attn_context"]
+    pv = [op for op in result.ops if op.kind in ("attn_context", "attention")]  # dense P x V, or the flash kernel
     pv_util = sum(op.macs * op.count for op in pv) / sum(op.latency_s * op.peak_macs_per_s * op.count for op in pv) if pv else np.nan
     return Point(result.latency_s, result.energy.mxu, busy * per_mac, result.energy.total, pv_util)
 
@@ -347,7 +347,8 @@ def findings(designs: pd.DataFrame, attr: pd.DataFrame, multi: pd.DataFrame) -> 
         out.append(f"**DiT block on the iso-MAC CIM-TPU: {t * 100:+.1f}%** (paper {PAPER['dit_block_b'] * 100:+.2f}%, for a design our "
                    "summary of the paper does not name). "
                    f"Attention's P x V has N = 72 (the head dimension): a CIM-MXU row of 8 cores produces 256 int8 outputs, "
-                   f"a systolic MXU 128, so the CIM's context GEMM runs at {iso.attn_context_util:.0%} of peak against "
+                   f"a systolic MXU 128, so the CIM's attention (its flash kernels' Q K^T and P x V, the default "
+                   f"compiler's) runs at {iso.attn_context_util:.0%} of peak against "
                    f"TPUv4i's {iso.tpuv4i_attn_context_util:.0%}. The paper's mapping of attention onto CIM is not published; "
                    "this mapping assumption is the likeliest source of the gap (no variant of the attribution table tests it).")
     p = value("LLM prefill, CIM-TPU: latency")

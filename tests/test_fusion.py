@@ -257,6 +257,18 @@ def test_tpu_fused_gemm_gelu(lanes):
     assert cost.energy.hbm == pytest.approx(main.energy.hbm, rel=REL)
 
 
+def test_tpu_gemm_epilogue_pays_the_pass_cost_per_vector_register():
+    # the calibrated chip's cost per vector register of a pass (pass_cycles_per_vreg 12 on
+    # TPUv4i, [V3FIT]) applies to the epilogue's one pass over the 8 x 4096 output: 32,768
+    # elements / 1024 lanes = 32 registers x 12 = 384 cycles, beside the arrays' 33,029
+    fused, _, _ = gemm_gelu(8, 4096, 4096)
+    cost = tpu(fused, "vpu.pass_cycles_per_vreg=12")
+    epi = (192 + 384) / TPU_CLOCK
+    assert dict(cost.busy)["vpu"] == pytest.approx(epi, rel=REL)
+    # the same in a vector chain joins the producer's last pass: no second per-register cost
+    # (tested above with the plain chip: test_tpu_vector_chain_adds_the_epilogue_to_the_pass)
+
+
 def test_tpu_fused_gemm_residual_reads_its_operand_through_vmem():
     # the same GEMM + a residual add of x (64 KiB in HBM): x read from HBM into VMEM and by the
     # VPU; HBM's time grows by 65,536 / 614e9 = 106.7 ns, the latency with it (memory-bound)

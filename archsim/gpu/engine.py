@@ -87,7 +87,7 @@ class GpuSimulator:
         costs = [self.op_cost(op, placement, phase.name, phase.repeat)
                  for phase in workload.phases for op in phase.graph.ops()]
         if not self.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):  # nothing to overlap
-            return RunResult(self.hw, workload, tuple(costs))
+            return RunResult(self.hw, workload, tuple(costs), dispatch=self.dispatch)
         schedules = schedule_run(self.hw, workload, placement, costs)
         return RunResult(self.hw, workload, charge_static(costs, schedules, self.hw.static_power), schedules=schedules)
 

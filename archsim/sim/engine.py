@@ -129,7 +129,7 @@ class Simulator:
         except TilingError as exc:
             return RunResult.infeasible(self.hw, workload, str(exc))
         if not self.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):  # nothing to overlap
-            return RunResult(self.hw, workload, tuple(costs))
+            return RunResult(self.hw, workload, tuple(costs), dispatch=self.dispatch)
         schedules = schedule_run(self.hw, workload, placement, costs)
         return RunResult(self.hw, workload, charge_static(costs, schedules, self.hw.static_power), schedules=schedules)
 

@@ -7,8 +7,11 @@ module holds it and the TPU-style chip's part, archsim/gpu/fused.py the GPU's.
    vector-chain prologue's main op reads the prologue's data input in place of the intermediate
    (``Fused.main_inputs``). This gives ``main``: compute_s, latency_s, traffic, energy and the
    time of each memory channel (its ``busy`` entries).
-2. *The epilogue*: its vector work ``W`` (``Fused.epilogue_work``) takes
-   ``epi_s = vector_cycles(vpu, W) / clock`` on a TPU (as a matmul's conversion work does), and
+2. *The epilogue*: its vector work ``W`` (``Fused.epilogue_work``) takes, on a TPU, one pass
+   of the vector unit over the kernel's output, ``epi_s = pass_cycles(vpu, W, output elements) /
+   clock`` (its ALU and transcendental work plus ``pass_cycles_per_vreg`` per register: the pops,
+   stores and loop a fused kernel still runs) after a matmul, or ``vector_cycles(vpu, W) / clock``
+   after a vector op (the work joins its last pass, which already pays per register); and
    ``max(W.alu / vector_ops_per_second, W.special / (SMs x special ops per cycle x clock))`` on a
    GPU (as a streamed vector kernel's); its extra inputs are read (``Fused.extra_reads``) from
    their home through VMEM on a TPU (``Simulator._stream_traffic``, padded as the main vector op's
@@ -40,7 +43,7 @@ import dataclasses
 
 from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.timing import channel_times
-from archsim.hw.vector import padded_row, vector_cycles
+from archsim.hw.vector import padded_row, pass_cycles, vector_cycles
 from archsim.ir import ops
 from archsim.ir.fused import Fused
 from archsim.ir.tensor import Tensor
@@ -64,7 +67,10 @@ def tpu_fused_cost(sim, op: Fused, placement: Placement) -> OpCost:
     core = core_op(op)
     main = sim._cost(core, placement, "", 1)
     work = op.epilogue_work
-    epi_s = vector_cycles(hw.vpu, work) / hw.clock
+    if isinstance(core, ops.VectorOp):  # the work joins the main op's last pass, whose registers it pays for
+        epi_s = vector_cycles(hw.vpu, work) / hw.clock
+    else:  # one pass of the vector unit over the kernel's output tiles, its per-register cost included
+        epi_s = (pass_cycles(hw.vpu, work, core.outputs[0].elements) if work.alu or work.special else 0) / hw.clock
     # the extra inputs are laid out in the main vector op's rows, padded as its own data is
     scale = padded_row(hw.vpu, core.row_length) / core.row_length if isinstance(core, ops.VectorOp) else 1.0
     extra = Traffic()

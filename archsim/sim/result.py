@@ -63,6 +63,9 @@ class RunResult(Rates):
     # With the compiler's overlap, each phase's schedule (archsim.sim.schedule), in run order;
     # without, None: the ops run one after another.
     schedules: "tuple[PhaseSchedule, ...] | None" = None
+    # how the ops were launched: "program" (compiled by hw.compiler) or "call" (one by one, as
+    # per-op benchmarks: nothing compiled or overlapped)
+    dispatch: str = "program"
     chips: ClassVar[int] = 1  # one chip (a SystemResult covers several)
 
     @classmethod

@@ -16,6 +16,7 @@ from archsim.hw.memory import Level, Placement
 from archsim.hw.tiling import TilingError
 from archsim.ir.graph import Phase, Workload
 from archsim.ir.ops import Op
+from archsim.passes import compile_for
 from archsim.system.pipeline import PipelineError, split_pipeline
 from archsim.system.result import Boundary, SystemResult
 from archsim.system.topology import NO_TRANSFER, Transfer
@@ -26,11 +27,14 @@ class SystemSimulator:
 
     def __init__(self, hw: HardwareConfig, dispatch: str = "program"):
         self.hw = hw
+        self.dispatch = dispatch
         self.chip = build_chip(hw, dispatch=dispatch)
         self.topology = self.chip.topology
 
     def run(self, workload: Workload) -> SystemResult:
         p = self.hw.system.parallelism
+        if self.dispatch == "program":  # the compiler's graph is what the stages split: a fused
+            workload = compile_for(self.hw, workload)  # kernel or a flash attention is never cut
         flat = Placement({name: Level.HBM for name in workload.tensors()}, (), True)
 
         def op_time(op: Op, phase: Phase) -> float:  # for balancing stages: every tensor in HBM
