@@ -23,6 +23,15 @@ def busy_of(held: tuple[str, float], *others: tuple[str, float], channels: dict 
     return tuple(out)
 
 
+def busy_totals(weighted) -> dict[str, float]:
+    """Seconds each resource works over ``weighted``: (cost, executions) pairs."""
+    out: dict[str, float] = {}
+    for cost, times in weighted:
+        for resource, seconds in cost.busy:
+            out[resource] = out.get(resource, 0.0) + seconds * times
+    return out
+
+
 @dataclass(frozen=True)
 class OpCost:
     """The cost of one execution of one op."""

@@ -12,7 +12,7 @@ from archsim.hw.area import Area, chip_area
 from archsim.hw.energy import COMPONENTS, Energy
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import Workload
-from archsim.sim.cost import OpCost
+from archsim.sim.cost import OpCost, busy_totals
 
 if TYPE_CHECKING:
     from archsim.sim.schedule import PhaseSchedule
@@ -130,22 +130,17 @@ class RunResult(Rates):
     @cached_property
     def busy(self) -> dict[str, float]:
         """Seconds each resource (unit or memory channel, ``OpCost.busy``) works in the run."""
-        out: dict[str, float] = {}
-        for c in self.ops:
-            for resource, seconds in c.busy:
-                out[resource] = out.get(resource, 0.0) + seconds * c.count
-        return out
+        return busy_totals((c, c.count) for c in self.ops)
 
     @cached_property
     def perfect_overlap_s(self) -> float:
         """A bound no schedule beats: per phase, its busiest resource's time (every unit and
         channel working all the time, dependencies ignored), times its repeats."""
-        per_phase: dict[str, tuple[int, dict[str, float]]] = {}
+        phases: dict[str, list[OpCost]] = {}
         for c in self.ops:
-            repeat, busy = per_phase.setdefault(c.phase, (c.repeat, {}))
-            for resource, seconds in c.busy:
-                busy[resource] = busy.get(resource, 0.0) + seconds * c.copies
-        return sum(repeat * max(busy.values(), default=0.0) for repeat, busy in per_phase.values())
+            phases.setdefault(c.phase, []).append(c)
+        return sum(costs[0].repeat * max(busy_totals((c, c.copies) for c in costs).values(), default=0.0)
+                   for costs in phases.values())
 
     @property
     def overlapped(self) -> bool:

@@ -42,7 +42,7 @@ from typing import Sequence
 
 from archsim.hw.memory import Level
 from archsim.ir.graph import PRELOAD_PHASE
-from archsim.sim.cost import OpCost
+from archsim.sim.cost import OpCost, busy_totals
 
 # Units driven by one instruction stream: an op holding any of them holds the stream [TPU-CORE].
 SEQUENCER = {"mxu": "core", "vpu": "core"}
@@ -78,11 +78,7 @@ class PhaseSchedule:
     @cached_property
     def busy(self) -> dict[str, float]:
         """Seconds each resource works in one execution of the phase."""
-        out: dict[str, float] = {}
-        for cost in self.costs:
-            for resource, seconds in cost.busy:
-                out[resource] = out.get(resource, 0.0) + seconds * cost.copies
-        return out
+        return busy_totals((cost, cost.copies) for cost in self.costs)
 
     @cached_property
     def windows(self) -> tuple[tuple[tuple[str, float, float], ...], ...]:

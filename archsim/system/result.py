@@ -20,6 +20,7 @@ from archsim.hw.area import Area, chip_area
 from archsim.hw.energy import Energy
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import PRELOAD_PHASE, Workload
+from archsim.sim.cost import busy_totals
 from archsim.sim.result import Rates, RunResult, totals_summary
 from archsim.system.schedule import PhaseSchedule, StageTime, phase_schedule
 from archsim.system.topology import NO_TRANSFER, Transfer
@@ -144,11 +145,7 @@ class SystemResult(Rates):
         if not self.stages:
             return {}
         busiest = max(range(len(self.stages)), key=lambda s: (self.stage_busy_s[s], -s))
-        out: dict[str, float] = {}
-        for c in self.stages[busiest].ops:
-            for resource, seconds in c.busy:
-                out[resource] = out.get(resource, 0.0) + seconds * self._runs(c)
-        return out
+        return busy_totals((c, self._runs(c)) for c in self.stages[busiest].ops)
 
     @cached_property
     def stage_busy_s(self) -> tuple[float, ...]:
