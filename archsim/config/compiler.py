@@ -39,8 +39,9 @@ PROFILES: dict[str, ProfileDefaults] = {
     # XLA:TPU, whose rules are not public; XLA:GPU and XLA:CPU do it) and into each other;
     # attention by a Pallas flash kernel with 512-blocks (MaxText's splash kernel)
     # [PALLAS-FLASH], for prompts only: MaxText decodes with XLA's dot-product attention; async
-    # copies that prefetch the next ops' operands into VMEM while the current op runs [XLA-MSA]. The KV-cache write stays its own in-place op [XLA-DUS]. The VMEM
-    # share for prefetch is an ASSUMPTION: half, the other half holding the running op's tiles.
+    # copies that prefetch the next ops' operands into VMEM while the current op runs [XLA-MSA].
+    # The KV-cache write stays its own in-place op [XLA-DUS]. The VMEM share for prefetch is an
+    # ASSUMPTION: half, the other half holding the running op's tiles.
     "xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 512, True, 0.5),
     # xla plus what a hand-written kernel could do and no public compiler does by default
     # (ASSUMPTION, docs/sources/compiler.md): the KV-cache write in the K/V GEMM's epilogue, a
@@ -49,9 +50,9 @@ PROFILES: dict[str, ProfileDefaults] = {
                                   True, 512, True, 0.5),
     # CUDA libraries as inference engines use them: cuBLASLt's ReLU and GELU epilogues
     # [CUBLASLT]; fused element-wise kernels (vLLM's silu_and_mul, fused_add_rms_norm) [VLLM]; a
-    # flash-attention kernel with FlashAttention-2's 128-blocks, decode too; kernels of one stream run one
-    # after another (their units overlap inside a kernel, which the op costs model), and no
-    # kernel fetches the next one's operands [CUDA-STREAMS].
+    # flash-attention kernel with FlashAttention-2's 128-blocks, decode too; kernels of one
+    # stream run one after another (their units overlap inside a kernel, which the op costs
+    # model), and no kernel fetches the next one's operands [CUDA-STREAMS].
     "cuda": ProfileDefaults(("gemm_activation", "vector_chain"), True, True, 128, False, 0.0),
 }
 
