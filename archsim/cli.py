@@ -459,8 +459,10 @@ def compare_schedules(hw_files, workload_file, schedules, overrides, workload_ov
 
 def _register_calibrate() -> None:
     from archsim.calibrate.command import calibrate_command
+    from archsim.dse.sensitivity_command import sensitivity_command
 
     cli.add_command(calibrate_command, "calibrate")
+    cli.add_command(sensitivity_command, "sensitivity")
 
 
 _register_calibrate()

@@ -1,0 +1,224 @@
+"""One-at-a-time sensitivity of a run to its config's assumptions (issue 19, first part).
+
+The assumptions are the config's numeric fields marked ``ASSUMPTION`` in a comment, on the key's
+line or in the comment block right above it, in the file or a file it ``extends:`` (a child that
+sets the key again without the mark owns its value: it is no longer the assumption). Each is set
+to its value times each factor of a range, one at a time, every other field kept; the run's
+latency and energy (and, against a baseline chip, the ratio of latencies) are compared with the
+unchanged run's. A field moving a figure by more is a conclusion resting more on it.
+
+Method: one-at-a-time (local) screening, as in Saltelli et al., "Global Sensitivity Analysis:
+The Primer" (2008), chapter 1: it shows each assumption's own effect, not interactions between
+them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence, get_args, get_origin
+
+from pydantic import BaseModel
+
+from archsim import units
+from archsim.config.fields import value_dims
+from archsim.config.yamlio import read_yaml_text
+
+_KEY = re.compile(r"^(\s*)([A-Za-z0-9_.]+):(.*)$")
+
+
+@dataclass(frozen=True)
+class Assumption:
+    path: str  # dotted key path, as --set takes it
+    source: str  # file:line of the mark
+
+
+def marked_keys(path: str | Path) -> dict[str, str]:
+    """Key path -> where its ASSUMPTION mark is, for ``path`` and the files it extends (the file's
+    own keys override its parents': marked or not)."""
+    chain: list[Path] = []
+    at: Path | None = Path(path)
+    while at is not None and at not in chain:
+        chain.append(at)
+        data = read_yaml_text(at.read_text(), str(at))
+        parent = data.get("extends") if isinstance(data, dict) else None
+        at = (at.parent / parent).resolve() if isinstance(parent, str) else None
+    marks: dict[str, str] = {}
+    for file in reversed(chain):  # the root first, each child overriding
+        own, marked = _scan(file)
+        for key in own:
+            marks.pop(key, None)
+        marks.update(marked)
+    return marks
+
+
+def _scan(file: Path) -> tuple[set[str], dict[str, str]]:
+    """The scalar keys a file sets, and those of them marked ASSUMPTION."""
+    own: set[str] = set()
+    marked: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    pending = ""
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if not stripped:
+            pending = ""
+            continue
+        if stripped.startswith("#"):
+            if "ASSUMPTION" in stripped:
+                pending = f"{file}:{number}"
+            continue
+        match = _KEY.match(line)
+        if not match:
+            continue
+        indent, key, rest = len(match.group(1)), match.group(2), match.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        full = ".".join([k for _, k in stack] + [key])
+        value, _, comment = rest.partition("#")
+        if value.strip() and not value.strip().startswith(("{", "[")):
+            own.add(full)
+            if "ASSUMPTION" in comment:
+                marked[full] = f"{file}:{number}"
+            elif pending:
+                marked[full] = pending
+        else:
+            stack.append((indent, key))
+        pending = ""
+    return own, marked
+
+
+def assumptions(path: str | Path, hw) -> list[Assumption]:
+    """The marked keys of ``path`` that hold a number in ``hw`` (its validated config)."""
+    out = []
+    for key, source in sorted(marked_keys(path).items()):
+        found = field_value(hw, key)
+        if found is not None:
+            out.append(Assumption(key, source))
+    return out
+
+
+def field_value(hw, key: str) -> tuple[float, units.Dim] | None:
+    """The SI value and dimension of a numeric field of ``hw`` (None: not a number)."""
+    value: Any = hw
+    model: type | None = type(hw)
+    annotation: Any = None
+    for part in key.split("."):
+        if isinstance(value, BaseModel):
+            field = type(value).model_fields.get(part)
+            if field is None:
+                return None
+            annotation, metadata = field.annotation, field.metadata
+            value = getattr(value, part)
+        elif isinstance(value, dict):
+            match = next((k for k in value if str(getattr(k, "value", k)) == part or str(k) == part), None)
+            if match is None:
+                return None
+            value = value[match]
+            annotation, metadata = _dict_value_type(annotation), []
+        else:
+            return None
+        model = annotation
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    dims = value_dims(model, metadata) if model is not None else set()
+    dims = dims or {units.DIMENSIONLESS}
+    return float(value), next(iter(dims))
+
+
+def _dict_value_type(annotation: Any) -> Any:
+    while get_origin(annotation) is not None and get_origin(annotation) is not dict:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = args[0] if args else None
+    args = get_args(annotation)
+    return args[1] if len(args) == 2 else None
+
+
+def setting(hw, key: str, factor: float) -> str | None:
+    """The ``--set`` text putting ``key`` at ``factor`` times its value (None: not a number)."""
+    found = field_value(hw, key)
+    if found is None:
+        return None
+    value, dim = found
+    scaled = value * factor
+    if isinstance(_raw(hw, key), int):
+        scaled = max(1, round(scaled))
+        return f"{key}={scaled}" if dim == units.DIMENSIONLESS else f"{key}={scaled} {units.si_unit(dim)}"
+    return f"{key}={scaled!r}" if dim == units.DIMENSIONLESS else f"{key}={scaled!r} {units.si_unit(dim)}"
+
+
+def _raw(hw, key: str) -> Any:
+    value: Any = hw
+    for part in key.split("."):
+        value = getattr(value, part) if isinstance(value, BaseModel) else next(
+            v for k, v in value.items() if str(getattr(k, "value", k)) == part or str(k) == part)
+    return value
+
+
+@dataclass(frozen=True)
+class Swing:
+    """One assumption over the range: the figures at each factor, relative to the unchanged run."""
+
+    field: str
+    source: str
+    factors: tuple[float, ...]
+    latency: tuple[float | None, ...]  # the run's latency over the unchanged one's (None: infeasible)
+    energy: tuple[float | None, ...]
+    versus: tuple[float | None, ...]  # baseline's latency over this chip's (speedup), if a baseline
+    shared: bool = False  # the baseline makes the same assumption (same value): varied on both
+
+    @property
+    def spread(self) -> float:
+        """The largest change of any figure over the range (a field moving nothing: 0)."""
+        moved = [abs(v - 1) for series in (self.latency, self.energy) for v in series if v is not None]
+        return max(moved, default=0.0)
+
+
+def sensitivity(hw_path: str | Path, workload_path: str | Path, factors: Sequence[float] = (0.5, 2.0),
+                fields: Sequence[str] | None = None, baseline: str | Path | None = None,
+                wsets: Sequence[str] = ()) -> tuple[Any, Any, list[Swing]]:
+    """The unchanged run, the baseline's (or None) and each field's swing, largest first."""
+    from archsim.api import load_hardware, load_workload, simulate
+
+    hw = load_hardware(hw_path)
+    chosen = [Assumption(f, "--fields") for f in fields] if fields else assumptions(hw_path, hw)
+    base = simulate(hw, load_workload(workload_path, list(wsets), hw=hw))
+    ref = bhw = None
+    if baseline is not None:
+        bhw = load_hardware(baseline)
+        ref = simulate(bhw, load_workload(workload_path, list(wsets), hw=bhw))
+    swings = []
+    for a in chosen:
+        lat, energy, versus = [], [], []
+        shared = bhw is not None and field_value(bhw, a.path) is not None \
+            and field_value(bhw, a.path) == field_value(hw, a.path)
+        for factor in factors:
+            text = setting(hw, a.path, factor)
+            if text is None:
+                raise ValueError(f"{a.path}: not a numeric field of {hw_path}")
+            varied = load_hardware(hw_path, [text])
+            r = simulate(varied, load_workload(workload_path, list(wsets), hw=varied))
+            ok = r.feasible and base.feasible
+            lat.append(r.latency_s / base.latency_s if ok else None)
+            energy.append(r.energy.total / base.energy.total if ok else None)
+            other = ref
+            if shared:  # an assumption both chips make is varied on both
+                bvaried = load_hardware(baseline, [setting(bhw, a.path, factor)])
+                other = simulate(bvaried, load_workload(workload_path, list(wsets), hw=bvaried))
+            versus.append(other.latency_s / r.latency_s if ok and other is not None and other.feasible else None)
+        swings.append(Swing(a.path, a.source, tuple(factors), tuple(lat), tuple(energy), tuple(versus), shared))
+    swings.sort(key=lambda s: (-s.spread, s.field))
+    return base, ref, swings
+
+
+def verdict(name: str, base, ref, swings: list[Swing], baseline_name: str) -> str:
+    """Whether the comparison against the baseline survives every assumption in range."""
+    if ref is None or not (base.feasible and ref.feasible):
+        return ""
+    faster = ref.latency_s > base.latency_s
+    flips = [f"{s.field} at x{f:g} ({v:.3g}x)" for s in swings for f, v in zip(s.factors, s.versus)
+             if v is not None and (v > 1) != faster]
+    word = "faster" if faster else "slower"
+    if not flips:
+        return f"{name} is {word} than {baseline_name} for every value of every assumption in range."
+    return f"{name} is {word} than {baseline_name} ({ref.latency_s / base.latency_s:.3g}x) except: " + "; ".join(flips)

@@ -1,0 +1,83 @@
+"""``archsim sensitivity``: which assumptions a run's figures, and its comparison against a
+baseline chip, rest on (``archsim.dse.sensitivity``), as a table, a tornado chart and a verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from archsim.cli_options import emit_json, json_option
+
+
+def _factors(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected positive factors separated by commas, e.g. 0.5,2") from None
+    if not values or any(not v > 0 or v != v or v == float("inf") for v in values):
+        raise click.BadParameter(f"{text!r}: expected positive factors separated by commas, e.g. 0.5,2")
+    return values
+
+
+@click.command()
+@click.argument("hw_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("workload_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--vs", "baseline", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A baseline chip: also report this chip's speedup over it, and whether it survives.")
+@click.option("--fields", default="", metavar="A,B,...",
+              help="Numeric config fields to vary (dotted paths); default: every field marked ASSUMPTION.")
+@click.option("--range", "factors", default="0.5,2", show_default=True, metavar="F1,F2,...",
+              help="Factors each field is multiplied by, one at a time.")
+@click.option("--wset", "workload_overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a workload field.")
+@click.option("--out", "out_stem", type=click.Path(path_type=Path), default=Path("sensitivity"), show_default=True,
+              help="Tornado chart path without suffix; .png and .svg are written.")
+@json_option
+def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | None, fields: str, factors: str,
+                        workload_overrides, out_stem: Path, as_json: bool) -> None:
+    """Vary each assumption of HW_FILE one at a time and show what moves WORKLOAD_FILE's
+    latency and energy (and the speedup over --vs) most."""
+    from archsim.dse.sensitivity import sensitivity, verdict
+    from archsim.dse.tornado import plot_tornado
+
+    chosen = [f.strip() for f in fields.split(",") if f.strip()] or None
+    try:
+        base, ref, swings = sensitivity(hw_file, workload_file, _factors(factors), chosen, baseline,
+                                        list(workload_overrides))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fields") from None
+    if not base.feasible:
+        raise click.ClickException(f"{hw_file}: the unchanged run is infeasible: {base.reason}")
+    said = verdict(base.hw.name, base, ref, swings, ref.hw.name if ref is not None else "")
+    paths = plot_tornado(swings, f"{base.hw.name}: {base.workload.name}", out_stem) if swings else []
+    if as_json:
+        emit_json({"hardware": base.hw.name, "workload": base.workload.name, "latency_s": base.latency_s,
+                   "energy_j": base.energy.total, "baseline": ref.hw.name if ref is not None else None,
+                   "speedup": ref.latency_s / base.latency_s if ref is not None else None, "verdict": said,
+                   "fields": [{"field": s.field, "source": s.source, "factors": list(s.factors),
+                               "latency_ratio": list(s.latency), "energy_ratio": list(s.energy),
+                               "speedup": list(s.versus), "shared_with_baseline": s.shared} for s in swings],
+                   "plots": [str(p) for p in paths]})
+        return
+    pct = lambda v: "infeasible" if v is None else f"{(v - 1) * 100:+.1f}%"  # noqa: E731
+    head = ["field"] + [f"latency x{f:g}" for f in swings[0].factors] + [f"energy x{f:g}" for f in swings[0].factors] \
+        if swings else ["field"]
+    if ref is not None and swings:
+        head += [f"speedup x{f:g}" for f in swings[0].factors]
+    rows = [head]
+    for s in swings:
+        row = [s.field + (" (both)" if s.shared else "")] + [pct(v) for v in s.latency] + [pct(v) for v in s.energy]
+        if ref is not None:
+            row += ["infeasible" if v is None else f"{v:.3g}x" for v in s.versus]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    if ref is not None:
+        click.echo("(both): an assumption the baseline makes too, at the same value, varied on both chips")
+    click.echo(f"{base.hw.name} on {base.workload.name}: {base.latency_s * 1e3:.4g} ms, {base.energy.total:.4g} J"
+               + (f"; {ref.latency_s / base.latency_s:.3g}x the speed of {ref.hw.name}" if ref is not None else ""))
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    if said:
+        click.echo(said)
+    if paths:
+        click.echo("plots: " + ", ".join(str(p) for p in paths))

@@ -1,0 +1,97 @@
+"""archsim sensitivity (issue 19, first part): the ASSUMPTION marks it finds, the values it sets,
+its figures against a hand calculation, the verdict and the command's errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ROOT, run_cli
+
+from archsim.api import load_hardware, load_workload, simulate
+from archsim.dse.sensitivity import marked_keys, sensitivity, setting
+
+HW = ROOT / "hw_configs"
+WORKLOADS = ROOT / "workloads"
+
+
+def test_marks_inline_and_above_and_a_child_owns_what_it_sets_again(tmp_path):
+    parent = tmp_path / "parent.yaml"
+    parent.write_text(
+        "name: p\n"
+        "vmem:\n"
+        "  latency: 5 ns   # ASSUMPTION: a few cycles\n"
+        "  # ASSUMPTION: not published\n"
+        "  bandwidth: 1 TB/s\n"
+        "\n"
+        "  capacity: 16 MiB   # measured\n"
+        "static_power: 30 W  # ASSUMPTION\n"
+        "ici:  {links: 2}    # ASSUMPTION: a flow mapping is not one number\n")
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {parent.name}\nstatic_power: 40 W  # a measured figure\n")
+    assert set(marked_keys(parent)) == {"vmem.latency", "vmem.bandwidth", "static_power"}
+    assert marked_keys(parent)["vmem.bandwidth"] == f"{parent}:4"
+    assert set(marked_keys(child)) == {"vmem.latency", "vmem.bandwidth"}
+
+
+def test_settings_scale_the_si_value_and_round_counts():
+    hw = load_hardware(HW / "tpuv4i.yaml")
+    assert setting(hw, "static_power", 2.0) == "static_power=60.0 W"
+    assert setting(hw, "vmem.latency", 0.5) == f"vmem.latency={5e-9 * 0.5!r} s"
+    assert setting(hw, "ici.links", 0.5) == "ici.links=1"  # a count stays a whole number
+    assert setting(hw, "ici.links", 0.1) == "ici.links=1"  # and at least 1
+    assert setting(hw, "name", 2.0) is None and setting(hw, "no.such", 2.0) is None
+    assert load_hardware(HW / "tpuv4i.yaml", [setting(hw, "static_power", 2.0)]).static_power == 60.0
+
+
+def test_static_power_moves_energy_by_its_share_and_latency_not_at_all():
+    # energy at k x static power = E + (k - 1) x P x T, the run's time unchanged
+    path, workload = HW / "tpuv4i.yaml", WORKLOADS / "llama2_7b_layer_decode.yaml"
+    base, ref, swings = sensitivity(path, workload, (0.5, 2.0), ["static_power"])
+    (swing,) = swings
+    hw = load_hardware(path)
+    run = simulate(hw, load_workload(workload, hw=hw))
+    p_t = hw.static_power * run.latency_s
+    assert ref is None and swing.versus == (None, None)
+    assert swing.latency == (1.0, 1.0)
+    assert swing.energy == (pytest.approx((run.energy.total - 0.5 * p_t) / run.energy.total, rel=1e-12),
+                            pytest.approx((run.energy.total + p_t) / run.energy.total, rel=1e-12))
+
+
+def test_a_shared_assumption_varies_on_both_chips_and_the_verdict_names_flips():
+    # Design B against TPUv4i on the DiT block: static power is 30 W on both (varied on both: the
+    # speedup stays); a CIM core's int8 MACs per cycle only Design B has: at x0.05 it falls behind
+    design_b, tpu = HW / "cim_design_b.yaml", HW / "tpuv4i.yaml"
+    workload = WORKLOADS / "dit_xl_2_block_512.yaml"
+    base, ref, swings = sensitivity(design_b, workload, (0.05, 2.0), ["static_power", "mxu.cim.macs_per_cycle.int8"], tpu)
+    by = {s.field: s for s in swings}
+    assert by["static_power"].shared and not by["mxu.cim.macs_per_cycle.int8"].shared
+    speedup = ref.latency_s / base.latency_s
+    assert by["static_power"].versus == (pytest.approx(speedup, rel=1e-12), pytest.approx(speedup, rel=1e-12))
+    assert speedup > 1 and by["mxu.cim.macs_per_cycle.int8"].versus[0] < 1
+    from archsim.dse.sensitivity import verdict
+    said = verdict("B", base, ref, swings, "TPUv4i")
+    assert said.startswith("B is faster than TPUv4i") and "mxu.cim.macs_per_cycle.int8 at x0.05" in said
+
+
+def test_the_command_writes_a_table_a_tornado_and_json(tmp_path):
+    out = tmp_path / "tornado"
+    r = run_cli("sensitivity", str(HW / "cim_design_b.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"),
+                "--vs", str(HW / "tpuv4i.yaml"), "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    fields = {f["field"] for f in data["fields"]}
+    assert {"static_power", "mxu.cim.psum_buffer", "mxu.cim.weight_write_energy"} <= fields
+    assert data["verdict"] and out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"),
+                "--fields", "static_power", "--out", str(out))
+    assert r.returncode == 0 and "static_power" in r.stdout and "+66" not in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [(["--fields", "no.such"], "not a numeric field"),
+                                           (["--range", "0,2"], "expected positive factors"),
+                                           (["--range", "a"], "expected positive factors")])
+def test_bad_options_exit_2_with_a_reason(args, message, tmp_path):
+    r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"), *args,
+                "--out", str(tmp_path / "t"))
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
