@@ -156,6 +156,7 @@ FLASH, FLASHCOST = "archsim/passes/flash.py", "archsim/sim/flash_cost.py"
 FUSION, FUSED_IR, FUSED_TPU, FUSED_GPU = ("archsim/passes/fusion.py", "archsim/ir/fused.py", "archsim/sim/fused.py",
                                           "archsim/gpu/fused.py")
 SCHEDULE, COMPILER_CFG = "archsim/sim/schedule.py", "archsim/config/compiler.py"
+KV_KEEP = "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity * sim.hw.compiler.kv_share else q_blocks"
 FLASH_VECTOR = ("vector_s = max(work.alu / hw.vector_ops_per_second, "
                 "work.special / (sm.count * sm.special_ops_per_cycle * hw.clock))")
 
@@ -580,16 +581,16 @@ MUTANTS: tuple[Mutant, ...] = (
       "if not isinstance(then[0], ops.AttentionContext):", "flash pass: probabilities read by another op fused anyway"),
     m("M190", FLASH, "q_len = op.causal_queries or op.m", "q_len = op.m",
       "flash pass: a causal group's query heads taken for queries"),
-    m("M191", FLASHCOST, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity / 4 else q_blocks",
+    m("M191", FLASHCOST, KV_KEEP,
       "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity else q_blocks",
       "tpu flash: K and V kept when they fit all of VMEM, not a quarter"),
-    m("M192", FLASHCOST, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity / 4 else q_blocks",
-      "kv_reads = 1 if (k.bytes + v.bytes) / op.batch < sim.hw.vmem.capacity / 4 else q_blocks",
+    m("M192", FLASHCOST, KV_KEEP,
+      KV_KEEP.replace("<=", "<"),
       "tpu flash: K and V exactly filling a quarter of VMEM re-read"),
-    m("M193", FLASHCOST, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity / 4 else q_blocks",
-      "kv_reads = 1 if (k.bytes + v.bytes) <= sim.hw.vmem.capacity / 4 else q_blocks",
+    m("M193", FLASHCOST, KV_KEEP,
+      KV_KEEP.replace(" / op.batch", ""),
       "tpu flash: every KV head's K and V must fit, not one's"),
-    m("M194", FLASHCOST, "kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity / 4 else q_blocks",
+    m("M194", FLASHCOST, KV_KEEP,
       "kv_reads = 1", "tpu flash: K and V never re-read"),
     m("M195", FLASHCOST, "compute_s = max(array_s, vector_s)", "compute_s = array_s",
       "tpu flash: the online softmax never bounds the kernel"),
@@ -672,6 +673,8 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M231", SCHEDULE, "span = (schedule.end[i] - schedule.start[i]) / cost.copies if i in chain else 0.0",
       "span = cost.latency_s", "static power charged over every op's own latency"),
     m("M232", SCHEDULE, "fetched = min(t.bytes, room)", "fetched = t.bytes", "prefetch not limited by the buffer"),
+    m("M236", COMPILER_CFG, "flash_kv_share: float = 0.25", "flash_kv_share: float = 0.5",
+      "flash kernels keep K and V in half of VMEM, not a quarter"),
     m("M233", COMPILER_CFG, '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 512, True, 0.5),',
       '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 512, True, 1.0),',
       "xla profile: prefetch into all of VMEM"),

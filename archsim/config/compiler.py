@@ -29,6 +29,10 @@ class ProfileDefaults:
     attention_block: int  # queries and keys per flash-attention tile
     overlap: bool
     prefetch: float  # share of the innermost on-chip memory holding operands fetched ahead
+    # ASSUMPTION (every profile): a flash kernel keeps one KV head's K and V on chip for all its
+    # query blocks when they fit this share of VMEM (the rest holds Q, output and score tiles,
+    # double-buffered); else it streams them once per query block
+    flash_kv_share: float = 0.25
 
 
 # docs/sources/compiler.md says which published code each choice follows.
@@ -123,6 +127,11 @@ class CompilerConfig(Strict):
         if not self.overlaps:
             return 0.0
         return self.prefetch if self.prefetch is not None else self._defaults().prefetch
+
+    @property
+    def kv_share(self) -> float:
+        """Share of VMEM a flash kernel may keep one KV head's K and V in."""
+        return self._defaults().flash_kv_share
 
     @property
     def block(self) -> int:

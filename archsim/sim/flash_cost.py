@@ -15,7 +15,7 @@ def tpu_flash_cost(sim, op: ops.FlashAttention, placement: Placement, phase: str
     """A flash-attention kernel: its two matmuls over the computed score blocks on the
     matrix units (each at its fastest mapping), its online softmax on the vector unit, and its
     operands streamed through VMEM (K and V once per query block unless one KV head's fit a
-    quarter of VMEM), the three overlapped block by block."""
+    share of VMEM, ``compiler.kv_share``), the three overlapped block by block."""
     from archsim.sim.engine import UnsupportedOpError, _bottleneck, _wider  # the engine imports this module
 
     q, k, v = op.inputs
@@ -32,7 +32,7 @@ def tpu_flash_cost(sim, op: ops.FlashAttention, placement: Placement, phase: str
     work = op.vector_work
     array_s, vector_s = cycles / sim.hw.clock, vector_cycles(sim.hw.vpu, work) / sim.hw.clock
     q_blocks = -(-rows // op.block)
-    kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity / 4 else q_blocks
+    kv_reads = 1 if (k.bytes + v.bytes) / op.batch <= sim.hw.vmem.capacity * sim.hw.compiler.kv_share else q_blocks
     traffic = Traffic()
     for tensor, times in ((q, 1), (k, kv_reads), (v, kv_reads)):
         traffic += Traffic.of(placement.level(tensor), read=tensor.bytes * times)

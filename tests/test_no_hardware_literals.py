@@ -1,0 +1,54 @@
+"""No literal in the cost models sets a hardware quantity (issue 19): every number a chip could
+change is a config field. This scans the model code for numeric literals; the only ones allowed
+are the trivial (0, 1, 2, -1, 1/2: counts, halves of a double buffer, sums' starts) and those
+listed below, each a true constant with its reason."""
+
+from __future__ import annotations
+
+import ast
+
+from conftest import ROOT
+
+SCANNED = ("archsim/hw", "archsim/sim", "archsim/system", "archsim/gpu")
+TRIVIAL = {0, 1, 2, -1, 0.5}
+ALLOWED = {  # (file, value): why it is not a hardware quantity
+    ("archsim/gpu/gemm.py", 4): "bytes of an fp32/int32 accumulator: a number format, not a chip's choice",
+    ("archsim/gpu/engine.py", 20000): "memo size (entries), software",
+    ("archsim/sim/engine.py", 50000): "memo size (entries), software",
+    ("archsim/sim/engine.py", 256): "memo size (entries), software",
+    ("archsim/hw/matrix/base.py", 256): "memo size (entries), software",
+    ("archsim/hw/matrix/base.py", 4096): "memo size (entries), software",
+    ("archsim/hw/placement.py", 1e-9): "relative tie tolerance of the placement search, numerics",
+    ("archsim/hw/placement.py", 4096): "cap on the placement search's Pareto set, software",
+    ("archsim/hw/placement.py", 16): "memo size (entries), software",
+    ("archsim/hw/tiling.py", 4): "smallest tile edge searched, 2^4: the search's grid, not a chip's",
+    ("archsim/hw/tiling.py", 1024): "memo size (entries), software",
+    ("archsim/hw/tiling.py", 16384): "memo size (entries), software",
+    ("archsim/sim/fingerprint.py", 10000): "memo size (entries), software",
+    ("archsim/hw/matrix/cim.py", 8): "bits per byte",
+    ("archsim/hw/tiling.py", 3): "a matmul's three operands (A, B, the output): a table's shape",
+    ("archsim/sim/result.py", 1e12): "tera- (TOPS/W): a unit conversion",
+    ("archsim/sim/result.py", 1e6): "m^2 to mm^2: a unit conversion",
+    ("archsim/sim/trace.py", 1e6): "s to us (the trace format's unit): a unit conversion",
+    ("archsim/system/trace.py", 1e6): "s to us (the trace format's unit): a unit conversion",
+}
+
+
+def literals():
+    for folder in SCANNED:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            # an index into a tuple or array (``entry[3]``) is a position, not a quantity
+            indices = {id(n.slice) for n in ast.walk(tree) if isinstance(n, ast.Subscript)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and type(node.value) in (int, float) and id(node) not in indices:
+                    yield str(path.relative_to(ROOT)), node.lineno, node.value
+
+
+def test_every_numeric_literal_of_the_cost_models_is_trivial_or_a_listed_constant():
+    found = {(file, value) for file, _, value in literals()}
+    unexplained = [(file, line, value) for file, line, value in literals()
+                   if value not in TRIVIAL and (file, value) not in ALLOWED]
+    assert not unexplained, "hardware quantities in model code (make them config fields): " + ", ".join(
+        f"{f}:{line} {v!r}" for f, line, v in unexplained)
+    assert not set(ALLOWED) - found, "allow-list entries no code needs any more"
