@@ -8,7 +8,7 @@
       zip:                               # axes that vary together (equal lengths)
         - {vmem.capacity: [8 MiB, 16 MiB], cmem.capacity: [64 MiB, 128 MiB]}
       constraints:                       # points outside are not simulated
-        - {key: area, max: 400 mm^2}     # area, or any config key path
+        - {key: area, max: 400 mm^2}     # area, power (a run's average, checked after it), or a config key path
       workloads:
         - ../workloads/gpt3_30b_layer_decode.yaml
         - {file: ../workloads/dit_xl_2.yaml, set: {steps: 50}}
@@ -131,7 +131,8 @@ def _kind(dim: units.Dim) -> str:
 
 
 class Constraint(Strict):
-    key: str = Field(description="'area' (the chip's, in m^2 SI) or a config key path")
+    key: str = Field(description="'area' (the chip's, in m^2 SI), 'power' (a run's average power, in W: "
+                     "checked after the run, a point over it reported infeasible) or a config key path")
     min: str | int | float | None = None  # int too: an error shows 400 as written, not 400.0
     max: str | int | float | None = None
 
@@ -141,6 +142,8 @@ class Constraint(Strict):
             raise FieldError("max", "a constraint needs min or max")
         if self.key == "area":  # a config key's unit is checked by the config, which knows its fields
             self.check_unit(units.AREA)
+        if self.key == "power":
+            self.check_unit(units.POWER)
         return self
 
     def check_unit(self, expected: units.Dim) -> None:

@@ -123,8 +123,21 @@ def evaluate_point(point: Point) -> dict[str, Any]:
         "chips": hw.system.chips, "ici_bytes": result.ici_bytes,
         "pipeline_bubble": getattr(result, "bubble_fraction", 0.0),
         "link_utilization": getattr(result, "link_utilization", 0.0),
+        "over_tdp": result.over_tdp,
     })
+    over = power_over(point.power_limits, result.power_w)
+    if over:  # the figures stay, so the table shows by how much
+        row.update(status="infeasible", reason=over)
     return row
+
+
+def power_over(limits, power_w: float) -> str:
+    """Why a run's average power breaks its sweep's power constraints ('' if it does not)."""
+    for i, lo, hi in limits:
+        if (hi is not None and power_w > hi) or (lo is not None and power_w < lo):
+            bounds = " ".join(f"{w} {v:g} W" for w, v in (("min", lo), ("max", hi)) if v is not None)
+            return f"average power {power_w:.4g} W is outside sweep.constraints.{i} (power {bounds})"
+    return ""
 
 
 def evaluate_chunk(points: list[Point]) -> list[dict[str, Any]]:

@@ -52,6 +52,11 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
             raise ConfigError(f"{spec.size:,} design points x {len(refs)} workloads = {spec.size * len(refs):,}; "
                               f"archsim's limit is {MAX_SWEEP_POINTS:,} per file", file=str(file), key="sweep")
         base_digest = digest({k: v for k, v in layered.data.items() if k not in ("sweep", "description")})
+        # power is known after the run: each point carries its bounds (in its key too, so a
+        # sweep resumed under other bounds evaluates its points again)
+        power = tuple((i, c.bound("min"), c.bound("max")) for i, c in enumerate(spec.constraints) if c.key == "power")
+        if power:
+            base_digest = digest([base_digest, power])
         base_set = tuple((".".join(o.path), o.text) for o in global_overrides)
         combos = spec.combinations()
         _check_axes(file, layered, spec)
@@ -66,7 +71,7 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
             for w, w_over, _ in refs:
                 w_id = ids[w, w_over]
                 key = point_key(base_digest, combo, w_id, ())
-                points.setdefault(key, Point(key, str(file), combo, w, w_over, "point", w_id, base_set))
+                points.setdefault(key, Point(key, str(file), combo, w, w_over, "point", w_id, base_set, power))
         if spec.baseline:
             baseline = layered.directory_of(("sweep", "baseline")) / spec.baseline
             if not baseline.is_file():
@@ -132,8 +137,10 @@ def _constrained(file: Path, layered: Layered, combos: list, spec: SweepSpec) ->
     """The combinations every constraint admits (and those that are not valid designs, which
     are evaluated and reported as such); an error naming the constraints when none is left,
     rather than a sweep of nothing."""
-    if not spec.constraints:
+    constraints = [c for c in spec.constraints if c.key != "power"]  # power: known after the run
+    if not constraints:
         return combos
+    spec = spec.model_copy(update={"constraints": constraints})
     kept, seen = [], [[] for _ in spec.constraints]  # the values each constraint was given
     for combo in combos:
         values = _constraint_values(file, layered, combo, spec)

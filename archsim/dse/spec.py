@@ -29,6 +29,8 @@ class Point:
     role: str  # "point" or "baseline"
     workload_id: str  # the workload as built: rows with the same id are comparable
     base_overrides: tuple[tuple[str, str], ...] = ()  # the command line's --set, applied first
+    # the sweep's power constraints, checked after the run: (index, min W or None, max W or None)
+    power_limits: tuple[tuple[int, float | None, float | None], ...] = ()
 
 
 def point_key(base_digest: str, overrides, workload_digest: str, workload_overrides) -> str:
