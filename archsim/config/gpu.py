@@ -126,10 +126,18 @@ class L2Config(MemoryLevelConfig):
 
     usable: Fraction = Field(default=1.0, description="share of the capacity that holds distinct data "
                              "(a partitioned L2 duplicates lines read from both halves)")
+    resident_share: Fraction = Field(description="share of the usable capacity one tensor (a GEMM operand, an "
+                                     "activation handed to the next kernel, a repeated call's working set) "
+                                     "may take and stay in L2: the rest holds the kernel's other traffic")
 
     @property
     def usable_capacity(self) -> float:
         return self.capacity * self.usable
+
+    @property
+    def resident_capacity(self) -> float:
+        """Bytes one tensor may take in L2 and stay there."""
+        return self.usable_capacity * self.resident_share
 
 
 class NcclProtocolConfig(Strict):

@@ -70,7 +70,7 @@ class GpuSimulator:
         feasible = [p for p in plans if p.feasible]
         if not feasible:
             return RunResult.infeasible(self.hw, workload, plans[0].reason)
-        warm = l2_resident(workload, self.hw.l2.usable_capacity / 2)
+        warm = l2_resident(workload, self.hw.l2.resident_capacity)
         home = {name: Level.CMEM if name in warm else level for name, level in feasible[0].home.items()}
         return self.run_with(workload, Placement(MappingProxyType(home), (), True))
 
@@ -78,7 +78,7 @@ class GpuSimulator:
         """Where a microbenchmark calling ``op`` again and again finds its tensors: when the
         call's whole working set (inputs and outputs) fits in half the L2's usable capacity, it
         stays there between calls and the inputs are warm; otherwise every tensor is in HBM."""
-        warm = sum(t.bytes for t in op.tensors) <= self.hw.l2.usable_capacity / 2
+        warm = sum(t.bytes for t in op.tensors) <= self.hw.l2.resident_capacity
         inputs = {t.name for t in op.inputs}
         return Placement(MappingProxyType({t.name: Level.CMEM if warm and t.name in inputs else Level.HBM
                                            for t in op.tensors}), (), True)

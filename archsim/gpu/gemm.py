@@ -135,7 +135,7 @@ def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: in
     staged = shape.batch * (a * tn + b * tm)  # every block still holds its whole tiles
     partials = shape.batch * split * shape.m * shape.n * ACCUMULATOR_BYTES if split > 1 else 0.0
 
-    half = hw.l2.usable_capacity / 2
+    half = hw.l2.resident_capacity
     w_n = min(tn, math.ceil(math.sqrt(wave)))
     w_m = min(tm, math.ceil(wave / w_n))
     w_n = min(tn, max(w_n, math.ceil(wave / w_m)))  # a grid with few rows runs wider
