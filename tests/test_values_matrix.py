@@ -249,6 +249,16 @@ def test_decode_gemm_on_the_whole_grid_with_and_without_reload_overlap():
     assert serial.compute_cycles == 4704
 
 
+def test_a_slower_core_clock_stretches_every_core_cycle():
+    # the same decode GEMM with the cores at 0.4 x the chip's clock: each of the 3624 core cycles
+    # takes 1 / 0.4 chip cycles: ceil(3624 / 0.4) = 9060; the stream 896 / 0.4 = 2240; the peak
+    # 4 x 128 x 128 x 0.4 MACs a chip cycle
+    t = cim("mxu.cim.clock_ratio=0.4").timing(MatmulShape(1, 1, 7168, 7168, I8), I8, 16)
+    assert (t.compute_cycles, t.stream_cycles) == (9060, pytest.approx(2240.0))
+    assert t.peak_macs_per_cycle == pytest.approx(4 * 128 * 128 * 0.4)
+    assert t.weight_write_bytes == 7168 * 7168  # the work is the same
+
+
 def test_decode_gemm_on_half_grids():
     # g_k = 8: two 8-row groups per unit, K tile 1024 -> 7 K folds x 28 N folds = 196 folds
     # over 4 x 2 = 8 sub-units: 25 on the busiest: 128 + 24 x 128 + 40 = 3240

@@ -90,6 +90,8 @@ class CimMacroConfig(Strict):
     psum_buffer: Size = Field(description="partial-sum buffer per core")
     weight_write_energy: EnergyPerByte = Field(description="energy to write weights into the CIM SRAM")
     core_area: Area
+    clock_ratio: ScaleFactor = Field(default=1.0, description="the cores' clock over the chip's: a cycle of the "
+                                     "cores takes 1 / clock_ratio chip cycles (a slower macro clock: below 1)")
 
     @property
     def cores(self) -> int:
@@ -122,8 +124,9 @@ class CimConfig(Scaled):
     def pe_macs_per_cycle(self) -> dict[DType, int]:  # the supported dtypes, as for systolic units
         return self.cim.macs_per_cycle
 
-    def macs_per_cycle(self, dtype: DType) -> int:
-        return self.cim.cores * self.cim.macs_per_cycle[dtype]
+    def macs_per_cycle(self, dtype: DType) -> float:
+        """MACs per chip cycle (the cores' rate at their own clock)."""
+        return self.cim.cores * self.cim.macs_per_cycle[dtype] * self.cim.clock_ratio
 
     @property
     def unit_area(self) -> float:

@@ -96,8 +96,9 @@ class CimModel:
         # the cores' SRAM at the compute width (a narrower stored weight is converted on the way).
         loads = chunks * split
         weight_writes = weight_batches * shape.k * shape.n * shape.dtype.bytes * loads
+        ratio = core.clock_ratio  # the cores' cycles in chip cycles
         return ArrayTiming(
-            compute_cycles=cycles,
+            compute_cycles=cycles if ratio == 1 else math.ceil(cycles / ratio),
             folds=folds * split,
             macs=shape.macs,
             peak_macs_per_cycle=cfg.count * cfg.macs_per_cycle(shape.dtype),
@@ -105,5 +106,5 @@ class CimModel:
             b_reads=shape.b_bytes * loads,
             out_writes=shape.batch * shape.m * shape.n * out_dtype.bytes,
             weight_write_bytes=weight_writes,
-            stream_cycles=per_unit * chunk * row_cycles,
+            stream_cycles=per_unit * chunk * row_cycles / ratio,
         )
