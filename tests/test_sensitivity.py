@@ -95,3 +95,39 @@ def test_bad_options_exit_2_with_a_reason(args, message, tmp_path):
     r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"), *args,
                 "--out", str(tmp_path / "t"))
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_morris_screening_is_seeded_and_ranks_what_moves_the_run():
+    # every field at once: the CIM cores' clock moves Design B's DiT block most; a field no cost
+    # reads (the ICI's area, one chip) has no effect; the same seed, the same numbers
+    from archsim.dse.morris import morris
+
+    args = (HW / "cim_design_b.yaml", WORKLOADS / "dit_xl_2_block_512.yaml",
+            ["mxu.cim.clock_ratio", "ici.area", "mxu.cim.psum_buffer"], 0.5, 2.0)
+    a, b = morris(*args, trajectories=3), morris(*args, trajectories=3)
+    assert a == b
+    by = {e.field: e for e in a}
+    assert a[0].field == "mxu.cim.clock_ratio" and by["ici.area"].mu_star == 0 == by["ici.area"].sigma
+    # one trajectory over one field is one elementary effect: its latency ratio's change over
+    # the step, which a hand walk reproduces (levels 4: delta 2/3 of the log range, from 0 or 1/3)
+    (only,) = morris(HW / "cim_design_b.yaml", WORKLOADS / "dit_xl_2_block_512.yaml", ["mxu.cim.clock_ratio"],
+                     0.5, 2.0, trajectories=1)
+    import math
+
+    import numpy as np
+    start = np.random.default_rng(0).choice(np.array([0.0, 1 / 3]), size=1)[0]
+    hw = load_hardware(HW / "cim_design_b.yaml")
+    base = simulate(hw, load_workload(WORKLOADS / "dit_xl_2_block_512.yaml", hw=hw)).latency_s
+
+    def ratio(u):
+        factor = math.exp(math.log(0.5) + u * (math.log(2.0) - math.log(0.5)))
+        varied = load_hardware(HW / "cim_design_b.yaml", [setting(hw, "mxu.cim.clock_ratio", factor)])
+        return simulate(varied, load_workload(WORKLOADS / "dit_xl_2_block_512.yaml", hw=varied)).latency_s / base
+
+    assert only.mu_star == pytest.approx(abs(ratio(start + 2 / 3) - ratio(start)) / (2 / 3), rel=1e-12)
+
+
+def test_morris_needs_a_range(tmp_path):
+    r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"),
+                "--range", "2", "--morris", "2", "--fields", "static_power", "--out", str(tmp_path / "t"))
+    assert r.returncode == 2 and "range of two factors" in r.stderr

@@ -30,11 +30,14 @@ def _factors(text: str) -> tuple[float, ...]:
 @click.option("--range", "factors", default="0.5,2", show_default=True, metavar="F1,F2,...",
               help="Factors each field is multiplied by, one at a time.")
 @click.option("--wset", "workload_overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a workload field.")
+@click.option("--morris", "trajectories", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Also screen every field at once: Morris's elementary effects over this many random "
+                   "trajectories (mu*: a field's mean absolute effect; sigma: interactions).")
 @click.option("--out", "out_stem", type=click.Path(path_type=Path), default=Path("sensitivity"), show_default=True,
               help="Tornado chart path without suffix; .png and .svg are written.")
 @json_option
 def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | None, fields: str, factors: str,
-                        workload_overrides, out_stem: Path, as_json: bool) -> None:
+                        workload_overrides, trajectories: int, out_stem: Path, as_json: bool) -> None:
     """Vary each assumption of HW_FILE one at a time and show what moves WORKLOAD_FILE's
     latency and energy (and the speedup over --vs) most."""
     from archsim.dse.sensitivity import sensitivity, verdict
@@ -49,6 +52,15 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
     if not base.feasible:
         raise click.ClickException(f"{hw_file}: the unchanged run is infeasible: {base.reason}")
     said = verdict(base.hw.name, base, ref, swings, ref.hw.name if ref is not None else "")
+    screened = []
+    if trajectories and swings:
+        from archsim.dse.morris import morris
+
+        ranged = _factors(factors)
+        if min(ranged) == max(ranged):
+            raise click.BadParameter("Morris screening needs a range of two factors or more", param_hint="--range")
+        screened = morris(hw_file, workload_file, [s.field for s in swings], min(ranged), max(ranged), trajectories,
+                          baseline=baseline, wsets=list(workload_overrides))
     paths = plot_tornado(swings, f"{base.hw.name}: {base.workload.name}", out_stem) if swings else []
     if as_json:
         emit_json({"hardware": base.hw.name, "workload": base.workload.name, "latency_s": base.latency_s,
@@ -57,7 +69,9 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
                    "fields": [{"field": s.field, "source": s.source, "factors": list(s.factors),
                                "latency_ratio": list(s.latency), "energy_ratio": list(s.energy),
                                "speedup": list(s.versus), "shared_with_baseline": s.shared} for s in swings],
-                   "plots": [str(p) for p in paths]})
+                   "plots": [str(p) for p in paths],
+                   "morris": [{"field": e.field, "mu_star": e.mu_star, "sigma": e.sigma,
+                               "speedup_mu_star": e.speedup_mu_star} for e in screened]})
         return
     pct = lambda v: "infeasible" if v is None else f"{(v - 1) * 100:+.1f}%"  # noqa: E731
     head = ["field"] + [f"latency x{f:g}" for f in swings[0].factors] + [f"energy x{f:g}" for f in swings[0].factors] \
@@ -79,5 +93,11 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
         click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
     if said:
         click.echo(said)
+    if screened:
+        click.echo(f"Morris screening, every field at once ({trajectories} trajectories; mu*: mean |change of the "
+                   "latency ratio| per step across the range):")
+        for e in screened[:10]:
+            extra = f", speedup mu* {e.speedup_mu_star:.3g}" if e.speedup_mu_star is not None else ""
+            click.echo(f"  {e.field}: mu* {e.mu_star:.3g}, sigma {e.sigma:.3g}{extra}")
     if paths:
         click.echo("plots: " + ", ".join(str(p) for p in paths))
