@@ -503,6 +503,35 @@ def plot_gpus(gpu: pd.DataFrame, path):
     return c.save_figure(fig, path)
 
 
+def robustness(workloads: dict[str, str], quick: bool) -> pd.DataFrame:
+    """For each named CIM design and workload against TPUv4i: the speedup, and which of the
+    design's assumptions (its config's ASSUMPTION-marked fields), each at x0.5 and x2 on its
+    own (on both chips where both make it), would flip the verdict (``archsim sensitivity``)."""
+    from archsim.dse.sensitivity import sensitivity
+
+    rows = []
+    designs = {"CIM Design A": c.CHIPS["CIM Design A"], "CIM Design B": c.CHIPS["CIM Design B"]}
+    for name, config in designs.items():
+        for label, file in workloads.items():
+            fields = ["mxu.cim.clock_ratio", "mxu.cim.psum_buffer", "static_power"] if quick else None
+            base, ref, swings = sensitivity(c.HW_DIR / config, c.WORKLOAD_DIR / file, (0.5, 2.0), fields,
+                                            c.HW_DIR / c.CHIPS["TPUv4i"])
+            speedup = ref.latency_s / base.latency_s
+            flips = [f"{s.field} x{f:g} ({v:.3g}x)" for s in swings for f, v in zip(s.factors, s.versus)
+                     if v is not None and (v > 1) != (speedup > 1)]
+            rows.append({"design": name, "workload": label, "speedup": speedup, "fields": len(swings),
+                         "flips": "; ".join(flips)})
+    return pd.DataFrame(rows)
+
+
+def robustness_table(frame: pd.DataFrame) -> str:
+    body = [[r.design, r.workload, f"{r.speedup:.3g}x", r.fields,
+             r.flips or "none: the verdict holds for every value of every assumption in range"]
+            for r in frame.itertuples()]
+    return c.md_table(["design", "workload", "speedup vs TPUv4i", "assumptions varied", "what flips the verdict "
+                       "(each assumption at x0.5 or x2, alone)"], body)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = c.parser(__doc__).parse_args(argv)
     if args.quick:  # two workloads, the named designs, 1 and 2 chips
@@ -514,11 +543,13 @@ def main(argv: list[str] | None = None) -> int:
     multi = multichip_rows(workloads, chips, micro)
     attr = attribution(workloads, variants)
     gpu = gpu_rows(workloads)
+    robust = robustness(workloads, args.quick)
     out = args.out
     c.write_csv(space, out / "cim_tpu_designs.csv")
     c.write_csv(multi, out / "cim_tpu_multichip.csv")
     c.write_csv(attr, out / "cim_tpu_attribution.csv")
     c.write_csv(gpu, out / "cim_tpu_gpu.csv")
+    c.write_csv(robust, out / "cim_tpu_robustness.csv")
     plot_designs(space, attr, out / "cim_tpu_design_space.png")
     plot_multichip(multi, out / "cim_tpu_multichip.png")
     plot_gpus(gpu, out / "cim_tpu_gpu.png")
@@ -537,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         gpu_table(gpu),
         "\n".join(f"- {f}" for f in gpu_findings(gpu)),
         gpu_basis(),
+        "### Robustness: the assumptions that could flip each verdict (archsim sensitivity, one at a time)",
+        robustness_table(robust),
     ])
     c.write_atomic(out / "cim_tpu.md", text + "\n")
     print(text)

@@ -83,6 +83,9 @@ def test_the_command_writes_a_table_a_tornado_and_json(tmp_path):
     fields = {f["field"] for f in data["fields"]}
     assert {"static_power", "mxu.cim.psum_buffer", "mxu.cim.weight_write_energy"} <= fields
     assert data["verdict"] and out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    # TPUv4i's own assumptions (the systolic PE's area) are varied on it alone: Design B unchanged
+    own = next(f for f in data["fields"] if f["field"] == "mxu.pe_area")
+    assert own["baseline_only"] and own["latency_ratio"] == [1.0, 1.0]
     r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"),
                 "--fields", "static_power", "--out", str(out))
     assert r.returncode == 0 and "static_power" in r.stdout and "+66" not in r.stdout

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from archsim import units
 from archsim.config.fields import value_dims
 from archsim.config.yamlio import read_yaml_text
+from archsim.errors import ArchsimError
 
 _KEY = re.compile(r"^(\s*)([A-Za-z0-9_.]+):(.*)$")
 
@@ -166,11 +167,17 @@ class Swing:
     energy: tuple[float | None, ...]
     versus: tuple[float | None, ...]  # baseline's latency over this chip's (speedup), if a baseline
     shared: bool = False  # the baseline makes the same assumption (same value): varied on both
+    baseline_only: bool = False  # an assumption of the baseline's alone: varied on it, this chip unchanged
+    speedup: float = 1.0  # the unchanged speedup over the baseline (what a baseline-only swing moves)
 
     @property
     def spread(self) -> float:
-        """The largest change of any figure over the range (a field moving nothing: 0)."""
-        moved = [abs(v - 1) for series in (self.latency, self.energy) for v in series if v is not None]
+        """The largest change of any figure over the range (a field moving nothing: 0); for a
+        baseline's own assumption, of the speedup."""
+        if self.baseline_only:
+            moved = [abs(v / self.speedup - 1) for v in self.versus if v is not None]
+        else:
+            moved = [abs(v - 1) for s in (self.latency, self.energy) for v in s if v is not None]
         return max(moved, default=0.0)
 
 
@@ -181,12 +188,20 @@ def sensitivity(hw_path: str | Path, workload_path: str | Path, factors: Sequenc
     from archsim.api import load_hardware, load_workload, simulate
 
     hw = load_hardware(hw_path)
-    chosen = [Assumption(f, "--fields") for f in fields] if fields else assumptions(hw_path, hw)
-    base = simulate(hw, load_workload(workload_path, list(wsets), hw=hw))
     ref = bhw = None
     if baseline is not None:
         bhw = load_hardware(baseline)
         ref = simulate(bhw, load_workload(workload_path, list(wsets), hw=bhw))
+    if fields:  # a named field only the baseline has is the baseline's own
+        theirs = [Assumption(f, "--fields") for f in fields
+                  if field_value(hw, f) is None and bhw is not None and field_value(bhw, f) is not None]
+        chosen = [Assumption(f, "--fields") for f in fields if f not in {a.path for a in theirs}]
+    else:
+        chosen, theirs = assumptions(hw_path, hw), []
+        if bhw is not None:
+            mine = {a.path for a in chosen}
+            theirs = [a for a in assumptions(baseline, bhw) if a.path not in mine]
+    base = simulate(hw, load_workload(workload_path, list(wsets), hw=hw))
     swings = []
     for a in chosen:
         lat, energy, versus = [], [], []
@@ -196,17 +211,34 @@ def sensitivity(hw_path: str | Path, workload_path: str | Path, factors: Sequenc
             text = setting(hw, a.path, factor)
             if text is None:
                 raise ValueError(f"{a.path}: not a numeric field of {hw_path}")
-            varied = load_hardware(hw_path, [text])
+            try:
+                varied = load_hardware(hw_path, [text])
+            except ArchsimError:  # outside the field's valid range (an efficiency above 1): no figure
+                lat.append(None), energy.append(None), versus.append(None)
+                continue
             r = simulate(varied, load_workload(workload_path, list(wsets), hw=varied))
             ok = r.feasible and base.feasible
             lat.append(r.latency_s / base.latency_s if ok else None)
             energy.append(r.energy.total / base.energy.total if ok else None)
             other = ref
-            if shared:  # an assumption both chips make is varied on both
+            if shared:  # an assumption both chips make is varied on both (valid on one: on the other)
                 bvaried = load_hardware(baseline, [setting(bhw, a.path, factor)])
                 other = simulate(bvaried, load_workload(workload_path, list(wsets), hw=bvaried))
             versus.append(other.latency_s / r.latency_s if ok and other is not None and other.feasible else None)
         swings.append(Swing(a.path, a.source, tuple(factors), tuple(lat), tuple(energy), tuple(versus), shared))
+    for a in theirs:  # the baseline's own assumptions move the comparison too
+        versus = []
+        for factor in factors:
+            try:
+                bvaried = load_hardware(baseline, [setting(bhw, a.path, factor)])
+            except ArchsimError:  # outside the field's valid range
+                versus.append(None)
+                continue
+            other = simulate(bvaried, load_workload(workload_path, list(wsets), hw=bvaried))
+            versus.append(other.latency_s / base.latency_s if base.feasible and other.feasible else None)
+        ones = tuple(1.0 for _ in factors)
+        swings.append(Swing(a.path, a.source, tuple(factors), ones, ones, tuple(versus), baseline_only=True,
+                            speedup=ref.latency_s / base.latency_s if base.feasible and ref.feasible else 1.0))
     swings.sort(key=lambda s: (-s.spread, s.field))
     return base, ref, swings
 

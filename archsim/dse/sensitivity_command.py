@@ -59,7 +59,8 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
         ranged = _factors(factors)
         if min(ranged) == max(ranged):
             raise click.BadParameter("Morris screening needs a range of two factors or more", param_hint="--range")
-        screened = morris(hw_file, workload_file, [s.field for s in swings], min(ranged), max(ranged), trajectories,
+        screened = morris(hw_file, workload_file, [s.field for s in swings if not s.baseline_only], min(ranged),
+                          max(ranged), trajectories,
                           baseline=baseline, wsets=list(workload_overrides))
     paths = plot_tornado(swings, f"{base.hw.name}: {base.workload.name}", out_stem) if swings else []
     if as_json:
@@ -68,29 +69,34 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
                    "speedup": ref.latency_s / base.latency_s if ref is not None else None, "verdict": said,
                    "fields": [{"field": s.field, "source": s.source, "factors": list(s.factors),
                                "latency_ratio": list(s.latency), "energy_ratio": list(s.energy),
-                               "speedup": list(s.versus), "shared_with_baseline": s.shared} for s in swings],
+                               "speedup": list(s.versus), "shared_with_baseline": s.shared,
+                               "baseline_only": s.baseline_only} for s in swings],
                    "plots": [str(p) for p in paths],
                    "morris": [{"field": e.field, "mu_star": e.mu_star, "sigma": e.sigma,
                                "speedup_mu_star": e.speedup_mu_star} for e in screened]})
         return
-    pct = lambda v: "infeasible" if v is None else f"{(v - 1) * 100:+.1f}%"  # noqa: E731
+    pct = lambda v: "n/a" if v is None else f"{(v - 1) * 100:+.1f}%"  # noqa: E731
     head = ["field"] + [f"latency x{f:g}" for f in swings[0].factors] + [f"energy x{f:g}" for f in swings[0].factors] \
         if swings else ["field"]
     if ref is not None and swings:
         head += [f"speedup x{f:g}" for f in swings[0].factors]
     rows = [head]
     for s in swings:
-        row = [s.field + (" (both)" if s.shared else "")] + [pct(v) for v in s.latency] + [pct(v) for v in s.energy]
+        tag = " (both)" if s.shared else " (baseline)" if s.baseline_only else ""
+        row = [s.field + tag] + [pct(v) for v in s.latency] + [pct(v) for v in s.energy]
         if ref is not None:
-            row += ["infeasible" if v is None else f"{v:.3g}x" for v in s.versus]
+            row += ["n/a" if v is None else f"{v:.3g}x" for v in s.versus]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     if ref is not None:
-        click.echo("(both): an assumption the baseline makes too, at the same value, varied on both chips")
+        click.echo("(both): an assumption the baseline makes too, at the same value, varied on both chips; "
+                   "(baseline): the baseline's own, varied on it alone")
     click.echo(f"{base.hw.name} on {base.workload.name}: {base.latency_s * 1e3:.4g} ms, {base.energy.total:.4g} J"
                + (f"; {ref.latency_s / base.latency_s:.3g}x the speed of {ref.hw.name}" if ref is not None else ""))
     for r in rows:
         click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    if any(v is None for s in swings for v in (*s.latency, *s.versus)):
+        click.echo("n/a: the varied value is outside the field's valid range, or the run is infeasible")
     if said:
         click.echo(said)
     if screened:
