@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 from archsim.api import load_hardware, load_workload, simulate
-from archsim.dse.sensitivity import marked_keys, sensitivity, setting
+from archsim.dse.sensitivity import assumptions, marked_keys, sensitivity, setting
 
 HW = ROOT / "hw_configs"
 WORKLOADS = ROOT / "workloads"
@@ -134,3 +134,35 @@ def test_morris_needs_a_range(tmp_path):
     r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"),
                 "--range", "2", "--morris", "2", "--fields", "static_power", "--out", str(tmp_path / "t"))
     assert r.returncode == 2 and "range of two factors" in r.stderr
+
+
+@pytest.mark.parametrize("config", sorted(p.relative_to(HW).as_posix() for p in HW.rglob("*.yaml")))
+def test_every_bundled_config_has_assumptions_sensitivity_can_set(config):
+    # each marked field of every bundled chip and system resolves to a number, and its x2
+    # setting is a valid config or one the config refuses with a clear error (a share above 1,
+    # 8 pipeline stages of tiles that no longer fit shared memory): sensitivity shows it as n/a
+    from archsim.errors import ArchsimError
+
+    path = HW / config
+    hw = load_hardware(path)
+    found = [a.path for a in assumptions(path, hw)]
+    assert found, config
+    for key in found:
+        text = setting(hw, key, 2.0)
+        assert text is not None and text.startswith(f"{key}=")
+        try:
+            load_hardware(path, [text])
+        except ArchsimError as exc:
+            assert str(exc) and "Traceback" not in str(exc)
+
+
+@pytest.mark.parametrize("workload", sorted(p.name for p in WORKLOADS.glob("*.yaml")))
+def test_sensitivity_runs_on_every_bundled_workload(workload):
+    # one assumption (static power) at x2 on a one-chip config each: a speedup and a verdict
+    chip = "a100_80gb.yaml" if "175b" in workload else "tpuv4i.yaml"
+    base, ref, swings = sensitivity(HW / "cim_design_b.yaml" if chip == "tpuv4i.yaml" else HW / chip,
+                                    WORKLOADS / workload, (2.0,), ["static_power"], HW / chip)
+    if not (base.feasible and ref.feasible):
+        pytest.skip(base.reason or ref.reason)
+    (swing,) = swings
+    assert swing.latency == (1.0,) and swing.energy[0] > 1
