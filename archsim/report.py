@@ -61,9 +61,22 @@ def energy_rows(result: RunResult) -> list[tuple[str, str]]:
         ("energy", fmt_energy(e.total)),
         ("energy by component", parts),
         ("average power", power_text(result)),
+        ("static power", static_text(result.hw, getattr(result, "chips", 1))),
         ("TOPS/W achieved", f"{result.tops_per_w:.4g}"),
         ("area", f"{a.total * 1e6:.4g} mm^2 ({areas})"),
     ]
+
+
+def static_text(hw, chips: int = 1) -> str:
+    """The chips' static power and what it rests on (die leakage by component, always-on)."""
+    from archsim.hw.leakage import static_breakdown
+
+    s = static_breakdown(hw)
+    per_chip = f" per chip, x{chips}" if chips > 1 else ""
+    if hw.leakage is None:
+        return f"{s.total:.4g} W{per_chip} (one figure for the chip: static_power)"
+    parts = ", ".join(f"{hw.area_labels.get(k, k)} {v:.3g}" for k, v in s.as_dict().items() if v and k != "always_on")
+    return f"{s.total:.4g} W{per_chip} (leakage {s.total - s.always_on:.3g} W: {parts}; always on {s.always_on:.3g} W)"
 
 
 def power_text(result) -> str:

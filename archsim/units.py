@@ -54,6 +54,7 @@ AREA = Dim(length=2)
 LENGTH = Dim(length=1)
 AREA_PER_BYTE = Dim(length=2, byte=-1)
 OPS_PER_SECOND = Dim(ops=1, time=-1)
+POWER_DENSITY = Dim(energy=1, time=-1, length=-2)
 
 # Human names and an example for error messages.
 DIM_NAMES: dict[Dim, tuple[str, str]] = {
@@ -69,6 +70,7 @@ DIM_NAMES: dict[Dim, tuple[str, str]] = {
     LENGTH: ("length", "7 nm"),
     AREA_PER_BYTE: ("area per byte", "1.2 mm^2/MiB"),
     OPS_PER_SECOND: ("operation rate", "138 TOPS"),
+    POWER_DENSITY: ("power per area", "0.07 W/mm^2"),
 }
 
 # Unit symbols: symbol -> (factor to SI base, dimension).
@@ -268,6 +270,7 @@ def format_quantity(value: float, dim: Dim, digits: int = 4) -> str:
 _SI_UNITS = {
     SIZE: "B", TIME: "s", FREQUENCY: "Hz", BANDWIDTH: "B/s", ENERGY: "J", POWER: "W",
     ENERGY_PER_BYTE: "J/B", AREA: "m^2", LENGTH: "m", AREA_PER_BYTE: "m^2/B", OPS_PER_SECOND: "OPS",
+    POWER_DENSITY: "W/m^2",
 }
 
 

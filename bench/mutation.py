@@ -113,6 +113,7 @@ RELATED = {
     "archsim/hw/timing.py": ("tests/test_engine.py", "tests/test_silicon.py"),
     "archsim/hw/energy.py": ("tests/test_cim_energy.py",),
     "archsim/hw/area.py": ("tests/test_cim_energy.py",),
+    "archsim/hw/leakage.py": ("tests/test_cim_energy.py",),
     "archsim/hw/memory.py": ("tests/test_engine.py",),
     "archsim/hw/placement.py": ("tests/test_placement.py", "tests/test_engine.py"),
     "archsim/hw/tiling.py": ("tests/test_tiling.py", "tests/test_engine.py", "tests/test_quantization.py"),
@@ -152,6 +153,7 @@ TOPO, SCHED, SYSRES, SYSSIM = ("archsim/system/topology.py", "archsim/system/sch
 GEMM, GENGINE, GCOLL, GPOWER, GCONFIG = ("archsim/gpu/gemm.py", "archsim/gpu/engine.py", "archsim/gpu/collectives.py",
                                          "archsim/gpu/power.py", "archsim/config/gpu.py")
 FIT = "archsim/calibrate/fit.py"
+LEAKAGE = "archsim/hw/leakage.py"
 FLASH, FLASHCOST = "archsim/passes/flash.py", "archsim/sim/flash_cost.py"
 FUSION, FUSED_IR, FUSED_TPU, FUSED_GPU = ("archsim/passes/fusion.py", "archsim/ir/fused.py", "archsim/sim/fused.py",
                                           "archsim/gpu/fused.py")
@@ -227,8 +229,9 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M32", ENERGY, "static=self.static_power * latency_s,", "static=0.0,", "op static energy dropped"),
     m("M33", ENERGY, "mac={d: e * mxu_scale for d, e in hw.mxu.mac_energy.items()},",
       "mac={d: e for d, e in hw.mxu.mac_energy.items()},", "MAC energy not node-scaled"),
-    m("M34", ENERGY, "weight_write=cim.weight_write_energy * mxu_scale if cim is not None else 0.0,",
-      "weight_write=cim.weight_write_energy if cim is not None else 0.0,", "weight-write energy not node-scaled"),
+    m("M34", ENERGY, "weight_write=(cim.weight_write_energy if cim is not None else hw.mxu.weight_load_energy) * mxu_scale,",
+      "weight_write=cim.weight_write_energy if cim is not None else hw.mxu.weight_load_energy,",
+      "weight-write energy not node-scaled"),
     m("M35", ENERGY, "vpu=vector.alu * self.vpu_alu + vector.special * self.vpu_special,",
       "vpu=vector.alu * self.vpu_alu,", "special-op energy dropped"),
     m("M36", ENERGY, "vmem, cmem, hbm = (traffic.read(lv) * read.get(lv, 0.0) + traffic.write(lv) * write.get(lv, 0.0)",
@@ -284,7 +287,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M58", RESULT, "total += repeat * once", "total += once", "run latency drops phase repeats"),
     m("M59", RESULT, "out[c.phase] = (repeat, once + c.latency_s * c.copies)",
       "out[c.phase] = (repeat, once + c.latency_s)", "phase time drops layer copies"),
-    m("M60", RESULT, "return dataclasses.replace(dynamic, static=self.hw.static_power * self.latency_s)",
+    m("M60", RESULT, "return dataclasses.replace(dynamic, static=static_power(self.hw) * self.latency_s)",
       "return dataclasses.replace(dynamic, static=0.0)", "run static energy dropped"),
     # -- topology --------------------------------------------------------------------------
     m("M61", TOPO, "neighbours = 1 if self.chips <= 2 else 2", "neighbours = 2",
@@ -321,8 +324,8 @@ MUTANTS: tuple[Mutant, ...] = (
     m("M75", SCHED, "total = repeat * step + (trip + (m - 1) * period - step)", "total = repeat * step",
       "first execution's fill and drain dropped"),
     m("M76", SCHED, "trip += sends[s]", "pass", "a micro-batch's trip ignores the links"),
-    m("M77", SYSRES, "return dataclasses.replace(dynamic, static=self.chips * self.hw.static_power * self.latency_s)",
-      "return dataclasses.replace(dynamic, static=self.hw.static_power * self.latency_s)",
+    m("M77", SYSRES, "return dataclasses.replace(dynamic, static=self.chips * static_power(self.hw) * self.latency_s)",
+      "return dataclasses.replace(dynamic, static=static_power(self.hw) * self.latency_s)",
       "static power of one chip only"),
     m("M78", SYSRES, "dynamic = dynamic.scaled(self.chips_per_stage) + Energy(ici=self.boundary_transfers[1])",
       "dynamic = dynamic + Energy(ici=self.boundary_transfers[1])", "replicas' dynamic energy not counted"),
@@ -681,6 +684,14 @@ MUTANTS: tuple[Mutant, ...] = (
       "compute_cycles=cycles,", "cim: the cores' clock ignored"),
     m("M239", "archsim/config/schema.py", "return self.cim.cores * self.cim.macs_per_cycle[dtype] * self.cim.clock_ratio",
       "return self.cim.cores * self.cim.macs_per_cycle[dtype]", "cim: the peak at the chip's clock whatever the cores'"),
+    m("M240", LEAKAGE, "per_area = {f.name: getattr(area, f.name) * (leak.sram if f.name in SRAM_COMPONENTS else leak.logic)",
+      "per_area = {f.name: getattr(area, f.name) * leak.logic", "leakage: SRAM at the logic density"),
+    m("M241", LEAKAGE, "return StaticPower(**per_area, always_on=leak.always_on)", "return StaticPower(**per_area)",
+      "leakage: always-on power dropped"),
+    m("M242", SYS, "loaded = b_reads  # the stationary tiles", "loaded = 0.0  # the stationary tiles",
+      "systolic: weight loads into the PEs cost no energy"),
+    m("M243", SYS, "loaded = b_reads  # the stationary tiles", "loaded = b_bytes  # the stationary tiles",
+      "systolic: a split stream's replicated weight tiles loaded once"),
     m("M233", COMPILER_CFG, '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 512, True, 0.5),',
       '"xla": ProfileDefaults(("gemm_epilogue", "vector_chain"), True, False, 512, True, 1.0),',
       "xla profile: prefetch into all of VMEM"),

@@ -12,6 +12,7 @@ from archsim.hw.area import chip_area
 from archsim.hw.energy import COMPONENTS, Energy, EnergyModel
 from archsim.hw.matrix import MatmulShape, build_matrix_unit
 from archsim.hw.memory import ZERO_TRAFFIC
+from archsim.hw.leakage import static_power
 from tests.conftest import HW, TPUV4I, WORKLOADS, TPUV4I_PLAIN
 
 CIM = HW / "cim_tpu.yaml"
@@ -55,13 +56,13 @@ def test_energy_components_sum_to_total(hw_file, workload):
     assert (table["energy_j"] * table["count"]).sum() == pytest.approx(r.energy.total, rel=1e-12)
     for c in COMPONENTS:
         assert (table[f"energy_{c}_j"] * table["count"]).sum() == pytest.approx(getattr(r.energy, c), rel=1e-12, abs=1e-18)
-    assert r.energy.static == pytest.approx(r.hw.static_power * r.latency_s, rel=1e-12)
+    assert r.energy.static == pytest.approx(static_power(r.hw) * r.latency_s, rel=1e-12)
     assert r.power_w == pytest.approx(r.energy.total / r.latency_s)
 
 
 def test_zero_work_costs_only_static_energy(tpuv4i):
     model = EnergyModel.of(tpuv4i)
-    assert model.op_energy(1e-3, ZERO_TRAFFIC) == Energy(static=tpuv4i.static_power * 1e-3)
+    assert model.op_energy(1e-3, ZERO_TRAFFIC) == Energy(static=static_power(tpuv4i) * 1e-3)
     assert model.op_energy(0.0, ZERO_TRAFFIC).total == 0
 
 

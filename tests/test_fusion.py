@@ -32,6 +32,7 @@ from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import BlockShape, Builder, Precision, Tokens, transformer_block
 from archsim.passes import clear_passes, compile_for, flash_attention, fuse
 from archsim.sim.engine import Simulator
+from archsim.hw.leakage import static_power
 from tests.conftest import HW, ROOT, TPUV4I, TPUV4I_PLAIN, WORKLOADS, run_cli
 
 GPU_PLAIN = ROOT / "tests" / "data" / "gpu_plain.yaml"
@@ -253,7 +254,7 @@ def test_tpu_fused_gemm_gelu(lanes):
     hw = load_hardware(TPUV4I_PLAIN, list(sets))
     model = EnergyModel.of(hw)
     assert cost.energy.vpu == pytest.approx(262_144 * model.vpu_alu + 32_768 * model.vpu_special, rel=REL)
-    assert cost.energy.static == pytest.approx(hw.static_power * cost.latency_s, rel=REL)
+    assert cost.energy.static == pytest.approx(static_power(hw) * cost.latency_s, rel=REL)
     assert cost.energy.hbm == pytest.approx(main.energy.hbm, rel=REL)
 
 

@@ -15,7 +15,7 @@ LAYER = ROOT / "workloads" / "llama2_7b_layer_decode.yaml"
 
 def sweep_file(tmp_path, bound: str):
     path = tmp_path / "power.yaml"
-    path.write_text(f"extends: {TPUV4I}\nname: p\nsweep:\n  axes:\n    static_power: [10 W, 200 W]\n"
+    path.write_text(f"extends: {TPUV4I}\nname: p\nsweep:\n  axes:\n    leakage.always_on: [10 W, 200 W]\n"
                     f"  constraints:\n    - {{key: power, max: {bound}}}\n  workloads:\n    - {LAYER}\n")
     return path
 
@@ -24,7 +24,7 @@ def test_points_over_the_power_bound_are_infeasible_with_their_power(tmp_path):
     # the two points' average power, computed here: the 200 W point is over a bound between them
     powers = {}
     for watts in (10, 200):
-        hw = load_hardware(TPUV4I, [f"static_power={watts} W"])
+        hw = load_hardware(TPUV4I, [f"leakage.always_on={watts} W"])
         powers[watts] = simulate(hw, load_workload(LAYER, hw=hw)).power_w
     bound = (powers[10] + powers[200]) / 2
     out = tmp_path / "out"

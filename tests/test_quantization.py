@@ -69,8 +69,9 @@ def test_conversion_runs_on_the_vector_unit_beside_the_arrays(tpu):
     assert op.compute_cycles == 128 + 63 * 128 + 8 + 254 - 1
     # its energy: 0.845 pJ per ALU op at 7 nm (the VPU's figure is stated at the chip's node)
     assert op.energy.vpu == pytest.approx(ops_ * 0.845e-12, rel=1e-12)
-    # the MACs run at int8: 2.598 pJ at 22 nm, scaled by 0.11 / 0.30 to 7 nm
-    assert op.energy.mxu == pytest.approx(M * K * N * 2.598e-12 * 0.11 / 0.30, rel=1e-12)
+    # the MACs run at int8: 2.598 pJ at 22 nm, scaled by 0.11 / 0.30 to 7 nm; the weights are
+    # loaded into the array once, at their stored width (int4: K x N / 2 bytes) at 2.90 pJ/B
+    assert op.energy.mxu == pytest.approx((M * K * N * 2.598e-12 + K * N / 2 * 2.90e-12) * 0.11 / 0.30, rel=1e-12)
     same_width = only_op(tpu, gemm(DType.INT8, DType.INT8))
     assert same_width.vector_ops == 0 and same_width.energy.vpu == 0
 

@@ -89,7 +89,7 @@ ALTERNATIVES = [
     "vmem.read_energy=3 pJ/B", "vmem.write_energy=3 pJ/B", "cmem.capacity=32 MiB", "cmem.bandwidth=1 TB/s",
     "cmem.latency=500 ns", "cmem.read_energy=5 pJ/B", "cmem.write_energy=6 pJ/B", "hbm.capacity=16 GiB",
     "hbm.bandwidth=1.2 TB/s", "hbm.latency=1 us", "hbm.read_energy=5 pJ/bit", "hbm.write_energy=7 pJ/bit",
-    "static_power=60 W", "ici.link_bandwidth=50 GB/s", "ici.energy_per_byte=10 pJ/bit", "vmem.stated_at=22 nm",
+    "leakage.always_on=60 W", "ici.link_bandwidth=50 GB/s", "ici.energy_per_byte=10 pJ/bit", "vmem.stated_at=22 nm",
     "hbm.stated_at=22 nm", "vpu.stated_at=22 nm", "cmem=null",
 ]
 

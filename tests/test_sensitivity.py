@@ -36,22 +36,22 @@ def test_marks_inline_and_above_and_a_child_owns_what_it_sets_again(tmp_path):
 
 def test_settings_scale_the_si_value_and_round_counts():
     hw = load_hardware(HW / "tpuv4i.yaml")
-    assert setting(hw, "static_power", 2.0) == "static_power=60.0 W"
+    assert setting(hw, "leakage.always_on", 2.0) == "leakage.always_on=10.0 W"
     assert setting(hw, "vmem.latency", 0.5) == f"vmem.latency={5e-9 * 0.5!r} s"
     assert setting(hw, "ici.links", 0.5) == "ici.links=1"  # a count stays a whole number
     assert setting(hw, "ici.links", 0.1) == "ici.links=1"  # and at least 1
     assert setting(hw, "name", 2.0) is None and setting(hw, "no.such", 2.0) is None
-    assert load_hardware(HW / "tpuv4i.yaml", [setting(hw, "static_power", 2.0)]).static_power == 60.0
+    assert load_hardware(HW / "tpuv4i.yaml", [setting(hw, "leakage.always_on", 2.0)]).leakage.always_on == 10.0
 
 
-def test_static_power_moves_energy_by_its_share_and_latency_not_at_all():
-    # energy at k x static power = E + (k - 1) x P x T, the run's time unchanged
+def test_always_on_power_moves_energy_by_its_share_and_latency_not_at_all():
+    # energy at k x always-on power = E + (k - 1) x P x T, the run's time unchanged
     path, workload = HW / "tpuv4i.yaml", WORKLOADS / "llama2_7b_layer_decode.yaml"
-    base, ref, swings = sensitivity(path, workload, (0.5, 2.0), ["static_power"])
+    base, ref, swings = sensitivity(path, workload, (0.5, 2.0), ["leakage.always_on"])
     (swing,) = swings
     hw = load_hardware(path)
     run = simulate(hw, load_workload(workload, hw=hw))
-    p_t = hw.static_power * run.latency_s
+    p_t = hw.leakage.always_on * run.latency_s
     assert ref is None and swing.versus == (None, None)
     assert swing.latency == (1.0, 1.0)
     assert swing.energy == (pytest.approx((run.energy.total - 0.5 * p_t) / run.energy.total, rel=1e-12),
@@ -59,15 +59,15 @@ def test_static_power_moves_energy_by_its_share_and_latency_not_at_all():
 
 
 def test_a_shared_assumption_varies_on_both_chips_and_the_verdict_names_flips():
-    # Design B against TPUv4i on the DiT block: static power is 30 W on both (varied on both: the
-    # speedup stays); a CIM core's int8 MACs per cycle only Design B has: at x0.05 it falls behind
+    # Design B against TPUv4i on the DiT block: the always-on power is 5 W on both (varied on both:
+    # the speedup stays); a CIM core's int8 MACs per cycle only Design B has: at x0.05 it falls behind
     design_b, tpu = HW / "cim_design_b.yaml", HW / "tpuv4i.yaml"
     workload = WORKLOADS / "dit_xl_2_block_512.yaml"
-    base, ref, swings = sensitivity(design_b, workload, (0.05, 2.0), ["static_power", "mxu.cim.macs_per_cycle.int8"], tpu)
+    base, ref, swings = sensitivity(design_b, workload, (0.05, 2.0), ["leakage.always_on", "mxu.cim.macs_per_cycle.int8"], tpu)
     by = {s.field: s for s in swings}
-    assert by["static_power"].shared and not by["mxu.cim.macs_per_cycle.int8"].shared
+    assert by["leakage.always_on"].shared and not by["mxu.cim.macs_per_cycle.int8"].shared
     speedup = ref.latency_s / base.latency_s
-    assert by["static_power"].versus == (pytest.approx(speedup, rel=1e-12), pytest.approx(speedup, rel=1e-12))
+    assert by["leakage.always_on"].versus == (pytest.approx(speedup, rel=1e-12), pytest.approx(speedup, rel=1e-12))
     assert speedup > 1 and by["mxu.cim.macs_per_cycle.int8"].versus[0] < 1
     from archsim.dse.sensitivity import verdict
     said = verdict("B", base, ref, swings, "TPUv4i")
@@ -81,14 +81,14 @@ def test_the_command_writes_a_table_a_tornado_and_json(tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     fields = {f["field"] for f in data["fields"]}
-    assert {"static_power", "mxu.cim.psum_buffer", "mxu.cim.weight_write_energy"} <= fields
+    assert {"leakage.always_on", "mxu.cim.psum_buffer", "mxu.cim.weight_write_energy"} <= fields
     assert data["verdict"] and out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     # TPUv4i's own assumptions (the systolic PE's area) are varied on it alone: Design B unchanged
     own = next(f for f in data["fields"] if f["field"] == "mxu.pe_area")
     assert own["baseline_only"] and own["latency_ratio"] == [1.0, 1.0]
     r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"),
-                "--fields", "static_power", "--out", str(out))
-    assert r.returncode == 0 and "static_power" in r.stdout and "+66" not in r.stdout
+                "--fields", "leakage.always_on", "--out", str(out))
+    assert r.returncode == 0 and "leakage.always_on" in r.stdout and "+66" not in r.stdout
 
 
 @pytest.mark.parametrize("args, message", [(["--fields", "no.such"], "not a numeric field"),
@@ -132,7 +132,7 @@ def test_morris_screening_is_seeded_and_ranks_what_moves_the_run():
 
 def test_morris_needs_a_range(tmp_path):
     r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"),
-                "--range", "2", "--morris", "2", "--fields", "static_power", "--out", str(tmp_path / "t"))
+                "--range", "2", "--morris", "2", "--fields", "leakage.always_on", "--out", str(tmp_path / "t"))
     assert r.returncode == 2 and "range of two factors" in r.stderr
 
 
@@ -158,10 +158,10 @@ def test_every_bundled_config_has_assumptions_sensitivity_can_set(config):
 
 @pytest.mark.parametrize("workload", sorted(p.name for p in WORKLOADS.glob("*.yaml")))
 def test_sensitivity_runs_on_every_bundled_workload(workload):
-    # one assumption (static power) at x2 on a one-chip config each: a speedup and a verdict
+    # one assumption (always-on power) at x2 on a one-chip config each: a speedup and a verdict
     chip = "a100_80gb.yaml" if "175b" in workload else "tpuv4i.yaml"
     base, ref, swings = sensitivity(HW / "cim_design_b.yaml" if chip == "tpuv4i.yaml" else HW / chip,
-                                    WORKLOADS / workload, (2.0,), ["static_power"], HW / chip)
+                                    WORKLOADS / workload, (2.0,), ["leakage.always_on"], HW / chip)
     if not (base.feasible and ref.feasible):
         pytest.skip(base.reason or ref.reason)
     (swing,) = swings

@@ -200,14 +200,14 @@ def test_set_applies_to_every_point_and_keys(tmp_path):
     plain, loud = tmp_path / "plain", tmp_path / "loud"
     assert run_cli("sweep", str(path), "--out", str(plain), "--executor", "serial", "--no-progress").returncode == 0
     proc = run_cli("sweep", str(path), "--out", str(loud), "--executor", "serial", "--no-progress",
-                   "--set", "static_power=1000 W")
+                   "--set", "leakage.always_on=1000 W")
     assert proc.returncode == 0, proc.stderr
     a, b = pd.read_parquet(plain / "results.parquet"), pd.read_parquet(loud / "results.parquet")
     assert not set(a["key"]) & set(b["key"])  # other hardware, other points
     on = ["set.hbm.bandwidth", "set.mxu.count", "workload_id"]
     both = a.merge(b, on=on, suffixes=("_plain", "_loud"))
     assert len(both) == len(a) == 20
-    assert (both["energy_static_j_loud"] > 30 * both["energy_static_j_plain"]).all()  # 1000 W vs 30 W
+    assert (both["energy_static_j_loud"] > 30 * both["energy_static_j_plain"]).all()  # 1025 W vs 30 W
 
 
 def test_editing_the_sweep_keeps_finished_points_and_reports_only_the_plan(tmp_path):

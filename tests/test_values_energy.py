@@ -33,7 +33,12 @@ mm2 = 1e-6
 TO_7NM = 0.11 / 0.30  # DeepScaleTool energy factors, 22 nm -> 7 nm (tpuv4i.yaml)
 # TPUv4i energies per byte: VMEM 1.75 pJ/B, CMEM 3.5 pJ/B, HBM 3.9 pJ/bit, ICI 5 pJ/bit
 VMEM_E, CMEM_E, HBM_E, ICI_E = 1.75 * pJ, 3.5 * pJ, 3.9 * pJ * 8, 5 * pJ * 8
-STATIC_W = 30.0
+# Static power (tpuv4i.yaml leakage): 0.0716 W/mm^2 over the modelled die, by hand from the areas
+# pinned in test_chip_area_per_component (MXUs 53.051392, VPU 10, VMEM 14, CMEM 112, ICI 10,
+# periphery 150 mm^2), plus 5 W always on
+DIE_MM2 = 53.051392 + 10 + 14 + 112 + 10 + 150
+STATIC_W = 0.0716 * DIE_MM2 + 5.0  # 29.99208 W
+LOAD_E = 2.90 * pJ * TO_7NM  # a byte of weight into a systolic PE (stated at 22 nm like the MACs)
 
 
 def test_per_action_energies_at_7nm(tpuv4i):
@@ -41,14 +46,14 @@ def test_per_action_energies_at_7nm(tpuv4i):
     # MACs stated at 22 nm: 2.598 pJ (int8), 15.33 pJ (bf16) x 0.11 / 0.30
     assert e.mac[I8] == pytest.approx(2.598 * pJ * TO_7NM, rel=REL)
     assert e.mac[BF16] == pytest.approx(15.33 * pJ * TO_7NM, rel=REL)
-    assert e.weight_write == 0.0
+    assert e.weight_write == pytest.approx(LOAD_E, rel=REL)  # a systolic array's weight loads
     # the rest is stated at the chip's node: no scaling
     assert (e.vpu_alu, e.vpu_special) == (pytest.approx(0.845 * pJ, rel=REL), pytest.approx(12.68 * pJ, rel=REL))
     assert e.read == {Level.VMEM: pytest.approx(VMEM_E, rel=REL), Level.CMEM: pytest.approx(CMEM_E, rel=REL),
                       Level.HBM: pytest.approx(HBM_E, rel=REL)}
     assert e.write == e.read
     assert e.ici == pytest.approx(ICI_E, rel=REL)
-    assert e.static_power == STATIC_W
+    assert e.static_power == pytest.approx(STATIC_W, rel=REL)
 
 
 def test_cim_energies_at_7nm():
@@ -102,14 +107,16 @@ def test_systolic_gemm_energy_per_component():
     (op,) = r.ops
     macs = 64 * 256 * 512
     e = op.energy
-    assert e.mxu == pytest.approx(macs * 2.598 * pJ * TO_7NM, rel=REL)  # 7.99 uJ
+    # the MACs (7.99 uJ) and the weight tile loaded into the PEs once: 256 x 512 bytes (0.139 uJ)
+    assert e.mxu == pytest.approx(macs * 2.598 * pJ * TO_7NM + 256 * 512 * LOAD_E, rel=REL)
     assert e.vmem == pytest.approx((229376 + 180224) * VMEM_E, rel=REL)
     assert e.cmem == pytest.approx((64 * 256 + 64 * 512) * CMEM_E, rel=REL)
     assert e.hbm == pytest.approx(256 * 512 * HBM_E, rel=REL)
     assert (e.vpu, e.ici) == (0.0, 0.0)
-    assert e.static == pytest.approx(STATIC_W * op.latency_s, rel=REL)
-    assert r.energy.static == pytest.approx(STATIC_W * r.latency_s, rel=REL)
-    assert r.energy.total == pytest.approx(e.mxu + e.vmem + e.cmem + e.hbm + STATIC_W * r.latency_s, rel=REL)
+    one_mxu = STATIC_W - 0.0716 * 53.051392 * 3 / 4  # a die with one MXU of four leaks less
+    assert e.static == pytest.approx(one_mxu * op.latency_s, rel=REL)
+    assert r.energy.static == pytest.approx(one_mxu * r.latency_s, rel=REL)
+    assert r.energy.total == pytest.approx(e.mxu + e.vmem + e.cmem + e.hbm + one_mxu * r.latency_s, rel=REL)
     assert r.tops_per_w == pytest.approx(2 * macs / r.energy.total / 1e12, rel=REL)
 
 
@@ -171,3 +178,24 @@ def test_chip_area_per_component(tpuv4i):
     assert chip_area(load_hardware(TPUV4I, ["vmem.stated_at=22 nm"])).vmem == pytest.approx(14 * mm2 / 4.0, rel=REL)
     assert chip_area(load_hardware(TPUV4I, ["mxu.count=8"])).mxu == pytest.approx(2 * a.mxu, rel=REL)
     assert chip_area(load_hardware(TPUV4I, ["cmem=null"])).cmem == 0.0
+
+
+def test_static_power_follows_the_die(tpuv4i):
+    from archsim.hw.leakage import static_breakdown, static_power
+
+    s = static_breakdown(tpuv4i)
+    assert s.mxu == pytest.approx(0.0716 * 53.051392, rel=REL)
+    assert (s.vmem, s.cmem) == (pytest.approx(0.0716 * 14, rel=REL), pytest.approx(0.0716 * 112, rel=REL))
+    assert s.periphery == pytest.approx(0.0716 * 150, rel=REL) and s.always_on == 5.0
+    assert static_power(tpuv4i) == pytest.approx(STATIC_W, rel=REL)
+    # SRAM and logic densities apart: 256 MiB of CMEM (224 mm^2) at 0.2 W/mm^2 adds 224 x 0.2 - 112 x 0.0716
+    big = load_hardware(TPUV4I, ["cmem.capacity=256 MiB", "leakage.sram=0.2 W/mm^2"])
+    assert static_power(big) == pytest.approx(STATIC_W + 224 * 0.2 - 112 * 0.0716 + 14 * (0.2 - 0.0716), rel=REL)
+    # CIM Design A: 4 units of 8 x 8 cores of 0.2052 mm^2 at 22 nm (x 1/4 at 7 nm) = 13.1328 mm^2
+    a = static_breakdown(load_hardware(HW / "cim_design_a.yaml"))
+    assert a.mxu == pytest.approx(0.0716 * 4 * 64 * 0.2052 / 4.0, rel=REL)
+    assert a.total == pytest.approx(STATIC_W - 0.0716 * (53.051392 - 13.1328), rel=REL)
+    # one measured figure instead of the model: all of it always on
+    flat = load_hardware(TPUV4I, ["leakage=null", "static_power=42 W"])
+    assert static_power(flat) == 42.0 == static_breakdown(flat).always_on
+

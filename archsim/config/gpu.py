@@ -23,7 +23,8 @@ from archsim.config.fields import (
     Size, Strict,
 )
 from archsim.config.schema import (
-    OP_KINDS, DispatchConfig, IciConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig, _same_dtypes,
+    OP_KINDS, DispatchConfig, IciConfig, LeakageConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig,
+    _same_dtypes, check_static,
 )
 from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
 from archsim.config.sweep import SweepSpec
@@ -186,7 +187,9 @@ class GpuConfig(SweepChecks):
     dispatch: DispatchConfig = Field(default=DispatchConfig(), description="fixed cost per kernel (launch)")
     compiler: CompilerConfig = Field(default=CompilerConfig(profile="cuda"), description="what the libraries do to a "
                                      "graph and how they schedule it (default: profile cuda)")
-    static_power: Power = Field(description="leakage and always-on power of the whole GPU")
+    static_power: Power | None = Field(default=None, description="leakage and always-on power of the whole GPU as "
+                                       "one figure (a measured chip); else `leakage` models it from the die")
+    leakage: LeakageConfig | None = Field(default=None, description="static power from the die's area per component")
     tdp: Power | None = Field(default=None, description="thermal design power")
     periphery_area: Area = Field(description="die area outside the SMs, L2 and NVLink (memory PHYs and "
                                  "controllers, on-chip network, I/O)")
@@ -209,6 +212,7 @@ class GpuConfig(SweepChecks):
     @model_validator(mode="after")
     def _consistent(self) -> "GpuConfig":
         check_profile(self.compiler, "gpu")
+        check_static(self)
         for key in ("sm", "l2", "hbm", "nvlink"):
             stated = getattr(self, key).stated_at
             if stated is not None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from archsim import units
 from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Frequency, Latency, Length, NonNegativeCount,
-    Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, ScaleFactor, Size, Strict, value_dims,
+    Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, PowerDensity, ScaleFactor, Size, Strict, value_dims,
 )
 from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
 from archsim.config.sweep import SweepSpec
@@ -56,6 +56,8 @@ class SystolicConfig(Scaled):
         default=1.0, description="share of a fold's stationary load hidden behind the previous fold's "
         "stream: 1 = fully double-buffered (a fold costs max(stream, load)), 0 = serial (stream + load)")
     mac_energy: dict[DType, Energy] = Field(description="energy of one MAC in the array, per dtype")
+    weight_load_energy: EnergyPerByte = Field(description="energy to put a byte of the stationary operand into "
+                                              "the array's PE registers (ws, is; os loads none)")
     pe_area: Area = Field(description="area of one PE (the array's share of the MXU)")
 
     @model_validator(mode="after")
@@ -304,6 +306,26 @@ class TechnologyConfig(Strict):
         raise FieldError(key, f"{node * 1e9:g} nm is not in technology.scaling (listed: {listed})")
 
 
+class LeakageConfig(Strict):
+    """Static power by mechanism: leakage of the die per square millimetre of each kind of
+    silicon (so it follows each component's area, hence SRAM capacity and node), and the power
+    drawn whatever the die's size (clocking, PHY bias, DRAM refresh)."""
+
+    logic: PowerDensity = Field(description="leakage per area of logic (matrix and vector units, links, periphery) at the chip's node")
+    sram: PowerDensity = Field(description="leakage per area of on-chip SRAM (scratchpads, caches) at the chip's node")
+    always_on: Power = Field(description="power drawn independently of the modelled die area (clocks, PHY bias, DRAM refresh)")
+
+
+def check_static(chip: Any) -> None:
+    """A chip's static power is either a flat whole-chip figure or the leakage model, not both."""
+    if (chip.static_power is None) == (chip.leakage is None):
+        if chip.static_power is not None:
+            raise FieldError("static_power", "is given, and so is leakage (inherited or set); give one: to use one "
+                             "figure for the whole chip, also set leakage to null (--set leakage=null)")
+        raise FieldError("leakage", "missing: give leakage (per-area leakage densities and always-on power) or "
+                         "static_power (one figure for the whole chip)")
+
+
 class SweepChecks(Strict):
     """Checks of a chip config's ``sweep:`` section against the config's own keys (any kind)."""
 
@@ -358,7 +380,9 @@ class HardwareConfig(SweepChecks):
     cmem: MemoryLevelConfig | None = Field(default=None, description="on-chip common memory")
     hbm: MemoryLevelConfig = Field(description="off-chip memory")
     ici: IciConfig
-    static_power: Power = Field(description="leakage and always-on power of the whole chip")
+    static_power: Power | None = Field(default=None, description="leakage and always-on power of the whole chip as "
+                                       "one figure (a measured chip); else `leakage` models it from the die")
+    leakage: LeakageConfig | None = Field(default=None, description="static power from the die's area per component")
     tdp: Power | None = Field(default=None, description="thermal design power: a run whose average "
                               "power exceeds it is flagged (a real chip would throttle)")
     periphery_area: Area = Field(description="die area outside the modelled units (HBM PHYs, DMA, control)")
@@ -376,6 +400,7 @@ class HardwareConfig(SweepChecks):
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareConfig":
         check_profile(self.compiler, "tpu")
+        check_static(self)
         if self.cmem is not None and self.cmem.capacity < self.vmem.capacity:
             raise FieldError("cmem.capacity", "is smaller than vmem.capacity; CMEM backs VMEM")
         for key in ("mxu", "vpu", "vmem", "cmem", "hbm", "ici"):

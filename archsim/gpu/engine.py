@@ -89,7 +89,7 @@ class GpuSimulator:
         if not self.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):  # nothing to overlap
             return RunResult(self.hw, workload, tuple(costs), dispatch=self.dispatch)
         schedules = schedule_run(self.hw, workload, placement, costs)
-        return RunResult(self.hw, workload, charge_static(costs, schedules, self.hw.static_power), schedules=schedules)
+        return RunResult(self.hw, workload, charge_static(costs, schedules, self.energy.static_power), schedules=schedules)
 
     def op_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         warm = tuple(placement.home[t.name] is Level.CMEM for t in op.inputs)
@@ -106,7 +106,7 @@ class GpuSimulator:
         if cost is None:
             body = self._cost(op, warm)
             cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),
-                                                   self.hw.static_power))
+                                                   self.energy.static_power))
         return cost
 
     def _cost(self, op: ops.Op, warm: tuple[bool, ...]) -> OpCost:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from archsim.config.gpu import GpuConfig
 from archsim.hw.area import Area
 from archsim.hw.energy import EnergyModel, scale_factor
+from archsim.hw.leakage import static_power
 from archsim.hw.memory import Level
 
 
@@ -25,7 +26,7 @@ def gpu_energy_model(hw: GpuConfig) -> EnergyModel:
         write={Level.VMEM: hw.sm.shared_energy * sm, Level.CMEM: hw.l2.write_energy * l2,
                Level.HBM: hw.hbm.write_energy * hbm},
         ici=hw.nvlink.energy_per_byte * scale_factor(hw, hw.nvlink.stated_at, "energy"),
-        static_power=hw.static_power,
+        static_power=static_power(hw),
     )
 
 

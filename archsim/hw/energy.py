@@ -77,13 +77,13 @@ class EnergyModel:
         cim = getattr(hw.mxu, "cim", None)
         return cls(
             mac={d: e * mxu_scale for d, e in hw.mxu.mac_energy.items()},
-            weight_write=cim.weight_write_energy * mxu_scale if cim is not None else 0.0,
+            weight_write=(cim.weight_write_energy if cim is not None else hw.mxu.weight_load_energy) * mxu_scale,
             vpu_alu=hw.vpu.alu_op_energy * vpu_scale,
             vpu_special=hw.vpu.special_op_energy * vpu_scale,
             read=read,
             write=write,
             ici=hw.ici.energy_per_byte * scale_factor(hw, hw.ici.stated_at, "energy"),
-            static_power=hw.static_power,
+            static_power=_static_power(hw),
         )
 
     def op_energy(
@@ -104,3 +104,9 @@ class EnergyModel:
             vmem=vmem, cmem=cmem, hbm=hbm,
             static=self.static_power * latency_s,
         )
+
+
+def _static_power(hw) -> float:
+    from archsim.hw.leakage import static_power  # it reads the die's area, whose model scales by this module
+
+    return static_power(hw)

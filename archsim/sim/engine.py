@@ -131,7 +131,7 @@ class Simulator:
         if not self.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):  # nothing to overlap
             return RunResult(self.hw, workload, tuple(costs), dispatch=self.dispatch)
         schedules = schedule_run(self.hw, workload, placement, costs)
-        return RunResult(self.hw, workload, charge_static(costs, schedules, self.hw.static_power), schedules=schedules)
+        return RunResult(self.hw, workload, charge_static(costs, schedules, self.energy.static_power), schedules=schedules)
 
     def benchmark_placement(self, op: ops.Op) -> Placement:
         """Where a microbenchmark calling ``op`` on its own finds its tensors: in HBM (a
@@ -164,7 +164,7 @@ class Simulator:
             homes = Placement(MappingProxyType(dict(zip(op.tensor_names, levels))), (), True)
             body = self._cost(op, homes, "", 1)  # labels are set per use
             cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),
-                                                   self.hw.static_power))
+                                                   self.energy.static_power))
         return cost
 
     def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 from archsim.config.schema import HardwareConfig
 from archsim.hw.area import Area, chip_area
 from archsim.hw.energy import COMPONENTS, Energy
+from archsim.hw.leakage import static_power
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import Workload
 from archsim.sim.cost import OpCost, busy_totals
@@ -110,7 +111,7 @@ class RunResult(Rates):
         """The ops' dynamic energy, and static power over the run's time (the ops' static
         shares add up to it)."""
         dynamic = Energy.weighted_total((c.energy, c.count) for c in self.ops)
-        return dataclasses.replace(dynamic, static=self.hw.static_power * self.latency_s)
+        return dataclasses.replace(dynamic, static=static_power(self.hw) * self.latency_s)
 
     @cached_property
     def ici_bytes(self) -> float:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from archsim.config.schema import HardwareConfig
 from archsim.hw.area import Area, chip_area
 from archsim.hw.energy import Energy
+from archsim.hw.leakage import static_power
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.sim.cost import busy_totals
@@ -204,7 +205,7 @@ class SystemResult(Rates):
     def energy(self) -> Energy:
         dynamic = Energy.weighted_total((c.energy, self._runs(c)) for stage in self.stages for c in stage.ops)
         dynamic = dynamic.scaled(self.chips_per_stage) + Energy(ici=self.boundary_transfers[1])
-        return dataclasses.replace(dynamic, static=self.chips * self.hw.static_power * self.latency_s)
+        return dataclasses.replace(dynamic, static=self.chips * static_power(self.hw) * self.latency_s)
 
     @cached_property
     def area(self) -> Area:

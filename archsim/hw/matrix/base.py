@@ -61,7 +61,9 @@ class ArrayTiming:
     a_reads: float
     b_reads: float
     out_writes: float
-    weight_write_bytes: float = 0.0  # weights written into compute-in-memory arrays
+    # Stationary operand bytes put into the arrays: written into compute-in-memory arrays, or
+    # loaded into a systolic array's PE registers (each charged its own energy per byte).
+    weight_write_bytes: float = 0.0
     # Of compute_cycles, those the busiest unit spends streaming operands through (issuing
     # MACs); the rest loads stationary operands, fills and drains.
     stream_cycles: int = 0

@@ -111,11 +111,14 @@ class SystolicModel:
         # (a split stream replicates the stationary tile to every unit sharing the fold).
         if cfg.dataflow == "ws":
             a_reads, b_reads = a_bytes * math.ceil(shape.n / cfg.cols), b_bytes * split
+            loaded = b_reads  # the stationary tiles, each shifted into the PEs' weight registers
         elif cfg.dataflow == "is":
             a_reads, b_reads = a_bytes * split, b_bytes * math.ceil(shape.m / cfg.cols)
+            loaded = a_reads
         else:
             a_reads = a_bytes * math.ceil(shape.n / cfg.cols)
             b_reads = b_bytes * math.ceil(shape.m / cfg.rows)
+            loaded = 0.0  # both operands stream; nothing is held in the PEs
         return ArrayTiming(
             compute_cycles=cycles,
             folds=folds * split,
@@ -124,5 +127,6 @@ class SystolicModel:
             a_reads=a_reads,
             b_reads=b_reads,
             out_writes=out_bytes,
+            weight_write_bytes=loaded,
             stream_cycles=per_unit * mapping.stream,
         )

@@ -1,0 +1,52 @@
+"""Static power: what a chip draws whatever it computes, by component.
+
+With a ``leakage`` section, each component of the die leaks in proportion to its area (``chip_area``:
+already scaled to the chip's node, and for the scratchpads and caches proportional to their
+capacity) at the density of its kind of silicon, SRAM or logic; ``always_on`` adds what does not
+follow the modelled area. A chip given one measured ``static_power`` has it all as ``always_on``.
+The densities are per area at the chip's node: a node sweep shrinks the area and so the leakage,
+at the density the config gives for that node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from archsim.additive import Additive
+from archsim.hw.area import Area, chip_area
+
+# The area components built of SRAM arrays; the others are logic (``Area``'s fields).
+SRAM_COMPONENTS = frozenset({"vmem", "cmem"})
+
+
+@dataclass(frozen=True)
+class StaticPower(Additive):
+    """Watts per component (``Area``'s components, plus ``always_on``)."""
+
+    mxu: float = 0.0
+    vpu: float = 0.0
+    vmem: float = 0.0
+    cmem: float = 0.0
+    ici: float = 0.0
+    periphery: float = 0.0
+    always_on: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+
+def static_breakdown(hw) -> StaticPower:
+    """The chip's static power per component (``hw`` of any chip kind)."""
+    if hw.leakage is None:
+        return StaticPower(always_on=hw.static_power)
+    area = chip_area(hw)
+    leak = hw.leakage
+    per_area = {f.name: getattr(area, f.name) * (leak.sram if f.name in SRAM_COMPONENTS else leak.logic)
+                for f in fields(Area)}
+    return StaticPower(**per_area, always_on=leak.always_on)
+
+
+def static_power(hw) -> float:
+    """The chip's static power in watts."""
+    return static_breakdown(hw).total
