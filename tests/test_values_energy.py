@@ -199,3 +199,11 @@ def test_static_power_follows_the_die(tpuv4i):
     flat = load_hardware(TPUV4I, ["leakage=null", "static_power=42 W"])
     assert static_power(flat) == 42.0 == static_breakdown(flat).always_on
 
+
+
+def test_a_split_stream_loads_its_weight_tile_into_every_array(tpuv4i):
+    # 1024 x 128 x 128 int8: one 128 x 128 fold on 4 MXUs, the stream split 4 ways (256 rows each:
+    # 128 load + 256 + 254 skew - 1 = 637 cycles), so each array holds its own copy of the tile
+    (op,) = run_gemm(tpuv4i, 1024, 128, 128).ops
+    assert op.compute_cycles == 128 + 256 + 254 - 1
+    assert op.energy.mxu == pytest.approx(1024 * 128 * 128 * 2.598 * pJ * TO_7NM + 4 * 128 * 128 * LOAD_E, rel=REL)
