@@ -169,6 +169,9 @@ class Swing:
     shared: bool = False  # the baseline makes the same assumption (same value): varied on both
     baseline_only: bool = False  # an assumption of the baseline's alone: varied on it, this chip unchanged
     speedup: float = 1.0  # the unchanged speedup over the baseline (what a baseline-only swing moves)
+    # baseline's energy over this chip's (its energy gain), if a baseline; and unchanged
+    energy_versus: tuple[float | None, ...] = ()
+    energy_gain: float = 1.0
 
     @property
     def spread(self) -> float:
@@ -176,6 +179,7 @@ class Swing:
         baseline's own assumption, of the speedup."""
         if self.baseline_only:
             moved = [abs(v / self.speedup - 1) for v in self.versus if v is not None]
+            moved += [abs(v / self.energy_gain - 1) for v in self.energy_versus if v is not None]
         else:
             moved = [abs(v - 1) for s in (self.latency, self.energy) for v in s if v is not None]
         return max(moved, default=0.0)
@@ -202,9 +206,12 @@ def sensitivity(hw_path: str | Path, workload_path: str | Path, factors: Sequenc
             mine = {a.path for a in chosen}
             theirs = [a for a in assumptions(baseline, bhw) if a.path not in mine]
     base = simulate(hw, load_workload(workload_path, list(wsets), hw=hw))
+    both = base.feasible and ref is not None and ref.feasible
+    speedup = ref.latency_s / base.latency_s if both else 1.0
+    gain = ref.energy.total / base.energy.total if both else 1.0
     swings = []
     for a in chosen:
-        lat, energy, versus = [], [], []
+        lat, energy, versus, energy_versus = [], [], [], []
         shared = bhw is not None and field_value(bhw, a.path) is not None \
             and field_value(bhw, a.path) == field_value(hw, a.path)
         for factor in factors:
@@ -214,7 +221,7 @@ def sensitivity(hw_path: str | Path, workload_path: str | Path, factors: Sequenc
             try:
                 varied = load_hardware(hw_path, [text])
             except ArchsimError:  # outside the field's valid range (an efficiency above 1): no figure
-                lat.append(None), energy.append(None), versus.append(None)
+                lat.append(None), energy.append(None), versus.append(None), energy_versus.append(None)
                 continue
             r = simulate(varied, load_workload(workload_path, list(wsets), hw=varied))
             ok = r.feasible and base.feasible
@@ -224,33 +231,47 @@ def sensitivity(hw_path: str | Path, workload_path: str | Path, factors: Sequenc
             if shared:  # an assumption both chips make is varied on both (valid on one: on the other)
                 bvaried = load_hardware(baseline, [setting(bhw, a.path, factor)])
                 other = simulate(bvaried, load_workload(workload_path, list(wsets), hw=bvaried))
-            versus.append(other.latency_s / r.latency_s if ok and other is not None and other.feasible else None)
-        swings.append(Swing(a.path, a.source, tuple(factors), tuple(lat), tuple(energy), tuple(versus), shared))
+            compared = ok and other is not None and other.feasible
+            versus.append(other.latency_s / r.latency_s if compared else None)
+            energy_versus.append(other.energy.total / r.energy.total if compared else None)
+        swings.append(Swing(a.path, a.source, tuple(factors), tuple(lat), tuple(energy), tuple(versus), shared,
+                            speedup=speedup, energy_versus=tuple(energy_versus), energy_gain=gain))
     for a in theirs:  # the baseline's own assumptions move the comparison too
-        versus = []
+        versus, energy_versus = [], []
         for factor in factors:
             try:
                 bvaried = load_hardware(baseline, [setting(bhw, a.path, factor)])
             except ArchsimError:  # outside the field's valid range
-                versus.append(None)
+                versus.append(None), energy_versus.append(None)
                 continue
             other = simulate(bvaried, load_workload(workload_path, list(wsets), hw=bvaried))
-            versus.append(other.latency_s / base.latency_s if base.feasible and other.feasible else None)
+            compared = base.feasible and other.feasible
+            versus.append(other.latency_s / base.latency_s if compared else None)
+            energy_versus.append(other.energy.total / base.energy.total if compared else None)
         ones = tuple(1.0 for _ in factors)
         swings.append(Swing(a.path, a.source, tuple(factors), ones, ones, tuple(versus), baseline_only=True,
-                            speedup=ref.latency_s / base.latency_s if base.feasible and ref.feasible else 1.0))
+                            speedup=speedup, energy_versus=tuple(energy_versus), energy_gain=gain))
     swings.sort(key=lambda s: (-s.spread, s.field))
     return base, ref, swings
 
 
 def verdict(name: str, base, ref, swings: list[Swing], baseline_name: str) -> str:
-    """Whether the comparison against the baseline survives every assumption in range."""
+    """Whether the comparison against the baseline, in speed and in energy, survives every
+    assumption in range: one sentence each."""
     if ref is None or not (base.feasible and ref.feasible):
         return ""
-    faster = ref.latency_s > base.latency_s
-    flips = [f"{s.field} at x{f:g} ({v:.3g}x)" for s in swings for f, v in zip(s.factors, s.versus)
-             if v is not None and (v > 1) != faster]
-    word = "faster" if faster else "slower"
-    if not flips:
-        return f"{name} is {word} than {baseline_name} for every value of every assumption in range."
-    return f"{name} is {word} than {baseline_name} ({ref.latency_s / base.latency_s:.3g}x) except: " + "; ".join(flips)
+    said = []
+    for ratio, series, better, worse in ((ref.latency_s / base.latency_s, "versus", "faster than", "slower than"),
+                                         (ref.energy.total / base.energy.total, "energy_versus",
+                                          "uses less energy than", "uses more energy than")):
+        ahead = ratio > 1
+        flips = [f"{s.field} at x{f:g} ({v:.3g}x)" for s in swings for f, v in zip(s.factors, getattr(s, series))
+                 if v is not None and (v > 1) != ahead]
+        word = better if ahead else worse
+        if not flips:
+            said.append(f"{name} {'is ' if series == 'versus' else ''}{word} {baseline_name} ({ratio:.3g}x) for every "
+                        "value of every assumption in range.")
+        else:
+            said.append(f"{name} {'is ' if series == 'versus' else ''}{word} {baseline_name} ({ratio:.3g}x) except: "
+                        + "; ".join(flips) + ".")
+    return " ".join(said)

@@ -66,10 +66,12 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
     if as_json:
         emit_json({"hardware": base.hw.name, "workload": base.workload.name, "latency_s": base.latency_s,
                    "energy_j": base.energy.total, "baseline": ref.hw.name if ref is not None else None,
-                   "speedup": ref.latency_s / base.latency_s if ref is not None else None, "verdict": said,
+                   "speedup": ref.latency_s / base.latency_s if ref is not None else None,
+                   "energy_gain": ref.energy.total / base.energy.total if ref is not None else None, "verdict": said,
                    "fields": [{"field": s.field, "source": s.source, "factors": list(s.factors),
                                "latency_ratio": list(s.latency), "energy_ratio": list(s.energy),
-                               "speedup": list(s.versus), "shared_with_baseline": s.shared,
+                               "speedup": list(s.versus), "energy_gain": list(s.energy_versus),
+                               "shared_with_baseline": s.shared,
                                "baseline_only": s.baseline_only} for s in swings],
                    "plots": [str(p) for p in paths],
                    "morris": [{"field": e.field, "mu_star": e.mu_star, "sigma": e.sigma,
@@ -79,20 +81,21 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
     head = ["field"] + [f"latency x{f:g}" for f in swings[0].factors] + [f"energy x{f:g}" for f in swings[0].factors] \
         if swings else ["field"]
     if ref is not None and swings:
-        head += [f"speedup x{f:g}" for f in swings[0].factors]
+        head += [f"speedup x{f:g}" for f in swings[0].factors] + [f"energy gain x{f:g}" for f in swings[0].factors]
     rows = [head]
     for s in swings:
         tag = " (both)" if s.shared else " (baseline)" if s.baseline_only else ""
         row = [s.field + tag] + [pct(v) for v in s.latency] + [pct(v) for v in s.energy]
         if ref is not None:
-            row += ["n/a" if v is None else f"{v:.3g}x" for v in s.versus]
+            row += ["n/a" if v is None else f"{v:.3g}x" for v in (*s.versus, *s.energy_versus)]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     if ref is not None:
         click.echo("(both): an assumption the baseline makes too, at the same value, varied on both chips; "
                    "(baseline): the baseline's own, varied on it alone")
     click.echo(f"{base.hw.name} on {base.workload.name}: {base.latency_s * 1e3:.4g} ms, {base.energy.total:.4g} J"
-               + (f"; {ref.latency_s / base.latency_s:.3g}x the speed of {ref.hw.name}" if ref is not None else ""))
+               + (f"; {ref.latency_s / base.latency_s:.3g}x the speed of {ref.hw.name}, "
+                  f"{ref.energy.total / base.energy.total:.3g}x less energy" if ref is not None else ""))
     for r in rows:
         click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
     if any(v is None for s in swings for v in (*s.latency, *s.versus)):
