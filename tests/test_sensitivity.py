@@ -166,3 +166,26 @@ def test_sensitivity_runs_on_every_bundled_workload(workload):
         pytest.skip(base.reason or ref.reason)
     (swing,) = swings
     assert swing.latency == (1.0,) and swing.energy[0] > 1
+
+
+def test_the_energy_gain_moves_with_each_chips_own_leakage_and_the_verdict_says_so():
+    # Design A against TPUv4i on the DiT block, logic leakage x2 on both: each chip's energy grows
+    # by its own logic area x 0.0716 W/mm^2 over its own run time (latency unchanged)
+    from archsim.dse.sensitivity import verdict
+    from archsim.hw.leakage import SRAM_COMPONENTS, static_breakdown
+
+    design_a, tpu = HW / "cim_design_a.yaml", HW / "tpuv4i.yaml"
+    workload = WORKLOADS / "dit_xl_2_block_512.yaml"
+    base, ref, swings = sensitivity(design_a, workload, (2.0,), ["leakage.logic"], tpu)
+    (swing,) = swings
+
+    def grown(run):
+        logic_w = sum(v for k, v in static_breakdown(run.hw).as_dict().items()
+                      if k not in SRAM_COMPONENTS and k != "always_on")
+        return run.energy.total + logic_w * run.latency_s
+
+    assert swing.shared and swing.energy_gain == pytest.approx(ref.energy.total / base.energy.total, rel=1e-12)
+    assert swing.energy_versus[0] == pytest.approx(grown(ref) / grown(base), rel=1e-9)
+    assert swing.energy_versus[0] < 1 < swing.energy_gain  # the gain flips
+    said = verdict("A", base, ref, swings, "TPUv4i")
+    assert "A uses less energy than TPUv4i" in said and "leakage.logic at x2" in said
