@@ -56,7 +56,7 @@ from archsim import api, report
 from archsim.cli_options import emit_json, json_option, set_option
 from archsim.config.loader import parse_overrides
 from archsim.dtypes import DType
-from archsim.errors import ArchsimError
+from archsim.errors import ArchsimError, ArchsimWarning
 from archsim.fileio import atomic_write, atomic_write_text
 from archsim.ir.summary import summarize
 from archsim.system.trace import write_trace
@@ -491,7 +491,16 @@ def main() -> None:
         raise
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
 def _main() -> None:
+    import warnings
+
+    warnings.showwarning = _show_warning
+    # archsim's own warnings are part of its output (each message once), whatever PYTHONWARNINGS says
+    warnings.filterwarnings("default", category=ArchsimWarning)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

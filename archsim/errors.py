@@ -48,3 +48,8 @@ _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u20
 
 def _one_line(text: str) -> str:
     return text.translate(_LINE_BREAKS)
+
+
+class ArchsimWarning(UserWarning):
+    """Something a run may have got wrong without failing (a key no reader takes); the CLI
+    prints it as one line on stderr."""

@@ -150,6 +150,25 @@ class Gemm(MatMul):
 
 
 @dataclass(frozen=True)
+class ExpertGemm(Gemm):
+    """The tokens routed to ``batch`` of a mixture-of-experts layer's ``experts``, ``m`` rows
+    each, times those experts' own weight matrices. ``b`` holds every expert's matrix
+    [experts, k, n] (what is stored); the op reads the ``batch`` it uses."""
+
+    experts: int = 1
+
+    def __post_init__(self) -> None:
+        for dim in ("batch", "m", "k", "n"):
+            if getattr(self, dim) <= 0:
+                raise ValueError(f"op {self.name!r}: {dim} must be positive")
+        if not self.b_batched or self.batch > self.experts:
+            raise ValueError(f"op {self.name!r}: {self.batch} active experts of {self.experts}, each its own matrix")
+        a, b = self.inputs
+        if a.elements != self.batch * self.m * self.k or b.elements != self.experts * self.k * self.n:
+            raise ValueError(f"op {self.name!r}: operand sizes do not match experts/batch/m/k/n")
+
+
+@dataclass(frozen=True)
 class AttentionScore(MatMul):
     """Q @ K^T per (sequence, KV head); query heads sharing a KV head are folded into m.
     ``causal_queries`` > 0: causal attention, the queries being the last that many of the n key
@@ -324,9 +343,10 @@ class Activation(VectorOp):
     # gelu (tanh form): x^3 (2 mul), *c, +x, *sqrt(2/pi), tanh, +1, *x, *0.5: 8 ALU + 1 tanh
     # silu: x * sigmoid(x) = x / (1 + exp(-x)): negate, exp, add, reciprocal, mul: 3 ALU + 2
     # relu: max(x, 0): 1 ALU
+    # sigmoid: 1 / (1 + exp(-x)): negate, add: 2 ALU + exp + reciprocal
     PASSES: ClassVar[dict[str, tuple[Pass, ...]]] = {
         "gelu": (Pass(8, (("tanh", 1),)),), "silu": (Pass(3, (("exp", 1), ("reciprocal", 1))),),
-        "relu": (Pass(1),)}
+        "relu": (Pass(1),), "sigmoid": (Pass(2, (("exp", 1), ("reciprocal", 1))),)}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Lowering of a transformer block (attention + MLP) to operators, for every extractor to reuse.
 
-Supports pre-norm blocks with LayerNorm or RMSNorm, multi-head or grouped-query attention,
-an optional K/V cache (decode) and a plain or gated (SwiGLU-style) MLP. The pieces
+Supports pre-norm blocks with LayerNorm or RMSNorm, multi-head or grouped-query attention
+(optionally over a sliding window of keys), an optional K/V cache (decode), a plain or gated
+(SwiGLU-style) MLP or a mixture of experts, and attention and MLP in series or in parallel. The pieces
 (``linear``, ``attention``, ``mlp``, ...) are public so extractors can compose other block
 shapes (DiT's adaLN, for instance) from the same parts.
 """
@@ -19,6 +20,31 @@ from archsim.ir.tensor import Role, Tensor
 
 
 @dataclass(frozen=True)
+class MoeShape:
+    """A mixture-of-experts MLP: a router picks ``top_k`` of ``experts`` gated or plain MLPs of
+    width ``ffn`` per token; ``shared_ffn`` > 0 adds an MLP every token runs (with a sigmoid gate
+    of its own when ``shared_gate``)."""
+
+    experts: int
+    top_k: int
+    ffn: int
+    shared_ffn: int = 0
+    shared_gate: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= self.experts:
+            raise ValueError(f"top_k ({self.top_k}) must be between 1 and experts ({self.experts})")
+
+    def active(self, tokens: int) -> int:
+        """Expected distinct experts that ``tokens`` tokens route to, each picking ``top_k`` of
+        ``experts`` uniformly (the balance the router's auxiliary loss trains for): E (1 - (1 -
+        k/E)^T), rounded, at least k and at most the routed rows."""
+        e, k = self.experts, self.top_k
+        expected = e * (1 - (1 - k / e) ** tokens)
+        return max(k, min(e, tokens * k, round(expected)))
+
+
+@dataclass(frozen=True)
 class BlockShape:
     """The model dimensions of one transformer block."""
 
@@ -30,6 +56,13 @@ class BlockShape:
     activation: Literal["gelu", "silu", "relu"] = "gelu"
     gated: bool = False  # SwiGLU-style: act(x W_gate) * (x W_up), then W_down
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    window: int | None = None  # sliding-window attention: each query sees its last ``window`` keys
+    moe: MoeShape | None = None  # a mixture of experts instead of the MLP
+    # "parallel": attention and MLP both read one norm of the block's input, their outputs added
+    # to it together (GPT-J, Falcon-7B); "parallel_norms": each reads its own norm (GPT-NeoX,
+    # Falcon-40B)
+    layout: Literal["serial", "parallel", "parallel_norms"] = "serial"
+    post_norms: bool = False  # a norm of the attention's and the MLP's outputs too (Gemma 2, 3)
 
     def __post_init__(self) -> None:
         if self.heads % self.kv_heads:
@@ -43,10 +76,15 @@ class BlockShape:
 
     @property
     def weight_params(self) -> int:
-        """Matrix parameters of the block (biases and norm gains excluded)."""
+        """Matrix parameters of the block (biases and norm gains excluded): every expert's."""
         attn = self.hidden * self.dh * (2 * self.heads + 2 * self.kv_heads)
-        mlp = self.hidden * self.ffn * (3 if self.gated else 2)
-        return attn + mlp
+        per = 3 if self.gated else 2
+        if self.moe is None:
+            return attn + self.hidden * self.ffn * per
+        moe = self.moe
+        return (attn + self.hidden * moe.experts  # the router
+                + moe.experts * self.hidden * moe.ffn * per + self.hidden * moe.shared_ffn * per
+                + (self.hidden if moe.shared_gate else 0))
 
 
 @dataclass(frozen=True)
@@ -190,22 +228,32 @@ def attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tenso
     q = b.linear("q", x, rows, d, shape.heads * dh, split="column")
     k_new = b.linear("k", x, rows, d, kvh * dh * b.tp, split="column")
     v_new = b.linear("v", x, rows, d, kvh * dh * b.tp, split="column")
+    # Keys attended: all of them, or with a sliding window the last ``window`` (a decode step's
+    # query sees its window; a prompt longer than the window is scored whole under a mask, as
+    # the eager and SDPA kernels compute it). The cache of a windowed layer is a rolling buffer
+    # of ``window`` entries (Mistral's reference code, transformers' sliding-window caches).
+    keys = tokens.kv_len
+    if shape.window is not None and tokens.q_len < tokens.kv_len:
+        keys = min(keys, shape.window)
+    kept = keys if shape.window is None else min(keys, shape.window)
     if tokens.kv_cache:
-        k_all = b.cache("k_cache", tokens.batch, kvh, tokens.kv_len, dh)
-        v_all = b.cache("v_cache", tokens.batch, kvh, tokens.kv_len, dh)
+        k_all = b.cache("k_cache", tokens.batch, kvh, kept, dh)
+        v_all = b.cache("v_cache", tokens.batch, kvh, kept, dh)
         b.add(ops.CacheWrite, "k_append", (k_new,), (k_all,))
         b.add(ops.CacheWrite, "v_append", (v_new,), (v_all,))
+        if kept < keys:  # a prompt longer than the window: scored against its own fresh keys
+            k_all, v_all = k_new, v_new
     else:
         k_all, v_all = k_new, v_new
     # Query heads that share a KV head are folded into m, so each K/V matrix is read once.
     batch, m = tokens.batch * kvh, group * tokens.q_len
-    scores = b.act("scores", batch, m, tokens.kv_len)
-    b.add(ops.AttentionScore, "score", (q, k_all), (scores,), batch, m, dh, tokens.kv_len, True,
+    scores = b.act("scores", batch, m, keys)
+    b.add(ops.AttentionScore, "score", (q, k_all), (scores,), batch, m, dh, keys, True,
           tokens.q_len if tokens.causal else 0)
-    probs = b.act("probs", batch, m, tokens.kv_len)
-    b.add(ops.Softmax, "softmax", (scores,), (probs,), batch * m, tokens.kv_len)
+    probs = b.act("probs", batch, m, keys)
+    b.add(ops.Softmax, "softmax", (scores,), (probs,), batch * m, keys)
     context = b.act("context", rows, h * dh)
-    b.add(ops.AttentionContext, "context_mm", (probs, v_all), (context,), batch, m, tokens.kv_len, dh, True)
+    b.add(ops.AttentionContext, "context_mm", (probs, v_all), (context,), batch, m, keys, dh, True)
     return b.linear("o", context, rows, shape.heads * dh, d, split="row")
 
 
@@ -221,11 +269,83 @@ def mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
     return b.linear("fc2" if not shape.gated else "down", hidden, rows, f, d, split="row")
 
 
+def moe_mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
+    """A mixture of experts (Mixtral, Qwen-MoE): a router GEMM and softmax over the experts;
+    each token's ``top_k`` rows gathered to their experts; the active experts' MLPs, each on its
+    share of the routed rows, reading only their own weights; the outputs scaled by the router's
+    weights and summed back per token; plus the shared experts' MLP every token runs.
+
+    The routed rows (rows x k) spread evenly over the expected number of distinct experts
+    (``MoeShape.active``): two groups of expert GEMMs, of q + 1 and q rows, so the MACs are exact.
+    Under tensor parallelism each expert's MLP is split like a dense one."""
+    moe, d = shape.moe, shape.hidden
+    logits = b.linear("router", x, rows, d, moe.experts)
+    probs = b.act("router.probs", rows, moe.experts)
+    b.add(ops.Softmax, "router.softmax", (logits,), (probs,), rows, moe.experts)
+    routed = rows * moe.top_k
+    active = moe.active(rows)
+    per, extra = divmod(routed, active)
+    parts = [(n, m) for n, m in ((extra, per + 1), (active - extra, per)) if n]
+    f = b.shard(moe.ffn, "expert ffn width")
+    stored: dict[str, Tensor] = {}
+
+    def experts(local: str, inputs: list[Tensor], d_in: int, d_out: int) -> list[Tensor]:
+        w = stored.setdefault(local, b.weight(f"{local}.weight", moe.experts, d_in, d_out))
+        outs = []
+        for i, ((n, m), a) in enumerate(zip(parts, inputs)):
+            out = b.act(f"{local}.{i}.out", n * m, d_out)
+            b.add(ops.ExpertGemm, f"{local}.{i}", (a, w), (out,), n, m, d_in, d_out, True, moe.experts)
+            outs.append(out)
+        return outs
+
+    dispatched = []  # the gather of each token's routed rows, expert by expert
+    for i, (n, m) in enumerate(parts):
+        rows_in = b.act(f"dispatch.{i}.out", n * m, d)
+        b.add(ops.Elementwise, f"dispatch.{i}", (x,), (rows_in,), n * m, d, "copy")
+        dispatched.append(rows_in)
+    if shape.gated:
+        gates, ups = experts("experts.gate", dispatched, d, f), experts("experts.up", dispatched, d, f)
+        hidden = [b.binary(f"experts.gated.{i}", "mul", (b.pointwise(f"experts.act.{i}", shape.activation, g, n * m, f), u),
+                           n * m, f) for i, ((n, m), g, u) in enumerate(zip(parts, gates, ups))]
+        downs = experts("experts.down", hidden, f, d)
+    else:
+        fc1 = experts("experts.fc1", dispatched, d, f)
+        hidden = [b.pointwise(f"experts.act.{i}", shape.activation, h, n * m, f) for i, ((n, m), h) in enumerate(zip(parts, fc1))]
+        downs = experts("experts.fc2", hidden, f, d)
+    out = b.act("combine.out", rows, d)  # each routed row times its router weight, summed per token
+    b.add(ops.Elementwise, "combine", (*downs, probs), (out,), routed, d, "gated_add")
+    if b.tp > 1:
+        reduced = b.act("experts.all_reduce.out", rows, d)
+        b.add(ops.AllReduce, "experts.all_reduce", (out,), (reduced,), b.tp)
+        out = reduced
+    if moe.shared_ffn:
+        dense = BlockShape(d, shape.heads, shape.kv_heads, moe.shared_ffn, shape.head_dim, shape.activation,
+                           shape.gated, shape.norm)
+        shared = mlp(b.child("shared"), dense, rows, x)
+        if moe.shared_gate:
+            gate = b.pointwise("shared_gate.sigmoid", "sigmoid", b.linear("shared_gate", x, rows, d, 1), rows, 1)
+            shared = b.binary("shared_gate.mul", "mul", (gate, shared), rows, d)
+        out = b.binary("shared.add", "add", (out, shared), rows, d)
+    return out
+
+
 def transformer_block(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor | None = None) -> Tensor:
     """Add a pre-norm block under ``b``; returns its output tensor [rows, hidden]."""
     rows, d = tokens.rows, shape.hidden
     x = x if x is not None else b.act("in", rows, d)
-    attn_out = attention(b.child("attn"), shape, tokens, b.norm("norm1", shape.norm, x, rows, d))
-    h = b.binary("residual1", "add", (x, attn_out), rows, d)
-    mlp_out = mlp(b.child("mlp"), shape, rows, b.norm("norm2", shape.norm, h, rows, d))
-    return b.binary("residual2", "add", (h, mlp_out), rows, d)
+    ffn = (lambda child, y: moe_mlp(child, shape, rows, y)) if shape.moe is not None else \
+        (lambda child, y: mlp(child, shape, rows, y))
+    if shape.layout == "serial":
+        attn_out = attention(b.child("attn"), shape, tokens, b.norm("norm1", shape.norm, x, rows, d))
+        if shape.post_norms:
+            attn_out = b.norm("post_norm1", shape.norm, attn_out, rows, d)
+        h = b.binary("residual1", "add", (x, attn_out), rows, d)
+        mlp_out = ffn(b.child("mlp"), b.norm("norm2", shape.norm, h, rows, d))
+        if shape.post_norms:
+            mlp_out = b.norm("post_norm2", shape.norm, mlp_out, rows, d)
+        return b.binary("residual2", "add", (h, mlp_out), rows, d)
+    normed = b.norm("norm1", shape.norm, x, rows, d)
+    attn_out = attention(b.child("attn"), shape, tokens, normed)
+    mlp_in = normed if shape.layout == "parallel" else b.norm("norm2", shape.norm, x, rows, d)
+    mlp_out = ffn(b.child("mlp"), mlp_in)
+    return b.binary("residual", "add", (x, attn_out, mlp_out), rows, d)

@@ -1,12 +1,17 @@
 """Language models from Hugging Face style configs, and the lowering of one forward pass.
 
-A model is given as a path to a ``config.json`` (or YAML) or inline with the same field
-names: ``hidden_size``, ``intermediate_size``, ``num_hidden_layers``, ``num_attention_heads``,
-``num_key_value_heads``, ``vocab_size``, ``hidden_act``, ``head_dim``, ``tie_word_embeddings``,
-``rms_norm_eps``, ``model_type``, ``max_position_embeddings``. Other keys of a Hugging Face
-file (``architectures``, ``rope_theta``, token ids...) do not change the operator graph and
-are ignored; archsim's own optional keys (``mlp_gated``, ``norm``, ``position_embedding``)
-say what a config cannot, and default from it:
+A model is given as a path to a ``config.json`` (or YAML) or inline. A file whose
+``model_type`` is a family archsim reads (``archsim.workloads.hf``: llama, mistral, mixtral,
+qwen2, qwen2_moe, qwen3, qwen3_moe, gemma2, gemma3_text, phi3, opt, gpt2, falcon, gpt_neox) is
+read as that architecture reads it, published as it is; any other mapping is in archsim's own
+field names: ``hidden_size``, ``intermediate_size``, ``num_hidden_layers``,
+``num_attention_heads``, ``num_key_value_heads``, ``vocab_size``, ``hidden_act``, ``head_dim``,
+``tie_word_embeddings``, ``rms_norm_eps``, ``model_type``, ``max_position_embeddings``, and
+for what a plain config cannot say (``mlp_gated``, ``norm``, ``position_embedding``, the
+mixture of experts ``num_experts``, ``experts_per_token``, ``expert_intermediate_size``,
+``shared_expert_intermediate_size``, ``shared_expert_gate``, ``dense_layers``; attention over
+a ``sliding_window`` on the layers ``layer_types`` names; ``block_layout``; ``post_norms``),
+defaulting from it:
 
 - the MLP is gated (SwiGLU/GeGLU) when ``hidden_act`` is ``silu`` or ``swiglu`` (LLaMA,
   Mistral, Qwen and LLaDA use gated SiLU MLPs; GPT-style models use plain GELU);
@@ -16,19 +21,21 @@ say what a config cannot, and default from it:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
 from pydantic import ConfigDict, model_validator
 
-from archsim.config.fields import Count, Strict
+from archsim.config.fields import Count, NonNegativeCount, Strict
 from archsim.config.loader import Layered, validate_layered
 from archsim.config.yamlio import MAX_YAML_BYTES, read_yaml_mapping
 from archsim.dtypes import DType
-from archsim.errors import ConfigError, FieldError
+from archsim.errors import ArchsimWarning, ConfigError, FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph
-from archsim.ir.transformer import BlockShape, Builder, Precision, Tokens, transformer_block
+from archsim.ir.transformer import BlockShape, Builder, MoeShape, Precision, Tokens, transformer_block
+from archsim.workloads.hf import FAMILIES, is_published, translate
 from archsim.workloads.inputs import read_json_object
 
 _ACTIVATIONS = {"silu": "silu", "swiglu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
@@ -36,8 +43,9 @@ _ACTIVATIONS = {"silu": "silu", "swiglu": "silu", "swish": "silu", "gelu": "gelu
 
 
 class LanguageModel(Strict):
-    # foreign files carry extra keys; JSON's NaN and Infinity are no model's values
-    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+    # a published file's keys are read by its family (archsim.workloads.hf) before this model
+    # sees them; JSON's NaN and Infinity are no model's values
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     hidden_size: Count
     intermediate_size: Count
@@ -55,6 +63,34 @@ class LanguageModel(Strict):
     mlp_gated: bool | None = None
     norm: Literal["layernorm", "rmsnorm"] | None = None
     position_embedding: Literal["rotary", "learned", "none"] = "rotary"
+    # a mixture of experts: every layer's MLP but ``dense_layers``' (indices from 0)
+    num_experts: Count | None = None
+    experts_per_token: Count | None = None
+    expert_intermediate_size: Count | None = None
+    shared_expert_intermediate_size: NonNegativeCount = 0
+    shared_expert_gate: bool = False
+    dense_layers: list[NonNegativeCount] = []
+    # sliding-window attention on the layers ``layer_types`` marks (every layer when not given)
+    sliding_window: Count | None = None
+    layer_types: list[Literal["full_attention", "sliding_attention"]] | None = None
+    block_layout: Literal["serial", "parallel", "parallel_norms"] = "serial"
+    post_norms: bool = False  # a norm after attention and after the MLP too (Gemma 2 and 3)
+    block_norms: Literal[2, 4] = 2  # a published Gemma's name for post_norms (4 norms a layer)
+
+    @model_validator(mode="after")
+    def _experts(self) -> "LanguageModel":
+        moe = (self.num_experts, self.experts_per_token, self.expert_intermediate_size)
+        if any(v is not None for v in moe) and not all(v is not None for v in moe):
+            raise FieldError("num_experts", "a mixture of experts needs num_experts, experts_per_token and "
+                             "expert_intermediate_size together")
+        if self.num_experts is not None and self.experts_per_token > self.num_experts:
+            raise FieldError("experts_per_token", f"{self.experts_per_token} exceeds num_experts ({self.num_experts})")
+        bad = [i for i in self.dense_layers if i >= self.num_hidden_layers]
+        if bad:
+            raise FieldError("dense_layers", f"layer {bad[0]} is past the last ({self.num_hidden_layers - 1})")
+        if self.layer_types is not None and len(self.layer_types) != self.num_hidden_layers:
+            raise FieldError("layer_types", f"{len(self.layer_types)} entries for {self.num_hidden_layers} layers")
+        return self
 
     @model_validator(mode="after")
     def _heads(self) -> "LanguageModel":
@@ -70,24 +106,45 @@ class LanguageModel(Strict):
         self.block()
         return self
 
-    def block(self) -> BlockShape:
+    def block(self, sparse: bool = False, sliding: bool = False) -> BlockShape:
+        """One layer's shape: with the mixture of experts (``sparse``) or the dense MLP, with
+        the sliding window or full attention."""
         act = _ACTIVATIONS[self.hidden_act]
         gated = self.mlp_gated if self.mlp_gated is not None else self.hidden_act in ("silu", "swiglu", "swish")
         norm = self.norm or ("rmsnorm" if self.rms_norm_eps is not None else "layernorm")
+        moe = None
+        if sparse and self.num_experts is not None:
+            moe = MoeShape(self.num_experts, self.experts_per_token, self.expert_intermediate_size,
+                           self.shared_expert_intermediate_size, self.shared_expert_gate)
         return BlockShape(
             hidden=self.hidden_size, heads=self.num_attention_heads,
             kv_heads=self.num_key_value_heads or self.num_attention_heads, ffn=self.intermediate_size,
             head_dim=self.head_dim, activation=act, gated=gated, norm=norm,
+            window=self.sliding_window if sliding else None, moe=moe, layout=self.block_layout,
+            post_norms=self.post_norms or self.block_norms == 4,
         )
+
+    def layer_groups(self) -> list[tuple[bool, bool, int]]:
+        """The layers by kind, in order of first appearance: (sparse, sliding, how many)."""
+        counts: dict[tuple[bool, bool], int] = {}
+        dense = set(self.dense_layers)
+        for i in range(self.num_hidden_layers):
+            sparse = self.num_experts is not None and i not in dense
+            sliding = self.sliding_window is not None and (
+                self.layer_types is None or self.layer_types[i] == "sliding_attention")
+            counts[sparse, sliding] = counts.get((sparse, sliding), 0) + 1
+        return [(sparse, sliding, n) for (sparse, sliding), n in counts.items()]
 
     @property
     def params(self) -> int:
-        """Matrix and embedding parameters (biases and norm gains, under 0.1%, excluded)."""
+        """Matrix and embedding parameters (biases and norm gains, under 0.1%, excluded); a
+        mixture of experts counts every expert."""
         d, v = self.hidden_size, self.vocab_size
         embeddings = v * d * (1 if self.tie_word_embeddings else 2)
         if self.position_embedding == "learned":
             embeddings += (self.max_position_embeddings or 0) * d
-        return self.num_hidden_layers * self.block().weight_params + embeddings
+        return sum(n * self.block(sparse, sliding).weight_params for sparse, sliding, n in self.layer_groups()) \
+            + embeddings
 
 
 MAX_MODEL_BYTES = MAX_YAML_BYTES  # a documented limit: model configs of at most 1 MiB, as YAML files
@@ -142,6 +199,20 @@ def _merge_file(layered: Layered, path: Path, named_in: str, key: str) -> Path:
                 if path.suffix == ".json" else read_yaml_mapping(path))
     except ConfigError as exc:
         raise ConfigError(f"{exc} (the model config named by {named_in}, key {key})") from None
+    if is_published(data):  # a Hugging Face config as published: its family reads it
+        try:
+            data, unread = translate(data)
+        except FieldError as exc:
+            raise ConfigError(f"{exc} (the model config named by {named_in}, key {key})", file=str(path),
+                              key=exc.key) from None
+        for name in unread:
+            warnings.warn(f"{path}: key {name!r} is not read by archsim's {data['model_type']} model; if it changes "
+                          "the compute, the counts miss it", ArchsimWarning, stacklevel=2)
+    elif data.get("model_type") and any(k not in LanguageModel.model_fields for k in data):
+        odd = next(k for k in data if k not in LanguageModel.model_fields)
+        raise ConfigError(f"unknown key of a model_type archsim does not read ({data['model_type']!r}); the families it "
+                          f"reads as published: {', '.join(sorted(FAMILIES))}; else give the model in archsim's field "
+                          "names (archsim/workloads/lm.py)", file=str(path), key=str(odd))
     layered.merge(data, str(path))
     return path
 
@@ -172,9 +243,13 @@ def lm_forward(
         pos = top.act("pos_embed.rows", rows, d)
         graph.add(ops.EmbeddingLookup("pos_embed", (positions, ids), (pos,), rows))
         x = top.binary("pos_add", "add", (x, pos), rows, d)
+    y = x
+    for i, (sparse, sliding, count) in enumerate(model.layer_groups()):
+        # one stack of ops per kind of layer (dense or sparse MLP, full or sliding attention),
+        # each standing for its layers; the first keeps the name "layers"
+        stack = Builder(graph, "layers" if i == 0 else f"layers_{i}", precision, copies=count, scope=scope, tp=tp)
+        y = transformer_block(stack, model.block(sparse, sliding), tokens, x=y)
     shape = model.block()
-    stack = Builder(graph, "layers", precision, copies=model.num_hidden_layers, scope=scope, tp=tp)
-    y = transformer_block(stack, shape, tokens, x=x)
     if logits_rows:
         h = top.norm("final_norm", shape.norm, y, logits_rows, d)
         head = table if model.tie_word_embeddings else top.weight("lm_head.weight", d, model.vocab_size)
