@@ -12,6 +12,7 @@ a way archsim does not model yet is an error naming it.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from archsim.errors import FieldError
@@ -280,12 +281,14 @@ def translate(data: dict) -> tuple[dict, list[str]]:
     if family in UNSUPPORTED:
         raise FieldError("model_type", f"{family}: {UNSUPPORTED[family]}")
     reader, keys = FAMILIES[family]
-    missing = [k for k in ("vocab_size",) if k not in data]
-    if missing:
-        raise FieldError(missing[0], f"missing: a {family} config gives it")
+    for key, value in data.items():  # JSON's NaN and Infinity are no model's values, read or not
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FieldError(key, "Input should be a finite number")
+    if "vocab_size" not in data:
+        raise FieldError("vocab_size", "required key is missing")
     try:
         fields = reader(data)
     except KeyError as exc:
-        raise FieldError(str(exc.args[0]), f"missing: a {family} config gives it") from None
+        raise FieldError(str(exc.args[0]), "required key is missing") from None
     unread = sorted(k for k in data if k not in keys and k not in INERT)
     return {**fields, "model_type": family}, unread
