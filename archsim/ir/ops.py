@@ -349,6 +349,9 @@ class Activation(VectorOp):
         "relu": (Pass(1),), "sigmoid": (Pass(2, (("exp", 1), ("reciprocal", 1))),)}
 
 
+MAX_TOP_K = 32  # experts per token a mixture-of-experts combine is defined for
+
+
 @dataclass(frozen=True)
 class Elementwise(VectorOp):
     """A pointwise op over two or three operands: one pass."""
@@ -366,6 +369,9 @@ class Elementwise(VectorOp):
         # the finite-difference refresh of m derivatives (a subtract and a scale each, 2m).
         **{f"taylor{m}": (Pass(2 * m),) for m in range(1, 9)},
         **{f"diff{m}": (Pass(2 * m),) for m in range(1, 9)},
+        # a mixture of experts' combine: each token's k expert outputs, each times its router
+        # weight, summed: k multiply-adds per output element
+        **{f"combine{k}": (Pass(2 * k),) for k in range(1, MAX_TOP_K + 1)},
     }
 
 

@@ -32,8 +32,9 @@ class MoeShape:
     shared_gate: bool = False
 
     def __post_init__(self) -> None:
-        if not 1 <= self.top_k <= self.experts:
-            raise ValueError(f"top_k ({self.top_k}) must be between 1 and experts ({self.experts})")
+        if not 1 <= self.top_k <= min(self.experts, ops.MAX_TOP_K):
+            raise ValueError(f"top_k ({self.top_k}) must be between 1 and the experts ({self.experts}), at most "
+                             f"{ops.MAX_TOP_K}")
 
     def active(self, tokens: int) -> int:
         """Expected distinct experts that ``tokens`` tokens route to, each picking ``top_k`` of
@@ -313,7 +314,7 @@ def moe_mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
         hidden = [b.pointwise(f"experts.act.{i}", shape.activation, h, n * m, f) for i, ((n, m), h) in enumerate(zip(parts, fc1))]
         downs = experts("experts.fc2", hidden, f, d)
     out = b.act("combine.out", rows, d)  # each routed row times its router weight, summed per token
-    b.add(ops.Elementwise, "combine", (*downs, probs), (out,), routed, d, "gated_add")
+    b.add(ops.Elementwise, "combine", (*downs, probs), (out,), rows, d, f"combine{moe.top_k}")
     if b.tp > 1:
         reduced = b.act("experts.all_reduce.out", rows, d)
         b.add(ops.AllReduce, "experts.all_reduce", (out,), (reduced,), b.tp)

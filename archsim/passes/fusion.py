@@ -154,7 +154,9 @@ def _joins(host: _Group, op: ops.Op, rules: frozenset[str]) -> bool:
     if isinstance(host.main, ops.MatMul):
         return "gemm_epilogue" in rules or ("gemm_activation" in rules and not host.epilogue
                                             and isinstance(op, ops.Activation) and op.function in _CUBLASLT)
-    return isinstance(host.main, ops.VectorOp) and "vector_chain" in rules
+    # loop fusion runs one loop over the elements: an op over more elements than its producer
+    # wrote (a mixture of experts' combine reading the router's small output) is not a chain
+    return isinstance(host.main, ops.VectorOp) and "vector_chain" in rules and op.elements <= host.tail.elements
 
 
 def _gemm_rule(rules: frozenset[str]) -> str:
