@@ -23,9 +23,9 @@ from archsim.config.fields import (
     Size, Strict,
 )
 from archsim.config.schema import (
-    OP_KINDS, DispatchConfig, IciConfig, LeakageConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig,
-    _same_dtypes, check_static,
+    OP_KINDS, DispatchConfig, IciConfig, MemoryLevelConfig, Scaled, SweepChecks, TechnologyConfig, _same_dtypes,
 )
+from archsim.config.power import LeakageConfig, check_static
 from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig

@@ -18,9 +18,10 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from archsim import units
 from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Frequency, Latency, Length, NonNegativeCount,
-    Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, PowerDensity, ScaleFactor, Size, Strict, value_dims,
+    Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, ScaleFactor, Size, Strict, value_dims,
 )
 from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
+from archsim.config.power import LeakageConfig, check_static
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
 from archsim.dtypes import DType
@@ -306,26 +307,6 @@ class TechnologyConfig(Strict):
         raise FieldError(key, f"{node * 1e9:g} nm is not in technology.scaling (listed: {listed})")
 
 
-class LeakageConfig(Strict):
-    """Static power by mechanism: leakage of the die per square millimetre of each kind of
-    silicon (so it follows each component's area, hence SRAM capacity and node), and the power
-    drawn whatever the die's size (clocking, PHY bias, DRAM refresh)."""
-
-    logic: PowerDensity = Field(description="leakage per area of logic (matrix and vector units, links, periphery) at the chip's node")
-    sram: PowerDensity = Field(description="leakage per area of on-chip SRAM (scratchpads, caches) at the chip's node")
-    always_on: Power = Field(description="power drawn independently of the modelled die area (clocks, PHY bias, DRAM refresh)")
-
-
-def check_static(chip: Any) -> None:
-    """A chip's static power is either a flat whole-chip figure or the leakage model, not both."""
-    if (chip.static_power is None) == (chip.leakage is None):
-        if chip.static_power is not None:
-            raise FieldError("static_power", "is given, and so is leakage (inherited or set); give one: to use one "
-                             "figure for the whole chip, also set leakage to null (--set leakage=null)")
-        raise FieldError("leakage", "missing: give leakage (per-area leakage densities and always-on power) or "
-                         "static_power (one figure for the whole chip)")
-
-
 class SweepChecks(Strict):
     """Checks of a chip config's ``sweep:`` section against the config's own keys (any kind)."""
 
@@ -380,9 +361,8 @@ class HardwareConfig(SweepChecks):
     cmem: MemoryLevelConfig | None = Field(default=None, description="on-chip common memory")
     hbm: MemoryLevelConfig = Field(description="off-chip memory")
     ici: IciConfig
-    static_power: Power | None = Field(default=None, description="leakage and always-on power of the whole chip as "
-                                       "one figure (a measured chip); else `leakage` models it from the die")
-    leakage: LeakageConfig | None = Field(default=None, description="static power from the die's area per component")
+    static_power: Power | None = Field(default=None, description="the chip's static power as one figure")
+    leakage: LeakageConfig | None = Field(default=None, description="static power from the die's area")
     tdp: Power | None = Field(default=None, description="thermal design power: a run whose average "
                               "power exceeds it is flagged (a real chip would throttle)")
     periphery_area: Area = Field(description="die area outside the modelled units (HBM PHYs, DMA, control)")

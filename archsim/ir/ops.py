@@ -117,13 +117,16 @@ class MatMul(Op):
     kind: ClassVar[str] = "matmul"
 
     def __post_init__(self) -> None:
-        for dim in ("batch", "m", "k", "n"):
-            if getattr(self, dim) <= 0:
-                raise ValueError(f"op {self.name!r}: {dim} must be positive")
+        self._check_dims()
         a, b = self.inputs
         b_elements = (self.batch if self.b_batched else 1) * self.k * self.n
         if a.elements != self.batch * self.m * self.k or b.elements != b_elements:
             raise ValueError(f"op {self.name!r}: operand sizes do not match batch/m/k/n")
+
+    def _check_dims(self) -> None:
+        for dim in ("batch", "m", "k", "n"):
+            if getattr(self, dim) <= 0:
+                raise ValueError(f"op {self.name!r}: {dim} must be positive")
 
     @property
     def a(self) -> Tensor:
@@ -158,9 +161,7 @@ class ExpertGemm(Gemm):
     experts: int = 1
 
     def __post_init__(self) -> None:
-        for dim in ("batch", "m", "k", "n"):
-            if getattr(self, dim) <= 0:
-                raise ValueError(f"op {self.name!r}: {dim} must be positive")
+        self._check_dims()
         if not self.b_batched or self.batch > self.experts:
             raise ValueError(f"op {self.name!r}: {self.batch} active experts of {self.experts}, each its own matrix")
         a, b = self.inputs
