@@ -138,7 +138,8 @@ def system_rows(result) -> list[tuple[str, str]]:
     system = result.hw.system
     p = system.parallelism
     rows = [("system", f"{system.chips} chips, {system.topology.kind}; pipeline {p.pipeline} x tensor {p.tensor} "
-                       f"x data {p.data}, {p.micro_batches} micro-batch(es)")]
+                       f"x data {p.data}{f' (experts over {p.expert})' if p.expert > 1 else ''}, "
+                       f"{p.micro_batches} micro-batch(es)")]
     if result.split is not None and result.split.layers:
         rows.append(("layers per stage", ", ".join(map(str, result.split.layers))))
     rows.append(("pipeline bubble", f"{result.bubble_fraction:.1%} of chip time idle"))

@@ -50,12 +50,15 @@ class ParallelismConfig(Strict):
     """The mapping: pipeline stages x tensor-parallel ranks x data-parallel replicas = chips.
 
     Chips are numbered tensor rank first, then stage, then replica, so a tensor-parallel group
-    is neighbouring chips."""
+    is neighbouring chips; an expert-parallel group is ``expert`` consecutive replicas' chips of
+    the same stage and tensor rank."""
 
     pipeline: Count = Field(default=1, description="stages: the layers are split into this many consecutive parts")
     tensor: Count = Field(default=1, description="ranks that split each GEMM by columns or rows (Megatron)")
     data: Count = Field(default=1, description="replicas, each running an equal share of the batch")
     micro_batches: Count = Field(default=1, description="a replica's batch is run in this many equal parts")
+    expert: Count = Field(default=1, description="data-parallel replicas among which a mixture of experts' experts are "
+                          "divided (expert parallelism): tokens go to their experts' chips and back by all-to-all")
 
 
 class SystemConfig(Strict):
@@ -72,6 +75,9 @@ class SystemConfig(Strict):
         if p.pipeline * p.tensor * p.data != self.chips:
             raise FieldError("parallelism", f"pipeline {p.pipeline} x tensor {p.tensor} x data {p.data} = "
                              f"{p.pipeline * p.tensor * p.data} chips, but the system has {self.chips}")
+        if p.data % p.expert:
+            raise FieldError("parallelism.expert", f"{p.expert} expert-parallel ranks do not divide the {p.data} "
+                             "data-parallel replicas they are made of")
         if isinstance(self.topology, TorusTopology):
             x, y = self.topology.shape
             if x * y != self.chips:

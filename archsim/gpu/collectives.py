@@ -35,11 +35,22 @@ class CollectiveTime:
 
 def collective_time(hw: GpuConfig, kind: str, size: float, n: int) -> CollectiveTime:
     """The fastest (algorithm, protocol) for a ``kind`` (``all_reduce`` or ``all_gather``) of a
-    ``size``-byte result over ``n`` GPUs."""
+    ``size``-byte result over ``n`` GPUs; an ``all_to_all`` of a ``size``-byte buffer per GPU is
+    NCCL's grouped point-to-point sends, all at once: a protocol's base latency plus the
+    (n - 1) / n of the buffer leaving each GPU at its bus bandwidth."""
     steps = 2 * (n - 1) if kind == "all_reduce" else n - 1
     raw = hw.nvlink.links * hw.nvlink.achievable_bandwidth
     cfg = hw.collectives
     best = None
+    if kind == "all_to_all":
+        for protocol, p in cfg.protocols.items():
+            bus = raw * p.bandwidth_share if p.max_bus_bandwidth is None else min(raw * p.bandwidth_share,
+                                                                                  p.max_bus_bandwidth)
+            sent = (n - 1) / n * size
+            time = p.base_latency + sent / bus
+            if best is None or time < best.time_s:
+                best = CollectiveTime("p2p", protocol, p.base_latency, bus, time, sent)
+        return best
     for algorithm in cfg.algorithms:
         if algorithm == "tree" and kind != "all_reduce":
             continue  # NCCL's tree implements all-reduce only

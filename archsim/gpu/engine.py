@@ -37,7 +37,7 @@ from archsim.ir.tensor import Role
 from archsim.memo import BoundedMemo
 from archsim.sim.cost import OpCost, busy_of
 from archsim.passes import compile_for
-from archsim.sim.engine import UnsupportedOpError, _compute_dtype, _wider
+from archsim.sim.engine import UnsupportedOpError, _compute_dtype, _wider, collective_group
 from archsim.sim.result import RunResult
 from archsim.sim.schedule import charge_static, schedule_run
 from archsim.system.topology import topology_of
@@ -260,9 +260,7 @@ class GpuSimulator:
         """NCCL's fastest algorithm for the size over the tensor-parallel group, its reads and
         writes of the buffers and its adds overlapped with the transfer."""
         hw = self.hw
-        if op.group != hw.system.parallelism.tensor:
-            raise UnsupportedOpError(f"op {op.name!r} is lowered for {op.group} tensor-parallel ranks, but the "
-                                     f"system maps {hw.system.parallelism.tensor}")
+        collective_group(hw, op)
         transfer = collective_time(hw, op.kind, op.bytes, op.group)
         streamed = self._streamed(op, [t.bytes for t in op.inputs], warm, sum(t.bytes for t in op.outputs),
                                   op.vector_work)

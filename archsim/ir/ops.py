@@ -441,6 +441,19 @@ class AllReduce(Collective):
 
 
 @dataclass(frozen=True)
+class AllToAll(Collective):
+    """Every chip sends a 1/group share of its buffer to each chip of an expert-parallel group
+    (a mixture of experts' dispatch of tokens to their experts, and the combine back);
+    ``bytes`` is this chip's buffer."""
+
+    kind: ClassVar[str] = "all_to_all"
+
+    @property
+    def bytes(self) -> float:
+        return self.inputs[0].bytes
+
+
+@dataclass(frozen=True)
 class AllGather(Collective):
     """Every chip ends with the concatenation of every chip's shard."""
 

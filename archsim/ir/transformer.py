@@ -36,13 +36,15 @@ class MoeShape:
             raise ValueError(f"top_k ({self.top_k}) must be between 1 and the experts ({self.experts}), at most "
                              f"{ops.MAX_TOP_K}")
 
-    def active(self, tokens: int) -> int:
+    def active(self, tokens: int, ranks: int = 1) -> int:
         """Expected distinct experts that ``tokens`` tokens route to, each picking ``top_k`` of
         ``experts`` uniformly (the balance the router's auxiliary loss trains for): E (1 - (1 -
-        k/E)^T), rounded, at least k and at most the routed rows."""
+        k/E)^T), rounded, at least k and at most the routed rows. Over ``ranks`` expert-parallel
+        chips, of one chip's E / ranks experts, for the group's ``tokens`` x ranks tokens."""
         e, k = self.experts, self.top_k
-        expected = e * (1 - (1 - k / e) ** tokens)
-        return max(k, min(e, tokens * k, round(expected)))
+        local = e // ranks
+        expected = local * (1 - (1 - k / e) ** (tokens * ranks))
+        return max(k if ranks == 1 else 1, min(local, tokens * k, round(expected)))
 
 
 @dataclass(frozen=True)
@@ -131,13 +133,14 @@ class Builder:
     """
 
     def __init__(self, graph: OpGraph, prefix: str, precision: Precision, copies: int = 1, scope: str = "",
-                 tp: int = 1):
+                 tp: int = 1, ep: int = 1):
         self.graph = graph
         self.prefix = prefix
         self.precision = precision
         self.copies = copies
         self.scope = scope
         self.tp = tp  # tensor-parallel ranks: split layers hold 1/tp of their weights
+        self.ep = ep  # expert-parallel ranks: each holds 1/ep of a mixture of experts' experts
 
     def child(self, local: str) -> "Builder":
         """The same builder (and kind of builder) one name level down."""
@@ -284,25 +287,36 @@ def moe_mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
     probs = b.act("router.probs", rows, moe.experts)
     b.add(ops.Softmax, "router.softmax", (logits,), (probs,), rows, moe.experts)
     routed = rows * moe.top_k
-    active = moe.active(rows)
+    if moe.experts % b.ep:
+        raise ValueError(f"{moe.experts} experts cannot be divided among {b.ep} expert-parallel ranks")
+    held = moe.experts // b.ep
+    # Under expert parallelism a chip runs its own experts on the rows every chip of the group
+    # routes to them: as many as its own tokens route, by the balance the router trains for.
+    active = moe.active(rows, b.ep)
     per, extra = divmod(routed, active)
     parts = [(n, m) for n, m in ((extra, per + 1), (active - extra, per)) if n]
     f = b.shard(moe.ffn, "expert ffn width")
     stored: dict[str, Tensor] = {}
 
     def experts(local: str, inputs: list[Tensor], d_in: int, d_out: int) -> list[Tensor]:
-        w = stored.setdefault(local, b.weight(f"{local}.weight", moe.experts, d_in, d_out))
+        w = stored.setdefault(local, b.weight(f"{local}.weight", held, d_in, d_out))
         outs = []
         for i, ((n, m), a) in enumerate(zip(parts, inputs)):
             out = b.act(f"{local}.{i}.out", n * m, d_out)
-            b.add(ops.ExpertGemm, f"{local}.{i}", (a, w), (out,), n, m, d_in, d_out, True, moe.experts)
+            b.add(ops.ExpertGemm, f"{local}.{i}", (a, w), (out,), n, m, d_in, d_out, True, held)
             outs.append(out)
         return outs
 
+    source = x
+    if b.ep > 1:  # the routed rows packed by destination, sent to their experts' chips
+        packed = b.act("dispatch.pack.out", routed, d)
+        b.add(ops.Elementwise, "dispatch.pack", (x,), (packed,), routed, d, "copy")
+        source = b.act("dispatch.all_to_all.out", routed, d)
+        b.add(ops.AllToAll, "dispatch.all_to_all", (packed,), (source,), b.ep)
     dispatched = []  # the gather of each token's routed rows, expert by expert
     for i, (n, m) in enumerate(parts):
         rows_in = b.act(f"dispatch.{i}.out", n * m, d)
-        b.add(ops.Elementwise, f"dispatch.{i}", (x,), (rows_in,), n * m, d, "copy")
+        b.add(ops.Elementwise, f"dispatch.{i}", (source,), (rows_in,), n * m, d, "copy")
         dispatched.append(rows_in)
     if shape.gated:
         gates, ups = experts("experts.gate", dispatched, d, f), experts("experts.up", dispatched, d, f)
@@ -313,6 +327,12 @@ def moe_mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
         fc1 = experts("experts.fc1", dispatched, d, f)
         hidden = [b.pointwise(f"experts.act.{i}", shape.activation, h, n * m, f) for i, ((n, m), h) in enumerate(zip(parts, fc1))]
         downs = experts("experts.fc2", hidden, f, d)
+    if b.ep > 1:  # the expert outputs back to their tokens' chips
+        packed = b.act("combine.pack.out", routed, d)
+        b.add(ops.Elementwise, "combine.pack", tuple(downs), (packed,), routed, d, "copy")
+        back = b.act("combine.all_to_all.out", routed, d)
+        b.add(ops.AllToAll, "combine.all_to_all", (packed,), (back,), b.ep)
+        downs = [back]
     out = b.act("combine.out", rows, d)  # each routed row times its router weight, summed per token
     b.add(ops.Elementwise, "combine", (*downs, probs), (out,), rows, d, f"combine{moe.top_k}")
     if b.tp > 1:

@@ -294,11 +294,9 @@ class Simulator:
     def _collective_cost(self, op: ops.Collective, placement: Placement, phase: str, repeat: int) -> OpCost:
         """A tensor-parallel group's collective: the ICI transfer, the chip reading its buffer
         and writing the result, and the reduction's adds on the VPU, all streamed together."""
-        if op.group != self.hw.system.parallelism.tensor:
-            raise UnsupportedOpError(f"op {op.name!r} is lowered for {op.group} tensor-parallel ranks, but the "
-                                     f"system maps {self.hw.system.parallelism.tensor}")
-        group = range(op.group)  # chips are numbered tensor rank first: every group is alike
-        collective = self.topology.all_reduce if isinstance(op, ops.AllReduce) else self.topology.all_gather
+        group = collective_group(self.hw, op)
+        collective = {ops.AllReduce: self.topology.all_reduce, ops.AllToAll: self.topology.all_to_all}.get(
+            type(op), self.topology.all_gather)
         transfer = collective(op.bytes, group)
         work = op.vector_work
         cycles = vector_cycles(self.hw.vpu, work)
@@ -401,3 +399,15 @@ def _stored(stored: DType, compute: DType) -> DType | None:
 def simulate(hw: HardwareConfig, workload: Workload) -> RunResult:
     """Evaluate ``workload`` on ``hw``."""
     return Simulator(hw).run(workload)
+
+
+def collective_group(hw, op: ops.Collective) -> range:
+    """The chips of ``op``'s group as the system numbers them (tensor rank first, then stage,
+    then replica; every group is alike): a tensor-parallel group's neighbours, or an
+    expert-parallel group's replicas of one stage and rank."""
+    p = hw.system.parallelism
+    ranks, what, stride = (p.expert, "expert-parallel", p.pipeline * p.tensor) if isinstance(op, ops.AllToAll) \
+        else (p.tensor, "tensor-parallel", 1)
+    if op.group != ranks:
+        raise UnsupportedOpError(f"op {op.name!r} is lowered for {op.group} {what} ranks, but the system maps {ranks}")
+    return range(0, ranks * stride, stride)

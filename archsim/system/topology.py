@@ -92,6 +92,22 @@ class Topology(ABC):
         """``size`` is the gathered result; each chip starts with 1/n of it."""
         return self._ring(size, group, 1)
 
+    def all_to_all(self, size: float, group: Sequence[int]) -> Transfer:
+        """Each chip sends ``size`` / n to every other chip of the group, all at once over
+        shortest paths: the time of the longest path's latency plus the larger of a chip's own
+        sends through its links and the busiest links' share of every byte's hops (the byte-hops
+        spread evenly over the links the group's chips drive, each way)."""
+        n = len(group)
+        if n < 2 or size <= 0:
+            return NO_TRANSFER
+        share = size / n
+        hops = [self.hops(a, b) for a in group for b in group if a != b]
+        links = n * (2 if self.bidirectional and self.chips > 2 else 1)
+        inject = (n - 1) * share / ((2 if links > n else 1) * self.neighbour_bandwidth())
+        spread = sum(hops) * share / (links * self.neighbour_bandwidth())
+        time = max(hops) * self.alpha + max(inject, spread)
+        return Transfer(time, (n - 1) * share, sum(hops) * share * self.energy_per_byte)
+
     def _ring(self, size: float, group: Sequence[int], passes: int) -> Transfer:
         """``passes`` rounds of n - 1 steps, each moving size/n bytes to the ring's next chip."""
         n = len(group)
@@ -180,6 +196,10 @@ class Switch(Topology):
         if not base.sent_per_chip:
             return base
         return Transfer(base.time_s + self.switch_latency, size, base.energy_j + size * self.switch_energy)
+
+    def all_to_all(self, size: float, group: Sequence[int]) -> Transfer:
+        """Through the switch: each chip's (n - 1) / n of its buffer out of its links at once."""
+        return self._ring(size, group, 1)
 
     def _ring(self, size: float, group: Sequence[int], passes: int) -> Transfer:
         n = len(group)

@@ -7,6 +7,8 @@ inside a workload file (a model's config.json, a recorded trace) are relative to
 
 from __future__ import annotations
 
+import inspect
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +84,12 @@ class Lowering:
 
     tensor_parallel: int = 1
     batch_split: int = 1  # data-parallel replicas x micro-batches
+    expert_parallel: int = 1  # replicas among which a mixture of experts' experts are divided
 
     @classmethod
     def of(cls, hw) -> "Lowering":
         p = hw.system.parallelism
-        return cls(p.tensor, p.data * p.micro_batches)
+        return cls(p.tensor, p.data * p.micro_batches, p.expert)
 
 
 def lower(spec: WorkloadSpec, paths: PathResolver, lowering: Lowering = Lowering(), source: str = "") -> Workload:
@@ -101,7 +104,13 @@ def lower(spec: WorkloadSpec, paths: PathResolver, lowering: Lowering = Lowering
                 "--set system.parallelism.micro_batches=N", file=source or paths.source("batch"), key="batch")
         spec = spec.model_copy(update={"batch": batch // lowering.batch_split})
     try:
-        workload = spec.build(paths, lowering.tensor_parallel)
+        if lowering.expert_parallel > 1:
+            if "ep" not in inspect.signature(spec.build).parameters:
+                raise ConfigError(f"system.parallelism.expert is {lowering.expert_parallel}, but a {spec.KIND} "
+                                  "workload has no mixture of experts to divide", file=source or paths.source("kind"))
+            workload = spec.build(paths, lowering.tensor_parallel, ep=lowering.expert_parallel)
+        else:
+            workload = spec.build(paths, lowering.tensor_parallel)
     except ConfigError:
         raise
     except (ValueError, OverflowError) as exc:  # a combination of valid fields the lowering cannot build

@@ -116,7 +116,7 @@ class DLLMWorkload(WorkloadSpec):
             return list(self.trace)
         return SCHEDULES[self.mode](self)
 
-    def build(self, paths, tp: int = 1) -> Workload:
+    def build(self, paths, tp: int = 1, ep: int = 1) -> Workload:
         model = resolve_model(self.model, paths)
         counts: Counter[tuple[str, int, int]] = Counter()
         for f in self.forwards(paths):
@@ -128,7 +128,7 @@ class DLLMWorkload(WorkloadSpec):
         for (kind, q, kv), count in counts.items():  # first-seen order: the generation's order
             name = f"{kind} q{q} kv{kv}"
             tokens = Tokens(self.batch, q, kv, kv_cache=kind != "full")
-            graph = lm_forward(model, self.precision.precision(), tokens, self.batch * q, name, tp)
+            graph = lm_forward(model, self.precision.precision(), tokens, self.batch * q, name, tp, ep)
             phases.append(Phase(name, graph, count))
         return Workload(self.name, tuple(phases))
 

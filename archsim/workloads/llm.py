@@ -67,13 +67,13 @@ class LLMWorkload(WorkloadSpec):
     phases: list[Literal["prefill", "decode"]] = ["prefill", "decode"]
     decode_groups: Count = Field(default=8, le=4096, description="context-length groups of decode steps")
 
-    def build(self, paths, tp: int = 1) -> Workload:
+    def build(self, paths, tp: int = 1, ep: int = 1) -> Workload:
         model = resolve_model(self.model, paths)
         precision = self.precision.precision()
         phases = []
         if "prefill" in self.phases:
             tokens = Tokens(self.batch, self.prompt_len, self.prompt_len, kv_cache=True, causal=True)
-            phases.append(Phase("prefill", lm_forward(model, precision, tokens, self.batch, "prefill", tp)))
+            phases.append(Phase("prefill", lm_forward(model, precision, tokens, self.batch, "prefill", tp, ep)))
         if "decode" in self.phases:
             steps = self.output_len - 1
             groups = decode_groups(self.prompt_len + 1, steps - 1, self.decode_groups) if steps > 0 else []
@@ -82,7 +82,7 @@ class LLMWorkload(WorkloadSpec):
             for context, steps in groups:
                 name = f"decode@{context}"
                 tokens = Tokens(self.batch, 1, context, kv_cache=True, causal=True)
-                phases.append(Phase(name, lm_forward(model, precision, tokens, self.batch, name, tp), steps))
+                phases.append(Phase(name, lm_forward(model, precision, tokens, self.batch, name, tp, ep), steps))
         if not phases:
             raise ValueError("no phases: list prefill and/or decode, with output_len > 1 for decode")
         return Workload(self.name, tuple(phases))

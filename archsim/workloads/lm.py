@@ -224,6 +224,7 @@ def lm_forward(
     logits_rows: int,
     scope: str,
     tp: int = 1,
+    ep: int = 1,
 ) -> OpGraph:
     """One forward pass: embedding, the layer stack, final norm and the LM head.
 
@@ -231,6 +232,8 @@ def lm_forward(
     K/V caches). ``logits_rows`` is how many positions the LM head computes: the last token of
     each sequence in autoregressive prefill and decode, every query token in a diffusion LLM.
     """
+    if ep > 1 and model.num_experts is None:
+        raise ValueError(f"system.parallelism.expert is {ep}, but the model has no mixture of experts to divide")
     graph = OpGraph()
     top = Builder(graph, "", precision, scope=scope)
     d, rows = model.hidden_size, tokens.rows
@@ -247,7 +250,8 @@ def lm_forward(
     for i, (sparse, sliding, count) in enumerate(model.layer_groups()):
         # one stack of ops per kind of layer (dense or sparse MLP, full or sliding attention),
         # each standing for its layers; the first keeps the name "layers"
-        stack = Builder(graph, "layers" if i == 0 else f"layers_{i}", precision, copies=count, scope=scope, tp=tp)
+        stack = Builder(graph, "layers" if i == 0 else f"layers_{i}", precision, copies=count, scope=scope, tp=tp,
+                        ep=ep)
         y = transformer_block(stack, model.block(sparse, sliding), tokens, x=y)
     shape = model.block()
     if logits_rows:
