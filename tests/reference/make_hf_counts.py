@@ -40,6 +40,8 @@ SMALL = {
     "qwen3": {**BASE, "head_dim": 32},
     "qwen2_moe": {**BASE, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48,
                   "shared_expert_intermediate_size": 80, "decoder_sparse_step": 1, "mlp_only_layers": [3]},
+    "qwen2_moe_step": {**BASE, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48,
+                       "shared_expert_intermediate_size": 80, "decoder_sparse_step": 2, "mlp_only_layers": [3]},
     "qwen3_moe": {**BASE, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48, "head_dim": 16},
     "gemma2": {**BASE, "head_dim": 32, "sliding_window": 8},
     "gemma3_text": {**BASE, "head_dim": 32, "sliding_window": 8, "num_hidden_layers": 6},
@@ -56,7 +58,7 @@ SMALL = {
 
 
 def counts(model_type: str, fields: dict) -> dict:
-    family = "falcon" if model_type == "falcon_new" else model_type
+    family = {"falcon_new": "falcon", "qwen2_moe_step": "qwen2_moe"}.get(model_type, model_type)
     config = transformers.AutoConfig.for_model(family, pad_token_id=0, bos_token_id=0, eos_token_id=0, **fields)
     torch.manual_seed(0)
     # the experts as the eager loop of F.linear calls (what FlopCounterMode sees; grouped_mm it does not)
