@@ -23,6 +23,50 @@ def phase_macs(workload):
     return {p.name: p.graph.macs for p in workload.phases}
 
 
+# A small DiT for counts by hand: 2 blocks of hidden 64 with 4 heads; 64 x 64 images, an 8 x 8
+# latent of 4 channels in 2 x 2 patches: 16 tokens; batch 1, no guidance; bf16 (2 bytes).
+DEPTH, D, HEADS, T = 2, 64, 4, 16
+P_IN, P_OUT = 2 * 2 * 4, 2 * 2 * 8  # a patch's latent values in; out, with the learned sigma
+# One network evaluation's MACs, from DiT's models.py, layer by layer:
+EMBED = T * P_IN * D + 256 * D + D * D  # patch embedding; timestep MLP (256 -> D -> D)
+FINAL = D * 2 * D + T * D * P_OUT  # final layer's adaLN (D -> 2D) and linear
+ADALN = D * 6 * D  # a block's adaLN on the one conditioning row
+ATTN = 4 * T * D * D + 2 * T * T * D  # q, k, v, out-projection; Q K^T and P V
+MLP = 2 * T * D * 4 * D  # fc1 and fc2
+FULL = EMBED + FINAL + DEPTH * (ADALN + ATTN + MLP)
+REUSE = EMBED + FINAL + DEPTH * ADALN  # blocks apply cached outputs: only their adaLN runs
+OUT = T * D * 2  # one block's attention (or MLP) output, bytes
+
+
+def small(schedule=None, steps=6, **kwargs):
+    return DiTWorkload(kind="dit", name="dit", family="S", depth=DEPTH, hidden=D, heads=HEADS, resolution=64,
+                       steps=steps, schedule=schedule, **kwargs)
+
+
+def labels(spec):
+    return [p.label for p in spec.plans()]
+
+
+def phases(spec):
+    return {p.name: p for p in summarize(spec.build(None)).phases}
+
+
+def test_fora_chooses_steps_as_its_code():
+    # FORA src/models.py: full when step == numstep - 1 or step % N == 0, the step counting
+    # down. 6 steps, N = 3: 5 (the first), 4, 3 (full), 2, 1, 0 (full)
+    spec = small("reuse:period=3", 6)
+    assert labels(spec) == ["full+outputs cache", "reuse", "full+outputs cache", "reuse", "reuse", "full"]
+    assert spec.build(None).macs == 3 * FULL + 3 * REUSE
+    by_name = phases(spec)
+    assert by_name["full+outputs cache"].repeat == 2
+    assert by_name["full+outputs cache"].cache_bytes_written == DEPTH * 2 * OUT  # attn and MLP outputs
+    assert by_name["reuse"].cache_bytes_read == DEPTH * 2 * OUT and by_name["reuse"].cache_bytes_written == 0
+    assert by_name["full"].cache_bytes_written == 0  # the last step: nothing reads its outputs
+    # N = 2: step 5 is full because it is the first, though 5 % 2 != 0
+    assert [p.kind for p in small("reuse:period=2", 6).plans()] == ["full", "full", "reuse", "full", "reuse", "full"]
+    assert small("reuse:period=2", 6).build(None).macs == 4 * FULL + 2 * REUSE
+
+
 @pytest.mark.parametrize("resolution, full, cached", [(256, 118.62, 23.50), (512, 524.54, 144.03)])
 def test_icc_step_macs_match_the_icc_code(resolution, full, cached):
     # REFERENCE.md section 5: per forward, full vs cached (rank 128), from the ICC repo's formulas
@@ -123,7 +167,9 @@ def test_compare_schedules_runs_every_builtin(tmp_path):
 
 def test_bundled_workload_file_takes_a_schedule():
     w = load_workload(WORKLOADS / "dit_xl_2.yaml", parse_overrides(["schedule=reuse:period=3"]))
-    assert [(p.name, p.repeat) for p in w.phases] == [("full+outputs cache", 17), ("reuse", 33)]
+    # FORA's rule on 50 steps: the first (49) and the 17 with countdown % 3 == 0 (48, 45, ..., 0)
+    # in full; 49 is followed by another full step and 0 is the last: neither writes a cache
+    assert [(p.name, p.repeat) for p in w.phases] == [("full", 2), ("full+outputs cache", 16), ("reuse", 32)]
 
 
 def test_every_builtin_saves_work_and_states_its_cache():

@@ -159,15 +159,22 @@ class NoSchedule(Schedule):
 
 @register_schedule
 class Reuse(Schedule):
-    """FORA-style reuse: step i is full when i % period == 0; in the others each block
-    recomputes its adaLN gates and applies the attention and MLP outputs cached at the last
-    full step (no attention or MLP compute)."""
+    """FORA (Selvaraju et al., 2024), as its code chooses steps: the sampler counts its steps
+    down, i = n-1 ... 0, and step i runs in full when it is the first (i == n-1) or when
+    i % period == 0 (so the last step, i = 0, is full too). In the other steps each block
+    recomputes its adaLN modulation and applies the attention and MLP outputs cached at the
+    last full step (no attention or MLP compute). Default period 3, the README's
+    ``--cache-threshold 3``. docs/sources/schedules.md, FORA."""
 
     NAME = "reuse"
-    period: Count = 2
+    period: Count = 3
 
     def cached(self, step: int, steps: int) -> StepPlan | None:
-        return None if step % self.period == 0 else StepPlan("reuse")
+        # prathebaselva/FORA src/models.py, DiTBlock.forward ('boost_infer_static'):
+        # should_cache = (step == numstep - 1) or (step % cache_threshold == 0), with step the
+        # diffusion index counting down (src/diffusion/gaussian_diffusion.py, indices[::-1]).
+        countdown = steps - 1 - step
+        return None if step == 0 or countdown % self.period == 0 else StepPlan("reuse")
 
 
 @register_schedule
