@@ -32,7 +32,9 @@ def macs(model: LanguageModel, q_len: int, kv_len: int) -> int:
 def test_counts_equal_transformers_model_code(name):
     ref = REFERENCE["small"][name]
     fields, unread = translate(dict(ref["config"]))
-    model = LanguageModel(**fields)
+    # transformers expands DeepSeek's latent (MLA's naive form); archsim's default absorbs, as
+    # DeepSeek's own inference code does (pinned by hand below)
+    model = LanguageModel(**fields, **({"mla_mode": "naive"} if "kv_lora_rank" in fields else {}))
     assert unread == []
     assert model.params == ref["matrix_params"]
     assert macs(model, ref["prompt"], ref["prompt"]) == ref["prefill_macs"]
@@ -100,8 +102,8 @@ def test_unknown_keys_warn_and_unmodelled_features_are_errors(tmp_path):
     data = json.loads((MODELS / "mixtral_8x7b.json").read_text())
     _, unread = translate({**data, "moe_capacity": 1.25})
     assert unread == ["moe_capacity"]
-    with pytest.raises(ValueError, match="multi-head latent attention"):
-        translate({"model_type": "deepseek_v3", "vocab_size": 1})
+    with pytest.raises(ValueError, match="cross-attention to image tokens"):
+        translate({"model_type": "mllama", "vocab_size": 1})
     with pytest.raises(ValueError, match="differs from hidden_size"):
         translate({**json.loads((MODELS / "opt_1.3b.json").read_text()), "word_embed_proj_dim": 512})
 
@@ -130,3 +132,20 @@ def test_a_published_file_with_an_unmodelled_feature_names_it(tmp_path):
     with pytest.raises(ConfigError, match="word_embed_proj_dim"):
         load_workload(tmp_path / "w.yaml")
     assert ArchsimWarning  # the warning class the CLI prints as one line
+
+
+def test_latent_attention_absorbed_by_hand():
+    # DeepSeek's absorb form (deepseek-ai/DeepSeek-V3 inference/model.py, MLA): one layer of the
+    # small V3 config (hidden 64, 4 heads, q_lora 48, kv_lora 32, nope 16, rope 8, v 16), a decode
+    # step at 25 keys: q_a 64x48, q_b 48 x 4 x 24, kv_a 64 x (32 + 8), W_UK 4 x 16 x 32, scores 4 x
+    # 25 x (32 + 8), context 4 x 25 x 32, W_UV 4 x 32 x 16, o 64 x 64
+    fields, _ = translate(dict(REFERENCE["small"]["deepseek_v3"]["config"]))
+    model = LanguageModel(**fields)
+    graph = lm_forward(model, Precision(), Tokens(1, 1, 25, kv_cache=True, causal=True), 1, "d")
+    attn = sum(op.macs for op in graph.ops() if ".attn." in op.name and op.name.startswith("layers."))
+    assert attn == 64 * 48 + 48 * 4 * 24 + 64 * 40 + 4 * 16 * 32 + 4 * 25 * 40 + 4 * 25 * 32 + 4 * 32 * 16 + 64 * 64
+    # the cache: 32 + 8 values a token, not 4 heads x (24 + 16)
+    caches = {t.name: t for op in graph.ops() for t in op.tensors if t.role.persistent and "cache" in t.name}
+    assert sum(t.elements * t.copies for t in caches.values()) == 3 * 25 * (32 + 8)  # 3 layers
+    # the same weights either way
+    assert model.params == LanguageModel(**fields, mla_mode="naive").params

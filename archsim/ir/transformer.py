@@ -16,6 +16,7 @@ from typing import Literal
 from archsim.dtypes import DType
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph
+from archsim.ir.mla import MlaShape, mla_attention
 from archsim.ir.tensor import Role, Tensor
 
 
@@ -66,6 +67,7 @@ class BlockShape:
     # Falcon-40B)
     layout: Literal["serial", "parallel", "parallel_norms"] = "serial"
     post_norms: bool = False  # a norm of the attention's and the MLP's outputs too (Gemma 2, 3)
+    mla: MlaShape | None = None  # multi-head latent attention (DeepSeek) instead of heads' own K/V
 
     def __post_init__(self) -> None:
         if self.heads % self.kv_heads:
@@ -80,7 +82,8 @@ class BlockShape:
     @property
     def weight_params(self) -> int:
         """Matrix parameters of the block (biases and norm gains excluded): every expert's."""
-        attn = self.hidden * self.dh * (2 * self.heads + 2 * self.kv_heads)
+        attn = self.hidden * self.dh * (2 * self.heads + 2 * self.kv_heads) if self.mla is None \
+            else self.mla.weight_params(self.hidden, self.heads)
         per = 3 if self.gated else 2
         if self.moe is None:
             return attn + self.hidden * self.ffn * per
@@ -350,6 +353,13 @@ def moe_mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
     return out
 
 
+def self_attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tensor:
+    """The block's attention: heads with their own (or grouped) keys and values, or MLA."""
+    if shape.mla is not None:
+        return mla_attention(b, shape.hidden, shape.heads, shape.norm, shape.mla, tokens, x)
+    return attention(b, shape, tokens, x)
+
+
 def transformer_block(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor | None = None) -> Tensor:
     """Add a pre-norm block under ``b``; returns its output tensor [rows, hidden]."""
     rows, d = tokens.rows, shape.hidden
@@ -357,7 +367,7 @@ def transformer_block(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor |
     ffn = (lambda child, y: moe_mlp(child, shape, rows, y)) if shape.moe is not None else \
         (lambda child, y: mlp(child, shape, rows, y))
     if shape.layout == "serial":
-        attn_out = attention(b.child("attn"), shape, tokens, b.norm("norm1", shape.norm, x, rows, d))
+        attn_out = self_attention(b.child("attn"), shape, tokens, b.norm("norm1", shape.norm, x, rows, d))
         if shape.post_norms:
             attn_out = b.norm("post_norm1", shape.norm, attn_out, rows, d)
         h = b.binary("residual1", "add", (x, attn_out), rows, d)
@@ -366,7 +376,7 @@ def transformer_block(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor |
             mlp_out = b.norm("post_norm2", shape.norm, mlp_out, rows, d)
         return b.binary("residual2", "add", (h, mlp_out), rows, d)
     normed = b.norm("norm1", shape.norm, x, rows, d)
-    attn_out = attention(b.child("attn"), shape, tokens, normed)
+    attn_out = self_attention(b.child("attn"), shape, tokens, normed)
     mlp_in = normed if shape.layout == "parallel" else b.norm("norm2", shape.norm, x, rows, d)
     mlp_out = ffn(b.child("mlp"), mlp_in)
     return b.binary("residual", "add", (x, attn_out, mlp_out), rows, d)

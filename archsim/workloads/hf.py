@@ -41,8 +41,6 @@ INERT = frozenset({
 
 # Architectures whose compute archsim does not model yet, and why.
 UNSUPPORTED = {
-    "deepseek_v2": "multi-head latent attention (kv_lora_rank, q_lora_rank) is not modelled yet",
-    "deepseek_v3": "multi-head latent attention (kv_lora_rank, q_lora_rank) is not modelled yet",
     "gemma3": "a multimodal config: give its text model (the text_config mapping, model_type gemma3_text)",
     "mllama": "a multimodal config: cross-attention to image tokens is not modelled yet",
 }
@@ -238,6 +236,29 @@ def gpt_neox(data: dict) -> dict:
             "block_layout": "parallel_norms" if _get(data, "use_parallel_residual", True) else "serial"}
 
 
+def deepseek(data: dict) -> dict:
+    """DeepSeek-V2 and V3 (deepseek_v3/modeling_deepseek_v3.py): multi-head latent attention
+    (q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim; archsim.ir.mla);
+    the first first_k_dense_replace layers dense (intermediate_size), the others a mixture of
+    n_routed_experts of moe_intermediate_size, num_experts_per_tok per token, plus
+    n_shared_experts as one MLP every token runs, with no gate of its own (DeepseekV3MoE)."""
+    out = _llama_like(data)
+    n = data["num_hidden_layers"]
+    shared = _get(data, "n_shared_experts", 0) or 0
+    out.update(
+        kv_lora_rank=data["kv_lora_rank"], q_lora_rank=data.get("q_lora_rank"),
+        qk_nope_head_dim=data["qk_nope_head_dim"], qk_rope_head_dim=data["qk_rope_head_dim"],
+        v_head_dim=data["v_head_dim"], head_dim=None, num_key_value_heads=data["num_attention_heads"],
+        num_experts=data["n_routed_experts"], experts_per_token=data["num_experts_per_tok"],
+        expert_intermediate_size=data["moe_intermediate_size"],
+        shared_expert_intermediate_size=shared * data["moe_intermediate_size"],
+        dense_layers=list(range(min(n, _get(data, "first_k_dense_replace", 0)))))
+    return out
+
+
+deepseek_v2 = deepseek_v3 = deepseek
+
+
 # model_type -> (reader, the keys it reads)
 FAMILIES: dict[str, tuple[Callable[[dict], dict], frozenset[str]]] = {}
 _LLAMA_KEYS = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
@@ -254,6 +275,17 @@ for _reader, _extra in (
     (gemma3_text, {"hidden_activation", "sliding_window", "layer_types"}),
 ):
     FAMILIES[_reader.__name__] = (_reader, frozenset(_LLAMA_KEYS | _extra))
+_DEEPSEEK_KEYS = frozenset(_LLAMA_KEYS | {
+    "kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_routed_experts",
+    "n_shared_experts", "num_experts_per_tok", "moe_intermediate_size", "first_k_dense_replace", "qk_head_dim",
+    # routing among expert groups (n_group, topk_group), the scoring function and the scaling of the
+    # routed sum change the router's few vector ops, not the experts' work
+    "n_group", "topk_group", "topk_method", "scoring_func", "routed_scaling_factor", "rope_interleave",
+    "aux_loss_alpha", "seq_aux", "moe_layer_freq", "ep_size",
+    # the multi-token-prediction module is not part of transformers' model (it serves speculation)
+    "num_nextn_predict_layers"})
+FAMILIES["deepseek_v2"] = (deepseek, _DEEPSEEK_KEYS)
+FAMILIES["deepseek_v3"] = (deepseek, _DEEPSEEK_KEYS)
 FAMILIES["opt"] = (opt, frozenset({"hidden_size", "ffn_dim", "num_hidden_layers", "num_attention_heads", "vocab_size",
                                    "activation_function", "tie_word_embeddings", "max_position_embeddings",
                                    "word_embed_proj_dim"}))

@@ -34,6 +34,7 @@ from archsim.dtypes import DType
 from archsim.errors import ArchsimWarning, ConfigError, FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph
+from archsim.ir.mla import MlaShape
 from archsim.ir.transformer import BlockShape, Builder, MoeShape, Precision, Tokens, transformer_block
 from archsim.workloads.hf import FAMILIES, is_published, translate
 from archsim.workloads.inputs import read_json_object
@@ -76,6 +77,13 @@ class LanguageModel(Strict):
     block_layout: Literal["serial", "parallel", "parallel_norms"] = "serial"
     post_norms: bool = False  # a norm after attention and after the MLP too (Gemma 2 and 3)
     block_norms: Literal[2, 4] = 2  # a published Gemma's name for post_norms (4 norms a layer)
+    # multi-head latent attention (DeepSeek-V2, V3): keys and values from one cached latent
+    kv_lora_rank: Count | None = None
+    q_lora_rank: Count | None = None
+    qk_nope_head_dim: Count | None = None
+    qk_rope_head_dim: Count | None = None
+    v_head_dim: Count | None = None
+    mla_mode: Literal["absorb", "naive"] = "absorb"
 
     @model_validator(mode="after")
     def _experts(self) -> "LanguageModel":
@@ -88,6 +96,10 @@ class LanguageModel(Strict):
         bad = [i for i in self.dense_layers if i >= self.num_hidden_layers]
         if bad:
             raise FieldError("dense_layers", f"layer {bad[0]} is past the last ({self.num_hidden_layers - 1})")
+        mla = (self.kv_lora_rank, self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim)
+        if any(v is not None for v in mla) and not all(v is not None for v in mla):
+            raise FieldError("kv_lora_rank", "latent attention needs kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim "
+                             "and v_head_dim together")
         if self.layer_types is not None and len(self.layer_types) != self.num_hidden_layers:
             raise FieldError("layer_types", f"{len(self.layer_types)} entries for {self.num_hidden_layers} layers")
         return self
@@ -121,8 +133,14 @@ class LanguageModel(Strict):
             kv_heads=self.num_key_value_heads or self.num_attention_heads, ffn=self.intermediate_size,
             head_dim=self.head_dim, activation=act, gated=gated, norm=norm,
             window=self.sliding_window if sliding else None, moe=moe, layout=self.block_layout,
-            post_norms=self.post_norms or self.block_norms == 4,
+            post_norms=self.post_norms or self.block_norms == 4, mla=self._mla(),
         )
+
+    def _mla(self) -> MlaShape | None:
+        if self.kv_lora_rank is None:
+            return None
+        return MlaShape(self.kv_lora_rank, self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim,
+                        self.q_lora_rank, self.mla_mode)
 
     def layer_groups(self) -> list[tuple[bool, bool, int]]:
         """The layers by kind, in order of first appearance: (sparse, sliding, how many)."""

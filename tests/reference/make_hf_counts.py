@@ -45,6 +45,14 @@ SMALL = {
     "qwen3_moe": {**BASE, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48, "head_dim": 16},
     "gemma2": {**BASE, "head_dim": 32, "sliding_window": 8},
     "gemma3_text": {**BASE, "head_dim": 32, "sliding_window": 8, "num_hidden_layers": 6},
+    "deepseek_v3": {**BASE, "num_hidden_layers": 3, "num_key_value_heads": 4, "kv_lora_rank": 32, "q_lora_rank": 48,
+                    "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16, "n_routed_experts": 8,
+                    "num_experts_per_tok": 2, "n_shared_experts": 1, "moe_intermediate_size": 48,
+                    "first_k_dense_replace": 1, "n_group": 2, "topk_group": 1, "head_dim": 8},
+    "deepseek_v2": {**BASE, "num_hidden_layers": 3, "num_key_value_heads": 4, "kv_lora_rank": 32, "q_lora_rank": None,
+                    "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16, "n_routed_experts": 8,
+                    "num_experts_per_tok": 2, "n_shared_experts": 2, "moe_intermediate_size": 48,
+                    "first_k_dense_replace": 1, "head_dim": 8},
     "opt": {"hidden_size": 64, "ffn_dim": 96, "num_hidden_layers": 3, "num_attention_heads": 4, "vocab_size": 256,
             "max_position_embeddings": 128, "word_embed_proj_dim": 64},
     "gpt2": {"n_embd": 64, "n_layer": 3, "n_head": 4, "vocab_size": 256, "n_positions": 128},
@@ -86,6 +94,8 @@ def main() -> None:
         print(name, out["small"][name]["matrix_params"], out["small"][name]["prefill_macs"], out["small"][name]["decode_macs"])
     for path in sorted((ROOT / "workloads" / "models").glob("*.json")):
         data = json.loads(path.read_text())
+        if "model_type" not in data:  # a diffusers model's config, not a language model's
+            continue
         config = transformers.AutoConfig.for_model(**data)
         with torch.device("meta"):
             model = transformers.AutoModelForCausalLM.from_config(config)
