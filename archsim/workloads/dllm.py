@@ -72,7 +72,8 @@ class ODBSpec(Strict):
     jump_copies: Count = Field(default=4, description="copies of the block per jump forward (ODB: 4)")
     jump_acceptance: NonNegativeFloat = Field(description="mean extra iterations a jump forward advances")
     share_copies: Count = Field(default=7, description="copies of the masked positions in share mode (ODB: 7)")
-    share_below: NonNegativeCount = Field(description="share mode once at most this many masks remain")
+    share_below: NonNegativeCount = Field(description="share mode once at most this many masks remain (ODB's code: "
+                                          "18, 19 or 20 after a jump accepting 0, 1 or 2 drafts)")
 
     @model_validator(mode="after")
     def _acceptance(self) -> "ODBSpec":
