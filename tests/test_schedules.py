@@ -195,13 +195,58 @@ def test_toca_recomputes_its_fraction_of_tokens():
     assert 0.4 < cached / full < 0.6
 
 
-def test_speca_chain_follows_the_acceptance_rate():
-    always = [p.kind for p in parse("speca:acceptance=1,forecast_len=4,order=1").plans(22)]
-    never = [p.kind for p in parse("speca:acceptance=0,forecast_len=4,order=1").plans(22)]
-    assert always.count("speca") > never.count("speca") > 0
-    verify = phase_macs(dit("speca", steps=12))
-    forecast = next(v for k, v in verify.items() if k.startswith("speca"))
-    assert 0.02 < forecast / verify["full+taylor2 cache"] < 0.06  # one of 28 blocks: 1.67-3.5% + adaLN
+def op_named(workload, phase, suffix):
+    graph = next(p.graph for p in workload.phases if p.name == phase)
+    return next(op for op in graph.ops() if op.name.endswith(suffix))
+
+
+def test_taylorseer_chooses_steps_and_orders_as_its_code():
+    # TaylorSeer-DiT cal_type: full while step > n - 2 - 1 (the first two steps) or when the
+    # counter of forecasts reaches interval - 1. 7 steps, interval 3: F F T T F T T. The f-th
+    # full step keeps min(f - 1, order) differences (derivative_approximation).
+    spec = small("taylorseer:interval=3,order=2", 7)
+    assert labels(spec) == ["full+taylor0 cache", "full+taylor1 cache", "taylor m1", "taylor m1",
+                            "full+taylor2 cache", "taylor m2", "taylor m2"]
+    w = spec.build(None)
+    assert w.macs == 3 * FULL + 4 * REUSE  # a forecast runs no GEMM but the adaLN
+    by_name = phases(spec)
+    assert by_name["full+taylor0 cache"].cache_bytes_written == DEPTH * 2 * OUT  # term 0 of attn and MLP
+    assert by_name["full+taylor1 cache"].cache_bytes_read == DEPTH * 2 * OUT  # the old term 0
+    assert by_name["full+taylor1 cache"].cache_bytes_written == DEPTH * 2 * 2 * OUT
+    assert by_name["full+taylor2 cache"].cache_bytes_written == DEPTH * 2 * 3 * OUT
+    assert by_name["taylor m2"].cache_bytes_read == DEPTH * 2 * 3 * OUT
+    assert summarize(w).cache_bytes == DEPTH * 2 * 3 * OUT  # terms 0..2 per block and part
+    # the forecast sum of d_k x^k / k!: a multiply-add per term above 0, per element
+    for phase, m in (("taylor m1", 1), ("taylor m2", 2)):
+        forecast = op_named(w, phase, "attn.forecast")
+        assert (forecast.copies, forecast.vector_work.alu) == (DEPTH, 2 * m * T * D)
+    refresh = op_named(w, "full+taylor2 cache", "mlp.taylor_refresh")  # (f - old) / distance per term
+    assert (refresh.copies, refresh.vector_work.alu) == (DEPTH, 2 * 2 * T * D)
+
+
+def test_speca_chooses_steps_and_checks_as_its_code():
+    # speca-dit cal_type: a full step is always followed by a forecast; otherwise full while
+    # step > n - 3 - 1; checks from the third forecast after a full step (counter >= 2); a chain
+    # ends after 5 forecasts or after a failed check. Acceptance 0.8: 3 + round(0.8 + 0.64) = 4.
+    spec = small("speca", 12)
+    assert labels(spec) == ["full+taylor0 cache", "taylor m0", "full+taylor1 cache", "taylor m1", "taylor m1",
+                            "speca m1 verify1", "speca m1 verify1", "full+taylor2 cache", "taylor m2", "taylor m2",
+                            "speca m2 verify1", "speca m2 verify1"]
+    w = spec.build(None)
+    # a check runs the last block's attention and MLP (its adaLN is the forecast's)
+    assert w.macs == 3 * FULL + 9 * REUSE + 4 * (ATTN + MLP)
+    error = op_named(w, "speca m1 verify1", "relative_l1")  # |x - y| / (|y| + eps), averaged
+    assert (error.copies, error.vector_work.alu) == (1, 6 * T * D)
+    clone = op_named(w, "speca m1 verify1", "input_clone")  # full_x = x.clone()
+    assert (clone.copies, clone.vector_work.alu) == (1, T * D)
+    assert summarize(w).cache_bytes == DEPTH * 2 * 3 * OUT  # order 2 reached by the third full step
+    kinds = {a: "".join("F" if p.kind == "full" else "v" if p.kind == "speca" else "t"
+                        for p in small(f"speca:acceptance={a}", 16).plans()) for a in (0, 1)}
+    assert kinds[0] == "FtFttvFttvFttvFt"  # every check fails: chains of 3
+    assert kinds[1] == "FtFttvvvFttvvvFt"  # every check passes: chains of 5, the cap
+    # min_taylor_steps 5 of at most 5: no forecast is checked, every chain is 5 long
+    assert [p.kind for p in small("speca:acceptance=0,min_taylor_steps=5", 9).plans()] == [
+        "full", "taylor", "full", "taylor", "taylor", "taylor", "taylor", "taylor", "full"]
 
 
 def test_l2c_mask_file():

@@ -29,6 +29,7 @@ from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import BlockShape, Builder, Tokens, attention, mlp
+from archsim.workloads.schedules_ops import ScheduleWork
 from archsim.workloads.schedules import FULL, ICCBuilder, ICCWritingBuilder, StepPlan, parse_schedule, phase_names
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 
@@ -183,26 +184,45 @@ def _blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, s
     if plan.kind == "l2c":
         return _l2c_blocks(plan, graph, precision, depth, scope, shape, b, t, x, c, tp)
     blocks = _block_builder(plan, graph, precision, depth, scope, tp)
-    out = _block(blocks, plan, shape, b, t, x, c)
-    if plan.kind == "speca" and plan.verify_blocks:  # run a few blocks in full to check the forecast
-        verify = _Subset(graph, "verify", precision, copies=min(plan.verify_blocks, depth), scope=scope, tp=tp, depth=depth)
-        _block(verify, FULL, shape, b, t, x, c)
+    ada = _adaln(blocks, c, b, shape.hidden)
+    out = _block(blocks, plan, shape, b, t, x, ada)
+    if plan.kind == "speca" and plan.verify_blocks:
+        verify = _Subset(graph, "verify", precision, copies=1, scope=scope, tp=tp, depth=depth)
+        _verify(verify, shape, b, t, x, ada, out)
     return out
 
 
-def _block(blocks: Builder, plan: StepPlan, shape: BlockShape, b: int, t: int, x: Tensor, c: Tensor) -> Tensor:
+def _adaln(blocks: Builder, c: Tensor, b: int, d: int) -> Tensor:
+    """A block's adaLN modulation (shift, scale, gate for attention and MLP): every step runs it."""
+    return blocks.linear("adaLN", blocks.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d, split="gathered")
+
+
+def _verify(v: Builder, shape: BlockShape, b: int, t: int, x: Tensor, ada: Tensor, forecast: Tensor) -> None:
+    """SpeCa's check (Cache4Diffusion dit/speca-dit/models.py, DiTBlock.forward): the last block
+    keeps a copy of its input (full_x = x.clone()), runs attention and MLP on it in full with the
+    modulation it already computed, and takes the relative L1 error of the forecast output
+    against that: a scalar the host reads."""
     d, rows = shape.hidden, b * t
-    ada = blocks.linear("adaLN", blocks.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d, split="gathered")
+    snapshot = v.binary("input_clone", "copy", (x,), rows, d)
+    h = v.binary("modulate1", "modulate", (v.norm("norm1", "layernorm", snapshot, rows, d), ada), rows, d)
+    x1 = v.binary("residual1", "gated_add", (snapshot, attention(v.child("attn"), shape, Tokens(b, t, t), h), ada), rows, d)
+    h = v.binary("modulate2", "modulate", (v.norm("norm2", "layernorm", x1, rows, d), ada), rows, d)
+    full = v.binary("residual2", "gated_add", (x1, mlp(v.child("mlp"), shape, rows, h), ada), rows, d)
+    v.add(ScheduleWork, "relative_l1", (forecast, full), (v.act("error", 1, dtype=DType.FP32),), rows, d, "relative_l1")
+
+
+def _block(blocks: Builder, plan: StepPlan, shape: BlockShape, b: int, t: int, x: Tensor, ada: Tensor) -> Tensor:
+    d, rows = shape.hidden, b * t
     def cache(name: str, n: int = rows) -> Tensor:
         return blocks.cache(f"cache.{name}", n, d, role=Role.FEATURE_CACHE)
 
     if plan.kind in ("reuse", "taylor", "speca"):
         outs = []
         for part in ("attn", "mlp"):
-            if plan.kind == "reuse":
-                outs.append(cache(f"{part}_out"))
-            else:  # a Taylor forecast from the m + 1 stored derivatives
-                m = plan.order
+            m = plan.order
+            if plan.kind == "reuse" or m == 0:  # a Taylor series of order 0 is the stored output
+                outs.append(cache(f"{part}_out" if plan.kind == "reuse" else f"{part}_d0"))
+            else:  # a Taylor forecast from the m + 1 stored terms
                 outs.append(blocks.binary(f"{part}.forecast", f"taylor{m}", tuple(cache(f"{part}_d{k}") for k in range(m + 1)), rows, d))
         x1 = blocks.binary("residual1", "gated_add", (x, outs[0], ada), rows, d)
         return blocks.binary("residual2", "gated_add", (x1, outs[1], ada), rows, d)
@@ -237,6 +257,9 @@ def _write_caches(blocks: Builder, writes, outputs: dict, rows: int, d: int, cac
         elif kind.startswith("taylor"):
             m = int(kind[len("taylor"):])
             for part, out in outputs.items():
+                if m == 0:  # the first full step keeps its output only
+                    blocks.add(ops.CacheWrite, f"cache.{part}_d0.write", (out,), (cache(f"{part}_d0"),))
+                    continue
                 old = tuple(cache(f"{part}_d{k}") for k in range(m))
                 fresh = blocks.binary(f"{part}.taylor_refresh", f"diff{m}", (out, *old), rows, d)
                 for k in range(m + 1):

@@ -235,46 +235,6 @@ class DuCa(Schedule):
         return StepPlan("toca", fractions=(("attn", self.attn), ("mlp", self.mlp)))
 
 
-@register_schedule
-class TaylorSeer(Schedule):
-    """TaylorSeer (Liu et al., 2025): after ``order`` + 1 warm-up full steps, a full step every
-    ``interval`` steps; the others forecast each block's attention and MLP outputs with a
-    Taylor series of order m from finite differences kept since the full steps: elementwise
-    work, but m + 1 stored feature tensors per layer."""
-
-    NAME = "taylorseer"
-    order: Count = Field(default=1, le=8)
-    interval: Count = 4
-
-    def cached(self, step: int, steps: int) -> StepPlan | None:
-        if step <= self.order or (step - self.order) % self.interval == 0:
-            return None
-        return StepPlan("taylor", order=self.order)
-
-
-@register_schedule
-class SpeCa(Schedule):
-    """SpeCa (Liu et al., 2025), forecast then verify: after a full step, up to
-    ``forecast_len`` TaylorSeer forecasts, each checked by running ``verify_blocks`` blocks in
-    full (its verification cost); a forecast is accepted with probability ``acceptance`` and
-    a rejection falls back to a full step. The chain length is its expected value,
-    sum of acceptance^j for j = 1..forecast_len, rounded: a deterministic schedule."""
-
-    NAME = "speca"
-    order: Count = Field(default=2, le=8)
-    forecast_len: Count = 5
-    acceptance: Annotated[float, Field(ge=0, le=1)] = 0.8  # ASSUMPTION: sample-dependent in SpeCa
-    verify_blocks: Count = 1  # 1 of 28 DiT-XL/2 blocks: 3.6%, SpeCa's 1.67-3.5% of a full step
-
-    def cached(self, step: int, steps: int) -> StepPlan | None:
-        accepted = round(sum(self.acceptance**j for j in range(1, self.forecast_len + 1)))
-        cycle = 1 + max(accepted, 0) + (1 if accepted < self.forecast_len else 0)  # full, accepted, rejected
-        position = (step - self.order - 1) % cycle if step > self.order else 0
-        if step <= self.order or position == 0:
-            return None
-        return StepPlan("speca", order=self.order, verify_blocks=self.verify_blocks)
-
-
 MAX_MASK_BYTES = 16 * 2**20  # a documented limit: an L2C mask CSV of at most 16 MiB
 MAX_MASK_ROWS = 1_000_000  # a documented limit: rows of an L2C mask (5,000 steps x 200 blocks)
 MASK_COLUMNS = ("step", "block", "attn", "mlp")
@@ -417,6 +377,9 @@ def parse_schedule(value: Any, source: str = "--schedule") -> Schedule:
     layered.merge(params, source)
     return validate_layered(_SCHEDULES[name], layered, source, key_prefix=("schedule",))
 
+
+# The schedules in their own modules register on import.
+from archsim.workloads import schedules_taylor  # noqa: E402,F401
 
 # -- lowering: builders whose linear layers write or use the ICC caches ---------------------
 
