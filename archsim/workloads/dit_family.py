@@ -109,8 +109,8 @@ class DiffusionTransformerWorkload(WorkloadSpec):
     def resolve(self, paths) -> tuple[DiTModel, Pipeline]:
         model = resolve_dit_model(self.model, paths)
         if self.family is not None and self.family != model.family:
-            raise ConfigError(f"{self.family!r}, but the model config is a {type(model).__name__} "
-                              f"(family {model.family!r})", file=paths.source("family"), key="family")
+            raise ConfigError(f"{self.family!r}, but the model config is a {model.CLASS}: family "
+                              f"{model.family!r}", file=paths.source("family"), key="family")
         pipe = PIPELINES[model.family]
         if self.frames is not None and pipe.frames is None:
             raise ConfigError(f"{model.family} generates images: frames applies to video models only",

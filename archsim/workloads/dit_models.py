@@ -44,6 +44,7 @@ class _Published(Strict):
     # JSON's NaN and Infinity are no model's values; the keys are diffusers' own
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, protected_namespaces=())
     FAMILY: ClassVar[str]
+    CLASS: ClassVar[str]  # the diffusers class
 
     num_attention_heads: Count
     attention_head_dim: Count
@@ -83,6 +84,7 @@ class FluxConfig(_Published):
     (pipeline_flux.py, _pack_latents), so ``in_channels`` (64) is 4 latent channels' worth."""
 
     FAMILY: ClassVar[str] = "flux"
+    CLASS: ClassVar[str] = "FluxTransformer2DModel"
     patch_size: Count = 1
     in_channels: Count = 64
     out_channels: Count | None = None
@@ -112,6 +114,7 @@ class SD3Config(_Published):
     attention to those blocks, ``qk_norm`` normalises queries and keys per head."""
 
     FAMILY: ClassVar[str] = "sd3"
+    CLASS: ClassVar[str] = "SD3Transformer2DModel"
     sample_size: Count = 128
     patch_size: Count = 2
     in_channels: Count = 16
@@ -142,6 +145,7 @@ class PixArtConfig(_Published):
     ``sample_size`` 128 (the 1024-pixel models), adding resolution and aspect-ratio embedders."""
 
     FAMILY: ClassVar[str] = "pixart_alpha"
+    CLASS: ClassVar[str] = "PixArtTransformer2DModel"
     num_attention_heads: Count = 16
     attention_head_dim: Count = 72
     in_channels: Count = 4
@@ -187,6 +191,7 @@ class WanConfig(_Published):
     """WanTransformer3DModel, text-to-video (Wan 2.1 T2V)."""
 
     FAMILY: ClassVar[str] = "wan2.1"
+    CLASS: ClassVar[str] = "WanTransformer3DModel"
     patch_size: tuple[Count, Count, Count] = (1, 2, 2)
     num_attention_heads: Count = 40
     attention_head_dim: Count = 128
@@ -222,7 +227,7 @@ def translate(data: dict) -> tuple[type[_Published], dict, list[str]]:
     """The class a config names, its keys that class takes, and the keys it does not read.
     Raises FieldError (naming the key) for a class archsim does not read."""
     name = data.get("_class_name")
-    if name not in CLASSES:
+    if not isinstance(name, str) or name not in CLASSES:
         shown = f"{name!r}" if isinstance(name, str) else "missing"
         raise FieldError("_class_name", f"{shown}; the diffusers transformer classes archsim reads: "
                          f"{', '.join(sorted(CLASSES))}")
@@ -239,37 +244,51 @@ def resolve_dit_model(value: str | dict, paths) -> DiTModel:
     """``model:`` is the path of a diffusers ``config.json`` (relative to the file naming it),
     a mapping with ``from: PATH`` plus keys that override the file's
     (``{from: models/flux1_dev_transformer.json, num_layers: 2}``), or an inline mapping with
-    its ``_class_name``."""
-    layered = Layered()
+    its ``_class_name``. Errors name the file (or workload key) that wrote the bad value."""
+    named_in = paths.source("model")
+    file_data: dict = {}
+    inline: dict = {}
+    path = None
     if isinstance(value, str):
         path = paths("model", value)
-        data, source, key = _read(path, paths.source("model"), "model"), str(path), ""
-        prefix: tuple[str, ...] = ()
+        file_data = _read(path, named_in, "model")
     else:
         inline = dict(value)
         origin = inline.pop("from", None)
-        data, source, prefix = {}, paths.source("model"), ("model",)
         if origin is not None:
+            named_in = paths.source("model.from")
             if not isinstance(origin, str):
-                raise ConfigError("expected the path of a diffusers config.json", file=paths.source("model.from"),
-                                  key="model.from")
+                raise ConfigError("expected the path of a diffusers config.json", file=named_in, key="model.from")
             path = paths("model.from", origin)
-            data, source, prefix = _read(path, paths.source("model.from"), "model.from"), str(path), ()
-        data.update(inline)
-        key = "model" if origin is None else "model.from"
-    where = f" (the model config named by {paths.source(key or 'model')}, key {key or 'model'})" if not prefix else ""
+            file_data = _read(path, named_in, "model.from")
+    key = "model" if isinstance(value, str) else "model.from"
+    referrer = f" (the model config named by {named_in}, key {key})"
     try:
-        cls, taken, unread = translate(data)
-    except FieldError as exc:
-        raise ConfigError(f"{exc}{where}", file=source, key=".".join(prefix + (exc.key,))) from None
+        cls, taken, unread = translate({**file_data, **inline})
+    except FieldError as exc:  # blame whichever wrote the key
+        if exc.key in inline or path is None:
+            raise ConfigError(str(exc), file=paths.source("model"), key=f"model.{exc.key}") from None
+        raise ConfigError(f"{exc}{referrer}", file=str(path), key=exc.key) from None
     for name in unread:
-        warnings.warn(f"{source}: key {name!r} is not read by archsim's {cls.FAMILY} model; if it changes the "
-                      "compute, the counts miss it", ArchsimWarning, stacklevel=2)
-    layered.merge(taken, source)
+        if name in inline:  # a user's own keys are checked, unlike a published file's
+            raise ConfigError(f"not a key of {cls.CLASS}; expected one of: {', '.join(sorted(cls.model_fields))}",
+                              file=paths.source("model"), key=f"model.{name}")
+        warnings.warn(f"{path}: key {name!r} is not read by archsim's {cls.FAMILY} model; if it changes the compute, "
+                      "the counts miss it", ArchsimWarning, stacklevel=2)
+    layered = Layered()
+    layered.merge({k: v for k, v in file_data.items() if k in taken}, str(path))
+    layered.merge({k: v for k, v in inline.items() if k in taken}, paths.source("model"))
+    prefix = ("model",) if inline or path is None else ()
     try:
-        return validate_layered(cls, layered, source, key_prefix=prefix)  # type: ignore[return-value]
+        return validate_layered(cls, layered, str(path or paths.source("model")), key_prefix=prefix)  # type: ignore[return-value]
     except ConfigError as exc:
-        raise ConfigError(f"{exc}{where}") from None
+        lines = []
+        ours = f"{path}: "
+        for line in str(exc).splitlines():
+            if path is not None and line.startswith(ours):  # the file's own key, without the workload's prefix
+                line = ours + line[len(ours):].removeprefix("model.") + referrer
+            lines.append(line)
+        raise ConfigError("\n".join(lines)) from None
 
 
 def _read(path: Path, named_in: str, key: str) -> dict:

@@ -1,0 +1,138 @@
+"""Reference counts from diffusers' own transformer classes (not run in CI: it needs torch and
+diffusers).
+
+For each family ``kind: diffusion_transformer`` reads (FLUX.1, SD3 / SD3.5, PixArt-alpha, Wan 2.1),
+a small config of that very class (a few blocks, narrow widths, every feature the family has
+switched on: FLUX's guidance embedding and its absence, SD3.5's per-head query/key norms and
+dual-attention blocks, PixArt's resolution and aspect-ratio conditions) is built on the CPU
+with random weights and counted:
+- matrix parameters: every parameter of two or more dimensions (linear and convolution
+  weights, PixArt's and Wan's ``scale_shift_table``s);
+- MACs of one forward of the transformer, at a non-square latent and batch 2, by torch's
+  FlopCounterMode (FLOPs / 2). Attention runs under ``sdpa_kernel(SDPBackend.MATH)``: the math
+  kernel's two batched matmuls are what FlopCounterMode counts (the CPU's fused SDPA kernel it
+  does not count at all), with the same products as the fused kernels.
+The published full-size configs in workloads/models (the diffusers ones) are counted for
+parameters on the meta device. Written to tests/data/diffusers_counts.json, which
+tests/test_dit_family.py compares archsim's counts with.
+
+    /tmp/refenv/bin/pip install torch==2.13.0 diffusers==0.42.1 transformers
+    cd /tmp/refwork && /tmp/refenv/bin/python /work/main/tests/reference/make_diffusers_counts.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import diffusers
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[2]
+BATCH = 2
+GRID = (3, 4, 6)  # latent tokens along frames (video only), height and width: not square
+TEXT = 7
+
+CLASSES = {
+    "FluxTransformer2DModel": diffusers.FluxTransformer2DModel,
+    "SD3Transformer2DModel": diffusers.SD3Transformer2DModel,
+    "PixArtTransformer2DModel": diffusers.PixArtTransformer2DModel,
+    # diffusers remaps a Transformer2DModel config with norm_type ada_norm_single to PixArt's class
+    "Transformer2DModel": diffusers.PixArtTransformer2DModel,
+    "WanTransformer3DModel": diffusers.WanTransformer3DModel,
+}
+SMALL = {
+    "flux_dev": {"_class_name": "FluxTransformer2DModel", "patch_size": 1, "in_channels": 12, "num_layers": 2,
+                 "num_single_layers": 3, "attention_head_dim": 16, "num_attention_heads": 2, "joint_attention_dim": 24,
+                 "pooled_projection_dim": 20, "guidance_embeds": True, "axes_dims_rope": [4, 6, 6]},
+    "flux_schnell": {"_class_name": "FluxTransformer2DModel", "patch_size": 1, "in_channels": 12, "num_layers": 1,
+                     "num_single_layers": 2, "attention_head_dim": 16, "num_attention_heads": 2,
+                     "joint_attention_dim": 24, "pooled_projection_dim": 20, "guidance_embeds": False,
+                     "axes_dims_rope": [4, 6, 6]},
+    "sd3": {"_class_name": "SD3Transformer2DModel", "sample_size": 16, "patch_size": 2, "in_channels": 4,
+            "num_layers": 3, "attention_head_dim": 8, "num_attention_heads": 4, "joint_attention_dim": 24,
+            "caption_projection_dim": 32, "pooled_projection_dim": 20, "out_channels": 4, "pos_embed_max_size": 16},
+    "sd3.5": {"_class_name": "SD3Transformer2DModel", "sample_size": 16, "patch_size": 2, "in_channels": 4,
+              "num_layers": 4, "attention_head_dim": 8, "num_attention_heads": 4, "joint_attention_dim": 24,
+              "caption_projection_dim": 32, "pooled_projection_dim": 20, "out_channels": 4, "pos_embed_max_size": 16,
+              "dual_attention_layers": [0, 1], "qk_norm": "rms_norm"},
+    "pixart_alpha": {"_class_name": "PixArtTransformer2DModel", "num_attention_heads": 2, "attention_head_dim": 24,
+                     "in_channels": 4, "out_channels": 8, "num_layers": 2, "cross_attention_dim": 48, "sample_size": 8,
+                     "patch_size": 2, "use_additional_conditions": True, "caption_channels": 40},
+    "wan2.1": {"_class_name": "WanTransformer3DModel", "patch_size": [1, 2, 2], "num_attention_heads": 2,
+               "attention_head_dim": 16, "in_channels": 4, "out_channels": 4, "text_dim": 24, "freq_dim": 32,
+               "ffn_dim": 48, "num_layers": 2, "rope_max_seq_len": 32},
+}
+
+
+def build(config: dict):
+    cls = CLASSES[config["_class_name"]]
+    return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+
+
+def inputs(name: str, config: dict, model) -> dict:
+    """The forward's arguments at BATCH x GRID image tokens and TEXT text tokens."""
+    b, (f, h, w) = BATCH, GRID
+    t = torch.rand(b) * 1000
+    if name.startswith("flux"):
+        s = h * w
+        args = {"hidden_states": torch.randn(b, s, config["in_channels"]), "timestep": t / 1000,
+                "encoder_hidden_states": torch.randn(b, TEXT, config["joint_attention_dim"]),
+                "pooled_projections": torch.randn(b, config["pooled_projection_dim"]),
+                "img_ids": torch.zeros(s, 3), "txt_ids": torch.zeros(TEXT, 3)}
+        if config["guidance_embeds"]:
+            args["guidance"] = torch.full((b,), 3.5)
+        return args
+    if name.startswith("sd3"):
+        p = config["patch_size"]
+        return {"hidden_states": torch.randn(b, config["in_channels"], h * p, w * p), "timestep": t,
+                "encoder_hidden_states": torch.randn(b, TEXT, config["joint_attention_dim"]),
+                "pooled_projections": torch.randn(b, config["pooled_projection_dim"])}
+    if name.startswith("pixart"):
+        p = config["patch_size"]
+        return {"hidden_states": torch.randn(b, config["in_channels"], h * p, w * p), "timestep": t,
+                "encoder_hidden_states": torch.randn(b, TEXT, config["caption_channels"]),
+                "added_cond_kwargs": {"resolution": torch.tensor([[64.0, 96.0]] * b),
+                                      "aspect_ratio": torch.tensor([[1.5]] * b)}}
+    pt, ph, pw = config["patch_size"]
+    return {"hidden_states": torch.randn(b, config["in_channels"], f * pt, h * ph, w * pw), "timestep": t,
+            "encoder_hidden_states": torch.randn(b, TEXT, config["text_dim"])}
+
+
+def matrix_params(model) -> int:
+    unique = {id(p): p for p in model.parameters()}
+    return sum(p.numel() for p in unique.values() if p.dim() >= 2)
+
+
+def counts(name: str, config: dict) -> dict:
+    torch.manual_seed(0)
+    model = build(config).eval()
+    args = inputs(name, config, model)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(**args, return_dict=False)
+    by_op = {str(op): n // 2 for op, n in counter.get_flop_counts()["Global"].items()}
+    grid = list(GRID) if name.startswith("wan") else [1, *GRID[1:]]
+    return {"config": config, "geometry": {"batch": BATCH, "grid": grid, "text": TEXT},
+            "matrix_params": matrix_params(model), "macs": counter.get_total_flops() // 2, "macs_by_op": by_op}
+
+
+def main() -> None:
+    out = {"diffusers": diffusers.__version__, "torch": torch.__version__, "small": {}, "published": {}}
+    for name, config in SMALL.items():
+        out["small"][name] = counts(name, config)
+        print(name, out["small"][name]["matrix_params"], out["small"][name]["macs"], out["small"][name]["macs_by_op"])
+    for path in sorted((ROOT / "workloads" / "models").glob("*.json")):
+        config = json.loads(path.read_text())
+        if config.get("_class_name") not in CLASSES:
+            continue  # a language model's config (tests/reference/make_hf_counts.py)
+        with torch.device("meta"):
+            model = build(config)
+        out["published"][path.name] = {"matrix_params": matrix_params(model)}
+        print(path.name, out["published"][path.name])
+    (ROOT / "tests" / "data" / "diffusers_counts.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""``kind: diffusion_transformer`` (issue 20, DiT family): archsim's counts against diffusers' own
+transformer classes. tests/data/diffusers_counts.json holds the reference counts, made by
+tests/reference/make_diffusers_counts.py with torch and diffusers (not needed here): matrix
+parameters and the MACs of one forward (FlopCounterMode) for a small config of every family
+(FLUX.1-dev and -schnell, SD3 and SD3.5, PixArt-alpha, Wan 2.1) at batch 2 and a non-square
+latent; parameters of the published full-size configs in workloads/models. Then one hand
+calculation per family at its bundled workload's size, the denoising loop's guidance modes,
+tensor parallelism, and the errors a bad file gets."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+from conftest import ROOT, run_cli
+
+from archsim.api import load_hardware, load_workload
+from archsim.errors import ArchsimWarning, ConfigError
+from archsim.workloads.dit_family import Geometry, forward_counts
+from archsim.workloads.dit_models import model_from_dict, resolve_dit_model
+
+REFERENCE = json.loads((ROOT / "tests" / "data" / "diffusers_counts.json").read_text())
+WORKLOADS = ROOT / "workloads"
+MODELS = WORKLOADS / "models"
+
+
+class Paths:  # a workload's path resolver, for a model file named directly
+    def __call__(self, key, value):
+        return MODELS / value
+
+    def source(self, key):
+        return "test"
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE["small"]))
+def test_counts_equal_diffusers_model_code(name):
+    ref = REFERENCE["small"][name]
+    geo = ref["geometry"]
+    params, macs = forward_counts(model_from_dict(ref["config"]), Geometry(geo["batch"], tuple(geo["grid"]), geo["text"]))
+    assert (params, macs) == (ref["matrix_params"], ref["macs"])
+
+
+@pytest.mark.parametrize("file", sorted(REFERENCE["published"]))
+def test_published_configs_have_diffusers_parameter_counts(file):
+    model = resolve_dit_model(file, Paths())
+    assert forward_counts(model, Geometry(1, (1, 2, 2), 1))[0] == REFERENCE["published"][file]["matrix_params"]
+
+
+def test_every_bundled_diffusers_config_has_a_reference_count():
+    configs = {p.name for p in MODELS.glob("*.json") if "_class_name" in json.loads(p.read_text())}
+    assert configs == set(REFERENCE["published"]) and len(configs) == 4
+
+
+# -- by hand, at the bundled workloads' sizes --------------------------------------------------
+
+def graph(name: str, *overrides: str, hw=None):
+    (phase,) = load_workload(WORKLOADS / name, overrides, hw=hw).phases
+    return phase
+
+
+def stack_macs(phase, prefix: str) -> int:
+    """MACs of one block of the stack ``prefix`` (ops stand for all its blocks: copies)."""
+    return sum(op.macs for op in phase.graph.ops() if op.name.startswith(prefix + "."))
+
+
+def test_flux_dev_by_hand():
+    # 1024 x 1024: the 128 x 128 latent packed 2 x 2 is S = 4096 tokens, T = 512 T5 tokens,
+    # N = 4608 in the joint attention; width d = 3072 (24 heads of 128); batch 1, no guidance pass
+    phase = graph("flux_dev_1024.yaml")
+    d, s, t = 3072, 4096, 512
+    n = s + t
+    # double-stream: norm1 and norm1_context (d -> 6d each), q k v out for each stream, the joint
+    # attention (QK^T and PV over N x N, d per score), the two GELU MLPs (d -> 4d -> d)
+    double = 2 * 6 * d * d + 4 * n * d * d + 2 * n * n * d + 2 * 4 * n * d * d
+    # single-stream: norm (d -> 3d), q k v, proj_mlp (d -> 4d), proj_out (5d -> d), attention
+    single = 3 * d * d + 3 * n * d * d + 4 * n * d * d + 5 * n * d * d + 2 * n * n * d
+    assert stack_macs(phase, "transformer_blocks") == double == 12 * d * d + 12 * n * d * d + 2 * n * n * d
+    assert stack_macs(phase, "single_transformer_blocks") == single
+    # x_embedder (64 -> d), timestep and guidance embedders (256 -> d -> d), pooled CLIP text
+    # (768 -> d -> d), context_embedder (4096 -> d), norm_out (d -> 2d), proj_out (d -> 64)
+    top = s * 64 * d + 2 * (256 * d + d * d) + 768 * d + d * d + t * 4096 * d + 2 * d * d + s * d * 64
+    assert phase.graph.macs == 19 * double + 38 * single + top
+    assert phase.repeat == 28 and 37.1e12 < phase.graph.macs < 37.3e12
+
+
+def test_sd3_medium_block_by_hand():
+    # 1024 x 1024: S = 4096 patches, T = 77 + 256 text tokens; guidance doubles the batch (B = 2)
+    phase = graph("sd3_medium_1024.yaml")
+    b, d, s, t = 2, 1536, 4096, 333
+    n = s + t
+    block = b * (2 * 6 * d * d + 4 * n * d * d + 2 * n * n * d + 2 * 4 * n * d * d)
+    assert stack_macs(phase, "transformer_blocks") == block
+    # the last block (context_pre_only): the text gets a shift and scale (d -> 2d) and its
+    # queries, keys and values, but no to_add_out and no MLP
+    last = b * (6 * d * d + 2 * d * d + 4 * s * d * d + 3 * t * d * d + 2 * n * n * d + 2 * 4 * s * d * d)
+    assert stack_macs(phase, "transformer_blocks_1") == last
+    copies = {op.copies for op in phase.graph.ops() if op.name.startswith("transformer_blocks.")}
+    assert copies == {23}
+
+
+def test_pixart_alpha_block_by_hand():
+    # 1024 x 1024: S = 4096 patches, T = 120 T5 tokens, B = 2 (guidance); the six modulation
+    # vectors come from the shared adaln_single, so a block's own matrix work is attention and MLP
+    phase = graph("pixart_alpha_1024.yaml")
+    b, d, s, t = 2, 1152, 4096, 120
+    self_attn = 4 * s * d * d + 2 * s * s * d
+    cross = s * d * d + 2 * t * d * d + 2 * s * t * d + s * d * d  # q from the image, k v from the text, out
+    assert stack_macs(phase, "transformer_blocks") == b * (self_attn + cross + 2 * 4 * s * d * d)
+
+
+def test_wan21_block_by_hand():
+    # 480 x 832, 81 frames: (81 - 1) / 4 + 1 = 21 latent frames of 60 x 104, patches 1 x 2 x 2:
+    # S = 21 x 30 x 52 = 32760 tokens in one 3-D attention; T = 512; d = 1536, ffn 8960.
+    # Guidance is a second forward of batch 1: the same MACs as the first
+    phase = graph("wan21_1.3b_480p.yaml")
+    d, s, t, ffn = 1536, 21 * 30 * 52, 512, 8960
+    block = 4 * s * d * d + 2 * s * s * d + (2 * s * d * d + 2 * t * d * d + 2 * s * t * d) + 2 * s * d * ffn
+    assert stack_macs(phase, "cond/blocks") == stack_macs(phase, "uncond/blocks") == block
+    assert phase.repeat == 50
+
+
+# -- the denoising loop ---------------------------------------------------------------------------
+
+def test_guidance_modes_and_steps():
+    def macs(*overrides):
+        w = load_workload(WORKLOADS / "sd3_medium_1024.yaml", overrides)
+        return w.macs, w.phases[0].repeat
+
+    none, steps = macs("cfg=none")
+    assert steps == 28
+    # a doubled batch and a second forward do the same matrix work: twice one pass's
+    assert macs("cfg=batched")[0] == macs("cfg=sequential")[0] == 2 * none
+    assert macs("cfg=none", "steps=10")[0] * 28 == none * 10
+    # Heun: two evaluations a step but the last
+    assert macs("cfg=none", "steps=10", "sampler=flow_match_heun") == (none // 28 * 19, 19)
+    # FLUX.1-dev by default: one pass a step (guidance-distilled)
+    w = load_workload(WORKLOADS / "flux_dev_1024.yaml", ["cfg=null"])
+    assert not any(op.name == "cfg_combine" for op in w.phases[0].graph.ops())
+
+
+def test_sequential_guidance_shares_weights_and_reads_them_twice():
+    phase = graph("wan21_1.3b_480p.yaml")
+    q = [op for op in phase.graph.ops() if op.name.endswith("blocks.attn1.to_q")]
+    assert [op.name for op in q] == ["cond/blocks.attn1.to_q", "uncond/blocks.attn1.to_q"]
+    assert q[0].b is q[1].b or q[0].b == q[1].b
+    assert q[0].a != q[1].a  # each pass its own activations
+
+
+def test_tensor_parallel_splits_every_block_four_ways():
+    full = graph("flux_dev_1024.yaml")
+    split = graph("flux_dev_1024.yaml", hw=load_hardware(ROOT / "hw_configs" / "systems" / "a100_80gb_x4.yaml"))
+    for stack in ("transformer_blocks", "single_transformer_blocks"):
+        assert stack_macs(split, stack) * 4 == stack_macs(full, stack)
+    reduces = {op.name.rsplit(".", 1)[0]: op.copies for op in split.graph.ops() if op.kind == "all_reduce"}
+    # row-split layers: both streams' out projections and MLP outputs; the single block's proj_out
+    assert reduces == {"transformer_blocks.attn.to_out": 19, "transformer_blocks.attn.to_add_out": 19,
+                       "transformer_blocks.ff.fc2": 19, "transformer_blocks.ff_context.fc2": 19,
+                       "single_transformer_blocks.proj_out": 38}
+
+
+def test_video_geometry_and_parameters_do_not_depend_on_it():
+    a = load_workload(WORKLOADS / "wan21_1.3b_480p.yaml", ["frames=17", "height=240", "width=416"])
+    score = next(op for op in a.phases[0].graph.ops() if op.name == "cond/blocks.attn1.score")
+    assert score.m == score.n == 5 * 15 * 26  # (17 - 1) / 4 + 1 latent frames of 30 x 52 / 2
+    from archsim.ir.summary import summarize
+
+    assert summarize(a).params == summarize(load_workload(WORKLOADS / "wan21_1.3b_480p.yaml")).params
+
+
+# -- errors: the file, the key and what is expected ------------------------------------------------
+
+def write(tmp_path, text: str):
+    path = tmp_path / "w.yaml"
+    fields = {"kind": "diffusion_transformer", "name": "t", "model": f"{MODELS}/sd3_medium_transformer.json",
+              "height": "1024", "width": "1024"}
+    fields.update(line.split(": ", 1) for line in text.splitlines())
+    path.write_text("".join(f"{k}: {v}\n" for k, v in fields.items()))
+    return path
+
+
+@pytest.mark.parametrize("extra, key, words", [
+    ("height: 1000\n", "height", "not a multiple of 16"),
+    ("family: flux\n", "family", "SD3Transformer2DModel"),
+    ("frames: 9\n", "frames", "video models only"),
+    ("height: 8192\n", "height", "pos_embed_max_size = 192"),
+    ("cfg: twice\n", "cfg", "batched"),
+])
+def test_bad_workload_values_name_file_and_key(tmp_path, extra, key, words):
+    path = write(tmp_path, extra)
+    with pytest.raises(ConfigError) as err:
+        load_workload(path)
+    assert f"{path}: {key}: " in str(err.value) and words in str(err.value)
+
+
+def test_bad_model_configs_name_file_and_key(tmp_path):
+    wan = json.loads((MODELS / "wan2.1_t2v_1.3b_transformer.json").read_text())
+    cases = [({**wan, "image_dim": 1280}, "image_dim"), ({**wan, "_class_name": "UNet2DConditionModel"}, "_class_name"),
+             ({**wan, "num_layers": 0}, "num_layers"), ({**wan, "qk_norm": "l2"}, "qk_norm")]
+    for data, key in cases:
+        (tmp_path / "m.json").write_text(json.dumps(data))
+        (tmp_path / "w.yaml").write_text("kind: diffusion_transformer\nname: t\nmodel: m.json\nheight: 480\nwidth: 832\n")
+        with pytest.raises(ConfigError) as err:
+            load_workload(tmp_path / "w.yaml")
+        assert f"{tmp_path / 'm.json'}: {key}: " in str(err.value), str(err.value)
+    (tmp_path / "w.yaml").write_text("kind: diffusion_transformer\nname: t\nmodel: none.json\nheight: 480\nwidth: 832\n")
+    with pytest.raises(ConfigError, match="w.yaml: model: model config .*none.json not found"):
+        load_workload(tmp_path / "w.yaml")
+    # an override of a published file's key, inline: named by its place in the workload
+    path = write(tmp_path, "")
+    with pytest.raises(ConfigError, match="model.num_layers"):
+        load_workload(path, [f"model={{from: {MODELS}/sd3_medium_transformer.json, num_layers: -1}}"])
+
+
+def test_unread_keys_warn_and_the_cli_shows_no_traceback(tmp_path):
+    flux = json.loads((MODELS / "flux1_dev_transformer.json").read_text())
+    (tmp_path / "m.json").write_text(json.dumps({**flux, "num_layers": 1, "num_single_layers": 1, "lora_rank": 4}))
+    (tmp_path / "w.yaml").write_text("kind: diffusion_transformer\nname: t\nmodel: m.json\nheight: 256\nwidth: 256\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_workload(tmp_path / "w.yaml")
+    assert [str(w.message) for w in caught if w.category is ArchsimWarning] == [
+        f"{tmp_path / 'm.json'}: key 'lora_rank' is not read by archsim's flux model; if it changes the compute, "
+        "the counts miss it"]
+    (tmp_path / "w.yaml").write_text("kind: diffusion_transformer\nname: t\nmodel: m.json\nheight: 250\nwidth: 256\n")
+    r = run_cli("workload", str(tmp_path / "w.yaml"))
+    assert r.returncode == 2 and "height: 250 is not a multiple of 16" in r.stderr and "Traceback" not in r.stderr
