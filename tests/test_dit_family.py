@@ -37,7 +37,8 @@ class Paths:  # a workload's path resolver, for a model file named directly
 def test_counts_equal_diffusers_model_code(name):
     ref = REFERENCE["small"][name]
     geo = ref["geometry"]
-    params, macs = forward_counts(model_from_dict(ref["config"]), Geometry(geo["batch"], tuple(geo["grid"]), geo["text"]))
+    model = model_from_dict(ref["config"])
+    params, macs = forward_counts(model, Geometry(geo["batch"], tuple(geo["grid"]), geo["text"]))
     assert (params, macs) == (ref["matrix_params"], ref["macs"])
 
 
@@ -155,7 +156,7 @@ def test_tensor_parallel_splits_every_block_four_ways():
     reduces = {op.name.rsplit(".", 1)[0]: op.copies for op in split.graph.ops() if op.kind == "all_reduce"}
     # row-split layers: both streams' out projections and MLP outputs; the single block's proj_out
     assert reduces == {"transformer_blocks.attn.to_out": 19, "transformer_blocks.attn.to_add_out": 19,
-                       "transformer_blocks.ff.fc2": 19, "transformer_blocks.ff_context.fc2": 19,
+                       "transformer_blocks.ff.net.2": 19, "transformer_blocks.ff_context.net.2": 19,
                        "single_transformer_blocks.proj_out": 38}
 
 
@@ -193,17 +194,20 @@ def test_bad_workload_values_name_file_and_key(tmp_path, extra, key, words):
     assert f"{path}: {key}: " in str(err.value) and words in str(err.value)
 
 
+WAN_WORKLOAD = "kind: diffusion_transformer\nname: t\nmodel: {}\nheight: 480\nwidth: 832\n"
+
+
 def test_bad_model_configs_name_file_and_key(tmp_path):
     wan = json.loads((MODELS / "wan2.1_t2v_1.3b_transformer.json").read_text())
     cases = [({**wan, "image_dim": 1280}, "image_dim"), ({**wan, "_class_name": "UNet2DConditionModel"}, "_class_name"),
              ({**wan, "num_layers": 0}, "num_layers"), ({**wan, "qk_norm": "l2"}, "qk_norm")]
     for data, key in cases:
         (tmp_path / "m.json").write_text(json.dumps(data))
-        (tmp_path / "w.yaml").write_text("kind: diffusion_transformer\nname: t\nmodel: m.json\nheight: 480\nwidth: 832\n")
+        (tmp_path / "w.yaml").write_text(WAN_WORKLOAD.format("m.json"))
         with pytest.raises(ConfigError) as err:
             load_workload(tmp_path / "w.yaml")
         assert f"{tmp_path / 'm.json'}: {key}: " in str(err.value), str(err.value)
-    (tmp_path / "w.yaml").write_text("kind: diffusion_transformer\nname: t\nmodel: none.json\nheight: 480\nwidth: 832\n")
+    (tmp_path / "w.yaml").write_text(WAN_WORKLOAD.format("none.json"))
     with pytest.raises(ConfigError, match="w.yaml: model: model config .*none.json not found"):
         load_workload(tmp_path / "w.yaml")
     # an override of a published file's key, inline: named by its place in the workload

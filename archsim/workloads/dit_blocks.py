@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from archsim.ir import ops
 from archsim.ir.tensor import Tensor
-from archsim.ir.transformer import BlockShape, Builder, mlp
+from archsim.ir.transformer import Builder
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,10 @@ def modulated_norm(b: Builder, name: str, x: Tensor, rows: int, d: int, mod: Ten
 
 def feed_forward(b: Builder, x: Tensor, rows: int, d: int, inner: int) -> Tensor:
     """diffusers' ``FeedForward`` with a GELU (attention.py): ``net.0.proj`` d -> inner, GELU,
-    ``net.2`` inner -> d; the column / row split of ``archsim.ir.transformer.mlp``."""
-    return mlp(b, BlockShape(d, 1, 1, inner, head_dim=1, activation="gelu"), rows, x)
+    ``net.2`` inner -> d; split by columns then rows under tensor parallelism."""
+    h = b.linear("net.0.proj", x, rows, d, inner, split="column")
+    h = b.pointwise("net.0.act", "gelu", h, rows, b.shard(inner, "feed-forward width"))
+    return b.linear("net.2", h, rows, inner, d, split="row")
 
 
 def attend(b: Builder, q: Tensor, k: Tensor, v: Tensor, batch: int, heads: int, q_len: int, kv_len: int,
@@ -169,7 +171,8 @@ def mmdit_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, x:
     x = b.binary("attn.gate", "gated_add", (x, x_attn, mod), rows, d)
     if dual:  # norm_hidden_states2: the same norm, its own shift and scale
         nx2 = b.binary("norm1.modulate2", "modulate", (normed, mod), rows, d)
-        x = b.binary("attn2.gate", "gated_add", (x, self_attention(b.child("attn2"), a, nx2, batch, tokens), mod), rows, d)
+        attn2 = self_attention(b.child("attn2"), a, nx2, batch, tokens)
+        x = b.binary("attn2.gate", "gated_add", (x, attn2, mod), rows, d)
     ff = feed_forward(b.child("ff"), modulated_norm(b, "norm2", x, rows, d, mod), rows, d, 4 * d)
     x = b.binary("ff.gate", "gated_add", (x, ff, mod), rows, d)
     if context_pre_only:
@@ -212,9 +215,8 @@ def pixart_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, t
     modulate, the MLP, gate."""
     d, rows = a.hidden, batch * tokens
     mod = b.binary("scale_shift", "add", (b.weight("scale_shift_table", 6, d), t6), batch, 6 * d)
-    x = b.binary("attn1.gate", "gated_add",
-                 (x, self_attention(b.child("attn1"), a, modulated_norm(b, "norm1", x, rows, d, mod), batch, tokens), mod),
-                 rows, d)
+    attn = self_attention(b.child("attn1"), a, modulated_norm(b, "norm1", x, rows, d, mod), batch, tokens)
+    x = b.binary("attn1.gate", "gated_add", (x, attn, mod), rows, d)
     cross = cross_attention(b.child("attn2"), a, x, text, batch, tokens, text_len, text_width)
     x = b.binary("attn2.residual", "add", (x, cross), rows, d)
     ff = feed_forward(b.child("ff"), modulated_norm(b, "norm2", x, rows, d, mod), rows, d, 4 * d)
@@ -232,7 +234,7 @@ def wan_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, ffn:
     attn = self_attention(b.child("attn1"), a, modulated_norm(b, "norm1", x, rows, d, mod), batch, tokens, freqs)
     x = b.binary("attn1.gate", "gated_add", (x, attn, mod), rows, d)
     nx = b.norm("norm2", "layernorm", x, rows, d) if cross_norm else x
-    x = b.binary("attn2.residual", "add", (x, cross_attention(b.child("attn2"), a, nx, text, batch, tokens, text_len, d)),
-                 rows, d)
+    cross = cross_attention(b.child("attn2"), a, nx, text, batch, tokens, text_len, d)
+    x = b.binary("attn2.residual", "add", (x, cross), rows, d)
     ff = feed_forward(b.child("ffn"), modulated_norm(b, "norm3", x, rows, d, mod), rows, d, ffn)
     return b.binary("ffn.gate", "gated_add", (x, ff, mod), rows, d)

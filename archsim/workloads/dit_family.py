@@ -29,9 +29,8 @@ from pydantic import Field
 
 from archsim.config.fields import Count
 from archsim.errors import ConfigError
-from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
-from archsim.ir.tensor import Tensor
+from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder, Precision
 from archsim.workloads import dit
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
@@ -281,7 +280,8 @@ def _sd3(model: SD3Config, geo: Geometry, top: Builder, stack) -> Tensor:
             runs.append([kind, 1])
     for i, ((dual, last), n) in enumerate(runs):
         name = "transformer_blocks" if i == 0 else f"transformer_blocks_{i}"
-        x, c = mmdit_block(stack(name, n), a, b, s, t, x, c, temb, context_pre_only=last, dual=dual)  # type: ignore[arg-type]
+        x, c = mmdit_block(stack(name, n), a, b, s, t, x, c, temb,  # type: ignore[arg-type]
+                           context_pre_only=last, dual=dual)
     return _final(top, model, geo, x, modulation(top, "norm_out", temb, b, d, 2))
 
 
@@ -299,8 +299,9 @@ def _pixart(model: PixArtConfig, geo: Geometry, top: Builder, stack) -> Tensor:
                     TIMESTEP_FEATURES, d, d, "silu")
     if model.additional_conditions:
         third = d // 3
-        size = embed_mlp(top, "adaln_single.emb.resolution_embedder", top.act("resolution_freq", 2 * b, TIMESTEP_FEATURES),
-                         2 * b, TIMESTEP_FEATURES, third, third, "silu")
+        size = embed_mlp(top, "adaln_single.emb.resolution_embedder",  # height and width: two rows a sample
+                         top.act("resolution_freq", 2 * b, TIMESTEP_FEATURES), 2 * b, TIMESTEP_FEATURES, third, third,
+                         "silu")
         ratio = embed_mlp(top, "adaln_single.emb.aspect_ratio_embedder", top.act("aspect_freq", b, TIMESTEP_FEATURES),
                           b, TIMESTEP_FEATURES, third, third, "silu")
         emb = top.binary("adaln_single.emb.add", "add", (emb, top.binary("adaln_single.emb.cat", "copy", (size, ratio),
@@ -309,7 +310,8 @@ def _pixart(model: PixArtConfig, geo: Geometry, top: Builder, stack) -> Tensor:
     text = top.act("text", b * t, model.caption_channels or model.text_width)
     if model.caption_channels is not None:
         text = embed_mlp(top, "caption_projection", text, b * t, model.caption_channels, d, d, "gelu")
-    x = pixart_block(stack("transformer_blocks", model.num_layers), _heads(model), b, s, t, model.text_width, x, text, t6)
+    blocks = stack("transformer_blocks", model.num_layers)
+    x = pixart_block(blocks, _heads(model), b, s, t, model.text_width, x, text, t6)
     mod = top.binary("scale_shift", "add", (top.weight("scale_shift_table", 2, d), emb), b, 2 * d)
     return _final(top, model, geo, x, mod)
 
@@ -324,8 +326,8 @@ def _wan(model, geo: Geometry, top: Builder, stack) -> Tensor:
     x = _patches(top, model, geo, "patch_embedding")
     temb = embed_mlp(top, "condition_embedder.time_embedder", top.act("t_freq", b, model.freq_dim), b, model.freq_dim,
                      d, d, "silu")
-    t6 = top.linear("condition_embedder.time_proj", top.pointwise("condition_embedder.act_fn", "silu", temb, b, d), b, d,
-                    6 * d)
+    silu = top.pointwise("condition_embedder.act_fn", "silu", temb, b, d)
+    t6 = top.linear("condition_embedder.time_proj", silu, b, d, 6 * d)
     text = embed_mlp(top, "condition_embedder.text_embedder", top.act("text", b * t, model.text_dim), b * t,
                      model.text_dim, d, d, "gelu")
     freqs = top.constant("rope.freqs", s, 2 * model.attention_head_dim)
@@ -339,5 +341,5 @@ def forward_counts(model: DiTModel, geo: Geometry) -> tuple[int, int]:
     """Matrix parameters and MACs of one forward at ``geo`` (the reference counts' terms)."""
     graph = OpGraph()
     forward(graph, model, geo, Precision(), "f")
-    params = sum(t.elements * t.copies for t in graph.tensors.values() if t.role.value == "weight")
-    return params, sum(op.macs * op.copies for op in graph.ops() if not isinstance(op, ops.Collective))
+    params = sum(t.elements * t.copies for t in graph.tensors.values() if t.role is Role.WEIGHT)
+    return params, graph.macs

@@ -280,7 +280,8 @@ def resolve_dit_model(value: str | dict, paths) -> DiTModel:
     layered.merge({k: v for k, v in inline.items() if k in taken}, paths.source("model"))
     prefix = ("model",) if inline or path is None else ()
     try:
-        return validate_layered(cls, layered, str(path or paths.source("model")), key_prefix=prefix)  # type: ignore[return-value]
+        model = validate_layered(cls, layered, str(path or paths.source("model")), key_prefix=prefix)
+        return model  # type: ignore[return-value]
     except ConfigError as exc:
         lines = []
         ours = f"{path}: "
