@@ -3,7 +3,8 @@ transformer classes. tests/data/diffusers_counts.json holds the reference counts
 tests/reference/make_diffusers_counts.py with torch and diffusers (not needed here): matrix
 parameters and the MACs of one forward (FlopCounterMode) for a small config of every family
 (FLUX.1-dev and -schnell, SD3 and SD3.5, PixArt-alpha, Wan 2.1) at batch 2 and a non-square
-latent; parameters of the published full-size configs in workloads/models. Then one hand
+latent; parameters of the published full-size configs in workloads/models and the MACs of one
+forward at their bundled workloads' sizes (on the meta device). Then one hand
 calculation per family at its bundled workload's size, the denoising loop's guidance modes,
 tensor parallelism, and the errors a bad file gets."""
 
@@ -43,9 +44,23 @@ def test_counts_equal_diffusers_model_code(name):
 
 
 @pytest.mark.parametrize("file", sorted(REFERENCE["published"]))
-def test_published_configs_have_diffusers_parameter_counts(file):
-    model = resolve_dit_model(file, Paths())
-    assert forward_counts(model, Geometry(1, (1, 2, 2), 1))[0] == REFERENCE["published"][file]["matrix_params"]
+def test_published_configs_have_diffusers_counts_at_full_size(file):
+    # the full-size model on the meta device, one forward at its bundled workload's size
+    ref = REFERENCE["published"][file]
+    geo = ref["geometry"]
+    counts = forward_counts(resolve_dit_model(file, Paths()), Geometry(geo["batch"], tuple(geo["grid"]), geo["text"]))
+    assert counts == (ref["matrix_params"], ref["macs"])
+
+
+@pytest.mark.parametrize("workload, file", [
+    ("flux_dev_1024.yaml", "flux1_dev_transformer.json"), ("sd3_medium_1024.yaml", "sd3_medium_transformer.json"),
+    ("pixart_alpha_1024.yaml", "pixart_alpha_xl_2_1024_ms_transformer.json"),
+    ("wan21_1.3b_480p.yaml", "wan2.1_t2v_1.3b_transformer.json")])
+def test_bundled_workloads_step_is_the_reference_forward(workload, file):
+    # a step's matrix work: the forward diffusers counts, twice for Wan's sequential guidance
+    (phase,) = load_workload(WORKLOADS / workload).phases
+    passes = 2 if workload.startswith("wan") else 1
+    assert phase.graph.macs == passes * REFERENCE["published"][file]["macs"]
 
 
 def test_every_bundled_diffusers_config_has_a_reference_count():

@@ -12,8 +12,9 @@ with random weights and counted:
   FlopCounterMode (FLOPs / 2). Attention runs under ``sdpa_kernel(SDPBackend.MATH)``: the math
   kernel's two batched matmuls are what FlopCounterMode counts (the CPU's fused SDPA kernel it
   does not count at all), with the same products as the fused kernels.
-The published full-size configs in workloads/models (the diffusers ones) are counted for
-parameters on the meta device. Written to tests/data/diffusers_counts.json, which
+The published full-size configs in workloads/models (the diffusers ones) are built on the meta
+device (no weights) and counted for parameters and for the MACs of one forward at their bundled
+workload's size (FlopCounterMode needs only the shapes). Written to tests/data/diffusers_counts.json, which
 tests/test_dit_family.py compares archsim's counts with.
 
     /tmp/refenv/bin/pip install torch==2.13.0 diffusers==0.42.1 transformers
@@ -42,6 +43,14 @@ CLASSES = {
     # diffusers remaps a Transformer2DModel config with norm_type ada_norm_single to PixArt's class
     "Transformer2DModel": diffusers.PixArtTransformer2DModel,
     "WanTransformer3DModel": diffusers.WanTransformer3DModel,
+}
+# One forward of each bundled workload (workloads/*.yaml): its batch as the transformer sees it
+# (doubled by guidance where the pipeline batches it), latent tokens and text tokens
+BUNDLED = {
+    "flux1_dev_transformer.json": {"batch": 1, "grid": [1, 64, 64], "text": 512},  # flux_dev_1024.yaml
+    "sd3_medium_transformer.json": {"batch": 2, "grid": [1, 64, 64], "text": 333},  # sd3_medium_1024.yaml
+    "pixart_alpha_xl_2_1024_ms_transformer.json": {"batch": 2, "grid": [1, 64, 64], "text": 120},
+    "wan2.1_t2v_1.3b_transformer.json": {"batch": 1, "grid": [21, 30, 52], "text": 512},  # wan21_1.3b_480p.yaml
 }
 SMALL = {
     "flux_dev": {"_class_name": "FluxTransformer2DModel", "patch_size": 1, "in_channels": 12, "num_layers": 2,
@@ -72,33 +81,34 @@ def build(config: dict):
     return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
 
 
-def inputs(name: str, config: dict, model) -> dict:
-    """The forward's arguments at BATCH x GRID image tokens and TEXT text tokens."""
-    b, (f, h, w) = BATCH, GRID
+def inputs(config: dict, batch: int, grid: tuple[int, int, int], text: int) -> dict:
+    """The forward's arguments: ``batch`` latents of ``grid`` (frames, height, width) tokens
+    and ``text`` text tokens, on the current default device."""
+    name, b, (f, h, w) = config["_class_name"], batch, grid
     t = torch.rand(b) * 1000
-    if name.startswith("flux"):
+    if name == "FluxTransformer2DModel":  # the pipeline's packed latent: a token per 2 x 2 latent pixels
         s = h * w
-        args = {"hidden_states": torch.randn(b, s, config["in_channels"]), "timestep": t / 1000,
-                "encoder_hidden_states": torch.randn(b, TEXT, config["joint_attention_dim"]),
-                "pooled_projections": torch.randn(b, config["pooled_projection_dim"]),
-                "img_ids": torch.zeros(s, 3), "txt_ids": torch.zeros(TEXT, 3)}
-        if config["guidance_embeds"]:
+        args = {"hidden_states": torch.randn(b, s, config.get("in_channels", 64)), "timestep": t / 1000,
+                "encoder_hidden_states": torch.randn(b, text, config.get("joint_attention_dim", 4096)),
+                "pooled_projections": torch.randn(b, config.get("pooled_projection_dim", 768)),
+                "img_ids": torch.zeros(s, 3), "txt_ids": torch.zeros(text, 3)}
+        if config.get("guidance_embeds"):
             args["guidance"] = torch.full((b,), 3.5)
         return args
-    if name.startswith("sd3"):
+    if name == "SD3Transformer2DModel":
         p = config["patch_size"]
         return {"hidden_states": torch.randn(b, config["in_channels"], h * p, w * p), "timestep": t,
-                "encoder_hidden_states": torch.randn(b, TEXT, config["joint_attention_dim"]),
+                "encoder_hidden_states": torch.randn(b, text, config["joint_attention_dim"]),
                 "pooled_projections": torch.randn(b, config["pooled_projection_dim"])}
-    if name.startswith("pixart"):
+    if name in ("PixArtTransformer2DModel", "Transformer2DModel"):
         p = config["patch_size"]
         return {"hidden_states": torch.randn(b, config["in_channels"], h * p, w * p), "timestep": t,
-                "encoder_hidden_states": torch.randn(b, TEXT, config["caption_channels"]),
-                "added_cond_kwargs": {"resolution": torch.tensor([[64.0, 96.0]] * b),
-                                      "aspect_ratio": torch.tensor([[1.5]] * b)}}
+                "encoder_hidden_states": torch.randn(b, text, config["caption_channels"]),
+                "added_cond_kwargs": {"resolution": torch.tensor([[64.0 * h, 64.0 * w]] * b),
+                                      "aspect_ratio": torch.tensor([[h / w]] * b)}}
     pt, ph, pw = config["patch_size"]
     return {"hidden_states": torch.randn(b, config["in_channels"], f * pt, h * ph, w * pw), "timestep": t,
-            "encoder_hidden_states": torch.randn(b, TEXT, config["text_dim"])}
+            "encoder_hidden_states": torch.randn(b, text, config["text_dim"])}
 
 
 def matrix_params(model) -> int:
@@ -106,16 +116,22 @@ def matrix_params(model) -> int:
     return sum(p.numel() for p in unique.values() if p.dim() >= 2)
 
 
-def counts(name: str, config: dict) -> dict:
-    torch.manual_seed(0)
-    model = build(config).eval()
-    args = inputs(name, config, model)
+def forward_macs(model, config: dict, batch: int, grid, text: int) -> tuple[int, dict]:
+    """MACs of one forward (FLOPs / 2), in all and by aten op, on the model's device."""
+    args = inputs(config, batch, tuple(grid), text)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(**args, return_dict=False)
     by_op = {str(op): n // 2 for op, n in counter.get_flop_counts()["Global"].items()}
+    return counter.get_total_flops() // 2, by_op
+
+
+def counts(name: str, config: dict) -> dict:
+    torch.manual_seed(0)
+    model = build(config).eval()
     grid = list(GRID) if name.startswith("wan") else [1, *GRID[1:]]
+    macs, by_op = forward_macs(model, config, BATCH, grid, TEXT)
     return {"config": config, "geometry": {"batch": BATCH, "grid": grid, "text": TEXT},
-            "matrix_params": matrix_params(model), "macs": counter.get_total_flops() // 2, "macs_by_op": by_op}
+            "matrix_params": matrix_params(model), "macs": macs, "macs_by_op": by_op}
 
 
 def main() -> None:
@@ -127,9 +143,11 @@ def main() -> None:
         config = json.loads(path.read_text())
         if config.get("_class_name") not in CLASSES:
             continue  # a language model's config (tests/reference/make_hf_counts.py)
-        with torch.device("meta"):
+        with torch.device("meta"):  # no weights, no arithmetic: FlopCounterMode reads the shapes
             model = build(config)
-        out["published"][path.name] = {"matrix_params": matrix_params(model)}
+            geometry = BUNDLED[path.name]
+            macs, _ = forward_macs(model, config, geometry["batch"], geometry["grid"], geometry["text"])
+        out["published"][path.name] = {"matrix_params": matrix_params(model), "geometry": geometry, "macs": macs}
         print(path.name, out["published"][path.name])
     (ROOT / "tests" / "data" / "diffusers_counts.json").write_text(json.dumps(out, indent=1) + "\n")
 
