@@ -30,7 +30,9 @@ from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import BlockShape, Builder, Tokens, attention, mlp
 from archsim.workloads.schedules_ops import ScheduleWork
-from archsim.workloads.schedules import FULL, ICCBuilder, ICCWritingBuilder, StepPlan, parse_schedule, phase_names
+from archsim.workloads.schedules import (FULL, ICCBuilder, ICCWritingBuilder, StepPlan, SubsetBuilder, parse_schedule,
+                                         phase_names)
+from archsim.workloads.schedules_toca import token_blocks
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 
 # DiT paper, Table 1: (depth, hidden, heads); REFERENCE.md section 4.
@@ -87,7 +89,7 @@ class DiTWorkload(WorkloadSpec):
         return self
 
     def plans(self) -> list[StepPlan]:
-        return parse_schedule(self.schedule).plans(self.forwards, depth=self.dims[0])
+        return parse_schedule(self.schedule).plans(self.forwards, depth=self.dims[0], tokens=self.tokens)
 
     @property
     def latent_size(self) -> int:
@@ -165,29 +167,18 @@ def _block_builder(plan: StepPlan, graph: OpGraph, precision, depth: int, scope:
     return Builder(graph, "blocks", precision, copies=depth, scope=scope, tp=tp)
 
 
-class _Subset(Builder):
-    """Ops for some of the stack's blocks (``copies`` of them) on the stack's own weights:
-    op names under its prefix, weight names and copies the stack's."""
-
-    def __init__(self, *args, depth: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.depth = depth
-
-    def weight(self, local: str, *shape: int) -> Tensor:
-        name = "blocks" + self.name(local)[len(self.prefix.split(".")[0]):]
-        return Tensor(name, tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.depth)
-
-
 def _blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, shape: BlockShape,
             b: int, t: int, x: Tensor, c: Tensor, tp: int) -> Tensor:
     """The DiT blocks of one step under its plan; returns the last block's output."""
     if plan.kind == "l2c":
         return _l2c_blocks(plan, graph, precision, depth, scope, shape, b, t, x, c, tp)
+    if plan.kind in ("toca", "duca"):
+        return token_blocks(plan, graph, precision, depth, scope, shape, b, t, x, c, tp)
     blocks = _block_builder(plan, graph, precision, depth, scope, tp)
     ada = _adaln(blocks, c, b, shape.hidden)
     out = _block(blocks, plan, shape, b, t, x, ada)
     if plan.kind == "speca" and plan.verify_blocks:
-        verify = _Subset(graph, "verify", precision, copies=1, scope=scope, tp=tp, depth=depth)
+        verify = SubsetBuilder(graph, "verify", precision, copies=1, scope=scope, tp=tp, depth=depth)
         _verify(verify, shape, b, t, x, ada, out)
     return out
 
@@ -228,18 +219,10 @@ def _block(blocks: Builder, plan: StepPlan, shape: BlockShape, b: int, t: int, x
         return blocks.binary("residual2", "gated_add", (x1, outs[1], ada), rows, d)
 
     h = blocks.binary("modulate1", "modulate", (blocks.norm("norm1", "layernorm", x, rows, d), ada), rows, d)
-    if plan.kind == "toca":
-        fractions = dict(plan.fractions)
-        attn_out = _toca_attention(blocks.child("attn"), shape, b, t, fractions["attn"], h, cache)
-    else:
-        attn_out = attention(blocks.child("attn"), shape, Tokens(b, t, t), h)
+    attn_out = attention(blocks.child("attn"), shape, Tokens(b, t, t), h)
     x1 = blocks.binary("residual1", "gated_add", (x, attn_out, ada), rows, d)
     h = blocks.binary("modulate2", "modulate", (blocks.norm("norm2", "layernorm", x1, rows, d), ada), rows, d)
-    if plan.kind == "toca":
-        mlp_out = _toca_part(blocks, "mlp", b, t, dict(plan.fractions)["mlp"], h, cache,
-                             lambda sub, rows_, x_: mlp(sub.child("mlp"), shape, rows_, x_))
-    else:
-        mlp_out = mlp(blocks.child("mlp"), shape, rows, h)
+    mlp_out = mlp(blocks.child("mlp"), shape, rows, h)
     x2 = blocks.binary("residual2", "gated_add", (x1, mlp_out, ada), rows, d)
     _write_caches(blocks, plan.writes, {"attn": attn_out, "mlp": mlp_out}, rows, d, cache)
     return x2
@@ -250,10 +233,6 @@ def _write_caches(blocks: Builder, writes, outputs: dict, rows: int, d: int, cac
         if kind == "outputs":
             for part, out in outputs.items():
                 blocks.add(ops.CacheWrite, f"cache.{part}_out.write", (out,), (cache(f"{part}_out"),))
-        elif kind == "kv":
-            for name in ("k", "v"):
-                new = blocks.graph.tensors[blocks.act(f"attn.{name}.out", rows, d).name]
-                blocks.add(ops.CacheWrite, f"cache.{name}.write", (new,), (cache(name),))
         elif kind.startswith("taylor"):
             m = int(kind[len("taylor"):])
             for part, out in outputs.items():
@@ -264,44 +243,6 @@ def _write_caches(blocks: Builder, writes, outputs: dict, rows: int, d: int, cac
                 fresh = blocks.binary(f"{part}.taylor_refresh", f"diff{m}", (out, *old), rows, d)
                 for k in range(m + 1):
                     blocks.add(ops.CacheWrite, f"cache.{part}_d{k}.write", (fresh,), (cache(f"{part}_d{k}"),))
-
-
-def _toca_part(blocks: Builder, part: str, b: int, t: int, fraction: float, h: Tensor, cache, compute) -> Tensor:
-    """Recompute ``fraction`` of the tokens through ``compute``; the rest from the cache."""
-    d = h.shape[-1]
-    rows, chosen = b * t, b * max(1, round(fraction * t))
-    picked = blocks.binary(f"{part}.toca_gather", "copy", (h,), chosen, d)
-    fresh = compute(blocks, chosen, picked)
-    blocks.add(ops.CacheWrite, f"cache.{part}_out.update", (fresh,), (cache(f"{part}_out"),))
-    return blocks.binary(f"{part}.toca_scatter", "copy", (fresh, cache(f"{part}_out")), rows, d)
-
-
-def _toca_attention(b_attn: Builder, shape: BlockShape, b: int, t: int, fraction: float, h: Tensor, cache) -> Tensor:
-    """ToCa attention: the chosen tokens' queries (and keys and values, refreshed in the cache)
-    are recomputed and attend to every token's cached key and value."""
-    if b_attn.tp > 1:
-        raise ValueError("ToCa's token-selective attention is not lowered for tensor parallelism; "
-                         "use pipeline or data parallelism with schedule toca")
-    blocks = Builder(b_attn.graph, b_attn.prefix.rsplit(".", 1)[0], b_attn.precision, b_attn.copies, b_attn.scope)
-
-    def compute(sub: Builder, chosen: int, x: Tensor) -> Tensor:
-        attn = sub.child("attn")
-        d, dh, heads = shape.hidden, shape.dh, shape.heads
-        q = attn.linear("q", x, chosen, d, heads * dh)
-        keys, values = cache("k", b * t), cache("v", b * t)
-        for name in ("k", "v"):
-            new = attn.linear(name, x, chosen, d, heads * dh)
-            attn.add(ops.CacheWrite, f"cache.{name}.update", (new,), (cache(name, b * t),))
-        m = chosen // b
-        scores = attn.act("scores", b * heads, m, t)
-        attn.add(ops.AttentionScore, "score", (q, keys), (scores,), b * heads, m, dh, t, True)
-        probs = attn.act("probs", b * heads, m, t)
-        attn.add(ops.Softmax, "softmax", (scores,), (probs,), b * heads * m, t)
-        context = attn.act("context", chosen, heads * dh)
-        attn.add(ops.AttentionContext, "context_mm", (probs, values), (context,), b * heads, m, t, dh, True)
-        return attn.linear("o", context, chosen, heads * dh, d)
-
-    return _toca_part(blocks, "attn", b, t, fraction, h, cache, compute)
 
 
 def _l2c_blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, shape: BlockShape,
@@ -316,7 +257,7 @@ def _l2c_blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: st
     d, rows = shape.hidden, b * t
     out = x
     for (skip_attn, skip_mlp), count in sorted(groups.items()):
-        g = _Subset(graph, f"l2c{int(skip_attn)}{int(skip_mlp)}", precision, copies=count, scope=scope, tp=tp, depth=depth)
+        g = SubsetBuilder(graph, f"l2c{int(skip_attn)}{int(skip_mlp)}", precision, copies=count, scope=scope, tp=tp, depth=depth)
         def cache(name: str, n: int = rows, g=g) -> Tensor:
             return Tensor(f"blocks.cache.{name}", (n, d), precision.kv, Role.FEATURE_CACHE, copies=depth)
         ada = g.linear("adaLN", g.pointwise("adaLN.act", "silu", c, b, d), b, d, 6 * d, split="gathered")

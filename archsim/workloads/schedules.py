@@ -16,7 +16,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -41,12 +41,14 @@ class StepPlan:
     """
 
     kind: str
-    writes: tuple[str, ...] = ()  # cache kinds: "icc", "outputs", "kv", "taylor<m>"
+    writes: tuple[str, ...] = ()  # cache kinds: "icc", "outputs", "taylor<m>"; toca/duca: "blocks_out"
     ranks: tuple[tuple[str, int], ...] = ()  # icc: rank per layer
-    fractions: tuple[tuple[str, float], ...] = ()  # toca: tokens recomputed per layer type
     order: int = 0  # taylor / speca: Taylor order m
-    verify_blocks: int = 0  # speca: blocks run in full to verify a forecast
+    verify_blocks: int = 0  # speca: 1 when the last block runs in full to check the forecast
     skip: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # l2c: blocks whose attn / mlp come from cache
+    # toca / duca, per block: ("full", 0, writes its caches), ("toca", fresh tokens per image,
+    # False) or ("skip", 0, False)
+    blocks: tuple[tuple[str, int, bool], ...] = ()
 
     @property
     def label(self) -> str:
@@ -54,8 +56,8 @@ class StepPlan:
             return f"full+{'+'.join(self.writes)} cache" if self.writes else "full"
         if self.kind == "icc":
             return f"icc r{'/'.join(map(str, sorted({r for _, r in self.ranks})))}"
-        if self.kind == "toca":
-            return "toca " + " ".join(f"{k}{v:g}" for k, v in self.fractions)
+        if self.kind in ("toca", "duca"):
+            return _token_label(self)
         if self.kind == "taylor":
             return f"taylor m{self.order}"
         if self.kind == "speca":
@@ -69,7 +71,7 @@ class StepPlan:
     def needs(self) -> tuple[str, ...]:
         """The caches this (cached) step reads."""
         return {
-            "icc": ("icc",), "reuse": ("outputs",), "toca": ("outputs", "kv"), "l2c": ("outputs",),
+            "icc": ("icc",), "reuse": ("outputs",), "l2c": ("outputs",),
             "taylor": (f"taylor{self.order}",), "speca": (f"taylor{self.order}",),
         }.get(self.kind, ())
 
@@ -86,6 +88,30 @@ def _ranges(blocks: tuple[int, ...]) -> str:
         else:
             runs.append([block, block])
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _token_label(plan: StepPlan) -> str:
+    """ToCa / DuCa: runs of blocks alike, e.g. "toca full 0 +cache, mlp 1-27 (3-12 tokens)";
+    a step whose every block is full: "full+toca cache", or "full (toca)" if it writes none."""
+    if all(kind == "full" for kind, _, _ in plan.blocks):
+        wrote = any(write for _, _, write in plan.blocks)
+        return f"full+{plan.kind} cache" if wrote else f"full ({plan.kind})"
+    runs: list[list] = []  # [kind, write, first block, last block, tokens...]
+    for i, (kind, tokens, write) in enumerate(plan.blocks):
+        if runs and runs[-1][:2] == [kind, write] and runs[-1][3] == i - 1:
+            runs[-1][3] = i
+            runs[-1].append(tokens)
+        else:
+            runs.append([kind, write, i, i, tokens])
+    parts = []
+    for kind, write, first, last, *tokens in runs:
+        where = str(first) if first == last else f"{first}-{last}"
+        if kind == "toca":
+            lo, hi = min(tokens), max(tokens)
+            parts.append(f"mlp {where} ({lo}{'' if lo == hi else f'-{hi}'} tokens)")
+        else:
+            parts.append(f"{'skipped' if kind == 'skip' else 'full'} {where}{' +cache' if write else ''}")
+    return f"{plan.kind} {', '.join(parts)}{' +out cache' if plan.writes else ''}"
 
 
 def phase_names(plans: list[StepPlan]) -> dict[StepPlan, str]:
@@ -112,9 +138,9 @@ class Schedule(Strict):
         """The plan of a cached step, or None for a full step."""
         return None
 
-    def plans(self, steps: int, depth: int | None = None) -> list[StepPlan]:
+    def plans(self, steps: int, depth: int | None = None, tokens: int | None = None) -> list[StepPlan]:
         """One plan per network evaluation; ``depth``, the model's blocks, lets a schedule
-        that names blocks check them."""
+        that names blocks check them; ``tokens`` (per image) lets one count tokens."""
         return _with_writes([self.cached(i, steps) for i in range(steps)])
 
 
@@ -197,44 +223,6 @@ class ICC(Schedule):
         return StepPlan("icc", ranks=tuple((layer, ranks[layer]) for layer in self.layers if layer in ranks))
 
 
-Fraction01 = Annotated[float, Field(gt=0, le=1)]
-
-
-@register_schedule
-class ToCa(Schedule):
-    """Token-wise caching (Zou et al., 2024): step i is full when i % period == 0; in the
-    others each layer type recomputes only a fraction of the tokens (chosen by a saliency
-    score, whose cost is not modelled) and reuses the cached outputs of the rest. Recomputed
-    queries attend to every key, the others' keys and values coming from the cache."""
-
-    NAME = "toca"
-    period: Count = 3
-    attn: Fraction01 = 0.1  # ASSUMPTION: of the ratios ToCa explores; set per study
-    mlp: Fraction01 = 0.1
-
-    def cached(self, step: int, steps: int) -> StepPlan | None:
-        return None if step % self.period == 0 else StepPlan("toca", fractions=(("attn", self.attn), ("mlp", self.mlp)))
-
-
-@register_schedule
-class DuCa(Schedule):
-    """DuCa (Zou et al.): cached steps alternate aggressive (whole-layer reuse) and
-    conservative (token-wise, ToCa) caching between full steps."""
-
-    NAME = "duca"
-    period: Count = 4
-    attn: Fraction01 = 0.1
-    mlp: Fraction01 = 0.1
-
-    def cached(self, step: int, steps: int) -> StepPlan | None:
-        offset = step % self.period
-        if offset == 0:
-            return None
-        if offset % 2:
-            return StepPlan("reuse")
-        return StepPlan("toca", fractions=(("attn", self.attn), ("mlp", self.mlp)))
-
-
 MAX_MASK_BYTES = 16 * 2**20  # a documented limit: an L2C mask CSV of at most 16 MiB
 MAX_MASK_ROWS = 1_000_000  # a documented limit: rows of an L2C mask (5,000 steps x 200 blocks)
 MASK_COLUMNS = ("step", "block", "attn", "mlp")
@@ -252,7 +240,7 @@ class L2C(Schedule):
                       description="CSV path, relative to the current folder or to workloads/ (the bundled "
                       "example is illustrative, not a trained router)")
 
-    def plans(self, steps: int, depth: int | None = None) -> list[StepPlan]:
+    def plans(self, steps: int, depth: int | None = None, tokens: int | None = None) -> list[StepPlan]:
         path = _mask_path(self.mask)
         masks = _read_mask(path, steps)
         if depth is not None:
@@ -378,9 +366,6 @@ def parse_schedule(value: Any, source: str = "--schedule") -> Schedule:
     return validate_layered(_SCHEDULES[name], layered, source, key_prefix=("schedule",))
 
 
-# The schedules in their own modules register on import.
-from archsim.workloads import schedules_taylor  # noqa: E402,F401
-
 # -- lowering: builders whose linear layers write or use the ICC caches ---------------------
 
 def _icc_cache(b: Builder, name: str, rows: int, width: int) -> Tensor:
@@ -428,3 +413,25 @@ class ICCBuilder(Builder):
         update = self.act(f"{local}.icc_update", rows, d_out)
         self.add(ops.Gemm, f"{local}.icc_A", (low, self.weight(f"{local}.icc_A", r, d_out)), (update,), 1, rows, r, d_out, False)
         return self.binary(f"{local}.icc_out", "add", (y_cached, update), rows, d_out)
+
+
+class SubsetBuilder(Builder):
+    """Ops for some of a stack's blocks (``copies`` of them) on the stack's own weights: op
+    names under its own prefix, weight names and copies the stack's ("blocks", ``depth``)."""
+
+    def __init__(self, *args, depth: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.depth = depth
+
+    def weight(self, local: str, *shape: int) -> Tensor:
+        name = "blocks" + self.name(local)[len(self.prefix.split(".")[0]):]
+        return Tensor(name, tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.depth)
+
+    def stack_cache(self, local: str, *shape: int, dtype=None, copies: int | None = None) -> Tensor:
+        """A feature cache of the stack ("blocks.cache.<local>"), one per block unless ``copies``."""
+        return Tensor(f"blocks.cache.{local}", tuple(shape), dtype or self.precision.kv, Role.FEATURE_CACHE,
+                      copies=copies or self.depth)
+
+
+# The schedules in their own modules register on import.
+from archsim.workloads import schedules_taylor, schedules_toca  # noqa: E402,F401
