@@ -1,13 +1,17 @@
 """Feature-caching schedules for diffusion transformers: which steps run in full, which
 reuse or correct cached features, and what that costs the hardware.
 
-A schedule is data: a registered generator (``none``, ``reuse``, ``icc``) with validated
-parameters, written ``NAME[:key=value,...]`` on the command line or as a mapping in a workload
-file. It turns a step count into per-step plans; steps with the same plan form one phase of
-the workload with a repeat count, so a 1000-step schedule is a few graphs.
+A schedule is data: a registered generator (``none``, ``reuse``, ``icc``, ``l2c`` here;
+``taylorseer``, ``speca`` in schedules_taylor.py; ``toca``, ``duca`` in schedules_toca.py) with
+validated parameters, written ``NAME[:key=value,...]`` on the command line or as a mapping in a
+workload file. It turns a step count into per-step plans, choosing steps as the method's
+published code does (docs/sources/schedules.md); steps with the same plan form one phase of the
+workload with a repeat count, so a 1000-step schedule is a few graphs (ToCa's and DuCa's token
+shares change every step: a phase per cached step).
 
-A full step writes the caches the next step reads, and only then: a schedule whose every step
-is full (period 1) is exactly ``none``.
+A full step writes the caches later steps read, and only then: a schedule whose every step is
+full (period 1) is exactly ``none`` (ToCa's and DuCa's full steps also compute the attention
+map their scoring reads, as their code does).
 """
 
 from __future__ import annotations
