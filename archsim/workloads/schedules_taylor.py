@@ -55,7 +55,7 @@ class TaylorSeer(Schedule):
     order: Count = Field(default=4, le=8, description="--max-order: the highest Taylor term kept")
     interval: Count = 4
 
-    def plans(self, steps: int, depth: int | None = None) -> list[StepPlan]:
+    def plans(self, steps: int, depth: int | None = None, tokens: int | None = None) -> list[StepPlan]:
         # Shenyi-Z/TaylorSeer TaylorSeer-DiT/cache_functions/cal_type.py, cal_type:
         # full if step > num_steps - first_enhance - 1 or cache_counter == interval - 1.
         kinds: list[str | None] = []
@@ -102,7 +102,7 @@ class SpeCa(Schedule):
         expected = first_check + sum(self.acceptance**j for j in range(1, cap - first_check + 1))
         return min(cap, math.floor(expected + 0.5))
 
-    def plans(self, steps: int, depth: int | None = None) -> list[StepPlan]:
+    def plans(self, steps: int, depth: int | None = None, tokens: int | None = None) -> list[StepPlan]:
         # Shenyi-Z/Cache4Diffusion dit/speca-dit/cache_functions/cal_type.py, cal_type: after a
         # full step, 'Taylor' with taylor_step_counter = 1 and check = False; otherwise check =
         # counter >= min_taylor_steps, and full if step > num_steps - first_enhance - 1, if
