@@ -30,8 +30,8 @@ from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import BlockShape, Builder, Tokens, attention, mlp
 from archsim.workloads.schedules_ops import ScheduleWork
-from archsim.workloads.schedules import (FULL, ICCBuilder, ICCWritingBuilder, StepPlan, SubsetBuilder, parse_schedule,
-                                         phase_names)
+from archsim.workloads.schedules import (FULL, STEP_KINDS, ICCBuilder, ICCWritingBuilder, StepPlan, SubsetBuilder,
+                                         parse_schedule, phase_names)
 from archsim.workloads.schedules_toca import token_blocks
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 
@@ -170,6 +170,8 @@ def _block_builder(plan: StepPlan, graph: OpGraph, precision, depth: int, scope:
 def _blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, shape: BlockShape,
             b: int, t: int, x: Tensor, c: Tensor, tp: int) -> Tensor:
     """The DiT blocks of one step under its plan; returns the last block's output."""
+    if plan.kind in STEP_KINDS:  # kinds lowered in their own modules (TeaCache, MagCache, HarmoniCa)
+        return STEP_KINDS[plan.kind].lower(plan, graph, precision, depth, scope, shape, b, t, x, c, tp)
     if plan.kind == "l2c":
         return _l2c_blocks(plan, graph, precision, depth, scope, shape, b, t, x, c, tp)
     if plan.kind in ("toca", "duca"):

@@ -2,7 +2,8 @@
 reuse or correct cached features, and what that costs the hardware.
 
 A schedule is data: a registered generator (``none``, ``reuse``, ``icc``, ``l2c`` here;
-``taylorseer``, ``speca`` in schedules_taylor.py; ``toca``, ``duca`` in schedules_toca.py) with
+``taylorseer``, ``speca`` in schedules_taylor.py; ``toca``, ``duca`` in schedules_toca.py;
+``teacache``, ``magcache`` in schedules_adaptive.py; ``harmonica`` in schedules_harmonica.py) with
 validated parameters, written ``NAME[:key=value,...]`` on the command line or as a mapping in a
 workload file. It turns a step count into per-step plans, choosing steps as the method's
 published code does (docs/sources/schedules.md); steps with the same plan form one phase of the
@@ -53,9 +54,12 @@ class StepPlan:
     # toca / duca, per block: ("full", 0, writes its caches), ("toca", fresh tokens per image,
     # False) or ("skip", 0, False)
     blocks: tuple[tuple[str, int, bool], ...] = ()
+    extra: tuple[tuple[str, Any], ...] = ()  # kinds in STEP_KINDS: their own settings, (name, value)
 
     @property
     def label(self) -> str:
+        if self.kind in STEP_KINDS:
+            return STEP_KINDS[self.kind].label(self)
         if self.kind == "full":
             return f"full+{'+'.join(self.writes)} cache" if self.writes else "full"
         if self.kind == "icc":
@@ -81,6 +85,11 @@ class StepPlan:
 
 
 FULL = StepPlan("full")
+
+# Step kinds labelled and lowered by their own modules (schedules_adaptive.py,
+# schedules_harmonica.py): kind -> an object with label(plan) and lower(plan, graph, precision,
+# depth, scope, shape, b, t, x, c, tp), which returns the blocks' output as dit.py's _blocks does.
+STEP_KINDS: dict[str, Any] = {}
 
 
 def _ranges(blocks: tuple[int, ...]) -> str:
@@ -439,3 +448,4 @@ class SubsetBuilder(Builder):
 
 # The schedules in their own modules register on import.
 from archsim.workloads import schedules_taylor, schedules_toca  # noqa: E402,F401
+from archsim.workloads import schedules_adaptive, schedules_harmonica  # noqa: E402,F401
