@@ -19,11 +19,18 @@ projections and the MLPs. Biases, norms, gates and the rotary embedding are vect
 
 Each takes a ``Builder`` whose ``copies`` stand for the stack's blocks and whose ``tp`` splits
 heads and MLP columns (Megatron-style), as ``archsim.ir.transformer`` does.
+
+Each also names its cacheable units, the sub-layers whose outputs a feature-caching schedule can
+keep, reuse or forecast (``archsim.workloads.dit_family_cache``): a unit is its norm, modulate
+and sub-layer up to the output the block gates into its stream (``UNITS``). The block asks its
+``units`` policy for each one; the default computes it, so a block without a schedule is the
+forward as diffusers runs it. The modulation projections, gates and residual adds run every time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from archsim.ir import ops
 from archsim.ir.tensor import Tensor
@@ -42,6 +49,36 @@ class Heads:
     @property
     def inner(self) -> int:
         return self.heads * self.dh
+
+
+# The cacheable units of each block, named after the diffusers module whose output they are:
+# FLUX's and SD3's double-stream blocks per stream (image: attn, ff; text: attn_context,
+# ff_context; SD3.5's dual blocks also attn2), FLUX's single-stream block its fused attention and
+# MLP (proj_out), PixArt's and Wan's blocks their self-attention, cross-attention and MLP.
+UNITS = {"mmdit": ("attn", "attn_context", "attn2", "ff", "ff_context"), "flux_single": ("proj_out",),
+         "pixart": ("attn1", "attn2", "ff"), "wan": ("attn1", "attn2", "ffn")}
+
+# A block's question to its caching policy: (block builder, the unit's outputs by name, each
+# output's rows, how to compute them) -> the outputs (each [rows, hidden]).
+UnitPolicy = Callable[[Builder, tuple[str, ...], tuple[int, ...], Callable[[], tuple[Tensor, ...]]], tuple[Tensor, ...]]
+
+
+def compute_all(b: Builder, names: tuple[str, ...], rows: tuple[int, ...],
+                compute: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+    """The policy of a step without a schedule: every unit computed."""
+    return compute()
+
+
+def once(make: Callable[[], Tensor]) -> Callable[[], Tensor]:
+    """A tensor made on first use only (a norm or modulation two units share, or a cached step
+    needs without the unit that made it first)."""
+    made: list[Tensor] = []
+
+    def get() -> Tensor:
+        if not made:
+            made.append(make())
+        return made[0]
+    return get
 
 
 def embed_mlp(b: Builder, name: str, x: Tensor, rows: int, d_in: int, d_hidden: int, d_out: int, act: str) -> Tensor:
@@ -155,36 +192,45 @@ def joint_attention(b: Builder, a: Heads, x: Tensor, c: Tensor, batch: int, toke
 
 
 def mmdit_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, x: Tensor, c: Tensor, temb: Tensor,
-                freqs: Tensor | None = None, *, context_pre_only: bool = False,
-                dual: bool = False) -> tuple[Tensor, Tensor | None]:
+                freqs: Tensor | None = None, *, context_pre_only: bool = False, dual: bool = False,
+                units: UnitPolicy = compute_all) -> tuple[Tensor, Tensor | None]:
     """One MMDiT block; returns the image and text streams (no text after a ``context_pre_only``
     block). ``norm1`` modulates the image (``AdaLayerNormZero``, or ``SD35AdaLayerNormZeroX``
     with a second self-attention ``attn2`` on the image alone when ``dual``), ``norm1_context``
     the text (``AdaLayerNormContinuous``, a shift and scale only, in a pre-only block)."""
     d, rows, text_rows = a.hidden, batch * tokens, batch * text_len
     mod = modulation(b, "norm1", temb, batch, d, 9 if dual else 6)
-    normed = b.norm("norm1.norm", "layernorm", x, rows, d)
-    nx = b.binary("norm1.modulate", "modulate", (normed, mod), rows, d)
-    cmod = modulation(b, "norm1_context", temb, batch, d, 2 if context_pre_only else 6)
-    nc = modulated_norm(b, "norm1_context", c, text_rows, d, cmod)
-    x_attn, c_attn = joint_attention(b.child("attn"), a, nx, nc, batch, tokens, text_len, freqs, not context_pre_only)
-    x = b.binary("attn.gate", "gated_add", (x, x_attn, mod), rows, d)
+    normed = once(lambda: b.norm("norm1.norm", "layernorm", x, rows, d))
+    cmod = once(lambda: modulation(b, "norm1_context", temb, batch, d, 2 if context_pre_only else 6))
+
+    def joint() -> tuple[Tensor, ...]:
+        nx = b.binary("norm1.modulate", "modulate", (normed(), mod), rows, d)
+        nc = modulated_norm(b, "norm1_context", c, text_rows, d, cmod())
+        x_attn, c_attn = joint_attention(b.child("attn"), a, nx, nc, batch, tokens, text_len, freqs,
+                                         not context_pre_only)
+        return (x_attn,) if context_pre_only else (x_attn, c_attn)  # type: ignore[return-value]
+
+    attn = units(b, ("attn",) if context_pre_only else ("attn", "attn_context"), (rows, text_rows), joint)
+    x = b.binary("attn.gate", "gated_add", (x, attn[0], mod), rows, d)
     if dual:  # norm_hidden_states2: the same norm, its own shift and scale
-        nx2 = b.binary("norm1.modulate2", "modulate", (normed, mod), rows, d)
-        attn2 = self_attention(b.child("attn2"), a, nx2, batch, tokens)
+        (attn2,) = units(b, ("attn2",), (rows,), lambda: (self_attention(
+            b.child("attn2"), a, b.binary("norm1.modulate2", "modulate", (normed(), mod), rows, d), batch, tokens),))
         x = b.binary("attn2.gate", "gated_add", (x, attn2, mod), rows, d)
-    ff = feed_forward(b.child("ff"), modulated_norm(b, "norm2", x, rows, d, mod), rows, d, 4 * d)
+    (ff,) = units(b, ("ff",), (rows,), lambda: (feed_forward(
+        b.child("ff"), modulated_norm(b, "norm2", x, rows, d, mod), rows, d, 4 * d),))
     x = b.binary("ff.gate", "gated_add", (x, ff, mod), rows, d)
     if context_pre_only:
+        cmod()  # the text's modulation runs in every step, as the block's own
         return x, None
-    c = b.binary("attn.gate_context", "gated_add", (c, c_attn, cmod), text_rows, d)
-    ff_c = feed_forward(b.child("ff_context"), modulated_norm(b, "norm2_context", c, text_rows, d, cmod), text_rows, d,
-                        4 * d)
-    return x, b.binary("ff_context.gate", "gated_add", (c, ff_c, cmod), text_rows, d)
+    c = b.binary("attn.gate_context", "gated_add", (c, attn[1], cmod()), text_rows, d)
+    (ff_c,) = units(b, ("ff_context",), (text_rows,), lambda: (feed_forward(
+        b.child("ff_context"), modulated_norm(b, "norm2_context", c, text_rows, d, cmod()), text_rows, d, 4 * d),))
+    return x, b.binary("ff_context.gate", "gated_add", (c, ff_c, cmod()), text_rows, d)
 
 
 def flux_single_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, c: Tensor, x: Tensor,
-                      temb: Tensor, freqs: Tensor | None, mlp_ratio: int = 4) -> Tensor:
+                      temb: Tensor, freqs: Tensor | None, mlp_ratio: int = 4, *,
+                      units: UnitPolicy = compute_all) -> Tensor:
     """``FluxSingleTransformerBlock``: the text and image streams concatenated (each block's
     ``torch.cat``), ``norm`` (3 chunks: shift, scale, gate), ``proj_mlp`` + GELU beside the
     attention (no out projection of its own), both concatenated into ``proj_out`` (d + 4d -> d,
@@ -193,21 +239,25 @@ def flux_single_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: i
     f = mlp_ratio * d
     joint = b.binary("cat", "copy", (c, x), n, d)
     mod = modulation(b, "norm", temb, batch, d, 3)
-    nx = modulated_norm(b, "norm", joint, n, d, mod)
-    local_f = b.shard(f, "proj_mlp width")
-    hidden = b.pointwise("act_mlp", "gelu", b.linear("proj_mlp", nx, n, d, f, split="column"), n, local_f)
-    attn = b.child("attn")
-    h = b.shard(a.heads, "attention heads")
-    q, k, v = _project(attn, ("to_q", "to_k", "to_v"), nx, n, d, a, h, ("norm_q", "norm_k"))
-    q, k = _rope(attn, "rope_q", q, n, h * a.dh, freqs), _rope(attn, "rope_k", k, n, h * a.dh, freqs)
-    context = attend(attn, q, k, v, batch, h, tokens + text_len, tokens + text_len, a.dh)
-    both = b.binary("cat_mlp", "copy", (context, hidden), n, h * a.dh + local_f)
-    out = b.linear("proj_out", both, n, a.inner + f, d, split="row")
+
+    def fused() -> tuple[Tensor, ...]:
+        nx = modulated_norm(b, "norm", joint, n, d, mod)
+        local_f = b.shard(f, "proj_mlp width")
+        hidden = b.pointwise("act_mlp", "gelu", b.linear("proj_mlp", nx, n, d, f, split="column"), n, local_f)
+        attn = b.child("attn")
+        h = b.shard(a.heads, "attention heads")
+        q, k, v = _project(attn, ("to_q", "to_k", "to_v"), nx, n, d, a, h, ("norm_q", "norm_k"))
+        q, k = _rope(attn, "rope_q", q, n, h * a.dh, freqs), _rope(attn, "rope_k", k, n, h * a.dh, freqs)
+        context = attend(attn, q, k, v, batch, h, tokens + text_len, tokens + text_len, a.dh)
+        both = b.binary("cat_mlp", "copy", (context, hidden), n, h * a.dh + local_f)
+        return (b.linear("proj_out", both, n, a.inner + f, d, split="row"),)
+
+    (out,) = units(b, ("proj_out",), (n,), fused)
     return b.binary("gate", "gated_add", (joint, out, mod), n, d)
 
 
 def pixart_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, text_width: int, x: Tensor,
-                 text: Tensor, t6: Tensor) -> Tensor:
+                 text: Tensor, t6: Tensor, *, units: UnitPolicy = compute_all) -> Tensor:
     """PixArt-alpha's block: the six shifts, scales and gates are the block's
     ``scale_shift_table`` (6 x d, a parameter) plus the timestep projection every block shares;
     ``norm1`` + modulate, self-attention ``attn1``, gate; cross-attention ``attn2`` on the
@@ -215,26 +265,35 @@ def pixart_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, t
     modulate, the MLP, gate."""
     d, rows = a.hidden, batch * tokens
     mod = b.binary("scale_shift", "add", (b.weight("scale_shift_table", 6, d), t6), batch, 6 * d)
-    attn = self_attention(b.child("attn1"), a, modulated_norm(b, "norm1", x, rows, d, mod), batch, tokens)
+    (attn,) = units(b, ("attn1",), (rows,), lambda: (self_attention(
+        b.child("attn1"), a, modulated_norm(b, "norm1", x, rows, d, mod), batch, tokens),))
     x = b.binary("attn1.gate", "gated_add", (x, attn, mod), rows, d)
-    cross = cross_attention(b.child("attn2"), a, x, text, batch, tokens, text_len, text_width)
+    (cross,) = units(b, ("attn2",), (rows,), lambda: (cross_attention(
+        b.child("attn2"), a, x, text, batch, tokens, text_len, text_width),))
     x = b.binary("attn2.residual", "add", (x, cross), rows, d)
-    ff = feed_forward(b.child("ff"), modulated_norm(b, "norm2", x, rows, d, mod), rows, d, 4 * d)
+    (ff,) = units(b, ("ff",), (rows,), lambda: (feed_forward(
+        b.child("ff"), modulated_norm(b, "norm2", x, rows, d, mod), rows, d, 4 * d),))
     return b.binary("ff.gate", "gated_add", (x, ff, mod), rows, d)
 
 
 def wan_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, ffn: int, x: Tensor, text: Tensor,
-              t6: Tensor, freqs: Tensor | None, cross_norm: bool) -> Tensor:
+              t6: Tensor, freqs: Tensor | None, cross_norm: bool, *, units: UnitPolicy = compute_all) -> Tensor:
     """Wan 2.1's block: ``scale_shift_table`` (1 x 6 x d) plus the timestep projection;
     ``norm1`` + modulate, self-attention over all the video's tokens (rotary positions over
     frames, height and width), gate; ``norm2`` (with ``cross_attn_norm``), cross-attention to
     the text, plain residual; ``norm3`` + modulate, the MLP (``ffn_dim``), gate."""
     d, rows = a.hidden, batch * tokens
     mod = b.binary("scale_shift", "add", (b.weight("scale_shift_table", 6, d), t6), batch, 6 * d)
-    attn = self_attention(b.child("attn1"), a, modulated_norm(b, "norm1", x, rows, d, mod), batch, tokens, freqs)
+    (attn,) = units(b, ("attn1",), (rows,), lambda: (self_attention(
+        b.child("attn1"), a, modulated_norm(b, "norm1", x, rows, d, mod), batch, tokens, freqs),))
     x = b.binary("attn1.gate", "gated_add", (x, attn, mod), rows, d)
-    nx = b.norm("norm2", "layernorm", x, rows, d) if cross_norm else x
-    cross = cross_attention(b.child("attn2"), a, nx, text, batch, tokens, text_len, d)
-    x = b.binary("attn2.residual", "add", (x, cross), rows, d)
-    ff = feed_forward(b.child("ffn"), modulated_norm(b, "norm3", x, rows, d, mod), rows, d, ffn)
+
+    def cross() -> tuple[Tensor, ...]:
+        nx = b.norm("norm2", "layernorm", x, rows, d) if cross_norm else x
+        return (cross_attention(b.child("attn2"), a, nx, text, batch, tokens, text_len, d),)
+
+    (crossed,) = units(b, ("attn2",), (rows,), cross)
+    x = b.binary("attn2.residual", "add", (x, crossed), rows, d)
+    (ff,) = units(b, ("ffn",), (rows,), lambda: (feed_forward(
+        b.child("ffn"), modulated_norm(b, "norm3", x, rows, d, mod), rows, d, ffn),))
     return b.binary("ffn.gate", "gated_add", (x, ff, mod), rows, d)

@@ -15,8 +15,13 @@ a conditional and an unconditional forward one after the other (Wan 2.1; FLUX wi
 ``true_cfg_scale`` > 1), ``none`` one forward (FLUX.1-dev is guidance-distilled: the guidance
 scale enters as an embedding). Left out, and said where: the text encoders (CLIP, T5, UMT5) run
 once per prompt, not per step, and the VAE decoder once at the end; the sampler's update is one
-multiply-add over the latent whatever its order; feature-caching schedules (``kind: dit``'s)
-are not lowered for these families yet.
+multiply-add over the latent whatever its order.
+
+``schedule:`` (``kind: dit``'s feature-caching schedules, ``NAME[:key=value,...]``) decides per
+step what runs, by the rule of the method's code for the family where it publishes one
+(``archsim.workloads.dit_family_rules``), lowered on the blocks' cacheable units
+(``archsim.workloads.dit_family_cache``); steps with the same plan are one phase (an uncached
+step: ``full``), as for ``kind: dit``.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 
 from archsim.config.fields import Count
-from archsim.errors import ConfigError
+from archsim.errors import ConfigError, FieldError
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder, Precision
@@ -36,7 +41,10 @@ from archsim.workloads import dit
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 from archsim.workloads.dit_blocks import (Heads, embed_mlp, flux_single_block, mmdit_block, modulated_norm, modulation,
                                           pixart_block, wan_block)
+from archsim.workloads.dit_family_cache import StepLowering
+from archsim.workloads.dit_family_rules import check_supported, family_plans
 from archsim.workloads.dit_models import FAMILIES, DiTModel, FluxConfig, PixArtConfig, SD3Config, resolve_dit_model
+from archsim.workloads.schedules import FULL, StepPlan, parse_schedule, phase_names
 
 TIMESTEP_FEATURES = 256  # Timesteps(num_channels=256) of every family's time embedding (Wan: freq_dim)
 # Network evaluations per sampler step, by diffusers scheduler: one for the multistep solvers
@@ -104,6 +112,22 @@ class DiffusionTransformerWorkload(WorkloadSpec):
     text_tokens: Count | None = Field(default=None, description="text tokens the transformer reads")
     vae_scale_factor: Count = Field(default=8, description="pixels per latent pixel (every family's VAE: 8)")
     precision: PrecisionSpec = PrecisionSpec()
+    schedule: str | dict[str, Any] | None = Field(default=None, description="a feature-caching schedule, "
+                                                  "NAME[:key=value,...] or a mapping (kind: dit's)")
+    # what the last build planned, shared with the copies lower() builds (model_copy keeps the dict)
+    _built: dict = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _schedule(self) -> "DiffusionTransformerWorkload":
+        try:
+            parse_schedule(self.schedule, "")
+        except ConfigError as exc:  # name the schedule's own key (schedule.period), once
+            first = str(exc).splitlines()[0]
+            key, sep, message = first.partition(": ")
+            if sep and key.startswith("schedule.") and " " not in key:
+                raise FieldError(key, message) from None
+            raise FieldError("schedule", first) from None
+        return self
 
     def resolve(self, paths) -> tuple[DiTModel, Pipeline]:
         model = resolve_dit_model(self.model, paths)
@@ -160,30 +184,36 @@ class DiffusionTransformerWorkload(WorkloadSpec):
         if forwards > MAX_FORWARDS:
             raise ConfigError(f"{steps} steps need {forwards} network evaluations; archsim's limit is {MAX_FORWARDS}",
                               file=paths.source("steps"), key="steps")
-        graph = denoise_step(model, geo, self.cfg or pipe.cfg, self.precision.precision(), "denoise", tp)
-        return Workload(self.name, (Phase("denoise", graph, forwards),))
+        schedule = parse_schedule(self.schedule)
+        check_supported(schedule, model.family, model.CLASS, paths.source("schedule"))
+        depth = sum(getattr(model, key, 0) for key in ("num_layers", "num_single_layers"))
+        plans = self._built["plans"] = family_plans(schedule, model.family, forwards, depth)
+        counts: dict[StepPlan, int] = {}
+        for plan in plans:  # first-seen order
+            counts[plan] = counts.get(plan, 0) + 1
+        names = phase_names(plans)  # as kind: dit's: an uncached step is "full"
+        cfg, precision = self.cfg or pipe.cfg, self.precision.precision()
+        return Workload(self.name, tuple(Phase(names[plan], denoise_step(model, geo, cfg, precision, names[plan], tp,
+                                                                         plan), n) for plan, n in counts.items()))
+
+    def plans(self) -> list[StepPlan]:
+        """The plan of each network evaluation, by the schedule's rule for the family, as the
+        last build lowered them (the model config is read then)."""
+        if "plans" not in self._built:
+            raise ConfigError("a diffusion_transformer workload's step plans are known once it is built (they "
+                              "depend on its model config)")
+        return self._built["plans"]
 
 
-class _Pass(Builder):
-    """A builder for one of the network evaluations a step holds: op names under ``tag`` (the
-    conditional and unconditional passes of sequential guidance share the graph and the
-    weights, not the ops)."""
-
-    tag = ""
-
-    def add(self, cls, local: str, inputs: tuple[Tensor, ...], outputs: tuple[Tensor, ...], *args) -> None:
-        name = f"{self.tag}/{self.name(local)}" if self.tag else self.name(local)
-        self.graph.add(cls(name, inputs, outputs, *args, copies=self.copies))
-
-
-def denoise_step(model: DiTModel, geo: Geometry, cfg: str, precision: Precision, scope: str, tp: int = 1) -> OpGraph:
+def denoise_step(model: DiTModel, geo: Geometry, cfg: str, precision: Precision, scope: str, tp: int = 1,
+                 plan: StepPlan = FULL) -> OpGraph:
     """One sampler step: the forward(s) guidance needs, the guidance combine, the update."""
     graph = OpGraph()
     if cfg == "sequential":
-        outs = [forward(graph, model, geo, precision, f"{scope}/{tag}", tp, tag) for tag in ("cond", "uncond")]
+        outs = [forward(graph, model, geo, precision, f"{scope}/{tag}", tp, tag, plan) for tag in ("cond", "uncond")]
     else:
         doubled = Geometry(geo.batch * (2 if cfg == "batched" else 1), geo.grid, geo.text)
-        outs = [forward(graph, model, doubled, precision, scope, tp)]
+        outs = [forward(graph, model, doubled, precision, scope, tp, plan=plan)]
     top = Builder(graph, "", precision, scope=scope)
     rows = geo.batch * geo.tokens
     out = outs[0]
@@ -195,17 +225,12 @@ def denoise_step(model: DiTModel, geo: Geometry, cfg: str, precision: Precision,
 
 
 def forward(graph: OpGraph, model: DiTModel, geo: Geometry, precision: Precision, scope: str, tp: int = 1,
-            tag: str = "") -> Tensor:
-    """One call of the transformer's ``forward`` into ``graph``; returns its output
-    [batch x tokens, patch_out]."""
-    def builder(prefix: str, copies: int = 1, shard: int = 1) -> Builder:
-        b = _Pass(graph, prefix, precision, copies=copies, scope=scope, tp=shard)
-        b.tag = tag
-        return b
-
-    top = builder("")
+            tag: str = "", plan: StepPlan = FULL) -> Tensor:
+    """One call of the transformer's ``forward`` into ``graph`` under a step plan; returns its
+    output [batch x tokens, patch_out]."""
+    step = StepLowering(graph, model, plan, precision, scope, tp, tag)
     lower = {"flux": _flux, "sd3": _sd3, "pixart_alpha": _pixart, "wan2.1": _wan}[model.family]
-    return lower(model, geo, top, lambda prefix, n: builder(prefix, n, tp))
+    return lower(model, geo, step.builder(""), step)
 
 
 def _heads(model: DiTModel, qk_norm: str | None = None) -> Heads:
@@ -225,7 +250,7 @@ def _patches(top: Builder, model: DiTModel, geo: Geometry, name: str) -> Tensor:
     return top.linear(name, patches, rows, model.patch_in, model.hidden)
 
 
-def _flux(model: FluxConfig, geo: Geometry, top: Builder, stack) -> Tensor:
+def _flux(model: FluxConfig, geo: Geometry, top: Builder, step: StepLowering) -> Tensor:
     """FluxTransformer2DModel.forward: ``x_embedder`` over the packed latent; the time (and
     guidance) embedding plus the pooled CLIP text (``CombinedTimestep[Guidance]TextProjEmbeddings``);
     ``context_embedder`` over the T5 tokens; the rotary table of text + image positions
@@ -246,16 +271,23 @@ def _flux(model: FluxConfig, geo: Geometry, top: Builder, stack) -> Tensor:
                    model.joint_attention_dim, d)
     freqs = top.constant("pos_embed.freqs", s + t, 2 * model.attention_head_dim)  # cos and sin
     a = _heads(model, "rms_norm")
-    if model.num_layers:
-        x, c = mmdit_block(stack("transformer_blocks", model.num_layers), a, b, s, t, x, c, temb, freqs)
-    if model.num_single_layers:
-        joint = flux_single_block(stack("single_transformer_blocks", model.num_single_layers), a, b, s, t, c, x, temb,
-                                  freqs)
-        x = top.binary("image_tokens", "copy", (joint,), b * s, d)  # hidden_states[:, text_len:]
+
+    def blocks(x: Tensor) -> Tensor:
+        text = c
+        if model.num_layers:
+            x, text = mmdit_block(step.stack("transformer_blocks", model.num_layers), a, b, s, t, x, text, temb, freqs,
+                                  units=step.units)
+        if model.num_single_layers:
+            joint = flux_single_block(step.stack("single_transformer_blocks", model.num_single_layers), a, b, s, t,
+                                      text, x, temb, freqs, units=step.units)
+            x = top.binary("image_tokens", "copy", (joint,), b * s, d)  # hidden_states[:, text_len:]
+        return x
+
+    x = step.blocks(x, temb, blocks)
     return _final(top, model, geo, x, modulation(top, "norm_out", temb, b, d, 2))
 
 
-def _sd3(model: SD3Config, geo: Geometry, top: Builder, stack) -> Tensor:
+def _sd3(model: SD3Config, geo: Geometry, top: Builder, step: StepLowering) -> Tensor:
     """SD3Transformer2DModel.forward: ``pos_embed`` (patch convolution plus the cropped fixed
     sin-cos table), ``time_text_embed`` (timestep + pooled CLIP text), ``context_embedder``, the
     joint blocks (the last ``context_pre_only``; SD3.5's ``dual_attention_layers`` with a
@@ -278,14 +310,20 @@ def _sd3(model: SD3Config, geo: Geometry, top: Builder, stack) -> Tensor:
             runs[-1][1] += 1
         else:
             runs.append([kind, 1])
-    for i, ((dual, last), n) in enumerate(runs):
-        name = "transformer_blocks" if i == 0 else f"transformer_blocks_{i}"
-        x, c = mmdit_block(stack(name, n), a, b, s, t, x, c, temb,  # type: ignore[arg-type]
-                           context_pre_only=last, dual=dual)
+
+    def blocks(x: Tensor) -> Tensor:
+        text = c
+        for i, ((dual, last), n) in enumerate(runs):
+            name = "transformer_blocks" if i == 0 else f"transformer_blocks_{i}"
+            x, text = mmdit_block(step.stack(name, n), a, b, s, t, x, text, temb,  # type: ignore[arg-type]
+                                  context_pre_only=last, dual=dual, units=step.units)
+        return x
+
+    x = step.blocks(x, temb, blocks)
     return _final(top, model, geo, x, modulation(top, "norm_out", temb, b, d, 2))
 
 
-def _pixart(model: PixArtConfig, geo: Geometry, top: Builder, stack) -> Tensor:
+def _pixart(model: PixArtConfig, geo: Geometry, top: Builder, step: StepLowering) -> Tensor:
     """PixArtTransformer2DModel.forward: ``pos_embed`` (patch convolution plus the sin-cos
     table); ``adaln_single``: the timestep embedding (plus, with additional conditions, the
     resolution's two values and the aspect ratio, each through its own TimestepEmbedding of
@@ -310,13 +348,13 @@ def _pixart(model: PixArtConfig, geo: Geometry, top: Builder, stack) -> Tensor:
     text = top.act("text", b * t, model.caption_channels or model.text_width)
     if model.caption_channels is not None:
         text = embed_mlp(top, "caption_projection", text, b * t, model.caption_channels, d, d, "gelu")
-    blocks = stack("transformer_blocks", model.num_layers)
-    x = pixart_block(blocks, _heads(model), b, s, t, model.text_width, x, text, t6)
+    x = step.blocks(x, t6, lambda x: pixart_block(step.stack("transformer_blocks", model.num_layers), _heads(model), b,
+                                                  s, t, model.text_width, x, text, t6, units=step.units))
     mod = top.binary("scale_shift", "add", (top.weight("scale_shift_table", 2, d), emb), b, 2 * d)
     return _final(top, model, geo, x, mod)
 
 
-def _wan(model, geo: Geometry, top: Builder, stack) -> Tensor:
+def _wan(model, geo: Geometry, top: Builder, step: StepLowering) -> Tensor:
     """WanTransformer3DModel.forward: ``patch_embedding`` (a Conv3d over patches of frames x
     height x width); ``condition_embedder``: ``time_embedder`` (freq_dim -> d -> d), SiLU +
     ``time_proj`` d -> 6d shared by every block, ``text_embedder`` (GELU-tanh MLP) of the UMT5
@@ -331,8 +369,9 @@ def _wan(model, geo: Geometry, top: Builder, stack) -> Tensor:
     text = embed_mlp(top, "condition_embedder.text_embedder", top.act("text", b * t, model.text_dim), b * t,
                      model.text_dim, d, d, "gelu")
     freqs = top.constant("rope.freqs", s, 2 * model.attention_head_dim)
-    x = wan_block(stack("blocks", model.num_layers), _heads(model, model.qk_norm), b, s, t, model.ffn_dim, x, text, t6,
-                  freqs, model.cross_attn_norm)
+    x = step.blocks(x, temb, lambda x: wan_block(step.stack("blocks", model.num_layers), _heads(model, model.qk_norm),
+                                                 b, s, t, model.ffn_dim, x, text, t6, freqs, model.cross_attn_norm,
+                                                 units=step.units))
     mod = top.binary("scale_shift", "add", (top.weight("scale_shift_table", 2, d), temb), b, 2 * d)
     return _final(top, model, geo, x, mod)
 

@@ -221,7 +221,12 @@ class _ResidualCaching(Schedule):
         return self.modelled(steps)
 
     def plans(self, steps: int, depth: int | None = None, tokens: int | None = None) -> list[StepPlan]:
-        compute = self.computes(steps)
+        return self.plans_from(self.computes(steps), [self.decides(k, steps) for k in range(steps)])
+
+    def plans_from(self, compute: list[bool], decide: list[bool]) -> list[StepPlan]:
+        """Plans from per-step decisions and deciding steps (a hook for another model's code's
+        rule, kind: diffusion_transformer's Wan 2.1)."""
+        steps = len(compute)
         plans = []
         for k in range(steps):
             writes = []
@@ -231,8 +236,7 @@ class _ResidualCaching(Schedule):
             # the residual, when the next step adds it (skipped steps keep the same tensor)
             if compute[k] and k + 1 < steps and not compute[k + 1]:
                 writes.append("residual")
-            plans.append(StepPlan(self.NAME, tuple(writes), extra=(("compute", compute[k]),
-                                                                   ("decide", self.decides(k, steps)))))
+            plans.append(StepPlan(self.NAME, tuple(writes), extra=(("compute", compute[k]), ("decide", decide[k]))))
         return plans
 
 

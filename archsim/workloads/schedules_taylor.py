@@ -24,18 +24,19 @@ TAYLORSEER_FIRST_ENHANCE = 2
 SPECA_FIRST_ENHANCE = 3
 
 
-def taylor_plans(kinds: list[str | None], order: int) -> list[StepPlan]:
+def taylor_plans(kinds: list[str | None], order: int, derivative_from: int = 1) -> list[StepPlan]:
     """Plans from per-step kinds (None: full; "taylor", "speca": a forecast). The f-th full step
     computes min(f - 1, order) differences (taylor_utils.derivative_approximation: none at the
     first step) and writes them while a forecast is still to come; a forecast reads the terms
-    the last full step kept (taylor_formula sums all of them)."""
+    the last full step kept (taylor_formula sums all of them). A full step before step
+    ``derivative_from`` keeps its output only (the DiT code: step 0; TaylorSeer-FLUX: steps 0, 1)."""
     later = [False] * (len(kinds) + 1)  # a forecast at or after each step
     for i in range(len(kinds) - 1, -1, -1):
         later[i] = later[i + 1] or kinds[i] is not None
     plans, fulls = [], 0
     for i, kind in enumerate(kinds):
         if kind is None:
-            fulls += 1
+            fulls = 1 if i < derivative_from else fulls + 1
             m = min(fulls - 1, order)
             plans.append(StepPlan("full", (f"taylor{m}",) if later[i + 1] else ()))
         else:
@@ -56,19 +57,25 @@ class TaylorSeer(Schedule):
     interval: Count = 4
 
     def plans(self, steps: int, depth: int | None = None, tokens: int | None = None) -> list[StepPlan]:
+        return self.plans_with(steps, self.interval, self.order)
+
+    def plans_with(self, steps: int, interval: int, order: int, first_enhance: int = TAYLORSEER_FIRST_ENHANCE,
+                   derivative_from: int = 1) -> list[StepPlan]:
+        """The rule with the settings another model's TaylorSeer code uses (a hook for
+        kind: diffusion_transformer: TaylorSeer-FLUX warms up 3 steps, differences from step 2)."""
         # Shenyi-Z/TaylorSeer TaylorSeer-DiT/cache_functions/cal_type.py, cal_type:
         # full if step > num_steps - first_enhance - 1 or cache_counter == interval - 1.
         kinds: list[str | None] = []
         counter = 0
         for k in range(steps):
             countdown = steps - 1 - k
-            if countdown > steps - TAYLORSEER_FIRST_ENHANCE - 1 or counter == self.interval - 1:
+            if countdown > steps - first_enhance - 1 or counter == interval - 1:
                 kinds.append(None)
                 counter = 0
             else:
                 kinds.append("taylor")
                 counter += 1
-        return taylor_plans(kinds, self.order)
+        return taylor_plans(kinds, order, derivative_from)
 
 
 @register_schedule

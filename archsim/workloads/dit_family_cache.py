@@ -1,0 +1,231 @@
+"""One network evaluation of a diffusers family (``kind: diffusion_transformer``) under a cache
+schedule's step plan (docs/sources/schedules.md, "On the diffusers family").
+
+The plan (``archsim.workloads.schedules.StepPlan``; per step, from ``dit_family_rules``) decides;
+the blocks say what can be cached: each block asks a ``units`` policy for each of its cacheable
+units (``dit_blocks.UNITS``: FLUX's double-stream blocks per stream, its single-stream blocks the
+fused attention and MLP output, MMDiT per stream, PixArt's and Wan's self-attention,
+cross-attention and MLP). ``StepLowering`` gives the forward, per plan kind:
+
+- ``full``: every unit computed; a full step that a cached one follows writes what it reads
+  (the outputs for ``reuse``, the Taylor terms for ``taylor``, each layer's input and output for
+  ``icc``);
+- ``reuse`` (FORA): each unit's output read from the cache; ``taylor``: forecast from its terms;
+  the blocks' modulation, gates and residual adds run (as in the DiT lowering);
+- ``icc``: the stacks' linear layers of ICC's six kinds (queries, keys, values and out
+  projections of each stream's attention, the MLPs' two layers) compute y_cached + A B (x -
+  x_cached); cross-attention runs in full (DiT, whose rule this is, has none);
+- ``teacache`` / ``magcache``: the whole stack's residual on the image stream, per pass: a
+  skipped step adds it instead of running any block, after the deciding work (TeaCache: block
+  0's modulated input as TeaCache4FLUX, or the timestep embedding as TeaCache4Wan2.1).
+
+Caches are per pass: sequential guidance's conditional and unconditional forwards keep their own
+(their names carry the pass, as MagCache4Wan2.1's and TeaCache4Wan2.1's even/odd state).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from archsim.dtypes import DType
+from archsim.ir import ops
+from archsim.ir.graph import OpGraph
+from archsim.ir.tensor import Role, Tensor
+from archsim.ir.transformer import Builder, Precision
+from archsim.workloads.dit_blocks import compute_all, modulated_norm, modulation
+from archsim.workloads.dit_family_rules import first_block
+from archsim.workloads.schedules import FULL, StepPlan
+from archsim.workloads.schedules_adaptive import AdaptiveWork
+
+# diffusers' linear layers by ICC's six kinds (schedules.ICC_LAYERS): each stream's attention
+# projections (FLUX's and SD3's text stream: add_*_proj, to_add_out), the MLPs' two layers, FLUX's
+# single-stream proj_mlp and its fused proj_out (attention context and MLP back to the width: fc2)
+ICC_NAMES = {"to_q": "q", "add_q_proj": "q", "to_k": "k", "add_k_proj": "k", "to_v": "v", "add_v_proj": "v",
+             "to_out": "o", "to_add_out": "o", "net.0.proj": "fc1", "proj_mlp": "fc1", "net.2": "fc2",
+             "proj_out": "fc2"}
+CROSS_ATTENTION = {"pixart_alpha": "attn2", "wan2.1": "attn2"}  # the module ICC leaves in full
+RESIDUAL_KINDS = ("teacache", "magcache")
+
+
+class PassBuilder(Builder):
+    """A builder for one of the network evaluations a step holds: op names under ``tag`` (the
+    conditional and unconditional passes of sequential guidance share the graph and the
+    weights, not the ops, nor the feature caches)."""
+
+    tag = ""
+
+    def add(self, cls, local: str, inputs: tuple[Tensor, ...], outputs: tuple[Tensor, ...], *args) -> None:
+        name = f"{self.tag}/{self.name(local)}" if self.tag else self.name(local)
+        self.graph.add(cls(name, inputs, outputs, *args, copies=self.copies))
+
+    def feature_cache(self, local: str, rows: int, width: int) -> Tensor:
+        """A persistent cache of this pass, one per block of the stack."""
+        name = f"{self.tag}/{self.name(local)}" if self.tag else self.name(local)
+        return Tensor(name, (rows, width), self.precision.kv, Role.FEATURE_CACHE, copies=self.copies)
+
+
+class FirstBlockBuilder(PassBuilder):
+    """Ops of a schedule's own on block 0 of a stack: its weights (the stack's tensors), not a copy."""
+
+    stack = ""
+    depth = 1
+
+    def weight(self, local: str, *shape: int) -> Tensor:
+        return Tensor(f"{self.stack}.{local}", tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.depth)
+
+
+class ICCPass(PassBuilder):
+    """A stack under ICC: in a full step before an ICC step (``writing``) each of its layers
+    keeps its input and output; in an ICC step the layers with a rank compute y_cached +
+    A (B (x - x_cached)) (schedules.ICCBuilder's arithmetic, on diffusers' layer names)."""
+
+    ranks: dict[str, int] = {}
+    writing = False
+    fixed = ""  # a module (cross-attention) whose layers run in full
+
+    def matmul_layer(self, local: str, x: Tensor, rows: int, d_in: int, d_out: int) -> Tensor:
+        layer = ICC_NAMES.get(local)
+        if layer is None or (self.fixed and self.prefix.endswith(f".{self.fixed}")) or \
+                (not self.writing and layer not in self.ranks):
+            return super().matmul_layer(local, x, rows, d_in, d_out)
+        x_cache = self.feature_cache(f"icc_cache.{x.name.rsplit('/', 1)[-1]}", rows, d_in)
+        y_cache = self.feature_cache(f"{local}.icc_cache.y", rows, d_out)
+        if self.writing:
+            out = super().matmul_layer(local, x, rows, d_in, d_out)
+            if x_cache.name not in self.graph.tensors:  # layers sharing an input write it once
+                self.add(ops.CacheWrite, f"{local}.icc_x_write", (x,), (x_cache,))
+            self.add(ops.CacheWrite, f"{local}.icc_y_write", (out,), (y_cache,))
+            return out
+        r = self.ranks[layer]
+        delta = self.act(f"{local}.icc_delta", rows, d_in)
+        self.add(ops.Elementwise, f"{local}.icc_delta", (x, x_cache), (delta,), rows, d_in, "sub")
+        low = self.act(f"{local}.icc_low", rows, r)
+        self.add(ops.Gemm, f"{local}.icc_B", (delta, self.weight(f"{local}.icc_B", d_in, r)), (low,), 1, rows, d_in, r,
+                 False)
+        update = self.act(f"{local}.icc_update", rows, d_out)
+        self.add(ops.Gemm, f"{local}.icc_A", (low, self.weight(f"{local}.icc_A", r, d_out)), (update,), 1, rows, r,
+                 d_out, False)
+        return self.binary(f"{local}.icc_out", "add", (y_cache, update), rows, d_out)
+
+
+class CachedUnits:
+    """The units policy of a ``full`` step that writes caches, a ``reuse`` step or a ``taylor``
+    step (the blocks call it; ``dit_blocks.UnitPolicy``)."""
+
+    def __init__(self, plan: StepPlan, hidden: int):
+        self.plan, self.hidden = plan, hidden
+
+    def __call__(self, b: PassBuilder, names: tuple[str, ...], rows: tuple[int, ...],
+                 compute: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+        plan, d = self.plan, self.hidden
+        if plan.kind == "reuse":  # FORA: the output kept at the last full step
+            return tuple(b.feature_cache(f"cache.{n}_out", r, d) for n, r in zip(names, rows))
+        if plan.kind == "taylor":  # TaylorSeer: taylor_formula over the kept terms
+            m, outs = plan.order, []
+            for n, r in zip(names, rows):
+                terms = tuple(b.feature_cache(f"cache.{n}_d{k}", r, d) for k in range(m + 1))
+                outs.append(terms[0] if m == 0 else b.binary(f"{n}.forecast", f"taylor{m}", terms, r, d))
+            return tuple(outs)
+        outs = compute()
+        for n, out, r in zip(names, outs, rows):
+            for kind in plan.writes:
+                if kind == "outputs":
+                    b.add(ops.CacheWrite, f"cache.{n}_out.write", (out,), (b.feature_cache(f"cache.{n}_out", r, d),))
+                elif kind.startswith("taylor"):
+                    _taylor_refresh(b, n, out, r, d, int(kind[len("taylor"):]))
+        return outs
+
+
+def _taylor_refresh(b: PassBuilder, name: str, out: Tensor, rows: int, d: int, m: int) -> None:
+    """derivative_approximation: term 0 the new output; m finite differences against the old
+    terms (a subtract and a scale each); the m + 1 terms written."""
+    if m == 0:
+        b.add(ops.CacheWrite, f"cache.{name}_d0.write", (out,), (b.feature_cache(f"cache.{name}_d0", rows, d),))
+        return
+    old = tuple(b.feature_cache(f"cache.{name}_d{k}", rows, d) for k in range(m))
+    fresh = b.binary(f"{name}.taylor_refresh", f"diff{m}", (out, *old), rows, d)
+    for k in range(m + 1):
+        b.add(ops.CacheWrite, f"cache.{name}_d{k}.write", (fresh,), (b.feature_cache(f"cache.{name}_d{k}", rows, d),))
+
+
+class StepLowering:
+    """What one forward of ``model`` builds under ``plan``: its builders (the stacks' kind of
+    builder), the blocks' units policy and the step around the block stacks."""
+
+    def __init__(self, graph: OpGraph, model, plan: StepPlan, precision: Precision, scope: str, tp: int, tag: str):
+        self.graph, self.model, self.plan = graph, model, plan
+        self.precision, self.scope, self.tp, self.tag = precision, scope, tp, tag
+        self.units = CachedUnits(plan, model.hidden) \
+            if plan != FULL and plan.kind in ("full", "reuse", "taylor") else compute_all
+
+    def builder(self, prefix: str, copies: int = 1, shard: int = 1, cls: type[PassBuilder] = PassBuilder) -> PassBuilder:
+        b = cls(self.graph, prefix, self.precision, copies=copies, scope=self.scope, tp=shard)
+        b.tag = self.tag
+        return b
+
+    def stack(self, prefix: str, blocks: int) -> PassBuilder:
+        """The builder of a stack of ``blocks`` blocks (their ops stand for all of them)."""
+        plan = self.plan
+        if plan.kind != "icc" and "icc" not in plan.writes:
+            return self.builder(prefix, blocks, self.tp)
+        b = self.builder(prefix, blocks, self.tp, ICCPass)
+        assert isinstance(b, ICCPass)
+        b.ranks, b.writing = dict(plan.ranks), plan.kind != "icc"
+        b.fixed = CROSS_ATTENTION.get(self.model.family, "")
+        return b
+
+    def blocks(self, x: Tensor, cond: Tensor, run: Callable[[Tensor], Tensor]) -> Tensor:
+        """The block stacks on the image stream ``x`` (``run``: every stack, to the image stream
+        out), or for TeaCache and MagCache the decision and then the stacks or the residual."""
+        plan = self.plan
+        if plan.kind not in RESIDUAL_KINDS:
+            return run(x)
+        flags = dict(plan.extra)
+        rows, d = x.shape
+        g = self.builder(plan.kind)
+        residual = g.feature_cache("residual", rows, d)
+        if plan.kind == "teacache":
+            self._teacache_probe(g, plan, flags["decide"], x, cond)
+        elif flags["decide"]:  # magcache_forward's host-side scalars
+            table = Tensor("magcache.mag_ratios", (1, 1), DType.FP32, Role.CONSTANT)
+            g.add(AdaptiveWork, "decide", (table,), (g.act("decision", 1, dtype=DType.FP32),), 1, 1, "magcache_decide")
+        if not flags["compute"]:  # hidden_states += previous_residual
+            return g.binary("residual_add", "add", (x, residual), rows, d)
+        # TeaCache clones the blocks' input (ori_hidden_states = hidden_states.clone()); MagCache
+        # keeps a reference to it
+        start = g.binary("residual_input_clone", "copy", (x,), rows, d) if plan.kind == "teacache" else x
+        out = run(x)
+        fresh = g.binary("residual", "sub", (out, start), rows, d)
+        if "residual" in plan.writes:
+            g.add(ops.CacheWrite, "residual.write", (fresh,), (residual,))
+        return out
+
+    def _teacache_probe(self, g: PassBuilder, plan: StepPlan, measure: bool, x: Tensor, cond: Tensor) -> None:
+        """TeaCache4FLUX: inp = hidden_states.clone(), temb_ = temb.clone(), block 0's norm1 on
+        them (on SD3 the same; on PixArt block 0's table plus the shared timestep projection,
+        norm1, modulate). TeaCache4Wan2.1: the timestep embedding e itself, cloned to keep.
+        Then the relative L1 distance to the previous step's, and this one kept."""
+        if self.model.family == "wan2.1":
+            probe = cond
+        else:
+            rows, d = x.shape
+            batch, width = cond.shape
+            inp = g.binary("input_clone", "copy", (x,), rows, d)
+            emb = g.binary("temb_clone", "copy", (cond,), batch, width)
+            stack, depth, chunks = first_block(self.model)
+            blk = self.builder(g.prefix, 1, self.tp, FirstBlockBuilder)  # block 0's weights, split as the stack's
+            assert isinstance(blk, FirstBlockBuilder)
+            blk.stack, blk.depth = stack, depth
+            norm = "norm" if stack == "single_transformer_blocks" else "norm1"
+            if chunks is None:  # PixArt: scale_shift_table[None] + timestep.reshape(B, 6, -1)
+                mod = blk.binary("scale_shift", "add", (blk.weight("scale_shift_table", 6, d), emb), batch, 6 * d)
+            else:
+                mod = modulation(blk, norm, emb, batch, d, chunks)
+            probe = modulated_norm(blk, norm, inp, rows, d, mod)
+        rows, width = probe.shape
+        previous = g.feature_cache("previous_modulated", rows, width)
+        if measure:  # ((m - p).abs().mean() / p.abs().mean()).cpu().item()
+            g.add(AdaptiveWork, "rel_l1", (probe, previous), (g.act("rel_l1", 1, dtype=DType.FP32),), rows, width,
+                  "rel_l1_mean")
+        if "modulated" in plan.writes:
+            g.add(ops.CacheWrite, "previous_modulated.write", (probe,), (previous,))
