@@ -40,7 +40,7 @@ from archsim.ir.summary import summarize
 
 WORKLOAD = "dit_xl_2.yaml"
 WSETS = ("batch=8", "precision={weights: int8, activations: int8, kv: int8}")  # the CIM-TPU study's
-SCHEDULES = ["none", "reuse", "reuse:period=3", "icc", "icc:period=3", "icc:period=3,rank=64", "toca",
+SCHEDULES = ["none", "reuse", "reuse:period=4", "icc", "icc:period=3", "icc:period=3,rank=64", "toca",
              "duca", "taylorseer", "taylorseer:interval=6", "speca", "l2c"]
 
 
