@@ -247,6 +247,31 @@ def test_magcache_on_wan_is_magcache4wan(tmp_path):
     assert summarize(w).cache_bytes == 2 * S_WAN * D * 2
 
 
+# SpeCa's check: the last block's units in full on one block's weights, its modulation reused:
+# FLUX's last single block's fused output (SpeCa-FLUX layers.py), the others' whole last block
+CHECK = {"flux": SINGLE - SINGLE_MOD, "sd3": LAST - LAST_MODS, "pixart_alpha": PIX_BLOCK, "wan2.1": 2 * WAN_BLOCK}
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+def test_speca_on_every_family(family):
+    # cal_type.py (SpeCa's DiT and FLUX code alike): full, forecast, full; then chains of
+    # forecasts, the first two unchecked, checks from the third; archsim's chain at acceptance
+    # 0.8 is 3 + 0.8 + 0.64 (+ 0.8^3 + 0.8^4 + 0.8^5 with FLUX's cap of 8) forecasts, rounded:
+    # 4 (FLUX: 6). 12 steps: full at 0, 2, 7 (FLUX: 0, 2, 9), four checked forecasts either way
+    w = build(family, "speca", 12)
+    if family == "flux":  # order 2 (SpeCa-FLUX's max_order), at most 8 forecasts in a row
+        assert labels(w) == [("full+taylor0 cache", 1), ("taylor m0", 1), ("full+taylor1 cache", 1), ("taylor m1", 2),
+                             ("speca m1 verify1", 4), ("full+taylor2 cache", 1), ("taylor m2", 2)]
+    else:
+        assert labels(w) == [("full+taylor0 cache", 1), ("taylor m0", 1), ("full+taylor1 cache", 1), ("taylor m1", 2),
+                             ("speca m1 verify1", 2), ("full+taylor2 cache", 1), ("taylor m2", 2),
+                             ("speca m2 verify1", 2)]
+    assert w.macs == 3 * FULL[family] + 9 * CACHED[family] + 4 * CHECK[family]
+    if family == "flux":  # the forecast's relative L1 error against the full output: 6 per element
+        check = next(op for p in w.phases for op in p.graph.ops() if op.name == "speca_check.proj_out.relative_l1")
+        assert check.vector_work.alu == 6 * N * D and check.copies == 1
+
+
 # ICC with rank R on a layer of d_in -> d_out over ``rows``: B (d_in -> R) and A (R -> d_out)
 def low_rank(rows, d_in, d_out):
     return rows * (d_in * R + R * d_out)
@@ -298,7 +323,7 @@ def test_sequential_guidance_keeps_a_cache_per_pass():
     assert names == {f"{tag}/blocks.cache.{unit}_out" for tag in ("cond", "uncond") for unit in ("attn1", "attn2", "ffn")}
 
 
-@pytest.mark.parametrize("schedule", ["toca", "duca", "speca", "l2c", "harmonica"])
+@pytest.mark.parametrize("schedule", ["toca", "duca", "l2c", "harmonica"])
 def test_a_schedule_not_lowered_names_schedule_and_family(schedule):
     with pytest.raises(ConfigError) as err:
         build("flux", schedule)

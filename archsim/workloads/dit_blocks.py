@@ -23,8 +23,10 @@ heads and MLP columns (Megatron-style), as ``archsim.ir.transformer`` does.
 Each also names its cacheable units, the sub-layers whose outputs a feature-caching schedule can
 keep, reuse or forecast (``archsim.workloads.dit_family_cache``): a unit is its norm, modulate
 and sub-layer up to the output the block gates into its stream (``UNITS``). The block asks its
-``units`` policy for each one; the default computes it, so a block without a schedule is the
-forward as diffusers runs it. The modulation projections, gates and residual adds run every time.
+``units`` policy for each one, with a function that computes it on a given builder (the stack's,
+or one block's for a check such as SpeCa's); the default computes it on the stack, so a block
+without a schedule is the forward as diffusers runs it. The modulation projections, gates and
+residual adds run every time.
 """
 
 from __future__ import annotations
@@ -59,25 +61,26 @@ UNITS = {"mmdit": ("attn", "attn_context", "attn2", "ff", "ff_context"), "flux_s
          "pixart": ("attn1", "attn2", "ff"), "wan": ("attn1", "attn2", "ffn")}
 
 # A block's question to its caching policy: (block builder, the unit's outputs by name, each
-# output's rows, how to compute them) -> the outputs (each [rows, hidden]).
-UnitPolicy = Callable[[Builder, tuple[str, ...], tuple[int, ...], Callable[[], tuple[Tensor, ...]]], tuple[Tensor, ...]]
+# output's rows, how to compute them on a builder) -> the outputs (each [rows, hidden]).
+Compute = Callable[[Builder], tuple[Tensor, ...]]
+UnitPolicy = Callable[[Builder, tuple[str, ...], tuple[int, ...], Compute], tuple[Tensor, ...]]
 
 
-def compute_all(b: Builder, names: tuple[str, ...], rows: tuple[int, ...],
-                compute: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
-    """The policy of a step without a schedule: every unit computed."""
-    return compute()
+def compute_all(b: Builder, names: tuple[str, ...], rows: tuple[int, ...], compute: Compute) -> tuple[Tensor, ...]:
+    """The policy of a step without a schedule: every unit computed on the stack."""
+    return compute(b)
 
 
-def once(make: Callable[[], Tensor]) -> Callable[[], Tensor]:
-    """A tensor made on first use only (a norm or modulation two units share, or a cached step
-    needs without the unit that made it first)."""
-    made: list[Tensor] = []
+def once(make: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """A tensor made on first use only, per builder given (a norm or modulation two units share,
+    or a cached step needs without the unit that made it first)."""
+    made: dict[tuple[int, ...], Tensor] = {}
 
-    def get() -> Tensor:
-        if not made:
-            made.append(make())
-        return made[0]
+    def get(*builders: Builder) -> Tensor:
+        key = tuple(id(b) for b in builders)
+        if key not in made:
+            made[key] = make(*builders)
+        return made[key]
     return get
 
 
@@ -200,31 +203,32 @@ def mmdit_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, x:
     the text (``AdaLayerNormContinuous``, a shift and scale only, in a pre-only block)."""
     d, rows, text_rows = a.hidden, batch * tokens, batch * text_len
     mod = modulation(b, "norm1", temb, batch, d, 9 if dual else 6)
-    normed = once(lambda: b.norm("norm1.norm", "layernorm", x, rows, d))
+    normed = once(lambda bb: bb.norm("norm1.norm", "layernorm", x, rows, d))
     cmod = once(lambda: modulation(b, "norm1_context", temb, batch, d, 2 if context_pre_only else 6))
 
-    def joint() -> tuple[Tensor, ...]:
-        nx = b.binary("norm1.modulate", "modulate", (normed(), mod), rows, d)
-        nc = modulated_norm(b, "norm1_context", c, text_rows, d, cmod())
-        x_attn, c_attn = joint_attention(b.child("attn"), a, nx, nc, batch, tokens, text_len, freqs,
+    def joint(bb: Builder) -> tuple[Tensor, ...]:
+        nx = bb.binary("norm1.modulate", "modulate", (normed(bb), mod), rows, d)
+        nc = modulated_norm(bb, "norm1_context", c, text_rows, d, cmod())
+        x_attn, c_attn = joint_attention(bb.child("attn"), a, nx, nc, batch, tokens, text_len, freqs,
                                          not context_pre_only)
         return (x_attn,) if context_pre_only else (x_attn, c_attn)  # type: ignore[return-value]
 
     attn = units(b, ("attn",) if context_pre_only else ("attn", "attn_context"), (rows, text_rows), joint)
     x = b.binary("attn.gate", "gated_add", (x, attn[0], mod), rows, d)
     if dual:  # norm_hidden_states2: the same norm, its own shift and scale
-        (attn2,) = units(b, ("attn2",), (rows,), lambda: (self_attention(
-            b.child("attn2"), a, b.binary("norm1.modulate2", "modulate", (normed(), mod), rows, d), batch, tokens),))
+        (attn2,) = units(b, ("attn2",), (rows,), lambda bb: (self_attention(
+            bb.child("attn2"), a, bb.binary("norm1.modulate2", "modulate", (normed(bb), mod), rows, d), batch,
+            tokens),))
         x = b.binary("attn2.gate", "gated_add", (x, attn2, mod), rows, d)
-    (ff,) = units(b, ("ff",), (rows,), lambda: (feed_forward(
-        b.child("ff"), modulated_norm(b, "norm2", x, rows, d, mod), rows, d, 4 * d),))
+    (ff,) = units(b, ("ff",), (rows,), lambda bb: (feed_forward(
+        bb.child("ff"), modulated_norm(bb, "norm2", x, rows, d, mod), rows, d, 4 * d),))
     x = b.binary("ff.gate", "gated_add", (x, ff, mod), rows, d)
     if context_pre_only:
         cmod()  # the text's modulation runs in every step, as the block's own
         return x, None
     c = b.binary("attn.gate_context", "gated_add", (c, attn[1], cmod()), text_rows, d)
-    (ff_c,) = units(b, ("ff_context",), (text_rows,), lambda: (feed_forward(
-        b.child("ff_context"), modulated_norm(b, "norm2_context", c, text_rows, d, cmod()), text_rows, d, 4 * d),))
+    (ff_c,) = units(b, ("ff_context",), (text_rows,), lambda bb: (feed_forward(
+        bb.child("ff_context"), modulated_norm(bb, "norm2_context", c, text_rows, d, cmod()), text_rows, d, 4 * d),))
     return x, b.binary("ff_context.gate", "gated_add", (c, ff_c, cmod()), text_rows, d)
 
 
@@ -240,17 +244,17 @@ def flux_single_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: i
     joint = b.binary("cat", "copy", (c, x), n, d)
     mod = modulation(b, "norm", temb, batch, d, 3)
 
-    def fused() -> tuple[Tensor, ...]:
-        nx = modulated_norm(b, "norm", joint, n, d, mod)
-        local_f = b.shard(f, "proj_mlp width")
-        hidden = b.pointwise("act_mlp", "gelu", b.linear("proj_mlp", nx, n, d, f, split="column"), n, local_f)
-        attn = b.child("attn")
-        h = b.shard(a.heads, "attention heads")
+    def fused(bb: Builder) -> tuple[Tensor, ...]:
+        nx = modulated_norm(bb, "norm", joint, n, d, mod)
+        local_f = bb.shard(f, "proj_mlp width")
+        hidden = bb.pointwise("act_mlp", "gelu", bb.linear("proj_mlp", nx, n, d, f, split="column"), n, local_f)
+        attn = bb.child("attn")
+        h = bb.shard(a.heads, "attention heads")
         q, k, v = _project(attn, ("to_q", "to_k", "to_v"), nx, n, d, a, h, ("norm_q", "norm_k"))
         q, k = _rope(attn, "rope_q", q, n, h * a.dh, freqs), _rope(attn, "rope_k", k, n, h * a.dh, freqs)
         context = attend(attn, q, k, v, batch, h, tokens + text_len, tokens + text_len, a.dh)
-        both = b.binary("cat_mlp", "copy", (context, hidden), n, h * a.dh + local_f)
-        return (b.linear("proj_out", both, n, a.inner + f, d, split="row"),)
+        both = bb.binary("cat_mlp", "copy", (context, hidden), n, h * a.dh + local_f)
+        return (bb.linear("proj_out", both, n, a.inner + f, d, split="row"),)
 
     (out,) = units(b, ("proj_out",), (n,), fused)
     return b.binary("gate", "gated_add", (joint, out, mod), n, d)
@@ -265,14 +269,14 @@ def pixart_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, t
     modulate, the MLP, gate."""
     d, rows = a.hidden, batch * tokens
     mod = b.binary("scale_shift", "add", (b.weight("scale_shift_table", 6, d), t6), batch, 6 * d)
-    (attn,) = units(b, ("attn1",), (rows,), lambda: (self_attention(
-        b.child("attn1"), a, modulated_norm(b, "norm1", x, rows, d, mod), batch, tokens),))
+    (attn,) = units(b, ("attn1",), (rows,), lambda bb: (self_attention(
+        bb.child("attn1"), a, modulated_norm(bb, "norm1", x, rows, d, mod), batch, tokens),))
     x = b.binary("attn1.gate", "gated_add", (x, attn, mod), rows, d)
-    (cross,) = units(b, ("attn2",), (rows,), lambda: (cross_attention(
-        b.child("attn2"), a, x, text, batch, tokens, text_len, text_width),))
+    (cross,) = units(b, ("attn2",), (rows,), lambda bb: (cross_attention(
+        bb.child("attn2"), a, x, text, batch, tokens, text_len, text_width),))
     x = b.binary("attn2.residual", "add", (x, cross), rows, d)
-    (ff,) = units(b, ("ff",), (rows,), lambda: (feed_forward(
-        b.child("ff"), modulated_norm(b, "norm2", x, rows, d, mod), rows, d, 4 * d),))
+    (ff,) = units(b, ("ff",), (rows,), lambda bb: (feed_forward(
+        bb.child("ff"), modulated_norm(bb, "norm2", x, rows, d, mod), rows, d, 4 * d),))
     return b.binary("ff.gate", "gated_add", (x, ff, mod), rows, d)
 
 
@@ -284,16 +288,16 @@ def wan_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, ffn:
     the text, plain residual; ``norm3`` + modulate, the MLP (``ffn_dim``), gate."""
     d, rows = a.hidden, batch * tokens
     mod = b.binary("scale_shift", "add", (b.weight("scale_shift_table", 6, d), t6), batch, 6 * d)
-    (attn,) = units(b, ("attn1",), (rows,), lambda: (self_attention(
-        b.child("attn1"), a, modulated_norm(b, "norm1", x, rows, d, mod), batch, tokens, freqs),))
+    (attn,) = units(b, ("attn1",), (rows,), lambda bb: (self_attention(
+        bb.child("attn1"), a, modulated_norm(bb, "norm1", x, rows, d, mod), batch, tokens, freqs),))
     x = b.binary("attn1.gate", "gated_add", (x, attn, mod), rows, d)
 
-    def cross() -> tuple[Tensor, ...]:
-        nx = b.norm("norm2", "layernorm", x, rows, d) if cross_norm else x
-        return (cross_attention(b.child("attn2"), a, nx, text, batch, tokens, text_len, d),)
+    def cross(bb: Builder) -> tuple[Tensor, ...]:
+        nx = bb.norm("norm2", "layernorm", x, rows, d) if cross_norm else x
+        return (cross_attention(bb.child("attn2"), a, nx, text, batch, tokens, text_len, d),)
 
     (crossed,) = units(b, ("attn2",), (rows,), cross)
     x = b.binary("attn2.residual", "add", (x, crossed), rows, d)
-    (ff,) = units(b, ("ffn",), (rows,), lambda: (feed_forward(
-        b.child("ffn"), modulated_norm(b, "norm3", x, rows, d, mod), rows, d, ffn),))
+    (ff,) = units(b, ("ffn",), (rows,), lambda bb: (feed_forward(
+        bb.child("ffn"), modulated_norm(bb, "norm3", x, rows, d, mod), rows, d, ffn),))
     return b.binary("ffn.gate", "gated_add", (x, ff, mod), rows, d)

@@ -11,7 +11,9 @@ cross-attention and MLP). ``StepLowering`` gives the forward, per plan kind:
   (the outputs for ``reuse``, the Taylor terms for ``taylor``, each layer's input and output for
   ``icc``);
 - ``reuse`` (FORA): each unit's output read from the cache; ``taylor``: forecast from its terms;
-  the blocks' modulation, gates and residual adds run (as in the DiT lowering);
+  the blocks' modulation, gates and residual adds run (as in the DiT lowering); ``speca``: a
+  forecast whose check also computes the last block's units in full on one block's weights and
+  takes each forecast's relative L1 error (SpeCa-FLUX: the single block's fused output);
 - ``icc``: the stacks' linear layers of ICC's six kinds (queries, keys, values and out
   projections of each stream's attention, the MLPs' two layers) compute y_cached + A B (x -
   x_cached); cross-attention runs in full (DiT, whose rule this is, has none);
@@ -33,9 +35,10 @@ from archsim.ir.graph import OpGraph
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder, Precision
 from archsim.workloads.dit_blocks import compute_all, modulated_norm, modulation
-from archsim.workloads.dit_family_rules import first_block
+from archsim.workloads.dit_family_rules import first_block, last_stack
 from archsim.workloads.schedules import FULL, StepPlan
 from archsim.workloads.schedules_adaptive import AdaptiveWork
+from archsim.workloads.schedules_ops import ScheduleWork
 
 # diffusers' linear layers by ICC's six kinds (schedules.ICC_LAYERS): each stream's attention
 # projections (FLUX's and SD3's text stream: add_*_proj, to_add_out), the MLPs' two layers, FLUX's
@@ -65,7 +68,8 @@ class PassBuilder(Builder):
 
 
 class FirstBlockBuilder(PassBuilder):
-    """Ops of a schedule's own on block 0 of a stack: its weights (the stack's tensors), not a copy."""
+    """Ops of a schedule's own on one block of a stack (TeaCache's probe: block 0; SpeCa's check:
+    the last): its weights (the stack's tensors), not a copy."""
 
     stack = ""
     depth = 1
@@ -110,23 +114,29 @@ class ICCPass(PassBuilder):
 
 class CachedUnits:
     """The units policy of a ``full`` step that writes caches, a ``reuse`` step or a ``taylor``
-    step (the blocks call it; ``dit_blocks.UnitPolicy``)."""
+    or ``speca`` step (the blocks call it; ``dit_blocks.UnitPolicy``). ``checker(b)`` is the
+    one-block builder of SpeCa's check when ``b`` is the stack it checks, else None."""
 
-    def __init__(self, plan: StepPlan, hidden: int):
-        self.plan, self.hidden = plan, hidden
+    def __init__(self, plan: StepPlan, hidden: int, checker: Callable[[PassBuilder], PassBuilder | None]):
+        self.plan, self.hidden, self.checker = plan, hidden, checker
 
     def __call__(self, b: PassBuilder, names: tuple[str, ...], rows: tuple[int, ...],
-                 compute: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+                 compute: Callable[[PassBuilder], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
         plan, d = self.plan, self.hidden
         if plan.kind == "reuse":  # FORA: the output kept at the last full step
             return tuple(b.feature_cache(f"cache.{n}_out", r, d) for n, r in zip(names, rows))
-        if plan.kind == "taylor":  # TaylorSeer: taylor_formula over the kept terms
+        if plan.kind in ("taylor", "speca"):  # TaylorSeer: taylor_formula over the kept terms
             m, outs = plan.order, []
             for n, r in zip(names, rows):
                 terms = tuple(b.feature_cache(f"cache.{n}_d{k}", r, d) for k in range(m + 1))
                 outs.append(terms[0] if m == 0 else b.binary(f"{n}.forecast", f"taylor{m}", terms, r, d))
+            check = self.checker(b) if plan.verify_blocks else None
+            if check is not None:  # SpeCa: the unit in full on the last block, the forecast's error
+                for n, r, forecast, full in zip(names, rows, outs, compute(check)):
+                    check.add(ScheduleWork, f"{n}.relative_l1", (forecast, full),
+                              (check.act(f"{n}.error", 1, dtype=DType.FP32),), r, d, "relative_l1")
             return tuple(outs)
-        outs = compute()
+        outs = compute(b)
         for n, out, r in zip(names, outs, rows):
             for kind in plan.writes:
                 if kind == "outputs":
@@ -155,13 +165,22 @@ class StepLowering:
     def __init__(self, graph: OpGraph, model, plan: StepPlan, precision: Precision, scope: str, tp: int, tag: str):
         self.graph, self.model, self.plan = graph, model, plan
         self.precision, self.scope, self.tp, self.tag = precision, scope, tp, tag
-        self.units = CachedUnits(plan, model.hidden) \
-            if plan != FULL and plan.kind in ("full", "reuse", "taylor") else compute_all
+        self.units = CachedUnits(plan, model.hidden, self._checker) \
+            if plan != FULL and plan.kind in ("full", "reuse", "taylor", "speca") else compute_all
 
     def builder(self, prefix: str, copies: int = 1, shard: int = 1, cls: type[PassBuilder] = PassBuilder) -> PassBuilder:
         b = cls(self.graph, prefix, self.precision, copies=copies, scope=self.scope, tp=shard)
         b.tag = self.tag
         return b
+
+    def _checker(self, b: PassBuilder) -> PassBuilder | None:
+        """SpeCa's check runs on the last block of the model's last stack."""
+        if b.prefix != last_stack(self.model):
+            return None
+        check = self.builder("speca_check", 1, self.tp, FirstBlockBuilder)
+        assert isinstance(check, FirstBlockBuilder)
+        check.stack, check.depth = b.prefix, b.copies
+        return check
 
     def stack(self, prefix: str, blocks: int) -> PassBuilder:
         """The builder of a stack of ``blocks`` blocks (their ops stand for all of them)."""

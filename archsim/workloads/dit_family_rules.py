@@ -13,7 +13,10 @@ rule applies, on the family's cacheable units (``archsim.workloads.dit_blocks.UN
 - ``magcache``: MagCache4FLUX's rule on FLUX, SD3 and PixArt; MagCache4Wan2.1's on Wan 2.1
   (retention over the passes, a strict comparison, no forced step; its published 1.3B ratios
   and settings unless set);
-- ``icc``: the DiT rule everywhere.
+- ``icc``: the DiT rule everywhere;
+- ``speca``: SpeCa-FLUX's settings (order 2, at most 8 forecasts in a row, unless set) on FLUX,
+  its check on the last single block's fused output; the DiT rule elsewhere, the check on the last
+  block's units.
 
 A schedule not lowered for a family is an error naming both.
 """
@@ -26,7 +29,7 @@ from archsim.workloads.schedules_adaptive import data_path, nearest_interp, read
 
 FAMILIES = ("flux", "sd3", "pixart_alpha", "wan2.1")
 # (schedule, family) pairs lowered: every family runs these
-SUPPORTED = {family: ("none", "reuse", "taylorseer", "teacache", "magcache", "icc") for family in FAMILIES}
+SUPPORTED = {family: ("none", "reuse", "taylorseer", "teacache", "magcache", "icc", "speca") for family in FAMILIES}
 
 # Shenyi-Z/TaylorSeer TaylorSeer-FLUX/src/flux/modules/cache_functions/cache_init.py, mode 'Taylor':
 # fresh_threshold 6 (the interval), max_order 1, first_enhance 3; taylor_utils/__init__.py,
@@ -50,6 +53,10 @@ WAN_1_3B_MAG_RATIOS = (
     0.81838, 0.81939,
 )
 MAGCACHE_WAN = {"thresh": 0.12, "max_skips": 4, "retention_ratio": 0.2}
+# Shenyi-Z/Cache4Diffusion flux/speca-flux/src/flux/modules/cache_functions/cache_init.py, mode
+# 'Taylor': max_order 2, first_enhance 3 (as SpeCa's DiT); flux/cli.py: --max-taylor-steps 8,
+# --min-taylor-steps 2 (base_threshold 7.0, decay_rate 0.3: the pass rate stays archsim's acceptance)
+SPECA_FLUX = {"order": 2, "max_taylor_steps": 8}
 
 
 def check_supported(schedule: Schedule, family: str, cls: str, source: str) -> None:
@@ -66,6 +73,9 @@ def family_plans(schedule: Schedule, family: str, steps: int, depth: int) -> lis
         return taylorseer_flux(schedule, steps)
     if schedule.NAME == "magcache" and family == "wan2.1":
         return magcache_wan(schedule, steps)
+    if schedule.NAME == "speca" and family == "flux":  # cal_type.py: SpeCa's DiT rule, FLUX's settings
+        unset = {k: v for k, v in SPECA_FLUX.items() if k not in schedule.model_fields_set}
+        return schedule.model_copy(update=unset).plans(steps)
     return schedule.plans(steps, depth=depth)
 
 
@@ -142,6 +152,17 @@ def first_block(model) -> tuple[str, int, int | None]:
     if family == "pixart_alpha":
         return "transformer_blocks", model.num_layers, None
     return "blocks", model.num_layers, None
+
+
+def last_stack(model) -> str:
+    """The stack holding the model's last block (SpeCa checks it)."""
+    if model.family == "flux":
+        return "single_transformer_blocks" if model.num_single_layers else "transformer_blocks"
+    if model.family == "sd3":  # _sd3's runs of blocks alike: the last block is a run of its own
+        kinds = [(i in model.dual_attention_layers, i == model.num_layers - 1) for i in range(model.num_layers)]
+        runs = 1 + sum(kinds[i] != kinds[i - 1] for i in range(1, len(kinds)))
+        return "transformer_blocks" if runs == 1 else f"transformer_blocks_{runs - 1}"
+    return "transformer_blocks" if model.family == "pixart_alpha" else "blocks"
 
 
 def decisions_agree(schedule, steps: int) -> bool:
