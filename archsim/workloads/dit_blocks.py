@@ -233,15 +233,16 @@ def mmdit_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, x:
 
 
 def flux_single_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, c: Tensor, x: Tensor,
-                      temb: Tensor, freqs: Tensor | None, mlp_ratio: int = 4, *,
-                      units: UnitPolicy = compute_all) -> Tensor:
+                      temb: Tensor, freqs: Tensor | None, mlp_ratio: int = 4, *, units: UnitPolicy = compute_all,
+                      joint: Tensor | None = None) -> Tensor:
     """``FluxSingleTransformerBlock``: the text and image streams concatenated (each block's
-    ``torch.cat``), ``norm`` (3 chunks: shift, scale, gate), ``proj_mlp`` + GELU beside the
-    attention (no out projection of its own), both concatenated into ``proj_out`` (d + 4d -> d,
-    split by rows under tensor parallelism), a gated residual. Returns the joint stream."""
+    ``torch.cat``; given ``joint``, the previous block's joint stream, copied whole), ``norm`` (3
+    chunks: shift, scale, gate), ``proj_mlp`` + GELU beside the attention (no out projection of its
+    own), both concatenated into ``proj_out`` (d + 4d -> d, split by rows under tensor
+    parallelism), a gated residual. Returns the joint stream."""
     d, n = a.hidden, batch * (tokens + text_len)
     f = mlp_ratio * d
-    joint = b.binary("cat", "copy", (c, x), n, d)
+    joint = b.binary("cat", "copy", (c, x) if joint is None else (joint,), n, d)
     mod = modulation(b, "norm", temb, batch, d, 3)
 
     def fused(bb: Builder) -> tuple[Tensor, ...]:

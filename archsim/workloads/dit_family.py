@@ -275,11 +275,12 @@ def _flux(model: FluxConfig, geo: Geometry, top: Builder, step: StepLowering) ->
     def blocks(x: Tensor) -> Tensor:
         text = c
         if model.num_layers:
-            x, text = mmdit_block(step.stack("transformer_blocks", model.num_layers), a, b, s, t, x, text, temb, freqs,
-                                  units=step.units)
-        if model.num_single_layers:
-            joint = flux_single_block(step.stack("single_transformer_blocks", model.num_single_layers), a, b, s, t,
-                                      text, x, temb, freqs, units=step.units)
+            x, text = step.run("transformer_blocks", model.num_layers, 0, lambda g, units, xc: mmdit_block(
+                g, a, b, s, t, xc[0], xc[1], temb, freqs, units=units), (x, text))
+        if model.num_single_layers:  # a group of blocks after the first reads the joint stream whole
+            joint = step.run("single_transformer_blocks", model.num_single_layers, model.num_layers,
+                             lambda g, units, j: flux_single_block(g, a, b, s, t, text, x, temb, freqs, units=units,
+                                                                   joint=j), None)
             x = top.binary("image_tokens", "copy", (joint,), b * s, d)  # hidden_states[:, text_len:]
         return x
 
@@ -312,11 +313,12 @@ def _sd3(model: SD3Config, geo: Geometry, top: Builder, step: StepLowering) -> T
             runs.append([kind, 1])
 
     def blocks(x: Tensor) -> Tensor:
-        text = c
+        text, first = c, 0
         for i, ((dual, last), n) in enumerate(runs):
             name = "transformer_blocks" if i == 0 else f"transformer_blocks_{i}"
-            x, text = mmdit_block(step.stack(name, n), a, b, s, t, x, text, temb,  # type: ignore[arg-type]
-                                  context_pre_only=last, dual=dual, units=step.units)
+            x, text = step.run(name, n, first, lambda g, units, xc, dual=dual, last=last: mmdit_block(
+                g, a, b, s, t, xc[0], xc[1], temb, context_pre_only=last, dual=dual, units=units), (x, text))
+            first += n
         return x
 
     x = step.blocks(x, temb, blocks)
@@ -348,8 +350,8 @@ def _pixart(model: PixArtConfig, geo: Geometry, top: Builder, step: StepLowering
     text = top.act("text", b * t, model.caption_channels or model.text_width)
     if model.caption_channels is not None:
         text = embed_mlp(top, "caption_projection", text, b * t, model.caption_channels, d, d, "gelu")
-    x = step.blocks(x, t6, lambda x: pixart_block(step.stack("transformer_blocks", model.num_layers), _heads(model), b,
-                                                  s, t, model.text_width, x, text, t6, units=step.units))
+    x = step.blocks(x, t6, lambda x: step.run("transformer_blocks", model.num_layers, 0, lambda g, units, x: pixart_block(
+        g, _heads(model), b, s, t, model.text_width, x, text, t6, units=units), x))
     mod = top.binary("scale_shift", "add", (top.weight("scale_shift_table", 2, d), emb), b, 2 * d)
     return _final(top, model, geo, x, mod)
 
@@ -369,9 +371,9 @@ def _wan(model, geo: Geometry, top: Builder, step: StepLowering) -> Tensor:
     text = embed_mlp(top, "condition_embedder.text_embedder", top.act("text", b * t, model.text_dim), b * t,
                      model.text_dim, d, d, "gelu")
     freqs = top.constant("rope.freqs", s, 2 * model.attention_head_dim)
-    x = step.blocks(x, temb, lambda x: wan_block(step.stack("blocks", model.num_layers), _heads(model, model.qk_norm),
-                                                 b, s, t, model.ffn_dim, x, text, t6, freqs, model.cross_attn_norm,
-                                                 units=step.units))
+    x = step.blocks(x, temb, lambda x: step.run("blocks", model.num_layers, 0, lambda g, units, x: wan_block(
+        g, _heads(model, model.qk_norm), b, s, t, model.ffn_dim, x, text, t6, freqs, model.cross_attn_norm,
+        units=units), x))
     mod = top.binary("scale_shift", "add", (top.weight("scale_shift_table", 2, d), temb), b, 2 * d)
     return _final(top, model, geo, x, mod)
 

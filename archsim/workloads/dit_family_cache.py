@@ -14,6 +14,10 @@ cross-attention and MLP). ``StepLowering`` gives the forward, per plan kind:
   the blocks' modulation, gates and residual adds run (as in the DiT lowering); ``speca``: a
   forecast whose check also computes the last block's units in full on one block's weights and
   takes each forecast's relative L1 error (SpeCa-FLUX: the single block's fused output);
+- ``l2c`` / ``harmonica``: per block, its attention units (``attn``, ``attn_context``, ``attn1``,
+  ``attn2``) and its MLP units (``ff``, ``ff_context``, ``ffn``) from the cache or run (FLUX's
+  fused single-stream unit from the cache only when both are); blocks alike are one group on the
+  stack's weights, the groups in series, as the DiT lowering's;
 - ``icc``: the stacks' linear layers of ICC's six kinds (queries, keys, values and out
   projections of each stream's attention, the MLPs' two layers) compute y_cached + A B (x -
   x_cached); cross-attention runs in full (DiT, whose rule this is, has none);
@@ -48,6 +52,9 @@ ICC_NAMES = {"to_q": "q", "add_q_proj": "q", "to_k": "k", "add_k_proj": "k", "to
              "proj_out": "fc2"}
 CROSS_ATTENTION = {"pixart_alpha": "attn2", "wan2.1": "attn2"}  # the module ICC leaves in full
 RESIDUAL_KINDS = ("teacache", "magcache")
+BLOCK_KINDS = ("l2c", "harmonica")  # plans that decide per block
+# L2C's and HarmoniCa's two parts of a block (attention 0, MLP 1) by unit; FLUX's fused unit: both
+PART = {"attn": 0, "attn_context": 0, "attn1": 0, "attn2": 0, "ff": 1, "ff_context": 1, "ffn": 1, "proj_out": None}
 
 
 class PassBuilder(Builder):
@@ -76,6 +83,47 @@ class FirstBlockBuilder(PassBuilder):
 
     def weight(self, local: str, *shape: int) -> Tensor:
         return Tensor(f"{self.stack}.{local}", tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.depth)
+
+
+class GroupBuilder(PassBuilder):
+    """Some blocks of a stack alike under a per-block plan: op names under the group's prefix,
+    weights and feature caches the stack's (one per block of the stack)."""
+
+    stack = ""
+    group = ""
+    depth = 1
+
+    def _in_stack(self, local: str) -> str:
+        return self.stack + self.name(local)[len(self.group):]
+
+    def weight(self, local: str, *shape: int) -> Tensor:
+        return Tensor(self._in_stack(local), tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.depth)
+
+    def feature_cache(self, local: str, rows: int, width: int) -> Tensor:
+        name = self._in_stack(local)
+        return Tensor(f"{self.tag}/{name}" if self.tag else name, (rows, width), self.precision.kv,
+                      Role.FEATURE_CACHE, copies=self.depth)
+
+
+class GroupUnits:
+    """A group's units under L2C or HarmoniCa: each part (attention, MLP) ``cached`` (its units'
+    outputs from the cache), ``kept`` (run, its outputs written for a later step) or ``run``."""
+
+    def __init__(self, modes: tuple[str, str], hidden: int):
+        self.modes, self.hidden = modes, hidden
+
+    def __call__(self, b: PassBuilder, names: tuple[str, ...], rows: tuple[int, ...],
+                 compute: Callable[[PassBuilder], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+        part = PART[names[0]]
+        modes = self.modes if part is None else (self.modes[part],)
+        caches = tuple(b.feature_cache(f"cache.{n}_out", r, self.hidden) for n, r in zip(names, rows))
+        if all(mode == "cached" for mode in modes):
+            return caches
+        outs = compute(b)
+        if "kept" in modes:
+            for n, out, cache in zip(names, outs, caches):
+                b.add(ops.CacheWrite, f"cache.{n}_out.write", (out,), (cache,))
+        return outs
 
 
 class ICCPass(PassBuilder):
@@ -193,10 +241,36 @@ class StepLowering:
         b.fixed = CROSS_ATTENTION.get(self.model.family, "")
         return b
 
+    def run(self, name: str, blocks: int, first: int, call: Callable, state):
+        """A stack of ``blocks`` blocks, the model's ``first`` on: ``call(builder, units, state)``
+        lowers blocks alike and returns the state (the streams) the next group takes; one call
+        for the whole stack unless the plan decides per block."""
+        plan = self.plan
+        if plan.kind not in BLOCK_KINDS:
+            return call(self.stack(name, blocks), self.units, state)
+        keep = dict(plan.extra).get("keep", ((), ()))  # HarmoniCa: parts run and kept
+        groups: dict[tuple[str, str], int] = {}
+        for block in range(first, first + blocks):
+            mode = tuple("cached" if block in plan.skip[part] else
+                         "run" if plan.kind == "harmonica" and block not in keep[part] else "kept" for part in (0, 1))
+            groups[mode] = groups.get(mode, 0) + 1  # type: ignore[index]
+        for mode, count in sorted(groups.items()):
+            g = self.builder(f"{name}.{plan.kind}_{mode[0]}_{mode[1]}", count, self.tp, GroupBuilder)
+            assert isinstance(g, GroupBuilder)
+            g.stack, g.group, g.depth = name, g.prefix, blocks
+            state = call(g, GroupUnits(mode, self.model.hidden), state)
+        return state
+
     def blocks(self, x: Tensor, cond: Tensor, run: Callable[[Tensor], Tensor]) -> Tensor:
         """The block stacks on the image stream ``x`` (``run``: every stack, to the image stream
         out), or for TeaCache and MagCache the decision and then the stacks or the residual."""
         plan = self.plan
+        rank = dict(plan.extra).get("rank") if plan.kind == "harmonica" else None
+        if rank is not None and self.tag != "uncond":  # HarmoniCa's load_ranking, once before sampling
+            table = Tensor("harmonica.routers", rank, DType.FP32, Role.WEIGHT)
+            g = self.builder("harmonica")
+            g.add(AdaptiveWork, "load_ranking", (table,), (g.act("rank", *rank, dtype=DType.INT32),), *rank,
+                  "router_rank")
         if plan.kind not in RESIDUAL_KINDS:
             return run(x)
         flags = dict(plan.extra)

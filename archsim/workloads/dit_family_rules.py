@@ -16,7 +16,9 @@ rule applies, on the family's cacheable units (``archsim.workloads.dit_blocks.UN
 - ``icc``: the DiT rule everywhere;
 - ``speca``: SpeCa-FLUX's settings (order 2, at most 8 forecasts in a row, unless set) on FLUX,
   its check on the last single block's fused output; the DiT rule elsewhere, the check on the last
-  block's units.
+  block's units;
+- ``l2c``, ``harmonica``: their DiT rule (a mask or router table over the model's blocks, FLUX's
+  double-stream blocks first, then its single-stream ones).
 
 A schedule not lowered for a family is an error naming both.
 """
@@ -29,7 +31,8 @@ from archsim.workloads.schedules_adaptive import data_path, nearest_interp, read
 
 FAMILIES = ("flux", "sd3", "pixart_alpha", "wan2.1")
 # (schedule, family) pairs lowered: every family runs these
-SUPPORTED = {family: ("none", "reuse", "taylorseer", "teacache", "magcache", "icc", "speca") for family in FAMILIES}
+SUPPORTED = {family: ("none", "reuse", "taylorseer", "teacache", "magcache", "icc", "speca", "l2c", "harmonica")
+             for family in FAMILIES}
 
 # Shenyi-Z/TaylorSeer TaylorSeer-FLUX/src/flux/modules/cache_functions/cache_init.py, mode 'Taylor':
 # fresh_threshold 6 (the interval), max_order 1, first_enhance 3; taylor_utils/__init__.py,
