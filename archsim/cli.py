@@ -71,7 +71,8 @@ _json_option = json_option
 
 _schedule_option = click.option(
     "--schedule", default=None, metavar="NAME[:key=value,...]",
-    help="A feature-caching schedule for a DiT workload, e.g. icc:period=2,rank=128 or reuse:period=3.",
+    help="A feature-caching schedule for a diffusion transformer (kind: dit or diffusion_transformer), e.g. "
+         "icc:period=2,rank=128 or reuse:period=3.",
 )
 
 
@@ -425,9 +426,9 @@ def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> N
 @cli.command("compare-schedules")
 @click.argument("hw_files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--workload", "workload_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="A DiT workload file.")
+              help="A diffusion-transformer workload file (kind: dit or diffusion_transformer).")
 @click.option("--schedule", "schedules", multiple=True, metavar="NAME[:key=value,...]",
-              help="A cache schedule; repeatable. Default: every built-in with its defaults.")
+              help="A cache schedule; repeatable. Default: every built-in the model runs, with its defaults.")
 @_set_option
 @click.option("--wset", "workload_overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a workload field.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("schedule-results"),
@@ -436,15 +437,15 @@ def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> N
 def compare_schedules(hw_files, workload_file, schedules, overrides, workload_overrides, out_dir, as_json) -> None:
     """Compare feature-caching schedules' hardware cost, schedule x hardware."""
     from archsim.dse import compare
-    from archsim.workloads.schedules import schedule_names
 
     try:
         chips = [api.load_hardware(f, parse_overrides(overrides)) for f in hw_files]
     except ArchsimError:
         _check_order([*hw_files, workload_file], "compare-schedules", "--workload ")
         raise
-    frame, runs = compare.compare(chips, workload_file, list(schedules) or schedule_names(),
-                                  parse_overrides(workload_overrides, "--wset"))
+    wsets = parse_overrides(workload_overrides, "--wset")
+    frame, runs = compare.compare(chips, workload_file, list(schedules) or compare.default_schedules(workload_file, wsets),
+                                  wsets)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "schedules.csv", lambda tmp: frame.to_csv(tmp, index=False))
     atomic_write(out_dir / "schedules.parquet", lambda tmp: frame.to_parquet(tmp, index=False))

@@ -402,3 +402,16 @@ def _schedule(text):
 
     (override,) = parse_overrides([f"schedule={text}"])
     return override
+
+
+def test_compare_schedules_on_a_family_runs_every_schedule_it_lowers(tmp_path):
+    # with no --schedule, the default list skips what the family's lowering refuses (toca, duca)
+    from conftest import ROOT, run_cli
+
+    r = run_cli("compare-schedules", str(ROOT / "hw_configs" / "h100_sxm.yaml"), "--workload",
+                str(ROOT / "workloads" / "pixart_alpha_1024.yaml"), "--wset", "steps=4", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    import pandas as pd
+
+    done = set(pd.read_csv(tmp_path / "schedules.csv").schedule)
+    assert {"none", "reuse", "teacache", "magcache"} <= done and not {"toca", "duca"} & done

@@ -152,7 +152,7 @@ def test_bad_schedules_are_clear_errors():
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert message in proc.stderr, (text, proc.stderr)
     proc = run_cli("workload", str(WORKLOADS / "llama2_7b.yaml"), "--schedule", "icc")
-    assert proc.returncode == 2 and "schedules apply only to DiT workloads (kind: dit); this workload is kind: llm" in proc.stderr
+    assert proc.returncode == 2 and "schedules apply only to diffusion transformers (kind: dit or diffusion_transformer); this workload is kind: llm" in proc.stderr
 
 
 def test_compare_schedules_runs_every_builtin(tmp_path):

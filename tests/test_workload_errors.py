@@ -259,8 +259,8 @@ def test_a_schedule_on_a_workload_other_than_dit_names_its_kind():
 
     with pytest.raises(ConfigError) as exc:
         load_workload(WORKLOADS / "llama2_7b.yaml", parse_overrides(["schedule=icc"], "--schedule"))
-    assert str(exc.value) == (f"{WORKLOADS / 'llama2_7b.yaml'}: kind: feature-caching schedules apply only to DiT "
-                              "workloads (kind: dit); this workload is kind: llm")
+    assert str(exc.value) == (f"{WORKLOADS / 'llama2_7b.yaml'}: kind: feature-caching schedules apply only to "
+                              "diffusion transformers (kind: dit or diffusion_transformer); this workload is kind: llm")
 
 
 def test_trace_empty_cell_is_an_absent_value(tmp_path):
@@ -276,9 +276,9 @@ def test_compare_schedules_names_the_workload_kind(tmp_path):
     for name, kind in [("llama2_7b.yaml", "llm"), ("gpt3_30b_layer_decode.yaml", "transformer_block")]:
         with pytest.raises(ConfigError) as exc:
             compare([], WORKLOADS / name, ["icc"], parse_overrides([]))
-        assert str(exc.value) == (f"{WORKLOADS / name}: kind: feature-caching schedules apply only to DiT "
-                                  f"workloads (kind: dit); this workload is kind: {kind}")
+        assert str(exc.value) == (f"{WORKLOADS / name}: kind: feature-caching schedules apply only to diffusion "
+                                  f"transformers (kind: dit or diffusion_transformer); this workload is kind: {kind}")
     proc = cli("compare-schedules", "hw_configs/tpuv4i.yaml", "--workload", "workloads/llama2_7b.yaml",
                "--out", str(tmp_path))
     assert proc.returncode == 2 and "schedule=none" not in proc.stderr
-    assert "apply only to DiT workloads" in proc.stderr and "Traceback" not in proc.stderr
+    assert "apply only to diffusion transformers" in proc.stderr and "Traceback" not in proc.stderr

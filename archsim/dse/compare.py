@@ -61,12 +61,29 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
 
 
 def _check_kind(workload_file: Path, workload_overrides: Sequence[Override]) -> None:
-    """Schedules are set through the workload's ``schedule`` key, which only DiT workloads
-    have: say so, rather than report the key the comparison itself sets as unknown."""
+    """Schedules are set through the workload's ``schedule`` key, which only diffusion
+    transformers have: say so, rather than report the key the comparison itself sets as unknown."""
     spec = load_spec(workload_file, workload_overrides)
     if "schedule" not in type(spec).model_fields:
-        raise ConfigError(f"feature-caching schedules apply only to DiT workloads (kind: dit); this workload is "
-                          f"kind: {spec.kind}", file=str(workload_file), key="kind")
+        raise ConfigError(f"feature-caching schedules apply only to diffusion transformers (kind: dit or "
+                          f"diffusion_transformer); this workload is kind: {spec.kind}", file=str(workload_file),
+                          key="kind")
+
+
+def default_schedules(workload_file: Path, workload_overrides: Sequence[Override] = ()) -> list[str]:
+    """Every built-in schedule the workload's model runs (a diffusers family runs all but those
+    its lowering refuses, ``archsim.workloads.dit_family_rules.SUPPORTED``)."""
+    from archsim.workloads.schedules import schedule_names
+
+    spec = load_spec(workload_file, workload_overrides)
+    names = schedule_names()
+    if spec.kind != "diffusion_transformer":
+        return names
+    from archsim.workloads.dit_family_rules import SUPPORTED
+
+    # the family's own list; when the file leaves the family to its model config, what every family runs
+    runs = set(SUPPORTED[spec.family]) if spec.family else set.intersection(*(set(v) for v in SUPPORTED.values()))
+    return [n for n in names if n in runs]
 
 
 def table(frame: pd.DataFrame) -> str:

@@ -142,7 +142,8 @@ def _load(path: str | Path, overrides: Sequence[Override]) -> tuple[WorkloadSpec
             file=layered.source_of(("kind",), str(path)), key="kind",
         )
     if "schedule" not in _KINDS[kind].model_fields and any(o.path == ("schedule",) for o in overrides):
-        raise ConfigError(f"feature-caching schedules apply only to DiT workloads (kind: dit); this workload is "
+        raise ConfigError(f"feature-caching schedules apply only to diffusion transformers (kind: dit or "
+                          f"diffusion_transformer); this workload is "
                           f"kind: {kind}", file=layered.source_of(("kind",), str(path)), key="kind")
     return validate_layered(_KINDS[kind], layered, str(path)), layered
 
