@@ -268,7 +268,7 @@ def test_ctrl_c_during_a_sweep_is_one_line_from_every_process(tmp_path, executor
     the sweep says where its points are saved, exit code 130."""
     pytest.importorskip("distributed")
     out = tmp_path / "out"
-    proc = _sweep_process(write_sweep(tmp_path, 400), out, "--executor", executor, "--jobs", "2", "--chunk-size", "4")
+    proc = _sweep_process(write_sweep(tmp_path, 4000), out, "--executor", executor, "--jobs", "2", "--chunk-size", "4")
     err = _interrupt(proc, lambda: any(out.glob("parts/part-*.parquet")))
     assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
     said = f"interrupted: finished points are saved in {out}; run again to resume"
