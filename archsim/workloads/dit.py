@@ -24,14 +24,14 @@ from pydantic import Field, model_validator
 
 from archsim.config.fields import Count
 from archsim.dtypes import DType
-from archsim.errors import ConfigError, FieldError
+from archsim.errors import FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import BlockShape, Builder, Tokens, attention, mlp
 from archsim.workloads.schedules_ops import ScheduleWork
 from archsim.workloads.schedules import (FULL, STEP_KINDS, ICCBuilder, ICCWritingBuilder, StepPlan, SubsetBuilder,
-                                         parse_schedule, phase_names)
+                                         check_schedule, parse_schedule, phase_names)
 from archsim.workloads.schedules_toca import token_blocks
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 
@@ -78,14 +78,7 @@ class DiTWorkload(WorkloadSpec):
         if self.forwards > MAX_FORWARDS:
             raise FieldError("steps", f"{self.steps} {self.sampler} steps need {self.forwards} network evaluations; "
                              f"archsim's limit is {MAX_FORWARDS}")
-        try:
-            parse_schedule(self.schedule, "")
-        except ConfigError as exc:  # name the schedule's own key (schedule.period), once
-            first = str(exc).splitlines()[0]
-            key, sep, message = first.partition(": ")
-            if sep and key.startswith("schedule.") and " " not in key:
-                raise FieldError(key, message) from None
-            raise FieldError("schedule", first) from None
+        check_schedule(self.schedule)
         return self
 
     def plans(self) -> list[StepPlan]:

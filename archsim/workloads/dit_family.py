@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from archsim.config.fields import Count
-from archsim.errors import ConfigError, FieldError
+from archsim.errors import ConfigError
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder, Precision
@@ -44,7 +44,7 @@ from archsim.workloads.dit_blocks import (Heads, embed_mlp, flux_single_block, m
 from archsim.workloads.dit_family_cache import StepLowering
 from archsim.workloads.dit_family_rules import check_supported, family_plans
 from archsim.workloads.dit_models import FAMILIES, DiTModel, FluxConfig, PixArtConfig, SD3Config, resolve_dit_model
-from archsim.workloads.schedules import FULL, StepPlan, parse_schedule, phase_names
+from archsim.workloads.schedules import FULL, StepPlan, check_schedule, parse_schedule, phase_names
 
 TIMESTEP_FEATURES = 256  # Timesteps(num_channels=256) of every family's time embedding (Wan: freq_dim)
 # Network evaluations per sampler step, by diffusers scheduler: one for the multistep solvers
@@ -119,14 +119,7 @@ class DiffusionTransformerWorkload(WorkloadSpec):
 
     @model_validator(mode="after")
     def _schedule(self) -> "DiffusionTransformerWorkload":
-        try:
-            parse_schedule(self.schedule, "")
-        except ConfigError as exc:  # name the schedule's own key (schedule.period), once
-            first = str(exc).splitlines()[0]
-            key, sep, message = first.partition(": ")
-            if sep and key.startswith("schedule.") and " " not in key:
-                raise FieldError(key, message) from None
-            raise FieldError("schedule", first) from None
+        check_schedule(self.schedule)
         return self
 
     def resolve(self, paths) -> tuple[DiTModel, Pipeline]:

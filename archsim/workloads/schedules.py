@@ -449,3 +449,18 @@ class SubsetBuilder(Builder):
 # The schedules in their own modules register on import.
 from archsim.workloads import schedules_taylor, schedules_toca  # noqa: E402,F401
 from archsim.workloads import schedules_adaptive, schedules_harmonica  # noqa: E402,F401
+
+
+def check_schedule(value: Any) -> None:
+    """A workload's ``schedule`` parsed, its error naming the schedule's own key
+    (``schedule.period``) once, for the workload's validation to report."""
+    from archsim.errors import FieldError
+
+    try:
+        parse_schedule(value, "")
+    except ConfigError as exc:
+        first = str(exc).splitlines()[0]
+        key, sep, message = first.partition(": ")
+        if sep and key.startswith("schedule.") and " " not in key:
+            raise FieldError(key, message) from None
+        raise FieldError("schedule", first) from None
