@@ -149,3 +149,14 @@ def test_latent_attention_absorbed_by_hand():
     assert sum(t.elements * t.copies for t in caches.values()) == 3 * 25 * (32 + 8)  # 3 layers
     # the same weights either way
     assert model.params == LanguageModel(**fields, mla_mode="naive").params
+
+
+def test_the_docs_table_shows_the_reference_counts():
+    # docs/model_counts.md reports every reference row with archsim's error (0)
+    text = (ROOT / "docs" / "model_counts.md").read_text()
+    for name, ref in REFERENCE["small"].items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        assert f"{ref['matrix_params']:,}" in row and f"{ref['prefill_macs']:,}" in row
+        assert f"{ref['decode_macs']:,}" in row and row.count("+0.000%") == 3
+    for file, ref in REFERENCE["published"].items():
+        assert f"| `{file}` | {ref['matrix_params']:,} | {ref['matrix_params']:,} | +0.000% |" in text
