@@ -370,9 +370,9 @@ def test_sequential_guidance_keeps_a_cache_per_pass():
 @pytest.mark.parametrize("schedule", ["toca", "duca"])
 def test_a_schedule_not_lowered_names_schedule_and_family(schedule):
     with pytest.raises(ConfigError) as err:
-        build("flux", schedule)
+        build("sd3", schedule)
     message = str(err.value)
-    assert f"'{schedule}' is not lowered for the flux family (FluxTransformer2DModel)" in message
+    assert f"'{schedule}' is not lowered for the sd3 family (SD3Transformer2DModel)" in message
     assert "schedule" in message
 
 
@@ -380,9 +380,9 @@ def test_bundled_flux_with_teacache_from_the_cli():
     r = run_cli("run", "hw_configs/h100_sxm.yaml", "workloads/flux_dev_1024.yaml", "--schedule", "teacache")
     assert r.returncode == 0, r.stderr
     assert "teacache reuse +modulated cache" in r.stdout and "latency" in r.stdout
-    bad = run_cli("run", "hw_configs/h100_sxm.yaml", "workloads/flux_dev_1024.yaml", "--schedule", "toca")
-    assert bad.returncode == 2 and "'toca' is not lowered for the flux family" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    toca = run_cli("run", "hw_configs/h100_sxm.yaml", "workloads/flux_dev_1024.yaml", "--schedule", "toca")
+    assert toca.returncode == 0, toca.stderr
+    assert "latency" in toca.stdout and "Traceback" not in toca.stderr
 
 
 def test_bundled_workloads_take_every_lowered_schedule():
@@ -405,7 +405,7 @@ def _schedule(text):
 
 
 def test_compare_schedules_on_a_family_runs_every_schedule_it_lowers(tmp_path):
-    # with no --schedule, the default list skips what the family's lowering refuses (toca, duca)
+    # with no --schedule, the default list is what the family's lowering runs (toca, duca included)
     from conftest import ROOT, run_cli
 
     r = run_cli("compare-schedules", str(ROOT / "hw_configs" / "h100_sxm.yaml"), "--workload",
@@ -414,4 +414,48 @@ def test_compare_schedules_on_a_family_runs_every_schedule_it_lowers(tmp_path):
     import pandas as pd
 
     done = set(pd.read_csv(tmp_path / "schedules.csv").schedule)
-    assert {"none", "reuse", "teacache", "magcache"} <= done and not {"toca", "duca"} & done
+    assert {"none", "reuse", "teacache", "magcache", "toca", "duca"} <= done
+
+
+# ToCa and DuCa on the diffusers family (dit_family_toca): the authors' FLUX and PixArt-alpha code
+
+
+def test_toca_on_flux_follows_flux_toca():
+    # cal_type.py: steps 0-2 full, then 3 ToCa steps per full one (fresh_threshold 4); the double
+    # block's share 0.1 x 1.5 x 0.4 = 0.06 of 16 image and 4 text tokens: 0 each; the single
+    # blocks' 0.1 x (1.5 - l / 27) x 1.6 of 20 joint tokens: 4 and 4
+    s = spec("flux", "toca")
+    w = s.build(Paths())
+    plans = s.plans()
+    assert [p.blocks[0][0] for p in plans] == ["full"] * 3 + ["toca"] * 3
+    assert [p.blocks[0][2] for p in plans] == [False, False, True, False, False, False]
+    assert dict(plans[3].extra)["fresh"] == ((0, 0), (4,), (4,))
+    toca = next(p for p in w.phases if p.name.startswith("toca"))
+    # around the blocks, the modulations, to_out and to_add_out on the cached context, and per
+    # single block proj_mlp (d -> 4d) and proj_out (5d -> d) on its 4 fresh tokens
+    assert toca.graph.macs == FLUX_TOP + MODS + 2 * SINGLE_MOD + N * D * D + 2 * (4 * 4 * D * D + 4 * 5 * D * D)
+    assert {p.graph.macs for p in w.phases if p.name.startswith("full")} == {FLUX_FULL}
+
+
+def test_duca_on_flux_skips_the_even_remainders():
+    # DuCa-PixArt-alpha cal_type.py with ToCa-FLUX's N 4: full 0 and 4, ToCa 1, 3, 5, step 2 skipped
+    s = spec("flux", "duca")
+    w = s.build(Paths())
+    assert [p.blocks[0][0] for p in s.plans()] == ["full", "toca", "skip", "toca", "full", "toca"]
+    macs = {p.name: p.graph.macs for p in w.phases}
+    assert macs["duca skipped 0-2"] == FLUX_TOP
+    assert s.plans()[1].writes == ("blocks_out",)
+
+
+def test_toca_on_pixart_follows_pixart_toca():
+    # global_force_fresh.py: full at 0 and when step % round(3 / (0.8 + 0.4 step / 6)) == 0: 0, 4;
+    # step 1's shares: cross-attention 0.3 x (1.6 - 1.2 l / 27) x 1.6 x 0.6 of 16 tokens: 7 and 7,
+    # the MLP's x 1.6 clamped to 1: 16
+    s = spec("pixart_alpha", "toca")
+    w = s.build(Paths())
+    plans = s.plans()
+    assert [p.blocks[0][0] for p in plans] == ["full", "toca", "toca", "toca", "full", "toca"]
+    assert dict(plans[1].extra)["fresh"] == ((7, 16), (7, 16))
+    step1 = next(p for p in w.phases if p.name == "toca mlp 0-1 (7 tokens)")
+    cross = 7 * D * D + 2 * T * D * D + 2 * 7 * T * D + 7 * D * D
+    assert step1.graph.macs == PIX_TOP + 2 * (cross + 8 * 16 * D * D)

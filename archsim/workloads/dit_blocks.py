@@ -220,15 +220,15 @@ def mmdit_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, x:
             bb.child("attn2"), a, bb.binary("norm1.modulate2", "modulate", (normed(bb), mod), rows, d), batch,
             tokens),))
         x = b.binary("attn2.gate", "gated_add", (x, attn2, mod), rows, d)
-    (ff,) = units(b, ("ff",), (rows,), lambda bb: (feed_forward(
-        bb.child("ff"), modulated_norm(bb, "norm2", x, rows, d, mod), rows, d, 4 * d),))
+    (ff,) = units(b, ("ff",), (rows,), lambda bb, pick=None: _ff(bb, "ff", "norm2", x, batch, tokens, d, 4 * d, mod,
+                                                                  pick))
     x = b.binary("ff.gate", "gated_add", (x, ff, mod), rows, d)
     if context_pre_only:
         cmod()  # the text's modulation runs in every step, as the block's own
         return x, None
     c = b.binary("attn.gate_context", "gated_add", (c, attn[1], cmod()), text_rows, d)
-    (ff_c,) = units(b, ("ff_context",), (text_rows,), lambda bb: (feed_forward(
-        bb.child("ff_context"), modulated_norm(bb, "norm2_context", c, text_rows, d, cmod()), text_rows, d, 4 * d),))
+    (ff_c,) = units(b, ("ff_context",), (text_rows,), lambda bb, pick=None: _ff(
+        bb, "ff_context", "norm2_context", c, batch, text_len, d, 4 * d, cmod(), pick))
     return x, b.binary("ff_context.gate", "gated_add", (c, ff_c, cmod()), text_rows, d)
 
 
@@ -245,12 +245,19 @@ def flux_single_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: i
     joint = b.binary("cat", "copy", (c, x) if joint is None else (joint,), n, d)
     mod = modulation(b, "norm", temb, batch, d, 3)
 
-    def fused(bb: Builder) -> tuple[Tensor, ...]:
+    def fused(bb: Builder, pick=None) -> tuple[Tensor, ...]:
+        h = bb.shard(a.heads, "attention heads")
+        if pick is not None:  # ToCa: proj_mlp and proj_out on the fresh tokens beside their cached context
+            xs, fresh = pick.take(bb, joint, batch, tokens + text_len)
+            r, local_f = batch * fresh, bb.shard(f, "proj_mlp width")
+            hidden = bb.pointwise("act_mlp", "gelu", bb.linear("proj_mlp", modulated_norm(bb, "norm", xs, r, d, mod),
+                                                                r, d, f, split="column"), r, local_f)
+            both = bb.binary("cat_mlp", "copy", (pick.context(bb, r, h * a.dh), hidden), r, h * a.dh + local_f)
+            return (bb.linear("proj_out", both, r, a.inner + f, d, split="row"),)
         nx = modulated_norm(bb, "norm", joint, n, d, mod)
         local_f = bb.shard(f, "proj_mlp width")
         hidden = bb.pointwise("act_mlp", "gelu", bb.linear("proj_mlp", nx, n, d, f, split="column"), n, local_f)
         attn = bb.child("attn")
-        h = bb.shard(a.heads, "attention heads")
         q, k, v = _project(attn, ("to_q", "to_k", "to_v"), nx, n, d, a, h, ("norm_q", "norm_k"))
         q, k = _rope(attn, "rope_q", q, n, h * a.dh, freqs), _rope(attn, "rope_k", k, n, h * a.dh, freqs)
         context = attend(attn, q, k, v, batch, h, tokens + text_len, tokens + text_len, a.dh)
@@ -273,12 +280,25 @@ def pixart_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, t
     (attn,) = units(b, ("attn1",), (rows,), lambda bb: (self_attention(
         bb.child("attn1"), a, modulated_norm(bb, "norm1", x, rows, d, mod), batch, tokens),))
     x = b.binary("attn1.gate", "gated_add", (x, attn, mod), rows, d)
-    (cross,) = units(b, ("attn2",), (rows,), lambda bb: (cross_attention(
-        bb.child("attn2"), a, x, text, batch, tokens, text_len, text_width),))
-    x = b.binary("attn2.residual", "add", (x, cross), rows, d)
-    (ff,) = units(b, ("ff",), (rows,), lambda bb: (feed_forward(
-        bb.child("ff"), modulated_norm(bb, "norm2", x, rows, d, mod), rows, d, 4 * d),))
+    def cross(bb: Builder, pick=None) -> tuple[Tensor, ...]:
+        xs, q = pick.take(bb, x, batch, tokens) if pick is not None else (x, tokens)
+        return (cross_attention(bb.child("attn2"), a, xs, text, batch, q, text_len, text_width),)
+
+    (crossed,) = units(b, ("attn2",), (rows,), cross)
+    x = b.binary("attn2.residual", "add", (x, crossed), rows, d)
+    (ff,) = units(b, ("ff",), (rows,), lambda bb, pick=None: _ff(bb, "ff", "norm2", x, batch, tokens, d, 4 * d, mod,
+                                                                  pick))
     return b.binary("ff.gate", "gated_add", (x, ff, mod), rows, d)
+
+
+def _ff(bb: Builder, name: str, norm: str, x: Tensor, batch: int, tokens: int, d: int, inner: int, mod: Tensor,
+        pick=None) -> tuple[Tensor]:
+    """A block's MLP unit: its norm, modulate and ``FeedForward``; given ``pick`` (ToCa's token
+    selection, ``dit_family_toca.Picker``), on the tokens it takes only."""
+    if pick is not None:
+        x, tokens = pick.take(bb, x, batch, tokens)
+    rows = batch * tokens
+    return (feed_forward(bb.child(name), modulated_norm(bb, norm, x, rows, d, mod), rows, d, inner),)
 
 
 def wan_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, ffn: int, x: Tensor, text: Tensor,

@@ -180,7 +180,8 @@ class DiffusionTransformerWorkload(WorkloadSpec):
         schedule = parse_schedule(self.schedule)
         check_supported(schedule, model.family, model.CLASS, paths.source("schedule"))
         depth = sum(getattr(model, key, 0) for key in ("num_layers", "num_single_layers"))
-        plans = self._built["plans"] = family_plans(schedule, model.family, forwards, depth)
+        plans = self._built["plans"] = family_plans(schedule, model.family, forwards, depth, model=model,
+                                                    tokens=geo.tokens, text=geo.text)
         counts: dict[StepPlan, int] = {}
         for plan in plans:  # first-seen order
             counts[plan] = counts.get(plan, 0) + 1
@@ -222,6 +223,7 @@ def forward(graph: OpGraph, model: DiTModel, geo: Geometry, precision: Precision
     """One call of the transformer's ``forward`` into ``graph`` under a step plan; returns its
     output [batch x tokens, patch_out]."""
     step = StepLowering(graph, model, plan, precision, scope, tp, tag)
+    step.geo, step.batch = geo, geo.batch
     lower = {"flux": _flux, "sd3": _sd3, "pixart_alpha": _pixart, "wan2.1": _wan}[model.family]
     return lower(model, geo, step.builder(""), step)
 

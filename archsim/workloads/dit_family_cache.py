@@ -40,6 +40,7 @@ from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder, Precision
 from archsim.workloads.dit_blocks import compute_all, modulated_norm, modulation
 from archsim.workloads.dit_family_rules import first_block, last_stack
+from archsim.workloads.dit_family_toca import token_blocks, token_run
 from archsim.workloads.schedules import FULL, StepPlan
 from archsim.workloads.schedules_adaptive import AdaptiveWork
 from archsim.workloads.schedules_ops import ScheduleWork
@@ -53,6 +54,7 @@ ICC_NAMES = {"to_q": "q", "add_q_proj": "q", "to_k": "k", "add_k_proj": "k", "to
 CROSS_ATTENTION = {"pixart_alpha": "attn2", "wan2.1": "attn2"}  # the module ICC leaves in full
 RESIDUAL_KINDS = ("teacache", "magcache")
 BLOCK_KINDS = ("l2c", "harmonica")  # plans that decide per block
+TOKEN_KINDS = ("toca", "duca")  # per block too, token-wise (dit_family_toca)
 # L2C's and HarmoniCa's two parts of a block (attention 0, MLP 1) by unit; FLUX's fused unit: both
 PART = {"attn": 0, "attn_context": 0, "attn1": 0, "attn2": 0, "ff": 1, "ff_context": 1, "ffn": 1, "proj_out": None}
 
@@ -213,6 +215,7 @@ class StepLowering:
     def __init__(self, graph: OpGraph, model, plan: StepPlan, precision: Precision, scope: str, tp: int, tag: str):
         self.graph, self.model, self.plan = graph, model, plan
         self.precision, self.scope, self.tp, self.tag = precision, scope, tp, tag
+        self.geo, self.batch = None, 1  # the forward's geometry and batch (dit_family.forward sets them)
         self.units = CachedUnits(plan, model.hidden, self._checker) \
             if plan != FULL and plan.kind in ("full", "reuse", "taylor", "speca") else compute_all
 
@@ -246,6 +249,8 @@ class StepLowering:
         lowers blocks alike and returns the state (the streams) the next group takes; one call
         for the whole stack unless the plan decides per block."""
         plan = self.plan
+        if plan.kind in TOKEN_KINDS:
+            return token_run(self, name, blocks, first, call, state)
         if plan.kind not in BLOCK_KINDS:
             return call(self.stack(name, blocks), self.units, state)
         keep = dict(plan.extra).get("keep", ((), ()))  # HarmoniCa: parts run and kept
@@ -271,6 +276,8 @@ class StepLowering:
             g = self.builder("harmonica")
             g.add(AdaptiveWork, "load_ranking", (table,), (g.act("rank", *rank, dtype=DType.INT32),), *rank,
                   "router_rank")
+        if plan.kind in TOKEN_KINDS:
+            return token_blocks(self, x, run)
         if plan.kind not in RESIDUAL_KINDS:
             return run(x)
         flags = dict(plan.extra)

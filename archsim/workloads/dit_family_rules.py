@@ -18,7 +18,9 @@ rule applies, on the family's cacheable units (``archsim.workloads.dit_blocks.UN
   its check on the last single block's fused output; the DiT rule elsewhere, the check on the last
   block's units;
 - ``l2c``, ``harmonica``: their DiT rule (a mask or router table over the model's blocks, FLUX's
-  double-stream blocks first, then its single-stream ones).
+  double-stream blocks first, then its single-stream ones);
+- ``toca``, ``duca``: ToCa's FLUX and PixArt-alpha code, DuCa's PixArt-alpha rule
+  (``archsim.workloads.dit_family_toca``); refused on SD3 and Wan 2.1.
 
 A schedule not lowered for a family is an error naming both.
 """
@@ -27,12 +29,14 @@ from __future__ import annotations
 
 from archsim.errors import ConfigError
 from archsim.workloads.schedules import Schedule, StepPlan
+from archsim.workloads.dit_family_toca import FAMILIES as TOKEN_FAMILIES
+from archsim.workloads.dit_family_toca import token_plans
 from archsim.workloads.schedules_adaptive import data_path, nearest_interp, read_curve, read_decisions
 
 FAMILIES = ("flux", "sd3", "pixart_alpha", "wan2.1")
 # (schedule, family) pairs lowered: every family runs these
 SUPPORTED = {family: ("none", "reuse", "taylorseer", "teacache", "magcache", "icc", "speca", "l2c", "harmonica")
-             for family in FAMILIES}
+             + (("toca", "duca") if family in TOKEN_FAMILIES else ()) for family in FAMILIES}
 
 # Shenyi-Z/TaylorSeer TaylorSeer-FLUX/src/flux/modules/cache_functions/cache_init.py, mode 'Taylor':
 # fresh_threshold 6 (the interval), max_order 1, first_enhance 3; taylor_utils/__init__.py,
@@ -69,9 +73,12 @@ def check_supported(schedule: Schedule, family: str, cls: str, source: str) -> N
                           "runs on kind: dit)", file=source, key="schedule")
 
 
-def family_plans(schedule: Schedule, family: str, steps: int, depth: int) -> list[StepPlan]:
+def family_plans(schedule: Schedule, family: str, steps: int, depth: int, model=None, tokens: int = 0,
+                 text: int = 0) -> list[StepPlan]:
     """One plan per network evaluation of the pipeline's loop (both passes of sequential
-    guidance take the step's plan)."""
+    guidance take the step's plan); ToCa and DuCa need the model and its tokens (image, text)."""
+    if schedule.NAME in ("toca", "duca"):
+        return token_plans(schedule, model, steps, tokens, text)
     if schedule.NAME == "taylorseer" and family == "flux":
         return taylorseer_flux(schedule, steps)
     if schedule.NAME == "magcache" and family == "wan2.1":
