@@ -117,8 +117,8 @@ def gemms(report: Report) -> None:
 
 
 def workloads(report: Report) -> None:
-    print("2. Bundled workloads on TPUv4i (HBM 64 GiB so that every one fits one chip)")
-    overrides = ["hbm.capacity=64 GiB"]
+    print("2. Bundled workloads on TPUv4i (HBM 128 GiB so that every one fits one chip: Mixtral needs 88 GiB)")
+    overrides = ["hbm.capacity=128 GiB"]
     hw = load_hardware(ROOT / "hw_configs" / "tpuv4i.yaml", overrides)
     for path in sorted((ROOT / "workloads").glob("*.yaml")):
         report.add(f"run_{path.stem}_cold_ms", cold_simulation(hw, path, []) * 1e3, "ms")
