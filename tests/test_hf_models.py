@@ -160,3 +160,12 @@ def test_the_docs_table_shows_the_reference_counts():
         assert f"{ref['decode_macs']:,}" in row and row.count("+0.000%") == 3
     for file, ref in REFERENCE["published"].items():
         assert f"| `{file}` | {ref['matrix_params']:,} | {ref['matrix_params']:,} | +0.000% |" in text
+
+
+def test_several_queries_after_the_prompt_read_the_union_of_their_windows():
+    # Mistral's window 4096 at 8192 keys of context: 32 new queries (a speculative or chunked
+    # step) see keys from 8192 - 32 - 4096 + 1 on: 4096 + 31 keys
+    fields, _ = translate(json.loads((MODELS / "mistral_7b_v0.1.json").read_text()))
+    graph = lm_forward(LanguageModel(**fields), Precision(), Tokens(1, 32, 8192, kv_cache=True, causal=True), 1, "d")
+    score = next(op for op in graph.ops() if op.kind == "attn_score")
+    assert score.n == 4096 + 31

@@ -235,14 +235,17 @@ def attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tenso
     q = b.linear("q", x, rows, d, shape.heads * dh, split="column")
     k_new = b.linear("k", x, rows, d, kvh * dh * b.tp, split="column")
     v_new = b.linear("v", x, rows, d, kvh * dh * b.tp, split="column")
-    # Keys attended: all of them, or with a sliding window the last ``window`` (a decode step's
-    # query sees its window; a prompt longer than the window is scored whole under a mask, as
-    # the eager and SDPA kernels compute it). The cache of a windowed layer is a rolling buffer
-    # of ``window`` entries (Mistral's reference code, transformers' sliding-window caches).
-    keys = tokens.kv_len
-    if shape.window is not None and tokens.q_len < tokens.kv_len:
-        keys = min(keys, shape.window)
-    kept = keys if shape.window is None else min(keys, shape.window)
+    # Keys attended: all of them, or with a sliding window the union of the queries' windows (a
+    # decode step's query sees its last ``window`` keys; q queries after the prompt, window + q -
+    # 1); a prompt longer than the window is scored whole under a mask, as the eager and SDPA
+    # kernels compute it. The cache of a windowed layer is a rolling buffer of what the next
+    # step reads (Mistral's reference code, transformers' sliding-window caches).
+    keys = kept = tokens.kv_len
+    if shape.window is not None:
+        if tokens.q_len < tokens.kv_len:
+            keys = kept = min(tokens.kv_len, shape.window + tokens.q_len - 1)
+        else:
+            kept = min(tokens.kv_len, shape.window)
     if tokens.kv_cache:
         k_all = b.cache("k_cache", tokens.batch, kvh, kept, dh)
         v_all = b.cache("v_cache", tokens.batch, kvh, kept, dh)
