@@ -169,3 +169,12 @@ def test_several_queries_after_the_prompt_read_the_union_of_their_windows():
     graph = lm_forward(LanguageModel(**fields), Precision(), Tokens(1, 32, 8192, kv_cache=True, causal=True), 1, "d")
     score = next(op for op in graph.ops() if op.kind == "attn_score")
     assert score.n == 4096 + 31
+
+
+def test_a_prompt_longer_than_the_window_is_scored_whole_and_keeps_a_window():
+    # Mistral's 8192-token prompt: scores over all 8192 keys (the masked dense kernel), cache of 4096
+    fields, _ = translate(json.loads((MODELS / "mistral_7b_v0.1.json").read_text()))
+    graph = lm_forward(LanguageModel(**fields), Precision(), Tokens(1, 8192, 8192, kv_cache=True, causal=True), 1, "p")
+    score = next(op for op in graph.ops() if op.kind == "attn_score")
+    cache = next(t for op in graph.ops() for t in op.tensors if t.name.endswith("k_cache"))
+    assert score.n == 8192 and cache.shape == (1, 8, 4096, 128)
