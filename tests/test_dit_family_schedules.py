@@ -459,3 +459,29 @@ def test_toca_on_pixart_follows_pixart_toca():
     step1 = next(p for p in w.phases if p.name == "toca mlp 0-1 (7 tokens)")
     cross = 7 * D * D + 2 * T * D * D + 2 * 7 * T * D + 7 * D * D
     assert step1.graph.macs == PIX_TOP + 2 * (cross + 8 * 16 * D * D)
+
+
+@pytest.mark.parametrize("workload", ["flux_dev_1024", "sd3_medium_1024", "pixart_alpha_1024", "wan21_1.3b_480p"])
+def test_no_schedule_adds_weights(workload):
+    # a schedule's own ops on a block (TeaCache's probe, SpeCa's check) read the stack's weights:
+    # the parameters are the model's whatever the schedule
+    from archsim.api import load_workload
+    from archsim.config.loader import parse_overrides
+    from archsim.ir.summary import summarize
+    from conftest import ROOT
+
+    path = ROOT / "workloads" / f"{workload}.yaml"
+    params = {s: summarize(load_workload(path, parse_overrides([f"schedule={s}", "steps=6"], "--wset"))).params
+              for s in ("none", "speca", "teacache", "taylorseer")}
+    assert len(set(params.values())) == 1, params
+
+
+def test_speca_checks_a_last_block_with_two_attentions(tmp_path):
+    # an SD3.5-style dual-attention block last: both attentions' checks share the block's norm
+    from conftest import ROOT, run_cli
+
+    (tmp_path / "w.yaml").write_text(
+        "kind: diffusion_transformer\nname: sd3dual\nmodel: {from: " + str(ROOT / "workloads" / "models" /
+        "sd3_medium_transformer.json") + ", num_layers: 3, dual_attention_layers: [0, 2]}\nheight: 64\nwidth: 64\n")
+    r = run_cli("workload", str(tmp_path / "w.yaml"), "--set", "steps=7", "--schedule", "speca")
+    assert r.returncode == 0, r.stderr

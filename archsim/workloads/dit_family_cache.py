@@ -82,9 +82,12 @@ class FirstBlockBuilder(PassBuilder):
 
     stack = ""
     depth = 1
+    root = ""  # the prefix the builder was made with: its children's names below it map into the stack
 
     def weight(self, local: str, *shape: int) -> Tensor:
-        return Tensor(f"{self.stack}.{local}", tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.depth)
+        # a child builder's path (attn1.to_q) kept: the stack's own tensor, never a new one
+        name = self.stack + self.name(local)[len(self.root):]
+        return Tensor(name, tuple(shape), self.precision.weights, Role.WEIGHT, copies=self.depth)
 
 
 class GroupBuilder(PassBuilder):
@@ -216,6 +219,7 @@ class StepLowering:
         self.graph, self.model, self.plan = graph, model, plan
         self.precision, self.scope, self.tp, self.tag = precision, scope, tp, tag
         self.geo, self.batch = None, 1  # the forward's geometry and batch (dit_family.forward sets them)
+        self._checks: dict[tuple[str, str], PassBuilder] = {}
         self.units = CachedUnits(plan, model.hidden, self._checker) \
             if plan != FULL and plan.kind in ("full", "reuse", "taylor", "speca") else compute_all
 
@@ -228,10 +232,13 @@ class StepLowering:
         """SpeCa's check runs on the last block of the model's last stack."""
         if b.prefix != last_stack(self.model):
             return None
-        check = self.builder("speca_check", 1, self.tp, FirstBlockBuilder)
-        assert isinstance(check, FirstBlockBuilder)
-        check.stack, check.depth = b.prefix, b.copies
-        return check
+        key = (b.prefix, b.tag)
+        if key not in self._checks:  # one per stack and pass: units sharing a norm share it here too
+            check = self.builder("speca_check", 1, self.tp, FirstBlockBuilder)
+            assert isinstance(check, FirstBlockBuilder)
+            check.stack, check.depth, check.root = b.prefix, b.copies, "speca_check"
+            self._checks[key] = check
+        return self._checks[key]
 
     def stack(self, prefix: str, blocks: int) -> PassBuilder:
         """The builder of a stack of ``blocks`` blocks (their ops stand for all of them)."""
@@ -315,7 +322,7 @@ class StepLowering:
             stack, depth, chunks = first_block(self.model)
             blk = self.builder(g.prefix, 1, self.tp, FirstBlockBuilder)  # block 0's weights, split as the stack's
             assert isinstance(blk, FirstBlockBuilder)
-            blk.stack, blk.depth = stack, depth
+            blk.stack, blk.depth, blk.root = stack, depth, g.prefix
             norm = "norm" if stack == "single_transformer_blocks" else "norm1"
             if chunks is None:  # PixArt: scale_shift_table[None] + timestep.reshape(B, 6, -1)
                 mod = blk.binary("scale_shift", "add", (blk.weight("scale_shift_table", 6, d), emb), batch, 6 * d)

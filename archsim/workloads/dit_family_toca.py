@@ -42,7 +42,6 @@ FAMILIES = ("flux", "pixart_alpha")
 # (fresh_threshold, fresh_ratio) of the authors' code per family, when the user sets neither
 DEFAULTS = {("toca", "flux"): (4, 0.1), ("duca", "flux"): (4, 0.1), ("toca", "pixart_alpha"): (3, 0.3),
             ("duca", "pixart_alpha"): (3, 0.3)}
-TOKEN_UNITS = {"ff", "ff_context", "proj_out", "attn2_pixart", "ff_pixart"}
 
 
 class TokenWork(ScheduleWork):

@@ -106,6 +106,8 @@ class FluxConfig(_Published):
         if sum(self.axes_dims_rope) != self.attention_head_dim:
             raise FieldError("axes_dims_rope", f"the rotary axes ({sum(self.axes_dims_rope)} in all) must add up to "
                              f"attention_head_dim ({self.attention_head_dim})")
+        if self.num_layers + self.num_single_layers == 0:
+            raise FieldError("num_layers", "a FLUX transformer needs at least one block (num_layers or num_single_layers)")
         return self
 
 
