@@ -20,6 +20,8 @@ magnitude ratios), nearest-interpolated to the run's steps as MagCache's code do
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import csv
 import io
 import math
@@ -208,12 +210,13 @@ class _ResidualCaching(Schedule):
                                   "0: the cached residual is added); the modelled rule's parameters are then unused")
     WRITES_MODULATED: ClassVar[bool] = False
 
+    @abstractmethod
     def modelled(self, steps: int) -> list[bool]:
-        raise NotImplementedError
+        """Per step, whether the blocks run, by the method's rule (each subclass's)."""
 
+    @abstractmethod
     def decides(self, step: int, steps: int) -> bool:
         """Whether the step runs the metric's ops (TeaCache's distance, MagCache's scalars)."""
-        raise NotImplementedError
 
     def computes(self, steps: int) -> list[bool]:
         if self.decisions is not None:
