@@ -12,11 +12,10 @@ import hashlib
 import pytest
 from conftest import ROOT, run_cli
 
-from archsim.errors import ConfigError
 from archsim.ir.summary import summarize
 from archsim.workloads.dit_family import DiffusionTransformerWorkload
-from archsim.workloads.dit_family_rules import decisions_agree, family_plans, wan_decisions
-from archsim.workloads.schedules import parse_schedule
+from archsim.workloads.dit_family_rules import SUPPORTED, decisions_agree, family_plans, wan_decisions
+from archsim.workloads.schedules import parse_schedule, schedule_names
 
 # Small configs of the four families (tests/data/diffusers_counts.json's, smaller): width d = 32
 # everywhere; 64 x 64 pixels, an 8 x 8 latent; T = 4 text tokens; batch 1; no guidance pass but
@@ -367,13 +366,17 @@ def test_sequential_guidance_keeps_a_cache_per_pass():
     assert names == {f"{tag}/blocks.cache.{unit}_out" for tag in ("cond", "uncond") for unit in ("attn1", "attn2", "ffn")}
 
 
-@pytest.mark.parametrize("schedule", ["toca", "duca"])
-def test_a_schedule_not_lowered_names_schedule_and_family(schedule):
-    with pytest.raises(ConfigError) as err:
-        build("sd3", schedule)
+def test_every_schedule_is_lowered_on_every_family():
+    # no (schedule, family) pair is refused any more: check_supported passes them all
+    for family in MODELS:
+        assert set(SUPPORTED[family]) == set(schedule_names()), family
+
+
+def test_an_unknown_schedule_names_itself_and_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        build("sd3", "nosuch")
     message = str(err.value)
-    assert f"'{schedule}' is not lowered for the sd3 family (SD3Transformer2DModel)" in message
-    assert "schedule" in message
+    assert "unknown schedule 'nosuch'" in message and "toca" in message and "duca" in message
 
 
 def test_bundled_flux_with_teacache_from_the_cli():
@@ -459,6 +462,64 @@ def test_toca_on_pixart_follows_pixart_toca():
     step1 = next(p for p in w.phases if p.name == "toca mlp 0-1 (7 tokens)")
     cross = 7 * D * D + 2 * T * D * D + 2 * 7 * T * D + 7 * D * D
     assert step1.graph.macs == PIX_TOP + 2 * (cross + 8 * 16 * D * D)
+
+
+# No authors' code for SD3 and Wan 2.1: the closest published rule (dit_family_toca.RULE)
+
+
+def test_toca_on_sd3_follows_flux_toca_double_stream():
+    # ToCa-FLUX's rule and settings (fresh_threshold 4, ratio 0.1): steps 0-2 full, then ToCa; the
+    # double-stream share 0.1 x 1.5 x 0.4 = 0.06 of 16 image and 4 text tokens: 0 each; the last
+    # block (context_pre_only) has its image MLP only
+    s = spec("sd3", "toca")
+    w = s.build(Paths())
+    plans = s.plans()
+    assert [p.blocks[0][0] for p in plans] == ["full"] * 3 + ["toca"] * 3
+    assert [p.blocks[0][2] for p in plans] == [False, False, True, False, False, False]
+    assert dict(plans[3].extra)["fresh"] == ((0, 0), (0,))
+    assert {p.graph.macs for p in w.phases if p.name.startswith("full")} == {SD3_FULL}
+    # around the blocks and the modulations; the cached joint context re-projected: block 0's
+    # to_out (S rows) and to_add_out (T rows), the last block's to_out; no MLP token
+    toca = next(p for p in w.phases if p.name.startswith("toca"))
+    assert toca.graph.macs == SD3_TOP + MODS + LAST_MODS + 2 * S * D * D + T * D * D
+    # ratio 0.5: block 0's 0.5 x 1.5 x 0.4 = 0.3 of 16 and 4: 4 and 1; the last block's
+    # 0.5 x (1.5 - 1 / 27) x 0.4 of 16: 4; each MLP (d -> 4d -> d) on its tokens
+    s = spec("sd3", "toca:fresh_ratio=0.5")
+    w = s.build(Paths())
+    assert dict(s.plans()[3].extra)["fresh"] == ((4, 1), (4,))
+    toca = next(p for p in w.phases if p.name.startswith("toca"))
+    assert toca.graph.macs == SD3_TOP + MODS + LAST_MODS + 2 * S * D * D + T * D * D + 8 * (4 + 1 + 4) * D * D
+
+
+def test_duca_on_sd3_skips_the_even_remainders():
+    s = spec("sd3", "duca")
+    w = s.build(Paths())
+    assert [p.blocks[0][0] for p in s.plans()] == ["full", "toca", "skip", "toca", "full", "toca"]
+    assert {p.name: p.graph.macs for p in w.phases}["duca skipped 0-1"] == SD3_TOP
+
+
+def test_toca_on_wan_follows_pixart_toca():
+    # ToCa's PixArt-alpha rule and settings (N 3, ratio 0.3): full at 0 and 4; step 1's shares of
+    # 32 tokens: cross-attention 0.3 x (1.6 - 1.2 l / 27) x 1.6 x 0.6: 14 and 14, the FFN's x 1.6
+    # clamped to 1: 32; attn1 reused
+    s = spec("wan2.1", "toca")
+    w = s.build(Paths())
+    plans = s.plans()
+    assert [p.blocks[0][0] for p in plans] == ["full", "toca", "toca", "toca", "full", "toca"]
+    assert dict(plans[1].extra)["fresh"] == ((14, 32), (14, 32))
+    assert {p.graph.macs for p in w.phases if p.name.startswith("full")} == {WAN_FULL}
+    step1 = next(p for p in w.phases if p.name == "toca mlp 0-1 (14 tokens)")
+    cross = 14 * D * D + 2 * T * D * D + 2 * 14 * T * D + 14 * D * D
+    assert step1.graph.macs == 2 * (WAN_TOP + 2 * (cross + 2 * S_WAN * D * 48))  # both passes
+    # each pass scores its own cross-attention map: entropy, 4 an element
+    entropy = [op for op in step1.graph.ops() if op.name.endswith("attn2.score.entropy")]
+    assert len(entropy) == 2 and {op.vector_work.alu for op in entropy} == {4 * S_WAN * T}
+
+
+def test_duca_on_wan_follows_duca_pixart():
+    s = spec("wan2.1", "duca")
+    s.build(Paths())
+    assert [p.blocks[0][0] for p in s.plans()] == ["full", "toca", "skip", "full", "toca", "skip"]
 
 
 @pytest.mark.parametrize("workload", ["flux_dev_1024", "sd3_medium_1024", "pixart_alpha_1024", "wan21_1.3b_480p"])

@@ -306,19 +306,21 @@ def wan_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, ffn:
     """Wan 2.1's block: ``scale_shift_table`` (1 x 6 x d) plus the timestep projection;
     ``norm1`` + modulate, self-attention over all the video's tokens (rotary positions over
     frames, height and width), gate; ``norm2`` (with ``cross_attn_norm``), cross-attention to
-    the text, plain residual; ``norm3`` + modulate, the MLP (``ffn_dim``), gate."""
+    the text, plain residual; ``norm3`` + modulate, the MLP (``ffn_dim``), gate. Given ToCa's
+    ``pick``, cross-attention and the MLP run on the tokens it takes (as PixArt's block)."""
     d, rows = a.hidden, batch * tokens
     mod = b.binary("scale_shift", "add", (b.weight("scale_shift_table", 6, d), t6), batch, 6 * d)
     (attn,) = units(b, ("attn1",), (rows,), lambda bb: (self_attention(
         bb.child("attn1"), a, modulated_norm(bb, "norm1", x, rows, d, mod), batch, tokens, freqs),))
     x = b.binary("attn1.gate", "gated_add", (x, attn, mod), rows, d)
 
-    def cross(bb: Builder) -> tuple[Tensor, ...]:
-        nx = bb.norm("norm2", "layernorm", x, rows, d) if cross_norm else x
-        return (cross_attention(bb.child("attn2"), a, nx, text, batch, tokens, text_len, d),)
+    def cross(bb: Builder, pick=None) -> tuple[Tensor, ...]:
+        xs, q = pick.take(bb, x, batch, tokens) if pick is not None else (x, tokens)
+        nx = bb.norm("norm2", "layernorm", xs, batch * q, d) if cross_norm else xs
+        return (cross_attention(bb.child("attn2"), a, nx, text, batch, q, text_len, d),)
 
     (crossed,) = units(b, ("attn2",), (rows,), cross)
     x = b.binary("attn2.residual", "add", (x, crossed), rows, d)
-    (ff,) = units(b, ("ffn",), (rows,), lambda bb: (feed_forward(
-        bb.child("ffn"), modulated_norm(bb, "norm3", x, rows, d, mod), rows, d, ffn),))
+    (ff,) = units(b, ("ffn",), (rows,), lambda bb, pick=None: _ff(bb, "ffn", "norm3", x, batch, tokens, d, ffn, mod,
+                                                                   pick))
     return b.binary("ffn.gate", "gated_add", (x, ff, mod), rows, d)

@@ -20,7 +20,8 @@ rule applies, on the family's cacheable units (``archsim.workloads.dit_blocks.UN
 - ``l2c``, ``harmonica``: their DiT rule (a mask or router table over the model's blocks, FLUX's
   double-stream blocks first, then its single-stream ones);
 - ``toca``, ``duca``: ToCa's FLUX and PixArt-alpha code, DuCa's PixArt-alpha rule
-  (``archsim.workloads.dit_family_toca``); refused on SD3 and Wan 2.1.
+  (``archsim.workloads.dit_family_toca``); no code for SD3 and Wan 2.1: ToCa-FLUX's double-stream
+  rule and settings on SD3's joint blocks, ToCa's PixArt-alpha rule and settings on Wan 2.1.
 
 A schedule not lowered for a family is an error naming both.
 """
@@ -35,8 +36,9 @@ from archsim.workloads.schedules_adaptive import data_path, nearest_interp, read
 
 FAMILIES = ("flux", "sd3", "pixart_alpha", "wan2.1")
 # (schedule, family) pairs lowered: every family runs these
-SUPPORTED = {family: ("none", "reuse", "taylorseer", "teacache", "magcache", "icc", "speca", "l2c", "harmonica")
-             + (("toca", "duca") if family in TOKEN_FAMILIES else ()) for family in FAMILIES}
+SUPPORTED = {family: ("none", "reuse", "taylorseer", "teacache", "magcache", "icc", "speca", "l2c", "harmonica", "toca",
+                      "duca") for family in FAMILIES}
+assert set(TOKEN_FAMILIES) == set(FAMILIES)
 
 # Shenyi-Z/TaylorSeer TaylorSeer-FLUX/src/flux/modules/cache_functions/cache_init.py, mode 'Taylor':
 # fresh_threshold 6 (the interval), max_order 1, first_enhance 3; taylor_utils/__init__.py,

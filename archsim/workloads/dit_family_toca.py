@@ -13,7 +13,13 @@ Rules (which steps run in full, how many tokens each unit recomputes):
   layer / 27) x (1.9 - 1.8 step / n) x (0.6 cross-attention, 1.6 MLP));
 - DuCa (Shenyi-Z/DuCa DuCa-PixArt-alpha cal_type.py): full at step % N == 0, odd remainders ToCa,
   even remainders skip every block; force_scheduler's step weight 0. DuCa publishes no FLUX code:
-  on FLUX its PixArt rule with ToCa-FLUX's ratios.
+  on FLUX its PixArt rule with ToCa-FLUX's ratios;
+- SD3 / SD3.5 and Wan 2.1: no authors' code; the closest published rule (``RULE``): SD3's joint
+  blocks take ToCa-FLUX's double-stream rule and settings (every block a double-stream one, layer
+  counted from 0; the last, context_pre_only, block its image MLP only; SD3.5's attn2 as the
+  joint attention, its context kept and re-projected), Wan 2.1's blocks ToCa's PixArt-alpha rule
+  and settings (attn1 reused, attn2 and the FFN on the chosen tokens, scored on each pass's own
+  cross-attention map: no guidance halves to average).
 
 Lowering (the blocks' units policy, ``TokenUnits``): a full step runs every unit and, before a
 ToCa step, keeps the attention outputs (FLUX: the attention context before its out projections,
@@ -22,7 +28,8 @@ tokens are scored on (FLUX: the joint map averaged over heads and queries; PixAr
 cross-attention map averaged over heads). A ToCa step scores each token-wise unit's tokens, and
 runs the unit on the top ones (FLUX: each stream's MLP, the single blocks' proj_mlp and proj_out
 beside the cached attention context gathered; PixArt: cross-attention and MLP), scattered into
-the unit's cache, which the block then reads whole. SD3 and Wan 2.1: refused (no code).
+the unit's cache, which the block then reads whole. SD3 as FLUX's double-stream blocks, Wan 2.1
+as PixArt.
 """
 
 from __future__ import annotations
@@ -38,8 +45,12 @@ from archsim.ir.tensor import Tensor
 from archsim.workloads.schedules import StepPlan
 from archsim.workloads.schedules_ops import ScheduleWork, sort_function
 
-FAMILIES = ("flux", "pixart_alpha")
-# (fresh_threshold, fresh_ratio) of the authors' code per family, when the user sets neither
+FAMILIES = ("flux", "sd3", "pixart_alpha", "wan2.1")
+# The code whose rule each family takes: its own (FLUX, PixArt-alpha), else the closest published
+# one (no authors' code exists): SD3's joint blocks ToCa-FLUX's double-stream rule, Wan 2.1's
+# blocks (self-attention, cross-attention, FFN) ToCa's PixArt-alpha rule
+RULE = {"flux": "flux", "sd3": "flux", "pixart_alpha": "pixart_alpha", "wan2.1": "pixart_alpha"}
+# (fresh_threshold, fresh_ratio) of the authors' code per rule, when the user sets neither
 DEFAULTS = {("toca", "flux"): (4, 0.1), ("duca", "flux"): (4, 0.1), ("toca", "pixart_alpha"): (3, 0.3),
             ("duca", "pixart_alpha"): (3, 0.3)}
 
@@ -48,13 +59,15 @@ class TokenWork(ScheduleWork):
     """ScheduleWork with the diffusers-family scoring: ``toca_s3`` FLUX's adjustment without the
     spatial bonus (index to float, / threshold, x weight, add: 4 a token); ``cfg_entropy``
     PixArt's attn_score on the cross map: the conditional and unconditional halves averaged (2),
-    then -sum p log(p + 1e-7) (add, log, multiply, add: 4): 6 an element."""
+    then -sum p log(p + 1e-7) (add, log, multiply, add: 4): 6 an element; ``entropy`` the same on
+    one pass's map (Wan 2.1's sequential guidance: each pass scores its own): 4 an element."""
 
-    PASSES: ClassVar = {**ScheduleWork.PASSES, "toca_s3": (Pass(4),), "cfg_entropy": (Pass(6),)}
+    PASSES: ClassVar = {**ScheduleWork.PASSES, "toca_s3": (Pass(4),), "cfg_entropy": (Pass(6),),
+                        "entropy": (Pass(4),)}
 
 
 def _settings(schedule, family: str) -> tuple[int, float]:
-    n, r = DEFAULTS[(schedule.NAME, family)]
+    n, r = DEFAULTS[(schedule.NAME, RULE[family])]
     return (schedule.fresh_threshold if "fresh_threshold" in schedule.model_fields_set else n,
             schedule.fresh_ratio if "fresh_ratio" in schedule.model_fields_set else r)
 
@@ -67,7 +80,7 @@ def step_kinds(schedule, family: str, steps: int) -> list[str]:
         if schedule.NAME == "duca":  # DuCa cal_type.py; force_scheduler: round(N / 1)
             interval = n
             kind = "full" if step == 0 or step % interval == 0 else "toca" if (step % interval) % 2 == 1 else "skip"
-        elif family == "flux":  # flux-ToCa cal_type.py
+        elif RULE[family] == "flux":  # flux-ToCa cal_type.py
             first = step <= 2 if ratio != 0 else step == 0
             interval = n if first else threshold
             if first or counter == interval - 1:
@@ -89,7 +102,7 @@ def fresh_share(schedule, family: str, step: int, steps: int, layer: int, module
     _, ratio = _settings(schedule, family)
     if schedule.ratio_schedule == "constant":
         share = ratio
-    elif family == "flux":
+    elif RULE[family] == "flux":
         share = ratio * (1 + 0.5 - 2 * 0.5 * layer / 27) * (0.4 if module == "double" else 1.6)
     else:
         step_factor = 1 + 0.9 - 2 * 0.9 * step / steps
@@ -109,6 +122,8 @@ def token_plans(schedule, model, steps: int, tokens: int, text: int) -> list[Ste
     if family == "flux":
         layers = [("double", i) for i in range(model.num_layers)] + \
                  [("single", i) for i in range(model.num_single_layers)]
+    elif family == "sd3":  # the last block (context_pre_only) has no text MLP
+        layers = [("double" if i < model.num_layers - 1 else "last", i) for i in range(model.num_layers)]
     else:
         layers = [("pixart", i) for i in range(model.num_layers)]
     plans = []
@@ -122,6 +137,8 @@ def token_plans(schedule, model, steps: int, tokens: int, text: int) -> list[Ste
             elif stream == "double":
                 share = fresh_share(schedule, family, k, steps, layer, "double")
                 counts = (_count(share, tokens), _count(share, text))
+            elif stream == "last":
+                counts = (_count(fresh_share(schedule, family, k, steps, layer, "double"), tokens),)
             elif stream == "single":
                 counts = (_count(fresh_share(schedule, family, k, steps, layer, "single"), tokens + text),)
             else:
@@ -152,7 +169,7 @@ class Picker:
     def score(self, bb, batch: int, tokens: int) -> None:
         """score_evaluate, argsort and the cache_index update (cache_cutfresh.py)."""
         u, n = self.units, self.name
-        if u.family == "flux":  # scores.py attn_score: F.normalize of the map's slice for the stream
+        if RULE[u.family] == "flux":  # scores.py attn_score: F.normalize of the map's slice for the stream
             source = bb.feature_cache("cache.attn_map", batch, u.tokens + u.text)
             normal = bb.act(f"{n}.score.normalize", batch, tokens)
             bb.add(ScheduleWork, f"{n}.score.normalize", (source,), (normal,), batch, tokens, "l2_normalize")
@@ -160,7 +177,8 @@ class Picker:
         else:  # PixArt scores.py attn_score: entropy of the cfg-averaged cross map, normalised
             source = bb.feature_cache("cache.cross_attn_map", batch * tokens, u.text)
             entropy = bb.act(f"{n}.score.entropy", batch, tokens)
-            bb.add(TokenWork, f"{n}.score.entropy", (source,), (entropy,), batch * tokens, u.text, "cfg_entropy")
+            bb.add(TokenWork, f"{n}.score.entropy", (source,), (entropy,), batch * tokens, u.text,
+                   "cfg_entropy" if u.family == "pixart_alpha" else "entropy")
             normal = bb.act(f"{n}.score.normalize", batch, tokens)
             bb.add(ScheduleWork, f"{n}.score.normalize", (entropy,), (normal,), batch, tokens, "l2_normalize")
             adjust = "toca_score"  # s3 and local_selection_with_bonus
@@ -170,7 +188,7 @@ class Picker:
         order = bb.act(f"{n}.score.argsort", batch, tokens, dtype=DType.INT32)
         bb.add(ScheduleWork, f"{n}.score.argsort", (score,), (order,), batch, tokens, sort_function(tokens))
         counters = [index] + ([bb.feature_cache(f"cache.{n}_layer_index", batch, tokens)]
-                              if u.family == "pixart_alpha" else [])
+                              if RULE[u.family] == "pixart_alpha" else [])
         for i, counter in enumerate(counters):  # cache_index += 1, the fresh ones' 0
             stepped = bb.act(f"{n}.index{i}.step", batch, tokens, dtype=DType.INT32)
             bb.add(ops.Elementwise, f"{n}.index{i}.step", (counter, order), (stepped,), batch, tokens, "add")
@@ -196,18 +214,18 @@ class TokenUnits:
         self.batch, self.tokens, self.text, self.hidden, self.heads = batch, tokens, text, hidden, heads
 
     def __call__(self, b, names, rows, compute):
-        d, batch = self.hidden, self.batch
-        token_wise = names[0] in ("ff", "ff_context", "proj_out") or (self.family == "pixart_alpha"
-                                                                       and names[0] == "attn2")
+        d, batch, rule = self.hidden, self.batch, RULE[self.family]
+        token_wise = names[0] in ("ff", "ff_context", "ffn", "proj_out") or (rule == "pixart_alpha"
+                                                                              and names[0] == "attn2")
         if self.kind == "full":
             outs = compute(b)
             if self.write:
                 self._keep(b, names, rows, outs)
             return outs
-        if not token_wise:  # the attention reused: PixArt attn1's output; FLUX's context, re-projected
-            if self.family != "flux":
+        if not token_wise:  # the attention reused: PixArt's and Wan's attn1 output; FLUX's and SD3's
+            if rule != "flux":  # context, re-projected (SD3.5's attn2 alike)
                 return tuple(b.feature_cache(f"cache.{n}_out", r, d) for n, r in zip(names, rows))
-            attn = b.child("attn")
+            attn = b.child(names[0])
             outs = []
             for n, r, proj in zip(names, rows, ("to_out", "to_add_out")):
                 context = b.feature_cache(f"cache.{n}_context", r, d)
@@ -221,17 +239,17 @@ class TokenUnits:
             return (cache,)
         (out,) = compute(b, pick)
         b.add(ops.CacheWrite, f"cache.{name}_out.update", (out,), (cache,))  # update_cache.py: scattered
-        if self.family == "pixart_alpha" and name == "attn2" and pick.fresh:  # the fresh rows of the map
+        if rule == "pixart_alpha" and name == "attn2" and pick.fresh:  # the fresh rows of the map
             self._cross_map(b, pick.fresh, write=True)
         return (cache,)
 
     def _keep(self, b, names, rows, outs) -> None:
         """A full block before a ToCa step keeps what the ToCa step reads."""
-        d, batch = self.hidden, self.batch
+        d, batch, rule = self.hidden, self.batch, RULE[self.family]
         for n, r, out in zip(names, rows, outs):
-            if self.family == "flux" and n in ("attn", "attn_context"):
-                part = "context.image" if n == "attn" else "context.text"
-                out = b.child("attn").act(part, r, d // b.tp)
+            if rule == "flux" and n in ("attn", "attn_context", "attn2"):
+                part = "context" if n == "attn2" else "context.image" if n == "attn" else "context.text"
+                out = b.child("attn2" if n == "attn2" else "attn").act(part, r, d // b.tp)
                 b.add(ops.CacheWrite, f"cache.{n}_context.write", (out,), (b.feature_cache(f"cache.{n}_context", r, d),))
                 continue
             b.add(ops.CacheWrite, f"cache.{n}_out.write", (out,), (b.feature_cache(f"cache.{n}_out", r, d),))
@@ -240,13 +258,13 @@ class TokenUnits:
                 context = b.child("attn").act("context", n_all, d // b.tp)
                 b.add(ops.CacheWrite, "cache.attn_context.write", (context,),
                       (b.feature_cache("cache.attn_context", n_all, d),))
-        if self.family == "flux" and names[0] in ("attn", "proj_out"):  # math.py: mean over heads, queries
+        if rule == "flux" and names[0] in ("attn", "proj_out"):  # math.py: mean over heads, queries
             n_all, h = self.tokens + self.text, self.heads // b.tp
             probs = b.child("attn").act("probs", batch * h, n_all, n_all)
             amap = b.act("attn_map", batch, n_all)
             b.add(ScheduleWork, "attn_map", (probs,), (amap,), batch, h * n_all * n_all, "sum")
             b.add(ops.CacheWrite, "cache.attn_map.write", (amap,), (b.feature_cache("cache.attn_map", batch, n_all),))
-        if self.family == "pixart_alpha" and names[0] == "attn2":
+        if rule == "pixart_alpha" and names[0] == "attn2":
             self._cross_map(b, self.tokens, write=True)
 
     def _cross_map(self, b, tokens: int, write: bool) -> None:
