@@ -325,20 +325,3 @@ def parse(text):
     from archsim.workloads.schedules import parse_schedule
 
     return parse_schedule(text)
-
-
-def test_an_l2c_mask_for_a_shallower_model_warns():
-    # the bundled mask names DiT-XL/2's blocks 0-27: on a 57-block model the deeper half is never
-    # cached, which the user is told; on DiT-XL/2 itself nothing is said
-    import warnings
-
-    from archsim.errors import ArchsimWarning
-    from archsim.workloads.schedules import parse_schedule
-
-    mask = str(WORKLOADS / "schedules" / "l2c_dit_xl_2_example.csv")
-    schedule = parse_schedule(f"l2c:mask={mask}")
-    with pytest.warns(ArchsimWarning, match="blocks 28 to 56 are never cached"):
-        schedule.plans(50, depth=57)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ArchsimWarning)
-        schedule.plans(50, depth=28)

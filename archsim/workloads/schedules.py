@@ -337,17 +337,6 @@ def _check_blocks(path: Path, masks: dict[int, tuple[set[int], set[int]]], depth
             if blocks and max(blocks) >= depth:
                 raise ConfigError(f"step {step} caches the {column} of block {max(blocks)}; the model has "
                                   f"{depth} blocks, 0 to {depth - 1}", file=str(path), key="block")
-    named = [b for parts in masks.values() for blocks in parts for b in blocks]
-    if named and max(named) < depth // 2:
-        # a mask learned for a shallower model (the bundled one is DiT-XL/2's 28 blocks): its
-        # blocks are applied in order, and the deeper ones are never cached
-        import warnings
-
-        from archsim.errors import ArchsimWarning
-
-        warnings.warn(f"{path}: the mask names blocks up to {max(named)} of the model's {depth}; blocks "
-                      f"{max(named) + 1} to {depth - 1} are never cached (a mask learned for another model?)",
-                      ArchsimWarning, stacklevel=2)
 
 
 def _split_top_level(text: str) -> list[str]:
