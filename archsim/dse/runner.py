@@ -112,7 +112,10 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
             if pool is not None:
                 if running:
                     _terminate(pool)
-                pool.shutdown(wait=not running, cancel_futures=True)
+                # Wait even when stopped early: its process is gone, so this is quick, and a pool
+                # left to the interpreter's exit races CPython 3.11's exit hook, which then prints
+                # an OSError traceback after the sweep said where its points are saved.
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _orphan_guard(parent: int) -> None:
@@ -133,7 +136,8 @@ def _orphan_guard(parent: int) -> None:
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
     """Stop a pool's process mid-chunk (its rows were not written: the next run evaluates
-    them); ``shutdown`` alone waits for the chunk to finish, and so would the interpreter's exit."""
+    them); ``shutdown`` alone waits for the chunk to finish, and so would the interpreter's exit.
+    Its process ignores Ctrl-C (see ``_orphan_guard``), not this SIGTERM."""
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         try:
             process.terminate()
