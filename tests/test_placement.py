@@ -3,12 +3,15 @@ reserves on a workload-only ladder. Values by hand."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from archsim.api import Simulator, load_hardware
 from archsim.dtypes import DType
 from archsim.hw.memory import Level
-from archsim.hw.placement import _activations_within, _analysis, _Item, _knapsack, _Savings, workload_shape, place
+from archsim.hw.placement import (_activations_within, _analysis, _Item, _knapsack, _ladder, _Rung, _Savings,
+                                  workload_shape, place)
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import CacheWrite, Gemm
 from archsim.ir.tensor import Role, Tensor
@@ -119,6 +122,32 @@ def test_activation_rungs_are_every_footprint_of_the_workload():
     # the second phase's op moved since the last rung
     assert (rung.spilled, rung.moved) == (4096 * 2048, (1,))
     assert analysis.ladder[0].moved == (0, 1, 2, 3)  # the first rung times every op
+
+
+def _ladder_by_definition(op_activations):
+    """The ladder as the module docstring defines it, one rung per distinct footprint, each
+    built from scratch: the slow way (rungs x ops) that ``_ladder`` must equal."""
+    rungs = []
+    for reserve in sorted({0.0} | {sum(a.values()) for a, _ in op_activations}):
+        in_cmem = _activations_within(op_activations, reserve)
+        last = rungs[-1].in_cmem if rungs else None
+        if in_cmem == last:
+            continue
+        changed = in_cmem - (last or frozenset())
+        moved = tuple(i for i, (a, _) in enumerate(op_activations) if last is None or not changed.isdisjoint(a))
+        spilled = max((sum(b for n, b in a.items() if n not in in_cmem) for a, _ in op_activations), default=0.0)
+        rungs.append(_Rung(reserve, in_cmem, spilled, moved))
+    return tuple(rungs)
+
+
+def test_the_ladder_built_in_one_pass_equals_its_definition():
+    """Random op/activation mixes, with zero-byte operands (never on chip) and shared tensors."""
+    rng = random.Random(7)
+    for _ in range(2000):
+        names = [f"t{i}" for i in range(rng.randint(0, 7))]
+        ops = [({n: float(rng.choice([0, 1, 2, 4, 8, 16])) for n in rng.sample(names, rng.randint(0, len(names)))}, 1)
+               for _ in range(rng.randint(0, 6))]
+        assert _ladder(ops) == _ladder_by_definition(ops), ops
 
 
 def test_the_largest_rung_that_fits_keeps_its_activations_on_chip():

@@ -41,6 +41,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Callable
 
+import numpy as np
+
 from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level, Placement
 from archsim.ir.graph import Workload
@@ -145,17 +147,36 @@ def _analysis(workload: Workload, shape: tuple[int, ...]) -> _Analysis:
 
 def _ladder(op_activations) -> tuple[_Rung, ...]:
     """A rung at every distinct footprint of the ops' activations (and none): the family is
-    the workload's alone, so a larger CMEM can try every rung a smaller one could."""
-    rungs: list[_Rung] = []
-    for reserve in sorted({0.0} | {sum(a.values()) for a, _ in op_activations}):
-        in_cmem = _activations_within(op_activations, reserve)
-        last = rungs[-1].in_cmem if rungs else None
-        if in_cmem == last:  # moves no activation: it would propose what the last rung did
-            continue
-        changed = in_cmem - (last or frozenset())
-        moved = tuple(i for i, (a, _) in enumerate(op_activations) if last is None or not changed.isdisjoint(a))
-        spilled = max((sum(b for n, b in a.items() if n not in in_cmem) for a, _ in op_activations), default=0.0)
-        rungs.append(_Rung(reserve, in_cmem, spilled, moved))
+    the workload's alone, so a larger CMEM can try every rung a smaller one could.
+
+    An activation lives in CMEM from the largest footprint of the ops touching it on (its
+    *need*), so the sets change exactly at the distinct needs: a rung at 0 and one per need,
+    built in one pass over the ops rather than one per rung (ToCa's runs have thousands)."""
+    need: dict[str, float] = {}
+    never: set[str] = set()  # an operand of an op whose activations take no bytes stays in HBM
+    touching: dict[str, list[int]] = {}
+    spill = np.zeros(len(op_activations))
+    for i, (activations, _) in enumerate(op_activations):
+        footprint = sum(activations.values())
+        spill[i] = footprint
+        for name in activations:
+            need[name] = max(need.get(name, footprint), footprint)
+            touching.setdefault(name, []).append(i)
+            if footprint <= 0:
+                never.add(name)
+    by_need: dict[float, list[str]] = {}
+    for name, reserve in need.items():
+        if name not in never:
+            by_need.setdefault(reserve, []).append(name)
+    rungs = [_Rung(0.0, frozenset(), float(spill.max(initial=0.0)), tuple(range(len(op_activations))))]
+    in_cmem: frozenset[str] = frozenset()
+    for reserve in sorted(by_need):
+        changed = by_need[reserve]
+        in_cmem = in_cmem.union(changed)
+        moved = sorted({i for name in changed for i in touching[name]})
+        for i in moved:  # the bytes each moved op still holds in HBM, summed afresh (exact, any order)
+            spill[i] = sum(b for n, b in op_activations[i][0].items() if n not in in_cmem)
+        rungs.append(_Rung(reserve, in_cmem, float(spill.max()), tuple(moved)))
     return tuple(rungs)
 
 
