@@ -10,7 +10,7 @@ import pytest
 from archsim.api import Simulator, load_hardware
 from archsim.dtypes import DType
 from archsim.hw.memory import Level
-from archsim.hw.placement import (_activations_within, _analysis, _Item, _knapsack, _ladder, _Rung, _Savings,
+from archsim.hw.placement import (_activations_within, _analysis, _Item, _knapsack, _ladder, _Savings,
                                   workload_shape, place)
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import CacheWrite, Gemm
@@ -130,14 +130,14 @@ def _ladder_by_definition(op_activations):
     rungs = []
     for reserve in sorted({0.0} | {sum(a.values()) for a, _ in op_activations}):
         in_cmem = _activations_within(op_activations, reserve)
-        last = rungs[-1].in_cmem if rungs else None
+        last = rungs[-1][1] if rungs else None
         if in_cmem == last:
             continue
         changed = in_cmem - (last or frozenset())
         moved = tuple(i for i, (a, _) in enumerate(op_activations) if last is None or not changed.isdisjoint(a))
         spilled = max((sum(b for n, b in a.items() if n not in in_cmem) for a, _ in op_activations), default=0.0)
-        rungs.append(_Rung(reserve, in_cmem, spilled, moved))
-    return tuple(rungs)
+        rungs.append((reserve, in_cmem, spilled, moved))
+    return rungs
 
 
 def test_the_ladder_built_in_one_pass_equals_its_definition():
@@ -147,7 +147,9 @@ def test_the_ladder_built_in_one_pass_equals_its_definition():
         names = [f"t{i}" for i in range(rng.randint(0, 7))]
         ops = [({n: float(rng.choice([0, 1, 2, 4, 8, 16])) for n in rng.sample(names, rng.randint(0, len(names)))}, 1)
                for _ in range(rng.randint(0, 6))]
-        assert _ladder(ops) == _ladder_by_definition(ops), ops
+        ladder = _ladder(ops)
+        assert [(r.reserve, r.in_cmem, r.spilled, r.moved) for r in ladder] == _ladder_by_definition(ops), ops
+        assert all(r.holds(n) == (n in r.in_cmem) for r in ladder for n in names)
 
 
 def test_the_largest_rung_that_fits_keeps_its_activations_on_chip():

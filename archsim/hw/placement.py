@@ -36,10 +36,10 @@ A plan is infeasible when HBM cannot hold the tensors homed there.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -96,12 +96,23 @@ class _Usage:
 
 @dataclass(frozen=True)
 class _Rung:
-    """Activations held in CMEM: those whose every op fits its activations within ``reserve``."""
+    """Activations held in CMEM: those whose every op fits its activations within ``reserve``.
+
+    The ladder's rungs share one map of the rung at which each activation enters CMEM (a set
+    per rung would cost rungs x activations: ToCa's runs have thousands of each)."""
 
     reserve: float
-    in_cmem: frozenset[str]
+    index: int  # its place on the ladder
+    entered: Mapping[str, int] = field(repr=False, compare=False)  # activation -> first rung holding it
     spilled: float  # the most activation bytes an op holds in HBM at once
     moved: tuple[int, ...]  # ops (indices into ``_Analysis.ops``) whose activations moved from the last rung
+
+    def holds(self, name: str) -> bool:
+        return self.entered.get(name, self.index + 1) <= self.index
+
+    @property
+    def in_cmem(self) -> frozenset[str]:
+        return frozenset(n for n, i in self.entered.items() if i <= self.index)
 
 
 @dataclass(frozen=True)
@@ -168,15 +179,15 @@ def _ladder(op_activations) -> tuple[_Rung, ...]:
     for name, reserve in need.items():
         if name not in never:
             by_need.setdefault(reserve, []).append(name)
-    rungs = [_Rung(0.0, frozenset(), float(spill.max(initial=0.0)), tuple(range(len(op_activations))))]
-    in_cmem: frozenset[str] = frozenset()
-    for reserve in sorted(by_need):
+    entered: dict[str, int] = {}
+    rungs = [_Rung(0.0, 0, entered, float(spill.max(initial=0.0)), tuple(range(len(op_activations))))]
+    for index, reserve in enumerate(sorted(by_need), start=1):
         changed = by_need[reserve]
-        in_cmem = in_cmem.union(changed)
+        entered.update(dict.fromkeys(changed, index))
         moved = sorted({i for name in changed for i in touching[name]})
         for i in moved:  # the bytes each moved op still holds in HBM, summed afresh (exact, any order)
-            spill[i] = sum(b for n, b in op_activations[i][0].items() if n not in in_cmem)
-        rungs.append(_Rung(reserve, in_cmem, float(spill.max()), tuple(moved)))
+            spill[i] = sum(b for n, b in op_activations[i][0].items() if n not in entered)
+        rungs.append(_Rung(reserve, index, entered, float(spill.max()), tuple(moved)))
     return tuple(rungs)
 
 
@@ -217,7 +228,7 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
         budget = capacity - rung.reserve  # falls rung by rung: once none is left, none comes back
         for i in rung.moved:
             op, count = analysis.ops[i]
-            far = tuple(Level.CMEM if n in rung.in_cmem else Level.HBM for n in op.tensor_names)
+            far = tuple(Level.CMEM if rung.holds(n) else Level.HBM for n in op.tensor_names)
             now = op_time(op, far)
             base += count * (now - times[i])
             times[i] = now
@@ -336,7 +347,7 @@ def _undominated(entries, count_freed: bool):
 def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: frozenset[str]) -> Placement:
     usage = analysis.usage
     # read-only: a plan is shared by the results built on it
-    home = MappingProxyType({name: Level.CMEM if name in rung.in_cmem or name in promoted else Level.HBM
+    home = MappingProxyType({name: Level.CMEM if rung.holds(name) or name in promoted else Level.HBM
                              for name in usage})
     preload = tuple(sorted((usage[n].tensor for n in promoted if not usage[n].born_on_chip), key=lambda t: t.name))
     needed = _hbm_needed(analysis, rung, promoted)

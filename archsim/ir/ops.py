@@ -8,6 +8,7 @@ movement. The per-element operation counts of vector ops follow from the op's de
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from functools import cached_property
 from enum import StrEnum
@@ -59,6 +60,12 @@ class Pass:
         return VectorWork(self.alu * elements, sum(counts.values()), tuple(sorted(counts.items())))
 
 
+@functools.lru_cache(maxsize=256)  # one entry per op class (a few dozen)
+def _cost_fields(cls: type) -> tuple[str, ...]:
+    """An op class's fields that decide its cost: all but its name, tensors and copies."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("name", "inputs", "outputs", "copies"))
+
+
 @dataclass(frozen=True)
 class Op:
     """An operator. ``copies`` > 1 stands for that many identical ops run one after another
@@ -93,8 +100,7 @@ class Op:
         """Everything that decides the op's cost: its type, its fields but the name and copies,
         and its tensors' shapes, types and roles. Ops alike but for names (the projections of
         every decode step) have equal signatures. Cached: the fields are frozen."""
-        fields_ = tuple(getattr(self, f.name) for f in dataclasses.fields(self)
-                        if f.name not in ("name", "inputs", "outputs", "copies"))
+        fields_ = tuple(getattr(self, name) for name in _cost_fields(type(self)))
         return (type(self), fields_, tuple((t.shape, t.dtype, t.role) for t in self.inputs),
                 tuple((t.shape, t.dtype, t.role) for t in self.outputs))
 
