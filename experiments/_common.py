@@ -20,7 +20,8 @@ from archsim.ir.graph import Workload
 ROOT = Path(__file__).resolve().parent.parent
 HW_DIR = ROOT / "hw_configs"
 WORKLOAD_DIR = ROOT / "workloads"
-# The chips every study compares (REFERENCE.md section 2): the baseline and the paper's designs.
+# The chips every study compares: the baseline and the paper's designs
+# (docs/sources/papers.md#design-a-and-design-b).
 CHIPS = {"TPUv4i": "tpuv4i.yaml", "CIM Design A": "cim_design_a.yaml", "CIM Design B": "cim_design_b.yaml"}
 # [CIM] Table IV: CIM-MXU grid {8x8, 16x8, 16x16} x CIM-MXU count {2, 4, 8}, as overrides of
 # cim_tpu.yaml; the named points are Designs A and B and the iso-MAC CIM-TPU itself.

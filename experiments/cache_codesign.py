@@ -3,12 +3,13 @@ co-designed Pareto front of (schedule, hardware) pairs.
 
     python experiments/cache_codesign.py --out DIR [--quick]
 
-The study no peer tool can run: every built-in cache schedule (REFERENCE.md section 5, at its
-default setting, plus a few more aggressive settings) on TPUv4i and on every CIM-TPU design of
-the DATE 2025 Table IV space (which holds Designs A and B and the iso-MAC CIM-TPU), for DiT-XL/2
-generation at 256x256 with 50 DDIM steps and classifier-free guidance, batch 8, INT8 (the
-CIM-TPU study's batch and precision). Each pair is simulated whole: the schedule's full and
-cached steps, its caches' capacity and traffic, the chip's MXUs and memories.
+The study no peer tool can run: every built-in cache schedule (docs/sources/schedules.md; the
+papers in docs/sources/papers.md#feature-caching-for-dit), at its default setting plus a few more
+aggressive settings, on TPUv4i and on every CIM-TPU design of the DATE 2025 Table IV space (which
+holds Designs A and B and the iso-MAC CIM-TPU), for DiT-XL/2 generation at 256x256 with 50 DDIM
+steps and classifier-free guidance, batch 8, INT8 (the CIM-TPU study's batch and precision). Each
+pair is simulated whole: the schedule's full and cached steps, its caches' capacity and traffic,
+the chip's MXUs and memories.
 
 What it does not model: image quality. Each schedule is run at the settings its paper reports
 as near-lossless (the defaults) or at a named, more aggressive setting; the front says what each

@@ -3,7 +3,7 @@
     python experiments/cim_tpu.py --out DIR [--quick]
 
 Reproduces Zhu et al., "Leveraging Compute-in-Memory for Efficient Generative Model Inference
-in TPUs" (REFERENCE.md section 2) from the bundled configs:
+in TPUs" (docs/sources/papers.md#cim-tpu) from the bundled configs:
 
 - the study's workloads: one GPT-3-30B layer (batch 8, INT8) in prefill of 1024 tokens and in
   decode of the 256th token, and one DiT-XL/2 block (512x512, batch 8, INT8);
@@ -37,7 +37,8 @@ from archsim.dtypes import DType
 from archsim.hw.energy import EnergyModel
 from archsim.hw.leakage import static_power
 
-# The paper's figures (REFERENCE.md section 2; all but the abstract's three are unconfirmed).
+# The paper's figures (docs/sources/papers.md#cim-tpu-results; all but the abstract's three are
+# unconfirmed).
 PAPER = {
     "llm_best": -0.442,       # abstract: "up to 44.2% performance improvement for LLM inference"
     "dit_best": -0.338,       # abstract: "33.8% for DiT inference"

@@ -2,7 +2,7 @@
 
     python experiments/icc.py --out DIR [--quick]
 
-Increment-calibrated caching (REFERENCE.md section 5) on DiT-XL/2 256x256 class-conditional
+Increment-calibrated caching (docs/sources/papers.md#icc) on DiT-XL/2 256x256 class-conditional
 generation with CFG and DDIM (workloads/dit_xl_2.yaml): DDIM at 50 and 35 steps, ICC's default
 (period 2, rank 128) at both, and variants of period and rank that show where the paper's
 ">45% less computation than 35-step DDIM" comes from. A per-category breakdown of a full and a
@@ -30,12 +30,12 @@ from archsim.workloads.schedules import parse_schedule
 
 WORKLOAD = "dit_xl_2.yaml"
 CHIPS = {name: c.CHIPS[name] for name in ("TPUv4i", "CIM Design B")} | c.GPUS
-# The paper's figures (REFERENCE.md section 5), per forward and per sample at 256x256. The
+# The paper's figures (docs/sources/papers.md#icc), per forward and per sample at 256x256. The
 # abstract gives no hardware latency or energy, and not which ICC configuration saves >45%.
 PAPER = {"saving_vs_ddim35": 0.45, "full_forward_macs": 118.62e9, "cached_forward_macs_r128": 23.50e9,
          "lowrank_params": 74.3e6, "cache_bytes_per_sample": 264e6}
 STEPS = {False: (50, 35), True: (10, 7)}  # (long, reference): 35-step DDIM is the paper's reference
-DEFAULT = "icc:period=2"  # ICC's defaults: period 2, rank 128 (REFERENCE.md section 5)
+DEFAULT = "icc:period=2"  # ICC's defaults: period 2, rank 128 (docs/sources/papers.md#icc)
 GRID = {"period": (2, 3, 4), "rank": (64, 128, 256)}  # MACs only, around the default
 # The steps broken down by category: schedule -> {step: phase name prefix}. DDIM's step is
 # the full-step baseline; ICC's full step also fills the cache its cached step reads.
@@ -59,7 +59,8 @@ UNCACHED = ["attention core", "adaLN projections", "norms, GELU, residuals", "em
 
 @cache
 def samples_per_image() -> int:
-    """Network evaluations per image and step: CFG doubles the batch (REFERENCE.md section 4)."""
+    """Network evaluations per image and step: CFG doubles the batch
+    (docs/sources/papers.md#dit-forward-cost)."""
     spec = load_spec(c.WORKLOAD_DIR / WORKLOAD)
     return spec.batch * (2 if spec.cfg else 1)
 

@@ -2,8 +2,8 @@
 
     python experiments/multichip.py --out DIR [--chips 1 2 4 8]
 
-The CIM-TPU study's multi-chip setting (REFERENCE.md section 2: "1, 2 and 4 TPUs, pipeline
-parallel, ring topology"): each workload's layers (or, for one layer, its ops) split over the
+The CIM-TPU study's multi-chip setting (docs/sources/papers.md#multi-chip-setting: 1, 2 and 4 TPUs,
+pipeline parallel, on a ring): each workload's layers (or, for one layer, its ops) split over the
 chips, its batch of 8 in 1, 2, 4 or 8 micro-batches, whichever is fastest (the paper does not
 give its micro-batching). An H100 SXM runs the same pipelines as a reference, over
 an NVSwitch as on an HGX board (hw_configs/systems/h100_sxm_x8.yaml's ASSUMED switch latency and

@@ -2,16 +2,16 @@
 
     python experiments/odb_dllm.py --out DIR [--quick]
 
-LLaDA-8B, generation 1024, block 32 (REFERENCE.md section 7), as the bundled workloads model it,
-on TPUv4i and CIM Designs A and B. In bf16 it needs about 15 GiB and a chip has 8 GiB: the study
-shows why one chip and two tensor-parallel chips fail, runs four chips in a tensor-parallel ring in
-bf16 (the paper's precision) as the main deployment, and two chips with int8 weights (W8A16) and
-with int8 throughout (the CIM-TPU paper's precision). Speedups, not latencies, are compared with
-the paper's GPU measurements. Beside them, one A100 80GB and one H100 SXM (the model fits one
-80 GB GPU in bf16), the hardware class the paper measured: once as one compiled program
-(dispatch "program", XLA's 1 us per kernel) and once with every op launched from PyTorch and
-synchronised on its own (dispatch "call", the per-call costs fitted on the A100's single-op
-measurements, an upper bound on eager PyTorch's launch cost).
+LLaDA-8B, generation 1024, block 32 (docs/sources/papers.md#odb-dllm-results), as the bundled
+workloads model it, on TPUv4i and CIM Designs A and B. In bf16 it needs about 15 GiB and a chip has
+8 GiB: the study shows why one chip and two tensor-parallel chips fail, runs four chips in a
+tensor-parallel ring in bf16 (the paper's precision) as the main deployment, and two chips with
+int8 weights (W8A16) and with int8 throughout (the CIM-TPU paper's precision). Speedups, not
+latencies, are compared with the paper's GPU measurements. Beside them, one A100 80GB and one H100
+SXM (the model fits one 80 GB GPU in bf16), the hardware class the paper measured: once as one
+compiled program (dispatch "program", XLA's 1 us per kernel) and once with every op launched from
+PyTorch and synchronised on its own (dispatch "call", the per-call costs fitted on the A100's
+single-op measurements, an upper bound on eager PyTorch's launch cost).
 
 Writes under --out: odb.csv (deployment x chip x mode), odb_phases.csv (per phase and chip of the
 mapping: MACs, bytes, intensity, time, achieved MAC/s, bound), odb_sensitivity.csv (speedups as
@@ -33,8 +33,8 @@ from archsim.dtypes import DType
 from archsim.hw.memory import Level
 from archsim.ir.summary import summarize
 
-# REFERENCE.md section 7 (Wei et al., arXiv 2511.21759): LLaDA-8B-Instruct, gen 1024, block 32,
-# measured on GPUs. Per task: (ODB over vanilla, ODB over Fast-dLLM).
+# docs/sources/papers.md#odb-dllm-results (Wei et al., arXiv 2511.21759): LLaDA-8B-Instruct,
+# gen 1024, block 32, measured on GPUs. Per task: (ODB over vanilla, ODB over Fast-dLLM).
 PAPER = {
     "tasks": {"GSM8K": (87.96, 3.81), "MATH": (46.11, 2.63), "BBH": (70.86, 2.96),
               "HumanEval": (86.96, 5.26), "MBPP": (161.79, 6.30)},

@@ -17,8 +17,8 @@ def write(tmp_path, name, text):
 
 
 def test_tpuv4i_matches_reference(tpuv4i):
-    # REFERENCE.md section 1: 4 x 128x128 MXUs at 1.05 GHz = 138 TOPS; VMEM 16 MiB, CMEM 128 MiB,
-    # HBM 8 GiB at 614 GB/s.
+    # docs/sources/papers.md#tpuv4i-chip: 4 x 128x128 MXUs at 1.05 GHz = 138 TOPS; VMEM 16 MiB,
+    # CMEM 128 MiB, HBM 8 GiB at 614 GB/s.
     assert tpuv4i.clock == 1.05e9
     assert tpuv4i.mxu.count == 4 and tpuv4i.mxu.rows == tpuv4i.mxu.cols == 128
     # 4 x 16384 MACs x 2 ops x 1.05 GHz = 137.6 TOPS, which the paper rounds to 138

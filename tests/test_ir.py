@@ -27,7 +27,8 @@ def closed_form_macs(d, h, kvh, dh, f, gated, b, s, t):
 
 
 def test_gpt3_30b_layer_prefill():
-    # GPT-3-30B: d=7168, 56 heads, FFN 4d (REFERENCE.md section 6); batch 8, 1024 tokens.
+    # GPT-3-30B: d=7168, 56 heads, FFN 4d (docs/sources/papers.md#llm-model-shapes); batch 8,
+    # 1024 tokens.
     g = block(BlockShape(7168, 56, 56, 28672), Tokens(8, 1024, 1024))
     assert g.macs == 12 * 7168**2 * 8 * 1024 + 2 * 8 * 56 * 1024 * 1024 * 128
     assert g.macs == 5_171_140_624_384

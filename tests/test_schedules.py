@@ -69,7 +69,8 @@ def test_fora_chooses_steps_as_its_code():
 
 @pytest.mark.parametrize("resolution, full, cached", [(256, 118.62, 23.50), (512, 524.54, 144.03)])
 def test_icc_step_macs_match_the_icc_code(resolution, full, cached):
-    # REFERENCE.md section 5: per forward, full vs cached (rank 128), from the ICC repo's formulas
+    # docs/sources/papers.md#icc: per forward, full vs cached (rank 128), from the ICC repo's
+    # formulas
     macs = phase_macs(dit("icc", resolution=resolution))
     assert abs(macs["full+icc cache"] / 1e9 / full - 1) < 0.005
     assert abs(macs["icc r128"] / 1e9 / cached - 1) < 0.005

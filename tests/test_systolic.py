@@ -17,8 +17,8 @@ DATA = Path(__file__).parent / "data" / "scalesim_v3_runs.csv"
 
 
 def scalesim_formula(dataflow, m, k, n, r, c):
-    """REFERENCE.md section 3 (ws, os); is is ws with m and n swapped (SCALE-Sim's
-    systolic_compute_is.py maps K to rows and M to columns and streams N)."""
+    """docs/sources/papers.md#scale-sim-cycle-counts (ws, os); is is ws with m and n swapped
+    (SCALE-Sim's systolic_compute_is.py maps K to rows and M to columns and streams N)."""
     if dataflow == "ws":
         return math.ceil(k / r) * math.ceil(n / c) * (m + 2 * r + c - 2) - 1
     if dataflow == "is":
@@ -43,7 +43,8 @@ def test_compute_cycles_equal_scalesim_formula(dataflow, m, k, n):
 
 
 def test_example_from_reference():
-    # REFERENCE.md: M=256, K=1152, N=1152 on 128x128: WS 51,677 cycles, OS 25,307.
+    # docs/sources/papers.md#scale-sim-cycle-counts: M=256, K=1152, N=1152 on 128x128:
+    # WS 51,677 cycles, OS 25,307.
     assert run_gemm(HW["ws"], 256, 1152, 1152).ops[-1].compute_cycles == 51677
     assert run_gemm(HW["os"], 256, 1152, 1152).ops[-1].compute_cycles == 25307
 

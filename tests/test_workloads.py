@@ -28,7 +28,7 @@ def within(value, reference, tolerance):
 
 @pytest.mark.parametrize("resolution, gmacs", [(256, 118.6), (512, 524.6)])
 def test_dit_xl2_macs_per_forward(resolution, gmacs):
-    # REFERENCE.md section 4 (the DiT paper's "Gflops" are MACs): within 0.5%.
+    # docs/sources/papers.md#dit-forward-cost (the DiT paper's "Gflops" are MACs): within 0.5%.
     s = summary("dit_xl_2.yaml", f"resolution={resolution}", "cfg=false", "steps=1")
     assert within(s.macs / 1e9, gmacs, 0.005), s.macs
     assert within(s.macs / 1e9, gmacs, 0.0002)  # in fact within 0.02%
@@ -83,7 +83,8 @@ def decode_macs(m, b, p, n):
 
 
 def test_llama2_7b_parameters():
-    assert within(summary("llama2_7b.yaml").params / 1e9, 6.74, 0.001)  # REFERENCE.md section 6
+    # docs/sources/papers.md#llm-model-shapes
+    assert within(summary("llama2_7b.yaml").params / 1e9, 6.74, 0.001)
     assert within(summary("llama3_8b.yaml").params / 1e9, 8.03, 0.001)
 
 

@@ -35,7 +35,7 @@ from archsim.workloads.schedules import (FULL, STEP_KINDS, ICCBuilder, ICCWritin
 from archsim.workloads.schedules_toca import token_blocks
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 
-# DiT paper, Table 1: (depth, hidden, heads); REFERENCE.md section 4.
+# DiT paper, Table 1: (depth, hidden, heads); docs/sources/papers.md#dit-model-sizes.
 FAMILIES = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
 # Network evaluations per sampling step; Heun's second-order step needs two (none after the last).
 SAMPLERS = {"ddpm": lambda n: n, "ddim": lambda n: n, "dpm_solver": lambda n: n, "heun": lambda n: 2 * n - 1}

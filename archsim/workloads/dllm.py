@@ -1,7 +1,7 @@
 """``kind: dllm``: diffusion language models (LLaDA) under three decoding schemes.
 
 A generation of ``gen_len`` tokens after a ``prompt_len`` prompt is a sequence of forwards,
-each over some query tokens against some keys (REFERENCE.md section 7):
+each over some query tokens against some keys (docs/sources/papers.md#dllm-decoding-schemes):
 
 - ``vanilla``: every step is a full forward over prompt + generation (no cache); each step
   unmasks ``tokens_per_step`` tokens, so there are gen_len / tokens_per_step steps.

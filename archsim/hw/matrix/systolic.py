@@ -4,7 +4,7 @@ Each dataflow keeps one operand (or the outputs) stationary in the R x C array a
 the other through it. A *fold* is one placement of the stationary tile. With ``S`` the
 streamed length, SCALE-Sim v3 charges every fold ``S + 2R + C - 2`` cycles for ws/is (R to
 load the stationary tile one row per cycle, then skew and drain) and ``S + R + C - 2`` for os,
-and subtracts one cycle overall (REFERENCE.md section 3).
+and subtracts one cycle overall (docs/sources/papers.md#scale-sim-cycle-counts).
 
 Fold models:
 - ``scalesim``: folds run back to back, each paying its full fill and drain (SCALE-Sim's count).
