@@ -19,12 +19,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+# What a quantity looks like in a file, as a JSON Schema pattern: a number, then a unit made of
+# the characters units.parse_quantity reads (letters, powers, '/', '*', '·'). Its form only: the
+# dimension (a bandwidth, not a frequency) is checked by archsim, not by the pattern.
+QUANTITY_PATTERN = r"^\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*[A-Za-zµμ/*·][A-Za-zµμ0-9^/*·+\-\s]*$"
+
+
 @dataclass(frozen=True)
 class Unit:
     """Marks a field as a quantity of ``dim`` (pydantic keeps it in the field's metadata), so
     that what refers to a field by its key (a sweep constraint) can check its unit."""
 
     dim: units.Dim
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        """In a file a quantity is a string, a number and its unit, not the SI float it is
+        validated into: the JSON Schema (``archsim schema``) says so."""
+        name, example = units.DIM_NAMES[self.dim]
+        return {"type": "string", "pattern": QUANTITY_PATTERN, "examples": [example],
+                "description": f"{name} with its unit, such as '{example}' (SI unit {units.si_unit(self.dim)})"}
 
 
 def _quantity(dim: units.Dim):

@@ -50,8 +50,9 @@ class SmConfig(Scaled):
     registers: Size = Field(description="register file per SM")
     shared_memory: Size = Field(description="shared memory per SM available to one kernel")
     mac_energy: dict[DType, Energy] = Field(description="energy of one tensor-core MAC, per dtype")
-    alu_op_energy: Energy
-    special_op_energy: Energy
+    alu_op_energy: Energy = Field(description="energy of one simple op on one element (a CUDA core)")
+    special_op_energy: Energy = Field(description="energy of one transcendental on one element (a "
+                                      "special-function unit)")
     shared_energy: EnergyPerByte = Field(description="energy per byte written to or read from shared memory")
     area: Area = Field(description="die area of one SM (tensor cores, lanes, register file, L1/shared memory)")
     on_die: Count | None = Field(default=None, description="SMs on the die, enabled or not (for area); "
@@ -157,7 +158,8 @@ class CollectiveConfig(Strict):
     latency is no lower; trees pay off across nodes, which are not modelled."""
 
     algorithms: list[Literal["ring", "tree"]] = Field(min_length=1, description="algorithms the library may use")
-    protocols: dict[Literal["ll", "ll128", "simple"], NcclProtocolConfig] = Field(min_length=1)
+    protocols: dict[Literal["ll", "ll128", "simple"], NcclProtocolConfig] = Field(
+        min_length=1, description="the protocols the library may use, by NCCL's name: LL, LL128, Simple")
     tree_bandwidth_share: Efficiency = Field(default=0.5, description="a tree all-reduce's algorithm bandwidth as "
                                            "a share of the bus bandwidth")
 
@@ -172,18 +174,18 @@ class CollectiveConfig(Strict):
 class GpuConfig(SweepChecks):
     """One GPU, and the system of such GPUs it is part of (one by default)."""
 
-    kind: Literal["gpu"]
-    name: str
-    description: str = ""
+    kind: Literal["gpu"] = Field(description="the chip kind: gpu (this), or tpu")
+    name: str = Field(description="the GPU's name in reports")
+    description: str = Field(default="", description="free text about the config (not used by the models)")
     clock: Frequency = Field(description="the SMs' clock under load")
-    technology: TechnologyConfig
-    sm: SmConfig
-    gemm: GemmKernelConfig
+    technology: TechnologyConfig = Field(description="process node and energy and area scaling between nodes")
+    sm: SmConfig = Field(description="the streaming multiprocessors")
+    gemm: GemmKernelConfig = Field(description="the matmul kernels the libraries choose among")
     kernels: dict[str, KernelConfig] = Field(default={}, description="vector kernels by op kind (default: one read)")
-    l2: L2Config
-    hbm: GpuMemoryConfig
+    l2: L2Config = Field(description="the L2 cache")
+    hbm: GpuMemoryConfig = Field(description="off-chip memory")
     nvlink: IciConfig = Field(description="the GPU's NVLink ports")
-    collectives: CollectiveConfig
+    collectives: CollectiveConfig = Field(description="the collective library's algorithms and protocols (NCCL)")
     dispatch: DispatchConfig = Field(default=DispatchConfig(), description="fixed cost per kernel (launch)")
     compiler: CompilerConfig = Field(default=CompilerConfig(profile="cuda"), description="what the libraries do to a "
                                      "graph and how they schedule it (default: profile cuda)")

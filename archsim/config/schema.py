@@ -10,19 +10,19 @@ node by the ``technology.scaling`` table (see ``archsim.hw.energy``).
 
 from __future__ import annotations
 
-from types import UnionType
-from typing import Annotated, Any, Literal, Sequence, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from archsim import units
 from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Frequency, Latency, Length, NonNegativeCount,
-    Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, ScaleFactor, Size, Strict, value_dims,
+    Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, ScaleFactor, Size, Strict,
 )
 from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
 from archsim.config.power import LeakageConfig, check_static
 from archsim.config.sweep import SweepSpec
+from archsim.config.sweep_keys import SweepChecks
 from archsim.config.system import SystemConfig
 from archsim.dtypes import DType
 from archsim.errors import FieldError
@@ -37,7 +37,7 @@ class Scaled(Strict):
 class SystolicConfig(Scaled):
     """A group of identical rows x cols systolic arrays (TPU-style MXUs)."""
 
-    kind: Literal["systolic"]
+    kind: Literal["systolic"] = Field(description="matrix unit kind: systolic (this) or cim")
     count: Count = Field(description="number of matrix units")
     rows: Count = Field(description="PE rows; the reduction (K) dimension in ws")
     cols: Count = Field(description="PE columns")
@@ -92,7 +92,7 @@ class CimMacroConfig(Strict):
     reload_overlap: bool = Field(description="interleaved SRAM read/write: a weight reload overlaps compute")
     psum_buffer: Size = Field(description="partial-sum buffer per core")
     weight_write_energy: EnergyPerByte = Field(description="energy to write weights into the CIM SRAM")
-    core_area: Area
+    core_area: Area = Field(description="area of one CIM core; a unit's area is its grid of cores'")
     clock_ratio: ScaleFactor = Field(default=1.0, description="the cores' clock over the chip's: a cycle of the "
                                      "cores takes 1 / clock_ratio chip cycles (a slower macro clock: below 1)")
 
@@ -104,9 +104,9 @@ class CimMacroConfig(Strict):
 class CimConfig(Scaled):
     """A group of identical CIM matrix units (CIM-MXUs), output stationary with stationary weights."""
 
-    kind: Literal["cim"]
-    count: Count
-    cim: CimMacroConfig
+    kind: Literal["cim"] = Field(description="matrix unit kind: cim (this) or systolic")
+    count: Count = Field(description="number of CIM matrix units")
+    cim: CimMacroConfig = Field(description="the CIM cores of one unit")
     mac_energy: dict[DType, Energy] = Field(description="energy of one MAC in the CIM array, per dtype")
 
     @model_validator(mode="after")
@@ -171,19 +171,20 @@ class VectorUnitConfig(Scaled):
     convert_ops_per_element: NonNegativeCount | None = Field(
         default=None, description="ALU ops to convert one element stored narrower than the MACs' type "
         "(weight-only quantisation: unpack and scale) as the arrays read it; none: such matmuls are an error")
-    alu_op_energy: Energy
-    special_op_energy: Energy
-    area: Area
+    alu_op_energy: Energy = Field(description="energy of one simple op on one element")
+    special_op_energy: Energy = Field(description="energy of one transcendental on one element")
+    area: Area = Field(description="area of the vector unit (ALUs and vector registers)")
 
 
 class MemoryLevelConfig(Scaled):
-    capacity: Size
-    bandwidth: Bandwidth
+    capacity: Size = Field(description="bytes the memory holds")
+    bandwidth: Bandwidth = Field(description="peak bandwidth, reads and writes together: bytes moved take "
+                                 "bytes / (bandwidth x efficiency)")
     efficiency: Efficiency = Field(default=1.0, description="achievable share of the peak bandwidth "
                                  "(refresh, bank conflicts, DMA descriptor gaps)")
     latency: Latency = Field(description="access latency exposed once per transfer stream")
-    read_energy: EnergyPerByte
-    write_energy: EnergyPerByte
+    read_energy: EnergyPerByte = Field(description="energy per byte read")
+    write_energy: EnergyPerByte = Field(description="energy per byte written")
     area_per_byte: AreaPerByte | None = Field(default=None, description="on-die area per byte; none: off-die")
 
     @property
@@ -194,10 +195,10 @@ class MemoryLevelConfig(Scaled):
 class IciConfig(Scaled):
     """Chip-to-chip interconnect links."""
 
-    links: Count
-    link_bandwidth: Bandwidth
-    link_latency: Latency
-    energy_per_byte: EnergyPerByte
+    links: Count = Field(description="links per chip, split evenly among its distinct neighbours")
+    link_bandwidth: Bandwidth = Field(description="peak bandwidth of one link in each direction (full duplex)")
+    link_latency: Latency = Field(description="latency of one hop over a link, paid by each step of a transfer")
+    energy_per_byte: EnergyPerByte = Field(description="energy per byte sent over one link hop")
     area: Area = Field(description="on-die area of the links' controllers and PHYs")
     efficiency: Efficiency = Field(default=1.0, description="achievable share of link_bandwidth "
                                  "(packet headers, flow control)")
@@ -307,60 +308,21 @@ class TechnologyConfig(Strict):
         raise FieldError(key, f"{node * 1e9:g} nm is not in technology.scaling (listed: {listed})")
 
 
-class SweepChecks(Strict):
-    """Checks of a chip config's ``sweep:`` section against the config's own keys (any kind)."""
-
-    @model_validator(mode="after")
-    def _swept_keys_exist(self) -> "SweepChecks":
-        """Each swept key path names a config key (of any kind of a section, as an axis may
-        switch kinds), so a misspelt axis is reported against this file before any work."""
-        if self.sweep is None:
-            return self
-        where = [(f"axes.{path}", path) for path in self.sweep.axes or {}]
-        where += [(f"zip.{i}.{path}", path) for i, group in enumerate(self.sweep.zip) for path in group]
-        for key, path in where:
-            problem = _unknown_key(path, type(self))
-            if problem:
-                raise FieldError(f"sweep.{key}", problem)
-        return self
-
-    @model_validator(mode="after")
-    def _constraints_name_numbers(self) -> "SweepChecks":
-        """A sweep constraint bounds a number: 'area' or a numeric config value. A key this
-        config lacks (a section a sweep axis adds) is left to the sweep's planning."""
-        for i, constraint in enumerate(self.sweep.constraints if self.sweep else ()):
-            if constraint.key == "area":
-                continue
-            value: object = self
-            for part in constraint.key.split("."):
-                value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise FieldError(f"sweep.constraints.{i}.key", f"{constraint.key} is not a number "
-                                 f"(it is a {type(value).__name__}); a constraint bounds 'area' or a numeric key")
-            dims = _value_dims(constraint.key, type(self))
-            if len(dims) == 1:  # in the value's unit; a key of no known field is left to the planning
-                try:
-                    constraint.check_unit(dims.pop())
-                except FieldError as exc:
-                    raise FieldError(f"sweep.constraints.{i}.{exc.key}", str(exc)) from None
-        return self
-
-
 class HardwareConfig(SweepChecks):
     """One TPU-style chip (``kind: tpu``, the default), and the system of such chips it is part
     of (one by default). A GPU is another kind (``archsim.config.gpu``)."""
 
     kind: Literal["tpu"] = Field(default="tpu", description="the chip kind: tpu (this), or gpu")
-    name: str
-    description: str = ""
-    clock: Frequency
-    technology: TechnologyConfig
-    mxu: MatrixUnitConfig
-    vpu: VectorUnitConfig
+    name: str = Field(description="the chip's name in reports")
+    description: str = Field(default="", description="free text about the config (not used by the models)")
+    clock: Frequency = Field(description="the chip's clock, at which the matrix and vector units run")
+    technology: TechnologyConfig = Field(description="process node and energy and area scaling between nodes")
+    mxu: MatrixUnitConfig = Field(description="the matrix units, by kind: systolic or cim")
+    vpu: VectorUnitConfig = Field(description="the vector unit")
     vmem: MemoryLevelConfig = Field(description="vector memory: the scratchpad feeding the MXUs")
     cmem: MemoryLevelConfig | None = Field(default=None, description="on-chip common memory")
     hbm: MemoryLevelConfig = Field(description="off-chip memory")
-    ici: IciConfig
+    ici: IciConfig = Field(description="chip-to-chip interconnect links")
     static_power: Power | None = Field(default=None, description="the chip's static power as one figure")
     leakage: LeakageConfig | None = Field(default=None, description="static power from the die's area")
     tdp: Power | None = Field(default=None, description="thermal design power: a run whose average "
@@ -427,66 +389,3 @@ class HardwareConfig(SweepChecks):
     def vector_ops_per_second(self) -> float:
         """Peak simple vector ops per second."""
         return self.vpu.lanes * self.vpu.alu_ops_per_lane_per_cycle * self.clock
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    args = get_args(annotation)
-    if not args:
-        return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
-    return [m for arg in args for m in _models_in(arg)]
-
-
-def _value_dims(path: str, root: type[BaseModel]) -> set[units.Dim]:
-    """The dimensions of the config value at ``path`` (dotted; ``mxu.mac_energy.int8`` reads a
-    mapping's value) over every kind of its sections: empty when no field is there."""
-    fields: list[tuple[Any, Sequence[Any]]] = [(root, ())]
-    for part in path.split("."):
-        deeper: list[tuple[Any, Sequence[Any]]] = []
-        for annotation, _ in fields:
-            for member in _members(annotation):
-                if get_origin(member) is dict:
-                    deeper.append((get_args(member)[1], ()))
-                elif isinstance(member, type) and issubclass(member, BaseModel) and part in member.model_fields:
-                    info = member.model_fields[part]
-                    deeper.append((info.annotation, info.metadata))
-        fields = deeper
-    return {dim for annotation, metadata in fields for dim in value_dims(annotation, metadata)}
-
-
-def _members(annotation: Any) -> list[Any]:
-    """A union's members (an Annotated union's too), or the annotation itself."""
-    if get_origin(annotation) is Annotated:
-        return _members(get_args(annotation)[0])
-    if get_origin(annotation) in (Union, UnionType):
-        return [m for arg in get_args(annotation) for m in _members(arg)]
-    return [annotation]
-
-
-def _unknown_key(path: str, root: type[BaseModel]) -> str | None:
-    """Why ``path`` (dotted) names no key of a hardware config, or None. Below a free-form
-    mapping (``mxu.pe_macs_per_cycle.int8``) any key is accepted here and checked with the
-    value it is given."""
-    models: list[type[BaseModel]] = [root]
-    parts = path.split(".")
-    i = 0
-    while i < len(parts):
-        part = parts[i]
-        fields = [m.model_fields[part] for m in models if part in m.model_fields]
-        if not fields:
-            allowed = sorted({name for m in models for name in m.model_fields})
-            which = "" if i == len(parts) - 1 else f" {'.'.join(parts[: i + 1])}"
-            return f"unknown key{which}; expected one of: {', '.join(allowed)}"
-        sections, tables = [], []
-        for info in fields:
-            for member in _members(info.annotation):
-                if get_origin(member) is dict:  # a table of sections: the next part is its key
-                    tables += _models_in(get_args(member)[1])
-                else:
-                    sections += _models_in(member)
-        if tables and i + 1 < len(parts):
-            models, i = tables, i + 2
-            continue
-        models, i = sections or tables, i + 1
-        if not models:
-            return None
-    return None

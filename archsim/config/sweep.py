@@ -46,10 +46,11 @@ OBJECTIVES = {  # name -> (results column, sense)
 
 
 class RangeSpec(Strict):
-    start: str | float = Field(alias="from")
-    to: str | float
-    steps: Count = Field(le=MAX_RANGE_STEPS)
-    scale: Literal["linear", "log"] = "linear"
+    start: str | float = Field(alias="from", description="the first value: a number, or a quantity with its unit")
+    to: str | float = Field(description="the last value, in the unit of from")
+    steps: Count = Field(le=MAX_RANGE_STEPS, description="values from from to to, both included")
+    scale: Literal["linear", "log"] = Field(default="linear", description="linear: equal differences between "
+                                            "values; log: equal ratios (both ends positive)")
 
     @model_validator(mode="after")
     def _checked(self) -> "RangeSpec":
@@ -121,8 +122,9 @@ Axis = list[Any] | RangeSpec
 
 
 class WorkloadRef(Strict):
-    file: str
-    set: dict[str, Any] = {}
+    file: str = Field(description="a workload file, relative to the file that lists it")
+    set: dict[str, Any] = Field(default={}, description="the workload's keys to override, by key path (as "
+                                "--wset), for this sweep")
 
 
 def _kind(dim: units.Dim) -> str:
@@ -133,8 +135,11 @@ def _kind(dim: units.Dim) -> str:
 class Constraint(Strict):
     key: str = Field(description="'area' (the chip's, in m^2 SI), 'power' (a run's average power, in W: "
                      "checked after the run, a point over it reported infeasible) or a config key path")
-    min: str | int | float | None = None  # int too: an error shows 400 as written, not 400.0
-    max: str | int | float | None = None
+    # int too: an error shows 400 as written, not 400.0
+    min: str | int | float | None = Field(default=None, description="the lowest value admitted, in the unit of "
+                                          "what it bounds ('300 mm^2'; a plain number for a count)")
+    max: str | int | float | None = Field(default=None, description="the highest value admitted, in the unit of "
+                                          "what it bounds ('400 mm^2', '175 W')")
 
     @model_validator(mode="after")
     def _bounded(self) -> "Constraint":
@@ -166,12 +171,20 @@ class Constraint(Strict):
 
 
 class SweepSpec(Strict):
-    axes: dict[str, Axis] | None = None
-    zip: list[dict[str, list[Any]]] = []
-    constraints: list[Constraint] = []
-    workloads: list[str | WorkloadRef] = []
-    baseline: str | None = None
-    objectives: list[Literal[tuple(OBJECTIVES)]] = Field(default=["latency", "energy"], min_length=1)  # type: ignore[valid-type]
+    axes: dict[str, Axis] | None = Field(default=None, description="config key path -> a list of values, or a "
+                                         "range {from, to, steps}; the design points are their cross product")
+    zip: list[dict[str, list[Any]]] = Field(default=[], description="groups of axes that vary together: each a "
+                                            "mapping of key path -> values, all of one length")
+    constraints: list[Constraint] = Field(default=[], description="bounds on a point's area, power or a numeric "
+                                          "config value: points outside are not simulated (power: reported "
+                                          "infeasible after the run)")
+    workloads: list[str | WorkloadRef] = Field(default=[], description="workload files, relative to this file, or "
+                                               "{file, set}: every design point runs each")
+    baseline: str | None = Field(default=None, description="a hardware config, relative to this file, evaluated "
+                                 "on the same workloads: speedups are against it")
+    objectives: list[Literal[tuple(OBJECTIVES)]] = Field(  # type: ignore[valid-type]
+        default=["latency", "energy"], min_length=1, description="what the Pareto front and the reports compare "
+        "the points on (lower or higher is better, by objective)")
 
     @field_validator("axes", mode="before")
     @classmethod

@@ -25,20 +25,20 @@ from archsim.errors import FieldError
 class RingTopology(Strict):
     """Chips in a ring: each has two neighbours and splits its links between them."""
 
-    kind: Literal["ring"]
+    kind: Literal["ring"] = Field(description="topology kind: ring (this), torus2d or switch")
 
 
 class TorusTopology(Strict):
     """A 2-D torus, chips numbered row-major; each has a neighbour each way in each dimension."""
 
-    kind: Literal["torus2d"]
+    kind: Literal["torus2d"] = Field(description="topology kind: torus2d (this), ring or switch")
     shape: tuple[Count, Count] = Field(description="chips along x and along y")
 
 
 class SwitchTopology(Strict):
     """Every chip's links go to one switch that connects any chip to any other."""
 
-    kind: Literal["switch"]
+    kind: Literal["switch"] = Field(description="topology kind: switch (this), ring or torus2d")
     latency: Latency = Field(description="time through the switch, added to the two link hops")
     energy_per_byte: EnergyPerByte = Field(description="switching energy per byte, added to the two link hops'")
 
@@ -62,9 +62,12 @@ class ParallelismConfig(Strict):
 
 
 class SystemConfig(Strict):
-    chips: Count = Field(default=1, le=65536)
-    topology: TopologyConfig = RingTopology(kind="ring")
-    parallelism: ParallelismConfig = ParallelismConfig()
+    chips: Count = Field(default=1, le=65536, description="chips in the system: pipeline x tensor x data of "
+                         "parallelism")
+    topology: TopologyConfig = Field(default=RingTopology(kind="ring"), description="how the chips' links connect "
+                                     "them, by kind: ring, torus2d or switch")
+    parallelism: ParallelismConfig = Field(default=ParallelismConfig(), description="how a workload is mapped onto "
+                                           "the chips")
     collective_algorithm: Literal["ring", "bidirectional_ring"] = Field(
         default="bidirectional_ring", description="ring collectives: one direction around the ring, or half "
         "the data each way over both neighbours' links at once (as TPU systems run them)")
