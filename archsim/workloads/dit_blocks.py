@@ -4,10 +4,11 @@ matrix work is here with diffusers' own shapes: the adaLN / modulation projectio
 queries, keys and values of each stream, the attention's two batched matmuls, the out
 projections and the MLPs. Biases, norms, gates and the rotary embedding are vector ops.
 
-- ``mmdit_block``: SD3's ``JointTransformerBlock`` (attention.py) and FLUX's
-  ``FluxTransformerBlock`` (transformers/transformer_flux.py): image and text tokens keep
-  their own weights (``to_q``... for the image, ``add_q_proj``... for the text) and attend
-  jointly over both, through one attention over the concatenated tokens;
+- ``mmdit_block``: SD3's ``JointTransformerBlock`` (attention.py), FLUX's
+  ``FluxTransformerBlock`` (transformers/transformer_flux.py) and HunyuanVideo's
+  ``HunyuanVideoTransformerBlock`` (transformers/transformer_hunyuan_video.py): image and text
+  tokens keep their own weights (``to_q``... for the image, ``add_q_proj``... for the text) and
+  attend jointly over both, through one attention over the concatenated tokens;
 - ``flux_single_block``: ``FluxSingleTransformerBlock``: one stream over text + image tokens,
   the attention and a GELU MLP side by side, their outputs concatenated into ``proj_out``;
 - ``pixart_block``: ``BasicTransformerBlock`` with ``norm_type="ada_norm_single"``
@@ -172,20 +173,24 @@ def cross_attention(b: Builder, a: Heads, x: Tensor, text: Tensor, batch: int, t
 
 
 def joint_attention(b: Builder, a: Heads, x: Tensor, c: Tensor, batch: int, tokens: int, text_len: int,
-                    freqs: Tensor | None, text_out: bool) -> tuple[Tensor, Tensor | None]:
-    """MMDiT attention (``JointAttnProcessor2_0``, ``FluxAttnProcessor``): the image's queries,
-    keys and values and the text's (``add_*_proj``), each normalised per head where the model
-    says, concatenated (``torch.cat``) into one sequence of text + image tokens, rotary
-    positions on the joint queries and keys (FLUX), one attention, the context split back and
-    projected by ``to_out`` (image) and ``to_add_out`` (text; none in SD3's last block, whose
-    text output is dropped)."""
+                    freqs: Tensor | None, text_out: bool, image_rope: bool = False) -> tuple[Tensor, Tensor | None]:
+    """MMDiT attention (``JointAttnProcessor2_0``, ``FluxAttnProcessor``,
+    ``HunyuanVideoAttnProcessor2_0``): the image's queries, keys and values and the text's
+    (``add_*_proj``), each normalised per head where the model says, concatenated (``torch.cat``)
+    into one sequence of text + image tokens, rotary positions on the joint queries and keys
+    (FLUX; HunyuanVideo, ``image_rope``: on the image's alone, before the cat), one attention, the
+    context split back and projected by ``to_out`` (image) and ``to_add_out`` (text; none in SD3's
+    last block, whose text output is dropped)."""
     h, rows, text_rows = b.shard(a.heads, "attention heads"), batch * tokens, batch * text_len
     n, width = batch * (tokens + text_len), h * a.dh
     img = _project(b, ("to_q", "to_k", "to_v"), x, rows, a.hidden, a, h, ("norm_q", "norm_k"))
     txt = _project(b, ("add_q_proj", "add_k_proj", "add_v_proj"), c, text_rows, a.hidden, a, h,
                    ("norm_added_q", "norm_added_k"))
+    if image_rope:
+        img = (_rope(b, "rope_q", img[0], rows, width, freqs), _rope(b, "rope_k", img[1], rows, width, freqs), img[2])
     q, k, v = (b.binary(f"cat_{p}", "copy", (t, i), n, width) for p, t, i in zip("qkv", txt, img))
-    q, k = _rope(b, "rope_q", q, n, width, freqs), _rope(b, "rope_k", k, n, width, freqs)
+    if not image_rope:
+        q, k = _rope(b, "rope_q", q, n, width, freqs), _rope(b, "rope_k", k, n, width, freqs)
     context = attend(b, q, k, v, batch, h, tokens + text_len, tokens + text_len, a.dh)
     parts = (b.act("context.image", rows, width),) + ((b.act("context.text", text_rows, width),) if text_out else ())
     b.add(ops.Elementwise, "split", (context,), parts, sum(t.shape[0] for t in parts), width, "copy")
@@ -196,12 +201,15 @@ def joint_attention(b: Builder, a: Heads, x: Tensor, c: Tensor, batch: int, toke
 
 def mmdit_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, x: Tensor, c: Tensor, temb: Tensor,
                 freqs: Tensor | None = None, *, context_pre_only: bool = False, dual: bool = False,
-                units: UnitPolicy = compute_all) -> tuple[Tensor, Tensor | None]:
+                units: UnitPolicy = compute_all, ff_inner: int = 0,
+                image_rope: bool = False) -> tuple[Tensor, Tensor | None]:
     """One MMDiT block; returns the image and text streams (no text after a ``context_pre_only``
     block). ``norm1`` modulates the image (``AdaLayerNormZero``, or ``SD35AdaLayerNormZeroX``
     with a second self-attention ``attn2`` on the image alone when ``dual``), ``norm1_context``
-    the text (``AdaLayerNormContinuous``, a shift and scale only, in a pre-only block)."""
+    the text (``AdaLayerNormContinuous``, a shift and scale only, in a pre-only block). The MLPs
+    are ``ff_inner`` wide (HunyuanVideo's ``mlp_ratio``), 4d unless given."""
     d, rows, text_rows = a.hidden, batch * tokens, batch * text_len
+    inner = ff_inner or 4 * d
     mod = modulation(b, "norm1", temb, batch, d, 9 if dual else 6)
     normed = once(lambda bb: bb.norm("norm1.norm", "layernorm", x, rows, d))
     cmod = once(lambda: modulation(b, "norm1_context", temb, batch, d, 2 if context_pre_only else 6))
@@ -210,7 +218,7 @@ def mmdit_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, x:
         nx = bb.binary("norm1.modulate", "modulate", (normed(bb), mod), rows, d)
         nc = modulated_norm(bb, "norm1_context", c, text_rows, d, cmod())
         x_attn, c_attn = joint_attention(bb.child("attn"), a, nx, nc, batch, tokens, text_len, freqs,
-                                         not context_pre_only)
+                                         not context_pre_only, image_rope)
         return (x_attn,) if context_pre_only else (x_attn, c_attn)  # type: ignore[return-value]
 
     attn = units(b, ("attn",) if context_pre_only else ("attn", "attn_context"), (rows, text_rows), joint)
@@ -220,7 +228,7 @@ def mmdit_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, x:
             bb.child("attn2"), a, bb.binary("norm1.modulate2", "modulate", (normed(bb), mod), rows, d), batch,
             tokens),))
         x = b.binary("attn2.gate", "gated_add", (x, attn2, mod), rows, d)
-    (ff,) = units(b, ("ff",), (rows,), lambda bb, pick=None: _ff(bb, "ff", "norm2", x, batch, tokens, d, 4 * d, mod,
+    (ff,) = units(b, ("ff",), (rows,), lambda bb, pick=None: _ff(bb, "ff", "norm2", x, batch, tokens, d, inner, mod,
                                                                   pick))
     x = b.binary("ff.gate", "gated_add", (x, ff, mod), rows, d)
     if context_pre_only:
@@ -228,7 +236,7 @@ def mmdit_block(b: Builder, a: Heads, batch: int, tokens: int, text_len: int, x:
         return x, None
     c = b.binary("attn.gate_context", "gated_add", (c, attn[1], cmod()), text_rows, d)
     (ff_c,) = units(b, ("ff_context",), (text_rows,), lambda bb, pick=None: _ff(
-        bb, "ff_context", "norm2_context", c, batch, text_len, d, 4 * d, cmod(), pick))
+        bb, "ff_context", "norm2_context", c, batch, text_len, d, inner, cmod(), pick))
     return x, b.binary("ff_context.gate", "gated_add", (c, ff_c, cmod()), text_rows, d)
 
 

@@ -1,19 +1,19 @@
 """``kind: diffusion_transformer``: text-to-image and text-to-video diffusion transformers as
-diffusers runs them: PixArt-alpha, Stable Diffusion 3, FLUX.1 and Wan 2.1.
+diffusers runs them: PixArt-alpha, Stable Diffusion 3, FLUX.1, Wan 2.1 and HunyuanVideo.
 
 The model is its published diffusers ``transformer/config.json`` (``model:``; read by
 ``archsim.workloads.dit_models``), whose ``_class_name`` decides the family; ``family:``, when
 given, must agree. One network evaluation is the transformer's ``forward`` lowered layer by
-layer (the blocks in ``archsim.workloads.dit_blocks``), its matrix work equal to diffusers'
-own (``tests/test_dit_family.py`` against FlopCounterMode, ``tests/data/diffusers_counts.json``).
+layer (the blocks in ``archsim.workloads.dit_blocks``; HunyuanVideo in ``dit_hunyuan``), its
+matrix work equal to diffusers' own (``tests/test_dit_family.py`` against FlopCounterMode, ``tests/data/diffusers_counts.json``).
 
 A generation is ``steps`` sampler steps of the pipeline's denoising loop, one phase repeated
 once per network evaluation: the forward (or two), classifier-free guidance's combine and the
 sampler's update of the latent. Guidance runs as the pipeline runs it: ``batched`` doubles the
 batch of one forward (SD3 and PixArt-alpha: ``torch.cat([latents] * 2)``), ``sequential`` runs
 a conditional and an unconditional forward one after the other (Wan 2.1; FLUX with
-``true_cfg_scale`` > 1), ``none`` one forward (FLUX.1-dev is guidance-distilled: the guidance
-scale enters as an embedding). Left out, and said where: the text encoders (CLIP, T5, UMT5) run
+``true_cfg_scale`` > 1), ``none`` one forward (FLUX.1-dev and HunyuanVideo are guidance-distilled: the guidance
+scale enters as an embedding). Left out, and said where: the text encoders (CLIP, T5, UMT5, Llama) run
 once per prompt, not per step, and the VAE decoder once at the end; the sampler's update is one
 multiply-add over the latent whatever its order.
 
@@ -43,6 +43,7 @@ from archsim.workloads.dit_blocks import (Heads, embed_mlp, flux_single_block, m
                                           pixart_block, wan_block)
 from archsim.workloads.dit_family_cache import StepLowering
 from archsim.workloads.dit_family_rules import check_supported, family_plans
+from archsim.workloads.dit_hunyuan import hunyuan_video
 from archsim.workloads.dit_models import FAMILIES, DiTModel, FluxConfig, PixArtConfig, SD3Config, resolve_dit_model
 from archsim.workloads.schedules import FULL, StepPlan, check_schedule, parse_schedule, phase_names
 
@@ -78,6 +79,10 @@ PIPELINES = {
     # pipeline_wan.py: 50 steps, guidance 5 as a second forward, 512 UMT5 tokens, 81 frames,
     # UniPC; the VAE keeps the first frame and then one latent frame per 4
     "wan2.1": Pipeline(50, "sequential", 512, "unipc_multistep", frames=81, temporal=4),
+    # pipeline_hunyuan_video.py: 50 flow-match Euler steps, guidance_scale 6 as an embedding and
+    # true_cfg_scale 1 (one pass), Llama max_sequence_length 256 (after the template's crop), 129
+    # frames, the VAE's temporal factor 4 (first frame kept)
+    "hunyuan_video": Pipeline(50, "none", 256, "flow_match_euler", frames=129, temporal=4),
 }
 MAX_FORWARDS = dit.MAX_FORWARDS  # a documented limit: network evaluations of one generation
 
@@ -181,7 +186,7 @@ class DiffusionTransformerWorkload(WorkloadSpec):
         check_supported(schedule, model.family, model.CLASS, paths.source("schedule"))
         depth = sum(getattr(model, key, 0) for key in ("num_layers", "num_single_layers"))
         plans = self._built["plans"] = family_plans(schedule, model.family, forwards, depth, model=model,
-                                                    tokens=geo.tokens, text=geo.text)
+                                                    tokens=geo.tokens, text=geo.text, height=self.height)
         counts: dict[StepPlan, int] = {}
         for plan in plans:  # first-seen order
             counts[plan] = counts.get(plan, 0) + 1
@@ -224,7 +229,8 @@ def forward(graph: OpGraph, model: DiTModel, geo: Geometry, precision: Precision
     output [batch x tokens, patch_out]."""
     step = StepLowering(graph, model, plan, precision, scope, tp, tag)
     step.geo, step.batch = geo, geo.batch
-    lower = {"flux": _flux, "sd3": _sd3, "pixart_alpha": _pixart, "wan2.1": _wan}[model.family]
+    lower = {"flux": _flux, "sd3": _sd3, "pixart_alpha": _pixart, "wan2.1": _wan, "hunyuan_video": hunyuan_video}[
+        model.family]
     return lower(model, geo, step.builder(""), step)
 
 

@@ -8,20 +8,25 @@ rule applies, on the family's cacheable units (``archsim.workloads.dit_blocks.UN
 
 - ``reuse`` (FORA): its model-agnostic rule everywhere;
 - ``taylorseer``: TaylorSeer-FLUX's (three warm-up steps, differences from the third, interval 6
-  and order 1 unless set) on FLUX; the DiT rule elsewhere;
-- ``teacache``: the FLUX rule everywhere (TeaCache4Wan2.1 decides each pass with the same rule);
+  and order 1 unless set) on FLUX, TaylorSeer-HunyuanVideo's (one warm-up step, interval 5, order
+  1) on HunyuanVideo; the DiT rule elsewhere;
+- ``teacache``: the FLUX rule everywhere (TeaCache4Wan2.1 decides each pass with the same rule,
+  TeaCache4HunyuanVideo is that rule and probe);
 - ``magcache``: MagCache4FLUX's rule on FLUX, SD3 and PixArt; MagCache4Wan2.1's on Wan 2.1
   (retention over the passes, a strict comparison, no forced step; its published 1.3B ratios
-  and settings unless set);
+  and settings unless set); MagCache4HunyuanVideo's on HunyuanVideo (retention int(r x n), no
+  forced step, its 720p or 544p ratios and settings unless set);
 - ``icc``: the DiT rule everywhere;
 - ``speca``: SpeCa-FLUX's settings (order 2, at most 8 forecasts in a row, unless set) on FLUX,
-  its check on the last single block's fused output; the DiT rule elsewhere, the check on the last
-  block's units;
+  SpeCa-HunyuanVideo's (one warm-up step, order 1, checks from the 4th forecast, at most 12) on
+  HunyuanVideo, the check on the last single block's fused output; the DiT rule elsewhere, the
+  check on the last block's units;
 - ``l2c``, ``harmonica``: their DiT rule (a mask or router table over the model's blocks, FLUX's
   double-stream blocks first, then its single-stream ones);
-- ``toca``, ``duca``: ToCa's FLUX and PixArt-alpha code, DuCa's PixArt-alpha rule
-  (``archsim.workloads.dit_family_toca``); no code for SD3 and Wan 2.1: ToCa-FLUX's double-stream
-  rule and settings on SD3's joint blocks, ToCa's PixArt-alpha rule and settings on Wan 2.1.
+- ``toca``, ``duca``: ToCa's FLUX and PixArt-alpha code, DuCa's PixArt-alpha rule, the 'ToCa' and
+  'DuCa' modes of TaylorSeer-HunyuanVideo (``archsim.workloads.dit_family_toca``); no code for SD3
+  and Wan 2.1: ToCa-FLUX's double-stream rule and settings on SD3's joint blocks, ToCa's
+  PixArt-alpha rule and settings on Wan 2.1.
 
 A schedule not lowered for a family is an error naming both.
 """
@@ -30,11 +35,13 @@ from __future__ import annotations
 
 from archsim.errors import ConfigError
 from archsim.workloads.schedules import Schedule, StepPlan
+from archsim.workloads.schedules_taylor import taylor_plans
 from archsim.workloads.dit_family_toca import FAMILIES as TOKEN_FAMILIES
 from archsim.workloads.dit_family_toca import token_plans
 from archsim.workloads.schedules_adaptive import data_path, nearest_interp, read_curve, read_decisions
 
-FAMILIES = ("flux", "sd3", "pixart_alpha", "wan2.1")
+FAMILIES = ("flux", "sd3", "pixart_alpha", "wan2.1", "hunyuan_video")
+STREAMS = ("flux", "hunyuan_video")  # double-stream blocks, then single-stream blocks
 # (schedule, family) pairs lowered: every family runs these
 SUPPORTED = {family: ("none", "reuse", "taylorseer", "teacache", "magcache", "icc", "speca", "l2c", "harmonica", "toca",
                       "duca") for family in FAMILIES}
@@ -45,6 +52,11 @@ assert set(TOKEN_FAMILIES) == set(FAMILIES)
 # derivative_approximation: differences only when step > first_enhance - 2.
 TAYLORSEER_FLUX = {"interval": 6, "order": 1}
 TAYLORSEER_FLUX_FIRST_ENHANCE = 3
+# Shenyi-Z/TaylorSeer TaylorSeer-HunyuanVideo/hyvideo/modules/cache_functions/cache_init.py, mode
+# 'Taylor': fresh_threshold 5, max_order 1, first_enhance 1 (cal_type.py and taylor_utils as FLUX's:
+# full at step 0, then every 5th; differences from step first_enhance - 1 = 0)
+TAYLORSEER_HUNYUAN = {"interval": 5, "order": 1}
+TAYLORSEER_HUNYUAN_FIRST_ENHANCE = 1
 
 # Zehong-Ma/MagCache MagCache4Wan2.1/magcache_generate.py: the T2V-1.3B magnitude ratios (line
 # 912, after the two 1.0 paddings), the conditional and unconditional passes interleaved, 50
@@ -66,6 +78,26 @@ MAGCACHE_WAN = {"thresh": 0.12, "max_skips": 4, "retention_ratio": 0.2}
 # 'Taylor': max_order 2, first_enhance 3 (as SpeCa's DiT); flux/cli.py: --max-taylor-steps 8,
 # --min-taylor-steps 2 (base_threshold 7.0, decay_rate 0.3: the pass rate stays archsim's acceptance)
 SPECA_FLUX = {"order": 2, "max_taylor_steps": 8}
+# Shenyi-Z/Cache4Diffusion hunyuan_video/speca-hunyuan_video/hyvideo/modules/cache_functions/
+# cache_init.py, mode 'Taylor': max_order 1, first_enhance 1, min_taylor_steps 4, max_taylor_steps 12
+# (base_threshold 1, decay_rate 0.1: the pass rate stays archsim's acceptance); cal_type.py as FLUX's
+SPECA_HUNYUAN = {"order": 1, "min_taylor_steps": 4, "max_taylor_steps": 12}
+SPECA_HUNYUAN_FIRST_ENHANCE = 1
+# Zehong-Ma/MagCache MagCache4HunyuanVideo/magcache_sample_video.py, main: magcache_thresh 0.24,
+# magcache_K 6, retention_ratio 0.2; mag_ratios for --video-size 720 1280 and 544 960 (50 steps)
+MAGCACHE_HUNYUAN = {"thresh": 0.24, "max_skips": 6, "retention_ratio": 0.2}
+HUNYUAN_MAG_RATIOS = {
+    720: (1.0, 1.0754, 1.27807, 1.11596, 1.09504, 1.05188, 1.00844, 1.05779, 1.00657, 1.04142, 1.03101, 1.00679,
+          1.02556, 1.00908, 1.06949, 1.05438, 1.02214, 1.02321, 1.03019, 1.00779, 1.03381, 1.01886, 1.01161, 1.02968,
+          1.00544, 1.02822, 1.00689, 1.02119, 1.0105, 1.01044, 1.01572, 1.02972, 1.0094, 1.02368, 1.0226, 0.98965,
+          1.01588, 1.02146, 1.0018, 1.01687, 0.99436, 1.00283, 1.01139, 0.97122, 0.98251, 0.94513, 0.97656, 0.90943,
+          0.85703, 0.75456),
+    544: (1.0, 1.06971, 1.29073, 1.11245, 1.09596, 1.05233, 1.01415, 1.05672, 1.00848, 1.03632, 1.02974, 1.00984,
+          1.03028, 1.00681, 1.06614, 1.05022, 1.02592, 1.01776, 1.02985, 1.00726, 1.03727, 1.01502, 1.00992, 1.03371,
+          0.9976, 1.02742, 1.0093, 1.01869, 1.00815, 1.01461, 1.01152, 1.03082, 1.0061, 1.02162, 1.01999, 0.99063,
+          1.01186, 1.0217, 0.99947, 1.01711, 0.9904, 1.00258, 1.00878, 0.97039, 0.97686, 0.94315, 0.97728, 0.91154,
+          0.86139, 0.76592),
+}
 
 
 def check_supported(schedule: Schedule, family: str, cls: str, source: str) -> None:
@@ -76,15 +108,20 @@ def check_supported(schedule: Schedule, family: str, cls: str, source: str) -> N
 
 
 def family_plans(schedule: Schedule, family: str, steps: int, depth: int, model=None, tokens: int = 0,
-                 text: int = 0) -> list[StepPlan]:
+                 text: int = 0, height: int = 0) -> list[StepPlan]:
     """One plan per network evaluation of the pipeline's loop (both passes of sequential
-    guidance take the step's plan); ToCa and DuCa need the model and its tokens (image, text)."""
+    guidance take the step's plan); ToCa and DuCa need the model and its tokens (image, text),
+    MagCache on HunyuanVideo the frame height (its ratios are per resolution)."""
     if schedule.NAME in ("toca", "duca"):
         return token_plans(schedule, model, steps, tokens, text)
-    if schedule.NAME == "taylorseer" and family == "flux":
-        return taylorseer_flux(schedule, steps)
+    if schedule.NAME == "taylorseer" and family in STREAMS:
+        return taylorseer_family(schedule, steps, family)
     if schedule.NAME == "magcache" and family == "wan2.1":
         return magcache_wan(schedule, steps)
+    if schedule.NAME == "magcache" and family == "hunyuan_video":
+        return magcache_hunyuan(schedule, steps, height)
+    if schedule.NAME == "speca" and family == "hunyuan_video":
+        return speca_hunyuan(schedule, steps)
     if schedule.NAME == "speca" and family == "flux":  # cal_type.py: SpeCa's DiT rule, FLUX's settings
         unset = {k: v for k, v in SPECA_FLUX.items() if k not in schedule.model_fields_set}
         return schedule.model_copy(update=unset).plans(steps)
@@ -96,14 +133,61 @@ def _setting(schedule: Schedule, name: str, defaults: dict):
     return getattr(schedule, name) if name in schedule.model_fields_set else defaults[name]
 
 
-def taylorseer_flux(schedule, steps: int) -> list[StepPlan]:
-    # TaylorSeer-FLUX cal_type.py: the step counts up; full while step < first_enhance or when
-    # cache_counter == fresh_interval - 1 (cal_threshold = round(fresh_threshold / 1): force_scheduler's
-    # step weight is 0); derivative_approximation from step first_enhance - 1 on.
-    return schedule.plans_with(steps, _setting(schedule, "interval", TAYLORSEER_FLUX),
-                               _setting(schedule, "order", TAYLORSEER_FLUX),
-                               first_enhance=TAYLORSEER_FLUX_FIRST_ENHANCE,
-                               derivative_from=TAYLORSEER_FLUX_FIRST_ENHANCE - 1)
+def taylorseer_family(schedule, steps: int, family: str) -> list[StepPlan]:
+    # TaylorSeer-FLUX's and TaylorSeer-HunyuanVideo's cal_type.py: the step counts up; full while
+    # step < first_enhance or when cache_counter == fresh_interval - 1 (cal_threshold =
+    # round(fresh_threshold / 1): force_scheduler's step weight is 0); derivative_approximation
+    # from step first_enhance - 1 on.
+    settings, first = (TAYLORSEER_FLUX, TAYLORSEER_FLUX_FIRST_ENHANCE) if family == "flux" else \
+        (TAYLORSEER_HUNYUAN, TAYLORSEER_HUNYUAN_FIRST_ENHANCE)
+    return schedule.plans_with(steps, _setting(schedule, "interval", settings), _setting(schedule, "order", settings),
+                               first_enhance=first, derivative_from=first - 1)
+
+
+def speca_hunyuan(schedule, steps: int) -> list[StepPlan]:
+    """SpeCa-HunyuanVideo's cal_type (the step counting up): SpeCa's rule (``SpeCa.plans``) with
+    one warm-up step and that code's settings unless set."""
+    unset = {k: v for k, v in SPECA_HUNYUAN.items() if k not in schedule.model_fields_set}
+    s = schedule.model_copy(update=unset)
+    chain, kinds, counter = s.chain(), [], 0
+    for k in range(steps):
+        if kinds and kinds[-1] is None:  # a full step: the next forecasts, unchecked
+            kind, counter = "taylor", 1
+        elif k < SPECA_HUNYUAN_FIRST_ENHANCE or counter >= chain:
+            kind, counter = None, 0
+        else:
+            kind, counter = "speca" if counter >= s.min_taylor_steps else "taylor", counter + 1
+        kinds.append(kind)
+    return taylor_plans(kinds, s.order)
+
+
+def magcache_hunyuan(schedule, steps: int, height: int) -> list[StepPlan]:
+    """MagCache4HunyuanVideo's magcache_forward: from cnt >= int(retention_ratio x n) (no + 0.5)
+    accumulated_ratio *= mag_ratios[cnt], steps + 1, err += |1 - ratio|; skip while err <= thresh
+    and steps <= K, else reset; nothing forced. The ratios its main picks by height (720 or 544;
+    another height takes the nearer one's), nearest_interp to n steps; or the schedule's curve."""
+    start = int(steps * _setting(schedule, "retention_ratio", MAGCACHE_HUNYUAN))
+    decide = [k >= start for k in range(steps)]
+    if schedule.decisions is not None:
+        return schedule.plans_from(read_decisions(data_path(schedule.decisions), steps), decide)
+    curve = read_curve(data_path(schedule.mag_ratios), "a MagCache ratio CSV", "mag_ratio", positive=True) \
+        if "mag_ratios" in schedule.model_fields_set else \
+        list(HUNYUAN_MAG_RATIOS[min(HUNYUAN_MAG_RATIOS, key=lambda h: abs(h - height))])
+    ratios, keep = nearest_interp(curve, steps), schedule.keep_full if "keep_full" in schedule.model_fields_set else []
+    thresh, skips = _setting(schedule, "thresh", MAGCACHE_HUNYUAN), _setting(schedule, "max_skips", MAGCACHE_HUNYUAN)
+    ratio, skipped, error, out = 1.0, 0, 0.0, []
+    for k in range(steps):
+        skip = False
+        if k >= start and k > 0:  # step 0: no residual yet
+            ratio *= ratios[k]
+            skipped += 1
+            error += abs(1 - ratio)
+            point = round(k * ((len(curve) - 1) / (steps - 1)))  # nearest_interp's index (k > 0: n > 1)
+            skip = error <= thresh and skipped <= skips and point not in keep
+            if not skip:
+                ratio, skipped, error = 1.0, 0, 0.0
+        out.append(not skip)
+    return schedule.plans_from(out, decide)
 
 
 def magcache_wan(schedule, steps: int) -> list[StepPlan]:
@@ -154,7 +238,7 @@ def first_block(model) -> tuple[str, int, int | None]:
     """The stack holding block 0 (TeaCache probes its modulation): its name, its blocks and its
     modulation's chunks (None: PixArt's table, no projection of its own)."""
     family = model.family
-    if family == "flux":
+    if family in STREAMS:
         return ("transformer_blocks", model.num_layers, 6) if model.num_layers else \
             ("single_transformer_blocks", model.num_single_layers, 3)
     if family == "sd3":
@@ -168,7 +252,7 @@ def first_block(model) -> tuple[str, int, int | None]:
 
 def last_stack(model) -> str:
     """The stack holding the model's last block (SpeCa checks it)."""
-    if model.family == "flux":
+    if model.family in STREAMS:
         return "single_transformer_blocks" if model.num_single_layers else "transformer_blocks"
     if model.family == "sd3":  # _sd3's runs of blocks alike: the last block is a run of its own
         kinds = [(i in model.dual_attention_layers, i == model.num_layers - 1) for i in range(model.num_layers)]

@@ -1,5 +1,6 @@
 """ToCa and DuCa on the diffusers families (``kind: diffusion_transformer``), as the authors' code
-for FLUX and PixArt-alpha runs them (docs/sources/schedules.md, "On the diffusers family").
+for FLUX, PixArt-alpha and HunyuanVideo runs them (docs/sources/schedules.md, "On the diffusers
+family").
 
 Rules (which steps run in full, how many tokens each unit recomputes):
 
@@ -14,6 +15,14 @@ Rules (which steps run in full, how many tokens each unit recomputes):
 - DuCa (Shenyi-Z/DuCa DuCa-PixArt-alpha cal_type.py): full at step % N == 0, odd remainders ToCa,
   even remainders skip every block; force_scheduler's step weight 0. DuCa publishes no FLUX code:
   on FLUX its PixArt rule with ToCa-FLUX's ratios;
+- HunyuanVideo: the 'ToCa' and 'DuCa' modes of Shenyi-Z/TaylorSeer TaylorSeer-HunyuanVideo
+  (hyvideo/modules/cache_functions: cache_init.py fresh_threshold 5, fresh_ratio 0.1, first_enhance
+  1, cache_type 'random'; cal_type.py: full at step 0 and every 5th, DuCa's odd counters ToCa and
+  even ones skip every block; fresh_ratio_scheduler.py 'ToCa' as FLUX's; score_evaluate.py:
+  torch.rand scores, no frequency score; models.py: the double blocks' attention outputs reused,
+  each stream's MLP on its top tokens; the single block's linear1 and linear2 on its top tokens
+  beside the cached attention context, their result not scattered (update_cache commented out):
+  the block reads its cached output whole);
 - SD3 / SD3.5 and Wan 2.1: no authors' code; the closest published rule (``RULE``): SD3's joint
   blocks take ToCa-FLUX's double-stream rule and settings (every block a double-stream one, layer
   counted from 0; the last, context_pre_only, block its image MLP only; SD3.5's attn2 as the
@@ -45,14 +54,16 @@ from archsim.ir.tensor import Tensor
 from archsim.workloads.schedules import StepPlan
 from archsim.workloads.schedules_ops import ScheduleWork, sort_function
 
-FAMILIES = ("flux", "sd3", "pixart_alpha", "wan2.1")
+FAMILIES = ("flux", "sd3", "pixart_alpha", "wan2.1", "hunyuan_video")
 # The code whose rule each family takes: its own (FLUX, PixArt-alpha), else the closest published
 # one (no authors' code exists): SD3's joint blocks ToCa-FLUX's double-stream rule, Wan 2.1's
 # blocks (self-attention, cross-attention, FFN) ToCa's PixArt-alpha rule
-RULE = {"flux": "flux", "sd3": "flux", "pixart_alpha": "pixart_alpha", "wan2.1": "pixart_alpha"}
+RULE = {"flux": "flux", "sd3": "flux", "pixart_alpha": "pixart_alpha", "wan2.1": "pixart_alpha",
+        "hunyuan_video": "hunyuan_video"}
 # (fresh_threshold, fresh_ratio) of the authors' code per rule, when the user sets neither
 DEFAULTS = {("toca", "flux"): (4, 0.1), ("duca", "flux"): (4, 0.1), ("toca", "pixart_alpha"): (3, 0.3),
-            ("duca", "pixart_alpha"): (3, 0.3)}
+            ("duca", "pixart_alpha"): (3, 0.3), ("toca", "hunyuan_video"): (5, 0.1),
+            ("duca", "hunyuan_video"): (5, 0.1)}
 
 
 class TokenWork(ScheduleWork):
@@ -60,10 +71,14 @@ class TokenWork(ScheduleWork):
     spatial bonus (index to float, / threshold, x weight, add: 4 a token); ``cfg_entropy``
     PixArt's attn_score on the cross map: the conditional and unconditional halves averaged (2),
     then -sum p log(p + 1e-7) (add, log, multiply, add: 4): 6 an element; ``entropy`` the same on
-    one pass's map (Wan 2.1's sequential guidance: each pass scores its own): 4 an element."""
+    one pass's map (Wan 2.1's sequential guidance: each pass scores its own): 4 an element;
+    ``uniform_random`` TaylorSeer-HunyuanVideo's torch.rand scores: ASSUMPTION: curand's
+    Philox4_32_10 (Salmon et al., SC 2011), 10 rounds of two 32-bit multiplies (high and low
+    halves, 4) and 4 xors, 9 key bumps of 2 adds, for 4 numbers (24.5 each), then the convert and
+    scale to [0, 1) (2): 27 an element."""
 
     PASSES: ClassVar = {**ScheduleWork.PASSES, "toca_s3": (Pass(4),), "cfg_entropy": (Pass(6),),
-                        "entropy": (Pass(4),)}
+                        "entropy": (Pass(4),), "uniform_random": (Pass(27),)}
 
 
 def _settings(schedule, family: str) -> tuple[int, float]:
@@ -80,6 +95,8 @@ def step_kinds(schedule, family: str, steps: int) -> list[str]:
         if schedule.NAME == "duca":  # DuCa cal_type.py; force_scheduler: round(N / 1)
             interval = n
             kind = "full" if step == 0 or step % interval == 0 else "toca" if (step % interval) % 2 == 1 else "skip"
+        elif RULE[family] == "hunyuan_video":  # TaylorSeer-HunyuanVideo cal_type.py, first_enhance 1
+            kind = "full" if step % n == 0 else "toca"
         elif RULE[family] == "flux":  # flux-ToCa cal_type.py
             first = step <= 2 if ratio != 0 else step == 0
             interval = n if first else threshold
@@ -102,7 +119,7 @@ def fresh_share(schedule, family: str, step: int, steps: int, layer: int, module
     _, ratio = _settings(schedule, family)
     if schedule.ratio_schedule == "constant":
         share = ratio
-    elif RULE[family] == "flux":
+    elif RULE[family] in ("flux", "hunyuan_video"):
         share = ratio * (1 + 0.5 - 2 * 0.5 * layer / 27) * (0.4 if module == "double" else 1.6)
     else:
         step_factor = 1 + 0.9 - 2 * 0.9 * step / steps
@@ -119,7 +136,7 @@ def token_plans(schedule, model, steps: int, tokens: int, text: int) -> list[Ste
     ``extra['fresh']``: per block, the fresh tokens of each token-wise unit in call order."""
     family = model.family
     kinds = step_kinds(schedule, family, steps)
-    if family == "flux":
+    if family in ("flux", "hunyuan_video"):
         layers = [("double", i) for i in range(model.num_layers)] + \
                  [("single", i) for i in range(model.num_single_layers)]
     elif family == "sd3":  # the last block (context_pre_only) has no text MLP
@@ -169,6 +186,13 @@ class Picker:
     def score(self, bb, batch: int, tokens: int) -> None:
         """score_evaluate, argsort and the cache_index update (cache_cutfresh.py)."""
         u, n = self.units, self.name
+        if RULE[u.family] == "hunyuan_video":  # score_evaluate.py, 'random': torch.rand(B, N), argsort
+            score = bb.act(f"{n}.score.random", batch, tokens)
+            bb.add(TokenWork, f"{n}.score.random", (bb.constant("rng_state", 1, 2),), (score,), batch, tokens,
+                   "uniform_random")
+            self.order = bb.act(f"{n}.score.argsort", batch, tokens, dtype=DType.INT32)
+            bb.add(ScheduleWork, f"{n}.score.argsort", (score,), (self.order,), batch, tokens, sort_function(tokens))
+            return
         if RULE[u.family] == "flux":  # scores.py attn_score: F.normalize of the map's slice for the stream
             source = bb.feature_cache("cache.attn_map", batch, u.tokens + u.text)
             normal = bb.act(f"{n}.score.normalize", batch, tokens)
@@ -238,7 +262,8 @@ class TokenUnits:
             pick.score(b, batch, r // batch)
             return (cache,)
         (out,) = compute(b, pick)
-        b.add(ops.CacheWrite, f"cache.{name}_out.update", (out,), (cache,))  # update_cache.py: scattered
+        if rule != "hunyuan_video" or name != "proj_out":  # TaylorSeer-HunyuanVideo: not scattered
+            b.add(ops.CacheWrite, f"cache.{name}_out.update", (out,), (cache,))  # update_cache.py: scattered
         if rule == "pixart_alpha" and name == "attn2" and pick.fresh:  # the fresh rows of the map
             self._cross_map(b, pick.fresh, write=True)
         return (cache,)
@@ -253,7 +278,7 @@ class TokenUnits:
                 b.add(ops.CacheWrite, f"cache.{n}_context.write", (out,), (b.feature_cache(f"cache.{n}_context", r, d),))
                 continue
             b.add(ops.CacheWrite, f"cache.{n}_out.write", (out,), (b.feature_cache(f"cache.{n}_out", r, d),))
-            if self.family == "flux" and n == "proj_out":  # the single block's attention context too
+            if n == "proj_out":  # the single block's attention context too (FLUX, HunyuanVideo)
                 n_all = batch * (self.tokens + self.text)
                 context = b.child("attn").act("context", n_all, d // b.tp)
                 b.add(ops.CacheWrite, "cache.attn_context.write", (context,),

@@ -10,12 +10,14 @@ diffusers ``__init__`` takes and that ``__init__``'s defaults (diffusers 0.42.1,
 - ``PixArtTransformer2DModel`` (pixart_transformer_2d.py): PixArt-alpha, adaLN-single blocks
   with cross-attention to the text; also the ``Transformer2DModel`` name its published configs
   carry, which diffusers remaps to this class when ``norm_type`` is ``ada_norm_single``;
-- ``WanTransformer3DModel`` (transformer_wan.py): Wan 2.1 text-to-video.
+- ``WanTransformer3DModel`` (transformer_wan.py): Wan 2.1 text-to-video;
+- ``HunyuanVideoTransformer3DModel`` (transformer_hunyuan_video.py): HunyuanVideo text-to-video,
+  a token refiner over the text, dual-stream then single-stream blocks.
 
 Keys that do not change the operator graph (versions, dropout, epsilons) are in ``INERT``; any
 other key the class does not take is a warning (the counts may miss what it does); a value that
-changes the compute in a way archsim does not model (Wan's image conditioning, a GEGLU MLP) is
-an error naming the key.
+changes the compute in a way archsim does not model (Wan's and HunyuanVideo's image conditioning,
+a GEGLU MLP) is an error naming the key.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, model_validator
 
-from archsim.config.fields import Count, NonNegativeCount, Strict
+from archsim.config.fields import Count, NonNegativeCount, PositiveFactor, Strict
 from archsim.config.loader import Layered, validate_layered
 from archsim.config.yamlio import MAX_YAML_BYTES, read_yaml_mapping
 from archsim.errors import ArchsimWarning, ConfigError, FieldError
@@ -215,13 +217,64 @@ class WanConfig(_Published):
         return tuple(self.patch_size)  # type: ignore[return-value]
 
 
+class HunyuanVideoConfig(_Published):
+    """HunyuanVideoTransformer3DModel, text-to-video: its ``__init__``'s keys and defaults.
+    ``image_condition_type`` (HunyuanVideo-I2V: ``latent_concat``, ``token_replace``) is not
+    modelled; the query/key norms are per head (the attention processor unflattens the heads first)."""
+
+    FAMILY: ClassVar[str] = "hunyuan_video"
+    CLASS: ClassVar[str] = "HunyuanVideoTransformer3DModel"
+    in_channels: Count = 16
+    out_channels: Count | None = 16
+    num_attention_heads: Count = 24
+    attention_head_dim: Count = 128
+    num_layers: NonNegativeCount = 20
+    num_single_layers: NonNegativeCount = 40
+    num_refiner_layers: NonNegativeCount = 2
+    mlp_ratio: PositiveFactor = 4.0
+    patch_size: Count = 2
+    patch_size_t: Count = 1
+    qk_norm: Literal["rms_norm", "layer_norm"] | None = "rms_norm"
+    guidance_embeds: bool = True
+    text_embed_dim: Count = 4096
+    pooled_projection_dim: Count = 768
+    rope_theta: PositiveFactor = 256.0
+    rope_axes_dim: tuple[Count, Count, Count] = (16, 56, 56)
+    image_condition_type: Literal["latent_concat", "token_replace"] | None = None
+
+    @property
+    def patch(self) -> tuple[int, int, int]:
+        return (self.patch_size_t, self.patch_size, self.patch_size)
+
+    @property
+    def mlp(self) -> int:
+        """The blocks' MLP width: ``int(hidden_size * mlp_ratio)`` (FeedForward's inner_dim, the
+        single block's mlp_dim); the token refiner's is 4 x the width whatever this is."""
+        return int(self.hidden * self.mlp_ratio)
+
+    @model_validator(mode="after")
+    def _checks(self) -> "HunyuanVideoConfig":
+        if self.image_condition_type is not None:
+            raise FieldError("image_condition_type", f"{self.image_condition_type!r}: HunyuanVideo-I2V's image "
+                             "conditioning is not modelled; text-to-video only (null)")
+        if sum(self.rope_axes_dim) != self.attention_head_dim or any(a % 2 for a in self.rope_axes_dim):
+            raise FieldError("rope_axes_dim", f"{list(self.rope_axes_dim)}: expected even sizes adding up to "
+                             f"attention_head_dim ({self.attention_head_dim}), the rotary table's width")
+        if self.num_layers + self.num_single_layers == 0:
+            raise FieldError("num_layers", "a HunyuanVideo transformer needs at least one block (num_layers or "
+                             "num_single_layers)")
+        if self.mlp == 0:
+            raise FieldError("mlp_ratio", f"{self.mlp_ratio} x {self.hidden} is an MLP of no width")
+        return self
+
+
 CLASSES: dict[str, type[_Published]] = {
     "FluxTransformer2DModel": FluxConfig, "SD3Transformer2DModel": SD3Config,
     "PixArtTransformer2DModel": PixArtConfig, "Transformer2DModel": PixArtConfig,
-    "WanTransformer3DModel": WanConfig,
+    "WanTransformer3DModel": WanConfig, "HunyuanVideoTransformer3DModel": HunyuanVideoConfig,
 }
 FAMILIES = {cls.FAMILY: cls for cls in CLASSES.values()}
-DiTModel = FluxConfig | SD3Config | PixArtConfig | WanConfig
+DiTModel = FluxConfig | SD3Config | PixArtConfig | WanConfig | HunyuanVideoConfig
 MAX_MODEL_BYTES = MAX_YAML_BYTES  # a documented limit: model configs of at most 1 MiB
 
 

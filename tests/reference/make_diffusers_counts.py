@@ -1,11 +1,12 @@
 """Reference counts from diffusers' own transformer classes (not run in CI: it needs torch and
 diffusers).
 
-For each family ``kind: diffusion_transformer`` reads (FLUX.1, SD3 / SD3.5, PixArt-alpha, Wan 2.1),
-a small config of that very class (a few blocks, narrow widths, every feature the family has
-switched on: FLUX's guidance embedding and its absence, SD3.5's per-head query/key norms and
-dual-attention blocks, PixArt's resolution and aspect-ratio conditions) is built on the CPU
-with random weights and counted:
+For each family ``kind: diffusion_transformer`` reads (FLUX.1, SD3 / SD3.5, PixArt-alpha, Wan 2.1,
+HunyuanVideo), a small config of that very class (a few blocks, narrow widths, every feature the
+family has switched on: FLUX's guidance embedding and its absence, SD3.5's per-head query/key norms
+and dual-attention blocks, PixArt's resolution and aspect-ratio conditions, HunyuanVideo's token
+refiner, guidance embedding, an MLP ratio other than the refiner's fixed 4 and a temporal patch) is
+built on the CPU with random weights and counted:
 - matrix parameters: every parameter of two or more dimensions (linear and convolution
   weights, PixArt's and Wan's ``scale_shift_table``s);
 - MACs of one forward of the transformer, at a non-square latent and batch 2, by torch's
@@ -43,6 +44,7 @@ CLASSES = {
     # diffusers remaps a Transformer2DModel config with norm_type ada_norm_single to PixArt's class
     "Transformer2DModel": diffusers.PixArtTransformer2DModel,
     "WanTransformer3DModel": diffusers.WanTransformer3DModel,
+    "HunyuanVideoTransformer3DModel": diffusers.HunyuanVideoTransformer3DModel,
 }
 # One forward of each bundled workload (workloads/*.yaml): its batch as the transformer sees it
 # (doubled by guidance where the pipeline batches it), latent tokens and text tokens
@@ -51,6 +53,8 @@ BUNDLED = {
     "sd3_medium_transformer.json": {"batch": 2, "grid": [1, 64, 64], "text": 333},  # sd3_medium_1024.yaml
     "pixart_alpha_xl_2_1024_ms_transformer.json": {"batch": 2, "grid": [1, 64, 64], "text": 120},
     "wan2.1_t2v_1.3b_transformer.json": {"batch": 1, "grid": [21, 30, 52], "text": 512},  # wan21_1.3b_480p.yaml
+    # hunyuanvideo_720p.yaml: 720 x 1280, 129 frames -> 33 latent frames of 90 x 160, patches 1 x 2 x 2
+    "hunyuanvideo_transformer.json": {"batch": 1, "grid": [33, 45, 80], "text": 256},
 }
 SMALL = {
     "flux_dev": {"_class_name": "FluxTransformer2DModel", "patch_size": 1, "in_channels": 12, "num_layers": 2,
@@ -73,6 +77,16 @@ SMALL = {
     "wan2.1": {"_class_name": "WanTransformer3DModel", "patch_size": [1, 2, 2], "num_attention_heads": 2,
                "attention_head_dim": 16, "in_channels": 4, "out_channels": 4, "text_dim": 24, "freq_dim": 32,
                "ffn_dim": 48, "num_layers": 2, "rope_max_seq_len": 32},
+    "hunyuan_video": {"_class_name": "HunyuanVideoTransformer3DModel", "in_channels": 4, "out_channels": 4,
+                      "num_attention_heads": 2, "attention_head_dim": 16, "num_layers": 2, "num_single_layers": 2,
+                      "num_refiner_layers": 2, "mlp_ratio": 3.0, "patch_size": 2, "patch_size_t": 1,
+                      "qk_norm": "rms_norm", "guidance_embeds": True, "text_embed_dim": 24,
+                      "pooled_projection_dim": 20, "rope_axes_dim": [4, 6, 6]},
+    "hunyuan_video_pt2": {"_class_name": "HunyuanVideoTransformer3DModel", "in_channels": 4, "out_channels": 8,
+                          "num_attention_heads": 2, "attention_head_dim": 8, "num_layers": 1, "num_single_layers": 1,
+                          "num_refiner_layers": 1, "mlp_ratio": 4.0, "patch_size": 1, "patch_size_t": 2,
+                          "qk_norm": "layer_norm", "guidance_embeds": False, "text_embed_dim": 12,
+                          "pooled_projection_dim": 10, "rope_axes_dim": [2, 2, 4]},
 }
 
 
@@ -106,6 +120,16 @@ def inputs(config: dict, batch: int, grid: tuple[int, int, int], text: int) -> d
                 "encoder_hidden_states": torch.randn(b, text, config["caption_channels"]),
                 "added_cond_kwargs": {"resolution": torch.tensor([[64.0 * h, 64.0 * w]] * b),
                                       "aspect_ratio": torch.tensor([[h / w]] * b)}}
+    if name == "HunyuanVideoTransformer3DModel":  # the Llama tokens padded to the length, their mask
+        pt, p = config.get("patch_size_t", 1), config.get("patch_size", 2)
+        mask = torch.ones(b, text)
+        mask[0, text // 2:] = 0  # the first prompt shorter: the refiner's and the blocks' masks differ by sample
+        args = {"hidden_states": torch.randn(b, config["in_channels"], f * pt, h * p, w * p), "timestep": t,
+                "encoder_hidden_states": torch.randn(b, text, config["text_embed_dim"]),
+                "encoder_attention_mask": mask, "pooled_projections": torch.randn(b, config["pooled_projection_dim"])}
+        if config.get("guidance_embeds", True):  # pipeline_hunyuan_video.py: guidance_scale x 1000
+            args["guidance"] = torch.full((b,), 6000.0)
+        return args
     pt, ph, pw = config["patch_size"]
     return {"hidden_states": torch.randn(b, config["in_channels"], f * pt, h * ph, w * pw), "timestep": t,
             "encoder_hidden_states": torch.randn(b, text, config["text_dim"])}
@@ -128,7 +152,7 @@ def forward_macs(model, config: dict, batch: int, grid, text: int) -> tuple[int,
 def counts(name: str, config: dict) -> dict:
     torch.manual_seed(0)
     model = build(config).eval()
-    grid = list(GRID) if name.startswith("wan") else [1, *GRID[1:]]
+    grid = list(GRID) if name.startswith(("wan", "hunyuan")) else [1, *GRID[1:]]
     macs, by_op = forward_macs(model, config, BATCH, grid, TEXT)
     return {"config": config, "geometry": {"batch": BATCH, "grid": grid, "text": TEXT},
             "matrix_params": matrix_params(model), "macs": macs, "macs_by_op": by_op}
