@@ -42,6 +42,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from archsim.config.gpu import GpuConfig
 from archsim.dtypes import DType
 
@@ -92,18 +94,60 @@ class GemmPlan:
 
 
 def plan_gemm(hw: GpuConfig, shape: GemmShape) -> GemmPlan:
-    """The library's kernel for ``shape``: the fastest candidate (see the module docstring)."""
-    best = None
-    for tile in hw.gemm.tiles:
-        for split in hw.gemm.split_k:
-            if split > 1 and math.ceil(shape.k / split) < hw.gemm.k_tile:
-                continue  # each split needs at least one K step
-            for cluster in hw.gemm.clusters:
-                plan = _candidate(hw, shape, tile, split, tuple(cluster))
-                rank = (plan.time_s, plan.hbm_read + plan.hbm_write, plan.fetched)
-                if best is None or rank < best[0]:
-                    best = (rank, plan)
-    return best[1]
+    """The library's kernel for ``shape``: the fastest candidate (see the module docstring).
+
+    Every candidate is ranked at once, in arrays, by the very arithmetic ``_candidate`` does
+    (the same operations in the same order, so the same doubles); the first of the best, in
+    the order tiles, splits, clusters, is then built in full."""
+    kernels = [(tile, split, tuple(cluster)) for tile in hw.gemm.tiles for split in hw.gemm.split_k
+               if split == 1 or math.ceil(shape.k / split) >= hw.gemm.k_tile  # each split needs a K step
+               for cluster in hw.gemm.clusters]
+    time_s, hbm, fetched = _ranks(hw, shape, np.array([(t[0], t[1], s, c[0], c[1]) for t, s, c in kernels],
+                                                      dtype=np.float64).T)
+    best = np.lexsort((np.arange(len(kernels)), fetched, hbm, time_s))[0]
+    return _candidate(hw, shape, *kernels[best])
+
+
+def _ranks(hw: GpuConfig, shape: GemmShape, kernels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each kernel's (time, HBM bytes, bytes fetched from L2): ``_candidate``'s figures, as arrays
+    over the columns of ``kernels`` (tile rows, tile columns, split, cluster rows, cluster columns)."""
+    sm, gemm = hw.sm, hw.gemm
+    bm, bn, split, cluster_m, cluster_n = kernels
+    tm, tn = np.ceil(shape.m / bm), np.ceil(shape.n / bn)
+    k_steps = np.ceil(np.ceil(shape.k / split) / gemm.k_tile)
+    tiles = shape.batch * tm * tn * split
+    staged = gemm.stages * (bm + bn) * gemm.k_tile * shape.dtype.bytes
+    per_sm = np.maximum(1, np.minimum(sm.shared_memory // staged, sm.registers // (bm * bn * ACCUMULATOR_BYTES)))
+    wave = sm.count * per_sm
+    waves = np.ceil(tiles / wave)
+    rest = tiles - (waves - 1) * wave
+    tile_macs = bm * bn * k_steps * gemm.k_tile
+    rate = sm.tensor_macs_per_cycle[shape.dtype] * sm.tensor_efficiency * hw.clock
+    compute_s = ((waves - 1) * per_sm + np.ceil(rest / sm.count)) * tile_macs / rate
+    a = shape.m * shape.k * shape.a_bytes
+    b = shape.k * shape.n * shape.b_bytes
+    c = shape.m * shape.n * shape.out_bytes
+    cm, cn = np.minimum(cluster_m, tm), np.minimum(cluster_n, tn)
+    fetched = shape.batch * (a * tn / cn + b * tm / cm)
+    partials = np.where(split > 1, shape.batch * split * shape.m * shape.n * ACCUMULATOR_BYTES, 0.0)
+    half = hw.l2.resident_capacity
+    w_n = np.minimum(tn, np.ceil(np.sqrt(wave)))
+    w_m = np.minimum(tm, np.ceil(wave / w_n))
+    w_n = np.minimum(tn, np.maximum(w_n, np.ceil(wave / w_m)))
+    a_reads = 0 if shape.a_warm else 1 if a <= half else np.ceil(tn / w_n)
+    b_reads = 0 if shape.b_warm else 1 if b <= half else np.ceil(tm / w_m)
+    spill = partials > hw.l2.usable_capacity
+    hbm_read = shape.batch * (a * a_reads + b * b_reads) + np.where(spill, partials, 0.0)
+    hbm_write = shape.batch * c + np.where(spill, partials, 0.0)
+    l2_bw = hw.l2.achievable_bandwidth
+    l2_s = (fetched + np.where(split > 1, partials, shape.batch * c)) / l2_bw
+    hbm_s = (hbm_read - np.where(spill, partials, 0.0)) / hw.hbm.achievable_bandwidth \
+        + (hbm_write - np.where(spill, partials, 0.0)) / hw.hbm.achievable_write_bandwidth
+    reduce_s = np.where(split > 1, (partials + shape.batch * c) / l2_bw, 0.0)
+    reduce_s = np.where((split > 1) & spill, np.maximum(reduce_s, partials / hw.hbm.achievable_bandwidth
+                                                      + partials / hw.hbm.achievable_write_bandwidth), reduce_s)
+    time_s = np.maximum(np.maximum(compute_s, l2_s), hbm_s) + waves * hw.hbm.latency + reduce_s
+    return time_s, hbm_read + hbm_write, fetched
 
 
 def _candidate(hw: GpuConfig, shape: GemmShape, tile: tuple[int, int], split: int,
