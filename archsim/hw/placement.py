@@ -306,6 +306,8 @@ def _knapsack(items: list[_Item], budget: float, need: float, latency: float) ->
     at least ``need`` bytes of HBM: exactly, as a Pareto list of sets grown one tensor at a time
     (in name order, so ties resolve the same way every run). None when no set frees enough.
     Returns the seconds saved and the names."""
+    if need > min(budget, sum(i.size for i in items if not i.preloaded)):
+        return None  # even every created tensor promoted frees too little: no set can
     front: list[tuple[float, float, float, bool, tuple[str, ...]]] = [(0.0, 0.0, 0.0, False, ())]
     for item in sorted(items, key=lambda i: i.name):
         freed = 0.0 if item.preloaded else item.size
