@@ -1,6 +1,6 @@
 """Measured timings of single ops on real chips: the measurement CSV, read and checked.
 
-One row per measured call. Columns (``/work/shared/silicon/README.md``):
+One row per measured call. Columns (``experiments/data/silicon/README.md``):
 
     op,dtype,m,k,n,rows,cols,elements,bytes,ranks,measured_s,overhead_s,source
 
