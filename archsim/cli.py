@@ -458,6 +458,31 @@ def compare_schedules(hw_files, workload_file, schedules, overrides, workload_ov
     click.echo("plots: " + ", ".join(str(p) for p in paths))
 
 
+@cli.command()
+@click.argument("name", required=False, type=click.Choice(["chip", "system", "sweep", "workload"]))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Write NAME.schema.json (without NAME: all four) into this folder instead of printing.")
+@click.option("--markdown", is_flag=True, help="Print the config reference page (docs/config_reference.md) instead.")
+def schema(name: str | None, out_dir: Path | None, markdown: bool) -> None:
+    """JSON Schema of hardware configs (chip), their system: and sweep: sections, or workload
+    files: for editors' completion and checks (docs/config_reference.md says how)."""
+    from archsim.config.json_schema import SCHEMA_NAMES, schema_text
+    from archsim.config.reference import page
+
+    if markdown:
+        if name or out_dir:
+            raise click.UsageError("--markdown prints the reference page; it takes no NAME or --out")
+        click.echo(page(), nl=False)
+    elif out_dir is None:
+        if name is None:
+            raise click.UsageError(f"name a schema ({', '.join(SCHEMA_NAMES)}), or give --out DIR to write all four")
+        click.echo(schema_text(name), nl=False)
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for each in [name] if name else SCHEMA_NAMES:
+            click.echo(atomic_write_text(out_dir / f"{each}.schema.json", schema_text(each)))
+
+
 def _register_calibrate() -> None:
     from archsim.calibrate.command import calibrate_command
     from archsim.dse.sensitivity_command import sensitivity_command

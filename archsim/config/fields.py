@@ -37,7 +37,9 @@ class Unit:
         validated into: the JSON Schema (``archsim schema``) says so."""
         name, example = units.DIM_NAMES[self.dim]
         return {"type": "string", "pattern": QUANTITY_PATTERN, "examples": [example],
-                "description": f"{name} with its unit, such as '{example}' (SI unit {units.si_unit(self.dim)})"}
+                "description": f"{name} with its unit, such as '{example}' (SI unit {units.si_unit(self.dim)})",
+                # the message VS Code's schema support shows for a value not matching the pattern
+                "patternErrorMessage": f"expected a number and its unit: {units.describe(self.dim)}"}
 
 
 def _quantity(dim: units.Dim):
