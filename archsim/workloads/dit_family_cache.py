@@ -5,7 +5,8 @@ The plan (``archsim.workloads.schedules.StepPlan``; per step, from ``dit_family_
 the blocks say what can be cached: each block asks a ``units`` policy for each of its cacheable
 units (``dit_blocks.UNITS``: FLUX's double-stream blocks per stream, its single-stream blocks the
 fused attention and MLP output, MMDiT per stream, PixArt's and Wan's self-attention,
-cross-attention and MLP). ``StepLowering`` gives the forward, per plan kind:
+cross-attention and MLP; HunyuanVideo's blocks as FLUX's, its token refiner none: it runs in
+every step, before the blocks). ``StepLowering`` gives the forward, per plan kind:
 
 - ``full``: every unit computed; a full step that a cached one follows writes what it reads
   (the outputs for ``reuse``, the Taylor terms for ``taylor``, each layer's input and output for
