@@ -116,9 +116,9 @@ relative to the file:
       }
     }
 
-The schemas are JSON Schema 2020-12. The extension reads draft-07, which they use but for a
-tuple's item types (`prefixItems`, as in `mxu.cim.grid: [16, 8]`): it checks such a list's length,
-not its items.
+The schemas are JSON Schema 2020-12. An editor that implements draft-07 (as VS Code's YAML
+extension does) skips the 2020-12 keyword they use for a tuple's items (`prefixItems`, as in
+`mxu.cim.grid: [16, 8]`) and checks only such a list's length.
 """
 
 
