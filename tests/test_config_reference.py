@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from archsim.cli import cli
 from archsim.config.json_schema import SCHEMA_NAMES, schema, schema_text, subschemas
 from archsim.config.loader import load_layered
-from archsim.config.reference import REGENERATE, outputs
+from archsim.config.reference import PAGE, REGENERATE, outputs
 from archsim.config.yamlio import read_yaml_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +164,7 @@ def test_the_committed_schemas_and_page_are_generated_from_the_models(generated)
 
 
 def test_the_page_lists_nested_keys_with_units_and_defaults(generated):
-    page = generated[Path("docs/config_reference.md")]
+    page = generated[PAGE]
     for line in ("| `hbm.bandwidth` | bandwidth | B/s (`614 GB/s`) | *required* |",
                  "| `mxu.count` (kind `systolic`) | integer > 0 |",
                  "| `system.parallelism.tensor` | integer > 0 |  | `1` |",

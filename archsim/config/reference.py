@@ -21,7 +21,7 @@ from archsim.config.json_schema import (
     PARTIAL, SCHEMA_NAMES, is_quantity, options, quantity_dim, resolve, schema, schema_text, subschemas,
 )
 
-PAGE = Path("docs/config_reference.md")
+PAGE = Path("docs") / "config_reference.md"
 SCHEMA_DIR = Path("schemas")
 REGENERATE = "python -m archsim.config.reference"
 _MISSING = object()
