@@ -7,6 +7,7 @@ from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
 from archsim.ir.summary import WorkloadSummary
 from archsim.sim.result import RunResult
+from archsim.sim.serving import serving
 from archsim.system.result import SystemResult
 
 
@@ -109,6 +110,13 @@ def side_by_side(results: list[RunResult]) -> str:
         col["MXU energy vs first"] = (f"{base.energy.mxu / r.energy.mxu:.2f}x less" if base.feasible and r.energy.mxu else "")
         col["average power"] = power_text(r)
         col["TOPS/W achieved"] = f"{r.tops_per_w:.4g}"
+        if (figures := serving(r)) is not None:
+            if figures.ttft_s is not None:
+                col["time to first token"] = fmt_time(figures.ttft_s)
+            if figures.tpot_s is not None:
+                col["time per output token"] = fmt_time(figures.tpot_s)
+            col["tokens/s"] = f"{figures.tokens_per_s:.4g}"
+            col["tokens/J"] = f"{figures.tokens_per_j:.4g}"
         col["area"] = f"{r.area.total * 1e6:.4g} mm^2"
         col[f"  {' / '.join(dict.fromkeys(x.hw.area_labels.get('mxu', 'MXU') for x in results))} area"] = \
             f"{r.area.mxu * 1e6:.4g} mm^2"
@@ -161,6 +169,7 @@ def run_summary(result: RunResult) -> str:
         ("MACs", f"{result.macs:,}"),
         ("MXU utilization", f"{result.utilization:.1%}"),
     ]
+    rows += serving_rows(result)
     if isinstance(result, SystemResult):
         rows += system_rows(result)
     rows += traffic_rows(result)
@@ -173,6 +182,21 @@ def run_summary(result: RunResult) -> str:
     rows.append(("busy per resource", ", ".join(
         f"{k} {fmt_time(v)} ({v / result.latency_s:.0%})" for k, v in sorted(result.busy.items(), key=lambda kv: -kv[1]))))
     return key_values(rows)
+
+
+def serving_rows(result) -> list[tuple[str, str]]:
+    """A language model's serving figures (archsim.sim.serving), none for other workloads."""
+    figures = serving(result)
+    if figures is None:
+        return []
+    rows = []
+    if figures.ttft_s is not None:
+        rows.append(("time to first token", fmt_time(figures.ttft_s) + " (from the start to the end of prefill)"))
+    if figures.tpot_s is not None:
+        rows.append(("time per output token", fmt_time(figures.tpot_s) + " (mean decode step)"))
+    rows.append(("output tokens", f"{figures.tokens:,}: {figures.tokens_per_s:.4g} tokens/s, "
+                                  f"{figures.tokens_per_j:.4g} tokens/J"))
+    return rows
 
 
 def compiler_text(result) -> str:

@@ -42,6 +42,11 @@ OBJECTIVES = {  # name -> (results column, sense)
     "throughput": ("throughput_per_s", "max"),
     "tops_per_w": ("tops_per_w", "max"),
     "utilization": ("utilization", "max"),
+    # a language model's serving figures (archsim.sim.serving); other workloads' rows are on no front
+    "ttft": ("ttft_s", "min"),
+    "tpot": ("tpot_s", "min"),
+    "tokens_per_s": ("tokens_per_s", "max"),
+    "tokens_per_j": ("tokens_per_j", "max"),
 }
 
 

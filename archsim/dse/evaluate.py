@@ -18,6 +18,7 @@ from archsim.errors import ArchsimError
 from archsim.hw.energy import COMPONENTS
 from archsim.hw.memory import Level
 from archsim.ir.graph import Workload
+from archsim.sim.serving import serving
 from archsim.api import simulate
 from archsim.workloads.base import Lowering, load_workload
 
@@ -124,6 +125,8 @@ def evaluate_point(point: Point) -> dict[str, Any]:
         "pipeline_bubble": getattr(result, "bubble_fraction", 0.0),
         "link_utilization": getattr(result, "link_utilization", 0.0),
         "over_tdp": result.over_tdp,
+        # a language model's serving figures (archsim.sim.serving); absent, NaN in the table
+        **(figures.as_dict() if (figures := serving(result)) is not None else {}),
     })
     over = power_over(point.power_limits, result.power_w)
     if over:  # the figures stay, so the table shows by how much

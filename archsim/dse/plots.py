@@ -18,7 +18,9 @@ from archsim.hw.energy import COMPONENTS  # noqa: E402
 
 _AXIS = {"latency_s": ("latency", 1e3, "ms"), "energy_j": ("energy", 1e3, "mJ"), "area_mm2": ("area", 1, "mm$^2$"),
          "power_w": ("power", 1, "W"), "edp_js": ("energy x delay", 1e3 * 1e3, "mJ ms"),
-         "throughput_per_s": ("throughput", 1, "runs/s"), "tops_per_w": ("TOPS/W", 1, ""), "utilization": ("MXU utilisation", 100, "%")}
+         "throughput_per_s": ("throughput", 1, "runs/s"), "tops_per_w": ("TOPS/W", 1, ""), "utilization": ("MXU utilisation", 100, "%"),
+         "ttft_s": ("time to first token", 1e3, "ms"), "tpot_s": ("time per output token", 1e3, "ms"),
+         "tokens_per_s": ("output tokens/s", 1, "tokens/s"), "tokens_per_j": ("output tokens/J", 1, "tokens/J")}
 
 # svg.hashsalt: the SVG's element ids from a fixed salt, not a random one: the same figure,
 # the same bytes

@@ -98,9 +98,24 @@ PRELOAD_PHASE = "preload"  # the phase of the op loading promoted tensors into C
 
 
 @dataclass(frozen=True)
+class Generation:
+    """What a language-model workload generates, for its serving figures (TTFT, TPOT, tokens
+    per second and per joule): ``tokens`` output tokens in all over ``sequences`` sequences;
+    the phase whose end gives each sequence its first token, and the phases that each give
+    every sequence one more token per execution (none for a diffusion LM, which unmasks
+    tokens in blocks: only its rates apply)."""
+
+    sequences: int
+    tokens: int
+    first_token_phase: str | None = None
+    step_phases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Workload:
     name: str
     phases: tuple[Phase, ...]
+    generation: Generation | None = None  # a language model's output, when it generates any
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.phases]

@@ -7,6 +7,8 @@ only when its score and probability tensors have no other reader.
 
 from __future__ import annotations
 
+import dataclasses
+
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.memo import BoundedMemo
@@ -39,7 +41,7 @@ def flash_attention(workload: Workload, block: int, decode: bool = True) -> Work
     with ``decode`` false, not a causal attention of one query per sequence (a decode step: the
     dense ops, as MaxText decodes with XLA's dot-product attention [PALLAS-FLASH])."""
     phases = tuple(Phase(p.name, _graph(p.graph, block, decode), p.repeat) for p in workload.phases)
-    return Workload(workload.name, phases)
+    return dataclasses.replace(workload, phases=phases)
 
 
 def _graph(graph: OpGraph, block: int, decode: bool = True) -> OpGraph:

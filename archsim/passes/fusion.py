@@ -34,6 +34,8 @@ graph (no memory, no footprint).
 
 from __future__ import annotations
 
+import dataclasses
+
 from archsim.dtypes import DType
 from archsim.ir import ops
 from archsim.ir.fused import NORM_PROLOGUE, Fused, FusedCacheWrite, NormStats
@@ -52,7 +54,7 @@ def fuse(workload: Workload, rules: tuple[str, ...]) -> Workload:
     phases = tuple(Phase(p.name, _graph(p.graph, frozenset(rules)), p.repeat) for p in workload.phases)
     if all(new.graph is old.graph for new, old in zip(phases, workload.phases)):
         return workload
-    return Workload(workload.name, phases)
+    return dataclasses.replace(workload, phases=phases)
 
 
 class _Group:

@@ -14,6 +14,7 @@ from archsim.hw.leakage import static_power
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import Workload
 from archsim.sim.cost import OpCost, busy_totals
+from archsim.sim.serving import serving
 
 if TYPE_CHECKING:
     from archsim.sim.schedule import PhaseSchedule
@@ -86,6 +87,11 @@ class RunResult(Rates):
             repeat, once = out.get(c.phase, (c.repeat, 0.0))
             out[c.phase] = (repeat, once + c.latency_s * c.copies)
         return out
+
+    @cached_property
+    def phase_wall_s(self) -> dict[str, float]:
+        """Per phase, in run order, its wall time in the run: every execution."""
+        return {phase: repeat * once for phase, (repeat, once) in self.phase_times.items()}
 
     @cached_property
     def latency_s(self) -> float:
@@ -238,4 +244,5 @@ def totals_summary(result) -> dict:
         "latency_by_bound_s": result.latency_by("bound"),
         "overlapped": result.overlapped,
         "busy_s": result.busy,
+        "serving": figures.as_dict() if (figures := serving(result)) is not None else None,
     }

@@ -237,7 +237,7 @@ def _with_instances(workload: Workload, micro_batches: int) -> Workload:
         graph = OpGraph(dataclasses.replace(op, inputs=tuple(map(tensor, op.inputs)), outputs=tuple(map(tensor, op.outputs)))
                         for op in phase.graph.ops())
         phases.append(Phase(phase.name, graph, phase.repeat))
-    return Workload(workload.name, tuple(phases))
+    return dataclasses.replace(workload, phases=tuple(phases))
 
 
 def _cut_bytes(phase: Phase, copies: Assignment, stages: int) -> tuple[float, ...]:

@@ -121,6 +121,11 @@ class SystemResult(Rates):
     def cycles(self) -> float:
         return self.latency_s * self.hw.clock
 
+    @property
+    def phase_wall_s(self) -> dict[str, float]:
+        """Per phase, in run order, its wall time in the run (every execution, every micro-batch)."""
+        return self.latency_by("phase")
+
     def latency_by(self, column: str) -> dict[str, float]:
         """'phase': the run's wall time per phase. Any other op attribute ('unit', 'kind',
         'bound'): the work time of the busiest stage's chip by that attribute (with several

@@ -33,7 +33,7 @@ from pydantic import Field, NonNegativeFloat, model_validator
 
 from archsim.config.fields import Count, NonNegativeCount, Strict
 from archsim.errors import ConfigError, FieldError
-from archsim.ir.graph import Phase, Workload
+from archsim.ir.graph import Generation, Phase, Workload
 from archsim.ir.transformer import Tokens
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 from archsim.workloads.lm import lm_forward, resolve_model
@@ -131,7 +131,7 @@ class DLLMWorkload(WorkloadSpec):
             tokens = Tokens(self.batch, q, kv, kv_cache=kind != "full")
             graph = lm_forward(model, self.precision.precision(), tokens, self.batch * q, name, tp, ep)
             phases.append(Phase(name, graph, count))
-        return Workload(self.name, tuple(phases))
+        return Workload(self.name, tuple(phases), Generation(self.batch, self.batch * self.gen_len))
 
 
 def vanilla(spec: DLLMWorkload) -> list[Forward]:

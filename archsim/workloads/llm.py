@@ -18,7 +18,7 @@ from pydantic import Field
 
 from archsim.config.fields import Count, NonNegativeCount
 
-from archsim.ir.graph import Phase, Workload
+from archsim.ir.graph import Generation, Phase, Workload
 from archsim.ir.transformer import Tokens
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 from archsim.workloads.lm import lm_forward, resolve_model
@@ -85,4 +85,7 @@ class LLMWorkload(WorkloadSpec):
                 phases.append(Phase(name, lm_forward(model, precision, tokens, self.batch, name, tp, ep), steps))
         if not phases:
             raise ValueError("no phases: list prefill and/or decode, with output_len > 1 for decode")
-        return Workload(self.name, tuple(phases))
+        first = "prefill" if "prefill" in self.phases and self.output_len >= 1 else None
+        steps = tuple(p.name for p in phases if p.name != "prefill")
+        tokens = self.batch * ((first is not None) + sum(p.repeat for p in phases if p.name in steps))
+        return Workload(self.name, tuple(phases), Generation(self.batch, tokens, first, steps))
