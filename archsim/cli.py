@@ -226,7 +226,10 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
     hw = chips[0]
     result = api.simulate(hw, workloads[0], dispatch)
     if not result.feasible:
-        _fail_infeasible(result, as_json)
+        from archsim.system.fit import find_fit
+
+        fit = find_fit(hw_files[0], parsed, workload_file, workload_sets, dispatch)
+        _fail_infeasible(result, as_json, True, fit)
     if trace_path is not None:
         write_trace(result, trace_path)
     if as_json:
@@ -494,11 +497,19 @@ def _register_calibrate() -> None:
 _register_calibrate()
 
 
-def _fail_infeasible(result, as_json: bool) -> None:
+def _fail_infeasible(result, as_json: bool, searched: bool = False, fit=None) -> None:
+    """The infeasible result; ``searched``: with what would make it fit (``archsim.system.fit``),
+    or that no mapping tried does."""
+    from archsim.system.fit import MAX_FACTOR
+
     if as_json:
-        _emit_json(result.summary())
+        _emit_json(result.summary() | ({"fits_with": list(fit.sets) if fit else None} if searched else {}))
     else:
         click.echo(report.run_summary(result))
+        if searched and fit is not None:
+            click.echo(f"fits      with {fit.flags()} (checked: latency {report.fmt_time(fit.latency_s)})")
+        elif searched:
+            click.echo(f"fits      on no mapping up to {MAX_FACTOR} times its chips (more tensor or pipeline parallelism)")
     sys.exit(EXIT_INFEASIBLE)
 
 
