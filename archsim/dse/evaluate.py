@@ -120,6 +120,8 @@ def evaluate_point(point: Point) -> dict[str, Any]:
         "throughput_per_s": 1 / result.latency_s if result.latency_s else 0.0,
         "edp_js": energy.total * result.latency_s,
         **{f"latency_{u}_s": t for u, t in result.latency_by("unit").items()},
+        # what the time went to: memory, compute, dispatch, array-fill (array_fill here)
+        **{f"bound_{b.replace('-', '_')}_s": t for b, t in result.latency_by("bound").items()},
         **{f"{lv.value}_bytes": result.traffic.total(lv) for lv in Level},
         "chips": hw.system.chips, "ici_bytes": result.ici_bytes,
         "pipeline_bubble": getattr(result, "bubble_fraction", 0.0),
