@@ -159,8 +159,9 @@ def _dask(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
     try:
         from dask.distributed import Client, as_completed as dask_completed
         from distributed import KilledWorker
-    except ImportError:  # pragma: no cover - distributed is a declared dependency
-        raise ArchsimError("the dask executor needs the 'distributed' package") from None
+    except ImportError:  # Dask is an optional extra
+        raise ArchsimError("the dask executor needs Dask: pip install 'archsim[dask]' (or dask[distributed] "
+                           "and cryptography)") from None
     cluster = _local_cluster(workers) if scheduler is None else None
     try:
         client = Client(cluster) if cluster is not None else Client(scheduler, timeout=CONNECT_TIMEOUT_S)
@@ -216,8 +217,9 @@ def _local_cluster(workers: int):
 
     try:
         security = Security.temporary()
-    except ImportError:  # pragma: no cover - cryptography is a declared dependency
-        raise ArchsimError("the local Dask cluster needs the 'cryptography' package for its TLS credentials") from None
+    except ImportError:  # part of the dask extra, but installable apart from it
+        raise ArchsimError("the local Dask cluster needs the 'cryptography' package for its TLS credentials: "
+                           "pip install 'archsim[dask]'") from None
     previous = _set_sigint(signal.SIG_IGN)
     try:
         with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
