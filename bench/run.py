@@ -140,6 +140,13 @@ def workloads(report: Report) -> None:
     h100 = load_hardware(ROOT / "hw_configs" / "h100_sxm.yaml")
     report.add("dit_512_icc_50_h100_sim_ms", cold_simulation(h100, dit, ["steps=50", "schedule=icc"]) * 1e3, "ms",
                "the same on the H100")
+    # ToCa's token shares change every step and block: a phase per cached step, thousands of
+    # distinct op shapes (what the placement ladder and the GPU kernel search must bear)
+    pixart = ROOT / "workloads" / "pixart_alpha_1024.yaml"
+    report.add("pixart_toca_20_sim_s", cold_simulation(hw, pixart, ["schedule=toca"], 1), "s",
+               "PixArt-alpha 1024px, 20 steps, ToCa, TPUv4i")
+    report.add("wan21_toca_50_h100_sim_s", cold_simulation(h100, ROOT / "workloads" / "wan21_1.3b_480p.yaml",
+                                                           ["schedule=toca"], 1), "s", "Wan 2.1 480p, 50 steps, ToCa, H100")
 
 
 def cold_simulation(hw, path: Path, options: list[str], repeats: int = 3) -> float:
