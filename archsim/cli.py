@@ -301,7 +301,7 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
 
 def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, color: str | None = None,
                   x: str | None = None, y: str | None = None, source: Path | None = None) -> None:
-    from archsim.dse import plots, report as dse_report
+    from archsim.dse import html_report, plots, report as dse_report
 
     frame = dse_report.enrich(frame, objectives)
     if color is not None and color not in frame.columns:  # before anything is written
@@ -317,6 +317,7 @@ def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, col
         x, y = x or objectives[0], y or (objectives[1] if len(objectives) > 1 else "energy")
         paths = plots.plot_pareto(frame, x, y, out_dir / f"pareto_{x}_{y}", color)
         paths += plots.plot_breakdowns(frame, out_dir / "breakdown")
+        paths.append(html_report.write_html_report(frame, objectives, out_dir / "report.html"))
         click.echo("\nplots: " + ", ".join(str(p) for p in paths))
 
 
@@ -403,6 +404,23 @@ def plot(results: Path, x, y, color, out_dir) -> None:
     out_dir = out_dir or (results if results.is_dir() else results.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
     _report_sweep(frame, out_dir, objectives, False, color, x, y, results)
+
+
+@cli.command("report")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The HTML file to write (default: report.html in the results folder).")
+def report_command(results: Path, out_file: Path | None) -> None:
+    """Rebuild a sweep's interactive report.html (Pareto fronts, breakdowns, tables) from its results."""
+    from archsim.config.sweep import OBJECTIVES
+    from archsim.dse import report as dse_report
+    from archsim.dse.html_report import write_html_report
+    from archsim.dse.store import load_results
+
+    objectives = _objectives(results)
+    frame = dse_report.enrich(load_results(results, [OBJECTIVES[o][0] for o in objectives]), objectives)
+    out_file = out_file or (results if results.is_dir() else results.parent) / "report.html"
+    click.echo(f"report: {write_html_report(frame, objectives, out_file)}")
 
 
 @cli.command()
