@@ -149,8 +149,9 @@ def test_defaults_are_written_as_a_file_writes_them():
 
 
 def test_every_config_key_has_a_description():
-    """Every key of archsim/config's models says what it means (workload models: not checked)."""
-    missing = [f"{model}.{key}" for name in ("chip", "system", "sweep")
+    """Every key of archsim's files says what it means: the hardware configs', their sections'
+    and the workload files' (every kind's)."""
+    missing = [f"{name}: {model}.{key}" for name in SCHEMA_NAMES
                for model, definition in schema(name)["$defs"].items() if not model.startswith("Partial")
                for node in subschemas(definition) for key, prop in node.get("properties", {}).items()
                if not prop.get("description")]

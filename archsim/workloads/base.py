@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
 
+from pydantic import Field
+
 from archsim.config.fields import Strict
 from archsim.config.loader import Override, Layered, load_layered, validate_layered
 from archsim.dtypes import DType
@@ -43,8 +45,8 @@ class WorkloadSpec(Strict, ABC):
     """A validated workload description; ``build`` lowers it to operator graphs."""
 
     KIND: ClassVar[str]
-    kind: str
-    name: str
+    kind: str = Field(description="the workload's kind, which picks its keys")
+    name: str = Field(description="the workload's name in reports and results")
 
     @abstractmethod
     def build(self, paths: "PathResolver", tp: int = 1) -> Workload:
@@ -70,9 +72,12 @@ class PathResolver:
 
 
 class PrecisionSpec(Strict):
-    weights: DType = DType.BF16
-    activations: DType = DType.BF16
-    kv: DType = DType.BF16
+    weights: DType = Field(default=DType.BF16, description="number format of the weights (and fixed tables such as "
+                           "position embeddings)")
+    activations: DType = Field(default=DType.BF16, description="number format of the activations, the tensors "
+                               "passed between ops")
+    kv: DType = Field(default=DType.BF16, description="number format of the KV cache (and of a diffusion "
+                      "transformer's feature caches)")
 
     def precision(self) -> Precision:
         return Precision(self.weights, self.activations, self.kv)

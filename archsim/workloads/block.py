@@ -14,14 +14,16 @@ from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workloa
 
 
 class BlockSpec(Strict):
-    hidden: Count
-    heads: Count
+    hidden: Count = Field(description="model width: features per token")
+    heads: Count = Field(description="attention (query) heads")
     kv_heads: Count | None = Field(default=None, description="default: heads (no GQA)")
-    ffn: Count
-    head_dim: Count | None = None
-    activation: Literal["gelu", "silu", "relu"] = "gelu"
-    gated: bool = False
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    ffn: Count = Field(description="the MLP's inner width (when gated: the gate's and the up projection's, each)")
+    head_dim: Count | None = Field(default=None, description="features per attention head (default: hidden / heads)")
+    activation: Literal["gelu", "silu", "relu"] = Field(default="gelu", description="the MLP's activation function")
+    gated: bool = Field(default=False, description="a gated MLP (SwiGLU-style): act(x W_gate) * (x W_up), then "
+                        "W_down, three matrices instead of two")
+    norm: Literal["layernorm", "rmsnorm"] = Field(default="layernorm", description="the normalization before "
+                                                  "attention and before the MLP (pre-norm)")
 
     @model_validator(mode="after")
     def _shape_is_consistent(self) -> "BlockSpec":
@@ -41,18 +43,22 @@ class TransformerBlockWorkload(WorkloadSpec):
     the whole run ``repeat`` times."""
 
     KIND = "transformer_block"
-    kind: Literal["transformer_block"]
-    block: BlockSpec
-    batch: Count
+    kind: Literal["transformer_block"] = Field(description="one hand-described transformer block")
+    block: BlockSpec = Field(description="the block's shape: width, heads, MLP, activation and norm")
+    batch: Count = Field(description="sequences processed together")
     q_len: Count = Field(description="query tokens per sequence")
     kv_len: Count = Field(description="keys each query attends to (new tokens included)")
-    kv_cache: bool = False
+    kv_cache: bool = Field(default=False, description="keys and values come from, and are appended to, a KV cache "
+                           "(a decode step); without one kv_len must equal q_len")
     causal: bool = Field(default=False, description="each query sees the keys up to its own position (a "
                          "decoder LLM's layer): flash attention skips the masked blocks, and a decode step "
                          "(one query) is known as one")
-    precision: PrecisionSpec = PrecisionSpec()
-    layers: Count = 1
-    repeat: Count = 1
+    precision: PrecisionSpec = Field(default=PrecisionSpec(), description="number formats of the weights, "
+                                     "activations and KV cache")
+    layers: Count = Field(default=1, description="identical blocks one after another, each with its own weights "
+                          "(48 for all of GPT-3-30B)")
+    repeat: Count = Field(default=1, description="times the whole run (every layer) is repeated on the same "
+                          "weights: its time and energy count that many times")
 
     @model_validator(mode="after")
     def _tokens_are_consistent(self) -> "TransformerBlockWorkload":

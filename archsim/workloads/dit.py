@@ -46,23 +46,30 @@ MAX_FORWARDS = 5000  # a documented limit: network evaluations of one generation
 @register_workload
 class DiTWorkload(WorkloadSpec):
     KIND = "dit"
-    kind: Literal["dit"]
-    family: Literal["S", "B", "L", "XL"] = "XL"
+    kind: Literal["dit"] = Field(description="a class-conditional diffusion transformer (DiT, Peebles & Xie 2023)")
+    family: Literal["S", "B", "L", "XL"] = Field(default="XL", description="DiT model size (DiT paper, Table 1), "
+                                                 "which gives the default depth, hidden and heads")
     depth: Count | None = Field(default=None, description="default from the family")
-    hidden: Count | None = None
-    heads: Count | None = None
-    mlp_ratio: Count = 4
-    patch: Count = 2
+    hidden: Count | None = Field(default=None, description="model width: features per token (default from the family)")
+    heads: Count | None = Field(default=None, description="attention heads (default from the family)")
+    mlp_ratio: Count = Field(default=4, description="the MLP's inner width as a multiple of hidden")
+    patch: Count = Field(default=2, description="patch side in latent pixels: each token is a patch x patch square "
+                         "of the latent")
     resolution: Count = Field(default=256, description="image side in pixels")
     vae_downsample: Count = Field(default=8, description="latent = image / this (SD VAE: 8)")
-    latent_channels: Count = 4
-    learn_sigma: bool = True  # the output has twice the latent channels
-    num_classes: Count = 1000
-    batch: Count = 1
+    latent_channels: Count = Field(default=4, description="channels of the VAE's latent (SD VAE: 4)")
+    learn_sigma: bool = Field(default=True, description="the network predicts the noise's variance too: the final "
+                              "layer outputs twice the latent channels")
+    num_classes: Count = Field(default=1000, description="class labels; the class embedding has one more row, the "
+                               "null class of classifier-free guidance")
+    batch: Count = Field(default=1, description="images generated together")
     cfg: bool = Field(default=False, description="classifier-free guidance doubles the batch")
-    steps: Count = 50
-    sampler: Literal[tuple(SAMPLERS)] = "ddim"  # type: ignore[valid-type]
-    precision: PrecisionSpec = PrecisionSpec()
+    steps: Count = Field(default=50, description="sampler (denoising) steps of one generation")
+    sampler: Literal[tuple(SAMPLERS)] = Field(  # type: ignore[valid-type]
+        default="ddim", description="sampler: ddpm, ddim and dpm_solver run one network evaluation a step, heun two "
+        "(none after the last step)")
+    precision: PrecisionSpec = Field(default=PrecisionSpec(), description="number formats of the weights, "
+                                     "activations and feature caches")
     schedule: str | dict[str, Any] | None = Field(default=None, description="NAME[:key=value,...] or a mapping")
 
     @model_validator(mode="after")

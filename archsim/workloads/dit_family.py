@@ -43,6 +43,7 @@ from archsim.workloads.dit_blocks import (Heads, embed_mlp, flux_single_block, m
                                           pixart_block, wan_block)
 from archsim.workloads.dit_family_cache import StepLowering
 from archsim.workloads.dit_family_rules import check_supported, family_plans
+from archsim.workloads.dit_family_spec import PIPELINES, Pipeline
 from archsim.workloads.dit_hunyuan import hunyuan_video
 from archsim.workloads.dit_models import FAMILIES, DiTModel, FluxConfig, PixArtConfig, SD3Config, resolve_dit_model
 from archsim.workloads.schedules import FULL, StepPlan, check_schedule, parse_schedule, phase_names
@@ -52,38 +53,6 @@ TIMESTEP_FEATURES = 256  # Timesteps(num_channels=256) of every family's time em
 # and Euler, Heun's two (none after the last step), as kind: dit counts them.
 SAMPLERS = {"flow_match_euler": dit.SAMPLERS["ddim"], "dpm_solver_multistep": dit.SAMPLERS["dpm_solver"],
             "unipc_multistep": dit.SAMPLERS["ddim"], "flow_match_heun": dit.SAMPLERS["heun"]}
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """What a family's diffusers pipeline does by default (its ``__call__``'s arguments)."""
-
-    steps: int
-    cfg: str
-    text_tokens: int
-    sampler: str
-    frames: int | None = None
-    temporal: int | None = None  # the VAE's frames per latent frame (video)
-    pack: int = 1  # latent pixels per token side packed by the pipeline, not the model
-
-
-PIPELINES = {
-    # pipeline_flux.py: 28 steps, T5 max_sequence_length 512, true_cfg_scale 1 (one pass; the
-    # distilled guidance scale is an input), latents packed 2 x 2 (_pack_latents)
-    "flux": Pipeline(28, "none", 512, "flow_match_euler", pack=2),
-    # pipeline_stable_diffusion_3.py: 28 steps, guidance 7 as a doubled batch; CLIP's 77 tokens
-    # and T5's 256 (max_sequence_length) concatenated
-    "sd3": Pipeline(28, "batched", 77 + 256, "flow_match_euler"),
-    # pipeline_pixart_alpha.py: 20 steps, guidance 4.5 as a doubled batch, 120 T5 tokens, DPM-Solver++
-    "pixart_alpha": Pipeline(20, "batched", 120, "dpm_solver_multistep"),
-    # pipeline_wan.py: 50 steps, guidance 5 as a second forward, 512 UMT5 tokens, 81 frames,
-    # UniPC; the VAE keeps the first frame and then one latent frame per 4
-    "wan2.1": Pipeline(50, "sequential", 512, "unipc_multistep", frames=81, temporal=4),
-    # pipeline_hunyuan_video.py: 50 flow-match Euler steps, guidance_scale 6 as an embedding and
-    # true_cfg_scale 1 (one pass), Llama max_sequence_length 256 (after the template's crop), 129
-    # frames, the VAE's temporal factor 4 (first frame kept)
-    "hunyuan_video": Pipeline(50, "none", 256, "flow_match_euler", frames=129, temporal=4),
-}
 MAX_FORWARDS = dit.MAX_FORWARDS  # a documented limit: network evaluations of one generation
 
 
@@ -104,19 +73,27 @@ class Geometry:
 @register_workload
 class DiffusionTransformerWorkload(WorkloadSpec):
     KIND = "diffusion_transformer"
-    kind: Literal["diffusion_transformer"]
+    kind: Literal["diffusion_transformer"] = Field(description="a text-to-image or text-to-video diffusion "
+                                                   "transformer as diffusers runs it")
     model: str | dict[str, Any] = Field(description="a diffusers transformer config.json (path), or a mapping")
-    family: Literal[tuple(FAMILIES)] | None = None  # type: ignore[valid-type]
+    family: Literal[tuple(FAMILIES)] | None = Field(  # type: ignore[valid-type]
+        default=None, description="the model's family, as a check: it must match that of the config's "
+        "_class_name, which decides it")
     height: Count = Field(description="image (frame) height in pixels")
     width: Count = Field(description="image (frame) width in pixels")
     frames: Count | None = Field(default=None, description="video frames (video families; default the pipeline's)")
     batch: Count = Field(default=1, description="prompts generated together")
     steps: Count | None = Field(default=None, description="sampler steps (default the pipeline's)")
-    sampler: Literal[tuple(SAMPLERS)] | None = None  # type: ignore[valid-type]
-    cfg: Literal["none", "batched", "sequential"] | None = None
+    sampler: Literal[tuple(SAMPLERS)] | None = Field(  # type: ignore[valid-type]
+        default=None, description="the diffusers scheduler (default the pipeline's): one network evaluation a "
+        "step, flow_match_heun two (none after the last step)")
+    cfg: Literal["none", "batched", "sequential"] | None = Field(
+        default=None, description="classifier-free guidance (default the pipeline's): batched doubles one forward's "
+        "batch, sequential runs a conditional and an unconditional forward, none runs one forward")
     text_tokens: Count | None = Field(default=None, description="text tokens the transformer reads")
     vae_scale_factor: Count = Field(default=8, description="pixels per latent pixel (every family's VAE: 8)")
-    precision: PrecisionSpec = PrecisionSpec()
+    precision: PrecisionSpec = Field(default=PrecisionSpec(), description="number formats of the weights, "
+                                     "activations and feature caches")
     schedule: str | dict[str, Any] | None = Field(default=None, description="a feature-caching schedule, "
                                                   "NAME[:key=value,...] or a mapping (kind: dit's)")
     # what the last build planned, shared with the copies lower() builds (model_copy keeps the dict)

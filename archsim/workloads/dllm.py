@@ -48,10 +48,11 @@ MAX_FORWARD_SHAPES = 2048  # a documented limit: distinct (kind, q_len, kv_len) 
 class Forward(Strict):
     """One forward pass: its kind, query tokens and keys per sequence."""
 
-    kind: Kind
-    q_len: Count
-    kv_len: Count
-    count: Count = 1
+    kind: Kind = Field(description="full (no cache), refresh (rebuilds the K/V cache), decode (a block's tokens "
+                       "against the cache), or jump or share (ODB's speculative forwards)")
+    q_len: Count = Field(description="query tokens per sequence")
+    kv_len: Count = Field(description="keys each query attends to, query tokens included (a full forward: q_len)")
+    count: Count = Field(default=1, description="times this forward runs in the generation")
 
     @model_validator(mode="after")
     def _shape(self) -> "Forward":
@@ -85,17 +86,23 @@ class ODBSpec(Strict):
 @register_workload
 class DLLMWorkload(WorkloadSpec):
     KIND = "dllm"
-    kind: Literal["dllm"]
-    model: str | dict[str, Any]
-    batch: Count = 1
-    prompt_len: Count = Field(le=MAX_TOKENS)
-    gen_len: Count = Field(le=MAX_TOKENS)
-    block_len: Count = Field(default=32, le=MAX_TOKENS)
-    mode: Literal["vanilla", "fast-dllm", "odb"]
+    kind: Literal["dllm"] = Field(description="a diffusion language model (LLaDA) under a decoding scheme")
+    model: str | dict[str, Any] = Field(description="path to a config.json/YAML, or the fields inline")
+    batch: Count = Field(default=1, description="sequences generated together")
+    prompt_len: Count = Field(le=MAX_TOKENS, description="prompt tokens per sequence")
+    gen_len: Count = Field(le=MAX_TOKENS, description="tokens generated per sequence (a multiple of block_len, "
+                           "except in vanilla mode)")
+    block_len: Count = Field(default=32, le=MAX_TOKENS, description="tokens per block: fast-dllm and odb decode "
+                             "the generation block by block, each starting with a cache refresh")
+    mode: Literal["vanilla", "fast-dllm", "odb"] = Field(description="decoding scheme: vanilla (a full forward "
+                                                         "every step), fast-dllm (dual cache) or odb (Fast-dLLM plus "
+                                                         "adaptive length and jump-share speculative decoding)")
     tokens_per_step: float = Field(default=1.0, ge=1.0, description="mean tokens unmasked per step")
-    odb: ODBSpec | None = None
+    odb: ODBSpec | None = Field(default=None, description="ODB-dLLM's settings, needed by mode odb (unless a "
+                                "trace is given)")
     trace: str | list[Forward] | None = Field(default=None, min_length=1, description="CSV path or list of forwards to replay")
-    precision: PrecisionSpec = PrecisionSpec()
+    precision: PrecisionSpec = Field(default=PrecisionSpec(), description="number formats of the weights, "
+                                     "activations and KV cache")
 
     @model_validator(mode="after")
     def _consistent(self) -> "DLLMWorkload":

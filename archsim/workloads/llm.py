@@ -57,14 +57,16 @@ def decode_groups(first_context: int, steps: int, groups: int) -> list[tuple[int
 @register_workload
 class LLMWorkload(WorkloadSpec):
     KIND = "llm"
-    kind: Literal["llm"]
+    kind: Literal["llm"] = Field(description="autoregressive prefill and decode of a language model")
     model: str | dict[str, Any] = Field(description="path to a config.json/YAML, or the fields inline")
-    batch: Count
-    prompt_len: Count = Field(le=MAX_TOKENS)
+    batch: Count = Field(description="sequences generated together")
+    prompt_len: Count = Field(le=MAX_TOKENS, description="prompt tokens per sequence, run at once by prefill")
     output_len: NonNegativeCount = Field(le=MAX_TOKENS, description="tokens generated per sequence: the first by prefill, "
                                        "the others by one decode step each")
-    precision: PrecisionSpec = PrecisionSpec()
-    phases: list[Literal["prefill", "decode"]] = ["prefill", "decode"]
+    precision: PrecisionSpec = Field(default=PrecisionSpec(), description="number formats of the weights, "
+                                     "activations and KV cache")
+    phases: list[Literal["prefill", "decode"]] = Field(default=["prefill", "decode"], description="the phases to "
+                                                       "simulate: prefill (the prompt), decode (the other tokens)")
     decode_groups: Count = Field(default=8, le=4096, description="context-length groups of decode steps")
 
     def build(self, paths, tp: int = 1, ep: int = 1) -> Workload:
