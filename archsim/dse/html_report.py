@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import html
 import itertools
+import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +22,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from archsim import units
 from archsim.config.sweep import OBJECTIVES
+from archsim.dse.evaluate import FIELD_PREFIX
 from archsim.dse.pareto import pareto_mask
-from archsim.dse.report import _names, _short, enrich, swept_fields
+from archsim.dse.report import enrich
+from archsim.errors import UnitError
 from archsim.fileio import atomic_write
 from archsim.hw.energy import COMPONENTS
 
@@ -82,7 +87,7 @@ SCRIPT = """
       rows.sort(function(p, q){
         var a = key(p, i), b = key(q, i);
         if (a === null || b === null) return a === b ? 0 : (a === null ? 1 : -1);  // blanks last
-        var d = (typeof a === 'number' && typeof b === 'number') ? a - b : String(a).localeCompare(String(b));
+        var d = (typeof a === 'number' && typeof b === 'number') ? a - b : String(a).localeCompare(String(b), undefined, {numeric: true});
         return asc ? d : -d;
       });
       rows.forEach(function(r){ body.appendChild(r); });
@@ -122,13 +127,58 @@ def _scaled(frame: pd.DataFrame, column: str) -> list:
     return [float(v) * scale if _finite(v) else None for v in frame[column]]
 
 
+_UNIT = re.compile(r"^(?P<field>.+) \[(?P<unit>[^\[\]]+)\]$")  # a typed quantity's column: "set.x [B/s]"
+
+
+def _param_names(fields: list[str]) -> dict[str, str]:
+    """Each swept column's label: its last key, more of its path where that is ambiguous."""
+    paths = [((m["field"] if (m := _UNIT.match(f)) else f)[len(FIELD_PREFIX):]).split(".") for f in fields]
+    names = {}
+    for field, path in zip(fields, paths):
+        depth = 1
+        while depth < len(path) and sum(p[-depth:] == path[-depth:] for p in paths) > 1:
+            depth += 1
+        names[field] = ".".join(path[-depth:])
+    return names
+
+
+def _quantity(text: str) -> str:
+    try:
+        exact, dim = units.parse_quantity_exact(text)
+    except UnitError:
+        return text
+    return units.format_quantity(float(exact), dim)
+
+
+def _param(column: str, value) -> str | None:
+    """A swept value as shown, from JSON text (a results part: "[16, 8]", "2e12 B/s") or a typed
+    table (16x8; a float in SI units, the unit in the column's name); None if the row has none."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NA or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    unit = _UNIT.match(column)
+    if unit and isinstance(value, (int, float)):
+        return _quantity(f"{value!r} {unit['unit']}")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(value, str):
+            return _quantity(value)
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 class _Report:
     """The page, built section by section; ``figure`` numbers the plots' ids in order."""
 
     def __init__(self, frame: pd.DataFrame, objectives: list[str]):
         self.frame, self.objectives = frame, objectives
-        self.fields = swept_fields(frame)
-        self.names = _names(self.fields)
+        self.fields = [c for c in frame.columns if c.startswith(FIELD_PREFIX)]
+        self.names = _param_names(self.fields)
         self.columns = [OBJECTIVES[o][0] for o in objectives]
         self.count = itertools.count(1)
         self.plotlyjs = True  # inlined once, with the first figure
@@ -145,8 +195,7 @@ class _Report:
     # --- hover text -------------------------------------------------------------------------
 
     def params(self, row) -> str:
-        parts = [f"{self.names[f]} = {_short(row[f])}" for f in self.fields
-                 if isinstance(row.get(f), str) and row.get(f) != ""]
+        parts = [f"{self.names[f]} = {v}" for f in self.fields if (v := _param(f, row.get(f))) is not None]
         return " · ".join(parts) if parts else ("baseline" if row.get("role") == "baseline" else "no swept values")
 
     def hover(self, row, group: pd.DataFrame, at: list[str]) -> str:
@@ -288,7 +337,7 @@ class _Report:
         for _, r in g.iterrows():
             cells = [(str(r["design"]), None), ("yes" if r["pareto"] else "", None)]
             cells += [(_number(c, r.get(c)), float(r[c]) if _finite(r.get(c)) else None) for c in numbers]
-            cells += [(_short(r[f]) if isinstance(r.get(f), str) else "", None) for f in self.fields]
+            cells += [(_param(f, r.get(f)) or "", None) for f in self.fields]
             cells.append((str(r["key"]), None))
             rows.append(("pareto" if r["pareto"] else "", cells))
         return self.table(header, rows, "results")
