@@ -265,6 +265,8 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
     Several files are one sweep. Writes OUT/results.parquet, OUT/summary.txt and the Pareto and
     breakdown plots; prints the summary. Interrupted or killed, a re-run finishes the rest.
     """
+    import pandas
+
     from archsim.dse import plan as dse_plan
     from archsim.dse.runner import run_points
     from archsim.dse.store import ResultStore, StoreError
@@ -283,10 +285,9 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
     click.echo(f"{stats.evaluated} evaluated ({stats.skipped} already done) in {stats.seconds:.2f} s: "
                f"{stats.points_per_second:.1f} points/s with {stats.workers} {stats.executor} worker(s)", err=True)
     keys = {p.key for p in plan.points}
-    results = store.consolidate(keys)
+    results = store.consolidate(keys, plan.objectives)  # the typed table, which the reports show too
     meta = {"objectives": list(plan.objectives), "fields": list(plan.fields), "files": [str(f) for f in files]}
-    frame = store.frame()
-    frame = frame[frame["key"].isin(keys)]
+    frame = pandas.read_parquet(results)
     try:
         atomic_write_text(out_dir / "sweep.json", json.dumps(meta, indent=2))
         _report_sweep(frame, out_dir, list(plan.objectives), as_csv)
@@ -303,7 +304,9 @@ def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, col
                   x: str | None = None, y: str | None = None, source: Path | None = None) -> None:
     from archsim.dse import html_report, plots, report as dse_report
 
-    frame = dse_report.enrich(frame, objectives)
+    frame = dse_report.results_table(frame, objectives)  # one table: results.parquet's columns, typed
+    if color is not None:  # a swept quantity by its key alone too: set.hbm.bandwidth
+        color = dse_report.find_column(frame, color) or color
     if color is not None and color not in frame.columns:  # before anything is written
         shown = [c for c in frame.columns if c != "traceback"]
         raise click.BadParameter(f"{color!r} is not a column of the results in {source or out_dir}; available: "
@@ -318,7 +321,8 @@ def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, col
         paths = plots.plot_pareto(frame, x, y, out_dir / f"pareto_{x}_{y}", color)
         paths += plots.plot_breakdowns(frame, out_dir / "breakdown")
         paths.append(html_report.write_html_report(frame, objectives, out_dir / "report.html"))
-        click.echo("\nplots: " + ", ".join(str(p) for p in paths))
+        names = dict.fromkeys(p.name if p.parent == out_dir else str(p) for p in paths)  # one line of ~120
+        click.echo(f"\nplots in {out_dir}: " + ", ".join(names))
 
 
 def _check_objectives(names) -> None:
@@ -366,19 +370,18 @@ def pareto(results: Path, x: str, y: str, z: str | None, workload: str | None, a
     """The non-dominated designs of a sweep over 2 or 3 objectives
     (latency, energy, area, power, edp: minimised; throughput, tops_per_w, utilization: maximised)."""
     from archsim.config.sweep import OBJECTIVES
-    from archsim.dse import report as dse_report
     from archsim.dse.store import load_results
 
     objectives = [o for o in (x, y, z) if o]
     _check_objectives(objectives)
-    frame = dse_report.enrich(load_results(results, [OBJECTIVES[o][0] for o in objectives]), objectives)
+    frame = load_results(results, [OBJECTIVES[o][0] for o in objectives], objectives)  # pareto over these
     if not (frame.get("status") == "ok").any():
         click.echo("no feasible design point in these results", err=True)
         sys.exit(EXIT_INFEASIBLE)
     front = frame[frame["pareto"]]
     if workload:
         front = front[front["workload"] == workload]
-    columns = ["workload", "design"] + [OBJECTIVES[o][0] for o in objectives]
+    columns = ["workload", "design_id", "design"] + [OBJECTIVES[o][0] for o in objectives]
     if as_json:
         _emit_json(front[columns + ["key"]].to_dict(orient="records"))
     else:

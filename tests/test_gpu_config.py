@@ -296,6 +296,6 @@ def test_a_sweep_over_sm_count_runs(tmp_path):
         """)
     valid(["sweep", path, "--out", tmp_path / "out", "--executor", "serial", "--no-progress"])
     frame = pd.read_parquet(tmp_path / "out" / "results.parquet")
-    assert (frame["status"] == "ok").all() and sorted(frame["set.sm.count"]) == ["2", "4"]
-    two, four = (frame[frame["set.sm.count"] == v].iloc[0] for v in ("2", "4"))
+    assert (frame["status"] == "ok").all() and sorted(frame["set.sm.count"]) == [2, 4]
+    two, four = (frame[frame["set.sm.count"] == v].iloc[0] for v in (2, 4))
     assert two["latency_s"] > four["latency_s"]

@@ -124,7 +124,7 @@ def test_sweep_workload_option_replaces_the_files_workloads(tmp_path):
     code, out, err = run_main(*map(str, sweep_args(path, tmp_path / "out", "--workload", DECODE)))
     assert code == 0, err
     frame = pd.read_parquet(tmp_path / "out" / "results.parquet")
-    assert sorted(frame["set.mxu.count"]) == ["2", "4"] and set(frame["workload"]) == {"gpt3-30b-layer-decode"}
+    assert sorted(frame["set.mxu.count"]) == [2, 4] and set(frame["workload"]) == {"gpt3-30b-layer-decode"}
     assert (frame["status"] == "ok").all()
     fails(sweep_args(path, tmp_path / "out2", "--workload", tmp_path / "nope.yaml"),
           f"--workload {tmp_path / 'nope.yaml'}: file not found", names="nope.yaml")

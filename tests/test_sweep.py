@@ -204,7 +204,7 @@ def test_set_applies_to_every_point_and_keys(tmp_path):
     assert proc.returncode == 0, proc.stderr
     a, b = pd.read_parquet(plain / "results.parquet"), pd.read_parquet(loud / "results.parquet")
     assert not set(a["key"]) & set(b["key"])  # other hardware, other points
-    on = ["set.hbm.bandwidth", "set.mxu.count", "workload_id"]
+    on = ["set.hbm.bandwidth [B/s]", "set.mxu.count", "workload_id"]  # typed: SI floats, the unit in the name
     both = a.merge(b, on=on, suffixes=("_plain", "_loud"))
     assert len(both) == len(a) == 20
     assert (both["energy_static_j_loud"] > 30 * both["energy_static_j_plain"]).all()  # 1025 W vs 30 W
@@ -218,7 +218,7 @@ def test_editing_the_sweep_keeps_finished_points_and_reports_only_the_plan(tmp_p
     proc = run_cli("sweep", str(path), "--out", str(out), "--executor", "serial", "--no-progress")
     assert proc.returncode == 0 and "(10 already done)" in proc.stderr, proc.stderr
     frame = pd.read_parquet(out / "results.parquet")
-    assert set(frame["set.mxu.count"]) == {"4", "8"} and len(frame) == 20
+    assert set(frame["set.mxu.count"]) == {4, 8} and len(frame) == 20
 
 
 def test_baseline_ratios_are_per_workload_and_exact(tmp_path):

@@ -4,7 +4,9 @@
 and renamed into place, so a killed sweep leaves whole parts or nothing (and a ``.tmp-*``
 file, which the next run deletes and which is never read). A re-run reads the keys already
 present and evaluates only the rest. ``OUT/results.parquet`` is the consolidated table (one
-row per point key), rewritten atomically at the end of each run.
+row per point key, typed and with its derived columns: ``archsim.dse.report.results_table``),
+rewritten atomically at the end of each run. The parts keep the raw rows (swept values as
+JSON text), which resuming reads.
 
 The folder is data, never code: parts are read as Parquet tables only (no pickles). A part
 that cannot be read (truncated, empty, not a sweep's table) is reported and, by a run that
@@ -220,13 +222,18 @@ class ResultStore:
             log.warning("warning: %s: unreadable results part (%s); skipped", path, why)
         return None
 
-    def consolidate(self, keys: set[str] | None = None) -> Path:
-        """Write the table of ``keys`` (the current sweep's points; default every row)."""
+    def consolidate(self, keys: set[str] | None = None, objectives: Sequence[str] | None = None) -> Path:
+        """Write the typed results table (``archsim.dse.report.results_table``, Pareto over
+        ``objectives``, default latency and energy) of ``keys`` (the current sweep's points;
+        default every row)."""
+        from archsim.dse.report import results_table  # the model's modules: loaded by then
+
         path = self.root / RESULTS
         with self.writer():
             frame = self.frame()
             if keys is not None and len(frame):
                 frame = frame[frame["key"].isin(keys)].reset_index(drop=True)
+            frame = results_table(frame, objectives)
             _atomic_parquet(frame, path, f"every finished point is saved in {self.parts}; free space and run "
                             "the sweep again to write the table")
         return path
@@ -273,22 +280,58 @@ def _atomic_parquet(frame: pd.DataFrame, path: Path, hint: str) -> None:
         raise StoreError(f"{path}: cannot write results: {exc.strerror or exc}; {hint}") from None
 
 
-def load_results(path: str | Path, columns: Sequence[str] = ()) -> pd.DataFrame:
-    """A results folder (its consolidated table, or its parts) or a Parquet file, with the
-    columns reports need (``COLUMNS``; ``OK_COLUMNS`` and ``columns`` if a point is feasible)."""
+def load_results(path: str | Path, columns: Sequence[str] = (), objectives: Sequence[str] | None = None) -> pd.DataFrame:
+    """The typed results table (``archsim.dse.report.results_table``, Pareto over
+    ``objectives``, default the sweep's from its ``sweep.json``) of a results folder (its
+    consolidated table, or its parts) or a Parquet file, old or new, checked for the columns
+    reports need (``COLUMNS``; ``OK_COLUMNS`` and ``columns`` if a point is feasible)."""
+    from archsim.dse.report import results_table
+
     path = Path(path)
+    objectives = objectives or read_objectives(path)
     if path.is_dir():
         if (path / RESULTS).is_file():
             hint = "run the sweep again to rewrite it"
-            return _checked(_read_table(path / RESULTS, hint), path / RESULTS, columns, hint)
+            frame = _checked(_read_table(path / RESULTS, hint), path / RESULTS, columns, hint)
+            return results_table(frame, objectives)
         store = ResultStore(path, create=False)
         frame = store.frame() if store.parts.is_dir() else pd.DataFrame()
         if frame.empty:
             raise StoreError(f"{path}: no sweep results here")
-        return _checked(frame, store.parts, columns, "run the sweep again to rewrite its parts")
+        return results_table(_checked(frame, store.parts, columns, "run the sweep again to rewrite its parts"),
+                             objectives)
     if not path.is_file():
         raise StoreError(f"{path}: no such results file or folder")
-    return _checked(_read_table(path), path, columns, "")
+    return results_table(_checked(_read_table(path), path, columns, ""), objectives)
+
+
+def read_objectives(path: str | Path) -> list[str]:
+    """A sweep's objectives, from the ``sweep.json`` beside its results (``path``: the folder or
+    a table in it; latency and energy without one); a damaged one is an error naming it, not
+    a guess."""
+    import json
+
+    from archsim.config.sweep import OBJECTIVES
+
+    path = Path(path)
+    meta = path / "sweep.json" if path.is_dir() else path.parent / "sweep.json"
+    if not meta.is_file():  # a FIFO or a folder of that name is not read either
+        return ["latency", "energy"]
+    hint = "run the sweep again to rewrite it"
+    try:
+        if meta.stat().st_size > 1 << 20:
+            raise StoreError(f"{meta}: damaged (larger than 1 MiB); {hint}")
+        data = json.loads(meta.read_bytes())
+    except OSError as exc:
+        raise StoreError(f"{meta}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not JSON (UnicodeDecodeError too)
+        raise StoreError(f"{meta}: damaged (not JSON: {str(exc).splitlines()[0]}); {hint}") from None
+    objectives = data.get("objectives") if isinstance(data, dict) else None
+    if not (isinstance(objectives, list) and objectives
+            and all(isinstance(o, str) and o in OBJECTIVES for o in objectives)):
+        raise StoreError(f"{meta}: damaged (objectives: expected a list of {', '.join(OBJECTIVES)}; got "
+                         f"{json.dumps(objectives)[:200]}); {hint}")
+    return objectives
 
 
 def _checked(frame: pd.DataFrame, source: Path, columns: Sequence[str], hint: str) -> pd.DataFrame:
