@@ -196,7 +196,9 @@ class _Report:
 
     def params(self, row) -> str:
         parts = [f"{self.names[f]} = {v}" for f in self.fields if (v := _param(f, row.get(f))) is not None]
-        return " · ".join(parts) if parts else ("baseline" if row.get("role") == "baseline" else "no swept values")
+        role = "the baseline" if row.get("role") == "baseline" else ""
+        return " · ".join(parts + [role] if role else parts) if parts else \
+            f"{row.get('config')}: {role or 'no swept values'}"
 
     def hover(self, row, group: pd.DataFrame, at: list[str]) -> str:
         lines = [f"<b>{html.escape(str(row['design']))}</b>", html.escape(self.params(row))]
@@ -367,6 +369,7 @@ def render_html(frame: pd.DataFrame, objectives: list[str], title: str = "archsi
     if "design" not in frame or "pareto" not in frame:
         frame = enrich(frame, objectives)
     frame = frame.sort_values(["workload_id", "key"], kind="stable").reset_index(drop=True)
+    frame = frame.assign(**{OBJECTIVES[o][0]: np.nan for o in objectives if OBJECTIVES[o][0] not in frame})
     report = _Report(frame, objectives)
     ok_mask = frame["status"] == "ok"
     ok, bad = frame[ok_mask], frame[~ok_mask]
