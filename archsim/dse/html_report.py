@@ -200,7 +200,7 @@ class _Report:
         return " · ".join(parts + [role] if role else parts) if parts else \
             f"{row.get('config')}: {role or 'no swept values'}"
 
-    def hover(self, row, group: pd.DataFrame, at: list[str]) -> str:
+    def hover(self, row, at: list[str]) -> str:
         lines = [f"<b>{html.escape(str(row['design']))}</b>", html.escape(self.params(row))]
         shown = list(HOVER) + [c for c in self.columns if c not in HOVER]
         shown += [c for c in SERVING if c not in shown and _finite(row.get(c))]
@@ -209,8 +209,10 @@ class _Report:
         if row.get("pareto"):
             lines.append(f"Pareto-optimal over {', '.join(self.objectives)}")
         if len(at) > 1:
-            others = [html.escape(d) for d in at if d != row["design"]]
-            lines.append(f"<b>{len(at)} designs at this point</b>: this one and " + "; ".join(others))
+            others = list(at)
+            others.remove(str(row["design"]))  # once: two designs may share a label
+            lines.append(f"<b>{len(at)} designs at this point</b>: this one and "
+                         + "; ".join(html.escape(d) for d in others))
         return "<br>".join(lines)
 
     # --- figures ----------------------------------------------------------------------------
@@ -222,7 +224,7 @@ class _Report:
         at: dict[tuple, list[str]] = {}
         for p, design in zip(position, g["design"]):
             at.setdefault(p, []).append(str(design))
-        hovers = [self.hover(r, g, at[p]) for p, (_, r) in zip(position, g.iterrows())]
+        hovers = [self.hover(r, at[p]) for p, (_, r) in zip(position, g.iterrows())]
         g = g.assign(_hover=hovers, _stack=[len(at[p]) for p in position])
         category = np.where(g["role"] == "baseline", "baseline", np.where(g["pareto"], "Pareto-optimal", "other designs"))
         fig = go.Figure()
