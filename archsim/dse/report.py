@@ -8,8 +8,9 @@ values are JSON text) it gives the same table. The results parts keep their raw 
 
 Columns, in this order (a column no row has is left out, but for the derived ones):
 
-- ``key``, ``design_id`` (D1, D2, ...: one per design, the baseline first, then by
-  ``design``; the same design has the same id on every workload), ``design``
+- ``key``, ``design_id`` (D1, D2, ...: one per design, the baseline first, then by config
+  file and swept values, in natural order (8x8 before 16x8); the same design has the same
+  id on every workload, whatever its points' status), ``design``
   (its hardware name and swept values, e.g. ``CIM-TPU grid=16x8 count=4``), ``role``
   (point or baseline), ``config``, ``hardware``, ``workload``, ``workload_file``,
   ``workload_id``, ``status`` (ok, infeasible, invalid, error), ``reason``, ``pareto``
@@ -247,9 +248,7 @@ def label(frame: pd.DataFrame) -> pd.DataFrame:
         labels.append(" ".join([name, *shown]))
         idents.append((config, *(column[i] for column in values)))
     base = {ident for ident, role in zip(idents, frame["role"]) if role == "baseline"}
-    named = dict(zip(idents, labels))
-    # the baseline first, then by label (the order archsim.dse.plots numbers its figures' designs in)
-    order = sorted(set(idents), key=lambda ident: (ident not in base, named[ident], *map(_order, ident)))
+    order = sorted(set(idents), key=lambda ident: (ident not in base, *map(_order, ident)))
     ids = {ident: f"D{n}" for n, ident in enumerate(order, 1)}
     frame["design"] = labels
     frame["design_id"] = [ids[ident] for ident in idents]
