@@ -58,7 +58,7 @@ th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
 td.text,th.text{text-align:left}
 th{background:#f3f3f3;cursor:pointer;user-select:none;white-space:nowrap}
 th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
-tr.pareto td:first-child{font-weight:bold}
+tr.pareto td{background:#fff4f2}
 select{font-size:1em;padding:2px}.note{color:#666;font-size:.9em}
 """
 
@@ -335,11 +335,12 @@ class _Report:
         numbers = list(TABLE) + [c for c in self.columns if c not in TABLE]
         numbers += [c for c in SERVING if c in g and c not in numbers and g[c].map(_finite).any()]
         numbers = [c for c in numbers if c in g]
-        header = [("design", True), ("Pareto", True)] + [(_label(c), False) for c in numbers]
+        ids = "design_id" in g  # D1, D2, ...: as the summary and results.parquet name the designs
+        header = [("id", True)] * ids + [("design", True), ("Pareto", True)] + [(_label(c), False) for c in numbers]
         header += [(self.names[f], True) for f in self.fields] + [("key", True)]
         rows = []
         for _, r in g.iterrows():
-            cells = [(str(r["design"]), None), ("yes" if r["pareto"] else "", None)]
+            cells = [(str(r["design_id"]), None)] * ids + [(str(r["design"]), None), ("yes" if r["pareto"] else "", None)]
             cells += [(_number(c, r.get(c)), float(r[c]) if _finite(r.get(c)) else None) for c in numbers]
             cells += [(_param(f, r.get(f)) or "", None) for f in self.fields]
             cells.append((str(r["key"]), None))
