@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -102,28 +103,87 @@ def table(frame: pd.DataFrame) -> str:
 
 
 def plot(frame: pd.DataFrame, runs: list[ScheduleRun], stem: Path) -> list[Path]:
+    """Per schedule, the generation's latency and energy on each chip and its work (bars); per
+    chip, a heat map of schedules x steps: each step's time as a share of a full step of the
+    schedule 'none' on that chip, the steps that run the whole network dotted (the others reuse
+    a cache, for all the network or part of it)."""
+    import numpy as np
+
     from archsim.dse.plots import _save, plt
 
-    fig, (ax_l, ax_m, ax_t) = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
-    pivot = frame.pivot_table(index="schedule", columns="hardware", values="latency_s", sort=False) * 1e3
-    pivot.plot.bar(ax=ax_l, rot=30)
-    ax_l.set_ylabel("latency (ms)")
-    ax_l.set_title("generation latency")
-    macs = frame.drop_duplicates("schedule").set_index("schedule")["macs"] / 1e12
-    macs.plot.bar(ax=ax_m, rot=30, color="grey")
-    ax_m.set_ylabel("TMACs")
-    ax_m.set_title("work")
-    first_hw = frame["hardware"].iloc[0]
-    for run in runs:
-        if run.result.hw.name != first_hw or not run.result.feasible:
-            continue
-        per_phase = run.result.latency_by("phase")
-        repeats = {p.name: p.repeat for p in run.result.workload.phases}
-        names = phase_names(run.plans)  # the workload's phase of each step
-        costs = [per_phase[names[plan]] / repeats[names[plan]] * 1e3 for plan in run.plans]
-        ax_t.step(range(len(costs)), costs, where="mid", label=run.schedule)
-    ax_t.set_xlabel("step")
-    ax_t.set_ylabel("step cost (ms)")
-    ax_t.set_title(f"per-step cost on {first_hw}")
-    ax_t.legend(fontsize=7)
+    schedules = list(dict.fromkeys(frame["schedule"]))
+    chips = list(dict.fromkeys(frame["hardware"]))
+    steps = {(run.result.hw.name, run.schedule): _step_costs(run) for run in runs if run.result.feasible}
+    maps = [hw for hw in chips if any((hw, s) in steps for s in schedules)]
+    bars_h = 1.4 + 0.2 * len(schedules) * max(1, len(chips) / 2)
+    map_h = 1.2 + 0.2 * len(schedules)
+    fig = plt.figure(figsize=(12, bars_h + map_h * len(maps) + 0.5), layout="constrained")
+    subs = fig.subfigures(1 + len(maps), 1, height_ratios=[bars_h] + [map_h] * len(maps), squeeze=False).ravel()
+    axes = subs[0].subplots(1, 3, sharey=True)
+    y = np.arange(len(schedules))
+    width = 0.8 / len(chips)
+    for i, hw in enumerate(chips):
+        rows = frame[frame["hardware"] == hw].drop_duplicates("schedule").set_index("schedule").reindex(schedules)
+        for ax, column, scale in ((axes[0], "latency_s", 1e3), (axes[1], "energy_j", 1.0)):
+            ax.barh(y + (i - (len(chips) - 1) / 2) * width, rows[column].to_numpy(dtype=float) * scale, width,
+                    color=f"C{i % 10}", label=hw)
+    macs = frame.drop_duplicates("schedule").set_index("schedule")["macs"].reindex(schedules) / 1e12
+    axes[2].barh(y, macs.to_numpy(dtype=float), 0.6, color="grey")
+    axes[0].set_yticks(y, schedules)
+    axes[0].invert_yaxis()
+    for ax, title, label in ((axes[0], "generation latency", "latency (ms)"), (axes[1], "generation energy", "energy (J)"),
+                             (axes[2], "work (the same on every chip)", "TMACs")):
+        ax.set_title(title)
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
+    subs[0].legend(handles=axes[0].get_legend_handles_labels()[0], loc="outside upper center", ncol=min(len(chips), 6),
+                   fontsize=8, frameon=False)
+    for sub, hw in zip(subs[1:], maps):
+        _step_map(sub, hw, schedules, steps)
     return _save(fig, stem)
+
+
+def _step_costs(run: ScheduleRun) -> tuple[list[float], list[bool]]:
+    """Each step's time (s) and whether it runs the whole network."""
+    per_phase = run.result.latency_by("phase")
+    repeats = {p.name: p.repeat for p in run.result.workload.phases}
+    names = phase_names(run.plans)  # the workload's phase of each step
+    return [per_phase[names[plan]] / repeats[names[plan]] for plan in run.plans], [_whole(p) for p in run.plans]
+
+
+def _whole(plan: StepPlan) -> bool:
+    """Whether a step runs the whole network: a full step, or a schedule's own 'full' kind
+    ('teacache full', 'full (toca)'), not one that runs a few blocks in full ('toca full 0')."""
+    return plan.kind == "full" or re.search(r"\bfull\b(?! \d)", plan.label) is not None
+
+
+def _step_map(sub, hw: str, schedules: list[str], steps: dict) -> None:
+    """Schedules x steps on one chip; a full step's time is 1 (the mean step of 'none')."""
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    n = max(len(steps[(hw, s)][0]) for s in schedules if (hw, s) in steps)
+    grid = np.full((len(schedules), n), np.nan)
+    full_at = []
+    for i, s in enumerate(schedules):
+        if (hw, s) in steps:
+            costs, full = steps[(hw, s)]
+            grid[i, :len(costs)] = costs
+            full_at += [(j, i) for j, f in enumerate(full) if f]
+    reference = steps.get((hw, "none"))
+    unit = float(np.mean(reference[0])) if reference and np.mean(reference[0]) > 0 else None
+    values = grid / unit if unit else grid * 1e3
+    ax = sub.subplots()
+    image = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis",
+                      vmin=0, vmax=max(1.0, float(np.nanmax(values))) if unit else None)
+    if full_at:
+        xs, ys = zip(*full_at)
+        ax.scatter(xs, ys, s=max(1.0, min(9.0, 400 / n)), color="white", edgecolors="black", linewidths=0.3)
+    ax.set_yticks(range(len(schedules)), schedules)
+    ax.set_xlabel("step (network evaluation)")
+    ax.set_title(f"per-step time on {hw}")
+    sub.colorbar(image, ax=ax, label="step time / full step" if unit else "step time (ms)", shrink=0.9)
+    ax.legend(handles=[Line2D([], [], ls="none", marker="o", mfc="white", mec="black", mew=0.5, label="the whole network"),
+                       Line2D([], [], ls="none", label="no dot: a step that reuses a cache (all or part)")],
+              loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=7,
+              frameon=False, borderaxespad=0.2)

@@ -1,8 +1,14 @@
-"""Figures readable in a paper (matplotlib, PNG and SVG): a Pareto scatter per workload,
-stacked energy and latency breakdowns, and a roofline of a workload's phases."""
+"""Figures readable in a paper (matplotlib, PNG and SVG): a sweep's designs in the planes of its
+objectives with the Pareto front over all of them, the latency (by bound and by unit) and
+energy breakdowns of those designs, a roofline of a workload's phases, and per-operator latency
+and energy across designs.
+
+A sweep's design labels run to 90 characters: the figures name designs D1, D2, ... instead,
+list the ones they name at their foot, and ``design_key.txt`` beside them lists every one."""
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 
 import matplotlib
@@ -11,16 +17,33 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from archsim.config.sweep import OBJECTIVES  # noqa: E402
-from archsim.fileio import atomic_write  # noqa: E402
+from archsim.dse.figures_ops import op_group, plot_op_comparison  # noqa: E402  (in __all__)
+from archsim.dse.pareto import objective_columns, pareto_mask  # noqa: E402
+from archsim.fileio import atomic_write, atomic_write_text  # noqa: E402
 from archsim.hw.energy import COMPONENTS  # noqa: E402
+
+__all__ = ["KEY_FILE", "design_ids", "op_group", "plot_breakdowns", "plot_op_comparison", "plot_pareto",
+           "plot_roofline", "write_key"]
 
 _AXIS = {"latency_s": ("latency", 1e3, "ms"), "energy_j": ("energy", 1e3, "mJ"), "area_mm2": ("area", 1, "mm$^2$"),
          "power_w": ("power", 1, "W"), "edp_js": ("energy x delay", 1e3 * 1e3, "mJ ms"),
          "throughput_per_s": ("throughput", 1, "runs/s"), "tops_per_w": ("TOPS/W", 1, ""), "utilization": ("MXU utilisation", 100, "%"),
          "ttft_s": ("time to first token", 1e3, "ms"), "tpot_s": ("time per output token", 1e3, "ms"),
          "tokens_per_s": ("output tokens/s", 1, "tokens/s"), "tokens_per_j": ("output tokens/J", 1, "tokens/J")}
+KEY_FILE = "design_key.txt"
+_MAX_KEY = 24  # designs a figure's foot lists; the key file lists every one
+_MAX_LABELS = 12  # labelled positions per Pareto panel
+_FRONT = "crimson"
+# what each op's time is mostly spent on (archsim.sim.cost.OpCost.bound; array-fill as array_fill)
+_BOUNDS = {"memory": "tab:purple", "compute": "tab:blue", "array_fill": "tab:orange", "dispatch": "tab:gray"}
+_UNITS = {"mxu": "#1b9e77", "vpu": "#d95f02", "dma": "#7570b3", "ici": "#e7298a"}
 
 # svg.hashsalt: the SVG's element ids from a fixed salt, not a random one: the same figure,
 # the same bytes
@@ -45,89 +68,305 @@ def _axis_label(column: str) -> str:
     return f"{name} ({unit})" if unit else name
 
 
-def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | None = None) -> list[Path]:
-    """One panel per workload: every feasible design, the Pareto front joined and labelled."""
-    xc, x_sense = OBJECTIVES[x]
-    yc, y_sense = OBJECTIVES[y]
-    ok = frame[frame["status"] == "ok"]
-    workloads = sorted(ok["workload"].unique())
-    cols = min(3, max(1, len(workloads)))
-    rows = int(np.ceil(len(workloads) / cols)) or 1
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.6 * rows), squeeze=False, layout="constrained")
-    for ax, workload in zip(axes.flat, workloads):
-        g = ok[ok["workload"] == workload]
-        sx, sy = _AXIS.get(xc, (xc, 1, ""))[1], _AXIS.get(yc, (yc, 1, ""))[1]
-        from archsim.dse.pareto import pareto_mask
+def _scale(column: str) -> float:
+    return _AXIS.get(column, (column, 1, ""))[1]
 
-        front = pareto_mask(g[[xc, yc]].to_numpy(), [x_sense, y_sense])
-        c = _colors(g, color)
-        cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
-        style = {"cmap": cmap, "plotnonfinite": True} if not isinstance(c, str) else {}
-        points = ax.scatter(g[xc] * sx, g[yc] * sy, c=c, s=18, alpha=0.55, edgecolors="none", **style)
-        if style:
-            fig.colorbar(points, ax=ax, label=color)
-        f = g[front].sort_values(xc)
-        ax.plot(f[xc] * sx, f[yc] * sy, "-o", color="crimson", ms=5, lw=1.2, label="Pareto front")
-        labelled = set()
-        for _, r in f.iterrows():  # one label per position: equal designs share it
-            position = (round(r[xc] * sx, 9), round(r[yc] * sy, 9))
-            if position in labelled or len(labelled) >= 8:
-                continue
-            labelled.add(position)
-            ax.annotate(r["design"], position, fontsize=6.5, xytext=(4, 3), textcoords="offset points")
-        base = g[g["role"] == "baseline"]
-        if len(base):
-            ax.scatter(base[xc] * sx, base[yc] * sy, marker="*", s=140, color="black", label="baseline", zorder=5)
-        ax.set_title(workload)
-        ax.set_xlabel(_axis_label(xc))
-        ax.set_ylabel(_axis_label(yc))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(workloads):]:
+
+# -- designs and their short names -------------------------------------------------------------
+
+def _prepared(frame: pd.DataFrame, objectives: list[str] | None,
+              fallback: list[str]) -> tuple[pd.DataFrame, list[str] | None, str]:
+    """The feasible rows with ``design`` and ``pareto``, the objectives the front is over (None:
+    not known here) and a phrase saying so. With
+    ``objectives``, the front over all of them (as the sweep's summary table has it); without,
+    the frame's own ``pareto`` column (the summary table's), or else the front over ``fallback``."""
+    from archsim.dse.report import enrich
+
+    if "design" not in frame:
+        frame = enrich(frame, list(objectives or fallback))
+    ok = frame[frame["status"] == "ok"].copy()
+    if objectives:
+        columns, senses = objective_columns(list(objectives))
+        ok["pareto"] = False
+        for _, g in ok.groupby("workload_id", sort=True):  # per workload, as report.enrich does
+            ok.loc[g.index, "pareto"] = pareto_mask(g[columns].to_numpy(dtype=float), senses)
+        return ok, list(objectives), "Pareto front over " + ", ".join(objectives)
+    if "pareto" in ok:
+        return ok, None, "Pareto front (as in the summary table)"
+    columns, senses = objective_columns(list(fallback))
+    ok["pareto"] = False
+    for _, g in ok.groupby("workload_id", sort=True):
+        ok.loc[g.index, "pareto"] = pareto_mask(g[columns].to_numpy(dtype=float), senses)
+    return ok, list(fallback), "Pareto front over " + ", ".join(fallback)
+
+
+def design_ids(ok: pd.DataFrame) -> dict[str, str]:
+    """Design label -> D1, D2, ...: the baseline first, then the labels in sorted order."""
+    base = set(ok.loc[ok["role"] == "baseline", "design"]) if "role" in ok else set()
+    names = sorted(set(ok["design"]), key=lambda d: (d not in base, d))
+    return {d: f"D{i}" for i, d in enumerate(names, 1)}
+
+
+def write_key(ok: pd.DataFrame, folder: Path) -> Path:
+    """``design_key.txt``: each D-number of the figures and the design it stands for."""
+    base = set(ok.loc[ok["role"] == "baseline", "design"]) if "role" in ok else set()
+    lines = ["Designs in the figures of this folder, by the short names they carry:"]
+    lines += [f"{i:>5}  {d}{'  (baseline)' if d in base else ''}" for d, i in design_ids(ok).items()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(folder / KEY_FILE, "\n".join(lines) + "\n")
+
+
+def _key_legend(fig, ids: dict[str, str], named: set[str]) -> None:
+    """The figure's foot: the designs it names, in key order (at most ``_MAX_KEY``)."""
+    shown = [d for d in ids if d in named]
+    if not shown:
+        return
+    labels = [f"{ids[d]}: {d}" for d in shown[:_MAX_KEY]]
+    longest = max(len(s) for s in labels)
+    ncol = max(1, min(len(labels), int(fig.get_figwidth() * 72 / (longest * 7 * 0.62 + 24))))
+    title = f"designs (all {len(ids)} in {KEY_FILE})" if len(shown) <= _MAX_KEY else \
+        f"designs ({_MAX_KEY} of the {len(shown)} named here; all in {KEY_FILE})"
+    fig.legend([Line2D([], [], ls="none")] * len(labels), labels, loc="outside lower center", ncol=ncol, fontsize=7,
+               title=title, title_fontsize=7, handlelength=0, handletextpad=0, columnspacing=1.5, frameon=False)
+
+
+def _workloads(ok: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Each workload's rows and title; a name two workload files share gets its file."""
+    groups = [g for _, g in ok.groupby("workload_id", sort=True)]
+    groups.sort(key=lambda g: (g["workload"].iloc[0], g["workload_file"].iloc[0]))
+    names = [g["workload"].iloc[0] for g in groups]
+    return [(n if names.count(n) == 1 else f"{n} ({g['workload_file'].iloc[0]})", g) for n, g in zip(names, groups)]
+
+
+def _ids_text(ids: list[str]) -> str:
+    return ", ".join(ids) if len(ids) <= 3 else f"{ids[0]}, {ids[1]}, ... +{len(ids) - 2}"
+
+
+# -- the Pareto figure -----------------------------------------------------------------------
+
+def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | None = None,
+                objectives: list[str] | None = None) -> list[Path]:
+    """Each workload's feasible designs in the plane of ``x`` and ``y`` and, with
+    ``objectives``, of every other pair of them; the Pareto front over ALL the objectives
+    marked in every plane, and points where several designs coincide say how many."""
+    names = list(dict.fromkeys([x, y, *(objectives or [])]))
+    ok, over, front_what = _prepared(frame, objectives, [x, y])
+    ids = design_ids(ok)
+    pairs = list(combinations(names, 2))[:6]
+    groups = _workloads(ok)
+    if len(pairs) == 1:
+        cols = min(3, max(1, len(groups)))
+        rows = int(np.ceil(len(groups) / cols)) or 1
+    else:
+        rows, cols = max(1, len(groups)), len(pairs)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.5 * rows + 1.2), squeeze=False, layout="constrained")
+    values, categories = _colors(ok, color)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
+    norm = plt.Normalize(*(np.nanmin(values), np.nanmax(values))) if values is not None and np.isfinite(values).any() else None
+    labels, named = [], set()
+    for i, (title, g) in enumerate(groups):
+        c = None if values is None else pd.Series(values, index=ok.index).loc[g.index].to_numpy()
+        for j, (a, b) in enumerate(pairs):
+            ax = axes.flat[i] if len(pairs) == 1 else axes[i][j]
+            joined = over is not None and set(over) == {a, b}  # a front over this plane's pair: a curve
+            labels += _pareto_panel(ax, g, OBJECTIVES[a][0], OBJECTIVES[b][0], ids, c, cmap, norm, joined, named)
+            ax.set_title(title)
+    for ax in list(axes.flat)[len(groups) * (1 if len(pairs) == 1 else cols):]:
         ax.axis("off")
-    return _save(fig, stem)
+    handles = [Line2D([], [], ls="none", marker="o", color=_FRONT, mfc=_FRONT if values is None else "none", mew=1.3,
+                      label=front_what + ("" if len(pairs) == 1 else " (every panel: one pair of them)")),
+               Line2D([], [], ls="none", marker="o", color="tab:blue" if values is None else "grey", alpha=0.6,
+                      label="other design" if values is None else f"design, coloured by {color}"),
+               Line2D([], [], ls="none", marker="*", color="black", ms=10,
+                      label="baseline " + ", ".join(f"({ids[d]}: {d})" for d in sorted(set(ok.loc[ok["role"] == "baseline", "design"])))),
+               Line2D([], [], ls="none", label='"n designs": n designs at one point')]
+    if not (ok["role"] == "baseline").any():
+        handles.pop(2)
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=7.5, frameon=False)
+    if norm is not None:
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label=color, shrink=0.6)
+        if categories:
+            bar.set_ticks(range(len(categories)), labels=categories)
+    _key_legend(fig, ids, named)
+    _place_labels(fig, labels)
+    paths = _save(fig, stem)
+    return paths + [write_key(ok, stem.parent)]
 
 
-def _colors(g: pd.DataFrame, color: str | None):
+def _pareto_panel(ax, g, xc, yc, ids, c, cmap, norm, joined, named) -> list:
+    sx, sy = _scale(xc), _scale(yc)
+    xs, ys = g[xc].to_numpy(dtype=float) * sx, g[yc].to_numpy(dtype=float) * sy
+    front = g["pareto"].to_numpy(dtype=bool)
+    if c is None:
+        ax.scatter(xs[~front], ys[~front], s=22, color="tab:blue", alpha=0.6, edgecolors="none", zorder=2)
+        ax.scatter(xs[front], ys[front], s=30, color=_FRONT, edgecolors="none", zorder=3)
+    else:
+        ax.scatter(xs, ys, c=c, cmap=cmap, norm=norm, s=26, edgecolors="none", plotnonfinite=True, zorder=2)
+        ax.scatter(xs[front], ys[front], s=70, facecolors="none", edgecolors=_FRONT, linewidths=1.3, zorder=3)
+    if joined and front.any():
+        order = np.lexsort((ys[front], xs[front]))
+        ax.plot(xs[front][order], ys[front][order], "-", color=_FRONT, lw=0.9, zorder=1)
+    base = (g["role"] == "baseline").to_numpy()
+    if base.any():
+        ax.scatter(xs[base], ys[base], marker="*", s=120, color="black", zorder=5)
+    ax.set_xlabel(_axis_label(xc))
+    ax.set_ylabel(_axis_label(yc))
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(6))
+    ax.grid(alpha=0.3)
+    at: dict[tuple, list] = {}  # designs at one point of this plane
+    for x, y, design, on in zip(xs, ys, g["design"], front):
+        if np.isfinite(x) and np.isfinite(y):
+            at.setdefault((float(f"{x:.6g}"), float(f"{y:.6g}")), []).append((design, on))
+    labels = [(ax, np.column_stack([xs, ys]), None, None)]  # the panel's markers: no label covers one
+    for (x, y), here in sorted(at.items(), key=lambda kv: (not any(on for _, on in kv[1]), kv[0])):
+        on_front = [d for d, on in here if on]
+        if not on_front and len(here) < 2:
+            continue
+        if len(labels) > _MAX_LABELS:
+            break
+        count = f"{len(here)} designs" if len(here) > 1 else ""
+        if on_front:
+            shown = sorted((ids[d] for d in on_front), key=lambda s: int(s[1:]))
+            named.update(on_front)
+            text = f"{count}: {_ids_text(shown)}" if count else shown[0]
+            labels.append((ax, (x, y), text, {"fontsize": 6.5, "color": "black"}))
+        else:
+            labels.append((ax, (x, y), count, {"fontsize": 6.5, "color": "dimgrey"}))
+    return labels
+
+
+_NEAR = [(5, 4), (5, -4), (-5, 4), (-5, -4), (0, 8), (0, -8), (8, 14), (-8, -14), (8, -14), (-8, 14)]
+# further out, joined to the point by a thin line
+_FAR = [(d * sx, e * sy) for d, e in ((14, 26), (30, 12), (0, 34), (40, 30), (10, 48)) for sx in (1, -1) for sy in (1, -1)]
+
+
+def _place_labels(fig, labels: list) -> None:
+    """Each label at the first offset from its point where it stays in its panel and covers no
+    marker or label placed before it; where every offset does, at the one that covers the
+    fewest. The layout is then fixed: the boxes checked are the boxes drawn."""
+    if len(labels) <= sum(text is None for _, _, text, _ in labels):
+        return
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed: dict = {}
+    radius = 3.5 * fig.dpi / 72  # a marker's half width, in pixels
+    for ax, xy, text, style in labels:
+        frame_box = ax.get_window_extent(renderer)
+        taken = placed.setdefault(ax, [])
+        if text is None:  # the panel's markers
+            points = ax.transData.transform(xy[np.isfinite(xy).all(axis=1)])
+            taken += [Bbox([[px - radius, py - radius], [px + radius, py + radius]]) for px, py in points]
+            continue
+        best = None
+        for dx, dy in _NEAR + _FAR:
+            far = (dx, dy) not in _NEAR
+            note = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha="left" if dx > 0 else
+                               "right" if dx < 0 else "center", va="bottom" if dy > 0 else "top", **style,
+                               arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey", "shrinkA": 0, "shrinkB": 3}
+                               if far else None)
+            note.get_window_extent(renderer)  # places it; then its text's box, without the line
+            box = Text.get_window_extent(note, renderer)
+            inside = (frame_box.x0 <= box.x0 and box.x1 <= frame_box.x1 and frame_box.y0 <= box.y0
+                      and box.y1 <= frame_box.y1)
+            score = (not inside, sum(box.overlaps(t) for t in taken))
+            if best is None or score < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (score, note, box)
+            else:
+                note.remove()
+            if score == (False, 0):
+                break
+        taken.append(best[2])
+    fig.set_layout_engine("none")
+
+
+def _colors(g: pd.DataFrame, color: str | None) -> tuple[np.ndarray | None, list[str]]:
+    """Values to colour by (NaN: no value, drawn grey) and, for text values, their categories."""
     if not color or color not in g:
-        return "tab:blue"
+        return None, []
     present = g[color].notna()  # the baseline has no swept value: drawn grey
     values = g[color].astype(object).where(present, "").astype(str)
     numeric = pd.to_numeric(values.where(present, None), errors="coerce")
     if numeric[present].notna().all():
-        return numeric.to_numpy(dtype=float)
-    codes = {v: i for i, v in enumerate(sorted(values[present].unique()))}
-    return values.map(codes).where(present).to_numpy(dtype=float)
+        return numeric.to_numpy(dtype=float), []
+    categories = sorted(values[present].unique())
+    codes = {v: i for i, v in enumerate(categories)}
+    return values.map(codes).where(present).to_numpy(dtype=float), categories
 
 
-def plot_breakdowns(frame: pd.DataFrame, stem: Path, designs: int = 8) -> list[Path]:
-    """Stacked energy per component and latency per unit, for each workload's Pareto designs."""
-    ok = frame[(frame["status"] == "ok") & (frame["pareto"] | (frame["role"] == "baseline"))]
-    workloads = sorted(ok["workload"].unique())
-    fig, axes = plt.subplots(len(workloads) or 1, 2, figsize=(10, 2.8 * max(1, len(workloads))), squeeze=False,
-                             layout="constrained")
-    for (ax_e, ax_t), workload in zip(axes, workloads):
-        g = ok[ok["workload"] == workload].sort_values("latency_s").head(designs)
-        labels = g["design"].tolist()
-        bottom = np.zeros(len(g))
-        for comp in COMPONENTS:
-            values = g.get(f"energy_{comp}_j", pd.Series(0.0, index=g.index)).fillna(0).to_numpy() * 1e3
-            ax_e.barh(labels, values, left=bottom, label=comp)
-            bottom += values
-        ax_e.set_xlabel("energy (mJ)")
-        ax_e.set_title(f"{workload}: energy")
-        bottom = np.zeros(len(g))
-        for unit in ("mxu", "vpu", "dma"):
-            values = g.get(f"latency_{unit}_s", pd.Series(0.0, index=g.index)).fillna(0).to_numpy() * 1e3
-            ax_t.barh(labels, values, left=bottom, label=unit)
-            bottom += values
-        ax_t.set_xlabel("latency (ms)")
-        ax_t.set_title(f"{workload}: latency by unit")
-        ax_t.set_yticklabels([])
-    axes[0][0].legend(fontsize=7, ncol=4)
-    axes[0][1].legend(fontsize=7)
-    return _save(fig, stem)
+# -- breakdowns ------------------------------------------------------------------------------
 
+def plot_breakdowns(frame: pd.DataFrame, stem: Path, designs: int = 8, objectives: list[str] | None = None) -> list[Path]:
+    """For each workload, the baseline and up to ``designs`` Pareto designs (the fastest):
+    latency by bound (memory, compute, array-fill, dispatch: what each op's time went to),
+    latency by the unit of the op on the critical path, and energy by component."""
+    ok, _, front_what = _prepared(frame, objectives, ["latency", "energy"])
+    ids = design_ids(ok)
+    groups = _workloads(ok)
+    chosen = []
+    for title, g in groups:
+        front = g[g["pareto"] & (g["role"] != "baseline")].sort_values(["latency_s", "design"], kind="stable")
+        chosen.append((title, pd.concat([g[g["role"] == "baseline"], front.head(designs)]), len(front)))
+    heights = [0.9 + 0.26 * max(1, len(sel)) for _, sel, _ in chosen] or [1.0]
+    fig = plt.figure(figsize=(12, sum(heights) + 1.15 + 0.45 * len(heights)), layout="constrained")
+    subs = fig.subfigures(len(heights) + 1, 1, height_ratios=[h + 0.45 for h in heights] + [0.65], squeeze=False).ravel()
+    units = sorted({c[len("latency_"):-2] for c in ok.columns if c.startswith("latency_") and c != "latency_s"},
+                   key=lambda u: (u not in _UNITS, list(_UNITS).index(u) if u in _UNITS else 0, u))
+    bounds = [b for b in _BOUNDS if f"bound_{b}_s" in ok] + \
+        sorted(c[6:-2] for c in ok.columns if c.startswith("bound_") and c.endswith("_s") and c[6:-2] not in _BOUNDS)
+    named = set()
+    for sub, (title, sel, n_front) in zip(subs, chosen):
+        ax_b, ax_u, ax_e = sub.subplots(1, 3, sharey=True)
+        named.update(sel["design"])
+        y = np.arange(len(sel))
+        ax_b.set_yticks(y, [ids[d] + (" (baseline)" if r == "baseline" else "") for d, r in zip(sel["design"], sel["role"])])
+        ax_b.invert_yaxis()
+        if bounds:
+            _stack(ax_b, y, sel, [f"bound_{b}_s" for b in bounds], bounds, 1e3, _BOUNDS)
+        else:
+            ax_b.text(0.5, 0.5, "no bound_*_s columns in these results:\nrun the sweep again", ha="center",
+                      va="center", transform=ax_b.transAxes, fontsize=8)
+        _stack(ax_u, y, sel, [f"latency_{u}_s" for u in units], units, 1e3, _UNITS)
+        _stack(ax_e, y, sel, [f"energy_{c}_j" for c in COMPONENTS], list(COMPONENTS), 1e3, {})
+        for ax, what, unit in ((ax_b, "latency by bound", "ms"), (ax_u, "latency by unit", "ms"),
+                               (ax_e, "energy by component", "mJ")):
+            ax.set_title(what)
+            ax.set_xlabel(f"{what.split()[0]} ({unit})")
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.set_xlim(0, max(ax.dataLim.x1, 0) * 1.04 or 1)
+            ax.grid(axis="x", alpha=0.3)
+        sub.suptitle(_breakdown_title(title, sel, n_front, front_what), fontsize=9.5)
+    legend_axes = subs[-1].subplots(1, 3)
+    energy_colors = {c: f"C{i}" for i, c in enumerate(COMPONENTS)}
+    for ax, title, names, colors in ((legend_axes[0], "bound", bounds, _BOUNDS), (legend_axes[1], "op's unit", units, _UNITS),
+                                     (legend_axes[2], "energy component", list(COMPONENTS), energy_colors)):
+        ax.axis("off")
+        if names:
+            ax.legend(handles=[Patch(color=colors.get(n, "grey"), label=n.replace("_", "-")) for n in names],
+                      loc="upper center", ncol=min(4, len(names)), fontsize=7.5, title=title, title_fontsize=8,
+                      frameon=False)
+    _key_legend(fig, ids, named)
+    return _save(fig, stem) + [write_key(ok, stem.parent)]
+
+
+def _breakdown_title(title: str, sel: pd.DataFrame, n_front: int, front_what: str) -> str:
+    shown = int((sel["role"] != "baseline").sum())
+    designs = f"the {n_front} design{'s' if n_front != 1 else ''}" if shown == n_front else \
+        f"the {shown} fastest of the {n_front} designs"
+    return f"{title}: {'the baseline and ' if shown < len(sel) else ''}{designs} on the {front_what}"
+
+
+def _stack(ax, y, sel: pd.DataFrame, columns: list[str], names: list[str], scale: float, colors: dict) -> None:
+    left = np.zeros(len(sel))
+    for i, (column, name) in enumerate(zip(columns, names)):
+        values = sel[column].fillna(0).to_numpy(dtype=float) * scale if column in sel else np.zeros(len(sel))
+        ax.barh(y, values, left=left, height=0.7, color=colors.get(name, f"C{i}"), label=name)
+        left += values
+
+
+# -- roofline ---------------------------------------------------------------------------------
 
 def plot_roofline(result, summary, stem: Path) -> list[Path]:
     """Each phase at its arithmetic intensity (MACs per compulsory byte) and achieved MAC/s,

@@ -1,0 +1,198 @@
+"""The figures of a sweep, of compare-schedules and of the per-operator comparison: drawn
+without layout warnings or overprinting labels, and saying what the results say (the Pareto
+front over every objective, latency by bound, energy, designs that coincide)."""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from archsim import api
+from archsim.dse import compare, plots, report
+from archsim.dse.figures_ops import op_frame
+from tests.conftest import HW, TPUV4I, WORKLOADS, run_cli
+
+OBJECTIVES = ["latency", "energy", "area"]  # the bundled CIM sweep's (sweep: objectives)
+LAYOUT_WORDS = ("tight_layout", "constrained_layout", "layout", "overlap")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The README's main job: ``archsim sweep hw_configs/cim_*.yaml``."""
+    out = tmp_path_factory.mktemp("sweep")
+    proc = run_cli("sweep", *sorted(str(p) for p in HW.glob("cim_*.yaml")), "--out", str(out), "--jobs", "2",
+                   "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    return report.enrich(pd.read_parquet(out / "results.parquet"), OBJECTIVES)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every figure handed to ``plots._save``, checked for overprinting before it is saved."""
+    figures = []
+    save = plots._save
+
+    def checked(fig, stem):
+        assert_no_overprinting(fig)
+        figures.append(fig)
+        return save(fig, stem)
+
+    monkeypatch.setattr(plots, "_save", checked)
+    return figures
+
+
+def all_axes(fig):
+    """The axes of a figure and of its subfigures, each once."""
+    return list(dict.fromkeys([*fig.axes, *(ax for sub in fig.subfigs for ax in all_axes(sub))]))
+
+
+def assert_no_overprinting(fig) -> None:
+    """No two tick labels of one axis intersect, nor two panels' titles."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    titles = []
+    for ax in all_axes(fig):
+        for axis, labels in (("x", ax.get_xticklabels()), ("y", ax.get_yticklabels())):
+            boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels if t.get_visible() and t.get_text()]
+            for i, (a, box_a) in enumerate(boxes):
+                for b, box_b in boxes[i + 1:]:
+                    assert not box_a.overlaps(box_b), f"{axis} tick labels {a!r} and {b!r} overprint ({ax.get_title()})"
+        if ax.get_title():
+            titles.append((ax.get_title(), ax.title.get_window_extent(renderer)))
+    for i, (a, box_a) in enumerate(titles):
+        for b, box_b in titles[i + 1:]:
+            assert not box_a.overlaps(box_b), f"titles {a!r} and {b!r} overprint"
+
+
+def layout_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if any(word in str(w.message).lower() for word in LAYOUT_WORDS)]
+
+
+def test_every_sweep_figure_draws_without_layout_warnings(sweep, drawn, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = plots.plot_pareto(sweep, "latency", "energy", tmp_path / "pareto_latency_energy", None, OBJECTIVES)
+        paths += plots.plot_pareto(sweep, "latency", "energy", tmp_path / "pareto_as_called", None)
+        paths += plots.plot_pareto(sweep, "latency", "area", tmp_path / "pareto_color", "set.mxu.count", OBJECTIVES)
+        paths += plots.plot_breakdowns(sweep, tmp_path / "breakdown")
+        paths += plots.plot_breakdowns(sweep, tmp_path / "breakdown_objectives", objectives=OBJECTIVES)
+    assert not layout_warnings(caught), layout_warnings(caught)
+    assert len(drawn) == 5 and all(p.is_file() for p in paths)
+    for fig in drawn:  # short design names: no 90-character labels squash the panels
+        for ax in all_axes(fig):
+            assert all(len(t.get_text()) <= 16 for t in ax.get_yticklabels()), ax.get_title()
+
+
+def test_pareto_marks_the_front_over_every_objective_in_every_plane(sweep, drawn, tmp_path):
+    plots.plot_pareto(sweep, "latency", "energy", tmp_path / "p", None, OBJECTIVES)
+    fig = drawn[0]
+    planes = {(ax.get_xlabel().split(" (")[0], ax.get_ylabel().split(" (")[0]) for ax in fig.axes if ax.get_xlabel()}
+    assert planes == {("latency", "energy"), ("latency", "area"), ("energy", "area")}  # area appears
+    ok = sweep[sweep["status"] == "ok"]
+    for ax in fig.axes:
+        if not ax.get_xlabel():
+            continue
+        g = ok[ok["workload"] == ax.get_title()]
+        front = [c for c in ax.collections if np.allclose(c.get_facecolor()[:, :3], (0.863, 0.078, 0.235), atol=0.01)]
+        assert sum(len(c.get_offsets()) for c in front) == g["pareto"].sum(), ax.get_title()  # the table's stars
+        # every design is a point or counted at one: "n designs" says how many a point hides
+        texts = [t.get_text() for t in ax.texts]
+        counted = sum(int(m.group(1)) for t in texts if (m := re.match(r"(\d+) designs", t)))
+        single = sum(1 for t in texts if re.fullmatch(r"D\d+", t))
+        points = {(round(x, 9), round(y, 9)) for c in ax.collections for x, y in c.get_offsets()}
+        assert counted + single <= len(g) and len(points) <= len(g)
+    decode = [ax for ax in fig.axes if ax.get_title() == "gpt3-30b-layer-decode" and ax.get_xlabel().startswith("latency")
+              and ax.get_ylabel().startswith("area")][0]
+    assert any(t.get_text().startswith("3 designs") for t in decode.texts)  # three designs at one dot, said so
+    legend = " ".join(t.get_text() for leg in fig.legends for t in leg.get_texts())
+    assert "Pareto front over latency, energy, area" in legend and "D1: TPUv4i" in legend
+    key = (tmp_path / plots.KEY_FILE).read_text()
+    assert all(design in key for design in ok["design"].unique())
+
+
+def test_breakdown_shows_latency_by_bound_and_energy(sweep, drawn, tmp_path):
+    decode = sweep[(sweep["workload"] == "gpt3-30b-layer-decode") & (sweep["hardware"] == "CIM-Design-B")].iloc[0]
+    bounds = [c for c in sweep.columns if c.startswith("bound_") and c.endswith("_s")]
+    assert {"bound_memory_s", "bound_compute_s"} <= set(bounds)
+    assert decode[bounds].fillna(0).sum() == pytest.approx(decode["latency_s"], rel=1e-9)
+    assert decode["bound_memory_s"] > 0.9 * decode["latency_s"]  # HBM-bound, whatever unit its ops run on
+    plots.plot_breakdowns(sweep, tmp_path / "b", objectives=OBJECTIVES)
+    fig = drawn[0]
+    rows = [sub for sub in fig.subfigs if sub.axes and sub.axes[0].get_title() == "latency by bound"]
+    assert len(rows) == 3
+    for sub in rows:
+        assert [ax.get_title() for ax in sub.axes] == ["latency by bound", "latency by unit", "energy by component"]
+        by_bound, by_unit = sub.axes[0], sub.axes[1]
+        assert sum(p.get_width() for p in by_bound.patches) == pytest.approx(sum(p.get_width() for p in by_unit.patches))
+    legends = " ".join(t.get_text() for sub in fig.subfigs for ax in sub.axes if ax.get_legend()
+                       for t in ax.get_legend().get_texts())
+    assert "memory" in legends and "array-fill" in legends and "hbm" in legends
+
+
+def test_redrawn_figures_are_the_same_bytes(sweep, tmp_path):
+    for name in ("one", "two"):
+        plots.plot_pareto(sweep, "latency", "energy", tmp_path / name / "p", None, OBJECTIVES)
+        plots.plot_breakdowns(sweep, tmp_path / name / "b")
+    for name in ("p.svg", "b.svg", "p.png", plots.KEY_FILE):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+def test_compare_schedules_figure_has_energy_and_a_readable_step_view(drawn, tmp_path):
+    chips = [api.load_hardware(TPUV4I), api.load_hardware(HW / "cim_design_b.yaml")]
+    from archsim.config.loader import parse_overrides
+
+    schedules = ["reuse", "icc", "teacache", "toca"]
+    frame, runs = compare.compare(chips, WORKLOADS / "dit_xl_2.yaml", schedules, parse_overrides(["steps=8"], "--wset"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = compare.plot(frame, runs, tmp_path / "schedules")
+    assert not layout_warnings(caught), layout_warnings(caught)
+    assert all(p.is_file() for p in paths)
+    axes = all_axes(drawn[0])
+    titles = [ax.get_title() for ax in axes]
+    assert "generation energy" in titles and "generation latency" in titles
+    energy = next(ax for ax in axes if ax.get_title() == "generation energy")
+    assert len(energy.patches) == len(frame)  # a bar per schedule and chip
+    maps = [ax for ax in axes if ax.get_title().startswith("per-step time on ")]
+    assert [ax.get_title() for ax in maps] == ["per-step time on TPUv4i", "per-step time on CIM-Design-B"]
+    for ax in maps:  # schedules x steps, one cell each, no overlapping lines
+        image = ax.get_images()[0].get_array()
+        assert image.shape == (1 + len(schedules), 8) and not ax.lines
+        assert np.allclose(image[0], 1.0)  # 'none': every step is a full step
+        assert image[1].min() < 0.5  # reuse: its cached steps cost a fraction of one
+
+
+def test_op_comparison_groups_ops_across_designs(drawn, tmp_path):
+    workload = api.load_workload(WORKLOADS / "gpt3_30b_layer_decode.yaml")
+    results = [api.simulate(api.load_hardware(f), workload) for f in (TPUV4I, HW / "cim_design_b.yaml")]
+    frame = op_frame(results)
+    assert {"QKV projection", "attention", "attention output", "FFN", "norms"} <= set(frame.index)
+    for r in results:
+        table = r.table()
+        assert frame["latency_s"][r.hw.name].sum() == pytest.approx(table["total_latency_s"].sum())
+        assert frame["energy_j"][r.hw.name].sum() == pytest.approx((table["energy_j"] * table["count"]).sum())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = plots.plot_op_comparison(results, tmp_path / "ops")
+        paths += plots.plot_op_comparison({"TPU": results[0], "CIM": results[1]}, tmp_path / "kinds", by="kind")
+    assert not layout_warnings(caught) and all(p.is_file() for p in paths)
+    assert [ax.get_title().split(" of ")[0] for ax in drawn[0].axes] == ["latency", "energy"]
+    assert len(drawn[0].axes[0].patches) == 2 * len(frame)  # side by side: a bar per group and design
+    with pytest.raises(ValueError, match="by='unit'"):
+        op_frame(results, by="unit")
+
+
+@pytest.mark.parametrize("name, kind, group", [
+    ("block.attn.q", "gemm", "QKV projection"), ("blocks.attn.to_k", "gemm", "QKV projection"),
+    ("layers.self_attn.q_proj", "gemm", "QKV projection"), ("block.attn.o", "gemm", "attention output"),
+    ("attn.to_out", "gemm", "attention output"), ("block.attn.score", "attn_score", "attention"),
+    ("blocks.attn.flash", "attention", "attention"), ("block.attn.k_append", "cache_write", "KV cache"),
+    ("block.mlp.fc1", "gemm", "FFN"), ("layers.mlp.gate_proj", "gemm", "FFN"), ("ff.net.0.proj", "gemm", "FFN"),
+    ("block.norm1", "rmsnorm", "norms"), ("blocks.adaLN", "gemm", "modulation (adaLN)"),
+    ("norm1.linear", "gemm", "modulation (adaLN)"), ("patch_embed", "gemm", "embedding"),
+    ("final.linear", "gemm", "output head"), ("lm_head", "gemm", "output head"),
+])
+def test_op_groups(name, kind, group):
+    assert plots.op_group(name, kind) == group
