@@ -55,7 +55,7 @@ h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}h3{margin:1.
 .figure{border:1px solid #e3e3e3;border-radius:4px;min-height:200px}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
-td.text,th.text{text-align:left}
+td.text,th.text{text-align:left}table.results td{white-space:nowrap}
 th{background:#f3f3f3;cursor:pointer;user-select:none;white-space:nowrap}
 th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
 tr.pareto td{background:#fff4f2}
