@@ -244,7 +244,8 @@ def label(frame: pd.DataFrame) -> pd.DataFrame:
     labels, idents = [], []
     for i, config in enumerate(configs):
         shown = [f"{names[f]}={_shown(f, column[i])}" for f, column in zip(fields, values) if column[i] is not None]
-        name = hardware[i] if isinstance(hardware[i], str) and hardware[i] else config  # none: the config did not validate
+        # no hardware name: the config did not validate
+        name = hardware[i] if isinstance(hardware[i], str) and hardware[i] else config
         labels.append(" ".join([name, *shown]))
         idents.append((config, *(column[i] for column in values)))
     base = {ident for ident, role in zip(idents, frame["role"]) if role == "baseline"}
@@ -381,8 +382,10 @@ def _workload_tables(ok: pd.DataFrame, objectives: list[str], fields: list[str],
         shown_ids |= set(rows["design_id"])
         columns = [("design", rows["design_id"].tolist())]
         if inline:
-            columns.append(("hardware", [str(h) if isinstance(h, str) else "" for h in rows.get("hardware", rows["config"])]))
-            columns += [(names[f], ["" if _plain(v) is None else _shown(f, _plain(v)) for v in rows[f]]) for f in fields]
+            hardware = rows.get("hardware", rows["config"])
+            columns.append(("hardware", [h if isinstance(h, str) else "" for h in hardware]))
+            columns += [(names[f], ["" if _plain(v) is None else _shown(f, _plain(v)) for v in rows[f]])
+                        for f in fields]
         columns += [_figure(c, rows[c]) for c in objective_columns(objectives)[0] if c in rows.columns]
         if rows["speedup_vs_baseline"].notna().any():
             columns.append(("speedup", ["" if pd.isna(v) else f"{v:.3g}x" for v in rows["speedup_vs_baseline"]]))
@@ -402,8 +405,7 @@ def summary_table(frame: pd.DataFrame, objectives: list[str], width: int = WIDTH
     ``limit`` and the baseline): design id, hardware and swept values (in a key table below
     when they would not fit in ``width`` characters), the objectives, the speed-up and a
     star for the front. Then the points that did not run, in short."""
-    if "design_id" not in frame.columns:
-        frame = results_table(frame, objectives)
+    frame = results_table(frame, objectives) if "design_id" not in frame.columns else mark_pareto(frame, objectives)
     has_status = "status" in frame.columns
     ok = frame[frame["status"] == "ok"] if has_status else frame.iloc[0:0]
     fields = swept_fields(frame)
@@ -418,7 +420,8 @@ def summary_table(frame: pd.DataFrame, objectives: list[str], width: int = WIDTH
     bad = frame[frame["status"] != "ok"] if has_status else frame.iloc[0:0]
     for _, row in bad.head(10).iterrows():
         workload = row.get("workload") if isinstance(row.get("workload"), str) else row["workload_file"]
-        reason = str(row["reason"]).strip().splitlines()[0] if isinstance(row["reason"], str) and row["reason"].strip() else ""
+        reason = row["reason"].strip().splitlines() if isinstance(row["reason"], str) else []
+        reason = reason[0] if reason else ""
         text = f"{row['status']}: {row['design_id']} {row['design']} on {workload}: {reason}"
         lines.append(text if len(text) <= width else text[:width - 3] + "...")
     if len(bad) > 10:
