@@ -82,6 +82,7 @@ def _prepared(frame: pd.DataFrame, objectives: list[str] | None,
     the frame's own ``pareto`` column (the summary table's), or else the front over ``fallback``."""
     from archsim.dse.report import enrich
 
+    objectives = objectives or frame.attrs.get("objectives")  # archsim.api's tables carry them
     if "design" not in frame:
         frame = enrich(frame, list(objectives or fallback))
     ok = frame[frame["status"] == "ok"].copy()
@@ -89,19 +90,29 @@ def _prepared(frame: pd.DataFrame, objectives: list[str] | None,
         columns, senses = objective_columns(list(objectives))
         ok["pareto"] = False
         for _, g in ok.groupby("workload_id", sort=True):  # per workload, as report.enrich does
-            ok.loc[g.index, "pareto"] = pareto_mask(g[columns].to_numpy(dtype=float), senses)
+            ok.loc[g.index, "pareto"] = pareto_mask(_values(g, columns), senses)
         return ok, list(objectives), "Pareto front over " + ", ".join(objectives)
     if "pareto" in ok:
         return ok, None, "Pareto front (as in the summary table)"
     columns, senses = objective_columns(list(fallback))
     ok["pareto"] = False
     for _, g in ok.groupby("workload_id", sort=True):
-        ok.loc[g.index, "pareto"] = pareto_mask(g[columns].to_numpy(dtype=float), senses)
+        ok.loc[g.index, "pareto"] = pareto_mask(_values(g, columns), senses)
     return ok, list(fallback), "Pareto front over " + ", ".join(fallback)
 
 
+def _values(g: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The objectives' values (a missing or non-numeric one NaN: on no front, as report.mark_pareto)."""
+    return g.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+
+
 def design_ids(ok: pd.DataFrame) -> dict[str, str]:
-    """Design label -> D1, D2, ...: the baseline first, then the labels in sorted order."""
+    """Design label -> its short name, in key order: the results' ``design_id`` (D1, D2, ...,
+    as the summary names designs) where they have one, else D1, D2, ... with the baseline
+    first, then the labels in sorted order."""
+    if "design_id" in ok:
+        pairs = dict(zip(ok["design"], ok["design_id"].astype(str)))
+        return dict(sorted(pairs.items(), key=lambda kv: (len(kv[1]), kv[1])))
     base = set(ok.loc[ok["role"] == "baseline", "design"]) if "role" in ok else set()
     names = sorted(set(ok["design"]), key=lambda d: (d not in base, d))
     return {d: f"D{i}" for i, d in enumerate(names, 1)}
@@ -147,10 +158,12 @@ def _ids_text(ids: list[str]) -> str:
 def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | None = None,
                 objectives: list[str] | None = None) -> list[Path]:
     """Each workload's feasible designs in the plane of ``x`` and ``y`` and, with
-    ``objectives``, of every other pair of them; the Pareto front over ALL the objectives
-    marked in every plane, and points where several designs coincide say how many."""
-    names = list(dict.fromkeys([x, y, *(objectives or [])]))
+    ``objectives`` (default: ``frame.attrs["objectives"]``, as archsim.api's tables have
+    them), of every other pair of them; the Pareto front over ALL the objectives marked in
+    every plane, and points where several designs coincide say how many. Without objectives,
+    the front is the frame's ``pareto`` column (the summary table's), else over x and y."""
     ok, over, front_what = _prepared(frame, objectives, [x, y])
+    names = [n for n in dict.fromkeys([x, y, *(over or [])]) if n in (x, y) or OBJECTIVES[n][0] in ok]
     ids = design_ids(ok)
     pairs = list(combinations(names, 2))[:6]
     groups = _workloads(ok)
@@ -227,7 +240,7 @@ def _pareto_panel(ax, g, xc, yc, ids, c, cmap, norm, joined, named) -> list:
             break
         count = f"{len(here)} designs" if len(here) > 1 else ""
         if on_front:
-            shown = sorted((ids[d] for d in on_front), key=lambda s: int(s[1:]))
+            shown = sorted((ids[d] for d in on_front), key=lambda s: (len(s), s))
             named.update(on_front)
             text = f"{count}: {_ids_text(shown)}" if count else shown[0]
             labels.append((ax, (x, y), text, {"fontsize": 6.5, "color": "black"}))
@@ -305,10 +318,15 @@ def plot_breakdowns(frame: pd.DataFrame, stem: Path, designs: int = 8, objective
     ok, _, front_what = _prepared(frame, objectives, ["latency", "energy"])
     ids = design_ids(ok)
     groups = _workloads(ok)
+    swept = [c for c in ok.columns if c.startswith("set.")]
     chosen = []
     for title, g in groups:
-        front = g[g["pareto"] & (g["role"] != "baseline")].sort_values(["latency_s", "design"], kind="stable")
-        chosen.append((title, pd.concat([g[g["role"] == "baseline"], front.head(designs)]), len(front)))
+        point = g["role"] != "baseline"
+        # the configs' own designs (no swept value, e.g. CIM-Design-B): shown on or off the front
+        own = point & g[swept].isna().all(axis=1) & ~g["pareto"] if swept else point & False
+        front = g[g["pareto"] & point].sort_values(["latency_s", "design"], kind="stable")
+        sel = pd.concat([g[~point], g[own].sort_values(["latency_s", "design"], kind="stable"), front.head(designs)])
+        chosen.append((title, sel, len(front)))
     heights = [0.9 + 0.26 * max(1, len(sel)) for _, sel, _ in chosen] or [1.0]
     fig = plt.figure(figsize=(12, sum(heights) + 1.15 + 0.45 * len(heights)), layout="constrained")
     subs = fig.subfigures(len(heights) + 1, 1, height_ratios=[h + 0.45 for h in heights] + [0.65], squeeze=False).ravel()
@@ -321,7 +339,8 @@ def plot_breakdowns(frame: pd.DataFrame, stem: Path, designs: int = 8, objective
         ax_b, ax_u, ax_e = sub.subplots(1, 3, sharey=True)
         named.update(sel["design"])
         y = np.arange(len(sel))
-        ax_b.set_yticks(y, [ids[d] + (" (baseline)" if r == "baseline" else "") for d, r in zip(sel["design"], sel["role"])])
+        ax_b.set_yticks(y, [ids[d] + (" (baseline)" if r == "baseline" else " *" if on else "")
+                            for d, r, on in zip(sel["design"], sel["role"], sel["pareto"])])
         ax_b.invert_yaxis()
         if bounds:
             _stack(ax_b, y, sel, [f"bound_{b}_s" for b in bounds], bounds, 1e3, _BOUNDS)
@@ -352,10 +371,12 @@ def plot_breakdowns(frame: pd.DataFrame, stem: Path, designs: int = 8, objective
 
 
 def _breakdown_title(title: str, sel: pd.DataFrame, n_front: int, front_what: str) -> str:
-    shown = int((sel["role"] != "baseline").sum())
-    designs = f"the {n_front} design{'s' if n_front != 1 else ''}" if shown == n_front else \
-        f"the {shown} fastest of the {n_front} designs"
-    return f"{title}: {'the baseline and ' if shown < len(sel) else ''}{designs} on the {front_what}"
+    point = sel["role"] != "baseline"
+    shown, own = int((point & sel["pareto"]).sum()), int((point & ~sel["pareto"]).sum())
+    parts = ["the baseline"] * int((~point).sum()) + [f"{own} config design{'s' if own != 1 else ''} off the front"] * (own > 0)
+    parts.append(f"the {n_front} design{'s' if n_front != 1 else ''} (*)" if shown == n_front else
+                 f"the {shown} fastest of the {n_front} designs (*)")
+    return f"{title}: {', '.join(parts[:-1])}{' and ' if len(parts) > 1 else ''}{parts[-1]} on the {front_what}"
 
 
 def _stack(ax, y, sel: pd.DataFrame, columns: list[str], names: list[str], scale: float, colors: dict) -> None:
