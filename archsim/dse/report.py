@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import textwrap
 from functools import lru_cache
 
 import numpy as np
@@ -214,7 +215,8 @@ def _plain(value):
 def _shown(column: str, value) -> str:
     match = _UNIT.match(column)
     if match:
-        return units.format_quantity(float(value), _dim(match["unit"]))
+        text = units.format_quantity(float(value), _dim(match["unit"]))
+        return f"{text} {match['unit']}" if text == f"{float(value):.4g}" else text  # no display unit: SI
     if isinstance(value, float):
         return f"{value:g}"
     return _short(value) if isinstance(value, str) else str(value)
@@ -329,6 +331,10 @@ _SHOW = {"latency_s": ("latency", "s"), "energy_j": ("energy", "J"), "area_mm2":
          "tpot_s": ("TPOT", "s"), "tokens_per_s": ("tokens/s", ""), "tokens_per_j": ("tokens/J", "")}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _number(v: float) -> str:
     return "" if pd.isna(v) else (f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}")
 
@@ -390,11 +396,11 @@ def _workload_tables(ok: pd.DataFrame, objectives: list[str], fields: list[str],
         if rows["speedup_vs_baseline"].notna().any():
             columns.append(("speedup", ["" if pd.isna(v) else f"{v:.3g}x" for v in rows["speedup_vs_baseline"]]))
         columns.append(("pareto", ["*" if p else "" for p in rows["pareto"]]))
-        lines.append(f"{name}: {len(group)} designs, {int(group['pareto'].sum())} on the Pareto front over "
-                     f"{', '.join(objectives)} (*)")
+        lines.append(f"{name}: {_count(len(group), 'design')}, {int(group['pareto'].sum())} on the Pareto front "
+                     f"over {', '.join(objectives)} (*)")
         lines += _table(rows, columns)
         if hidden:
-            lines.append(f"{hidden} more designs: see {source}")
+            lines.append(f"{_count(hidden, 'more design')}: see {source}")
         lines.append("")
     return lines, shown_ids
 
@@ -422,8 +428,8 @@ def summary_table(frame: pd.DataFrame, objectives: list[str], width: int = WIDTH
         workload = row.get("workload") if isinstance(row.get("workload"), str) else row["workload_file"]
         reason = row["reason"].strip().splitlines() if isinstance(row["reason"], str) else []
         reason = reason[0] if reason else ""
-        text = f"{row['status']}: {row['design_id']} {row['design']} on {workload}: {reason}"
-        lines.append(text if len(text) <= width else text[:width - 3] + "...")
+        lines += textwrap.wrap(f"{row['status']}: {row['design_id']} {row['design']} on {workload}: {reason}",
+                               width, subsequent_indent="    ", break_on_hyphens=False)
     if len(bad) > 10:
-        lines.append(f"{len(bad) - 10} more points did not run: see status and reason in {source}")
+        lines.append(f"{_count(len(bad) - 10, 'more point')} did not run: see status and reason in {source}")
     return "\n".join(lines).rstrip()
