@@ -170,7 +170,8 @@ def test_compare_schedules_figure_has_energy_and_a_readable_step_view(drawn, tmp
     energy = next(ax for ax in axes if ax.get_title() == "generation energy")
     assert len(energy.patches) == len(frame)  # a bar per schedule and chip
     maps = [ax for ax in axes if ax.get_title().startswith("per-step time on ")]
-    assert [ax.get_title() for ax in maps] == ["per-step time on TPUv4i", "per-step time on CIM-Design-B"]
+    assert [ax.get_title().split(" (")[0] for ax in maps] == ["per-step time on TPUv4i", "per-step time on CIM-Design-B"]
+    assert "dot: the step runs the whole network" in maps[0].get_title()  # what the dots say, said
     for ax in maps:  # schedules x steps, one cell each, no overlapping lines
         image = ax.get_images()[0].get_array()
         assert image.shape == (1 + len(schedules), 8) and not ax.lines

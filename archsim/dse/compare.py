@@ -160,7 +160,6 @@ def _whole(plan: StepPlan) -> bool:
 def _step_map(sub, hw: str, schedules: list[str], steps: dict) -> None:
     """Schedules x steps on one chip; a full step's time is 1 (the mean step of 'none')."""
     import numpy as np
-    from matplotlib.lines import Line2D
 
     n = max(len(steps[(hw, s)][0]) for s in schedules if (hw, s) in steps)
     grid = np.full((len(schedules), n), np.nan)
@@ -181,9 +180,6 @@ def _step_map(sub, hw: str, schedules: list[str], steps: dict) -> None:
         ax.scatter(xs, ys, s=max(1.0, min(9.0, 400 / n)), color="white", edgecolors="black", linewidths=0.3)
     ax.set_yticks(range(len(schedules)), schedules)
     ax.set_xlabel("step (network evaluation)")
-    ax.set_title(f"per-step time on {hw}")
+    ax.set_title(f"per-step time on {hw} (dot: the step runs the whole network; none: it reuses a cache, for all "
+                 "the network or part of it)", fontsize=9)
     sub.colorbar(image, ax=ax, label="step time / full step" if unit else "step time (ms)", shrink=0.9)
-    ax.legend(handles=[Line2D([], [], ls="none", marker="o", mfc="white", mec="black", mew=0.5, label="the whole network"),
-                       Line2D([], [], ls="none", label="no dot: a step that reuses a cache (all or part)")],
-              loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=7,
-              frameon=False, borderaxespad=0.2)

@@ -20,7 +20,6 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
-from matplotlib.transforms import Bbox  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from archsim.config.sweep import OBJECTIVES  # noqa: E402
@@ -195,7 +194,8 @@ def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | No
                Line2D([], [], ls="none", label='"n designs": n designs at one point')]
     if not (ok["role"] == "baseline").any():
         handles.pop(2)
-    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=7.5, frameon=False)
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), max(1, int(fig.get_figwidth() / 3.2))),
+               fontsize=7.5, frameon=False)
     if norm is not None:
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label=color, shrink=0.6)
         if categories:
@@ -256,8 +256,8 @@ _FAR = [(d * sx, e * sy) for d, e in ((14, 26), (30, 12), (0, 34), (40, 30), (10
 
 def _place_labels(fig, labels: list) -> None:
     """Each label at the first offset from its point where it stays in its panel and covers no
-    marker or label placed before it; where every offset does, at the one that covers the
-    fewest. The layout is then fixed: the boxes checked are the boxes drawn."""
+    marker or earlier label; else at the one covering the fewest. The layout is then fixed:
+    the boxes checked are the boxes drawn."""
     if len(labels) <= sum(text is None for _, _, text, _ in labels):
         return
     fig.canvas.draw()
@@ -266,10 +266,10 @@ def _place_labels(fig, labels: list) -> None:
     radius = 3.5 * fig.dpi / 72  # a marker's half width, in pixels
     for ax, xy, text, style in labels:
         frame_box = ax.get_window_extent(renderer)
-        taken = placed.setdefault(ax, [])
+        taken = placed.setdefault(ax, [np.zeros((0, 4))])
         if text is None:  # the panel's markers
             points = ax.transData.transform(xy[np.isfinite(xy).all(axis=1)])
-            taken += [Bbox([[px - radius, py - radius], [px + radius, py + radius]]) for px, py in points]
+            taken.append(np.column_stack([points - radius, points + radius]))
             continue
         best = None
         for dx, dy in _NEAR + _FAR:
@@ -282,7 +282,7 @@ def _place_labels(fig, labels: list) -> None:
             box = Text.get_window_extent(note, renderer)
             inside = (frame_box.x0 <= box.x0 and box.x1 <= frame_box.x1 and frame_box.y0 <= box.y0
                       and box.y1 <= frame_box.y1)
-            score = (not inside, sum(box.overlaps(t) for t in taken))
+            score = (not inside, int(_overlaps(box, np.vstack(taken)).sum()))
             if best is None or score < best[0]:
                 if best is not None:
                     best[1].remove()
@@ -291,8 +291,13 @@ def _place_labels(fig, labels: list) -> None:
                 note.remove()
             if score == (False, 0):
                 break
-        taken.append(best[2])
+        taken.append(np.array([best[2].extents]))
     fig.set_layout_engine("none")
+
+
+def _overlaps(box, boxes: np.ndarray) -> np.ndarray:
+    """Which of ``boxes`` (x0, y0, x1, y1 rows) ``box`` overlaps."""
+    return (boxes[:, 0] < box.x1) & (box.x0 < boxes[:, 2]) & (boxes[:, 1] < box.y1) & (box.y0 < boxes[:, 3])
 
 
 def _colors(g: pd.DataFrame, color: str | None) -> tuple[np.ndarray | None, list[str]]:
