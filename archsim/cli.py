@@ -336,27 +336,9 @@ def _check_objectives(names) -> None:
 def _objectives(out_dir: Path) -> list[str]:
     """The sweep's objectives, from the ``sweep.json`` beside its results (the default without
     one); a damaged one is an error naming it, not a guess."""
-    from archsim.config.sweep import OBJECTIVES
-    from archsim.dse.store import StoreError
+    from archsim.dse.store import read_objectives
 
-    meta = out_dir / "sweep.json" if out_dir.is_dir() else out_dir.parent / "sweep.json"
-    if not meta.is_file():  # a FIFO or a folder of that name is not read either
-        return ["latency", "energy"]
-    hint = "run the sweep again to rewrite it"
-    try:
-        if meta.stat().st_size > 1 << 20:
-            raise StoreError(f"{meta}: damaged (larger than 1 MiB); {hint}")
-        data = json.loads(meta.read_bytes())
-    except OSError as exc:
-        raise StoreError(f"{meta}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:  # not JSON (UnicodeDecodeError too)
-        raise StoreError(f"{meta}: damaged (not JSON: {str(exc).splitlines()[0]}); {hint}") from None
-    objectives = data.get("objectives") if isinstance(data, dict) else None
-    if not (isinstance(objectives, list) and objectives
-            and all(isinstance(o, str) and o in OBJECTIVES for o in objectives)):
-        raise StoreError(f"{meta}: damaged (objectives: expected a list of {', '.join(OBJECTIVES)}; got "
-                         f"{json.dumps(objectives)[:200]}); {hint}")
-    return objectives
+    return read_objectives(out_dir)
 
 
 @cli.command()
