@@ -1,13 +1,13 @@
 """Figures readable in a paper (matplotlib, PNG and SVG): a sweep's designs in the planes of its
-objectives with the Pareto front over all of them, the latency (by bound and by unit) and
-energy breakdowns of those designs, a roofline of a workload's phases, and per-operator latency
-and energy across designs.
+objectives with the Pareto front over all of them, latency (by bound, by unit) and energy
+breakdowns, a roofline, and per-operator latency and energy across designs.
 
-A sweep's design labels run to 90 characters: the figures name designs D1, D2, ... instead,
-list the ones they name at their foot, and ``design_key.txt`` beside them lists every one."""
+Design labels run to 90 characters: the figures name designs D1, D2, ..., list those they name
+at their foot, and ``design_key.txt`` beside them lists every one."""
 
 from __future__ import annotations
 
+import re
 from itertools import combinations
 from pathlib import Path
 
@@ -19,10 +19,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from archsim.config.sweep import OBJECTIVES  # noqa: E402
+from archsim.dse.figures_labels import place_labels  # noqa: E402
 from archsim.dse.figures_ops import op_group, plot_op_comparison  # noqa: E402  (in __all__)
 from archsim.dse.pareto import objective_columns, pareto_mask  # noqa: E402
 from archsim.fileio import atomic_write, atomic_write_text  # noqa: E402
@@ -50,8 +50,8 @@ plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "savefig.bbox": "tigh
 
 
 def _save(fig, stem: Path) -> list[Path]:
-    """PNG and SVG, each written atomically and never through a link (``atomic_write``); the
-    SVG without its creation date, so that redrawing the same results gives the same files."""
+    """PNG and SVG, each written atomically, never through a link (``atomic_write``); the SVG
+    without its creation date: redrawing the same results gives the same files."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
     try:
@@ -106,9 +106,8 @@ def _values(g: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def design_ids(ok: pd.DataFrame) -> dict[str, str]:
-    """Design label -> its short name, in key order: the results' ``design_id`` (D1, D2, ...,
-    as the summary names designs) where they have one, else D1, D2, ... with the baseline
-    first, then the labels in sorted order."""
+    """Design label -> short name, in key order: the results' ``design_id`` (as the summary
+    names designs), else D1, D2, ...: the baseline first, then the labels in sorted order."""
     if "design_id" in ok:
         pairs = dict(zip(ok["design"], ok["design_id"].astype(str)))
         return dict(sorted(pairs.items(), key=lambda kv: (len(kv[1]), kv[1])))
@@ -201,7 +200,7 @@ def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | No
         if categories:
             bar.set_ticks(range(len(categories)), labels=categories)
     _key_legend(fig, ids, named)
-    _place_labels(fig, labels)
+    place_labels(fig, labels)
     paths = _save(fig, stem)
     return paths + [write_key(ok, stem.parent)]
 
@@ -249,57 +248,6 @@ def _pareto_panel(ax, g, xc, yc, ids, c, cmap, norm, joined, named) -> list:
     return labels
 
 
-_NEAR = [(5, 4), (5, -4), (-5, 4), (-5, -4), (0, 8), (0, -8), (8, 14), (-8, -14), (8, -14), (-8, 14)]
-# further out, joined to the point by a thin line
-_FAR = [(d * sx, e * sy) for d, e in ((14, 26), (30, 12), (0, 34), (40, 30), (10, 48)) for sx in (1, -1) for sy in (1, -1)]
-
-
-def _place_labels(fig, labels: list) -> None:
-    """Each label at the first offset from its point where it stays in its panel and covers no
-    marker or earlier label; else at the one covering the fewest. The layout is then fixed:
-    the boxes checked are the boxes drawn."""
-    if len(labels) <= sum(text is None for _, _, text, _ in labels):
-        return
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    placed: dict = {}
-    radius = 3.5 * fig.dpi / 72  # a marker's half width, in pixels
-    for ax, xy, text, style in labels:
-        frame_box = ax.get_window_extent(renderer)
-        taken = placed.setdefault(ax, [np.zeros((0, 4))])
-        if text is None:  # the panel's markers
-            points = ax.transData.transform(xy[np.isfinite(xy).all(axis=1)])
-            taken.append(np.column_stack([points - radius, points + radius]))
-            continue
-        best = None
-        for dx, dy in _NEAR + _FAR:
-            far = (dx, dy) not in _NEAR
-            note = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha="left" if dx > 0 else
-                               "right" if dx < 0 else "center", va="bottom" if dy > 0 else "top", **style,
-                               arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey", "shrinkA": 0, "shrinkB": 3}
-                               if far else None)
-            note.get_window_extent(renderer)  # places it; then its text's box, without the line
-            box = Text.get_window_extent(note, renderer)
-            inside = (frame_box.x0 <= box.x0 and box.x1 <= frame_box.x1 and frame_box.y0 <= box.y0
-                      and box.y1 <= frame_box.y1)
-            score = (not inside, int(_overlaps(box, np.vstack(taken)).sum()))
-            if best is None or score < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (score, note, box)
-            else:
-                note.remove()
-            if score == (False, 0):
-                break
-        taken.append(np.array([best[2].extents]))
-    fig.set_layout_engine("none")
-
-
-def _overlaps(box, boxes: np.ndarray) -> np.ndarray:
-    """Which of ``boxes`` (x0, y0, x1, y1 rows) ``box`` overlaps."""
-    return (boxes[:, 0] < box.x1) & (box.x0 < boxes[:, 2]) & (boxes[:, 1] < box.y1) & (box.y0 < boxes[:, 3])
-
-
 def _colors(g: pd.DataFrame, color: str | None) -> tuple[np.ndarray | None, list[str]]:
     """Values to colour by (NaN: no value, drawn grey) and, for text values, their categories."""
     if not color or color not in g:
@@ -309,7 +257,8 @@ def _colors(g: pd.DataFrame, color: str | None) -> tuple[np.ndarray | None, list
     numeric = pd.to_numeric(values.where(present, None), errors="coerce")
     if numeric[present].notna().all():
         return numeric.to_numpy(dtype=float), []
-    categories = sorted(values[present].unique())
+    categories = sorted(values[present].unique(), key=lambda v: [(0, int(t), "") if t.isdigit() else (1, 0, t)
+                                                                 for t in re.split(r"(\d+)", v)])  # 8x8 before 16x8
     codes = {v: i for i, v in enumerate(categories)}
     return values.map(codes).where(present).to_numpy(dtype=float), categories
 
