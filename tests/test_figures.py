@@ -211,3 +211,14 @@ def test_op_comparison_groups_ops_across_designs(drawn, tmp_path):
 ])
 def test_op_groups(name, kind, group):
     assert plots.op_group(name, kind) == group
+
+
+def test_roofline_draws_without_layout_warnings(drawn, tmp_path):
+    from archsim.ir.summary import summarize
+
+    hw = api.load_hardware(HW / "cim_design_b.yaml")
+    workload = api.load_workload(WORKLOADS / "dit_xl_2_block_512.yaml")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = plots.plot_roofline(api.simulate(hw, workload), summarize(workload), tmp_path / "roof")
+    assert not layout_warnings(caught) and all(p.is_file() for p in paths) and len(drawn) == 1
