@@ -87,3 +87,15 @@ def test_the_figures_reach_the_report_the_json_summary_and_a_sweep_row(llama, tm
     assert row["status"] == "ok"
     assert row["ttft_s"] == pytest.approx(figures.ttft_s, rel=REL)
     assert row["tokens_per_j"] == pytest.approx(figures.tokens_per_j, rel=REL)
+
+
+def test_ttft_counts_the_cmem_preload_before_prefill():
+    """A small model whose weights TPUv4i promotes to CMEM: the preload comes before the first token."""
+    small = (f"model={{from: {WORKLOADS / 'models' / 'llama2_7b.json'}, num_hidden_layers: 2, hidden_size: 1024, "
+             "intermediate_size: 2752, num_attention_heads: 8, num_key_value_heads: 8, vocab_size: 1024}")
+    result = run(HW / "tpuv4i.yaml", LLAMA, small, "output_len=64")
+    wall = result.latency_by("phase")
+    assert wall[PRELOAD_PHASE] > 0
+    figures = serving(result)
+    assert figures.ttft_s == pytest.approx(wall[PRELOAD_PHASE] + wall["prefill"], rel=REL)
+    assert figures.ttft_s + 63 * figures.tpot_s == pytest.approx(result.latency_s, rel=1e-9)
