@@ -9,28 +9,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from archsim.ir.ops import Op
 from archsim.ir.tensor import Tensor
 
+if TYPE_CHECKING:  # networkx is imported only by ``OpGraph.nx``, never on the simulation path
+    import networkx
+
 
 class OpGraph:
-    """A DAG of ops; build it by adding ops in any order that respects data dependencies."""
+    """A DAG of ops; build it by adding ops in any order that respects data dependencies.
+
+    An edge runs from the op that last produced a tensor to each later op reading it; a
+    consumer added before the tensor's producer gets no edge. Every edge therefore runs from
+    an earlier op to a later one, and the insertion order is a topological order: the one
+    ``ops()`` gives (the lexicographical topological order keyed by insertion)."""
 
     def __init__(self, ops: Iterable[Op] = ()):
-        self._graph = nx.DiGraph()
+        self._ops: dict[str, Op] = {}  # by name, in insertion (= topological) order
+        self._succ: dict[str, dict[str, str]] = {}  # op -> {consumer: the tensor of the edge}
+        self._pred: dict[str, dict[str, str]] = {}  # op -> {producer: the tensor of the edge}
         self._producer: dict[str, str] = {}
         self._tensors: dict[str, Tensor] = {}
-        self._order: dict[str, int] = {}
         self._sorted: tuple[Op, ...] | None = None
         for op in ops:
             self.add(op)
 
     def add(self, op: Op) -> Op:
-        if op.name in self._graph:
+        if op.name in self._ops:
             raise ValueError(f"duplicate op name {op.name!r}")
         for tensor in op.tensors:
             known = self._tensors.setdefault(tensor.name, tensor)
@@ -42,33 +49,64 @@ class OpGraph:
             if tensor.role.persistent and op.copies > tensor.copies and op.copies % tensor.copies:
                 raise ValueError(f"op {op.name!r} ({op.copies} copies) cannot touch tensor "
                                  f"{tensor.name!r} ({tensor.copies} copies)")
-        self._graph.add_node(op.name, op=op)
+        self._ops[op.name] = op
+        self._succ[op.name] = {}
+        preds = self._pred[op.name] = {}
         self._sorted = None
-        self._order[op.name] = len(self._order)
         for tensor in op.inputs:
             producer = self._producer.get(tensor.name)
-            if producer is not None:
-                self._graph.add_edge(producer, op.name, tensor=tensor.name)
+            if producer is not None:  # an earlier op: edges never point backwards
+                preds[producer] = tensor.name  # several tensors between two ops: the last names the edge
+                self._succ[producer][op.name] = tensor.name
         for tensor in op.outputs:
             if tensor.name in self._producer and not tensor.role.persistent:
                 raise ValueError(f"activation {tensor.name!r} produced twice")
             self._producer[tensor.name] = op.name
         return op
 
+    def predecessors(self, name: str) -> Iterator[str]:
+        """The ops producing ``name``'s inputs, in the order their edges were made."""
+        return iter(self._pred[name])
+
+    def successors(self, name: str) -> Iterator[str]:
+        """The ops reading ``name``'s outputs, in insertion order."""
+        return iter(self._succ[name])
+
+    def descendants(self, name: str) -> set[str]:
+        """Every op reachable from ``name`` (not itself), as ``networkx.descendants``."""
+        if name not in self._succ:
+            raise KeyError(name)
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            for consumer in self._succ[stack.pop()]:
+                if consumer not in seen:
+                    seen.add(consumer)
+                    stack.append(consumer)
+        return seen
+
     @property
-    def nx(self) -> nx.DiGraph:
-        """The underlying networkx graph (nodes are op names, attribute ``op``)."""
-        return self._graph
+    def nx(self) -> networkx.DiGraph:
+        """A networkx copy of the graph (nodes are op names, attribute ``op``; edges have
+        attribute ``tensor``), for analyses beyond ``ops()``, ``predecessors``, ``successors``
+        and ``descendants``. networkx is imported here, on first use."""
+        import networkx
+
+        graph = networkx.DiGraph()
+        for name, op in self._ops.items():
+            graph.add_node(name, op=op)
+            for producer, tensor in self._pred[name].items():
+                graph.add_edge(producer, name, tensor=tensor)
+        return graph
 
     def ops(self) -> Iterator[Op]:
-        """Ops in a deterministic topological order (ties broken by insertion order)."""
+        """Ops in a deterministic topological order: the order they were added in."""
         if self._sorted is None:
-            order = nx.lexicographical_topological_sort(self._graph, key=self._order.__getitem__)
-            self._sorted = tuple(self._graph.nodes[name]["op"] for name in order)
+            self._sorted = tuple(self._ops.values())
         return iter(self._sorted)
 
     def __len__(self) -> int:
-        return self._graph.number_of_nodes()
+        return len(self._ops)
 
     @property
     def tensors(self) -> dict[str, Tensor]:

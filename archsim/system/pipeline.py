@@ -24,8 +24,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-import networkx as nx
-
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import Op
 from archsim.ir.tensor import Role, Tensor
@@ -93,7 +91,7 @@ def _split_sides(phase: Phase, depth: int) -> tuple[list[Op], list[Op], list[Op]
     stack = [op for op in phase.graph.ops() if _in_stack(op, depth)]
     after: set[str] = set()
     for op in stack:
-        after |= nx.descendants(phase.graph.nx, op.name)
+        after |= phase.graph.descendants(op.name)
     names = {op.name for op in stack}
     ops = list(phase.graph.ops())
     return ([op for op in ops if op.name not in names and op.name not in after], stack,
