@@ -8,9 +8,7 @@ from pathlib import Path
 
 import click
 
-from archsim import api
 from archsim.cli_options import emit_json, json_option, set_option
-from archsim.config.loader import parse_overrides
 
 
 @click.command("calibrate")
@@ -27,9 +25,11 @@ from archsim.config.loader import parse_overrides
 def calibrate_command(hw_file: Path, measured_file: Path, overrides, out_dir, fit_path, held, as_json: bool) -> None:
     """archsim's error, and the plain roofline's, on measured single-op calls (a measurement CSV:
     op, dtype, dimensions, measured_s): per op and overall, error = (predicted - measured) / measured."""
+    from archsim import api
     from archsim.calibrate import fit as fitting, report as cal_report
     from archsim.calibrate.measurements import load_measurements
     from archsim.calibrate.predict import Predictor, system_rule
+    from archsim.config.loader import parse_overrides
 
     if held and fit_path is None:
         raise click.BadParameter("holds a field of a fit: give --fit OUT.yaml too", param_hint="'--hold'")
