@@ -28,7 +28,7 @@ from archsim.dse.pareto import objective_columns, pareto_mask  # noqa: E402
 from archsim.fileio import atomic_write, atomic_write_text  # noqa: E402
 from archsim.hw.energy import COMPONENTS  # noqa: E402
 
-__all__ = ["KEY_FILE", "design_ids", "op_group", "plot_breakdowns", "plot_op_comparison", "plot_pareto",
+__all__ = ["KEY_FILE", "design_key", "op_group", "plot_breakdowns", "plot_op_comparison", "plot_pareto",
            "plot_roofline", "write_key"]
 
 _AXIS = {"latency_s": ("latency", 1e3, "ms"), "energy_j": ("energy", 1e3, "mJ"), "area_mm2": ("area", 1, "mm$^2$"),
@@ -85,6 +85,11 @@ def _prepared(frame: pd.DataFrame, objectives: list[str] | None,
     if "design" not in frame:
         frame = enrich(frame, list(objectives or fallback))
     ok = frame[frame["status"] == "ok"].copy()
+    if "design_id" not in ok:  # the baseline first, then by label
+        base = set(ok.loc[ok["role"] == "baseline", "design"])
+        order = {d: f"D{i}" for i, d in enumerate(sorted(set(ok["design"]), key=lambda d: (d not in base, d)), 1)}
+        ok["design_id"] = ok["design"].map(order)
+    ok["design_id"] = ok["design_id"].astype(str)
     if objectives:
         columns, senses = objective_columns(list(objectives))
         ok["pareto"] = False
@@ -105,35 +110,30 @@ def _values(g: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return g.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
 
 
-def design_ids(ok: pd.DataFrame) -> dict[str, str]:
-    """Design label -> short name, in key order: the results' ``design_id`` (as the summary
-    names designs), else D1, D2, ...: the baseline first, then the labels in sorted order."""
-    if "design_id" in ok:
-        pairs = dict(zip(ok["design"], ok["design_id"].astype(str)))
-        return dict(sorted(pairs.items(), key=lambda kv: (len(kv[1]), kv[1])))
-    base = set(ok.loc[ok["role"] == "baseline", "design"]) if "role" in ok else set()
-    names = sorted(set(ok["design"]), key=lambda d: (d not in base, d))
-    return {d: f"D{i}" for i, d in enumerate(names, 1)}
+def design_key(ok: pd.DataFrame) -> dict[str, str]:
+    """Short name (the results' ``design_id``, D1, D2, ..., as the summary names designs) ->
+    design label, in order."""
+    return dict(sorted(zip(ok["design_id"], ok["design"]), key=lambda kv: (len(kv[0]), kv[0])))
 
 
 def write_key(ok: pd.DataFrame, folder: Path) -> Path:
     """``design_key.txt``: each D-number of the figures and the design it stands for."""
-    base = set(ok.loc[ok["role"] == "baseline", "design"]) if "role" in ok else set()
+    base = set(ok.loc[ok["role"] == "baseline", "design_id"])
     lines = ["Designs in the figures of this folder, by the short names they carry:"]
-    lines += [f"{i:>5}  {d}{'  (baseline)' if d in base else ''}" for d, i in design_ids(ok).items()]
+    lines += [f"{i:>5}  {d}{'  (baseline)' if i in base else ''}" for i, d in design_key(ok).items()]
     folder.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(folder / KEY_FILE, "\n".join(lines) + "\n")
 
 
-def _key_legend(fig, ids: dict[str, str], named: set[str]) -> None:
+def _key_legend(fig, key: dict[str, str], named: set[str]) -> None:
     """The figure's foot: the designs it names, in key order (at most ``_MAX_KEY``)."""
-    shown = [d for d in ids if d in named]
+    shown = [i for i in key if i in named]
     if not shown:
         return
-    labels = [f"{ids[d]}: {d}" for d in shown[:_MAX_KEY]]
+    labels = [f"{i}: {key[i]}" for i in shown[:_MAX_KEY]]
     longest = max(len(s) for s in labels)
     ncol = max(1, min(len(labels), int(fig.get_figwidth() * 72 / (longest * 7 * 0.62 + 24))))
-    title = f"designs (all {len(ids)} in {KEY_FILE})" if len(shown) <= _MAX_KEY else \
+    title = f"designs (all {len(key)} in {KEY_FILE})" if len(shown) <= _MAX_KEY else \
         f"designs ({_MAX_KEY} of the {len(shown)} named here; all in {KEY_FILE})"
     fig.legend([Line2D([], [], ls="none")] * len(labels), labels, loc="outside lower center", ncol=ncol, fontsize=7,
                title=title, title_fontsize=7, handlelength=0, handletextpad=0, columnspacing=1.5, frameon=False)
@@ -162,7 +162,7 @@ def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | No
     the front is the frame's ``pareto`` column (the summary table's), else over x and y."""
     ok, over, front_what = _prepared(frame, objectives, [x, y])
     names = [n for n in dict.fromkeys([x, y, *(over or [])]) if n in (x, y) or OBJECTIVES[n][0] in ok]
-    ids = design_ids(ok)
+    key = design_key(ok)
     pairs = list(combinations(names, 2))[:6]
     groups = _workloads(ok)
     if len(pairs) == 1:
@@ -180,7 +180,7 @@ def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | No
         for j, (a, b) in enumerate(pairs):
             ax = axes.flat[i] if len(pairs) == 1 else axes[i][j]
             joined = over is not None and set(over) == {a, b}  # a front over this plane's pair: a curve
-            labels += _pareto_panel(ax, g, OBJECTIVES[a][0], OBJECTIVES[b][0], ids, c, cmap, norm, joined, named)
+            labels += _pareto_panel(ax, g, OBJECTIVES[a][0], OBJECTIVES[b][0], c, cmap, norm, joined, named)
             ax.set_title(title)
     for ax in list(axes.flat)[len(groups) * (1 if len(pairs) == 1 else cols):]:
         ax.axis("off")
@@ -189,7 +189,7 @@ def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | No
                Line2D([], [], ls="none", marker="o", color="tab:blue" if values is None else "grey", alpha=0.6,
                       label="other design" if values is None else f"design, coloured by {color}"),
                Line2D([], [], ls="none", marker="*", color="black", ms=10,
-                      label="baseline " + ", ".join(f"({ids[d]}: {d})" for d in sorted(set(ok.loc[ok["role"] == "baseline", "design"])))),
+                      label="baseline " + ", ".join(f"({i}: {key[i]})" for i in key if i in set(ok.loc[ok["role"] == "baseline", "design_id"]))),
                Line2D([], [], ls="none", label='"n designs": n designs at one point')]
     if not (ok["role"] == "baseline").any():
         handles.pop(2)
@@ -199,13 +199,13 @@ def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | No
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label=color, shrink=0.6)
         if categories:
             bar.set_ticks(range(len(categories)), labels=categories)
-    _key_legend(fig, ids, named)
+    _key_legend(fig, key, named)
     place_labels(fig, labels)
     paths = _save(fig, stem)
     return paths + [write_key(ok, stem.parent)]
 
 
-def _pareto_panel(ax, g, xc, yc, ids, c, cmap, norm, joined, named) -> list:
+def _pareto_panel(ax, g, xc, yc, c, cmap, norm, joined, named) -> list:
     sx, sy = _scale(xc), _scale(yc)
     xs, ys = g[xc].to_numpy(dtype=float) * sx, g[yc].to_numpy(dtype=float) * sy
     front = g["pareto"].to_numpy(dtype=bool)
@@ -227,7 +227,7 @@ def _pareto_panel(ax, g, xc, yc, ids, c, cmap, norm, joined, named) -> list:
     ax.yaxis.set_major_locator(MaxNLocator(6))
     ax.grid(alpha=0.3)
     at: dict[tuple, list] = {}  # designs at one point of this plane
-    for x, y, design, on in zip(xs, ys, g["design"], front):
+    for x, y, design, on in zip(xs, ys, g["design_id"], front):
         if np.isfinite(x) and np.isfinite(y):
             at.setdefault((float(f"{x:.6g}"), float(f"{y:.6g}")), []).append((design, on))
     labels = [(ax, np.column_stack([xs, ys]), None, None)]  # the panel's markers: no label covers one
@@ -239,7 +239,7 @@ def _pareto_panel(ax, g, xc, yc, ids, c, cmap, norm, joined, named) -> list:
             break
         count = f"{len(here)} designs" if len(here) > 1 else ""
         if on_front:
-            shown = sorted((ids[d] for d in on_front), key=lambda s: (len(s), s))
+            shown = sorted(on_front, key=lambda s: (len(s), s))
             named.update(on_front)
             text = f"{count}: {_ids_text(shown)}" if count else shown[0]
             labels.append((ax, (x, y), text, {"fontsize": 6.5, "color": "black"}))
@@ -270,7 +270,7 @@ def plot_breakdowns(frame: pd.DataFrame, stem: Path, designs: int = 8, objective
     latency by bound (memory, compute, array-fill, dispatch: what each op's time went to),
     latency by the unit of the op on the critical path, and energy by component."""
     ok, _, front_what = _prepared(frame, objectives, ["latency", "energy"])
-    ids = design_ids(ok)
+    key = design_key(ok)
     groups = _workloads(ok)
     swept = [c for c in ok.columns if c.startswith("set.")]
     chosen = []
@@ -291,10 +291,10 @@ def plot_breakdowns(frame: pd.DataFrame, stem: Path, designs: int = 8, objective
     named = set()
     for sub, (title, sel, n_front) in zip(subs, chosen):
         ax_b, ax_u, ax_e = sub.subplots(1, 3, sharey=True)
-        named.update(sel["design"])
+        named.update(sel["design_id"])
         y = np.arange(len(sel))
-        ax_b.set_yticks(y, [ids[d] + (" (baseline)" if r == "baseline" else " *" if on else "")
-                            for d, r, on in zip(sel["design"], sel["role"], sel["pareto"])])
+        ax_b.set_yticks(y, [i + (" (baseline)" if r == "baseline" else " *" if on else "")
+                            for i, r, on in zip(sel["design_id"], sel["role"], sel["pareto"])])
         ax_b.invert_yaxis()
         if bounds:
             _stack(ax_b, y, sel, [f"bound_{b}_s" for b in bounds], bounds, 1e3, _BOUNDS)
@@ -320,7 +320,7 @@ def plot_breakdowns(frame: pd.DataFrame, stem: Path, designs: int = 8, objective
             ax.legend(handles=[Patch(color=colors.get(n, "grey"), label=n.replace("_", "-")) for n in names],
                       loc="upper center", ncol=min(4, len(names)), fontsize=7.5, title=title, title_fontsize=8,
                       frameon=False)
-    _key_legend(fig, ids, named)
+    _key_legend(fig, key, named)
     return _save(fig, stem) + [write_key(ok, stem.parent)]
 
 
