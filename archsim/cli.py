@@ -33,7 +33,7 @@ def _leave_interrupted(signum=None, frame=None, message: bytes = b"interrupted\n
 
 
 def _guard_sigint():
-    """Ctrl-C while the imports below load (about a second: numpy, pydantic, networkx) ends the
+    """Ctrl-C while the imports below load (click and archsim's option modules) ends the
     start-up in one line instead of an import traceback; restored at the end of this module,
     after which ``main()`` handles it. Left alone where Python's own handler is not in place
     (a host program with its own) or cannot be changed (not the main thread)."""
@@ -50,16 +50,13 @@ _startup_sigint = _guard_sigint()
 # ruff: noqa: E402
 
 import click
-import yaml
 
-from archsim import api, report
+# Only what the command line itself needs (its options, errors and warnings): each command
+# imports the modules it runs (the API, numpy, pydantic, pandas, ...) when it runs, so that
+# archsim --help starts at once; a Ctrl-C during those imports is main()'s to report.
 from archsim.cli_options import emit_json, json_option, set_option
-from archsim.config.loader import parse_overrides
 from archsim.dtypes import DType
 from archsim.errors import ArchsimError, ArchsimWarning
-from archsim.fileio import atomic_write, atomic_write_text
-from archsim.ir.summary import summarize
-from archsim.system.trace import write_trace
 
 EXIT_INFEASIBLE = 1
 EXIT_INTERNAL = 3
@@ -86,6 +83,7 @@ def _with_schedule(overrides: list, schedule: str | None) -> list:
 def _check_order(files, command: str, workload_option: str = "") -> None:
     """After an error: when the files are a workload and hardware configs in the wrong order,
     say that in place of the lines it made (a workload read as a chip lacks every chip key)."""
+    from archsim import api
     from archsim.errors import ConfigError
 
     kinds = [api.file_kind(f) for f in files]
@@ -114,6 +112,10 @@ def cli() -> None:
 def validate(files: tuple[Path, ...], overrides: tuple[str, ...], as_json: bool) -> None:
     """Check hardware configs (a sweep: section as archsim sweep does) and print each
     normalised (all values in SI units)."""
+    import yaml
+
+    from archsim import api, report
+    from archsim.config.loader import parse_overrides
     from archsim.dse.plan import plan_sweep
 
     parsed = parse_overrides(overrides)
@@ -140,6 +142,9 @@ def validate(files: tuple[Path, ...], overrides: tuple[str, ...], as_json: bool)
 @_json_option
 def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Time one GEMM: A[M,K] (activations) x B[K,N] (weights)."""
+    from archsim import api, report
+    from archsim.config.loader import parse_overrides
+
     hw = api.load_hardware(hw_file, parse_overrides(overrides))
     result = api.run_gemm(hw, m, k, n, DType(dtype))
     if not result.feasible:
@@ -175,6 +180,10 @@ def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str
 @_json_option
 def workload(workload_file: Path, overrides: tuple[str, ...], schedule: str | None, as_json: bool) -> None:
     """Describe a workload without hardware: parameters, MACs, FLOPs, bytes, intensity."""
+    from archsim import api, report
+    from archsim.config.loader import parse_overrides
+    from archsim.ir.summary import summarize
+
     summary = summarize(api.load_workload(workload_file, _with_schedule(parse_overrides(overrides), schedule)))
     if as_json:
         _emit_json(summary.as_dict())
@@ -203,6 +212,9 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
     FILES are HW.yaml [HW2.yaml ...] WORKLOAD.yaml; with several chips the results are printed
     side by side, each compared with the first.
     """
+    from archsim import api, report
+    from archsim.config.loader import parse_overrides
+
     if len(files) < 2:
         raise click.UsageError("expected HW.yaml [HW2.yaml ...] WORKLOAD.yaml")
     *hw_files, workload_file = files
@@ -231,6 +243,8 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
         fit = find_fit(hw_files[0], parsed, workload_file, workload_sets, dispatch)
         _fail_infeasible(result, as_json, True, fit)
     if trace_path is not None:
+        from archsim.system.trace import write_trace
+
         write_trace(result, trace_path)
     if as_json:
         data = result.summary()
@@ -267,9 +281,11 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
     """
     import pandas
 
+    from archsim.config.loader import parse_overrides
     from archsim.dse import plan as dse_plan
     from archsim.dse.runner import run_points
     from archsim.dse.store import ResultStore, StoreError
+    from archsim.fileio import atomic_write_text
 
     plan = dse_plan.plan_sweep(files, parse_overrides(overrides), [str(w) for w in workloads])
     store = ResultStore(out_dir)
@@ -303,6 +319,7 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
 def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, color: str | None = None,
                   x: str | None = None, y: str | None = None, source: Path | None = None) -> None:
     from archsim.dse import html_report, plots, report as dse_report
+    from archsim.fileio import atomic_write, atomic_write_text
 
     frame = dse_report.results_table(frame, objectives)  # one table: results.parquet's columns, typed
     if color is not None:  # a swept quantity by its key alone too: set.hbm.bandwidth
@@ -416,8 +433,11 @@ def report_command(results: Path, out_file: Path | None) -> None:
               help="Output path without suffix; .png and .svg are written.")
 def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> None:
     """Plot a workload's phases on a chip's roofline (one chip: a system section is ignored)."""
+    from archsim import api
+    from archsim.config.loader import parse_overrides
     from archsim.config.system import SystemConfig
     from archsim.dse import plots
+    from archsim.ir.summary import summarize
 
     hw = api.load_hardware(hw_file, parse_overrides(overrides))
     hw = hw.model_copy(update={"system": SystemConfig()})
@@ -442,7 +462,10 @@ def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> N
 @_json_option
 def compare_schedules(hw_files, workload_file, schedules, overrides, workload_overrides, out_dir, as_json) -> None:
     """Compare feature-caching schedules' hardware cost, schedule x hardware."""
+    from archsim import api
+    from archsim.config.loader import parse_overrides
     from archsim.dse import compare
+    from archsim.fileio import atomic_write
 
     try:
         chips = [api.load_hardware(f, parse_overrides(overrides)) for f in hw_files]
@@ -474,6 +497,7 @@ def schema(name: str | None, out_dir: Path | None, markdown: bool) -> None:
     files: for editors' completion and checks (docs/config_reference.md says how)."""
     from archsim.config.json_schema import SCHEMA_NAMES, schema_text
     from archsim.config.reference import page
+    from archsim.fileio import atomic_write_text
 
     if markdown:
         if name or out_dir:
@@ -503,6 +527,7 @@ _register_calibrate()
 def _fail_infeasible(result, as_json: bool, searched: bool = False, fit=None) -> None:
     """The infeasible result; ``searched``: with what would make it fit (``archsim.system.fit``),
     or that no mapping tried does."""
+    from archsim import report
     from archsim.system.fit import MAX_FACTOR
 
     if as_json:
