@@ -45,6 +45,19 @@ def _guard_sigint():
     return None
 
 
+class _importing:
+    """``with _importing():`` around a command's own imports (the API, numpy, pydantic, pandas:
+    most of its start-up, loaded when it runs): Ctrl-C while they load ends the process in one
+    line, as during this module's imports; Python's handler is back for the command's work."""
+
+    def __enter__(self) -> None:
+        self._previous = _guard_sigint()
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 _startup_sigint = _guard_sigint()
 # The imports below come after the guard on purpose:
 # ruff: noqa: E402
@@ -53,7 +66,7 @@ import click
 
 # Only what the command line itself needs (its options, errors and warnings): each command
 # imports the modules it runs (the API, numpy, pydantic, pandas, ...) when it runs, so that
-# archsim --help starts at once; a Ctrl-C during those imports is main()'s to report.
+# archsim --help starts at once; Ctrl-C while they load is one line too (_importing).
 from archsim.cli_options import emit_json, json_option, set_option
 from archsim.dtypes import DType
 from archsim.errors import ArchsimError, ArchsimWarning
@@ -112,11 +125,12 @@ def cli() -> None:
 def validate(files: tuple[Path, ...], overrides: tuple[str, ...], as_json: bool) -> None:
     """Check hardware configs (a sweep: section as archsim sweep does) and print each
     normalised (all values in SI units)."""
-    import yaml
+    with _importing():
+        import yaml
 
-    from archsim import api, report
-    from archsim.config.loader import parse_overrides
-    from archsim.dse.plan import plan_sweep
+        from archsim import api, report
+        from archsim.config.loader import parse_overrides
+        from archsim.dse.plan import plan_sweep
 
     parsed = parse_overrides(overrides)
     configs = {str(f): api.load_hardware(f, parsed) for f in files}
@@ -142,8 +156,9 @@ def validate(files: tuple[Path, ...], overrides: tuple[str, ...], as_json: bool)
 @_json_option
 def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Time one GEMM: A[M,K] (activations) x B[K,N] (weights)."""
-    from archsim import api, report
-    from archsim.config.loader import parse_overrides
+    with _importing():
+        from archsim import api, report
+        from archsim.config.loader import parse_overrides
 
     hw = api.load_hardware(hw_file, parse_overrides(overrides))
     result = api.run_gemm(hw, m, k, n, DType(dtype))
@@ -180,9 +195,10 @@ def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str
 @_json_option
 def workload(workload_file: Path, overrides: tuple[str, ...], schedule: str | None, as_json: bool) -> None:
     """Describe a workload without hardware: parameters, MACs, FLOPs, bytes, intensity."""
-    from archsim import api, report
-    from archsim.config.loader import parse_overrides
-    from archsim.ir.summary import summarize
+    with _importing():
+        from archsim import api, report
+        from archsim.config.loader import parse_overrides
+        from archsim.ir.summary import summarize
 
     summary = summarize(api.load_workload(workload_file, _with_schedule(parse_overrides(overrides), schedule)))
     if as_json:
@@ -212,8 +228,9 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
     FILES are HW.yaml [HW2.yaml ...] WORKLOAD.yaml; with several chips the results are printed
     side by side, each compared with the first.
     """
-    from archsim import api, report
-    from archsim.config.loader import parse_overrides
+    with _importing():
+        from archsim import api, report
+        from archsim.config.loader import parse_overrides
 
     if len(files) < 2:
         raise click.UsageError("expected HW.yaml [HW2.yaml ...] WORKLOAD.yaml")
@@ -279,13 +296,14 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
     Several files are one sweep. Writes OUT/results.parquet, OUT/summary.txt and the Pareto and
     breakdown plots; prints the summary. Interrupted or killed, a re-run finishes the rest.
     """
-    import pandas
+    with _importing():
+        import pandas
 
-    from archsim.config.loader import parse_overrides
-    from archsim.dse import plan as dse_plan
-    from archsim.dse.runner import run_points
-    from archsim.dse.store import ResultStore, StoreError
-    from archsim.fileio import atomic_write_text
+        from archsim.config.loader import parse_overrides
+        from archsim.dse import plan as dse_plan
+        from archsim.dse.runner import run_points
+        from archsim.dse.store import ResultStore, StoreError
+        from archsim.fileio import atomic_write_text
 
     plan = dse_plan.plan_sweep(files, parse_overrides(overrides), [str(w) for w in workloads])
     store = ResultStore(out_dir)
@@ -368,8 +386,9 @@ def _objectives(out_dir: Path) -> list[str]:
 def pareto(results: Path, x: str, y: str, z: str | None, workload: str | None, as_json: bool) -> None:
     """The non-dominated designs of a sweep over 2 or 3 objectives
     (latency, energy, area, power, edp: minimised; throughput, tops_per_w, utilization: maximised)."""
-    from archsim.config.sweep import OBJECTIVES
-    from archsim.dse.store import load_results
+    with _importing():
+        from archsim.config.sweep import OBJECTIVES
+        from archsim.dse.store import load_results
 
     objectives = [o for o in (x, y, z) if o]
     _check_objectives(objectives)
@@ -396,8 +415,9 @@ def pareto(results: Path, x: str, y: str, z: str | None, workload: str | None, a
               help="Where to write the plots (default: the results folder).")
 def plot(results: Path, x, y, color, out_dir) -> None:
     """Redraw a sweep's plots from its results."""
-    from archsim.config.sweep import OBJECTIVES
-    from archsim.dse.store import load_results
+    with _importing():
+        from archsim.config.sweep import OBJECTIVES
+        from archsim.dse.store import load_results
 
     _check_objectives([o for o in (x, y) if o])
     objectives = _objectives(results)
@@ -414,10 +434,11 @@ def plot(results: Path, x, y, color, out_dir) -> None:
               help="The HTML file to write (default: report.html in the results folder).")
 def report_command(results: Path, out_file: Path | None) -> None:
     """Rebuild a sweep's interactive report.html (Pareto fronts, breakdowns, tables) from its results."""
-    from archsim.config.sweep import OBJECTIVES
-    from archsim.dse import report as dse_report
-    from archsim.dse.html_report import write_html_report
-    from archsim.dse.store import load_results
+    with _importing():
+        from archsim.config.sweep import OBJECTIVES
+        from archsim.dse import report as dse_report
+        from archsim.dse.html_report import write_html_report
+        from archsim.dse.store import load_results
 
     objectives = _objectives(results)
     frame = dse_report.enrich(load_results(results, [OBJECTIVES[o][0] for o in objectives]), objectives)
@@ -433,11 +454,12 @@ def report_command(results: Path, out_file: Path | None) -> None:
               help="Output path without suffix; .png and .svg are written.")
 def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> None:
     """Plot a workload's phases on a chip's roofline (one chip: a system section is ignored)."""
-    from archsim import api
-    from archsim.config.loader import parse_overrides
-    from archsim.config.system import SystemConfig
-    from archsim.dse import plots
-    from archsim.ir.summary import summarize
+    with _importing():
+        from archsim import api
+        from archsim.config.loader import parse_overrides
+        from archsim.config.system import SystemConfig
+        from archsim.dse import plots
+        from archsim.ir.summary import summarize
 
     hw = api.load_hardware(hw_file, parse_overrides(overrides))
     hw = hw.model_copy(update={"system": SystemConfig()})
@@ -462,10 +484,11 @@ def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> N
 @_json_option
 def compare_schedules(hw_files, workload_file, schedules, overrides, workload_overrides, out_dir, as_json) -> None:
     """Compare feature-caching schedules' hardware cost, schedule x hardware."""
-    from archsim import api
-    from archsim.config.loader import parse_overrides
-    from archsim.dse import compare
-    from archsim.fileio import atomic_write
+    with _importing():
+        from archsim import api
+        from archsim.config.loader import parse_overrides
+        from archsim.dse import compare
+        from archsim.fileio import atomic_write
 
     try:
         chips = [api.load_hardware(f, parse_overrides(overrides)) for f in hw_files]
@@ -495,9 +518,10 @@ def compare_schedules(hw_files, workload_file, schedules, overrides, workload_ov
 def schema(name: str | None, out_dir: Path | None, markdown: bool) -> None:
     """JSON Schema of hardware configs (chip), their system: and sweep: sections, or workload
     files: for editors' completion and checks (docs/config_reference.md says how)."""
-    from archsim.config.json_schema import SCHEMA_NAMES, schema_text
-    from archsim.config.reference import page
-    from archsim.fileio import atomic_write_text
+    with _importing():
+        from archsim.config.json_schema import SCHEMA_NAMES, schema_text
+        from archsim.config.reference import page
+        from archsim.fileio import atomic_write_text
 
     if markdown:
         if name or out_dir:
