@@ -353,8 +353,8 @@ def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, col
         atomic_write(out_dir / "results.csv", lambda tmp: frame.to_csv(tmp, index=False))
     if (frame.get("status") == "ok").any():
         x, y = x or objectives[0], y or (objectives[1] if len(objectives) > 1 else "energy")
-        paths = plots.plot_pareto(frame, x, y, out_dir / f"pareto_{x}_{y}", color)
-        paths += plots.plot_breakdowns(frame, out_dir / "breakdown")
+        paths = plots.plot_pareto(frame, x, y, out_dir / f"pareto_{x}_{y}", color, objectives=objectives)
+        paths += plots.plot_breakdowns(frame, out_dir / "breakdown", objectives=objectives)
         paths.append(html_report.write_html_report(frame, objectives, out_dir / "report.html"))
         names = dict.fromkeys(p.name if p.parent == out_dir else str(p) for p in paths)  # one line of ~120
         click.echo(f"\nplots in {out_dir}: " + ", ".join(names))
