@@ -334,6 +334,52 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
         sys.exit(EXIT_INFEASIBLE)
 
 
+
+@cli.command("explore")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("explore-results"),
+              show_default=True, help="Results folder (a sweep's may be shared); a re-run resumes the search.")
+@click.option("--executor", type=click.Choice(["pool", "serial", "dask"]), default="pool", show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 4096), default=None, help="Workers (default: every core).")
+@click.option("--scheduler", metavar="ADDRESS", help="A Dask scheduler, e.g. tcp://host:8786 (implies --executor dask).")
+@click.option("--chunk-size", type=click.IntRange(1, 100_000), default=None,
+              help="Points per task (default: a generation's points split evenly over the workers).")
+@click.option("--evaluations", type=click.IntRange(1, 10**9), default=None,
+              help="Designs to evaluate, in place of the spec's budget.")
+@click.option("--seconds", type=click.FloatRange(0, min_open=True), default=None,
+              help="Wall time of this run, in place of the spec's budget.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None, help="In place of the spec's seed.")
+@_set_option
+@click.option("--csv", "as_csv", is_flag=True, help="Also write results.csv.")
+def explore_command(file, out_dir, executor, jobs, scheduler, chunk_size, evaluations, seconds, seed, overrides,
+                    as_csv) -> None:
+    """Search a design space too big for a grid (the file's explore: section) with a
+    multi-objective optimiser (pymoo's NSGA-II), hardware x workload axes such as a cache schedule.
+
+    Prints a line per generation (evaluations, hypervolume of the front); writes what a sweep
+    writes (OUT/results.parquet, summary.txt, plots, report.html) and OUT/explore.json. The same
+    seed asks the same designs: a re-run evaluates nothing twice and continues a larger budget.
+    """
+    with _importing():
+        from archsim.config.loader import parse_overrides
+        from archsim.dse import explore as dse_explore, explore_output
+
+    executor = "dask" if scheduler else executor
+    try:
+        outcome = dse_explore.explore(file, out_dir, parse_overrides(overrides), executor, jobs, chunk_size,
+                                      scheduler, evaluations, seconds, seed, echo=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: finished points are saved in {out_dir}; run again to resume the search", err=True)
+        sys.exit(130)
+    click.echo(f"{len(outcome.evaluated):,} designs evaluated ({outcome.simulated:,} points simulated by this run) in "
+               f"{outcome.seconds:.1f} s; stopped: {outcome.stopped}", err=True)
+    frame = explore_output.write_outputs(outcome, out_dir)
+    _report_sweep(frame, out_dir, list(outcome.space.spec.objectives), as_csv)
+    click.echo(f"\nresults: {out_dir / 'results.parquet'}; search: {out_dir / 'explore.json'}")
+    if not len(frame) or not (frame["status"] == "ok").any():
+        click.echo("no design could run: see the reasons above", err=True)
+        sys.exit(EXIT_INFEASIBLE)
+
 def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, color: str | None = None,
                   x: str | None = None, y: str | None = None, source: Path | None = None) -> None:
     from archsim.dse import html_report, plots, report as dse_report
