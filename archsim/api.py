@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -38,15 +37,25 @@ from archsim.ir.ops import Gemm
 from archsim.ir.tensor import Role, Tensor
 from archsim.sim.engine import Simulator
 from archsim.sim.result import RunResult
-from archsim.system.result import SystemResult
-from archsim.system.simulator import SystemSimulator
 from archsim.workloads import base as _workloads
 
 if TYPE_CHECKING:  # for annotations only: pandas is imported by the functions that use it
     import pandas as pd
 
+    from archsim.system.result import SystemResult
+    from archsim.system.simulator import SystemSimulator
+
 __all__ = ["Simulator", "SystemSimulator", "gemm_workload", "load_hardware", "load_results", "load_workload", "pareto",
            "plot_breakdowns", "plot_pareto", "report", "run_gemm", "simulate", "sweep"]
+
+
+def __getattr__(name: str):
+    """``SystemSimulator``, imported on first use (a plain chip's run does not need it)."""
+    if name == "SystemSimulator":
+        from archsim.system.simulator import SystemSimulator
+
+        return SystemSimulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_system(hw: HardwareConfig) -> bool:
@@ -59,6 +68,8 @@ def simulate(hw: HardwareConfig, workload: Workload, dispatch: str = "program") 
     config maps the workload onto a system. ``dispatch``: ``program`` (the ops of one compiled
     program) or ``call`` (every op launched on its own), for ``hw.dispatch``'s costs."""
     if is_system(hw):
+        from archsim.system.simulator import SystemSimulator
+
         return SystemSimulator(hw, dispatch).run(workload)
     return build_chip(hw, dispatch=dispatch).run(workload)
 
@@ -128,6 +139,8 @@ def sweep(configs: str | Path | Sequence[str | Path], workloads: Sequence[str | 
         table = api.sweep("hw_configs/cim_tpu.yaml", workloads=["workloads/gpt3_30b_layer_decode.yaml"])
         table[["design_id", "design", "latency_s", "speedup_vs_baseline", "pareto"]]
     """
+    import tempfile
+
     import pandas as pd
 
     from archsim.dse.plan import plan_sweep
