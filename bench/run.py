@@ -9,8 +9,9 @@ Sections:
 1. GEMM evaluations on TPUv4i: distinct shapes (the tiling search included), a recurring
    shape (the content-hash cache), and ``api.simulate`` from scratch.
 2. Each bundled workload on TPUv4i: simulation time cold (every cache cleared) and warm, and
-   the wall time of the ``archsim run`` command; then the DiT-XL/2 512x512 50-step ICC run,
-   and how simulation time grows with steps (it must not).
+   the wall time of the ``archsim run`` command (and of ``archsim --help``: start-up alone);
+   then the DiT-XL/2 512x512 50-step ICC run, and how simulation time grows with steps (it
+   must not).
 3. A 10,000-point sweep of CIM-TPU designs on DiT-XL/2: serially on a sample, on the process
    pool and on a local Dask cluster, end to end (planning, evaluation, Parquet, consolidation).
    Its axes (MXU grid and count, CMEM and VMEM size, HBM bandwidth) let points share many op
@@ -120,6 +121,8 @@ def workloads(report: Report) -> None:
     print("2. Bundled workloads on TPUv4i (HBM 128 GiB so that every one fits one chip: Mixtral needs 88 GiB)")
     overrides = ["hbm.capacity=128 GiB"]
     hw = load_hardware(ROOT / "hw_configs" / "tpuv4i.yaml", overrides)
+    report.add("cli_help_wall_s", best_of(lambda: subprocess.run([*ARCHSIM, "--help"], check=True, capture_output=True)),
+               "s", "archsim --help: start-up alone, best of 5")
     for path in sorted((ROOT / "workloads").glob("*.yaml")):
         report.add(f"run_{path.stem}_cold_ms", cold_simulation(hw, path, []) * 1e3, "ms")
         workload = load_workload(path)
