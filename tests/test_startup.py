@@ -1,0 +1,131 @@
+"""Start-up: what ``archsim --help`` and ``archsim run`` import, each in a fresh interpreter
+(sys.modules at exit), and Ctrl-C while a command loads its modules. No wall-time
+assertions (shared machines): bench/run.py times ``archsim --help`` (``cli_help_wall_s``)
+and each ``archsim run``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HW = "hw_configs/tpuv4i.yaml"
+SMALL = "workloads/dit_xl_2_block_512.yaml"  # one DiT block: simulated in milliseconds
+
+HEAVY = ("networkx", "pandas", "matplotlib", "scipy", "plotly", "pyarrow", "dask")
+SIMULATION = ("numpy", "pydantic", "archsim.api")  # what a command needs, never --help
+
+
+def _modules_at_exit(tmp_path: Path, code: str, *argv: str) -> tuple[set[str], subprocess.CompletedProcess]:
+    """Run ``code`` in a fresh interpreter with ``argv``; the top-level and archsim modules
+    loaded when it ends (an atexit hook writes them, whatever exit code the CLI gives)."""
+    out = tmp_path / "modules.json"
+    hook = ("import atexit, json, sys\n"
+            f"atexit.register(lambda: open({str(out)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n")
+    proc = subprocess.run([sys.executable, "-c", hook + code, *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert out.exists(), proc.stderr
+    names = json.loads(out.read_text())
+    return {n for n in names if "." not in n} | {n for n in names if n.startswith("archsim.")}, proc
+
+
+def _cli(tmp_path: Path, *args: str) -> tuple[set[str], subprocess.CompletedProcess]:
+    return _modules_at_exit(tmp_path, "from archsim.cli import main\nmain()\n", *args)
+
+
+def test_importing_the_cli_loads_no_heavy_library(tmp_path):
+    modules, proc = _modules_at_exit(tmp_path, "import archsim.cli\n")
+    assert proc.returncode == 0, proc.stderr
+    assert not modules & {*HEAVY, *SIMULATION}, sorted(modules & {*HEAVY, *SIMULATION})
+
+
+def test_help_loads_no_simulation_module(tmp_path):
+    modules, proc = _cli(tmp_path, "--help")
+    assert proc.returncode == 0 and "Usage: " in proc.stdout, proc.stderr
+    for command in ("run", "sweep", "calibrate", "sensitivity"):
+        assert f"  {command} " in proc.stdout, proc.stdout
+    assert not modules & {*HEAVY, *SIMULATION}, sorted(modules & {*HEAVY, *SIMULATION})
+
+
+def test_a_commands_help_loads_no_simulation_module(tmp_path):
+    modules, proc = _cli(tmp_path, "run", "--help")
+    assert proc.returncode == 0 and "--dispatch" in proc.stdout, proc.stderr
+    assert not modules & {*HEAVY, *SIMULATION}, sorted(modules & {*HEAVY, *SIMULATION})
+
+
+def test_run_loads_no_dataframe_plotting_or_graph_library(tmp_path):
+    modules, proc = _cli(tmp_path, "run", HW, SMALL)
+    assert proc.returncode == 0 and "latency" in proc.stdout, proc.stderr
+    assert {"numpy", "pydantic", "archsim.api"} <= modules  # it did simulate
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_run_json_loads_no_dataframe_plotting_or_graph_library(tmp_path):
+    modules, proc = _cli(tmp_path, "run", HW, SMALL, "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["feasible"], proc.stderr
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_a_pipelined_system_splits_its_layers_without_networkx(tmp_path):
+    """Pipeline stages split a layer stack by the ops depending on it (OpGraph.descendants)."""
+    code = ("from archsim import api\n"
+            "from archsim.system.pipeline import split_pipeline, stack_depth\n"
+            "hw = api.load_hardware('hw_configs/systems/tpuv4i_x4_pipeline.yaml')\n"
+            "workload = api.load_workload('workloads/gpt3_30b.yaml', hw=hw)\n"
+            "split = split_pipeline(workload, 4, lambda op, phase: 1.0)\n"
+            "assert len(split.layers) == 4 and sum(split.layers) == stack_depth(workload) > 4, split.layers\n"
+            "api.simulate(hw, workload)\n")
+    modules, proc = _modules_at_exit(tmp_path, code)
+    assert proc.returncode == 0, proc.stderr
+    assert "archsim.system.pipeline" in modules
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def _interrupt_at_import(module: str) -> str:
+    """archsim's entry point, sending itself SIGINT when ``module`` is first imported (Ctrl-C
+    while the command loads what it runs)."""
+    return ("import os, signal, sys\n"
+            "fired = []\n"
+            "def hook(event, args):\n"
+            f"    if event == 'import' and args[0] == {module!r} and not fired:\n"
+            "        fired.append(1)\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.addaudithook(hook)\n"
+            "from archsim.cli import main\n"
+            "main()\n")
+
+
+@pytest.mark.parametrize("module", ["click", "numpy", "pydantic", "archsim.api", "archsim.config.schema"])
+def test_ctrl_c_while_run_loads_its_modules_is_one_line(module):
+    proc = subprocess.run([sys.executable, "-c", _interrupt_at_import(module), "run", HW, SMALL], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (130, "interrupted\n"), proc.stderr
+    assert proc.stdout == ""
+
+
+def test_the_graph_answers_as_networkx_did():
+    """OpGraph keeps ops in insertion order, which is the lexicographical topological order
+    networkx gave (every edge runs from an earlier op to a later one), and its predecessor,
+    successor and descendant queries are networkx's on the same graph."""
+    nx = pytest.importorskip("networkx")
+    from archsim import api
+
+    hw = api.load_hardware(ROOT / HW)
+    for path in ("workloads/dit_xl_2_block_512.yaml", "workloads/llama2_7b.yaml", "workloads/deepseek_v2_lite.yaml"):
+        for phase in api.load_workload(ROOT / path, hw=hw).phases:
+            graph = phase.graph
+            copy = graph.nx
+            order = {name: i for i, name in enumerate(copy.nodes)}
+            names = [op.name for op in graph.ops()]
+            assert names == list(nx.lexicographical_topological_sort(copy, key=order.__getitem__))
+            assert len(graph) == copy.number_of_nodes() == len(names)
+            assert all(order[u] < order[v] for u, v in copy.edges)
+            for name in names:
+                assert list(graph.predecessors(name)) == list(copy.predecessors(name))
+                assert list(graph.successors(name)) == list(copy.successors(name))
+                assert graph.descendants(name) == nx.descendants(copy, name)
+                assert all(copy.nodes[name]["op"] is op for op in graph.ops() if op.name == name)
