@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
+
+import numpy as np
 
 from archsim.config.loader import Layered, Override, load_layered, validate_hardware
 from archsim.config.schema import HardwareConfig
@@ -16,9 +21,116 @@ from archsim.errors import ConfigError
 from archsim.hw.area import chip_area
 
 
+class Points(Sequence[Point]):
+    """A plan's points in order, each made when it is asked for, from its file's axis indices:
+    what a plan holds is its keys (``keys``: 20-byte strings) and their indices, some 30 bytes a
+    point, so a 10^6-point plan takes some 30 MB rather than a million objects. A slice is a
+    view of the same kind."""
+
+    def __init__(self, segments: list, index: np.ndarray, keys: np.ndarray, replaced: dict[int, Point]):
+        self._segments, self._index, self.keys, self._replaced = segments, index, keys, replaced
+        self._starts = np.cumsum([0] + [len(s) for s in segments])
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.subset(np.arange(len(self))[i])
+        return self._point(int(self._index[i]), self.keys[i])
+
+    def __iter__(self) -> Iterator[Point]:
+        for gid, key in zip(self._index.tolist(), self.keys):
+            yield self._point(gid, key)
+
+    def subset(self, positions: np.ndarray) -> "Points":
+        return Points(self._segments, self._index[positions], self.keys[positions], self._replaced)
+
+    def without(self, keys: set[str]) -> "Points":
+        """The points whose keys are not in ``keys``."""
+        done = np.array([k for k in keys if len(k) == 20 and k.isascii()], dtype="S20")
+        return self.subset(np.flatnonzero(~np.isin(self.keys, done))) if len(done) else self
+
+    def _point(self, gid: int, key: bytes) -> Point:
+        if gid in self._replaced:
+            return self._replaced[gid]
+        s = int(np.searchsorted(self._starts, gid, side="right")) - 1
+        return self._segments[s].point(gid - int(self._starts[s]), key.decode())
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """One file's swept points: its admitted combinations (indices into the product of its
+    factors) times its workloads."""
+
+    file: str
+    factors: list  # per axis (or zipped group) its options, each a tuple of (path, value)
+    kept: np.ndarray | None  # the combinations the constraints admit (None: all)
+    refs: list  # (workload, its set: JSON, its id)
+    base_digest: str
+    base_set: tuple
+    power: tuple
+
+    def __len__(self) -> int:
+        return self.combos * len(self.refs)
+
+    @property
+    def combos(self) -> int:
+        return len(self.kept) if self.kept is not None else math.prod(len(f) for f in self.factors)
+
+    def point(self, j: int, key: str) -> Point:
+        c, r = divmod(j, len(self.refs))
+        c = int(self.kept[c]) if self.kept is not None else c
+        chosen = []
+        for options in reversed(self.factors):  # itertools.product's order: the last varies fastest
+            c, i = divmod(c, len(options))
+            chosen.append(options[i])
+        combo = tuple(pair for option in reversed(chosen) for pair in option)
+        w, w_over, w_id = self.refs[r]
+        return Point(key, self.file, combo, w, w_over, "point", w_id, self.base_set, self.power)
+
+    def keys(self) -> np.ndarray:
+        """Every point's key (``spec.point_key``), from JSON made once per axis value."""
+        texts = [[", ".join(json.dumps(pair, sort_keys=True, default=str) for pair in option) for option in f]
+                 for f in self.factors]
+        keep = None
+        if self.kept is not None:
+            keep = np.zeros(math.prod(len(f) for f in self.factors), dtype=bool)
+            keep[self.kept] = True
+        heads = [f'["{self.base_digest}", [' for _ in self.refs]
+        tails = [f'], "{w_id}", []]' for _, _, w_id in self.refs]
+        out, batch = [], []
+        for c, combo in enumerate(itertools.product(*texts)):
+            if keep is not None and not keep[c]:
+                continue
+            body = ", ".join(combo)
+            batch.extend(hashlib.sha256((h + body + t).encode()).hexdigest()[:20] for h, t in zip(heads, tails))
+            if len(batch) >= 65536:
+                out.append("".join(batch))
+                batch = []
+        out.append("".join(batch))
+        return np.frombuffer("".join(out).encode(), dtype="S20")
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """Points given one by one (a file's baseline on each workload)."""
+
+    points: list
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def point(self, j: int, key: str) -> Point:
+        return self.points[j]
+
+    def keys(self) -> np.ndarray:
+        return np.array([p.key for p in self.points], dtype="S20")
+
+
 @dataclass(frozen=True)
 class SweepPlan:
-    points: tuple[Point, ...]
+    points: Points  # a sequence of Point, made on demand
     fields: tuple[str, ...]  # swept key paths, in order
     objectives: tuple[str, ...]
     excluded: int  # combinations a constraint removed
@@ -32,8 +144,9 @@ def _override(path: str, value) -> Override:
 def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override] = (),
                workloads: Sequence[str] = ()) -> SweepPlan:
     """Points for every file's sweep (a file without one is a single point) and its baseline;
-    ``workloads`` (the command line's) replace every file's ``sweep.workloads``."""
-    points: dict[str, Point] = {}
+    ``workloads`` (the command line's) replace every file's ``sweep.workloads``. A point whose
+    key came before is the first one's (a baseline's replaces it, as a baseline is evaluated)."""
+    segments: list = []
     fields: list[str] = []
     objectives: tuple[str, ...] = ()
     excluded = configs = 0
@@ -58,20 +171,18 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
         if power:
             base_digest = digest([base_digest, power])
         base_set = tuple((".".join(o.path), o.text) for o in global_overrides)
-        combos = spec.combinations()
+        factors = spec.factors()
         _check_axes(file, layered, spec)
         ids = {(w, w_over): _workload_id(w, w_over, named) for w, w_over, named in refs}  # once per file, not per point
-        for path, _ in (combos[0] if combos else ()):
+        for path, _ in (pair for options in factors for pair in options[0]):
             if path not in fields:
                 fields.append(path)
-        kept = _constrained(file, layered, combos, spec)
-        excluded += len(combos) - len(kept)
-        for combo in kept:
-            configs += 1
-            for w, w_over, _ in refs:
-                w_id = ids[w, w_over]
-                key = point_key(base_digest, combo, w_id, ())
-                points.setdefault(key, Point(key, str(file), combo, w, w_over, "point", w_id, base_set, power))
+        kept = _constrained(file, layered, factors, spec)
+        grid = _Grid(str(file), factors, kept, [(w, w_over, ids[w, w_over]) for w, w_over, _ in refs],
+                     base_digest, base_set, power)
+        excluded += spec.size - grid.combos
+        configs += grid.combos
+        segments.append(grid)
         if spec.baseline:
             baseline = layered.directory_of(("sweep", "baseline")) / spec.baseline
             if not baseline.is_file():
@@ -79,13 +190,31 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
             b_layered = load_layered(baseline, global_overrides)
             validate_hardware(b_layered, str(baseline))
             b_digest = digest({k: v for k, v in b_layered.data.items() if k not in ("sweep", "description")})
-            for w, w_over, _ in refs:
-                w_id = ids[w, w_over]
-                key = point_key(b_digest, (), w_id, ())
-                if key not in points and w == refs[0][0]:
+            segments.append(_Fixed([Point(point_key(b_digest, (), ids[w, w_over], ()), str(baseline), (), w, w_over,
+                                          "baseline", ids[w, w_over], base_set) for w, w_over, _ in refs]))
+    points, new_configs = _ordered(segments)
+    return SweepPlan(points, tuple(fields), objectives or ("latency", "energy"), excluded, configs + new_configs)
+
+
+def _ordered(segments: list) -> tuple[Points, int]:
+    """The points of ``segments`` in order, each key once (where it first came; a baseline's
+    point replacing an earlier one of its key), and the baselines that are new designs."""
+    keys = np.concatenate([s.keys() for s in segments]) if segments else np.zeros(0, dtype="S20")
+    _, first = np.unique(keys, return_index=True)
+    index = np.sort(first)
+    replaced: dict[int, Point] = {}
+    configs, start = 0, 0
+    for s in segments:
+        if isinstance(s, _Fixed):
+            for j, point in enumerate(s.points):
+                gid = start + j
+                earliest = int(np.flatnonzero(keys[:gid + 1] == keys[gid])[0])
+                if earliest != gid:
+                    replaced[earliest] = point
+                elif point.workload == s.points[0].workload:
                     configs += 1
-                points[key] = Point(key, str(baseline), (), w, w_over, "baseline", w_id, base_set)
-    return SweepPlan(tuple(points.values()), tuple(fields), objectives or ("latency", "energy"), excluded, configs)
+        start += len(s)
+    return Points(segments, index.astype(np.int64), keys[index], replaced), configs
 
 
 def _given_workload(path: str) -> tuple[str, str, tuple[Override, ...]]:
@@ -133,30 +262,33 @@ def _check_axes(file: Path, layered: Layered, spec: SweepSpec) -> None:
                 raise ConfigError("\n".join(f"{file}: sweep.axes: sweep axis {shown}: {line}" for line in lines)) from None
 
 
-def _constrained(file: Path, layered: Layered, combos: list, spec: SweepSpec) -> list:
-    """The combinations every constraint admits (and those that are not valid designs, which
-    are evaluated and reported as such); an error naming the constraints when none is left,
-    rather than a sweep of nothing."""
+def _constrained(file: Path, layered: Layered, factors: list, spec: SweepSpec) -> np.ndarray | None:
+    """The indices of the combinations every constraint admits (and of those that are not valid
+    designs, which are evaluated and reported as such; None: all, without a constraint); an
+    error naming the constraints when none is left, rather than a sweep of nothing. Each
+    combination is built and validated: some 1 ms a design."""
     constraints = [c for c in spec.constraints if c.key != "power"]  # power: known after the run
     if not constraints:
-        return combos
+        return None
     spec = spec.model_copy(update={"constraints": constraints})
     kept, seen = [], [[] for _ in spec.constraints]  # the values each constraint was given
-    for combo in combos:
-        values = _constraint_values(file, layered, combo, spec)
+    total = 0
+    for i, choice in enumerate(itertools.product(*factors)):
+        total += 1
+        values = _constraint_values(file, layered, tuple(pair for part in choice for pair in part), spec)
         admitted = True
         for c, value, log in zip(spec.constraints, values or (), seen):
             log.append(value)
             lo, hi = c.bound("min"), c.bound("max")
             admitted &= not ((lo is not None and value < lo) or (hi is not None and value > hi))
         if admitted:
-            kept.append(combo)
-    if combos and not kept:
+            kept.append(i)
+    if total and not kept:
         source = layered.source_of(("sweep", "constraints"), str(file))
         reasons = [_exclusions(i, c, values) for i, (c, values) in enumerate(zip(spec.constraints, seen))]
-        raise ConfigError(f"the constraints exclude all {len(combos):,} design points, leaving nothing to sweep: "
+        raise ConfigError(f"the constraints exclude all {total:,} design points, leaving nothing to sweep: "
                           + "; ".join(reasons), file=source, key="sweep.constraints")
-    return kept
+    return np.array(kept, dtype=np.int64)
 
 
 def _constraint_values(file: Path, layered: Layered, combo, spec: SweepSpec) -> list[float] | None:

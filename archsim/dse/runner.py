@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 from archsim.dse.evaluate import code_fingerprint, evaluate_chunk
+from archsim.dse.plan import Points
 from archsim.dse.spec import Point
 from archsim.dse.store import CODE, ResultStore
 from archsim.errors import ArchsimError
@@ -45,7 +46,7 @@ class RunStats:
         return self.evaluated / self.seconds if self.seconds else 0.0
 
 
-Chunks = list[list[Point]]
+Chunks = Sequence[list[Point]]
 Executor = Callable[[Chunks, int, str | None], Iterator[list[dict]]]
 _EXECUTORS: dict[str, Executor] = {}
 
@@ -175,6 +176,7 @@ def _dask(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
         with client:  # the default client only within this block
             if cluster is not None:  # never change a shared cluster's workers
                 client.register_plugin(_ignore_interrupts_plugin())
+            chunks = list(chunks)  # Dask takes every task at once
             futures = client.map(evaluate_chunk, chunks, pure=False)
             chunk_of = {future.key: chunk for future, chunk in zip(futures, chunks)}
             pending, futures = dask_completed(futures), None  # each future is dropped once handled
@@ -280,17 +282,19 @@ def run_points(
     with store.writer():
         store.clean()
         done = store.done_keys()
-        todo = [p for p in points if p.key not in done]
-        size = chunk_size or max(1, min(64, math.ceil(len(todo) / (4 * workers))))
-        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        # a plan's points stay lazy (each chunk's made when it is handed out); a list is filtered
+        todo = points.without(done) if isinstance(points, Points) else [p for p in points if p.key not in done]
+        del done
+        chunks = _Chunks(todo, chunk_size or default_chunk_size(len(todo), workers))
         start = time.perf_counter()
         bar = _progress(len(todo), progress)
         try:
-            results = iter(_EXECUTORS[executor](chunks, workers, scheduler) if chunks else ())
+            results = iter(_EXECUTORS[executor](chunks, workers, scheduler) if len(chunks) else ())
             try:
                 for rows in results:
                     _check_code(rows, code)
                     store.write(rows)
+                    store.compact()
                     bar.update(len(rows))
             finally:  # a failed write (a full disk) or Ctrl-C stops the workers now, not at exit
                 getattr(results, "close", lambda: None)()
@@ -298,6 +302,27 @@ def run_points(
             bar.close()
     return RunStats(len(points), len(points) - len(todo), len(todo), time.perf_counter() - start, executor,
                     1 if executor == "serial" else workers)
+
+
+def default_chunk_size(todo: int, workers: int) -> int:
+    """Four chunks a worker, of at most 64 points (a part each), or more for a large sweep: at
+    most some 2,000 parts (a part costs the sweep's process some 6 ms to write)."""
+    return max(1, min(max(64, math.ceil(todo / 2048)), math.ceil(todo / (4 * workers))))
+
+
+class _Chunks(Sequence):
+    """``todo`` in chunks of ``size``, each made when it is asked for."""
+
+    def __init__(self, todo: Sequence[Point], size: int):
+        self.todo, self.size = todo, size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.todo) / self.size)
+
+    def __getitem__(self, i: int) -> list[Point]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return list(self.todo[i * self.size:(i + 1) * self.size])
 
 
 def _check_code(rows: list[dict], code: str) -> None:

@@ -1,37 +1,45 @@
-"""A sweep's results on disk: Parquet parts written atomically as chunks finish.
+"""A sweep's results on disk: Parquet parts written atomically as chunks finish, then compacted.
 
-``OUT/parts/*.parquet`` hold every row ever computed; each is written to a temporary file
-and renamed into place, so a killed sweep leaves whole parts or nothing (and a ``.tmp-*``
-file, which the next run deletes and which is never read). A re-run reads the keys already
-present and evaluates only the rest. ``OUT/results.parquet`` is the consolidated table (one
-row per point key, typed and with its derived columns: ``archsim.dse.report.results_table``),
-rewritten atomically at the end of each run. The parts keep the raw rows (swept values as
-JSON text), which resuming reads.
+``OUT/parts/part-*.parquet`` hold every row computed, each written to a temporary renamed into
+place: a killed sweep leaves whole parts (and ``.tmp-*`` files, never read, deleted by the next
+run). A re-run evaluates only the keys not present. ``OUT/results.parquet`` is the typed table
+(``report.results_table``), rewritten atomically by each run; parts keep the raw rows.
 
-The folder is data, never code: parts are read as Parquet tables only (no pickles). A part
-that cannot be read (truncated, empty, not a sweep's table) is reported and, by a run that
-writes, moved aside to ``*.unreadable``; its points are evaluated again. A part computed by
-other model code than this process's (``code`` column: an earlier version, or an edit since)
-is never reused nor mixed with this code's rows: a run that writes moves it aside to
-``*.other-code`` (kept, never read again) and evaluates its points anew. One run writes a
-folder at a time (``ResultStore.writer``, a lock the kernel drops if the process dies). Files
-are written atomically and never through a link (``archsim.fileio``); a symbolic link in
-place of ``parts/`` is refused.
+Compaction (``compact``, after each part a run writes): once ``FAN_IN`` parts of a level exist,
+the oldest ``FAN_IN`` are merged into one part of the next level (``part-merged-L1-*``, ``-L2-*``)
+holding the rows their keys resolve to and, in its Parquet metadata, the names of every part it
+replaces. It is written atomically (temporary, fsync, rename, folder fsync) before those are
+deleted, and readers ignore any part a merged part names: killed at any moment, a run leaves
+every row readable exactly once; the next run deletes the leftovers. A merged part ranks as old
+as the newest part it replaces, and only a level's oldest parts merge, so which of a key's rows
+wins is unchanged.
+
+The folder is data, never code: parts are read as Parquet only (no pickles). An unreadable part
+is reported and, by a writer, moved aside to ``*.unreadable`` (its points evaluated again); a
+part of other model code (``code`` column) is never reused, mixed in or merged: a writer moves
+it to ``*.other-code``. One run writes a folder at a time (``writer``: a lock the kernel drops if
+the process dies). Files are written atomically, never through a link (``archsim.fileio``); a
+symbolic link in place of ``parts/`` is refused.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import stat
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from archsim.errors import ArchsimError
 from archsim.fileio import atomic_write, open_regular, remove_leftovers
@@ -45,12 +53,24 @@ CODE = "code"  # which model code computed a row (archsim.dse.evaluate.code_fing
 # what reports read: of every row, and of every feasible row (besides the objectives' columns)
 COLUMNS = ("key", "status", "reason", "role", "config", "workload_file", "workload_id")
 OK_COLUMNS = ("workload", "latency_s", "energy_j", "energy_mxu_j", "area_mm2")
+MERGED = "part-merged-"  # a compacted part: part-merged-L<level>-<rows>-<id>.parquet
+MANIFEST = b"archsim.merged"  # its metadata: {"level", "rank", "replaces"}
+FAN_IN = 16  # parts of a level merged into one
+MAX_LEVEL = 2
 
 log = logging.getLogger(__name__)
 
 
 class StoreError(ArchsimError):
     pass
+
+
+@dataclass(frozen=True)
+class Part:
+    path: Path
+    rank: int  # age: mtime; a merged part's, its newest part's
+    level: int = 0  # 0: a chunk's rows; n: merged from level n - 1
+    replaces: tuple[str, ...] = ()  # names of the parts merged into it
 
 
 class ResultStore:
@@ -61,6 +81,8 @@ class ResultStore:
         self._warned: set[str] = set()
         self._code: str | None = None
         self._other_code: list[Path] = []  # parts of other code met by the current read
+        self._levels: dict[int, list[Part]] | None = None  # while writing: live parts by level
+        self._compacting = True  # False once a merge failed in this run (a full disk)
         if self.parts.is_symlink():  # every write there would land wherever it points
             raise StoreError(f"{self.parts}: a symbolic link (to {os.readlink(self.parts)}), not a folder: archsim "
                              "writes and reads results parts only in a real folder; remove the link or use another "
@@ -86,10 +108,8 @@ class ResultStore:
 
     @contextmanager
     def writer(self) -> Iterator["ResultStore"]:
-        """Be the folder's only writer within this block (re-entrant): a second sweep writing
-        the same folder would delete the first one's temporaries and evaluate the same points.
-        A POSIX lock: released by the kernel when the process dies, even by SIGKILL, and not
-        inherited by forked pool workers."""
+        """Be the folder's only writer within this block (re-entrant): a POSIX lock, released
+        by the kernel when the process dies (even by SIGKILL), not inherited by forked workers."""
         if self._lock_fd is not None:
             yield self
             return
@@ -99,33 +119,54 @@ class ResultStore:
         finally:
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)  # closing releases a POSIX lock
-            self._lock_fd = None
+            self._lock_fd, self._levels = None, None
 
     def clean(self) -> None:
-        """Before a run writes (within ``writer()``): delete the temporaries of killed writers,
-        in ``parts/`` and beside the results table."""
+        """Before a run writes: delete killed writers' temporaries, and the parts a merged part
+        replaces that a killed run left, once that merged part reads whole."""
         with self.writer():
             remove_leftovers(self.parts)
             remove_leftovers(self.root)
+            self._other_code, found = [], self._found()
+            present = {part.path.name for part in found}
+            for merged in _live(found):
+                left = present & set(merged.replaces)
+                if left and self._read_part(merged.path) is not None:
+                    for name in left:
+                        (self.parts / name).unlink(missing_ok=True)
+            self._report_other_code()
+            self._levels = None
 
-    def _part_files(self) -> list[Path]:
-        """Oldest first, so that a retried point's newest row wins. Regular files only: a
-        FIFO or a folder with a part's name is not read (a FIFO would block forever), nor a
-        symbolic link (archsim writes none: its target is not this sweep's)."""
-        files = []
+    def _found(self) -> list[Part]:
+        """Every part: regular files only (not a FIFO, which would block, nor a link)."""
+        found = []
         for path in self.parts.glob("part-*.parquet"):
             try:
                 info = path.lstat()
             except OSError:  # vanished meanwhile
                 continue
             if stat.S_ISREG(info.st_mode):
-                files.append((info.st_mtime_ns, path.name, path))
-        return [path for *_, path in sorted(files)]
+                merged = _manifest(path) if path.name.startswith(MERGED) else None
+                found.append(merged or Part(path, info.st_mtime_ns))
+        return found
+
+    def _tables(self, keep=lambda table: table) -> list:
+        """``keep`` of each live part's table, oldest first; again if a part vanished (merged)."""
+        for attempt in range(4):
+            self._other_code, vanished, tables = [], [], []
+            for part in _live(self._found()):
+                table = self._read_part(part.path, vanished)
+                if table is not None:
+                    tables.append(keep(table))
+            if not vanished or attempt == 3:
+                break
+        self._report_other_code()
+        return tables
 
     def done_keys(self) -> set[str]:
-        """Points finished for good; a point that failed with an error is tried again."""
-        frame = self.frame()
-        return set(frame.loc[frame["status"] != "error", "key"]) if len(frame) else set()
+        """Points finished for good (a point that failed is tried again)."""
+        keys = self._tables(lambda table: table.filter(_final(table)).column("key"))
+        return {key for column in keys for key in column.to_pylist()}
 
     def write(self, rows: list[dict]) -> Path:
         if not rows:
@@ -135,55 +176,87 @@ class ResultStore:
             _atomic_parquet(pd.DataFrame(rows), final,
                             f"the points finished so far are saved in {self.root}; free space and run the "
                             "sweep again to resume")
+            if self._levels is not None:
+                self._levels.setdefault(0, []).append(Part(final, final.lstat().st_mtime_ns))
         return final
 
-    def frame(self) -> pd.DataFrame:
-        """One row per point key. A key's error row (a failure, retried by the next run)
-        gives way to any other row of it; otherwise the newest part wins. Only the rows kept
-        are concatenated, so a superseded row (an error has fewer columns) cannot change the
-        types of the others: the table is the one an uninterrupted run writes."""
+    def compact(self) -> list[Path]:
+        """Merge parts while a level has ``FAN_IN`` (see above); the merged parts. A failed
+        merge (a full disk) is reported once and leaves the parts as they are."""
+        written: list[Path] = []
+        with self.writer():
+            if self._levels is None:
+                self._levels = {}
+                for part in _live(self._found()):
+                    self._levels.setdefault(part.level, []).append(part)
+            for level in range(MAX_LEVEL):
+                while self._compacting and len(group := self._levels.get(level, [])) >= FAN_IN:
+                    self._levels[level] = group[FAN_IN:]
+                    try:
+                        merged = self._merge(group[:FAN_IN], level + 1)
+                    except OSError as exc:
+                        self._compacting = False
+                        log.warning("warning: %s: cannot merge results parts (%s); kept as they are", self.parts,
+                                    exc.strerror or exc)
+                    if self._compacting and merged is not None:
+                        self._levels.setdefault(level + 1, []).append(merged)
+                        written.append(merged.path)
+        return written
+
+    def _merge(self, batch: list[Part], level: int) -> Part | None:
+        """One part of the rows ``batch``'s keys resolve to, written before ``batch`` is deleted."""
         self._other_code = []
-        parts = [part for part in map(self._read_part, self._part_files()) if part is not None]
+        read = [(part, table) for part in batch if (table := self._read_part(part.path)) is not None]
         self._report_other_code()
-        if not parts:
+        if not read:
+            return None
+        tables = [table for _, table in read]
+        table = _concat([t.take(rows) for t, rows in zip(tables, _winners(tables)) if len(rows)] or tables[:1])
+        names = tuple(dict.fromkeys(n for part, _ in read for n in (part.path.name, *part.replaces)))
+        rank = max(part.rank for part, _ in read)
+        meta = {MANIFEST: json.dumps({"level": level, "rank": rank, "replaces": names}).encode()}
+        path = self.parts / f"{MERGED}L{level}-{table.num_rows}-{uuid.uuid4().hex[:8]}.parquet"
+        atomic_write(path, lambda tmp: pq.write_table(table.replace_schema_metadata(meta), tmp))
+        for part, _ in read:  # named by the merged part, synced: a kill from here on loses nothing
+            part.path.unlink(missing_ok=True)
+        return Part(path, rank, level, names)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per point key: a key's error row (retried by the next run) gives way to any
+        other; otherwise the newest part wins. Only the rows kept are concatenated, so a
+        superseded row (an error has fewer columns) cannot change the types of the others."""
+        tables = self._tables()
+        pieces = [t.take(rows) for t, rows in zip(tables, _winners(tables)) if len(rows)]
+        if not pieces:  # no parts, or parts without rows
             return pd.DataFrame()
-        rows = pd.DataFrame({
-            "key": np.concatenate([part["key"].to_numpy(dtype=object) for part in parts]),
-            "final": np.concatenate([(part["status"] != "error").to_numpy(dtype=bool) for part in parts]),
-            "part": np.repeat(np.arange(len(parts)), [len(part) for part in parts]),
-            "row": np.concatenate([np.arange(len(part)) for part in parts]),
-        })
-        kept = rows.iloc[np.argsort(rows["final"].to_numpy(), kind="stable")].drop_duplicates("key", keep="last")
-        kept = kept.sort_values(["part", "row"])
-        pieces = [parts[i].iloc[group["row"].to_numpy()] for i, group in kept.groupby("part", sort=True)]
-        if not pieces:  # parts without rows
-            return pd.DataFrame()
-        frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+        del tables
+        frame = _concat(pieces).to_pandas()
         return frame.sort_values("key", kind="stable").reset_index(drop=True)
 
-    def _read_part(self, path: Path) -> pd.DataFrame | None:
+    def _read_part(self, path: Path, vanished: list | None = None) -> pa.Table | None:
         try:
-            part = pd.read_parquet(path)
+            table = pq.ParquetFile(path).read()
         except OSError as exc:
             if exc.errno == errno.ENOENT:
+                if vanished is not None:
+                    vanished.append(path)
                 return None  # removed meanwhile
-            if exc.errno is not None:  # the disk or the permissions, not the file's contents
+            if exc.errno is not None:  # the disk or the permissions, not the file
                 raise StoreError(f"{path}: cannot read results: {exc.strerror or exc}") from None
             return self._unreadable(path, str(exc))  # pyarrow: corrupt metadata
         except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
             return self._unreadable(path, str(exc))
-        missing = [c for c in REQUIRED if c not in part.columns]
+        missing = [c for c in REQUIRED if c not in table.column_names]
         if missing:
             return self._unreadable(path, f"no {' or '.join(missing)} column: not a sweep's results part")
-        if CODE not in part.columns or not (part[CODE] == self.code).all():
+        if CODE not in table.column_names or not _all_equal(table.column(CODE), self.code):
             self._other_code.append(path)
             return None
-        return part
+        return table.replace_schema_metadata(None)  # pandas' metadata: not of a merge
 
     def _report_other_code(self) -> None:
-        """Parts computed by other model code: a writer moves them aside (kept, never read
-        again) so that their points are evaluated anew; a reader skips them. Told once, in one
-        line, however many parts."""
+        """Parts of other model code: a writer moves them aside (kept, never read again), so
+        their points are evaluated anew; a reader skips them. Told in one line."""
         if not self._other_code:
             return
         moved = 0
@@ -205,8 +278,7 @@ class ResultStore:
                         "again to evaluate their points with this code (%s)", self.parts, n, self.code)
 
     def _unreadable(self, path: Path, why: str) -> None:
-        """Skip a part that cannot be read; a writer moves it aside so that it is reported once
-        and its points are evaluated again."""
+        """Skip an unreadable part; a writer moves it aside (reported once, evaluated again)."""
         why = why.strip().splitlines()[0] if why.strip() else "unreadable"
         if self.writing:
             aside = path.with_name(path.name + UNREADABLE)
@@ -223,9 +295,8 @@ class ResultStore:
         return None
 
     def consolidate(self, keys: set[str] | None = None, objectives: Sequence[str] | None = None) -> Path:
-        """Write the typed results table (``archsim.dse.report.results_table``, Pareto over
-        ``objectives``, default latency and energy) of ``keys`` (the current sweep's points;
-        default every row)."""
+        """Write the typed results table (``report.results_table``, Pareto over ``objectives``,
+        default latency and energy) of ``keys`` (default every row)."""
         from archsim.dse.report import results_table  # the model's modules: loaded by then
 
         path = self.root / RESULTS
@@ -237,6 +308,61 @@ class ResultStore:
             _atomic_parquet(frame, path, f"every finished point is saved in {self.parts}; free space and run "
                             "the sweep again to write the table")
         return path
+
+
+def _manifest(path: Path) -> Part | None:
+    """A merged part, as its metadata says (None: unreadable)."""
+    try:
+        data = json.loads((pq.read_schema(path).metadata or {})[MANIFEST])
+        return Part(path, int(data["rank"]), int(data["level"]), tuple(str(n) for n in data["replaces"]))
+    except Exception:  # read as a plain part, which reports it
+        return None
+
+
+def _live(found: list[Part]) -> list[Part]:
+    """Oldest first (a retried point's newest row wins), but those a merged part replaces."""
+    replaced = {name for part in found for name in part.replaces}
+    return sorted((p for p in found if p.path.name not in replaced), key=lambda p: (p.rank, p.path.name))
+
+
+def _final(table: pa.Table) -> pa.ChunkedArray:
+    """Which rows are final (not errors, which a re-run retries)."""
+    status = table.column("status")
+    if not _text(status):  # no error rows
+        return pa.chunked_array([np.ones(table.num_rows, dtype=bool)], pa.bool_())
+    return pc.fill_null(pc.not_equal(status, "error"), True)
+
+
+def _all_equal(column: pa.ChunkedArray, value: str) -> bool:
+    return (_text(column) and column.null_count == 0
+            and pc.all(pc.equal(column, value)).as_py() is not False)
+
+
+def _text(column) -> bool:
+    return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+
+
+def _winners(tables: list[pa.Table]) -> list[np.ndarray]:
+    """Per table (oldest first), the rows its keys resolve to: newest final, else newest error."""
+    if not tables:
+        return []
+    sizes = np.array([t.num_rows for t in tables])
+    keys = pd.Series(np.concatenate([t.column("key").to_numpy(zero_copy_only=False) for t in tables]))
+    order = np.argsort(np.concatenate([_final(t).to_numpy() for t in tables]), kind="stable")
+    kept = np.sort(order[~keys.iloc[order].duplicated(keep="last").to_numpy()])
+    ends = np.cumsum(sizes)
+    return [rows - start for rows, start in zip(np.split(kept, np.searchsorted(kept, ends[:-1])), ends - sizes)]
+
+
+def _concat(pieces: list[pa.Table]) -> pa.Table:
+    """``pieces``' rows, as pandas would concatenate them (missing values null, int and float: float)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    try:
+        return pa.concat_tables(pieces, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # types Arrow cannot unify
+        frame = pd.concat([piece.to_pandas() for piece in pieces], ignore_index=True)
+        return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
 
 
 def _lock(folder: Path) -> int:
@@ -281,10 +407,9 @@ def _atomic_parquet(frame: pd.DataFrame, path: Path, hint: str) -> None:
 
 
 def load_results(path: str | Path, columns: Sequence[str] = (), objectives: Sequence[str] | None = None) -> pd.DataFrame:
-    """The typed results table (``archsim.dse.report.results_table``, Pareto over
-    ``objectives``, default the sweep's from its ``sweep.json``) of a results folder (its
-    consolidated table, or its parts) or a Parquet file, old or new, checked for the columns
-    reports need (``COLUMNS``; ``OK_COLUMNS`` and ``columns`` if a point is feasible)."""
+    """The typed results table (``report.results_table``, Pareto over ``objectives``, default
+    its ``sweep.json``'s) of a results folder (its table, or its parts) or a Parquet file, old
+    or new, checked for ``COLUMNS`` (and ``OK_COLUMNS`` and ``columns`` if a point is feasible)."""
     from archsim.dse.report import results_table
 
     path = Path(path)
@@ -309,8 +434,6 @@ def read_objectives(path: str | Path) -> list[str]:
     """A sweep's objectives, from the ``sweep.json`` beside its results (``path``: the folder or
     a table in it; latency and energy without one); a damaged one is an error naming it, not
     a guess."""
-    import json
-
     from archsim.config.sweep import OBJECTIVES
 
     path = Path(path)
