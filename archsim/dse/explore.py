@@ -149,12 +149,14 @@ def _problem(space: Space, objectives: int):
 
 def _algorithm(space: Space, seed: int):
     from pymoo.core.mixed import MixedVariableGA
+    from pymoo.core.termination import NoTermination
     from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
     from pymoo.util.display.multi import MultiObjectiveOutput
 
     algorithm = MixedVariableGA(pop_size=space.spec.population, survival=RankAndCrowding(),
                                 output=MultiObjectiveOutput())
-    algorithm.setup(_problem(space, len(space.spec.objectives)), seed=seed, verbose=False)
+    algorithm.setup(_problem(space, len(space.spec.objectives)), termination=NoTermination(), seed=seed,
+                    verbose=False)
     return algorithm
 
 
@@ -177,7 +179,7 @@ class _Fresh:
     def __call__(self, d: Design, taken) -> Design | None:
         movable = [i for i, n in enumerate(self.sizes) if n > 1]
         if not movable:
-            return None
+            return self.any(taken)
         for _ in range(TRIES):
             i = movable[int(self.rng.integers(len(movable)))]
             moved = list(d)
@@ -188,6 +190,10 @@ class _Fresh:
                 moved[i] = min(max(d[i] + step, 0), self.sizes[i] - 1)
             if tuple(moved) not in taken:
                 return tuple(moved)
+        return self.any(taken)
+
+    def any(self, taken) -> Design | None:
+        """A random unevaluated design (None: the space is evaluated whole, or nearly)."""
         for _ in range(TRIES):
             other = tuple(int(self.rng.integers(n)) for n in self.sizes)
             if other not in taken:
@@ -232,15 +238,17 @@ def explore(file: str | Path, out_dir: str | Path, overrides: Sequence[Override]
             jobs: int | None = None, chunk_size: int | None = None, scheduler: str | None = None,
             evaluations: int | None = None, seconds: float | None = None, seed: int | None = None,
             echo: Callable[[str], None] = print) -> Outcome:
-    """Search ``file``'s explore: space; results go to ``out_dir``'s store. The budget and seed
-    given here replace the spec's."""
+    """Search ``file``'s explore: space; results go to ``out_dir``'s store. ``evaluations``,
+    ``seconds`` and ``seed``, when given, replace the spec's (each its own)."""
     _pymoo()
+    from pymoo.core.population import Population
+
     out_dir = Path(out_dir)
     store = _Store(out_dir)
     space = plan_space(file, out_dir, overrides)
     spec = space.spec
-    budget = evaluations if evaluations is not None else (spec.budget.evaluations if seconds is None else None)
-    limit_s = seconds if seconds is not None else (spec.budget.seconds if evaluations is None else None)
+    budget = evaluations if evaluations is not None else spec.budget.evaluations
+    limit_s = seconds if seconds is not None else spec.budget.seconds
     seed = spec.seed if seed is None else seed
     outcome = Outcome(space, seed)
     start = time.perf_counter()
@@ -267,7 +275,8 @@ def explore(file: str | Path, out_dir: str | Path, overrides: Sequence[Override]
                 outcome.stopped = "no new designs proposed"
                 break
             generation = len(outcome.generations) + 1
-            pop = algorithm.ask()
+            pop = algorithm.ask()  # None when mating made nothing new: topped up below
+            pop = Population.empty() if pop is None else pop
             designs, taken = [], set(outcome.evaluated)
             for ind in pop:
                 d = _decode(space, ind.X)
@@ -276,6 +285,13 @@ def explore(file: str | Path, out_dir: str | Path, overrides: Sequence[Override]
                     ind.X = _encode(space, d)
                 designs.append(d)
                 taken.add(d)
+            extra = []
+            while len(designs) + len(extra) < spec.population and (d := fresh.any(taken)) is not None:
+                extra.append(d)
+                taken.add(d)
+            if extra:
+                pop = Population.merge(pop, Population.new(X=[_encode(space, d) for d in extra]))
+                designs += extra
             if budget is not None:  # the last generation: only what the budget leaves
                 left = budget - len(outcome.evaluated)
                 new = [i for i, d in enumerate(designs) if d not in outcome.evaluated]
@@ -295,9 +311,10 @@ def explore(file: str | Path, out_dir: str | Path, overrides: Sequence[Override]
                     outcome.keys.update(p.key for p in space.points(d))
                 F.append(_search_value(f) if f is not None else np.full(len(spec.objectives), INFEASIBLE_F))
                 G.append([violation])
-            pop.set("F", np.array(F, dtype=float))
-            pop.set("G", np.array(G, dtype=float))
-            algorithm.tell(infills=pop)
+            if len(pop):
+                pop.set("F", np.array(F, dtype=float).reshape(len(pop), -1))
+                pop.set("G", np.array(G, dtype=float).reshape(len(pop), 1))
+                algorithm.tell(infills=pop)
             hv = outcome.hypervolume()
             outcome.generations.append({"generation": generation, "evaluations": len(outcome.evaluated),
                                         "new": len(added), "front": len(outcome.front()),
