@@ -70,6 +70,18 @@ def test_an_axis_value_the_config_refuses_is_an_error_before_any_run(tmp_path):
         plan_space(path, tmp_path / "out")
 
 
+def test_a_schedule_the_workload_refuses_is_an_error_naming_the_workload_axis(tmp_path):
+    path = spec_file(tmp_path, f"""
+workload_axes:
+  schedule: [none, "icc:period=0"]
+workloads: [{{file: {BLOCK}, set: {{steps: 4}}}}]
+""", axes="\n    mxu.count: [2, 4]\n")
+    with pytest.raises(ConfigError) as err:
+        plan_space(path, tmp_path / "out")
+    assert str(err.value) == (f"{path}: explore.workload_axes.schedule: value 'icc:period=0': schedule.period: "
+                              "Input should be greater than 0 (got 0)")
+
+
 def test_a_file_without_explore_section(tmp_path):
     out = run_cli("explore", str(HW / "tpuv4i.yaml"), "--out", str(tmp_path / "out"))
     assert out.returncode == 2 and "explore: no explore: section" in out.stderr

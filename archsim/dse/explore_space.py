@@ -206,7 +206,8 @@ def _check_axes(space: Space) -> None:
                 else:
                     validate_hardware(design(space.layered, [_override(dom.path, value)]), str(space.file))
             except ConfigError as exc:
-                lines = [line.split(": ", 1)[-1] if line.startswith(f"{dom.path}=") or line.startswith("--set")
-                         else line for line in str(exc).splitlines()]
+                labels = (f"{space.file}: {dom.where}: ", f"{_override(dom.path, value).label}: ")
+                lines = [next((line[len(a):] for a in labels if line.startswith(a)), line)
+                         for line in str(exc).splitlines()]
                 raise ConfigError("\n".join(f"{space.file}: {dom.where}: value {value!r}: {line}"
                                             for line in lines)) from None
