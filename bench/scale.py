@@ -1,0 +1,186 @@
+"""Sweep scale: a 10^6-point grid sweep end to end, and reading back a 100,000-point folder.
+
+    python bench/scale.py                    # 10^6 points on the pool (2 workers), then readback
+    python bench/scale.py --points 100000    # a smaller sweep (its time extrapolated to 10^6)
+    python bench/scale.py --readback-only    # only the 100,000-row readback figures
+    python bench/scale.py --record           # also append the figures to bench/history.csv
+
+1. Sweep: CIM-TPU designs (MXU count, HBM bandwidth, VMEM and CMEM size: values many enough
+   for the point count) on the LLaMA-2-7B decode layer, planned lazily, run on the process pool,
+   compacted as it goes, then consolidated (``results.parquet``) as ``archsim sweep`` does.
+   Reports the plan's time and memory, the run's wall time and points/s, the readback and
+   consolidation times, and the peak resident memory of the sweep's process and of its
+   workers (``resource.getrusage``: the largest of each; targets: 10^6 points in under 10
+   minutes, under 2 GiB).
+2. Readback: 100,000 rows (8 real points evaluated, replicated under distinct keys) written
+   through the store in 64-row chunks as a sweep writes them: once without compaction (1,563
+   parts, as before compaction existed) and once compacted as ``run_points`` compacts; the
+   times of ``ResultStore.frame``, ``done_keys``, ``consolidate`` and ``load_results``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import math
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HISTORY = Path(__file__).with_name("history.csv")
+WORKLOAD = ROOT / "workloads" / "llama2_7b_layer_decode.yaml"
+TARGETS = {"scale_sweep_1m_s": 600.0, "scale_peak_rss_mib": 2048.0, "scale_readback_100k_s": 5.0}
+
+
+def spec(points: int) -> str:
+    """A grid of about ``points`` designs: 5 x 10 x 10 x the bandwidth steps left."""
+    steps = max(1, math.ceil(points / 500))
+    return textwrap.dedent(f"""
+        extends: {ROOT / 'hw_configs' / 'cim_tpu.yaml'}
+        sweep:
+          baseline: null
+          axes:
+            mxu.cim.grid: [[16, 8]]           # cim_tpu.yaml's axis, to one value
+            mxu.count: [1, 2, 4, 6, 8]
+            vmem.capacity: {{from: 4 MiB, to: 40 MiB, steps: 10}}
+            cmem.capacity: {{from: 64 MiB, to: 640 MiB, steps: 10}}
+            hbm.bandwidth: {{from: 300 GB/s, to: 3 TB/s, steps: {steps}}}
+          workloads: [{WORKLOAD}]
+        """)
+
+
+def peak_mib() -> tuple[float, float]:
+    """Peak resident memory (MiB) of this process and of its largest child (Linux: KiB)."""
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+def sweep(points: int, workers: int, figures: list) -> None:
+    from archsim.dse.plan import plan_sweep
+    from archsim.dse.runner import run_points
+    from archsim.dse.store import ResultStore, load_results
+
+    with tempfile.TemporaryDirectory(prefix="archsim-scale-") as tmp:
+        path = Path(tmp) / "sweep.yaml"
+        path.write_text(spec(points))
+        start = time.perf_counter()
+        plan = plan_sweep([path])
+        plan_s = time.perf_counter() - start
+        n = len(plan.points)
+        figures.append((f"scale_plan_{n}_s", plan_s, "s"))
+        figures.append(("scale_plan_rss_mib", peak_mib()[0], "MiB"))
+        print(f"plan: {n:,} points in {plan_s:.1f} s, peak RSS {peak_mib()[0]:.0f} MiB")
+        store = ResultStore(Path(tmp) / "out")
+        stats = run_points(plan.points, store, "pool", workers, progress=sys.stderr.isatty())
+        print(f"run: {stats.evaluated:,} points in {stats.seconds:.1f} s = {stats.points_per_second:.0f} points/s "
+              f"on {workers} workers; {len(list(store.parts.glob('part-*.parquet')))} parts")
+        start = time.perf_counter()
+        keys = store.done_keys()
+        done_s = time.perf_counter() - start
+        start = time.perf_counter()
+        table = store.consolidate(set(plan.points.keys.astype(str)), plan.objectives)
+        consolidate_s = time.perf_counter() - start
+        start = time.perf_counter()
+        frame = load_results(table)
+        load_s = time.perf_counter() - start
+        ok = int((frame["status"] == "ok").sum())
+        wall = plan_s + stats.seconds + consolidate_s
+        own, child = peak_mib()
+        print(f"readback: done_keys {done_s:.1f} s ({len(keys):,}), consolidate {consolidate_s:.1f} s, "
+              f"load_results {load_s:.1f} s; {ok:,} of {len(frame):,} ok")
+        print(f"end to end {wall:.0f} s; peak RSS: sweep process {own:.0f} MiB, largest worker {child:.0f} MiB")
+        if n < 1_000_000:
+            print(f"extrapolated to 10^6 points: {wall * 1_000_000 / n:.0f} s")
+        figures += [(f"scale_sweep_{n}_points_per_s", stats.points_per_second, "points/s"),
+                    (f"scale_sweep_{n}_s", wall, "s"), (f"scale_done_keys_{n}_s", done_s, "s"),
+                    (f"scale_consolidate_{n}_s", consolidate_s, "s"), ("scale_peak_rss_mib", own, "MiB"),
+                    ("scale_worker_peak_rss_mib", child, "MiB")]
+        if n == 1_000_000:
+            figures.append(("scale_sweep_1m_s", wall, "s"))
+
+
+def synthetic(out: Path, rows: int = 100_000, chunk: int = 64, compact: bool = True) -> None:
+    """``rows`` rows written as a sweep writes them, from 8 evaluated points under new keys."""
+    from archsim.dse.evaluate import evaluate_chunk
+    from archsim.dse.plan import plan_sweep
+    from archsim.dse.store import ResultStore
+
+    path = out.parent / "synthetic.yaml"
+    path.write_text(f"extends: {ROOT / 'hw_configs' / 'cim_tpu.yaml'}\nsweep:\n  baseline: null\n  axes:\n"
+                    f"    mxu.cim.grid: [[16, 8]]\n    mxu.count: [1, 2, 4, 8]\n    hbm.bandwidth: [300 GB/s, 600 GB/s]\n"
+                    f"  workloads: [{WORKLOAD}]\n")
+    base = evaluate_chunk(list(plan_sweep([path]).points))
+    store = ResultStore(out)
+    with store.writer():
+        for start in range(0, rows, chunk):
+            store.write([dict(base[i % len(base)], key=f"{i:020x}") for i in range(start, min(rows, start + chunk))])
+            if compact:
+                store.compact()
+
+
+def readback(figures: list) -> None:
+    from archsim.dse.store import RESULTS, ResultStore, load_results
+
+    with tempfile.TemporaryDirectory(prefix="archsim-readback-") as tmp:
+        for compact in (False, True):
+            out = Path(tmp) / ("compacted" if compact else "parts")
+            start = time.perf_counter()
+            synthetic(out, compact=compact)
+            write_s = time.perf_counter() - start
+            store = ResultStore(out, create=False)
+            parts = len(list(store.parts.glob("part-*.parquet")))
+            times = {}
+            for name, fn in [("frame", store.frame), ("done_keys", store.done_keys),
+                             ("load_results", lambda: load_results(out)), ("consolidate", store.consolidate),
+                             ("load_table", lambda: load_results(out / RESULTS))]:
+                start = time.perf_counter()
+                fn()
+                times[name] = time.perf_counter() - start
+            which = "compacted" if compact else "uncompacted"
+            print(f"100,000 rows, {which}: {parts} parts (written in {write_s:.1f} s); "
+                  + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
+            figures += [(f"scale_readback_100k_{which}_{k}_s", v, "s") for k, v in times.items()]
+            if compact:
+                figures.append(("scale_readback_100k_s", times["load_results"], "s"))
+
+
+def record(figures: list) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    with HISTORY.open("a", newline="") as f:
+        writer = csv.writer(f)
+        for name, value, unit in figures:
+            writer.writerow([datetime.date.today().isoformat(), commit, platform.python_version(), name,
+                             f"{value:.6g}", unit])
+    print(f"{len(figures)} figures appended to {HISTORY}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--readback-only", action="store_true")
+    parser.add_argument("--no-readback", action="store_true")
+    parser.add_argument("--record", action="store_true", help="append the figures to bench/history.csv")
+    args = parser.parse_args()
+    figures: list = []
+    if not args.readback_only:
+        sweep(args.points, args.workers, figures)
+    if not args.no_readback:
+        readback(figures)
+    for name, value, unit in figures:
+        target = TARGETS.get(name)
+        print(f"{name:45s} {value:12.4g} {unit}" + (f"  (target {target:g})" if target else ""))
+    if args.record:
+        record(figures)
+
+
+if __name__ == "__main__":
+    main()
