@@ -3,6 +3,7 @@
     python bench/scale.py                    # 10^6 points on the pool (2 workers), then readback
     python bench/scale.py --points 100000    # a smaller sweep (its time extrapolated to 10^6)
     python bench/scale.py --readback-only    # only the 100,000-row readback figures
+    python bench/scale.py --stub-eval        # the machinery alone: rows copied, not simulated
     python bench/scale.py --record           # also append the figures to bench/history.csv
 
 1. Sweep: CIM-TPU designs (MXU count, HBM bandwidth, VMEM and CMEM size: values many enough
@@ -11,7 +12,11 @@
    Reports the plan's time and memory, the run's wall time and points/s, the readback and
    consolidation times, and the peak resident memory of the sweep's process and of its
    workers (``resource.getrusage``: the largest of each; targets: 10^6 points in under 10
-   minutes, under 2 GiB).
+   minutes, under 2 GiB). A point costs some 10 ms of CPU today (its hardware validated and
+   its operands placed: the same for a tiny workload), so 10^6 simulated points take over an
+   hour on 2 cores; ``--stub-eval`` measures everything else at 10^6 (planning, chunks handed
+   to the pool, parts written and compacted, readback, memory): each worker returns a copy of
+   one of 8 rows evaluated beforehand, under the point's key and swept values.
 2. Readback: 100,000 rows (8 real points evaluated, replicated under distinct keys) written
    through the store in 64-row chunks as a sweep writes them: once without compaction (1,563
    parts, as before compaction existed) and once compacted as ``run_points`` compacts; the
@@ -36,7 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = Path(__file__).with_name("history.csv")
 WORKLOAD = ROOT / "workloads" / "llama2_7b_layer_decode.yaml"
-TARGETS = {"scale_sweep_1m_s": 600.0, "scale_peak_rss_mib": 2048.0, "scale_readback_100k_s": 5.0}
+TARGETS = {"scale_sweep_1m_s": 600.0, "scale_sweep_1m_extrapolated_s": 600.0, "scale_peak_rss_mib": 2048.0,
+           "scale_stub_peak_rss_mib": 2048.0, "scale_readback_100k_s": 5.0}
 
 
 def spec(points: int) -> str:
@@ -62,7 +68,22 @@ def peak_mib() -> tuple[float, float]:
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
-def sweep(points: int, workers: int, figures: list) -> None:
+ROWS: list[dict] = []  # --stub-eval: the rows the workers copy
+
+
+def stub_chunk(points: list) -> list[dict]:
+    """``evaluate_chunk`` without the simulation: a copy of an evaluated row per point."""
+    import json
+
+    from archsim.dse.evaluate import FIELD_PREFIX
+
+    return [dict(ROWS[i % len(ROWS)], key=p.key, **{FIELD_PREFIX + k: json.dumps(v) for k, v in p.overrides})
+            for i, p in enumerate(points)]
+
+
+def sweep(points: int, workers: int, figures: list, stub: bool = False) -> None:
+    from archsim.dse import runner
+    from archsim.dse.evaluate import evaluate_chunk
     from archsim.dse.plan import plan_sweep
     from archsim.dse.runner import run_points
     from archsim.dse.store import ResultStore, load_results
@@ -77,6 +98,10 @@ def sweep(points: int, workers: int, figures: list) -> None:
         figures.append((f"scale_plan_{n}_s", plan_s, "s"))
         figures.append(("scale_plan_rss_mib", peak_mib()[0], "MiB"))
         print(f"plan: {n:,} points in {plan_s:.1f} s, peak RSS {peak_mib()[0]:.0f} MiB")
+        if stub:  # before the pool forks: its workers inherit the rows and the stub
+            ROWS[:] = evaluate_chunk(list(plan.points[:8]))
+            runner.evaluate_chunk = stub_chunk
+        tag = "stub_" if stub else ""
         store = ResultStore(Path(tmp) / "out")
         stats = run_points(plan.points, store, "pool", workers, progress=sys.stderr.isatty())
         print(f"run: {stats.evaluated:,} points in {stats.seconds:.1f} s = {stats.points_per_second:.0f} points/s "
@@ -85,7 +110,7 @@ def sweep(points: int, workers: int, figures: list) -> None:
         keys = store.done_keys()
         done_s = time.perf_counter() - start
         start = time.perf_counter()
-        table = store.consolidate(set(plan.points.keys.astype(str)), plan.objectives)
+        table = store.consolidate(plan.points.key_set(), plan.objectives)
         consolidate_s = time.perf_counter() - start
         start = time.perf_counter()
         frame = load_results(table)
@@ -98,12 +123,14 @@ def sweep(points: int, workers: int, figures: list) -> None:
         print(f"end to end {wall:.0f} s; peak RSS: sweep process {own:.0f} MiB, largest worker {child:.0f} MiB")
         if n < 1_000_000:
             print(f"extrapolated to 10^6 points: {wall * 1_000_000 / n:.0f} s")
-        figures += [(f"scale_sweep_{n}_points_per_s", stats.points_per_second, "points/s"),
-                    (f"scale_sweep_{n}_s", wall, "s"), (f"scale_done_keys_{n}_s", done_s, "s"),
-                    (f"scale_consolidate_{n}_s", consolidate_s, "s"), ("scale_peak_rss_mib", own, "MiB"),
-                    ("scale_worker_peak_rss_mib", child, "MiB")]
-        if n == 1_000_000:
+        figures += [(f"scale_{tag}sweep_{n}_points_per_s", stats.points_per_second, "points/s"),
+                    (f"scale_{tag}sweep_{n}_s", wall, "s"), (f"scale_{tag}done_keys_{n}_s", done_s, "s"),
+                    (f"scale_{tag}consolidate_{n}_s", consolidate_s, "s"), (f"scale_{tag}peak_rss_mib", own, "MiB"),
+                    (f"scale_{tag}worker_peak_rss_mib", child, "MiB")]
+        if n == 1_000_000 and not stub:
             figures.append(("scale_sweep_1m_s", wall, "s"))
+        elif not stub:
+            figures.append(("scale_sweep_1m_extrapolated_s", wall * 1_000_000 / n, "s"))
 
 
 def synthetic(out: Path, rows: int = 100_000, chunk: int = 64, compact: bool = True) -> None:
@@ -167,12 +194,13 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--readback-only", action="store_true")
+    parser.add_argument("--stub-eval", action="store_true", help="copy evaluated rows instead of simulating")
     parser.add_argument("--no-readback", action="store_true")
     parser.add_argument("--record", action="store_true", help="append the figures to bench/history.csv")
     args = parser.parse_args()
     figures: list = []
     if not args.readback_only:
-        sweep(args.points, args.workers, figures)
+        sweep(args.points, args.workers, figures, args.stub_eval)
     if not args.no_readback:
         readback(figures)
     for name, value, unit in figures:

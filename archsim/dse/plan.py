@@ -36,12 +36,19 @@ class Points(Sequence[Point]):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return self.subset(np.arange(len(self))[i])
+            r = range(len(self))[i]
+            return self.subset(np.arange(r.start, r.stop, r.step))
         return self._point(int(self._index[i]), self.keys[i])
 
     def __iter__(self) -> Iterator[Point]:
-        for gid, key in zip(self._index.tolist(), self.keys):
-            yield self._point(gid, key)
+        starts = self._starts.tolist()
+        segments = (np.searchsorted(self._starts, self._index, side="right") - 1).tolist()
+        for gid, s, key in zip(self._index.tolist(), segments, self.keys.tolist()):
+            point = self._replaced.get(gid)
+            yield point if point is not None else self._segments[s].point(gid - starts[s], key.decode())
+
+    def key_set(self) -> set[str]:
+        return set(self.keys.astype(str).tolist())
 
     def subset(self, positions: np.ndarray) -> "Points":
         return Points(self._segments, self._index[positions], self.keys[positions], self._replaced)
