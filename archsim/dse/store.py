@@ -181,8 +181,8 @@ class ResultStore:
         return final
 
     def compact(self) -> list[Path]:
-        """Merge parts while a level has ``FAN_IN`` (see above); the merged parts. A failed
-        merge (a full disk) is reported once and leaves the parts as they are."""
+        """Merge parts while a level has ``FAN_IN`` (see above); a failed merge (a full disk) is
+        reported once and leaves the parts as they are."""
         written: list[Path] = []
         with self.writer():
             if self._levels is None:
@@ -217,7 +217,7 @@ class ResultStore:
         meta = {MANIFEST: json.dumps({"level": level, "rank": rank, "replaces": names}).encode()}
         path = self.parts / f"{MERGED}L{level}-{table.num_rows}-{uuid.uuid4().hex[:8]}.parquet"
         atomic_write(path, lambda tmp: pq.write_table(table.replace_schema_metadata(meta), tmp))
-        for part, _ in read:  # named by the merged part, synced: a kill from here on loses nothing
+        for part, _ in read:  # named by the synced merged part: a kill now loses nothing
             part.path.unlink(missing_ok=True)
         return Part(path, rank, level, names)
 
@@ -229,7 +229,6 @@ class ResultStore:
         pieces = [t.take(rows) for t, rows in zip(tables, _winners(tables)) if len(rows)]
         if not pieces:  # no parts, or parts without rows
             return pd.DataFrame()
-        del tables
         frame = _concat(pieces).to_pandas()
         return frame.sort_values("key", kind="stable").reset_index(drop=True)
 
@@ -244,7 +243,7 @@ class ResultStore:
             if exc.errno is not None:  # the disk or the permissions, not the file
                 raise StoreError(f"{path}: cannot read results: {exc.strerror or exc}") from None
             return self._unreadable(path, str(exc))  # pyarrow: corrupt metadata
-        except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        except Exception as exc:  # not Parquet: pyarrow raises several types
             return self._unreadable(path, str(exc))
         missing = [c for c in REQUIRED if c not in table.column_names]
         if missing:
@@ -311,7 +310,7 @@ class ResultStore:
 
 
 def _manifest(path: Path) -> Part | None:
-    """A merged part, as its metadata says (None: unreadable)."""
+    """A merged part as its metadata says (None: unreadable)."""
     try:
         data = json.loads((pq.read_schema(path).metadata or {})[MANIFEST])
         return Part(path, int(data["rank"]), int(data["level"]), tuple(str(n) for n in data["replaces"]))
