@@ -227,10 +227,10 @@ def _objectives(space: Space, rows: dict[str, dict], d: Design) -> tuple[np.ndar
     return np.array(out), 0.0
 
 
-def _search_value(f: np.ndarray | None) -> np.ndarray:
-    """What the optimiser is told: log-scaled objectives (signed as minimised)."""
-    if f is None:
-        return None
+def _search_value(f: np.ndarray) -> np.ndarray:
+    """What the optimiser is told of a feasible design: its objectives (signed as minimised)
+    log-scaled, so that crowding weighs a ratio alike at any magnitude (SI values from
+    picojoules up: the 1e12 keeps them above 1, where log1p is a logarithm)."""
     return np.sign(f) * np.log1p(np.abs(f) * 1e12)
 
 
