@@ -46,6 +46,8 @@ ALLOWED = {  # (file, value): why it is not a hardware quantity
     ("archsim/gpu/collectives.py", 2): "a ring all-reduce's 2 (n - 1) steps and a tree's up-and-down 2 (n - 1) hops, "
                                        "as NCCL's tuner counts them: the algorithm",
     ("archsim/gpu/engine.py", 2): "the first two warm-input flags: a slice",
+    ("archsim/system/fit.py", 64): "the fit search's largest multiple of the chips given: a search bound, software",
+    ("archsim/system/fit.py", 2): "the fit search doubles the chips at each step: the search's grid",
 }
 
 
