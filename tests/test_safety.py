@@ -215,9 +215,12 @@ def _interrupt_at_import(module: str) -> str:
             "main()\n")
 
 
-@pytest.mark.parametrize("module", ["click", "numpy", "archsim.api"])
-def test_ctrl_c_during_start_up_imports_is_one_line(module):
-    proc = subprocess.run([sys.executable, "-c", _interrupt_at_import(module), "--version"], cwd=ROOT,
+@pytest.mark.parametrize("module, args", [("click", ["--version"]),  # the CLI's own start-up
+                                          # a command's imports, which it loads on use
+                                          ("numpy", ["validate", "hw_configs/tpuv4i.yaml"]),
+                                          ("archsim.api", ["validate", "hw_configs/tpuv4i.yaml"])])
+def test_ctrl_c_during_start_up_imports_is_one_line(module, args):
+    proc = subprocess.run([sys.executable, "-c", _interrupt_at_import(module), *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stderr) == (130, "interrupted\n"), proc.stderr
 
