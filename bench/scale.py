@@ -81,7 +81,7 @@ def stub_chunk(points: list) -> list[dict]:
             for i, p in enumerate(points)]
 
 
-def sweep(points: int, workers: int, figures: list, stub: bool = False) -> None:
+def sweep(points: int, workers: int, figures: list, stub: bool = False, consolidate: bool = True) -> None:
     from archsim.dse import runner
     from archsim.dse.evaluate import evaluate_chunk
     from archsim.dse.plan import plan_sweep
@@ -110,22 +110,30 @@ def sweep(points: int, workers: int, figures: list, stub: bool = False) -> None:
         keys = store.done_keys()
         done_s = time.perf_counter() - start
         start = time.perf_counter()
-        table = store.consolidate(plan.points.key_set(), plan.objectives)
-        consolidate_s = time.perf_counter() - start
-        start = time.perf_counter()
-        frame = load_results(table)
-        load_s = time.perf_counter() - start
-        ok = int((frame["status"] == "ok").sum())
+        frame = store.frame()
+        frame_s = time.perf_counter() - start
+        ok, rows = int((frame["status"] == "ok").sum()), len(frame)
+        del frame
+        figures.append((f"scale_{'stub_' if stub else ''}frame_{n}_s", frame_s, "s"))
+        consolidate_s = load_s = 0.0
+        if consolidate:  # the typed table (archsim.dse.report.results_table: the Pareto front, labels)
+            start = time.perf_counter()
+            table = store.consolidate(plan.points.key_set(), plan.objectives)
+            consolidate_s = time.perf_counter() - start
+            start = time.perf_counter()
+            load_results(table)
+            load_s = time.perf_counter() - start
         wall = plan_s + stats.seconds + consolidate_s
         own, child = peak_mib()
-        print(f"readback: done_keys {done_s:.1f} s ({len(keys):,}), consolidate {consolidate_s:.1f} s, "
-              f"load_results {load_s:.1f} s; {ok:,} of {len(frame):,} ok")
+        print(f"readback: done_keys {done_s:.1f} s ({len(keys):,}), frame {frame_s:.1f} s ({ok:,} of {rows:,} ok), "
+              f"consolidate {consolidate_s:.1f} s, load_results {load_s:.1f} s")
         print(f"end to end {wall:.0f} s; peak RSS: sweep process {own:.0f} MiB, largest worker {child:.0f} MiB")
         if n < 1_000_000:
             print(f"extrapolated to 10^6 points: {wall * 1_000_000 / n:.0f} s")
         figures += [(f"scale_{tag}sweep_{n}_points_per_s", stats.points_per_second, "points/s"),
                     (f"scale_{tag}sweep_{n}_s", wall, "s"), (f"scale_{tag}done_keys_{n}_s", done_s, "s"),
-                    (f"scale_{tag}consolidate_{n}_s", consolidate_s, "s"), (f"scale_{tag}peak_rss_mib", own, "MiB"),
+                    *([(f"scale_{tag}consolidate_{n}_s", consolidate_s, "s")] if consolidate else []),
+                    (f"scale_{tag}peak_rss_mib", own, "MiB"),
                     (f"scale_{tag}worker_peak_rss_mib", child, "MiB")]
         if n == 1_000_000 and not stub:
             figures.append(("scale_sweep_1m_s", wall, "s"))
@@ -195,12 +203,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--readback-only", action="store_true")
     parser.add_argument("--stub-eval", action="store_true", help="copy evaluated rows instead of simulating")
+    parser.add_argument("--no-consolidate", action="store_true", help="read the parts back, but write no table")
     parser.add_argument("--no-readback", action="store_true")
     parser.add_argument("--record", action="store_true", help="append the figures to bench/history.csv")
     args = parser.parse_args()
     figures: list = []
     if not args.readback_only:
-        sweep(args.points, args.workers, figures, args.stub_eval)
+        sweep(args.points, args.workers, figures, args.stub_eval, not args.no_consolidate)
     if not args.no_readback:
         readback(figures)
     for name, value, unit in figures:
