@@ -318,7 +318,7 @@ def sweep(files, out_dir, executor, jobs, scheduler, chunk_size, workloads, over
         sys.exit(130)
     click.echo(f"{stats.evaluated} evaluated ({stats.skipped} already done) in {stats.seconds:.2f} s: "
                f"{stats.points_per_second:.1f} points/s with {stats.workers} {stats.executor} worker(s)", err=True)
-    keys = {p.key for p in plan.points}
+    keys = plan.points.key_set()
     results = store.consolidate(keys, plan.objectives)  # the typed table, which the reports show too
     meta = {"objectives": list(plan.objectives), "fields": list(plan.fields), "files": [str(f) for f in files]}
     frame = pandas.read_parquet(results)
