@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 from archsim.api import load_hardware, load_workload, simulate
-from archsim.dse.sensitivity import assumptions, marked_keys, sensitivity, setting
+from archsim.dse.sensitivity import KINDS, assumptions, marked_keys, marked_kinds, sensitivity, setting
 
 HW = ROOT / "hw_configs"
 WORKLOADS = ROOT / "workloads"
@@ -32,6 +32,47 @@ def test_marks_inline_and_above_and_a_child_owns_what_it_sets_again(tmp_path):
     assert set(marked_keys(parent)) == {"vmem.latency", "vmem.bandwidth", "static_power"}
     assert marked_keys(parent)["vmem.bandwidth"] == f"{parent}:4"
     assert set(marked_keys(child)) == {"vmem.latency", "vmem.bandwidth"}
+
+
+def test_mark_kinds_fitted_and_cited_and_the_strongest_mark_of_a_key_wins(tmp_path):
+    path = tmp_path / "marks.yaml"
+    path.write_text(
+        "name: p\n"
+        "clock: 1 GHz            # [J21] 1050 MHz\n"
+        "vmem:\n"
+        "  latency: 5 ns         # [V3FIT] carried over\n"
+        "  # [FIT] 84 rows: 387 GB/s achieved\n"
+        "  bandwidth: 1 TB/s\n"
+        "  # [J21] a cited figure, but\n"
+        "  # ASSUMPTION: this chip's is not published\n"
+        "  capacity: 16 MiB      # [J21]\n"
+        "  ports: 2              # fitted on the vector rows\n"
+        "  banks: 4              # no mark: measured here\n")
+    assert marked_kinds(path, KINDS) == {
+        "clock": (f"{path}:2", "cited"), "vmem.latency": (f"{path}:4", "fitted"),
+        "vmem.bandwidth": (f"{path}:5", "fitted"), "vmem.capacity": (f"{path}:8", "assumption"),
+        "vmem.ports": (f"{path}:10", "fitted")}
+    assert set(marked_keys(path)) == {"vmem.capacity"}  # the default: assumptions only
+    assert set(marked_keys(path, ("cited",))) == {"clock"}
+    with pytest.raises(ValueError, match="unknown mark kind 'guess'"):
+        marked_keys(path, ("guess",))
+
+
+def test_fitted_fields_vary_as_a_class_and_the_verdict_says_fields_not_assumptions(tmp_path):
+    r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"),
+                "--vs", str(HW / "tpuv3.yaml"), "--marks", "fitted", "--out", str(tmp_path / "t"), "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    fitted = {f["field"] for f in data["fields"] if not f["baseline_only"]}
+    assert fitted == {"dispatch.call.activation", "dispatch.call.all_reduce", "dispatch.call.default",
+                      "dispatch.call.layernorm", "dispatch.call.softmax", "hbm.efficiency",
+                      "mxu.weight_load_overlap", "mxu.weight_load_rows_per_cycle", "vpu.pass_cycles_per_vreg",
+                      "vpu.reduce_step_cycles"}
+    assert {f["mark"] for f in data["fields"]} == {"fitted"}
+    assert "every assumption" not in data["verdict"]
+    r = run_cli("sensitivity", str(HW / "tpuv4i.yaml"), str(WORKLOADS / "llama2_7b_layer_decode.yaml"),
+                "--marks", "guess", "--out", str(tmp_path / "t"))
+    assert r.returncode == 2 and "--marks" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_settings_scale_the_si_value_and_round_counts():
@@ -189,3 +230,16 @@ def test_the_energy_gain_moves_with_each_chips_own_leakage_and_the_verdict_says_
     assert swing.energy_versus[0] < 1 < swing.energy_gain  # the gain flips
     said = verdict("A", base, ref, swings, "TPUv4i")
     assert "A uses less energy than TPUv4i" in said and "leakage.logic at x2" in said
+
+
+def test_a_level_comparison_is_level_and_a_ratio_near_1_keeps_its_side():
+    from types import SimpleNamespace as NS
+
+    from archsim.dse.sensitivity import Swing, verdict
+
+    run = lambda s, j: NS(feasible=True, latency_s=s, energy=NS(total=j))  # noqa: E731
+    swings = [Swing("hbm.bandwidth", "x", (0.5, 2.0), (1.0, 1.0), (1.0, 1.0), (1.0, 1.00271),
+                    energy_versus=(1.0, 0.99994))]
+    said = verdict("B", run(1.0, 1.0), run(1.0, 1.0), swings, "A")
+    assert said == ("B is as fast as A (1x) except: hbm.bandwidth at x2 (1.0027x). "
+                    "B uses the same energy as A (1x) except: hbm.bandwidth at x2 (0.9999x).")

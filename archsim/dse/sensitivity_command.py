@@ -20,6 +20,19 @@ def _factors(text: str) -> tuple[float, ...]:
     return values
 
 
+def _kinds(text: str) -> tuple[str, ...]:
+    from archsim.dse.sensitivity import KINDS
+
+    chosen = tuple(k.strip() for k in text.split(",") if k.strip())
+    if chosen == ("all",):
+        return KINDS
+    bad = [k for k in chosen if k not in KINDS]
+    if bad or not chosen:
+        raise click.BadParameter(f"{text!r}: expected some of {', '.join(KINDS)} separated by commas, or all",
+                                 param_hint="--marks")
+    return chosen
+
+
 @click.command()
 @click.argument("hw_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.argument("workload_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
@@ -27,6 +40,10 @@ def _factors(text: str) -> tuple[float, ...]:
               help="A baseline chip: also report this chip's speedup over it, and whether it survives.")
 @click.option("--fields", default="", metavar="A,B,...",
               help="Numeric config fields to vary (dotted paths); default: every field marked ASSUMPTION.")
+@click.option("--marks", default="assumption", show_default=True, metavar="KIND,...",
+              help="Without --fields, vary every numeric field whose config comment carries one of these "
+                   "marks: assumption (ASSUMPTION), fitted (a [..FIT] tag or 'fitted'), cited (any other "
+                   "[TAG]); or all.")
 @click.option("--range", "factors", default="0.5,2", show_default=True, metavar="F1,F2,...",
               help="Factors each field is multiplied by, one at a time.")
 @click.option("--wset", "workload_overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a workload field.")
@@ -36,8 +53,8 @@ def _factors(text: str) -> tuple[float, ...]:
 @click.option("--out", "out_stem", type=click.Path(path_type=Path), default=Path("sensitivity"), show_default=True,
               help="Tornado chart path without suffix; .png and .svg are written.")
 @json_option
-def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | None, fields: str, factors: str,
-                        workload_overrides, trajectories: int, out_stem: Path, as_json: bool) -> None:
+def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | None, fields: str, marks: str,
+                        factors: str, workload_overrides, trajectories: int, out_stem: Path, as_json: bool) -> None:
     """Vary each assumption of HW_FILE one at a time and show what moves WORKLOAD_FILE's
     latency and energy (and the speedup over --vs) most."""
     from archsim.dse.sensitivity import sensitivity, verdict
@@ -46,7 +63,7 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
     chosen = [f.strip() for f in fields.split(",") if f.strip()] or None
     try:
         base, ref, swings = sensitivity(hw_file, workload_file, _factors(factors), chosen, baseline,
-                                        list(workload_overrides))
+                                        list(workload_overrides), _kinds(marks))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fields") from None
     if not base.feasible:
@@ -71,7 +88,7 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
                    "fields": [{"field": s.field, "source": s.source, "factors": list(s.factors),
                                "latency_ratio": list(s.latency), "energy_ratio": list(s.energy),
                                "speedup": list(s.versus), "energy_gain": list(s.energy_versus),
-                               "shared_with_baseline": s.shared,
+                               "mark": s.kind, "shared_with_baseline": s.shared,
                                "baseline_only": s.baseline_only} for s in swings],
                    "plots": [str(p) for p in paths],
                    "morris": [{"field": e.field, "mu_star": e.mu_star, "sigma": e.sigma,
@@ -85,6 +102,7 @@ def sensitivity_command(hw_file: Path, workload_file: Path, baseline: Path | Non
     rows = [head]
     for s in swings:
         tag = " (both)" if s.shared else " (baseline)" if s.baseline_only else ""
+        tag += f" [{s.kind}]" if s.kind not in ("assumption", "named") else ""
         row = [s.field + tag] + [pct(v) for v in s.latency] + [pct(v) for v in s.energy]
         if ref is not None:
             row += ["n/a" if v is None else f"{v:.3g}x" for v in (*s.versus, *s.energy_versus)]
