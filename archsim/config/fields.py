@@ -16,7 +16,7 @@ from archsim.errors import UnitError
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors and values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, defer_build=True)
 
 
 # What a quantity looks like in a file, as a JSON Schema pattern: a number, then a unit made of

@@ -165,10 +165,10 @@ def _has(key: str, value: str) -> dict[str, Any]:
 
 
 def _chip() -> dict[str, Any]:
-    from archsim.config.chips import CHIP_KINDS, DEFAULT_KIND
+    from archsim.config.chips import CHIP_KINDS, DEFAULT_KIND, chip_config_class
 
     kinds = list(CHIP_KINDS)
-    defs, names = _definitions([CHIP_KINDS[k] for k in kinds])
+    defs, names = _definitions([chip_config_class(k) for k in kinds])
     by_kind = dict(zip(kinds, names))
     full: dict[str, Any] = _ref(by_kind[DEFAULT_KIND])  # no kind: the default
     for kind in reversed([k for k in kinds if k != DEFAULT_KIND]):
@@ -208,11 +208,11 @@ def _sweep() -> dict[str, Any]:
 
 
 def _workload() -> dict[str, Any]:
-    from archsim.workloads import workload_kinds  # the package registers every kind
-    from archsim.workloads.base import _KINDS
+    from archsim.workloads.base import spec_classes
 
-    kinds = workload_kinds()
-    defs, names = _definitions([_KINDS[k] for k in kinds])
+    classes = spec_classes()
+    kinds = list(classes)
+    defs, names = _definitions(list(classes.values()))
     return {
         "$schema": DRAFT,
         "title": "archsim workload",

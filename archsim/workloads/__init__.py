@@ -1,7 +1,6 @@
-"""Workload extractors: model descriptions (as data) lowered to operator graphs."""
+"""Workload extractors: model descriptions (as data) lowered to operator graphs. Each bundled
+kind's module is imported when a file of that kind is read (``base.BUNDLED_KINDS``)."""
 
-from archsim.workloads import block, dit, dllm, llm  # noqa: F401  (register the kinds)
-from archsim.workloads import dit_family  # noqa: F401  (kind: diffusion_transformer)
-from archsim.workloads.base import load_spec, load_workload, register_workload, workload_kinds
+from archsim.workloads.base import load_spec, load_workload, register_workload, spec_class, workload_kinds
 
-__all__ = ["load_spec", "load_workload", "register_workload", "workload_kinds"]
+__all__ = ["load_spec", "load_workload", "register_workload", "spec_class", "workload_kinds"]

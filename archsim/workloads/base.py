@@ -7,6 +7,7 @@ inside a workload file (a model's config.json, a recorded trace) are relative to
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 from abc import ABC, abstractmethod
@@ -24,6 +25,11 @@ from archsim.ir.graph import Workload
 from archsim.ir.transformer import Precision
 
 _KINDS: dict[str, type["WorkloadSpec"]] = {}
+# The bundled kinds and the module registering each: imported when a file of that kind is read,
+# so a run loads only its own kind's extractor (start-up time, issue 22).
+BUNDLED_KINDS = {"transformer_block": "archsim.workloads.block", "dit": "archsim.workloads.dit",
+                 "diffusion_transformer": "archsim.workloads.dit_family", "dllm": "archsim.workloads.dllm",
+                 "llm": "archsim.workloads.llm"}
 
 # A documented limit: elements of one tensor (of one layer's copy), about 10^15. Every field is
 # bounded, but their products (batch x tokens x hidden) are not; this keeps every dimension and
@@ -38,7 +44,19 @@ def register_workload(cls: type["WorkloadSpec"]) -> type["WorkloadSpec"]:
 
 
 def workload_kinds() -> list[str]:
-    return sorted(_KINDS)
+    return sorted(set(_KINDS) | set(BUNDLED_KINDS))
+
+
+def spec_class(kind: str) -> type["WorkloadSpec"] | None:
+    """The spec class of a workload kind (its module imported on first use), or None."""
+    if kind not in _KINDS and kind in BUNDLED_KINDS:
+        importlib.import_module(BUNDLED_KINDS[kind])
+    return _KINDS.get(kind)
+
+
+def spec_classes() -> dict[str, type["WorkloadSpec"]]:
+    """Every kind's spec class, every bundled kind's module imported."""
+    return {kind: cls for kind in workload_kinds() if (cls := spec_class(kind)) is not None}
 
 
 class WorkloadSpec(Strict, ABC):
@@ -141,16 +159,17 @@ def load_spec(path: str | Path, overrides: Sequence[Override] = ()) -> WorkloadS
 def _load(path: str | Path, overrides: Sequence[Override]) -> tuple[WorkloadSpec, Layered]:
     layered = load_layered(path, overrides)
     kind = layered.data.get("kind")
-    if not isinstance(kind, str) or kind not in _KINDS:
+    cls = spec_class(kind) if isinstance(kind, str) else None
+    if cls is None:
         raise ConfigError(
             f"unknown workload kind {kind!r}; expected one of: {', '.join(workload_kinds())}",
             file=layered.source_of(("kind",), str(path)), key="kind",
         )
-    if "schedule" not in _KINDS[kind].model_fields and any(o.path == ("schedule",) for o in overrides):
+    if "schedule" not in cls.model_fields and any(o.path == ("schedule",) for o in overrides):
         raise ConfigError(f"feature-caching schedules apply only to diffusion transformers (kind: dit or "
                           f"diffusion_transformer); this workload is "
                           f"kind: {kind}", file=layered.source_of(("kind",), str(path)), key="kind")
-    return validate_layered(_KINDS[kind], layered, str(path)), layered
+    return validate_layered(cls, layered, str(path)), layered
 
 
 def load_workload(path: str | Path, overrides: Sequence[Override] = (), lowering: Lowering = Lowering()) -> Workload:

@@ -1,0 +1,422 @@
+"""Decode schedules for autoregressive LLMs: vanilla decoding, speculation and layer skipping.
+
+A schedule is data, as the DiT cache schedules are (``archsim.workloads.schedules``): a
+registered class with validated parameters, written ``NAME[:key=value,...]`` on the command
+line or as a mapping under the ``schedule`` key of a ``kind: llm`` workload. The schedules
+(docs/sources/speculative.md, one section each, citing the authors' code):
+
+- ``vanilla``: one decode step per token (the ``kind: llm`` lowering as it is).
+- ``draft``: draft-and-verify with a separate draft model (Leviathan et al. 2023, Chen et al.
+  2023; transformers' assisted decoding): ``k`` sequential draft steps, then the target's one
+  pass over the last token and the drafts; optionally a token ``tree`` (SpecInfer-style).
+- ``self_spec``: LayerSkip's self-speculation, drafting with the first ``exit_layer`` layers.
+- ``medusa``: Medusa heads on the last hidden state and a token tree verified in one pass.
+- ``firp``: FIRP's pseudo hidden states predicted at an intermediate layer.
+- ``layer_skip``: dynamic layer skipping (DASH-style): a share of the layers per token.
+
+What a speculative schedule accepts is an input (``acceptance``): a constant rate, a
+per-position curve, or a recorded CSV of accepted lengths; ``Acceptance.probabilities`` turns
+it into the distribution of drafts accepted per verification, whose mean plus one is the
+expected tokens per verification. The lowering is ``archsim.workloads.llm_schedules_lower``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from archsim.config.fields import Count, Fraction, NonNegativeCount, Strict
+from archsim.config.yamlio import read_yaml_text
+from archsim.errors import ConfigError, FieldError
+from archsim.workloads.inputs import read_text, whole_number
+
+MAX_ACCEPT_BYTES = 16 * 2**20  # a documented limit: an acceptance trace CSV of at most 16 MiB
+MAX_ACCEPT_ROWS = 1_000_000  # a documented limit: rows of an acceptance trace
+ACCEPT_COLUMNS = ("accepted", "count")
+MEDUSA_TOPK = 10  # FasterDecoding/Medusa medusa/model/utils.py: TOPK = 10, candidates per head
+
+# FasterDecoding/Medusa medusa/model/medusa_choices.py, mc_sim_7b_63: the tree medusa_generate
+# uses by default (63 candidate paths; each entry is the top-k rank chosen at each depth).
+TREES: dict[str, list[list[int]]] = {
+    "mc_sim_7b_63": [
+        [0], [0, 0], [1], [0, 1], [2], [0, 0, 0], [1, 0], [0, 2], [3], [0, 3], [4], [0, 4], [2, 0], [0, 5],
+        [0, 0, 1], [5], [0, 6], [6], [0, 7], [0, 1, 0], [1, 1], [7], [0, 8], [0, 0, 2], [3, 0], [0, 9], [8],
+        [9], [1, 0, 0], [0, 2, 0], [1, 2], [0, 0, 3], [4, 0], [2, 1], [0, 0, 4], [0, 0, 5], [0, 0, 0, 0],
+        [0, 1, 1], [0, 0, 6], [0, 3, 0], [5, 0], [1, 3], [0, 0, 7], [0, 0, 8], [0, 0, 9], [6, 0], [0, 4, 0],
+        [1, 4], [7, 0], [0, 1, 2], [2, 0, 0], [3, 1], [2, 2], [8, 0], [0, 5, 0], [1, 5], [1, 0, 1],
+        [0, 2, 1], [9, 0], [0, 6, 0], [0, 0, 0, 1], [1, 6], [0, 7, 0],
+    ],
+}
+
+
+# -- acceptance --------------------------------------------------------------------------------
+
+def chain_probabilities(rates: np.ndarray) -> np.ndarray:
+    """P(accepted = j), j = 0..len(rates), when draft position i is accepted with probability
+    ``rates[i]`` given every earlier one was (and rejected otherwise, ending the round)."""
+    reach = np.concatenate(([1.0], np.cumprod(rates)))  # P(accepted >= j)
+    return reach - np.concatenate((reach[1:], [0.0]))
+
+
+class Acceptance:
+    """The acceptance input of a speculative schedule, one of: a constant rate ``a`` (each
+    draft accepted with probability a, independently: Leviathan et al. 2023's i.i.d. model,
+    expected tokens per verification (1 - a^(k+1)) / (1 - a)); a list, the rate at each draft
+    position given the earlier ones were accepted; or a CSV path of accepted drafts per
+    verification (columns ``accepted`` and optionally ``count``)."""
+
+    def __init__(self, value: float | list[float] | str, source: str = "schedule.acceptance"):
+        self.value = value
+        self.source = source
+
+    def probabilities(self, depth: int) -> np.ndarray:
+        """P(accepted drafts = j), j = 0..depth, for ``depth`` drafts (a tree's depth)."""
+        if isinstance(self.value, str):
+            counts = read_acceptance_trace(trace_path(self.value), depth)
+            return counts / counts.sum()
+        if isinstance(self.value, list):
+            if len(self.value) < depth:
+                raise ConfigError(f"the acceptance curve has {len(self.value)} positions; the schedule drafts "
+                                  f"{depth} tokens per verification", key=self.source)
+            return chain_probabilities(np.asarray(self.value[:depth], dtype=float))
+        return chain_probabilities(np.full(depth, float(self.value)))
+
+    def tokens_per_round(self, depth: int) -> float:
+        """Expected tokens per verification: the accepted drafts plus the verifier's own token."""
+        p = self.probabilities(depth)
+        return 1.0 + float(np.dot(np.arange(p.size), p))
+
+
+def trace_path(path: str) -> Path:
+    """A CSV path as given (relative to the current folder) or, failing that, under workloads/."""
+    resolved = Path(path)
+    if not resolved.exists():  # exists, not is_file: a FIFO given here must be refused, not skipped
+        bundled = Path(__file__).resolve().parents[2] / "workloads" / path
+        resolved = bundled if bundled.exists() else resolved
+    return resolved
+
+
+def read_acceptance_trace(path: Path, depth: int) -> np.ndarray:
+    """Verifications per accepted length 0..depth, from a CSV with a header naming ``accepted``
+    (drafts accepted in one verification) and optionally ``count`` (verifications, default 1)."""
+    text = read_text(path, "an acceptance trace CSV", "acceptance traces", MAX_ACCEPT_BYTES, "16 MiB")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [cell.strip() for cell in next(reader, None) or []]
+        if not header:
+            raise ConfigError(f"the trace is empty; expected a header row {','.join(ACCEPT_COLUMNS)}", file=str(path))
+        for column in header:
+            if column not in ACCEPT_COLUMNS or header.count(column) > 1:
+                what = "repeated" if column in ACCEPT_COLUMNS else "unknown"
+                raise ConfigError(f"{what} column {column!r}; expected accepted and optionally count", file=f"{path}:1")
+        if "accepted" not in header:
+            raise ConfigError("missing column 'accepted'", file=f"{path}:1")
+        counts = np.zeros(depth + 1)
+        rows = 0
+        for cells in reader:
+            if not cells:
+                continue
+            rows += 1
+            where = f"{path}:{reader.line_num}"
+            if rows > MAX_ACCEPT_ROWS:
+                raise ConfigError(f"more than {MAX_ACCEPT_ROWS:,} rows; archsim's limit for an acceptance trace",
+                                  file=where)
+            if len(cells) != len(header):
+                raise ConfigError(f"the row has {len(cells)} cells, expected {len(header)} ({', '.join(header)})",
+                                  file=where)
+            row = dict(zip(header, cells))
+            accepted = whole_number(row["accepted"])
+            if accepted is None:
+                raise ConfigError(f"expected a whole number from 0, got {row['accepted']!r}", file=where, key="accepted")
+            if accepted > depth:
+                raise ConfigError(f"{accepted} drafts accepted, but the schedule drafts {depth} per verification",
+                                  file=where, key="accepted")
+            count = whole_number(row.get("count", "1"))
+            if count is None or count < 1:
+                raise ConfigError(f"expected a whole number from 1, got {row.get('count')!r}", file=where, key="count")
+            counts[accepted] += count
+    except csv.Error as exc:
+        raise ConfigError(f"cannot read the acceptance trace: {exc}", file=f"{path}:{reader.line_num}") from None
+    if not rows:
+        raise ConfigError("the trace has no verifications", file=str(path))
+    return counts
+
+
+AcceptanceValue = Fraction | list[Fraction] | str
+
+
+# -- token trees --------------------------------------------------------------------------------
+
+class Tree:
+    """A token tree of candidate paths (Medusa's ``medusa_choices``): a path ``[i, j]`` is the
+    j-th candidate after the i-th; the root is the verifier's last token. ``size`` counts the
+    root (the tokens of the verification pass), ``widths[d]`` the nodes at depth d (root: 0)."""
+
+    def __init__(self, paths: list[list[int]]):
+        self.paths = [tuple(p) for p in paths]
+        self.depth = max((len(p) for p in self.paths), default=0)
+        self.size = len(self.paths) + 1
+        self.widths = [1] + [sum(len(p) == d for p in self.paths) for d in range(1, self.depth + 1)]
+
+    @classmethod
+    def chain(cls, k: int) -> "Tree":
+        return cls([[0] * d for d in range(1, k + 1)])
+
+
+def check_tree(value: str | list[list[int]] | None, key: str = "tree") -> None:
+    if value is None or isinstance(value, str) and (value == "chain" or value in TREES):
+        return
+    if isinstance(value, str):
+        raise FieldError(key, f"unknown tree {value!r}; expected chain, {', '.join(TREES)} or a list of paths")
+    seen = {tuple(p) for p in value}
+    if len(seen) != len(value):
+        raise FieldError(key, "a path is given twice")
+    for path in value:
+        if not path:
+            raise FieldError(key, "an empty path; the root is implied")
+        if tuple(path[:-1]) not in seen and len(path) > 1:
+            raise FieldError(key, f"path {list(path)} has no parent {list(path[:-1])} in the tree")
+
+
+# -- the schedules ------------------------------------------------------------------------------
+
+class LLMSchedule(Strict):
+    NAME: ClassVar[str]
+    SPECULATIVE: ClassVar[bool] = False
+
+    def token_tree(self) -> Tree | None:
+        """The drafted tokens of one verification (speculative schedules)."""
+        return None
+
+    def acceptance_model(self) -> Acceptance | None:
+        acceptance = getattr(self, "acceptance", None)
+        return None if acceptance is None else Acceptance(acceptance)
+
+    def tokens_per_round(self) -> float:
+        """Expected tokens per verification (1 for non-speculative schedules)."""
+        tree, acceptance = self.token_tree(), self.acceptance_model()
+        return 1.0 if tree is None or acceptance is None else acceptance.tokens_per_round(tree.depth)
+
+    def rounds(self, tokens: int) -> int:
+        """Verifications to produce ``tokens`` decode tokens per sequence: tokens / expected tokens
+        per verification, rounded up (the last round's surplus tokens are dropped)."""
+        return math.ceil(round(tokens / self.tokens_per_round(), 9)) if tokens else 0
+
+
+_SCHEDULES: dict[str, type[LLMSchedule]] = {}
+
+
+def register(cls: type[LLMSchedule]) -> type[LLMSchedule]:
+    _SCHEDULES[cls.NAME] = cls
+    return cls
+
+
+def schedule_names() -> list[str]:
+    return sorted(_SCHEDULES)
+
+
+@register
+class Vanilla(LLMSchedule):
+    """One decode step per output token: the ``kind: llm`` lowering as it is."""
+
+    NAME = "vanilla"
+
+
+class _Speculative(LLMSchedule):
+    SPECULATIVE = True
+    acceptance: AcceptanceValue = Field(
+        default=0.6, description="a constant acceptance rate, a per-position curve or a CSV trace of accepted "
+        "lengths (default 0.6: an ASSUMPTION, docs/sources/speculative.md#acceptance)")
+
+
+@register
+class Draft(_Speculative):
+    """Draft-and-verify with a separate draft model (transformers' assisted decoding): the draft
+    runs ``k`` single-token steps on its own KV cache, the target one pass over the last token
+    and the k drafts (or the nodes of ``tree``, one draft step per depth)."""
+
+    NAME = "draft"
+    model: str | dict[str, Any] = Field(description="the draft model: a config.json/YAML path or the fields inline")
+    k: Count = Field(default=5, le=64, description="draft tokens per verification (transformers' num_assistant_tokens "
+                     "default of 5 with its heuristic schedule)")
+    tree: str | list[list[NonNegativeCount]] | None = Field(default=None, description="a token tree (chain, a named "
+                                                           "tree or a list of paths) instead of a chain of k")
+
+    @model_validator(mode="after")
+    def _tree(self) -> "Draft":
+        check_tree(self.tree)
+        return self
+
+    def token_tree(self) -> Tree:
+        return _tree(self.tree, self.k)
+
+
+def _tree(value, k: int) -> Tree:
+    if value is None or value == "chain":
+        return Tree.chain(k)
+    return Tree(TREES[value] if isinstance(value, str) else value)
+
+
+@register
+class SelfSpec(_Speculative):
+    """LayerSkip's self-speculation: drafts exit after the first ``exit_layer`` layers (and the
+    shared LM head); the verification runs those layers on the last draft only, the others on
+    the last token and the drafts. Defaults: the LayerSkip README's Llama2-7B run."""
+
+    NAME = "self_spec"
+    exit_layer: Count = Field(default=8, description="layers the drafts run (LayerSkip README: --exit_layer 8)")
+    k: Count = Field(default=6, le=64, description="draft tokens per verification (--num_speculations 6)")
+
+    def token_tree(self) -> Tree:
+        return Tree.chain(self.k)
+
+
+@register
+class Medusa(_Speculative):
+    """Medusa: ``heads`` extra heads (``head_layers`` residual blocks and an LM head each) on
+    every position's last hidden state, and a token ``tree`` verified in one pass with a tree
+    attention mask. Defaults: MedusaConfig (4 heads, 1 layer) and medusa_generate's tree."""
+
+    NAME = "medusa"
+    heads: Count = Field(default=4, le=16, description="Medusa heads (MedusaConfig medusa_num_heads=4)")
+    head_layers: Count = Field(default=1, le=8, description="residual blocks per head (medusa_num_layers=1)")
+    tree: str | list[list[NonNegativeCount]] = Field(default="mc_sim_7b_63", description="the token tree: chain (one "
+                                                     "candidate per head), a named tree or a list of paths")
+
+    @model_validator(mode="after")
+    def _tree(self) -> "Medusa":
+        check_tree(self.tree)
+        shape = self.token_tree()
+        if shape.depth > self.heads:
+            raise FieldError("tree", f"the tree is {shape.depth} deep; {self.heads} heads draft {self.heads} levels")
+        if any(i >= MEDUSA_TOPK for p in shape.paths for i in p):
+            raise FieldError("tree", f"a path ranks a candidate past the heads' top {MEDUSA_TOPK}")
+        return self
+
+    def token_tree(self) -> Tree:
+        return _tree(self.tree, self.heads)
+
+
+@register
+class Firp(_Speculative):
+    """FIRP: at layer ``layer``, ``k`` linear maps predict the hidden states of the next k
+    tokens from the last token's; these pseudo tokens run the remaining layers with the real
+    ones and are decoded as drafts, verified by the next pass. No code could be read: the
+    shape follows the paper's abstract, defaults are ASSUMPTIONs (docs/sources/speculative.md#firp)."""
+
+    NAME = "firp"
+    layer: Count = Field(default=16, description="the layer whose input the predictors read (ASSUMPTION)")
+    k: Count = Field(default=3, le=64, description="pseudo tokens predicted per pass (ASSUMPTION)")
+
+    def token_tree(self) -> Tree:
+        return Tree.chain(self.k)
+
+
+@register
+class LayerSkip(LLMSchedule):
+    """Dynamic layer skipping (DASH-style): each decode token runs a share of the layers, given
+    as ``skip_ratio`` (the mean share skipped) or a ``trace`` CSV of per-layer skip rates
+    (columns layer, skip). A ``policy_hidden`` > 0 adds a per-layer policy MLP (d x h x 2)."""
+
+    NAME = "layer_skip"
+    skip_ratio: Fraction | None = Field(default=None, description="mean share of layers a decode token skips")
+    trace: str | None = Field(default=None, description="CSV of per-layer skip rates: columns layer, skip")
+    policy_hidden: NonNegativeCount = Field(default=0, description="hidden width of a per-layer skip policy MLP; 0: "
+                                            "none modelled (DASH overlaps it with the layers; ASSUMPTION)")
+
+    @model_validator(mode="after")
+    def _one(self) -> "LayerSkip":
+        if (self.skip_ratio is None) == (self.trace is None):
+            raise FieldError("skip_ratio", "give skip_ratio or trace (a CSV of per-layer skip rates), one of them")
+        if self.skip_ratio is not None and self.skip_ratio >= 1:
+            raise FieldError("skip_ratio", "a token must run at least part of a layer: skip_ratio below 1")
+        return self
+
+    def layers_run(self, layers: int) -> float:
+        """Mean layers a decode token runs."""
+        if self.skip_ratio is not None:
+            return layers * (1.0 - self.skip_ratio)
+        skip = read_skip_trace(trace_path(self.trace), layers)
+        return float(layers - skip.sum())
+
+
+def read_skip_trace(path: Path, layers: int) -> np.ndarray:
+    """Per layer, the share of decode tokens skipping it (absent layers: 0)."""
+    text = read_text(path, "a layer-skip trace CSV", "layer-skip traces", MAX_ACCEPT_BYTES, "16 MiB")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    header = [c.strip() for c in rows[0]] if rows else []
+    if sorted(header) != ["layer", "skip"]:
+        raise ConfigError(f"expected the header layer,skip, got {','.join(header) or 'nothing'}", file=f"{path}:1")
+    skip = np.zeros(layers)
+    seen: set[int] = set()
+    for line, cells in enumerate(rows[1:], start=2):
+        if not cells:
+            continue
+        where = f"{path}:{line}"
+        if len(cells) != 2:
+            raise ConfigError(f"the row has {len(cells)} cells, expected 2 (layer, skip)", file=where)
+        row = dict(zip(header, (c.strip() for c in cells)))
+        layer = whole_number(row["layer"])
+        if layer is None or layer >= layers:
+            raise ConfigError(f"expected a layer from 0 to {layers - 1}, got {row['layer']!r}", file=where, key="layer")
+        if layer in seen:
+            raise ConfigError(f"a second row for layer {layer}", file=where, key="layer")
+        seen.add(layer)
+        try:
+            rate = float(row["skip"])
+        except ValueError:
+            rate = math.nan
+        if not 0.0 <= rate < 1.0:
+            raise ConfigError(f"expected a skip rate in [0, 1), got {row['skip']!r}", file=where, key="skip")
+        skip[layer] = rate
+    return skip
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+def parse_llm_schedule(value: Any, source: str = "--schedule") -> LLMSchedule:
+    """``"draft:k=4,acceptance=0.7,model=..."``, ``{name: medusa, heads: 4}``, or None (vanilla)."""
+    from archsim.config.loader import Layered, validate_layered
+    from archsim.workloads.schedules import _split_top_level
+
+    if value is None:
+        return Vanilla()
+    if isinstance(value, LLMSchedule):
+        return value
+    if isinstance(value, str):
+        name, _, rest = value.partition(":")
+        params: dict[str, Any] = {}
+        for item in filter(None, _split_top_level(rest)):
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ConfigError(f"expected key=value in {value!r}", file=source)
+            params[key.strip()] = read_yaml_text(raw, source)
+    elif isinstance(value, dict):
+        params = dict(value)
+        name = params.pop("name", None)
+    else:
+        raise ConfigError(f"expected NAME[:key=value,...] or a mapping, got {type(value).__name__}", file=source)
+    if name not in _SCHEDULES:
+        raise ConfigError(f"unknown decode schedule {name!r}; expected one of: {', '.join(schedule_names())}",
+                          file=source, key="schedule")
+    layered = Layered()
+    layered.merge(params, source)
+    return validate_layered(_SCHEDULES[name], layered, source, key_prefix=("schedule",))
+
+
+def check_llm_schedule(value: Any) -> None:
+    """A workload's ``schedule`` parsed, its error naming the schedule's own key once."""
+    try:
+        parse_llm_schedule(value, "")
+    except ConfigError as exc:
+        first = str(exc).splitlines()[0]
+        key, sep, message = first.partition(": ")
+        if sep and key.startswith("schedule.") and " " not in key:
+            raise FieldError(key, message) from None
+        raise FieldError("schedule", first.removeprefix("schedule: ")) from None
