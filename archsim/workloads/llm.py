@@ -8,13 +8,17 @@ into ``decode_groups`` (at most two more) phases of consecutive steps with a rep
 each at its group's mean context length, so 4096 steps are a few graphs. Attention's cost is
 linear in the context length, so the mean gives the group's exact total; the last step is a
 phase of its own, so the KV cache is sized at its final length.
+
+``schedule`` picks a decode schedule (``archsim.workloads.llm_schedules``): ``vanilla`` (this
+lowering), speculative decoding (a draft model, LayerSkip self-speculation, Medusa heads and
+token trees, FIRP) or layer skipping, lowered by ``archsim.workloads.llm_schedules_lower``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from archsim.config.fields import Count, NonNegativeCount
 
@@ -22,6 +26,7 @@ from archsim.ir.graph import Generation, Phase, Workload
 from archsim.ir.transformer import Tokens
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 from archsim.workloads.lm import lm_forward, resolve_model
+from archsim.workloads.llm_schedules import Vanilla, check_llm_schedule, parse_llm_schedule
 
 MAX_TOKENS = 2**20  # a documented limit: sequences up to a million tokens
 
@@ -68,8 +73,23 @@ class LLMWorkload(WorkloadSpec):
     phases: list[Literal["prefill", "decode"]] = Field(default=["prefill", "decode"], description="the phases to "
                                                        "simulate: prefill (the prompt), decode (the other tokens)")
     decode_groups: Count = Field(default=8, le=4096, description="context-length groups of decode steps")
+    schedule: str | dict[str, Any] | None = Field(default=None, description="a decode schedule, NAME[:key=value,...] "
+                                                  "or a mapping: vanilla, draft, self_spec, medusa, firp, layer_skip")
+
+    @model_validator(mode="after")
+    def _schedule(self) -> "LLMWorkload":
+        check_llm_schedule(self.schedule)
+        return self
+
+    def decode_schedule(self):
+        return parse_llm_schedule(self.schedule)
 
     def build(self, paths, tp: int = 1, ep: int = 1) -> Workload:
+        schedule = self.decode_schedule()
+        if not isinstance(schedule, Vanilla):
+            from archsim.workloads.llm_schedules_lower import lower_schedule
+
+            return lower_schedule(self, schedule, paths, tp, ep)
         model = resolve_model(self.model, paths)
         precision = self.precision.precision()
         phases = []

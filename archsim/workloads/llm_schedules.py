@@ -26,10 +26,10 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from archsim.config.fields import Count, Fraction, NonNegativeCount, Strict
 from archsim.config.yamlio import read_yaml_text
@@ -148,7 +148,18 @@ def read_acceptance_trace(path: Path, depth: int) -> np.ndarray:
     return counts
 
 
-AcceptanceValue = Fraction | list[Fraction] | str
+AcceptanceValue = float | list[float] | str
+
+
+def check_acceptance(value: AcceptanceValue) -> AcceptanceValue:
+    """A rate, or every rate of a curve, in [0, 1]; a trace path is checked when read."""
+    rates = value if isinstance(value, list) else [] if isinstance(value, str) else [value]
+    if isinstance(value, list) and not value:
+        raise ValueError("an acceptance curve needs a rate per draft position")
+    for rate in rates:
+        if not 0.0 <= rate <= 1.0:  # NaN fails too
+            raise ValueError(f"an acceptance rate is a probability in [0, 1], got {rate}")
+    return value
 
 
 # -- token trees --------------------------------------------------------------------------------
@@ -234,6 +245,11 @@ class _Speculative(LLMSchedule):
         default=0.6, description="a constant acceptance rate, a per-position curve or a CSV trace of accepted "
         "lengths (default 0.6: an ASSUMPTION, docs/sources/speculative.md#acceptance)")
 
+    @field_validator("acceptance")
+    @classmethod
+    def _rates(cls, value: AcceptanceValue) -> AcceptanceValue:
+        return check_acceptance(value)
+
 
 @register
 class Draft(_Speculative):
@@ -308,7 +324,7 @@ class Firp(_Speculative):
     """FIRP: at layer ``layer``, ``k`` linear maps predict the hidden states of the next k
     tokens from the last token's; these pseudo tokens run the remaining layers with the real
     ones and are decoded as drafts, verified by the next pass. No code could be read: the
-    shape follows the paper's abstract, defaults are ASSUMPTIONs (docs/sources/speculative.md#firp)."""
+    shape follows the paper's abstract, defaults are ASSUMPTIONs (docs/sources/speculative.md#firp-firp)."""
 
     NAME = "firp"
     layer: Count = Field(default=16, description="the layer whose input the predictors read (ASSUMPTION)")
