@@ -182,6 +182,7 @@ class _Report:
         self.columns = [OBJECTIVES[o][0] for o in objectives]
         self.count = itertools.count(1)
         self.plotlyjs = True  # inlined once, with the first figure
+        self._lines: dict[str, list[str]] = {}  # a row's key -> its hover's lines but the coincidences
 
     def figure(self, fig: go.Figure, kind: str) -> str:
         n = next(self.count)
@@ -201,13 +202,17 @@ class _Report:
             f"{row.get('config')}: {role or 'no swept values'}"
 
     def hover(self, row, at: list[str]) -> str:
-        lines = [f"<b>{html.escape(str(row['design']))}</b>", html.escape(self.params(row))]
-        shown = list(HOVER) + [c for c in self.columns if c not in HOVER]
-        shown += [c for c in SERVING if c not in shown and _finite(row.get(c))]
-        figures = [f"{AXES.get(c, (c,))[0]} {_value(c, row.get(c))}" for c in shown if _finite(row.get(c))]
-        lines += [" · ".join(figures[i:i + 3]) for i in range(0, len(figures), 3)]
-        if row.get("pareto"):
-            lines.append(f"Pareto-optimal over {', '.join(self.objectives)}")
+        lines = self._lines.get(row["key"])
+        if lines is None:  # the same in every panel: made once a row
+            lines = [f"<b>{html.escape(str(row['design']))}</b>", html.escape(self.params(row))]
+            shown = list(HOVER) + [c for c in self.columns if c not in HOVER]
+            shown += [c for c in SERVING if c not in shown and _finite(row.get(c))]
+            figures = [f"{AXES.get(c, (c,))[0]} {_value(c, row.get(c))}" for c in shown if _finite(row.get(c))]
+            lines += [" · ".join(figures[i:i + 3]) for i in range(0, len(figures), 3)]
+            if row.get("pareto"):
+                lines.append(f"Pareto-optimal over {', '.join(self.objectives)}")
+            self._lines[row["key"]] = lines
+        lines = list(lines)
         if len(at) > 1:
             others = list(at)
             others.remove(str(row["design"]))  # once: two designs may share a label
@@ -224,7 +229,7 @@ class _Report:
         at: dict[tuple, list[str]] = {}
         for p, design in zip(position, g["design"]):
             at.setdefault(p, []).append(str(design))
-        hovers = [self.hover(r, at[p]) for p, (_, r) in zip(position, g.iterrows())]
+        hovers = [self.hover(r, at[p]) for p, r in zip(position, _records(g))]
         g = g.assign(_hover=hovers, _stack=[len(at[p]) for p in position])
         category = np.where(g["role"] == "baseline", "baseline", np.where(g["pareto"], "Pareto-optimal", "other designs"))
         fig = go.Figure()
@@ -339,7 +344,7 @@ class _Report:
         header = [("id", True)] * ids + [("design", True), ("Pareto", True)] + [(_label(c), False) for c in numbers]
         header += [(self.names[f], True) for f in self.fields] + [("key", True)]
         rows = []
-        for _, r in g.iterrows():
+        for r in _records(g):
             cells = [(str(r["design_id"]), None)] * ids + [(str(r["design"]), None), ("yes" if r["pareto"] else "", None)]
             cells += [(_number(c, r.get(c)), float(r[c]) if _finite(r.get(c)) else None) for c in numbers]
             cells += [(_param(f, r.get(f)) or "", None) for f in self.fields]
@@ -351,11 +356,16 @@ class _Report:
         if bad.empty:
             return "<p>None: every point ran.</p>"
         rows = []
-        for _, r in bad.iterrows():
+        for r in _records(bad):
             workload = r.get("workload") if isinstance(r.get("workload"), str) and r.get("workload") else r.get("workload_file")
             rows.append(("", [(str(r.get("design", r.get("config"))), None), (str(workload), None),
                               (str(r["status"]), None), (str(r.get("reason") or ""), None)]))
         return self.table([("design", True), ("workload", True), ("status", True), ("reason", True)], rows, "bad")
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """The rows as dicts, in order (``iterrows`` builds a Series a row: 100x slower on 10^4 rows)."""
+    return frame.to_dict("records")
 
 
 def _workloads(ok: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:

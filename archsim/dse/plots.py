@@ -125,14 +125,29 @@ def write_key(ok: pd.DataFrame, folder: Path) -> Path:
     return atomic_write_text(folder / KEY_FILE, "\n".join(lines) + "\n")
 
 
+def _key_labels(key: dict[str, str], named: set[str], width_in: float) -> tuple[list[str], int]:
+    """The foot's entries (the designs a figure names, in key order, at most ``_MAX_KEY``) and
+    how many columns of them fit ``width_in`` inches."""
+    labels = [f"{i}: {key[i]}" for i in key if i in named][:_MAX_KEY]
+    if not labels:
+        return [], 1
+    longest = max(len(s) for s in labels)
+    return labels, max(1, min(len(labels), int(width_in * 72 / (longest * 7 * 0.62 + 24))))
+
+
+def key_height(key: dict[str, str], named: set[str], width_in: float) -> float:
+    """The inches the foot's key takes (its title and rows of 7-point text), for a figure to
+    grow by: else a long key squeezes the panels to nothing."""
+    labels, ncol = _key_labels(key, named, width_in)
+    return 0.0 if not labels else (1 + -(-len(labels) // ncol)) * 0.16 + 0.1
+
+
 def _key_legend(fig, key: dict[str, str], named: set[str]) -> None:
     """The figure's foot: the designs it names, in key order (at most ``_MAX_KEY``)."""
     shown = [i for i in key if i in named]
     if not shown:
         return
-    labels = [f"{i}: {key[i]}" for i in shown[:_MAX_KEY]]
-    longest = max(len(s) for s in labels)
-    ncol = max(1, min(len(labels), int(fig.get_figwidth() * 72 / (longest * 7 * 0.62 + 24))))
+    labels, ncol = _key_labels(key, named, fig.get_figwidth())
     title = f"designs (all {len(key)} in {KEY_FILE})" if len(shown) <= _MAX_KEY else \
         f"designs ({_MAX_KEY} of the {len(shown)} named here; all in {KEY_FILE})"
     fig.legend([Line2D([], [], ls="none")] * len(labels), labels, loc="outside lower center", ncol=ncol, fontsize=7,
@@ -184,12 +199,13 @@ def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | No
             ax.set_title(title)
     for ax in list(axes.flat)[len(groups) * (1 if len(pairs) == 1 else cols):]:
         ax.axis("off")
+    baselines = set(ok.loc[ok["role"] == "baseline", "design_id"])
     handles = [Line2D([], [], ls="none", marker="o", color=_FRONT, mfc=_FRONT if values is None else "none", mew=1.3,
                       label=front_what + ("" if len(pairs) == 1 else " (every panel: one pair of them)")),
                Line2D([], [], ls="none", marker="o", color="tab:blue" if values is None else "grey", alpha=0.6,
                       label="other design" if values is None else f"design, coloured by {color}"),
                Line2D([], [], ls="none", marker="*", color="black", ms=10,
-                      label="baseline " + ", ".join(f"({i}: {key[i]})" for i in key if i in set(ok.loc[ok["role"] == "baseline", "design_id"]))),
+                      label="baseline " + ", ".join(f"({i}: {key[i]})" for i in key if i in baselines)),
                Line2D([], [], ls="none", label='"n designs": n designs at one point')]
     if not (ok["role"] == "baseline").any():
         handles.pop(2)
@@ -282,7 +298,8 @@ def plot_breakdowns(frame: pd.DataFrame, stem: Path, designs: int = 8, objective
         sel = pd.concat([g[~point], g[own].sort_values(["latency_s", "design"], kind="stable"), front.head(designs)])
         chosen.append((title, sel, len(front)))
     heights = [0.9 + 0.26 * max(1, len(sel)) for _, sel, _ in chosen] or [1.0]
-    fig = plt.figure(figsize=(12, sum(heights) + 1.15 + 0.45 * len(heights)), layout="constrained")
+    foot = key_height(key, {i for _, sel, _ in chosen for i in sel["design_id"]}, 12)  # the key, below the subfigures
+    fig = plt.figure(figsize=(12, sum(heights) + 1.15 + foot + 0.45 * len(heights)), layout="constrained")
     subs = fig.subfigures(len(heights) + 1, 1, height_ratios=[h + 0.45 for h in heights] + [0.65], squeeze=False).ravel()
     units = sorted({c[len("latency_"):-2] for c in ok.columns if c.startswith("latency_") and c != "latency_s"},
                    key=lambda u: (u not in _UNITS, list(_UNITS).index(u) if u in _UNITS else 0, u))
