@@ -86,6 +86,24 @@ def test_every_sweep_figure_draws_without_layout_warnings(sweep, drawn, tmp_path
             assert all(len(t.get_text()) <= 16 for t in ax.get_yticklabels()), ax.get_title()
 
 
+def test_a_long_design_key_on_one_workload_leaves_the_breakdown_its_panels(sweep, drawn, tmp_path):
+    # one workload, every design named at length (as a 10,000-point sweep names them): the key
+    # at the figure's foot runs to one column of 9 lines, which once squeezed the panels to nothing
+    one = sweep[sweep["workload_id"] == sorted(sweep["workload_id"])[0]].copy()
+    one["design"] = [f"{d} " + "cmem.capacity=256 MiB vmem.capacity=8 MiB bandwidth=1.867 TB/s " * 2
+                     for d in one["design"]]
+    one["pareto"] = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.plot_breakdowns(one, tmp_path / "breakdown")
+    assert not layout_warnings(caught), layout_warnings(caught)
+    (fig,) = drawn
+    key = [t for t in fig.legends[-1].get_texts()]
+    assert len(key) == 9 and all(len(t.get_text()) > 130 for t in key)
+    panels = [ax for ax in all_axes(fig) if ax.get_title() == "latency by bound"]
+    assert panels and panels[0].get_position().height > 0.2  # of the figure: the panels keep their room
+
+
 def test_pareto_marks_the_front_over_every_objective_in_every_plane(sweep, drawn, tmp_path):
     plots.plot_pareto(sweep, "latency", "energy", tmp_path / "p", None, OBJECTIVES)
     fig = drawn[0]
