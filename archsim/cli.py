@@ -520,16 +520,20 @@ def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> N
 @cli.command("compare-schedules")
 @click.argument("hw_files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--workload", "workload_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="A diffusion-transformer workload file (kind: dit or diffusion_transformer).")
+              help="A diffusion-transformer workload file (kind: dit or diffusion_transformer: cache schedules) or "
+              "a language model's (kind: llm: decode schedules, speculative decoding).")
 @click.option("--schedule", "schedules", multiple=True, metavar="NAME[:key=value,...]",
-              help="A cache schedule; repeatable. Default: every built-in the model runs, with its defaults.")
+              help="A cache or decode schedule; repeatable. Default: every built-in the model runs, with its "
+              "defaults (a language model: its own schedule, medusa, self_spec, firp).")
 @_set_option
 @click.option("--wset", "workload_overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a workload field.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("schedule-results"),
               show_default=True)
 @_json_option
 def compare_schedules(hw_files, workload_file, schedules, overrides, workload_overrides, out_dir, as_json) -> None:
-    """Compare feature-caching schedules' hardware cost, schedule x hardware."""
+    """Compare schedules' hardware cost, schedule x hardware: a DiT's feature-caching schedules, or a
+    language model's decode schedules (tokens/s, TPOT, energy per token, speed-up over vanilla, and
+    the speed-up against the acceptance rate per chip)."""
     with _importing():
         from archsim import api
         from archsim.config.loader import parse_overrides

@@ -1,5 +1,6 @@
 """Cache schedules x hardware: the table, the rows as CSV and Parquet, and the plots of
-``archsim compare-schedules``."""
+``archsim compare-schedules``. A language model's decode schedules (``kind: llm``) are compared
+by ``archsim.dse.compare_llm``, which these functions hand such a workload to."""
 
 from __future__ import annotations
 
@@ -32,7 +33,14 @@ class ScheduleRun:
 def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: Sequence[str],
             workload_overrides: Sequence[Override] = ()) -> tuple[pd.DataFrame, list[ScheduleRun]]:
     rows, runs = [], []
-    _check_kind(workload_file, workload_overrides)
+    if _check_kind(workload_file, workload_overrides) == "llm":
+        from archsim.dse import compare_llm
+        from archsim.workloads.llm_schedules import CACHE_ONLY, is_cache_schedule
+
+        if any(is_cache_schedule(str(s).partition(":")[0]) for s in schedules):
+            raise ConfigError(f"{CACHE_ONLY}: llm", file=str(workload_file), key="kind")
+
+        return compare_llm.compare(hardware, workload_file, schedules, workload_overrides)
     names = list(dict.fromkeys(["none", *schedules]))  # 'none' is every ratio's reference
     for text in names:
         parse_schedule(text)  # a clear error before any work
@@ -61,14 +69,16 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
     return pd.DataFrame(rows), runs  # 'none' included: the reference of every ratio
 
 
-def _check_kind(workload_file: Path, workload_overrides: Sequence[Override]) -> None:
-    """Schedules are set through the workload's ``schedule`` key, which only diffusion
-    transformers have: say so, rather than report the key the comparison itself sets as unknown."""
+def _check_kind(workload_file: Path, workload_overrides: Sequence[Override]) -> str:
+    """Schedules are set through the workload's ``schedule`` key, which diffusion transformers
+    (cache schedules) and language models (decode schedules, ``compare_llm``) have: say so for
+    another kind, rather than report the key the comparison itself sets as unknown. Returns the kind."""
     spec = load_spec(workload_file, workload_overrides)
     if "schedule" not in type(spec).model_fields:
         raise ConfigError(f"feature-caching schedules apply only to diffusion transformers (kind: dit or "
                           f"diffusion_transformer); this workload is kind: {spec.kind}", file=str(workload_file),
                           key="kind")
+    return spec.kind
 
 
 def default_schedules(workload_file: Path, workload_overrides: Sequence[Override] = ()) -> list[str]:
@@ -77,6 +87,10 @@ def default_schedules(workload_file: Path, workload_overrides: Sequence[Override
     from archsim.workloads.schedules import schedule_names
 
     spec = load_spec(workload_file, workload_overrides)
+    if spec.kind == "llm":
+        from archsim.dse import compare_llm
+
+        return compare_llm.default_schedules(workload_file, workload_overrides)
     names = schedule_names()
     if spec.kind != "diffusion_transformer":
         return names
@@ -88,6 +102,10 @@ def default_schedules(workload_file: Path, workload_overrides: Sequence[Override
 
 
 def table(frame: pd.DataFrame) -> str:
+    if "tokens_per_round" in frame:  # a language model's decode schedules
+        from archsim.dse import compare_llm
+
+        return compare_llm.table(frame)
     view = pd.DataFrame({
         "schedule": frame["schedule"], "hardware": frame["hardware"],
         "latency": frame["latency_s"].map(lambda v: f"{v * 1e3:.4g} ms"),
@@ -106,8 +124,13 @@ def plot(frame: pd.DataFrame, runs: list[ScheduleRun], stem: Path) -> list[Path]
     """Per schedule, the generation's latency and energy on each chip and its work (bars); per
     chip, a heat map of schedules x steps: each step's time as a share of a full step of the
     schedule 'none' on that chip, the steps that run the whole network dotted (the others reuse
-    a cache, for all the network or part of it)."""
+    a cache, for all the network or part of it). A language model's: ``compare_llm.plot``."""
     import numpy as np
+
+    from archsim.dse import compare_llm
+
+    if isinstance(runs, compare_llm.LLMRuns):
+        return compare_llm.plot(frame, runs, stem)
 
     from archsim.dse.plots import _save, plt
 

@@ -396,10 +396,31 @@ def read_skip_trace(path: Path, layers: int) -> np.ndarray:
 
 # -- parsing ------------------------------------------------------------------------------------
 
+CACHE_ONLY = ("feature-caching schedules apply only to diffusion transformers (kind: dit or diffusion_transformer); "
+              "this workload is kind")
+
+
+def is_cache_schedule(name: Any) -> bool:
+    """Whether ``name`` is a diffusion transformer's cache schedule (imported only to say so)."""
+    from archsim.workloads.schedules import schedule_names as cache_schedule_names
+
+    return isinstance(name, str) and name in cache_schedule_names()
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets: ``tree=[[0],[1]],k=4`` is two items."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += 1 if ch in "[{" else -1 if ch in "]}" else 0
+        if ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return items
+
 def parse_llm_schedule(value: Any, source: str = "--schedule") -> LLMSchedule:
     """``"draft:k=4,acceptance=0.7,model=..."``, ``{name: medusa, heads: 4}``, or None (vanilla)."""
     from archsim.config.loader import Layered, validate_layered
-    from archsim.workloads.schedules import _split_top_level
 
     if value is None:
         return Vanilla()
@@ -419,6 +440,9 @@ def parse_llm_schedule(value: Any, source: str = "--schedule") -> LLMSchedule:
     else:
         raise ConfigError(f"expected NAME[:key=value,...] or a mapping, got {type(value).__name__}", file=source)
     if name not in _SCHEDULES:
+        if is_cache_schedule(name):
+            raise ConfigError(f"{CACHE_ONLY}: llm; its decode schedules: {', '.join(schedule_names())}",
+                              file=source, key="schedule")
         raise ConfigError(f"unknown decode schedule {name!r}; expected one of: {', '.join(schedule_names())}",
                           file=source, key="schedule")
     layered = Layered()
