@@ -156,6 +156,28 @@ def test_rows_of_workers_running_other_code_are_refused(tmp_path, monkeypatch):
     assert store.frame().empty
 
 
+def test_kept_workers_serve_every_run_within_and_end_after(tmp_path):
+    # a guided search's generations: the pool's worker processes (and their warm caches) serve
+    # each run_points call inside kept_workers, the rows are the same as a fresh pool's, and the
+    # processes end when it exits
+    points = list(plan_sweep([write_sweep(tmp_path / "s", points=4)]).points)
+    fresh = ResultStore(tmp_path / "fresh")
+    run_points(points, fresh, "pool", workers=2, chunk_size=1, progress=False)
+    kept_store = ResultStore(tmp_path / "kept")
+    with runner.kept_workers():
+        run_points(points[:2], kept_store, "pool", workers=2, chunk_size=1, progress=False)
+        pools = list(runner._KEPT[-1].slots)
+        pids = sorted(pid for pool in pools for pid in pool._processes)
+        run_points(points[2:], kept_store, "pool", workers=2, chunk_size=1, progress=False)
+        assert runner._KEPT[-1].slots == pools and len(pids) == 2
+        assert sorted(pid for pool in pools for pid in pool._processes) == pids
+    assert not runner._KEPT and all(not pool._processes for pool in pools)  # ended
+    columns = ["key", "latency_s", "energy_j", "status"]
+    a = fresh.frame()[columns].sort_values("key").reset_index(drop=True)
+    b = kept_store.frame()[columns].sort_values("key").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
 # ----------------------------------------------------------------------------------------------
 # 2. damaged results: exit 2, not 3
 

@@ -36,7 +36,7 @@ import numpy as np
 from archsim.config.loader import Override
 from archsim.config.sweep import OBJECTIVES
 from archsim.dse.explore_space import Design, Space, plan_space
-from archsim.dse.runner import run_points
+from archsim.dse.runner import kept_workers, run_points
 from archsim.dse.store import ResultStore
 from archsim.errors import ArchsimError
 
@@ -255,7 +255,7 @@ def explore(file: str | Path, out_dir: str | Path, overrides: Sequence[Override]
     echo(f"explore: {space.size:,} designs x {len(space.refs)} workload(s); budget "
          + ", ".join(filter(None, [f"{budget:,} evaluations" if budget else "",
                                    f"{limit_s:g} s" if limit_s else ""])) + f"; seed {seed}")
-    with store.writer():
+    with store.writer(), kept_workers():  # one set of workers for every generation: their caches stay warm
         store.load()
         _run(store, space.baseline_points(), outcome, executor, jobs, chunk_size, scheduler)
         algorithm = _algorithm(space, seed)

@@ -19,10 +19,11 @@ import signal
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 from archsim.dse.evaluate import code_fingerprint, evaluate_chunk
@@ -67,6 +68,42 @@ def _serial(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[lis
 MAX_ATTEMPTS = 2  # a chunk whose worker dies this many times becomes error rows
 
 
+@dataclass
+class _Kept:
+    """Workers kept between runs: the pool's one-process pools, and a local Dask cluster."""
+
+    slots: list = field(default_factory=list)
+    cluster: object | None = None
+
+
+# What the executors keep between calls, innermost last (``kept_workers``); empty: each call
+# starts its own workers and ends them.
+_KEPT: list[_Kept] = []
+
+
+@contextmanager
+def kept_workers() -> Iterator[None]:
+    """Within it, pool and local Dask runs reuse their worker processes from one ``run_points``
+    call to the next (a guided search's generations: the workers' memo caches of costs,
+    tilings and plans stay warm, and no cluster starts again); they end when it exits. A run
+    stopped early (Ctrl-C, a failed write) still ends the workers it was running."""
+    kept = _Kept()
+    _KEPT.append(kept)
+    try:
+        yield
+    finally:
+        _KEPT.remove(kept)
+        for pool in kept.slots:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if kept.cluster is not None:
+            kept.cluster.close()
+
+
+def _new_worker() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=1, initializer=_orphan_guard, initargs=(os.getpid(),))
+
+
 @register_executor("pool")
 def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[dict]]:
     """Each worker is a one-process pool of its own, so a worker that dies (killed, out of
@@ -75,16 +112,19 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
     (which a re-run tries again). Finished chunks are handed out while the others run."""
     queue = deque(range(len(chunks)))
     attempts: dict[int, int] = {}
-    slots: list[ProcessPoolExecutor | None] = [None] * min(workers, len(chunks))
+    kept = _KEPT[-1].slots if _KEPT else None
+    if kept is not None:  # this run's slots are the kept list's first ones
+        kept.extend([None] * (min(workers, len(chunks)) - len(kept)))
+    slots: list[ProcessPoolExecutor | None] = kept if kept is not None else [None] * min(workers, len(chunks))
+    used = min(workers, len(chunks))
     running: dict[Future, tuple[int, int]] = {}  # future -> (slot, chunk)
 
     def fill() -> None:  # give every idle slot a chunk
         busy = {slot for slot, _ in running.values()}
-        for slot in range(len(slots)):
+        for slot in range(used):
             if queue and slot not in busy:
                 if slots[slot] is None:
-                    slots[slot] = ProcessPoolExecutor(max_workers=1, initializer=_orphan_guard,
-                                                      initargs=(os.getpid(),))
+                    slots[slot] = _new_worker()
                 i = queue.popleft()
                 attempts[i] = attempts.get(i, 0) + 1
                 running[slots[slot].submit(evaluate_chunk, chunks[i])] = (slot, i)
@@ -109,14 +149,16 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
             fill()  # the freed slots get work before the rows are written
             yield from finished
     finally:  # all done, or stopped early (a failed write, Ctrl-C): then end the running workers now
-        for pool in slots:
-            if pool is not None:
-                if running:
-                    _terminate(pool)
-                # Wait even when stopped early: its process is gone, so this is quick, and a pool
-                # left to the interpreter's exit races CPython 3.11's exit hook, which then prints
-                # an OSError traceback after the sweep said where its points are saved.
-                pool.shutdown(wait=True, cancel_futures=True)
+        if kept is None or running:  # kept workers stay for the next run, unless stopped early
+            for i, pool in enumerate(slots):
+                if pool is not None:
+                    if running:
+                        _terminate(pool)
+                    # Wait even when stopped early: its process is gone, so this is quick, and a pool
+                    # left to the interpreter's exit races CPython 3.11's exit hook, which then prints
+                    # an OSError traceback after the sweep said where its points are saved.
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    slots[i] = None
 
 
 def _orphan_guard(parent: int) -> None:
@@ -163,12 +205,20 @@ def _dask(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
     except ImportError:  # Dask is an optional extra
         raise ArchsimError("the dask executor needs Dask: pip install 'archsim[dask]' (or dask[distributed] "
                            "and cryptography)") from None
-    cluster = _local_cluster(workers) if scheduler is None else None
+    kept = _KEPT[-1] if _KEPT and scheduler is None else None
+    cluster = None
+    if scheduler is None:
+        cluster = kept.cluster if kept is not None and kept.cluster is not None else _local_cluster(workers)
+        if kept is not None:
+            kept.cluster = cluster
+    finished = False
     try:
         client = Client(cluster) if cluster is not None else Client(scheduler, timeout=CONNECT_TIMEOUT_S)
     except (OSError, ValueError, TypeError) as exc:  # unreachable, a malformed address, TLS without credentials
         if cluster is not None:
             cluster.close()
+            if kept is not None:
+                kept.cluster = None
         raise ArchsimError(f"cannot use the Dask scheduler {scheduler or cluster.scheduler_address}: "
                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; check the address "
                            "and that the scheduler is running") from None
@@ -191,9 +241,12 @@ def _dask(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
                     raise ArchsimError(f"lost the Dask cluster ({type(exc).__name__}: {exc}); the points "
                                        "finished so far are saved: run the sweep again to resume") from None
                 yield rows
+            finished = True
     finally:
-        if cluster is not None:
+        if cluster is not None and (kept is None or not finished):  # a kept cluster stays, unless stopped early
             cluster.close()
+            if kept is not None:
+                kept.cluster = None
 
 
 CONNECT_TIMEOUT_S = 3  # an unreachable --scheduler fails this soon (Dask's own default: 30 s)
