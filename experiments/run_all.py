@@ -21,9 +21,10 @@ import icc
 import multichip
 import odb_dllm
 import silicon
+import speculative_decoding
 
 STUDIES = {"compiler": compiler.main, "cim_tpu": cim_tpu.main, "icc": icc.main, "odb_dllm": odb_dllm.main, "cache_codesign": cache_codesign.main,
-           "silicon": silicon.main}
+           "speculative_decoding": speculative_decoding.main, "silicon": silicon.main}
 
 
 def main(argv: list[str] | None = None) -> int:
