@@ -55,14 +55,14 @@ def _label(value) -> str:
     return value if isinstance(value, str) else f"{value.get('name')} (workload file)"
 
 
-def _run(hw: HardwareConfig, workload_file: Path, schedule, overrides: Sequence[Override]):
+def run_schedule(hw: HardwareConfig, workload_file: Path, schedule, overrides: Sequence[Override]):
     text = schedule if isinstance(schedule, str) else f"{schedule.get('name')}:acceptance={schedule.get('acceptance')}"
     extra = Override(("schedule",), schedule, f"schedule={text}", option_label(text, "--schedule"))
     spec, workload = load_spec_and_workload(workload_file, [*overrides, extra], Lowering.of(hw))
     return spec, workload, simulate(hw, workload)
 
 
-def _row(label: str, hw: HardwareConfig, spec, workload, result) -> dict:
+def row_of(label: str, hw: HardwareConfig, spec, workload, result) -> dict:
     schedule = spec.decode_schedule()
     tree = schedule.token_tree()
     acceptance = schedule.acceptance_model()
@@ -98,8 +98,8 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
     for hw in hardware:
         reference = None
         for text, value in values.items():
-            spec, workload, result = _run(hw, workload_file, value, workload_overrides)
-            row = _row(text, hw, spec, workload, result)
+            spec, workload, result = run_schedule(hw, workload_file, value, workload_overrides)
+            row = row_of(text, hw, spec, workload, result)
             if text == "vanilla":
                 reference = row
             for column, key in (("speedup_vs_vanilla", "latency_s"), ("energy_vs_vanilla", "energy_j"),
@@ -112,8 +112,8 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
                 continue
             for a in ACCEPTANCE_GRID:
                 swept = {"name": schedule.NAME, **schedule.model_dump(), "acceptance": float(a)}
-                spec_a, workload_a, result_a = _run(hw, workload_file, swept, workload_overrides)
-                point = _row(text, hw, spec_a, workload_a, result_a)
+                spec_a, workload_a, result_a = run_schedule(hw, workload_file, swept, workload_overrides)
+                point = row_of(text, hw, spec_a, workload_a, result_a)
                 curve_rows.append({"schedule": text, "hardware": hw.name, "acceptance": float(a),
                                    "tokens_per_round": point["tokens_per_round"],
                                    "latency_s": point["latency_s"], "tpot_s": point["tpot_s"],
