@@ -178,6 +178,14 @@ def test_self_speculation_counts():
     assert got["verify@14"] == (1, layer(1, 1, 17) + layer(1, 3, 17) + 3 * 6_400)
     assert got["prefill"] == (1, 2 * layer(1, 8, 8) + 6_400)
     assert summarize(w).params == 2 * 36_864 + 2 * 6_400  # two stacks, the model's own weights
+    verify = {p.name: p for p in summarize(w).phases}["verify@10"]
+    # bf16: both layers' weights and the head once, the embedding for its 1 row; K/V of both
+    # layers read at 13 keys; written: 1 entry in layer 1, 3 in layer 2 (2 KV heads of 16)
+    assert verify.weight_bytes_read == pytest.approx(2 * (2 * 36_864 + 6_400 + 1 / 100 * 6_400))
+    assert verify.cache_bytes_read == 2 * 2 * (2 * 13 * 16) * 2
+    assert verify.cache_bytes_written == (1 + 3) * 2 * (2 * 16) * 2
+    draft = {p.name: p for p in summarize(w).phases}["draft@10"]
+    assert draft.weight_bytes_read == pytest.approx(2 * (36_864 + 6_400 + 1 / 100 * 6_400))  # layer 1 only
 
 
 def test_medusa_counts():
@@ -210,6 +218,10 @@ def test_firp_counts():
     got = phases(w)
     assert got["verify@11"] == (7, layer(1, 3, 14) + 64 * 128 + layer(1, 5, 16) + 5 * 6_400)
     assert got["verify@15"] == (1, layer(1, 3, 18) + 64 * 128 + layer(1, 5, 20) + 5 * 6_400)
+    verify = {p.name: p for p in summarize(w).phases}["verify@11"]
+    # the predictor's 64 x 128 weights beside the model's; K/V written: 3 entries in layer 1, 5 in 2
+    assert verify.weight_bytes_read == pytest.approx(2 * (2 * 36_864 + 6_400 + 3 / 100 * 6_400 + 64 * 128))
+    assert verify.cache_bytes_written == (3 + 5) * 2 * (2 * 16) * 2
 
 
 def test_layer_skipping_counts(tmp_path):
@@ -230,6 +242,20 @@ def test_layer_skipping_counts(tmp_path):
     # a policy MLP d x 8 and 8 x 2 on both layers, every step
     policy = phases(build({"name": "layer_skip", "skip_ratio": 0.25, "policy_hidden": 8}))
     assert policy["decode@12 1 layers"][1] - got["decode@12 1 layers"][1] == 2 * (64 * 8 + 8 * 2)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("layer,rate\n0,0.5\n", r"skip\.csv:1: expected the header layer,skip"),
+    ("layer,skip\n2,0.5\n", r"skip\.csv:2: layer: expected a layer from 0 to 1, got '2'"),
+    ("layer,skip\n0,1\n", r"skip\.csv:2: skip: expected a skip rate in \[0, 1\), got '1'"),
+    ("layer,skip\n0,x\n", r"skip\.csv:2: skip: expected a skip rate"),
+    ("layer,skip\n0,0.1\n0,0.2\n", r"skip\.csv:3: layer: a second row for layer 0"),
+])
+def test_bad_skip_traces_name_file_line_and_column(tmp_path, body, expected):
+    trace = tmp_path / "skip.csv"
+    trace.write_text(body)
+    with pytest.raises(ConfigError, match=expected):
+        build({"name": "layer_skip", "trace": str(trace)})
 
 
 def test_rounds_shrink_with_acceptance():

@@ -83,6 +83,7 @@ def test_break_even_interpolates_between_grid_points():
     ("medusa:acceptance=1.2", "an acceptance rate is a probability in [0, 1]"),
     ("draft:k=2", "schedule.model"),
     ("icc", "feature-caching schedules apply only to diffusion transformers"),
+    ("medusa:heads=2,tree=chain,acceptance=no_such_trace.csv", "no_such_trace.csv: file not found"),
 ])
 def test_bad_schedules_exit_2_in_one_line(tmp_path, schedule, message):
     (tmp_path / "small.yaml").write_text(WORKLOAD)
