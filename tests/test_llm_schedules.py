@@ -26,7 +26,8 @@ from archsim.errors import ConfigError
 from archsim.ir.summary import summarize
 from archsim.workloads.base import PathResolver
 from archsim.workloads.llm import LLMWorkload
-from archsim.workloads.llm_schedules import Acceptance, chain_probabilities, parse_llm_schedule
+from archsim.workloads.llm_schedules import parse_llm_schedule
+from archsim.workloads.llm_schedules_inputs import Acceptance, chain_probabilities
 
 TOY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
        "num_key_value_heads": 2, "vocab_size": 100, "rms_norm_eps": 1e-5}
@@ -208,6 +209,25 @@ def test_medusa_counts():
     deep = build({"name": "medusa", "heads": 2, "head_layers": 3, "tree": [[0], [1], [0, 0]], "acceptance": 0.5})
     assert summarize(deep).params == summarize(w).params
     assert phases(deep)["verify@11"][1] - phases(w)["verify@11"][1] == 4 * 2 * 2 * 64 * 64
+
+
+def test_self_speculation_by_skipping_layers_counts():
+    # Draft & Verify: drafts skip layer 1's attention and layer 0's MLP; k = 2, a = 0: 8 rounds,
+    # 7 at 8 + 3 = 11 keys, the last at 15. A draft step: one attention (context + 1.5 -> 13
+    # keys, 12.5 rounded up), one MLP, the head; the verify pass the full model on 3 tokens.
+    w = build({"name": "ssd", "skip_attention": [1], "skip_mlp": [0], "k": 2, "acceptance": 0.0})
+    got = phases(w)
+    assert got["draft@11"] == (14, 12_288 + 128 * 13 + 24_576 + 6_400)
+    assert got["verify@11"] == (7, 2 * layer(1, 3, 14) + 3 * 6_400)
+    assert got["verify@15"] == (1, 2 * layer(1, 3, 18) + 3 * 6_400)
+    draft = {p.name: p for p in summarize(w).phases}["draft@11"]
+    # weights of one attention and one MLP, the head, one embedding row; one layer's K/V read
+    assert draft.weight_bytes_read == pytest.approx(2 * (12_288 + 24_576 + 6_400 + 1 / 100 * 6_400))
+    assert draft.cache_bytes_read == 2 * (2 * 13 * 16) * 2
+    with pytest.raises(ValueError, match="layer 2 is past the model's last"):
+        build({"name": "ssd", "skip_attention": [2]})
+    with pytest.raises(ConfigError, match="unknown skip set"):
+        parse_llm_schedule("ssd:skip=llama-9b")
 
 
 def test_firp_counts():

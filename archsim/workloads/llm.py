@@ -74,7 +74,7 @@ class LLMWorkload(WorkloadSpec):
                                                        "simulate: prefill (the prompt), decode (the other tokens)")
     decode_groups: Count = Field(default=8, le=4096, description="context-length groups of decode steps")
     schedule: str | dict[str, Any] | None = Field(default=None, description="a decode schedule, NAME[:key=value,...] "
-                                                  "or a mapping: vanilla, draft, self_spec, medusa, firp, layer_skip")
+                                                  "or a mapping: vanilla, draft, self_spec, ssd, medusa, firp, layer_skip")
 
     @model_validator(mode="after")
     def _schedule(self) -> "LLMWorkload":

@@ -32,6 +32,7 @@ from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder, Tokens, transformer_block
 from archsim.workloads.lm import LanguageModel, resolve_model
 from archsim.workloads.llm_schedules import Draft, Firp, LayerSkip, LLMSchedule, Medusa, SelfSpec
+from archsim.workloads.llm_schedules_ssd import Ssd, ssd_phases
 
 
 def nearest(x: float) -> int:
@@ -288,6 +289,8 @@ def _speculative(spec, schedule, model, precision, splits, tp, ep, target, paths
             verify = [Segment(Tokens(b, 1, context + k + 1, kv_cache=True, causal=True)),
                       Segment(Tokens(b, k + 1, context + k + 1, kv_cache=True, causal=True))]
             phases.append(Phase(f"verify{tag}", target(f"verify{tag}", verify, b * (k + 1)), count))
+        elif isinstance(schedule, Ssd):
+            phases += ssd_phases(spec, schedule, model, precision, context, count, target, tp, ep)
         elif isinstance(schedule, Medusa):
             name = f"verify{tag}"
             graph = target(name, [Segment(Tokens(b, q, context + q, kv_cache=True, causal=True))], b * q)
