@@ -27,14 +27,50 @@ def pareto_mask(values: np.ndarray, senses: list[str]) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     if v.shape[1] == 2:
         return _front_2d(v)
-    keep = np.ones(n, dtype=bool)
-    block = max(1, 2**22 // max(n, 1))
-    for start in range(0, n, block):
-        chunk = v[start:start + block]
-        no_worse = (v[None, :, :] <= chunk[:, None, :]).all(axis=2)
-        better = (v[None, :, :] < chunk[:, None, :]).any(axis=2)
-        keep[start:start + block] = ~(no_worse & better).any(axis=1)
+    return _front_sorted(v)
+
+
+_BLOCK = 1024  # rows compared at once: a block against itself and against the front so far
+_CELLS = 2**22  # comparisons held in memory at once (a few tens of MB of booleans)
+
+
+def _front_sorted(v: np.ndarray) -> np.ndarray:
+    """The non-dominated rows, in O(n x front) comparisons rather than O(n^2): a row can be
+    dominated only by rows before it in lexicographic order (a dominating row is no worse in
+    every objective and better in one), and a dominated row is dominated by some non-dominated
+    one (the last of a chain of dominators). So the rows, in that order and in blocks, are each
+    checked against the front of the blocks before and against their own block."""
+    order = np.lexsort(v.T[::-1])  # by the first objective, then the second, ...
+    s = v[order]
+    keep_sorted = np.zeros(len(s), dtype=bool)
+    front = np.zeros((0, s.shape[1]))
+    for start in range(0, len(s), _BLOCK):
+        block = s[start:start + _BLOCK]
+        alive = ~_dominated_by(block, front) if len(front) else np.ones(len(block), dtype=bool)
+        # among themselves, only the rows the front leaves: a row a dominated row dominates is
+        # dominated by that row's dominator too
+        alive[alive] = ~_dominated_by(block[alive], block[alive])
+        keep_sorted[start:start + len(block)] = alive
+        front = np.concatenate([front, block[alive]])
+    keep = np.zeros(len(v), dtype=bool)
+    keep[order] = keep_sorted
     return keep
+
+
+def _dominated_by(rows: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """Which of ``rows`` some row of ``by`` dominates (all minimised)."""
+    out = np.zeros(len(rows), dtype=bool)
+    step = max(1, _CELLS // max(1, len(by)))
+    for start in range(0, len(rows), step):
+        chunk = rows[start:start + step]
+        no_worse = np.ones((len(chunk), len(by)), dtype=bool)
+        better = np.zeros((len(chunk), len(by)), dtype=bool)
+        for j in range(rows.shape[1]):  # an objective at a time: 2-D comparisons, no 3-D reduction
+            a, b = by[None, :, j], chunk[:, None, j]
+            no_worse &= a <= b
+            better |= a < b
+        out[start:start + step] = (no_worse & better).any(axis=1)
+    return out
 
 
 def _front_2d(v: np.ndarray) -> np.ndarray:

@@ -146,7 +146,7 @@ def _typed_column(name: str, column: pd.Series) -> tuple[str, pd.Series]:
     quantity."""
     if _UNIT.match(name) or not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
         return name, column  # typed already
-    decoded = [_decode(v) for v in column]
+    decoded = _each(_decode, column)
     rows = [i for i, v in enumerate(decoded) if v is not _MISSING]
     present = [decoded[i] for i in rows]
     if not present:
@@ -233,6 +233,25 @@ def _order(value) -> tuple:
     return (2, 0.0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
 
 
+def _each(fn, values) -> list:
+    """``[fn(v) for v in values]``, ``fn`` called once per distinct value (a sweep's columns
+    repeat a few values over up to 10^6 rows); ``fn`` must be pure. Values are told apart by
+    type too (1 and 1.0 and True print differently); unhashable ones are not shared."""
+    seen: dict = {}
+    out = []
+    for v in values:
+        try:
+            key = (type(v), v)
+            hit = seen.get(key, seen)
+        except TypeError:  # a list: computed each time
+            out.append(fn(v))
+            continue
+        if hit is seen:
+            hit = seen[key] = fn(v)
+        out.append(hit)
+    return out
+
+
 def label(frame: pd.DataFrame) -> pd.DataFrame:
     """Add ``design`` and ``design_id`` where the frame has none (a subset keeps its ids)."""
     if "design" in frame.columns and "design_id" in frame.columns:
@@ -243,15 +262,27 @@ def label(frame: pd.DataFrame) -> pd.DataFrame:
     values = [[_plain(v) for v in frame[f]] for f in fields]
     configs = [str(_plain(c)) for c in frame["config"]]
     hardware = [_plain(h) for h in frame.get("hardware", pd.Series(None, index=frame.index))]
+    # each column's cells as shown ("name=value"; None when missing), formatted once per value
+    texts = [_each(lambda v, f=f: None if v is None else f"{names[f]}={_shown(f, v)}", column)
+             for f, column in zip(fields, values)]
     labels, idents = [], []
     for i, config in enumerate(configs):
-        shown = [f"{names[f]}={_shown(f, column[i])}" for f, column in zip(fields, values) if column[i] is not None]
+        shown = [t[i] for t in texts if t[i] is not None]
         # no hardware name: the config did not validate
         name = hardware[i] if isinstance(hardware[i], str) and hardware[i] else config
         labels.append(" ".join([name, *shown]))
         idents.append((config, *(column[i] for column in values)))
     base = {ident for ident, role in zip(idents, frame["role"]) if role == "baseline"}
-    order = sorted(set(idents), key=lambda ident: (ident not in base, *map(_order, ident)))
+    order_of: dict = {}  # _order per distinct cell (type and value)
+
+    def ordered_cell(v) -> tuple:
+        key = (type(v), v)
+        found = order_of.get(key)
+        if found is None:
+            found = order_of[key] = _order(v)
+        return found
+
+    order = sorted(set(idents), key=lambda ident: (ident not in base, *map(ordered_cell, ident)))
     ids = {ident: f"D{n}" for n, ident in enumerate(order, 1)}
     frame["design"] = labels
     frame["design_id"] = [ids[ident] for ident in idents]
