@@ -8,7 +8,8 @@ batch 1, int8 throughout (the CIM-TPU study's precision, docs/sources/papers.md#
 7B model and a draft fit one TPUv4i's 8 GiB), on each chip, under the decode schedules of
 docs/sources/speculative.md: a TinyLlama-1.1B draft model (workloads/llama2_7b_spec_draft.yaml)
 drafting k = 2, 4, 6, 8 tokens; LayerSkip self-speculation (exit after layer 8, k = 6, its
-README's setting); Medusa (4 heads, the 64-token tree mc_sim_7b_63, and a chain of 4); FIRP
+README's setting); Medusa (4 heads, the 64-token tree mc_sim_7b_63, and a chain of 4); EAGLE-2
+(its draft head, depth 5, top 8, 63 tokens verified: cnets1.py's defaults); FIRP
 (layer 16, k = 3: ASSUMPTIONs). Each at constant acceptance rates from 0 to 1. The papers'
 acceptance rates are not known to archsim: the study gives, per chip, the speed-up at each rate,
 the break-even rate, and the rate each paper's reported speed-up needs on that chip.
@@ -56,6 +57,7 @@ def schedules(quick: bool) -> dict[str, dict]:
     out["medusa chain 4"] = {"name": "medusa", "heads": 4, "tree": "chain"}
     if not quick:
         out["medusa tree 64"] = {"name": "medusa", "heads": 4, "tree": "mc_sim_7b_63"}
+        out["eagle depth 5, top-8, 63 tokens"] = {"name": "eagle", "depth": 5, "top_k": 8, "total_tokens": 63}
         out["self_spec exit 8, k=6"] = {"name": "self_spec", "exit_layer": 8, "k": 6}
         out["firp layer 16, k=3"] = {"name": "firp", "layer": 16, "k": 3}
     return out

@@ -230,6 +230,25 @@ def test_self_speculation_by_skipping_layers_counts():
         parse_llm_schedule("ssd:skip=llama-9b")
 
 
+def test_eagle_counts():
+    # EAGLE-2 head: fc (2 x 64 -> 64), one layer of the target's shape, its own embedding, the
+    # target's head. depth 1, top_k 2, a tree of 4 tokens (2 deep); a = 0: 1 token a round, 8
+    # rounds, 7 at 11 keys, the last at 15. The head reads the 1 accepted token (context + 1 keys,
+    # head on 1 row), then one expansion of 2 tokens at 11 + 1 + 2 = 14 keys (head on 2 rows);
+    # the target verifies 4 tokens.
+    w = build({"name": "eagle", "depth": 1, "top_k": 2, "total_tokens": 4, "acceptance": 0.0})
+    got = phases(w)
+    fc = 2 * 64 * 64
+    assert got["draft@11"] == (7, fc + layer(1, 1, 12) + 6_400)
+    assert got["draft expand@11"] == (7, 2 * fc + layer(1, 2, 14) + 2 * 6_400)
+    assert got["verify@11"] == (7, 2 * layer(1, 4, 15) + 4 * 6_400)
+    assert got["kv compact"] == (8, 0)
+    # the head's own embedding copy, fc and layer; the LM head is the target's
+    assert summarize(w).params == (2 * 36_864 + 2 * 6_400) + (6_400 + fc + 36_864)
+    expand = {p.name: p for p in summarize(w).phases}["draft expand@11"]
+    assert expand.weight_bytes_read == pytest.approx(2 * (fc + 36_864 + 6_400 + 2 / 100 * 6_400))
+
+
 def test_firp_counts():
     # predict at layer 1, k = 2, a = 0: 8 rounds, 7 at 8 + 3 = 11, the last at 15. Layer 1 on
     # 3 real tokens (context + 3 keys), the predictor 1 x 64 x 128, layer 2 on 5 tokens (context

@@ -33,6 +33,7 @@ def schedule(name: str, k: int, a: float) -> dict | None:
         "medusa": {"name": "medusa", "heads": k, "tree": "chain", "acceptance": a},
         "firp": {"name": "firp", "layer": 2, "k": k, "acceptance": a},
         "ssd": {"name": "ssd", "skip_attention": [1, 2], "skip_mlp": [2], "k": k, "acceptance": a},
+        "eagle": {"name": "eagle", "depth": k, "top_k": 4, "total_tokens": 4 * k + 2, "acceptance": a},
     }[name]
 
 
@@ -56,13 +57,13 @@ def speedup(chip_name: str, name: str, k: int, a: float) -> float:
 
 
 @pytest.mark.parametrize("chip_name", CHIPS)
-@pytest.mark.parametrize("name", ["draft", "self_spec", "medusa", "firp", "ssd"])
+@pytest.mark.parametrize("name", ["draft", "self_spec", "medusa", "firp", "ssd", "eagle"])
 def test_at_acceptance_zero_speculation_is_slower(chip_name, name):
     assert speedup(chip_name, name, 4, 0.0) < 1.0
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
-@given(chip_name=st.sampled_from(CHIPS), name=st.sampled_from(["draft", "self_spec", "medusa", "firp", "ssd"]),
+@given(chip_name=st.sampled_from(CHIPS), name=st.sampled_from(["draft", "self_spec", "medusa", "firp", "ssd", "eagle"]),
        k=st.integers(1, 6), a=st.floats(0.0, 1.0), b=st.floats(0.0, 1.0))
 def test_the_speedup_never_falls_as_acceptance_grows(chip_name, name, k, a, b):
     low, high = sorted((a, b))

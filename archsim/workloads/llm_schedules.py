@@ -13,6 +13,8 @@ line or as a mapping under the ``schedule`` key of a ``kind: llm`` workload. The
 - ``medusa``: Medusa heads on the last hidden state and a token tree verified in one pass.
 - ``ssd``: self-speculation drafting with some attention and MLP sub-layers skipped (Draft &
   Verify; ``archsim.workloads.llm_schedules_ssd``).
+- ``eagle``: EAGLE-2's feature-level draft head and dynamic draft tree
+  (``archsim.workloads.llm_schedules_eagle``).
 - ``firp``: FIRP's pseudo hidden states predicted at an intermediate layer.
 - ``layer_skip``: dynamic layer skipping (DASH-style): a share of the layers per token.
 
@@ -275,3 +277,4 @@ def check_llm_schedule(value: Any) -> None:
 
 # The schedules in their own modules register on import.
 importlib.import_module("archsim.workloads.llm_schedules_ssd")
+importlib.import_module("archsim.workloads.llm_schedules_eagle")

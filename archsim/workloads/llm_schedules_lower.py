@@ -32,6 +32,7 @@ from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder, Tokens, transformer_block
 from archsim.workloads.lm import LanguageModel, resolve_model
 from archsim.workloads.llm_schedules import Draft, Firp, LayerSkip, LLMSchedule, Medusa, SelfSpec
+from archsim.workloads.llm_schedules_eagle import Eagle, eagle_phases
 from archsim.workloads.llm_schedules_ssd import Ssd, ssd_phases
 
 
@@ -289,6 +290,8 @@ def _speculative(spec, schedule, model, precision, splits, tp, ep, target, paths
             verify = [Segment(Tokens(b, 1, context + k + 1, kv_cache=True, causal=True)),
                       Segment(Tokens(b, k + 1, context + k + 1, kv_cache=True, causal=True))]
             phases.append(Phase(f"verify{tag}", target(f"verify{tag}", verify, b * (k + 1)), count))
+        elif isinstance(schedule, Eagle):
+            phases += eagle_phases(spec, schedule, model, precision, context, count, tau, target, tp, ep)
         elif isinstance(schedule, Ssd):
             phases += ssd_phases(spec, schedule, model, precision, context, count, target, tp, ep)
         elif isinstance(schedule, Medusa):
@@ -309,7 +312,7 @@ def _speculative(spec, schedule, model, precision, splits, tp, ep, target, paths
             p.add(ops.Gemm, "predict", (p.act("last_hidden", b, model.hidden_size), w), (predicted,), 1, b,
                   model.hidden_size, k * model.hidden_size, False)
             phases.append(Phase(name, graph, count))
-    if isinstance(schedule, Medusa):
+    if isinstance(schedule, (Medusa, Eagle)):  # both copy the accepted path's K/V into place
         phases.append(Phase("kv compact", _kv_compact(model, precision, b, prompt + n + q, tp), n))
     return phases
 
