@@ -11,7 +11,8 @@ phase of its own, so the KV cache is sized at its final length.
 
 ``schedule`` picks a decode schedule (``archsim.workloads.llm_schedules``): ``vanilla`` (this
 lowering), speculative decoding (a draft model, LayerSkip self-speculation, Medusa heads and
-token trees, FIRP) or layer skipping, lowered by ``archsim.workloads.llm_schedules_lower``.
+token trees, EAGLE, Draft & Verify, FIRP) or layer skipping, lowered by
+``archsim.workloads.llm_schedules_lower``.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class LLMWorkload(WorkloadSpec):
                                                        "simulate: prefill (the prompt), decode (the other tokens)")
     decode_groups: Count = Field(default=8, le=4096, description="context-length groups of decode steps")
     schedule: str | dict[str, Any] | None = Field(default=None, description="a decode schedule, NAME[:key=value,...] "
-                                                  "or a mapping: vanilla, draft, self_spec, ssd, medusa, firp, layer_skip")
+                                                  "or a mapping: vanilla, draft, self_spec, ssd, medusa, eagle, firp, layer_skip")
 
     @model_validator(mode="after")
     def _schedule(self) -> "LLMWorkload":
