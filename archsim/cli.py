@@ -524,7 +524,7 @@ def roofline(hw_file: Path, workload_file: Path, overrides, out_stem: Path) -> N
               "a language model's (kind: llm: decode schedules, speculative decoding).")
 @click.option("--schedule", "schedules", multiple=True, metavar="NAME[:key=value,...]",
               help="A cache or decode schedule; repeatable. Default: every built-in the model runs, with its "
-              "defaults (a language model: its own schedule, medusa, self_spec, firp).")
+              "defaults (a language model: its own schedule, medusa, eagle, self_spec, firp).")
 @_set_option
 @click.option("--wset", "workload_overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a workload field.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("schedule-results"),

@@ -39,15 +39,16 @@ class LLMRuns:
 
 
 def default_schedules(workload_file: Path, workload_overrides: Sequence[Override] = ()) -> list[str]:
-    """The workload's own schedule, Medusa, and LayerSkip and FIRP where the model is deep
-    enough for their default cuts (the draft schedule needs a draft model: give it)."""
+    """The workload's own schedule, Medusa, EAGLE, and LayerSkip and FIRP where the model is
+    deep enough for their default cuts (the draft and ssd schedules need a draft model or a skip
+    set: give them)."""
     from archsim.workloads.lm import resolve_model
     from archsim.workloads.base import PathResolver
 
     spec = load_spec(workload_file, workload_overrides)
     layers = resolve_model(spec.model, PathResolver(default=Path(workload_file).parent)).num_hidden_layers
     own = [] if spec.schedule is None or parse_llm_schedule(spec.schedule).NAME == "vanilla" else [spec.schedule]
-    return own + ["medusa"] + [name for name, cut in (("self_spec", 8), ("firp", 16)) if layers > cut]
+    return own + ["medusa", "eagle"] + [name for name, cut in (("self_spec", 8), ("firp", 16)) if layers > cut]
 
 
 def _label(value) -> str:
