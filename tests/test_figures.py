@@ -104,6 +104,36 @@ def test_a_long_design_key_on_one_workload_leaves_the_breakdown_its_panels(sweep
     assert panels and panels[0].get_position().height > 0.2  # of the figure: the panels keep their room
 
 
+def test_thinned_keeps_the_front_and_the_baseline_and_samples_the_rest_by_latency():
+    # 10 rows, 2 on the front, one baseline: a limit of 6 keeps those 3 and 3 others evenly
+    # spaced in latency order (linspace over the 7 others: positions 0, 3, 6)
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(10)], "role": ["point"] * 9 + ["baseline"],
+                          "pareto": [False, True, False, False, True, False, False, False, False, False],
+                          "latency_s": [9.0, 1.0, 8.0, 7.0, 2.0, 6.0, 5.0, 4.0, 3.0, 5.5]})
+    got = report.thinned(frame, 6)
+    # others by latency: k8 (3), k7 (4), k6 (5), k5 (6), k3 (7), k2 (8), k0 (9) -> k8, k5, k0
+    assert got["key"].tolist() == ["k0", "k1", "k4", "k5", "k8", "k9"]
+    assert report.thinned(frame, 10) is frame
+
+
+def test_reports_of_many_designs_draw_a_sample_and_say_so(sweep, drawn, tmp_path, monkeypatch):
+    from archsim.dse import html_report
+
+    monkeypatch.setattr(report, "SHOWN_DESIGNS", 5)
+    monkeypatch.setattr(html_report, "SHOWN_DESIGNS", 5)
+    monkeypatch.setattr(html_report, "thinned", lambda g: report.thinned(g, 5))
+    monkeypatch.setattr(plots, "thinned", lambda g: report.thinned(g, 5))
+    monkeypatch.setattr(html_report, "MAX_TABLE_ROWS", 4)
+    page = html_report.render_html(sweep, OBJECTIVES)
+    one = sweep[sweep["workload_id"] == sorted(sweep["workload_id"])[0]]
+    front = int(one["pareto"].sum())
+    assert f"{max(5, front + 1):,} of {len(one):,} designs drawn (at most 5)" in page
+    assert "of 12 designs: the Pareto-optimal ones, the baseline and the fastest others" in page
+    plots.plot_pareto(sweep, "latency", "energy", tmp_path / "p", None, OBJECTIVES)
+    titles = {ax.get_title() for ax in drawn[0].axes if ax.get_title()}
+    assert any("designs drawn: the front and a sample" in t for t in titles), titles
+
+
 def test_pareto_marks_the_front_over_every_objective_in_every_plane(sweep, drawn, tmp_path):
     plots.plot_pareto(sweep, "latency", "energy", tmp_path / "p", None, OBJECTIVES)
     fig = drawn[0]

@@ -26,7 +26,7 @@ from archsim import units
 from archsim.config.sweep import OBJECTIVES
 from archsim.dse.evaluate import FIELD_PREFIX
 from archsim.dse.pareto import pareto_mask
-from archsim.dse.report import enrich
+from archsim.dse.report import SHOWN_DESIGNS, enrich, thinned
 from archsim.errors import UnitError
 from archsim.fileio import atomic_write
 from archsim.hw.energy import COMPONENTS
@@ -44,6 +44,7 @@ HOVER = ("latency_s", "energy_j", "area_mm2", "power_w", "speedup_vs_baseline") 
 SERVING = ("ttft_s", "tpot_s", "tokens_per_s", "tokens_per_j")
 TABLE = ("latency_s", "speedup_vs_baseline", "energy_j", "area_mm2", "power_w", "utilization")
 MAX_BARS = 40  # designs in a breakdown before only the Pareto designs and the baseline are shown
+MAX_TABLE_ROWS = 1_000  # a workload's results table: the Pareto designs, the baseline, then the fastest
 CATEGORIES = (  # (name, marker symbol, colour): each feasible design is in exactly one
     ("baseline", "star", "#111111"), ("Pareto-optimal", "diamond", "#d62728"), ("other designs", "circle", "#1f77b4"))
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -337,6 +338,13 @@ class _Report:
 
     def results_table(self, group: pd.DataFrame) -> str:
         g = group.sort_values(["latency_s", "design", "key"], kind="stable")
+        note = ""
+        if len(g) > MAX_TABLE_ROWS:
+            must = g["pareto"].astype(bool) | (g["role"] == "baseline")
+            room = max(0, MAX_TABLE_ROWS - int(must.sum()))
+            g = g[must | g.index.isin(g[~must].index[:room])]
+            note = (f'<p class="note">{len(g):,} of {len(group):,} designs: the Pareto-optimal ones, the baseline '
+                    "and the fastest others; every design is in results.parquet.</p>")
         numbers = list(TABLE) + [c for c in self.columns if c not in TABLE]
         numbers += [c for c in SERVING if c in g and c not in numbers and g[c].map(_finite).any()]
         numbers = [c for c in numbers if c in g]
@@ -350,7 +358,7 @@ class _Report:
             cells += [(_param(f, r.get(f)) or "", None) for f in self.fields]
             cells.append((str(r["key"]), None))
             rows.append(("pareto" if r["pareto"] else "", cells))
-        return self.table(header, rows, "results")
+        return note + self.table(header, rows, "results")
 
     def bad_table(self, bad: pd.DataFrame) -> str:
         if bad.empty:
@@ -406,10 +414,16 @@ def render_html(frame: pd.DataFrame, objectives: list[str], title: str = "archsi
         section = [f'<section class="workload" id="workload-{i}" data-workload="{html.escape(name)}">',
                    f"<h2>{html.escape(name)}</h2>",
                    f"<h3>Pareto front ({len(group)} feasible designs, {int(group['pareto'].sum())} Pareto-optimal "
-                   f"over {html.escape(', '.join(objectives))})</h3>", '<div class="grid">']
-        section += [report.scatter(group, list(pair), "pareto2d") for pair in pairs]
+                   f"over {html.escape(', '.join(objectives))})</h3>"]
+        drawn = thinned(group)
+        if len(drawn) < len(group):
+            section.append(f'<p class="note">{len(drawn):,} of {len(group):,} designs drawn (at most '
+                           f"{SHOWN_DESIGNS:,}): every Pareto-optimal one and the baseline, the others an evenly "
+                           "spaced sample in order of latency; every design is in results.parquet.</p>")
+        section.append('<div class="grid">')
+        section += [report.scatter(drawn, list(pair), "pareto2d") for pair in pairs]
         if len(report.columns) >= 3:
-            section.append(report.scatter(group, report.columns[:3], "pareto3d"))
+            section.append(report.scatter(drawn, report.columns[:3], "pareto3d"))
         section += ["</div>", "<h3>Breakdowns per design</h3>", report.breakdowns(group),
                     "<h3>Results</h3>", report.results_table(group), "</section>"]
         parts.append("\n".join(section))

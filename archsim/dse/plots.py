@@ -25,6 +25,7 @@ from archsim.config.sweep import OBJECTIVES  # noqa: E402
 from archsim.dse.figures_labels import place_labels  # noqa: E402
 from archsim.dse.figures_ops import op_group, plot_op_comparison  # noqa: E402  (in __all__)
 from archsim.dse.pareto import objective_columns, pareto_mask  # noqa: E402
+from archsim.dse.report import thinned  # noqa: E402
 from archsim.fileio import atomic_write, atomic_write_text  # noqa: E402
 from archsim.hw.energy import COMPONENTS  # noqa: E402
 
@@ -195,8 +196,11 @@ def plot_pareto(frame: pd.DataFrame, x: str, y: str, stem: Path, color: str | No
         for j, (a, b) in enumerate(pairs):
             ax = axes.flat[i] if len(pairs) == 1 else axes[i][j]
             joined = over is not None and set(over) == {a, b}  # a front over this plane's pair: a curve
-            labels += _pareto_panel(ax, g, OBJECTIVES[a][0], OBJECTIVES[b][0], c, cmap, norm, joined, named)
-            ax.set_title(title)
+            drawn = thinned(g)  # at most SHOWN_DESIGNS: the front, the baseline, a sample of the rest
+            shade = None if c is None else c[g.index.get_indexer(drawn.index)]
+            labels += _pareto_panel(ax, drawn, OBJECTIVES[a][0], OBJECTIVES[b][0], shade, cmap, norm, joined, named)
+            ax.set_title(title if len(drawn) == len(g) else f"{title}\n({len(drawn):,} of {len(g):,} designs drawn: "
+                         "the front and a sample)", fontsize=None if len(drawn) == len(g) else 9)
     for ax in list(axes.flat)[len(groups) * (1 if len(pairs) == 1 else cols):]:
         ax.axis("off")
     baselines = set(ok.loc[ok["role"] == "baseline", "design_id"])

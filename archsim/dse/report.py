@@ -347,6 +347,24 @@ def results_table(frame: pd.DataFrame, objectives=None) -> pd.DataFrame:
     return ordered(mark_pareto(ratios(label(typed(frame))), objectives))
 
 
+# Designs a figure or the HTML report draws for one workload: more makes a page of tens of MB
+# (10,000 designs: 32 MB) that a browser opens slowly, and a cloud no eye reads point by point.
+SHOWN_DESIGNS = 2_500
+
+
+def thinned(group: pd.DataFrame, limit: int = SHOWN_DESIGNS) -> pd.DataFrame:
+    """At most ``limit`` of a workload's rows to draw, in their order: every Pareto-optimal one
+    and the baseline, then the others evenly spaced in order of latency (a deterministic sample
+    that keeps the cloud's extent and density); every row when they fit."""
+    if len(group) <= limit:
+        return group
+    must = group["pareto"].fillna(False).astype(bool) | (group["role"] == "baseline")
+    rest = group[~must].sort_values(["latency_s", "key"], kind="stable")
+    room = max(0, limit - int(must.sum()))
+    picked = rest.index[np.unique(np.linspace(0, len(rest) - 1, room).round().astype(int))] if room else rest.index[:0]
+    return group[must | group.index.isin(picked)]
+
+
 def enrich(frame: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """Former name of ``results_table``."""
     return results_table(frame, objectives)
