@@ -193,7 +193,7 @@ def serving_rows(result) -> list[tuple[str, str]]:
     if figures.ttft_s is not None:
         rows.append(("time to first token", fmt_time(figures.ttft_s) + " (from the start to the end of prefill)"))
     if figures.tpot_s is not None:
-        rows.append(("time per output token", fmt_time(figures.tpot_s) + " (mean decode step)"))
+        rows.append(("time per output token", fmt_time(figures.tpot_s) + " (decode time over the tokens after the first)"))
     rows.append(("output tokens", f"{figures.tokens:,}: {figures.tokens_per_s:.4g} tokens/s, "
                                   f"{figures.tokens_per_j:.4g} tokens/J"))
     return rows

@@ -135,7 +135,9 @@ def test_draft_and_verify_counts():
     assert got["verify@11"] == (4, 2 * layer(1, 4, 15) + 4 * 6_400)
     assert got["draft@16"] == (3, draft_layer(1, 1, 18) + 3_200)
     assert got["verify@16"] == (1, 2 * layer(1, 4, 20) + 4 * 6_400)
-    assert w.generation.tokens == 9 and w.generation.step_phases == ()
+    # the 8 decode tokens come from every phase after prefill (the draft's prompt pass too)
+    assert w.generation.tokens == 9 and w.generation.step_tokens == 8
+    assert w.generation.step_phases == ("draft prefill", "draft@11", "verify@11", "draft@16", "verify@16")
     verify = {p.name: p for p in summarize(w).phases}["verify@11"]
     # bytes of one verify pass (bf16): every target weight once (layers 2 x 36,864, head 6,400;
     # the embedding table read for its 4 rows of 100), K and V caches of 15 entries read and 4 written

@@ -44,6 +44,19 @@ def test_ttft_is_the_run_up_to_the_end_of_prefill_and_tpot_the_mean_decode_step(
     assert figures.ttft_s + 255 * figures.tpot_s == pytest.approx(llama.latency_s, rel=1e-9)
 
 
+def test_a_speculative_runs_tpot_is_its_rounds_time_over_the_tokens_they_give():
+    # Medusa rounds give several tokens each: TPOT is every phase after prefill (verify rounds,
+    # the KV compaction) over the 255 tokens after the first, not over the rounds
+    result = run(A100, WORKLOADS / "llama2_7b_spec_medusa.yaml")
+    phases = result.phase_times
+    after = [name for name in phases if name not in ("prefill", PRELOAD_PHASE)]
+    rounds = sum(phases[n][0] for n in after if n.startswith("verify"))
+    assert rounds < 255 and "kv compact" in after
+    figures = serving(result)
+    assert figures.tpot_s == pytest.approx(sum(phases[n][0] * phases[n][1] for n in after) / 255, rel=REL)
+    assert figures.ttft_s + 255 * figures.tpot_s == pytest.approx(result.latency_s, rel=1e-9)
+
+
 def test_tokens_per_second_and_per_joule_count_every_sequence(llama):
     figures = serving(llama)
     assert figures.tokens == 2 * 256

@@ -259,8 +259,14 @@ def test_a_schedule_on_a_workload_other_than_dit_names_its_kind():
 
     with pytest.raises(ConfigError) as exc:
         load_workload(WORKLOADS / "llama2_7b.yaml", parse_overrides(["schedule=icc"], "--schedule"))
-    assert str(exc.value) == (f"{WORKLOADS / 'llama2_7b.yaml'}: kind: feature-caching schedules apply only to "
-                              "diffusion transformers (kind: dit or diffusion_transformer); this workload is kind: llm")
+    assert str(exc.value) == ("--schedule schedule=icc: schedule: feature-caching schedules apply only to "
+                              "diffusion transformers (kind: dit or diffusion_transformer); this workload is kind: llm; "
+                              "its decode schedules: draft, eagle, firp, layer_skip, medusa, self_spec, ssd, vanilla")
+    with pytest.raises(ConfigError) as exc:  # a kind with no schedule key
+        load_workload(WORKLOADS / "gpt3_30b_layer_decode.yaml", parse_overrides(["schedule=icc"], "--schedule"))
+    assert str(exc.value).endswith("kind: schedules apply only to diffusion transformers (feature caching: kind: dit "
+                                   "or diffusion_transformer) and language models (decoding: kind: llm); this "
+                                   "workload is kind: transformer_block")
 
 
 def test_trace_empty_cell_is_an_absent_value(tmp_path):
@@ -273,12 +279,18 @@ def test_trace_empty_cell_is_an_absent_value(tmp_path):
 def test_compare_schedules_names_the_workload_kind(tmp_path):
     from archsim.dse.compare import compare
 
-    for name, kind in [("llama2_7b.yaml", "llm"), ("gpt3_30b_layer_decode.yaml", "transformer_block")]:
-        with pytest.raises(ConfigError) as exc:
-            compare([], WORKLOADS / name, ["icc"], parse_overrides([]))
-        assert str(exc.value) == (f"{WORKLOADS / name}: kind: feature-caching schedules apply only to diffusion "
-                                  f"transformers (kind: dit or diffusion_transformer); this workload is kind: {kind}")
-    proc = cli("compare-schedules", "hw_configs/tpuv4i.yaml", "--workload", "workloads/llama2_7b.yaml",
+    with pytest.raises(ConfigError) as exc:  # a cache schedule given to a language model
+        compare([], WORKLOADS / "llama2_7b.yaml", ["icc"], parse_overrides([]))
+    assert str(exc.value) == (f"{WORKLOADS / 'llama2_7b.yaml'}: kind: feature-caching schedules apply only to "
+                              "diffusion transformers (kind: dit or diffusion_transformer); this workload is kind: llm")
+    with pytest.raises(ConfigError) as exc:  # a kind with no schedules at all
+        compare([], WORKLOADS / "gpt3_30b_layer_decode.yaml", ["icc"], parse_overrides([]))
+    assert str(exc.value) == (f"{WORKLOADS / 'gpt3_30b_layer_decode.yaml'}: kind: schedules apply only to diffusion "
+                              "transformers (feature caching: kind: dit or diffusion_transformer) and language models "
+                              "(decoding: kind: llm); this workload is kind: transformer_block")
+    # a single layer has no schedules of either family (a language model's decode schedules run:
+    # tests/test_llm_schedules_compare.py)
+    proc = cli("compare-schedules", "hw_configs/tpuv4i.yaml", "--workload", "workloads/gpt3_30b_layer_decode.yaml",
                "--out", str(tmp_path))
     assert proc.returncode == 2 and "schedule=none" not in proc.stderr
-    assert "apply only to diffusion transformers" in proc.stderr and "Traceback" not in proc.stderr
+    assert "kind: transformer_block" in proc.stderr and "Traceback" not in proc.stderr

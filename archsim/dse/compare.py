@@ -75,9 +75,9 @@ def _check_kind(workload_file: Path, workload_overrides: Sequence[Override]) -> 
     another kind, rather than report the key the comparison itself sets as unknown. Returns the kind."""
     spec = load_spec(workload_file, workload_overrides)
     if "schedule" not in type(spec).model_fields:
-        raise ConfigError(f"feature-caching schedules apply only to diffusion transformers (kind: dit or "
-                          f"diffusion_transformer); this workload is kind: {spec.kind}", file=str(workload_file),
-                          key="kind")
+        raise ConfigError(f"schedules apply only to diffusion transformers (feature caching: kind: dit or "
+                          f"diffusion_transformer) and language models (decoding: kind: llm); this workload is "
+                          f"kind: {spec.kind}", file=str(workload_file), key="kind")
     return spec.kind
 
 

@@ -23,12 +23,12 @@ from archsim.config.loader import Override, option_label
 from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
 from archsim.ir.summary import summarize
+from archsim.sim.serving import serving
 from archsim.workloads.base import Lowering, load_spec, load_spec_and_workload
 from archsim.workloads.llm_schedules import parse_llm_schedule
 
 # The constant acceptance rates each speculative schedule is swept over (a plotting grid).
 ACCEPTANCE_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
-PREFILL_PHASES = ("preload", "prefill", "draft prefill")  # the run's time before decoding
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,6 @@ def row_of(label: str, hw: HardwareConfig, spec, workload, result) -> dict:
     distribution = acceptance.probabilities(tree.depth) if tree is not None and acceptance is not None else np.ones(1)
     feasible = result.feasible
     tokens = workload.generation.tokens
-    decode_tokens = max(spec.output_len - 1, 0)  # per sequence: the batch decodes side by side
     row = {
         "schedule": label, "hardware": hw.name, "feasible": feasible, "reason": result.reason,
         "tokens_per_round": schedule.tokens_per_round(),
@@ -81,10 +80,9 @@ def row_of(label: str, hw: HardwareConfig, spec, workload, result) -> dict:
         "hbm_bytes": result.traffic.total(Level.HBM) if feasible else float("nan"),
     }
     if feasible:
-        wall = result.phase_wall_s
-        decode = sum(t for name, t in wall.items() if name not in PREFILL_PHASES)
+        figures = serving(result)  # the run's own serving figures: one definition of TPOT
         row["tokens_per_s"] = tokens / result.latency_s
-        row["tpot_s"] = decode / decode_tokens if decode_tokens else float("nan")
+        row["tpot_s"] = figures.tpot_s if figures is not None and figures.tpot_s is not None else float("nan")
         row["energy_per_token_j"] = result.energy.total / tokens
     else:
         row.update(tokens_per_s=float("nan"), tpot_s=float("nan"), energy_per_token_j=float("nan"))

@@ -28,8 +28,8 @@ FIELD_PREFIX = "set."
 # results. Editing them keeps finished results valid; any other module is the model.
 NOT_MODEL = frozenset({"cli.py", "report.py", "fileio.py", "dse/plots.py", "dse/report.py", "dse/pareto.py",
                        "dse/store.py", "dse/runner.py", "dse/figures_ops.py", "dse/figures_labels.py",
-                       "dse/html_report.py", "dse/compare.py", "dse/explore.py", "dse/explore_space.py",
-                       "dse/explore_output.py", "config/explore.py"})
+                       "dse/html_report.py", "dse/compare.py", "dse/compare_llm.py", "dse/explore.py",
+                       "dse/explore_space.py", "dse/explore_output.py", "config/explore.py"})
 # Whole folders of such modules: calibration fits configs to measurements, it computes no row.
 NOT_MODEL_DIRS = ("calibrate/",)
 _PACKAGE = Path(__file__).resolve().parent.parent

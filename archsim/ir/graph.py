@@ -147,6 +147,9 @@ class Generation:
     tokens: int
     first_token_phase: str | None = None
     step_phases: tuple[str, ...] = ()
+    # Tokens each sequence gains over every execution of the step phases; 0: one per execution
+    # (vanilla decode). A speculative round (draft, verify) gives a number set by acceptance.
+    step_tokens: int = 0
 
 
 @dataclass(frozen=True)

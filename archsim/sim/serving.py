@@ -5,8 +5,9 @@ Definitions (one run of the workload, as archsim times it: its batch of sequence
 - **TTFT**: from the start of the run to the end of the phase that gives each sequence its
   first token (``Generation.first_token_phase``, prefill), the one-time CMEM preload of
   weights included: the wait of a request arriving at an idle chip.
-- **TPOT**: the mean time of one decode step, over the phases that each add a token to every
-  sequence (``Generation.step_phases``): their wall time over their executions.
+- **TPOT**: the mean time per output token after the first: the decode phases' wall time
+  (``Generation.step_phases``) over the tokens they give each sequence (one per execution, or
+  ``Generation.step_tokens`` for speculative rounds, which give several).
 - **tokens/s**: output tokens of every sequence over the run's whole time.
 - **tokens/J**: output tokens over the run's whole energy (static included).
 """
@@ -41,7 +42,7 @@ def serving(result) -> Serving | None:
     ttft = None
     if generation.first_token_phase is not None:
         ttft = wall.get(PRELOAD_PHASE, 0.0) + wall[generation.first_token_phase]
-    steps = sum(p.repeat for p in result.workload.phases if p.name in generation.step_phases)
+    steps = generation.step_tokens or sum(p.repeat for p in result.workload.phases if p.name in generation.step_phases)
     tpot = sum(wall[name] for name in generation.step_phases) / steps if steps else None
     latency, energy = result.latency_s, result.energy.total
     return Serving(ttft, tpot, generation.tokens / latency if latency else 0.0,

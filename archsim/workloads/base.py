@@ -166,8 +166,8 @@ def _load(path: str | Path, overrides: Sequence[Override]) -> tuple[WorkloadSpec
             file=layered.source_of(("kind",), str(path)), key="kind",
         )
     if "schedule" not in cls.model_fields and any(o.path == ("schedule",) for o in overrides):
-        raise ConfigError(f"feature-caching schedules apply only to diffusion transformers (kind: dit or "
-                          f"diffusion_transformer); this workload is "
+        raise ConfigError(f"schedules apply only to diffusion transformers (feature caching: kind: dit or "
+                          f"diffusion_transformer) and language models (decoding: kind: llm); this workload is "
                           f"kind: {kind}", file=layered.source_of(("kind",), str(path)), key="kind")
     return validate_layered(cls, layered, str(path)), layered
 

@@ -187,11 +187,14 @@ def lower_schedule(spec, schedule: LLMSchedule, paths, tp: int = 1, ep: int = 1)
         steps = tuple(p.name for p in phases if p.name != "prefill")
     elif decode:
         phases += _speculative(spec, schedule, model, precision, splits, tp, ep, target, paths)
+        # every phase after the first token (the draft's reading of the prompt too) gives the
+        # sequences their n other tokens: TPOT is their time over n
+        steps = tuple(p.name for p in phases if p.name != "prefill")
     if not phases:
         raise ValueError("no phases: list prefill and/or decode, with output_len > 1 for decode")
     first = "prefill" if "prefill" in spec.phases and spec.output_len >= 1 else None
     tokens = b * ((first is not None) + (n if decode else 0))
-    return Workload(spec.name, tuple(phases), Generation(b, tokens, first, steps))
+    return Workload(spec.name, tuple(phases), Generation(b, tokens, first, steps, n if decode else 0))
 
 
 def _splits(schedule: LLMSchedule, model: LanguageModel) -> tuple[int, ...]:
