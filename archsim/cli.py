@@ -561,13 +561,13 @@ def compare_schedules(hw_files, workload_file, schedules, overrides, workload_ov
 
 
 @cli.command()
-@click.argument("name", required=False, type=click.Choice(["chip", "system", "sweep", "workload"]))
+@click.argument("name", required=False, type=click.Choice(["chip", "system", "sweep", "explore", "workload"]))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Write NAME.schema.json (without NAME: all four) into this folder instead of printing.")
+              help="Write NAME.schema.json (without NAME: all five) into this folder instead of printing.")
 @click.option("--markdown", is_flag=True, help="Print the config reference page (docs/config_reference.md) instead.")
 def schema(name: str | None, out_dir: Path | None, markdown: bool) -> None:
-    """JSON Schema of hardware configs (chip), their system: and sweep: sections, or workload
-    files: for editors' completion and checks (docs/config_reference.md says how)."""
+    """JSON Schema of hardware configs (chip), their system:, sweep: and explore: sections, or
+    workload files: for editors' completion and checks (docs/config_reference.md says how)."""
     with _importing():
         from archsim.config.json_schema import SCHEMA_NAMES, schema_text
         from archsim.config.reference import page
@@ -579,7 +579,7 @@ def schema(name: str | None, out_dir: Path | None, markdown: bool) -> None:
         click.echo(page(), nl=False)
     elif out_dir is None:
         if name is None:
-            raise click.UsageError(f"name a schema ({', '.join(SCHEMA_NAMES)}), or give --out DIR to write all four")
+            raise click.UsageError(f"name a schema ({', '.join(SCHEMA_NAMES)}), or give --out DIR to write them all")
         click.echo(schema_text(name), nl=False)
     else:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from archsim.config.json_schema import SCHEMA_NAMES, schema, schema_text, subsch
 from archsim.config.loader import load_layered
 from archsim.config.reference import PAGE, REGENERATE, outputs
 from archsim.config.yamlio import read_yaml_mapping
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 HARDWARE = sorted((ROOT / "hw_configs").rglob("*.yaml"))
@@ -66,6 +67,18 @@ def test_every_bundled_system_and_sweep_section_passes_its_schema(path, validato
     for section in ("system", "sweep"):
         if resolved.get(section) is not None:
             assert problems(validators[section], resolved[section]) == [], section
+
+
+def test_the_bundled_explore_spec_passes_the_chip_and_explore_schemas_and_validates(validators):
+    # an explore: section is a hardware config's key as sweep: is: archsim validate and run read
+    # the file; its unknown keys are errors
+    path = ROOT / "experiments" / "explore_cim_dit.yaml"
+    resolved = load_layered(path).data
+    assert problems(validators["chip"], resolved) == []
+    assert problems(validators["explore"], resolved["explore"]) == []
+    assert problems(validators["explore"], {**resolved["explore"], "bogus": 1})
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_the_bundled_systems_and_sweeps_are_checked():

@@ -27,6 +27,7 @@ from archsim.config.schema import (
 )
 from archsim.config.power import LeakageConfig, check_static
 from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
+from archsim.config.explore import ExploreSpec
 from archsim.config.sweep import SweepSpec
 from archsim.config.system import SystemConfig
 from archsim.dtypes import DType
@@ -197,6 +198,8 @@ class GpuConfig(SweepChecks):
                                  "controllers, on-chip network, I/O)")
     system: SystemConfig = Field(default=SystemConfig(), description="GPUs, topology and parallel mapping")
     sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
+    explore: ExploreSpec | None = Field(default=None, description="a design space around this config too big for a "
+                                        "grid, searched by archsim explore")
 
     @field_validator("kernels")
     @classmethod

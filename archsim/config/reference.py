@@ -45,8 +45,9 @@ def outputs() -> dict[Path, str]:
 
 def page() -> str:
     """The reference page, in Markdown."""
-    chip, system, sweep, workload = (schema(name) for name in SCHEMA_NAMES)
-    stop = {"SystemConfig": "the [system section](#system-section)", "SweepSpec": "the [sweep section](#sweep-section)"}
+    chip, system, sweep, explore, workload = (schema(name) for name in SCHEMA_NAMES)
+    stop = {"SystemConfig": "the [system section](#system-section)", "SweepSpec": "the [sweep section](#sweep-section)",
+            "ExploreSpec": "the [explore section](#explore-section)"}
     out = [_INTRO, _EDITORS, _units(chip, workload)]
     out.append("## Hardware configs\n\nSchema `schemas/chip.schema.json`. The top-level `kind` picks the chip's keys: "
                "`tpu` (the default when `kind` is left out) or `gpu`. A system file is a hardware config too: it "
@@ -54,7 +55,8 @@ def page() -> str:
     for model in _roots(chip):
         out.append(_heading(model))
         out.append(_table(_rows(model, "", chip["$defs"], stop)))
-    for title, anchor_schema, key in (("System section", system, "system"), ("Sweep section", sweep, "sweep")):
+    for title, anchor_schema, key in (("System section", system, "system"), ("Sweep section", sweep, "sweep"),
+                                      ("Explore section", explore, "explore")):
         model = resolve(anchor_schema["allOf"][0], anchor_schema["$defs"])
         out.append(f"## {title}\n\nSchema `schemas/{key}.schema.json` (the section alone). {_text(anchor_schema['description'])}\n")
         out.append(_table(_rows(model, key + ".", anchor_schema["$defs"], {})))

@@ -21,6 +21,7 @@ from archsim.config.fields import (
 )
 from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
 from archsim.config.power import LeakageConfig, check_static
+from archsim.config.explore import ExploreSpec
 from archsim.config.sweep import SweepSpec
 from archsim.config.sweep_keys import SweepChecks
 from archsim.config.system import SystemConfig
@@ -333,6 +334,8 @@ class HardwareConfig(SweepChecks):
                                      "graph and how it schedules it (default: XLA's, profile xla)")
     system: SystemConfig = Field(default=SystemConfig(), description="chips, topology and parallel mapping; default one chip")
     sweep: SweepSpec | None = Field(default=None, description="the design space around this config")
+    explore: ExploreSpec | None = Field(default=None, description="a design space around this config too big for a "
+                                        "grid, searched by archsim explore")
 
     @model_validator(mode="before")
     @classmethod

@@ -99,7 +99,7 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     try:
         hw = hardware(point)
         row["hardware"] = hw.name
-        row["config_hash"] = digest(hw.model_dump(mode="json", exclude={"sweep"}))[:16]  # the design, not its sweep
+        row["config_hash"] = digest(hw.model_dump(mode="json", exclude={"sweep", "explore"}))[:16]  # the design, not its spaces
         workload = _workload(point.workload, point.workload_overrides, Lowering.of(hw))
         row["workload"] = workload.name
         result = simulate(hw, workload)

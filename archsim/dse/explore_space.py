@@ -2,10 +2,9 @@
 workload is the ``Point`` a sweep of the same file would give it, with the same key, so that
 results are shared with sweeps and resumed from the same ``ResultStore``.
 
-A hardware config cannot hold an ``explore:`` section, so the file's config (its ``extends:``
-merged, without ``explore:`` and ``sweep:``) is written beside the results
-(``OUT/explore-<file>.yaml``) for the workers to read; the point keys hash its contents as a
-sweep's do, not its path.
+The file's config (its ``extends:`` merged, without ``explore:`` and ``sweep:``, which are no
+part of a design) is written beside the results (``OUT/explore-<file>.yaml``) for the workers to
+read; the point keys hash its contents as a sweep's do, not its path.
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
         if given and spec.size * len(refs) > MAX_SWEEP_POINTS:  # the file's own list was counted when it was read
             raise ConfigError(f"{spec.size:,} design points x {len(refs)} workloads = {spec.size * len(refs):,}; "
                               f"archsim's limit is {MAX_SWEEP_POINTS:,} per file", file=str(file), key="sweep")
-        base_digest = digest({k: v for k, v in layered.data.items() if k not in ("sweep", "description")})
+        base_digest = digest({k: v for k, v in layered.data.items() if k not in ("sweep", "explore", "description")})
         # power is known after the run: each point carries its bounds (in its key too, so a
         # sweep resumed under other bounds evaluates its points again)
         power = tuple((i, c.bound("min"), c.bound("max")) for i, c in enumerate(spec.constraints) if c.key == "power")
@@ -196,7 +196,7 @@ def plan_sweep(files: Sequence[str | Path], global_overrides: Sequence[Override]
                 raise ConfigError(f"baseline {spec.baseline} not found", file=str(file), key="sweep.baseline")
             b_layered = load_layered(baseline, global_overrides)
             validate_hardware(b_layered, str(baseline))
-            b_digest = digest({k: v for k, v in b_layered.data.items() if k not in ("sweep", "description")})
+            b_digest = digest({k: v for k, v in b_layered.data.items() if k not in ("sweep", "explore", "description")})
             segments.append(_Fixed([Point(point_key(b_digest, (), ids[w, w_over], ()), str(baseline), (), w, w_over,
                                           "baseline", ids[w, w_over], base_set) for w, w_over, _ in refs]))
     points, new_configs = _ordered(segments)

@@ -63,4 +63,5 @@ def design(layered: Layered, overrides: Sequence[Override]) -> Layered:
     cost of checking the point)."""
     point = layered.copy(overrides)
     point.data.pop("sweep", None)  # the copy's own top level
+    point.data.pop("explore", None)
     return point

@@ -58,7 +58,7 @@ class GpuSimulator:
         self.energy = gpu_energy_model(hw)
         self.topology = topology_of(hw)
         # every value an op's cost may read (the system's too: a collective's group and links)
-        self._key = repr(hw.model_dump(exclude={"name", "description", "sweep", "tdp", "periphery_area"}))
+        self._key = repr(hw.model_dump(exclude={"name", "description", "sweep", "explore", "tdp", "periphery_area"}))
 
     def run(self, workload: Workload) -> RunResult:
         """Every tensor in HBM, the run feasible when its footprint fits the HBM; activations

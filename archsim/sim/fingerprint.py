@@ -23,7 +23,7 @@ class CostFingerprint:
 
     @classmethod
     def of(cls, hw: HardwareConfig) -> "CostFingerprint":
-        dump = hw.model_dump(exclude={"name": True, "description": True, "sweep": True, "tdp": True,
+        dump = hw.model_dump(exclude={"name": True, "description": True, "sweep": True, "explore": True, "tdp": True,
                                       "periphery_area": True, "cmem": {"capacity"}, "hbm": {"capacity"}})
         outer = {level: _interned(repr(dump.pop(name))) for name, level in cls._OUTER.items()}
         return cls(_interned(repr(dump)), outer)
