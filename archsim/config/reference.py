@@ -99,8 +99,8 @@ frequency) and the rules between keys (pipeline x tensor x data = chips, a tile 
 _EDITORS = """## Editors
 
 `schemas/chip.schema.json` (hardware configs, system files included), `schemas/workload.schema.json`
-(workload files), `schemas/system.schema.json` and `schemas/sweep.schema.json` (those sections alone)
-give an editor completion, these descriptions on hover and errors as you type. `archsim schema NAME`
+(workload files), `schemas/system.schema.json`, `schemas/sweep.schema.json` and
+`schemas/explore.schema.json` (those sections alone) give an editor completion, these descriptions on hover and errors as you type. `archsim schema NAME`
 prints one; `archsim schema --out DIR` writes them all.
 
 In VS Code, with the YAML extension (Red Hat), name the schema in a file's first line, by a path
