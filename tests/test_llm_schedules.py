@@ -67,10 +67,12 @@ def test_constant_rate_gives_the_closed_form_tokens_per_round():
 
 def test_a_curve_is_conditional_per_position():
     # P(>=1) = 0.9, P(>=2) = 0.9*0.5 = 0.45, P(>=3) = 0.45*0.2 = 0.09: 1 + 0.9 + 0.45 + 0.09
-    assert Acceptance([0.9, 0.5, 0.2, 0.7]).tokens_per_round(3) == pytest.approx(2.44)
+    assert Acceptance([0.9, 0.5, 0.2]).tokens_per_round(3) == pytest.approx(2.44)
     assert np.allclose(chain_probabilities(np.array([0.9, 0.5])), [0.1, 0.45, 0.45])
-    with pytest.raises(ConfigError, match="2 positions; the schedule drafts 3"):
-        Acceptance([0.9, 0.5]).tokens_per_round(3)
+    # a rate per draft position: a curve shorter or longer than the drafts is an error
+    for curve in ([0.9, 0.5], [0.9, 0.5, 0.2, 0.7]):
+        with pytest.raises(ConfigError, match=f"{len(curve)} positions; the schedule drafts 3"):
+            Acceptance(curve).tokens_per_round(3)
 
 
 def test_a_recorded_trace(tmp_path):
@@ -206,6 +208,8 @@ def test_medusa_counts():
     # the accepted path's K/V copied into place: one entry per decode token, per layer K and V
     compact = {p.name: p for p in summarize(w).phases}["kv compact"]
     assert got["kv compact"] == (8, 0)
+    # per layer, K and V: one entry of 2 KV heads x 16 (bf16) gathered from the cache, written back
+    assert compact.cache_bytes_read == 2 * 2 * (2 * 1 * 16) * 2
     assert compact.cache_bytes_written == 2 * 2 * (2 * 1 * 16) * 2
     # ResBlocks of a head share weights ([ResBlock] * n): 3 blocks cost 3x the MACs, not params
     deep = build({"name": "medusa", "heads": 2, "head_layers": 3, "tree": [[0], [1], [0, 0]], "acceptance": 0.5})
@@ -245,6 +249,14 @@ def test_eagle_counts():
     assert got["draft expand@11"] == (7, 2 * fc + layer(1, 2, 14) + 2 * 6_400)
     assert got["verify@11"] == (7, 2 * layer(1, 4, 15) + 4 * 6_400)
     assert got["kv compact"] == (8, 0)
+    compact = {p.name: p for p in summarize(w).phases}["kv compact"]
+    assert compact.cache_bytes_read == compact.cache_bytes_written == 2 * 2 * (2 * 1 * 16) * 2
+    # the head's first call reads the prompt (topK_generate without stable_kv): fc and its layer
+    # on the 8 prompt tokens against 8 keys, the LM head on the last one; a decode-time phase
+    assert list(got)[:2] == ["prefill", "eagle prefill"]
+    assert got["eagle prefill"] == (1, 8 * fc + layer(1, 8, 8) + 6_400)
+    assert got["eagle prefill"][1] == 8 * 8_192 + (8 * 36_864 + 128 * 64) + 6_400 == 375_040
+    assert "eagle prefill" in w.generation.step_phases and w.generation.step_tokens == 8
     # the head's own embedding copy, fc and layer; the LM head is the target's
     assert summarize(w).params == (2 * 36_864 + 2 * 6_400) + (6_400 + fc + 36_864)
     expand = {p.name: p for p in summarize(w).phases}["draft expand@11"]
@@ -286,11 +298,11 @@ def test_layer_skipping_counts(tmp_path):
 
 
 @pytest.mark.parametrize("body, expected", [
-    ("layer,rate\n0,0.5\n", r"skip\.csv:1: expected the header layer,skip"),
+    ("layer,rate\n0,0.5\n", r"skip\.csv:1: unknown column 'rate'; expected the columns layer, skip"),
     ("layer,skip\n2,0.5\n", r"skip\.csv:2: layer: expected a layer from 0 to 1, got '2'"),
     ("layer,skip\n0,1\n", r"skip\.csv:2: skip: expected a skip rate in \[0, 1\), got '1'"),
-    ("layer,skip\n0,x\n", r"skip\.csv:2: skip: expected a skip rate"),
-    ("layer,skip\n0,0.1\n0,0.2\n", r"skip\.csv:3: layer: a second row for layer 0"),
+    ("layer,skip\n0,x\n", r"skip\.csv:2: skip: expected a decimal number, got 'x'"),
+    ("layer,skip\n0,0.1\n0,0.2\n", r"skip\.csv:3: a second row for layer 0 \(the first is at line 2\)"),
 ])
 def test_bad_skip_traces_name_file_line_and_column(tmp_path, body, expected):
     trace = tmp_path / "skip.csv"

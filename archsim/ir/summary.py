@@ -98,6 +98,9 @@ def summarize_phase(phase: Phase) -> PhaseSummary:
                 # A lookup reads only its rows of the table (a tied head reading all of it counts it again).
                 weights += min(1.0, op.rows / t.shape[0]) * t.total_bytes
                 continue
+            if isinstance(op, ops.EmbeddingLookup) and t.role is Role.KV_CACHE:
+                cache_read += op.outputs[0].elements * t.dtype.bytes * op.copies  # a gather: its entries only
+                continue
             seen.add(t.name)
             if t.role.persistent:
                 read = t.total_bytes * copies_read[t.name] / t.copies

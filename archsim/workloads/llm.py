@@ -27,7 +27,7 @@ from archsim.ir.graph import Generation, Phase, Workload
 from archsim.ir.transformer import Tokens
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 from archsim.workloads.lm import lm_forward, resolve_model
-from archsim.workloads.llm_schedules import Vanilla, check_llm_schedule, parse_llm_schedule
+from archsim.workloads.llm_schedules import Vanilla, check_llm_schedule, parse_llm_schedule, schedule_names
 
 MAX_TOKENS = 2**20  # a documented limit: sequences up to a million tokens
 
@@ -75,7 +75,7 @@ class LLMWorkload(WorkloadSpec):
                                                        "simulate: prefill (the prompt), decode (the other tokens)")
     decode_groups: Count = Field(default=8, le=4096, description="context-length groups of decode steps")
     schedule: str | dict[str, Any] | None = Field(default=None, description="a decode schedule, NAME[:key=value,...] "
-                                                  "or a mapping: vanilla, draft, self_spec, ssd, medusa, eagle, firp, layer_skip")
+                                                  f"or a mapping: {', '.join(schedule_names())}")
 
     @model_validator(mode="after")
     def _schedule(self) -> "LLMWorkload":

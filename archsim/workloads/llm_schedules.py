@@ -37,7 +37,9 @@ from archsim.config.fields import Count, Fraction, NonNegativeCount, Strict
 from archsim.config.yamlio import read_yaml_text
 from archsim.errors import ConfigError, FieldError
 from archsim.workloads.llm_schedules_inputs import (MEDUSA_TOPK, TREES, Acceptance, AcceptanceValue, Tree,
-                                                   check_acceptance, check_tree, read_skip_trace, trace_path)
+                                                   check_acceptance, check_tree, not_a_bool, read_named,
+                                                   read_skip_trace, trace_file)
+from archsim.workloads.schedules import _split_top_level
 
 
 # -- the schedules ------------------------------------------------------------------------------
@@ -50,19 +52,21 @@ class LLMSchedule(Strict):
         """The drafted tokens of one verification (speculative schedules)."""
         return None
 
-    def acceptance_model(self) -> Acceptance | None:
+    def acceptance_model(self, paths=None) -> Acceptance | None:
+        """The acceptance input; ``paths`` (the workload's ``PathResolver``) finds a trace
+        relative to the workload file and names that file in the trace's errors."""
         acceptance = getattr(self, "acceptance", None)
-        return None if acceptance is None else Acceptance(acceptance)
+        return None if acceptance is None else Acceptance(acceptance, paths)
 
-    def tokens_per_round(self) -> float:
+    def tokens_per_round(self, paths=None) -> float:
         """Expected tokens per verification (1 for non-speculative schedules)."""
-        tree, acceptance = self.token_tree(), self.acceptance_model()
+        tree, acceptance = self.token_tree(), self.acceptance_model(paths)
         return 1.0 if tree is None or acceptance is None else acceptance.tokens_per_round(tree.depth)
 
-    def rounds(self, tokens: int) -> int:
+    def rounds(self, tokens: int, paths=None) -> int:
         """Verifications to produce ``tokens`` decode tokens per sequence: tokens / expected tokens
         per verification, rounded up (the last round's surplus tokens are dropped)."""
-        return math.ceil(round(tokens / self.tokens_per_round(), 9)) if tokens else 0
+        return math.ceil(round(tokens / self.tokens_per_round(paths), 9)) if tokens else 0
 
 
 _SCHEDULES: dict[str, type[LLMSchedule]] = {}
@@ -90,10 +94,27 @@ class _Speculative(LLMSchedule):
         default=0.6, description="a constant acceptance rate, a per-position curve or a CSV trace of accepted "
         "lengths (default 0.6: an ASSUMPTION, docs/sources/speculative.md#acceptance)")
 
+    @field_validator("acceptance", mode="before")
+    @classmethod
+    def _numbers(cls, value):
+        return not_a_bool(value)
+
     @field_validator("acceptance")
     @classmethod
     def _rates(cls, value: AcceptanceValue) -> AcceptanceValue:
         return check_acceptance(value)
+
+    @model_validator(mode="after")
+    def _inputs(self) -> "_Speculative":
+        self._check_inputs()  # the schedule's own checks first: the tree must be valid to have a depth
+        depth = self.token_tree().depth
+        if isinstance(self.acceptance, list) and len(self.acceptance) != depth:
+            raise FieldError("acceptance", f"the acceptance curve has {len(self.acceptance)} positions; the schedule "
+                             f"drafts {depth} tokens per verification (a tree: its depth), one rate each")
+        return self
+
+    def _check_inputs(self) -> None:
+        """A schedule's checks of its own fields (FieldError naming the field)."""
 
 
 @register
@@ -109,10 +130,10 @@ class Draft(_Speculative):
     tree: str | list[list[NonNegativeCount]] | None = Field(default=None, description="a token tree (chain, a named "
                                                            "tree or a list of paths) instead of a chain of k")
 
-    @model_validator(mode="after")
-    def _tree(self) -> "Draft":
+    def _check_inputs(self) -> None:
         check_tree(self.tree)
-        return self
+        if self.tree not in (None, "chain") and "k" in self.model_fields_set:
+            raise FieldError("tree", "give k (a chain of k drafts) or a tree, not both: the tree sets the drafts")
 
     def token_tree(self) -> Tree:
         return _tree(self.tree, self.k)
@@ -150,15 +171,13 @@ class Medusa(_Speculative):
     tree: str | list[list[NonNegativeCount]] = Field(default="mc_sim_7b_63", description="the token tree: chain (one "
                                                      "candidate per head), a named tree or a list of paths")
 
-    @model_validator(mode="after")
-    def _tree(self) -> "Medusa":
+    def _check_inputs(self) -> None:
         check_tree(self.tree)
         shape = self.token_tree()
         if shape.depth > self.heads:
             raise FieldError("tree", f"the tree is {shape.depth} deep; {self.heads} heads draft {self.heads} levels")
         if any(i >= MEDUSA_TOPK for p in shape.paths for i in p):
             raise FieldError("tree", f"a path ranks a candidate past the heads' top {MEDUSA_TOPK}")
-        return self
 
     def token_tree(self) -> Tree:
         return _tree(self.tree, self.heads)
@@ -199,11 +218,12 @@ class LayerSkip(LLMSchedule):
             raise FieldError("skip_ratio", "a token must run at least part of a layer: skip_ratio below 1")
         return self
 
-    def layers_run(self, layers: int) -> float:
-        """Mean layers a decode token runs."""
+    def layers_run(self, layers: int, paths=None) -> float:
+        """Mean layers a decode token runs; ``paths`` finds the trace relative to the workload file."""
         if self.skip_ratio is not None:
             return layers * (1.0 - self.skip_ratio)
-        skip = read_skip_trace(trace_path(self.trace), layers)
+        path = trace_file(self.trace, paths, "schedule.trace")
+        skip = read_named(lambda: read_skip_trace(path, layers), path, paths, "schedule.trace", "layer-skip trace")
         return float(layers - skip.sum())
 
 
@@ -220,16 +240,22 @@ def is_cache_schedule(name: Any) -> bool:
     return isinstance(name, str) and name in cache_schedule_names()
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside brackets: ``tree=[[0],[1]],k=4`` is two items."""
-    items, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        depth += 1 if ch in "[{" else -1 if ch in "]}" else 0
-        if ch == "," and depth == 0:
-            items.append(text[start:i])
-            start = i + 1
-    items.append(text[start:])
-    return items
+def schedule_params(value: str | dict, source: str = "--schedule") -> tuple[Any, dict[str, Any]]:
+    """The name and the parameters given of ``"NAME:key=value,..."`` or ``{name: NAME, ...}``."""
+    if isinstance(value, str):
+        name, _, rest = value.partition(":")
+        params: dict[str, Any] = {}
+        for item in filter(None, _split_top_level(rest)):
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ConfigError(f"expected key=value in {value!r}", file=source)
+            params[key.strip()] = read_yaml_text(raw, source)
+        return name, params
+    if isinstance(value, dict):
+        params = dict(value)
+        return params.pop("name", None), params
+    raise ConfigError(f"expected NAME[:key=value,...] or a mapping, got {type(value).__name__}", file=source)
+
 
 def parse_llm_schedule(value: Any, source: str = "--schedule") -> LLMSchedule:
     """``"draft:k=4,acceptance=0.7,model=..."``, ``{name: medusa, heads: 4}``, or None (vanilla)."""
@@ -239,19 +265,7 @@ def parse_llm_schedule(value: Any, source: str = "--schedule") -> LLMSchedule:
         return Vanilla()
     if isinstance(value, LLMSchedule):
         return value
-    if isinstance(value, str):
-        name, _, rest = value.partition(":")
-        params: dict[str, Any] = {}
-        for item in filter(None, _split_top_level(rest)):
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise ConfigError(f"expected key=value in {value!r}", file=source)
-            params[key.strip()] = read_yaml_text(raw, source)
-    elif isinstance(value, dict):
-        params = dict(value)
-        name = params.pop("name", None)
-    else:
-        raise ConfigError(f"expected NAME[:key=value,...] or a mapping, got {type(value).__name__}", file=source)
+    name, params = schedule_params(value, source)
     if name not in _SCHEDULES:
         if is_cache_schedule(name):
             raise ConfigError(f"{CACHE_ONLY}: llm; its decode schedules: {', '.join(schedule_names())}",

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from archsim.config.fields import Count
 from archsim.dtypes import DType
+from archsim.errors import FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase
 from archsim.ir.transformer import Builder, Tokens, transformer_block
@@ -32,6 +33,15 @@ class Eagle(_Speculative):
     top_k: Count = Field(default=8, le=64, description="tokens each expansion step runs (Model top_k=8)")
     total_tokens: Count = Field(default=63, ge=2, le=1024, description="tokens verified a round, the root included "
                                 "(Model total_tokens=63)")
+
+    def _check_inputs(self) -> None:
+        # topK_generate keeps the best total_tokens - 1 of the candidates it scored: top_k after
+        # the first step, top_k^2 after each of the depth others (torch.topk fails asking for more)
+        candidates = self.top_k + self.depth * self.top_k ** 2
+        if self.total_tokens - 1 > candidates:
+            raise FieldError("total_tokens", f"{self.total_tokens} tokens is the root and {self.total_tokens - 1} "
+                             f"drafts, but top_k {self.top_k} and depth {self.depth} score {candidates} candidates "
+                             "(top_k + depth x top_k^2)")
 
     def token_tree(self) -> Tree:
         """A stand-in of the right size and depth: the dynamic tree's shape changes every round,
@@ -64,6 +74,19 @@ def _head(graph, model, precision, tokens: Tokens, logits_rows: int, scope: str,
         logits = top.act("logits", logits_rows, model.vocab_size)
         graph.add(ops.Gemm(top.name("lm_head"), (last, head), (logits,), 1, logits_rows, d, model.vocab_size, False))
     return graph
+
+
+def eagle_prefill(spec, model, precision, tp: int, ep: int) -> Phase:
+    """The head's first call (``initialize_tree`` -> ``topK_generate`` with no ``stable_kv``):
+    fc and its layer over every prompt token, fed the target's prefill hidden states, against
+    its own empty cache; the LM head on each sequence's last hidden state."""
+    from archsim.workloads.llm_schedules_lower import _Stack
+
+    b, prompt = spec.batch, spec.prompt_len
+    name = "eagle prefill"
+    graph = _head(OpGraph(), model, precision, Tokens(b, prompt, prompt, kv_cache=True, causal=True), b, name, tp, ep,
+                  _Stack)
+    return Phase(name, graph)
 
 
 def eagle_phases(spec, schedule: Eagle, model, precision, context: int, count: int, tau: float, target, tp: int,

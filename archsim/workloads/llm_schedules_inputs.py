@@ -4,19 +4,14 @@ recorded per-layer skip rates. Sources: docs/sources/speculative.md#acceptance."
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from pathlib import Path
 
 import numpy as np
 
 from archsim.errors import ConfigError, FieldError
-from archsim.workloads.inputs import read_text, whole_number
-
-MAX_ACCEPT_BYTES = 16 * 2**20  # a documented limit: an acceptance trace CSV of at most 16 MiB
-MAX_ACCEPT_ROWS = 1_000_000  # a documented limit: rows of an acceptance trace
-ACCEPT_COLUMNS = ("accepted", "count")
+from archsim.workloads.inputs import whole_number
+from archsim.workloads.schedules import _mask_path  # first: schedules imports schedules_adaptive, which imports it
+from archsim.workloads.schedules_adaptive import decimal_cell, read_table, unique, whole_cell
 
 MEDUSA_TOPK = 10  # FasterDecoding/Medusa medusa/model/utils.py: TOPK = 10, candidates per head
 
@@ -48,22 +43,25 @@ class Acceptance:
     draft accepted with probability a, independently: Leviathan et al. 2023's i.i.d. model,
     expected tokens per verification (1 - a^(k+1)) / (1 - a)); a list, the rate at each draft
     position given the earlier ones were accepted; or a CSV path of accepted drafts per
-    verification (columns ``accepted`` and optionally ``count``)."""
+    verification (columns ``accepted`` and optionally ``count``), found by ``trace_file``."""
 
-    def __init__(self, value: float | list[float] | str, source: str = "schedule.acceptance"):
+    def __init__(self, value: float | list[float] | str, paths=None, key: str = "schedule.acceptance"):
         self.value = value
-        self.source = source
+        self.paths = paths
+        self.key = key
 
     def probabilities(self, depth: int) -> np.ndarray:
         """P(accepted drafts = j), j = 0..depth, for ``depth`` drafts (a tree's depth)."""
         if isinstance(self.value, str):
-            counts = read_acceptance_trace(trace_path(self.value), depth)
+            path = trace_file(self.value, self.paths, self.key)
+            counts = read_named(lambda: read_acceptance_trace(path, depth), path, self.paths, self.key,
+                                "acceptance trace")
             return counts / counts.sum()
         if isinstance(self.value, list):
-            if len(self.value) < depth:
+            if len(self.value) != depth:
                 raise ConfigError(f"the acceptance curve has {len(self.value)} positions; the schedule drafts "
-                                  f"{depth} tokens per verification", key=self.source)
-            return chain_probabilities(np.asarray(self.value[:depth], dtype=float))
+                                  f"{depth} tokens per verification", key=self.key)
+            return chain_probabilities(np.asarray(self.value, dtype=float))
         return chain_probabilities(np.full(depth, float(self.value)))
 
     def tokens_per_round(self, depth: int) -> float:
@@ -72,62 +70,62 @@ class Acceptance:
         return 1.0 + float(np.dot(np.arange(p.size), p))
 
 
-def trace_path(path: str) -> Path:
-    """A CSV path as given (relative to the current folder) or, failing that, under workloads/."""
-    resolved = Path(path)
-    if not resolved.exists():  # exists, not is_file: a FIFO given here must be refused, not skipped
-        bundled = Path(__file__).resolve().parents[2] / "workloads" / path
-        resolved = bundled if bundled.exists() else resolved
-    return resolved
+def trace_file(value: str, paths=None, key: str = "schedule.acceptance") -> Path:
+    """A trace's path: relative to the workload file that names it at ``key`` (``paths``, a
+    ``PathResolver``; a command-line option's, to the current folder) or, failing that, as given
+    or under workloads/ (``_mask_path``, as the DiT schedules' masks and tables). A path found nowhere is
+    the first, for the error."""
+    first = paths(key, value) if paths is not None else None
+    if first is not None and first.exists():  # exists, not is_file: a FIFO given here must be refused
+        return first
+    other = _mask_path(value)
+    return other if other.exists() or first is None else first
+
+
+def read_named(read, path: Path, paths, key: str, what: str):
+    """``read()``, its errors naming the workload file and ``key`` that name ``path``: a problem
+    with the file as a whole (missing, a directory, too big) as the workload's, at ``key``;
+    one inside it (its line and column) as the file's, saying which workload key names it."""
+    try:
+        return read()
+    except ConfigError as exc:
+        named = paths.source(key) if paths is not None else None
+        if named is None:
+            raise
+        if exc.file == str(path):
+            raise ConfigError(f"{path}: {exc.message}", file=named, key=key) from None
+        raise ConfigError(f"{exc} (the {what} named by {named}, key {key})") from None
 
 
 def read_acceptance_trace(path: Path, depth: int) -> np.ndarray:
     """Verifications per accepted length 0..depth, from a CSV with a header naming ``accepted``
     (drafts accepted in one verification) and optionally ``count`` (verifications, default 1)."""
-    text = read_text(path, "an acceptance trace CSV", "acceptance traces", MAX_ACCEPT_BYTES, "16 MiB")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [cell.strip() for cell in next(reader, None) or []]
-        if not header:
-            raise ConfigError(f"the trace is empty; expected a header row {','.join(ACCEPT_COLUMNS)}", file=str(path))
-        for column in header:
-            if column not in ACCEPT_COLUMNS or header.count(column) > 1:
-                what = "repeated" if column in ACCEPT_COLUMNS else "unknown"
-                raise ConfigError(f"{what} column {column!r}; expected accepted and optionally count", file=f"{path}:1")
-        if "accepted" not in header:
-            raise ConfigError("missing column 'accepted'", file=f"{path}:1")
-        counts = np.zeros(depth + 1)
-        rows = 0
-        for cells in reader:
-            if not cells:
-                continue
-            rows += 1
-            where = f"{path}:{reader.line_num}"
-            if rows > MAX_ACCEPT_ROWS:
-                raise ConfigError(f"more than {MAX_ACCEPT_ROWS:,} rows; archsim's limit for an acceptance trace",
-                                  file=where)
-            if len(cells) != len(header):
-                raise ConfigError(f"the row has {len(cells)} cells, expected {len(header)} ({', '.join(header)})",
-                                  file=where)
-            row = dict(zip(header, cells))
-            accepted = whole_number(row["accepted"])
-            if accepted is None:
-                raise ConfigError(f"expected a whole number from 0, got {row['accepted']!r}", file=where, key="accepted")
-            if accepted > depth:
-                raise ConfigError(f"{accepted} drafts accepted, but the schedule drafts {depth} per verification",
-                                  file=where, key="accepted")
-            count = whole_number(row.get("count", "1"))
-            if count is None or count < 1:
-                raise ConfigError(f"expected a whole number from 1, got {row.get('count')!r}", file=where, key="count")
-            counts[accepted] += count
-    except csv.Error as exc:
-        raise ConfigError(f"cannot read the acceptance trace: {exc}", file=f"{path}:{reader.line_num}") from None
-    if not rows:
+    def cell(text: str, column: str, where: str) -> int:
+        value = whole_cell(text, column, where)
+        if column == "count" and value < 1:
+            raise ConfigError(f"expected a whole number from 1, got {text!r}", file=where, key=column)
+        if column == "accepted" and value > depth:
+            raise ConfigError(f"{value} drafts accepted, but the schedule drafts {depth} per verification",
+                              file=where, key=column)
+        return value
+
+    counts = np.zeros(depth + 1)
+    for _, row in read_table(path, "an acceptance trace CSV", ("accepted",), cell, optional=("count",)):
+        counts[row["accepted"]] += row.get("count", 1)
+    if not counts.any():
         raise ConfigError("the trace has no verifications", file=str(path))
     return counts
 
 
 AcceptanceValue = float | list[float] | str
+
+
+def not_a_bool(value):
+    """A rate is a number: YAML's true and false (which pydantic would read as 1 and 0) are refused."""
+    if isinstance(value, bool) or isinstance(value, list) and any(isinstance(v, bool) for v in value):
+        raise ValueError("an acceptance rate is a number in [0, 1], a per-position list of them or a trace CSV path, "
+                         "not true or false")
+    return value
 
 
 def check_acceptance(value: AcceptanceValue) -> AcceptanceValue:
@@ -164,6 +162,8 @@ def check_tree(value: str | list[list[int]] | None, key: str = "tree") -> None:
         return
     if isinstance(value, str):
         raise FieldError(key, f"unknown tree {value!r}; expected chain, {', '.join(TREES)} or a list of paths")
+    if not value:
+        raise FieldError(key, "an empty tree drafts nothing; give at least one path ([[0]]: one draft)")
     seen = {tuple(p) for p in value}
     if len(seen) != len(value):
         raise FieldError(key, "a path is given twice")
@@ -175,32 +175,21 @@ def check_tree(value: str | list[list[int]] | None, key: str = "tree") -> None:
 
 
 def read_skip_trace(path: Path, layers: int) -> np.ndarray:
-    """Per layer, the share of decode tokens skipping it (absent layers: 0)."""
-    text = read_text(path, "a layer-skip trace CSV", "layer-skip traces", MAX_ACCEPT_BYTES, "16 MiB")
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    header = [c.strip() for c in rows[0]] if rows else []
-    if sorted(header) != ["layer", "skip"]:
-        raise ConfigError(f"expected the header layer,skip, got {','.join(header) or 'nothing'}", file=f"{path}:1")
-    skip = np.zeros(layers)
-    seen: set[int] = set()
-    for line, cells in enumerate(rows[1:], start=2):
-        if not cells:
-            continue
-        where = f"{path}:{line}"
-        if len(cells) != 2:
-            raise ConfigError(f"the row has {len(cells)} cells, expected 2 (layer, skip)", file=where)
-        row = dict(zip(header, (c.strip() for c in cells)))
-        layer = whole_number(row["layer"])
-        if layer is None or layer >= layers:
-            raise ConfigError(f"expected a layer from 0 to {layers - 1}, got {row['layer']!r}", file=where, key="layer")
-        if layer in seen:
-            raise ConfigError(f"a second row for layer {layer}", file=where, key="layer")
-        seen.add(layer)
-        try:
-            rate = float(row["skip"])
-        except ValueError:
-            rate = math.nan
+    """Per layer, the share of decode tokens skipping it (absent layers: 0), from a CSV of
+    columns ``layer`` and ``skip``, one row per layer at most."""
+    def cell(text: str, column: str, where: str) -> float:
+        if column == "layer":
+            value = whole_number(text)
+            if value is None or value >= layers:
+                raise ConfigError(f"expected a layer from 0 to {layers - 1}, got {text!r}", file=where, key=column)
+            return value
+        rate = decimal_cell(text, column, where)
         if not 0.0 <= rate < 1.0:
-            raise ConfigError(f"expected a skip rate in [0, 1), got {row['skip']!r}", file=where, key="skip")
-        skip[layer] = rate
+            raise ConfigError(f"expected a skip rate in [0, 1), got {text!r}", file=where, key=column)
+        return rate
+
+    skip = np.zeros(layers)
+    for (layer,), row in unique(path, read_table(path, "a layer-skip trace CSV", ("layer", "skip"), cell),
+                                ("layer",)).items():
+        skip[layer] = row["skip"]
     return skip

@@ -26,13 +26,16 @@ import math
 from dataclasses import dataclass
 
 from archsim.dtypes import DType
+from archsim.errors import ConfigError
 from archsim.ir import ops
 from archsim.ir.graph import Generation, OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder, Tokens, transformer_block
 from archsim.workloads.lm import LanguageModel, resolve_model
 from archsim.workloads.llm_schedules import Draft, Firp, LayerSkip, LLMSchedule, Medusa, SelfSpec
-from archsim.workloads.llm_schedules_eagle import Eagle, eagle_phases
+from archsim.workloads.inputs import regular_file_size
+from archsim.workloads.llm_schedules_eagle import Eagle, eagle_phases, eagle_prefill
+from archsim.workloads.llm_schedules_inputs import trace_file
 from archsim.workloads.llm_schedules_ssd import Ssd, ssd_phases
 
 
@@ -167,6 +170,10 @@ def lower_schedule(spec, schedule: LLMSchedule, paths, tp: int = 1, ep: int = 1)
     model = resolve_model(spec.model, paths)
     precision = spec.precision.precision()
     b, prompt, n = spec.batch, spec.prompt_len, spec.output_len - 1
+    if schedule.SPECULATIVE and b > 1:
+        raise ConfigError(f"{schedule.NAME} verifies a batch in lock-step, so a round ends with its slowest sequence; "
+                          f"archsim models one sequence (batch 1 on each chip, as the authors' codes run), got {b}",
+                          file=paths.source("batch"), key="batch")
     splits = _splits(schedule, model)
     phases: list[Phase] = []
 
@@ -183,7 +190,7 @@ def lower_schedule(spec, schedule: LLMSchedule, paths, tp: int = 1, ep: int = 1)
     decode = "decode" in spec.phases and n > 0
     steps: tuple[str, ...] = ()
     if decode and isinstance(schedule, LayerSkip):
-        phases += _layer_skip(spec, schedule, model, precision, splits, tp, ep)
+        phases += _layer_skip(spec, schedule, model, precision, splits, tp, ep, paths)
         steps = tuple(p.name for p in phases if p.name != "prefill")
     elif decode:
         phases += _speculative(spec, schedule, model, precision, splits, tp, ep, target, paths)
@@ -209,9 +216,9 @@ def _splits(schedule: LLMSchedule, model: LanguageModel) -> tuple[int, ...]:
     return (cut,)
 
 
-def _layer_skip(spec, schedule: LayerSkip, model, precision, splits, tp, ep) -> list[Phase]:
+def _layer_skip(spec, schedule: LayerSkip, model, precision, splits, tp, ep, paths) -> list[Phase]:
     b, prompt, n = spec.batch, spec.prompt_len, spec.output_len - 1
-    mean = schedule.layers_run(model.num_hidden_layers)
+    mean = schedule.layers_run(model.num_hidden_layers, paths)
     low = math.floor(mean)
     phases = []
     policy = schedule.policy_hidden
@@ -256,14 +263,16 @@ def _medusa_heads(graph, model, precision, schedule: Medusa, rows: int, scope: s
 def _speculative(spec, schedule, model, precision, splits, tp, ep, target, paths) -> list[Phase]:
     b, prompt, n = spec.batch, spec.prompt_len, spec.output_len - 1
     tree = schedule.token_tree()
-    tau = schedule.tokens_per_round()
-    rounds = schedule.rounds(n)
+    tau = schedule.tokens_per_round(paths)
+    rounds = schedule.rounds(n, paths)
     phases: list[Phase] = []
-    draft_model = resolve_model(schedule.model, _DraftPaths(paths)) if isinstance(schedule, Draft) else None
+    draft_model = _draft_model(schedule, model, paths) if isinstance(schedule, Draft) else None
     if draft_model is not None and "prefill" in spec.phases:  # the assistant's first call reads the prompt
         tokens = Tokens(b, prompt, prompt, kv_cache=True, causal=True)
         graph, *_ = forward(draft_model, precision, (), [Segment(tokens)], b, "draft prefill", tp, ep, prefix="draft")
         phases.append(Phase("draft prefill", graph))
+    if isinstance(schedule, Eagle) and "prefill" in spec.phases:  # the head reads the prompt once
+        phases.append(eagle_prefill(spec, model, precision, tp, ep))
     q = tree.size
     for context, count in context_groups(prompt, rounds, tau, spec.decode_groups):
         tag = f"@{context}"
@@ -321,8 +330,9 @@ def _speculative(spec, schedule, model, precision, splits, tp, ep, target, paths
 
 
 def _kv_compact(model: LanguageModel, precision, b: int, kept: int, tp: int) -> OpGraph:
-    """Medusa's ``update_inference_inputs``: the accepted path's K/V entries copied into place,
-    one entry per layer (K and V) for each emitted token."""
+    """Medusa's ``update_inference_inputs``: the accepted path's K/V entries copied into place
+    (``tgt = past_key_values_data[..., select_indices, :]``, a gather, then ``dst.copy_(tgt)``),
+    one entry per layer (K and V) for each emitted token: read from the cache, written back."""
     graph = OpGraph()
     for parts in stacks(model, ()):
         for name, sparse, sliding, count in parts:
@@ -333,24 +343,54 @@ def _kv_compact(model: LanguageModel, precision, b: int, kept: int, tp: int) -> 
             keys = min(kept, shape.window) if shape.window is not None else kept  # a rolling buffer
             s = _Stack(graph, f"{name}.attn", precision, copies=count, scope="kv compact", depth=count)
             for part in ("k", "v"):
+                cache = s.cache(f"{part}_cache", b, kvh, keys, shape.dh)
                 entry = s.act(f"{part}_accepted", b, kvh, 1, shape.dh)
-                s.add(ops.CacheWrite, f"{part}_compact", (entry,), (s.cache(f"{part}_cache", b, kvh, keys, shape.dh),))
+                s.add(ops.EmbeddingLookup, f"{part}_gather", (cache,), (entry,), b * kvh)
+                s.add(ops.CacheWrite, f"{part}_compact", (entry,), (cache,))
     return graph
 
 
+def _draft_model(schedule: Draft, target: LanguageModel, paths) -> LanguageModel:
+    """The draft model, resolved as the target is (a path relative to the workload file, a
+    mapping, ``from:`` plus fields), its errors naming ``schedule.model``; its vocabulary must be
+    the target's."""
+    draft_paths = _DraftPaths(paths)
+    named = paths.source("schedule.model")
+    value = schedule.model
+    given = value if isinstance(value, str) else value.get("from")
+    if isinstance(given, str):  # a missing file or a directory: the workload's error, at its key
+        key = "model" if isinstance(value, str) else "model.from"
+        path = draft_paths(key, given)
+        try:
+            regular_file_size(path, "a config.json or YAML model config")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}", file=named, key=f"schedule.{key}") from None
+    try:
+        draft = resolve_model(value, draft_paths)
+    except ConfigError as exc:  # resolve_model names the target's keys (model, model.<field>): these are schedule.model's
+        lines = []
+        for line in str(exc).splitlines():
+            if line.startswith(f"{named}: model"):
+                line = f"{named}: schedule.{line[len(named) + 2:]}"
+            lines.append(line.replace(f"named by {named}, key model", f"named by {named}, key schedule.model"))
+        raise ConfigError("\n".join(lines)) from None
+    if draft.vocab_size != target.vocab_size:
+        raise ConfigError(f"the draft model has a vocabulary of {draft.vocab_size} tokens, the target {target.vocab_size}: "
+                          "a draft proposes the target's tokens (transformers' assisted decoding: one tokenizer; "
+                          "drafting across tokenizers is not modelled)", file=named, key="schedule.model.vocab_size")
+    return draft
+
+
 class _DraftPaths:
-    """Paths of the draft model: the workload's own resolution (relative to the file that names
-    it), falling back to workloads/ for a path given on the command line."""
+    """Paths of the draft model, read by ``resolve_model`` at the target's keys (``model``,
+    ``model.from``), which are ``schedule.model...``: relative to the file that names them,
+    falling back to the current folder and workloads/ (``trace_file``)."""
 
     def __init__(self, paths):
         self._paths = paths
 
     def source(self, key: str) -> str:
-        return self._paths.source("schedule")
+        return self._paths.source(f"schedule.{key}")
 
     def __call__(self, key: str, value: str):
-        from archsim.workloads.llm_schedules import trace_path
-
-        resolved = self._paths("schedule", value)
-        return resolved if resolved.exists() else trace_path(value)
-
+        return trace_file(value, self._paths, f"schedule.{key}")

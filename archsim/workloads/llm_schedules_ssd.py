@@ -9,7 +9,7 @@ steps a round; the verification is the full model over the last token and the k 
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from archsim.config.fields import Count, NonNegativeCount
 from archsim.dtypes import DType
@@ -53,15 +53,13 @@ class Ssd(_Speculative):
     skip_mlp: list[NonNegativeCount] = Field(default=[], description="layers whose MLP the drafts skip")
     k: Count = Field(default=8, le=64, description="draft tokens per verification (max_step_draft=8)")
 
-    @model_validator(mode="after")
-    def _sets(self) -> "Ssd":
+    def _check_inputs(self) -> None:
         if self.skip is not None and self.skip not in SKIP_SETS:
             raise FieldError("skip", f"unknown skip set {self.skip!r}; expected one of: {', '.join(SKIP_SETS)}")
         if self.skip is not None and (self.skip_attention or self.skip_mlp):
             raise FieldError("skip", "give a named skip set or the lists skip_attention and skip_mlp, not both")
         if self.skip is None and not (self.skip_attention or self.skip_mlp):
             raise FieldError("skip", "the drafts must skip something: give skip, skip_attention or skip_mlp")
-        return self
 
     def token_tree(self) -> Tree:
         return Tree.chain(self.k)

@@ -99,11 +99,13 @@ def decimal_cell(text: str, column: str, where: str) -> float:
 
 
 def read_table(path: Path, what: str, columns: tuple[str, ...],
-               cell: Callable[[str, str, str], Any]) -> list[tuple[int, dict[str, Any]]]:
-    """The rows of a CSV whose header names exactly ``columns`` (in any order), as (line, values);
-    ``cell(text, column, where)`` reads a cell. Errors name the file, the line and the column."""
+               cell: Callable[[str, str, str], Any], optional: tuple[str, ...] = ()) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of a CSV whose header names exactly ``columns`` (in any order) and any of
+    ``optional``, as (line, values); ``cell(text, column, where)`` reads a cell. Errors name the
+    file, the line and the column."""
     text = read_text(path, what, "schedule tables", MAX_TABLE_BYTES, "16 MiB")
-    expected = f"expected the columns {', '.join(columns)}"
+    expected = f"expected the columns {', '.join(columns)}" + (f" and optionally {', '.join(optional)}" if optional
+                                                                else "")
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[tuple[int, dict[str, Any]]] = []
     try:
@@ -112,8 +114,9 @@ def read_table(path: Path, what: str, columns: tuple[str, ...],
             raise ConfigError(f"the file is empty; expected a header row {','.join(columns)}", file=str(path))
         header = [c.strip() for c in header]
         for column in header:
-            if column not in columns or header.count(column) > 1:
-                raise ConfigError(f"{'repeated' if column in columns else 'unknown'} column {column!r}; {expected}",
+            known = column in columns or column in optional
+            if not known or header.count(column) > 1:
+                raise ConfigError(f"{'repeated' if known else 'unknown'} column {column!r}; {expected}",
                                   file=f"{path}:1")
         missing = [c for c in columns if c not in header]
         if missing:
