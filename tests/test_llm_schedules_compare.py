@@ -91,3 +91,33 @@ def test_bad_schedules_exit_2_in_one_line(tmp_path, schedule, message):
                    "--schedule", schedule, "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert message in proc.stderr, proc.stderr
+
+
+def test_the_workload_files_own_schedule_keeps_its_relative_paths(tmp_path):
+    # a draft model and an acceptance trace beside the workload, run from another folder: the
+    # file's own schedule is run as the file says; the acceptance sweep changes only acceptance
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    (folder / "draft.yaml").write_text(
+        "model_type: llama\nhidden_size: 2048\nintermediate_size: 5504\nnum_hidden_layers: 1\n"
+        "num_attention_heads: 16\nnum_key_value_heads: 16\nvocab_size: 32000\nrms_norm_eps: 1.0e-5\n")
+    # 4 verifications accepting 0, 0, 3, 1 drafts: 1 on average, 2 tokens a round
+    (folder / "accept.csv").write_text("accepted,count\n0,2\n3,1\n1,1\n")
+    (folder / "small.yaml").write_text(WORKLOAD + "schedule: {name: draft, model: draft.yaml, k: 3, "
+                                       "acceptance: accept.csv}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # no --schedule: the default list, the file's own schedule first
+    run = run_cli("compare-schedules", str(HW / "tpuv4i.yaml"), "--workload", str(folder / "small.yaml"),
+                  "--out", str(tmp_path / "out2"), "--json", cwd=elsewhere)
+    assert run.returncode == 0, run.stderr
+    frame = pd.DataFrame(json.loads(run.stdout))
+    own = frame[frame["schedule"] == "draft (workload file)"].iloc[0]
+    assert own["tokens_per_round"] == pytest.approx(2.0)
+    assert own["accepted_distribution"] == "0.500/0.250/0.000/0.250"
+    curves = pd.read_csv(tmp_path / "out2" / "speedup_vs_acceptance.csv")
+    draft = curves[curves["schedule"] == "draft (workload file)"]
+    assert list(draft["acceptance"]) == list(ACCEPTANCE_GRID)
+    # a = 0.5, k = 3: (1 - 0.5^4) / 0.5 = 1.875 tokens a round; a = 1: 4
+    assert draft[draft["acceptance"] == 0.5]["tokens_per_round"].iloc[0] == pytest.approx(1.875)
+    assert draft["tokens_per_round"].iloc[-1] == pytest.approx(4.0)

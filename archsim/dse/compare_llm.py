@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 
 from archsim.api import simulate
-from archsim.config.loader import Override, option_label
+from archsim.config.loader import Override, load_layered, option_label, validate_layered
 from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
 from archsim.ir.summary import summarize
 from archsim.sim.serving import serving
-from archsim.workloads.base import Lowering, load_spec, load_spec_and_workload
-from archsim.workloads.llm_schedules import parse_llm_schedule
+from archsim.workloads.base import Lowering, PathResolver, load_spec, lower
+from archsim.workloads.llm import LLMWorkload
+from archsim.workloads.llm_schedules import parse_llm_schedule, schedule_params
 
 # The constant acceptance rates each speculative schedule is swept over (a plotting grid).
 ACCEPTANCE_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
@@ -38,7 +39,15 @@ class LLMRuns:
     curves: pd.DataFrame  # schedule, hardware, acceptance, tokens_per_round, speedup_vs_vanilla, ...
 
 
-def default_schedules(workload_file: Path, workload_overrides: Sequence[Override] = ()) -> list[str]:
+@dataclass(frozen=True)
+class OwnSchedule:
+    """The workload file's own schedule, run as the file says: no ``--schedule`` override, so the
+    paths in it (a draft model, a trace) stay relative to the file."""
+
+    value: str | dict
+
+
+def default_schedules(workload_file: Path, workload_overrides: Sequence[Override] = ()) -> list:
     """The workload's own schedule, Medusa, EAGLE, and LayerSkip and FIRP where the model is
     deep enough for their default cuts (the draft and ssd schedules need a draft model or a skip
     set: give them)."""
@@ -47,32 +56,60 @@ def default_schedules(workload_file: Path, workload_overrides: Sequence[Override
 
     spec = load_spec(workload_file, workload_overrides)
     layers = resolve_model(spec.model, PathResolver(default=Path(workload_file).parent)).num_hidden_layers
-    own = [] if spec.schedule is None or parse_llm_schedule(spec.schedule).NAME == "vanilla" else [spec.schedule]
+    own = ([] if spec.schedule is None or parse_llm_schedule(spec.schedule, str(workload_file)).NAME == "vanilla"
+           else [OwnSchedule(spec.schedule)])
     return own + ["medusa", "eagle"] + [name for name, cut in (("self_spec", 8), ("firp", 16)) if layers > cut]
 
 
 def _label(value) -> str:
-    """A schedule's name in the rows: its text, or a workload file's mapping by its name."""
-    return value if isinstance(value, str) else f"{value.get('name')} (workload file)"
+    """A schedule's name in the rows: its text, the workload file's own by its name, a mapping by its name."""
+    if isinstance(value, str):
+        return value
+    return f"{schedule_params(value.value)[0]} (workload file)" if isinstance(value, OwnSchedule) else \
+        f"{value.get('name')} (a mapping)"
 
 
-def run_schedule(hw: HardwareConfig, workload_file: Path, schedule, overrides: Sequence[Override]):
-    text = schedule if isinstance(schedule, str) else f"{schedule.get('name')}:acceptance={schedule.get('acceptance')}"
-    extra = Override(("schedule",), schedule, f"schedule={text}", option_label(text, "--schedule"))
-    spec, workload = load_spec_and_workload(workload_file, [*overrides, extra], Lowering.of(hw))
-    return spec, workload, simulate(hw, workload)
+def run_schedule(hw: HardwareConfig, workload_file: Path, schedule: str | dict | OwnSchedule,
+                 overrides: Sequence[Override], acceptance: float | None = None):
+    """The spec, workload and result of ``schedule``: a ``--schedule`` text or mapping (set over
+    the file's, its paths relative to the current folder), or the file's own (run as the file
+    says), at a constant ``acceptance`` rate if given (every other setting as given)."""
+    return _run(hw, workload_file, schedule, overrides, acceptance)[:3]
 
 
-def row_of(label: str, hw: HardwareConfig, spec, workload, result) -> dict:
+def _run(hw: HardwareConfig, workload_file: Path, schedule: str | dict | OwnSchedule,
+         overrides: Sequence[Override], acceptance: float | None = None):
+    """``run_schedule``'s spec, workload and result, and the path resolver that finds the files
+    the schedule names (a trace: ``row_of`` reads it)."""
+    extra = []
+    if not isinstance(schedule, OwnSchedule):
+        value = schedule
+        if acceptance is not None:
+            name, params = schedule_params(schedule)
+            value = {"name": name, **params, "acceptance": acceptance}
+        text = schedule if isinstance(schedule, str) else f"{schedule.get('name')} (a mapping)"
+        extra.append(Override(("schedule",), value, f"schedule={text}", option_label(text, "--schedule")))
+    layered = load_layered(workload_file, [*overrides, *extra])
+    spec = validate_layered(LLMWorkload, layered, str(workload_file))
+    if isinstance(schedule, OwnSchedule) and acceptance is not None:
+        # only schedule.acceptance changes: the schedule stays the file's, its paths relative to it
+        name, params = schedule_params(spec.schedule, str(workload_file))
+        spec = spec.model_copy(update={"schedule": {"name": name, **params, "acceptance": acceptance}})
+    paths = PathResolver(layered)
+    workload = lower(spec, paths, Lowering.of(hw), str(workload_file))
+    return spec, workload, simulate(hw, workload), paths
+
+
+def row_of(label: str, hw: HardwareConfig, spec, workload, result, paths=None) -> dict:
     schedule = spec.decode_schedule()
     tree = schedule.token_tree()
-    acceptance = schedule.acceptance_model()
+    acceptance = schedule.acceptance_model(paths)
     distribution = acceptance.probabilities(tree.depth) if tree is not None and acceptance is not None else np.ones(1)
     feasible = result.feasible
     tokens = workload.generation.tokens
     row = {
         "schedule": label, "hardware": hw.name, "feasible": feasible, "reason": result.reason,
-        "tokens_per_round": schedule.tokens_per_round(),
+        "tokens_per_round": schedule.tokens_per_round(paths),
         "accepted_distribution": "/".join(f"{p:.3f}" for p in distribution),
         "macs": workload.macs, "params": summarize(workload).params,
         "latency_s": result.latency_s if feasible else float("nan"),
@@ -89,16 +126,17 @@ def row_of(label: str, hw: HardwareConfig, spec, workload, result) -> dict:
     return row
 
 
-def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: Sequence[str],
+def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: Sequence[str | OwnSchedule],
             workload_overrides: Sequence[Override] = ()) -> tuple[pd.DataFrame, LLMRuns]:
     values = {_label(v): v for v in ["vanilla", *schedules]}  # 'vanilla' is every ratio's reference
-    parsed = {text: parse_llm_schedule(value) for text, value in values.items()}  # a clear error before any work
+    parsed = {text: parse_llm_schedule(value.value, str(workload_file)) if isinstance(value, OwnSchedule)
+              else parse_llm_schedule(value) for text, value in values.items()}  # a clear error before any work
     rows, curve_rows = [], []
     for hw in hardware:
         reference = None
         for text, value in values.items():
-            spec, workload, result = run_schedule(hw, workload_file, value, workload_overrides)
-            row = row_of(text, hw, spec, workload, result)
+            spec, workload, result, paths = _run(hw, workload_file, value, workload_overrides)
+            row = row_of(text, hw, spec, workload, result, paths)
             if text == "vanilla":
                 reference = row
             for column, key in (("speedup_vs_vanilla", "latency_s"), ("energy_vs_vanilla", "energy_j"),
@@ -110,9 +148,9 @@ def compare(hardware: Sequence[HardwareConfig], workload_file: Path, schedules: 
             if not schedule.SPECULATIVE:
                 continue
             for a in ACCEPTANCE_GRID:
-                swept = {"name": schedule.NAME, **schedule.model_dump(), "acceptance": float(a)}
-                spec_a, workload_a, result_a = run_schedule(hw, workload_file, swept, workload_overrides)
-                point = row_of(text, hw, spec_a, workload_a, result_a)
+                spec_a, workload_a, result_a, paths_a = _run(hw, workload_file, value, workload_overrides,
+                                                                     float(a))
+                point = row_of(text, hw, spec_a, workload_a, result_a, paths_a)
                 curve_rows.append({"schedule": text, "hardware": hw.name, "acceptance": float(a),
                                    "tokens_per_round": point["tokens_per_round"],
                                    "latency_s": point["latency_s"], "tpot_s": point["tpot_s"],
