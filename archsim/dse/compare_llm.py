@@ -6,7 +6,8 @@ energy per token, the expected tokens per verification and its distribution, and
 energy and MACs against ``vanilla`` on the same chip. Each speculative schedule is also run at
 constant acceptance rates from 0 to 1 (``ACCEPTANCE_GRID``), every other setting as given: the
 speed-up against acceptance per chip, whose crossings between chips (and with 1, the break-even
-rate) the plot ``speedup_vs_acceptance`` shows.
+rate) the plot ``speedup_vs_acceptance`` shows. The workload file's own schedule is run as the file
+says (its draft model and traces relative to it); its sweep changes ``schedule.acceptance`` only.
 """
 
 from __future__ import annotations

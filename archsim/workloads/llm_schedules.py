@@ -91,8 +91,9 @@ class Vanilla(LLMSchedule):
 class _Speculative(LLMSchedule):
     SPECULATIVE = True
     acceptance: AcceptanceValue = Field(
-        default=0.6, description="a constant acceptance rate, a per-position curve or a CSV trace of accepted "
-        "lengths (default 0.6: an ASSUMPTION, docs/sources/speculative.md#acceptance)")
+        default=0.6, description="a constant acceptance rate, a per-position curve (a rate per draft) or a CSV "
+        "trace of accepted lengths, relative to the workload file (default 0.6: an ASSUMPTION, "
+        "docs/sources/speculative.md#acceptance)")
 
     @field_validator("acceptance", mode="before")
     @classmethod
@@ -206,7 +207,8 @@ class LayerSkip(LLMSchedule):
 
     NAME = "layer_skip"
     skip_ratio: Fraction | None = Field(default=None, description="mean share of layers a decode token skips")
-    trace: str | None = Field(default=None, description="CSV of per-layer skip rates: columns layer, skip")
+    trace: str | None = Field(default=None, description="CSV of per-layer skip rates (columns layer, skip), "
+                              "relative to the workload file")
     policy_hidden: NonNegativeCount = Field(default=0, description="hidden width of a per-layer skip policy MLP; 0: "
                                             "none modelled (DASH overlaps it with the layers; ASSUMPTION)")
 

@@ -6,7 +6,8 @@ The draft head is one decoder layer fed ``fc([token embedding, target hidden sta
 the head reads the newly accepted tokens (about ``tau`` of them: the target's hidden states are
 new for those), then ``depth`` expansion steps of ``top_k`` tokens each (the best ``top_k`` of
 ``top_k^2`` continuations), each against its growing cache; then the target verifies the best
-``total_tokens - 1`` drafts and the root, a tree of ``total_tokens``, in one pass.
+``total_tokens - 1`` drafts and the root, a tree of ``total_tokens``, in one pass. Before the
+first round the head reads the whole prompt once (``eagle prefill``).
 """
 
 from __future__ import annotations

@@ -6,9 +6,13 @@ against the KV cache: ``Tokens(batch, q, context + q, kv_cache=True, causal=True
 attention mask lies within the last q keys, where a causal kernel computes whole blocks too,
 so the tree pass costs what a causal one does. The pass writes the K/V of its q tokens; the
 rejected ones are rolled back by cutting the cache length (transformers' ``DynamicLayer.crop``
-and LayerSkip's ``crop_past_key_values`` slice the cache: no bytes move); Medusa instead copies
-the accepted path's entries into place (``update_inference_inputs``), one entry per emitted
-token, a phase of its own (``kv compact``) repeated once per decode token.
+and LayerSkip's ``crop_past_key_values`` slice the cache: no bytes move); Medusa and EAGLE instead
+gather the accepted path's entries from the cache and copy them into place
+(``update_inference_inputs``), one entry read and written per emitted token, a phase of its own
+(``kv compact``) repeated once per decode token.
+
+A speculative schedule runs batch 1 (per chip): its rounds come from one sequence's mean tokens
+per round, and a batch verified in lock-step would end each round with its slowest sequence.
 
 Repeat counts: a round yields on average ``tau`` tokens (the acceptance input), so N decode
 tokens take ``rounds = ceil(N / tau)`` rounds (the last round's surplus dropped). Round r
