@@ -6,7 +6,6 @@ GPU's: start-up time, issue 22)."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable
@@ -18,18 +17,13 @@ if TYPE_CHECKING:
     from archsim.hw.area import Area
 
 
-def _attribute(path: str):
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
 @dataclass(frozen=True)
 class ChipKind:
-    """A chip kind's pieces, named by import path and loaded on first use."""
+    """A chip kind's pieces, loaded on first use: ``load`` imports them (static imports inside
+    a function) and returns (the model class, the area function)."""
 
     name: str
-    model_path: str  # the class evaluating a workload: (hw, placement_policy=..., dispatch=...) -> a simulator
-    area_path: str  # (hw) -> Area
+    load: Callable[[], tuple[Callable[..., object], Callable[["ChipConfig"], "Area"]]]
 
     @property
     def config(self) -> type:
@@ -37,17 +31,29 @@ class ChipKind:
 
     @cached_property
     def model(self) -> Callable[..., object]:
-        return _attribute(self.model_path)
+        """The class evaluating a workload: (hw, placement_policy=..., dispatch=...) -> a simulator."""
+        return self.load()[0]
 
     @cached_property
     def area(self) -> Callable[["ChipConfig"], "Area"]:
-        return _attribute(self.area_path)
+        return self.load()[1]
 
 
-KINDS: dict[str, ChipKind] = {
-    "tpu": ChipKind("tpu", "archsim.sim.engine.Simulator", "archsim.hw.area.tpu_area"),
-    "gpu": ChipKind("gpu", "archsim.gpu.engine.GpuSimulator", "archsim.gpu.power.gpu_area"),
-}
+def _tpu():
+    from archsim.hw.area import tpu_area
+    from archsim.sim.engine import Simulator
+
+    return Simulator, tpu_area
+
+
+def _gpu():
+    from archsim.gpu.engine import GpuSimulator
+    from archsim.gpu.power import gpu_area
+
+    return GpuSimulator, gpu_area
+
+
+KINDS: dict[str, ChipKind] = {"tpu": ChipKind("tpu", _tpu), "gpu": ChipKind("gpu", _gpu)}
 
 
 def chip_kind(hw: "ChipConfig") -> ChipKind:

@@ -84,12 +84,12 @@ def test_an_unknown_chip_kind(tmp_path):
 def test_a_tpu_section_in_a_gpu_config_and_a_gpu_section_in_a_tpu_config(tmp_path):
     path = config(tmp_path, "mxu: {count: 2}\n")
     fails(["validate", path], f"{path}: mxu: unknown key; expected one of: clock, collectives, compiler, description, "
-          "dispatch, gemm, hbm, kernels, kind, l2, leakage, name, nvlink, periphery_area, sm, static_power, sweep, system, "
-          "tdp, technology", names=str(path))
+          "dispatch, explore, gemm, hbm, kernels, kind, l2, leakage, name, nvlink, periphery_area, sm, static_power, "
+          "sweep, system, tdp, technology", names=str(path))
     path = config(tmp_path, "sm: {count: 2}\n", base=TPUV4I, name="tpu.yaml")
-    fails(["validate", path], f"{path}: sm: unknown key; expected one of: clock, cmem, compiler, description, dispatch, hbm, "
-          "ici, kind, leakage, mxu, name, periphery_area, static_power, sweep, system, tdp, technology, vmem, vpu",
-          names=str(path))
+    fails(["validate", path], f"{path}: sm: unknown key; expected one of: clock, cmem, compiler, description, dispatch, "
+          "explore, hbm, ici, kind, leakage, mxu, name, periphery_area, static_power, sweep, system, tdp, technology, "
+          "vmem, vpu", names=str(path))
     # and on the command line
     fails(["validate", PLAIN, "--set", "vpu.lanes=8"], "--set vpu.lanes=8", "vpu: unknown key",
           names="--set vpu.lanes=8")

@@ -5,8 +5,7 @@ is read, so a TPU run never loads the GPU's (start-up time, issue 22)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 if TYPE_CHECKING:
     from archsim.config.gpu import GpuConfig
@@ -14,16 +13,27 @@ if TYPE_CHECKING:
 
     ChipConfig = Union[HardwareConfig, GpuConfig]
 
-# kind -> (module, class) of its config
-_CLASSES = {"tpu": ("archsim.config.schema", "HardwareConfig"), "gpu": ("archsim.config.gpu", "GpuConfig")}
+def _tpu() -> type:
+    from archsim.config.schema import HardwareConfig
+
+    return HardwareConfig
+
+
+def _gpu() -> type:
+    from archsim.config.gpu import GpuConfig
+
+    return GpuConfig
+
+
+# kind -> what imports its config class (static imports, run on first use)
+_CLASSES: dict[str, Callable[[], type]] = {"tpu": _tpu, "gpu": _gpu}
 CHIP_KINDS = tuple(_CLASSES)
 DEFAULT_KIND = "tpu"
 
 
 def chip_config_class(kind: str) -> type:
     """The config class of a registered chip kind (its module imported on first use)."""
-    module, name = _CLASSES[kind]
-    return getattr(importlib.import_module(module), name)
+    return _CLASSES[kind]()
 
 
 def chip_class(kind: object) -> type | None:

@@ -7,7 +7,6 @@ inside a workload file (a model's config.json, a recorded trace) are relative to
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
 from abc import ABC, abstractmethod
@@ -25,11 +24,32 @@ from archsim.ir.graph import Workload
 from archsim.ir.transformer import Precision
 
 _KINDS: dict[str, type["WorkloadSpec"]] = {}
-# The bundled kinds and the module registering each: imported when a file of that kind is read,
-# so a run loads only its own kind's extractor (start-up time, issue 22).
-BUNDLED_KINDS = {"transformer_block": "archsim.workloads.block", "dit": "archsim.workloads.dit",
-                 "diffusion_transformer": "archsim.workloads.dit_family", "dllm": "archsim.workloads.dllm",
-                 "llm": "archsim.workloads.llm"}
+
+
+def _block() -> None:
+    from archsim.workloads import block  # noqa: F401  (registers the kind)
+
+
+def _dit() -> None:
+    from archsim.workloads import dit  # noqa: F401
+
+
+def _dit_family() -> None:
+    from archsim.workloads import dit_family  # noqa: F401
+
+
+def _dllm() -> None:
+    from archsim.workloads import dllm  # noqa: F401
+
+
+def _llm() -> None:
+    from archsim.workloads import llm  # noqa: F401
+
+
+# The bundled kinds and what imports the module registering each: run when a file of that kind
+# is read, so a run loads only its own kind's extractor (start-up time, issue 22).
+BUNDLED_KINDS = {"transformer_block": _block, "dit": _dit, "diffusion_transformer": _dit_family, "dllm": _dllm,
+                 "llm": _llm}
 
 # A documented limit: elements of one tensor (of one layer's copy), about 10^15. Every field is
 # bounded, but their products (batch x tokens x hidden) are not; this keeps every dimension and
@@ -50,7 +70,7 @@ def workload_kinds() -> list[str]:
 def spec_class(kind: str) -> type["WorkloadSpec"] | None:
     """The spec class of a workload kind (its module imported on first use), or None."""
     if kind not in _KINDS and kind in BUNDLED_KINDS:
-        importlib.import_module(BUNDLED_KINDS[kind])
+        BUNDLED_KINDS[kind]()
     return _KINDS.get(kind)
 
 

@@ -27,7 +27,6 @@ trees, skip traces). The lowering is ``archsim.workloads.llm_schedules_lower``.
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any, ClassVar
 
@@ -292,5 +291,4 @@ def check_llm_schedule(value: Any) -> None:
 
 
 # The schedules in their own modules register on import.
-importlib.import_module("archsim.workloads.llm_schedules_ssd")
-importlib.import_module("archsim.workloads.llm_schedules_eagle")
+from archsim.workloads import llm_schedules_eagle, llm_schedules_ssd  # noqa: E402,F401
