@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from archsim.api import gemm_workload, load_hardware, load_workload, simulate
 from archsim.sim.engine import Simulator, clear_caches
-from tests.conftest import ROOT, TPUV4I
+from tests.conftest import HW, ROOT, TPUV4I
 
 
 @pytest.fixture
@@ -107,6 +107,26 @@ def test_shared_costs_never_leak_between_chips(first, second):
     clear_caches()
     simulate(a, workload)
     assert simulate(b, workload).summary() == alone
+
+
+@pytest.mark.parametrize("workload", ["llama2_7b_layer_decode.yaml", "gpt3_30b_layer_prefill.yaml",
+                                      "dit_xl_2_block_512.yaml"])
+def test_chips_alike_but_for_the_prefetch_buffer_share_no_prefetched_time(workload):
+    """The overlapped placement search weighs ops with their weights prefetched, and shares those
+    times by content: a chip whose compiler prefetches into less VMEM, evaluated after one that
+    prefetches into more (every other value alike, so every op's cost is shared), gives the same
+    bits as evaluated alone."""
+    sets = ["vmem.capacity=4 MiB"]
+    more = load_hardware(HW / "cim_design_b.yaml", [*sets, "compiler.prefetch=0.5"])
+    less = load_hardware(HW / "cim_design_b.yaml", [*sets, "compiler.prefetch=0.01"])
+    path = ROOT / "workloads" / workload
+    for first, second in ((more, less), (less, more)):
+        clear_caches()
+        alone = simulate(second, load_workload(path, hw=second))
+        clear_caches()
+        simulate(first, load_workload(path, hw=first))
+        after = simulate(second, load_workload(path, hw=second))
+        assert after.summary() == alone.summary() and after.table().equals(alone.table())
 
 
 @lru_cache(maxsize=1)
