@@ -120,6 +120,8 @@ RELATED = {
     "archsim/hw/memory.py": ("tests/test_engine.py",),
     "archsim/hw/placement.py": ("tests/test_placement.py", "tests/test_engine.py"),
     "archsim/sim/serving.py": ("tests/test_serving.py",),
+    "archsim/sim/engine.py": ("tests/test_scaling.py", "tests/test_engine.py", "tests/test_cim_energy.py",
+                              "tests/test_metrics.py", "tests/test_quantization.py", "tests/test_silicon.py"),
     "archsim/workloads/llm_schedules": ("tests/test_llm_schedules.py", "tests/test_llm_schedules_compare.py"),
     "archsim/gpu/gemm.py": ("tests/test_gpu_model.py",),
     "archsim/hw/tiling.py": ("tests/test_tiling.py", "tests/test_engine.py", "tests/test_quantization.py"),
