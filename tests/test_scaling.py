@@ -129,6 +129,25 @@ def test_chips_alike_but_for_the_prefetch_buffer_share_no_prefetched_time(worklo
         assert after.summary() == alone.summary() and after.table().equals(alone.table())
 
 
+def test_an_ops_prefetched_time_is_its_own_buffers():
+    # the time the placement search weighs an op by, its weights fetched ahead into the buffer:
+    # a 4096 x 4096 int8 weight (16 MiB) fetched ahead into 2 MiB or into 41 KiB of VMEM
+    from archsim.hw.memory import Level
+    from archsim.passes import compile_for
+
+    more = Simulator(load_hardware(HW / "cim_design_b.yaml", ["vmem.capacity=4 MiB", "compiler.prefetch=0.5"]))
+    less = Simulator(load_hardware(HW / "cim_design_b.yaml", ["vmem.capacity=4 MiB", "compiler.prefetch=0.01"]))
+    workload = compile_for(more.hw, _LLM_LAYER())
+    op = max((o for phase in workload.phases for o in phase.graph.ops()), key=lambda o: o.macs)
+    levels = tuple(Level.HBM for _ in op.tensor_names)
+    clear_caches()
+    alone = less._overlapped_op_time(op, levels)
+    clear_caches()
+    ahead = more._overlapped_op_time(op, levels)
+    assert ahead < alone  # more of the weight's transfer hidden
+    assert less._overlapped_op_time(op, levels) == alone
+
+
 @lru_cache(maxsize=1)
 def _LLM_LAYER():
     return load_workload(ROOT / "workloads" / "gpt3_30b_layer_decode.yaml")
