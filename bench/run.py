@@ -101,7 +101,9 @@ def gemms(report: Report) -> None:
     one = workloads[0]
     sim.run(one)
     report.add("gemm_eval_us", best_of(lambda: [sim.run(one) for _ in range(1000)]) / 1000 * 1e6, "us",
-               "a shape seen before on a chip alike (cost cache)")
+               "a shape seen before on a chip alike (cost cache); the energy totalled when asked")
+    report.add("gemm_eval_energy_us", best_of(lambda: [sim.run(one).energy.total for _ in range(1000)]) / 1000 * 1e6,
+               "us", "the same, its energy totalled too (static power from the die's area)")
     report.add("gemm_simulate_from_scratch_us", best_of(lambda: [simulate(hw, one) for _ in range(200)]) / 200 * 1e6,
                "us", "api.simulate: builds the Simulator too")
     gpu = load_hardware(ROOT / "hw_configs" / "a100_80gb.yaml")

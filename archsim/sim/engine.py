@@ -84,11 +84,10 @@ class Simulator:
             plans = feasible + [without_preload(p) for p in feasible if p.preload]
             results = [self.run_with(workload, p) for p in plans]
             fastest = min(r.latency_s for r in results)
-            return min((r for r in results if r.latency_s == fastest), key=lambda r: r.energy.total)
+            return _least_energy([r for r in results if r.latency_s == fastest])
         # the whole result only for the fastest plans (their energies break a tie)
         fastest = min(times)
-        results = [self.run_with(workload, p) for p, t in zip(feasible, times) if t == fastest]
-        return min(results, key=lambda r: r.energy.total)  # the first of equal ones
+        return _least_energy([self.run_with(workload, p) for p, t in zip(feasible, times) if t == fastest])
 
     def _placements(self, workload: Workload, overlapping: bool) -> tuple[Placement, ...]:
         """The placement search's plans, shared by chips alike in everything costs read and in
@@ -356,6 +355,12 @@ class Simulator:
             latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
             bottleneck=_bottleneck(compute_s, times, unit), busy=busy_of((unit, compute_s), channels=times),
         )
+
+
+def _least_energy(results: list[RunResult]) -> RunResult:
+    """The first of the results with the least energy; a lone one without totalling its energy
+    (a run's energy sums every op's and adds static power: most runs have one fastest plan)."""
+    return results[0] if len(results) == 1 else min(results, key=lambda r: r.energy.total)
 
 
 # Distinct (chip, op, placement) costs kept per process: a sweep's design points share the ops
