@@ -37,7 +37,7 @@ from archsim.ir.tensor import Role
 from archsim.memo import BoundedMemo
 from archsim.sim.cost import OpCost, busy_of
 from archsim.passes import compile_for
-from archsim.sim.engine import UnsupportedOpError, _compute_dtype, _wider, collective_group
+from archsim.sim.op_rules import UnsupportedOpError, collective_group, compute_dtype, wider
 from archsim.sim.result import RunResult
 from archsim.sim.schedule import charge_static, schedule_run
 from archsim.system.topology import topology_of
@@ -126,7 +126,7 @@ class GpuSimulator:
 
     def _matmul_cost(self, op: ops.MatMul, warm: tuple[bool, ...]) -> OpCost:
         hw = self.hw
-        dtype = _compute_dtype(op)
+        dtype = compute_dtype(op)
         if dtype not in hw.sm.tensor_macs_per_cycle:
             supported = ", ".join(d.value for d in hw.matrix_dtypes)
             raise UnsupportedOpError(f"op {op.name!r}: the tensor cores of {hw.name} do not support {dtype} "
@@ -183,7 +183,7 @@ class GpuSimulator:
         hw, sm = self.hw, self.hw.sm
         q, k, v = op.inputs
         out = op.outputs[0]
-        dtype = _wider(op.name, q.dtype, k.dtype)
+        dtype = wider(op.name, q.dtype, k.dtype)
         if dtype not in sm.tensor_macs_per_cycle:
             raise UnsupportedOpError(f"op {op.name!r}: the tensor cores of {hw.name} do not support {dtype}")
         q_blocks = -(-(op.group * op.q_len) // op.block)

@@ -8,7 +8,6 @@ from types import MappingProxyType
 
 from archsim.config.schema import HardwareConfig
 from archsim.dtypes import DType
-from archsim.errors import ArchsimError
 from archsim.hw.energy import Energy, EnergyModel
 from archsim.hw.matrix import MatmulShape, build_matrix_unit
 from archsim.hw.matrix.base import clear_matrix_units
@@ -29,11 +28,10 @@ from archsim.sim.flash_cost import tpu_flash_cost
 from archsim.sim.fused import tpu_fused_cost
 from archsim.sim.result import RunResult
 from archsim.sim.schedule import charge_static, prefetched_time, schedule_run
+from archsim.sim.op_rules import UnsupportedOpError, bottleneck, collective_group, compute_dtype, stored
 from archsim.system.topology import topology_of
 
-
-class UnsupportedOpError(ArchsimError):
-    pass
+__all__ = ["Simulator", "UnsupportedOpError", "clear_caches", "collective_group", "simulate"]
 
 
 class Simulator:
@@ -189,14 +187,14 @@ class Simulator:
         raise UnsupportedOpError(f"op {op.name!r}: no cost model for {type(op).__name__}")
 
     def _matmul_cost(self, op: ops.MatMul, placement: Placement, phase: str, repeat: int) -> OpCost:
-        dtype = _compute_dtype(op)
+        dtype = compute_dtype(op)
         if not self.matrix_unit.supports(dtype):
             supported = ", ".join(d.value for d in DType if self.matrix_unit.supports(d))
             raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype} (supported: {supported})")
         # A weight shared by the whole batch is one matrix: fold the batch into m.
         batch, m = (op.batch, op.m) if op.b_batched else (1, op.batch * op.m)
         shape = MatmulShape(batch, m, op.k, op.n, dtype, op.b_batched,
-                            _stored(op.a.dtype, dtype), _stored(op.b.dtype, dtype))
+                            stored(op.a.dtype, dtype), stored(op.b.dtype, dtype))
         levels = (placement.level(op.a), placement.level(op.b), placement.level(op.out))
         latency = access_latency(self.hw, set(levels) | {Level.VMEM})
         # The fastest of the units' mappings once memory is counted (ties: fewest bytes moved,
@@ -223,7 +221,7 @@ class Simulator:
             macs=op.macs, vector_ops=convert.alu + convert.special, compute_cycles=array.compute_cycles,
             compute_s=compute_s, memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,
             energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes, convert),
-            bottleneck=_bottleneck(compute_s, channel_times(self.hw, tiling.traffic), unit),
+            bottleneck=bottleneck(compute_s, channel_times(self.hw, tiling.traffic), unit),
             peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
             busy=busy_of(("mxu", array_s), ("vpu", compute_s if unit == "vpu" else 0.0),
                          channels=channel_times(self.hw, tiling.traffic)),
@@ -283,7 +281,7 @@ class Simulator:
             phase=phase, name=op.name, kind=op.kind, unit="vpu", repeat=repeat, copies=op.copies, macs=0,
             vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
             latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
-            bottleneck=_bottleneck(compute_s, times, "vpu"), busy=busy_of(("vpu", compute_s), channels=times),
+            bottleneck=bottleneck(compute_s, times, "vpu"), busy=busy_of(("vpu", compute_s), channels=times),
         )
 
     def _dma_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
@@ -313,7 +311,7 @@ class Simulator:
         latency = max(transfer.time_s, memory_s, compute_s)
         # the transfer's link energy is the whole group's; this chip's share is 1/group
         energy = self.energy.op_energy(latency, traffic, vector=work) + Energy(ici=transfer.energy_j / op.group)
-        busiest = "ici" if transfer.time_s >= max(memory_s, compute_s) else _bottleneck(compute_s, times, "vpu")
+        busiest = "ici" if transfer.time_s >= max(memory_s, compute_s) else bottleneck(compute_s, times, "vpu")
         return OpCost(
             phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies, macs=0,
             vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
@@ -353,7 +351,7 @@ class Simulator:
             phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, copies=op.copies, macs=0,
             vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
             latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
-            bottleneck=_bottleneck(compute_s, times, unit), busy=busy_of((unit, compute_s), channels=times),
+            bottleneck=bottleneck(compute_s, times, unit), busy=busy_of((unit, compute_s), channels=times),
         )
 
 
@@ -386,42 +384,6 @@ def clear_caches() -> None:
     clear_placements()
 
 
-def _bottleneck(compute_s: float, times: dict[Level, float], unit: str) -> str:
-    """The unit when compute dominates, else the busiest memory level."""
-    level, memory_s = max(times.items(), key=lambda kv: kv[1], default=(None, 0.0))
-    return unit if compute_s >= memory_s or level is None else level.value
-
-
-def _compute_dtype(op: ops.MatMul) -> DType:
-    """Mixed operands run at the wider type (the narrower is converted). Two types of one width
-    (int8 and fp8, bf16 and fp16) have no wider one to meet in: an error, not a guess."""
-    return _wider(op.name, op.a.dtype, op.b.dtype)
-
-
-def _wider(name: str, a: DType, b: DType) -> DType:
-    if a is not b and a.bytes == b.bytes:
-        raise UnsupportedOpError(f"op {name!r} multiplies {a} by {b}: two types of one width; give both "
-                                 "operands one type")
-    return a if a.bytes >= b.bytes else b
-
-
-def _stored(stored: DType, compute: DType) -> DType | None:
-    """An operand's storage type where it is narrower than the type the MACs run at."""
-    return stored if stored.bytes < compute.bytes else None
-
-
 def simulate(hw: HardwareConfig, workload: Workload) -> RunResult:
     """Evaluate ``workload`` on ``hw``."""
     return Simulator(hw).run(workload)
-
-
-def collective_group(hw, op: ops.Collective) -> range:
-    """The chips of ``op``'s group as the system numbers them (tensor rank first, then stage,
-    then replica; every group is alike): a tensor-parallel group's neighbours, or an
-    expert-parallel group's replicas of one stage and rank."""
-    p = hw.system.parallelism
-    ranks, what, stride = (p.expert, "expert-parallel", p.pipeline * p.tensor) if isinstance(op, ops.AllToAll) \
-        else (p.tensor, "tensor-parallel", 1)
-    if op.group != ranks:
-        raise UnsupportedOpError(f"op {op.name!r} is lowered for {op.group} {what} ranks, but the system maps {ranks}")
-    return range(0, ranks * stride, stride)

@@ -9,6 +9,7 @@ from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import vector_cycles
 from archsim.ir import ops
 from archsim.sim.cost import OpCost, busy_of
+from archsim.sim.op_rules import UnsupportedOpError, bottleneck, wider
 
 
 def tpu_flash_cost(sim, op: ops.FlashAttention, placement: Placement, phase: str, repeat: int) -> OpCost:
@@ -16,10 +17,8 @@ def tpu_flash_cost(sim, op: ops.FlashAttention, placement: Placement, phase: str
     matrix units (each at its fastest mapping), its online softmax on the vector unit, and its
     operands streamed through VMEM (K and V once per query block unless one KV head's fit a
     share of VMEM, ``compiler.kv_share``), the three overlapped block by block."""
-    from archsim.sim.engine import UnsupportedOpError, _bottleneck, _wider  # the engine imports this module
-
     q, k, v = op.inputs
-    dtype = _wider(op.name, q.dtype, k.dtype)
+    dtype = wider(op.name, q.dtype, k.dtype)
     if not sim.matrix_unit.supports(dtype):
         raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype}")
     rows = op.group * op.q_len
@@ -50,7 +49,7 @@ def tpu_flash_cost(sim, op: ops.FlashAttention, placement: Placement, phase: str
         macs=op.macs, vector_ops=work.alu + work.special, compute_cycles=compute_s * sim.hw.clock,
         compute_s=compute_s, memory_s=memory_s, latency_s=latency, traffic=traffic,
         energy=sim.energy.op_energy(latency, traffic, op.macs, dtype, vector=work),
-        bottleneck=_bottleneck(compute_s, times, unit), peak_macs_per_s=sim.hw.peak_macs_per_second(dtype),
+        bottleneck=bottleneck(compute_s, times, unit), peak_macs_per_s=sim.hw.peak_macs_per_second(dtype),
         tiling=f"flash {op.block}x{op.block} blocks" + (", causal" if op.causal else ""),
         busy=busy_of(("mxu", array_s), ("vpu", vector_s), channels=times),
     )
