@@ -21,6 +21,7 @@ not pruned, so more VMEM never gives a slower op.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import permutations
@@ -120,6 +121,14 @@ class _Table:
     writes: tuple[np.ndarray, ...]
     busy_bytes: tuple[np.ndarray, ...]  # reads + writes per level: what its port moves
     moved: np.ndarray  # bytes moved at every level together
+    # The candidates flattened (order-major) and ranked by the tie-breaks, fewest bytes moved,
+    # then fewest tiles, then the first: ``rank`` holds flat indices, ``ranked_busy`` and
+    # ``ranked_tiles`` the busy bytes per level and the tiles in that order. The first least
+    # time in this order is the lexicographic best (numpy's argmin takes the first minimum).
+    rank: np.ndarray
+    ranked_busy: tuple[np.ndarray, ...]
+    ranked_tiles: np.ndarray
+    chosen: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # flat index -> Traffic
 
 
 @lru_cache(maxsize=1024)  # 5 to 50 kB each
@@ -164,9 +173,13 @@ def _table(
         moved = moved + reads[lv] + writes[lv]
     all_reads = (vmem_read, *(reads[lv] for lv in outer_levels))
     all_writes = (vmem_write, *(writes[lv] for lv in outer_levels))
-    table = _Table(mt, kt, nt, tiles, (Level.VMEM, *outer_levels), all_reads, all_writes,
-                   tuple(r + w for r, w in zip(all_reads, all_writes)), moved)
-    for value in (mt, kt, nt, tiles, moved, *all_reads, *all_writes, *table.busy_bytes):
+    busy = tuple(r + w for r, w in zip(all_reads, all_writes))
+    flat_tiles = np.broadcast_to(tiles, moved.shape).ravel()
+    rank = np.lexsort((np.arange(moved.size), flat_tiles, moved.ravel()))  # last key first
+    table = _Table(mt, kt, nt, tiles, (Level.VMEM, *outer_levels), all_reads, all_writes, busy, moved,
+                   rank, tuple(b.ravel()[rank] for b in busy), flat_tiles[rank])
+    for value in (mt, kt, nt, tiles, moved, *all_reads, *all_writes, *table.busy_bytes, rank, *table.ranked_busy,
+                  table.ranked_tiles):
         value.flags.writeable = False
     return table
 
@@ -187,30 +200,21 @@ def tile_matmul(
     reads of the arrays' mapping only, so mappings alike in those share it."""
     table = _table(shape, out_bytes_per_element, acc_bytes_per_element, levels, array_bytes, channels.vmem_capacity)
     bw = dict(channels.bandwidth)
-    t_mem = table.busy_bytes[0] / bw[Level.VMEM]
-    for lv, busy in zip(table.levels[1:], table.busy_bytes[1:]):
+    t_mem = table.ranked_busy[0] / bw[Level.VMEM]
+    for lv, busy in zip(table.levels[1:], table.ranked_busy[1:]):
         t_mem = np.maximum(t_mem, busy / bw[lv])
-    time = overlapped_time(t_mem, compute_s, np.minimum(table.tiles, folds), latency_s)
+    time = overlapped_time(t_mem, compute_s, np.minimum(table.ranked_tiles, folds), latency_s)
     # least time, then fewest bytes, then fewest tiles, then the first order (the flattening
-    # is order-major), then the first candidate
-    keys = (time.ravel(), table.moved.ravel(), np.broadcast_to(table.tiles, t_mem.shape).ravel())
-    o, i = divmod(_first_best(*keys), t_mem.shape[1])
-    traffic = Traffic.total_of(Traffic.of(lv, float(r[o, i]), float(w[o, i]))  # Python floats: numpy scalars are slow
-                               for lv, r, w in zip(table.levels, table.reads, table.writes))
+    # is order-major), then the first candidate: the first least time in the table's ranking
+    best = int(time.argmin())
+    flat = int(table.rank[best])
+    o, i = divmod(flat, table.moved.shape[1])
+    traffic = table.chosen.get(flat)
+    if traffic is None:  # Python floats: numpy scalars are slow
+        traffic = table.chosen[flat] = Traffic.total_of(Traffic.of(lv, float(r[o, i]), float(w[o, i]))
+                                                        for lv, r, w in zip(table.levels, table.reads, table.writes))
     return MatmulTiling(int(table.mt[i]), int(table.kt[i]), int(table.nt[i]), ORDERS[o], int(table.tiles[i]),
-                        traffic, float(t_mem[o, i]), float(time[o, i]))
-
-
-def _first_best(*keys: np.ndarray) -> int:
-    """The first index with the least first key, ties going to the next keys in turn (a
-    lexicographic argmin; a full sort of every candidate costs 50x more)."""
-    index = np.arange(keys[0].size)
-    for key in keys:
-        values = key[index]
-        index = index[values == values.min()]
-        if index.size == 1:
-            break
-    return int(index[0])
+                        traffic, float(t_mem[best]), float(time[best]))
 
 
 def clear_tilings() -> None:

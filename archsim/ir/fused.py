@@ -18,6 +18,7 @@ What the kernel does beyond its main op (read by both chip kinds' costs, archsim
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -64,6 +65,17 @@ class Fused(ops.Op):
     def main_inputs(self) -> tuple[Tensor, ...]:
         """The main op's inputs as the kernel reads them (a prologue's intermediate replaced)."""
         return self.inputs[:len(self.main.inputs)]
+
+    @cached_property
+    def core(self) -> ops.Op:
+        """The main op as the kernel runs it: its inputs as read (``main_inputs``), the group's
+        output as written (that tensor's name, dtype, role and copies; the main op's shape, or
+        a cache write's: the new entries'). Both chip kinds cost the group from it."""
+        final = self.outputs[0]
+        last = self.epilogue[-1] if self.epilogue else self.main
+        shape = last.inputs[0].shape if isinstance(last, ops.CacheWrite) else self.main.outputs[0].shape
+        out = Tensor(final.name, shape, final.dtype, final.role, copies=final.copies)
+        return dataclasses.replace(self.main, inputs=self.main_inputs, outputs=(out,))
 
     @cached_property
     def extra_inputs(self) -> tuple[Tensor, ...]:

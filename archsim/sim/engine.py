@@ -53,6 +53,8 @@ class Simulator:
         self.energy = EnergyModel.of(hw)
         self.topology = topology_of(hw)
         self._fingerprint = CostFingerprint.of(hw)
+        self._latencies: dict[tuple[Level, ...], float] = {}
+        self._prefetch_buffer = hw.prefetch_buffer
 
     @cached_property
     def channels(self) -> Channels:
@@ -153,7 +155,7 @@ class Simulator:
         """``op_time`` as an overlapped run pays it: the op's weights and caches prefetched.
         Shared as the op's cost is (an on-chip op's by design points that differ in HBM), for
         chips alike in their prefetch buffer."""
-        buffer = self.hw.prefetch_buffer
+        buffer = self._prefetch_buffer
         key = (self._fingerprint.key(levels), self.dispatch, op.signature, levels, buffer)
         time = _PREFETCHED.get(key)
         if time is None:
@@ -196,7 +198,7 @@ class Simulator:
         shape = MatmulShape(batch, m, op.k, op.n, dtype, op.b_batched,
                             stored(op.a.dtype, dtype), stored(op.b.dtype, dtype))
         levels = (placement.level(op.a), placement.level(op.b), placement.level(op.out))
-        latency = access_latency(self.hw, set(levels) | {Level.VMEM})
+        latency = self._access_latency(levels)
         # The fastest of the units' mappings once memory is counted (ties: fewest bytes moved,
         # then the fewest cycles). Taken by compute time: an op takes at least latency +
         # compute, so once that exceeds the best time no later mapping can win.
@@ -216,18 +218,25 @@ class Simulator:
         _, array, convert, array_s, compute_s, tiling = best
         time = tiling.time_s
         unit = "mxu" if array_s >= compute_s else "vpu"  # the conversion can outlast the arrays
+        channels = channel_times(self.hw, tiling.traffic)
         return OpCost(
             phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies,
             macs=op.macs, vector_ops=convert.alu + convert.special, compute_cycles=array.compute_cycles,
             compute_s=compute_s, memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,
             energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes, convert),
-            bottleneck=bottleneck(compute_s, channel_times(self.hw, tiling.traffic), unit),
+            bottleneck=bottleneck(compute_s, channels, unit),
             peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
-            busy=busy_of(("mxu", array_s), ("vpu", compute_s if unit == "vpu" else 0.0),
-                         channels=channel_times(self.hw, tiling.traffic)),
+            busy=busy_of(("mxu", array_s), ("vpu", compute_s if unit == "vpu" else 0.0), channels=channels),
             # at least 0: SCALE-Sim's count is one cycle short of a lone fold's stream
             fill_s=max(0, array.compute_cycles - array.stream_cycles) / self.hw.clock,
         )
+
+    def _access_latency(self, levels: tuple[Level, ...]) -> float:
+        """``access_latency`` of these levels and VMEM (every matmul streams through it)."""
+        latency = self._latencies.get(levels)
+        if latency is None:
+            latency = self._latencies[levels] = access_latency(self.hw, set(levels) | {Level.VMEM})
+        return latency
 
     def _conversion(self, op: ops.MatMul, shape: MatmulShape, array) -> ops.VectorWork:
         """The vector unit's work converting operands stored narrower than the MACs' type

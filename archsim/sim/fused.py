@@ -46,19 +46,14 @@ from archsim.hw.timing import channel_times
 from archsim.hw.vector import padded_row, pass_cycles, vector_cycles
 from archsim.ir import ops
 from archsim.ir.fused import Fused
-from archsim.ir.tensor import Tensor
 from archsim.sim.cost import OpCost
 
 _CHANNELS = frozenset(level.value for level in Level)
 
 
 def core_op(op: Fused) -> ops.Op:
-    """The main op as the kernel runs it: its inputs as read, the group's output as written."""
-    final = op.outputs[0]
-    last = op.epilogue[-1] if op.epilogue else op.main
-    shape = last.inputs[0].shape if isinstance(last, ops.CacheWrite) else op.main.outputs[0].shape
-    out = Tensor(final.name, shape, final.dtype, final.role, copies=final.copies)
-    return dataclasses.replace(op.main, inputs=op.main_inputs, outputs=(out,))
+    """The main op as the kernel runs it (``Fused.core``, built once per fused op)."""
+    return op.core
 
 
 def tpu_fused_cost(sim, op: Fused, placement: Placement) -> OpCost:
