@@ -20,6 +20,9 @@ from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level, Traffic
 
 
+_LEVELS = tuple(Level)  # iterating the enum itself is slow, and this runs per op cost
+
+
 def level_config(hw: HardwareConfig, level: Level):
     config = getattr(hw, level.value)
     if config is None:
@@ -30,7 +33,7 @@ def level_config(hw: HardwareConfig, level: Level):
 def channel_times(hw: HardwareConfig, traffic: Traffic) -> dict[Level, float]:
     """Seconds each memory level's port is busy moving this traffic."""
     times = {}
-    for level in Level:
+    for level in _LEVELS:
         moved = traffic.total(level)
         if moved:
             times[level] = moved / level_config(hw, level).achievable_bandwidth

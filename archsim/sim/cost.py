@@ -71,6 +71,16 @@ class OpCost:
         new.__dict__.update(self.__dict__, phase=phase, name=name, repeat=repeat, copies=copies)
         return new
 
+    def replaced(self, **changes) -> "OpCost":
+        """``dataclasses.replace`` without re-running ``__init__`` (OpCost validates nothing and
+        caches nothing derived): the fields in ``changes`` set, every other copied."""
+        unknown = changes.keys() - self.__dict__.keys()
+        if unknown:
+            raise TypeError(f"OpCost has no field {sorted(unknown)[0]!r}")
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__, **changes)
+        return new
+
     def with_dispatch(self, dispatch_s: float, static_power_w: float) -> "OpCost":
         """The op with its launch cost in front: the units idle, the time added to the latency
         and the chip's static power drawn over it (so the ops' energies still sum to the run's)."""

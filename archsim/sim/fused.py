@@ -39,7 +39,6 @@ Sources: [XLA-FUSION] (fused element-wise work in a dot's output and a reduction
 
 from __future__ import annotations
 
-import dataclasses
 
 from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.timing import channel_times
@@ -98,8 +97,8 @@ def combine(op: Fused, main: OpCost, work: ops.VectorWork, epi_s: float, extra: 
     busy = (held, *(o for o in others if o[1] > 0), *((c, s) for c, s in ch.items() if s > 0))
     unit = main.unit if compute == main.compute_s else "vpu"
     busiest = max(ch, key=ch.get) if ch else unit
-    return dataclasses.replace(
-        main, vector_ops=main.vector_ops + work.alu + work.special,
+    return main.replaced(
+        vector_ops=main.vector_ops + work.alu + work.special,
         compute_cycles=main.compute_cycles + (compute - main.compute_s) * clock, compute_s=compute,
         memory_s=main.memory_s + max(0.0, memory - main_memory), latency_s=latency, traffic=main.traffic + extra,
         energy=main.energy + energy.op_energy(latency - main.latency_s, extra, vector=work),
