@@ -112,7 +112,27 @@ def _check_order(files, command: str, workload_option: str = "") -> None:
 _emit_json = emit_json
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; the commands defined in their own modules (``calibrate``,
+    ``sensitivity``) are imported when named or listed (``--help``), not to ``run``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY_COMMANDS:
+            self.add_command(_LAZY_COMMANDS[cmd_name](), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as exc:  # "Did you mean ...?" among every command
+            raise click.exceptions.NoSuchCommand(exc.command_name, possibilities=self.list_commands(ctx),
+                                                 ctx=ctx) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="archsim")
 def cli() -> None:
     """archsim: cycle-approximate simulation of generative-AI inference on accelerators."""
@@ -587,15 +607,19 @@ def schema(name: str | None, out_dir: Path | None, markdown: bool) -> None:
             click.echo(atomic_write_text(out_dir / f"{each}.schema.json", schema_text(each)))
 
 
-def _register_calibrate() -> None:
+def _calibrate_command() -> click.Command:
     from archsim.calibrate.command import calibrate_command
+
+    return calibrate_command
+
+
+def _sensitivity_command() -> click.Command:
     from archsim.dse.sensitivity_command import sensitivity_command
 
-    cli.add_command(calibrate_command, "calibrate")
-    cli.add_command(sensitivity_command, "sensitivity")
+    return sensitivity_command
 
 
-_register_calibrate()
+_LAZY_COMMANDS = {"calibrate": _calibrate_command, "sensitivity": _sensitivity_command}
 
 
 def _fail_infeasible(result, as_json: bool, searched: bool = False, fit=None) -> None:

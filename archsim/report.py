@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 from archsim import units
-from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
-from archsim.ir.summary import WorkloadSummary
-from archsim.sim.result import RunResult
 from archsim.sim.serving import serving
-from archsim.system.result import SystemResult
+
+if TYPE_CHECKING:  # annotations only: a chip's run loads neither the system nor the summary modules
+    from archsim.config.schema import HardwareConfig
+    from archsim.ir.summary import WorkloadSummary
+    from archsim.sim.result import RunResult
+    from archsim.system.result import SystemResult
+
+
+def _is_system_result(result) -> bool:
+    """Whether ``result`` is a ``SystemResult``; without importing archsim.system.result: no
+    result is one unless that module was loaded (issue 22, start-up)."""
+    module = sys.modules.get("archsim.system.result")
+    return module is not None and isinstance(result, module.SystemResult)
 
 
 def fmt_bytes(value: float) -> str:
@@ -170,7 +182,7 @@ def run_summary(result: RunResult) -> str:
         ("MXU utilization", f"{result.utilization:.1%}"),
     ]
     rows += serving_rows(result)
-    if isinstance(result, SystemResult):
+    if _is_system_result(result):
         rows += system_rows(result)
     rows += traffic_rows(result)
     rows += energy_rows(result)
