@@ -32,7 +32,6 @@ from archsim.ir.transformer import BlockShape, Builder, Tokens, attention, mlp
 from archsim.workloads.schedules_ops import ScheduleWork
 from archsim.workloads.schedules import (FULL, STEP_KINDS, ICCBuilder, ICCWritingBuilder, StepPlan, SubsetBuilder,
                                          check_schedule, parse_schedule, phase_names)
-from archsim.workloads.schedules_toca import token_blocks
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
 
 # DiT paper, Table 1: (depth, hidden, heads); docs/sources/papers.md#dit-model-sizes.
@@ -175,6 +174,8 @@ def _blocks(plan: StepPlan, graph: OpGraph, precision, depth: int, scope: str, s
     if plan.kind == "l2c":
         return _l2c_blocks(plan, graph, precision, depth, scope, shape, b, t, x, c, tp)
     if plan.kind in ("toca", "duca"):
+        from archsim.workloads.schedules_toca import token_blocks
+
         return token_blocks(plan, graph, precision, depth, scope, shape, b, t, x, c, tp)
     blocks = _block_builder(plan, graph, precision, depth, scope, tp)
     ada = _adaln(blocks, c, b, shape.hidden)

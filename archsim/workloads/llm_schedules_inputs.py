@@ -10,7 +10,7 @@ import numpy as np
 
 from archsim.errors import ConfigError, FieldError
 from archsim.workloads.inputs import whole_number
-from archsim.workloads.schedules import _mask_path  # first: schedules imports schedules_adaptive, which imports it
+from archsim.workloads.schedules import _mask_path
 from archsim.workloads.schedules_adaptive import decimal_cell, read_table, unique, whole_cell
 
 MEDUSA_TOPK = 10  # FasterDecoding/Medusa medusa/model/utils.py: TOPK = 10, candidates per head

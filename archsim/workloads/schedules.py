@@ -86,10 +86,31 @@ class StepPlan:
 
 FULL = StepPlan("full")
 
-# Step kinds labelled and lowered by their own modules (schedules_adaptive.py,
-# schedules_harmonica.py): kind -> an object with label(plan) and lower(plan, graph, precision,
-# depth, scope, shape, b, t, x, c, tp), which returns the blocks' output as dit.py's _blocks does.
-STEP_KINDS: dict[str, Any] = {}
+# The step kinds this module and dit.py label and lower themselves.
+_OWN_KINDS = frozenset({"full", "icc", "reuse", "l2c", "toca", "duca", "taylor", "speca"})
+
+
+class _StepKinds(dict):
+    """Step kinds labelled and lowered by their own modules (schedules_adaptive.py,
+    schedules_harmonica.py): kind -> an object with label(plan) and lower(plan, graph, precision,
+    depth, scope, shape, b, t, x, c, tp), which returns the blocks' output as dit.py's _blocks does.
+    Asked for a kind that is not one of this module's, it loads the schedule modules first
+    (load_schedule_modules), so a kind is found whichever modules were imported so far."""
+
+    def _load(self, kind) -> None:
+        if not dict.__contains__(self, kind) and kind not in _OWN_KINDS:
+            load_schedule_modules()
+
+    def __contains__(self, kind) -> bool:
+        self._load(kind)
+        return dict.__contains__(self, kind)
+
+    def __getitem__(self, kind):
+        self._load(kind)
+        return dict.__getitem__(self, kind)
+
+
+STEP_KINDS: dict[str, Any] = _StepKinds()
 
 
 def _ranges(blocks: tuple[int, ...]) -> str:
@@ -186,6 +207,7 @@ def register_schedule(cls: type[Schedule]) -> type[Schedule]:
 
 
 def schedule_names() -> list[str]:
+    load_schedule_modules()
     return sorted(_SCHEDULES)
 
 
@@ -371,6 +393,8 @@ def parse_schedule(value: Any, source: str = "--schedule") -> Schedule:
     else:
         raise ConfigError(f"expected NAME[:key=value,...] or a mapping, got {type(value).__name__}", file=source)
     if name not in _SCHEDULES:
+        load_schedule_modules()
+    if name not in _SCHEDULES:
         raise ConfigError(f"unknown schedule {name!r}; expected one of: {', '.join(schedule_names())}", file=source)
     from archsim.config.loader import Layered, validate_layered
 
@@ -446,9 +470,12 @@ class SubsetBuilder(Builder):
                       copies=copies or self.depth)
 
 
-# The schedules in their own modules register on import.
-from archsim.workloads import schedules_taylor, schedules_toca  # noqa: E402,F401
-from archsim.workloads import schedules_adaptive, schedules_harmonica  # noqa: E402,F401
+def load_schedule_modules() -> None:
+    """The schedules in their own modules, which register on import: loaded when a schedule
+    not defined here is named or the schedules are listed (a workload without one, or with
+    ``none``, ``reuse``, ``icc`` or ``l2c``, does not load them, nor numpy for them: start-up)."""
+    from archsim.workloads import schedules_taylor, schedules_toca  # noqa: F401
+    from archsim.workloads import schedules_adaptive, schedules_harmonica  # noqa: F401
 
 
 def check_schedule(value: Any) -> None:
