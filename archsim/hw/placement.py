@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Callable, Mapping
 
@@ -308,40 +309,49 @@ def _knapsack(items: list[_Item], budget: float, need: float, latency: float) ->
     Returns the seconds saved and the names."""
     if need > min(budget, sum(i.size for i in items if not i.preloaded)):
         return None  # even every created tensor promoted frees too little: no set can
-    front: list[tuple[float, float, float, bool, tuple[str, ...]]] = [(0.0, 0.0, 0.0, False, ())]
+    # a set: (bytes, -saved, -freed, preloaded, saved, freed, names); the first four are its
+    # order (fewer bytes, more saved, more freed, no preload first), negated once as it is made
+    front: list[tuple] = [(0.0, -0.0, -0.0, False, 0.0, 0.0, ())]
     for item in sorted(items, key=lambda i: i.name):
         freed = 0.0 if item.preloaded else item.size
-        grown = [(b + item.size, g + item.gain, f + freed, p or item.preloaded, names + (item.name,))
-                 for b, g, f, p, names in front if b + item.size <= budget]
+        grown = []
+        for b, _, _, p, g, f, names in front:
+            if b + item.size <= budget:
+                g, f = g + item.gain, f + freed
+                grown.append((b + item.size, -g, -f, p or item.preloaded, g, f, names + (item.name,)))
         front = _undominated(front + grown, need > 0)
         if len(front) > MAX_PARETO:
-            front = sorted(front, key=lambda e: -e[1])[:MAX_PARETO]
-    fitting = [e for e in front if e[2] >= need]
+            front = sorted(front, key=_SAVED_FIRST)[:MAX_PARETO]
+    fitting = [e for e in front if e[5] >= need]
     if not fitting:
         return None
     # the most time saved, then the fewest bytes, then the first (the empty set saves 0)
-    _, g, _, p, names = max(fitting, key=lambda e: (e[1] - (latency if e[3] else 0.0), -e[0]))
+    _, _, _, p, g, _, names = max(fitting, key=lambda e: (e[4] - (latency if e[3] else 0.0), -e[0]))
     return g - (latency if p else 0.0), names
+
+
+_ORDER = itemgetter(0, 1, 2, 3)  # a set's order: fewer bytes, more saved, more freed, no preload
+_SAVED_FIRST = itemgetter(1)  # the most time saved first
 
 
 def _undominated(entries, count_freed: bool):
     """Sets no other beats or equals on every count that matters: fewer bytes, more time saved,
     no preload where it has one and, when HBM must be freed, more HBM freed. Whatever is added
     to a dominated set can be added to its better, so dropping it loses no optimum."""
-    entries.sort(key=lambda e: (e[0], -e[1], -e[2], e[3]))  # stable: earlier sets win ties
+    entries.sort(key=_ORDER)  # stable: earlier sets win ties
     kept = []
     if not count_freed:  # two counts and a flag: one sweep in order of bytes
         best_any = best_unloaded = -math.inf
         for e in entries:
-            if e[1] <= (best_any if e[3] else best_unloaded):
+            if e[4] <= (best_any if e[3] else best_unloaded):
                 continue
             kept.append(e)
-            best_any = max(best_any, e[1])
+            best_any = max(best_any, e[4])
             if not e[3]:
-                best_unloaded = max(best_unloaded, e[1])
+                best_unloaded = max(best_unloaded, e[4])
         return kept
     for e in entries:  # HBM to free (rare: a tight HBM): pairwise
-        if not any(k[1] >= e[1] and k[2] >= e[2] and (e[3] or not k[3]) for k in kept):
+        if not any(k[4] >= e[4] and k[5] >= e[5] and (e[3] or not k[3]) for k in kept):
             kept.append(e)
     return kept
 
