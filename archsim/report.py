@@ -13,7 +13,6 @@ if TYPE_CHECKING:  # annotations only: a chip's run loads neither the system nor
     from archsim.config.schema import HardwareConfig
     from archsim.ir.summary import WorkloadSummary
     from archsim.sim.result import RunResult
-    from archsim.system.result import SystemResult
 
 
 def _is_system_result(result) -> bool:

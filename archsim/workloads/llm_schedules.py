@@ -38,7 +38,6 @@ from archsim.errors import ConfigError, FieldError
 from archsim.workloads.llm_schedules_inputs import (MEDUSA_TOPK, TREES, Acceptance, AcceptanceValue, Tree,
                                                    check_acceptance, check_tree, not_a_bool, read_named,
                                                    read_skip_trace, trace_file)
-from archsim.workloads.schedules import _split_top_level
 
 
 # -- the schedules ------------------------------------------------------------------------------
@@ -249,6 +248,8 @@ def is_cache_schedule(name: Any) -> bool:
 def schedule_params(value: str | dict, source: str = "--schedule") -> tuple[Any, dict[str, Any]]:
     """The name and the parameters given of ``"NAME:key=value,..."`` or ``{name: NAME, ...}``."""
     if isinstance(value, str):
+        from archsim.workloads.schedules import _split_top_level
+
         name, _, rest = value.partition(":")
         params: dict[str, Any] = {}
         for item in filter(None, _split_top_level(rest)):

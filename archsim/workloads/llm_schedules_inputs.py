@@ -10,8 +10,6 @@ import numpy as np
 
 from archsim.errors import ConfigError, FieldError
 from archsim.workloads.inputs import whole_number
-from archsim.workloads.schedules import _mask_path
-from archsim.workloads.schedules_adaptive import decimal_cell, read_table, unique, whole_cell
 
 MEDUSA_TOPK = 10  # FasterDecoding/Medusa medusa/model/utils.py: TOPK = 10, candidates per head
 
@@ -75,6 +73,8 @@ def trace_file(value: str, paths=None, key: str = "schedule.acceptance") -> Path
     ``PathResolver``; a command-line option's, to the current folder) or, failing that, as given
     or under workloads/ (``_mask_path``, as the DiT schedules' masks and tables). A path found nowhere is
     the first, for the error."""
+    from archsim.workloads.schedules import _mask_path
+
     first = paths(key, value) if paths is not None else None
     if first is not None and first.exists():  # exists, not is_file: a FIFO given here must be refused
         return first
@@ -100,6 +100,8 @@ def read_named(read, path: Path, paths, key: str, what: str):
 def read_acceptance_trace(path: Path, depth: int) -> np.ndarray:
     """Verifications per accepted length 0..depth, from a CSV with a header naming ``accepted``
     (drafts accepted in one verification) and optionally ``count`` (verifications, default 1)."""
+    from archsim.workloads.schedules_adaptive import read_table, whole_cell
+
     def cell(text: str, column: str, where: str) -> int:
         value = whole_cell(text, column, where)
         if column == "count" and value < 1:
@@ -177,6 +179,8 @@ def check_tree(value: str | list[list[int]] | None, key: str = "tree") -> None:
 def read_skip_trace(path: Path, layers: int) -> np.ndarray:
     """Per layer, the share of decode tokens skipping it (absent layers: 0), from a CSV of
     columns ``layer`` and ``skip``, one row per layer at most."""
+    from archsim.workloads.schedules_adaptive import decimal_cell, read_table, unique
+
     def cell(text: str, column: str, where: str) -> float:
         if column == "layer":
             value = whole_number(text)
