@@ -125,6 +125,28 @@ class _Analysis:
     ladder: tuple[_Rung, ...]  # reserve ascending (0 first), one rung per distinct set of activations
     persistent: tuple[str, ...]  # names of the weights, constants and caches
     hbm_floor: float  # HBM every plan needs: the persistent tensors the workload does not create
+    # levels of an op's tensors, made once per workload however many design points search it:
+    # (rung, op) -> at the rung, persistent tensors in HBM; (op, tensor, far) -> that tensor in CMEM
+    _levels: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def far(self, rung: "_Rung", i: int) -> tuple[Level, ...]:
+        """Op ``i``'s levels at ``rung``: its activations where the rung holds them, every
+        persistent tensor in HBM."""
+        key = (rung.index, i)
+        levels = self._levels.get(key)
+        if levels is None:
+            names = self.ops[i][0].tensor_names
+            levels = self._levels[key] = tuple(Level.CMEM if rung.holds(n) else Level.HBM for n in names)
+        return levels
+
+    def near(self, i: int, name: str, far: tuple[Level, ...]) -> tuple[Level, ...]:
+        """``far`` with the persistent tensor ``name`` of op ``i`` in CMEM."""
+        key = (i, name, far)
+        levels = self._levels.get(key)
+        if levels is None:
+            names = self.ops[i][0].tensor_names
+            levels = self._levels[key] = tuple(Level.CMEM if n == name else lv for n, lv in zip(names, far))
+        return levels
 
 
 def workload_shape(workload: Workload) -> tuple[int, ...]:
@@ -229,7 +251,7 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
         budget = capacity - rung.reserve  # falls rung by rung: once none is left, none comes back
         for i in rung.moved:
             op, count = analysis.ops[i]
-            far = tuple(Level.CMEM if rung.holds(n) else Level.HBM for n in op.tensor_names)
+            far = analysis.far(rung, i)
             now = op_time(op, far)
             base += count * (now - times[i])
             times[i] = now
@@ -279,7 +301,7 @@ class _Savings:
         """Op ``i`` now takes ``now`` seconds at levels ``far``."""
         op, count = self.analysis.ops[i]
         for name in self.analysis.op_persistent[i]:
-            near = tuple(Level.CMEM if n == name else lv for n, lv in zip(op.tensor_names, far))
+            near = self.analysis.near(i, name, far)
             saved = now - op_time(op, near)
             self.total[name] += count * (saved - self.once.get((i, name), 0.0))
             self.once[(i, name)] = saved
@@ -343,12 +365,18 @@ def _undominated(entries, count_freed: bool):
     if not count_freed:  # two counts and a flag: one sweep in order of bytes
         best_any = best_unloaded = -math.inf
         for e in entries:
-            if e[4] <= (best_any if e[3] else best_unloaded):
-                continue
+            saved = e[4]
+            if e[3]:  # preloaded: must beat every set before it
+                if saved <= best_any:
+                    continue
+                best_any = saved
+            else:  # must beat the sets before it without a preload
+                if saved <= best_unloaded:
+                    continue
+                best_unloaded = saved
+                if saved > best_any:
+                    best_any = saved
             kept.append(e)
-            best_any = max(best_any, e[4])
-            if not e[3]:
-                best_unloaded = max(best_unloaded, e[4])
         return kept
     for e in entries:  # HBM to free (rare: a tight HBM): pairwise
         if not any(k[4] >= e[4] and k[5] >= e[5] and (e[3] or not k[3]) for k in kept):
