@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from archsim.dtypes import DType
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph
-from archsim.ir.mla import MlaShape, mla_attention
 from archsim.ir.tensor import Role, Tensor
+
+if TYPE_CHECKING:  # multi-head latent attention (DeepSeek) is imported by the models that have it
+    from archsim.ir.mla import MlaShape
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,8 @@ def moe_mlp(b: Builder, shape: BlockShape, rows: int, x: Tensor) -> Tensor:
 def self_attention(b: Builder, shape: BlockShape, tokens: Tokens, x: Tensor) -> Tensor:
     """The block's attention: heads with their own (or grouped) keys and values, or MLA."""
     if shape.mla is not None:
+        from archsim.ir.mla import mla_attention
+
         return mla_attention(b, shape.hidden, shape.heads, shape.norm, shape.mla, tokens, x)
     return attention(b, shape, tokens, x)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, model_validator
 
@@ -34,10 +34,12 @@ from archsim.dtypes import DType
 from archsim.errors import ArchsimWarning, ConfigError, FieldError
 from archsim.ir import ops
 from archsim.ir.graph import OpGraph
-from archsim.ir.mla import MlaShape
 from archsim.ir.transformer import BlockShape, Builder, MoeShape, Precision, Tokens, transformer_block
 from archsim.workloads.hf import FAMILIES, is_published, translate
 from archsim.workloads.inputs import read_json_object
+
+if TYPE_CHECKING:  # multi-head latent attention (DeepSeek): imported by the models that have it
+    from archsim.ir.mla import MlaShape
 
 _ACTIVATIONS = {"silu": "silu", "swiglu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
                 "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu"}
@@ -139,6 +141,8 @@ class LanguageModel(Strict):
     def _mla(self) -> MlaShape | None:
         if self.kv_lora_rank is None:
             return None
+        from archsim.ir.mla import MlaShape
+
         return MlaShape(self.kv_lora_rank, self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim,
                         self.q_lora_rank, self.mla_mode)
 
