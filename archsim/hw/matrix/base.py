@@ -114,9 +114,20 @@ def register_matrix_unit(kind: str):
     return decorate
 
 
+def _load_kind(kind: str) -> None:
+    """The bundled models are in their own modules, which register on import: each is loaded
+    when a config of its kind is first built (a systolic chip's run does not load the CIM model)."""
+    if kind == "systolic":
+        from archsim.hw.matrix import systolic  # noqa: F401
+    elif kind == "cim":
+        from archsim.hw.matrix import cim  # noqa: F401
+
+
 def build_matrix_unit(config) -> MatrixUnitModel:
     """The model of ``config``'s kind. Models are shared by content, with their timings:
     design points whose matrix units are alike (a sweep over memories) reuse every timing."""
+    if config.kind not in _KINDS:
+        _load_kind(config.kind)
     try:
         factory = _KINDS[config.kind]
     except KeyError:
