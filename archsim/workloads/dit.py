@@ -29,7 +29,6 @@ from archsim.ir import ops
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import BlockShape, Builder, Tokens, attention, mlp
-from archsim.workloads.schedules_ops import ScheduleWork
 from archsim.workloads.schedules import (FULL, STEP_KINDS, ICCBuilder, ICCWritingBuilder, StepPlan, SubsetBuilder,
                                          check_schedule, parse_schedule, phase_names)
 from archsim.workloads.base import PrecisionSpec, WorkloadSpec, register_workload
@@ -196,6 +195,8 @@ def _verify(v: Builder, shape: BlockShape, b: int, t: int, x: Tensor, ada: Tenso
     keeps a copy of its input (full_x = x.clone()), runs attention and MLP on it in full with the
     modulation it already computed, and takes the relative L1 error of the forecast output
     against that: a scalar the host reads."""
+    from archsim.workloads.schedules_ops import ScheduleWork
+
     d, rows = shape.hidden, b * t
     snapshot = v.binary("input_clone", "copy", (x,), rows, d)
     h = v.binary("modulate1", "modulate", (v.norm("norm1", "layernorm", snapshot, rows, d), ada), rows, d)

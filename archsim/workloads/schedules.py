@@ -31,7 +31,6 @@ from archsim.errors import ConfigError
 from archsim.ir import ops
 from archsim.ir.tensor import Role, Tensor
 from archsim.ir.transformer import Builder
-from archsim.workloads.inputs import read_text, whole_number
 
 ICC_LAYERS = ("q", "k", "v", "o", "fc1", "fc2")  # the six linear layers of a DiT block
 
@@ -296,6 +295,8 @@ def _mask_path(path: str) -> Path:
 def _read_mask(path: Path, steps: int) -> dict[int, tuple[set[int], set[int]]]:
     """Per step below ``steps``, the blocks whose attention and whose MLP come from cache.
     Rows for later steps are checked, then ignored (a mask for a longer generation)."""
+    from archsim.workloads.inputs import read_text
+
     text = read_text(path, "an L2C mask CSV", "L2C masks", MAX_MASK_BYTES, "16 MiB")
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
@@ -344,6 +345,8 @@ def _read_mask(path: Path, steps: int) -> dict[int, tuple[set[int], set[int]]]:
 
 
 def _mask_cell(cell: str, column: str, where: str) -> int:
+    from archsim.workloads.inputs import whole_number
+
     value = whole_number(cell)
     value = -1 if value is None else value
     if column in ("attn", "mlp") and value not in (0, 1):
