@@ -129,3 +129,65 @@ def test_the_graph_answers_as_networkx_did():
                 assert list(graph.successors(name)) == list(copy.successors(name))
                 assert graph.descendants(name) == nx.descendants(copy, name)
                 assert all(copy.nodes[name]["op"] is op for op in graph.ops() if op.name == name)
+
+
+# Modules a chip's run of a DiT block does not need, imported where they are used (issue 22).
+LOADED_ON_USE = (
+    "archsim.cli_dse",  # the design-space commands
+    "archsim.calibrate.command", "archsim.dse.sensitivity_command",
+    "archsim.system.result", "archsim.system.schedule", "archsim.ir.summary",  # report.py: annotations only
+    "archsim.ir.mla",  # multi-head latent attention (DeepSeek)
+    "archsim.hw.matrix.cim",  # a systolic chip's run builds no CIM model
+    "archsim.workloads.schedules_taylor", "archsim.workloads.schedules_toca",  # schedules named by a workload
+    "archsim.workloads.schedules_adaptive", "archsim.workloads.schedules_harmonica",
+    "archsim.workloads.schedules_ops", "archsim.workloads.inputs",
+)
+
+
+def test_a_chips_run_loads_only_what_it_uses(tmp_path):
+    modules, proc = _cli(tmp_path, "run", HW, SMALL)
+    assert proc.returncode == 0 and "latency" in proc.stdout, proc.stderr
+    assert {"archsim.hw.matrix.systolic", "archsim.workloads.schedules"} <= modules
+    assert not modules & set(LOADED_ON_USE), sorted(modules & set(LOADED_ON_USE))
+
+
+def test_a_language_models_run_loads_no_diffusion_schedule_nor_speculative_lowering(tmp_path):
+    code = ("from archsim import api\n"
+            "hw = api.load_hardware('hw_configs/tpuv4i.yaml')\n"
+            "assert api.load_workload('workloads/llama2_7b.yaml', hw=hw).name == 'llama2-7b'\n")
+    modules, proc = _modules_at_exit(tmp_path, code)
+    assert proc.returncode == 0, proc.stderr
+    lazy = {"archsim.workloads.schedules", "archsim.workloads.schedules_adaptive", "archsim.workloads.llm_schedules_eagle",
+            "archsim.workloads.llm_schedules_ssd", "archsim.ir.mla"}
+    assert "archsim.workloads.llm_schedules" in modules
+    assert not modules & lazy, sorted(modules & lazy)
+
+
+def test_schedules_loaded_on_use_are_listed_and_found(tmp_path):
+    """The schedules in their own modules are listed (the names errors and field descriptions
+    give) and parsed as when they were imported with the registry."""
+    code = ("import sys\n"
+            "from archsim.workloads import llm_schedules, schedules\n"
+            "llm_names = llm_schedules.schedule_names()\n"
+            "assert 'archsim.workloads.llm_schedules_eagle' not in sys.modules\n"
+            "assert type(llm_schedules.parse_llm_schedule('eagle')).__name__ == 'Eagle'\n"
+            "llm_schedules.load_schedule_modules()\n"
+            "assert llm_names == sorted(llm_schedules._SCHEDULES), llm_names\n"
+            "assert 'archsim.workloads.schedules_toca' not in sys.modules\n"
+            "names = schedules.schedule_names()\n"
+            "assert {'none', 'reuse', 'icc', 'l2c', 'taylorseer', 'toca', 'duca', 'teacache', 'magcache',\n"
+            "        'harmonica'} <= set(names), names\n"
+            "assert 'teacache' in schedules.STEP_KINDS and 'harmonica' in schedules.STEP_KINDS\n")
+    modules, proc = _modules_at_exit(tmp_path, code)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_step_kind_of_a_schedule_module_loads_it(tmp_path):
+    """STEP_KINDS finds TeaCache's and HarmoniCa's step kinds before anything imported them."""
+    code = ("from archsim.workloads.schedules import STEP_KINDS\n"
+            "assert 'full' not in STEP_KINDS\n"
+            "assert STEP_KINDS['harmonica'] is not None\n"
+            "assert 'teacache' in STEP_KINDS and 'magcache' in STEP_KINDS\n")
+    modules, proc = _modules_at_exit(tmp_path, code)
+    assert proc.returncode == 0, proc.stderr
+    assert "archsim.workloads.schedules_harmonica" in modules
