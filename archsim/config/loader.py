@@ -318,9 +318,48 @@ def _explain(error: dict, model: type[BaseModel], loc: tuple[str, ...]) -> str:
     return message
 
 
-def validate_layered(model: type[Model], layered: Layered, default_source: str, key_prefix: tuple[str, ...] = ()) -> Model:
+class SectionReuse:
+    """Sections validated before, kept by their raw content: the design points of a sweep differ
+    in a few values, so each distinct section (an ``hbm:`` with one of the swept bandwidths, the
+    ``vpu:`` every point shares) is validated once, not once per point. A section validates on
+    its own (no validator of a chip config reads a sibling's raw data), so the validated section
+    reused is the one validating it again would give. A point that fails is validated again from
+    its raw data, so its errors are those of ``validate_layered``."""
+
+    def __init__(self, size: int = 4096):
+        from archsim.memo import BoundedMemo
+
+        self._sections: BoundedMemo[BaseModel] = BoundedMemo(size)
+
+    def validate(self, model: type[Model], data: dict) -> Model | None:
+        """``model`` validated from ``data`` with its known sections reused; None if it fails."""
+        mixed, new = dict(data), []
+        for key, value in data.items():
+            if isinstance(value, dict):
+                content = (model, key, repr(value))  # repr tells 1 from 1.0 and True; order as written
+                section = self._sections.get(content)
+                if section is None:
+                    new.append((key, content))
+                else:
+                    mixed[key] = section
+        try:
+            validated = model.model_validate(mixed)
+        except ValidationError:
+            return None
+        for key, content in new:
+            section = getattr(validated, key, None)
+            if isinstance(section, BaseModel):
+                self._sections.put(content, section)
+        return validated
+
+
+def validate_layered(model: type[Model], layered: Layered, default_source: str, key_prefix: tuple[str, ...] = (),
+                     reuse: SectionReuse | None = None) -> Model:
     """Validate; each error is one line naming the source that set the key, and the key (with
-    ``key_prefix`` before it when the mapping sits inside another file's key)."""
+    ``key_prefix`` before it when the mapping sits inside another file's key). ``reuse``: the
+    sections validated before (a sweep's points)."""
+    if reuse is not None and (validated := reuse.validate(model, layered.data)) is not None:
+        return validated
     try:
         return model.model_validate(layered.data)
     except ValidationError as exc:
@@ -369,8 +408,9 @@ def load_layered(path: str | Path, overrides: Sequence[Override] = ()) -> Layere
     return layered
 
 
-def validate_hardware(layered: Layered, default_source: str) -> "ChipConfig":
-    """Validate a hardware config as the chip kind its ``kind`` key names (``tpu`` when absent)."""
+def validate_hardware(layered: Layered, default_source: str, reuse: SectionReuse | None = None) -> "ChipConfig":
+    """Validate a hardware config as the chip kind its ``kind`` key names (``tpu`` when absent);
+    ``reuse``: the sections validated before (``SectionReuse``)."""
     from archsim.config.chips import CHIP_KINDS, chip_class
 
     kind = layered.data.get("kind")
@@ -379,7 +419,7 @@ def validate_hardware(layered: Layered, default_source: str) -> "ChipConfig":
         _not_a_workload(layered, default_source)
         raise ConfigError(f"unknown chip kind {shorten(kind)}; expected one of: {', '.join(CHIP_KINDS)}",
                           file=layered.source_of(("kind",), default_source), key="kind")
-    return validate_layered(model, layered, default_source)
+    return validate_layered(model, layered, default_source, reuse=reuse)
 
 
 def load_hardware(path: str | Path, overrides: Sequence[Override] | Sequence[str] = ()) -> "ChipConfig":

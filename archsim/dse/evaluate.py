@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from archsim.config.loader import Override, load_layered, parse_overrides, validate_hardware
+from archsim.config.loader import Override, SectionReuse, load_layered, parse_overrides, validate_hardware
 from archsim.config.schema import HardwareConfig
 from archsim.dse.spec import Point, design, digest
 from archsim.dse.store import CODE
@@ -83,11 +83,15 @@ def _workload_cached(stamp: tuple, overrides_json: str, lowering: Lowering) -> W
                                     for k, v in overrides], lowering)
 
 
+# the config sections a worker has validated: each distinct one once, not once per point
+_SECTIONS = SectionReuse()
+
+
 def hardware(point: Point) -> HardwareConfig:
     overrides = parse_overrides([text for _, text in point.base_overrides])
     overrides += [Override(tuple(path.split(".")), value, f"{path}={value}", f"{point.config}: sweep axis {path}={value}")
                   for path, value in point.overrides]
-    return validate_hardware(design(_layered(point.config), overrides), point.config)
+    return validate_hardware(design(_layered(point.config), overrides), point.config, _SECTIONS)
 
 
 def evaluate_point(point: Point) -> dict[str, Any]:

@@ -1,0 +1,69 @@
+"""Validation once per distinct config section (``archsim.config.loader.SectionReuse``): a sweep's
+points validated with the sections of earlier points reused are the configs validated afresh,
+and a bad point's error is the one validating it afresh gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsim.config.loader import SectionReuse, load_layered, parse_overrides, validate_hardware
+from archsim.dse.spec import design
+from archsim.errors import ConfigError
+
+from conftest import HW
+
+CIM = str(HW / "cim_tpu.yaml")
+POINTS = [
+    ["mxu.count=2", "hbm.bandwidth=400 GB/s"],
+    ["mxu.count=4", "hbm.bandwidth=400 GB/s"],
+    ["mxu.count=4", "hbm.bandwidth=800 GB/s", "vmem.capacity=8 MiB"],
+    ["mxu.cim.grid=[16, 16]", "cmem.capacity=256 MiB"],
+    ["mxu.count=2", "hbm.bandwidth=400 GB/s"],  # the first again: every section known
+]
+
+
+def point(texts):
+    return design(load_layered(CIM), parse_overrides(texts))
+
+
+def test_reused_sections_give_the_config_validated_afresh():
+    reuse = SectionReuse()
+    for texts in POINTS:
+        fresh = validate_hardware(point(texts), CIM)
+        reused = validate_hardware(point(texts), CIM, reuse)
+        assert reused == fresh
+        assert reused.model_dump(mode="json") == fresh.model_dump(mode="json")
+
+
+def test_a_section_seen_before_is_the_same_object():
+    reuse = SectionReuse()
+    first = validate_hardware(point(POINTS[0]), CIM, reuse)
+    second = validate_hardware(point(POINTS[1]), CIM, reuse)  # another MXU count, the same HBM
+    assert second.hbm is first.hbm and second.vpu is first.vpu
+    assert second.mxu is not first.mxu and second.mxu.count == 4
+    third = validate_hardware(point(POINTS[2]), CIM, reuse)
+    assert third.hbm is not first.hbm and third.hbm.bandwidth == 800e9
+
+
+def test_a_section_alike_but_for_a_value_s_type_is_another_section():
+    """A section is known by its raw text: 128.0 lanes is not the 128 lanes validated before
+    (an integer field refuses it), so it is validated, and refused, on its own."""
+    reuse = SectionReuse()
+    validate_hardware(point(["vpu.lanes=128"]), CIM, reuse)
+    with pytest.raises(ConfigError, match="vpu.lanes: Input should be a valid integer"):
+        validate_hardware(point(["vpu.lanes=128.0"]), CIM, reuse)
+
+
+@pytest.mark.parametrize("texts", [
+    ["cmem.capacity=1 MiB", "vmem.capacity=16 MiB"],  # a check across sections (CMEM backs VMEM)
+    ["hbm.bandwidth=fast"],  # a bad value in a section
+    ["hbm.bandwdth=1 TB/s"],  # an unknown key
+])
+def test_a_bad_point_reports_what_validating_it_afresh_reports(texts):
+    reuse = SectionReuse()
+    validate_hardware(point([]), CIM, reuse)  # every section of the file known
+    with pytest.raises(ConfigError) as fresh:
+        validate_hardware(point(texts), CIM)
+    with pytest.raises(ConfigError) as reused:
+        validate_hardware(point(texts), CIM, reuse)
+    assert str(reused.value) == str(fresh.value)
