@@ -73,6 +73,16 @@ class _importing:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _one_blas_thread() -> None:
+    """Run from ``main()``, before a command that evaluates one design point loads numpy: one
+    OpenBLAS thread, unless the user chose otherwise. Such a command multiplies no matrices
+    with BLAS (numpy's elementwise functions only), and the thread pool OpenBLAS starts when
+    numpy loads spins on the other cores: a tenth of a second of CPU per ``archsim run``
+    (issue 22). Sweeps, explorations and calibrations keep OpenBLAS's default."""
+    if _entry_point:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 _startup_sigint = _guard_sigint()
 # The imports below come after the guard on purpose:
 # ruff: noqa: E402
@@ -160,6 +170,7 @@ def cli() -> None:
 def validate(files: tuple[Path, ...], overrides: tuple[str, ...], as_json: bool) -> None:
     """Check hardware configs (a sweep: section as archsim sweep does) and print each
     normalised (all values in SI units)."""
+    _one_blas_thread()
     with _importing():
         import yaml
 
@@ -191,6 +202,7 @@ def validate(files: tuple[Path, ...], overrides: tuple[str, ...], as_json: bool)
 @_json_option
 def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Time one GEMM: A[M,K] (activations) x B[K,N] (weights)."""
+    _one_blas_thread()
     with _importing():
         from archsim import api, report
         from archsim.config.loader import parse_overrides
@@ -230,6 +242,7 @@ def gemm(hw_file: Path, m: int, k: int, n: int, dtype: str, overrides: tuple[str
 @_json_option
 def workload(workload_file: Path, overrides: tuple[str, ...], schedule: str | None, as_json: bool) -> None:
     """Describe a workload without hardware: parameters, MACs, FLOPs, bytes, intensity."""
+    _one_blas_thread()
     with _importing():
         from archsim import api, report
         from archsim.config.loader import parse_overrides
@@ -263,6 +276,7 @@ def run(files: tuple[Path, ...], overrides, workload_overrides, schedule, show_o
     FILES are HW.yaml [HW2.yaml ...] WORKLOAD.yaml; with several chips the results are printed
     side by side, each compared with the first.
     """
+    _one_blas_thread()
     with _importing():
         from archsim import api, report
         from archsim.config.loader import parse_overrides
