@@ -191,3 +191,21 @@ def test_a_step_kind_of_a_schedule_module_loads_it(tmp_path):
     modules, proc = _modules_at_exit(tmp_path, code)
     assert proc.returncode == 0, proc.stderr
     assert "archsim.workloads.schedules_harmonica" in modules
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("3", "3")])
+def test_a_run_loads_numpy_with_one_blas_thread_unless_told(tmp_path, given, expected):
+    """archsim run multiplies no matrices with BLAS: OpenBLAS's thread pool (spinning on the
+    other cores) is one thread, unless OPENBLAS_NUM_THREADS says otherwise."""
+    import os
+
+    out = tmp_path / "threads.txt"
+    code = ("import atexit, os, sys\n"
+            f"atexit.register(lambda: open({str(out)!r}, 'w').write(os.environ.get('OPENBLAS_NUM_THREADS', '')))\n"
+            "from archsim.cli import main\nmain()\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"} | (
+        {"OPENBLAS_NUM_THREADS": given} if given else {})
+    proc = subprocess.run([sys.executable, "-c", code, "run", HW, SMALL], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == expected
