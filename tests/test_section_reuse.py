@@ -67,3 +67,35 @@ def test_a_bad_point_reports_what_validating_it_afresh_reports(texts):
     with pytest.raises(ConfigError) as reused:
         validate_hardware(point(texts), CIM, reuse)
     assert str(reused.value) == str(fresh.value)
+
+
+def _configs():
+    from archsim.api import load_hardware
+
+    files = sorted(HW.glob("*.yaml")) + sorted((HW / "systems").glob("*.yaml"))
+    reuse = SectionReuse()
+    points = [validate_hardware(point(texts), CIM, reuse) for texts in POINTS]
+    return [load_hardware(f) for f in files] + points
+
+
+def test_texts_made_from_sections_equal_the_whole_dumps():
+    """config.dumps: a design's hash and its cost fingerprint, made from its sections' texts,
+    are those of the whole dump, on every bundled config (TPUs, GPUs, systems) and sweep points."""
+    import hashlib
+    import json
+
+    from archsim.dse.evaluate import config_hash
+    from archsim.dse.spec import digest
+    from archsim.sim.fingerprint import CostFingerprint
+
+    for hw in _configs():
+        assert config_hash(hw) == digest(hw.model_dump(mode="json", exclude={"sweep", "explore"}))[:16]
+        assert config_hash(hw) == hashlib.sha256(json.dumps(hw.model_dump(mode="json", exclude={"sweep", "explore"}),
+                                                            sort_keys=True, default=str).encode()).hexdigest()[:16]
+        if hw.kind != "tpu":
+            continue
+        whole = hw.model_dump(exclude={"name": True, "description": True, "sweep": True, "explore": True, "tdp": True,
+                                       "periphery_area": True, "cmem": {"capacity"}, "hbm": {"capacity"}})
+        fingerprint = CostFingerprint.of(hw)
+        assert fingerprint.outer == {lv: repr(whole.pop(name)) for name, lv in CostFingerprint._OUTER.items()}
+        assert fingerprint.core == repr(whole)

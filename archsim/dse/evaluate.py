@@ -10,9 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from archsim.config.dumps import dump_text
 from archsim.config.loader import Override, SectionReuse, load_layered, parse_overrides, validate_hardware
 from archsim.config.schema import HardwareConfig
-from archsim.dse.spec import Point, design, digest
+from archsim.dse.spec import Point, design
 from archsim.dse.store import CODE
 from archsim.errors import ArchsimError
 from archsim.hw.energy import COMPONENTS
@@ -94,6 +95,15 @@ def hardware(point: Point) -> HardwareConfig:
     return validate_hardware(design(_layered(point.config), overrides), point.config, _SECTIONS)
 
 
+def config_hash(hw: HardwareConfig) -> str:
+    """What names the design (not its spaces): ``digest(hw.model_dump(mode="json", exclude={"sweep",
+    "explore"}))[:16]``, its text made from its sections' (``config.dumps``)."""
+    return hashlib.sha256(dump_text(hw, True, _SPACES).encode()).hexdigest()[:16]
+
+
+_SPACES = frozenset({"sweep", "explore"})
+
+
 def evaluate_point(point: Point) -> dict[str, Any]:
     row: dict[str, Any] = {
         "key": point.key, "role": point.role, "config": Path(point.config).name,
@@ -103,7 +113,7 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     try:
         hw = hardware(point)
         row["hardware"] = hw.name
-        row["config_hash"] = digest(hw.model_dump(mode="json", exclude={"sweep", "explore"}))[:16]  # the design, not its spaces
+        row["config_hash"] = config_hash(hw)
         workload = _workload(point.workload, point.workload_overrides, Lowering.of(hw))
         row["workload"] = workload.name
         result = simulate(hw, workload)

@@ -3,6 +3,7 @@ costs shared between chips and design points (``archsim.sim.engine``)."""
 
 from __future__ import annotations
 
+from archsim.config.dumps import dump_text, section_text
 from archsim.config.schema import HardwareConfig
 from archsim.hw.memory import Level
 
@@ -21,12 +22,17 @@ class CostFingerprint:
         self.outer = outer
         self._keys: dict[tuple[Level, ...], tuple] = {}
 
+    # what no op's cost reads: labels, the design spaces, the TDP flag, the periphery's area
+    _UNREAD = frozenset({"name", "description", "sweep", "explore", "tdp", "periphery_area"})
+
     @classmethod
     def of(cls, hw: HardwareConfig) -> "CostFingerprint":
-        dump = hw.model_dump(exclude={"name": True, "description": True, "sweep": True, "explore": True, "tdp": True,
-                                      "periphery_area": True, "cmem": {"capacity"}, "hbm": {"capacity"}})
-        outer = {level: _interned(repr(dump.pop(name))) for name, level in cls._OUTER.items()}
-        return cls(_interned(repr(dump)), outer)
+        """The texts of ``hw.model_dump()`` without what no cost reads: the outer levels' (but
+        their capacities) apart, the rest as one (``config.dumps``: made from its sections'
+        texts, each once per section object)."""
+        capacity = frozenset({"capacity"})
+        outer = {level: _interned(section_text(getattr(hw, name), capacity)) for name, level in cls._OUTER.items()}
+        return cls(_interned(dump_text(hw, False, cls._UNREAD | frozenset(cls._OUTER))), outer)
 
     def key(self, levels: tuple[Level, ...]) -> tuple:
         key = self._keys.get(levels)

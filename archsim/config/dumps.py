@@ -1,0 +1,56 @@
+"""A validated config's dump as text (``repr`` of ``model_dump()``, or the sorted JSON of
+``model_dump(mode="json")``) assembled from its sections' texts, each made once per section
+object. A sweep's points share most of their sections (``config.loader.SectionReuse``), so the
+texts that key the shared costs (``sim.fingerprint``) and name a design (a results row's
+``config_hash``) cost a join a point, not a walk of the whole config. The texts equal those of
+the whole dump (tests/test_section_reuse.py compares them on every bundled config)."""
+
+from __future__ import annotations
+
+import json
+from typing import Mapping
+
+from pydantic import BaseModel
+
+_SIZE = 8192  # section texts kept (a few kB each); the oldest half goes when full
+_TEXTS: dict[tuple, tuple[BaseModel, str]] = {}
+
+
+# json.dumps(value, sort_keys=True, default=str), without making an encoder at every call
+_json = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
+def _section_text(section: BaseModel, as_json: bool, drop: frozenset[str]) -> str:
+    key = (id(section), as_json, drop)
+    entry = _TEXTS.get(key)
+    if entry is None or entry[0] is not section:  # held, so its id is no other's meanwhile
+        if len(_TEXTS) >= _SIZE:
+            for old in list(_TEXTS)[:_SIZE // 2]:
+                _TEXTS.pop(old, None)
+        data = section.model_dump(mode="json" if as_json else "python", exclude=set(drop) or None)
+        entry = _TEXTS[key] = (section, _json(data) if as_json else repr(data))
+    return entry[1]
+
+
+def section_text(section: BaseModel | None, drop: frozenset[str] = frozenset()) -> str:
+    """``repr(section.model_dump(exclude=drop))`` (``'None'`` for no section)."""
+    return repr(None) if section is None else _section_text(section, False, drop)
+
+
+def dump_text(model: BaseModel, as_json: bool, exclude: frozenset[str] = frozenset(),
+              drop: Mapping[str, frozenset[str]] | None = None) -> str:
+    """``json.dumps(model.model_dump(mode="json", exclude=exclude), sort_keys=True, default=str)``
+    if ``as_json``, else ``repr(model.model_dump(exclude=exclude))``, with the keys ``drop[name]``
+    left out of section ``name`` (pydantic's nested ``exclude``)."""
+    drop = drop or {}
+    names = [name for name in type(model).model_fields if name not in exclude]
+    sections = {name for name in names if isinstance(getattr(model, name), BaseModel)}
+    scalars = model.model_dump(mode="json" if as_json else "python", exclude=set(exclude) | sections)
+    parts = []
+    for name in sorted(names) if as_json else names:
+        if name in sections:
+            text = _section_text(getattr(model, name), as_json, drop.get(name, frozenset()))
+        else:
+            text = _json(scalars[name]) if as_json else repr(scalars[name])
+        parts.append(f"{_json(name) if as_json else repr(name)}: {text}")
+    return "{" + ", ".join(parts) + "}"
