@@ -7,13 +7,12 @@ from functools import cached_property
 from types import MappingProxyType
 
 from archsim.config.schema import HardwareConfig
-from archsim.dtypes import DType
 from archsim.hw.energy import Energy, EnergyModel
-from archsim.hw.matrix import MatmulShape, build_matrix_unit
+from archsim.hw.matrix import build_matrix_unit
 from archsim.hw.matrix.base import clear_matrix_units
 from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.placement import workload_shape, clear_placements, place, without_preload
-from archsim.hw.tiling import Channels, TilingError, clear_tilings, tile_matmul
+from archsim.hw.tiling import Channels, TilingError, clear_tilings
 from archsim.hw.timing import access_latency, channel_times, overlapped_time
 from archsim.hw.vector import padded_row, pass_cycles, reduction_cycles, vector_cycles
 from archsim.ir import ops
@@ -25,10 +24,11 @@ from archsim.passes import compile_for
 from archsim.sim.cost import OpCost, busy_of
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.flash_cost import tpu_flash_cost
+from archsim.sim.matmul_cost import tpu_matmul_cost
 from archsim.sim.fused import tpu_fused_cost
 from archsim.sim.result import RunResult
 from archsim.sim.schedule import charge_static, prefetched_time, schedule_run
-from archsim.sim.op_rules import UnsupportedOpError, bottleneck, collective_group, compute_dtype, stored
+from archsim.sim.op_rules import UnsupportedOpError, bottleneck, collective_group
 from archsim.system.topology import topology_of
 
 __all__ = ["Simulator", "UnsupportedOpError", "clear_caches", "collective_group", "simulate"]
@@ -82,9 +82,9 @@ class Simulator:
             # the search weighs a preload against serial op times; with prefetch, reading the
             # same tensors from HBM as they are needed may be faster: each plan without its preload too
             plans = feasible + [without_preload(p) for p in feasible if p.preload]
-            results = [self.run_with(workload, p) for p in plans]
+            results = [self._timed(workload, p) for p in plans]
             fastest = min(r.latency_s for r in results)
-            return _least_energy([r for r in results if r.latency_s == fastest])
+            return _least_energy([self._charged(workload, r) for r in results if r.latency_s == fastest])
         # the whole result only for the fastest plans (their energies break a tie)
         fastest = min(times)
         return _least_energy([self.run_with(workload, p) for p, t in zip(feasible, times) if t == fastest])
@@ -118,6 +118,18 @@ class Simulator:
 
     def run_with(self, workload: Workload, placement: Placement) -> RunResult:
         """Evaluate with a given placement."""
+        return self._charged(workload, self._timed(workload, placement))
+
+    def _charged(self, workload: Workload, timed: RunResult) -> RunResult:
+        """``timed`` with each scheduled op's static energy charged by its span."""
+        if timed.schedules is None:
+            return timed
+        return RunResult(self.hw, workload, charge_static(timed.ops, timed.schedules, self.energy.static_power),
+                         schedules=timed.schedules)
+
+    def _timed(self, workload: Workload, placement: Placement) -> RunResult:
+        """The run under ``placement``, its time final; scheduled, its ops' static energy not yet
+        charged (``_charged``: only the fastest plans need their energies)."""
         costs: list[OpCost] = []
         if placement.preload:
             costs.append(self._preload_cost(placement.preload))
@@ -129,8 +141,7 @@ class Simulator:
             return RunResult.infeasible(self.hw, workload, str(exc))
         if not self.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):  # nothing to overlap
             return RunResult(self.hw, workload, tuple(costs), dispatch=self.dispatch)
-        schedules = schedule_run(self.hw, workload, placement, costs)
-        return RunResult(self.hw, workload, charge_static(costs, schedules, self.energy.static_power), schedules=schedules)
+        return RunResult(self.hw, workload, tuple(costs), schedules=schedule_run(self.hw, workload, placement, costs))
 
     def benchmark_placement(self, op: ops.Op) -> Placement:
         """Where a microbenchmark calling ``op`` on its own finds its tensors: in HBM (a
@@ -189,47 +200,7 @@ class Simulator:
         raise UnsupportedOpError(f"op {op.name!r}: no cost model for {type(op).__name__}")
 
     def _matmul_cost(self, op: ops.MatMul, placement: Placement, phase: str, repeat: int) -> OpCost:
-        dtype = compute_dtype(op)
-        if not self.matrix_unit.supports(dtype):
-            supported = ", ".join(d.value for d in DType if self.matrix_unit.supports(d))
-            raise UnsupportedOpError(f"op {op.name!r}: the matrix units do not support {dtype} (supported: {supported})")
-        # A weight shared by the whole batch is one matrix: fold the batch into m.
-        batch, m = (op.batch, op.m) if op.b_batched else (1, op.batch * op.m)
-        shape = MatmulShape(batch, m, op.k, op.n, dtype, op.b_batched,
-                            stored(op.a.dtype, dtype), stored(op.b.dtype, dtype))
-        levels = (placement.level(op.a), placement.level(op.b), placement.level(op.out))
-        latency = self._access_latency(levels)
-        # The fastest of the units' mappings once memory is counted (ties: fewest bytes moved,
-        # then the fewest cycles). Taken by compute time: an op takes at least latency +
-        # compute, so once that exceeds the best time no later mapping can win.
-        best = None
-        for array in sorted(self.matrix_unit.mappings(shape, op.out.dtype), key=lambda t: t.compute_cycles):
-            convert = self._conversion(op, shape, array)
-            array_s = array.compute_cycles / self.hw.clock
-            compute_s = max(array_s, vector_cycles(self.hw.vpu, convert) / self.hw.clock)
-            if best is not None and latency + compute_s > best[0][0]:
-                continue
-            tiling = tile_matmul(shape, op.out.dtype.bytes, dtype.accumulator.bytes, levels,
-                                 (array.a_reads, array.b_reads, array.out_writes), array.folds, self.channels,
-                                 compute_s, latency)
-            rank = (tiling.time_s, tiling.traffic.moved)
-            if best is None or rank < best[0]:
-                best = (rank, array, convert, array_s, compute_s, tiling)
-        _, array, convert, array_s, compute_s, tiling = best
-        time = tiling.time_s
-        unit = "mxu" if array_s >= compute_s else "vpu"  # the conversion can outlast the arrays
-        channels = channel_times(self.hw, tiling.traffic)
-        return OpCost(
-            phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies,
-            macs=op.macs, vector_ops=convert.alu + convert.special, compute_cycles=array.compute_cycles,
-            compute_s=compute_s, memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,
-            energy=self.energy.op_energy(time, tiling.traffic, op.macs, dtype, array.weight_write_bytes, convert),
-            bottleneck=bottleneck(compute_s, channels, unit),
-            peak_macs_per_s=self.hw.peak_macs_per_second(dtype), tiling=tiling.describe(),
-            busy=busy_of(("mxu", array_s), ("vpu", compute_s if unit == "vpu" else 0.0), channels=channels),
-            # at least 0: SCALE-Sim's count is one cycle short of a lone fold's stream
-            fill_s=max(0, array.compute_cycles - array.stream_cycles) / self.hw.clock,
-        )
+        return tpu_matmul_cost(self, op, placement, phase, repeat)
 
     def _access_latency(self, levels: tuple[Level, ...]) -> float:
         """``access_latency`` of these levels and VMEM (every matmul streams through it)."""
@@ -237,24 +208,6 @@ class Simulator:
         if latency is None:
             latency = self._latencies[levels] = access_latency(self.hw, set(levels) | {Level.VMEM})
         return latency
-
-    def _conversion(self, op: ops.MatMul, shape: MatmulShape, array) -> ops.VectorWork:
-        """The vector unit's work converting operands stored narrower than the MACs' type
-        (weight-only quantisation) as the arrays read them from VMEM: every element read,
-        ``vpu.convert_ops_per_element`` ALU ops each (unpack, scale). It runs beside the arrays."""
-        elements = 0.0
-        if shape.a_stored is not None:
-            elements += array.a_reads / shape.a_dtype.bytes
-        if shape.b_stored is not None:
-            elements += array.b_reads / shape.b_dtype.bytes
-        if not elements:
-            return ops.VectorWork(0, 0)
-        per_element = self.hw.vpu.convert_ops_per_element
-        if per_element is None:
-            raise UnsupportedOpError(
-                f"op {op.name!r} multiplies {op.a.dtype} by {op.b.dtype} at {shape.dtype}: converting the narrower "
-                f"operand needs vpu.convert_ops_per_element in the hardware config (ALU ops per element)")
-        return ops.VectorWork(math.ceil(elements * per_element), 0)
 
     def _vector_cost(self, op: ops.VectorOp, placement: Placement, phase: str, repeat: int) -> OpCost:
         """The op's passes (``op.passes``) one after another, each streaming its data through
