@@ -96,9 +96,12 @@ class _StepKinds(dict):
     Asked for a kind that is not one of this module's, it loads the schedule modules first
     (load_schedule_modules), so a kind is found whichever modules were imported so far."""
 
+    _loaded = False
+
     def _load(self, kind) -> None:
-        if not dict.__contains__(self, kind) and kind not in _OWN_KINDS:
+        if not self._loaded and kind not in _OWN_KINDS and not dict.__contains__(self, kind):
             load_schedule_modules()
+            self._loaded = True
 
     def __contains__(self, kind) -> bool:
         self._load(kind)
@@ -107,6 +110,10 @@ class _StepKinds(dict):
     def __getitem__(self, kind):
         self._load(kind)
         return dict.__getitem__(self, kind)
+
+    def get(self, kind, default=None):
+        self._load(kind)
+        return dict.get(self, kind, default)
 
 
 STEP_KINDS: dict[str, Any] = _StepKinds()
