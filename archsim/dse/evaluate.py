@@ -27,10 +27,10 @@ FIELD_PREFIX = "set."
 
 # The package's modules that never change a row's values: they print, plot, store or schedule
 # results. Editing them keeps finished results valid; any other module is the model.
-NOT_MODEL = frozenset({"cli.py", "report.py", "fileio.py", "dse/plots.py", "dse/report.py", "dse/pareto.py",
-                       "dse/store.py", "dse/runner.py", "dse/figures_ops.py", "dse/figures_labels.py",
-                       "dse/html_report.py", "dse/compare.py", "dse/compare_llm.py", "dse/explore.py",
-                       "dse/explore_space.py", "dse/explore_output.py", "config/explore.py"})
+NOT_MODEL = frozenset({"cli.py", "cli_dse.py", "cli_options.py", "fileio.py", "report.py", "config/explore.py",
+                       "dse/compare.py", "dse/compare_llm.py", "dse/explore.py", "dse/explore_output.py",
+                       "dse/explore_space.py", "dse/figures_labels.py", "dse/figures_ops.py", "dse/html_report.py",
+                       "dse/pareto.py", "dse/plots.py", "dse/report.py", "dse/runner.py", "dse/store.py"})
 # Whole folders of such modules: calibration fits configs to measurements, it computes no row.
 NOT_MODEL_DIRS = ("calibrate/",)
 _PACKAGE = Path(__file__).resolve().parent.parent
