@@ -62,6 +62,16 @@ default overlay adds). All 21 killed by the value tests or the area's GPU files,
 (about 30 s with --jobs 2 after a 33 s baseline); M140 and M155 were retargeted to the
 current lines (``fetched``; the shared-memory check at the widest dtype).
 
+The vectorised kernel search (66b17ba) computes archsim/gpu/gemm.py's formulas twice: in
+``_ranks`` (numpy, over every candidate: it chooses the kernel) and in ``_candidate`` (the chosen
+kernel's figures). Each GEMM mutant of a formula in both is given twice: ``nth=1`` in the
+ranking (M133, M138, M140, M157, M160, M161, M237: the wrong formula picks the kernel, whose
+figures are then built right) and ``nth=2``, an id ending in ``b``, in the build; M164 (the
+tie-break) lives in the ranking only, as its third array. The ranking mutants face
+tests/test_gpu_model.py's one-by-one comparison first and, behind it, value tests of the choice
+itself (``test_the_kernel_search_*``: blocks per SM with their stages, the resident share, split-K
+partials exactly filling the usable L2).
+
 Flash attention (issue 18; M178-M203): the kernel's work (``FlashAttention.pairs``' causal key
 blocks and query positions, the row-blocks' rounding, the MACs' 2x, each term of
 ``vector_work``), the pass's reader checks and causal query count (archsim/passes/flash.py), the

@@ -201,6 +201,25 @@ def test_blocks_per_sm_of_the_small_tile(sets, per_sm):
     assert plan.blocks_per_sm == per_sm and plan.tiles == 256
 
 
+def test_the_kernel_search_counts_blocks_per_sm_with_their_stages():
+    # The choice, not the chosen plan's figures: 384 x 128 x 384 with a 5 us fill a wave.
+    # A = B = 384 x 128 x 2 B = 96 KiB, C 288 KiB: HBM (192 + 288) KiB / 100e9 = 4.9152 us either way.
+    # 128x128: 3 x 3 = 9 tiles, 3 a SM (2 stages x 256 x 32 x 2 B = 32 KiB of 96 KiB), a wave of
+    #   12: one wave; compute ceil(9 / 4) = 3 tiles of 128 x 128 x 128 MACs / 1.024e12 = 6.144 us;
+    #   L2 (96 x 3 + 96 x 3 + 288) KiB / 400e9 = 2.21184 us: 6.144 + 5 = 11.144 us
+    # 64x64: 6 x 6 = 36 tiles, 6 a SM (16 KiB each), a wave of 24: two waves; compute
+    #   (6 + ceil(12 / 4)) x 64 x 64 x 128 / 1.024e12 = 9 x 0.512 = 4.608 us; HBM bound:
+    #   4.9152 + 2 x 5 = 14.9152 us. Without the stages (8 KiB a block: 12 a SM, a wave of 48)
+    #   its 36 tiles would seem to run in one wave, 9.9152 us, and win
+    plan = plan_gemm(gpu("gemm.split_k=[1]", "hbm.latency=5 us"), shape(384, 128, 384))
+    assert (plan.tile, plan.tiles, plan.blocks_per_sm, plan.waves) == ((128, 128), 9, 3, 1)
+    assert plan.compute_s == pytest.approx(6.144 * US, rel=REL)
+    assert plan.time_s == pytest.approx(11.144 * US, rel=REL)
+    small = plan_gemm(gpu("gemm.tiles=[[64, 64]]", "gemm.split_k=[1]", "hbm.latency=5 us"), shape(384, 128, 384))
+    assert (small.tiles, small.blocks_per_sm, small.waves) == (36, 6, 2)
+    assert small.time_s == pytest.approx(14.9152 * US, rel=REL)
+
+
 # -- plan_gemm: HBM reads, warm operands ---------------------------------------------------------
 
 def test_an_operand_that_fits_half_the_usable_l2_is_read_once():
@@ -270,6 +289,31 @@ def test_the_usable_share_of_the_l2_decides_what_fits():
     # usable 1: 4 MiB usable, half is 2 MiB: 1024^3's 2 MiB operands fit, read once each
     plan = plan_gemm(gpu(*ONE_TILE, "l2.usable=1.0"), shape(1024, 1024, 1024))
     assert plan.hbm_read == 2 * 2 * MiB
+
+
+def test_the_kernel_search_re_reads_an_operand_beyond_the_resident_share():
+    # The choice, not the chosen plan's figures: 192 x 3072 x 384, A = 1.125 MiB (above the
+    # resident 1 MiB, within the 2 MiB usable), B = 2.25 MiB, C = 144 KiB; tensor cores at
+    # 8192 MACs/cycle (HBM bound), one 128x128 accumulator tile a SM (64 KiB of registers), the
+    # L2 at 320 GB/s.
+    # 128x128: 2 x 3 tiles, a wave of 4 covers w_n = 2 by w_m = 2 tiles: A read ceil(3 / 2) = 2
+    #   times, B ceil(2 / 2) = 1: HBM (2 x 1.125 + 2.25) MiB + 144 KiB = 4,866,048 B / 100e9 =
+    #   48.66048 us (compute 2 x 6.144 us, L2 (1.125 x 3 + 2.25 x 2) MiB + 144 KiB = 8,404,992 B
+    #   / 320e9 = 26.2656 us); two waves: 49.66048 us. Were A held in L2 (up to the usable 2 MiB),
+    #   A read once: 36.864 + 1 = 37.864 us, and it would win
+    # 64x64: 3 x 6 tiles, 4 a SM, a wave of 16 covers w_n = 6 by w_m = 3 tiles: A and B once,
+    #   HBM (3.375 MiB + 144 KiB) / 100e9 = 36.864 us; the L2 bound: (1.125 x 6 + 2.25 x 3) MiB +
+    #   144 KiB = 14,303,232 B / 320e9 = 44.6976 us; two waves: 45.6976 us, the fastest
+    sets = ("gemm.split_k=[1]", "sm.tensor_macs_per_cycle.bf16=8192", "sm.registers=64 KiB", "l2.bandwidth=320 GB/s")
+    plan = plan_gemm(gpu(*sets), shape(192, 3072, 384))
+    assert (plan.tile, plan.tiles, plan.blocks_per_sm, plan.waves) == ((64, 64), 18, 4, 2)
+    assert plan.hbm_read == 1152 * KiB + 2304 * KiB
+    assert plan.l2_s == pytest.approx(44.6976 * US, rel=REL)
+    assert plan.time_s == pytest.approx(45.6976 * US, rel=REL)
+    large = plan_gemm(gpu(*sets, "gemm.tiles=[[128, 128]]"), shape(192, 3072, 384))
+    assert (large.tiles, large.blocks_per_sm, large.waves) == (6, 1, 2)
+    assert large.hbm_read == 2 * 1152 * KiB + 2304 * KiB
+    assert large.time_s == pytest.approx(49.66048 * US, rel=REL)
 
 
 # -- plan_gemm: the chosen kernel and its time -------------------------------------------------
@@ -384,6 +428,27 @@ def test_split_k_partials_exactly_filling_the_usable_l2_stay_there():
     assert above.hbm_read == 16 * MiB + 32 * KiB and above.hbm_write == 8 * KiB + 32 * KiB
     assert above.reduce_s == pytest.approx(0.65536 * US, rel=REL)
     assert above.time_s == pytest.approx(169.00944 * US, rel=REL)
+
+
+def test_the_kernel_search_keeps_partials_exactly_filling_the_usable_l2_in_it():
+    # The choice, not the chosen plan's figures: the split-K kernel wins only if the search too
+    # keeps its partials, exactly filling the usable L2, in L2. The tall-K GEMM at 1.56 GHz:
+    # split 1: one block of 64 x 64 x 65536 = 268,435,456 MACs at 1024 x 1.56e9 MAC/s =
+    #   168.04102564 us, above its HBM time (16 MiB + 8 KiB) / 100e9 = 167.85408 us: 168.54102564 us
+    # split 2 (HBM bound: 84.02 us of compute): 167.85408 + 0.5 + the reduction
+    #   partials in L2 (64 KiB of L2, 32 KiB usable): 40 KiB / 400e9 = 0.1024 us: 168.45648 us, the fastest
+    #   spilled (one byte less of L2): max(0.1024, 32 KiB / 100e9 x 2 = 0.65536) us: 169.00944 us,
+    #   slower than split 1
+    # split 4: 64 KiB of partials spill either way: 167.85408 + 0.5 + 1.31072 = 169.6648 us
+    split_1 = 64 * 64 * 65536 / (1024 * 1.56e9) + 0.5 * US
+    assert split_1 == pytest.approx(168.54102564 * US, rel=1e-9)
+    sets = ("gemm.tiles=[[64, 64]]", "clock=1.56 GHz")
+    at = plan_gemm(gpu(*sets, "l2.capacity=64 KiB"), shape(64, 65536, 64))
+    assert at.split == 2 and at.hbm_read == 16 * MiB and at.hbm_write == 8 * KiB
+    assert at.time_s == pytest.approx(168.45648 * US, rel=REL)
+    above = plan_gemm(gpu(*sets, "l2.capacity=65535 B"), shape(64, 65536, 64))
+    assert above.split == 1 and above.hbm_read == 16 * MiB and above.hbm_write == 8 * KiB
+    assert above.time_s == pytest.approx(split_1, rel=REL)
 
 
 def test_an_l2_bound_gemm():
