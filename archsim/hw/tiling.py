@@ -121,14 +121,28 @@ class _Table:
     writes: tuple[np.ndarray, ...]
     busy_bytes: tuple[np.ndarray, ...]  # reads + writes per level: what its port moves
     moved: np.ndarray  # bytes moved at every level together
-    # The candidates flattened (order-major) and ranked by the tie-breaks, fewest bytes moved,
-    # then fewest tiles, then the first: ``rank`` holds flat indices, ``ranked_busy`` and
-    # ``ranked_tiles`` the busy bytes per level and the tiles in that order. The first least
-    # time in this order is the lexicographic best (numpy's argmin takes the first minimum).
-    rank: np.ndarray
-    ranked_busy: tuple[np.ndarray, ...]
-    ranked_tiles: np.ndarray
-    chosen: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # flat index -> Traffic
+    # per use after the first (the ranking below and the chosen candidates' traffic)
+    memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def ranked(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray] | None:
+        """None at the table's first use; then the candidates flattened (order-major) and
+        ranked by the tie-breaks, fewest bytes moved, then fewest tiles, then the first: their
+        flat indices, busy bytes per level and tiles in that order. The first least time in
+        this order is the lexicographic best (numpy's argmin takes the first minimum), so a
+        table that design points differing in bandwidths share pays the sort once, and a
+        table used once (a new shape) not at all."""
+        ranked = self.memo.get("ranked")
+        if ranked is None:
+            if not self.memo.setdefault("used", False):
+                self.memo["used"] = True
+                return None
+            flat_tiles = np.broadcast_to(self.tiles, self.moved.shape).ravel()
+            rank = np.lexsort((np.arange(self.moved.size), flat_tiles, self.moved.ravel()))  # last key first
+            ranked = (rank, tuple(b.ravel()[rank] for b in self.busy_bytes), flat_tiles[rank])
+            for value in (rank, *ranked[1], ranked[2]):
+                value.flags.writeable = False
+            self.memo["ranked"] = ranked
+        return ranked
 
 
 @lru_cache(maxsize=1024)  # 5 to 50 kB each
@@ -173,13 +187,9 @@ def _table(
         moved = moved + reads[lv] + writes[lv]
     all_reads = (vmem_read, *(reads[lv] for lv in outer_levels))
     all_writes = (vmem_write, *(writes[lv] for lv in outer_levels))
-    busy = tuple(r + w for r, w in zip(all_reads, all_writes))
-    flat_tiles = np.broadcast_to(tiles, moved.shape).ravel()
-    rank = np.lexsort((np.arange(moved.size), flat_tiles, moved.ravel()))  # last key first
-    table = _Table(mt, kt, nt, tiles, (Level.VMEM, *outer_levels), all_reads, all_writes, busy, moved,
-                   rank, tuple(b.ravel()[rank] for b in busy), flat_tiles[rank])
-    for value in (mt, kt, nt, tiles, moved, *all_reads, *all_writes, *table.busy_bytes, rank, *table.ranked_busy,
-                  table.ranked_tiles):
+    table = _Table(mt, kt, nt, tiles, (Level.VMEM, *outer_levels), all_reads, all_writes,
+                   tuple(r + w for r, w in zip(all_reads, all_writes)), moved)
+    for value in (mt, kt, nt, tiles, moved, *all_reads, *all_writes, *table.busy_bytes):
         value.flags.writeable = False
     return table
 
@@ -200,21 +210,47 @@ def tile_matmul(
     reads of the arrays' mapping only, so mappings alike in those share it."""
     table = _table(shape, out_bytes_per_element, acc_bytes_per_element, levels, array_bytes, channels.vmem_capacity)
     bw = dict(channels.bandwidth)
-    t_mem = table.ranked_busy[0] / bw[Level.VMEM]
-    for lv, busy in zip(table.levels[1:], table.ranked_busy[1:]):
-        t_mem = np.maximum(t_mem, busy / bw[lv])
-    time = overlapped_time(t_mem, compute_s, np.minimum(table.ranked_tiles, folds), latency_s)
-    # least time, then fewest bytes, then fewest tiles, then the first order (the flattening
-    # is order-major), then the first candidate: the first least time in the table's ranking
-    best = int(time.argmin())
-    flat = int(table.rank[best])
+    ranked = table.ranked()
+    if ranked is None:  # its first use: the least time, then the tie-breaks, searched directly
+        t_mem, time = _times(table.busy_bytes, table.levels, bw, np.minimum(table.tiles, folds), compute_s, latency_s)
+        # least time, then fewest bytes, then fewest tiles, then the first order (the flattening
+        # is order-major), then the first candidate
+        keys = (time.ravel(), table.moved.ravel(), np.broadcast_to(table.tiles, t_mem.shape).ravel())
+        flat = _first_best(*keys)
+        t_mem, time = t_mem.ravel(), time.ravel()
+        best = flat
+    else:  # the same choice: the first least time in the table's ranking
+        rank, busy, tiles = ranked
+        t_mem, time = _times(busy, table.levels, bw, np.minimum(tiles, folds), compute_s, latency_s)
+        best = int(time.argmin())
+        flat = int(rank[best])
     o, i = divmod(flat, table.moved.shape[1])
-    traffic = table.chosen.get(flat)
+    traffic = table.memo.get(flat)
     if traffic is None:  # Python floats: numpy scalars are slow
-        traffic = table.chosen[flat] = Traffic.total_of(Traffic.of(lv, float(r[o, i]), float(w[o, i]))
-                                                        for lv, r, w in zip(table.levels, table.reads, table.writes))
+        traffic = table.memo[flat] = Traffic.total_of(Traffic.of(lv, float(r[o, i]), float(w[o, i]))
+                                                      for lv, r, w in zip(table.levels, table.reads, table.writes))
     return MatmulTiling(int(table.mt[i]), int(table.kt[i]), int(table.nt[i]), ORDERS[o], int(table.tiles[i]),
                         traffic, float(t_mem[best]), float(time[best]))
+
+
+def _times(busy, levels, bw, steps, compute_s, latency_s):
+    """Each candidate's busiest channel's time and its time with compute overlapped."""
+    t_mem = busy[0] / bw[Level.VMEM]
+    for lv, moved in zip(levels[1:], busy[1:]):
+        t_mem = np.maximum(t_mem, moved / bw[lv])
+    return t_mem, overlapped_time(t_mem, compute_s, steps, latency_s)
+
+
+def _first_best(*keys: np.ndarray) -> int:
+    """The first index with the least first key, ties going to the next keys in turn (a
+    lexicographic argmin; a full sort of every candidate costs 50x more)."""
+    index = np.arange(keys[0].size)
+    for key in keys:
+        values = key[index]
+        index = index[values == values.min()]
+        if index.size == 1:
+            break
+    return int(index[0])
 
 
 def clear_tilings() -> None:
