@@ -331,29 +331,28 @@ def _knapsack(items: list[_Item], budget: float, need: float, latency: float) ->
     Returns the seconds saved and the names."""
     if need > min(budget, sum(i.size for i in items if not i.preloaded)):
         return None  # even every created tensor promoted frees too little: no set can
-    # a set: (bytes, -saved, -freed, preloaded, saved, freed, names); the first four are its
-    # order (fewer bytes, more saved, more freed, no preload first), negated once as it is made
-    front: list[tuple] = [(0.0, -0.0, -0.0, False, 0.0, 0.0, ())]
+    # a set: ((bytes, -saved, -freed, preloaded), saved, freed, names); the first is its order
+    # (fewer bytes, more saved, more freed, no preload first), negated once as it is made
+    front: list[tuple] = [((0.0, -0.0, -0.0, False), 0.0, 0.0, ())]
     for item in sorted(items, key=lambda i: i.name):
         freed = 0.0 if item.preloaded else item.size
         grown = []
-        for b, _, _, p, g, f, names in front:
+        for (b, _, _, p), g, f, names in front:
             if b + item.size <= budget:
                 g, f = g + item.gain, f + freed
-                grown.append((b + item.size, -g, -f, p or item.preloaded, g, f, names + (item.name,)))
+                grown.append(((b + item.size, -g, -f, p or item.preloaded), g, f, names + (item.name,)))
         front = _undominated(front + grown, need > 0)
         if len(front) > MAX_PARETO:
-            front = sorted(front, key=_SAVED_FIRST)[:MAX_PARETO]
-    fitting = [e for e in front if e[5] >= need]
+            front = sorted(front, key=lambda e: e[0][1])[:MAX_PARETO]  # the most time saved first
+    fitting = [e for e in front if e[2] >= need]
     if not fitting:
         return None
     # the most time saved, then the fewest bytes, then the first (the empty set saves 0)
-    _, _, _, p, g, _, names = max(fitting, key=lambda e: (e[4] - (latency if e[3] else 0.0), -e[0]))
+    (_, _, _, p), g, _, names = max(fitting, key=lambda e: (e[1] - (latency if e[0][3] else 0.0), -e[0][0]))
     return g - (latency if p else 0.0), names
 
 
-_ORDER = itemgetter(0, 1, 2, 3)  # a set's order: fewer bytes, more saved, more freed, no preload
-_SAVED_FIRST = itemgetter(1)  # the most time saved first
+_ORDER = itemgetter(0)  # a set's order: (bytes, -saved, -freed, preloaded)
 
 
 def _undominated(entries, count_freed: bool):
@@ -365,8 +364,8 @@ def _undominated(entries, count_freed: bool):
     if not count_freed:  # two counts and a flag: one sweep in order of bytes
         best_any = best_unloaded = -math.inf
         for e in entries:
-            saved = e[4]
-            if e[3]:  # preloaded: must beat every set before it
+            saved = e[1]
+            if e[0][3]:  # preloaded: must beat every set before it
                 if saved <= best_any:
                     continue
                 best_any = saved
@@ -379,7 +378,7 @@ def _undominated(entries, count_freed: bool):
             kept.append(e)
         return kept
     for e in entries:  # HBM to free (rare: a tight HBM): pairwise
-        if not any(k[4] >= e[4] and k[5] >= e[5] and (e[3] or not k[3]) for k in kept):
+        if not any(k[1] >= e[1] and k[2] >= e[2] and (e[0][3] or not k[0][3]) for k in kept):
             kept.append(e)
     return kept
 
