@@ -109,8 +109,12 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
     """Each worker is a one-process pool of its own, so a worker that dies (killed, out of
     memory) fails only the chunk it was running: that chunk is retried on a fresh process,
     the others go on, and a chunk whose worker dies ``MAX_ATTEMPTS`` times becomes error rows
-    (which a re-run tries again). Finished chunks are handed out while the others run."""
-    queue = deque(range(len(chunks)))
+    (which a re-run tries again). Finished chunks are handed out while the others run.
+
+    Each worker takes its own run of consecutive chunks (the plan's order keeps designs alike
+    together, so a worker's shared costs serve more of its points; interleaved, both workers
+    would cost every op), and one that finishes its run takes the last chunk of the longest
+    run left. Which worker evaluates a point changes no result, only the time."""
     attempts: dict[int, int] = {}
     kept = _KEPT[-1].slots if _KEPT else None
     if kept is not None:  # this run's slots are the kept list's first ones
@@ -118,19 +122,19 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
     slots: list[ProcessPoolExecutor | None] = kept if kept is not None else [None] * min(workers, len(chunks))
     used = min(workers, len(chunks))
     running: dict[Future, tuple[int, int]] = {}  # future -> (slot, chunk)
+    runs = ChunkRuns(len(chunks), used)
 
     def fill() -> None:  # give every idle slot a chunk
         busy = {slot for slot, _ in running.values()}
         for slot in range(used):
-            if queue and slot not in busy:
+            if slot not in busy and (i := runs.next(slot)) is not None:
                 if slots[slot] is None:
                     slots[slot] = _new_worker()
-                i = queue.popleft()
                 attempts[i] = attempts.get(i, 0) + 1
                 running[slots[slot].submit(evaluate_chunk, chunks[i])] = (slot, i)
 
     try:
-        while queue or running:
+        while runs or running:
             fill()
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             finished = []
@@ -142,7 +146,7 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
                     slots[slot].shutdown(wait=False, cancel_futures=True)
                     slots[slot] = None
                     if attempts[i] < MAX_ATTEMPTS:
-                        queue.appendleft(i)
+                        runs.retry(slot, i)
                     else:
                         finished.append([_died(p, f"a worker process died evaluating this point's chunk "
                                                  f"{attempts[i]} times") for p in chunks[i]])
@@ -159,6 +163,28 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
                     # an OSError traceback after the sweep said where its points are saved.
                     pool.shutdown(wait=True, cancel_futures=True)
                     slots[i] = None
+
+
+class ChunkRuns:
+    """The chunks ``0 .. n - 1`` handed to ``workers`` slots: each slot its own run of
+    consecutive chunks, in order; a slot whose run is done takes the last chunk of the longest
+    run left (the other slots keep their order)."""
+
+    def __init__(self, n: int, workers: int):
+        self._runs = [deque(range(n * k // workers, n * (k + 1) // workers)) for k in range(workers)]
+
+    def next(self, slot: int) -> int | None:
+        if self._runs[slot]:
+            return self._runs[slot].popleft()
+        longest = max(self._runs, key=len)
+        return longest.pop() if longest else None
+
+    def retry(self, slot: int, chunk: int) -> None:
+        """``chunk`` again, next for ``slot`` (its worker died running it)."""
+        self._runs[slot].appendleft(chunk)
+
+    def __bool__(self) -> bool:
+        return any(self._runs)
 
 
 def _orphan_guard(parent: int) -> None:
