@@ -253,7 +253,7 @@ def _dask(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
             if cluster is not None:  # never change a shared cluster's workers
                 client.register_plugin(_ignore_interrupts_plugin())
             chunks = list(chunks)  # Dask takes every task at once
-            futures = client.map(evaluate_chunk, chunks, pure=False)
+            futures = _submitted(client, chunks)
             chunk_of = {future.key: chunk for future, chunk in zip(futures, chunks)}
             pending, futures = dask_completed(futures), None  # each future is dropped once handled
             for future in pending:
@@ -276,6 +276,21 @@ def _dask(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
 
 
 CONNECT_TIMEOUT_S = 3  # an unreachable --scheduler fails this soon (Dask's own default: 30 s)
+
+
+def _submitted(client, chunks: list) -> list:
+    """The chunks' tasks, in order: each worker of the cluster (as it is now) preferring a run
+    of consecutive chunks, as the process pool hands them out (``ChunkRuns``); Dask may still
+    move a task to another worker (an idle one steals; a dead one's tasks go elsewhere)."""
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    if len(workers) < 2:
+        return client.map(evaluate_chunk, chunks, pure=False)
+    n, futures = len(chunks), []
+    for k, address in enumerate(workers):
+        run = chunks[n * k // len(workers):n * (k + 1) // len(workers)]
+        if run:
+            futures += client.map(evaluate_chunk, run, pure=False, workers=[address], allow_other_workers=True)
+    return futures
 
 
 def _local_cluster(workers: int):
