@@ -121,7 +121,7 @@ def explore_command(file, out_dir, executor, jobs, scheduler, chunk_size, evalua
 
 def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, color: str | None = None,
                   x: str | None = None, y: str | None = None, source: Path | None = None) -> None:
-    from archsim.dse import html_report, plots, report as dse_report
+    from archsim.dse import html_report, plots, report as dse_report, summary as dse_summary
     from archsim.fileio import atomic_write, atomic_write_text
 
     frame = dse_report.results_table(frame, objectives)  # one table: results.parquet's columns, typed
@@ -131,7 +131,7 @@ def _report_sweep(frame, out_dir: Path, objectives: list[str], as_csv: bool, col
         shown = [c for c in frame.columns if c != "traceback"]
         raise click.BadParameter(f"{color!r} is not a column of the results in {source or out_dir}; available: "
                                  f"{', '.join(shown)}", param_hint="'--color'")
-    table = dse_report.summary_table(frame, objectives)
+    table = dse_summary.summary_table(frame, objectives)
     atomic_write_text(out_dir / "summary.txt", table + "\n")
     click.echo(table)
     if as_csv:

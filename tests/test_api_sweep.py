@@ -167,7 +167,7 @@ def test_sweep_sets_apply_to_every_design_and_a_temporary_folder_by_default(swep
 
 
 def test_the_summary_fits_120_columns_front_first_at_most_limit_rows(swept):
-    from archsim.dse.report import summary_table
+    from archsim.dse.summary import summary_table
 
     _, _, table = swept
     text = summary_table(table, ["latency", "energy", "area"])

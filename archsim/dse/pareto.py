@@ -27,6 +27,12 @@ def pareto_mask(values: np.ndarray, senses: list[str]) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     if v.shape[1] == 2:
         return _front_2d(v)
+    # equal rows share their fate (neither dominates the other; what dominates one dominates
+    # both): the front of the distinct rows, so a sweep whose designs tie (the same figures
+    # under another swept value) costs its distinct rows only
+    distinct, inverse = np.unique(v, axis=0, return_inverse=True)
+    if len(distinct) < n:
+        return _front_sorted(distinct)[inverse.reshape(-1)]
     return _front_sorted(v)
 
 

@@ -1,4 +1,4 @@
-"""A sweep's typed results table, and the summary printed after a sweep.
+"""A sweep's typed results table (the summary printed after a sweep: ``dse.summary``).
 
 ``results_table`` is the one function that makes the table every reader sees: it writes
 ``results.parquet`` (``ResultStore.consolidate``), is applied where results are loaded for
@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import textwrap
 from functools import lru_cache
 
 import numpy as np
@@ -53,8 +52,6 @@ LEAD = ("key", "design_id", "design", "role", "config", "hardware", "workload", 
         "status", "reason", "pareto")
 FIGURES = ("latency_s", "energy_j", "area_mm2", *RATIOS)
 TAIL = ("code", "config_hash", "traceback")
-WIDTH = 120  # the summary's width, in characters
-ROWS = 15  # designs shown per workload in the summary
 _UNIT = re.compile(r"^(?P<field>.+) \[(?P<unit>[^\[\]]+)\]$")
 _MISSING = object()
 
@@ -143,27 +140,34 @@ def _quantities(values: list) -> tuple[list[float], units.Dim] | None:
 
 def _typed_column(name: str, column: pd.Series) -> tuple[str, pd.Series]:
     """A swept value's column, typed (see the module's docstring); its name gains the unit of a
-    quantity."""
+    quantity. Each distinct cell is decoded once (a sweep repeats a few values over up to
+    10^6 rows)."""
     if _UNIT.match(name) or not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
         return name, column  # typed already
-    decoded = _each(_decode, column)
-    rows = [i for i, v in enumerate(decoded) if v is not _MISSING]
-    present = [decoded[i] for i in rows]
+    codes, cells = distinct(column)
+    decoded = [_decode(v) for v in cells]
+    present = [v for v in decoded if v is not _MISSING]
     if not present:
         return name, column
+    missing = np.array([v is _MISSING for v in decoded], dtype=bool)[codes]
 
-    def filled(values: list, dtype, empty) -> pd.Series:
-        out = [empty] * len(column)
-        for i, v in zip(rows, values):
-            out[i] = v
-        series = pd.Series(out, index=column.index, dtype=dtype)
-        # text keeps the column's own text type (pandas 3's str, as Parquet reads it back)
-        return series.astype(column.dtype) if dtype is object and pd.api.types.is_string_dtype(column) else series
+    def per_cell(values: list, empty) -> list:  # ``values`` of ``present``, placed at their cells
+        found = iter(values)
+        return [empty if v is _MISSING else next(found) for v in decoded]
 
     if all(isinstance(v, bool) for v in present):
-        return name, filled(present, "boolean", pd.NA)
+        cell = np.array(per_cell(present, False), dtype=bool)
+        return name, pd.Series(pd.arrays.BooleanArray(cell[codes], missing), index=column.index)
     if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return name, filled(present, "Int64", pd.NA)
+        cell = np.array(per_cell(present, 0), dtype=np.int64)
+        return name, pd.Series(pd.arrays.IntegerArray(cell[codes], missing), index=column.index)
+
+    def text() -> pd.Series:
+        cell = np.array(per_cell([_text(v) for v in present], None), dtype=object)
+        series = pd.Series(cell[codes], index=column.index, dtype=object)
+        # text keeps the column's own text type (pandas 3's str, as Parquet reads it back)
+        return series.astype(column.dtype) if pd.api.types.is_string_dtype(column) else series
+
     quantities = _quantities(present)
     if quantities is not None:
         numbers, dim = quantities
@@ -171,9 +175,9 @@ def _typed_column(name: str, column: pd.Series) -> tuple[str, pd.Series]:
             try:
                 name = f"{name} [{units.si_unit(dim)}]"
             except UnitError:  # a dimension without a unit string: kept as text
-                return name, filled([_text(v) for v in present], object, None)
-        return name, filled(numbers, "float64", np.nan)
-    return name, filled([_text(v) for v in present], object, None)
+                return name, text()
+        return name, pd.Series(np.array(per_cell(numbers, np.nan), dtype=float)[codes], index=column.index)
+    return name, text()
 
 
 def typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -233,93 +237,139 @@ def _order(value) -> tuple:
     return (2, 0.0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
 
 
-def _each(fn, values) -> list:
-    """``[fn(v) for v in values]``, ``fn`` called once per distinct value (a sweep's columns
-    repeat a few values over up to 10^6 rows); ``fn`` must be pure. Values are told apart by
-    type too (1 and 1.0 and True print differently); unhashable ones are not shared."""
+_UNIFORM = frozenset({"string", "floating", "integer", "boolean", "empty"})
+
+
+def distinct(values: pd.Series) -> tuple[np.ndarray, list]:
+    """``(codes, cells)``: ``values[i]`` is ``cells[codes[i]]``, each distinct cell once (a
+    missing one, None, NaN or NA, as None). Cells are told apart by type too (1 and 1.0 and
+    True print differently): a column of one kind is factorised at once, any other cell by cell
+    (an unhashable one, a list, is its own cell)."""
+    if pd.api.types.infer_dtype(values, skipna=True) in _UNIFORM:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        cells = [v.item() if isinstance(v, np.generic) else v for v in uniques]
+        if len(codes) and codes.min() < 0:
+            codes = np.where(codes < 0, len(cells), codes)
+            cells.append(None)
+        return codes, cells
     seen: dict = {}
-    out = []
-    for v in values:
+    cells, codes = [], np.empty(len(values), dtype=np.intp)
+    for i, v in enumerate(values):
         try:
             key = (type(v), v)
-            hit = seen.get(key, seen)
-        except TypeError:  # a list: computed each time
-            out.append(fn(v))
-            continue
-        if hit is seen:
-            hit = seen[key] = fn(v)
-        out.append(hit)
-    return out
+            code = seen.get(key)
+        except TypeError:  # unhashable: a cell of its own
+            key = code = None
+        if code is None:
+            code = len(cells)
+            cells.append(v)
+            if key is not None:
+                seen[key] = code
+        codes[i] = code
+    return codes, cells
 
 
 def label(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``design`` and ``design_id`` where the frame has none (a subset keeps its ids)."""
+    """Add ``design`` and ``design_id`` where the frame has none (a subset keeps its ids).
+    Computed per distinct cell and per distinct design, not per row (10^6 rows: seconds)."""
     if "design" in frame.columns and "design_id" in frame.columns:
         return frame
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # whole columns are added: the caller's frame stays as it is
     fields = swept_fields(frame)
     names = _names(fields)
-    values = [[_plain(v) for v in frame[f]] for f in fields]
-    configs = [str(_plain(c)) for c in frame["config"]]
-    hardware = [_plain(h) for h in frame.get("hardware", pd.Series(None, index=frame.index))]
-    # each column's cells as shown ("name=value"; None when missing), formatted once per value
-    texts = [_each(lambda v, f=f: None if v is None else f"{names[f]}={_shown(f, v)}", column)
-             for f, column in zip(fields, values)]
-    labels, idents = [], []
-    for i, config in enumerate(configs):
-        shown = [t[i] for t in texts if t[i] is not None]
-        # no hardware name: the config did not validate
-        name = hardware[i] if isinstance(hardware[i], str) and hardware[i] else config
-        labels.append(" ".join([name, *shown]))
-        idents.append((config, *(column[i] for column in values)))
-    base = {ident for ident, role in zip(idents, frame["role"]) if role == "baseline"}
-    order_of: dict = {}  # _order per distinct cell (type and value)
-
-    def ordered_cell(v) -> tuple:
-        key = (type(v), v)
-        found = order_of.get(key)
-        if found is None:
-            found = order_of[key] = _order(v)
-        return found
-
-    order = sorted(set(idents), key=lambda ident: (ident not in base, *map(ordered_cell, ident)))
-    ids = {ident: f"D{n}" for n, ident in enumerate(order, 1)}
-    frame["design"] = labels
-    frame["design_id"] = [ids[ident] for ident in idents]
+    configs, columns = _design_cells(frame)
+    config_codes, config_cells = configs
+    hardware_codes, hardware = distinct(frame["hardware"]) if "hardware" in frame.columns else \
+        (np.zeros(len(frame), dtype=np.intp), [None])
+    # the label: once per distinct config, hardware name and swept values (each column's cells
+    # as shown, "name=value"; None when missing)
+    texts = [[None if v is None else f"{names[f]}={_shown(f, v)}" for v in cells] for f, (_, cells) in zip(fields, columns)]
+    codes = [config_codes, hardware_codes, *(c for c, _ in columns)]
+    combo, first = _combined(codes, [len(config_cells), len(hardware), *(len(v) for _, v in columns)])
+    # " ".join([name, *shown]), a column at a time; no hardware name: the config did not validate
+    named = np.array([isinstance(h, str) and h != "" for h in map(_plain, hardware)], dtype=bool)
+    hardware = np.array([str(_plain(h)) for h in hardware], dtype=object)
+    labels = np.where(named[hardware_codes[first]], hardware[hardware_codes[first]],
+                      np.array(config_cells, dtype=object)[config_codes[first]])
+    for t, (c, _) in zip(texts, columns):
+        labels = labels + np.array(["" if v is None else " " + v for v in t], dtype=object)[c[first]]
+    frame["design"] = labels[combo].tolist()
+    del labels, combo
+    ident, number = _design_numbers(frame, configs, columns)
+    frame["design_id"] = np.array([f"D{k}" for k in number.tolist()], dtype=object)[ident].tolist()
     return frame
+
+
+def _design_cells(frame: pd.DataFrame) -> tuple[tuple, list[tuple]]:
+    """What names a design, as (codes, distinct cells): its config file's name, and each swept
+    value (cells as Python values, None when missing)."""
+    codes, configs = distinct(frame["config"])
+    columns = [distinct(frame[f]) for f in swept_fields(frame)]
+    return (codes, [str(_plain(c)) for c in configs]), [(c, [_plain(v) for v in cells]) for c, cells in columns]
+
+
+def _design_numbers(frame: pd.DataFrame, configs: tuple, columns: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's design (a code) and each design's number: a design is its config and swept
+    values (equal as Python values: 1 and 1.0 alike), numbered from 1, the baseline first,
+    then in natural order of config and values (8x8 before 16x8)."""
+    ranks = [_ranks(configs[1])[configs[0]], *(_ranks(cells)[c] for c, cells in columns)]
+    ident, first = _combined(ranks, [len(frame) + 1] * len(ranks))
+    base = np.zeros(len(first), dtype=bool)
+    base[ident[(frame["role"] == "baseline").to_numpy(dtype=bool)]] = True
+    order = np.lexsort([r[first] for r in reversed(ranks)] + [~base])
+    number = np.empty(len(first), dtype=np.intp)
+    number[order] = np.arange(1, len(first) + 1)
+    return ident, number
+
+
+def _ranks(cells: list) -> np.ndarray:
+    """Each cell's rank in natural order (``_order``) among the distinct values of ``cells``
+    (Python values: 1 and 1.0 rank alike)."""
+    rank = {v: i for i, v in enumerate(sorted(set(cells), key=_order))}
+    return np.array([rank[v] for v in cells], dtype=np.intp)
+
+
+def _combined(columns: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One code per distinct row of the code ``columns`` (each below its ``sizes``), in order of
+    first appearance, and each code's first row."""
+    n = len(columns[0]) if columns else 0
+    key = np.zeros(n, dtype=np.int64)
+    for codes, size in zip(columns, sizes):
+        key, _ = pd.factorize(key * max(size, 1) + codes)  # dense again: the next product fits
+    first = np.full(int(key.max(initial=-1)) + 1, n, dtype=np.intp)
+    np.minimum.at(first, key, np.arange(n))
+    return key, first
 
 
 def ratios(frame: pd.DataFrame) -> pd.DataFrame:
     """The ratios to each workload's baseline (``RATIOS``); a workload without a baseline row
     keeps the values it has (missing in a new column)."""
-    frame = frame.copy()
-    for column in RATIOS:
-        if column not in frame.columns:
-            frame[column] = np.nan
-    if "status" not in frame.columns or "latency_s" not in frame.columns:
-        return frame
-    for _, group in frame[frame["status"] == "ok"].groupby("workload_id", sort=True):
-        base = group[group["role"] == "baseline"]
-        if len(base):
-            b = base.iloc[0]
-            frame.loc[group.index, "speedup_vs_baseline"] = b["latency_s"] / group["latency_s"]
-            frame.loc[group.index, "energy_vs_baseline"] = group["energy_j"] / b["energy_j"]
-            frame.loc[group.index, "mxu_energy_reduction"] = b["energy_mxu_j"] / group["energy_mxu_j"]
+    frame = frame.copy(deep=False)  # whole columns are set: the caller's frame stays as it is
+    out = {c: frame[c].copy() if c in frame.columns else pd.Series(np.nan, index=frame.index) for c in RATIOS}
+    if "status" in frame.columns and "latency_s" in frame.columns:
+        for _, group in frame[frame["status"] == "ok"].groupby("workload_id", sort=True):
+            base = group[group["role"] == "baseline"]
+            if len(base):
+                b = base.iloc[0]
+                out["speedup_vs_baseline"].loc[group.index] = b["latency_s"] / group["latency_s"]
+                out["energy_vs_baseline"].loc[group.index] = group["energy_j"] / b["energy_j"]
+                out["mxu_energy_reduction"].loc[group.index] = b["energy_mxu_j"] / group["energy_mxu_j"]
+    for column, values in out.items():
+        frame[column] = values
     return frame
 
 
 def mark_pareto(frame: pd.DataFrame, objectives) -> pd.DataFrame:
     """``pareto``: whether a feasible row is non-dominated among its workload's feasible rows
     over ``objectives`` (an unknown value is on no front)."""
-    frame = frame.copy()
-    frame["pareto"] = False
-    if "status" not in frame.columns or not len(frame):
-        return frame
-    columns, senses = objective_columns(list(objectives))
-    for _, group in frame[frame["status"] == "ok"].groupby("workload_id", sort=True):
-        values = group.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-        frame.loc[group.index, "pareto"] = pareto_mask(values, senses)
-    frame["pareto"] = frame["pareto"].astype(bool)
+    frame = frame.copy(deep=False)  # a whole column is set: the caller's frame stays as it is
+    pareto = pd.Series(False, index=frame.index)
+    if "status" in frame.columns and len(frame):
+        columns, senses = objective_columns(list(objectives))
+        for _, group in frame[frame["status"] == "ok"].groupby("workload_id", sort=True):
+            values = group.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+            pareto.loc[group.index] = pareto_mask(values, senses)
+    frame["pareto"] = pareto.astype(bool)
     return frame
 
 
@@ -330,12 +380,47 @@ def ordered(frame: pd.DataFrame) -> pd.DataFrame:
     last = [c for c in TAIL if c in frame.columns]
     rest = sorted(c for c in frame.columns if c not in first and c not in last)
     frame = frame[first + rest + last]
-    if not len(frame) or not {"workload_file", "workload_id", "design_id", "key"} <= set(frame.columns):
+    order = _row_order(frame)
+    if order is None or (order == np.arange(len(order))).all():  # in order already: not copied
         return frame.reset_index(drop=True)
-    number = frame["design_id"].astype(str).str.slice(1).astype(int)
-    order = np.lexsort((frame["key"].astype(str).to_numpy(), number.to_numpy(),
-                        frame["workload_id"].astype(str).to_numpy(), frame["workload_file"].astype(str).to_numpy()))
     return frame.iloc[order].reset_index(drop=True)
+
+
+def _row_order(frame: pd.DataFrame, number: np.ndarray | None = None) -> np.ndarray | None:
+    """``ordered``'s row positions (None: the frame has no columns to order by); ``number``:
+    each row's design number, if not read from ``design_id``."""
+    if not len(frame) or not {"workload_file", "workload_id", "key"} <= set(frame.columns):
+        return None
+    if number is None:
+        if "design_id" not in frame.columns:
+            return None
+        codes, ids = pd.factorize(frame["design_id"].astype(str))
+        number = np.array([int(i[1:]) for i in ids], dtype=np.int64)[codes]
+    # text columns by their rank among their distinct values (sorted as the values would be)
+    file, workload = (pd.factorize(frame[c].astype(str), sort=True)[0] for c in ("workload_file", "workload_id"))
+    return np.lexsort((frame["key"].astype(str).to_numpy(), number, workload, file))
+
+
+_ORDER_READS = frozenset({"key", "config", "hardware", "role", "workload_file", "workload_id", "design", "design_id"})
+
+
+def table_reads(column: str) -> bool:
+    """Whether ``table_order`` reads this column."""
+    return column in _ORDER_READS or column.startswith(FIELD_PREFIX)
+
+
+def table_order(frame: pd.DataFrame) -> np.ndarray:
+    """Positions of a sweep's rows in the order ``results_table`` gives them, from their
+    ``table_reads`` columns alone (``ResultStore.consolidate`` orders the rows before loading
+    the rest)."""
+    order = None
+    if len(frame) and "design_id" in frame.columns:  # a typed table's rows keep their ids
+        order = _row_order(frame)
+    elif len(frame) and "config" in frame.columns:  # numbered as ``label`` numbers them
+        frame = typed(frame)
+        ident, number = _design_numbers(frame, *_design_cells(frame))
+        order = _row_order(frame, number[ident])
+    return np.arange(len(frame)) if order is None else order
 
 
 def results_table(frame: pd.DataFrame, objectives=None) -> pd.DataFrame:
@@ -368,117 +453,3 @@ def thinned(group: pd.DataFrame, limit: int = SHOWN_DESIGNS) -> pd.DataFrame:
 def enrich(frame: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """Former name of ``results_table``."""
     return results_table(frame, objectives)
-
-
-# ------------------------------------------------------------------ the summary
-
-
-_PREFIXES = ((1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p"))
-_SHOW = {"latency_s": ("latency", "s"), "energy_j": ("energy", "J"), "area_mm2": ("area", "mm^2"),
-         "power_w": ("power", "W"), "edp_js": ("EDP", "J s"), "throughput_per_s": ("throughput", "1/s"),
-         "tops_per_w": ("TOPS/W", ""), "utilization": ("utilization", "%"), "ttft_s": ("TTFT", "s"),
-         "tpot_s": ("TPOT", "s"), "tokens_per_s": ("tokens/s", ""), "tokens_per_j": ("tokens/J", "")}
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _number(v: float) -> str:
-    return "" if pd.isna(v) else (f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}")
-
-
-def _figure(column: str, values: pd.Series) -> tuple[str, list[str]]:
-    """A column's header with its unit (scaled to the values: ms, mJ) and its cells."""
-    name, unit = _SHOW.get(column, (column, ""))
-    values = pd.to_numeric(values, errors="coerce").astype(float)
-    scale = 100.0 if unit == "%" else 1.0
-    if unit in ("s", "J", "W"):
-        typical = values.abs().median()
-        factor, prefix = next(((f, p) for f, p in _PREFIXES if typical >= f), _PREFIXES[-1]) \
-            if typical > 0 else _PREFIXES[0]
-        scale, unit = 1 / factor, prefix + unit
-    return (f"{name} [{unit}]" if unit else name), [_number(v * scale) for v in values]
-
-
-def _rows(group: pd.DataFrame, objectives: list[str], limit: int) -> tuple[pd.DataFrame, int]:
-    """The rows shown of a workload: the front first, each part by the first objective; at most
-    ``limit``, and the baseline; and how many are left out."""
-    column, sense = objective_columns(objectives[:1])[0][0], objective_columns(objectives[:1])[1][0]
-    key = pd.to_numeric(group.get(column), errors="coerce") * (-1 if sense == "max" else 1)
-    number = group["design_id"].str.slice(1).astype(int)
-    order = np.lexsort((number.to_numpy(), key.fillna(np.inf).to_numpy(), ~group["pareto"].to_numpy(dtype=bool)))
-    rows = group.iloc[order]
-    shown = rows.head(limit)
-    base = rows.iloc[limit:][rows.iloc[limit:]["role"] == "baseline"].head(1)
-    return pd.concat([shown, base]), len(rows) - len(shown) - len(base)
-
-
-def _table(rows: pd.DataFrame, columns: list[tuple[str, list[str]]]) -> list[str]:
-    widths = [max(len(head), *(len(c) for c in cells)) for head, cells in columns]
-    left = [i < 1 or not any(c and (c[0].isdigit() or c[0] in "-.") for c in cells)
-            for i, (_, cells) in enumerate(columns)]
-    lines = ["  ".join(h.ljust(w) if lft else h.rjust(w) for (h, _), w, lft in zip(columns, widths, left)).rstrip()]
-    for i in range(len(rows)):
-        lines.append("  ".join(cells[i].ljust(w) if lft else cells[i].rjust(w)
-                               for (_, cells), w, lft in zip(columns, widths, left)).rstrip())
-    return lines
-
-
-def _workload_tables(ok: pd.DataFrame, objectives: list[str], fields: list[str], inline: bool,
-                     limit: int, source: str) -> tuple[list[str], set[str]]:
-    lines, shown_ids = [], set()
-    names = _names(fields)
-    for _, group in sorted(ok.groupby("workload_id", sort=True), key=lambda g: (str(g[1]["workload"].iloc[0]), g[0])):
-        name = group["workload"].iloc[0]
-        if (ok["workload"] == name).sum() > len(group):  # the same workload with other set: values
-            name += f" ({group['workload_file'].iloc[0]})"
-        rows, hidden = _rows(group, objectives, limit)
-        shown_ids |= set(rows["design_id"])
-        columns = [("design", rows["design_id"].tolist())]
-        if inline:
-            hardware = rows.get("hardware", rows["config"])
-            columns.append(("hardware", [h if isinstance(h, str) else "" for h in hardware]))
-            columns += [(names[f], ["" if _plain(v) is None else _shown(f, _plain(v)) for v in rows[f]])
-                        for f in fields]
-        columns += [_figure(c, rows[c]) for c in objective_columns(objectives)[0] if c in rows.columns]
-        if rows["speedup_vs_baseline"].notna().any():
-            columns.append(("speedup", ["" if pd.isna(v) else f"{v:.3g}x" for v in rows["speedup_vs_baseline"]]))
-        columns.append(("pareto", ["*" if p else "" for p in rows["pareto"]]))
-        lines.append(f"{name}: {_count(len(group), 'design')}, {int(group['pareto'].sum())} on the Pareto front "
-                     f"over {', '.join(objectives)} (*)")
-        lines += _table(rows, columns)
-        if hidden:
-            lines.append(f"{_count(hidden, 'more design')}: see {source}")
-        lines.append("")
-    return lines, shown_ids
-
-
-def summary_table(frame: pd.DataFrame, objectives: list[str], width: int = WIDTH, limit: int = ROWS,
-                  source: str = "results.parquet") -> str:
-    """Per workload, the designs on the front then the others, by the first objective (at most
-    ``limit`` and the baseline): design id, hardware and swept values (in a key table below
-    when they would not fit in ``width`` characters), the objectives, the speed-up and a
-    star for the front. Then the points that did not run, in short."""
-    frame = results_table(frame, objectives) if "design_id" not in frame.columns else mark_pareto(frame, objectives)
-    has_status = "status" in frame.columns
-    ok = frame[frame["status"] == "ok"] if has_status else frame.iloc[0:0]
-    fields = swept_fields(frame)
-    lines, shown = _workload_tables(ok, objectives, fields, True, limit, source)
-    if max(map(len, lines), default=0) > width:
-        lines, shown = _workload_tables(ok, objectives, fields, False, limit, source)
-        designs = frame[frame["design_id"].isin(shown)].drop_duplicates("design_id")
-        designs = designs.iloc[np.argsort(designs["design_id"].str.slice(1).astype(int).to_numpy(), kind="stable")]
-        lines.append("designs:")
-        lines += [f"  {d}  {label}" for d, label in zip(designs["design_id"], designs["design"])]
-        lines.append("")
-    bad = frame[frame["status"] != "ok"] if has_status else frame.iloc[0:0]
-    for _, row in bad.head(10).iterrows():
-        workload = row.get("workload") if isinstance(row.get("workload"), str) else row["workload_file"]
-        reason = row["reason"].strip().splitlines() if isinstance(row["reason"], str) else []
-        reason = reason[0] if reason else ""
-        lines += textwrap.wrap(f"{row['status']}: {row['design_id']} {row['design']} on {workload}: {reason}",
-                               width, subsequent_indent="    ", break_on_hyphens=False)
-    if len(bad) > 10:
-        lines.append(f"{_count(len(bad) - 10, 'more point')} did not run: see status and reason in {source}")
-    return "\n".join(lines).rstrip()

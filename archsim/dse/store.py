@@ -225,12 +225,40 @@ class ResultStore:
         """One row per point key: a key's error row (retried by the next run) gives way to any
         other; otherwise the newest part wins. Only the rows kept are concatenated, so a
         superseded row (an error has fewer columns) cannot change the types of the others."""
+        table = self._winning(None)
+        return pd.DataFrame() if table is None else table.to_pandas()
+
+    def _winning(self, keys: set[str] | None, arrange=None) -> pa.Table | None:
+        """``frame``'s rows (of ``keys`` only, if given) as one Arrow table in key order, or in
+        the order ``arrange = (reads, order)`` gives them (``order`` of a frame of the columns
+        ``reads`` accepts, in key order, returns row positions); None without rows. Filtered and ordered before
+        pandas sees them, with one take a column at a time, each part and column let go once
+        taken: 10^6 rows of a sweep are held about once, not four times."""
         tables = self._tables()
-        pieces = [t.take(rows) for t, rows in zip(tables, _winners(tables)) if len(rows)]
+        pieces = []
+        for i, rows in enumerate(_winners(tables)):
+            table, tables[i] = tables[i], None
+            if len(rows):
+                pieces.append(table if len(rows) == table.num_rows else table.take(rows))  # rows ascend
+            del table
         if not pieces:  # no parts, or parts without rows
-            return pd.DataFrame()
-        frame = _concat(pieces).to_pandas()
-        return frame.sort_values("key", kind="stable").reset_index(drop=True)
+            return None
+        table = _concat(pieces)
+        del pieces
+        # stable by key, as pandas' sort_values(kind="stable") (keys compare as their UTF-8 bytes)
+        rows = pc.sort_indices(table, [("key", "ascending")])
+        if keys is not None:
+            wanted = pc.is_in(table.column("key"), value_set=pa.array(sorted(keys), table.column("key").type))
+            rows = rows.filter(wanted.take(rows))
+        if arrange is not None:
+            reads, order = arrange
+            lead = table.select([c for c in table.column_names if reads(c)]).take(rows).to_pandas()
+            rows = rows.take(pa.array(order(lead), pa.int64()))
+        schema, columns = table.schema, []
+        while table.num_columns:
+            columns.append(table.column(0).take(rows))
+            table = table.remove_column(0)
+        return pa.Table.from_arrays(columns, schema=schema)
 
     def _read_part(self, path: Path, vanished: list | None = None) -> pa.Table | None:
         try:
@@ -296,13 +324,15 @@ class ResultStore:
     def consolidate(self, keys: set[str] | None = None, objectives: Sequence[str] | None = None) -> Path:
         """Write the typed results table (``report.results_table``, Pareto over ``objectives``,
         default latency and energy) of ``keys`` (default every row)."""
-        from archsim.dse.report import results_table  # the model's modules: loaded by then
+        from archsim.dse.report import results_table, table_order, table_reads  # the model's: loaded by then
 
         path = self.root / RESULTS
         with self.writer():
-            frame = self.frame()
-            if keys is not None and len(frame):
-                frame = frame[frame["key"].isin(keys)].reset_index(drop=True)
+            # rows in the table's order already, so that it takes them once
+            table = self._winning(keys, (table_reads, table_order))
+            # each column's Arrow memory freed as it is converted (the table is not used again)
+            frame = pd.DataFrame() if table is None else table.to_pandas(split_blocks=True, self_destruct=True)
+            del table
             frame = results_table(frame, objectives)
             _atomic_parquet(frame, path, f"every finished point is saved in {self.parts}; free space and run "
                             "the sweep again to write the table")
