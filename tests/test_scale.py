@@ -244,3 +244,26 @@ def test_a_plan_over_the_limit_names_the_file(tmp_path):
         plan_sweep([path])
     message = str(error.value)
     assert str(path) in message and "1,100,000 design points" in message and "limit is 1,000,000" in message
+
+
+def test_points_run_with_the_capacities_no_cost_reads_varying_fastest(tmp_path):
+    # a grid (count x CMEM x bandwidth x HBM capacity, two workloads): evaluated per workload,
+    # count and bandwidth outside, the two capacities (placement only) inside; a permutation
+    from archsim.sim.fingerprint import CostFingerprint
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(f"extends: {TPUV4I}\nsweep:\n  baseline: null\n  axes:\n    mxu.count: [1, 2]\n"
+                    f"    cmem.capacity: [64 MiB, 128 MiB, 256 MiB]\n    hbm.bandwidth: [300 GB/s, 600 GB/s]\n"
+                    f"    hbm.capacity: [16 GiB, 32 GiB]\n"
+                    f"  workloads: [{DECODE}, {WORKLOADS / 'gpt3_30b_layer_decode.yaml'}]\n")
+    points = plan_sweep([path]).points
+    grouped = points.grouped(CostFingerprint.unread)
+    assert sorted(grouped.keys.tolist()) == sorted(points.keys.tolist())
+    seen = [(p.workload_id, *(v for _, v in p.overrides)) for p in grouped]
+    workloads = sorted({p.workload_id for p in points}, key=[p.workload_id for p in points].index)
+    # by hand: workload, then count, then bandwidth, then CMEM, then HBM capacity
+    expected = [(w, n, c, bw, cap) for w in workloads for n in (1, 2) for bw in ("300 GB/s", "600 GB/s")
+                for c in ("64 MiB", "128 MiB", "256 MiB") for cap in ("16 GiB", "32 GiB")]
+    assert seen == expected
+    assert [CostFingerprint.unread(p) for p in ("cmem.capacity", "hbm.capacity", "hbm.bandwidth", "vmem.capacity")] \
+        == [True, True, False, False]

@@ -31,6 +31,7 @@ from archsim.dse.plan import Points
 from archsim.dse.spec import Point
 from archsim.dse.store import CODE, ResultStore
 from archsim.errors import ArchsimError
+from archsim.sim.fingerprint import CostFingerprint
 
 
 @dataclass(frozen=True)
@@ -379,6 +380,8 @@ def run_points(
         # a plan's points stay lazy (each chunk's made when it is handed out); a list is filtered
         todo = points.without(done) if isinstance(points, Points) else [p for p in points if p.key not in done]
         del done
+        if isinstance(todo, Points):  # points sharing op costs together (which runs first changes nothing)
+            todo = todo.grouped(CostFingerprint.unread)
         chunks = _Chunks(todo, chunk_size or default_chunk_size(len(todo), workers))
         start = time.perf_counter()
         bar = _progress(len(todo), progress)

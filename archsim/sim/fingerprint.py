@@ -34,6 +34,13 @@ class CostFingerprint:
         outer = {level: _interned(section_text(getattr(hw, name), capacity)) for name, level in cls._OUTER.items()}
         return cls(_interned(dump_text(hw, False, cls._UNREAD | frozenset(cls._OUTER))), outer)
 
+    @classmethod
+    def unread(cls, path: str) -> bool:
+        """Whether no op's cost reads the config value at this key path ("cmem.capacity"):
+        design points differing only in such values share every op's cost."""
+        head, _, rest = path.partition(".")
+        return head in cls._UNREAD or (head in cls._OUTER and rest == "capacity")
+
     def key(self, levels: tuple[Level, ...]) -> tuple:
         key = self._keys.get(levels)
         if key is None:
