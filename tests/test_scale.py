@@ -3,6 +3,7 @@ every row read back exactly once), and readback with pyarrow equal to the per-pa
 
 from __future__ import annotations
 
+import os
 import resource
 import textwrap
 import time
@@ -267,3 +268,30 @@ def test_points_run_with_the_capacities_no_cost_reads_varying_fastest(tmp_path):
     assert seen == expected
     assert [CostFingerprint.unread(p) for p in ("cmem.capacity", "hbm.capacity", "hbm.bandwidth", "vmem.capacity")] \
         == [True, True, False, False]
+
+
+def test_a_worker_sees_a_config_edited_between_chunks_and_stats_it_once_a_chunk(tmp_path, monkeypatch):
+    # a long-lived worker's caches are keyed by each file's stamp: an edit between two chunks is
+    # seen; within a chunk each file is looked at once (not twice a point)
+    from archsim.dse import evaluate
+
+    config = tmp_path / "chip.yaml"
+    config.write_text(f"extends: {TPUV4I}\nhbm:\n  bandwidth: 600 GB/s\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"extends: {config}\nsweep:\n  baseline: null\n  axes:\n    mxu.count: [1, 2, 4]\n"
+                     f"  workloads: [{DECODE}]\n")
+    points = list(plan_sweep([sweep]).points)
+    evaluate.evaluate_chunk(points[:1])  # files loaded: from now on only the stamps stat them
+    looked = []
+    real = evaluate.Path.stat
+    monkeypatch.setattr(evaluate.Path, "stat", lambda self, *a, **k: looked.append(self.name) or real(self, *a, **k))
+    first = evaluate.evaluate_chunk(points)
+    assert sorted(looked) == sorted([sweep.name, DECODE.name])  # once each for 3 points
+    # the sweep's base config now sets another bandwidth (the sweep file is rewritten, as an
+    # editor saves it: a new stamp)
+    sweep.write_text(sweep.read_text() + "hbm:\n  bandwidth: 300 GB/s\n")
+    os_stat = sweep.stat()
+    os.utime(sweep, ns=(os_stat.st_atime_ns, os_stat.st_mtime_ns + 10**9))
+    second = evaluate.evaluate_chunk(points)
+    assert all(a["status"] == b["status"] == "ok" for a, b in zip(first, second))
+    assert all(b["latency_s"] > a["latency_s"] for a, b in zip(first, second))  # half the bandwidth: slower

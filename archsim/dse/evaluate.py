@@ -59,9 +59,18 @@ def fingerprint(package: Path) -> str:
 
 
 def _stamp(path: str) -> tuple:
-    """A file's identity for the caches: a long-lived worker sees edits."""
-    stat = Path(path).stat()
-    return (path, stat.st_mtime_ns, stat.st_size)
+    """A file's identity for the caches: a long-lived worker sees edits (made between chunks:
+    within one, each file is looked at once)."""
+    stamp = _STAMPS.get(path) if _STAMPS is not None else None
+    if stamp is None:
+        stat = Path(path).stat()
+        stamp = (path, stat.st_mtime_ns, stat.st_size)
+        if _STAMPS is not None:
+            _STAMPS[path] = stamp
+    return stamp
+
+
+_STAMPS: dict[str, tuple] | None = None  # the files' stamps of the chunk being evaluated
 
 
 def _layered(path: str):
@@ -163,4 +172,10 @@ def power_over(limits, power_w: float) -> str:
 
 
 def evaluate_chunk(points: list[Point]) -> list[dict[str, Any]]:
-    return [evaluate_point(p) for p in points]
+    global _STAMPS
+    _STAMPS = {}
+    try:
+        rows = [evaluate_point(p) for p in points]
+    finally:
+        _STAMPS = None
+    return rows

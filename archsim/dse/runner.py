@@ -12,6 +12,7 @@ full disk, Ctrl-C, SIGKILL) are simply evaluated by the next run.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -132,7 +133,7 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
                 if slots[slot] is None:
                     slots[slot] = _new_worker()
                 attempts[i] = attempts.get(i, 0) + 1
-                running[slots[slot].submit(evaluate_chunk, chunks[i])] = (slot, i)
+                running[slots[slot].submit(_pool_chunk, chunks[i])] = (slot, i)
 
     try:
         while runs or running:
@@ -186,6 +187,17 @@ class ChunkRuns:
 
     def __bool__(self) -> bool:
         return any(self._runs)
+
+
+def _pool_chunk(points: list[Point]) -> list[dict]:
+    """``evaluate_chunk`` in a pool's worker (a process of the sweep's own). What the chunk left
+    is then collected and what survives (the shared costs' caches, mostly) frozen: the
+    collector's later passes walk a chunk's new objects, not every cache entry kept so far (a
+    few % of a point's time in a long sweep)."""
+    rows = evaluate_chunk(points)
+    gc.collect()
+    gc.freeze()
+    return rows
 
 
 def _orphan_guard(parent: int) -> None:
