@@ -226,7 +226,7 @@ class ResultStore:
         other; otherwise the newest part wins. Only the rows kept are concatenated, so a
         superseded row (an error has fewer columns) cannot change the types of the others."""
         table = self._winning(None)
-        return pd.DataFrame() if table is None else table.to_pandas()
+        return pd.DataFrame() if table is None else table.to_pandas(split_blocks=True, self_destruct=True)
 
     def _winning(self, keys: set[str] | None, arrange=None) -> pa.Table | None:
         """``frame``'s rows (of ``keys`` only, if given) as one Arrow table in key order, or in
@@ -333,6 +333,7 @@ class ResultStore:
             # each column's Arrow memory freed as it is converted (the table is not used again)
             frame = pd.DataFrame() if table is None else table.to_pandas(split_blocks=True, self_destruct=True)
             del table
+            pa.default_memory_pool().release_unused()  # what the Arrow side no longer holds, back to the system
             frame = results_table(frame, objectives)
             _atomic_parquet(frame, path, f"every finished point is saved in {self.parts}; free space and run "
                             "the sweep again to write the table")
@@ -505,8 +506,8 @@ def _checked(frame: pd.DataFrame, source: Path, columns: Sequence[str], hint: st
 
 
 def _read_table(path: Path, hint: str = "") -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
+    try:  # pd.read_parquet's frame, each column's Arrow memory freed as it is converted
+        return pq.read_table(path).to_pandas(split_blocks=True, self_destruct=True)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[0]
         raise StoreError(f"{path}: not a readable Parquet results file ({why})" + (f"; {hint}" if hint else "")) from None
