@@ -2,6 +2,7 @@
 
     python bench/scale.py                    # 10^6 points on the pool (2 workers), then readback
     python bench/scale.py --points 100000    # a smaller sweep (its time extrapolated to 10^6)
+    python bench/scale.py --sample 40000     # 40,000 points of the 10^6 space, extrapolated
     python bench/scale.py --readback-only    # only the 100,000-row readback figures
     python bench/scale.py --stub-eval        # the machinery alone: rows copied, not simulated
     python bench/scale.py --record           # also append the figures to bench/history.csv
@@ -12,9 +13,13 @@
    Reports the plan's time and memory, the run's wall time and points/s, the readback and
    consolidation times, and the peak resident memory of the sweep's process and of its
    workers (``resource.getrusage``: the largest of each; targets: 10^6 points in under 10
-   minutes, under 2 GiB). A point of this decode layer costs about 1.5 ms of CPU (its hardware
-   validated, its operands placed, its plans scheduled), so 10^6 simulated points take about
-   17 minutes on 2 cores (1,000 points/s); ``--stub-eval`` measures everything else at 10^6 (planning, chunks handed
+   minutes, under 2 GiB). A point of this decode layer costs 1.5 to 3 ms of CPU (its hardware
+   validated, its operands placed, its plans scheduled; more where the placement search tries
+   more homes), so 10^6 simulated points take about 19 minutes on 2 cores. A smaller grid
+   (``--points``) underestimates that: its few bandwidths' op costs all stay in a worker's
+   caches, the 10^6 space's 2,000 do not; ``--sample N`` runs N points of the 10^6 space itself
+   (8 runs of consecutive points, in the order a sweep runs them, spread over it).
+   ``--stub-eval`` measures everything else at 10^6 (planning, chunks handed
    to the pool, parts written and compacted, readback, memory): each worker returns a copy of
    one of 8 rows evaluated beforehand, under the point's key and swept values.
 2. Readback: 100,000 rows (8 real points evaluated, replicated under distinct keys) written
