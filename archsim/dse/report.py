@@ -283,7 +283,8 @@ def label(frame: pd.DataFrame) -> pd.DataFrame:
         (np.zeros(len(frame), dtype=np.intp), [None])
     # the label: once per distinct config, hardware name and swept values (each column's cells
     # as shown, "name=value"; None when missing)
-    texts = [[None if v is None else f"{names[f]}={_shown(f, v)}" for v in cells] for f, (_, cells) in zip(fields, columns)]
+    texts = [[None if v is None else f"{names[f]}={_shown(f, v)}" for v in cells]
+             for f, (_, cells) in zip(fields, columns)]
     codes = [config_codes, hardware_codes, *(c for c, _ in columns)]
     combo, first = _combined(codes, [len(config_cells), len(hardware), *(len(v) for _, v in columns)])
     # " ".join([name, *shown]), a column at a time; no hardware name: the config did not validate

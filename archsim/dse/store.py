@@ -231,9 +231,9 @@ class ResultStore:
     def _winning(self, keys: set[str] | None, arrange=None) -> pa.Table | None:
         """``frame``'s rows (of ``keys`` only, if given) as one Arrow table in key order, or in
         the order ``arrange = (reads, order)`` gives them (``order`` of a frame of the columns
-        ``reads`` accepts, in key order, returns row positions); None without rows. Filtered and ordered before
-        pandas sees them, with one take a column at a time, each part and column let go once
-        taken: 10^6 rows of a sweep are held about once, not four times."""
+        ``reads`` accepts, in key order, returns row positions); None without rows. Filtered
+        and ordered before pandas sees them, with one take a column at a time, each part and
+        column let go once taken: 10^6 rows of a sweep are held about once, not four times."""
         tables = self._tables()
         pieces = []
         for i, rows in enumerate(_winners(tables)):
