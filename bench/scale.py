@@ -15,7 +15,7 @@
    workers (``resource.getrusage``: the largest of each; targets: 10^6 points in under 10
    minutes, under 2 GiB). A point of this decode layer costs 1.5 to 3 ms of CPU (its hardware
    validated, its operands placed, its plans scheduled; more where the placement search tries
-   more homes), so 10^6 simulated points take about 19 minutes on 2 cores. A smaller grid
+   more homes), so 10^6 simulated points take about 24 minutes on 2 cores (1,414 s measured). A smaller grid
    (``--points``) underestimates that: its few bandwidths' op costs all stay in a worker's
    caches, the 10^6 space's 2,000 do not; ``--sample N`` runs N points of the 10^6 space itself
    (8 runs of consecutive points, in the order a sweep runs them, spread over it).
