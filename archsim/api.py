@@ -175,7 +175,7 @@ def load_results(path: str | Path, objectives: Sequence[str] | None = None) -> "
 
         table = api.load_results("sweep-results")
     """
-    from archsim.dse.store import load_results as load, read_objectives
+    from archsim.dse.results_file import load_results as load, read_objectives
 
     objectives = list(objectives or read_objectives(path))
     frame = load(path, objectives=objectives)

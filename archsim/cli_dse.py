@@ -156,7 +156,7 @@ def _check_objectives(names) -> None:
 def _objectives(out_dir: Path) -> list[str]:
     """The sweep's objectives, from the ``sweep.json`` beside its results (the default without
     one); a damaged one is an error naming it, not a guess."""
-    from archsim.dse.store import read_objectives
+    from archsim.dse.results_file import read_objectives
 
     return read_objectives(out_dir)
 
@@ -173,7 +173,7 @@ def pareto(results: Path, x: str, y: str, z: str | None, workload: str | None, a
     (latency, energy, area, power, edp: minimised; throughput, tops_per_w, utilization: maximised)."""
     with _importing():
         from archsim.config.sweep import OBJECTIVES
-        from archsim.dse.store import load_results
+        from archsim.dse.results_file import load_results
 
     objectives = [o for o in (x, y, z) if o]
     _check_objectives(objectives)
@@ -202,7 +202,7 @@ def plot(results: Path, x, y, color, out_dir) -> None:
     """Redraw a sweep's plots from its results."""
     with _importing():
         from archsim.config.sweep import OBJECTIVES
-        from archsim.dse.store import load_results
+        from archsim.dse.results_file import load_results
 
     _check_objectives([o for o in (x, y) if o])
     objectives = _objectives(results)
@@ -223,7 +223,7 @@ def report_command(results: Path, out_file: Path | None) -> None:
         from archsim.config.sweep import OBJECTIVES
         from archsim.dse import report as dse_report
         from archsim.dse.html_report import write_html_report
-        from archsim.dse.store import load_results
+        from archsim.dse.results_file import load_results
 
     objectives = _objectives(results)
     frame = dse_report.enrich(load_results(results, [OBJECTIVES[o][0] for o in objectives]), objectives)

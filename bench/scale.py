@@ -119,7 +119,8 @@ def sweep(points: int, workers: int, figures: list, stub: bool = False, consolid
     from archsim.dse.evaluate import evaluate_chunk
     from archsim.dse.plan import plan_sweep
     from archsim.dse.runner import run_points
-    from archsim.dse.store import ResultStore, load_results
+    from archsim.dse.results_file import load_results
+    from archsim.dse.store import ResultStore
 
     with tempfile.TemporaryDirectory(prefix="archsim-scale-") as tmp:
         path = Path(tmp) / "sweep.yaml"
@@ -194,7 +195,8 @@ def synthetic(out: Path, rows: int = 100_000, chunk: int = 64, compact: bool = T
 
 
 def readback(figures: list) -> None:
-    from archsim.dse.store import RESULTS, ResultStore, load_results
+    from archsim.dse.results_file import load_results
+    from archsim.dse.store import RESULTS, ResultStore
 
     with tempfile.TemporaryDirectory(prefix="archsim-readback-") as tmp:
         for compact in (False, True):

@@ -500,7 +500,7 @@ def test_results_are_read_without_unpickling(tmp_path):
     CVE-2023-47248) is read, or refused, without running the payload."""
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    from archsim.dse.store import load_results
+    from archsim.dse.results_file import load_results
 
     version = tuple(int(p) for p in pa.__version__.split(".")[:3] if p.isdigit())
     assert version >= (14, 0, 1), "pyarrow before 14.0.1 unpickles extension types from files"

@@ -30,8 +30,8 @@ FIELD_PREFIX = "set."
 NOT_MODEL = frozenset({"cli.py", "cli_dse.py", "cli_options.py", "fileio.py", "report.py", "config/explore.py",
                        "dse/compare.py", "dse/compare_llm.py", "dse/explore.py", "dse/explore_output.py",
                        "dse/explore_space.py", "dse/figures_labels.py", "dse/figures_ops.py", "dse/html_report.py",
-                       "dse/pareto.py", "dse/plots.py", "dse/report.py", "dse/runner.py", "dse/store.py",
-                       "dse/summary.py"})
+                       "dse/pareto.py", "dse/plots.py", "dse/report.py", "dse/results_file.py", "dse/runner.py",
+                       "dse/store.py", "dse/summary.py"})
 # Whole folders of such modules: calibration fits configs to measurements, it computes no row.
 NOT_MODEL_DIRS = ("calibrate/",)
 _PACKAGE = Path(__file__).resolve().parent.parent
