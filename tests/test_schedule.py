@@ -163,10 +163,12 @@ def test_prefetch_is_the_weights_share_of_the_transfer_up_to_the_buffer():
     cost = dataclass_replace(op("g", 2.5, [("mxu", 1.0), ("hbm", 2.0), ("vmem", 0.1)]),
                              traffic=Traffic.of(Level.HBM, read=2000.0))
     home = Placement(MappingProxyType({"x": Level.VMEM, "w": Level.HBM, "y": Level.VMEM}), (), True)
-    assert _prefetch(gemm, cost, home, {"x": 0}, 500.0) == (("hbm", 0.5),)
-    assert _prefetch(gemm, cost, home, {"x": 0}, 4000.0) == (("hbm", 1.0),)
-    assert _prefetch(gemm, cost, home, {"x": 0, "w": 0}, 4000.0) == ()  # made in the phase: not ahead
-    assert _prefetch(gemm, cost, home, {"x": 0}, 0.0) == ()
+    # the inputs no earlier op of the phase makes: here x is made in the phase, w is not
+    assert _prefetch((w,), cost, home, 500.0) == (("hbm", 0.5),)
+    assert _prefetch((w,), cost, home, 4000.0) == (("hbm", 1.0),)
+    assert _prefetch((), cost, home, 4000.0) == ()  # both made in the phase: nothing ahead
+    assert _prefetch((w,), cost, home, 0.0) == ()
+    assert _prefetch(gemm.inputs, cost, home, 4000.0) == (("hbm", 1.0),)  # x lives in VMEM: never ahead
 
 
 def dataclass_replace(cost, **fields):

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Hashable, Mapping
 
 import numpy as np
 
@@ -49,10 +49,11 @@ from archsim.hw.memory import Level, Placement
 from archsim.ir.graph import Workload
 from archsim.ir.ops import CacheWrite, Op
 from archsim.ir.tensor import Tensor
+from archsim.memo import BoundedMemo
 from archsim.units import SIZE, format_quantity
 
 OpTime = Callable[[Op, tuple[Level, ...]], float]  # an op's time with its tensors at these levels
-Policy = Callable[[HardwareConfig, Workload, OpTime], tuple[Placement, ...]]
+Policy = Callable[[HardwareConfig, Workload, OpTime, Hashable | None], tuple[Placement, ...]]
 _POLICIES: dict[str, Policy] = {}
 
 # Rungs whose estimated times are this close (relatively) to the best are all timed exactly by
@@ -72,9 +73,11 @@ def register_placement(name: str):
 
 
 def place(hw: HardwareConfig, workload: Workload, policy: str = "time_knapsack",
-          op_time: OpTime | None = None) -> tuple[Placement, ...]:
+          op_time: OpTime | None = None, share: Hashable | None = None) -> tuple[Placement, ...]:
     """Candidate placements, distinct, in the policy's order of preference. ``op_time`` times
-    an op at given levels (default: the engine's own costs for ``hw``)."""
+    an op at given levels (default: the engine's own costs for ``hw``). ``share``, when given,
+    names all that ``op_time`` and the chip's speeds are (not its capacities): calls alike in it
+    may share the policy's work that reads no capacity."""
     try:
         chosen = _POLICIES[policy]
     except KeyError:
@@ -83,7 +86,7 @@ def place(hw: HardwareConfig, workload: Workload, policy: str = "time_knapsack",
         from archsim.chips import build_chip  # the engines time ops; they import this module
 
         op_time = build_chip(hw).op_time
-    return chosen(hw, workload, op_time)
+    return chosen(hw, workload, op_time, share)
 
 
 # -- what the workload does with its tensors (shared by every design point) ----------------
@@ -228,7 +231,8 @@ def _activations_within(op_activations, reserve: float) -> frozenset[str]:
 # -- the policy -----------------------------------------------------------------------------
 
 @register_placement("time_knapsack")
-def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tuple[Placement, ...]:
+def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
+                  share: Hashable | None = None) -> tuple[Placement, ...]:
     analysis = _analysis(workload, workload_shape(workload))
     capacity = hw.cmem.capacity if hw.cmem is not None else 0.0
     # a preload reads HBM and writes CMEM at once: its bytes at the slower, after an access latency
@@ -240,26 +244,25 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
     # Each rung's run time without promotions, updated op by op from the last rung's (only the
     # ops whose activations moved change), less what its best promotions save: an estimate
     # exact to rounding (and to ops touching two persistent tensors), so the engine need time
-    # only the rungs that tie with the best.
-    times = [0.0] * len(analysis.ops)
-    base = 0.0
-    savings = _Savings(analysis, per_byte)
+    # only the rungs that tie with the best. The walk up the ladder reads no capacity: chips
+    # alike but for their capacities (``share``) climb it once.
+    walk = _WALKS.get((share, per_byte)) if share is not None else None
+    if walk is None:
+        walk = _Walk(analysis, per_byte)
+        if share is not None:
+            _WALKS.put((share, per_byte), walk)
+    savings = dict(walk.start)
     estimates = []
     for rung in analysis.ladder:
         if rung.reserve > capacity:
             break
         budget = capacity - rung.reserve  # falls rung by rung: once none is left, none comes back
-        for i in rung.moved:
-            op, count = analysis.ops[i]
-            far = analysis.far(rung, i)
-            now = op_time(op, far)
-            base += count * (now - times[i])
-            times[i] = now
-            if budget > 0:
-                savings.move(i, far, now, op_time)
+        base = walk.base(rung.index, op_time)
+        if budget > 0:
+            savings.update(walk.changes(rung.index, op_time))
         # HBM the rung's plan must free by promoting tensors the workload creates on chip
         need = _hbm_needed(analysis, rung, ()) - hw.hbm.capacity
-        chosen = _knapsack(savings.items(budget, need > 0), budget, need, preload_latency)
+        chosen = _knapsack(_items(analysis, savings, budget, need > 0), budget, need, preload_latency)
         if chosen is not None:  # else no promotion frees enough HBM: the rung does not fit
             saved, promoted = chosen
             estimates.append((base - saved, rung, promoted))
@@ -274,6 +277,65 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime) -> tu
             if plan not in plans:
                 plans.append(plan)
     return tuple(plans)
+
+
+class _Walk:
+    """The ladder climbed rung by rung, as far as a CMEM has needed so far: at each rung the
+    run's time without promotions (``base``) and the savings of the persistent tensors whose
+    ops moved (``_Savings``), every op timed once. It reads no capacity, so chips alike but for
+    their capacities share one (a sweep's CMEM axis), each reading the rungs its CMEM admits:
+    the same sums in the same order as its own climb. A rung's savings move only once a CMEM
+    has room left at it (a chip without CMEM times no op with a tensor there)."""
+
+    def __init__(self, analysis: _Analysis, per_byte: float):
+        self.analysis = analysis
+        self.times = [0.0] * len(analysis.ops)
+        self.total = 0.0
+        self.savings = _Savings(analysis, per_byte)
+        self.start = tuple(self.savings.total.items())
+        self.bases: list[float] = []  # per rung climbed
+        self.timed: list[tuple | None] = []  # per rung climbed, its ops' (index, levels, time) until their savings move
+        self.changed: list[tuple[tuple[str, float], ...]] = []  # per rung whose savings moved: (tensor, new saving)
+
+    def base(self, index: int, op_time: OpTime) -> float:
+        """The run's time at the rung without promotions."""
+        analysis = self.analysis
+        while len(self.bases) <= index:
+            rung = analysis.ladder[len(self.bases)]
+            timed = []
+            for i in rung.moved:
+                op, count = analysis.ops[i]
+                far = analysis.far(rung, i)
+                now = op_time(op, far)
+                self.total += count * (now - self.times[i])
+                self.times[i] = now
+                timed.append((i, far, now))
+            self.bases.append(self.total)
+            self.timed.append(tuple(timed))
+        return self.bases[index]
+
+    def changes(self, index: int, op_time: OpTime) -> tuple[tuple[str, float], ...]:
+        """The savings the rung's moves change: (tensor, its saving from this rung on)."""
+        self.base(index, op_time)
+        while len(self.changed) <= index:
+            k = len(self.changed)
+            names: dict[str, None] = {}
+            for i, far, now in self.timed[k]:
+                self.savings.move(i, far, now, op_time)
+                names.update(dict.fromkeys(self.analysis.op_persistent[i]))
+            self.timed[k] = None
+            self.changed.append(tuple((name, self.savings.total[name]) for name in names))
+        return self.changed[index]
+
+
+def _items(analysis: _Analysis, savings: dict[str, float], budget: float, created_too: bool) -> list["_Item"]:
+    """The tensors that fit ``budget`` and save time (``savings``: tensor -> seconds saved); with
+    ``created_too`` also those the workload creates on chip that do not (promoting them frees
+    their HBM)."""
+    usage = analysis.usage
+    return [_Item(n, usage[n].tensor.total_bytes, s, not usage[n].born_on_chip)
+            for n, s in savings.items() if usage[n].tensor.total_bytes <= budget
+            and (s > 0 or (created_too and usage[n].born_on_chip))]
 
 
 def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
@@ -309,10 +371,7 @@ class _Savings:
     def items(self, budget: float, created_too: bool) -> list["_Item"]:
         """The tensors that fit ``budget`` and save time; with ``created_too`` also those the
         workload creates on chip that do not (promoting them frees their HBM)."""
-        usage = self.analysis.usage
-        return [_Item(n, usage[n].tensor.total_bytes, s, not usage[n].born_on_chip)
-                for n, s in self.total.items() if usage[n].tensor.total_bytes <= budget
-                and (s > 0 or (created_too and usage[n].born_on_chip))]
+        return _items(self.analysis, self.total, budget, created_too)
 
 
 @dataclass(frozen=True)
@@ -403,6 +462,11 @@ def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: froze
 
 def clear_placements() -> None:
     _analysis.cache_clear()
+    _WALKS.clear()
+
+
+# ladders climbed, by what their op times read (``place``'s ``share``) and the preload's cost per byte
+_WALKS: BoundedMemo[_Walk] = BoundedMemo(size=64)
 
 
 def without_preload(plan: Placement) -> Placement:

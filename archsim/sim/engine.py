@@ -27,7 +27,7 @@ from archsim.sim.flash_cost import tpu_flash_cost
 from archsim.sim.matmul_cost import tpu_matmul_cost
 from archsim.sim.fused import tpu_fused_cost
 from archsim.sim.result import RunResult
-from archsim.sim.schedule import charge_static, prefetched_time, schedule_run
+from archsim.sim.schedule import charge_serial, charge_static, clear_schedules, prefetched_time, schedule_run
 from archsim.sim.op_rules import UnsupportedOpError, bottleneck, collective_group
 from archsim.system.topology import topology_of
 
@@ -94,14 +94,13 @@ class Simulator:
         their capacities (the same workload run again, a sweep's repeated points). Overlapped,
         the search weighs each op with its weights prefetched."""
         hw = self.hw
-        key = (workload, workload_shape(workload), self.placement_policy, self.dispatch,
-               overlapping and hw.prefetch_buffer,
-               self._fingerprint.key((Level.CMEM, Level.HBM)),
-               hw.cmem.capacity if hw.cmem is not None else 0.0, hw.hbm.capacity)
+        share = (workload, workload_shape(workload), self.placement_policy, self.dispatch,
+                 overlapping and hw.prefetch_buffer, self._fingerprint.key((Level.CMEM, Level.HBM)))
+        key = (share, hw.cmem.capacity if hw.cmem is not None else 0.0, hw.hbm.capacity)
         plans = _PLANS.get(key)
         if plans is None:
             plans = _PLANS.put(key, place(hw, workload, self.placement_policy,
-                                          self._overlapped_op_time if overlapping else self.op_time))
+                                          self._overlapped_op_time if overlapping else self.op_time, share))
         return plans
 
     def _latency(self, workload: Workload, placement: Placement) -> float:
@@ -124,12 +123,27 @@ class Simulator:
         """``timed`` with each scheduled op's static energy charged by its span."""
         if timed.schedules is None:
             return timed
-        return RunResult(self.hw, workload, charge_static(timed.ops, timed.schedules, self.energy.static_power),
-                         schedules=timed.schedules)
+        return timed.restated(self.hw, charge_static(timed.ops, timed.schedules, self.energy.static_power))
 
     def _timed(self, workload: Workload, placement: Placement) -> RunResult:
         """The run under ``placement``, its time final; scheduled, its ops' static energy not yet
-        charged (``_charged``: only the fastest plans need their energies)."""
+        charged (``_charged``: only the fastest plans need their energies). A scheduled run is
+        shared by chips alike in everything costs read, their prefetch buffer and the plan's
+        homes (a sweep's points differing only in capacities, where their plans agree): its
+        ops' static energies are charged afresh, its other totals carried over."""
+        if not self.overlaps:
+            return self._timed_afresh(workload, placement)
+        key = (self._fingerprint.key((Level.CMEM, Level.HBM)), self.dispatch, self._prefetch_buffer, workload,
+               workload_shape(workload), tuple(placement.home.values()), tuple(t.name for t in placement.preload))
+        timed = _TIMED.get(key)
+        if timed is not None:
+            return timed.restated(self.hw, timed.ops)
+        timed = self._timed_afresh(workload, placement)
+        if timed.schedules is not None:  # a run of one op per phase, or infeasible: not shared
+            _TIMED.put(key, timed)
+        return timed
+
+    def _timed_afresh(self, workload: Workload, placement: Placement) -> RunResult:
         costs: list[OpCost] = []
         if placement.preload:
             costs.append(self._preload_cost(placement.preload))
@@ -140,7 +154,7 @@ class Simulator:
         except TilingError as exc:
             return RunResult.infeasible(self.hw, workload, str(exc))
         if not self.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):  # nothing to overlap
-            return RunResult(self.hw, workload, tuple(costs), dispatch=self.dispatch)
+            return RunResult(self.hw, workload, charge_serial(costs, self.energy.static_power), dispatch=self.dispatch)
         return RunResult(self.hw, workload, tuple(costs), schedules=schedule_run(self.hw, workload, placement, costs))
 
     def benchmark_placement(self, op: ops.Op) -> Placement:
@@ -328,6 +342,8 @@ def _least_energy(results: list[RunResult]) -> RunResult:
 _COSTS: BoundedMemo[OpCost] = BoundedMemo(size=50_000)  # about 2 kB each: 100 MB at most
 _PLANS: BoundedMemo[tuple[Placement, ...]] = BoundedMemo(size=256)  # a few plans of a workload each
 _PREFETCHED: BoundedMemo[float] = BoundedMemo(size=50_000)  # an op's time with prefetch, keyed as _COSTS
+# scheduled runs, their static energies to charge: a few per workload and design point
+_TIMED: BoundedMemo[RunResult] = BoundedMemo(size=256)
 
 
 def clear_caches() -> None:
@@ -340,6 +356,8 @@ def clear_caches() -> None:
     clear_passes()
     _PLANS.clear()
     _PREFETCHED.clear()
+    _TIMED.clear()
+    clear_schedules()
     clear_gpu_caches()
     clear_matrix_units()
     clear_tilings()

@@ -116,8 +116,13 @@ class RunResult(Rates):
     def energy(self) -> Energy:
         """The ops' dynamic energy, and static power over the run's time (the ops' static
         shares add up to it)."""
-        dynamic = Energy.weighted_total((c.energy, c.count) for c in self.ops)
-        return dataclasses.replace(dynamic, static=static_power(self.hw) * self.latency_s)
+        return dataclasses.replace(self._ops_energy, static=static_power(self.hw) * self.latency_s)
+
+    @cached_property
+    def _ops_energy(self) -> Energy:
+        """The ops' energies summed, component by component (``energy`` keeps their dynamic
+        components and replaces their static one)."""
+        return Energy.weighted_total((c.energy, c.count) for c in self.ops)
 
     @cached_property
     def ici_bytes(self) -> float:
@@ -175,6 +180,20 @@ class RunResult(Rates):
             key = getattr(c, column)
             out[key] = out.get(key, 0.0) + added * c.count
         return out
+
+    # The totals that read neither the chip's config nor the ops' static energies (``energy``
+    # keeps the ops' dynamic components alone): ``restated`` carries them over.
+    _CARRIED = ("phase_times", "latency_s", "macs", "traffic", "_ops_energy", "ici_bytes", "utilization", "added_s")
+
+    def restated(self, hw: HardwareConfig, ops: tuple[OpCost, ...]) -> "RunResult":
+        """This run on ``hw``, a chip alike in every value its ops' costs and its schedule read
+        (design points differing only in capacities), its ops ``ops``: these ops, or these ops
+        with other static energies (``charge_static``). The totals ``_CARRIED`` are computed
+        once, here, and shared."""
+        carried = {name: getattr(self, name) for name in self._CARRIED}
+        new = RunResult(hw, self.workload, ops, self.feasible, self.reason, self.schedules, self.dispatch)
+        new.__dict__.update(carried)
+        return new
 
     # -- views ----------------------------------------------------------------------------
 

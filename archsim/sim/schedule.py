@@ -37,10 +37,11 @@ Sources: docs/sources/compiler.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Sequence
 
 from archsim.hw.memory import Level
+from archsim.hw.placement import workload_shape
 from archsim.ir.graph import PRELOAD_PHASE
 from archsim.sim.cost import OpCost, busy_totals
 
@@ -169,33 +170,46 @@ def schedule_run(hw, workload, placement, costs: Sequence[OpCost]) -> tuple[Phas
     if costs and costs[0].phase == PRELOAD_PHASE:
         out.append(schedule_phase(PRELOAD_PHASE, 1, costs[:1], ((),), ((),)))
         at = 1
-    for phase in workload.phases:
-        order = tuple(phase.graph.ops())
+    for phase, (order, deps, outside) in zip(workload.phases, _links(workload, workload_shape(workload))):
         mine = costs[at:at + len(order)]
         at += len(order)
-        producer: dict[str, int] = {}
-        deps, ahead = [], []
-        for i, op in enumerate(order):
-            deps.append(tuple(sorted({producer[t.name] for t in op.inputs if t.name in producer})))
-            # a lone op's prefetch could only start with it
-            ahead.append(_prefetch(op, mine[i], placement, producer, buffer) if len(order) > 1 else ())
-            for t in op.outputs:
-                producer[t.name] = i
+        # a lone op's prefetch could only start with it
+        ahead = [_prefetch(outside[i], mine[i], placement, buffer) for i in range(len(order))] if len(order) > 1 \
+            else [()]
         out.append(schedule_phase(phase.name, phase.repeat, mine, deps, ahead))
     return tuple(out)
 
 
-def _prefetch(op, cost: OpCost, placement, producer: dict[str, int], buffer: float) -> tuple[tuple[str, float], ...]:
-    """(channel, seconds) of the op's transfers that may run ahead: its inputs no op of the phase
-    produces (weights, caches, cached features), off-chip or in CMEM, up to ``buffer`` bytes a
-    copy, as a share of the op's transfer time on that channel."""
+@lru_cache(maxsize=16)
+def _links(workload, shape: tuple[int, ...]) -> tuple[tuple[tuple, tuple[tuple[int, ...], ...], tuple], ...]:
+    """Per phase: its ops in order, the ops (indices) producing each op's inputs, and each op's
+    inputs no earlier op of the phase produces. The workload's alone (``shape`` with it: a graph
+    can still grow), so every design point of a sweep shares them."""
+    out = []
+    for phase in workload.phases:
+        order = tuple(phase.graph.ops())
+        producer: dict[str, int] = {}
+        deps, outside = [], []
+        for i, op in enumerate(order):
+            deps.append(tuple(sorted({producer[t.name] for t in op.inputs if t.name in producer})))
+            outside.append(tuple(t for t in op.inputs if t.name not in producer))
+            for t in op.outputs:
+                producer[t.name] = i
+        out.append((order, tuple(deps), tuple(outside)))
+    return tuple(out)
+
+
+def _prefetch(inputs, cost: OpCost, placement, buffer: float) -> tuple[tuple[str, float], ...]:
+    """(channel, seconds) of the op's transfers that may run ahead: of its ``inputs`` no op of the
+    phase produces (weights, caches, cached features), those off-chip or in CMEM, up to ``buffer``
+    bytes a copy, as a share of the op's transfer time on that channel."""
     if buffer <= 0:
         return ()
     room = buffer
     by_level: dict[str, float] = {}
-    for t in op.inputs:
+    for t in inputs:
         level = placement.home.get(t.name)
-        if t.name in producer or level is None or level is Level.VMEM or room <= 0:
+        if level is None or level is Level.VMEM or room <= 0:
             continue
         fetched = min(t.bytes, room)
         room -= fetched
@@ -228,15 +242,32 @@ def charge_static(costs: Sequence[OpCost], schedules: Sequence[PhaseSchedule], s
     return tuple(out)
 
 
+def charge_serial(costs: Sequence[OpCost], static_power: float) -> tuple[OpCost, ...]:
+    """The costs with the chip's static power charged over each op's latency: ops run one after
+    another. (A cost is shared by chips that differ only in capacities, whose static power
+    differs: the static energy it carries is charged here, for this chip.)"""
+    out: list[OpCost] = []
+    for cost in costs:
+        energy = object.__new__(type(cost.energy))  # as charge_static
+        energy.__dict__.update(cost.energy.__dict__, static=static_power * cost.latency_s)
+        new = object.__new__(type(cost))
+        new.__dict__.update(cost.__dict__, energy=energy)
+        out.append(new)
+    return tuple(out)
+
+
 def prefetched_time(op, cost: OpCost, placement, buffer: float) -> float:
     """What the op takes once its weights' and caches' reads are fetched ahead (up to ``buffer``
     bytes, as the schedule prefetches): its fixed time after its unit's work and its channels'
     remaining transfers. An optimistic estimate, for the placement search to weigh ops as an
     overlapped run pays for them (a preload into CMEM buys little when prefetch hides the HBM
     reads anyway)."""
-    made_here = {t.name: 0 for t in op.inputs if not t.role.persistent}
-    ahead = dict(_prefetch(op, cost, placement, made_here, buffer))
+    ahead = dict(_prefetch([t for t in op.inputs if t.role.persistent], cost, placement, buffer))
     held_s = cost.busy[0][1] if cost.busy else 0.0
     work = [(r, s) for r, s in cost.busy[1:]]
     fixed = max(0.0, cost.latency_s - max([held_s, *(s for _, s in work)]))
     return fixed + max([held_s, *(s - ahead.get(r, 0.0) / cost.copies for r, s in work)])
+
+
+def clear_schedules() -> None:
+    _links.cache_clear()

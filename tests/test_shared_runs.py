@@ -1,0 +1,73 @@
+"""Design points alike but for their CMEM and HBM capacities share work (issue 22): the placement
+search's climb up the activation ladder (``archsim.hw.placement._Walk``) and the scheduled runs
+of the plans they agree on (``Simulator._timed``, ``RunResult.restated``). Sharing must change
+no bit of any result, in whatever order the points come."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archsim.api import load_hardware, load_workload
+from archsim.dtypes import DType
+from archsim.ir.graph import OpGraph, Phase, Workload
+from archsim.ir.ops import Gemm
+from archsim.ir.tensor import Role, Tensor
+from archsim.hw import placement
+from archsim.sim import engine
+from archsim.sim.engine import Simulator, clear_caches
+
+ROOT = Path(__file__).resolve().parent.parent
+CMEM_MIB = (32, 48, 96, 200, 320, 640)
+HBM_MIB = (160, 8192)  # the first too small for some plans
+
+
+def _designs():
+    return [(cmem, hbm) for cmem in CMEM_MIB for hbm in HBM_MIB]
+
+
+def _result_text(cmem: int, hbm: int, workload) -> str:
+    hw = load_hardware(ROOT / "hw_configs" / "cim_tpu.yaml",
+                       [f"cmem.capacity={cmem} MiB", f"hbm.capacity={hbm} MiB", "hbm.bandwidth=900 GB/s"])
+    result = Simulator(hw).run(workload)
+    table = result.table().to_dict(orient="list") if result.feasible else {}
+    return json.dumps({"summary": result.summary(), "table": table}, sort_keys=True, default=str)
+
+
+def _weights_worth_promoting() -> Workload:
+    """Decode-like GEMMs whose int8 weights (16, 32 and 8 MiB) are read 100, 2 and 50 times: which
+    the CMEM holds changes with its size."""
+    out = []
+    for i, (m, k, n, repeat) in enumerate(((8, 4096, 4096, 100), (4096, 4096, 8192, 2), (8, 2048, 4096, 50))):
+        x, w = Tensor(f"x{i}", (m, k), DType.INT8), Tensor(f"w{i}", (k, n), DType.INT8, Role.WEIGHT)
+        y = Tensor(f"y{i}", (m, n), DType.INT8)
+        out.append(Phase(f"p{i}", OpGraph([Gemm(f"g{i}", (x, w), (y,), 1, m, k, n, False)]), repeat))
+    return Workload("weights", tuple(out))
+
+
+# the decode layer reads each weight once: every CMEM keeps the same plan (its schedule shared);
+# the DiT block's plans change with CMEM (3 distinct latencies over these sizes)
+@pytest.mark.parametrize("workload_file, latencies", [("llama2_7b_layer_decode.yaml", 1), ("dit_xl_2_block_512.yaml", 3),
+                                                     ("(weights worth promoting)", 2)])
+def test_points_differing_in_capacities_share_work_and_change_no_bit(workload_file, latencies):
+    workload = (load_workload(ROOT / "workloads" / workload_file) if workload_file.endswith(".yaml")
+                else _weights_worth_promoting())
+    cold = {}
+    for design in _designs():
+        clear_caches()
+        cold[design] = _result_text(*design, workload)
+    clear_caches()
+    ascending = {design: _result_text(*design, workload) for design in _designs()}
+    # one climb of the ladder served every capacity; the plans they agree on were scheduled once
+    assert len(placement._WALKS) == 1
+    # (a phase of one op has nothing to overlap: no schedule to share)
+    assert 1 <= len(engine._TIMED) < len(_designs()) or workload_file.startswith("(")
+    descending = {design: _result_text(*design, workload) for design in reversed(_designs())}
+    assert ascending == cold
+    assert descending == cold
+    # the capacities do change the results: the plans differ, and so does the static power
+    assert len({cold[(cmem, 8192)] for cmem in CMEM_MIB}) == len(CMEM_MIB)
+    assert len({json.loads(text)["summary"]["latency_s"] for text in cold.values()
+                if "latency_s" in json.loads(text)["summary"]}) == latencies
