@@ -17,7 +17,7 @@ from archsim.api import gemm_workload, load_hardware, run_gemm, simulate
 from archsim.config.loader import parse_overrides
 from archsim.dtypes import DType
 from archsim.hw.memory import Level, Traffic, place
-from archsim.hw.timing import access_latency, channel_times, overlapped_time
+from archsim.hw.timing import access_latency, channel_times, overlapped_seconds, overlapped_time
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import CacheWrite, Gemm, Softmax
 from archsim.ir.tensor import Role, Tensor
@@ -52,6 +52,11 @@ def test_overlapped_time():
     assert overlapped_time(4.0, 1.0, 100, 0.0) == 4.0
     assert overlapped_time(4.0, 3.0, 0, 0.0) == 7.0  # no steps counts as one
     assert overlapped_time(0.0, 3.0, 5, 0.5) == 3.5
+    # the scalar form the op costs use: the same operations, the same bits
+    for args in ((4.0, 3.0, 1, 1.0), (4.0, 3.0, 2, 1.0), (4.0, 1.0, 100, 0.0), (4.0, 3.0, 0, 0.0), (0.0, 3.0, 5, 0.5),
+                 (1e-7 / 3, 2.5e-8 / 7, 37, 5e-7 / 11), (3.3e-5, 1.1e-6, 4097, 6.1e-7)):
+        assert overlapped_seconds(*args) == float(overlapped_time(*args))
+        assert type(overlapped_seconds(*args)) is float
 
 
 def test_access_latency_is_the_slowest_level_touched(tpuv4i):

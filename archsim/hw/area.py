@@ -29,10 +29,21 @@ class Area(Additive):
 
 
 def chip_area(hw) -> Area:
-    """The die area of one chip of ``hw``'s kind (``archsim.chips``)."""
+    """The die area of one chip of ``hw``'s kind (``archsim.chips``). The last config's is kept:
+    a design point's simulation reads it three times (its energy model's static power, its
+    result's static energy and its area)."""
+    global _LAST
+    last = _LAST
+    if last[0] is hw:  # the config itself, held here: no other object can have its id meanwhile
+        return last[1]
     from archsim.chips import chip_kind  # the registry imports every kind's model, which import this
 
-    return chip_kind(hw).area(hw)
+    area = chip_kind(hw).area(hw)
+    _LAST = (hw, area)
+    return area
+
+
+_LAST: tuple = (None, None)  # (config, its area): configs are immutable
 
 
 def tpu_area(hw: HardwareConfig) -> Area:

@@ -95,9 +95,10 @@ class EnergyModel:
         weight_write_bytes: float = 0.0,
         vector: VectorWork = VectorWork(0, 0),
     ) -> Energy:
-        read, write = self.read, self.write
-        vmem, cmem, hbm = (traffic.read(lv) * read.get(lv, 0.0) + traffic.write(lv) * write.get(lv, 0.0)
-                           for lv in (Level.VMEM, Level.CMEM, Level.HBM))
+        read, write = self.read.get, self.write.get
+        vmem = traffic.vmem_read * read(Level.VMEM, 0.0) + traffic.vmem_write * write(Level.VMEM, 0.0)
+        cmem = traffic.cmem_read * read(Level.CMEM, 0.0) + traffic.cmem_write * write(Level.CMEM, 0.0)
+        hbm = traffic.hbm_read * read(Level.HBM, 0.0) + traffic.hbm_write * write(Level.HBM, 0.0)
         return Energy(
             mxu=macs * self.mac[dtype] + weight_write_bytes * self.weight_write if macs else 0.0,
             vpu=vector.alu * self.vpu_alu + vector.special * self.vpu_special,

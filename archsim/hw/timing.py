@@ -30,13 +30,33 @@ def level_config(hw: HardwareConfig, level: Level):
     return config
 
 
+def _levels_of(hw: HardwareConfig) -> tuple:
+    """Per memory level (``_LEVELS``' order): the level, its config (None: the chip has none)
+    and its achievable bandwidth. The last chip's are kept: an op's cost reads them many times."""
+    global _LAST
+    last = _LAST
+    if last[0] is hw:  # the config itself, held here: no other object can have its id meanwhile
+        return last[1]
+    levels = []
+    for level in _LEVELS:
+        config = getattr(hw, level.value)
+        levels.append((level, config, config.achievable_bandwidth if config is not None else None))
+    _LAST = (hw, tuple(levels))
+    return _LAST[1]
+
+
+_LAST: tuple = (None, ())  # (config, its levels): configs are immutable
+
+
 def channel_times(hw: HardwareConfig, traffic: Traffic) -> dict[Level, float]:
     """Seconds each memory level's port is busy moving this traffic."""
     times = {}
-    for level in _LEVELS:
+    for level, config, bandwidth in _levels_of(hw):
         moved = traffic.total(level)
         if moved:
-            times[level] = moved / level_config(hw, level).achievable_bandwidth
+            if config is None:
+                raise ValueError(f"the chip has no {level.value}")
+            times[level] = moved / bandwidth
     return times
 
 
@@ -47,3 +67,9 @@ def access_latency(hw: HardwareConfig, levels) -> float:
 
 def overlapped_time(t_mem, t_compute, steps, latency=0.0):
     return latency + np.maximum(t_mem, t_mem / np.maximum(steps, 1) + t_compute)
+
+
+def overlapped_seconds(t_mem: float, t_compute: float, steps: int, latency: float = 0.0) -> float:
+    """``overlapped_time`` of one op, in Python floats (numpy's scalars cost microseconds a call):
+    the same operations, so the same bits."""
+    return latency + max(t_mem, t_mem / max(steps, 1) + t_compute)

@@ -13,7 +13,7 @@ from archsim.hw.matrix.base import clear_matrix_units
 from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.placement import workload_shape, clear_placements, place, without_preload
 from archsim.hw.tiling import Channels, TilingError, clear_tilings
-from archsim.hw.timing import access_latency, channel_times, overlapped_time
+from archsim.hw.timing import access_latency, channel_times, overlapped_seconds
 from archsim.hw.vector import padded_row, pass_cycles, reduction_cycles, vector_cycles
 from archsim.ir import ops
 from archsim.ir.fused import Fused
@@ -246,8 +246,7 @@ class Simulator:
                 cycles_here += reduction_cycles(vpu, op.rows)
             pass_times = channel_times(self.hw, moved)
             pass_memory = max(pass_times.values(), default=0.0)
-            latency += float(overlapped_time(pass_memory, cycles_here / clock, steps,
-                                             access_latency(self.hw, pass_times)))
+            latency += overlapped_seconds(pass_memory, cycles_here / clock, steps, access_latency(self.hw, pass_times))
             traffic, work, cycles = traffic + moved, work + done, cycles + cycles_here
             compute_s += cycles_here / clock
             memory_s += pass_memory
@@ -308,27 +307,37 @@ class Simulator:
     def _stream_traffic(self, inputs, outputs, placement: Placement, through_vmem: bool, scale: float = 1.0) -> Traffic:
         """Each input read once from its home and each output written once (``scale`` x their
         bytes: a padded layout), through VMEM when the VPU touches them."""
-        traffic = Traffic()
+        # Traffic's fields (vmem, cmem, hbm: read, write), each summed in the order the reads and
+        # writes come, as adding up a Traffic per tensor would (its other fields add 0.0)
+        moved = [0.0] * 6
+        home = placement.home
         for t in inputs:
-            traffic += Traffic.of(placement.level(t), read=t.bytes * scale)
+            size = t.bytes * scale
+            moved[_FIELD[home[t.name]]] += size
             if through_vmem:  # DMA writes it into VMEM, the unit reads it
-                traffic += Traffic.of(Level.VMEM, read=t.bytes * scale, write=t.bytes * scale)
+                moved[0] += size
+                moved[1] += size
         for t in outputs:
-            traffic += Traffic.of(placement.level(t), write=t.bytes * scale)
+            size = t.bytes * scale
+            moved[_FIELD[home[t.name]] + 1] += size
             if through_vmem:
-                traffic += Traffic.of(Level.VMEM, read=t.bytes * scale, write=t.bytes * scale)
-        return traffic
+                moved[0] += size
+                moved[1] += size
+        return Traffic(*moved)
 
     def _streamed(self, op, phase, repeat, traffic, compute_s, cycles, steps, work: ops.VectorWork, unit) -> OpCost:
         times = channel_times(self.hw, traffic)
         memory_s = max(times.values(), default=0.0)
-        latency = float(overlapped_time(memory_s, compute_s, steps, access_latency(self.hw, times)))
+        latency = overlapped_seconds(memory_s, compute_s, steps, access_latency(self.hw, times))
         return OpCost(
             phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, copies=op.copies, macs=0,
             vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
             latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
             bottleneck=bottleneck(compute_s, times, unit), busy=busy_of((unit, compute_s), channels=times),
         )
+
+
+_FIELD = {Level.VMEM: 0, Level.CMEM: 2, Level.HBM: 4}  # a level's read field in Traffic (its write: the next)
 
 
 def _least_energy(results: list[RunResult]) -> RunResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from archsim.hw.matrix import MatmulShape
 from archsim.hw.memory import Level, Placement, Traffic
-from archsim.hw.timing import access_latency, channel_times, overlapped_time
+from archsim.hw.timing import access_latency, channel_times, overlapped_seconds
 from archsim.hw.vector import vector_cycles
 from archsim.ir import ops
 from archsim.sim.cost import OpCost, busy_of
@@ -42,7 +42,7 @@ def tpu_flash_cost(sim, op: ops.FlashAttention, placement: Placement, phase: str
     memory_s = max(times.values())
     compute_s = max(array_s, vector_s)
     steps = op.batch * op.group * op.tiles
-    latency = float(overlapped_time(memory_s, compute_s, steps, access_latency(sim.hw, times)))
+    latency = overlapped_seconds(memory_s, compute_s, steps, access_latency(sim.hw, times))
     unit = "mxu" if array_s >= vector_s else "vpu"
     return OpCost(
         phase=phase, name=op.name, kind=op.kind, unit=op.unit.value, repeat=repeat, copies=op.copies,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from archsim.dtypes import DType
+from archsim.config.dumps import section_text
 from archsim.memo import BoundedMemo
 
 
@@ -132,7 +133,7 @@ def build_matrix_unit(config) -> MatrixUnitModel:
         factory = _KINDS[config.kind]
     except KeyError:
         raise ValueError(f"no matrix-unit model registered for kind {config.kind!r}") from None
-    key = repr(config.model_dump())
+    key = section_text(config)  # repr(config.model_dump()), made once per config object
     return _BUILT.get(key) or _BUILT.put(key, _Memoised(factory(config)))
 
 
