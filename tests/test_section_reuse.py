@@ -99,3 +99,26 @@ def test_texts_made_from_sections_equal_the_whole_dumps():
         fingerprint = CostFingerprint.of(hw)
         assert fingerprint.outer == {lv: repr(whole.pop(name)) for name, lv in CostFingerprint._OUTER.items()}
         assert fingerprint.core == repr(whole)
+
+
+def test_sections_a_point_shares_with_its_file_are_known_by_identity():
+    """A sweep's points are copies of one loaded file: the sections an override did not touch
+    are the file's own objects, found by identity (no text made); the others by their text."""
+    base = load_layered(CIM)
+    reuse = SectionReuse()
+    for texts in POINTS:
+        reused = validate_hardware(design(base, parse_overrides(texts)), CIM, reuse)
+        assert reused == validate_hardware(point(texts), CIM)
+    held = [raw for raw, _ in reuse._same._items.values()]
+    assert any(raw is base.data["vpu"] for raw in held)  # untouched by every point
+    assert not any(raw is base.data["mxu"] for raw in held)  # every point sets one of its keys
+
+
+def test_an_override_keeps_the_sources_of_the_keys_it_does_not_replace():
+    base = load_layered(CIM)
+    layered = design(base, parse_overrides(["hbm.bandwidth=1 TB/s"]))
+    assert layered.source_of(("hbm", "bandwidth"), "") == "--set hbm.bandwidth=1 TB/s"
+    assert layered.source_of(("hbm", "capacity"), "") == base.source_of(("hbm", "capacity"), "") != ""
+    # a section replaced whole: the keys it held are the override's now
+    replaced = design(base, parse_overrides(["hbm={bandwidth: 1 TB/s}"]))
+    assert replaced.source_of(("hbm", "capacity"), "") == "--set hbm={bandwidth: 1 TB/s}"

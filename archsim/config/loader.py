@@ -121,8 +121,12 @@ class Layered:
         source = override.label
         self.options.add(source)
         target = self._own(override.path, source)
+        old = target.get(override.path[-1], self)
         target[override.path[-1]] = override.value
-        self._forget_below(override.path)
+        # the sources of keys below the path go with the section that held them; a value that
+        # replaces a value (not a section) has none below it (``merge`` and this keep it so)
+        if old is self or isinstance(old, dict):
+            self._forget_below(override.path)
         self.origin[override.path] = source
 
     def _forget_below(self, path: tuple[str, ...]) -> None:
@@ -330,26 +334,36 @@ class SectionReuse:
         from archsim.memo import BoundedMemo
 
         self._sections: BoundedMemo[BaseModel] = BoundedMemo(size)
+        # by the raw section's identity, the section held so its id is no other's: a ``Layered``
+        # never writes into a section it shares (it copies it first), so the sections a point's
+        # copy shares with its file are the file's, unchanged (the others' content is checked)
+        self._same: BoundedMemo[tuple[dict, BaseModel]] = BoundedMemo(size)
 
     def validate(self, model: type[Model], data: dict) -> Model | None:
         """``model`` validated from ``data`` with its known sections reused; None if it fails."""
         mixed, new = dict(data), []
         for key, value in data.items():
             if isinstance(value, dict):
+                same = self._same.get((model, key, id(value)))
+                if same is not None and same[0] is value:
+                    mixed[key] = same[1]
+                    continue
                 content = (model, key, repr(value))  # repr tells 1 from 1.0 and True; order as written
                 section = self._sections.get(content)
                 if section is None:
-                    new.append((key, content))
+                    new.append((key, content, value))
                 else:
                     mixed[key] = section
+                    self._same.put((model, key, id(value)), (value, section))
         try:
             validated = model.model_validate(mixed)
         except ValidationError:
             return None
-        for key, content in new:
+        for key, content, value in new:
             section = getattr(validated, key, None)
             if isinstance(section, BaseModel):
                 self._sections.put(content, section)
+                self._same.put((model, key, id(value)), (value, section))
         return validated
 
 
