@@ -33,7 +33,10 @@ class StaticPower(Additive):
 
     @property
     def total(self) -> float:
-        return sum(getattr(self, f.name) for f in fields(self))
+        return sum(self.values())  # field by field, in order
+
+
+_AREA_FIELDS = tuple(f.name for f in fields(Area))
 
 
 def static_breakdown(hw) -> StaticPower:
@@ -42,11 +45,21 @@ def static_breakdown(hw) -> StaticPower:
         return StaticPower(always_on=hw.static_power)
     area = chip_area(hw)
     leak = hw.leakage
-    per_area = {f.name: getattr(area, f.name) * (leak.sram if f.name in SRAM_COMPONENTS else leak.logic)
-                for f in fields(Area)}
+    per_area = {name: getattr(area, name) * (leak.sram if name in SRAM_COMPONENTS else leak.logic)
+                for name in _AREA_FIELDS}
     return StaticPower(**per_area, always_on=leak.always_on)
 
 
 def static_power(hw) -> float:
-    """The chip's static power in watts."""
-    return static_breakdown(hw).total
+    """The chip's static power in watts. The last config's is kept: a design point's
+    simulation reads it twice (its energy model, its result's static energy)."""
+    global _LAST
+    last = _LAST
+    if last[0] is hw:  # the config itself, held here: no other object can have its id meanwhile
+        return last[1]
+    watts = static_breakdown(hw).total
+    _LAST = (hw, watts)
+    return watts
+
+
+_LAST: tuple = (None, 0.0)  # (config, its static power): configs are immutable
