@@ -8,6 +8,7 @@ the whole dump (tests/test_section_reuse.py compares them on every bundled confi
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Mapping
 
 from pydantic import BaseModel
@@ -42,15 +43,28 @@ def dump_text(model: BaseModel, as_json: bool, exclude: frozenset[str] = frozens
     """``json.dumps(model.model_dump(mode="json", exclude=exclude), sort_keys=True, default=str)``
     if ``as_json``, else ``repr(model.model_dump(exclude=exclude))``, with the keys ``drop[name]``
     left out of section ``name`` (pydantic's nested ``exclude``)."""
-    drop = drop or {}
-    names = [name for name in type(model).model_fields if name not in exclude]
-    sections = {name for name in names if isinstance(getattr(model, name), BaseModel)}
+    fields = _fields(type(model), as_json, exclude, tuple(sorted((drop or {}).items())))
+    sections = set()
+    for name, _, _ in fields:
+        if isinstance(getattr(model, name), BaseModel):
+            sections.add(name)
     scalars = model.model_dump(mode="json" if as_json else "python", exclude=set(exclude) | sections)
     parts = []
-    for name in sorted(names) if as_json else names:
+    for name, label, dropped in fields:
         if name in sections:
-            text = _section_text(getattr(model, name), as_json, drop.get(name, frozenset()))
+            text = _section_text(getattr(model, name), as_json, dropped)
         else:
             text = _json(scalars[name]) if as_json else repr(scalars[name])
-        parts.append(f"{_json(name) if as_json else repr(name)}: {text}")
+        parts.append(label + text)
     return "{" + ", ".join(parts) + "}"
+
+
+@lru_cache(maxsize=64)
+def _fields(cls: type[BaseModel], as_json: bool, exclude: frozenset[str],
+            drop: tuple[tuple[str, frozenset[str]], ...]) -> tuple[tuple[str, str, frozenset[str]], ...]:
+    """The fields a dump writes, in its order (sorted by name as JSON, declared otherwise): each
+    with its text's ``'name': `` and the keys dropped from it."""
+    names = [name for name in cls.model_fields if name not in exclude]
+    dropped = dict(drop)
+    return tuple((name, f"{_json(name) if as_json else repr(name)}: ", dropped.get(name, frozenset()))
+                 for name in (sorted(names) if as_json else names))
