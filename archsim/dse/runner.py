@@ -68,6 +68,10 @@ def _serial(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[lis
 
 
 MAX_ATTEMPTS = 2  # a chunk whose worker dies this many times becomes error rows
+# Chunks a pool worker holds at once: the next one runs while the sweep's process writes the
+# last one's rows or merges parts (a merge of 16 large parts takes seconds); with one, a worker
+# finishing meanwhile waited for it.
+QUEUED = 2
 
 
 @dataclass
@@ -111,7 +115,9 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
     """Each worker is a one-process pool of its own, so a worker that dies (killed, out of
     memory) fails only the chunk it was running: that chunk is retried on a fresh process,
     the others go on, and a chunk whose worker dies ``MAX_ATTEMPTS`` times becomes error rows
-    (which a re-run tries again). Finished chunks are handed out while the others run.
+    (which a re-run tries again); only the chunk it was running counts a death, not the one
+    queued behind it. Finished chunks are handed out while the others run, and a worker holds
+    ``QUEUED`` chunks, so it never waits for the sweep's process to write rows.
 
     Each worker takes its own run of consecutive chunks (the plan's order keeps designs alike
     together, so a worker's shared costs serve more of its points; interleaved, both workers
@@ -123,30 +129,46 @@ def _pool(chunks: Chunks, workers: int, scheduler: str | None) -> Iterator[list[
         kept.extend([None] * (min(workers, len(chunks)) - len(kept)))
     slots: list[ProcessPoolExecutor | None] = kept if kept is not None else [None] * min(workers, len(chunks))
     used = min(workers, len(chunks))
-    running: dict[Future, tuple[int, int]] = {}  # future -> (slot, chunk)
+    running: dict[Future, tuple[int, int, ProcessPoolExecutor, int]] = {}  # future -> (slot, chunk, pool, order)
     runs = ChunkRuns(len(chunks), used)
+    submitted = 0
+    culprit: dict[int, int] = {}  # a dead pool (its id, while it is in ``running``) -> the order of the chunk it ran
 
-    def fill() -> None:  # give every idle slot a chunk
-        busy = {slot for slot, _ in running.values()}
+    def fill() -> None:  # give every slot its chunks
+        nonlocal submitted
+        held = [0] * used
+        for slot, _, _, _ in running.values():
+            held[slot] += 1
         for slot in range(used):
-            if slot not in busy and (i := runs.next(slot)) is not None:
+            # a chunk queued behind another comes from the slot's own run: an idle slot takes from others
+            while held[slot] < QUEUED and (i := runs.next(slot, steal=not held[slot])) is not None:
                 if slots[slot] is None:
                     slots[slot] = _new_worker()
                 attempts[i] = attempts.get(i, 0) + 1
-                running[slots[slot].submit(_pool_chunk, chunks[i])] = (slot, i)
+                running[slots[slot].submit(_pool_chunk, chunks[i])] = (slot, i, slots[slot], submitted)
+                submitted += 1
+                held[slot] += 1
 
     try:
         while runs or running:
             fill()
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             finished = []
-            for future in done:
-                slot, i = running.pop(future)
+            for future in sorted(done, key=lambda f: running[f][3]):
+                slot, i, pool, order = running.pop(future)
                 try:
                     finished.append(future.result())
-                except BrokenProcessPool:  # its process died: replace it, retry the chunk
-                    slots[slot].shutdown(wait=False, cancel_futures=True)
-                    slots[slot] = None
+                except BrokenProcessPool:  # its process died: replace it, retry its chunks
+                    if slots[slot] is pool:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        slots[slot] = None
+                    # the process was running the first of its chunks still pending; the others
+                    # only waited behind it: their attempt does not count
+                    first = culprit.setdefault(id(pool), min([order, *(o for _, _, p, o in running.values() if p is pool)]))
+                    if order != first:
+                        attempts[i] -= 1
+                    if not any(p is pool for _, _, p, _ in running.values()):
+                        del culprit[id(pool)]
                     if attempts[i] < MAX_ATTEMPTS:
                         runs.retry(slot, i)
                     else:
@@ -175,9 +197,12 @@ class ChunkRuns:
     def __init__(self, n: int, workers: int):
         self._runs = [deque(range(n * k // workers, n * (k + 1) // workers)) for k in range(workers)]
 
-    def next(self, slot: int) -> int | None:
+    def next(self, slot: int, steal: bool = True) -> int | None:
+        """The slot's next chunk; once its run is done, with ``steal``, the longest run's last."""
         if self._runs[slot]:
             return self._runs[slot].popleft()
+        if not steal:
+            return None
         longest = max(self._runs, key=len)
         return longest.pop() if longest else None
 
