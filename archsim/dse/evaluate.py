@@ -116,8 +116,8 @@ _SPACES = frozenset({"sweep", "explore"})
 
 def evaluate_point(point: Point) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "key": point.key, "role": point.role, "config": Path(point.config).name,
-        "workload_file": Path(point.workload).name, "workload_id": point.workload_id, CODE: code_fingerprint(),
+        "key": point.key, "role": point.role, "config": _file_name(point.config),
+        "workload_file": _file_name(point.workload), "workload_id": point.workload_id, CODE: code_fingerprint(),
         **{FIELD_PREFIX + path: json.dumps(value) for path, value in point.overrides},
     }
     try:
@@ -160,6 +160,11 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     if over:  # the figures stay, so the table shows by how much
         row.update(status="infeasible", reason=over)
     return row
+
+
+@lru_cache(maxsize=256)
+def _file_name(path: str) -> str:
+    return Path(path).name  # a Path costs microseconds, and a sweep's points share a few files
 
 
 def power_over(limits, power_w: float) -> str:
