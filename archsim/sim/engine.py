@@ -24,7 +24,7 @@ from archsim.passes import compile_for
 from archsim.sim.cost import OpCost, busy_of
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.flash_cost import tpu_flash_cost
-from archsim.sim.matmul_cost import tpu_matmul_cost
+from archsim.sim.matmul_cost import clear_matmul_plans, tpu_matmul_cost
 from archsim.sim.fused import tpu_fused_cost
 from archsim.sim.result import RunResult
 from archsim.sim.schedule import charge_serial, charge_static, clear_schedules, prefetched_time, schedule_run
@@ -309,20 +309,21 @@ class Simulator:
         bytes: a padded layout), through VMEM when the VPU touches them."""
         # Traffic's fields (vmem, cmem, hbm: read, write), each summed in the order the reads and
         # writes come, as adding up a Traffic per tensor would (its other fields add 0.0)
-        moved = [0.0] * 6
+        moved = [0.0] * len(_TRAFFIC_FIELDS)
+        vmem = _FIELD[Level.VMEM]
         home = placement.home
         for t in inputs:
             size = t.bytes * scale
             moved[_FIELD[home[t.name]]] += size
             if through_vmem:  # DMA writes it into VMEM, the unit reads it
-                moved[0] += size
-                moved[1] += size
+                moved[vmem] += size
+                moved[vmem + 1] += size
         for t in outputs:
             size = t.bytes * scale
             moved[_FIELD[home[t.name]] + 1] += size
             if through_vmem:
-                moved[0] += size
-                moved[1] += size
+                moved[vmem] += size
+                moved[vmem + 1] += size
         return Traffic(*moved)
 
     def _streamed(self, op, phase, repeat, traffic, compute_s, cycles, steps, work: ops.VectorWork, unit) -> OpCost:
@@ -337,7 +338,8 @@ class Simulator:
         )
 
 
-_FIELD = {Level.VMEM: 0, Level.CMEM: 2, Level.HBM: 4}  # a level's read field in Traffic (its write: the next)
+_TRAFFIC_FIELDS = Traffic._fields()[0]  # vmem_read, vmem_write, cmem_read, ...
+_FIELD = {level: _TRAFFIC_FIELDS.index(f"{level.value}_read") for level in Level}  # its write: the next field
 
 
 def _least_energy(results: list[RunResult]) -> RunResult:
@@ -366,6 +368,7 @@ def clear_caches() -> None:
     _PLANS.clear()
     _PREFETCHED.clear()
     _TIMED.clear()
+    clear_matmul_plans()
     clear_schedules()
     clear_gpu_caches()
     clear_matrix_units()
