@@ -13,10 +13,10 @@
    Reports the plan's time and memory, the run's wall time and points/s, the readback and
    consolidation times, and the peak resident memory of the sweep's process and of its
    workers (``resource.getrusage``: the largest of each; targets: 10^6 points in under 10
-   minutes, under 2 GiB). A point of this decode layer costs 0.6 to 0.7 ms of a worker's CPU
+   minutes, under 2 GiB). A point of this decode layer costs 0.6 to 0.8 ms of a worker's CPU
    (its hardware validated, its operands placed, its plans scheduled; about half of it costing
    the ops of each new HBM bandwidth), so 10^6 simulated points take about 10 minutes on 2
-   cores (629 s measured; 1,414 s at the previous stop). A smaller grid (``--points``)
+   cores (577 s measured; 1,414 s at the previous stop). A smaller grid (``--points``)
    underestimates that: its few bandwidths' op costs all stay in a worker's caches, the 10^6
    space's 2,000 do not; ``--sample N`` runs N points of the 10^6 space itself (8 runs of
    consecutive points, in the order a sweep runs them, spread over it), some 20% faster than
