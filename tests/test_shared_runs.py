@@ -71,3 +71,20 @@ def test_points_differing_in_capacities_share_work_and_change_no_bit(workload_fi
     assert len({cold[(cmem, 8192)] for cmem in CMEM_MIB}) == len(CMEM_MIB)
     assert len({json.loads(text)["summary"]["latency_s"] for text in cold.values()
                 if "latency_s" in json.loads(text)["summary"]}) == latencies
+
+
+def test_threads_sharing_a_climb_change_no_bit():
+    """A Dask worker runs several threads: points alike but for capacities, evaluated at once,
+    share one climb (it holds a lock while it climbs) and give the results they give alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workload = load_workload(ROOT / "workloads" / "dit_xl_2_block_512.yaml")
+    cold = {}
+    for design in _designs():
+        clear_caches()
+        cold[design] = _result_text(*design, workload)
+    for _ in range(3):
+        clear_caches()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            shared = dict(zip(_designs(), pool.map(lambda d: _result_text(*d, workload), _designs())))
+        assert shared == cold

@@ -1,0 +1,125 @@
+"""The placement search's climb up the activation ladder (``archsim.hw.placement``): each rung's
+run time without promotions and what each persistent tensor would save in CMEM there. None of
+it reads a capacity, so chips alike but for their capacities climb once (``_Walk``)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from archsim.hw.memory import Level
+from archsim.ir.ops import Op
+
+if TYPE_CHECKING:
+    from archsim.hw.placement import _Analysis, _Rung
+
+OpTime = Callable[[Op, tuple[Level, ...]], float]  # an op's time with its tensors at these levels
+
+
+class _Walk:
+    """The ladder climbed rung by rung, as far as a CMEM has needed so far: at each rung the
+    run's time without promotions (``base``) and the savings of the persistent tensors whose
+    ops moved (``_Savings``), every op timed once. It reads no capacity, so chips alike but for
+    their capacities share one (a sweep's CMEM axis), each reading the rungs its CMEM admits:
+    the same sums in the same order as its own climb. A rung's savings move only once a CMEM
+    has room left at it (a chip without CMEM times no op with a tensor there)."""
+
+    def __init__(self, analysis: _Analysis, per_byte: float):
+        self.analysis = analysis
+        self.times = [0.0] * len(analysis.ops)
+        self.total = 0.0
+        self.savings = _Savings(analysis, per_byte)
+        self.start = tuple(self.savings.total.items())
+        self.bases: list[float] = []  # per rung climbed
+        self.timed: list[tuple | None] = []  # per rung climbed, its ops' (index, levels, time) until their savings move
+        self.changed: list[tuple[tuple[str, float], ...]] = []  # per rung whose savings moved: (tensor, new saving)
+        self.climbing = threading.RLock()  # a Dask worker's threads may share a walk
+
+    def base(self, index: int, op_time: OpTime) -> float:
+        """The run's time at the rung without promotions."""
+        if len(self.bases) > index:
+            return self.bases[index]
+        with self.climbing:
+            return self._climb(index, op_time)
+
+    def _climb(self, index: int, op_time: OpTime) -> float:
+        analysis = self.analysis
+        while len(self.bases) <= index:
+            rung = analysis.ladder[len(self.bases)]
+            timed = []
+            for i in rung.moved:
+                op, count = analysis.ops[i]
+                far = analysis.far(rung, i)
+                now = op_time(op, far)
+                self.total += count * (now - self.times[i])
+                self.times[i] = now
+                timed.append((i, far, now))
+            self.bases.append(self.total)
+            self.timed.append(tuple(timed))
+        return self.bases[index]
+
+    def changes(self, index: int, op_time: OpTime) -> tuple[tuple[str, float], ...]:
+        """The savings the rung's moves change: (tensor, its saving from this rung on)."""
+        if len(self.changed) > index:
+            return self.changed[index]
+        with self.climbing:
+            return self._move(index, op_time)
+
+    def _move(self, index: int, op_time: OpTime) -> tuple[tuple[str, float], ...]:
+        self._climb(index, op_time)
+        while len(self.changed) <= index:
+            k = len(self.changed)
+            names: dict[str, None] = {}
+            for i, far, now in self.timed[k]:
+                self.savings.move(i, far, now, op_time)
+                names.update(dict.fromkeys(self.analysis.op_persistent[i]))
+            self.timed[k] = None
+            self.changed.append(tuple((name, self.savings.total[name]) for name in names))
+        return self.changed[index]
+
+
+def _items(analysis: _Analysis, savings: dict[str, float], budget: float, created_too: bool) -> list["_Item"]:
+    """The tensors that fit ``budget`` and save time (``savings``: tensor -> seconds saved); with
+    ``created_too`` also those the workload creates on chip that do not (promoting them frees
+    their HBM)."""
+    usage = analysis.usage
+    return [_Item(n, usage[n].tensor.total_bytes, s, not usage[n].born_on_chip)
+            for n, s in savings.items() if usage[n].tensor.total_bytes <= budget
+            and (s > 0 or (created_too and usage[n].born_on_chip))]
+
+
+class _Savings:
+    """What each persistent tensor saves in CMEM at the current rung: over the ops touching it,
+    the op's time with it in HBM minus its time with it in CMEM (the other persistent tensors
+    in HBM, the activations at the rung's homes), times the op's executions, less its preload
+    (its bytes at ``per_byte``). Kept up to date op by op as the rungs move activations."""
+
+    def __init__(self, analysis: _Analysis, per_byte: float):
+        self.analysis = analysis
+        usage = analysis.usage
+        self.total = {n: 0.0 if usage[n].born_on_chip else -usage[n].tensor.total_bytes * per_byte
+                      for n in analysis.persistent}
+        self.once: dict[tuple[int, str], float] = {}  # (op index, tensor): one execution's saving
+
+    def move(self, i: int, far: tuple[Level, ...], now: float, op_time: OpTime) -> None:
+        """Op ``i`` now takes ``now`` seconds at levels ``far``."""
+        op, count = self.analysis.ops[i]
+        for name in self.analysis.op_persistent[i]:
+            near = self.analysis.near(i, name, far)
+            saved = now - op_time(op, near)
+            self.total[name] += count * (saved - self.once.get((i, name), 0.0))
+            self.once[(i, name)] = saved
+
+    def items(self, budget: float, created_too: bool) -> list["_Item"]:
+        """The tensors that fit ``budget`` and save time; with ``created_too`` also those the
+        workload creates on chip that do not (promoting them frees their HBM)."""
+        return _items(self.analysis, self.total, budget, created_too)
+
+
+@dataclass(frozen=True)
+class _Item:
+    name: str
+    size: float  # bytes of CMEM it takes
+    gain: float  # seconds it saves, its preload's transfer counted
+    preloaded: bool  # loaded from HBM (else created on chip: promoting it frees its HBM)
