@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from functools import cached_property
 from types import MappingProxyType
 
@@ -14,7 +13,7 @@ from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.placement import workload_shape, clear_placements, place, without_preload
 from archsim.hw.tiling import Channels, TilingError, clear_tilings
 from archsim.hw.timing import access_latency, channel_times, overlapped_seconds
-from archsim.hw.vector import padded_row, pass_cycles, reduction_cycles, vector_cycles
+from archsim.hw.vector import vector_cycles
 from archsim.ir import ops
 from archsim.ir.fused import Fused
 from archsim.ir.graph import PRELOAD_PHASE, Workload
@@ -27,6 +26,7 @@ from archsim.sim.flash_cost import tpu_flash_cost
 from archsim.sim.matmul_cost import clear_matmul_plans, tpu_matmul_cost
 from archsim.sim.fused import tpu_fused_cost
 from archsim.sim.result import RunResult
+from archsim.sim.vector_cost import clear_vector_plans, tpu_vector_cost
 from archsim.sim.schedule import charge_serial, charge_static, clear_schedules, prefetched_time, schedule_run
 from archsim.sim.op_rules import UnsupportedOpError, bottleneck, collective_group
 from archsim.system.topology import topology_of
@@ -224,40 +224,7 @@ class Simulator:
         return latency
 
     def _vector_cost(self, op: ops.VectorOp, placement: Placement, phase: str, repeat: int) -> OpCost:
-        """The op's passes (``op.passes``) one after another, each streaming its data through
-        VMEM with the lanes' work overlapped. Rows are padded to whole lane widths."""
-        vpu, clock = self.hw.vpu, self.hw.clock
-        row = padded_row(vpu, op.row_length)
-        scale = row / op.row_length
-        elements = op.rows * row
-        # The stream advances a row block at a time: at least one full vector of lanes, and
-        # whole rows (a reduction needs its row resident).
-        steps = math.ceil(elements / max(vpu.lanes, row))
-        traffic, work, times = Traffic(), ops.VectorWork(0, 0), {}
-        cycles = 0
-        compute_s = memory_s = latency = 0.0
-        last = len(op.passes) - 1
-        for i, step in enumerate(op.passes):
-            inputs, outputs = (op.inputs, op.outputs) if i == last else (op.inputs[:1], ())
-            moved = self._stream_traffic(inputs, outputs, placement, through_vmem=True, scale=scale)
-            done = step.work(elements, op.rows)
-            cycles_here = pass_cycles(vpu, done, elements)
-            if i != last:  # a reduction: each row's lanes folded into one value
-                cycles_here += reduction_cycles(vpu, op.rows)
-            pass_times = channel_times(self.hw, moved)
-            pass_memory = max(pass_times.values(), default=0.0)
-            latency += overlapped_seconds(pass_memory, cycles_here / clock, steps, access_latency(self.hw, pass_times))
-            traffic, work, cycles = traffic + moved, work + done, cycles + cycles_here
-            compute_s += cycles_here / clock
-            memory_s += pass_memory
-            for level, t in pass_times.items():
-                times[level] = times.get(level, 0.0) + t
-        return OpCost(
-            phase=phase, name=op.name, kind=op.kind, unit="vpu", repeat=repeat, copies=op.copies, macs=0,
-            vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
-            latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
-            bottleneck=bottleneck(compute_s, times, "vpu"), busy=busy_of(("vpu", compute_s), channels=times),
-        )
+        return tpu_vector_cost(self, op, placement, phase, repeat)
 
     def _dma_cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         if isinstance(op, ops.CacheWrite):
@@ -369,6 +336,7 @@ def clear_caches() -> None:
     _PREFETCHED.clear()
     _TIMED.clear()
     clear_matmul_plans()
+    clear_vector_plans()
     clear_schedules()
     clear_gpu_caches()
     clear_matrix_units()
