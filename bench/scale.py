@@ -16,7 +16,7 @@
    minutes, under 2 GiB). A point of this decode layer costs 0.6 to 0.8 ms of a worker's CPU
    (its hardware validated, its operands placed, its plans scheduled; about half of it costing
    the ops of each new HBM bandwidth), so 10^6 simulated points take about 10 minutes on 2
-   cores (577 s measured; 1,414 s at the previous stop). A smaller grid (``--points``)
+   cores (572 s measured; 1,414 s at the previous stop). A smaller grid (``--points``)
    underestimates that: its few bandwidths' op costs all stay in a worker's caches, the 10^6
    space's 2,000 do not; ``--sample N`` runs N points of the 10^6 space itself (8 runs of
    consecutive points, in the order a sweep runs them, spread over it), some 20% faster than
