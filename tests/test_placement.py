@@ -3,6 +3,7 @@ reserves on a workload-only ladder. Values by hand."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -221,3 +222,39 @@ def test_the_preload_phase_name_is_reserved():
     # preload's (and take its repeat of 1)
     with pytest.raises(ValueError, match="reserved for the CMEM preload"):
         Workload("w", (Phase("preload", OpGraph([])),))
+
+
+def test_the_most_a_set_can_save_is_every_positive_saving_with_a_margin():
+    from archsim.hw.placement import TIE, _most_saved
+
+    total = 3.0 + 0.25  # the negative saving cannot add to any set
+    assert _most_saved(items(a=(1, 3.0), b=(2, -1.0), c=(4, 0.25))) == total + total * TIE
+    assert _most_saved([]) == 0.0
+
+
+@pytest.mark.parametrize("workload_file", ["llama2_7b_layer_decode.yaml", "dit_xl_2_block_512.yaml"])
+def test_skipping_the_rungs_that_cannot_tie_changes_no_plan(monkeypatch, workload_file):
+    # every rung's knapsack solved (no bound) against the search that skips the rungs whose
+    # base less every positive saving is beyond the best so far: the same plans, in order
+    import archsim.hw.placement as placement
+    from archsim.api import load_workload
+    from conftest import WORKLOADS
+
+    workload = load_workload(WORKLOADS / workload_file)
+    solved = []
+    knapsack = placement._knapsack
+    monkeypatch.setattr(placement, "_knapsack", lambda *a: solved.append(a) or knapsack(*a))
+    for capacity in ("32 MiB", "64 MiB", "128 MiB", "256 MiB", "1 GiB"):
+        hw = load_hardware(HW / "cim_tpu.yaml", [f"cmem.capacity={capacity}"])
+        op_time = Simulator(hw).op_time
+        solved.clear()
+        pruned = place(hw, workload, op_time=op_time)
+        skipping = len(solved)
+        with monkeypatch.context() as m:
+            m.setattr(placement, "_most_saved", lambda items: math.inf)
+            solved.clear()
+            assert place(hw, workload, op_time=op_time) == pruned
+            every = len(solved)
+        assert skipping <= every
+        if capacity == "1 GiB":
+            assert skipping < every  # the bound skips rungs

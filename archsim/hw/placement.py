@@ -252,7 +252,7 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
         if share is not None:
             _WALKS.put((share, per_byte), walk)
     savings = dict(walk.start)
-    estimates = []
+    rungs = []  # per rung that fits: (the least its estimate can be, rung, base, items, budget, need)
     for rung in analysis.ladder:
         if rung.reserve > capacity:
             break
@@ -262,10 +262,23 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
             savings.update(walk.changes(rung.index, op_time))
         # HBM the rung's plan must free by promoting tensors the workload creates on chip
         need = _hbm_needed(analysis, rung, ()) - hw.hbm.capacity
-        chosen = _knapsack(_items(analysis, savings, budget, need > 0), budget, need, preload_latency)
+        items = _items(analysis, savings, budget, need > 0)
+        rungs.append((base - _most_saved(items), rung, base, items, budget, need))
+    # The knapsacks in order of the least each rung's estimate can be (its base less every
+    # positive saving): a rung that cannot come within the tie of the best so far cannot be
+    # among the plans, so its knapsack is skipped (most rungs' are). The same estimates as
+    # solving every rung's, in rung order.
+    found: dict[int, tuple] = {}
+    best = math.inf
+    for least, rung, base, items, budget, need in sorted(rungs, key=_LEAST):
+        if least > best + TIE * abs(best):
+            break
+        chosen = _knapsack(items, budget, need, preload_latency)
         if chosen is not None:  # else no promotion frees enough HBM: the rung does not fit
             saved, promoted = chosen
-            estimates.append((base - saved, rung, promoted))
+            found[rung.index] = (base - saved, rung, promoted)
+            best = min(best, base - saved)
+    estimates = [found[r[1].index] for r in rungs if r[1].index in found]
     if not estimates:  # HBM holds no rung's plan: say so for the one spilling least
         rung = [r for r in analysis.ladder if r.reserve <= capacity][-1]
         return (_plan(hw.hbm.capacity, analysis, rung, frozenset()),)
@@ -285,6 +298,16 @@ def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
     usage = analysis.usage
     return analysis.hbm_floor + rung.spilled + sum(usage[n].tensor.total_bytes for n in analysis.persistent
                                                    if usage[n].born_on_chip and n not in promoted)
+
+
+_LEAST = itemgetter(0)
+
+
+def _most_saved(items: list[_Item]) -> float:
+    """More than any set of ``items`` can save: the sum of every positive saving, and a margin
+    for the rounding of a knapsack's sums in another order."""
+    total = sum(i.gain for i in items if i.gain > 0)
+    return total + total * TIE
 
 
 def _knapsack(items: list[_Item], budget: float, need: float, latency: float) -> tuple[float, tuple[str, ...]] | None:
