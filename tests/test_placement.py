@@ -227,9 +227,14 @@ def test_the_preload_phase_name_is_reserved():
 def test_the_most_a_set_can_save_is_every_positive_saving_with_a_margin():
     from archsim.hw.placement import TIE, _most_saved
 
-    total = 3.0 + 0.25  # the negative saving cannot add to any set
-    assert _most_saved(items(a=(1, 3.0), b=(2, -1.0), c=(4, 0.25))) == total + total * TIE
-    assert _most_saved([]) == 0.0
+    workload = phases((8, 1024, 1024, 1), (8, 1024, 2048, 1))
+    analysis = _analysis(workload, workload_shape(workload))
+    w0, w1 = analysis.persistent  # 1 and 2 MiB of int8 weights
+    savings = {w0: 3.0, w1: 0.25}
+    assert _most_saved(analysis, savings, 2 * MiB) == 3.25 + 3.25 * TIE
+    assert _most_saved(analysis, savings, 1.5 * MiB) == 3.0 + 3.0 * TIE  # w1 does not fit
+    assert _most_saved(analysis, {w0: -1.0, w1: 0.25}, 2 * MiB) == 0.25 + 0.25 * TIE  # a loss adds to no set
+    assert _most_saved(analysis, {}, 2 * MiB) == 0.0
 
 
 @pytest.mark.parametrize("workload_file", ["llama2_7b_layer_decode.yaml", "dit_xl_2_block_512.yaml"])
@@ -251,7 +256,7 @@ def test_skipping_the_rungs_that_cannot_tie_changes_no_plan(monkeypatch, workloa
         pruned = place(hw, workload, op_time=op_time)
         skipping = len(solved)
         with monkeypatch.context() as m:
-            m.setattr(placement, "_most_saved", lambda items: math.inf)
+            m.setattr(placement, "_most_saved", lambda *args: math.inf)
             solved.clear()
             assert place(hw, workload, op_time=op_time) == pruned
             every = len(solved)

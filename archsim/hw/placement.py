@@ -262,18 +262,18 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
             savings.update(walk.changes(rung.index, op_time))
         # HBM the rung's plan must free by promoting tensors the workload creates on chip
         need = _hbm_needed(analysis, rung, ()) - hw.hbm.capacity
-        items = _items(analysis, savings, budget, need > 0)
-        rungs.append((base - _most_saved(items), rung, base, items, budget, need))
+        # the rung's savings kept for its knapsack, if it comes to one (few do)
+        rungs.append((base - _most_saved(analysis, savings, budget), rung, base, dict(savings), budget, need))
     # The knapsacks in order of the least each rung's estimate can be (its base less every
     # positive saving): a rung that cannot come within the tie of the best so far cannot be
     # among the plans, so its knapsack is skipped (most rungs' are). The same estimates as
     # solving every rung's, in rung order.
     found: dict[int, tuple] = {}
     best = math.inf
-    for least, rung, base, items, budget, need in sorted(rungs, key=_LEAST):
+    for least, rung, base, saving, budget, need in sorted(rungs, key=_LEAST):
         if least > best + TIE * abs(best):
             break
-        chosen = _knapsack(items, budget, need, preload_latency)
+        chosen = _knapsack(_items(analysis, saving, budget, need > 0), budget, need, preload_latency)
         if chosen is not None:  # else no promotion frees enough HBM: the rung does not fit
             saved, promoted = chosen
             found[rung.index] = (base - saved, rung, promoted)
@@ -303,10 +303,15 @@ def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
 _LEAST = itemgetter(0)
 
 
-def _most_saved(items: list[_Item]) -> float:
-    """More than any set of ``items`` can save: the sum of every positive saving, and a margin
-    for the rounding of a knapsack's sums in another order."""
-    total = sum(i.gain for i in items if i.gain > 0)
+def _most_saved(analysis: _Analysis, savings: dict[str, float], budget: float) -> float:
+    """More than any set of the tensors within ``budget`` bytes can save (``savings``: tensor ->
+    seconds saved): the sum of every positive saving, and a margin for the rounding of a
+    knapsack's sums in another order."""
+    usage = analysis.usage
+    total = 0.0
+    for name, saved in savings.items():
+        if saved > 0 and usage[name].tensor.total_bytes <= budget:
+            total += saved
     return total + total * TIE
 
 
