@@ -307,3 +307,45 @@ def test_more_cim_units_never_slower():
         latencies = [simulate(load_hardware(HW / "cim_tpu.yaml", [f"mxu.count={c}", "mxu.cim.grid=[16, 16]"]),
                               gemm_workload(m, k, n)).latency_s for c in (1, 2, 4, 8, 16)]
         assert all(b <= a * (1 + 1e-9) for a, b in zip(latencies, latencies[1:])), (m, k, n, latencies)
+
+
+def test_feasible_points_make_no_reference_cycles():
+    # a pool worker runs its chunks with the cyclic collector off and collects only after a
+    # chunk with a failed point (or every COLLECT_EVERY chunks): feasible points must leave no
+    # cyclic garbage, on TPU and CIM chips, overlapped or not, LLM layers and a DiT block
+    import gc
+
+    from archsim.dse.evaluate import evaluate_chunk
+
+    files = sorted(str(p) for p in HW.glob("cim_*.yaml"))
+    points = list(plan_sweep(files).points)
+    gc.collect()
+    gc.disable()
+    try:
+        rows = evaluate_chunk(points)
+        left = gc.collect()
+    finally:
+        gc.enable()
+    assert [r["status"] for r in rows] == ["ok"] * len(points) and len(points) == 36
+    assert left == 0
+
+
+def test_a_pool_worker_collects_after_a_failed_point_or_every_few_chunks(tmp_path, monkeypatch):
+    import archsim.dse.runner as runner
+
+    passes = []
+    monkeypatch.setattr(runner.gc, "collect", lambda *a: passes.append(1) or 0)
+    monkeypatch.setattr(runner.gc, "freeze", lambda: None)
+    monkeypatch.setattr(runner, "COLLECT_EVERY", 3)
+    monkeypatch.setattr(runner, "_chunks_since_collect", 0)
+    body = SMALL.replace("mxu.count: [2, 4]", "hbm.capacity: [64 MiB, 8 GiB]")  # 64 MiB holds no plan
+    points = list(plan_sweep([sweep_file(tmp_path, body)]).points)
+    good = [p for p in points if "8 GiB" in str(p.overrides)][:2]
+    bad = [p for p in points if "64 MiB" in str(p.overrides)][:1]
+    assert runner._pool_chunk(good)[0]["status"] == "ok" and passes == []
+    assert runner._pool_chunk(bad)[0]["status"] == "infeasible" and passes == [1]
+    runner._pool_chunk(good), runner._pool_chunk(good)
+    assert passes == [1]
+    runner._pool_chunk(good)  # the third chunk since the last pass
+    assert passes == [1, 1]
+    assert runner.gc.isenabled()

@@ -215,21 +215,29 @@ class ChunkRuns:
 
 
 def _pool_chunk(points: list[Point]) -> list[dict]:
-    """``evaluate_chunk`` in a pool's worker (a process of the sweep's own). What the chunk left
-    is then collected and what survives (the shared costs' caches, mostly) frozen: the
-    collector's later passes walk a chunk's new objects, not every cache entry kept so far (a
-    few % of a point's time in a long sweep). While the chunk runs the collector is off: a
-    feasible point makes no reference cycle (none in 4,890 points of bench/scale.py's space),
-    so its passes there (about 4% of the time) free nothing; an invalid or infeasible point
-    leaves a few dozen objects in cycles (its error's traceback), collected after the chunk."""
+    """``evaluate_chunk`` in a pool's worker (a process of the sweep's own), the cyclic
+    collector off: a feasible point makes no reference cycle (``tests/test_faults.py`` checks),
+    so the collector's passes would free nothing (they cost 5 to 9% of a point's time). An
+    invalid or infeasible point leaves a few dozen objects in cycles (its error's traceback):
+    a chunk with one is collected after it, and every ``COLLECT_EVERY``-th chunk is anyway (a
+    cycle a feasible point might make is bounded). Then what survives (the shared costs'
+    caches, mostly) is frozen, so a later pass walks only newer objects."""
+    global _chunks_since_collect
     gc.disable()
     try:
         rows = evaluate_chunk(points)
+        _chunks_since_collect += 1
+        if _chunks_since_collect >= COLLECT_EVERY or any(row.get("status") != "ok" for row in rows):
+            gc.collect()
+            _chunks_since_collect = 0
+        gc.freeze()  # before the collector is back on: its count of new objects starts again from 0
     finally:
         gc.enable()
-    gc.collect()
-    gc.freeze()
     return rows
+
+
+COLLECT_EVERY = 32  # chunks of feasible points between two passes of the cyclic collector
+_chunks_since_collect = 0  # in this worker
 
 
 def _orphan_guard(parent: int) -> None:
