@@ -216,7 +216,7 @@ class ChunkRuns:
 
 def _pool_chunk(points: list[Point]) -> list[dict]:
     """``evaluate_chunk`` in a pool's worker (a process of the sweep's own), the cyclic
-    collector off: a feasible point makes no reference cycle (``tests/test_faults.py`` checks),
+    collector off: a feasible point makes no reference cycle (``tests/test_sweep.py`` checks),
     so the collector's passes would free nothing (they cost 5 to 9% of a point's time). An
     invalid or infeasible point leaves a few dozen objects in cycles (its error's traceback):
     a chunk with one is collected after it, and every ``COLLECT_EVERY``-th chunk is anyway (a

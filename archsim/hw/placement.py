@@ -21,7 +21,9 @@ Policy ``time_knapsack`` (the default; policies are a registry):
 3. Each rung's run time is estimated without building it (its time without promotions,
    updated op by op from the last rung's, less the saving); the rungs whose estimates tie
    with the best become plans, which the simulator times exactly, keeping the fastest and
-   then the one of least energy.
+   then the one of least energy. A rung whose time less every positive saving cannot tie
+   with the best found so far needs no knapsack (most rungs: they are solved in the order
+   of that bound).
 
 Why more CMEM never slows a run: the rungs and every tensor's worth depend on the workload and
 on the chip's speeds, never on CMEM's capacity; a larger CMEM admits every rung and every set a
@@ -252,7 +254,7 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
         if share is not None:
             _WALKS.put((share, per_byte), walk)
     savings = dict(walk.start)
-    rungs = []  # per rung that fits: (the least its estimate can be, rung, base, items, budget, need)
+    rungs = []  # per rung that fits: (the least its estimate can be, rung, base, savings, budget, need)
     for rung in analysis.ladder:
         if rung.reserve > capacity:
             break
