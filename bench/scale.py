@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = Path(__file__).with_name("history.csv")
 WORKLOAD = ROOT / "workloads" / "llama2_7b_layer_decode.yaml"
-TARGETS = {"scale_sweep_1m_s": 600.0, "scale_sweep_1m_extrapolated_s": 600.0, "scale_sweep_1m_sampled_s": 600.0, "scale_peak_rss_mib": 2048.0,
+TARGETS = {"scale_point_cpu_ms": 0.3, "scale_sweep_1m_s": 600.0, "scale_sweep_1m_extrapolated_s": 600.0, "scale_sweep_1m_sampled_s": 600.0, "scale_peak_rss_mib": 2048.0,
            "scale_stub_peak_rss_mib": 2048.0, "scale_readback_100k_s": 5.0}
 
 
@@ -67,6 +67,13 @@ def spec(points: int) -> str:
             hbm.bandwidth: {{from: 300 GB/s, to: 3 TB/s, steps: {steps}}}
           workloads: [{WORKLOAD}]
         """)
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user and system) of this process's children that have exited (the pool's
+    workers, once ``run_points`` returns)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_mib() -> tuple[float, float]:
@@ -108,7 +115,11 @@ def sampled(points: int, workers: int, figures: list, windows: int = 8) -> None:
         size = points // windows
         starts = np.linspace(0, len(plan) - size, windows).astype(int)
         chosen = plan.subset(np.concatenate([np.arange(s, s + size) for s in starts]))
+        cpu = children_cpu_s()
         stats = run_points(chosen, ResultStore(Path(tmp) / "out"), "pool", workers, progress=sys.stderr.isatty())
+        point_ms = (children_cpu_s() - cpu) / stats.evaluated * 1e3
+        print(f"a pool worker's CPU a point: {point_ms:.3f} ms")
+        figures.append(("scale_point_cpu_ms", point_ms, "ms"))
         estimate = stats.seconds * len(plan) / stats.evaluated
         print(f"sample: {stats.evaluated:,} of the 10^6 points ({windows} runs of {size:,}) in {stats.seconds:.1f} s = "
               f"{stats.points_per_second:.0f} points/s on {workers} workers; 10^6 points: about {estimate:.0f} s")
@@ -139,9 +150,14 @@ def sweep(points: int, workers: int, figures: list, stub: bool = False, consolid
             runner.evaluate_chunk = stub_chunk
         tag = "stub_" if stub else ""
         store = ResultStore(Path(tmp) / "out")
+        cpu = children_cpu_s()
         stats = run_points(plan.points, store, "pool", workers, progress=sys.stderr.isatty())
+        point_ms = (children_cpu_s() - cpu) / max(1, stats.evaluated) * 1e3
         print(f"run: {stats.evaluated:,} points in {stats.seconds:.1f} s = {stats.points_per_second:.0f} points/s "
-              f"on {workers} workers; {len(list(store.parts.glob('part-*.parquet')))} parts")
+              f"on {workers} workers ({point_ms:.3f} ms of a worker's CPU a point); "
+              f"{len(list(store.parts.glob('part-*.parquet')))} parts")
+        if not stub:
+            figures.append(("scale_point_cpu_ms", point_ms, "ms"))
         start = time.perf_counter()
         keys = store.done_keys()
         done_s = time.perf_counter() - start
