@@ -21,20 +21,21 @@ class BoundedMemo(Generic[V]):
         self.size = size
         self._items: dict[Hashable, V] = {}
         self._order: deque[Hashable] = deque()  # the keys, oldest first
-
-    def get(self, key: Hashable) -> V | None:
-        return self._items.get(key)
+        # ``get(key)``: the value, or None. The map's own method: a lookup is a sweep's most
+        # frequent call, and the map is only ever cleared in place
+        self.get = self._items.get
 
     def put(self, key: Hashable, value: V) -> V:
         items = self._items
-        if key not in items:  # a key held keeps its place
-            while len(items) >= self.size:
+        held = len(items)
+        items[key] = value  # a key held keeps its place; a key's hash is made once here
+        if len(items) > held:
+            self._order.append(key)
+            while len(items) > self.size:
                 try:
                     items.pop(self._order.popleft(), None)
                 except IndexError:  # another thread emptied it meanwhile
                     break
-            self._order.append(key)
-        items[key] = value
         return value
 
     def clear(self) -> None:
