@@ -217,26 +217,31 @@ class ChunkRuns:
 def _pool_chunk(points: list[Point]) -> list[dict]:
     """``evaluate_chunk`` in a pool's worker (a process of the sweep's own), the cyclic
     collector off: a feasible point makes no reference cycle (``tests/test_sweep.py`` checks),
-    so the collector's passes would free nothing (they cost 5 to 9% of a point's time). An
-    invalid or infeasible point leaves a few dozen objects in cycles (its error's traceback):
-    a chunk with one is collected after it, and every ``COLLECT_EVERY``-th chunk is anyway (a
-    cycle a feasible point might make is bounded). Then what survives (the shared costs'
-    caches, mostly) is frozen, so a later pass walks only newer objects."""
+    so the collector's passes over a chunk's objects would free nothing (they cost 5 to 9% of a
+    point's time). What survives a chunk (the shared costs' caches, mostly) is then frozen, out
+    of later passes' way. An invalid or infeasible point leaves a few dozen objects in cycles
+    (its error's traceback): a chunk with one is collected before it is frozen. So that no
+    cycle made otherwise (a cache evicting an entry that holds one) stays frozen for good,
+    every ``COLLECT_EVERY``-th chunk everything is unfrozen and collected (a fraction of a
+    second, a few times in a 10^6-point sweep)."""
     global _chunks_since_collect
     gc.disable()
     try:
         rows = evaluate_chunk(points)
         _chunks_since_collect += 1
-        if _chunks_since_collect >= COLLECT_EVERY or any(row.get("status") != "ok" for row in rows):
+        if _chunks_since_collect >= COLLECT_EVERY:
+            gc.unfreeze()
             gc.collect()
             _chunks_since_collect = 0
+        elif any(row.get("status") != "ok" for row in rows):
+            gc.collect()  # the objects since the last freeze: this chunk's
         gc.freeze()  # before the collector is back on: its count of new objects starts again from 0
     finally:
         gc.enable()
     return rows
 
 
-COLLECT_EVERY = 32  # chunks of feasible points between two passes of the cyclic collector
+COLLECT_EVERY = 256  # chunks between two passes of the cyclic collector over everything
 _chunks_since_collect = 0  # in this worker
 
 
