@@ -88,3 +88,28 @@ def test_threads_sharing_a_climb_change_no_bit():
         with ThreadPoolExecutor(max_workers=4) as pool:
             shared = dict(zip(_designs(), pool.map(lambda d: _result_text(*d, workload), _designs())))
         assert shared == cold
+
+
+def test_static_energies_are_charged_when_the_ops_are_first_read():
+    # an overlapped run's ops carry static energies charged by their scheduled spans; a sweep's
+    # row reads totals alone, so the charge waits until the ops are read: then they, and the
+    # totals read before and after, are those of the ops charged at once
+    import pickle
+
+    from archsim.sim.result import RunResult
+    from archsim.sim.schedule import charge_static
+
+    clear_caches()
+    hw = load_hardware(ROOT / "hw_configs" / "cim_tpu.yaml")
+    workload = load_workload(ROOT / "workloads" / "dit_xl_2_block_512.yaml")
+    result = Simulator(hw).run(workload)
+    assert result.schedules is not None and "ops" not in result.__dict__  # not charged yet
+    by_unit, by_bound, energy = result.latency_by("unit"), result.latency_by("bound"), result.energy
+    assert "ops" not in result.__dict__  # the row's figures read no op's static energy
+    charged = charge_static(result.uncharged, result.schedules, Simulator(hw).energy.static_power)
+    assert result.ops == charged and any(c.energy.static > 0 for c in result.ops)
+    at_once = RunResult(hw, result.workload, charged, schedules=result.schedules)
+    assert (at_once.latency_by("unit"), at_once.latency_by("bound")) == (by_unit, by_bound)
+    assert at_once.energy == energy == result.energy and at_once.latency_s == result.latency_s
+    again = pickle.loads(pickle.dumps(result))
+    assert again.ops == result.ops and again.summary() == result.summary()

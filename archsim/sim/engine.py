@@ -27,7 +27,7 @@ from archsim.sim.matmul_cost import clear_matmul_plans, tpu_matmul_cost
 from archsim.sim.fused import tpu_fused_cost
 from archsim.sim.result import RunResult
 from archsim.sim.vector_cost import clear_vector_plans, tpu_vector_cost
-from archsim.sim.schedule import charge_serial, charge_static, clear_schedules, prefetched_time, schedule_run
+from archsim.sim.schedule import charge_serial, clear_schedules, prefetched_time, schedule_run
 from archsim.sim.op_rules import UnsupportedOpError, bottleneck, collective_group
 from archsim.system.topology import topology_of
 
@@ -123,7 +123,7 @@ class Simulator:
         """``timed`` with each scheduled op's static energy charged by its span."""
         if timed.schedules is None:
             return timed
-        return timed.restated(self.hw, charge_static(timed.ops, timed.schedules, self.energy.static_power))
+        return timed.restated(self.hw, static_power=self.energy.static_power)
 
     def _timed(self, workload: Workload, placement: Placement) -> RunResult:
         """The run under ``placement``, its time final; scheduled, its ops' static energy not yet

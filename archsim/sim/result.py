@@ -14,6 +14,7 @@ from archsim.hw.leakage import static_power
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import Workload
 from archsim.sim.cost import OpCost, busy_totals
+from archsim.sim.schedule import charge_static
 from archsim.sim.serving import serving
 
 if TYPE_CHECKING:
@@ -171,12 +172,18 @@ class RunResult(Rates):
             out += [(s.end[i] - s.start[i]) / c.copies if i in chain else 0.0 for i, c in enumerate(s.costs)]
         return tuple(out)
 
+    @property
+    def _timed_ops(self) -> tuple[OpCost, ...]:
+        """The ops as far as their times, units and bounds go (a _ChargedRun's before their
+        static energies are charged)."""
+        return self.ops
+
     def latency_by(self, column: str) -> dict[str, float]:
         """The run's time by an op attribute: 'phase', 'unit', 'kind', 'bound' (each op's
         ``added_s``: with overlap, the ops on the critical chain; the groups add up to the run's
         time). ``busy`` says what each unit and channel worked."""
         out: dict[str, float] = {}
-        for c, added in zip(self.ops, self.added_s):
+        for c, added in zip(self._timed_ops, self.added_s):
             key = getattr(c, column)
             out[key] = out.get(key, 0.0) + added * c.count
         return out
@@ -185,13 +192,23 @@ class RunResult(Rates):
     # keeps the ops' dynamic components alone): ``restated`` carries them over.
     _CARRIED = ("phase_times", "latency_s", "macs", "traffic", "_ops_energy", "ici_bytes", "utilization", "added_s")
 
-    def restated(self, hw: HardwareConfig, ops: tuple[OpCost, ...]) -> "RunResult":
+    def restated(self, hw: HardwareConfig, ops: tuple[OpCost, ...] | None = None,
+                 static_power: float | None = None) -> "RunResult":
         """This run on ``hw``, a chip alike in every value its ops' costs and its schedule read
-        (design points differing only in capacities), its ops ``ops``: these ops, or these ops
-        with other static energies (``charge_static``). The totals ``_CARRIED`` are computed
-        once, here, and shared."""
+        (design points differing only in capacities), its ops ``ops`` (these ops, or these ops
+        with other static energies), or, given ``static_power``, these ops with that power
+        charged by their spans (``charge_static``) when they are first read: a sweep's row reads
+        totals alone, whose static energy is the power over the run's time. The totals
+        ``_CARRIED`` are computed once, here, and shared."""
         carried = {name: getattr(self, name) for name in self._CARRIED}
-        new = RunResult(hw, self.workload, ops, self.feasible, self.reason, self.schedules, self.dispatch)
+        if static_power is None:
+            new = RunResult(hw, self.workload, self.ops if ops is None else ops, self.feasible, self.reason,
+                            self.schedules, self.dispatch)
+        else:  # RunResult's fields but ``ops``, which _ChargedRun makes when it is read
+            new = object.__new__(_ChargedRun)
+            new.__dict__.update(hw=hw, workload=self.workload, feasible=self.feasible, reason=self.reason,
+                                schedules=self.schedules, dispatch=self.dispatch, uncharged=self.ops,
+                                static_power=static_power)
         new.__dict__.update(carried)
         return new
 
@@ -237,6 +254,22 @@ class RunResult(Rates):
         """Totals as plain JSON-ready values (SI units)."""
         return totals_summary(self)
 
+
+
+class _ChargedRun(RunResult):
+    """A run ``restated`` with a static power: its ops' static energies charged by their
+    spans (``charge_static``) when ``ops`` is first read, from the ops ``uncharged``."""
+
+    uncharged: tuple[OpCost, ...]
+    static_power: float
+
+    @cached_property
+    def ops(self) -> tuple[OpCost, ...]:
+        return charge_static(self.uncharged, self.schedules, self.static_power)
+
+    @property
+    def _timed_ops(self) -> tuple[OpCost, ...]:
+        return self.uncharged
 
 def totals_summary(result) -> dict:
     """A chip's or a system's totals as plain JSON-ready values (SI units)."""
