@@ -208,7 +208,7 @@ class RunResult(Rates):
             new = object.__new__(_ChargedRun)
             new.__dict__.update(hw=hw, workload=self.workload, feasible=self.feasible, reason=self.reason,
                                 schedules=self.schedules, dispatch=self.dispatch, uncharged=self.ops,
-                                static_power=static_power)
+                                static_w=static_power)
         new.__dict__.update(carried)
         return new
 
@@ -255,21 +255,21 @@ class RunResult(Rates):
         return totals_summary(self)
 
 
-
 class _ChargedRun(RunResult):
     """A run ``restated`` with a static power: its ops' static energies charged by their
     spans (``charge_static``) when ``ops`` is first read, from the ops ``uncharged``."""
 
     uncharged: tuple[OpCost, ...]
-    static_power: float
+    static_w: float  # the chip's static power, W
 
     @cached_property
     def ops(self) -> tuple[OpCost, ...]:
-        return charge_static(self.uncharged, self.schedules, self.static_power)
+        return charge_static(self.uncharged, self.schedules, self.static_w)
 
     @property
     def _timed_ops(self) -> tuple[OpCost, ...]:
         return self.uncharged
+
 
 def totals_summary(result) -> dict:
     """A chip's or a system's totals as plain JSON-ready values (SI units)."""
