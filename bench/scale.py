@@ -14,10 +14,10 @@
    consolidation times, and the peak resident memory of the sweep's process and of its
    workers (``resource.getrusage``: the largest of each; targets: 10^6 points in under 10
    minutes, under 2 GiB), and a worker's CPU a point (``scale_point_cpu_ms``: the workers'
-   CPU over the points; target 0.3 ms). A point of this decode layer costs some 0.73 ms of a
+   CPU over the points; target 0.3 ms). A point of this decode layer costs some 0.66 ms of a
    worker's CPU over the whole run (its hardware validated, its operands placed, its plans
    scheduled; some 30% of it costing the ops of each new HBM bandwidth), so 10^6 simulated
-   points take about 7 minutes on 2 cores (415 s measured; 572 to 581 s before the shared
+   points take 6 to 7 minutes on 2 cores (380 s measured; 572 to 581 s before the shared
    costs' memo evicted in constant time). A smaller grid (``--points``) underestimates that:
    its few bandwidths' op costs all stay in a worker's caches, the 10^6 space's 2,000 do not;
    ``--sample N`` runs N points of the 10^6 space itself (8 runs of consecutive points, in the
