@@ -283,6 +283,34 @@ def test_tpu_fused_gemm_residual_reads_its_operand_through_vmem():
     assert cost.vector_ops == 32_768  # one add an element
 
 
+def test_fused_ops_alike_in_their_core_cost_it_once(monkeypatch):
+    """The residual GEMM with x in HBM and then in CMEM: the GEMM itself (its tensors in HBM
+    both times) is costed once, and each fused cost is the one costed with every cache cleared."""
+    from archsim.sim import engine
+
+    fused, gemm, _ = gemm_gelu(8, 4096, 4096, residual=True)
+    sim = Simulator(load_hardware(TPUV4I, []))
+    homes = [in_hbm(fused), Placement(MappingProxyType({**in_hbm(fused).home, "x": Level.CMEM}), (), True)]
+    fresh = []
+    for home in homes:
+        engine.clear_caches()
+        fresh.append(sim.op_cost(fused, home, "p", 1))
+    engine.clear_caches()
+    cores = []
+    real = Simulator._cost
+
+    def counting(self, op, placement, phase, repeat):
+        if not isinstance(op, Fused):
+            cores.append(op.name)
+        return real(self, op, placement, phase, repeat)
+
+    monkeypatch.setattr(Simulator, "_cost", counting)
+    shared = [sim.op_cost(fused, home, "p", 1) for home in homes]
+    assert cores == ["g"]  # the second fused op read the first's core
+    assert shared == fresh and shared[0] != shared[1]
+    assert shared[1].traffic.cmem_read == 65_536 and shared[0].traffic.cmem_read == 0
+
+
 def test_tpu_vector_chain_adds_the_epilogue_to_the_pass():
     # silu [64, 1024] then a multiply by up: silu 3 ALU + exp + reciprocal an element:
     # 196,608 / 2048 + 131,072 x 2 / 1024 = 352 cycles (335.2 ns); the multiply's 65,536 / 2048

@@ -122,3 +122,24 @@ def test_an_override_keeps_the_sources_of_the_keys_it_does_not_replace():
     # a section replaced whole: the keys it held are the override's now
     replaced = design(base, parse_overrides(["hbm={bandwidth: 1 TB/s}"]))
     assert replaced.source_of(("hbm", "capacity"), "") == "--set hbm={bandwidth: 1 TB/s}"
+
+
+def test_a_field_s_text_is_kept_by_its_value_and_type():
+    """config.dumps keeps a field's text by its value: values equal as keys but dumped apart
+    (1, 1.0 and True; 0.0 and -0.0) keep texts of their own, and an unhashable value (a list)
+    is dumped afresh. Each text is the whole dump's, in either order of use."""
+    import json
+
+    from pydantic import BaseModel
+
+    from archsim.config.dumps import dump_text
+
+    class Scalars(BaseModel):
+        value: bool | int | float | list[int] | None
+
+    values = [1, 1.0, True, 0.0, -0.0, [1, 2], [1, 2, 3], None, float("nan"), 1, -0.0, True]
+    for order in (values, values[::-1]):
+        for value in order:
+            model = Scalars(value=value)
+            assert dump_text(model, False) == repr(model.model_dump())
+            assert dump_text(model, True) == json.dumps(model.model_dump(mode="json"), sort_keys=True, default=str)

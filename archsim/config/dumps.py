@@ -1,6 +1,6 @@
 """A validated config's dump as text (``repr`` of ``model_dump()``, or the sorted JSON of
 ``model_dump(mode="json")``) assembled from its sections' texts, each made once per section
-object. A sweep's points share most of their sections (``config.loader.SectionReuse``), so the
+object, and its other fields' texts, each made once per value. A sweep's points share most of their sections (``config.loader.SectionReuse``), so the
 texts that key the shared costs (``sim.fingerprint``) and name a design (a results row's
 ``config_hash``) cost a join a point, not a walk of the whole config. The texts equal those of
 the whole dump (tests/test_section_reuse.py compares them on every bundled config)."""
@@ -43,20 +43,35 @@ def dump_text(model: BaseModel, as_json: bool, exclude: frozenset[str] = frozens
     """``json.dumps(model.model_dump(mode="json", exclude=exclude), sort_keys=True, default=str)``
     if ``as_json``, else ``repr(model.model_dump(exclude=exclude))``, with the keys ``drop[name]``
     left out of section ``name`` (pydantic's nested ``exclude``)."""
-    fields = _fields(type(model), as_json, exclude, tuple(sorted((drop or {}).items())))
-    sections = set()
-    for name, _, _ in fields:
-        if isinstance(getattr(model, name), BaseModel):
-            sections.add(name)
-    scalars = model.model_dump(mode="json" if as_json else "python", exclude=set(exclude) | sections)
     parts = []
-    for name, label, dropped in fields:
-        if name in sections:
-            text = _section_text(getattr(model, name), as_json, dropped)
+    for name, label, dropped in _fields(type(model), as_json, exclude, tuple(sorted((drop or {}).items()))):
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            parts.append(label + _section_text(value, as_json, dropped))
         else:
-            text = _json(scalars[name]) if as_json else repr(scalars[name])
-        parts.append(label + text)
+            parts.append(label + _scalar_text(model, name, value, as_json))
     return "{" + ", ".join(parts) + "}"
+
+
+def _scalar_text(model: BaseModel, name: str, value: object, as_json: bool) -> str:
+    """The text of a field that is not a section (a name, the clock), kept by its value: a
+    sweep's points share most of theirs. A field dumps alone as it does among the others."""
+    try:  # the type tells 1 from 1.0 and True; a float's repr tells 0.0 from -0.0
+        key = (type(model), name, as_json, type(value), repr(value) if type(value) is float else value)
+        text = _SCALARS.get(key)
+    except TypeError:  # an unhashable value (a list): made afresh
+        key, text = None, None
+    if text is None:
+        data = model.model_dump(mode="json" if as_json else "python", include={name})[name]
+        text = _json(data) if as_json else repr(data)
+        if key is not None:
+            if len(_SCALARS) >= _SIZE:
+                _SCALARS.clear()
+            _SCALARS[key] = text
+    return text
+
+
+_SCALARS: dict[tuple, str] = {}
 
 
 @lru_cache(maxsize=64)

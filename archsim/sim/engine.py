@@ -198,6 +198,17 @@ class Simulator:
                                                    self.energy.static_power))
         return cost
 
+    def core_cost(self, op: ops.Op, placement: Placement) -> OpCost:
+        """A fused op's main op's cost (``Fused.core``, unlabelled, no dispatch). Shared as
+        ``_shared_cost``'s are: fused ops alike in their core and its tensors' homes (the same
+        GEMM with its epilogue's extra input in HBM or in CMEM) cost it once."""
+        levels = tuple(map(placement.home.__getitem__, op.tensor_names))
+        key = (self._fingerprint.key(levels), op.signature, levels)
+        cost = _CORES.get(key)
+        if cost is None:
+            cost = _CORES.put(key, self._cost(op, placement, "", 1))
+        return cost.relabeled("", op.name, 1, op.copies)
+
     def _cost(self, op: ops.Op, placement: Placement, phase: str, repeat: int) -> OpCost:
         if isinstance(op, Fused):
             return tpu_fused_cost(self, op, placement)
@@ -318,6 +329,7 @@ def _least_energy(results: list[RunResult]) -> RunResult:
 # Distinct (chip, op, placement) costs kept per process: a sweep's design points share the ops
 # of their workloads, and points that differ only in capacities share every cost.
 _COSTS: BoundedMemo[OpCost] = BoundedMemo(size=50_000)  # about 2 kB each: 100 MB at most
+_CORES: BoundedMemo[OpCost] = BoundedMemo(size=50_000)  # fused ops' main ops' costs, keyed as _COSTS
 _PLANS: BoundedMemo[tuple[Placement, ...]] = BoundedMemo(size=256)  # a few plans of a workload each
 _PREFETCHED: BoundedMemo[float] = BoundedMemo(size=50_000)  # an op's time with prefetch, keyed as _COSTS
 # scheduled runs, their static energies to charge: a few per workload and design point
@@ -331,6 +343,7 @@ def clear_caches() -> None:
     from archsim.passes.flash import clear_passes
 
     _COSTS.clear()
+    _CORES.clear()
     clear_passes()
     _PLANS.clear()
     _PREFETCHED.clear()

@@ -59,7 +59,7 @@ def tpu_fused_cost(sim, op: Fused, placement: Placement) -> OpCost:
     """The fused op on a TPU-style chip (``Simulator``)."""
     hw = sim.hw
     core = core_op(op)
-    main = sim._cost(core, placement, "", 1)
+    main = sim.core_cost(core, placement)
     work = op.epilogue_work
     if isinstance(core, ops.VectorOp):  # the work joins the main op's last pass, whose registers it pays for
         epi_s = vector_cycles(hw.vpu, work) / hw.clock
