@@ -3,7 +3,8 @@
 object, and its other fields' texts, each made once per value. A sweep's points share most of
 their sections (``config.loader.SectionReuse``), so the texts that key the shared costs
 (``sim.fingerprint``) and name a design (a results row's ``config_hash``) cost a join a point,
-not a walk of the whole config. The texts equal those of the whole dump (tests/test_section_reuse.py compares them on every bundled config)."""
+not a walk of the whole config. The texts equal those of the whole dump
+(tests/test_section_reuse.py compares them on every bundled config)."""
 
 from __future__ import annotations
 
