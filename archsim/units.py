@@ -225,6 +225,13 @@ def parse_quantity(value: object, expected: Dim) -> float:
         raise UnitError(f"{value!r} has no unit; expected {describe(expected)}")
     if not isinstance(value, str):
         raise UnitError(f"expected {describe(expected)} as a string, got {type(value).__name__}")
+    return _parse_text(value, expected)
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(value: str, expected: Dim) -> float:
+    """``parse_quantity`` of a string. Cached: a sweep's points validate their file's same
+    strings (the clock, the TDP) at every point (errors are raised, never cached)."""
     exact, dim = parse_quantity_exact(value)
     if dim == DIMENSIONLESS and expected != DIMENSIONLESS:
         problem = "its units cancel out" if _QUANTITY_RE.match(value).group(2) else "has no unit"

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from archsim.config.dumps import dump_text
-from archsim.config.loader import Override, SectionReuse, load_layered, parse_overrides, validate_hardware
+from archsim.config.loader import Layered, Override, load_layered, parse_overrides
 from archsim.config.schema import HardwareConfig
+from archsim.dse.point_config import PointConfigs
 from archsim.dse.spec import Point, design
 from archsim.dse.store import CODE
 from archsim.errors import ArchsimError
@@ -95,14 +96,26 @@ def _workload_cached(stamp: tuple, overrides_json: str, lowering: Lowering) -> W
 
 
 # the config sections a worker has validated: each distinct one once, not once per point
-_SECTIONS = SectionReuse()
+_CONFIGS = PointConfigs()
 
 
 def hardware(point: Point) -> HardwareConfig:
-    overrides = parse_overrides([text for _, text in point.base_overrides])
-    overrides += [Override(tuple(path.split(".")), value, f"{path}={value}", f"{point.config}: sweep axis {path}={value}")
-                  for path, value in point.overrides]
-    return validate_hardware(design(_layered(point.config), overrides), point.config, _SECTIONS)
+    def overrides() -> list[Override]:  # only for a point validated in full
+        return [Override(_path(path), value, f"{path}={value}", f"{point.config}: sweep axis {path}={value}")
+                for path, value in point.overrides]
+
+    return _CONFIGS.validate((_stamp(point.config), point.base_overrides), lambda: _base_design(point),
+                             tuple((_path(path), value) for path, value in point.overrides), overrides, point.config)
+
+
+@lru_cache(maxsize=256)
+def _path(key: str) -> tuple[str, ...]:
+    return tuple(key.split("."))
+
+
+def _base_design(point: Point) -> Layered:
+    """The point's file with the command line's ``--set`` values, its spaces dropped."""
+    return design(_layered(point.config), parse_overrides([text for _, text in point.base_overrides]))
 
 
 def config_hash(hw: HardwareConfig) -> str:

@@ -1,0 +1,105 @@
+"""A design point's validated hardware config, its sections validated once per axis value.
+
+A sweep's points are its file's config with a few values set (``Point.overrides``), and each
+section a point changes takes one of an axis's few values (an ``hbm:`` with one of the swept
+bandwidths). So a section is kept by what was set in it, and a point whose every changed
+section has been seen before is assembled from the kept sections and validated at the top level
+only (the chip's cross-section checks, its own scalars): no copy of the file's mapping, no text
+of a section to look it up by. The sections are the objects a point validated in full gave, and
+a section validates on its own (``config.loader.SectionReuse``), so the config is the one
+validating the point afresh gives. Any other point (a new axis value, a value set at the top
+level that replaces a section or the chip's kind, a section the file lacks, a point that fails)
+is validated in full, whose errors name the sources of the keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pydantic import BaseModel, ValidationError
+
+from archsim.config.chips import chip_class
+from archsim.config.loader import Layered, Override, SectionReuse, validate_hardware
+from archsim.dse.spec import design
+from archsim.memo import BoundedMemo
+
+SetValues = tuple[tuple[tuple[str, ...], str], ...]  # (key path within the section, repr of the value)
+
+
+class PointConfigs:
+    """Points' configs: a file's design (its ``sweep:`` dropped) with the command line's
+    ``--set`` values, and the point's axis values."""
+
+    def __init__(self, size: int = 4096):
+        self.sections: BoundedMemo[BaseModel] = BoundedMemo(size)  # (base id, section, set values) -> section
+        self.reuse = SectionReuse(size)  # for the points validated in full
+        self._bases: BoundedMemo[tuple[Layered, dict]] = BoundedMemo(64)  # base id -> (held design, its mapping)
+
+    def validate(self, base_id: tuple, base: Callable[[], Layered], sets: tuple[tuple[tuple[str, ...], Any], ...],
+                 overrides: Callable[[], list[Override]], source: str) -> Any:
+        """The point's config: ``base_id`` names the design ``base()`` makes (the file's stamp
+        and the ``--set`` texts), ``sets`` the axis values in order (key path, value), and
+        ``overrides()`` makes them as overrides for a validation in full, whose errors name
+        ``source`` and the overrides' labels."""
+        held = self._bases.get(base_id)
+        if held is None:
+            made = base()
+            held = self._bases.put(base_id, (made, made.data))
+        data = held[1]
+        groups = _by_section(data, sets)
+        if groups is not None:
+            mixed = dict(data)
+            for name, (values, scalar) in groups.items():
+                if scalar is not _SECTION:
+                    mixed[name] = scalar
+                    continue
+                section = self.sections.get((base_id, name, values))
+                if section is None:
+                    break
+                mixed[name] = section
+            else:
+                for name, value in data.items():  # the sections no axis sets: the file's own
+                    if isinstance(value, dict) and name not in groups:
+                        section = self.sections.get((base_id, name, ()))
+                        if section is None:
+                            break
+                        mixed[name] = section
+                else:
+                    model = chip_class(data.get("kind"))
+                    try:
+                        if model is not None:
+                            return model.model_validate(mixed)
+                    except ValidationError:
+                        pass  # validated in full below: its errors name the keys' sources
+        validated = validate_hardware(design(held[0], overrides()), source, self.reuse)
+        if groups is not None:
+            for name, value in data.items():
+                if isinstance(value, dict):
+                    values = groups[name][0] if name in groups else ()
+                    section = getattr(validated, name, None)
+                    if isinstance(section, BaseModel):
+                        self.sections.put((base_id, name, values), section)
+        return validated
+
+
+_SECTION = object()  # a group's marker: the values are set within a section of the file
+
+
+def _by_section(data: dict, sets) -> dict[str, tuple[SetValues, Any]] | None:
+    """The set values by the top-level key they fall in: within a section of the file, (key
+    path in it, repr of the value) in order; a top-level value (not a section, nor the kind),
+    the value. None if any replaces a section, creates one or sets the chip's kind: such points
+    are validated in full."""
+    groups: dict[str, tuple[list, Any]] = {}
+    for (head, *rest), value in sets:
+        current = data.get(head)
+        if rest:
+            if not isinstance(current, dict):
+                return None
+            values, _ = groups.setdefault(head, ([], _SECTION))
+            values.append((tuple(rest), repr(value)))
+        elif head == "kind" or isinstance(current, dict) or isinstance(value, dict) or head in groups:
+            return None
+        else:
+            groups[head] = ([], value)
+    return {name: (tuple(values), scalar) for name, (values, scalar) in groups.items()}

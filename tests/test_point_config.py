@@ -1,0 +1,110 @@
+"""A sweep point's config from sections validated once per axis value
+(``archsim.dse.point_config.PointConfigs``): the config validating the point in full gives, its
+known sections the same objects, and a bad point's error the one validating it afresh gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsim.config import loader
+from archsim.config.loader import load_layered, parse_overrides, validate_hardware
+from archsim.dse.point_config import PointConfigs
+from archsim.dse.spec import design
+from archsim.errors import ConfigError
+
+from conftest import HW
+
+CIM = str(HW / "cim_tpu.yaml")
+BASE = ("cim_tpu.yaml", ())
+
+
+def base():
+    return design(load_layered(CIM), [])
+
+
+def sets(texts):
+    return tuple((o.path, o.value) for o in parse_overrides(texts))
+
+
+def validate(configs, texts):
+    return configs.validate(BASE, base, sets(texts), lambda: parse_overrides(texts), CIM)
+
+
+def afresh(texts):
+    return validate_hardware(design(load_layered(CIM), parse_overrides(texts)), CIM)
+
+
+POINTS = [
+    ["mxu.count=2", "hbm.bandwidth=400 GB/s"],
+    ["mxu.count=4", "hbm.bandwidth=400 GB/s"],
+    ["mxu.count=2", "hbm.bandwidth=800 GB/s"],
+    ["mxu.count=4", "hbm.bandwidth=800 GB/s", "cmem.capacity=256 MiB"],
+    ["mxu.cim.grid=[16, 16]", "hbm.bandwidth=400 GB/s"],  # a list value, a section within a section
+    ["mxu.cim.grid=[16, 16]", "hbm.bandwidth=800 GB/s"],
+    ["clock=900 MHz", "mxu.count=2"],  # a value at the top level
+    ["clock=1 GHz", "mxu.count=2"],
+    ["hbm.bandwidth=400 GB/s", "hbm.bandwidth=800 GB/s"],  # the later value wins
+    ["kind=tpu", "mxu.count=2"],  # the chip's kind: always in full
+    ["mxu.count=2", "hbm.bandwidth=400 GB/s"],  # the first again
+]
+
+
+def counting(monkeypatch):
+    calls = []
+    real = loader.validate_hardware
+
+    def count(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("archsim.dse.point_config.validate_hardware", count)
+    return calls
+
+
+def test_points_are_the_configs_validated_afresh(monkeypatch):
+    configs = PointConfigs()
+    calls = counting(monkeypatch)
+    for _ in range(2):  # the second time round, every section is known
+        for texts in POINTS:
+            got = validate(configs, texts)
+            assert got == afresh(texts)
+            assert got.model_dump(mode="json") == afresh(texts).model_dump(mode="json")
+    # in full: the points setting a value not seen before in its section (0-4; 8, its HBM's two
+    # values in turn), 6 (the file's own HBM section, not yet seen unset) and the kind's, every time
+    assert len(calls) == 7 + 2
+
+
+def test_a_point_of_known_values_is_made_of_the_sections_seen(monkeypatch):
+    configs = PointConfigs()
+    first, second, third = (validate(configs, texts) for texts in POINTS[:3])
+    calls = counting(monkeypatch)
+    fourth = validate(configs, ["mxu.count=4", "hbm.bandwidth=800 GB/s"])  # its two values seen apart
+    assert calls == []
+    assert fourth.mxu is second.mxu and fourth.hbm is third.hbm and fourth.vpu is first.vpu
+    assert (fourth.mxu.count, fourth.hbm.bandwidth) == (4, 800e9)
+
+
+def test_a_value_of_another_type_is_another_section():
+    """128.0 lanes is not the 128 lanes validated before (an integer field refuses it)."""
+    configs = PointConfigs()
+    validate(configs, ["vpu.lanes=128"])
+    with pytest.raises(ConfigError, match="vpu.lanes: Input should be a valid integer"):
+        validate(configs, ["vpu.lanes=128.0"])
+
+
+@pytest.mark.parametrize("texts", [
+    ["cmem.capacity=1 MiB", "vmem.capacity=16 MiB"],  # a check across sections, of known sections
+    ["clock=fast"],  # a bad value at the top level
+    ["hbm.bandwidth=fast"],  # a bad value in a section
+    ["hbm.bandwdth=1 TB/s"],  # an unknown key
+    ["hbm=1 TB/s"],  # a value replacing a section
+])
+def test_a_bad_point_reports_what_validating_it_afresh_reports(texts):
+    configs = PointConfigs()
+    for known in (["cmem.capacity=1 MiB", "vmem.capacity=1 MiB"], ["vmem.capacity=16 MiB"], []):
+        validate(configs, known)  # the bad point's sections, each known and valid on its own
+    with pytest.raises(ConfigError) as fresh:
+        afresh(texts)
+    with pytest.raises(ConfigError) as reused:
+        validate(configs, texts)
+    assert str(reused.value) == str(fresh.value)
