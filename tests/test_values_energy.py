@@ -82,6 +82,19 @@ def test_a_component_stated_at_another_node_is_scaled_by_the_table():
     assert at22.read[Level.HBM] == pytest.approx(HBM_E, rel=REL)  # stated at the chip's node
 
 
+def test_points_sharing_their_units_share_per_action_energies_not_static_power(tpuv4i):
+    """A sweep's points with the same unit sections (objects) and memory energies share the
+    per-action energies; each has its own static power (a larger CMEM leaks more), and a memory
+    whose energy differs has its own."""
+    big = tpuv4i.model_copy(update={"cmem": tpuv4i.cmem.model_copy(update={"capacity": 2 * tpuv4i.cmem.capacity})})
+    costly = tpuv4i.model_copy(update={"hbm": tpuv4i.hbm.model_copy(update={"read_energy": 2 * tpuv4i.hbm.read_energy})})
+    base, larger, dearer = EnergyModel.of(tpuv4i), EnergyModel.of(big), EnergyModel.of(costly)
+    assert larger.mac is base.mac and larger.read is base.read  # shared
+    assert larger.static_power == pytest.approx(STATIC_W + 0.0716 * 112, rel=REL)  # CMEM 112 -> 224 mm^2
+    assert dearer.read[Level.HBM] == pytest.approx(2 * HBM_E, rel=REL) and dearer.read is not base.read
+    assert base.read[Level.HBM] == pytest.approx(HBM_E, rel=REL)
+
+
 def test_op_energy_adds_each_action():
     model = EnergyModel(mac={I8: 2.0}, weight_write=3.0, vpu_alu=5.0, vpu_special=7.0,
                         read={Level.VMEM: 11.0, Level.CMEM: 13.0, Level.HBM: 17.0},

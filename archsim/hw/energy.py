@@ -19,6 +19,7 @@ from archsim.config.schema import HardwareConfig
 from archsim.dtypes import DType
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.ops import VectorWork
+from archsim.memo import BoundedMemo
 
 COMPONENTS = ("mxu", "vpu", "vmem", "cmem", "hbm", "ici", "static")
 
@@ -66,6 +67,21 @@ class EnergyModel:
 
     @classmethod
     def of(cls, hw: HardwareConfig) -> "EnergyModel":
+        """The chip's energies. The per-action ones read the units' sections and the memories'
+        energies, not their capacities or bandwidths: design points alike in those (a sweep's
+        memory axes) share them, each point its own static power."""
+        units = (hw.technology, hw.mxu, hw.vpu, hw.ici)  # sections a sweep's points share as objects
+        # the memories' figures by value (parsed exactly from their texts: no -0.0 to tell apart)
+        levels = tuple((cfg.stated_at, cfg.read_energy, cfg.write_energy) if cfg is not None else None
+                       for cfg in (getattr(hw, level.value) for level in Level))
+        key = (*map(id, units), levels)
+        entry = _PER_ACTION.get(key)
+        if entry is None or any(a is not b for a, b in zip(entry[0], units)):  # held: no other has their ids
+            entry = _PER_ACTION.put(key, (units, cls._per_action(hw)))
+        return cls(**entry[1], static_power=_static_power(hw))
+
+    @staticmethod
+    def _per_action(hw: HardwareConfig) -> dict:
         mxu_scale = scale_factor(hw, hw.mxu.stated_at, "energy")
         vpu_scale = scale_factor(hw, hw.vpu.stated_at, "energy")
         read, write = {}, {}
@@ -75,7 +91,7 @@ class EnergyModel:
                 s = scale_factor(hw, cfg.stated_at, "energy")
                 read[level], write[level] = cfg.read_energy * s, cfg.write_energy * s
         cim = getattr(hw.mxu, "cim", None)
-        return cls(
+        return dict(
             mac={d: e * mxu_scale for d, e in hw.mxu.mac_energy.items()},
             weight_write=(cim.weight_write_energy if cim is not None else hw.mxu.weight_load_energy) * mxu_scale,
             vpu_alu=hw.vpu.alu_op_energy * vpu_scale,
@@ -83,7 +99,6 @@ class EnergyModel:
             read=read,
             write=write,
             ici=hw.ici.energy_per_byte * scale_factor(hw, hw.ici.stated_at, "energy"),
-            static_power=_static_power(hw),
         )
 
     def op_energy(
@@ -105,6 +120,14 @@ class EnergyModel:
             vmem=vmem, cmem=cmem, hbm=hbm,
             static=self.static_power * latency_s,
         )
+
+
+# per-action energies by the sections they read (held, with them): a few per sweep
+_PER_ACTION: BoundedMemo[tuple[tuple, dict]] = BoundedMemo(size=256)
+
+
+def clear_energy_models() -> None:
+    _PER_ACTION.clear()
 
 
 def _static_power(hw) -> float:

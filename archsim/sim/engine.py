@@ -6,7 +6,7 @@ from functools import cached_property
 from types import MappingProxyType
 
 from archsim.config.schema import HardwareConfig
-from archsim.hw.energy import Energy, EnergyModel
+from archsim.hw.energy import Energy, EnergyModel, clear_energy_models
 from archsim.hw.matrix import build_matrix_unit
 from archsim.hw.matrix.base import clear_matrix_units
 from archsim.hw.memory import Level, Placement, Traffic
@@ -344,6 +344,7 @@ def clear_caches() -> None:
 
     _COSTS.clear()
     _CORES.clear()
+    clear_energy_models()
     clear_passes()
     _PLANS.clear()
     _PREFETCHED.clear()
