@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from types import MappingProxyType
 
+from archsim.config.dumps import section_text
 from archsim.config.schema import HardwareConfig
 from archsim.hw.energy import Energy, EnergyModel, clear_energy_models
 from archsim.hw.matrix import build_matrix_unit
@@ -63,6 +64,12 @@ class Simulator:
             vmem_capacity=self.hw.vmem.capacity,
             bandwidth=tuple((lv, getattr(self.hw, lv.value).achievable_bandwidth) for lv in levels),
         )
+
+    @cached_property
+    def unit_texts(self) -> tuple[str, str, float]:
+        """What an op's plan reads of the chip beside the op (``matmul_cost._plan``,
+        ``vector_cost._plan``): the matrix and vector units' sections, as text, and the clock."""
+        return section_text(self.hw.mxu), section_text(self.hw.vpu), self.hw.clock
 
     def run(self, workload: Workload) -> RunResult:
         """Evaluate every candidate placement; keep the fastest (then the least energy). The

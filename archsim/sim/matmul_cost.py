@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 
 from archsim.dtypes import DType
-from archsim.config.dumps import section_text
 from archsim.hw.matrix import MatmulShape
 from archsim.hw.matrix.base import ArrayTiming
 from archsim.hw.memory import Placement
@@ -87,7 +86,7 @@ class _Plan:
 
 def _plan(sim, op: ops.MatMul) -> _Plan:
     hw = sim.hw
-    key = (section_text(hw.mxu), section_text(hw.vpu), hw.clock, op.signature)
+    key = (sim.unit_texts, op.signature)  # the units' sections and the clock
     plan = _MATMUL_PLANS.get(key)
     if plan is None:  # an op refused raises here, naming itself: nothing is kept
         plan = _MATMUL_PLANS.put(key, _planned(sim.matrix_unit, hw.mxu, hw.vpu, hw.clock, op))

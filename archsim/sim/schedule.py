@@ -206,19 +206,26 @@ def _prefetch(inputs, cost: OpCost, placement, buffer: float) -> tuple[tuple[str
     if buffer <= 0:
         return ()
     room = buffer
-    by_level: dict[str, float] = {}
+    home = placement.home
+    by_level: dict[str, float] = {}  # by the level (a StrEnum: its value, the channel's name, finds it)
     for t in inputs:
-        level = placement.home.get(t.name)
-        if level is None or level is Level.VMEM or room <= 0:
+        level = home.get(t.name)
+        if level is None or level is Level.VMEM:
             continue
+        if room <= 0:
+            break
         fetched = min(t.bytes, room)
         room -= fetched
-        by_level[level.value] = by_level.get(level.value, 0.0) + fetched
+        by_level[level] = by_level.get(level, 0.0) + fetched
+    if not by_level:
+        return ()
     out = []
+    traffic = cost.traffic
     for channel, seconds in cost.busy[1:]:
-        moved = cost.traffic.total(Level(channel)) if channel in by_level else 0.0
-        if moved > 0:
-            out.append((channel, seconds * cost.copies * min(1.0, by_level[channel] / moved)))
+        if channel in by_level:
+            moved = traffic.total(channel)
+            if moved > 0:
+                out.append((channel, seconds * cost.copies * min(1.0, by_level[channel] / moved)))
     return tuple(out)
 
 

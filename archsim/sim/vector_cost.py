@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from archsim.config.dumps import section_text
 from archsim.hw.memory import Placement, Traffic
 from archsim.hw.timing import access_latency, channel_times, overlapped_seconds
 from archsim.hw.vector import padded_row, pass_cycles, reduction_cycles
@@ -58,7 +57,7 @@ class _VectorPlan:
 def _plan(sim, op: ops.VectorOp, placement: Placement) -> _VectorPlan:
     hw = sim.hw
     levels = tuple(placement.level(t) for t in op.inputs) + tuple(placement.level(t) for t in op.outputs)
-    key = (section_text(hw.vpu), hw.clock, op.signature, levels)
+    key = (sim.unit_texts[1:], op.signature, levels)  # the vector unit's section and the clock
     plan = _VECTOR_PLANS.get(key)
     if plan is None:
         plan = _VECTOR_PLANS.put(key, _planned(sim._stream_traffic, hw.vpu, hw.clock, op, placement))
