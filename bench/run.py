@@ -15,7 +15,9 @@ Sections:
 3. A 10,000-point sweep of CIM-TPU designs on DiT-XL/2: serially on a sample, on the process
    pool and on a local Dask cluster, end to end (planning, evaluation, Parquet, consolidation).
    Its axes (MXU grid and count, CMEM and VMEM size, HBM bandwidth) let points share many op
-   costs, as memory sweeps do; a sweep over MXU shapes alone shares fewer.
+   costs, as memory sweeps do; a sweep over MXU shapes alone shares fewer. Before that, the
+   first 2,000 points one by one: what a point with a new chip costs (its op costs and
+   placement walk made afresh) and what a point differing only in CMEM's capacity costs.
 4. SCALE-Sim v3 on small GEMMs (when ``--scalesim`` or ``ARCHSIM_SCALESIM_PYTHON`` names a
    Python that has it): its time and archsim's on the same GEMM, the ratio, and both cycle counts.
 
@@ -39,14 +41,18 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
+
 from archsim.api import gemm_workload, load_hardware, load_workload, simulate
 from archsim.chips import build_chip
 from archsim.dtypes import DType
+from archsim.dse.evaluate import evaluate_point
 from archsim.dse.plan import plan_sweep
 from archsim.dse.runner import run_points
 from archsim.dse.store import ResultStore
 from archsim.errors import ArchsimError
 from archsim.sim.engine import Simulator, clear_caches
+from archsim.sim.fingerprint import CostFingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = Path(__file__).with_name("history.csv")
@@ -195,6 +201,7 @@ def sweeps(report: Report, points: int, dask: bool) -> None:
         plan = plan_sweep([spec])
         plan_s = time.perf_counter() - start
         report.add("sweep_plan_s", plan_s, "s", f"{len(plan.points):,} points")
+        design_split(report, plan.points)
         runs = [("serial", 1, plan.points[:500]), ("pool", 2, plan.points)] + ([("dask", 2, plan.points)] if dask else [])
         for executor, workers, chosen in runs:
             clear_caches()
@@ -218,6 +225,27 @@ def sweeps(report: Report, points: int, dask: bool) -> None:
                            "CPU over the points: their caches start cold)")
             if executor == "pool" and len(chosen) == 10_000:
                 report.add("sweep_10k_s", wall, "s", "process pool, 2 workers, end to end")
+
+
+def design_split(report: Report, points, count: int = 2000) -> None:
+    """Where a point's CPU goes, serially over the first ``count`` points in the order workers
+    take them: a point with a new chip (its op costs and placement walk made afresh) against one
+    that differs from the point before only in values no op's cost reads (CMEM's capacity: it
+    reuses them)."""
+    clear_caches()
+    chosen = list(points.grouped(CostFingerprint.unread).subset(np.arange(min(count, len(points)))))
+    spent: dict[bool, list[float]] = {True: [], False: []}
+    previous = None
+    for point in chosen:
+        chip = tuple((path, value) for path, value in point.overrides if not CostFingerprint.unread(path))
+        start = time.process_time()
+        evaluate_point(point)
+        spent[chip != previous].append(time.process_time() - start)
+        previous = chip
+    for new, label in ((True, "new_chip"), (False, "capacity_sibling")):
+        if spent[new]:
+            report.add(f"sweep_point_{label}_ms", sum(spent[new]) / len(spent[new]) * 1e3, "ms",
+                       f"{len(spent[new]):,} of the first {len(chosen):,} points, one process")
 
 
 def children_cpu_s() -> float:
