@@ -108,3 +108,24 @@ def test_a_bad_point_reports_what_validating_it_afresh_reports(texts):
     with pytest.raises(ConfigError) as reused:
         validate(configs, texts)
     assert str(reused.value) == str(fresh.value)
+
+
+@pytest.mark.parametrize("file, texts", [
+    ("a100_80gb.yaml", [["hbm.bandwidth=1 TB/s"], ["hbm.bandwidth=2 TB/s"]]),  # a GPU: its kernel table has no model
+    ("tpuv4i.yaml", [["compiler.prefetch=0.5"], ["compiler.prefetch=0.25"]]),  # a section the file lacks
+])
+def test_a_gpu_and_a_section_the_file_lacks_are_made_of_sections_seen(monkeypatch, file, texts):
+    path = str(HW / file)
+    configs = PointConfigs()
+
+    def made(point):
+        return configs.validate((file, ()), lambda: design(load_layered(path), []), sets(point),
+                                lambda: parse_overrides(point), path)
+
+    firsts = [made(point) for point in texts]
+    calls = counting(monkeypatch)
+    for point, first in zip(texts, firsts):
+        again = made(point)
+        assert again == first == validate_hardware(design(load_layered(path), parse_overrides(point)), path)
+        assert again.hbm is first.hbm
+    assert calls == []

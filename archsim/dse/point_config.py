@@ -8,8 +8,8 @@ only (the chip's cross-section checks, its own scalars): no copy of the file's m
 of a section to look it up by. The sections are the objects a point validated in full gave, and
 a section validates on its own (``config.loader.SectionReuse``), so the config is the one
 validating the point afresh gives. Any other point (a new axis value, a value set at the top
-level that replaces a section or the chip's kind, a section the file lacks, a point that fails)
-is validated in full, whose errors name the sources of the keys.
+level that replaces a section or the chip's kind, a point that fails) is validated in full,
+whose errors name the sources of the keys.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class PointConfigs:
                     mixed[name] = scalar
                     continue
                 section = self.sections.get((base_id, name, values))
-                if section is None:
+                if section is None or section is _RAW:  # unknown, or no model to stand for it
                     break
                 mixed[name] = section
             else:
@@ -63,7 +63,8 @@ class PointConfigs:
                         section = self.sections.get((base_id, name, ()))
                         if section is None:
                             break
-                        mixed[name] = section
+                        if section is not _RAW:  # else its mapping, as written, validates anew
+                            mixed[name] = section
                 else:
                     model = chip_class(data.get("kind"))
                     try:
@@ -72,29 +73,31 @@ class PointConfigs:
                     except ValidationError:
                         pass  # validated in full below: its errors name the keys' sources
         validated = validate_hardware(design(held[0], overrides()), source, self.reuse)
-        if groups is not None:
-            for name, value in data.items():
-                if isinstance(value, dict):
-                    values = groups[name][0] if name in groups else ()
-                    section = getattr(validated, name, None)
-                    if isinstance(section, BaseModel):
-                        self.sections.put((base_id, name, values), section)
+        if groups is not None:  # the file's sections, and those the point sets values in
+            names = [name for name, value in data.items() if isinstance(value, dict)]
+            names += [name for name, (_, scalar) in groups.items() if scalar is _SECTION and name not in names]
+            for name in names:
+                values = groups[name][0] if name in groups else ()
+                section = getattr(validated, name, None)
+                self.sections.put((base_id, name, values), section if isinstance(section, BaseModel) else _RAW)
         return validated
 
 
-_SECTION = object()  # a group's marker: the values are set within a section of the file
+_SECTION = object()  # a group's marker: the values are set within a section
+_RAW = object()  # a mapping that validates to no model (a GPU's kernel table): passed as written
 
 
 def _by_section(data: dict, sets) -> dict[str, tuple[SetValues, Any]] | None:
-    """The set values by the top-level key they fall in: within a section of the file, (key
-    path in it, repr of the value) in order; a top-level value (not a section, nor the kind),
-    the value. None if any replaces a section, creates one or sets the chip's kind: such points
+    """The set values by the top-level key they fall in: within a section (the file's, or one
+    it lacks or sets to null, which setting a value in makes), (key path in it, repr of the
+    value) in order; a top-level value (not a section, nor the kind), the value. None if any
+    replaces a section, sets a value inside a plain value or sets the chip's kind: such points
     are validated in full."""
     groups: dict[str, tuple[list, Any]] = {}
     for (head, *rest), value in sets:
         current = data.get(head)
         if rest:
-            if not isinstance(current, dict):
+            if current is not None and not isinstance(current, dict):
                 return None
             values, _ = groups.setdefault(head, ([], _SECTION))
             values.append((tuple(rest), repr(value)))
