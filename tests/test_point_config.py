@@ -45,6 +45,7 @@ POINTS = [
     ["clock=1 GHz", "mxu.count=2"],
     ["hbm.bandwidth=400 GB/s", "hbm.bandwidth=800 GB/s"],  # the later value wins
     ["kind=tpu", "mxu.count=2"],  # the chip's kind: always in full
+    ["compiler=null", "compiler.prefetch=0.5"],  # a value set inside one set at the top level: in full
     ["mxu.count=2", "hbm.bandwidth=400 GB/s"],  # the first again
 ]
 
@@ -70,8 +71,9 @@ def test_points_are_the_configs_validated_afresh(monkeypatch):
             assert got == afresh(texts)
             assert got.model_dump(mode="json") == afresh(texts).model_dump(mode="json")
     # in full: the points setting a value not seen before in its section (0-4; 8, its HBM's two
-    # values in turn), 6 (the file's own HBM section, not yet seen unset) and the kind's, every time
-    assert len(calls) == 7 + 2
+    # values in turn), 6 (the file's own HBM section, not yet seen unset), and the kind's and the
+    # compiler's every time
+    assert len(calls) == 7 + 2 * 2
 
 
 def test_a_point_of_known_values_is_made_of_the_sections_seen(monkeypatch):
@@ -129,3 +131,21 @@ def test_a_gpu_and_a_section_the_file_lacks_are_made_of_sections_seen(monkeypatc
         assert again == first == validate_hardware(design(load_layered(path), parse_overrides(point)), path)
         assert again.hbm is first.hbm
     assert calls == []
+
+
+def test_a_value_set_inside_one_set_at_the_top_level_is_validated_in_full():
+    """TPUv3 has no CMEM: `cmem=null` then `cmem.capacity` makes a CMEM of that capacity alone,
+    which is refused, whatever sections are known (not a chip without CMEM)."""
+    path, texts = str(HW / "tpuv3.yaml"), ["cmem=null", "cmem.capacity=64 MiB"]
+    configs = PointConfigs()
+
+    def made(point):
+        return configs.validate(("tpuv3.yaml", ()), lambda: design(load_layered(path), []), sets(point),
+                                lambda: parse_overrides(point), path)
+
+    made([])  # every section of the file known
+    with pytest.raises(ConfigError) as fresh:
+        validate_hardware(design(load_layered(path), parse_overrides(texts)), path)
+    with pytest.raises(ConfigError) as reused:
+        made(texts)
+    assert str(reused.value) == str(fresh.value)

@@ -99,7 +99,9 @@ def _by_section(data: dict, sets) -> dict[str, tuple[SetValues, Any]] | None:
         if rest:
             if current is not None and not isinstance(current, dict):
                 return None
-            values, _ = groups.setdefault(head, ([], _SECTION))
+            values, kind = groups.setdefault(head, ([], _SECTION))
+            if kind is not _SECTION:  # a value set inside one this point sets at the top level
+                return None
             values.append((tuple(rest), repr(value)))
         elif head == "kind" or isinstance(current, dict) or isinstance(value, dict) or head in groups:
             return None
