@@ -149,3 +149,37 @@ def test_a_value_set_inside_one_set_at_the_top_level_is_validated_in_full():
     with pytest.raises(ConfigError) as reused:
         made(texts)
     assert str(reused.value) == str(fresh.value)
+
+
+# values a sweep might set, alone or in order: good and bad, new and repeated, top-level and
+# nested, sections the file lacks, a value set inside one set at the top level, other kinds
+SETS = [("cmem=null", "cmem.capacity=64 MiB"), ("compiler=null", "compiler.prefetch=0.5"), ("cmem=null",),
+        ("mxu.count=2",), ("mxu.count=4",), ("mxu.count=4.0",), ("hbm.bandwidth=400 GB/s",), ("hbm.bandwidth=800 GB/s",),
+        ("cmem.capacity=64 MiB",), ("cmem.capacity=1 MiB",), ("vmem.capacity=16 MiB",), ("clock=1 GHz",),
+        ("clock=fast",), ("compiler.prefetch=0.5",), ("system.chips=2",), ("static_power=5 W",), ("leakage=null",),
+        ("kind=gpu",), ("hbm.bandwidth.x=1",), ("foo.bar=1",), ("tdp=null",), ("mxu.cim.grid=[16, 16]",),
+        ("hbm=1 TB/s",), ("technology.node=7 nm",)]
+
+
+def test_random_points_are_what_validating_them_afresh_gives():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    def outcome(make):
+        try:
+            return "ok", make().model_dump_json()
+        except ConfigError as exc:
+            return "error", str(exc)
+
+    point = st.lists(st.sampled_from(SETS), max_size=3).map(lambda sets_: [t for s in sets_ for t in s])
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.sampled_from(["cim_tpu.yaml", "tpuv3.yaml", "a100_80gb.yaml"]), st.lists(point, min_size=1, max_size=8))
+    def check(file, points):
+        path, configs = str(HW / file), PointConfigs()
+        for texts in [[]] + points + points:  # the file alone first: its sections known
+            fresh = outcome(lambda: validate_hardware(design(load_layered(path), parse_overrides(texts)), path))
+            assert outcome(lambda: configs.validate((file, ()), lambda: design(load_layered(path), []), sets(texts),
+                                                    lambda: parse_overrides(texts), path)) == fresh
+
+    check()
