@@ -263,3 +263,21 @@ def test_skipping_the_rungs_that_cannot_tie_changes_no_plan(monkeypatch, workloa
         assert skipping <= every
         if capacity == "1 GiB":
             assert skipping < every  # the bound skips rungs
+
+
+def test_a_rung_s_hbm_need_without_promotions_is_made_once_per_workload(monkeypatch):
+    """Every design point's search reads each rung's HBM need before any promotion: it reads
+    no capacity, so the workload's analysis keeps it (the same value as made afresh)."""
+    import archsim.hw.placement as placement
+    from archsim.api import load_workload
+    from conftest import WORKLOADS
+
+    workload = load_workload(WORKLOADS / "llama2_7b_layer_decode.yaml")
+    analysis = _analysis(workload, placement.workload_shape(workload))
+    fresh = [placement._hbm_needed(analysis, rung, ()) for rung in analysis.ladder]
+    made = []
+    real = placement._hbm_needed
+    monkeypatch.setattr(placement, "_hbm_needed", lambda *a: made.append(a[1].index) or real(*a))
+    for _ in range(3):
+        assert [analysis.hbm_needed(rung) for rung in analysis.ladder] == fresh
+    assert sorted(made) == sorted(set(made)) and len(fresh) > 1

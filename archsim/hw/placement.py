@@ -133,6 +133,15 @@ class _Analysis:
     # levels of an op's tensors, made once per workload however many design points search it:
     # (rung, op) -> at the rung, persistent tensors in HBM; (op, tensor, far) -> that tensor in CMEM
     _levels: dict = field(default_factory=dict, compare=False, repr=False)
+    _needs: dict = field(default_factory=dict, compare=False, repr=False)  # rung index -> its HBM need
+
+    def hbm_needed(self, rung: "_Rung") -> float:
+        """``_hbm_needed`` of the rung's plan promoting nothing: every design point's search
+        reads it at every rung, and it reads no capacity."""
+        need = self._needs.get(rung.index)
+        if need is None:
+            need = self._needs[rung.index] = _hbm_needed(self, rung, ())
+        return need
 
     def far(self, rung: "_Rung", i: int) -> tuple[Level, ...]:
         """Op ``i``'s levels at ``rung``: its activations where the rung holds them, every
@@ -263,7 +272,7 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
         if budget > 0:
             savings.update(walk.changes(rung.index, op_time))
         # HBM the rung's plan must free by promoting tensors the workload creates on chip
-        need = _hbm_needed(analysis, rung, ()) - hw.hbm.capacity
+        need = analysis.hbm_needed(rung) - hw.hbm.capacity
         # the rung's savings kept for its knapsack, if it comes to one (few do)
         rungs.append((base - _most_saved(analysis, savings, budget), rung, base, dict(savings), budget, need))
     # The knapsacks in order of the least each rung's estimate can be (its base less every
