@@ -311,6 +311,28 @@ def test_fused_ops_alike_in_their_core_cost_it_once(monkeypatch):
     assert shared[1].traffic.cmem_read == 65_536 and shared[0].traffic.cmem_read == 0
 
 
+def test_fused_epilogues_kept_across_chips_are_those_costed_afresh():
+    """The epilogue's vector time and extra traffic are kept by the vector unit, the clock and
+    the extra input's home (``fused._epilogue``): the residual GEMM on chips differing in HBM
+    bandwidth, in the VPU's pass cost and in the clock, with x in HBM and in CMEM, costed one
+    after another, each equal to its cost with every cache cleared."""
+    from archsim.sim import engine
+
+    fused, _, _ = gemm_gelu(8, 4096, 4096, residual=True)
+    homes = [in_hbm(fused), Placement(MappingProxyType({**in_hbm(fused).home, "x": Level.CMEM}), (), True)]
+    chips = [[], ["hbm.bandwidth=1.2 TB/s"], ["vpu.pass_cycles_per_vreg=24"], ["clock=2 GHz"]]
+    fresh = {}
+    for i, sets in enumerate(chips):
+        for j, home in enumerate(homes):
+            engine.clear_caches()
+            fresh[i, j] = Simulator(load_hardware(TPUV4I, sets)).op_cost(fused, home, "p", 1)
+    engine.clear_caches()
+    shared = {(i, j): Simulator(load_hardware(TPUV4I, sets)).op_cost(fused, home, "p", 1)
+              for i, sets in enumerate(chips) for j, home in enumerate(homes)}
+    assert shared == fresh
+    assert len({c.busy for c in fresh.values()}) == len(fresh)  # every chip and home its own
+
+
 def test_tpu_vector_chain_adds_the_epilogue_to_the_pass():
     # silu [64, 1024] then a multiply by up: silu 3 ALU + exp + reciprocal an element:
     # 196,608 / 2048 + 131,072 x 2 / 1024 = 352 cycles (335.2 ns); the multiply's 65,536 / 2048

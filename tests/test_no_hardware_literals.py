@@ -19,6 +19,7 @@ ALLOWED = {  # (file, value): why it is not a hardware quantity
     ("archsim/hw/energy.py", 256): "memo size (entries), software",
     ("archsim/sim/matmul_cost.py", 4096): "memo size (entries), software",
     ("archsim/sim/vector_cost.py", 4096): "memo size (entries), software",
+    ("archsim/sim/fused.py", 4096): "memo size (entries), software",
     ("archsim/hw/matrix/base.py", 256): "memo size (entries), software",
     ("archsim/hw/matrix/base.py", 4096): "memo size (entries), software",
     ("archsim/hw/placement.py", 1e-9): "relative tie tolerance of the placement search, numerics",

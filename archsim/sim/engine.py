@@ -25,7 +25,7 @@ from archsim.sim.cost import OpCost, busy_of
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.flash_cost import tpu_flash_cost
 from archsim.sim.matmul_cost import clear_matmul_plans, tpu_matmul_cost
-from archsim.sim.fused import tpu_fused_cost
+from archsim.sim.fused import clear_epilogues, tpu_fused_cost
 from archsim.sim.result import RunResult
 from archsim.sim.vector_cost import clear_vector_plans, tpu_vector_cost
 from archsim.sim.schedule import charge_serial, clear_schedules, prefetched_time, schedule_run
@@ -357,6 +357,7 @@ def clear_caches() -> None:
     _PREFETCHED.clear()
     _TIMED.clear()
     clear_matmul_plans()
+    clear_epilogues()
     clear_vector_plans()
     clear_schedules()
     clear_gpu_caches()

@@ -45,6 +45,7 @@ from archsim.hw.timing import channel_times
 from archsim.hw.vector import padded_row, pass_cycles, vector_cycles
 from archsim.ir import ops
 from archsim.ir.fused import Fused
+from archsim.memo import BoundedMemo
 from archsim.sim.cost import OpCost
 
 _CHANNELS = frozenset(level.value for level in Level)
@@ -60,6 +61,21 @@ def tpu_fused_cost(sim, op: Fused, placement: Placement) -> OpCost:
     hw = sim.hw
     core = core_op(op)
     main = sim.core_cost(core, placement)
+    epi_s, extra = _epilogue(sim, op, placement)
+    return combine(op, main, op.epilogue_work, epi_s, extra, channel_times(hw, extra), sim.energy, hw.clock, "vpu")
+
+
+def _epilogue(sim, op: Fused, placement: Placement) -> tuple[float, Traffic]:
+    """The epilogue's vector time and its extra inputs' traffic. They read the vector unit, the
+    clock and the extra inputs' homes, no bandwidth or capacity: made once for design points
+    alike in those (a sweep's memory axes) and kept by ``sim.unit_texts`` and those homes."""
+    home = placement.home
+    key = (sim.unit_texts, op.signature, tuple(home[tensor.name] for tensor, _ in op.extra_reads))
+    found = _EPILOGUES.get(key)
+    if found is not None:
+        return found
+    hw = sim.hw
+    core = core_op(op)
     work = op.epilogue_work
     if isinstance(core, ops.VectorOp):  # the work joins the main op's last pass, whose registers it pays for
         epi_s = vector_cycles(hw.vpu, work) / hw.clock
@@ -70,7 +86,14 @@ def tpu_fused_cost(sim, op: Fused, placement: Placement) -> OpCost:
     extra = Traffic()
     for tensor, times in op.extra_reads:
         extra += sim._stream_traffic((tensor,), (), placement, through_vmem=True, scale=scale).scaled(times)
-    return combine(op, main, work, epi_s, extra, channel_times(hw, extra), sim.energy, hw.clock, "vpu")
+    return _EPILOGUES.put(key, (epi_s, extra))
+
+
+_EPILOGUES: BoundedMemo[tuple[float, Traffic]] = BoundedMemo(size=4096)  # a few per fused op and chip
+
+
+def clear_epilogues() -> None:
+    _EPILOGUES.clear()
 
 
 def combine(op: Fused, main: OpCost, work: ops.VectorWork, epi_s: float, extra: Traffic, extra_ch: dict,
