@@ -110,6 +110,10 @@ def test_static_energies_are_charged_when_the_ops_are_first_read():
     assert result.ops == charged and any(c.energy.static > 0 for c in result.ops)
     at_once = RunResult(hw, result.workload, charged, schedules=result.schedules)
     assert (at_once.latency_by("unit"), at_once.latency_by("bound")) == (by_unit, by_bound)
+    # the groups are kept (and shared by the runs restated from this one); each caller gets its own copy
+    by_unit["mxu"] = -1.0
+    assert result.latency_by("unit") == at_once.latency_by("unit") != by_unit
+    assert result._latency_groups is Simulator(hw).run(workload)._latency_groups  # the shared schedule's
     assert at_once.energy == energy == result.energy and at_once.latency_s == result.latency_s
     again = pickle.loads(pickle.dumps(result))
     assert again.ops == result.ops and again.summary() == result.summary()

@@ -354,3 +354,19 @@ def test_a_pool_worker_collects_after_a_failed_point_or_every_few_chunks(tmp_pat
     runner._pool_chunk(good)
     assert passes == [1, "all", 1, "all", 1]
     assert runner.gc.isenabled()
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                    max_leaves=6))
+@settings(max_examples=300, deadline=None)
+def test_a_rows_axis_values_are_their_json_whatever_came_before(value):
+    # a row's set.* columns are the axis values' JSON, kept by type and repr (evaluate._json_text):
+    # 1, 1.0 and True, 0.0 and -0.0, [1] and [1.0] each keep their own text
+    from archsim.dse.evaluate import _json_text
+
+    for seen in (1, 1.0, True, 0.0, -0.0, [1], [1.0], [True], "1", None):
+        _json_text(seen)
+    assert _json_text(value) == json.dumps(value)
+    assert [_json_text(v) for v in (1, 1.0, True, 0.0, -0.0, [1], [1.0])] == \
+        ["1", "1.0", "true", "0.0", "-0.0", "[1]", "[1.0]"]

@@ -131,7 +131,7 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     row: dict[str, Any] = {
         "key": point.key, "role": point.role, "config": _file_name(point.config),
         "workload_file": _file_name(point.workload), "workload_id": point.workload_id, CODE: code_fingerprint(),
-        **{FIELD_PREFIX + path: json.dumps(value) for path, value in point.overrides},
+        **{FIELD_PREFIX + path: _json_text(value) for path, value in point.overrides},
     }
     try:
         hw = hardware(point)
@@ -173,6 +173,22 @@ def evaluate_point(point: Point) -> dict[str, Any]:
     if over:  # the figures stay, so the table shows by how much
         row.update(status="infeasible", reason=over)
     return row
+
+
+def _json_text(value: Any) -> str:
+    """``json.dumps(value)``, kept by the value's type and ``repr`` (which tell 1, 1.0 and True,
+    and 0.0 and -0.0, apart): a sweep's points repeat a few axis values."""
+    key = (type(value), repr(value))
+    text = _JSON_TEXTS.get(key)
+    if text is None:
+        if len(_JSON_TEXTS) > _JSON_TEXTS_HELD:
+            _JSON_TEXTS.clear()
+        text = _JSON_TEXTS[key] = json.dumps(value)
+    return text
+
+
+_JSON_TEXTS: dict[tuple, str] = {}
+_JSON_TEXTS_HELD = 4096
 
 
 @lru_cache(maxsize=256)

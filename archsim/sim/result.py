@@ -182,15 +182,25 @@ class RunResult(Rates):
         """The run's time by an op attribute: 'phase', 'unit', 'kind', 'bound' (each op's
         ``added_s``: with overlap, the ops on the critical chain; the groups add up to the run's
         time). ``busy`` says what each unit and channel worked."""
-        out: dict[str, float] = {}
-        for c, added in zip(self._timed_ops, self.added_s):
-            key = getattr(c, column)
-            out[key] = out.get(key, 0.0) + added * c.count
-        return out
+        groups = self._latency_groups.get(column)
+        if groups is None:
+            groups = {}
+            for c, added in zip(self._timed_ops, self.added_s):
+                key = getattr(c, column)
+                groups[key] = groups.get(key, 0.0) + added * c.count
+            self._latency_groups[column] = groups
+        return dict(groups)  # the caller's own
+
+    @cached_property
+    def _latency_groups(self) -> dict[str, dict[str, float]]:
+        """``latency_by``'s groups by column, as they are first asked for: the runs ``restated``
+        from this one share them (their ops' times, units and bounds are these)."""
+        return {}
 
     # The totals that read neither the chip's config nor the ops' static energies (``energy``
     # keeps the ops' dynamic components alone): ``restated`` carries them over.
-    _CARRIED = ("phase_times", "latency_s", "macs", "traffic", "_ops_energy", "ici_bytes", "utilization", "added_s")
+    _CARRIED = ("phase_times", "latency_s", "macs", "traffic", "_ops_energy", "ici_bytes", "utilization", "added_s",
+                "_latency_groups")
 
     def restated(self, hw: HardwareConfig, ops: tuple[OpCost, ...] | None = None,
                  static_power: float | None = None) -> "RunResult":
