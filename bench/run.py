@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import gc
 import json
 import os
 import platform
@@ -231,17 +232,24 @@ def design_split(report: Report, points, count: int = 2000) -> None:
     """Where a point's CPU goes, serially over the first ``count`` points in the order workers
     take them: a point with a new chip (its op costs and placement walk made afresh) against one
     that differs from the point before only in values no op's cost reads (CMEM's capacity: it
-    reuses them)."""
+    reuses them). The cyclic collector off, as every executor runs chunks (``runner._run_chunk``)."""
     clear_caches()
     chosen = list(points.grouped(CostFingerprint.unread).subset(np.arange(min(count, len(points)))))
     spent: dict[bool, list[float]] = {True: [], False: []}
     previous = None
-    for point in chosen:
-        chip = tuple((path, value) for path, value in point.overrides if not CostFingerprint.unread(path))
-        start = time.process_time()
-        evaluate_point(point)
-        spent[chip != previous].append(time.process_time() - start)
-        previous = chip
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        for point in chosen:
+            chip = tuple((path, value) for path, value in point.overrides if not CostFingerprint.unread(path))
+            start = time.process_time()
+            evaluate_point(point)
+            spent[chip != previous].append(time.process_time() - start)
+            previous = chip
+    finally:
+        gc.enable()
+        gc.unfreeze()
     for new, label in ((True, "new_chip"), (False, "capacity_sibling")):
         if spent[new]:
             report.add(f"sweep_point_{label}_ms", sum(spent[new]) / len(spent[new]) * 1e3, "ms",

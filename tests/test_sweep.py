@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -345,15 +346,53 @@ def test_a_pool_worker_collects_after_a_failed_point_or_every_few_chunks(tmp_pat
     points = list(plan_sweep([sweep_file(tmp_path, body)]).points)
     good = [p for p in points if "8 GiB" in str(p.overrides)][:2]
     bad = [p for p in points if "64 MiB" in str(p.overrides)][:1]
-    assert runner._pool_chunk(good)[0]["status"] == "ok" and passes == []
-    assert runner._pool_chunk(bad)[0]["status"] == "infeasible" and passes == [1]  # this chunk's objects
-    runner._pool_chunk(good)  # the third chunk since the last pass over everything: unfrozen, collected
+    assert runner._run_chunk(good)[0]["status"] == "ok" and passes == []
+    assert runner._run_chunk(bad)[0]["status"] == "infeasible" and passes == [1]  # this chunk's objects
+    runner._run_chunk(good)  # the third chunk since the last pass over everything: unfrozen, collected
     assert passes == [1, "all", 1]
-    runner._pool_chunk(good), runner._pool_chunk(good)
+    runner._run_chunk(good), runner._run_chunk(good)
     assert passes == [1, "all", 1]
-    runner._pool_chunk(good)
+    runner._run_chunk(good)
     assert passes == [1, "all", 1, "all", 1]
     assert runner.gc.isenabled()
+
+
+def test_chunks_running_at_once_share_the_collector(monkeypatch):
+    # threads of one process (a Dask worker with several) each run a chunk: the collector is off
+    # while either runs, the last to finish collects (a failed point's cycles) and freezes, and
+    # the collector comes back only as it was before the first began
+    import archsim.dse.runner as runner
+
+    events = []
+    monkeypatch.setattr(runner.gc, "collect", lambda *a: events.append("collect") or 0)
+    monkeypatch.setattr(runner.gc, "freeze", lambda: events.append("freeze"))
+    monkeypatch.setattr(runner, "_chunks_since_collect", 0)
+    started, release = threading.Event(), threading.Event()
+
+    def slow(points):
+        started.set()
+        release.wait(10)
+        return [{"status": "ok"}]
+
+    def failing(points):
+        assert not runner.gc.isenabled()
+        return [{"status": "invalid"}]
+
+    first = threading.Thread(target=runner._run_chunk, args=([], slow))
+    first.start()
+    assert started.wait(10) and not runner.gc.isenabled()
+    assert runner._run_chunk([], failing) == [{"status": "invalid"}]
+    assert events == [] and not runner.gc.isenabled()  # the first still runs
+    release.set()
+    first.join(10)
+    assert events == ["collect", "freeze"] and runner.gc.isenabled()
+    runner.gc.disable()
+    try:
+        runner._run_chunk([], lambda points: [{"status": "ok"}])
+        assert not runner.gc.isenabled()  # it was off: it stays off
+    finally:
+        runner.gc.enable()
+    assert events == ["collect", "freeze", "freeze"]
 
 
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
