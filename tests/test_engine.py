@@ -227,3 +227,24 @@ def test_embedding_table_is_not_preloaded_for_a_few_rows():
     hw = hw_with("hbm.capacity=64 GiB", "cmem.capacity=600 MiB")
     for placement in place(hw, load_workload(WORKLOADS / "llama2_7b.yaml")):
         assert "embed.weight" not in {t.name for t in placement.preload}
+
+
+def test_a_cost_made_without_init_is_the_cost_init_makes():
+    # OpCost.made sets the fields as __init__ does (the defaults too) and refuses a missing or an
+    # unknown field; Additive's + and scaled give the records __init__ would
+    from archsim.hw.energy import Energy
+    from archsim.hw.memory import Traffic
+    from archsim.sim.cost import OpCost
+
+    given = dict(phase="p", name="n", kind="gemm", unit="mxu", repeat=2, copies=3, macs=5, vector_ops=1,
+                 compute_cycles=7, compute_s=1e-6, memory_s=2e-6, latency_s=3e-6, bottleneck="hbm",
+                 traffic=Traffic(hbm_read=64.0), busy=(("mxu", 1e-6),))
+    made, init = OpCost.made(**given), OpCost(**given)
+    assert made == init and vars(made) == vars(init) and hash(made) == hash(init)
+    with pytest.raises(TypeError, match="missing"):
+        OpCost.made(phase="p")
+    with pytest.raises(TypeError, match="unknown fields \\['bogus'\\]"):
+        OpCost.made(**given, bogus=1)
+    e = Energy(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, -0.0)
+    assert vars(e + e) == vars(Energy(2.0, 4.0, 6.0, 8.0, 10.0, 12.0, -0.0))
+    assert vars(e.scaled(0.5)) == vars(Energy(0.5, 1.0, 1.5, 2.0, 2.5, 3.0, -0.0)) and (e + e).total == 42.0

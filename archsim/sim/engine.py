@@ -315,7 +315,7 @@ class Simulator:
         times = channel_times(self.hw, traffic)
         memory_s = max(times.values(), default=0.0)
         latency = overlapped_seconds(memory_s, compute_s, steps, access_latency(self.hw, times))
-        return OpCost(
+        return OpCost.made(
             phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, copies=op.copies, macs=0,
             vector_ops=work.alu + work.special, compute_cycles=cycles, compute_s=compute_s, memory_s=memory_s,
             latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),

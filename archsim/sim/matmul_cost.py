@@ -45,7 +45,7 @@ def tpu_matmul_cost(sim, op: ops.MatMul, placement: Placement, phase: str, repea
     time = tiling.time_s
     unit = "mxu" if array_s >= compute_s else "vpu"  # the conversion can outlast the arrays
     channels = channel_times(sim.hw, tiling.traffic)
-    return OpCost(
+    return OpCost.made(
         phase=phase, name=op.name, kind=op.kind, unit=plan.unit, repeat=repeat, copies=op.copies,
         macs=plan.macs, vector_ops=convert.alu + convert.special, compute_cycles=array.compute_cycles,
         compute_s=compute_s, memory_s=tiling.memory_s, latency_s=time, traffic=tiling.traffic,

@@ -34,7 +34,7 @@ def tpu_vector_cost(sim, op: ops.VectorOp, placement: Placement, phase: str, rep
         for level, t in pass_times.items():
             times[level] = times.get(level, 0.0) + t
     work, compute_s = plan.work, plan.compute_s
-    return OpCost(
+    return OpCost.made(
         phase=phase, name=op.name, kind=op.kind, unit="vpu", repeat=repeat, copies=op.copies, macs=0,
         vector_ops=work.alu + work.special, compute_cycles=plan.cycles, compute_s=compute_s, memory_s=memory_s,
         latency_s=latency, traffic=plan.traffic, energy=sim.energy.op_energy(latency, plan.traffic, vector=work),
