@@ -191,16 +191,16 @@ class Simulator:
         key = (self._fingerprint.key(levels), self.dispatch, op.signature, levels, buffer)
         time = _PREFETCHED.get(key)
         if time is None:
-            homes = Placement(MappingProxyType(dict(zip(op.tensor_names, levels))), (), True)
-            time = _PREFETCHED.put(key, prefetched_time(op, self._shared_cost(op, levels), homes, buffer))
+            homes = _homes(op, levels)
+            time = _PREFETCHED.put(key, prefetched_time(op, self._shared_cost(op, levels, homes), homes, buffer))
         return time
 
-    def _shared_cost(self, op: ops.Op, levels: tuple[Level, ...]) -> OpCost:
+    def _shared_cost(self, op: ops.Op, levels: tuple[Level, ...], homes: Placement | None = None) -> OpCost:
+        """``homes``: the op's tensors at ``levels`` (``_homes``), if the caller has made it."""
         key = (self._fingerprint.key(levels), self.dispatch, op.signature, levels)
         cost = _COSTS.get(key)
         if cost is None:
-            homes = Placement(MappingProxyType(dict(zip(op.tensor_names, levels))), (), True)
-            body = self._cost(op, homes, "", 1)  # labels are set per use
+            body = self._cost(op, homes or _homes(op, levels), "", 1)  # labels are set per use
             cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),
                                                    self.energy.static_power))
         return cost
@@ -321,6 +321,11 @@ class Simulator:
             latency_s=latency, traffic=traffic, energy=self.energy.op_energy(latency, traffic, vector=work),
             bottleneck=bottleneck(compute_s, times, unit), busy=busy_of((unit, compute_s), channels=times),
         )
+
+
+def _homes(op: ops.Op, levels: tuple[Level, ...]) -> Placement:
+    """A placement of the op's tensors (``op.tensor_names``) at ``levels``, to cost it by."""
+    return Placement(MappingProxyType(dict(zip(op.tensor_names, levels))), (), True)
 
 
 _TRAFFIC_FIELDS = Traffic._fields()[0]  # vmem_read, vmem_write, cmem_read, ...
