@@ -107,3 +107,24 @@ def test_invalid_graphs_are_rejected():
 def test_bundled_workloads_load(path):
     workload = load_workload(path)
     assert workload.macs > 0
+
+
+def test_signature_numbers_stand_for_one_signature_each(monkeypatch):
+    # the shared costs' memos key ops by a number for their signature (ops.Op.signature_number):
+    # equal signatures share one, no number ever stands for two signatures (not even once the
+    # numbering is forgotten), and a pickled op carries none (another process numbers its own)
+    import pickle
+
+    def gemm(name, n):
+        x, w, y = Tensor(f"{name}.x", (8, 64), DType.BF16), Tensor(f"{name}.w", (64, n), DType.BF16, Role.WEIGHT), \
+            Tensor(f"{name}.y", (8, n), DType.BF16)
+        return ops.Gemm(name, (x, w), (y,), 1, 8, 64, n, False)
+
+    a, b, c = gemm("a", 128), gemm("b", 128), gemm("c", 256)
+    assert a.signature == b.signature != c.signature
+    assert a.signature_number == b.signature_number != c.signature_number
+    again = pickle.loads(pickle.dumps(a))
+    assert "signature_number" not in again.__dict__ and again.signature_number == a.signature_number
+    monkeypatch.setattr(ops, "_NUMBERED", 1)  # every new signature forgets the others
+    numbers = [gemm(f"g{n}", n).signature_number for n in (32, 48, 32, 48)]
+    assert len(set(numbers)) == 4 and not set(numbers) & {a.signature_number, c.signature_number}

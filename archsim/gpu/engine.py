@@ -101,7 +101,7 @@ class GpuSimulator:
         return self._shared_cost(op, tuple(lv is Level.CMEM for lv in levels[:len(op.inputs)])).latency_s
 
     def _shared_cost(self, op: ops.Op, warm: tuple[bool, ...]) -> OpCost:
-        key = (self._key, self.dispatch, op.signature, warm)
+        key = (self._key, self.dispatch, op.signature_number, warm)
         cost = _COSTS.get(key)
         if cost is None:
             body = self._cost(op, warm)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass, field
 from functools import cached_property
 from enum import StrEnum
@@ -60,6 +61,20 @@ class Pass:
         return VectorWork(self.alu * elements, sum(counts.values()), tuple(sorted(counts.items())))
 
 
+def _signature_number(signature: tuple) -> int:
+    number = _NUMBERS.get(signature)
+    if number is None:
+        if len(_NUMBERS) >= _NUMBERED:  # forgotten: a signature met again gets a new number
+            _NUMBERS.clear()
+        number = _NUMBERS.setdefault(signature, next(_NEXT_NUMBER))
+    return number
+
+
+_NUMBERS: dict[tuple, int] = {}  # signature -> its number
+_NUMBERED = 100_000  # signatures numbered before the oldest are forgotten (a workload has hundreds)
+_NEXT_NUMBER = itertools.count()
+
+
 @functools.lru_cache(maxsize=256)  # one entry per op class (a few dozen)
 def _cost_fields(cls: type) -> tuple[str, ...]:
     """An op class's fields that decide its cost: all but its name, tensors and copies."""
@@ -103,6 +118,19 @@ class Op:
         fields_ = tuple(getattr(self, name) for name in _cost_fields(type(self)))
         return (type(self), fields_, tuple((t.shape, t.dtype, t.role) for t in self.inputs),
                 tuple((t.shape, t.dtype, t.role) for t in self.outputs))
+
+    @cached_property
+    def signature_number(self) -> int:
+        """A number standing for ``signature`` in this process: the shared costs' memos key by
+        it (a nested signature took a microsecond to hash, at every lookup). Ops with equal
+        signatures share one; a number never stands for two signatures (numbers are not reused,
+        even once forgotten); it is not pickled (another process numbers its own)."""
+        return _signature_number(self.signature)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("signature_number", None)
+        return state
 
 
 @dataclass(frozen=True)

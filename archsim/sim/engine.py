@@ -188,7 +188,7 @@ class Simulator:
         Shared as the op's cost is (an on-chip op's by design points that differ in HBM), for
         chips alike in their prefetch buffer."""
         buffer = self._prefetch_buffer
-        key = (self._fingerprint.key(levels), self.dispatch, op.signature, levels, buffer)
+        key = (self._fingerprint.key(levels), self.dispatch, op.signature_number, levels, buffer)
         time = _PREFETCHED.get(key)
         if time is None:
             homes = _homes(op, levels)
@@ -197,7 +197,7 @@ class Simulator:
 
     def _shared_cost(self, op: ops.Op, levels: tuple[Level, ...], homes: Placement | None = None) -> OpCost:
         """``homes``: the op's tensors at ``levels`` (``_homes``), if the caller has made it."""
-        key = (self._fingerprint.key(levels), self.dispatch, op.signature, levels)
+        key = (self._fingerprint.key(levels), self.dispatch, op.signature_number, levels)
         cost = _COSTS.get(key)
         if cost is None:
             body = self._cost(op, homes or _homes(op, levels), "", 1)  # labels are set per use
@@ -210,7 +210,7 @@ class Simulator:
         ``_shared_cost``'s are: fused ops alike in their core and its tensors' homes (the same
         GEMM with its epilogue's extra input in HBM or in CMEM) cost it once."""
         levels = tuple(map(placement.home.__getitem__, op.tensor_names))
-        key = (self._fingerprint.key(levels), op.signature, levels)
+        key = (self._fingerprint.key(levels), op.signature_number, levels)
         cost = _CORES.get(key)
         if cost is None:
             cost = _CORES.put(key, self._cost(op, placement, "", 1))

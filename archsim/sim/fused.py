@@ -70,7 +70,7 @@ def _epilogue(sim, op: Fused, placement: Placement) -> tuple[float, Traffic]:
     clock and the extra inputs' homes, no bandwidth or capacity: made once for design points
     alike in those (a sweep's memory axes) and kept by ``sim.unit_texts`` and those homes."""
     home = placement.home
-    key = (sim.unit_texts, op.signature, tuple(home[tensor.name] for tensor, _ in op.extra_reads))
+    key = (sim.unit_texts, op.signature_number, tuple(home[tensor.name] for tensor, _ in op.extra_reads))
     found = _EPILOGUES.get(key)
     if found is not None:
         return found

@@ -86,7 +86,7 @@ class _Plan:
 
 def _plan(sim, op: ops.MatMul) -> _Plan:
     hw = sim.hw
-    key = (sim.unit_texts, op.signature)  # the units' sections and the clock
+    key = (sim.unit_texts, op.signature_number)  # the units' sections and the clock
     plan = _MATMUL_PLANS.get(key)
     if plan is None:  # an op refused raises here, naming itself: nothing is kept
         plan = _MATMUL_PLANS.put(key, _planned(sim.matrix_unit, hw.mxu, hw.vpu, hw.clock, op))

@@ -57,7 +57,7 @@ class _VectorPlan:
 def _plan(sim, op: ops.VectorOp, placement: Placement) -> _VectorPlan:
     hw = sim.hw
     levels = tuple(placement.level(t) for t in op.inputs) + tuple(placement.level(t) for t in op.outputs)
-    key = (sim.unit_texts[1:], op.signature, levels)  # the vector unit's section and the clock
+    key = (sim.unit_texts[1:], op.signature_number, levels)  # the vector unit's section and the clock
     plan = _VECTOR_PLANS.get(key)
     if plan is None:
         plan = _VECTOR_PLANS.put(key, _planned(sim._stream_traffic, hw.vpu, hw.clock, op, placement))
