@@ -173,3 +173,24 @@ def test_designs_a_and_b():
     assert a.sweep.axes is None and load_hardware(CIM).sweep.axes == {
         "mxu.cim.grid": [[8, 8], [16, 8], [16, 16]], "mxu.count": [2, 4, 8]}
     assert math.isclose(chip_area(b).mxu, 2 * chip_area(load_hardware(CIM)).mxu)
+
+
+def test_op_energy_by_hand_on_a_chip_without_cmem():
+    # per action: MAC 1 pJ (bf16), weight write 2 pJ/B, ALU op 3 pJ, transcendental 4 pJ; VMEM
+    # reads 0.1 and writes 0.2 pJ/B, HBM 5 and 6 pJ/B, no CMEM; 10 W static over 1 us
+    from archsim.dtypes import DType
+    from archsim.hw.energy import EnergyModel
+    from archsim.hw.memory import Level, Traffic
+    from archsim.ir.ops import VectorWork
+
+    model = EnergyModel(mac={DType.BF16: 1e-12}, weight_write=2e-12, vpu_alu=3e-12, vpu_special=4e-12,
+                        read={Level.VMEM: 1e-13, Level.HBM: 5e-12}, write={Level.VMEM: 2e-13, Level.HBM: 6e-12},
+                        ici=0.0, static_power=10.0)
+    e = model.op_energy(1e-6, Traffic(1.0, 2.0, 3.0, 4.0, 5.0, 6.0), 10, DType.BF16, 7.0, VectorWork(8, 9))
+    assert e.mxu == pytest.approx(10 * 1e-12 + 7 * 2e-12)
+    assert e.vpu == pytest.approx(8 * 3e-12 + 9 * 4e-12)
+    assert e.vmem == pytest.approx(1 * 1e-13 + 2 * 2e-13)
+    assert (e.cmem, e.ici) == (0.0, 0.0)  # CMEM traffic on a chip without one costs nothing here
+    assert e.hbm == pytest.approx(5 * 5e-12 + 6 * 6e-12)
+    assert e.static == pytest.approx(1e-5)
+    assert model.op_energy(1e-6, Traffic(hbm_read=1.0)).mxu == 0.0  # no MACs: no MAC energy

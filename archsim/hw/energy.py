@@ -13,6 +13,7 @@ relative factors being config data with their source.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from archsim.additive import Additive
 from archsim.config.schema import HardwareConfig
@@ -110,16 +111,25 @@ class EnergyModel:
         weight_write_bytes: float = 0.0,
         vector: VectorWork = VectorWork(0, 0),
     ) -> Energy:
-        read, write = self.read.get, self.write.get
-        vmem = traffic.vmem_read * read(Level.VMEM, 0.0) + traffic.vmem_write * write(Level.VMEM, 0.0)
-        cmem = traffic.cmem_read * read(Level.CMEM, 0.0) + traffic.cmem_write * write(Level.CMEM, 0.0)
-        hbm = traffic.hbm_read * read(Level.HBM, 0.0) + traffic.hbm_write * write(Level.HBM, 0.0)
-        return Energy(
+        read_vmem, write_vmem, read_cmem, write_cmem, read_hbm, write_hbm = self._per_byte
+        new = object.__new__(Energy)  # as Additive's sums: no __init__ setting each field in turn
+        new.__dict__.update(
             mxu=macs * self.mac[dtype] + weight_write_bytes * self.weight_write if macs else 0.0,
             vpu=vector.alu * self.vpu_alu + vector.special * self.vpu_special,
-            vmem=vmem, cmem=cmem, hbm=hbm,
+            vmem=traffic.vmem_read * read_vmem + traffic.vmem_write * write_vmem,
+            cmem=traffic.cmem_read * read_cmem + traffic.cmem_write * write_cmem,
+            hbm=traffic.hbm_read * read_hbm + traffic.hbm_write * write_hbm,
+            ici=0.0,
             static=self.static_power * latency_s,
         )
+        return new
+
+    @cached_property
+    def _per_byte(self) -> tuple[float, ...]:
+        """Joules per byte read and written at VMEM, CMEM and HBM (0 for a level the chip lacks)."""
+        read, write = self.read.get, self.write.get
+        return (read(Level.VMEM, 0.0), write(Level.VMEM, 0.0), read(Level.CMEM, 0.0), write(Level.CMEM, 0.0),
+                read(Level.HBM, 0.0), write(Level.HBM, 0.0))
 
 
 # per-action energies by the sections they read (held, with them): a few per sweep
