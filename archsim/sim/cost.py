@@ -87,9 +87,8 @@ class OpCost:
     def replaced(self, **changes) -> "OpCost":
         """``dataclasses.replace`` without re-running ``__init__`` (OpCost validates nothing and
         caches nothing derived): the fields in ``changes`` set, every other copied."""
-        unknown = changes.keys() - self.__dict__.keys()
-        if unknown:
-            raise TypeError(f"OpCost has no field {sorted(unknown)[0]!r}")
+        if not changes.keys() <= _FIELDS:
+            raise TypeError(f"OpCost has no field {sorted(changes.keys() - _FIELDS)[0]!r}")
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__, **changes)
         return new
@@ -136,3 +135,4 @@ class OpCost:
 
 _DEFAULTS = {f.name: f.default for f in fields(OpCost) if f.default is not MISSING}  # ``made``'s
 _REQUIRED = frozenset(f.name for f in fields(OpCost) if f.default is MISSING)
+_FIELDS = frozenset(f.name for f in fields(OpCost))

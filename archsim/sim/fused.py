@@ -94,6 +94,7 @@ _EPILOGUES: BoundedMemo[tuple[float, Traffic]] = BoundedMemo(size=4096)  # a few
 
 def clear_epilogues() -> None:
     _EPILOGUES.clear()
+    _DESCRIBED.clear()
 
 
 def combine(op: Fused, main: OpCost, work: ops.VectorWork, epi_s: float, extra: Traffic, extra_ch: dict,
@@ -125,7 +126,19 @@ def combine(op: Fused, main: OpCost, work: ops.VectorWork, epi_s: float, extra: 
         compute_cycles=main.compute_cycles + (compute - main.compute_s) * clock, compute_s=compute,
         memory_s=main.memory_s + max(0.0, memory - main_memory), latency_s=latency, traffic=main.traffic + extra,
         energy=main.energy + energy.op_energy(latency - main.latency_s, extra, vector=work),
-        bottleneck=unit if compute >= memory else busiest, busy=busy, tiling=describe(op, main.tiling))
+        bottleneck=unit if compute >= memory else busiest, busy=busy, tiling=_described(op, main.tiling))
+
+
+def _described(op: Fused, tiling: str) -> str:
+    """``describe``, kept by the op's signature (its members' kinds and functions) and the tiling."""
+    key = (op.signature_number, tiling)
+    text = _DESCRIBED.get(key)
+    if text is None:
+        text = _DESCRIBED.put(key, describe(op, tiling))
+    return text
+
+
+_DESCRIBED: BoundedMemo[str] = BoundedMemo(size=4096)
 
 
 def describe(op: Fused, tiling: str) -> str:
