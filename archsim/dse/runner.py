@@ -215,19 +215,14 @@ class ChunkRuns:
 
 
 def _run_chunk(points: list[Point], evaluate: Callable[[list[Point]], list[dict]] | None = None) -> list[dict]:
-    """``evaluate`` (``evaluate_chunk``) as every executor runs it (a pool's worker, a Dask
-    worker, the sweep's own process when serial): the cyclic collector off. A feasible point
-    makes no reference cycle (``tests/test_sweep.py`` checks), so the collector's passes over a
-    chunk's objects would free nothing, and as the shared costs' caches grow they cost more:
-    with the collector on, a DiT point took 2.1 to 2.3 ms of CPU against 1.4 ms with it off
-    (decode layer: 0.55 against 0.50 ms). What survives a chunk (the caches, mostly) is then
-    frozen, out of later passes' way. An invalid or infeasible point leaves a few dozen objects
-    in cycles (its error's traceback): a chunk with one is collected before it is frozen. So
-    that no cycle made otherwise (a cache evicting an entry that holds one) stays frozen for
-    good, every ``COLLECT_EVERY``-th chunk everything is unfrozen and collected (a fraction of a
-    second, a few times in a 10^6-point sweep). Chunks running at once in threads of one process
-    (a Dask worker with several) share the collector: it is off while any runs, and the last to
-    finish collects and freezes. A process whose collector was already off keeps it off."""
+    """``evaluate`` (``evaluate_chunk``) as every executor runs it (pool and Dask workers, the
+    sweep's own process when serial): the cyclic collector off. A feasible point makes no
+    reference cycle (``tests/test_sweep.py`` checks), so its passes would free nothing, and they
+    cost more as the caches grow (README, Large sweeps). What survives a chunk is then frozen; a
+    chunk with a failed point (its traceback's cycles) is collected first; every
+    ``COLLECT_EVERY``-th chunk everything is unfrozen and collected. Chunks running at once in
+    one process's threads share the collector: off while any runs, the last to finish collects
+    and freezes; a collector that was off stays off."""
     global _running, _was_enabled
     with _COLLECTOR:
         if not _running:
