@@ -60,7 +60,9 @@ def chip_kind(hw: "ChipConfig") -> ChipKind:
     return KINDS[hw.kind]
 
 
-def build_chip(hw: "ChipConfig", dispatch: str = "program", placement_policy: str = "time_knapsack"):
+def build_chip(hw: "ChipConfig", dispatch: str = "program", placement_policy: str = "time_knapsack", family=None):
     """The model of one chip of ``hw``'s kind: ``run(workload)``, ``run_with``, ``op_cost``,
-    ``op_time``, ``benchmark_placement``, ``topology``."""
-    return chip_kind(hw).model(hw, placement_policy=placement_policy, dispatch=dispatch)
+    ``op_time``, ``benchmark_placement``, ``topology``. ``family``: a sweep's chips alike but for
+    HBM's bandwidth (``archsim.sim.family``, TPU-style chips only), to cost together."""
+    options = {} if family is None else {"family": family}
+    return chip_kind(hw).model(hw, placement_policy=placement_policy, dispatch=dispatch, **options)

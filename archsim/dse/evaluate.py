@@ -20,7 +20,10 @@ from archsim.errors import ArchsimError
 from archsim.hw.energy import COMPONENTS
 from archsim.hw.memory import Level
 from archsim.ir.graph import Workload
+from archsim.sim.family import Family, families
+from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.serving import serving
+from archsim.chips import build_chip
 from archsim.api import simulate
 from archsim.workloads.base import Lowering, load_workload
 
@@ -127,19 +130,21 @@ def config_hash(hw: HardwareConfig) -> str:
 _SPACES = frozenset({"sweep", "explore"})
 
 
-def evaluate_point(point: Point) -> dict[str, Any]:
+def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Family | None = None) -> dict[str, Any]:
+    """The point's row. ``hw``: its config, if made already; ``family``: the chunk's chips alike
+    in all but HBM's bandwidth (``archsim.sim.family``), whose op times its search makes too."""
     row: dict[str, Any] = {
         "key": point.key, "role": point.role, "config": _file_name(point.config),
         "workload_file": _file_name(point.workload), "workload_id": point.workload_id, CODE: code_fingerprint(),
         **{FIELD_PREFIX + path: _json_text(value) for path, value in point.overrides},
     }
     try:
-        hw = hardware(point)
+        hw = hardware(point) if hw is None else hw
         row["hardware"] = hw.name
         row["config_hash"] = config_hash(hw)
         workload = _workload(point.workload, point.workload_overrides, Lowering.of(hw))
         row["workload"] = workload.name
-        result = simulate(hw, workload)
+        result = simulate(hw, workload) if family is None else build_chip(hw, family=family).run(workload)
     except ArchsimError as exc:
         return row | {"status": "invalid", "reason": str(exc)}
     except Exception as exc:  # a bug or an unforeseen corner: recorded for this point, the sweep goes on
@@ -206,10 +211,30 @@ def power_over(limits, power_w: float) -> str:
 
 
 def evaluate_chunk(points: list[Point]) -> list[dict[str, Any]]:
+    """The points' rows, in order. Points alike but for HBM's bandwidth and capacities form a
+    family (``archsim.sim.family``): the first to weigh an op in its placement search weighs it
+    for all (the rows are the same bits as each point's alone)."""
     global _STAMPS
     _STAMPS = {}
     try:
-        rows = [evaluate_point(p) for p in points]
+        chips = [_config_or_none(p) for p in points]
+        grouped = families(chips, [_family_key(p) for p in points])
+        rows = [evaluate_point(p, hw, family) for p, hw, family in zip(points, chips, grouped)]
     finally:
         _STAMPS = None
     return rows
+
+
+def _config_or_none(point: Point) -> HardwareConfig | None:
+    """The point's config; None if it fails (``evaluate_point`` reports why)."""
+    try:
+        return hardware(point)
+    except Exception:
+        return None
+
+
+def _family_key(point: Point) -> tuple:
+    """What the points of one family share: all but their HBM bandwidth and what no op's cost
+    reads (``CostFingerprint.unread``: the capacities of CMEM and HBM, labels)."""
+    return (point.config, point.base_overrides, tuple((path, _json_text(value)) for path, value in point.overrides
+                                                       if path != "hbm.bandwidth" and not CostFingerprint.unread(path)))

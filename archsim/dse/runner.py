@@ -6,8 +6,8 @@ every core; Dask runs on an existing scheduler (``scheduler="tcp://host:8786"``)
 local cluster it starts on the loopback interface. A failing point is a row with its error;
 a worker that dies has its chunk retried (on a fresh process; Dask reschedules on its own),
 and a chunk that keeps killing workers is recorded as error rows, which a re-run tries again.
-Each chunk's rows are written as it finishes; rows not yet written when the run stops (a
-full disk, Ctrl-C, SIGKILL) are simply evaluated by the next run.
+Rows not yet written when the run stops (a full disk, Ctrl-C, SIGKILL) are evaluated by the
+next run.
 """
 
 from __future__ import annotations
@@ -485,9 +485,10 @@ def run_points(
 
 
 def default_chunk_size(todo: int, workers: int) -> int:
-    """Four chunks a worker, of at most 64 points (a part each), or more for a large sweep: at
-    most some 2,000 parts (a part costs the sweep's process some 6 ms to write)."""
-    return max(1, min(max(64, math.ceil(todo / 2048)), math.ceil(todo / (4 * workers))))
+    """Four chunks a worker, of up to 512 points (a part each; at most some 2,000 parts: a part
+    costs 6 ms to write). A chunk's points alike but for HBM's bandwidth share op times
+    (``archsim.sim.family``): chunks of 64 cost 30% more CPU a point."""
+    return max(1, min(max(512, math.ceil(todo / 2048)), math.ceil(todo / (4 * workers))))
 
 
 class _Chunks(Sequence):

@@ -225,12 +225,25 @@ def tile_matmul(
         best = int(time.argmin())
         flat = int(rank[best])
     o, i = divmod(flat, table.moved.shape[1])
-    traffic = table.memo.get(flat)
-    if traffic is None:  # Python floats: numpy scalars are slow
-        traffic = table.memo[flat] = Traffic.total_of(Traffic.of(lv, float(r[o, i]), float(w[o, i]))
-                                                      for lv, r, w in zip(table.levels, table.reads, table.writes))
+    traffic = candidate_traffic(table, flat)
     return MatmulTiling(int(table.mt[i]), int(table.kt[i]), int(table.nt[i]), ORDERS[o], int(table.tiles[i]),
                         traffic, float(t_mem[best]), float(time[best]))
+
+
+def candidate_traffic(table: _Table, flat: int) -> Traffic:
+    """The traffic of the table's candidate at ``flat`` (order-major), kept by the table."""
+    traffic = table.memo.get(flat)
+    if traffic is None:  # Python floats: numpy scalars are slow
+        o, i = divmod(flat, table.moved.shape[1])
+        traffic = table.memo[flat] = Traffic.total_of(Traffic.of(lv, float(r[o, i]), float(w[o, i]))
+                                                      for lv, r, w in zip(table.levels, table.reads, table.writes))
+    return traffic
+
+
+def ranked_now(table: _Table) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    """``table.ranked()``, made now if the table has not been used before (a family's op times
+    use a table for many bandwidths at once: ``archsim.sim.family``)."""
+    return table.ranked() or table.ranked()
 
 
 def _times(busy, levels, bw, steps, compute_s, latency_s):

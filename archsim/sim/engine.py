@@ -22,6 +22,7 @@ from archsim.ir.tensor import Tensor
 from archsim.memo import BoundedMemo
 from archsim.passes import compile_for
 from archsim.sim.cost import OpCost, busy_of
+from archsim.sim.family import Family
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.flash_cost import tpu_flash_cost
 from archsim.sim.matmul_cost import clear_matmul_plans, tpu_matmul_cost
@@ -38,12 +39,14 @@ __all__ = ["Simulator", "UnsupportedOpError", "clear_caches", "collective_group"
 class Simulator:
     """A chip ready to evaluate workloads. Immutable after construction; reuse it freely."""
 
-    def __init__(self, hw: HardwareConfig, placement_policy: str = "time_knapsack", dispatch: str = "program"):
+    def __init__(self, hw: HardwareConfig, placement_policy: str = "time_knapsack", dispatch: str = "program",
+                 family: Family | None = None):
         """``dispatch``: how ops are launched, which decides the fixed cost each pays
         (``hw.dispatch``): ``program``, the ops of one compiled program (a whole model run), or
         ``call``, every op launched on its own from the host (per-op microbenchmarks): then the
         compiler's passes and overlap do not apply, whatever ``hw.compiler`` says (nothing fuses or
-        overlaps across separate launches)."""
+        overlaps across separate launches). ``family``: chips alike but for HBM's bandwidth
+        (``archsim.sim.family``), whose op times the placement search makes with its own."""
         if dispatch not in ("program", "call"):
             raise ValueError(f"dispatch must be 'program' or 'call', not {dispatch!r}")
         self.hw = hw
@@ -56,6 +59,7 @@ class Simulator:
         self._fingerprint = CostFingerprint.of(hw)
         self._latencies: dict[tuple[Level, ...], float] = {}
         self._prefetch_buffer = hw.prefetch_buffer
+        self.family = family
 
     @cached_property
     def channels(self) -> Channels:
@@ -192,7 +196,10 @@ class Simulator:
         time = _PREFETCHED.get(key)
         if time is None:
             homes = _homes(op, levels)
-            time = _PREFETCHED.put(key, prefetched_time(op, self._shared_cost(op, levels, homes), homes, buffer))
+            cost = self._shared_cost(op, levels, homes)
+            time = _PREFETCHED.put(key, prefetched_time(op, cost, homes, buffer))
+            if self.family is not None and Level.HBM in levels:  # every member's at once
+                self.family.share_prefetched(self, op, levels, homes, cost, time, _PREFETCHED)
         return time
 
     def _shared_cost(self, op: ops.Op, levels: tuple[Level, ...], homes: Placement | None = None) -> OpCost:

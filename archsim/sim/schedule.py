@@ -203,20 +203,7 @@ def _prefetch(inputs, cost: OpCost, placement, buffer: float) -> tuple[tuple[str
     """(channel, seconds) of the op's transfers that may run ahead: of its ``inputs`` no op of the
     phase produces (weights, caches, cached features), those off-chip or in CMEM, up to ``buffer``
     bytes a copy, as a share of the op's transfer time on that channel."""
-    if buffer <= 0:
-        return ()
-    room = buffer
-    home = placement.home
-    by_level: dict[str, float] = {}  # by the level (a StrEnum: its value, the channel's name, finds it)
-    for t in inputs:
-        level = home.get(t.name)
-        if level is None or level is Level.VMEM:
-            continue
-        if room <= 0:
-            break
-        fetched = min(t.bytes, room)
-        room -= fetched
-        by_level[level] = by_level.get(level, 0.0) + fetched
+    by_level = prefetch_bytes(inputs, placement, buffer)
     if not by_level:
         return ()
     out = []
@@ -227,6 +214,26 @@ def _prefetch(inputs, cost: OpCost, placement, buffer: float) -> tuple[tuple[str
             if moved > 0:
                 out.append((channel, seconds * cost.copies * min(1.0, by_level[channel] / moved)))
     return tuple(out)
+
+
+def prefetch_bytes(inputs, placement, buffer: float) -> dict[Level, float]:
+    """Of ``inputs``, the bytes that may be fetched ahead per level (``_prefetch``): those off-chip
+    or in CMEM, in order, up to ``buffer`` bytes."""
+    by_level: dict[Level, float] = {}  # by the level (a StrEnum: its value, the channel's name, finds it)
+    if buffer <= 0:
+        return by_level
+    room = buffer
+    home = placement.home
+    for t in inputs:
+        level = home.get(t.name)
+        if level is None or level is Level.VMEM:
+            continue
+        if room <= 0:
+            break
+        fetched = min(t.bytes, room)
+        room -= fetched
+        by_level[level] = by_level.get(level, 0.0) + fetched
+    return by_level
 
 
 def charge_static(costs: Sequence[OpCost], schedules: Sequence[PhaseSchedule], static_power: float) -> tuple[OpCost, ...]:

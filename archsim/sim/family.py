@@ -1,0 +1,280 @@
+"""Op times for a family of chips at once (issue 22; docs/design/batched_sweep.md, step 1).
+
+A *family* is design points alike in every config value an op's cost reads but HBM's
+bandwidth: a sweep's HBM-bandwidth axis (their capacities may differ as well: no op's cost reads
+one). The placement search weighs every op it moves by the op's time with prefetch
+(``Simulator._overlapped_op_time``), and each member's search asks for the same (op, homes). An
+op with a tensor in HBM takes a different time on each member, so each asked afresh, one op cost
+at a time. Here the first member to ask makes that time for every member at once, as numpy
+arrays over the members' bandwidths, and keeps each in the engine's memo under the member's own
+key: the later members' searches find it as if their own search had made it.
+
+The arrays repeat the scalar cost models' arithmetic operation for operation:
+``archsim.sim.matmul_cost`` (its mappings, each tiled by ``archsim.hw.tiling``'s table and its
+tie-breaks), ``vector_cost`` (pass by pass), the engine's streamed DMA ops, ``fused.combine``, the
+dispatch cost and ``schedule.prefetched_time``. Elementwise ``+ - * /`` and ``maximum`` and
+``minimum`` round as Python's float operations do, so each member gets the bits its own scalar
+path gives. The asking member's time is also made by the scalar path (its cost serves its timed
+run), and the two are compared at every op: a difference raises, never passes silently; the
+tests compare every member. Ops of other kinds (flash attention, collectives) are left to each
+member's own search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from archsim.hw.memory import Level, Placement, Traffic
+from archsim.hw.tiling import _table, _times, candidate_traffic, ranked_now
+from archsim.hw.timing import access_latency
+from archsim.ir import ops
+from archsim.ir.fused import Fused
+from archsim.sim import matmul_cost, vector_cost
+from archsim.sim.fingerprint import CostFingerprint
+from archsim.sim.fused import _epilogue
+from archsim.sim.schedule import prefetch_bytes
+
+if TYPE_CHECKING:
+    from archsim.config.schema import HardwareConfig
+    from archsim.memo import BoundedMemo
+    from archsim.sim.cost import OpCost
+    from archsim.sim.engine import Simulator
+
+_LEVELS = tuple(Level)  # channel_times' order
+
+
+class Family:
+    """Chips alike in every value an op's cost reads but HBM's bandwidth, one per bandwidth
+    (``chips``: built by ``families``, which checks that)."""
+
+    def __init__(self, chips: tuple[HardwareConfig, ...]):
+        self.chips = chips
+        self.hbm = np.array([hw.hbm.achievable_bandwidth for hw in chips], dtype=np.float64)
+        self._fingerprints: tuple[CostFingerprint, ...] | None = None
+        self._index: dict[str, int] = {}
+
+    def fingerprints(self) -> tuple[CostFingerprint, ...]:
+        if self._fingerprints is None:
+            self._fingerprints = tuple(CostFingerprint.of(hw) for hw in self.chips)
+            self._index = {fp.outer[Level.HBM]: i for i, fp in enumerate(self._fingerprints)}
+        return self._fingerprints
+
+    def member(self, fingerprint: CostFingerprint) -> int | None:
+        """The index of the member whose op costs ``fingerprint`` keys (None: not one)."""
+        self.fingerprints()
+        return self._index.get(fingerprint.outer[Level.HBM])
+
+    def share_prefetched(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...], homes: Placement,
+                         cost: OpCost, own: float, memo: BoundedMemo[float]) -> None:
+        """Keep in ``memo`` the time with prefetch of ``op`` at ``levels`` of every member, keyed as
+        ``sim._overlapped_op_time`` keys its own (``own``: the time it made from ``cost``)."""
+        if sim.dispatch != "program":  # a call's dispatch cost reads its time: not batched
+            return
+        mine = self.member(sim._fingerprint)
+        if mine is None:
+            return
+        times = prefetched_times(sim, op, homes, cost, self.hbm)
+        if times is None:
+            return
+        if float(times[mine]) != own:
+            raise RuntimeError(f"op {op.name!r}: its time for a family of chips ({float(times[mine])!r} s) differs "
+                               f"from its own cost model's ({own!r} s) on {sim.hw.name!r}: a bug in archsim.sim.family")
+        tail = (sim.dispatch, op.signature_number, levels, sim._prefetch_buffer)
+        for fingerprint, time in zip(self._fingerprints, times.tolist()):
+            key = (fingerprint.key(levels), *tail)
+            if memo.get(key) is None:
+                memo.put(key, time)
+
+
+def families(chips: list[HardwareConfig | None], keys: list[tuple | None]) -> list[Family | None]:
+    """Each chip's family (None: alone in its family, or not a chip a family may serve): ``keys``
+    name the points alike in everything but HBM's bandwidth and the capacities (None: no family),
+    and the members are their distinct HBM sections."""
+    groups: dict[tuple, dict[str, HardwareConfig]] = {}
+    for hw, key in zip(chips, keys):
+        if hw is not None and key is not None and _eligible(hw):
+            groups.setdefault(key, {}).setdefault(repr(hw.hbm.bandwidth), hw)
+    made = {key: Family(tuple(members.values())) for key, members in groups.items() if len(members) > 1}
+    return [made.get(key) if hw is not None and key is not None else None for hw, key in zip(chips, keys)]
+
+
+def _eligible(hw) -> bool:
+    """A plain TPU-style chip with HBM (a system of chips, or a GPU, is costed otherwise)."""
+    from archsim.config.system import SystemConfig
+
+    return getattr(hw, "kind", None) == "tpu" and hw.hbm is not None and hw.system == SystemConfig()
+
+
+@dataclass
+class _Times:
+    """One op's time and what it holds, per member: arrays over the family (or floats, alike
+    for every member). ``held``: the unit held from start to end and its seconds; ``others``:
+    other units' work; ``ch``: each memory channel's seconds (0 where a member moves nothing);
+    ``reads``/``writes``: its traffic per level."""
+
+    latency: object
+    compute: object
+    held: tuple[str, object]
+    others: dict[str, object]
+    ch: dict[Level, object]
+    reads: dict[Level, object]
+    writes: dict[Level, object]
+
+
+def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost, hbm: np.ndarray) -> np.ndarray | None:
+    """``prefetched_time(op, <the member's cost>, homes, buffer)`` of every member, by HBM
+    bandwidth ``hbm`` (``cost``: the asking member's; its copies and, for ops whose traffic no
+    bandwidth changes, its traffic are every member's). None for an op kind not batched."""
+    bw: dict[Level, object] = dict(sim.channels.bandwidth)
+    bw[Level.HBM] = hbm
+    times = _op_times(sim, op, homes, cost, bw)
+    if times is None:
+        return None
+    dispatch_s = sim.hw.dispatch.exposed(sim.dispatch, op.kind, 0.0)  # a program's: fixed
+    latency = times.latency + dispatch_s if dispatch_s else times.latency  # OpCost.with_dispatch
+    ahead = prefetch_bytes([t for t in op.inputs if t.role.persistent], homes, sim._prefetch_buffer)
+    copies = cost.copies
+    held = times.held[1]
+    work = [*times.others.values(), *times.ch.values()]
+    fixed = np.maximum(0.0, latency - reduce(np.maximum, work, held))
+    after = list(times.others.values())
+    for level, seconds in times.ch.items():
+        if level in ahead:
+            moved = np.asarray(times.reads[level] + times.writes[level])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fetched = seconds * copies * np.minimum(1.0, ahead[level] / moved)
+            seconds = np.where(moved > 0, seconds - fetched / copies, seconds)
+        after.append(seconds)
+    return np.broadcast_to(fixed + reduce(np.maximum, after, held), hbm.shape)
+
+
+def _op_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost, bw: dict) -> _Times | None:
+    """As ``Simulator._cost`` picks the model (without the dispatch cost)."""
+    if isinstance(op, Fused):
+        core = op.core
+        main = _op_times(sim, core, homes, sim.core_cost(core, homes), bw)
+        return None if main is None else _fused(sim, op, homes, main, bw)
+    if isinstance(op, ops.MatMul):
+        return _matmul(sim, op, homes, bw)
+    if isinstance(op, ops.FlashAttention):
+        return None
+    if isinstance(op, ops.VectorOp):
+        return _vector(sim, op, homes, bw)
+    if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
+        return _streamed(sim, cost.traffic, "dma", bw)
+    return None
+
+
+def _channels(traffic: Traffic, bw: dict) -> dict[Level, object]:
+    """``channel_times``: each level's bytes over its bandwidth, for the levels that move any."""
+    out = {}
+    for level in _LEVELS:
+        moved = traffic.total(level)
+        if moved:
+            out[level] = moved / bw[level]
+    return out
+
+
+def _fields(traffic: Traffic) -> tuple[dict, dict]:
+    return ({lv: getattr(traffic, f"{lv.value}_read") for lv in _LEVELS},
+            {lv: getattr(traffic, f"{lv.value}_write") for lv in _LEVELS})
+
+
+def _most(values, default=0.0):
+    return reduce(np.maximum, values) if values else default
+
+
+def _streamed(sim: Simulator, traffic: Traffic, unit: str, bw: dict) -> _Times:
+    """``Simulator._streamed`` of an op without compute (a DMA: one step)."""
+    times = _channels(traffic, bw)
+    memory = _most(list(times.values()))
+    latency = access_latency(sim.hw, times) + np.maximum(memory, memory / 1 + 0.0)
+    reads, writes = _fields(traffic)
+    return _Times(latency, 0.0, (unit, 0.0), {}, times, reads, writes)
+
+
+def _vector(sim: Simulator, op: ops.VectorOp, homes: Placement, bw: dict) -> _Times:
+    """``vector_cost.tpu_vector_cost``: its passes one after another."""
+    plan = vector_cost._plan(sim, op, homes)
+    clock, steps = sim.hw.clock, max(plan.steps, 1)
+    times: dict[Level, object] = {}
+    latency = 0.0
+    for moved, cycles in plan.passes:
+        pass_times = _channels(moved, bw)
+        memory = _most(list(pass_times.values()))
+        latency = latency + (access_latency(sim.hw, pass_times) + np.maximum(memory, memory / steps + cycles / clock))
+        for level, t in pass_times.items():
+            times[level] = times.get(level, 0.0) + t
+    reads, writes = _fields(plan.traffic)
+    return _Times(latency, plan.compute_s, ("vpu", plan.compute_s), {}, times, reads, writes)
+
+
+def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Times:
+    """``matmul_cost.tpu_matmul_cost``: per member, the least (time, bytes moved) of the units'
+    mappings, each at its best tiling (the first least time in its table's ranking). The scalar
+    path skips a mapping whose compute time alone exceeds the best time so far: such a mapping's
+    time exceeds it too (``latency + max(t_mem, t_mem / steps + C) >= latency + C`` in floats),
+    so evaluating it here changes no choice."""
+    plan = matmul_cost._plan(sim, op)
+    levels = (homes.level(op.a), homes.level(op.b), homes.level(op.out))
+    latency = sim._access_latency(levels)
+    n = bw[Level.HBM].shape[0]
+    column = {lv: (b[:, None] if isinstance(b, np.ndarray) else b) for lv, b in bw.items()}
+    rows = np.arange(n)
+    tables, best = [], None
+    for j, mapping in enumerate(plan.mappings):
+        array = mapping.array
+        table = _table(plan.shape, plan.out_bytes, plan.acc_bytes, levels,
+                       (array.a_reads, array.b_reads, array.out_writes), sim.channels.vmem_capacity)
+        rank, busy, tiles = ranked_now(table)
+        _, time = _times(busy, table.levels, column, np.minimum(tiles, array.folds), mapping.compute_s, latency)
+        time = np.broadcast_to(time, (n, time.shape[-1]))
+        first = time.argmin(axis=1)
+        t, flat = time[rows, first], rank[first]
+        tables.append(table)
+        if best is None:
+            best = [t, np.zeros(n, dtype=np.int64), flat]
+            continue
+        better = t < best[0]
+        for f in np.flatnonzero(t == best[0]):  # a tie in time: the fewer bytes moved, as Traffic sums them
+            better[f] = candidate_traffic(table, int(flat[f])).moved < \
+                candidate_traffic(tables[best[1][f]], int(best[2][f])).moved
+        best = [np.where(better, t, best[0]), np.where(better, j, best[1]), np.where(better, flat, best[2])]
+    time, chosen, flat = best
+    traffics = [candidate_traffic(tables[j], f) for j, f in zip(chosen.tolist(), flat.tolist())]
+    reads = {lv: np.array([getattr(tr, f"{lv.value}_read") for tr in traffics]) for lv in _LEVELS}
+    writes = {lv: np.array([getattr(tr, f"{lv.value}_write") for tr in traffics]) for lv in _LEVELS}
+    ch = {}
+    for level in _LEVELS:  # channel_times: a level no member moves bytes at is absent
+        moved = reads[level] + writes[level]
+        if moved.any():
+            ch[level] = moved / bw[level]
+    array_s = np.array([m.array_s for m in plan.mappings])[chosen]
+    compute_s = np.array([m.compute_s for m in plan.mappings])[chosen]
+    vpu = np.where(array_s >= compute_s, 0.0, compute_s)  # the conversion outlasting the arrays
+    return _Times(time, compute_s, ("mxu", array_s), {"vpu": vpu}, ch, reads, writes)
+
+
+def _fused(sim: Simulator, op: Fused, homes: Placement, main: _Times, bw: dict) -> _Times:
+    """``fused.combine`` (its module docstring's step 3) of the main op's times and the epilogue."""
+    epi_s, extra = _epilogue(sim, op, homes)
+    on_vector = op.main.unit is ops.Unit.VPU
+    compute = main.compute + epi_s if on_vector else np.maximum(main.compute, epi_s)
+    ch = dict(main.ch)
+    for level, seconds in _channels(extra, bw).items():
+        ch[level] = ch.get(level, 0.0) + seconds
+    memory, main_memory = _most(list(ch.values())), _most(list(main.ch.values()))
+    latency = main.latency + np.maximum(0.0, np.maximum(compute, memory) - np.maximum(main.compute, main_memory))
+    name, held = main.held
+    others = dict(main.others)
+    if name == "vpu":
+        held = held + epi_s if on_vector else np.maximum(held, epi_s)
+    elif epi_s > 0:
+        others["vpu"] = others.get("vpu", 0.0) + epi_s
+    reads, writes = _fields(extra)
+    return _Times(latency, compute, (name, held), others, ch,
+                  {lv: main.reads[lv] + reads[lv] for lv in _LEVELS}, {lv: main.writes[lv] + writes[lv] for lv in _LEVELS})
