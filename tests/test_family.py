@@ -1,0 +1,221 @@
+"""A family's op times (``archsim.sim.family``): each member's time, made for the whole family at
+once as arrays, is the bits its own scalar cost model gives, for every op kind the family
+batches, on several chips and workloads; a sweep's rows are the same with families as point by
+point; a difference raises."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from archsim import api
+from archsim.dse.evaluate import _family_key, evaluate_chunk, evaluate_point, hardware
+from archsim.dse.plan import plan_sweep
+from archsim.dse.runner import default_chunk_size
+from archsim.hw.memory import Level
+from archsim.ir.fused import Fused
+from archsim.passes import compile_for
+from archsim.sim import engine
+from archsim.sim import family as family_module
+from archsim.sim.engine import Simulator
+from archsim.sim.family import Family, families, prefetched_times
+from archsim.sim.schedule import prefetched_time
+
+ROOT = Path(__file__).resolve().parent.parent
+BANDWIDTHS = ("300 GB/s", "819 GB/s", "1.2 TB/s", "3.3 TB/s", "2 TB/s")
+
+
+def _chips(config: str, *sets: str) -> tuple:
+    return tuple(api.load_hardware(ROOT / "hw_configs" / config, [f"hbm.bandwidth={b}", *sets]) for b in BANDWIDTHS)
+
+
+def _kind(op) -> str:
+    return f"fused/{type(op.core).__name__}" if isinstance(op, Fused) else type(op).__name__
+
+
+def _homes_to_try(op, levels: tuple[Level, ...], rng: random.Random) -> list[tuple[Level, ...]]:
+    """Every tensor in HBM, and a few random mixes with at least one in HBM."""
+    names = op.tensor_names
+    out = [tuple(Level.HBM for _ in names)]
+    for _ in range(4):
+        mix = [rng.choice(levels) for _ in names]
+        mix[rng.randrange(len(names))] = Level.HBM
+        out.append(tuple(mix))
+    return out
+
+
+CASES = [("cim_tpu.yaml", "llama2_7b_layer_decode.yaml"), ("cim_tpu.yaml", "dit_xl_2.yaml"),
+         ("tpuv4i.yaml", "gpt3_30b_layer_prefill.yaml"), ("tpuv3.yaml", "llama2_7b_layer_decode.yaml")]
+
+
+@pytest.mark.parametrize("config, workload", CASES)
+def test_every_members_time_is_its_own_cost_models(config, workload):
+    engine.clear_caches()
+    chips = _chips(config)
+    family = Family(chips)
+    sims = [Simulator(hw) for hw in chips]
+    graph_ops = [op for phase in compile_for(chips[0], api.load_workload(ROOT / "workloads" / workload, hw=chips[0])).phases
+                 for op in phase.graph.ops()]
+    levels = tuple(lv for lv in Level if getattr(chips[0], lv.value) is not None)
+    rng = random.Random(22)
+    batched, left = Counter(), Counter()
+    for op in graph_ops:
+        for placed in _homes_to_try(op, levels, rng):
+            homes = engine._homes(op, placed)
+            try:  # the asking member's scalar cost first, as the engine makes it (a table's first use)
+                own = sims[0]._shared_cost(op, placed, homes)
+            except Exception:  # a tiling that fits no VMEM at these homes: no time to share
+                continue
+            times = prefetched_times(sims[0], op, homes, own, family.hbm)
+            if times is None:
+                left[_kind(op)] += 1
+                continue
+            for sim, time in zip(sims, times.tolist()):
+                cost = sim._shared_cost(op, placed, homes)
+                assert time == prefetched_time(op, cost, homes, sim._prefetch_buffer), (op.name, placed, sim.hw.hbm)
+            batched[_kind(op)] += 1
+    assert batched, "no op batched"
+    assert set(left) <= {"FlashAttention"}, left  # the one kind each member times on its own
+    engine.clear_caches()
+
+
+def test_random_families_match_their_members():
+    """Random chips (VMEM, units, HBM efficiency), bandwidths (close ones, for ties in the
+    tiling and mapping choices), workloads (weight-only int8: a conversion on the vector unit)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    bandwidth = st.sampled_from([100e9, 299.99e9, 300e9, 300.01e9, 819e9, 1.2e12, 2.4e12, 8e12])
+
+    compared = []
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.sampled_from(["cim_tpu.yaml", "tpuv4i.yaml"]), st.sampled_from(["4 MiB", "16 MiB", "64 MiB"]),
+           st.sampled_from([1, 4]), st.sampled_from([0.6, 0.9]), st.lists(bandwidth, min_size=2, max_size=5, unique=True),
+           st.sampled_from([("llama2_7b_layer_decode.yaml", ()), ("llama2_7b_layer_decode.yaml", ("precision.weights=int8",)),
+                            ("gpt3_30b_layer_prefill.yaml", ()), ("dit_xl_2_block_512.yaml", ())]),
+           st.randoms(use_true_random=False))
+    def check(config, vmem, count, efficiency, bandwidths, workload, rng):
+        engine.clear_caches()
+        chips = tuple(api.load_hardware(ROOT / "hw_configs" / config, [
+            f"hbm.bandwidth={b!r} B/s", f"vmem.capacity={vmem}", f"mxu.count={count}", f"hbm.efficiency={efficiency}"])
+            for b in bandwidths)
+        family, sims = Family(chips), [Simulator(hw) for hw in chips]
+        name, sets = workload
+        graph = compile_for(chips[0], api.load_workload(ROOT / "workloads" / name, list(sets), hw=chips[0]))
+        levels = tuple(lv for lv in Level if getattr(chips[0], lv.value) is not None)
+        for op in rng.sample([op for phase in graph.phases for op in phase.graph.ops()], 6):
+            placed = _homes_to_try(op, levels, rng)[rng.randrange(5)]
+            homes = engine._homes(op, placed)
+            try:
+                own = sims[0]._shared_cost(op, placed, homes)
+            except Exception:
+                continue
+            times = prefetched_times(sims[0], op, homes, own, family.hbm)
+            if times is not None:
+                assert times.tolist() == [prefetched_time(op, sim._shared_cost(op, placed, homes), homes,
+                                                          sim._prefetch_buffer) for sim in sims], (op.name, placed)
+                compared.append(op.name)
+
+    check()
+    assert len(compared) > 100
+    engine.clear_caches()
+
+
+def test_the_batched_kinds_are_all_met():
+    """The cases above meet every kind the family batches (so a kind's formula is tested)."""
+    engine.clear_caches()
+    met = set()
+    for config, workload in CASES:
+        hw = api.load_hardware(ROOT / "hw_configs" / config)
+        for phase in compile_for(hw, api.load_workload(ROOT / "workloads" / workload, hw=hw)).phases:
+            met |= {_kind(op) for op in phase.graph.ops()}
+    assert {"Gemm", "AttentionScore", "AttentionContext", "RMSNorm", "Softmax", "CacheWrite", "EmbeddingLookup",
+            "fused/Gemm", "fused/LayerNorm"} <= met, met
+
+
+def _spec(tmp: Path, workload: str, extra: str = "") -> list:
+    spec = tmp / "sweep.yaml"
+    spec.write_text(f"""
+extends: {ROOT / 'hw_configs' / 'cim_tpu.yaml'}
+sweep:
+  baseline: null
+  axes:
+    mxu.cim.grid: [[16, 8]]
+    mxu.count: [2, 4]
+    cmem.capacity: [64 MiB, 256 MiB, 1 GiB]
+    hbm.bandwidth: [300 GB/s, 819 GB/s, 1.6 TB/s, 3 TB/s]{extra}
+  workloads: [{ROOT / 'workloads' / workload}]
+""")
+    return list(plan_sweep([spec]).points)
+
+
+@pytest.mark.parametrize("workload", ["llama2_7b_layer_decode.yaml", "dit_xl_2.yaml"])
+def test_a_chunks_rows_are_each_points_own(tmp_path, workload):
+    points = _spec(tmp_path, workload)
+    engine.clear_caches()
+    alone = [evaluate_point(p) for p in points]
+    engine.clear_caches()
+    together = evaluate_chunk(points)
+    assert [json.dumps(r, sort_keys=True) for r in together] == [json.dumps(r, sort_keys=True) for r in alone]
+    assert all(r["status"] == "ok" for r in together)
+    grouped = families([hardware(p) for p in points], [_family_key(p) for p in points])
+    assert all(f is not None and len(f.chips) == 4 for f in grouped)  # one family per count: 4 bandwidths
+    assert len({id(f) for f in grouped}) == 2
+
+
+def test_families_are_points_alike_but_for_hbm_bandwidth_and_capacities(tmp_path):
+    points = _spec(tmp_path, "llama2_7b_layer_decode.yaml", "\n    vmem.capacity: [8 MiB, 16 MiB]")
+    keys = [_family_key(p) for p in points]
+    grouped = families([hardware(p) for p in points], keys)
+    for p, f in zip(points, grouped):  # the members: one chip per bandwidth, alike in the rest
+        assert [hw.vmem.capacity for hw in f.chips] == [hardware(p).vmem.capacity] * 4
+        assert [hw.mxu.count for hw in f.chips] == [hardware(p).mxu.count] * 4
+        assert sorted(hw.hbm.bandwidth for hw in f.chips) == [300e9, 819e9, 1.6e12, 3e12]
+    assert len({id(f) for f in grouped}) == 4  # 2 counts x 2 VMEMs
+    # one bandwidth, a failed config, or a GPU: no family
+    assert families([hardware(points[0])], keys[:1]) == [None]
+    assert families([None, hardware(points[0])], keys[:2]) == [None, None]
+    gpu = api.load_hardware(ROOT / "hw_configs" / "a100_80gb.yaml")
+    assert families([gpu, gpu], [("g",), ("g",)]) == [None, None]
+
+
+def test_a_time_the_family_gets_wrong_raises(monkeypatch):
+    engine.clear_caches()
+    chips = _chips("cim_tpu.yaml")
+    workload = api.load_workload(ROOT / "workloads" / "llama2_7b_layer_decode.yaml", hw=chips[0])
+    made = prefetched_times
+    monkeypatch.setattr(family_module, "prefetched_times", lambda *args: made(*args) * (1 + 1e-15))
+    with pytest.raises(RuntimeError, match="a bug in archsim.sim.family"):
+        Simulator(chips[0], family=Family(chips)).run(workload)
+    engine.clear_caches()
+
+
+def test_the_family_fills_the_other_members_times():
+    """After one member's run, the others' searches ask for no op time afresh."""
+    engine.clear_caches()
+    chips = _chips("cim_tpu.yaml")
+    workload = api.load_workload(ROOT / "workloads" / "llama2_7b_layer_decode.yaml", hw=chips[0])
+    family = Family(chips)
+    first = Simulator(chips[0], family=family).run(workload)
+    asked = []
+    original = family_module.prefetched_times
+    try:
+        family_module.prefetched_times = lambda *args: asked.append(args) or original(*args)
+        rest = [Simulator(hw, family=family).run(workload) for hw in chips[1:]]
+    finally:
+        family_module.prefetched_times = original
+    assert not asked
+    engine.clear_caches()
+    assert [r.latency_s for r in [first, *rest]] == [Simulator(hw).run(workload).latency_s for hw in chips]
+    engine.clear_caches()
+
+
+def test_chunks_hold_a_family():
+    assert default_chunk_size(10_000, 2) == 512  # the DiT sweep: a chunk holds whole families
+    assert default_chunk_size(1_000, 2) == 125  # four chunks a worker
+    assert default_chunk_size(10_000_000, 2) == 4883  # at most some 2,000 parts
