@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import reduce
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from archsim.sim.engine import Simulator
 
 _LEVELS = tuple(Level)  # channel_times' order
+_TRAFFIC = attrgetter(*(f"{lv.value}_{way}" for lv in _LEVELS for way in ("read", "write")))  # Traffic's fields
 
 
 class Family:
@@ -56,6 +58,7 @@ class Family:
         self.hbm = np.array([hw.hbm.achievable_bandwidth for hw in chips], dtype=np.float64)
         self._fingerprints: tuple[CostFingerprint, ...] | None = None
         self._index: dict[str, int] = {}
+        self._keys: dict[tuple[Level, ...], tuple] = {}  # the members' cost keys, by the op's levels
 
     def fingerprints(self) -> tuple[CostFingerprint, ...]:
         if self._fingerprints is None:
@@ -84,8 +87,11 @@ class Family:
             raise RuntimeError(f"op {op.name!r}: its time for a family of chips ({float(times[mine])!r} s) differs "
                                f"from its own cost model's ({own!r} s) on {sim.hw.name!r}: a bug in archsim.sim.family")
         tail = (sim.dispatch, op.signature_number, levels, sim._prefetch_buffer)
-        for fingerprint, time in zip(self._fingerprints, times.tolist()):
-            key = (fingerprint.key(levels), *tail)
+        keys = self._keys.get(levels)
+        if keys is None:
+            keys = self._keys[levels] = tuple(fingerprint.key(levels) for fingerprint in self._fingerprints)
+        for key, time in zip(keys, times.tolist()):
+            key = (key, *tail)
             if memo.get(key) is None:
                 memo.put(key, time)
 
@@ -180,8 +186,8 @@ def _channels(traffic: Traffic, bw: dict) -> dict[Level, object]:
 
 
 def _fields(traffic: Traffic) -> tuple[dict, dict]:
-    return ({lv: getattr(traffic, f"{lv.value}_read") for lv in _LEVELS},
-            {lv: getattr(traffic, f"{lv.value}_write") for lv in _LEVELS})
+    values = _TRAFFIC(traffic)
+    return ({lv: values[2 * i] for i, lv in enumerate(_LEVELS)}, {lv: values[2 * i + 1] for i, lv in enumerate(_LEVELS)})
 
 
 def _most(values, default=0.0):
@@ -245,9 +251,9 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
                 candidate_traffic(tables[best[1][f]], int(best[2][f])).moved
         best = [np.where(better, t, best[0]), np.where(better, j, best[1]), np.where(better, flat, best[2])]
     time, chosen, flat = best
-    traffics = [candidate_traffic(tables[j], f) for j, f in zip(chosen.tolist(), flat.tolist())]
-    reads = {lv: np.array([getattr(tr, f"{lv.value}_read") for tr in traffics]) for lv in _LEVELS}
-    writes = {lv: np.array([getattr(tr, f"{lv.value}_write") for tr in traffics]) for lv in _LEVELS}
+    fields = np.array([_TRAFFIC(candidate_traffic(tables[j], f)) for j, f in zip(chosen.tolist(), flat.tolist())])
+    reads = {lv: fields[:, 2 * i] for i, lv in enumerate(_LEVELS)}  # Traffic's fields: each level's read, write
+    writes = {lv: fields[:, 2 * i + 1] for i, lv in enumerate(_LEVELS)}
     ch = {}
     for level in _LEVELS:  # channel_times: a level no member moves bytes at is absent
         moved = reads[level] + writes[level]
