@@ -23,6 +23,7 @@ from archsim.sim import engine
 from archsim.sim import family as family_module
 from archsim.sim.engine import Simulator
 from archsim.sim.family import Family, families, prefetched_times
+from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.schedule import prefetched_time
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,6 +177,8 @@ def test_families_are_points_alike_but_for_hbm_bandwidth_and_capacities(tmp_path
         assert [hw.vmem.capacity for hw in f.chips] == [hardware(p).vmem.capacity] * 4
         assert [hw.mxu.count for hw in f.chips] == [hardware(p).mxu.count] * 4
         assert sorted(hw.hbm.bandwidth for hw in f.chips) == [300e9, 819e9, 1.6e12, 3e12]
+        mine, own = f.fingerprint_of(hardware(p)), CostFingerprint.of(hardware(p))  # a member's, the same texts
+        assert (mine.core, mine.outer) == (own.core, own.outer)
     assert len({id(f) for f in grouped}) == 4  # 2 counts x 2 VMEMs
     # one bandwidth, a failed config, or a GPU: no family
     assert families([hardware(points[0])], keys[:1]) == [None]

@@ -56,7 +56,7 @@ class Simulator:
         self.matrix_unit = build_matrix_unit(hw.mxu)
         self.energy = EnergyModel.of(hw)
         self.topology = topology_of(hw)
-        self._fingerprint = CostFingerprint.of(hw)
+        self._fingerprint = CostFingerprint.of(hw) if family is None else family.fingerprint_of(hw)
         self._latencies: dict[tuple[Level, ...], float] = {}
         self._prefetch_buffer = hw.prefetch_buffer
         self.family = family

@@ -59,12 +59,19 @@ class Family:
         self._fingerprints: tuple[CostFingerprint, ...] | None = None
         self._index: dict[str, int] = {}
         self._keys: dict[tuple[Level, ...], tuple] = {}  # the members' cost keys, by the op's levels
+        self._bandwidths = {repr(hw.hbm.bandwidth): i for i, hw in enumerate(chips)}
 
     def fingerprints(self) -> tuple[CostFingerprint, ...]:
         if self._fingerprints is None:
             self._fingerprints = tuple(CostFingerprint.of(hw) for hw in self.chips)
             self._index = {fp.outer[Level.HBM]: i for i, fp in enumerate(self._fingerprints)}
         return self._fingerprints
+
+    def fingerprint_of(self, hw: HardwareConfig) -> CostFingerprint:
+        """``CostFingerprint.of(hw)`` for a chip of the family's points: its member's (the same
+        text: they differ in no value a cost reads), made once a member, not once a point."""
+        i = self._bandwidths.get(repr(hw.hbm.bandwidth))
+        return CostFingerprint.of(hw) if i is None else self.fingerprints()[i]
 
     def member(self, fingerprint: CostFingerprint) -> int | None:
         """The index of the member whose op costs ``fingerprint`` keys (None: not one)."""
