@@ -9,6 +9,7 @@ sources are in docs/sources/compiler.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -149,10 +150,18 @@ def with_default_profile(data: Any, kind: str) -> Any:
     (a ``before`` validator of each chip config calls it)."""
     if not isinstance(data, dict):
         return data
-    section = data.get("compiler", {})
+    if "compiler" not in data:  # the kind's default, one object for every config of the kind: a
+        return {**data, "compiler": _default_compiler(kind)}  # sweep's points share its texts (config.dumps)
+    section = data["compiler"]
     if isinstance(section, dict) and section.get("profile") is None:
         data = {**data, "compiler": {**section, "profile": DEFAULT_PROFILE[kind]}}
     return data
+
+
+@lru_cache(maxsize=None)
+def _default_compiler(kind: str) -> "CompilerConfig":
+    """``compiler: {profile: <the kind's default>}``, validated (configs are immutable)."""
+    return CompilerConfig.model_validate({"profile": DEFAULT_PROFILE[kind]})
 
 
 def check_profile(compiler: CompilerConfig, kind: str) -> None:
