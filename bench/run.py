@@ -47,7 +47,7 @@ import numpy as np
 from archsim.api import gemm_workload, load_hardware, load_workload, simulate
 from archsim.chips import build_chip
 from archsim.dtypes import DType
-from archsim.dse.evaluate import evaluate_point
+from archsim.dse.evaluate import evaluate_point, prepared
 from archsim.dse.plan import plan_sweep
 from archsim.dse.runner import run_points
 from archsim.dse.store import ResultStore
@@ -228,32 +228,40 @@ def sweeps(report: Report, points: int, dask: bool) -> None:
                 report.add("sweep_10k_s", wall, "s", "process pool, 2 workers, end to end")
 
 
-def design_split(report: Report, points, count: int = 2000) -> None:
-    """Where a point's CPU goes, serially over the first ``count`` points in the order workers
-    take them: a point with a new chip (its op costs and placement walk made afresh) against one
-    that differs from the point before only in values no op's cost reads (CMEM's capacity: it
-    reuses them). The cyclic collector off, as every executor runs chunks (``runner._run_chunk``)."""
+def design_split(report: Report, points, count: int = 2048, chunk: int = 512) -> None:
+    """Where a point's CPU goes, serially over the first ``count`` points in the order and the
+    chunks workers take them: a point with a new chip (its op costs and placement walk made
+    afresh, or by its family: ``archsim.sim.family``) against one that differs from the point
+    before only in values no op's cost reads (CMEM's capacity: it reuses them), and a chunk's
+    preparing (configs, families) a point. The cyclic collector off, as every executor runs
+    chunks (``runner._run_chunk``)."""
     clear_caches()
     chosen = list(points.grouped(CostFingerprint.unread).subset(np.arange(min(count, len(points)))))
     spent: dict[bool, list[float]] = {True: [], False: []}
+    preparing = 0.0
     previous = None
     gc.collect()
     gc.freeze()
     gc.disable()
     try:
-        for point in chosen:
-            chip = tuple((path, value) for path, value in point.overrides if not CostFingerprint.unread(path))
+        for first in range(0, len(chosen), chunk):
             start = time.process_time()
-            evaluate_point(point)
-            spent[chip != previous].append(time.process_time() - start)
-            previous = chip
+            entries = prepared(chosen[first:first + chunk])
+            preparing += time.process_time() - start
+            for point, hw, family in entries:
+                chip = tuple((path, value) for path, value in point.overrides if not CostFingerprint.unread(path))
+                start = time.process_time()
+                evaluate_point(point, hw, family)
+                spent[chip != previous].append(time.process_time() - start)
+                previous = chip
     finally:
         gc.enable()
         gc.unfreeze()
     for new, label in ((True, "new_chip"), (False, "capacity_sibling")):
         if spent[new]:
             report.add(f"sweep_point_{label}_ms", sum(spent[new]) / len(spent[new]) * 1e3, "ms",
-                       f"{len(spent[new]):,} of the first {len(chosen):,} points, one process")
+                       f"{len(spent[new]):,} of the first {len(chosen):,} points, one process, chunks of {chunk}")
+    report.add("sweep_point_prepare_ms", preparing / len(chosen) * 1e3, "ms", "a chunk's configs and families, a point")
 
 
 def children_cpu_s() -> float:

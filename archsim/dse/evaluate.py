@@ -217,12 +217,17 @@ def evaluate_chunk(points: list[Point]) -> list[dict[str, Any]]:
     global _STAMPS
     _STAMPS = {}
     try:
-        chips = [_config_or_none(p) for p in points]
-        grouped = families(chips, [_family_key(p) for p in points])
-        rows = [evaluate_point(p, hw, family) for p, hw, family in zip(points, chips, grouped)]
+        rows = [evaluate_point(*entry) for entry in prepared(points)]
     finally:
         _STAMPS = None
     return rows
+
+
+def prepared(points: list[Point]) -> list[tuple[Point, HardwareConfig | None, Family | None]]:
+    """Each point with its config (None if it fails: ``evaluate_point`` says why) and its family
+    among ``points`` (None: alone), as ``evaluate_point`` takes them."""
+    chips = [_config_or_none(p) for p in points]
+    return list(zip(points, chips, families(chips, [_family_key(p) for p in points])))
 
 
 def _config_or_none(point: Point) -> HardwareConfig | None:
