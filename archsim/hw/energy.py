@@ -39,7 +39,7 @@ class Energy(Additive):
 
     @property
     def total(self) -> float:
-        return sum(getattr(self, name) for name in COMPONENTS)
+        return sum(self.values())  # field by field, in order: COMPONENTS
 
 
 ZERO_ENERGY = Energy()
