@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import reduce
-from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,7 +45,8 @@ if TYPE_CHECKING:
     from archsim.sim.engine import Simulator
 
 _LEVELS = tuple(Level)  # channel_times' order
-_TRAFFIC = attrgetter(*(f"{lv.value}_{way}" for lv in _LEVELS for way in ("read", "write")))  # Traffic's fields
+_NAMES, _TRAFFIC = Traffic._fields()  # Traffic's fields, and all of them read at once
+_AT = {lv: (_NAMES.index(f"{lv.value}_read"), _NAMES.index(f"{lv.value}_write")) for lv in _LEVELS}
 
 
 class Family:
@@ -194,7 +194,7 @@ def _channels(traffic: Traffic, bw: dict) -> dict[Level, object]:
 
 def _fields(traffic: Traffic) -> tuple[dict, dict]:
     values = _TRAFFIC(traffic)
-    return ({lv: values[2 * i] for i, lv in enumerate(_LEVELS)}, {lv: values[2 * i + 1] for i, lv in enumerate(_LEVELS)})
+    return {lv: values[r] for lv, (r, _) in _AT.items()}, {lv: values[w] for lv, (_, w) in _AT.items()}
 
 
 def _most(values, default=0.0):
@@ -259,8 +259,7 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
         best = [np.where(better, t, best[0]), np.where(better, j, best[1]), np.where(better, flat, best[2])]
     time, chosen, flat = best
     fields = np.array([_TRAFFIC(candidate_traffic(tables[j], f)) for j, f in zip(chosen.tolist(), flat.tolist())])
-    reads = {lv: fields[:, 2 * i] for i, lv in enumerate(_LEVELS)}  # Traffic's fields: each level's read, write
-    writes = {lv: fields[:, 2 * i + 1] for i, lv in enumerate(_LEVELS)}
+    reads, writes = {lv: fields[:, r] for lv, (r, _) in _AT.items()}, {lv: fields[:, w] for lv, (_, w) in _AT.items()}
     ch = {}
     for level in _LEVELS:  # channel_times: a level no member moves bytes at is absent
         moved = reads[level] + writes[level]
