@@ -23,8 +23,8 @@ from archsim.ir.graph import Workload
 from archsim.sim.family import Family, families
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.serving import serving
-from archsim.chips import build_chip
 from archsim.api import simulate
+from archsim.chips import build_chip
 from archsim.workloads.base import Lowering, load_workload
 
 FIELD_PREFIX = "set."

@@ -51,7 +51,7 @@ _AT = {lv: (_NAMES.index(f"{lv.value}_read"), _NAMES.index(f"{lv.value}_write"))
 
 class Family:
     """Chips alike in every value an op's cost reads but HBM's bandwidth, one per bandwidth
-    (``chips``: built by ``families``, which checks that)."""
+    (``families`` groups a chunk's chips so, by their points' axis values)."""
 
     def __init__(self, chips: tuple[HardwareConfig, ...]):
         self.chips = chips
@@ -107,12 +107,13 @@ def families(chips: list[HardwareConfig | None], keys: list[tuple | None]) -> li
     """Each chip's family (None: alone in its family, or not a chip a family may serve): ``keys``
     name the points alike in everything but HBM's bandwidth and the capacities (None: no family),
     and the members are their distinct HBM sections."""
+    keys = [key if hw is not None and key is not None and _eligible(hw) else None for hw, key in zip(chips, keys)]
     groups: dict[tuple, dict[str, HardwareConfig]] = {}
     for hw, key in zip(chips, keys):
-        if hw is not None and key is not None and _eligible(hw):
+        if key is not None:
             groups.setdefault(key, {}).setdefault(repr(hw.hbm.bandwidth), hw)
     made = {key: Family(tuple(members.values())) for key, members in groups.items() if len(members) > 1}
-    return [made.get(key) if hw is not None and key is not None else None for hw, key in zip(chips, keys)]
+    return [None if key is None else made.get(key) for key in keys]
 
 
 def _eligible(hw) -> bool:
