@@ -286,7 +286,8 @@ def test_a_worker_sees_a_config_edited_between_chunks_and_stats_it_once_a_chunk(
     real = evaluate.Path.stat
     monkeypatch.setattr(evaluate.Path, "stat", lambda self, *a, **k: looked.append(self.name) or real(self, *a, **k))
     first = evaluate.evaluate_chunk(points)
-    assert sorted(looked) == sorted([sweep.name, DECODE.name])  # once each for 3 points
+    # once each for 3 points: the sweep file, the files it extends, the workload
+    assert sorted(looked) == sorted([sweep.name, config.name, TPUV4I.name, DECODE.name])
     # the sweep's base config now sets another bandwidth (the sweep file is rewritten, as an
     # editor saves it: a new stamp)
     sweep.write_text(sweep.read_text() + "hbm:\n  bandwidth: 300 GB/s\n")
@@ -295,3 +296,37 @@ def test_a_worker_sees_a_config_edited_between_chunks_and_stats_it_once_a_chunk(
     second = evaluate.evaluate_chunk(points)
     assert all(a["status"] == b["status"] == "ok" for a, b in zip(first, second))
     assert all(b["latency_s"] > a["latency_s"] for a, b in zip(first, second))  # half the bandwidth: slower
+
+
+def test_a_worker_sees_an_edit_to_a_file_the_config_extends(tmp_path):
+    # the chain's every file is stamped: an edit to a parent (the sweep file untouched) is seen
+    # by a worker that evaluated the same points before, in its configs and its workloads
+    from archsim.dse import evaluate
+
+    config = tmp_path / "chip.yaml"
+    config.write_text(f"extends: {TPUV4I}\nhbm:\n  bandwidth: 600 GB/s\n")
+    model = tmp_path / "decode.yaml"
+    model.write_text(DECODE.read_text())
+    workload = tmp_path / "workload.yaml"
+    workload.write_text("extends: decode.yaml\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"extends: {config}\nsweep:\n  baseline: null\n  axes:\n    mxu.count: [1, 2]\n"
+                     f"  workloads: [{workload}]\n")
+    points = list(plan_sweep([sweep]).points)
+    first = evaluate.evaluate_chunk(points)
+
+    def edit(path, old, new):
+        path.write_text(path.read_text().replace(old, new))
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+    edit(config, "600 GB/s", "300 GB/s")
+    second = evaluate.evaluate_chunk(points)
+    assert all(r["status"] == "ok" for r in first + second)
+    assert all(b["latency_s"] > a["latency_s"] for a, b in zip(first, second))  # half the bandwidth: slower
+    assert all(a["config_hash"] != b["config_hash"] for a, b in zip(first, second))
+    length = model.read_text().split("kv_len:")[1].split()[0] if "kv_len:" in model.read_text() else None
+    assert length is not None, "the workload file has no kv_len to edit"
+    edit(model, f"kv_len: {length}", f"kv_len: {int(length) * 2}")
+    third = evaluate.evaluate_chunk(points)
+    assert all(c["latency_s"] > b["latency_s"] for b, c in zip(second, third))  # twice the KV cache: slower

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from archsim.config.dumps import dump_text
-from archsim.config.loader import Layered, Override, load_layered, parse_overrides
+from archsim.config.loader import EXTENDS_KEY, MAX_EXTENDS_DEPTH, Layered, Override, load_layered, parse_overrides
+from archsim.config.yamlio import read_yaml_mapping
 from archsim.config.schema import HardwareConfig
 from archsim.dse.point_config import PointConfigs
 from archsim.dse.spec import Point, design
@@ -77,24 +78,46 @@ def _stamp(path: str) -> tuple:
 _STAMPS: dict[str, tuple] | None = None  # the files' stamps of the chunk being evaluated
 
 
+def _chain(path: str) -> tuple:
+    """The stamps of a config or workload file and of the files it ``extends:``, in order: a
+    long-lived worker sees an edit to any of them (each file's parent read once per stamp)."""
+    stamps = [_stamp(path)]
+    while len(stamps) <= MAX_EXTENDS_DEPTH and (parent := _parent(stamps[-1])) is not None:
+        stamps.append(_stamp(parent))
+    return tuple(stamps)
+
+
+@lru_cache(maxsize=256)
+def _parent(stamp: tuple) -> str | None:
+    """The file the file at ``stamp`` extends (None: none, or one the loader will report)."""
+    path = Path(stamp[0])
+    try:
+        parent = read_yaml_mapping(path).get(EXTENDS_KEY)
+    except ArchsimError:
+        return None
+    if not isinstance(parent, str) or not parent.strip() or not (path.parent / parent).is_file():
+        return None
+    return str(path.parent / parent)
+
+
 def _layered(path: str):
-    return _layered_cached(_stamp(path))
+    return _layered_cached(_chain(path))
 
 
 @lru_cache(maxsize=64)
-def _layered_cached(stamp: tuple):
-    return load_layered(stamp[0])
+def _layered_cached(chain: tuple):
+    return load_layered(chain[0][0])
 
 
 def _workload(path: str, overrides_json: str, lowering: Lowering) -> Workload:
-    return _workload_cached(_stamp(path), overrides_json, lowering)
+    return _workload_cached(_chain(path), overrides_json, lowering)
 
 
 @lru_cache(maxsize=64)
-def _workload_cached(stamp: tuple, overrides_json: str, lowering: Lowering) -> Workload:
+def _workload_cached(chain: tuple, overrides_json: str, lowering: Lowering) -> Workload:
     overrides = json.loads(overrides_json)
     # errors name where the override came from: a sweep workload's set:, not a --set option
-    return load_workload(stamp[0], [Override(tuple(k.split(".")), v, f"{k}={v}", f"sweep.workloads set: {k}={v}")
+    return load_workload(chain[0][0], [Override(tuple(k.split(".")), v, f"{k}={v}", f"sweep.workloads set: {k}={v}")
                                     for k, v in overrides], lowering)
 
 
@@ -107,7 +130,7 @@ def hardware(point: Point) -> HardwareConfig:
         return [Override(_path(path), value, f"{path}={value}", f"{point.config}: sweep axis {path}={value}")
                 for path, value in point.overrides]
 
-    return _CONFIGS.validate((_stamp(point.config), point.base_overrides), lambda: _base_design(point),
+    return _CONFIGS.validate((_chain(point.config), point.base_overrides), lambda: _base_design(point),
                              tuple((_path(path), value) for path, value in point.overrides), overrides, point.config)
 
 
