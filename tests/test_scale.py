@@ -298,6 +298,34 @@ def test_a_worker_sees_a_config_edited_between_chunks_and_stats_it_once_a_chunk(
     assert all(b["latency_s"] > a["latency_s"] for a, b in zip(first, second))  # half the bandwidth: slower
 
 
+def test_a_worker_builds_a_workload_again_when_a_file_it_reads_changes(tmp_path):
+    # a model's config.json is read by the workload, not extended: the worker checks the workload
+    # it built against the one the sweep planned (its id), and builds it afresh when they differ;
+    # a worker whose files differ from the plan's fails the point instead of mixing its rows in
+    from archsim.dse import evaluate
+
+    model = tmp_path / "model.json"
+    model.write_text((WORKLOADS / "models" / "llama2_7b.json").read_text().replace('"num_hidden_layers": 32',
+                                                                                   '"num_hidden_layers": 8'))
+    workload = tmp_path / "llm.yaml"
+    workload.write_text("kind: llm\nname: small\nmodel: model.json\nbatch: 1\nprompt_len: 64\noutput_len: 4\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"extends: {TPUV4I}\nsweep:\n  baseline: null\n  axes:\n    mxu.count: [1, 2]\n"
+                     f"  workloads: [{workload}]\n")
+    before = list(plan_sweep([sweep]).points)
+    first = evaluate.evaluate_chunk(before)
+    model.write_text(model.read_text().replace('"num_hidden_layers": 8', '"num_hidden_layers": 4'))
+    after = list(plan_sweep([sweep]).points)  # a new plan: the workload's new id
+    assert {p.workload_id for p in after}.isdisjoint({p.workload_id for p in before})
+    second = evaluate.evaluate_chunk(after)
+    assert all(r["status"] == "ok" for r in first + second)
+    assert all(b["latency_s"] < a["latency_s"] for a, b in zip(first, second))  # half the layers: faster
+    evaluate._WORKLOADS.clear()  # a fresh worker, reading today's files for the old plan
+    evaluate._CHECKED.clear()
+    stale = evaluate.evaluate_chunk(before)
+    assert all(r["status"] == "invalid" and "not the one the sweep planned" in r["reason"] for r in stale)
+
+
 def test_a_worker_sees_an_edit_to_a_file_the_config_extends(tmp_path):
     # the chain's every file is stamped: an edit to a parent (the sweep file untouched) is seen
     # by a worker that evaluated the same points before, in its configs and its workloads
@@ -328,5 +356,7 @@ def test_a_worker_sees_an_edit_to_a_file_the_config_extends(tmp_path):
     length = model.read_text().split("kv_len:")[1].split()[0] if "kv_len:" in model.read_text() else None
     assert length is not None, "the workload file has no kv_len to edit"
     edit(model, f"kv_len: {length}", f"kv_len: {int(length) * 2}")
-    third = evaluate.evaluate_chunk(points)
+    stale = evaluate.evaluate_chunk(points)  # planned with the workload as it was: not mixed in
+    assert all(r["status"] == "invalid" and "not the one the sweep planned" in r["reason"] for r in stale)
+    third = evaluate.evaluate_chunk(list(plan_sweep([sweep]).points))
     assert all(c["latency_s"] > b["latency_s"] for b, c in zip(second, third))  # twice the KV cache: slower

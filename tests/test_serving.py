@@ -10,6 +10,7 @@ import pytest
 
 from archsim.api import load_hardware, load_workload, simulate
 from archsim.dse.evaluate import evaluate_point
+from archsim.dse.plan import _workload_id
 from archsim.dse.spec import Point
 from archsim.ir.graph import PRELOAD_PHASE
 from archsim.report import run_summary
@@ -95,7 +96,8 @@ def test_the_figures_reach_the_report_the_json_summary_and_a_sweep_row(llama, tm
     assert "time to first token" in text and "time per output token" in text and "512: " in text
     summary = json.loads(json.dumps(llama.summary()))
     assert summary["serving"] == pytest.approx(figures.as_dict(), rel=REL)
-    point = Point("k", str(A100), (), str(LLAMA), json.dumps([["batch", 2]]), "point", "w")
+    overrides = json.dumps([["batch", 2]])
+    point = Point("k", str(A100), (), str(LLAMA), overrides, "point", _workload_id(str(LLAMA), overrides, ()))
     row = evaluate_point(point)
     assert row["status"] == "ok"
     assert row["ttft_s"] == pytest.approx(figures.ttft_s, rel=REL)

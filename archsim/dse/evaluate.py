@@ -15,12 +15,13 @@ from archsim.config.loader import EXTENDS_KEY, MAX_EXTENDS_DEPTH, Layered, Overr
 from archsim.config.yamlio import read_yaml_mapping
 from archsim.config.schema import HardwareConfig
 from archsim.dse.point_config import PointConfigs
-from archsim.dse.spec import Point, design
+from archsim.dse.spec import Point, design, workload_digest
 from archsim.dse.store import CODE
-from archsim.errors import ArchsimError
+from archsim.errors import ArchsimError, ConfigError
 from archsim.hw.energy import COMPONENTS
 from archsim.hw.memory import Level
 from archsim.ir.graph import Workload
+from archsim.memo import BoundedMemo
 from archsim.sim.family import Family, families
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.serving import serving
@@ -109,16 +110,47 @@ def _layered_cached(chain: tuple):
     return load_layered(chain[0][0])
 
 
-def _workload(path: str, overrides_json: str, lowering: Lowering) -> Workload:
-    return _workload_cached(_chain(path), overrides_json, lowering)
+def _workload(path: str, overrides_json: str, lowering: Lowering) -> tuple[Workload, bool]:
+    """The workload, kept by its files' stamps (``_chain``), and whether it was built just now."""
+    key = (_chain(path), overrides_json, lowering)
+    workload = _WORKLOADS.get(key)
+    if workload is not None:
+        return workload, False
+    return _WORKLOADS.put(key, built_workload(path, overrides_json, lowering)), True
 
 
-@lru_cache(maxsize=64)
-def _workload_cached(chain: tuple, overrides_json: str, lowering: Lowering) -> Workload:
+_WORKLOADS: BoundedMemo[Workload] = BoundedMemo(size=64)
+
+
+def built_workload(path: str, overrides_json: str, lowering: Lowering) -> Workload:
+    """A sweep's workload built from its files as they are now (``_workload`` keeps it)."""
     overrides = json.loads(overrides_json)
     # errors name where the override came from: a sweep workload's set:, not a --set option
-    return load_workload(chain[0][0], [Override(tuple(k.split(".")), v, f"{k}={v}", f"sweep.workloads set: {k}={v}")
+    return load_workload(path, [Override(tuple(k.split(".")), v, f"{k}={v}", f"sweep.workloads set: {k}={v}")
                                     for k, v in overrides], lowering)
+
+
+def _point_workload(point: Point, lowering: Lowering) -> Workload:
+    """The point's workload, lowered for its chip, checked once against the one its sweep planned
+    (``point.workload_id``, its digest as built): a file the workload reads beside its
+    ``extends:`` chain (a model's config, a trace) may have changed since a long-lived worker
+    built it, which then builds it afresh; a worker that still builds another workload (its
+    files edited during the sweep, or another machine's) fails the point, never mixing its rows
+    in."""
+    path, overrides = point.workload, point.workload_overrides
+    workload, fresh = _workload(path, overrides, lowering)
+    checked = (_chain(path), overrides, point.workload_id, lowering)
+    if _CHECKED.get(checked) is not workload:  # once per kept build and planned id
+        if workload_digest(built_workload(path, overrides, Lowering())) != point.workload_id:  # planned unlowered
+            raise ConfigError("the workload built here is not the one the sweep planned (its files changed during "
+                              "the sweep, or this worker reads another machine's): plan the sweep again", file=path)
+        if not fresh:  # kept from before: it may predate an edit to a file it reads beside its chain
+            workload = _WORKLOADS.put((_chain(path), overrides, lowering), built_workload(path, overrides, lowering))
+        _CHECKED.put(checked, workload)
+    return workload
+
+
+_CHECKED: BoundedMemo[Workload] = BoundedMemo(size=256)  # (workload, set: values, planned id, lowering) -> its build
 
 
 # the config sections a worker has validated: each distinct one once, not once per point
@@ -165,7 +197,7 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
         hw = hardware(point) if hw is None else hw
         row["hardware"] = hw.name
         row["config_hash"] = config_hash(hw)
-        workload = _workload(point.workload, point.workload_overrides, Lowering.of(hw))
+        workload = _point_workload(point, Lowering.of(hw))
         row["workload"] = workload.name
         result = simulate(hw, workload) if family is None else build_chip(hw, family=family).run(workload)
     except ArchsimError as exc:

@@ -16,7 +16,7 @@ from archsim.config.loader import Layered, Override, load_layered, validate_hard
 from archsim.config.schema import HardwareConfig
 from archsim import units
 from archsim.config.sweep import MAX_SWEEP_POINTS, SweepSpec
-from archsim.dse.spec import Point, design, digest, point_key, workload_refs
+from archsim.dse.spec import Point, design, digest, point_key, workload_digest, workload_refs
 from archsim.errors import ConfigError
 from archsim.hw.area import chip_area
 
@@ -272,17 +272,18 @@ def _workload_id(path: str, overrides_json: str, named: Sequence[Override]) -> s
     """A digest of the workload as built (every phase and op), so an edit anywhere, in an
     ``extends:`` parent or a model's config.json, makes its points new; a bad ``set:`` key
     fails here, before any work."""
-    from archsim.dse.evaluate import _workload
+    from archsim.dse.evaluate import built_workload
     from archsim.workloads.base import Lowering, load_workload
 
-    try:  # as written; the points' configs say how it is mapped
-        workload = _workload(path, overrides_json, Lowering())
+    try:  # as written (the points' configs say how it is mapped), from the files as they are now: a
+        # process's kept builds know their extends: chain, not a model's config.json they read
+        workload = built_workload(path, overrides_json, Lowering())
     except ConfigError:
         # The workers' cached build names set: values as --set options; built again with each
         # named by its key in the sweep file, it raises the error the user can act on.
         load_workload(path, named, Lowering())
         raise
-    return digest([(p.name, p.repeat, [repr(op) for op in p.graph.ops()]) for p in workload.phases])[:20]
+    return workload_digest(workload)
 
 
 def _check_axes(file: Path, layered: Layered, spec: SweepSpec) -> None:

@@ -42,6 +42,11 @@ def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def workload_digest(workload) -> str:
+    """A point's ``workload_id``: the workload as built (every phase and op)."""
+    return digest([(p.name, p.repeat, [repr(op) for op in p.graph.ops()]) for p in workload.phases])[:20]
+
+
 def workload_refs(spec: SweepSpec, base_dir: Path, source: str) -> list[tuple[str, str, tuple[Override, ...]]]:
     """Each workload of ``spec``: its path, its ``set:`` values as JSON (what a point carries)
     and as overrides that name their key in ``source`` (what an error about them says)."""
