@@ -298,6 +298,14 @@ def test_a_worker_sees_a_config_edited_between_chunks_and_stats_it_once_a_chunk(
     assert all(b["latency_s"] > a["latency_s"] for a, b in zip(first, second))  # half the bandwidth: slower
 
 
+def _count_sweep(folder, config, workload):
+    """A sweep file of two MXU counts of ``config`` on ``workload``."""
+    sweep = folder / "sweep.yaml"
+    sweep.write_text(f"extends: {config}\nsweep:\n  baseline: null\n  axes:\n    mxu.count: [1, 2]\n"
+                     f"  workloads: [{workload}]\n")
+    return sweep
+
+
 def test_a_worker_builds_a_workload_again_when_a_file_it_reads_changes(tmp_path):
     # a model's config.json is read by the workload, not extended: the worker checks the workload
     # it built against the one the sweep planned (its id), and builds it afresh when they differ;
@@ -309,9 +317,7 @@ def test_a_worker_builds_a_workload_again_when_a_file_it_reads_changes(tmp_path)
                                                                                    '"num_hidden_layers": 8'))
     workload = tmp_path / "llm.yaml"
     workload.write_text("kind: llm\nname: small\nmodel: model.json\nbatch: 1\nprompt_len: 64\noutput_len: 4\n")
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"extends: {TPUV4I}\nsweep:\n  baseline: null\n  axes:\n    mxu.count: [1, 2]\n"
-                     f"  workloads: [{workload}]\n")
+    sweep = _count_sweep(tmp_path, TPUV4I, workload)
     before = list(plan_sweep([sweep]).points)
     first = evaluate.evaluate_chunk(before)
     model.write_text(model.read_text().replace('"num_hidden_layers": 8', '"num_hidden_layers": 4'))
@@ -337,9 +343,7 @@ def test_a_worker_sees_an_edit_to_a_file_the_config_extends(tmp_path):
     model.write_text(DECODE.read_text())
     workload = tmp_path / "workload.yaml"
     workload.write_text("extends: decode.yaml\n")
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"extends: {config}\nsweep:\n  baseline: null\n  axes:\n    mxu.count: [1, 2]\n"
-                     f"  workloads: [{workload}]\n")
+    sweep = _count_sweep(tmp_path, config, workload)
     points = list(plan_sweep([sweep]).points)
     first = evaluate.evaluate_chunk(points)
 
