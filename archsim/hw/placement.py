@@ -284,7 +284,10 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
     for least, rung, base, saving, budget, need in sorted(rungs, key=_LEAST):
         if least > best + TIE * abs(best):
             break
-        chosen = _knapsack(_items(analysis, saving, budget, need > 0), budget, need, preload_latency)
+        if share is not None and budget > 0:  # its Pareto list shared by the chips alike but for CMEM
+            chosen = _shared_knapsack(walk, rung.index, saving, budget, need, preload_latency)
+        else:
+            chosen = _knapsack(_items(analysis, saving, budget, need > 0), budget, need, preload_latency)
         if chosen is not None:  # else no promotion frees enough HBM: the rung does not fit
             saved, promoted = chosen
             found[rung.index] = (base - saved, rung, promoted)
@@ -334,9 +337,16 @@ def _knapsack(items: list[_Item], budget: float, need: float, latency: float) ->
     Returns the seconds saved and the names."""
     if need > min(budget, sum(i.size for i in items if not i.preloaded)):
         return None  # even every created tensor promoted frees too little: no set can
-    # a set: ((bytes, -saved, -freed, preloaded), saved, freed, names); the first is its order
-    # (fewer bytes, more saved, more freed, no preload first), negated once as it is made
+    return _pick(_front(items, budget, need > 0)[0], need, latency)
+
+
+def _front(items: list[_Item], budget: float, count_freed: bool) -> tuple[list[tuple], bool]:
+    """The Pareto list of the sets of ``items`` within ``budget`` bytes, and whether it was ever
+    thinned (``MAX_PARETO``). A set: ((bytes, -saved, -freed, preloaded), saved, freed, names);
+    the first is its order (fewer bytes, more saved, more freed, no preload first), negated
+    once as it is made."""
     front: list[tuple] = [((0.0, -0.0, -0.0, False), 0.0, 0.0, ())]
+    thinned = False
     for item in sorted(items, key=lambda i: i.name):
         freed = 0.0 if item.preloaded else item.size
         grown = []
@@ -344,15 +354,44 @@ def _knapsack(items: list[_Item], budget: float, need: float, latency: float) ->
             if b + item.size <= budget:
                 g, f = g + item.gain, f + freed
                 grown.append(((b + item.size, -g, -f, p or item.preloaded), g, f, names + (item.name,)))
-        front = _undominated(front + grown, need > 0)
+        front = _undominated(front + grown, count_freed)
         if len(front) > MAX_PARETO:
             front = sorted(front, key=lambda e: e[0][1])[:MAX_PARETO]  # the most time saved first
+            thinned = True
+    return front, thinned
+
+
+def _pick(front: list[tuple], need: float, latency: float) -> tuple[float, tuple[str, ...]] | None:
+    """Of a Pareto list, the set freeing ``need`` bytes of HBM that saves the most time (a
+    preload's ``latency`` paid once), then the fewest bytes, then the first (the empty set
+    saves 0); None if none frees enough."""
     fitting = [e for e in front if e[2] >= need]
     if not fitting:
         return None
-    # the most time saved, then the fewest bytes, then the first (the empty set saves 0)
     (_, _, _, p), g, _, names = max(fitting, key=lambda e: (e[1] - (latency if e[0][3] else 0.0), -e[0][0]))
     return g - (latency if p else 0.0), names
+
+
+def _shared_knapsack(walk: _Walk, index: int, savings: dict[str, float], budget: float, need: float,
+                     latency: float) -> tuple[float, tuple[str, ...]] | None:
+    """``_knapsack`` at rung ``index`` for ``budget`` > 0, its Pareto list made once for every
+    budget: the chips sharing ``walk`` (alike but for capacities) have, at a rung where CMEM has
+    room left, the same savings (the walk's, up to the rung). Within ``budget``, the list of
+    every budget is the list for ``budget``, entry for entry: a set's entry is kept or dropped
+    against sets of fewer bytes, which fit too, and a set within ``budget`` grows from one
+    within it, by the same sums. So the pick among its entries within ``budget`` is
+    ``_knapsack``'s. A list ever thinned (``MAX_PARETO``) is not shared: each budget's is made."""
+    key = (index, need > 0)
+    entry = walk.fronts.get(key)
+    if entry is None:
+        items = _items(walk.analysis, savings, math.inf, need > 0)
+        entry = walk.fronts[key] = (items, *_front(items, math.inf, need > 0))
+    items, front, thinned = entry
+    if thinned:
+        return _knapsack(_items(walk.analysis, savings, budget, need > 0), budget, need, latency)
+    if need > min(budget, sum(i.size for i in items if not i.preloaded and i.size <= budget)):
+        return None  # as _knapsack: the items within budget, in the same order
+    return _pick([e for e in front if e[0][0] <= budget], need, latency)
 
 
 _ORDER = itemgetter(0)  # a set's order: (bytes, -saved, -freed, preloaded)

@@ -35,6 +35,9 @@ class _Walk:
         self.timed: list[tuple | None] = []  # per rung climbed, its ops' (index, levels, time) until their savings move
         self.changed: list[tuple[tuple[str, float], ...]] = []  # per rung whose savings moved: (tensor, new saving)
         self.climbing = threading.RLock()  # a Dask worker's threads may share a walk
+        # per (rung, whether HBM must be freed), the knapsack's Pareto list for every budget
+        # (``placement._shared_knapsack``): its items, its entries, whether it was thinned
+        self.fronts: dict[tuple[int, bool], tuple] = {}
 
     def base(self, index: int, op_time: OpTime) -> float:
         """The run's time at the rung without promotions."""

@@ -1,0 +1,69 @@
+"""The placement knapsack's Pareto list made once for every CMEM budget
+(``placement._shared_knapsack``) picks, for each budget, the set the knapsack solved for that
+budget alone picks, to the bit: on random tensors with tied sizes and savings, budgets equal to
+sums of sizes, HBM to free, and lists thinned to ``MAX_PARETO``."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import archsim.hw.placement as placement
+from archsim.hw.placement import _items, _knapsack, _shared_knapsack
+
+MiB = 2**20
+
+tensors = st.lists(st.tuples(st.sampled_from([1, 2, 3, 5, 8]),  # MiB: few sizes, so sums tie
+                             st.sampled_from([-0.5, 0.0, 0.25, 1.0, 1.5, 3.0]),  # seconds saved
+                             st.booleans()),  # preloaded (else created on chip)
+                   min_size=0, max_size=9)
+
+
+def _walk(spec):
+    """A walk's part the knapsack reads: each tensor's bytes and whether the workload creates it."""
+    usage = {f"t{i}": SimpleNamespace(tensor=SimpleNamespace(total_bytes=mib * MiB), born_on_chip=not pre)
+             for i, (mib, _, pre) in enumerate(spec)}
+    savings = {f"t{i}": gain for i, (_, gain, _) in enumerate(spec)}
+    return SimpleNamespace(analysis=SimpleNamespace(usage=usage), fronts={}), savings
+
+
+def _budgets(spec, draw_order):
+    """Budgets at sums of sizes (a set fits exactly), just under them, and beyond all."""
+    sums = sorted({sum(mib for mib, _, _ in spec[:k]) for k in range(len(spec) + 1)} | {1, 4, 40})
+    out = [s * MiB for s in sums if s > 0] + [s * MiB - 1 for s in sums if s > 0]
+    return [out[i % len(out)] for i in draw_order]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(tensors, st.lists(st.integers(0, 40), min_size=1, max_size=8),
+       st.sampled_from([0.0, 1 * MiB, 3 * MiB]), st.sampled_from([0.0, 0.5, 2.0]))
+def test_one_list_for_every_budget_picks_what_each_budget_alone_picks(spec, order, need, latency):
+    walk, savings = _walk(spec)
+    for budget in _budgets(spec, order):  # one walk: the later budgets read the list made first
+        alone = _knapsack(_items(walk.analysis, savings, budget, need > 0), budget, need, latency)
+        assert _shared_knapsack(walk, 0, savings, budget, need, latency) == alone
+
+
+@pytest.mark.parametrize("need", [0.0, 2 * MiB])
+def test_a_thinned_list_is_not_shared(monkeypatch, need):
+    # thinned to 3 entries, the list for every budget would lose the small sets a small budget
+    # needs: each budget's own knapsack decides, as it would alone
+    monkeypatch.setattr(placement, "MAX_PARETO", 3)
+    spec = [(1, 1.0, True), (2, 1.5, False), (3, 2.5, True), (5, 4.0, False), (8, 6.0, True)]
+    walk, savings = _walk(spec)
+    for budget in (1 * MiB, 3 * MiB, 6 * MiB, 19 * MiB):
+        alone = _knapsack(_items(walk.analysis, savings, budget, need > 0), budget, need, 0.0)
+        assert _shared_knapsack(walk, 0, savings, budget, need, 0.0) == alone
+    assert walk.fronts[(0, need > 0)][2]  # it was thinned
+
+
+def test_values_by_hand():
+    # a (60 MiB, 10 s), b and c (50 MiB, 7 s each), all preloaded: 100 MiB takes b and c (14 s)
+    # though a saves the most per byte; 99 MiB only a; 160 MiB all; 49 MiB none
+    walk, savings = _walk([(60, 10.0, True), (50, 7.0, True), (50, 7.0, True)])
+    got = [_shared_knapsack(walk, 0, savings, mib * MiB, 0.0, 0.0) for mib in (100, 99, 160, 49)]
+    assert got == [(14.0, ("t1", "t2")), (10.0, ("t0",)), (24.0, ("t0", "t1", "t2")), (0.0, ())]
+    assert len(walk.fronts) == 1  # one list served the four
