@@ -107,11 +107,11 @@ class RunResult(Rates):
 
     @cached_property
     def macs(self) -> int:
-        return sum(c.macs * c.count for c in self.ops)
+        return self._sums[0]
 
     @cached_property
     def traffic(self) -> Traffic:
-        return Traffic.weighted_total((c.traffic, c.count) for c in self.ops)
+        return self._sums[1]
 
     @cached_property
     def energy(self) -> Energy:
@@ -123,12 +123,33 @@ class RunResult(Rates):
     def _ops_energy(self) -> Energy:
         """The ops' energies summed, component by component (``energy`` keeps their dynamic
         components and replaces their static one)."""
-        return Energy.weighted_total((c.energy, c.count) for c in self.ops)
+        return self._sums[2]
 
     @cached_property
     def ici_bytes(self) -> float:
         """Bytes this chip sends to other chips."""
-        return sum(c.ici_bytes * c.count for c in self.ops)
+        return self._sums[3]
+
+    @cached_property
+    def _sums(self) -> tuple[int, Traffic, Energy, float, float]:
+        """Over the ops, each times its executions, in one pass: MACs, traffic, energy, bytes sent
+        to other chips, and seconds of matrix-unit work at peak (``utilization``). Each is the
+        same additions in the same order as its own sum would be: ``sum(...)`` from the integer
+        0, ``Traffic``/``Energy.weighted_total`` field by field from 0.0 (so the same bits)."""
+        macs = 0
+        ici = 0
+        busy = 0
+        traffic = [0.0] * len(_TRAFFIC_FIELDS)
+        energy = [0.0] * len(_ENERGY_FIELDS)
+        for c in self.ops:
+            count = c.repeat * c.copies
+            macs += c.macs * count
+            ici += c.ici_bytes * count
+            if c.peak_macs_per_s:
+                busy += c.macs * count / c.peak_macs_per_s
+            traffic = [t + v * count for t, v in zip(traffic, _TRAFFIC_VALUES(c.traffic))]
+            energy = [e + v * count for e, v in zip(energy, _ENERGY_VALUES(c.energy))]
+        return macs, _made(Traffic, _TRAFFIC_FIELDS, traffic), _made(Energy, _ENERGY_FIELDS, energy), ici, busy
 
     @cached_property
     def area(self) -> Area:
@@ -137,8 +158,7 @@ class RunResult(Rates):
     @cached_property
     def utilization(self) -> float:
         """Matrix-unit utilisation over the whole run (MAC slots used / available)."""
-        busy = sum(c.macs * c.count / c.peak_macs_per_s for c in self.ops if c.peak_macs_per_s)
-        return busy / self.latency_s if self.latency_s else 0.0
+        return self._sums[4] / self.latency_s if self.latency_s else 0.0
 
     @cached_property
     def busy(self) -> dict[str, float]:
@@ -308,3 +328,15 @@ def totals_summary(result) -> dict:
         "busy_s": result.busy,
         "serving": figures.as_dict() if (figures := serving(result)) is not None else None,
     }
+
+
+def _made(cls, names: tuple[str, ...], values: list[float]):
+    """``cls(*values)`` without the frozen dataclass's ``object.__setattr__`` per field (as
+    ``Additive.__add__`` makes its sums)."""
+    new = object.__new__(cls)
+    new.__dict__.update(zip(names, values))
+    return new
+
+
+_TRAFFIC_FIELDS, _TRAFFIC_VALUES = Traffic._fields()
+_ENERGY_FIELDS, _ENERGY_VALUES = Energy._fields()

@@ -1,0 +1,49 @@
+"""A run's totals are its ops' values times their executions (phase repeat x copies), summed:
+MACs, traffic per level, energy per component, bytes sent to other chips, matrix-unit
+utilisation. Values by hand, on three made-up ops."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsim.api import load_hardware
+from archsim.hw.energy import Energy
+from archsim.hw.memory import Traffic
+from archsim.sim.cost import OpCost
+from archsim.sim.result import RunResult
+from conftest import TPUV4I
+
+
+def _op(phase, name, repeat, copies, macs, peak, latency, traffic, energy, ici):
+    return OpCost(phase=phase, name=name, kind="k", unit="mxu", repeat=repeat, copies=copies, macs=macs,
+                  vector_ops=0, compute_cycles=0.0, compute_s=latency, memory_s=0.0, latency_s=latency,
+                  traffic=traffic, energy=energy, peak_macs_per_s=peak, ici_bytes=ici)
+
+
+@pytest.fixture(scope="module")
+def run():
+    ops = (
+        # 2 repeats x 3 copies = 6 executions
+        _op("p", "a", 2, 3, 100, 1e3, 0.5, Traffic(hbm_read=10.0, vmem_write=1.0), Energy(mxu=1.0, hbm=0.25), 4.0),
+        # 2 executions; no matrix unit (peak 0): not in the utilisation
+        _op("p", "b", 2, 1, 40, 0.0, 0.25, Traffic(cmem_read=8.0), Energy(vpu=2.0, static=1.0), 0.0),
+        # 3 executions, in a phase run once
+        _op("q", "c", 1, 3, 10, 2e3, 1.0, Traffic(hbm_read=2.0, hbm_write=5.0), Energy(hbm=0.5, ici=3.0), 1.5),
+    )
+    return RunResult(load_hardware(TPUV4I), None, ops)
+
+
+def test_macs_and_ici_bytes_count_every_execution(run):
+    assert run.macs == 100 * 6 + 40 * 2 + 10 * 3
+    assert run.ici_bytes == 4.0 * 6 + 1.5 * 3
+
+
+def test_traffic_and_energy_per_field(run):
+    assert run.traffic == Traffic(vmem_write=6.0, cmem_read=16.0, hbm_read=60.0 + 6.0, hbm_write=15.0)
+    assert run._ops_energy == Energy(mxu=6.0, vpu=4.0, hbm=1.5 + 1.5, ici=9.0, static=2.0)
+
+
+def test_utilization_is_mac_slots_used_over_the_run(run):
+    # one after another: 2 x (3 x 0.5 + 0.25) + 3 x 1.0 = 6.5 s; busy at peak 600/1e3 + 30/2e3 s
+    assert run.latency_s == 6.5
+    assert run.utilization == pytest.approx((600 / 1e3 + 30 / 2e3) / 6.5, rel=1e-15)
