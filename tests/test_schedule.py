@@ -39,6 +39,15 @@ def test_a_copy_runs_beside_compute_and_the_core_runs_its_ops_in_order():
     assert s.busy == {"mxu": 3.0, "hbm": 1.0, "dma": 0.0, "cmem": 1.0, "vpu": 1.0}
 
 
+def test_an_op_never_ends_before_its_work():
+    # a latency short of the op's longest work (rounding, or a cost model's slip) leaves no
+    # negative fixed time: A's HBM transfer of 2 s ends it at 2, not at its 1.5 s latency
+    a = op("a", 1.5, [("mxu", 1.0), ("hbm", 2.0)])
+    b = op("b", 1.0, [("mxu", 1.0)])
+    s = schedule_phase("p", 1, [a, b], [(), (0,)], [(), ()])
+    assert s.end == (2.0, 3.0)
+
+
 def test_a_shared_channel_queues_transfers():
     # A collective and an independent copy both need 2 s of HBM: the copy's transfer waits for
     # the collective's (0 .. 2), so it ends at 4, not 2.

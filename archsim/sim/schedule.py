@@ -121,13 +121,24 @@ def _schedule(costs, deps, prefetch, record: bool):
     after: list[int] = []  # per op, the op whose end its start waited for (-1: none)
     windows: list[tuple] = []
     previous_start = 0.0
+    # ``max(a, b)`` is written out below as ``a`` unless ``b > a`` (what ``max`` returns, to the
+    # sign of a zero): the loop runs once per op of every timed plan of a sweep
     for i, (cost, needs, ahead) in enumerate(zip(costs, deps, prefetch)):
         copies = cost.copies
-        held, held_s = cost.busy[0] if cost.busy else (cost.unit, 0.0)
+        busy = cost.busy
+        held, held_s = busy[0] if busy else (cost.unit, 0.0)
         held_s *= copies
         lane = SEQUENCER.get(held, held)
-        work = [(r, s * copies) for r, s in cost.busy[1:]]
-        fixed = max(0.0, cost.latency_s * copies - max([held_s, *(s for _, s in work)]))
+        work = []
+        longest = held_s  # the first longest of the unit's and the others' times
+        for resource, seconds in busy[1:]:
+            seconds *= copies
+            work.append((resource, seconds))
+            if seconds > longest:
+                longest = seconds
+        fixed = cost.latency_s * copies - longest
+        if not fixed > 0.0:  # max(0.0, fixed)
+            fixed = 0.0
         begin, waited = 0.0, -1
         for j in (*needs, holder.get(lane, -1)):
             if j >= 0 and end[j] > begin:
@@ -135,21 +146,27 @@ def _schedule(costs, deps, prefetch, record: bool):
         spans: list[tuple[str, float, float]] = []
         fetched: dict[str, float] = {}
         for channel, seconds in ahead:  # issued when the op before this one started
-            at = max(free.get(channel, 0.0), previous_start)
+            at = free.get(channel, 0.0)
+            if previous_start > at:
+                at = previous_start
             free[channel] = at + seconds
             fetched[channel] = seconds
             if record:
                 spans.append((channel, at, at + seconds))
         finish = begin + held_s
         for resource, seconds in work:
-            at = max(free.get(resource, 0.0), begin)
+            at = free.get(resource, 0.0)
+            if begin > at:
+                at = begin
             done = at + seconds - fetched.get(resource, 0.0)
             free[resource] = done
-            finish = max(finish, done)
+            if done > finish:
+                finish = done
             if record:
                 spans.append((resource, at, done))
         stop = finish + fixed
-        free[held] = max(free.get(held, 0.0), begin + held_s)
+        previous, ends = free.get(held, 0.0), begin + held_s
+        free[held] = ends if ends > previous else previous
         free[lane] = stop
         holder[lane] = i
         start.append(begin)
