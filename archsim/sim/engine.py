@@ -23,6 +23,7 @@ from archsim.memo import BoundedMemo
 from archsim.passes import compile_for
 from archsim.sim.cost import OpCost, busy_of
 from archsim.sim.family import Family
+from archsim.sim.family_timing import run_time
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.flash_cost import tpu_flash_cost
 from archsim.sim.matmul_cost import clear_matmul_plans, tpu_matmul_cost
@@ -92,8 +93,11 @@ class Simulator:
         if overlapping:  # the plans ranked by their schedules: a plan's serial time can mislead
             # the search weighs a preload against serial op times; with prefetch, reading the
             # same tensors from HBM as they are needed may be faster: each plan without its preload too
-            plans = feasible + [without_preload(p) for p in feasible if p.preload]
-            results = [self._timed(workload, p) for p in plans]
+            results = [self._timed(workload, p) for p in feasible]
+            fastest = min(r.latency_s for r in results)
+            for plan in [without_preload(p) for p in feasible if p.preload]:
+                if not self._slower(workload, plan, fastest):  # else neither the fastest nor a tie
+                    results.append(self._timed(workload, plan))
             fastest = min(r.latency_s for r in results)
             return _least_energy([self._charged(workload, r) for r in results if r.latency_s == fastest])
         # the whole result only for the fastest plans (their energies break a tie)
@@ -144,8 +148,7 @@ class Simulator:
         ops' static energies are charged afresh, its other totals carried over."""
         if not self.overlaps:
             return self._timed_afresh(workload, placement)
-        key = (self._fingerprint.key((Level.CMEM, Level.HBM)), self.dispatch, self._prefetch_buffer, workload,
-               workload_shape(workload), tuple(placement.home.values()), tuple(t.name for t in placement.preload))
+        key = self._timed_key(workload, placement)
         timed = _TIMED.get(key)
         if timed is not None:
             return timed.restated(self.hw, timed.ops)
@@ -153,6 +156,27 @@ class Simulator:
         if timed.schedules is not None:  # a run of one op per phase, or infeasible: not shared
             _TIMED.put(key, timed)
         return timed
+
+    def _slower(self, workload: Workload, placement: Placement, than: float) -> bool:
+        """Whether the run under ``placement`` is known to take longer than ``than`` seconds
+        without timing it in full: on a family's member, scheduled from the family's op timings
+        (``family_timing``: its ``latency_s`` to the bit). Kept as ``_timed`` keeps runs."""
+        if self.family is None:
+            return False
+        key = self._timed_key(workload, placement)
+        if _TIMED.get(key) is not None:  # timed in full already: no cheaper
+            return False
+        latency = _RUN_TIMES.get(key)
+        if latency is None:
+            latency = run_time(self, workload, placement)
+            if latency is None:
+                return False
+            _RUN_TIMES.put(key, latency)
+        return latency > than
+
+    def _timed_key(self, workload: Workload, placement: Placement) -> tuple:
+        return (self._fingerprint.key((Level.CMEM, Level.HBM)), self.dispatch, self._prefetch_buffer, workload,
+                workload_shape(workload), tuple(placement.home.values()), tuple(t.name for t in placement.preload))
 
     def _timed_afresh(self, workload: Workload, placement: Placement) -> RunResult:
         costs: list[OpCost] = []
@@ -353,6 +377,7 @@ _PLANS: BoundedMemo[tuple[Placement, ...]] = BoundedMemo(size=256)  # a few plan
 _PREFETCHED: BoundedMemo[float] = BoundedMemo(size=50_000)  # an op's time with prefetch, keyed as _COSTS
 # scheduled runs, their static energies to charge: a few per workload and design point
 _TIMED: BoundedMemo[RunResult] = BoundedMemo(size=256)
+_RUN_TIMES: BoundedMemo[float] = BoundedMemo(size=256)  # runs' times from a family's timings, keyed as _TIMED
 
 
 def clear_caches() -> None:
@@ -368,6 +393,7 @@ def clear_caches() -> None:
     _PLANS.clear()
     _PREFETCHED.clear()
     _TIMED.clear()
+    _RUN_TIMES.clear()
     clear_matmul_plans()
     clear_epilogues()
     clear_vector_plans()

@@ -60,6 +60,10 @@ class Family:
         self._index: dict[str, int] = {}
         self._keys: dict[tuple[Level, ...], tuple] = {}  # the members' cost keys, by the op's levels
         self._bandwidths = {repr(hw.hbm.bandwidth): i for i, hw in enumerate(chips)}
+        # (op signature, levels, dispatch, prefetch buffer) -> the op's ``_Times`` and latency (its
+        # dispatch cost included) on every member, as ``share_prefetched`` made them: what a
+        # schedule reads of its cost (``archsim.sim.family_timing``)
+        self.timings: dict[tuple, tuple[_Times, object]] = {}
 
     def fingerprints(self) -> tuple[CostFingerprint, ...]:
         if self._fingerprints is None:
@@ -87,12 +91,15 @@ class Family:
         mine = self.member(sim._fingerprint)
         if mine is None:
             return
-        times = prefetched_times(sim, op, homes, cost, self.hbm)
+        timing: list[tuple[_Times, object]] = []
+        times = prefetched_times(sim, op, homes, cost, self.hbm, timing)
         if times is None:
             return
         if float(times[mine]) != own:
             raise RuntimeError(f"op {op.name!r}: its time for a family of chips ({float(times[mine])!r} s) differs "
                                f"from its own cost model's ({own!r} s) on {sim.hw.name!r}: a bug in archsim.sim.family")
+        if timing:
+            self.timings[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = timing[0]
         tail = (sim.dispatch, op.signature_number, levels, sim._prefetch_buffer)
         keys = self._keys.get(levels)
         if keys is None:
@@ -139,10 +146,12 @@ class _Times:
     writes: dict[Level, object]
 
 
-def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost, hbm: np.ndarray) -> np.ndarray | None:
+def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost, hbm: np.ndarray,
+                     timing: list | None = None) -> np.ndarray | None:
     """``prefetched_time(op, <the member's cost>, homes, buffer)`` of every member, by HBM
     bandwidth ``hbm`` (``cost``: the asking member's; its copies and, for ops whose traffic no
-    bandwidth changes, its traffic are every member's). None for an op kind not batched."""
+    bandwidth changes, its traffic are every member's). None for an op kind not batched.
+    ``timing``, if given, receives the op's ``_Times`` and its latency with dispatch."""
     bw: dict[Level, object] = dict(sim.channels.bandwidth)
     bw[Level.HBM] = hbm
     times = _op_times(sim, op, homes, cost, bw)
@@ -150,6 +159,8 @@ def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost,
         return None
     dispatch_s = sim.hw.dispatch.exposed(sim.dispatch, op.kind, 0.0)  # a program's: fixed
     latency = times.latency + dispatch_s if dispatch_s else times.latency  # OpCost.with_dispatch
+    if timing is not None:
+        timing.append((times, latency))
     ahead = prefetch_bytes([t for t in op.inputs if t.role.persistent], homes, sim._prefetch_buffer)
     copies = cost.copies
     held = times.held[1]
