@@ -11,13 +11,13 @@ import pytest
 
 from archsim import api
 from archsim.dse.evaluate import evaluate_chunk
-from archsim.dse.plan import plan_sweep
 from archsim.hw.placement import without_preload
 from archsim.passes import compile_for
 from archsim.sim import engine
 from archsim.sim.engine import Simulator
 from archsim.sim.family import families
 from archsim.sim.family_timing import run_time
+from test_family import _spec
 
 ROOT = Path(__file__).resolve().parent.parent
 BANDWIDTHS = ("300 GB/s", "819 GB/s", "1.2 TB/s", "3.3 TB/s")
@@ -52,18 +52,7 @@ def test_a_plans_time_from_the_family_is_its_full_runs(workload, sets, chip):
 
 
 def _dit_points(tmp_path: Path) -> list:
-    spec = tmp_path / "sweep.yaml"
-    spec.write_text(f"""
-extends: {ROOT / 'hw_configs' / 'cim_tpu.yaml'}
-sweep:
-  baseline: null
-  axes:
-    mxu.count: [2, 8]
-    cmem.capacity: [64 MiB, 256 MiB, 1 GiB]
-    hbm.bandwidth: [400 GB/s, 1.2 TB/s, 2 TB/s]
-  workloads: [{ROOT / 'workloads' / 'dit_xl_2.yaml'}]
-""")
-    return list(plan_sweep([spec]).points)
+    return _spec(tmp_path, "dit_xl_2.yaml")  # 2 MXU counts x 3 CMEMs x 4 bandwidths
 
 
 def test_rows_are_the_same_as_when_every_plan_is_timed(tmp_path, monkeypatch):
