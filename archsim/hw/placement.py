@@ -348,13 +348,11 @@ def _front(items: list[_Item], budget: float, count_freed: bool) -> tuple[list[t
     front: list[tuple] = [((0.0, -0.0, -0.0, False), 0.0, 0.0, ())]
     thinned = False
     for item in sorted(items, key=lambda i: i.name):
-        freed = 0.0 if item.preloaded else item.size
-        grown = []
-        for (b, _, _, p), g, f, names in front:
-            if b + item.size <= budget:
-                g, f = g + item.gain, f + freed
-                grown.append(((b + item.size, -g, -f, p or item.preloaded), g, f, names + (item.name,)))
-        front = _undominated(front + grown, count_freed)
+        size, gain, added, preloaded = item.size, item.gain, (item.name,), item.preloaded
+        freed = 0.0 if preloaded else size
+        front += [((b + size, -(g + gain), -(f + freed), p or preloaded), g + gain, f + freed, names + added)
+                  for (b, _, _, p), g, f, names in front if b + size <= budget]  # the sets grown by the item
+        front = _undominated(front, count_freed)
         if len(front) > MAX_PARETO:
             front = sorted(front, key=lambda e: e[0][1])[:MAX_PARETO]  # the most time saved first
             thinned = True
