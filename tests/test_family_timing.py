@@ -93,19 +93,18 @@ def test_a_members_cost_keeps_the_busy_times_above_zero_as_busy_of_does():
     import numpy as np
 
     from archsim.hw.memory import Level, Traffic
-    from types import SimpleNamespace
     from archsim.sim.cost import busy_of
     from archsim.sim.family import _Times
-    from archsim.sim.family_timing import _timed_only
+    from archsim.sim.family_timing import _members_parts
 
     zero = {lv: np.zeros(2) for lv in Level}
     reads = dict(zero, cmem=np.array([0.0, 64.0]), hbm=np.array([128.0, 128.0]))
     times = _Times(latency=np.array([3.0, 4.0]), compute=1.0, held=("mxu", np.array([1.0, 1.0])),
                    others={"vpu": np.array([0.0, 0.5])},
                    ch={Level.CMEM: np.array([0.0, 2.0]), Level.HBM: np.array([2.5, 3.5])}, reads=reads, writes=zero)
-    op = SimpleNamespace(name="g", kind="gemm", copies=3)  # what the cost reads of the op
+    parts = _members_parts((times, times.latency + 0.25), 2)
     for member, others, channels in ((0, [], {Level.HBM: 2.5}), (1, [("vpu", 0.5)], {Level.CMEM: 2.0, Level.HBM: 3.5})):
-        cost = _timed_only((times, times.latency + 0.25), member, op, "p", 7)
-        assert cost.busy == busy_of(("mxu", 1.0), *others, channels=channels)
-        assert cost.latency_s == [3.25, 4.25][member] and (cost.repeat, cost.copies) == (7, op.copies)
-        assert cost.traffic == Traffic(cmem_read=[0.0, 64.0][member], hbm_read=128.0)
+        busy, latency, traffic = parts[member]
+        assert busy == busy_of(("mxu", 1.0), *others, channels=channels)
+        assert latency == [3.25, 4.25][member]
+        assert traffic == Traffic(cmem_read=[0.0, 64.0][member], hbm_read=128.0)

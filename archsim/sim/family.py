@@ -64,6 +64,7 @@ class Family:
         # dispatch cost included) on every member, as ``share_prefetched`` made them: what a
         # schedule reads of its cost (``archsim.sim.family_timing``)
         self.timings: dict[tuple, tuple[_Times, object]] = {}
+        self.timed_parts: dict[tuple, list] = {}  # the same, per member (``family_timing._members_parts``)
 
     def fingerprints(self) -> tuple[CostFingerprint, ...]:
         if self._fingerprints is None:

@@ -46,11 +46,19 @@ def run_time(sim: Simulator, workload: Workload, placement: Placement) -> float 
         for phase in workload.phases:
             for op in phase.graph.ops():
                 levels = tuple(map(home.__getitem__, op.tensor_names))
-                timing = family.timings.get((op.signature_number, levels, *tail)) if Level.HBM in levels else None
+                key = (op.signature_number, levels, *tail)
+                timing = family.timings.get(key) if Level.HBM in levels else None
                 if timing is None:
                     costs.append(sim.op_cost(op, placement, phase.name, phase.repeat))
-                else:
-                    costs.append(_timed_only(timing, mine, op, phase.name, phase.repeat))
+                    continue
+                parts = family.timed_parts.get(key)
+                if parts is None:
+                    parts = family.timed_parts[key] = _members_parts(timing, len(family.chips))
+                busy, latency, traffic = parts[mine]
+                costs.append(OpCost.made(phase=phase.name, name=op.name, kind=op.kind, unit=busy[0][0],
+                                         repeat=phase.repeat, copies=op.copies, macs=0, vector_ops=0,
+                                         compute_cycles=0.0, compute_s=0.0, memory_s=0.0, latency_s=latency,
+                                         traffic=traffic, busy=busy))
     except TilingError:  # its full run says why
         return None
     # ``RunResult.latency_s`` of the schedules: each phase's repeats times its makespan, in order
@@ -61,26 +69,26 @@ def run_time(sim: Simulator, workload: Workload, placement: Placement) -> float 
     return total
 
 
-def _timed_only(timing: tuple, member: int, op: ops.Op, phase: str, repeat: int) -> OpCost:
-    """The member's cost of ``op`` as far as its schedule reads it: the unit held and the
-    others' and the channels' busy times (those above 0, as ``cost.busy_of`` keeps them), its
-    latency with dispatch, its copies and its traffic. Nothing else in it is the op's."""
+def _members_parts(timing: tuple, members: int) -> list[tuple[tuple, float, Traffic]]:
+    """Per member, what its schedule reads of the op's cost beside its labels: the busy times
+    (the unit held first, then the others' and the channels' above 0, as ``cost.busy_of`` keeps
+    them), its latency with dispatch and its traffic. Made for every member at once (numpy's
+    ``tolist``: the same floats), as each member new to the chunk asks for its own."""
     times, latency = timing
 
-    def mine(value) -> float:
-        return float(value[member]) if isinstance(value, np.ndarray) else float(value)
+    def column(value) -> list[float]:
+        return value.tolist() if isinstance(value, np.ndarray) and value.ndim else [float(value)] * members
 
     unit, held = times.held
-    busy = [(unit, mine(held))]
-    for resource, seconds in times.others.items():
-        if (s := mine(seconds)) > 0:
-            busy.append((resource, s))
-    for level, seconds in times.ch.items():
-        if (s := mine(seconds)) > 0:
-            busy.append((level.value, s))
-    traffic = object.__new__(Traffic)  # as Additive's sums make theirs
-    traffic.__dict__.update({f"{level.value}_{way}": mine(values[level])
-                             for way, values in (("read", times.reads), ("write", times.writes)) for level in Level})
-    return OpCost.made(phase=phase, name=op.name, kind=op.kind, unit=unit, repeat=repeat, copies=op.copies, macs=0,
-                       vector_ops=0, compute_cycles=0.0, compute_s=0.0, memory_s=0.0, latency_s=mine(latency),
-                       traffic=traffic, busy=tuple(busy))
+    held, latency = column(held), column(latency)
+    others = [(resource, column(seconds)) for resource, seconds in times.others.items()]
+    channels = [(level.value, column(seconds)) for level, seconds in times.ch.items()]
+    fields = [(f"{level.value}_{way}", column(values[level]))
+              for way, values in (("read", times.reads), ("write", times.writes)) for level in Level]
+    out = []
+    for m in range(members):
+        busy = ((unit, held[m]), *((r, s[m]) for r, s in others if s[m] > 0), *((c, s[m]) for c, s in channels if s[m] > 0))
+        traffic = object.__new__(Traffic)  # as Additive's sums make theirs
+        traffic.__dict__.update((name, values[m]) for name, values in fields)
+        out.append((busy, latency[m], traffic))
+    return out
