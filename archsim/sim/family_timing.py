@@ -22,7 +22,6 @@ import numpy as np
 
 from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.tiling import TilingError
-from archsim.ir import ops
 from archsim.ir.graph import Workload
 from archsim.sim.cost import OpCost
 from archsim.sim.schedule import schedule_run
