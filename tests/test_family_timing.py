@@ -48,6 +48,7 @@ def test_a_plans_time_from_the_family_is_its_full_runs(workload, sets, chip):
             checked += 1
             assert run_time(Simulator(hw), work, variant) is None  # no family: nothing to read
     assert checked >= len(chips) // 2
+    assert grouped[0].timed_parts  # the ops the family batched were scheduled from its timings
     engine.clear_caches()
 
 
