@@ -31,6 +31,7 @@ from archsim.sim.fused import clear_epilogues, tpu_fused_cost
 from archsim.sim.result import RunResult
 from archsim.sim.vector_cost import clear_vector_plans, tpu_vector_cost
 from archsim.sim.schedule import charge_serial, clear_schedules, prefetched_time, schedule_run
+from archsim.sim.scheduled_ops import clear_scheduled_ops, scheduled_ops
 from archsim.sim.op_rules import UnsupportedOpError, bottleneck, collective_group
 from archsim.system.topology import topology_of
 
@@ -182,15 +183,20 @@ class Simulator:
         costs: list[OpCost] = []
         if placement.preload:
             costs.append(self._preload_cost(placement.preload))
+        serial = not self.overlaps or all(len(phase.graph) == 1 for phase in workload.phases)  # nothing to overlap
         try:
-            for phase in workload.phases:
-                for op in phase.graph.ops():
-                    costs.append(self.op_cost(op, placement, phase.name, phase.repeat))
+            if serial:
+                for phase in workload.phases:
+                    for op in phase.graph.ops():
+                        costs.append(self.op_cost(op, placement, phase.name, phase.repeat))
+            else:
+                made = scheduled_ops(self, workload, placement, costs)
         except TilingError as exc:
             return RunResult.infeasible(self.hw, workload, str(exc))
-        if not self.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):  # nothing to overlap
+        if serial:
             return RunResult(self.hw, workload, charge_serial(costs, self.energy.static_power), dispatch=self.dispatch)
-        return RunResult(self.hw, workload, tuple(costs), schedules=schedule_run(self.hw, workload, placement, costs))
+        return RunResult(self.hw, workload, tuple(costs), schedules=schedule_run(self.hw, workload, placement, costs,
+                                                                                 made))
 
     def benchmark_placement(self, op: ops.Op) -> Placement:
         """Where a microbenchmark calling ``op`` on its own finds its tensors: in HBM (a
@@ -394,6 +400,7 @@ def clear_caches() -> None:
     _PREFETCHED.clear()
     _TIMED.clear()
     _RUN_TIMES.clear()
+    clear_scheduled_ops()
     clear_matmul_plans()
     clear_epilogues()
     clear_vector_plans()

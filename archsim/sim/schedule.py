@@ -102,18 +102,21 @@ class PhaseSchedule:
 
 
 def schedule_phase(phase: str, repeat: int, costs: Sequence[OpCost], deps: Sequence[tuple[int, ...]],
-                   prefetch: Sequence[tuple[tuple[str, float], ...]]) -> PhaseSchedule:
+                   prefetch: Sequence[tuple[tuple[str, float], ...]], parts: Sequence[tuple] | None = None
+                   ) -> PhaseSchedule:
     """The phase's ops overlapped as the module docstring says. ``deps[i]``: the indices of the
     ops producing op i's inputs (all below i); ``prefetch[i]``: (channel, seconds) of op i's
-    transfers that may run ahead (of all its copies, at most its transfer time on the channel)."""
+    transfers that may run ahead (of all its copies, at most its transfer time on the channel);
+    ``parts``, if the caller has them: each op's ``op_parts``."""
     costs, deps, prefetch = tuple(costs), tuple(deps), tuple(prefetch)
     if len(costs) == 1:  # nothing to overlap: the op alone (its prefetch could only start with it)
         return PhaseSchedule(phase, repeat, costs, deps, ((),), (0.0,), (costs[0].latency_s * costs[0].copies,), (-1,))
-    start, end, _, after = _schedule(costs, deps, prefetch, record=False)
+    start, end, _, after = _schedule(costs, deps, prefetch, record=False, parts=parts)
     return PhaseSchedule(phase, repeat, costs, deps, prefetch, start, end, after)
 
 
-def _schedule(costs, deps, prefetch, record: bool):
+def _schedule(costs, deps, prefetch, record: bool, parts: Sequence[tuple] | None = None):
+    """``parts``: each op's ``op_parts``, if the caller has them."""
     free: dict[str, float] = {}  # resource -> the time it is committed up to
     holder: dict[str, int] = {}  # unit -> the last op that held it
     start: list[float] = []
@@ -123,22 +126,8 @@ def _schedule(costs, deps, prefetch, record: bool):
     previous_start = 0.0
     # ``max(a, b)`` is written out below as ``a`` unless ``b > a`` (what ``max`` returns, to the
     # sign of a zero): the loop runs once per op of every timed plan of a sweep
-    for i, (cost, needs, ahead) in enumerate(zip(costs, deps, prefetch)):
-        copies = cost.copies
-        busy = cost.busy
-        held, held_s = busy[0] if busy else (cost.unit, 0.0)
-        held_s *= copies
-        lane = SEQUENCER.get(held, held)
-        work = []
-        longest = held_s  # the first longest of the unit's and the others' times
-        for resource, seconds in busy[1:]:
-            seconds *= copies
-            work.append((resource, seconds))
-            if seconds > longest:
-                longest = seconds
-        fixed = cost.latency_s * copies - longest
-        if not fixed > 0.0:  # max(0.0, fixed)
-            fixed = 0.0
+    for i, ((held, held_s, lane, work, fixed), needs, ahead) in enumerate(
+            zip(parts or [op_parts(cost) for cost in costs], deps, prefetch)):
         begin, waited = 0.0, -1
         for j in (*needs, holder.get(lane, -1)):
             if j >= 0 and end[j] > begin:
@@ -178,23 +167,63 @@ def _schedule(costs, deps, prefetch, record: bool):
     return tuple(start), tuple(end), tuple(windows), tuple(after)
 
 
-def schedule_run(hw, workload, placement, costs: Sequence[OpCost]) -> tuple[PhaseSchedule, ...]:
+def op_parts(cost: OpCost) -> tuple[str, float, str, tuple[tuple[str, float], ...], float]:
+    """What the schedule reads of an op's cost, all its copies: the unit it holds and that
+    unit's seconds, the instruction stream it runs on (``SEQUENCER``), the other resources'
+    seconds, and its ``fixed`` time (its latency beyond the longest of those)."""
+    copies = cost.copies
+    busy = cost.busy
+    held, held_s = busy[0] if busy else (cost.unit, 0.0)
+    held_s *= copies
+    work = []
+    longest = held_s  # the first longest of the unit's and the others' times
+    for resource, seconds in busy[1:]:
+        seconds *= copies
+        work.append((resource, seconds))
+        if seconds > longest:  # max(), written out: as the schedule's loop, it runs once an op
+            longest = seconds
+    fixed = cost.latency_s * copies - longest
+    if not fixed > 0.0:  # max(0.0, fixed)
+        fixed = 0.0
+    return held, held_s, SEQUENCER.get(held, held), tuple(work), fixed
+
+
+def scheduled_op(inputs, cost: OpCost, placement, buffer: float) -> tuple[tuple, tuple]:
+    """What ``schedule_run`` makes of an op before scheduling it: its prefetch (``_prefetch`` of
+    ``inputs``, its inputs no earlier op of its phase produces) and its ``op_parts``. A function of
+    the cost, those inputs' homes and the buffer alone, so the engine keeps it with the cost."""
+    return _prefetch(inputs, cost, placement, buffer), op_parts(cost)
+
+
+def schedule_run(hw, workload, placement, costs: Sequence[OpCost],
+                 made: Sequence[tuple[list, list]] | None = None) -> tuple[PhaseSchedule, ...]:
     """Every phase of a run scheduled (``costs`` as ``run_with`` lists them: the preload's
-    first, if any, then each phase's ops in order)."""
+    first, if any, then each phase's ops in order). ``made``, if the caller has them: per phase,
+    its ops' prefetches and ``op_parts`` (``scheduled_op``'s, as two lists)."""
     buffer = hw.prefetch_buffer
     out: list[PhaseSchedule] = []
     at = 0
     if costs and costs[0].phase == PRELOAD_PHASE:
         out.append(schedule_phase(PRELOAD_PHASE, 1, costs[:1], ((),), ((),)))
         at = 1
-    for phase, (order, deps, outside) in zip(workload.phases, _links(workload, workload_shape(workload))):
+    for p, (phase, (order, deps, outside)) in enumerate(zip(workload.phases, links(workload))):
         mine = costs[at:at + len(order)]
         at += len(order)
-        # a lone op's prefetch could only start with it
-        ahead = [_prefetch(outside[i], mine[i], placement, buffer) for i in range(len(order))] if len(order) > 1 \
-            else [()]
-        out.append(schedule_phase(phase.name, phase.repeat, mine, deps, ahead))
+        parts = None
+        if len(order) == 1:  # a lone op's prefetch could only start with it
+            ahead = [()]
+        elif made is not None:
+            ahead, parts = made[p]
+        else:
+            ahead = [_prefetch(outside[i], mine[i], placement, buffer) for i in range(len(order))]
+        out.append(schedule_phase(phase.name, phase.repeat, mine, deps, ahead, parts))
     return tuple(out)
+
+
+def links(workload) -> tuple[tuple[tuple, tuple[tuple[int, ...], ...], tuple], ...]:
+    """Per phase of ``workload``: its ops in order, the ops (indices) producing each op's inputs,
+    and each op's inputs no earlier op of the phase produces."""
+    return _links(workload, workload_shape(workload))
 
 
 @lru_cache(maxsize=16)

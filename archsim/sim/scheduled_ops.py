@@ -1,0 +1,58 @@
+"""A timed run's ops as its schedule takes them, kept for the runs that share them (issue 22).
+
+An overlapped run costs each op (``Simulator.op_cost``: its shared cost, labelled), works out the
+op's prefetch from its inputs' homes and what the schedule reads of its cost
+(``schedule.scheduled_op``), then schedules the phase. A sweep's points that differ only in
+CMEM's capacity promote different sets of tensors, so each times a plan of its own; but their
+plans differ in a few tensors' homes, and every other op is the same cost at the same homes. So
+those three are kept together, keyed by what they are a function of: the op (its workload's
+phase and position), its tensors' homes, the chip's cost fingerprint at those homes, the
+dispatch and the prefetch buffer. A run then looks each op up once, and schedules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from archsim.hw.memory import Placement
+from archsim.hw.placement import workload_shape
+from archsim.ir.graph import Workload
+from archsim.memo import BoundedMemo
+from archsim.sim.cost import OpCost
+from archsim.sim.schedule import links, scheduled_op
+
+if TYPE_CHECKING:
+    from archsim.sim.engine import Simulator
+
+
+def scheduled_ops(sim: Simulator, workload: Workload, placement: Placement,
+                  costs: list[OpCost]) -> list[tuple[list, list]]:
+    """Each op's cost (``sim.op_cost``) appended to ``costs`` in run order, and per phase its
+    ops' prefetches and schedule parts (``schedule.schedule_run``'s ``made``)."""
+    home = placement.home
+    buffer = sim._prefetch_buffer
+    fingerprint = sim._fingerprint
+    tail = (sim.dispatch, buffer, workload, workload_shape(workload))
+    made = []
+    for p, (phase, (order, _, outside)) in enumerate(zip(workload.phases, links(workload))):
+        ahead, parts = [], []
+        for i, op in enumerate(order):
+            levels = tuple(map(home.__getitem__, op.tensor_names))
+            key = (fingerprint.key(levels), levels, p, i, *tail)  # the op: its workload's phase p, op i
+            entry = _SCHEDULED.get(key)
+            if entry is None:  # as ``op_cost``, and the prefetch of the inputs at these homes
+                cost = sim._shared_cost(op, levels).relabeled(phase.name, op.name, phase.repeat, op.copies)
+                entry = _SCHEDULED.put(key, (cost, *scheduled_op(outside[i], cost, placement, buffer)))
+            costs.append(entry[0])
+            ahead.append(entry[1])
+            parts.append(entry[2])
+        made.append((ahead, parts))
+    return made
+
+
+# some 20 entries a timed run of a DiT, each a labelled cost (about 1.5 kB) and two small tuples
+_SCHEDULED: BoundedMemo[tuple[OpCost, tuple, tuple]] = BoundedMemo(size=20_000)
+
+
+def clear_scheduled_ops() -> None:
+    _SCHEDULED.clear()
