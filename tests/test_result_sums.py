@@ -10,7 +10,7 @@ from archsim.api import load_hardware
 from archsim.hw.energy import Energy
 from archsim.hw.memory import Traffic
 from archsim.sim.cost import OpCost
-from archsim.sim.result import RunResult
+from archsim.sim.result import RunResult, op_terms, scheduled_run, sums_of
 from conftest import TPUV4I
 
 
@@ -47,3 +47,17 @@ def test_utilization_is_mac_slots_used_over_the_run(run):
     # one after another: 2 x (3 x 0.5 + 0.25) + 3 x 1.0 = 6.5 s; busy at peak 600/1e3 + 30/2e3 s
     assert run.latency_s == 6.5
     assert run.utilization == pytest.approx((600 / 1e3 + 30 / 2e3) / 6.5, rel=1e-15)
+
+
+def test_an_ops_terms_by_hand(run):
+    a, b, _ = run.ops
+    # 6 executions of op a: 600 MACs, 24 bytes sent, 600 / 1e3 s at peak; its traffic's and
+    # energy's fields (in their order: VMEM, CMEM, HBM read and write; the components) times 6
+    assert op_terms(a) == (600, 24.0, 0.6, (0.0, 6.0, 0.0, 0.0, 60.0, 0.0), (6.0, 0.0, 0.0, 0.0, 1.5, 0.0, 0.0))
+    assert op_terms(b)[2] is None  # no matrix unit: nothing at peak
+
+
+def test_a_run_summed_from_kept_terms_is_the_run_summed_from_its_ops(run):
+    kept = scheduled_run(run.hw, None, run.ops, (), [op_terms(c) for c in run.ops])
+    fresh = RunResult(run.hw, None, run.ops)
+    assert kept.__dict__["_sums"] == fresh._sums == sums_of(map(op_terms, run.ops))

@@ -28,7 +28,7 @@ from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.flash_cost import tpu_flash_cost
 from archsim.sim.matmul_cost import clear_matmul_plans, tpu_matmul_cost
 from archsim.sim.fused import clear_epilogues, tpu_fused_cost
-from archsim.sim.result import RunResult
+from archsim.sim.result import RunResult, op_terms, scheduled_run
 from archsim.sim.vector_cost import clear_vector_plans, tpu_vector_cost
 from archsim.sim.schedule import charge_serial, clear_schedules, prefetched_time, schedule_run
 from archsim.sim.scheduled_ops import clear_scheduled_ops, scheduled_ops
@@ -189,14 +189,15 @@ class Simulator:
                 for phase in workload.phases:
                     for op in phase.graph.ops():
                         costs.append(self.op_cost(op, placement, phase.name, phase.repeat))
-            else:
-                made = scheduled_ops(self, workload, placement, costs)
+            else:  # each op's cost, prefetch, schedule parts and totals' terms, kept with the cost
+                terms = [op_terms(c) for c in costs]
+                made = scheduled_ops(self, workload, placement, costs, terms)
         except TilingError as exc:
             return RunResult.infeasible(self.hw, workload, str(exc))
         if serial:
             return RunResult(self.hw, workload, charge_serial(costs, self.energy.static_power), dispatch=self.dispatch)
-        return RunResult(self.hw, workload, tuple(costs), schedules=schedule_run(self.hw, workload, placement, costs,
-                                                                                 made))
+        return scheduled_run(self.hw, workload, tuple(costs), schedule_run(self.hw, workload, placement, costs, made),
+                             terms)
 
     def benchmark_placement(self, op: ops.Op) -> Placement:
         """Where a microbenchmark calling ``op`` on its own finds its tensors: in HBM (a

@@ -133,23 +133,9 @@ class RunResult(Rates):
     @cached_property
     def _sums(self) -> tuple[int, Traffic, Energy, float, float]:
         """Over the ops, each times its executions, in one pass: MACs, traffic, energy, bytes sent
-        to other chips, and seconds of matrix-unit work at peak (``utilization``). Each is the
-        same additions in the same order as its own sum would be: ``sum(...)`` from the integer
-        0, ``Traffic``/``Energy.weighted_total`` field by field from 0.0 (so the same bits)."""
-        macs = 0
-        ici = 0
-        busy = 0
-        traffic = [0.0] * len(_TRAFFIC_FIELDS)
-        energy = [0.0] * len(_ENERGY_FIELDS)
-        for c in self.ops:
-            count = c.repeat * c.copies
-            macs += c.macs * count
-            ici += c.ici_bytes * count
-            if c.peak_macs_per_s:
-                busy += c.macs * count / c.peak_macs_per_s
-            traffic = [t + v * count for t, v in zip(traffic, _TRAFFIC_VALUES(c.traffic))]
-            energy = [e + v * count for e, v in zip(energy, _ENERGY_VALUES(c.energy))]
-        return macs, _made(Traffic, _TRAFFIC_FIELDS, traffic), _made(Energy, _ENERGY_FIELDS, energy), ici, busy
+        to other chips, and seconds of matrix-unit work at peak (``utilization``): ``sums_of``
+        each op's ``op_terms``."""
+        return sums_of(map(op_terms, self.ops))
 
     @cached_property
     def area(self) -> Area:
@@ -328,6 +314,45 @@ def totals_summary(result) -> dict:
         "busy_s": result.busy,
         "serving": figures.as_dict() if (figures := serving(result)) is not None else None,
     }
+
+
+def op_terms(c: OpCost) -> tuple:
+    """What an op adds to its run's totals (``RunResult._sums``), times its executions: MACs,
+    bytes sent to other chips, matrix-unit seconds at peak (None: no matrix unit), and its
+    traffic's and its energy's fields. A function of the cost alone: a run's ops' terms may be
+    kept with them (``archsim.sim.scheduled_ops``)."""
+    count = c.repeat * c.copies
+    macs = c.macs * count
+    return (macs, c.ici_bytes * count, macs / c.peak_macs_per_s if c.peak_macs_per_s else None,
+            tuple(v * count for v in _TRAFFIC_VALUES(c.traffic)), tuple(v * count for v in _ENERGY_VALUES(c.energy)))
+
+
+def sums_of(terms) -> tuple[int, Traffic, Energy, float, float]:
+    """``op_terms`` summed in order: ``RunResult._sums``. Each total is the same additions in the
+    same order as its own sum would be: ``sum(...)`` from the integer 0, ``Traffic``/``Energy``'s
+    weighted totals field by field from 0.0 (so the same bits)."""
+    macs = 0
+    ici = 0
+    busy = 0
+    traffic = [0.0] * len(_TRAFFIC_FIELDS)
+    energy = [0.0] * len(_ENERGY_FIELDS)
+    for op_macs, op_ici, op_busy, op_traffic, op_energy in terms:
+        macs += op_macs
+        ici += op_ici
+        if op_busy is not None:
+            busy += op_busy
+        traffic = [t + v for t, v in zip(traffic, op_traffic)]
+        energy = [e + v for e, v in zip(energy, op_energy)]
+    return macs, _made(Traffic, _TRAFFIC_FIELDS, traffic), _made(Energy, _ENERGY_FIELDS, energy), ici, busy
+
+
+def scheduled_run(hw: HardwareConfig, workload: Workload, ops: tuple[OpCost, ...],
+                  schedules: "tuple[PhaseSchedule, ...]", terms: list[tuple]) -> RunResult:
+    """``RunResult(hw, workload, ops, schedules=schedules)``, its ``_sums`` made from ``terms``
+    (each op's ``op_terms``, kept with it: the same values)."""
+    run = RunResult(hw, workload, ops, schedules=schedules)
+    run.__dict__["_sums"] = sums_of(terms)
+    return run
 
 
 def _made(cls, names: tuple[str, ...], values: list[float]):

@@ -7,7 +7,8 @@ CMEM's capacity promote different sets of tensors, so each times a plan of its o
 plans differ in a few tensors' homes, and every other op is the same cost at the same homes. So
 those three are kept together, keyed by what they are a function of: the op (its workload's
 phase and position), its tensors' homes, the chip's cost fingerprint at those homes, the
-dispatch and the prefetch buffer. A run then looks each op up once, and schedules.
+dispatch and the prefetch buffer. With them, what the op adds to the run's totals
+(``result.op_terms``). A run then looks each op up once, schedules, and sums.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from archsim.hw.placement import workload_shape
 from archsim.ir.graph import Workload
 from archsim.memo import BoundedMemo
 from archsim.sim.cost import OpCost
+from archsim.sim.result import op_terms
 from archsim.sim.schedule import links, scheduled_op
 
 if TYPE_CHECKING:
     from archsim.sim.engine import Simulator
 
 
-def scheduled_ops(sim: Simulator, workload: Workload, placement: Placement,
-                  costs: list[OpCost]) -> list[tuple[list, list]]:
-    """Each op's cost (``sim.op_cost``) appended to ``costs`` in run order, and per phase its
-    ops' prefetches and schedule parts (``schedule.schedule_run``'s ``made``)."""
+def scheduled_ops(sim: Simulator, workload: Workload, placement: Placement, costs: list[OpCost],
+                  terms: list[tuple]) -> list[tuple[list, list]]:
+    """Each op's cost (``sim.op_cost``) appended to ``costs`` in run order and its totals' terms
+    (``result.op_terms``) to ``terms``, and per phase its ops' prefetches and schedule parts
+    (``schedule.schedule_run``'s ``made``)."""
     home = placement.home
     buffer = sim._prefetch_buffer
     fingerprint = sim._fingerprint
@@ -42,16 +45,17 @@ def scheduled_ops(sim: Simulator, workload: Workload, placement: Placement,
             entry = _SCHEDULED.get(key)
             if entry is None:  # as ``op_cost``, and the prefetch of the inputs at these homes
                 cost = sim._shared_cost(op, levels).relabeled(phase.name, op.name, phase.repeat, op.copies)
-                entry = _SCHEDULED.put(key, (cost, *scheduled_op(outside[i], cost, placement, buffer)))
+                entry = _SCHEDULED.put(key, (cost, *scheduled_op(outside[i], cost, placement, buffer), op_terms(cost)))
             costs.append(entry[0])
             ahead.append(entry[1])
             parts.append(entry[2])
+            terms.append(entry[3])
         made.append((ahead, parts))
     return made
 
 
-# some 20 entries a timed run of a DiT, each a labelled cost (about 1.5 kB) and two small tuples
-_SCHEDULED: BoundedMemo[tuple[OpCost, tuple, tuple]] = BoundedMemo(size=20_000)
+# some 20 entries a timed run of a DiT, each a labelled cost (about 1.5 kB) and three small tuples
+_SCHEDULED: BoundedMemo[tuple[OpCost, tuple, tuple, tuple]] = BoundedMemo(size=20_000)
 
 
 def clear_scheduled_ops() -> None:
