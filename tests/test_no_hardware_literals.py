@@ -16,7 +16,7 @@ ALLOWED = {  # (file, value): why it is not a hardware quantity
     ("archsim/gpu/engine.py", 20000): "memo size (entries), software",
     ("archsim/sim/engine.py", 50000): "memo size (entries), software",
     ("archsim/sim/engine.py", 256): "memo size (entries), software",
-    ("archsim/sim/scheduled_ops.py", 20000): "memo size (entries), software",
+    ("archsim/sim/scheduled_ops.py", 4096): "memo size (entries), software",
     ("archsim/hw/energy.py", 256): "memo size (entries), software",
     ("archsim/sim/matmul_cost.py", 4096): "memo size (entries), software",
     ("archsim/sim/vector_cost.py", 4096): "memo size (entries), software",
