@@ -337,3 +337,13 @@ def test_embedding_lookup_gathers_rows(tpuv4i):
     # 8 rows of 512 bf16 gathered from the table in HBM, written to the output in CMEM
     assert op.traffic == Traffic(0.0, 0.0, 0.0, 8192, 8192, 0.0)
     assert op.latency_s == pytest.approx(HBM_LAT + 8192 / HBM_BW, rel=REL)
+
+
+def test_traffic_of_a_level_sets_its_two_fields_alone():
+    assert Traffic.of(Level.VMEM, 1.0, 2.0) == Traffic(vmem_read=1.0, vmem_write=2.0)
+    assert Traffic.of(Level.CMEM, read=3.0) == Traffic(cmem_read=3.0)
+    assert Traffic.of(Level.HBM, write=4.5) == Traffic(hbm_write=4.5)
+    assert Traffic.of(Level.HBM, 7, 8).as_dict() == {"vmem_read": 0.0, "vmem_write": 0.0, "cmem_read": 0.0,
+                                                     "cmem_write": 0.0, "hbm_read": 7, "hbm_write": 8}
+    with pytest.raises(ValueError, match="unknown memory level"):
+        Traffic.of("l2", 1.0)
