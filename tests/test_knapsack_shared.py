@@ -67,3 +67,24 @@ def test_values_by_hand():
     got = [_shared_knapsack(walk, 0, savings, mib * MiB, 0.0, 0.0) for mib in (100, 99, 160, 49)]
     assert got == [(14.0, ("t1", "t2")), (10.0, ("t0",)), (24.0, ("t0", "t1", "t2")), (0.0, ())]
     assert len(walk.fronts) == 1  # one list served the four
+
+
+def test_each_preload_latency_picks_from_the_same_list_by_hand():
+    # a preloaded tensor saving 3 s (10 MiB) against one the workload creates saving 2.5 s (10 MiB):
+    # with no latency the first; with 1 s of preload latency (3 - 1 = 2 s < 2.5 s) the second
+    walk, savings = _walk([(10, 3.0, True), (10, 2.5, False)])
+    assert _shared_knapsack(walk, 0, savings, 10 * MiB, 0.0, 0.0) == (3.0, ("t0",))
+    assert _shared_knapsack(walk, 0, savings, 10 * MiB, 0.0, 1.0) == (2.5, ("t1",))
+    assert _shared_knapsack(walk, 0, savings, 20 * MiB, 0.0, 1.0) == (4.5, ("t0", "t1"))
+    assert _shared_knapsack(walk, 0, savings, 20 * MiB, 0.0, 0.0) == (5.5, ("t0", "t1"))
+    assert len(walk.fronts) == 1 and set(walk.fronts[(0, False)][3]) == {0.0, 1.0}
+
+
+def test_ties_go_to_the_fewest_bytes_then_the_first_by_hand():
+    # 1 s of preload latency: t0 (10 MiB preloaded, 3 s) saves 2 s, as t1 (20 MiB, created, 2 s)
+    # does: the fewer bytes win; t2 (10 MiB, created, 2 s) ties t0 on both: the first in the list
+    walk, savings = _walk([(10, 3.0, True), (20, 2.0, False)])
+    assert _shared_knapsack(walk, 0, savings, 20 * MiB, 0.0, 1.0) == (2.0, ("t0",))
+    walk, savings = _walk([(10, 3.0, True), (10, 2.0, False)])
+    assert _shared_knapsack(walk, 0, savings, 10 * MiB, 0.0, 1.0) == \
+        _knapsack(_items(walk.analysis, savings, 10 * MiB, False), 10 * MiB, 0.0, 1.0) == (2.0, ("t0",))

@@ -38,6 +38,7 @@ A plan is infeasible when HBM cannot hold the tensors homed there.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
@@ -383,13 +384,40 @@ def _shared_knapsack(walk: _Walk, index: int, savings: dict[str, float], budget:
     entry = walk.fronts.get(key)
     if entry is None:
         items = _items(walk.analysis, savings, math.inf, need > 0)
-        entry = walk.fronts[key] = (items, *_front(items, math.inf, need > 0))
-    items, front, thinned = entry
+        entry = walk.fronts[key] = (items, *_front(items, math.inf, need > 0), {})
+    items, front, thinned, picks = entry
     if thinned:
         return _knapsack(_items(walk.analysis, savings, budget, need > 0), budget, need, latency)
-    if need > min(budget, sum(i.size for i in items if not i.preloaded and i.size <= budget)):
-        return None  # as _knapsack: the items within budget, in the same order
-    return _pick([e for e in front if e[0][0] <= budget], need, latency)
+    if need > 0:  # HBM to free (rare): as _knapsack, the items within budget in the same order
+        if need > min(budget, sum(i.size for i in items if not i.preloaded and i.size <= budget)):
+            return None
+        return _pick([e for e in front if e[0][0] <= budget], need, latency)
+    # Every set frees enough. The list is in order of bytes, so the sets within budget are a
+    # prefix of it, and ``_pick``'s choice among them is the prefix's first best, kept per prefix
+    best = picks.get(latency)
+    if best is None:
+        best = picks[latency] = _prefix_bests(front, latency)
+    sizes, firsts = best
+    within = bisect_right(sizes, budget)
+    if not within:
+        return None
+    (_, _, _, p), g, _, names = front[firsts[within - 1]]
+    return g - (latency if p else 0.0), names
+
+
+def _prefix_bests(front: list[tuple], latency: float) -> tuple[list[float], list[int]]:
+    """Per prefix of a Pareto list (in order of bytes), its sets' bytes and the index of the set
+    ``_pick`` takes from it with no HBM to free: the first with the most time saved (a preload's
+    ``latency`` paid once), then the fewest bytes, as ``max`` takes it."""
+    sizes, firsts = [], []
+    top, at = None, -1
+    for i, ((size, _, _, p), g, _, _) in enumerate(front):
+        rank = (g - (latency if p else 0.0), -size)
+        if top is None or rank > top:
+            top, at = rank, i
+        sizes.append(size)
+        firsts.append(at)
+    return sizes, firsts
 
 
 _ORDER = itemgetter(0)  # a set's order: (bytes, -saved, -freed, preloaded)
