@@ -40,7 +40,7 @@ class Traffic(Additive):
         at = _READ_AT.get(level)
         if at is None:
             raise ValueError(f"unknown memory level {level!r}")
-        values = [0.0] * len(_READ_AT) * 2
+        values = [0.0] * len(_TRAFFIC_NAMES)
         values[at], values[at + 1] = read, write
         new = object.__new__(Traffic)
         new.__dict__.update(zip(_TRAFFIC_NAMES, values))
