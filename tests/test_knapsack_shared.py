@@ -1,5 +1,5 @@
 """The placement knapsack's Pareto list made once for every CMEM budget
-(``placement._shared_knapsack``) picks, for each budget, the set the knapsack solved for that
+(``knapsack._shared_knapsack``) picks, for each budget, the set the knapsack solved for that
 budget alone picks, to the bit: on random tensors with tied sizes and savings, budgets equal to
 sums of sizes, HBM to free, and lists thinned to ``MAX_PARETO``."""
 
@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import archsim.hw.placement as placement
-from archsim.hw.placement import _items, _knapsack, _shared_knapsack
+import archsim.hw.knapsack as knapsack
+from archsim.hw.knapsack import _knapsack, _shared_knapsack
+from archsim.hw.placement_walk import _items
 
 MiB = 2**20
 
@@ -51,7 +52,7 @@ def test_one_list_for_every_budget_picks_what_each_budget_alone_picks(spec, orde
 def test_a_thinned_list_is_not_shared(monkeypatch, need):
     # thinned to 3 entries, the list for every budget would lose the small sets a small budget
     # needs: each budget's own knapsack decides, as it would alone
-    monkeypatch.setattr(placement, "MAX_PARETO", 3)
+    monkeypatch.setattr(knapsack, "MAX_PARETO", 3)
     spec = [(1, 1.0, True), (2, 1.5, False), (3, 2.5, True), (5, 4.0, False), (8, 6.0, True)]
     walk, savings = _walk(spec)
     for budget in (1 * MiB, 3 * MiB, 6 * MiB, 19 * MiB):

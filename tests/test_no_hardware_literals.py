@@ -24,7 +24,7 @@ ALLOWED = {  # (file, value): why it is not a hardware quantity
     ("archsim/hw/matrix/base.py", 256): "memo size (entries), software",
     ("archsim/hw/matrix/base.py", 4096): "memo size (entries), software",
     ("archsim/hw/placement.py", 1e-9): "relative tie tolerance of the placement search, numerics",
-    ("archsim/hw/placement.py", 4096): "cap on the placement search's Pareto set, software",
+    ("archsim/hw/knapsack.py", 4096): "cap on the placement search's Pareto set, software",
     ("archsim/hw/placement.py", 16): "memo size (entries), software",
     ("archsim/hw/placement.py", 64): "memo size (entries), software",
     ("archsim/sim/schedule.py", 16): "memo size (entries), software",

@@ -36,7 +36,7 @@ class _Walk:
         self.changed: list[tuple[tuple[str, float], ...]] = []  # per rung whose savings moved: (tensor, new saving)
         self.climbing = threading.RLock()  # a Dask worker's threads may share a walk
         # per (rung, whether HBM must be freed), the knapsack's Pareto list for every budget
-        # (``placement._shared_knapsack``): its items, its entries, whether it was thinned, and
+        # (``knapsack._shared_knapsack``): its items, its entries, whether it was thinned, and
         # its prefixes' picks by the preload's latency
         self.fronts: dict[tuple[int, bool], tuple] = {}
 
