@@ -129,6 +129,8 @@ RELATED = {
     "archsim/system/topology.py": ("tests/test_expert_parallel.py",),
     "archsim/hw/memory.py": ("tests/test_engine.py",),
     "archsim/hw/placement.py": ("tests/test_placement.py", "tests/test_engine.py"),
+    "archsim/hw/placement_walk.py": ("tests/test_placement.py", "tests/test_engine.py"),
+    "archsim/hw/knapsack.py": ("tests/test_knapsack_shared.py", "tests/test_placement.py", "tests/test_engine.py"),
     "archsim/sim/serving.py": ("tests/test_serving.py",),
     "archsim/sim/engine.py": ("tests/test_scaling.py", "tests/test_engine.py", "tests/test_cim_energy.py",
                               "tests/test_metrics.py", "tests/test_quantization.py", "tests/test_silicon.py"),
@@ -169,6 +171,7 @@ TIMING, ENERGY, AREA = "archsim/hw/timing.py", "archsim/hw/energy.py", "archsim/
 MEMORY, TILING, ENGINE, RESULT = "archsim/hw/memory.py", "archsim/hw/tiling.py", "archsim/sim/engine.py", "archsim/sim/result.py"
 MATMUL = "archsim/sim/matmul_cost.py"
 PLACE, PIPE, COST = "archsim/hw/placement.py", "archsim/system/pipeline.py", "archsim/sim/cost.py"
+WALK, KNAPSACK = "archsim/hw/placement_walk.py", "archsim/hw/knapsack.py"
 SCHEMA, OPS = "archsim/config/schema.py", "archsim/ir/ops.py"
 SWEEP_KEYS = "archsim/config/sweep_keys.py"  # the sweep-key checks, moved from schema.py (6a6ec83)
 TOPO, SCHED, SYSRES, SYSSIM = ("archsim/system/topology.py", "archsim/system/schedule.py",
@@ -191,7 +194,7 @@ MUTANTS: tuple[Mutant, ...] = (
       "a_reads, b_reads = a_bytes, b_bytes * split", "ws: streamed operand read once, not once per column fold"),
     m("M02", CIM, "cycles = load + (per_unit - 1) * max(compute, load) + compute",
       "cycles = load + (per_unit - 1) * compute + compute", "CIM: reload no longer bounds an overlapped fold"),
-    m("M03", PLACE, "self.total = {n: 0.0 if usage[n].born_on_chip else -usage[n].tensor.total_bytes * per_byte",
+    m("M03", WALK, "self.total = {n: 0.0 if usage[n].born_on_chip else -usage[n].tensor.total_bytes * per_byte",
       "self.total = {n: 0.0", "placement: preload left out of a promotion's value"),
     m("M04", ENERGY, "mxu=macs * self.mac[dtype] + weight_write_bytes * self.weight_write if macs else 0.0,",
       "mxu=macs * self.mac[dtype] if macs else 0.0,", "energy: CIM weight writes free"),
@@ -272,16 +275,16 @@ MUTANTS: tuple[Mutant, ...] = (
       "return cfg.capacity * cfg.area_per_byte * scale_factor(hw, cfg.stated_at, \"energy\")",
       "SRAM area scaled by the energy factor"),
     # -- memory, tiling --------------------------------------------------------------------
-    m("M42", PLACE, "self.total[name] += count * (saved - self.once.get((i, name), 0.0))",
+    m("M42", WALK, "self.total[name] += count * (saved - self.once.get((i, name), 0.0))",
       "self.total[name] += saved - self.once.get((i, name), 0.0)", "placement: repeats not counted"),
     m("M43", PLACE, "ok = 0 < footprint <= reserve", "ok = 0 < footprint", "activations in CMEM beyond its reserve"),
-    m("M44", PLACE, "return [_Item(n, usage[n].tensor.total_bytes, s, not usage[n].born_on_chip)",
+    m("M44", WALK, "return [_Item(n, usage[n].tensor.total_bytes, s, not usage[n].born_on_chip)",
       "return [_Item(n, usage[n].tensor.bytes, s, not usage[n].born_on_chip)", "knapsack weighs one layer's copy of a stack"),
     m("M45", PLACE, "return analysis.hbm_floor + rung.spilled + sum(usage[n].tensor.total_bytes for n in analysis.persistent",
       "return analysis.hbm_floor + sum(usage[n].tensor.total_bytes for n in analysis.persistent",
       "HBM capacity ignores spilled activations"),
-    m("M46", MEMORY, "return Traffic(0.0, 0.0, read, write)", "return Traffic(0.0, 0.0, write, read)",
-      "CMEM reads and writes swapped"),
+    m("M46", MEMORY, "values[at], values[at + 1] = read, write", "values[at], values[at + 1] = write, read",
+      "a level's reads and writes swapped"),
     m("M47", TILING, "footprint = 2 * (m * k * ea + k * n * eb + m * n * acc_bytes_per_element)",
       "footprint = (m * k * ea + k * n * eb + m * n * acc_bytes_per_element)", "tiles not double-buffered"),
     m("M48", TILING, "spills = acc_bytes * (refetch[:, 2] - 1)", "spills = out_bytes * (refetch[:, 2] - 1)",
@@ -396,12 +399,16 @@ MUTANTS: tuple[Mutant, ...] = (
       "compute_s = array_s", "conversion never bounds the op"),
     m("M96", TILING, "footprint = 2 * (m * k * ea + k * n * eb + m * n * acc_bytes_per_element)",
       "footprint = 2 * (m * k * ea + k * n * ea + m * n * acc_bytes_per_element)", "VMEM tiles of B at A's width"),
-    m("M97", PLACE, "(_, _, _, p), g, _, names = max(fitting, key=lambda e: (e[1] - (latency if e[0][3] else 0.0), -e[0][0]))",
+    m("M97", KNAPSACK, "(_, _, _, p), g, _, names = max(fitting, key=lambda e: (e[1] - (latency if e[0][3] else 0.0), -e[0][0]))",
       "(_, _, _, p), g, _, names = max(fitting, key=lambda e: (e[1], -e[0][0]))", "placement: the preload's latency ignored in the choice"),
-    m("M98", PLACE, "if b + item.size <= budget:",
-      "if True:", "knapsack overfills CMEM"),
-    m("M100", PLACE, "freed = 0.0 if item.preloaded else item.size", "freed = item.size",
+    m("M98", KNAPSACK, "for (b, _, _, p), g, f, names in front if b + size <= budget]  # the sets grown by the item",
+      "for (b, _, _, p), g, f, names in front]", "knapsack overfills CMEM"),
+    m("M100", KNAPSACK, "freed = 0.0 if preloaded else size", "freed = size",
       "a preloaded tensor counted as freeing its HBM copy"),
+    m("M258", KNAPSACK, "rank = (g - (latency if p else 0.0), -size)", "rank = (g, -size)",
+      "shared knapsack list: the preload's latency ignored in the choice"),
+    m("M259", KNAPSACK, "within = bisect_right(sizes, budget)", "within = len(sizes)",
+      "shared knapsack list: sets beyond the budget picked"),
     m("M99", RESULT, "return self.tdp_w is not None and self.power_w > self.tdp_w",
       "return self.tdp_w is not None and self.power_w > 2 * self.tdp_w", "TDP flag at twice the TDP"),
     # -- issue 16: dispatch ----------------------------------------------------------------
@@ -706,7 +713,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # the overlap scheduler (issue 18): tests/test_schedule.py, test_engine.py
     m("M225", SCHEDULE, 'SEQUENCER = {"mxu": "core", "vpu": "core"}', "SEQUENCER = {}",
       "schedule: the MXUs and the vector unit run ops of their own at once"),
-    m("M226", SCHEDULE, "at = max(free.get(channel, 0.0), previous_start)", "at = max(free.get(channel, 0.0), begin)",
+    m("M226", SCHEDULE, "at = previous_start", "at = begin",
       "schedule: prefetch issued when its op starts (no fetch ahead)"),
     m("M227", SCHEDULE, "done = at + seconds - fetched.get(resource, 0.0)", "done = at + seconds",
       "schedule: prefetched bytes moved again"),
