@@ -131,6 +131,7 @@ RELATED = {
     "archsim/hw/placement.py": ("tests/test_placement.py", "tests/test_engine.py"),
     "archsim/hw/placement_walk.py": ("tests/test_placement.py", "tests/test_engine.py"),
     "archsim/hw/knapsack.py": ("tests/test_knapsack_shared.py", "tests/test_placement.py", "tests/test_engine.py"),
+    "archsim/sim/schedule.py": ("tests/test_schedule.py", "tests/test_scheduled_ops.py"),
     "archsim/sim/serving.py": ("tests/test_serving.py",),
     "archsim/sim/engine.py": ("tests/test_scaling.py", "tests/test_engine.py", "tests/test_cim_energy.py",
                               "tests/test_metrics.py", "tests/test_quantization.py", "tests/test_silicon.py"),

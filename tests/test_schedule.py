@@ -71,6 +71,18 @@ def test_prefetch_fills_the_channel_behind_a_compute_bound_op():
     assert s.critical_ops == (0, 1) and s.critical_path == 5.0
 
 
+def test_a_prefetch_is_issued_when_the_op_before_starts_on_an_idle_channel():
+    # op0 and op1: MXU 2 s each, no transfers (0 .. 2, 2 .. 4). op2's 3 s of HBM may all be
+    # fetched ahead: issued when op1 starts (2), on an HBM idle since 0, it runs 2 .. 5; op2
+    # starts at 4 (the core), its MXU second 4 .. 5, nothing left to move: it ends at 5 (issued
+    # only when op2 starts, 7)
+    op0, op1 = op("op0", 2.0, [("mxu", 2.0)]), op("op1", 2.0, [("mxu", 2.0)])
+    op2 = op("op2", 3.0, [("mxu", 1.0), ("hbm", 3.0)])
+    s = schedule_phase("p", 1, [op0, op1, op2], [(), (), ()], [(), (), (("hbm", 3.0),)])
+    assert s.end == (2.0, 4.0, 5.0)
+    assert s.windows[2] == (("mxu", 4.0, 5.0), ("hbm", 2.0, 5.0), ("hbm", 5.0, 5.0))
+
+
 def test_copies_scale_the_work_and_the_fill():
     # 3 copies of (MXU 1 s, HBM 0.5 s, latency 1.2 s): held 3 s, fill 0.6 s, 3.6 s in all.
     s = schedule_phase("p", 1, [op("x", 1.2, [("mxu", 1.0), ("hbm", 0.5)], copies=3)], [()], [()])
