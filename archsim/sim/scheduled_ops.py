@@ -35,17 +35,20 @@ def scheduled_ops(sim: Simulator, workload: Workload, placement: Placement, cost
     home = placement.home
     buffer = sim._prefetch_buffer
     fingerprint = sim._fingerprint
-    tail = (sim.dispatch, buffer, workload, workload_shape(workload))
+    run = (sim.dispatch, buffer, workload, workload_shape(workload))  # hashed once a run, not once an op
+    kept = _SCHEDULED.get(run)
+    if kept is None:
+        kept = _SCHEDULED.put(run, BoundedMemo(size=_OPS_HELD))
     made = []
     for p, (phase, (order, _, outside)) in enumerate(zip(workload.phases, links(workload))):
         ahead, parts = [], []
         for i, op in enumerate(order):
             levels = tuple(map(home.__getitem__, op.tensor_names))
-            key = (fingerprint.key(levels), levels, p, i, *tail)  # the op: its workload's phase p, op i
-            entry = _SCHEDULED.get(key)
+            key = (fingerprint.key(levels), levels, p, i)  # the op: the workload's phase p, op i
+            entry = kept.get(key)
             if entry is None:  # as ``op_cost``, and the prefetch of the inputs at these homes
                 cost = sim._shared_cost(op, levels).relabeled(phase.name, op.name, phase.repeat, op.copies)
-                entry = _SCHEDULED.put(key, (cost, *scheduled_op(outside[i], cost, placement, buffer), op_terms(cost)))
+                entry = kept.put(key, (cost, *scheduled_op(outside[i], cost, placement, buffer), op_terms(cost)))
             costs.append(entry[0])
             ahead.append(entry[1])
             parts.append(entry[2])
@@ -54,10 +57,11 @@ def scheduled_ops(sim: Simulator, workload: Workload, placement: Placement, cost
     return made
 
 
-# some 20 entries a timed run of a DiT, each a labelled cost (about 1.5 kB) and three small tuples:
-# the runs sharing them are a few design points apart (on the bundled sweeps, 4,096 held find as
-# many as 20,000 held, to 0.2%)
-_SCHEDULED: BoundedMemo[tuple[OpCost, tuple, tuple, tuple]] = BoundedMemo(size=4096)
+# Per (dispatch, prefetch buffer, workload): its ops' entries, some 20 a timed run of a DiT, each
+# a labelled cost (about 1.5 kB) and three small tuples. The runs sharing them are a few design
+# points apart: on the bundled sweeps, 1,024 held find as many as 20,000 held, to 1%.
+_OPS_HELD = 1024
+_SCHEDULED: BoundedMemo[BoundedMemo[tuple[OpCost, tuple, tuple, tuple]]] = BoundedMemo(size=16)
 
 
 def clear_scheduled_ops() -> None:
