@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from archsim.api import Simulator, load_hardware
+from archsim.api import Simulator, load_hardware, load_workload
 from archsim.dtypes import DType
 from archsim.hw.memory import Level
 from archsim.hw.placement import (_activations_within, _analysis, _Item, _knapsack, _ladder, _Savings,
@@ -16,7 +16,8 @@ from archsim.hw.placement import (_activations_within, _analysis, _Item, _knapsa
 from archsim.ir.graph import OpGraph, Phase, Workload
 from archsim.ir.ops import CacheWrite, Gemm
 from archsim.ir.tensor import Role, Tensor
-from conftest import HW, TPUV4I_PLAIN
+from archsim.hw.placement_walk import _Walk
+from conftest import HW, TPUV4I_PLAIN, WORKLOADS
 
 MiB = 2**20
 
@@ -227,14 +228,29 @@ def test_the_preload_phase_name_is_reserved():
 def test_the_most_a_set_can_save_is_every_positive_saving_with_a_margin():
     from archsim.hw.placement import TIE, _most_saved
 
-    workload = phases((8, 1024, 1024, 1), (8, 1024, 2048, 1))
+    # the tensors that save time, (bytes, seconds): 1 and 2 MiB of int8 weights
+    positive = [(1 * MiB, 3.0), (2 * MiB, 0.25)]
+    assert _most_saved(positive, 2 * MiB) == 3.25 + 3.25 * TIE
+    assert _most_saved(positive, 1.5 * MiB) == 3.0 + 3.0 * TIE  # w1 does not fit
+    assert _most_saved([(2 * MiB, 0.25)], 2 * MiB) == 0.25 + 0.25 * TIE
+    assert _most_saved([], 2 * MiB) == 0.0
+
+
+def test_a_walks_savings_at_a_rung_are_its_start_updated_by_each_rungs_changes():
+    # the savings a chip's own search held at each rung (its start, updated rung by rung), and of
+    # them the (bytes, seconds) of those that save time, in the same order; a loss keeps no place
+    workload = load_workload(WORKLOADS / "dit_xl_2_block_512.yaml")
+    hw = load_hardware(HW / "cim_tpu.yaml")
     analysis = _analysis(workload, workload_shape(workload))
-    w0, w1 = analysis.persistent  # 1 and 2 MiB of int8 weights
-    savings = {w0: 3.0, w1: 0.25}
-    assert _most_saved(analysis, savings, 2 * MiB) == 3.25 + 3.25 * TIE
-    assert _most_saved(analysis, savings, 1.5 * MiB) == 3.0 + 3.0 * TIE  # w1 does not fit
-    assert _most_saved(analysis, {w0: -1.0, w1: 0.25}, 2 * MiB) == 0.25 + 0.25 * TIE  # a loss adds to no set
-    assert _most_saved(analysis, {}, 2 * MiB) == 0.0
+    op_time = Simulator(hw).op_time
+    walk = _Walk(analysis, 1e-12)
+    savings = dict(walk.start)
+    for rung in analysis.ladder:
+        savings.update(walk.changes(rung.index, op_time))
+        at, positive = walk.savings_at(rung.index, op_time)
+        assert at == savings and list(at) == list(savings)
+        assert positive == [(analysis.usage[n].tensor.total_bytes, s) for n, s in savings.items() if s > 0]
+    assert len(walk.at) == len(analysis.ladder)
 
 
 @pytest.mark.parametrize("workload_file", ["llama2_7b_layer_decode.yaml", "dit_xl_2_block_512.yaml"])

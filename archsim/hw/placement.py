@@ -260,19 +260,17 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
         walk = _Walk(analysis, per_byte)
         if share is not None:
             _WALKS.put((share, per_byte), walk)
-    savings = dict(walk.start)
     rungs = []  # per rung that fits: (the least its estimate can be, rung, base, savings, budget, need)
     for rung in analysis.ladder:
         if rung.reserve > capacity:
             break
         budget = capacity - rung.reserve  # falls rung by rung: once none is left, none comes back
         base = walk.base(rung.index, op_time)
-        if budget > 0:
-            savings.update(walk.changes(rung.index, op_time))
+        # the savings there (none fits a CMEM without room: whatever they are, nothing is promoted)
+        savings, positive = walk.savings_at(rung.index, op_time) if budget > 0 else _NO_ROOM
         # HBM the rung's plan must free by promoting tensors the workload creates on chip
         need = analysis.hbm_needed(rung) - hw.hbm.capacity
-        # the rung's savings kept for its knapsack, if it comes to one (few do)
-        rungs.append((base - _most_saved(analysis, savings, budget), rung, base, dict(savings), budget, need))
+        rungs.append((base - _most_saved(positive, budget), rung, base, savings, budget, need))
     # The knapsacks in order of the least each rung's estimate can be (its base less every
     # positive saving): a rung that cannot come within the tie of the best so far cannot be
     # among the plans, so its knapsack is skipped (most rungs' are). The same estimates as
@@ -315,16 +313,18 @@ def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
 _LEAST = itemgetter(0)
 
 
-def _most_saved(analysis: _Analysis, savings: dict[str, float], budget: float) -> float:
-    """More than any set of the tensors within ``budget`` bytes can save (``savings``: tensor ->
-    seconds saved): the sum of every positive saving, and a margin for the rounding of a
-    knapsack's sums in another order."""
-    usage = analysis.usage
+def _most_saved(positive: list[tuple[float, float]], budget: float) -> float:
+    """More than any set of the tensors within ``budget`` bytes can save (``positive``: the
+    (bytes, seconds) of the tensors that save time): the sum of their savings that fit, and a
+    margin for the rounding of a knapsack's sums in another order."""
     total = 0.0
-    for name, saved in savings.items():
-        if saved > 0 and usage[name].tensor.total_bytes <= budget:
+    for size, saved in positive:
+        if size <= budget:
             total += saved
     return total + total * TIE
+
+
+_NO_ROOM: tuple[dict[str, float], tuple] = ({}, ())  # a rung's savings for a CMEM without room there
 
 
 def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: frozenset[str]) -> Placement:

@@ -34,6 +34,9 @@ class _Walk:
         self.bases: list[float] = []  # per rung climbed
         self.timed: list[tuple | None] = []  # per rung climbed, its ops' (index, levels, time) until their savings move
         self.changed: list[tuple[tuple[str, float], ...]] = []  # per rung whose savings moved: (tensor, new saving)
+        # per rung whose savings moved: the savings there, and of them the (bytes, seconds) of those
+        # saving time, in order (``savings_at``)
+        self.at: list[tuple[dict[str, float], list[tuple[float, float]]]] = []
         self.climbing = threading.RLock()  # a Dask worker's threads may share a walk
         # per (rung, whether HBM must be freed), the knapsack's Pareto list for every budget
         # (``knapsack._shared_knapsack``): its items, its entries, whether it was thinned, and
@@ -69,6 +72,21 @@ class _Walk:
             return self.changed[index]
         with self.climbing:
             return self._move(index, op_time)
+
+    def savings_at(self, index: int, op_time: OpTime) -> tuple[dict[str, float], list[tuple[float, float]]]:
+        """What each persistent tensor saves in CMEM at the rung, for a CMEM with room left there
+        (and so at every rung below): the walk's start updated by each rung's ``changes`` up to
+        it, as a chip's own search would update it; and of them, those that save time, as
+        (bytes, seconds) in the same order. Kept: the chips sharing the walk read them."""
+        if len(self.at) > index:
+            return self.at[index]
+        with self.climbing:
+            usage = self.analysis.usage
+            while len(self.at) <= index:
+                savings = dict(self.at[-1][0] if self.at else self.start)
+                savings.update(self.changes(len(self.at), op_time))
+                self.at.append((savings, [(usage[n].tensor.total_bytes, s) for n, s in savings.items() if s > 0]))
+            return self.at[index]
 
     def _move(self, index: int, op_time: OpTime) -> tuple[tuple[str, float], ...]:
         self._climb(index, op_time)
