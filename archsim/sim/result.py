@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from operator import add
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
 
@@ -341,8 +342,8 @@ def sums_of(terms) -> tuple[int, Traffic, Energy, float, float]:
         ici += op_ici
         if op_busy is not None:
             busy += op_busy
-        traffic = [t + v for t, v in zip(traffic, op_traffic)]
-        energy = [e + v for e, v in zip(energy, op_energy)]
+        traffic = list(map(add, traffic, op_traffic))  # t + v, field by field
+        energy = list(map(add, energy, op_energy))
     return macs, _made(Traffic, _TRAFFIC_FIELDS, traffic), _made(Energy, _ENERGY_FIELDS, energy), ici, busy
 
 
