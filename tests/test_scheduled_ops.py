@@ -115,3 +115,29 @@ def test_workloads_alike_in_shape_keep_their_own_entries():
     assert [r.ops for r in together] == [r.ops for r in alone]
     assert [r.latency_s for r in together] == [r.latency_s for r in alone]
     engine.clear_caches()
+
+
+def test_an_op_timed_by_the_caller_is_scheduled_not_kept_and_a_kept_one_comes_first():
+    hw = api.load_hardware(ROOT / "hw_configs" / "cim_tpu.yaml")
+    work = compile_for(hw, api.load_workload(ROOT / "workloads" / "dit_xl_2.yaml"))
+    engine.clear_caches()
+    sim = Simulator(hw)
+    plan = next(p for p in sim._placements(work, True) if p.feasible)
+    asked = []
+
+    def timed(op, levels, phase):  # the op's own cost, as a family's timings would give its bits
+        asked.append(op.name)
+        return sim.op_cost(op, plan, phase.name, phase.repeat)
+
+    ops = sum(len(phase.graph) for phase in work.phases)
+    costs, terms = [], []
+    made = scheduled_ops.scheduled_ops(sim, work, plan, costs, terms, timed)
+    assert len(asked) == ops and terms == [None] * ops  # every op timed by the caller, none kept
+    assert sum(len(kept) for kept in scheduled_ops._SCHEDULED._items.values()) == 0
+    kept_costs, kept_terms = [], []
+    assert scheduled_ops.scheduled_ops(sim, work, plan, kept_costs, kept_terms) == made  # the same parts
+    assert kept_costs == costs and None not in kept_terms
+    asked.clear()
+    scheduled_ops.scheduled_ops(sim, work, plan, [], [], timed)
+    assert asked == []  # every op kept now: the kept entries come first
+    engine.clear_caches()

@@ -11,7 +11,9 @@ the family batched (``Family.timings``, made as its members' placement searches 
 those are arrays over the members, in the scalar models' arithmetic, so the member's values are
 the bits of its own cost. Scheduled from them, the plan's run time is the bits of its full
 timed run: when it exceeds the time of a plan already timed, the plan can be neither the fastest
-nor tie with it, and the engine drops it without costing its ops (``Simulator.run``).
+nor tie with it, and the engine drops it without costing its ops (``Simulator.run``). The ops
+it shares with the plan already timed (those reading none of the preloaded tensors) are taken
+as that run kept them (``scheduled_ops``: their full costs, the same bits).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import numpy as np
 
 from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.tiling import TilingError
-from archsim.ir.graph import Workload
+from archsim.ir.graph import Phase, Workload
+from archsim.ir.ops import Op
 from archsim.sim.cost import OpCost
 from archsim.sim.schedule import schedule_run
+from archsim.sim.scheduled_ops import scheduled_ops
 
 if TYPE_CHECKING:
     from archsim.sim.engine import Simulator
@@ -32,38 +36,41 @@ if TYPE_CHECKING:
 
 def run_time(sim: Simulator, workload: Workload, placement: Placement) -> float | None:
     """``sim``'s timed run of ``workload`` under ``placement`` (no preload), its ``latency_s``:
-    the ops the family batched scheduled from their timings, the others from their costs.
-    None where that cannot be had (no family member; an op that fits no tiling)."""
+    the ops a timed run kept as it kept them, the others the family batched from their timings,
+    the rest from their costs. None where that cannot be had (no family member; an op that fits
+    no tiling)."""
     family = sim.family
     mine = family.member(sim._fingerprint) if family is not None else None
     if mine is None or placement.preload:
         return None
-    home = placement.home
     tail = (sim.dispatch, sim._prefetch_buffer)
+
+    def timed(op: Op, levels: tuple[Level, ...], phase: Phase) -> OpCost | None:
+        """The op's timing from the family's, as its schedule reads it (None: none batched)."""
+        key = (op.signature_number, levels, *tail)
+        timing = family.timings.get(key) if Level.HBM in levels else None
+        if timing is None:
+            return None
+        parts = family.timed_parts.get(key)
+        if parts is None:
+            parts = family.timed_parts[key] = _members_parts(timing, len(family.chips))
+        busy, latency, traffic = parts[mine]
+        return OpCost.made(phase=phase.name, name=op.name, kind=op.kind, unit=busy[0][0], repeat=phase.repeat,
+                           copies=op.copies, macs=0, vector_ops=0, compute_cycles=0.0, compute_s=0.0,
+                           memory_s=0.0, latency_s=latency, traffic=traffic, busy=busy)
+
+    # the ops kept from the plan's timed runs as they are (the plan with its preload shares
+    # every op that reads none of the preloaded tensors); the others from the family's timings
+    # where it has them, else from their costs
     costs: list[OpCost] = []
     try:
-        for phase in workload.phases:
-            for op in phase.graph.ops():
-                levels = tuple(map(home.__getitem__, op.tensor_names))
-                key = (op.signature_number, levels, *tail)
-                timing = family.timings.get(key) if Level.HBM in levels else None
-                if timing is None:
-                    costs.append(sim.op_cost(op, placement, phase.name, phase.repeat))
-                    continue
-                parts = family.timed_parts.get(key)
-                if parts is None:
-                    parts = family.timed_parts[key] = _members_parts(timing, len(family.chips))
-                busy, latency, traffic = parts[mine]
-                costs.append(OpCost.made(phase=phase.name, name=op.name, kind=op.kind, unit=busy[0][0],
-                                         repeat=phase.repeat, copies=op.copies, macs=0, vector_ops=0,
-                                         compute_cycles=0.0, compute_s=0.0, memory_s=0.0, latency_s=latency,
-                                         traffic=traffic, busy=busy))
+        made = scheduled_ops(sim, workload, placement, costs, [], timed)
     except TilingError:  # its full run says why
         return None
     # ``RunResult.latency_s`` of the schedules: each phase's repeats times its makespan, in order
     total = 0.0
     for repeat, once in {s.phase: (s.repeat, s.makespan) for s in schedule_run(sim.hw, workload, placement,
-                                                                               costs)}.values():
+                                                                               costs, made)}.values():
         total += repeat * once
     return total
 

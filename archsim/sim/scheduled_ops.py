@@ -13,11 +13,12 @@ dispatch and the prefetch buffer. With them, what the op adds to the run's total
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from archsim.hw.memory import Placement
+from archsim.hw.memory import Level, Placement
 from archsim.hw.placement import workload_shape
-from archsim.ir.graph import Workload
+from archsim.ir.graph import Phase, Workload
+from archsim.ir.ops import Op
 from archsim.memo import BoundedMemo
 from archsim.sim.cost import OpCost
 from archsim.sim.result import op_terms
@@ -26,12 +27,17 @@ from archsim.sim.schedule import links, scheduled_op
 if TYPE_CHECKING:
     from archsim.sim.engine import Simulator
 
+# an op, its tensors' homes and its phase -> what a schedule reads of its cost, or None
+Timed = Callable[[Op, tuple[Level, ...], Phase], "OpCost | None"]
+
 
 def scheduled_ops(sim: Simulator, workload: Workload, placement: Placement, costs: list[OpCost],
-                  terms: list[tuple]) -> list[tuple[list, list]]:
+                  terms: list[tuple | None], timed: Timed | None = None) -> list[tuple[list, list]]:
     """Each op's cost (``sim.op_cost``) appended to ``costs`` in run order and its totals' terms
     (``result.op_terms``) to ``terms``, and per phase its ops' prefetches and schedule parts
-    (``schedule.schedule_run``'s ``made``)."""
+    (``schedule.schedule_run``'s ``made``). ``timed``: for an op not kept, what its schedule
+    reads of its cost, if the caller has it (``family_timing``: None where it has not); such a
+    cost is scheduled, not kept, and its terms are None."""
     home = placement.home
     buffer = sim._prefetch_buffer
     fingerprint = sim._fingerprint
@@ -46,7 +52,9 @@ def scheduled_ops(sim: Simulator, workload: Workload, placement: Placement, cost
             levels = tuple(map(home.__getitem__, op.tensor_names))
             key = (fingerprint.key(levels), levels, p, i)  # the op: the workload's phase p, op i
             entry = kept.get(key)
-            if entry is None:  # as ``op_cost``, and the prefetch of the inputs at these homes
+            if entry is None and timed is not None and (cost := timed(op, levels, phase)) is not None:
+                entry = (cost, *scheduled_op(outside[i], cost, placement, buffer), None)
+            elif entry is None:  # as ``op_cost``, and the prefetch of the inputs at these homes
                 cost = sim._shared_cost(op, levels).relabeled(phase.name, op.name, phase.repeat, op.copies)
                 entry = kept.put(key, (cost, *scheduled_op(outside[i], cost, placement, buffer), op_terms(cost)))
             costs.append(entry[0])
