@@ -7,10 +7,10 @@ GPU's: start-up time, issue 22)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Callable
 
 from archsim.config.chips import chip_config_class
+from archsim.memo import cached_property
 
 if TYPE_CHECKING:
     from archsim.config.chips import ChipConfig

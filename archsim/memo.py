@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, Hashable, TypeVar
+from typing import Any, Callable, Generic, Hashable, TypeVar
 
 V = TypeVar("V")
+
+
+class cached_property(Generic[V]):  # noqa: N801 (named as the functools descriptor it stands in for)
+    """``functools.cached_property`` without its lock: the value, made on first access, is kept
+    in the instance's ``__dict__`` (where later accesses find it without calling this). Python
+    3.11's takes an ``RLock`` on every first access, some 1 us; a sweep point makes a dozen such
+    values (a run's totals, its schedule's parts). Two threads making one value at once each make
+    the same value (they are pure functions of the instance), so nothing needs the lock (Python
+    3.12 dropped it too)."""
+
+    def __init__(self, func: Callable[[Any], V]):
+        self.func = func
+        self.__doc__ = func.__doc__
+        self.name = func.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> V:
+        if instance is None:
+            return self  # type: ignore[return-value]
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 class BoundedMemo(Generic[V]):

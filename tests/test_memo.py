@@ -44,3 +44,28 @@ def test_threads_putting_at_once_keep_it_about_its_size():
     for thread in threads:
         thread.join()
     assert 100 - 4 <= len(memo) <= 100 + 4
+
+
+def test_cached_property_makes_its_value_once_and_keeps_it_on_the_instance():
+    from archsim.memo import cached_property
+
+    calls = []
+
+    class Run:
+        def __init__(self, total):
+            self.total = total
+
+        @cached_property
+        def doubled(self):
+            """Twice the total."""
+            calls.append(self.total)
+            return self.total * 2
+
+    a, b = Run(3), Run(5)
+    assert (a.doubled, a.doubled, b.doubled) == (6, 6, 10)
+    assert calls == [3, 5]  # once an instance
+    assert a.__dict__["doubled"] == 6  # kept where later reads find it without the descriptor
+    assert Run.doubled.__doc__ == "Twice the total." and isinstance(Run.doubled, cached_property)
+    a.__dict__.pop("doubled")
+    a.total = 4
+    assert a.doubled == 8 and calls == [3, 5, 4]  # dropped, made again

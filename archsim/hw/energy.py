@@ -13,14 +13,13 @@ relative factors being config data with their source.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 from archsim.additive import Additive
 from archsim.config.schema import HardwareConfig
 from archsim.dtypes import DType
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.ops import VectorWork
-from archsim.memo import BoundedMemo
+from archsim.memo import BoundedMemo, cached_property
 
 COMPONENTS = ("mxu", "vpu", "vmem", "cmem", "hbm", "ici", "static")
 

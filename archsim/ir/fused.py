@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import cached_property
 from typing import ClassVar
 
 from archsim.ir import ops
 from archsim.ir.tensor import Tensor
+from archsim.memo import cached_property
 
 # the rule of a group whose prologue is a norm's normalise pass (archsim/config/compiler.py)
 NORM_PROLOGUE = "norm_prologue"

@@ -8,11 +8,11 @@ produced each of its inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from archsim.ir.ops import Op
 from archsim.ir.tensor import Tensor
+from archsim.memo import cached_property
 
 if TYPE_CHECKING:  # networkx is imported only by ``OpGraph.nx``, never on the simulation path
     import networkx

@@ -11,11 +11,11 @@ import dataclasses
 import functools
 import itertools
 from dataclasses import dataclass, field
-from functools import cached_property
 from enum import StrEnum
 from typing import ClassVar
 
 from archsim.ir.tensor import Tensor
+from archsim.memo import cached_property
 
 
 class Unit(StrEnum):

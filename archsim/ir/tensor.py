@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cached_property
 
 from archsim.dtypes import DType
+from archsim.memo import cached_property
 
 
 class Role(StrEnum):

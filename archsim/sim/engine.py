@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from types import MappingProxyType
 
 from archsim.config.dumps import section_text
@@ -19,7 +18,7 @@ from archsim.ir import ops
 from archsim.ir.fused import Fused
 from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.ir.tensor import Tensor
-from archsim.memo import BoundedMemo
+from archsim.memo import BoundedMemo, cached_property
 from archsim.passes import compile_for
 from archsim.sim.cost import OpCost, busy_of
 from archsim.sim.family import Family

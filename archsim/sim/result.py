@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from operator import add
-from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
 
 from archsim.config.schema import HardwareConfig
@@ -14,6 +13,7 @@ from archsim.hw.energy import COMPONENTS, Energy
 from archsim.hw.leakage import static_power
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import Workload
+from archsim.memo import cached_property
 from archsim.sim.cost import OpCost, busy_totals
 from archsim.sim.schedule import charge_static
 from archsim.sim.serving import serving

@@ -37,12 +37,13 @@ Sources: docs/sources/compiler.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Sequence
 
 from archsim.hw.memory import Level
 from archsim.hw.placement import workload_shape
 from archsim.ir.graph import PRELOAD_PHASE
+from archsim.memo import cached_property
 from archsim.sim.cost import OpCost, busy_totals
 
 # Units driven by one instruction stream: an op holding any of them holds the stream [TPU-CORE].

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 from archsim.config.schema import HardwareConfig
@@ -21,6 +20,7 @@ from archsim.hw.energy import Energy
 from archsim.hw.leakage import static_power
 from archsim.hw.memory import Level, Traffic
 from archsim.ir.graph import PRELOAD_PHASE, Workload
+from archsim.memo import cached_property
 from archsim.sim.cost import busy_totals
 from archsim.sim.result import Rates, RunResult, totals_summary
 from archsim.system.schedule import PhaseSchedule, StageTime, phase_schedule
