@@ -19,6 +19,8 @@ ALLOWED = {  # (file, value): why it is not a hardware quantity
     ("archsim/sim/scheduled_ops.py", 1024): "memo size (entries), software",
     ("archsim/sim/scheduled_ops.py", 16): "memo size (entries), software",
     ("archsim/hw/energy.py", 256): "memo size (entries), software",
+    ("archsim/hw/area.py", 256): "memo size (entries), software",
+    ("archsim/hw/leakage.py", 256): "memo size (entries), software",
     ("archsim/sim/matmul_cost.py", 4096): "memo size (entries), software",
     ("archsim/sim/vector_cost.py", 4096): "memo size (entries), software",
     ("archsim/sim/fused.py", 4096): "memo size (entries), software",

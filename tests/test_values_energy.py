@@ -193,6 +193,31 @@ def test_chip_area_per_component(tpuv4i):
     assert chip_area(load_hardware(TPUV4I, ["cmem=null"])).cmem == 0.0
 
 
+def test_area_and_static_power_kept_by_the_sections_they_read(tpuv4i):
+    """A sweep's points share their sections as objects: the area and the static power are kept
+    by those they read, so a design differing in HBM alone shares them, one differing in CMEM's
+    capacity or the leakage does not (by hand: 128 MiB more CMEM is 112 mm^2 more)."""
+    from archsim.hw.leakage import static_power
+
+    def copy(hw, **sections):
+        return hw.model_copy(update={name: getattr(hw, name).model_copy(update=values)
+                                     for name, values in sections.items()})
+
+    faster = copy(tpuv4i, hbm={"bandwidth": 2 * tpuv4i.hbm.bandwidth})
+    bigger = copy(tpuv4i, cmem={"capacity": 2 * tpuv4i.cmem.capacity})
+    leakier = copy(tpuv4i, leakage={"sram": 0.2 / mm2})
+    assert chip_area(faster) is chip_area(tpuv4i)
+    assert EnergyModel.of(faster) is EnergyModel.of(tpuv4i)
+    assert chip_area(bigger).cmem == pytest.approx(224 * mm2, rel=REL)
+    assert chip_area(tpuv4i).cmem == pytest.approx(112 * mm2, rel=REL)
+    assert EnergyModel.of(bigger).static_power == pytest.approx(STATIC_W + 0.0716 * 112, rel=REL)
+    assert EnergyModel.of(tpuv4i).static_power == pytest.approx(STATIC_W, rel=REL)
+    # SRAM (VMEM 14, CMEM 112 mm^2) at 0.2 W/mm^2 instead of 0.0716
+    assert static_power(leakier) == pytest.approx(STATIC_W + (0.2 - 0.0716) * 126, rel=REL)
+    assert static_power(tpuv4i) == pytest.approx(STATIC_W, rel=REL)
+    assert EnergyModel.of(tpuv4i.model_copy(update={"leakage": None, "static_power": 0.0})).static_power == 0.0
+
+
 def test_static_power_follows_the_die(tpuv4i):
     from archsim.hw.leakage import static_breakdown, static_power
 

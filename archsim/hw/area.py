@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from archsim.additive import Additive
 
 from archsim.config.schema import HardwareConfig
-from archsim.hw.energy import scale_factor
-from archsim.hw.memory import Level
+from archsim.hw.energy import scaled
+from archsim.memo import BoundedMemo
 
 
 @dataclass(frozen=True)
@@ -47,17 +47,35 @@ _LAST: tuple = (None, None)  # (config, its area): configs are immutable
 
 
 def tpu_area(hw: HardwareConfig) -> Area:
-    def sram(level: Level) -> float:
-        cfg = getattr(hw, level.value)
+    """A TPU-style chip's area, kept by the sections it reads: a sweep's points share them as
+    objects, so designs differing only in what the area does not read (HBM) share one."""
+    parts = (hw.technology, hw.mxu, hw.vpu, hw.vmem, hw.cmem, hw.ici)
+    key = (*map(id, parts), hw.periphery_area)
+    entry = _AREAS.get(key)
+    if entry is None or any(a is not b for a, b in zip(entry[0], parts)):  # held: no other has their ids
+        entry = _AREAS.put(key, (parts, _tpu_area(*parts, hw.periphery_area)))
+    return entry[1]
+
+
+def _tpu_area(technology, mxu, vpu, vmem, cmem, ici, periphery_area: float) -> Area:
+    def sram(cfg) -> float:
         if cfg is None or cfg.area_per_byte is None:
             return 0.0
-        return cfg.capacity * cfg.area_per_byte * scale_factor(hw, cfg.stated_at, "area")
+        return cfg.capacity * cfg.area_per_byte * scaled(technology, cfg.stated_at, "area")
 
     return Area(
-        mxu=hw.mxu.count * hw.mxu.unit_area * scale_factor(hw, hw.mxu.stated_at, "area"),
-        vpu=hw.vpu.area * scale_factor(hw, hw.vpu.stated_at, "area"),
-        vmem=sram(Level.VMEM),
-        cmem=sram(Level.CMEM),
-        ici=hw.ici.area * scale_factor(hw, hw.ici.stated_at, "area"),
-        periphery=hw.periphery_area,
+        mxu=mxu.count * mxu.unit_area * scaled(technology, mxu.stated_at, "area"),
+        vpu=vpu.area * scaled(technology, vpu.stated_at, "area"),
+        vmem=sram(vmem),
+        cmem=sram(cmem),
+        ici=ici.area * scaled(technology, ici.stated_at, "area"),
+        periphery=periphery_area,
     )
+
+
+# (the sections' ids, periphery) -> (the sections, held, and the area): a few per sweep chunk
+_AREAS: BoundedMemo[tuple[tuple, Area]] = BoundedMemo(size=256)
+
+
+def clear_areas() -> None:
+    _AREAS.clear()

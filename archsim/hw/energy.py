@@ -46,10 +46,14 @@ ZERO_ENERGY = Energy()
 
 def scale_factor(hw: HardwareConfig, stated_at: float | None, quantity: str) -> float:
     """How much a figure stated at ``stated_at`` grows (or shrinks) at the chip's node."""
+    return scaled(hw.technology, stated_at, quantity)
+
+
+def scaled(technology, stated_at: float | None, quantity: str) -> float:
+    """``scale_factor`` from the chip's ``technology`` section."""
     if stated_at is None:
         return 1.0
-    tech = hw.technology
-    return getattr(tech.factors(tech.node), quantity) / getattr(tech.factors(stated_at), quantity)
+    return getattr(technology.factors(technology.node), quantity) / getattr(technology.factors(stated_at), quantity)
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,17 @@ class EnergyModel:
         key = (*map(id, units), levels)
         entry = _PER_ACTION.get(key)
         if entry is None or any(a is not b for a, b in zip(entry[0], units)):  # held: no other has their ids
-            entry = _PER_ACTION.put(key, (units, cls._per_action(hw)))
-        return cls(**entry[1], static_power=_static_power(hw))
+            entry = _PER_ACTION.put(key, (units, cls._per_action(hw), {}))
+        static = _static_power(hw)
+        if not static:  # 0.0 and -0.0 are one key: made afresh, each keeps its own sign
+            return cls(**entry[1], static_power=static)
+        models = entry[2]  # the models of these per-action energies, by static power (immutable: shared)
+        model = models.get(static)
+        if model is None:
+            if len(models) >= _MODELS_HELD:
+                models.clear()
+            model = models[static] = cls(**entry[1], static_power=static)
+        return model
 
     @staticmethod
     def _per_action(hw: HardwareConfig) -> dict:
@@ -131,8 +144,10 @@ class EnergyModel:
                 read(Level.HBM, 0.0), write(Level.HBM, 0.0))
 
 
-# per-action energies by the sections they read (held, with them): a few per sweep
-_PER_ACTION: BoundedMemo[tuple[tuple, dict]] = BoundedMemo(size=256)
+# per-action energies by the sections they read (held, with them), and the models made of them
+# by static power (the designs of a sweep alike but for what static power reads): a few per sweep
+_PER_ACTION: BoundedMemo[tuple[tuple, dict, dict]] = BoundedMemo(size=256)
+_MODELS_HELD = 256
 
 
 def clear_energy_models() -> None:

@@ -6,7 +6,9 @@ from types import MappingProxyType
 
 from archsim.config.dumps import section_text
 from archsim.config.schema import HardwareConfig
+from archsim.hw.area import clear_areas
 from archsim.hw.energy import Energy, EnergyModel, clear_energy_models
+from archsim.hw.leakage import clear_static_powers
 from archsim.hw.matrix import build_matrix_unit
 from archsim.hw.matrix.base import clear_matrix_units
 from archsim.hw.memory import Level, Placement, Traffic
@@ -395,6 +397,8 @@ def clear_caches() -> None:
     _COSTS.clear()
     _CORES.clear()
     clear_energy_models()
+    clear_areas()
+    clear_static_powers()
     clear_passes()
     _PLANS.clear()
     _PREFETCHED.clear()
