@@ -297,3 +297,27 @@ def test_a_rung_s_hbm_need_without_promotions_is_made_once_per_workload(monkeypa
     for _ in range(3):
         assert [analysis.hbm_needed(rung) for rung in analysis.ladder] == fresh
     assert sorted(made) == sorted(set(made)) and len(fresh) > 1
+
+
+def test_a_plans_homes_and_hbm_need_by_their_definitions():
+    """``_plan`` starts from the rung's homes (kept per rung) and promotes; its HBM need sums the
+    created tensors not promoted: both against their definitions, written out here, on LLaMA-2-7B
+    prefill and decode (its KV caches are created on chip) at every rung, with and without
+    promotions."""
+    import archsim.hw.placement as placement
+
+    workload = load_workload(WORKLOADS / "llama2_7b.yaml")
+    analysis = _analysis(workload, workload_shape(workload))
+    usage = analysis.usage
+    created = [n for n in analysis.persistent if usage[n].born_on_chip]
+    assert created and len(created) < len(analysis.persistent)  # caches created, weights not
+    for promoted in (frozenset(), frozenset(analysis.persistent[:2]), frozenset(created[:1])):
+        for rung in analysis.ladder:
+            plan = placement._plan(math.inf, analysis, rung, promoted)
+            home = {n: Level.CMEM if rung.holds(n) or n in promoted else Level.HBM for n in usage}
+            assert list(plan.home.items()) == list(home.items())  # the same homes, in usage's order
+            need = analysis.hbm_floor + rung.spilled + sum(
+                usage[n].tensor.total_bytes for n in analysis.persistent if usage[n].born_on_chip and n not in promoted)
+            assert placement._hbm_needed(analysis, rung, promoted) == need
+            assert [t.name for t in plan.preload] == sorted(n for n in promoted if not usage[n].born_on_chip)
+    assert analysis.homes(analysis.ladder[-1]) is analysis.homes(analysis.ladder[-1])  # kept per rung

@@ -53,7 +53,7 @@ from archsim.ir.ops import CacheWrite, Op
 from archsim.ir.tensor import Tensor
 from archsim.hw.knapsack import _knapsack, _shared_knapsack
 from archsim.hw.placement_walk import OpTime, _Item, _items, _Savings, _Walk  # noqa: F401 (tests read _Savings)
-from archsim.memo import BoundedMemo
+from archsim.memo import BoundedMemo, cached_property
 from archsim.units import SIZE, format_quantity
 
 Policy = Callable[[HardwareConfig, Workload, OpTime, Hashable | None], tuple[Placement, ...]]
@@ -132,6 +132,22 @@ class _Analysis:
     # (rung, op) -> at the rung, persistent tensors in HBM; (op, tensor, far) -> that tensor in CMEM
     _levels: dict = field(default_factory=dict, compare=False, repr=False)
     _needs: dict = field(default_factory=dict, compare=False, repr=False)  # rung index -> its HBM need
+    _homes: dict = field(default_factory=dict, compare=False, repr=False)  # rung index -> ``homes``
+
+    def homes(self, rung: "_Rung") -> dict[str, Level]:
+        """Every tensor's home at the rung promoting nothing, in ``usage``'s order (a plan's
+        ``home`` before its promotions: every design point's plans start from it). Read-only."""
+        home = self._homes.get(rung.index)
+        if home is None:
+            home = self._homes[rung.index] = {name: Level.CMEM if rung.holds(name) else Level.HBM
+                                              for name in self.usage}
+        return home
+
+    @cached_property
+    def created(self) -> tuple[tuple[str, float], ...]:
+        """The persistent tensors the workload creates on chip, in ``persistent``'s order, with
+        their bytes (``_hbm_needed`` sums those not promoted)."""
+        return tuple((n, self.usage[n].tensor.total_bytes) for n in self.persistent if self.usage[n].born_on_chip)
 
     def hbm_needed(self, rung: "_Rung") -> float:
         """``_hbm_needed`` of the rung's plan promoting nothing: every design point's search
@@ -305,9 +321,7 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
 def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
     """HBM a plan needs: every persistent tensor but those promoted that the workload creates
     (the others keep their HBM copy), and the activations an op spills at once."""
-    usage = analysis.usage
-    return analysis.hbm_floor + rung.spilled + sum(usage[n].tensor.total_bytes for n in analysis.persistent
-                                                   if usage[n].born_on_chip and n not in promoted)
+    return analysis.hbm_floor + rung.spilled + sum(size for n, size in analysis.created if n not in promoted)
 
 
 _LEAST = itemgetter(0)
@@ -329,9 +343,11 @@ _NO_ROOM: tuple[dict[str, float], tuple] = ({}, ())  # a rung's savings for a CM
 
 def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: frozenset[str]) -> Placement:
     usage = analysis.usage
-    # read-only: a plan is shared by the results built on it
-    home = MappingProxyType({name: Level.CMEM if rung.holds(name) or name in promoted else Level.HBM
-                             for name in usage})
+    home = dict(analysis.homes(rung))  # the rung's, in usage's order; then the promoted tensors
+    for name in promoted:
+        if name in home:
+            home[name] = Level.CMEM
+    home = MappingProxyType(home)  # read-only: a plan is shared by the results built on it
     preload = tuple(sorted((usage[n].tensor for n in promoted if not usage[n].born_on_chip), key=lambda t: t.name))
     needed = _hbm_needed(analysis, rung, promoted)
     if needed > hbm_capacity:
