@@ -46,6 +46,19 @@ class Additive:
         new.__dict__.update(zip(names, [v * factor for v in get(self)]))
         return new
 
+    def replaced(self: T, **changes: float) -> T:
+        """``dataclasses.replace(self, **changes)``, without ``__init__``'s per-field setattr."""
+        cls = type(self)
+        names, get = cls.__dict__.get("_additive_fields") or cls._fields()
+        new = object.__new__(cls)  # as __add__
+        values = new.__dict__
+        values.update(zip(names, get(self)))
+        for name, value in changes.items():
+            if name not in values:
+                raise TypeError(f"{cls.__name__} has no field {name!r}")
+            values[name] = value
+        return new
+
     def as_dict(self) -> dict[str, float]:
         names, get = self._fields()
         return dict(zip(names, get(self)))

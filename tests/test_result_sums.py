@@ -61,3 +61,31 @@ def test_a_run_summed_from_kept_terms_is_the_run_summed_from_its_ops(run):
     kept = scheduled_run(run.hw, None, run.ops, (), [op_terms(c) for c in run.ops])
     fresh = RunResult(run.hw, None, run.ops)
     assert kept.__dict__["_sums"] == fresh._sums == sums_of(map(op_terms, run.ops))
+
+
+def test_the_time_by_unit_and_by_bound_by_hand(run):
+    """A row reads ``latency_by('unit')`` and ``('bound')``, made in one pass: each op's time
+    added to the run (one after another here: its latency) times its executions, by group."""
+    import dataclasses
+
+    a, b, c = run.ops
+    ops = (a, dataclasses.replace(b, unit="vpu", memory_s=1.0), dataclasses.replace(c, memory_s=2.0))
+    mixed = RunResult(run.hw, None, ops)
+    by_unit = {"mxu": 0.5 * 6 + 1.0 * 3, "vpu": 0.25 * 2}
+    by_bound = {"compute": 0.5 * 6, "memory": 0.25 * 2 + 1.0 * 3}
+    assert mixed.latency_by("bound") == by_bound and mixed.latency_by("unit") == by_unit
+    again = RunResult(run.hw, None, ops)  # asked the other way round, and another column
+    assert again.latency_by("unit") == by_unit and again.latency_by("bound") == by_bound
+    assert again.latency_by("phase") == {"p": 0.5 * 6 + 0.25 * 2, "q": 3.0}
+    mixed.latency_by("unit")["mxu"] = 0.0  # the caller's own copy
+    assert mixed.latency_by("unit") == by_unit
+
+
+def test_an_additive_replaced_is_dataclasses_replace():
+    import dataclasses
+
+    e = Energy(mxu=1.0, vpu=2.0, static=3.0)
+    assert e.replaced(static=-0.0, hbm=4.0) == dataclasses.replace(e, static=-0.0, hbm=4.0)
+    assert str(e.replaced(static=-0.0).static) == "-0.0" and e.static == 3.0
+    with pytest.raises(TypeError, match="no field 'watts'"):
+        e.replaced(watts=1.0)

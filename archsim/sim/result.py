@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from operator import add
 from typing import TYPE_CHECKING, ClassVar
@@ -118,7 +117,7 @@ class RunResult(Rates):
     def energy(self) -> Energy:
         """The ops' dynamic energy, and static power over the run's time (the ops' static
         shares add up to it)."""
-        return dataclasses.replace(self._ops_energy, static=static_power(self.hw) * self.latency_s)
+        return self._ops_energy.replaced(static=static_power(self.hw) * self.latency_s)
 
     @cached_property
     def _ops_energy(self) -> Energy:
@@ -191,12 +190,26 @@ class RunResult(Rates):
         time). ``busy`` says what each unit and channel worked."""
         groups = self._latency_groups.get(column)
         if groups is None:
+            if column in _PAIRED:  # a results row reads both: one pass (each group's sums the same)
+                self._latency_groups.update(zip(_PAIRED, self._by_unit_and_bound()))
+                return dict(self._latency_groups[column])
             groups = {}
             for c, added in zip(self._timed_ops, self.added_s):
                 key = getattr(c, column)
                 groups[key] = groups.get(key, 0.0) + added * c.count
             self._latency_groups[column] = groups
         return dict(groups)  # the caller's own
+
+    def _by_unit_and_bound(self) -> tuple[dict[str, float], dict[str, float]]:
+        """``latency_by('unit')`` and ``latency_by('bound')``'s groups, made together."""
+        units: dict[str, float] = {}
+        bounds: dict[str, float] = {}
+        for c, added in zip(self._timed_ops, self.added_s):
+            seconds = added * (c.repeat * c.copies)  # c.count
+            unit, bound = c.unit, c.bound
+            units[unit] = units.get(unit, 0.0) + seconds
+            bounds[bound] = bounds.get(bound, 0.0) + seconds
+        return units, bounds
 
     @cached_property
     def _latency_groups(self) -> dict[str, dict[str, float]]:
@@ -315,6 +328,9 @@ def totals_summary(result) -> dict:
         "busy_s": result.busy,
         "serving": figures.as_dict() if (figures := serving(result)) is not None else None,
     }
+
+
+_PAIRED = ("unit", "bound")  # the columns ``latency_by`` groups in one pass
 
 
 def op_terms(c: OpCost) -> tuple:
