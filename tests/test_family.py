@@ -5,11 +5,13 @@ point; a difference raises."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from archsim import api
@@ -71,7 +73,7 @@ def test_every_members_time_is_its_own_cost_models(config, workload):
                 own = sims[0]._shared_cost(op, placed, homes)
             except Exception:  # a tiling that fits no VMEM at these homes: no time to share
                 continue
-            times = prefetched_times(sims[0], op, homes, own, family.hbm)
+            times = prefetched_times(sims[0], op, homes, lambda: own, family.hbm)
             if times is None:
                 left[_kind(op)] += 1
                 continue
@@ -116,7 +118,7 @@ def test_random_families_match_their_members():
                 own = sims[0]._shared_cost(op, placed, homes)
             except Exception:
                 continue
-            times = prefetched_times(sims[0], op, homes, own, family.hbm)
+            times = prefetched_times(sims[0], op, homes, lambda: own, family.hbm)
             if times is not None:
                 assert times.tolist() == [prefetched_time(op, sim._shared_cost(op, placed, homes), homes,
                                                           sim._prefetch_buffer) for sim in sims], (op.name, placed)
@@ -188,13 +190,47 @@ def test_families_are_points_alike_but_for_hbm_bandwidth_and_capacities(tmp_path
 
 
 def test_a_time_the_family_gets_wrong_raises(monkeypatch):
+    """A member's full cost of an op the family timed (its timed run's) is compared with the
+    family's latency for it: one ulp apart raises. The members' latencies are the same arrays
+    their times with prefetch come from."""
     engine.clear_caches()
     chips = _chips("cim_tpu.yaml")
     workload = api.load_workload(ROOT / "workloads" / "llama2_7b_layer_decode.yaml", hw=chips[0])
-    made = prefetched_times
-    monkeypatch.setattr(family_module, "prefetched_times", lambda *args: made(*args) * (1 + 1e-15))
+    made = family_module._matmul
+
+    def off_by_an_ulp(*args):
+        times = made(*args)
+        return dataclasses.replace(times, latency=np.nextafter(times.latency, np.inf))
+
+    monkeypatch.setattr(family_module, "_matmul", off_by_an_ulp)
+    family = Family(chips)
     with pytest.raises(RuntimeError, match="a bug in archsim.sim.family"):
-        Simulator(chips[0], family=Family(chips)).run(workload)
+        Simulator(chips[0], family=family).run(workload)
+    assert family.timings  # the member's search took its times from the arrays before its timed run
+    engine.clear_caches()
+
+
+def test_a_member_takes_its_search_times_from_the_arrays_and_costs_only_what_it_times(monkeypatch):
+    """The asking member makes no full cost of a batched op for its search (its time with
+    prefetch is the arrays'): only the ops its timed runs schedule are costed in full, each
+    compared with the arrays' latency; the run is the one a chip alone gives."""
+    engine.clear_caches()
+    chips = _chips("cim_tpu.yaml")
+    workload = api.load_workload(ROOT / "workloads" / "llama2_7b_layer_decode.yaml", hw=chips[0])
+    checked, real = [], Family.check
+
+    def check(self, sim, op, levels, cost):
+        if (op.signature_number, levels, sim.dispatch, sim._prefetch_buffer) in self.timings:  # else nothing to compare
+            checked.append((op.signature_number, levels))
+        real(self, sim, op, levels, cost)
+
+    monkeypatch.setattr(Family, "check", check)
+    family = Family(chips)
+    result = Simulator(chips[0], family=family).run(workload)
+    batched = {(sig, levels) for sig, levels, _, _ in family.timings}
+    assert checked and set(checked) <= batched and len(set(checked)) < len(batched)
+    engine.clear_caches()
+    assert result.latency_s == Simulator(chips[0]).run(workload).latency_s
     engine.clear_caches()
 
 

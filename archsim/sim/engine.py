@@ -228,10 +228,12 @@ class Simulator:
         time = _PREFETCHED.get(key)
         if time is None:
             homes = _homes(op, levels)
-            cost = self._shared_cost(op, levels, homes)
-            time = _PREFETCHED.put(key, prefetched_time(op, cost, homes, buffer))
             if self.family is not None and Level.HBM in levels:  # every member's at once
-                self.family.share_prefetched(self, op, levels, homes, cost, time, _PREFETCHED)
+                time = self.family.share_prefetched(self, op, levels, homes,
+                                                    lambda: self._shared_cost(op, levels, homes), _PREFETCHED)
+                if time is not None:
+                    return time
+            time = _PREFETCHED.put(key, prefetched_time(op, self._shared_cost(op, levels, homes), homes, buffer))
         return time
 
     def _shared_cost(self, op: ops.Op, levels: tuple[Level, ...], homes: Placement | None = None) -> OpCost:
@@ -240,8 +242,11 @@ class Simulator:
         cost = _COSTS.get(key)
         if cost is None:
             body = self._cost(op, homes or _homes(op, levels), "", 1)  # labels are set per use
-            cost = _COSTS.put(key, body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),
-                                                   self.energy.static_power))
+            cost = body.with_dispatch(self.hw.dispatch.exposed(self.dispatch, op.kind, body.latency_s),
+                                      self.energy.static_power)
+            if self.family is not None:  # the family's time for it, if made, is this one's
+                self.family.check(self, op, levels, cost)
+            _COSTS.put(key, cost)
         return cost
 
     def core_cost(self, op: ops.Op, placement: Placement) -> OpCost:

@@ -14,17 +14,19 @@ The arrays repeat the scalar cost models' arithmetic operation for operation:
 tie-breaks), ``vector_cost`` (pass by pass), the engine's streamed DMA ops, ``fused.combine``, the
 dispatch cost and ``schedule.prefetched_time``. Elementwise ``+ - * /`` and ``maximum`` and
 ``minimum`` round as Python's float operations do, so each member gets the bits its own scalar
-path gives. The asking member's time is also made by the scalar path (its cost serves its timed
-run), and the two are compared at every op: a difference raises, never passes silently; the
-tests compare every member. Ops of other kinds (flash attention, collectives) are left to each
-member's own search.
+path gives. The asking member takes its time from the arrays too: a full cost is made only for
+the ops a timed run schedules (and for a DMA op, whose traffic the arrays read from it). Every
+full cost a member makes of an op the family has timed is compared with the family's latency
+for it (``check``): a difference raises, never passes silently; the tests compare every member's
+time with prefetch. Ops of other kinds (flash attention, collectives) are left to each member's
+own search.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import reduce
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -84,31 +86,48 @@ class Family:
         return self._index.get(fingerprint.outer[Level.HBM])
 
     def share_prefetched(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...], homes: Placement,
-                         cost: OpCost, own: float, memo: BoundedMemo[float]) -> None:
+                         cost_of: Callable[[], OpCost], memo: BoundedMemo[float]) -> float | None:
         """Keep in ``memo`` the time with prefetch of ``op`` at ``levels`` of every member, keyed as
-        ``sim._overlapped_op_time`` keys its own (``own``: the time it made from ``cost``)."""
+        ``sim._overlapped_op_time`` keys its own, and return the asking member's (None: an op or
+        a chip not batched; the caller costs it alone). ``cost_of()``: the asking member's full
+        cost, made only if the arrays need it (a DMA op's traffic)."""
         if sim.dispatch != "program":  # a call's dispatch cost reads its time: not batched
-            return
+            return None
         mine = self.member(sim._fingerprint)
         if mine is None:
-            return
+            return None
         timing: list[tuple[_Times, object]] = []
-        times = prefetched_times(sim, op, homes, cost, self.hbm, timing)
+        made: list[OpCost] = []  # the asking member's full cost, if the arrays asked for it
+        times = prefetched_times(sim, op, homes, lambda: made.append(cost_of()) or made[-1], self.hbm, timing)
         if times is None:
-            return
-        if float(times[mine]) != own:
-            raise RuntimeError(f"op {op.name!r}: its time for a family of chips ({float(times[mine])!r} s) differs "
-                               f"from its own cost model's ({own!r} s) on {sim.hw.name!r}: a bug in archsim.sim.family")
+            return None
         if timing:
             self.timings[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = timing[0]
+        for cost in made:  # made before the timing was kept: compared here
+            self.check(sim, op, levels, cost)
         tail = (sim.dispatch, op.signature_number, levels, sim._prefetch_buffer)
         keys = self._keys.get(levels)
         if keys is None:
             keys = self._keys[levels] = tuple(fingerprint.key(levels) for fingerprint in self._fingerprints)
-        for key, time in zip(keys, times.tolist()):
+        values = times.tolist()
+        for key, time in zip(keys, values):
             key = (key, *tail)
             if memo.get(key) is None:
                 memo.put(key, time)
+        return values[mine]
+
+    def check(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...], cost: OpCost) -> None:
+        """Raise if ``cost`` (a member's full cost of ``op`` at ``levels``, its dispatch cost in)
+        takes another time than the family's arrays made for that member."""
+        timing = self.timings.get((op.signature_number, levels, sim.dispatch, sim._prefetch_buffer))
+        mine = self.member(sim._fingerprint) if timing is not None else None
+        if mine is None:
+            return
+        latency = timing[1]
+        made = float(latency[mine]) if isinstance(latency, np.ndarray) and latency.ndim else float(latency)
+        if made != cost.latency_s:
+            raise RuntimeError(f"op {op.name!r}: its time for a family of chips ({made!r} s) differs from its own "
+                               f"cost model's ({cost.latency_s!r} s) on {sim.hw.name!r}: a bug in archsim.sim.family")
 
 
 def families(chips: list[HardwareConfig | None], keys: list[tuple | None]) -> list[Family | None]:
@@ -147,15 +166,15 @@ class _Times:
     writes: dict[Level, object]
 
 
-def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost, hbm: np.ndarray,
+def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost_of: Callable[[], OpCost], hbm: np.ndarray,
                      timing: list | None = None) -> np.ndarray | None:
     """``prefetched_time(op, <the member's cost>, homes, buffer)`` of every member, by HBM
-    bandwidth ``hbm`` (``cost``: the asking member's; its copies and, for ops whose traffic no
-    bandwidth changes, its traffic are every member's). None for an op kind not batched.
-    ``timing``, if given, receives the op's ``_Times`` and its latency with dispatch."""
+    bandwidth ``hbm`` (``cost_of()``: the asking member's cost, made only for an op whose traffic
+    no bandwidth changes, a DMA: its traffic is every member's). None for an op kind not
+    batched. ``timing``, if given, receives the op's ``_Times`` and its latency with dispatch."""
     bw: dict[Level, object] = dict(sim.channels.bandwidth)
     bw[Level.HBM] = hbm
-    times = _op_times(sim, op, homes, cost, bw)
+    times = _op_times(sim, op, homes, cost_of, bw)
     if times is None:
         return None
     dispatch_s = sim.hw.dispatch.exposed(sim.dispatch, op.kind, 0.0)  # a program's: fixed
@@ -163,7 +182,7 @@ def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost,
     if timing is not None:
         timing.append((times, latency))
     ahead = prefetch_bytes([t for t in op.inputs if t.role.persistent], homes, sim._prefetch_buffer)
-    copies = cost.copies
+    copies = op.copies  # every cost model's copies
     held = times.held[1]
     work = [*times.others.values(), *times.ch.values()]
     fixed = np.maximum(0.0, latency - reduce(np.maximum, work, held))
@@ -178,11 +197,11 @@ def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost,
     return np.broadcast_to(fixed + reduce(np.maximum, after, held), hbm.shape)
 
 
-def _op_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost, bw: dict) -> _Times | None:
+def _op_times(sim: Simulator, op: ops.Op, homes: Placement, cost_of: Callable[[], OpCost], bw: dict) -> _Times | None:
     """As ``Simulator._cost`` picks the model (without the dispatch cost)."""
     if isinstance(op, Fused):
         core = op.core
-        main = _op_times(sim, core, homes, sim.core_cost(core, homes), bw)
+        main = _op_times(sim, core, homes, lambda: sim.core_cost(core, homes), bw)
         return None if main is None else _fused(sim, op, homes, main, bw)
     if isinstance(op, ops.MatMul):
         return _matmul(sim, op, homes, bw)
@@ -191,7 +210,7 @@ def _op_times(sim: Simulator, op: ops.Op, homes: Placement, cost: OpCost, bw: di
     if isinstance(op, ops.VectorOp):
         return _vector(sim, op, homes, bw)
     if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
-        return _streamed(sim, cost.traffic, "dma", bw)
+        return _streamed(sim, cost_of().traffic, "dma", bw)
     return None
 
 
