@@ -226,11 +226,19 @@ def test_a_member_takes_its_search_times_from_the_arrays_and_costs_only_what_it_
 
     monkeypatch.setattr(Family, "check", check)
     family = Family(chips)
-    result = Simulator(chips[0], family=family).run(workload)
+    last = Simulator(chips[-1], family=family)  # not the first member: its own index in the arrays
+    result = last.run(workload)
     batched = {(sig, levels) for sig, levels, _, _ in family.timings}
     assert checked and set(checked) <= batched and len(set(checked)) < len(batched)
+    # what its search read for each op is its own scalar time with prefetch
+    graph = compile_for(chips[-1], workload)
+    by_number = {op.signature_number: op for phase in graph.phases for op in phase.graph.ops()}
+    for sig, levels, dispatch, buffer in family.timings:
+        op, homes = by_number[sig], engine._homes(by_number[sig], levels)
+        key = (last._fingerprint.key(levels), dispatch, sig, levels, buffer)
+        assert engine._PREFETCHED.get(key) == prefetched_time(op, last._shared_cost(op, levels, homes), homes, buffer)
     engine.clear_caches()
-    assert result.latency_s == Simulator(chips[0]).run(workload).latency_s
+    assert result.latency_s == Simulator(chips[-1]).run(workload).latency_s
     engine.clear_caches()
 
 
