@@ -20,6 +20,7 @@ from archsim.dse.plan import plan_sweep
 from archsim.dse.runner import default_chunk_size
 from archsim.hw.memory import Level
 from archsim.ir.fused import Fused
+from archsim.memo import BoundedMemo
 from archsim.passes import compile_for
 from archsim.sim import engine
 from archsim.sim import family as family_module
@@ -236,7 +237,11 @@ def test_a_member_takes_its_search_times_from_the_arrays_and_costs_only_what_it_
     for sig, levels, dispatch, buffer in family.timings:
         op, homes = by_number[sig], engine._homes(by_number[sig], levels)
         key = (last._fingerprint.key(levels), dispatch, sig, levels, buffer)
-        assert engine._PREFETCHED.get(key) == prefetched_time(op, last._shared_cost(op, levels, homes), homes, buffer)
+        own = prefetched_time(op, last._shared_cost(op, levels, homes), homes, buffer)
+        assert engine._PREFETCHED.get(key) == own
+        # and what the arrays hand the asking member is its own entry
+        cost_of = lambda: last._shared_cost(op, levels, homes)  # noqa: E731 (a DMA op reads its traffic)
+        assert family.share_prefetched(last, op, levels, homes, cost_of, BoundedMemo(size=64)) == own
     engine.clear_caches()
     assert result.latency_s == Simulator(chips[-1]).run(workload).latency_s
     engine.clear_caches()
