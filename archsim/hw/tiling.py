@@ -158,19 +158,22 @@ def _undominated(busy: tuple[np.ndarray, ...], tiles: np.ndarray) -> np.ndarray:
     far dominates is one (an earlier candidate dominating it would be a survivor, or dominated by
     one that then dominates it too)."""
     n = tiles.size
+    # one row per criterion, each to be no larger in a dominating candidate (tiles negated:
+    # exact), so a survivor's test is one comparison and one reduction, not one per level
+    columns = np.stack([*busy, -tiles.astype(np.float64)])
     dominated = np.zeros(n, dtype=bool)
     keep = np.zeros(n, dtype=bool)
     u = 0
     while True:
         keep[u] = True
-        beaten = tiles[u] >= tiles
-        for b in busy:
-            beaten &= b[u] <= b
-        dominated |= beaten  # u itself and earlier candidates too: only later ones are read
-        later = np.flatnonzero(~dominated[u + 1:])
+        dominated |= (columns[:, u:u + 1] <= columns).all(axis=0)  # u itself and earlier ones too:
+        later = dominated[u + 1:]  # only later ones are read
         if later.size == 0:
             return keep
-        u += 1 + int(later[0])
+        first = int(later.argmin())  # the first later candidate not dominated, if any
+        if later[first]:
+            return keep
+        u += 1 + first
 
 
 @lru_cache(maxsize=1024)  # 5 to 50 kB each
