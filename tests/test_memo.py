@@ -31,6 +31,34 @@ def test_a_long_run_of_new_keys_keeps_map_and_order_alike():
     assert all(memo.get(("k", i)) == i for i in range(24_000, 25_000)) and memo.get(("k", 23_999)) is None
 
 
+def test_put_absent_leaves_what_get_then_put_of_each_leaves():
+    def one_by_one(memo, entries):
+        for key, value in entries:
+            if memo.get(key) is None:
+                memo.put(key, value)
+
+    # held keys keep their values and places, a key met twice its first value, and the oldest go
+    # first once the size is passed (here by more than the entries put at once)
+    for size in (3, 4, 6, 50):
+        entries = [("b", 20), ("x", 1), ("y", 2), ("x", 3), ("z", 4), ("a", 10)]
+        batched, single = BoundedMemo(size), BoundedMemo(size)
+        for memo in (batched, single):
+            for k in "abc":
+                memo.put(k, ord(k))
+        batched.put_absent(iter(entries))
+        one_by_one(single, entries)
+        if size >= 3 + 3:  # evicting only keys held before: the same map, the same order
+            assert batched._items == single._items and list(batched._order) == list(single._order)
+        assert len(batched) == len(batched._order) == min(size, 6)
+        assert batched.get("x") == 1 and batched.get("z") == 4  # the new ones, first values
+    memo = BoundedMemo(4)
+    memo.put("a", 1)
+    memo.put_absent([("a", 2), ("b", 3)])
+    assert (memo.get("a"), memo.get("b"), list(memo._order)) == (1, 3, ["a", "b"])
+    memo.put_absent([])
+    assert len(memo) == 2
+
+
 def test_threads_putting_at_once_keep_it_about_its_size():
     memo = BoundedMemo(100)
 

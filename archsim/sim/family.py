@@ -110,10 +110,7 @@ class Family:
         if keys is None:
             keys = self._keys[levels] = tuple(fingerprint.key(levels) for fingerprint in self._fingerprints)
         values = times.tolist()
-        for key, time in zip(keys, values):
-            key = (key, *tail)
-            if memo.get(key) is None:
-                memo.put(key, time)
+        memo.put_absent(((key, *tail), time) for key, time in zip(keys, values))
         return values[mine]
 
     def check(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...], cost: OpCost) -> None:
@@ -290,7 +287,9 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
                 candidate_traffic(tables[best[1][f]], int(best[2][f])).moved
         best = [np.where(better, t, best[0]), np.where(better, j, best[1]), np.where(better, flat, best[2])]
     time, chosen, flat = best
-    fields = np.array([_TRAFFIC(candidate_traffic(tables[j], f)) for j, f in zip(chosen.tolist(), flat.tolist())])
+    picked = list(zip(chosen.tolist(), flat.tolist()))  # a few distinct candidates among the members
+    values = {pick: _TRAFFIC(candidate_traffic(tables[pick[0]], pick[1])) for pick in dict.fromkeys(picked)}
+    fields = np.array([values[pick] for pick in picked])
     reads, writes = {lv: fields[:, r] for lv, (r, _) in _AT.items()}, {lv: fields[:, w] for lv, (_, w) in _AT.items()}
     ch = {}
     for level in _LEVELS:  # channel_times: a level no member moves bytes at is absent
