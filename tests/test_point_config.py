@@ -158,7 +158,7 @@ SETS = [("cmem=null", "cmem.capacity=64 MiB"), ("compiler=null", "compiler.prefe
         ("cmem.capacity=64 MiB",), ("cmem.capacity=1 MiB",), ("vmem.capacity=16 MiB",), ("clock=1 GHz",),
         ("clock=fast",), ("compiler.prefetch=0.5",), ("system.chips=2",), ("static_power=5 W",), ("leakage=null",),
         ("kind=gpu",), ("hbm.bandwidth.x=1",), ("foo.bar=1",), ("tdp=null",), ("mxu.cim.grid=[16, 16]",),
-        ("hbm=1 TB/s",), ("technology.node=7 nm",)]
+        ("hbm=1 TB/s",), ("technology.node=7 nm",), ("compiler={prefetch: 0.5}",)]  # the last: a mapping at the top level
 
 
 def test_random_points_are_what_validating_them_afresh_gives():

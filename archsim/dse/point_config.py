@@ -9,7 +9,9 @@ of a section to look it up by. The sections are the objects a point validated in
 a section validates on its own (``config.loader.SectionReuse``), so the config is the one
 validating the point afresh gives. Any other point (a new axis value, a value set at the top
 level that replaces a section or the chip's kind, a point that fails) is validated in full,
-whose errors name the sources of the keys.
+whose errors name the sources of the keys. How a point's set values group by section depends on
+their key paths alone, so it is found once per sequence of paths (``_Recipe``), with the file's
+sections that no path reaches: a point then looks up only the sections it sets values in.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class PointConfigs:
     def __init__(self, size: int = 4096):
         self.sections: BoundedMemo[BaseModel] = BoundedMemo(size)  # (base id, section, set values) -> section
         self.reuse = SectionReuse(size)  # for the points validated in full
-        self._bases: BoundedMemo[tuple[Layered, dict]] = BoundedMemo(64)  # base id -> (held design, its mapping)
+        # base id -> (held design, its mapping, its points' ``_Recipe`` by the key paths they set)
+        self._bases: BoundedMemo[tuple[Layered, dict, dict]] = BoundedMemo(64)
 
     def validate(self, base_id: tuple, base: Callable[[], Layered], sets: tuple[tuple[tuple[str, ...], Any], ...],
                  overrides: Callable[[], list[Override]], source: str) -> Any:
@@ -44,34 +47,23 @@ class PointConfigs:
         held = self._bases.get(base_id)
         if held is None:
             made = base()
-            held = self._bases.put(base_id, (made, made.data))
+            held = self._bases.put(base_id, (made, made.data, {}))
         data = held[1]
+        paths = tuple(path for path, _ in sets)
+        recipe = held[2].get(paths, _UNKNOWN)
+        if recipe is _UNKNOWN:
+            if len(held[2]) >= _RECIPES_HELD:
+                held[2].clear()
+            recipe = held[2][paths] = _Recipe.of(data, paths)
+        if recipe is not None:
+            mixed = self._assembled(base_id, data, recipe, sets)
+            model = chip_class(data.get("kind")) if mixed is not None else None
+            try:
+                if model is not None:
+                    return model.model_validate(mixed)
+            except ValidationError:
+                pass  # validated in full below: its errors name the keys' sources
         groups = _by_section(data, sets)
-        if groups is not None:
-            mixed = dict(data)
-            for name, (values, scalar) in groups.items():
-                if scalar is not _SECTION:
-                    mixed[name] = scalar
-                    continue
-                section = self.sections.get((base_id, name, values))
-                if section is None or section is _RAW:  # unknown, or no model to stand for it
-                    break
-                mixed[name] = section
-            else:
-                for name, value in data.items():  # the sections no axis sets: the file's own
-                    if isinstance(value, dict) and name not in groups:
-                        section = self.sections.get((base_id, name, ()))
-                        if section is None:
-                            break
-                        if section is not _RAW:  # else its mapping, as written, validates anew
-                            mixed[name] = section
-                else:
-                    model = chip_class(data.get("kind"))
-                    try:
-                        if model is not None:
-                            return model.model_validate(mixed)
-                    except ValidationError:
-                        pass  # validated in full below: its errors name the keys' sources
         validated = validate_hardware(design(held[0], overrides()), source, self.reuse)
         if groups is not None:  # the file's sections, and those the point sets values in
             names = [name for name, value in data.items() if isinstance(value, dict)]
@@ -82,9 +74,74 @@ class PointConfigs:
                 self.sections.put((base_id, name, values), section if isinstance(section, BaseModel) else _RAW)
         return validated
 
+    def _assembled(self, base_id: tuple, data: dict, recipe: "_Recipe", sets) -> dict | None:
+        """The point's top-level mapping with every section it sets, and every section of the
+        file it does not, the validated ones kept (None: one is not, or a value set at the top
+        level is a mapping: the point is validated in full)."""
+        mixed = dict(data)
+        for name, i in recipe.scalars:
+            value = sets[i][1]
+            if isinstance(value, dict):  # replaces a section: validated in full
+                return None
+            mixed[name] = value
+        for name, picks in recipe.sections:
+            section = self.sections.get((base_id, name, tuple((rest, repr(sets[i][1])) for i, rest in picks)))
+            if section is None or section is _RAW:  # unknown, or no model to stand for it
+                return None
+            mixed[name] = section
+        if recipe.untouched is None:  # the file's sections no value is set in: found once, then kept
+            untouched = []
+            for name, value in data.items():
+                if isinstance(value, dict) and name not in recipe.names:
+                    section = self.sections.get((base_id, name, ()))
+                    if section is None:
+                        return None
+                    if section is not _RAW:  # else its mapping, as written, validates anew
+                        untouched.append((name, section))
+            recipe.untouched = tuple(untouched)
+        mixed.update(recipe.untouched)
+        return mixed
+
 
 _SECTION = object()  # a group's marker: the values are set within a section
 _RAW = object()  # a mapping that validates to no model (a GPU's kernel table): passed as written
+
+
+class _Recipe:
+    """How points setting values at ``paths`` group them (``_by_section``), found once from the
+    paths alone: the sections they set values in, with (index in the point's values, key path
+    within), the top-level values they set, with their index, and once a point has found them
+    all held, the validated sections of the file they set nothing in."""
+
+    __slots__ = ("sections", "scalars", "names", "untouched")
+
+    def __init__(self, sections: dict[str, list[tuple[int, tuple[str, ...]]]], scalars: dict[str, int]):
+        self.sections = tuple((name, tuple(picks)) for name, picks in sections.items())
+        self.scalars = tuple(scalars.items())
+        self.names = frozenset(sections) | frozenset(scalars)
+        self.untouched: tuple[tuple[str, BaseModel], ...] | None = None
+
+    @classmethod
+    def of(cls, data: dict, paths: tuple[tuple[str, ...], ...]) -> "_Recipe | None":
+        """None where ``_by_section`` gives None whatever the values (a path replacing a
+        section, reaching inside a plain value, or setting the chip's kind)."""
+        sections: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+        scalars: dict[str, int] = {}
+        for i, (head, *rest) in enumerate(paths):
+            current = data.get(head)
+            if rest:
+                if (current is not None and not isinstance(current, dict)) or head in scalars:
+                    return None
+                sections.setdefault(head, []).append((i, tuple(rest)))
+            elif head == "kind" or isinstance(current, dict) or head in sections or head in scalars:
+                return None
+            else:
+                scalars[head] = i
+        return cls(sections, scalars)
+
+
+_UNKNOWN = object()  # no recipe made yet for these paths
+_RECIPES_HELD = 64  # per design: a sweep's points set the same paths, a few sweeps' a few
 
 
 def _by_section(data: dict, sets) -> dict[str, tuple[SetValues, Any]] | None:
