@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import add
 from typing import TYPE_CHECKING, ClassVar
 
 from archsim.config.schema import HardwareConfig
@@ -135,7 +134,7 @@ class RunResult(Rates):
         """Over the ops, each times its executions, in one pass: MACs, traffic, energy, bytes sent
         to other chips, and seconds of matrix-unit work at peak (``utilization``): ``sums_of``
         each op's ``op_terms``."""
-        return sums_of(map(op_terms, self.ops))
+        return sums_of([op_terms(c) for c in self.ops])
 
     @cached_property
     def area(self) -> Area:
@@ -351,16 +350,32 @@ def sums_of(terms) -> tuple[int, Traffic, Energy, float, float]:
     macs = 0
     ici = 0
     busy = 0
-    traffic = [0.0] * len(_TRAFFIC_FIELDS)
-    energy = [0.0] * len(_ENERGY_FIELDS)
-    for op_macs, op_ici, op_busy, op_traffic, op_energy in terms:
-        macs += op_macs
-        ici += op_ici
-        if op_busy is not None:
-            busy += op_busy
-        traffic = list(map(add, traffic, op_traffic))  # t + v, field by field
-        energy = list(map(add, energy, op_energy))
-    return macs, _made(Traffic, _TRAFFIC_FIELDS, traffic), _made(Energy, _ENERGY_FIELDS, energy), ici, busy
+    terms = list(terms)  # each op's ``op_terms``
+    if not terms:
+        return macs, _made(Traffic, _TRAFFIC_FIELDS, [0.0] * len(_TRAFFIC_FIELDS)), \
+            _made(Energy, _ENERGY_FIELDS, [0.0] * len(_ENERGY_FIELDS)), ici, busy
+    # column by column (a list a field, not a list an op: a third of the time), each from 0 in op order
+    op_macs, op_ici, op_busy, op_traffic, op_energy = zip(*terms)
+    for value in op_macs:
+        macs += value
+    for value in op_ici:
+        ici += value
+    for value in op_busy:
+        if value is not None:
+            busy += value
+    return macs, _made(Traffic, _TRAFFIC_FIELDS, _column_sums(op_traffic)), \
+        _made(Energy, _ENERGY_FIELDS, _column_sums(op_energy)), ici, busy
+
+
+def _column_sums(rows) -> list[float]:
+    """Each field's sum over ``rows`` (tuples of one record's fields), from 0.0 in order."""
+    out = []
+    for column in zip(*rows):
+        total = 0.0
+        for value in column:
+            total += value
+        out.append(total)
+    return out
 
 
 def scheduled_run(hw: HardwareConfig, workload: Workload, ops: tuple[OpCost, ...],
