@@ -11,15 +11,16 @@ key: the later members' searches find it as if their own search had made it.
 
 The arrays repeat the scalar cost models' arithmetic operation for operation:
 ``archsim.sim.matmul_cost`` (its mappings, each tiled by ``archsim.hw.tiling``'s table and its
-tie-breaks), ``vector_cost`` (pass by pass), the engine's streamed DMA ops, ``fused.combine``, the
-dispatch cost and ``schedule.prefetched_time``. Elementwise ``+ - * /`` and ``maximum`` and
-``minimum`` round as Python's float operations do, so each member gets the bits its own scalar
-path gives. The asking member takes its time from the arrays too: a full cost is made only for
-the ops a timed run schedules (and for a DMA op, whose traffic the arrays read from it). Every
-full cost a member makes of an op the family has timed is compared with the family's latency
-for it (``check``): a difference raises, never passes silently; the tests compare every member's
-time with prefetch. Ops of other kinds (flash attention, collectives) are left to each member's
-own search.
+tie-breaks), ``vector_cost`` (pass by pass), ``flash_cost`` (its channels and overlap), the
+engine's streamed DMA ops, ``fused.combine``, the dispatch cost and
+``schedule.prefetched_time``. Elementwise ``+ - * /`` and ``maximum`` and ``minimum`` round as
+Python's float operations do, so each member gets the bits its own scalar path gives. The asking
+member takes its time from the arrays too: a full cost is made only for the ops a timed run
+schedules (and for a DMA op or a flash-attention kernel, whose traffic and units' times, which
+no bandwidth changes, the arrays read from it). Every full cost a member makes of an op the
+family has timed is compared with the family's latency for it (``check``): a difference raises,
+never passes silently; the tests compare every member's time with prefetch. Collectives are left
+to each member's own search.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 _LEVELS = tuple(Level)  # channel_times' order
 _NAMES, _TRAFFIC = Traffic._fields()  # Traffic's fields, and all of them read at once
 _AT = {lv: (_NAMES.index(f"{lv.value}_read"), _NAMES.index(f"{lv.value}_write")) for lv in _LEVELS}
+_CHANNEL_NAMES = frozenset(lv.value for lv in _LEVELS)  # a cost's ``busy`` names its channels so
 
 
 class Family:
@@ -203,7 +205,7 @@ def _op_times(sim: Simulator, op: ops.Op, homes: Placement, cost_of: Callable[[]
     if isinstance(op, ops.MatMul):
         return _matmul(sim, op, homes, bw)
     if isinstance(op, ops.FlashAttention):
-        return None
+        return _flash(sim, op, cost_of(), bw)
     if isinstance(op, ops.VectorOp):
         return _vector(sim, op, homes, bw)
     if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
@@ -237,6 +239,19 @@ def _streamed(sim: Simulator, traffic: Traffic, unit: str, bw: dict) -> _Times:
     latency = access_latency(sim.hw, times) + np.maximum(memory, memory / 1 + 0.0)
     reads, writes = _fields(traffic)
     return _Times(latency, 0.0, (unit, 0.0), {}, times, reads, writes)
+
+
+def _flash(sim: Simulator, op: ops.FlashAttention, cost: OpCost, bw: dict) -> _Times:
+    """``flash_cost.tpu_flash_cost`` from the asking member's ``cost``: its traffic, its units'
+    times (``busy``: the arrays', then the vector unit's if any) and its compute time read no
+    bandwidth, so they are every member's; its channels' times and its latency are timed here."""
+    times = _channels(cost.traffic, bw)
+    memory = _most(list(times.values()))
+    steps = max(op.batch * op.group * op.tiles, 1)  # overlapped_seconds' steps
+    latency = access_latency(sim.hw, times) + np.maximum(memory, memory / steps + cost.compute_s)
+    held, *others = [(unit, seconds) for unit, seconds in cost.busy if unit not in _CHANNEL_NAMES]
+    reads, writes = _fields(cost.traffic)
+    return _Times(latency, cost.compute_s, held, dict(others), times, reads, writes)
 
 
 def _vector(sim: Simulator, op: ops.VectorOp, homes: Placement, bw: dict) -> _Times:
