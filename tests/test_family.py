@@ -271,3 +271,51 @@ def test_chunks_hold_a_family():
     assert default_chunk_size(10_000, 2) == 512  # the DiT sweep: a chunk holds whole families
     assert default_chunk_size(1_000, 2) == 125  # four chunks a worker
     assert default_chunk_size(10_000_000, 2) == 4883  # at most some 2,000 parts
+
+
+@pytest.mark.parametrize("config, workload", [("cim_tpu.yaml", "dit_xl_2.yaml"), ("cim_tpu.yaml", "llama2_7b_layer_decode.yaml"),
+                                              ("tpuv4i.yaml", "gpt3_30b_layer_prefill.yaml")])
+def test_a_members_walk_read_off_its_familys_is_its_own(config, workload):
+    """Every rung's time and every tensor's savings there, for every member, the bits the
+    member's own walk (``placement_walk._Walk``, timing each op itself) makes; and the walk is
+    climbed for all members at once (each op timed once, not once a member)."""
+    from archsim.hw.placement import _analysis, preload_per_byte, workload_shape
+    from archsim.hw.placement_walk import _MemberWalk, _Walk
+
+    engine.clear_caches()
+    chips = _chips(config, "cmem.capacity=1 GiB") if config == "cim_tpu.yaml" else _chips(config)
+    family = Family(chips)
+    sims = [Simulator(hw, family=family) for hw in chips]
+    work = compile_for(chips[0], api.load_workload(ROOT / "workloads" / workload, hw=chips[0]))
+    analysis = _analysis(work, workload_shape(work))
+    rungs = range(len(analysis.ladder))
+    asked = Counter()
+    real_times = family.times
+
+    def counted(sim, op, levels):
+        asked[(op.signature_number, levels)] += 1
+        return real_times(sim, op, levels)
+
+    family.times = counted
+    walks = [family.member_walk(sim, analysis, preload_per_byte(sim.hw)) for sim in sims]
+    assert all(isinstance(w, _MemberWalk) for w in walks)
+    order = [3, 0, 4, 1, 2]  # members asking in another order than their own
+    for rung in rungs:
+        for m in order:
+            walks[m].base(rung, None)
+            walks[m].savings_at(rung, None)
+    for m, sim in enumerate(sims):
+        own, asked_own = _Walk(analysis, preload_per_byte(sim.hw)), Counter()
+
+        def own_time(op, levels, sim=sim):
+            asked_own[(op.signature_number, levels)] += 1
+            return sim._overlapped_op_time(op, levels)
+
+        for rung in rungs:
+            assert walks[m].base(rung, None) == own.base(rung, own_time), (m, rung)
+            mine, theirs = walks[m].savings_at(rung, None), own.savings_at(rung, own_time)
+            assert list(mine[0].items()) == list(theirs[0].items()) and mine[1] == theirs[1], (m, rung)
+        assert asked == asked_own  # the family's walk asks what one member's asks, not once a member
+    # a chip whose preload costs another time per byte than its member's is not read off it
+    assert family.member_walk(sims[0], analysis, preload_per_byte(sims[0].hw) * 2) is None
+    engine.clear_caches()

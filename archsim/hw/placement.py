@@ -261,7 +261,7 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
     analysis = _analysis(workload, workload_shape(workload))
     capacity = hw.cmem.capacity if hw.cmem is not None else 0.0
     # a preload reads HBM and writes CMEM at once: its bytes at the slower, after an access latency
-    per_byte = 1 / min(hw.hbm.achievable_bandwidth, hw.cmem.achievable_bandwidth) if hw.cmem is not None else 0.0
+    per_byte = preload_per_byte(hw)
     preload_latency = max(hw.hbm.latency, hw.cmem.latency) if hw.cmem is not None else 0.0
     if analysis.hbm_floor > hw.hbm.capacity:  # no plan fits HBM: say so for the one spilling least
         rung = [r for r in analysis.ladder if r.reserve <= capacity][-1]
@@ -272,8 +272,10 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
     # only the rungs that tie with the best. The walk up the ladder reads no capacity: chips
     # alike but for their capacities (``share``) climb it once.
     walk = _WALKS.get((share, per_byte)) if share is not None else None
-    if walk is None:
-        walk = _Walk(analysis, per_byte)
+    if walk is None:  # a family's member reads its family's walk (``op_time.member_walk``), if it can
+        member_walk = getattr(op_time, "member_walk", None)
+        walk = member_walk(analysis, per_byte) if member_walk is not None else None
+        walk = walk or _Walk(analysis, per_byte)
         if share is not None:
             _WALKS.put((share, per_byte), walk)
     rungs = []  # per rung that fits: (the least its estimate can be, rung, base, savings, budget, need)
@@ -316,6 +318,11 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
             if plan not in plans:
                 plans.append(plan)
     return tuple(plans)
+
+
+def preload_per_byte(hw: HardwareConfig) -> float:
+    """Seconds a byte of the preload takes: it reads HBM and writes CMEM at once, so the slower."""
+    return 1 / min(hw.hbm.achievable_bandwidth, hw.cmem.achievable_bandwidth) if hw.cmem is not None else 0.0
 
 
 def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:

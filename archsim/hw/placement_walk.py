@@ -8,6 +8,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
+
 from archsim.hw.memory import Level
 from archsim.ir.ops import Op
 
@@ -145,3 +147,126 @@ class _Item:
     size: float  # bytes of CMEM it takes
     gain: float  # seconds it saves, its preload's transfer counted
     preloaded: bool  # loaded from HBM (else created on chip: promoting it frees its HBM)
+
+
+class _FamilyWalk:
+    """``_Walk`` for every member of a family of chips at once (``archsim.sim.family``: alike but
+    for HBM's bandwidth and the capacities): each op time an array over the members (a float
+    where all members' are one), each of a rung's sums made for every member in a few array
+    operations, in the order each member's own walk adds (``numpy.add.accumulate`` down the
+    rung's ops for its time, ``numpy.add.at`` down its (op, tensor) pairs for the savings: one
+    addition after another, elementwise), so a member reads the bits its own walk makes
+    (``_MemberWalk``). Where 25 walks looked each op up 25 times, one looks it up once."""
+
+    def __init__(self, analysis: _Analysis, per_byte: np.ndarray):
+        self.analysis = analysis
+        self.per_byte = per_byte
+        members = per_byte.shape[0]
+        self.members = members
+        self.times: list = [0.0] * len(analysis.ops)  # per op: its time at the last rung, each member's
+        self.total = np.zeros(members)
+        usage = analysis.usage
+        self.rows = {n: k for k, n in enumerate(analysis.persistent)}
+        self.totals = np.zeros((len(analysis.persistent), members))  # as ``_Savings.total``, a row a tensor
+        for k, n in enumerate(analysis.persistent):
+            if not usage[n].born_on_chip:
+                self.totals[k] = -usage[n].tensor.total_bytes * per_byte
+        self.start = self.totals.T.tolist()  # per member, ``_Walk.start``'s values
+        self.once: dict[tuple[int, str], object] = {}  # as ``_Savings.once``
+        self.bases: list[list[float]] = []  # per rung climbed, per member
+        self.timed: list[tuple | None] = []
+        self.changed: list[tuple[tuple[str, ...], list[list[float]]]] = []  # per rung moved: names, per member
+        self.climbing = threading.RLock()
+
+    def _rows(self, values: list) -> np.ndarray:
+        """``values`` (arrays over the members, or floats) as the rows of one array."""
+        out = np.empty((len(values), self.members))
+        for r, value in enumerate(values):
+            out[r] = value
+        return out
+
+    def base(self, index: int, times: OpTime) -> list[float]:
+        if len(self.bases) > index:
+            return self.bases[index]
+        with self.climbing:
+            analysis = self.analysis
+            while len(self.bases) <= index:
+                rung = analysis.ladder[len(self.bases)]
+                timed, now, before, counts = [], [], [], []
+                for i in rung.moved:
+                    op, count = analysis.ops[i]
+                    far = analysis.far(rung, i)
+                    time = times(op, far)
+                    now.append(time)
+                    before.append(self.times[i])
+                    counts.append(count)
+                    self.times[i] = time
+                    timed.append((i, far, time))
+                if timed:  # ``total += count * (now - before)``, op by op
+                    added = np.array(counts, dtype=np.float64)[:, None] * (self._rows(now) - self._rows(before))
+                    self.total = np.add.accumulate(np.concatenate([self.total[None], added]), axis=0)[-1]
+                self.bases.append(self.total.tolist())
+                self.timed.append(tuple(timed))
+            return self.bases[index]
+
+    def changes(self, index: int, times: OpTime) -> tuple[tuple[str, ...], list[list[float]]]:
+        """``_Walk.changes`` of every member: the names, and per member their savings."""
+        if len(self.changed) > index:
+            return self.changed[index]
+        with self.climbing:
+            self.base(index, times)
+            analysis = self.analysis
+            while len(self.changed) <= index:
+                k = len(self.changed)
+                names: dict[str, None] = {}
+                pairs, now, near, before, counts = [], [], [], [], []
+                for i, far, time in self.timed[k]:  # as ``_Savings.move``, pair by pair
+                    op, count = analysis.ops[i]
+                    for name in analysis.op_persistent[i]:
+                        pairs.append((i, name))
+                        now.append(time)
+                        near.append(times(op, analysis.near(i, name, far)))
+                        before.append(self.once.get((i, name), 0.0))
+                        counts.append(count)
+                    names.update(dict.fromkeys(analysis.op_persistent[i]))
+                self.timed[k] = None
+                if pairs:  # ``total[name] += count * (saved - once)``, pair by pair
+                    saved = self._rows(now) - self._rows(near)
+                    added = np.array(counts, dtype=np.float64)[:, None] * (saved - self._rows(before))
+                    np.add.at(self.totals, [self.rows[name] for _, name in pairs], added)
+                    for pair, row in zip(pairs, saved):
+                        self.once[pair] = row
+                rows = [self.rows[name] for name in names]
+                self.changed.append((tuple(names), self.totals[rows].T.tolist()))
+            return self.changed[index]
+
+
+class _MemberWalk:
+    """One member's ``_Walk``, read off its family's (``_FamilyWalk``): the same rungs' times and
+    savings, the same bits; its knapsacks' Pareto lists its own (its savings are its own)."""
+
+    def __init__(self, family: _FamilyWalk, member: int, times: OpTime):
+        self.family = family
+        self.member = member
+        self.analysis = family.analysis
+        self.times = times  # every member's op time at given levels (``_FamilyWalk``'s ``times``)
+        self.start = tuple(zip(family.analysis.persistent, family.start[member]))
+        self.at: list[tuple[dict[str, float], list[tuple[float, float]]]] = []
+        self.fronts: dict[tuple[int, bool], tuple] = {}
+        self.reading = threading.RLock()
+
+    def base(self, index: int, op_time: OpTime) -> float:
+        return self.family.base(index, self.times)[self.member]
+
+    def savings_at(self, index: int, op_time: OpTime) -> tuple[dict[str, float], list[tuple[float, float]]]:
+        """As ``_Walk.savings_at``: the start updated by each rung's changes up to the rung."""
+        if len(self.at) > index:
+            return self.at[index]
+        with self.reading:
+            usage, m = self.analysis.usage, self.member
+            while len(self.at) <= index:
+                names, values = self.family.changes(len(self.at), self.times)
+                savings = dict(self.at[-1][0] if self.at else self.start)
+                savings.update(zip(names, values[m]))
+                self.at.append((savings, [(usage[n].tensor.total_bytes, s) for n, s in savings.items() if s > 0]))
+            return self.at[index]

@@ -23,7 +23,7 @@ from archsim.ir.tensor import Tensor
 from archsim.memo import BoundedMemo, cached_property
 from archsim.passes import compile_for
 from archsim.sim.cost import OpCost, busy_of
-from archsim.sim.family import Family
+from archsim.sim.family import Family, op_timer
 from archsim.sim.family_timing import run_time
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.flash_cost import tpu_flash_cost
@@ -116,8 +116,7 @@ class Simulator:
         key = (share, hw.cmem.capacity if hw.cmem is not None else 0.0, hw.hbm.capacity)
         plans = _PLANS.get(key)
         if plans is None:
-            plans = _PLANS.put(key, place(hw, workload, self.placement_policy,
-                                          self._overlapped_op_time if overlapping else self.op_time, share))
+            plans = _PLANS.put(key, place(hw, workload, self.placement_policy, op_timer(self, overlapping), share))
         return plans
 
     def _latency(self, workload: Workload, placement: Placement) -> float:

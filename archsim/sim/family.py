@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from archsim.hw.memory import Level, Placement, Traffic
+from archsim.hw.placement import preload_per_byte
+from archsim.hw.placement_walk import _FamilyWalk, _MemberWalk
 from archsim.hw.tiling import _table, _times, candidate_traffic, ranked_now
 from archsim.hw.timing import access_latency
 from archsim.ir import ops
@@ -69,6 +71,9 @@ class Family:
         # schedule reads of its cost (``archsim.sim.family_timing``)
         self.timings: dict[tuple, tuple[_Times, object]] = {}
         self.timed_parts: dict[tuple, list] = {}  # the same, per member (``family_timing._members_parts``)
+        self.prefetched: dict[tuple, np.ndarray] = {}  # the same key -> every member's time with prefetch
+        self._walks: dict[tuple, tuple] = {}  # (the workload's analysis, dispatch, buffer) -> its walk
+        self._sims: dict[str, list] = {}  # by dispatch, a simulator a member (ops the arrays do not time)
 
     def fingerprints(self) -> tuple[CostFingerprint, ...]:
         if self._fingerprints is None:
@@ -113,7 +118,46 @@ class Family:
             keys = self._keys[levels] = tuple(fingerprint.key(levels) for fingerprint in self._fingerprints)
         values = times.tolist()
         memo.put_absent(((key, *tail), time) for key, time in zip(keys, values))
+        self.prefetched[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = np.array(values)
         return values[mine]
+
+    def times(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...]) -> np.ndarray | float:
+        """Every member's ``_overlapped_op_time`` of ``op`` at ``levels`` (``sim``: one of them): an
+        array over the members, or a float where they are one (no tensor in HBM: no member's
+        cost reads its bandwidth)."""
+        time = sim._overlapped_op_time(op, levels)  # makes every member's, where the arrays can
+        if Level.HBM not in levels:
+            return time
+        key = (op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)
+        times = self.prefetched.get(key)
+        if times is None:  # kept by an earlier family of these chips, or an op the arrays do not time
+            times = self.prefetched[key] = np.array([member._overlapped_op_time(op, levels)
+                                                     for member in self._members(sim)])
+        return times
+
+    def _members(self, sim: Simulator) -> list:
+        sims = self._sims.get(sim.dispatch)
+        if sims is None:
+            sims = self._sims[sim.dispatch] = [type(sim)(hw, sim.placement_policy, sim.dispatch, family=self)
+                                               for hw in self.chips]
+        return sims
+
+    def member_walk(self, sim: Simulator, analysis, per_byte: float) -> _MemberWalk | None:
+        """``sim``'s placement walk (``placement_walk._Walk``) read off the family's, climbed once
+        for every member; None if ``sim`` is not a member or its preload's cost per byte is not
+        the family's for it."""
+        mine = self.member(sim._fingerprint)
+        if mine is None or sim.dispatch != "program":
+            return None
+        key = (id(analysis), sim.dispatch, sim._prefetch_buffer)
+        held = self._walks.get(key)
+        if held is None or held[0] is not analysis:  # held with it: its id is no other's meanwhile
+            held = self._walks[key] = (analysis, _FamilyWalk(analysis, np.array([preload_per_byte(hw)
+                                                                                 for hw in self.chips])))
+        walk = held[1]
+        if walk.per_byte[mine] != per_byte:
+            return None
+        return _MemberWalk(walk, mine, lambda op, levels: self.times(sim, op, levels))
 
     def check(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...], cost: OpCost) -> None:
         """Raise if ``cost`` (a member's full cost of ``op`` at ``levels``, its dispatch cost in)
@@ -127,6 +171,30 @@ class Family:
         if made != cost.latency_s:
             raise RuntimeError(f"op {op.name!r}: its time for a family of chips ({made!r} s) differs from its own "
                                f"cost model's ({cost.latency_s!r} s) on {sim.hw.name!r}: a bug in archsim.sim.family")
+
+
+class _Timer:
+    """A member's ``Simulator._overlapped_op_time`` for its placement search, which also reads
+    the member's walk off its family's (``placement.time_knapsack`` asks ``member_walk``)."""
+
+    __slots__ = ("sim",)
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def __call__(self, op: ops.Op, levels: tuple[Level, ...]) -> float:
+        return self.sim._overlapped_op_time(op, levels)
+
+    def member_walk(self, analysis, per_byte: float) -> _MemberWalk | None:
+        return self.sim.family.member_walk(self.sim, analysis, per_byte)
+
+
+def op_timer(sim: Simulator, overlapping: bool) -> Callable[[ops.Op, tuple[Level, ...]], float]:
+    """What ``sim``'s placement search times ops by: with overlap, their times with prefetch
+    (a family member's reading its family's walk), else their times alone."""
+    if not overlapping:
+        return sim.op_time
+    return _Timer(sim) if sim.family is not None else sim._overlapped_op_time
 
 
 def families(chips: list[HardwareConfig | None], keys: list[tuple | None]) -> list[Family | None]:
