@@ -19,6 +19,7 @@ from archsim.dse.evaluate import _family_key, evaluate_chunk, evaluate_point, ha
 from archsim.dse.plan import plan_sweep
 from archsim.dse.runner import default_chunk_size
 from archsim.hw.memory import Level
+from archsim.ir import ops
 from archsim.ir.fused import Fused
 from archsim.memo import BoundedMemo
 from archsim.passes import compile_for
@@ -318,4 +319,35 @@ def test_a_members_walk_read_off_its_familys_is_its_own(config, workload):
         assert asked == asked_own  # the family's walk asks what one member's asks, not once a member
     # a chip whose preload costs another time per byte than its member's is not read off it
     assert family.member_walk(sims[0], analysis, preload_per_byte(sims[0].hw) * 2) is None
+    engine.clear_caches()
+
+
+@pytest.mark.parametrize("config, workload", [("cim_tpu.yaml", "dit_xl_2.yaml"), ("tpuv4i.yaml", "gpt3_30b_layer_prefill.yaml"),
+                                              ("cim_tpu.yaml", "llama2_7b_layer_decode.yaml")])
+def test_a_members_full_matmul_cost_from_its_familys_pick_is_its_own(config, workload):
+    """A member's full cost of a matmul, or of a fused op around one, made with the mapping and
+    tiling the family's arrays picked for it (``Family.matmul_pick``, no search of its own), is
+    its cost alone, every field."""
+    engine.clear_caches()
+    chips = _chips(config)
+    family = Family(chips)
+    sims = [Simulator(hw, family=family) for hw in chips]
+    graph_ops = [op for phase in compile_for(chips[0], api.load_workload(ROOT / "workloads" / workload, hw=chips[0])).phases
+                 for op in phase.graph.ops() if isinstance(op, ops.MatMul) or isinstance(getattr(op, "core", None), ops.MatMul)]
+    levels = tuple(lv for lv in Level if getattr(chips[0], lv.value) is not None)
+    rng, made = random.Random(7), []
+    for op in graph_ops:
+        for placed in _homes_to_try(op, levels, rng)[:3]:
+            homes = engine._homes(op, placed)
+            try:
+                prefetched_times(sims[0], op, homes, lambda: sims[0]._shared_cost(op, placed, homes), family.hbm)
+            except Exception:  # a tiling that fits no VMEM at these homes
+                continue
+            made.append((op, placed, homes))
+    assert family.picks and made
+    picked = [[sim._cost(op, homes, "p", 3) for op, _, homes in made] for sim in sims]
+    engine.clear_caches()
+    for hw, costs in zip(chips, picked):
+        alone = Simulator(hw)
+        assert costs == [alone._cost(op, homes, "p", 3) for op, _, homes in made], hw.hbm.bandwidth
     engine.clear_caches()

@@ -255,10 +255,16 @@ def tile_matmul(
         t_mem, time = _times(busy, table.levels, bw, np.minimum(tiles, folds), compute_s, latency_s)
         best = int(time.argmin())
         flat = int(rank[best])
+    return candidate_tiling(table, flat, float(t_mem[best]), float(time[best]))
+
+
+def candidate_tiling(table: _Table, flat: int, memory_s: float, time_s: float) -> MatmulTiling:
+    """The table's candidate at ``flat`` (order-major) as ``tile_matmul`` returns it, with its
+    busiest channel's time and its time (a family of chips picks its members' at once:
+    ``archsim.sim.family``)."""
     o, i = divmod(flat, table.moved.shape[1])
-    traffic = candidate_traffic(table, flat)
     return MatmulTiling(int(table.mt[i]), int(table.kt[i]), int(table.nt[i]), ORDERS[o], int(table.tiles[i]),
-                        traffic, float(t_mem[best]), float(time[best]))
+                        candidate_traffic(table, flat), memory_s, time_s)
 
 
 def candidate_traffic(table: _Table, flat: int) -> Traffic:

@@ -34,7 +34,7 @@ import numpy as np
 from archsim.hw.memory import Level, Placement, Traffic
 from archsim.hw.placement import preload_per_byte
 from archsim.hw.placement_walk import _FamilyWalk, _MemberWalk
-from archsim.hw.tiling import _table, _times, candidate_traffic, ranked_now
+from archsim.hw.tiling import _table, _times, candidate_tiling, candidate_traffic, ranked_now
 from archsim.hw.timing import access_latency
 from archsim.ir import ops
 from archsim.ir.fused import Fused
@@ -72,6 +72,8 @@ class Family:
         self.timings: dict[tuple, tuple[_Times, object]] = {}
         self.timed_parts: dict[tuple, list] = {}  # the same, per member (``family_timing._members_parts``)
         self.prefetched: dict[tuple, np.ndarray] = {}  # the same key -> every member's time with prefetch
+        # (a matmul's signature, its operands' levels) -> its mappings, tables and each member's pick
+        self.picks: dict[tuple, tuple] = {}
         self._walks: dict[tuple, tuple] = {}  # (the workload's analysis, dispatch, buffer) -> its walk
         self._sims: dict[str, list] = {}  # by dispatch, a simulator a member (ops the arrays do not time)
 
@@ -120,6 +122,18 @@ class Family:
         memo.put_absent(((key, *tail), time) for key, time in zip(keys, values))
         self.prefetched[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = np.array(values)
         return values[mine]
+
+    def matmul_pick(self, sim: Simulator, op: ops.MatMul, levels: tuple[Level, Level, Level]):
+        """``sim``'s mapping and tiling of ``op`` with its operands at ``levels``, as
+        ``matmul_cost.tpu_matmul_cost``'s search picks them, if the family's arrays picked every
+        member's (``_matmul``): None if not, or not a member."""
+        entry = self.picks.get((op.signature_number, levels))
+        mine = self.member(sim._fingerprint) if entry is not None else None
+        if mine is None:
+            return None
+        plan, tables, chosen, flat, memory, time = entry
+        j = chosen[mine]
+        return plan.mappings[j], candidate_tiling(tables[j], flat[mine], memory[mine], time[mine])
 
     def times(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...]) -> np.ndarray | float:
         """Every member's ``_overlapped_op_time`` of ``op`` at ``levels`` (``sim``: one of them): an
@@ -356,20 +370,24 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
         table = _table(plan.shape, plan.out_bytes, plan.acc_bytes, levels,
                        (array.a_reads, array.b_reads, array.out_writes), sim.channels.vmem_capacity)
         rank, busy, tiles = ranked_now(table)
-        _, time = _times(busy, table.levels, column, np.minimum(tiles, array.folds), mapping.compute_s, latency)
+        t_mem, time = _times(busy, table.levels, column, np.minimum(tiles, array.folds), mapping.compute_s, latency)
         time = np.broadcast_to(time, (n, time.shape[-1]))
         first = time.argmin(axis=1)
-        t, flat = time[rows, first], rank[first]
+        t, flat, memory = time[rows, first], rank[first], np.broadcast_to(t_mem, time.shape)[rows, first]
         tables.append(table)
         if best is None:
-            best = [t, np.zeros(n, dtype=np.int64), flat]
+            best = [t, np.zeros(n, dtype=np.int64), flat, memory]
             continue
         better = t < best[0]
         for f in np.flatnonzero(t == best[0]):  # a tie in time: the fewer bytes moved, as Traffic sums them
             better[f] = candidate_traffic(table, int(flat[f])).moved < \
                 candidate_traffic(tables[best[1][f]], int(best[2][f])).moved
-        best = [np.where(better, t, best[0]), np.where(better, j, best[1]), np.where(better, flat, best[2])]
-    time, chosen, flat = best
+        best = [np.where(better, t, best[0]), np.where(better, j, best[1]), np.where(better, flat, best[2]),
+                np.where(better, memory, best[3])]
+    time, chosen, flat, memory = best
+    if sim.family is not None:  # each member's choice, for its full cost (``matmul_pick``)
+        sim.family.picks[(op.signature_number, levels)] = (plan, tables, chosen.tolist(), flat.tolist(),
+                                                           memory.tolist(), time.tolist())
     picked = list(zip(chosen.tolist(), flat.tolist()))  # a few distinct candidates among the members
     values = {pick: _TRAFFIC(candidate_traffic(tables[pick[0]], pick[1])) for pick in dict.fromkeys(picked)}
     fields = np.array([values[pick] for pick in picked])

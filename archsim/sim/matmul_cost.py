@@ -29,18 +29,22 @@ def tpu_matmul_cost(sim, op: ops.MatMul, placement: Placement, phase: str, repea
     # The fastest of the units' mappings once memory is counted (ties: fewest bytes moved,
     # then the fewest cycles). Taken by compute time: an op takes at least latency +
     # compute, so once that exceeds the best time no later mapping can win.
-    best = None
-    for mapping in plan.mappings:
-        if best is not None and latency + mapping.compute_s > best[0][0]:
-            continue
-        array = mapping.array
-        tiling = tile_matmul(plan.shape, plan.out_bytes, plan.acc_bytes, levels,
-                             (array.a_reads, array.b_reads, array.out_writes), array.folds, sim.channels,
-                             mapping.compute_s, latency)
-        rank = (tiling.time_s, tiling.traffic.moved)
-        if best is None or rank < best[0]:
-            best = (rank, mapping, tiling)
-    _, mapping, tiling = best
+    picked = sim.family.matmul_pick(sim, op, levels) if sim.family is not None else None
+    if picked is not None:  # the search as a family of chips made it for every member (``archsim.sim.family``)
+        mapping, tiling = picked
+    else:
+        best = None
+        for mapping in plan.mappings:
+            if best is not None and latency + mapping.compute_s > best[0][0]:
+                continue
+            array = mapping.array
+            tiling = tile_matmul(plan.shape, plan.out_bytes, plan.acc_bytes, levels,
+                                 (array.a_reads, array.b_reads, array.out_writes), array.folds, sim.channels,
+                                 mapping.compute_s, latency)
+            rank = (tiling.time_s, tiling.traffic.moved)
+            if best is None or rank < best[0]:
+                best = (rank, mapping, tiling)
+        _, mapping, tiling = best
     array, convert, array_s, compute_s = mapping.array, mapping.convert, mapping.array_s, mapping.compute_s
     time = tiling.time_s
     unit = "mxu" if array_s >= compute_s else "vpu"  # the conversion can outlast the arrays
