@@ -26,7 +26,7 @@ to each member's own search.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import reduce
+from functools import lru_cache, reduce
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -226,9 +226,18 @@ def families(chips: list[HardwareConfig | None], keys: list[tuple | None]) -> li
 
 def _eligible(hw) -> bool:
     """A plain TPU-style chip with HBM (a system of chips, or a GPU, is costed otherwise)."""
+    if getattr(hw, "kind", None) != "tpu" or hw.hbm is None:
+        return False
+    single = _single_chip()
+    return hw.system is single or hw.system == single
+
+
+@lru_cache(maxsize=1)
+def _single_chip():
+    """The system section of one chip alone (the default; configs are immutable: made once)."""
     from archsim.config.system import SystemConfig
 
-    return getattr(hw, "kind", None) == "tpu" and hw.hbm is not None and hw.system == SystemConfig()
+    return SystemConfig()
 
 
 @dataclass
