@@ -22,9 +22,10 @@ def compile_for(hw, workload: Workload) -> Workload:
     compiler runs it, then fusion by its rules (``archsim.passes.fusion``), memoised per workload
     and ``compiler.passes_key``; the workload itself when no pass applies (profile ``none``)."""
     compiler = hw.compiler
-    if not compiler.flash and not compiler.rules:
+    passes = _passes_key(compiler)
+    if passes is None:
         return workload
-    key = (workload, compiler.passes_key)
+    key = (workload, passes)
     lowered = _LOWERED.get(key)
     if lowered is None:
         flashed = flash_attention(workload, compiler.block, compiler.decodes) if compiler.flash else workload
@@ -32,8 +33,25 @@ def compile_for(hw, workload: Workload) -> Workload:
     return lowered
 
 
+def _passes_key(compiler) -> tuple | None:
+    """``compiler.passes_key``, None where no pass applies, kept by the section object (configs
+    are immutable, and a sweep's points share their compiler section: its properties resolve the
+    profile's defaults, a few microseconds a point)."""
+    entry = _KEYS.get(id(compiler))
+    if entry is None or entry[0] is not compiler:  # held with it: its id is no other's meanwhile
+        if len(_KEYS) >= _KEYS_HELD:
+            _KEYS.clear()
+        entry = _KEYS[id(compiler)] = (compiler, compiler.passes_key if compiler.flash or compiler.rules else None)
+    return entry[1]
+
+
+_KEYS: dict[int, tuple] = {}
+_KEYS_HELD = 256  # compiler sections: a sweep's points share one or a few
+
+
 def clear_passes() -> None:
     _LOWERED.clear()
+    _KEYS.clear()
 
 
 def flash_attention(workload: Workload, block: int, decode: bool = True) -> Workload:
