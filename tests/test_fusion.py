@@ -510,3 +510,16 @@ def test_a_bogus_fusion_rule_is_a_usage_error(tmp_path):
         path.write_text(f"extends: {chip}\nname: bad\ncompiler: {{fusion: [bogus]}}\n")
         r = run_cli("run", str(path), layer)
         assert r.returncode == 2 and "compiler.fusion" in r.stderr and str(path) in r.stderr, r.stderr
+
+
+def test_a_compiler_that_fuses_without_flash_attention_fuses():
+    """``compile_for`` runs the fusion rules of a compiler whose flash attention is off (its
+    passes are not only flash attention), and runs none for a compiler with neither."""
+    clear_passes()
+    work = block()
+    fused = compile_for(load_hardware(TPUV4I, ["compiler.flash_attention=false"]), work)
+    assert any(isinstance(op, Fused) for op in fused.phases[0].graph.ops())
+    assert not any(isinstance(op, FlashAttention) for op in fused.phases[0].graph.ops())
+    bare = load_hardware(TPUV4I, ["compiler.flash_attention=false", "compiler.fusion=[]"])
+    assert compile_for(bare, work) is work
+    clear_passes()
