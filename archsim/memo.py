@@ -54,11 +54,8 @@ class BoundedMemo(Generic[V]):
         items[key] = value  # a key held keeps its place; a key's hash is made once here
         if len(items) > held:
             self._order.append(key)
-            while len(items) > self.size:
-                try:
-                    items.pop(self._order.popleft(), None)
-                except IndexError:  # another thread emptied it meanwhile
-                    break
+            if len(items) > self.size:
+                self._evict()
         return value
 
     def put_absent(self, entries: Iterable[tuple[Hashable, V]]) -> None:
@@ -74,6 +71,12 @@ class BoundedMemo(Generic[V]):
             return
         items.update(new)
         self._order.extend(new)
+        if len(items) > self.size:
+            self._evict()
+
+    def _evict(self) -> None:
+        """The oldest entries dropped until the size holds."""
+        items = self._items
         while len(items) > self.size:
             try:
                 items.pop(self._order.popleft(), None)
