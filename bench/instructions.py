@@ -6,8 +6,9 @@ few percent, where this shared machine's timings move by a fifth between runs of
     python bench/instructions.py --ref b540630 # the same for another commit too, beside this one
 
 Each figure: valgrind's cachegrind (no cache simulation) counts the instructions of evaluating a
-sweep's first N points, in the order and the chunks of 512 a worker takes them, less those of
-the same run stopped before evaluating (imports, planning), over N. The sweeps are
+sweep's first N points, in the order and the chunks a worker takes them (up to 512 points, ending
+where families begin: ``archsim.dse.chunks``), less those of the same run stopped before
+evaluating (imports, planning, chunking), over N. The sweeps are
 ``bench/run.py``'s DiT-XL/2 sweep (``sweep_point_instructions_m``) and ``bench/scale.py``'s
 10^6-point LLaMA-2 decode-layer space (``scale_point_instructions_m``). ``PYTHONHASHSEED`` is
 fixed; runs of one code still differ by 1 to 3% (objects' addresses move dictionaries' probes).
@@ -29,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = {"dit": ("sweep_point_instructions_m", 1024), "decode": ("scale_point_instructions_m", 4096)}
-CHUNK = 512  # a worker's chunk (``runner.default_chunk_size`` on these sweeps)
+CHUNK = 512  # a worker's chunk (``chunks.default_chunk_size`` on these sweeps), at most
 
 
 def child(root: Path, which: str, points: int, evaluate: bool) -> None:
@@ -49,11 +50,16 @@ def child(root: Path, which: str, points: int, evaluate: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "sweep.yaml"
         spec.write_text(bench_run.sweep_spec(10_000) if which == "dit" else bench_scale.spec(1_000_000))
-        chosen = list(plan_sweep([spec]).points.grouped(CostFingerprint.unread).subset(np.arange(points)))
+        chosen = plan_sweep([spec]).points.grouped(CostFingerprint.unread).subset(np.arange(points))
+        try:  # as the sweep's workers take them: ending where families begin
+            from archsim.dse.chunks import chunked
+            chunks = list(chunked(chosen, CHUNK, at_families=True))
+        except ImportError:  # a commit before archsim.dse.chunks (--ref): every CHUNK points, as it cut them
+            chunks = [list(chosen[first:first + CHUNK]) for first in range(0, points, CHUNK)]
         gc.disable()  # as every executor runs chunks (``runner._run_chunk``)
         if evaluate:
-            for first in range(0, points, CHUNK):
-                evaluate_chunk(chosen[first:first + CHUNK])
+            for chunk in chunks:
+                evaluate_chunk(chunk)
 
 
 def count(root: Path, which: str, points: int, evaluate: bool) -> int:

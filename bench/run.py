@@ -47,6 +47,7 @@ import numpy as np
 from archsim.api import gemm_workload, load_hardware, load_workload, simulate
 from archsim.chips import build_chip
 from archsim.dtypes import DType
+from archsim.dse.chunks import chunked
 from archsim.dse.evaluate import evaluate_point, prepared
 from archsim.dse.plan import plan_sweep
 from archsim.dse.runner import run_points
@@ -236,7 +237,7 @@ def design_split(report: Report, points, count: int = 2048, chunk: int = 512) ->
     preparing (configs, families) a point. The cyclic collector off, as every executor runs
     chunks (``runner._run_chunk``)."""
     clear_caches()
-    chosen = list(points.grouped(CostFingerprint.unread).subset(np.arange(min(count, len(points)))))
+    chosen = points.grouped(CostFingerprint.unread).subset(np.arange(min(count, len(points))))
     spent: dict[bool, list[float]] = {True: [], False: []}
     preparing = 0.0
     previous = None
@@ -244,9 +245,9 @@ def design_split(report: Report, points, count: int = 2048, chunk: int = 512) ->
     gc.freeze()
     gc.disable()
     try:
-        for first in range(0, len(chosen), chunk):
+        for points in chunked(chosen, chunk, at_families=True):  # as a sweep's workers take them
             start = time.process_time()
-            entries = prepared(chosen[first:first + chunk])
+            entries = prepared(points)
             preparing += time.process_time() - start
             for point, hw, family in entries:
                 chip = tuple((path, value) for path, value in point.overrides if not CostFingerprint.unread(path))
@@ -260,7 +261,8 @@ def design_split(report: Report, points, count: int = 2048, chunk: int = 512) ->
     for new, label in ((True, "new_chip"), (False, "capacity_sibling")):
         if spent[new]:
             report.add(f"sweep_point_{label}_ms", sum(spent[new]) / len(spent[new]) * 1e3, "ms",
-                       f"{len(spent[new]):,} of the first {len(chosen):,} points, one process, chunks of {chunk}")
+                       f"{len(spent[new]):,} of the first {len(chosen):,} points, one process, chunks of up to {chunk} "
+                       "ending where families begin")
     report.add("sweep_point_prepare_ms", preparing / len(chosen) * 1e3, "ms", "a chunk's configs and families, a point")
 
 

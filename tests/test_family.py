@@ -17,7 +17,7 @@ import pytest
 from archsim import api
 from archsim.dse.evaluate import _family_key, evaluate_chunk, evaluate_point, hardware
 from archsim.dse.plan import plan_sweep
-from archsim.dse.runner import default_chunk_size
+from archsim.dse.chunks import default_chunk_size
 from archsim.hw.memory import Level
 from archsim.ir import ops
 from archsim.ir.fused import Fused

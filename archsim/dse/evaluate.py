@@ -22,8 +22,7 @@ from archsim.hw.energy import COMPONENTS
 from archsim.hw.memory import Level
 from archsim.ir.graph import Workload
 from archsim.memo import BoundedMemo
-from archsim.sim.family import Family, families
-from archsim.sim.fingerprint import CostFingerprint
+from archsim.sim.family import Family, families, family_free
 from archsim.sim.serving import serving
 from archsim.api import simulate
 from archsim.chips import build_chip
@@ -294,7 +293,7 @@ def _config_or_none(point: Point) -> HardwareConfig | None:
 
 
 def _family_key(point: Point) -> tuple:
-    """What the points of one family share: all but their HBM bandwidth and what no op's cost
-    reads (``CostFingerprint.unread``: the capacities of CMEM and HBM, labels)."""
+    """What the points of one family share: all but the values ``family_free`` lets differ (HBM's
+    bandwidth, and what no op's cost reads: the capacities of CMEM and HBM, labels)."""
     return (point.config, point.base_overrides, tuple((path, _json_text(value)) for path, value in point.overrides
-                                                       if path != "hbm.bandwidth" and not CostFingerprint.unread(path)))
+                                                       if not family_free(path)))

@@ -72,6 +72,25 @@ class Points(Sequence[Point]):
                 rank[mine] = part.grouped_rank(rank[mine], inner)
         return self.subset(np.lexsort((rank, segment)))
 
+    def family_starts(self, free) -> np.ndarray:
+        """The positions, in this order, where a run of points begins that are alike in their
+        file, their workload and every axis value but those on paths ``free`` accepts (a
+        sweep's families, with ``family.family_free``: where chunks are best cut). A baseline's
+        point is a run of its own."""
+        if not len(self):
+            return np.zeros(0, dtype=np.int64)
+        segment = np.searchsorted(self._starts, self._index, side="right") - 1
+        local = self._index - self._starts[segment]
+        ids = -1 - local  # a baseline's points: each its own
+        for s, part in enumerate(self._segments):
+            mine = np.flatnonzero(segment == s)
+            if isinstance(part, _Grid) and len(mine):
+                ids[mine] = part.family_ids(local[mine], free)
+        replaced = [i for i, gid in enumerate(self._index.tolist()) if gid in self._replaced] if self._replaced else []
+        ids[replaced] = -1 - self._index[replaced]  # a baseline in a grid's place: its own too
+        change = (segment[1:] != segment[:-1]) | (ids[1:] != ids[:-1])
+        return np.concatenate([[0], np.flatnonzero(change) + 1]).astype(np.int64)
+
     def _point(self, gid: int, key: bytes) -> Point:
         if gid in self._replaced:
             return self._replaced[gid]
@@ -113,13 +132,7 @@ class _Grid:
     def grouped_rank(self, j: np.ndarray, inner) -> np.ndarray:
         """For points ``j`` of this grid, a rank ordering them by workload, then by the axis
         values of the other axes, then of those whose every path ``inner`` accepts."""
-        c, r = np.divmod(j, len(self.refs))
-        c = self.kept[c] if self.kept is not None else c
-        digits = []
-        for options in reversed(self.factors):  # the last varies fastest, as in ``point``
-            c, i = np.divmod(c, len(options))
-            digits.append(i)
-        digits.reverse()
+        r, digits = self._digits(j)
         grouped = [all(inner(path) for path, _ in f[0]) for f in self.factors]
         outer = [d for d, g in zip(digits, grouped) if not g]
         fastest = [d for d, g in zip(digits, grouped) if g]
@@ -127,6 +140,27 @@ class _Grid:
         rank = np.empty(len(j), dtype=np.int64)
         rank[order] = np.arange(len(j))
         return rank
+
+    def family_ids(self, j: np.ndarray, free) -> np.ndarray:
+        """For points ``j`` of this grid, a number alike for two points exactly when they are
+        alike in their workload and in every axis value but those on paths ``free`` accepts."""
+        r, digits = self._digits(j)
+        ids = r.astype(np.int64)
+        for options, digit in zip(self.factors, digits):  # mixed radix: one digit an axis kept
+            if not all(free(path) for path, _ in options[0]):
+                ids = ids * len(options) + digit
+        return ids
+
+    def _digits(self, j: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """For points ``j`` of this grid, their workloads' indices and each axis's option index."""
+        c, r = np.divmod(j, len(self.refs))
+        c = self.kept[c] if self.kept is not None else c
+        digits = []
+        for options in reversed(self.factors):  # the last varies fastest, as in ``point``
+            c, i = np.divmod(c, len(options))
+            digits.append(i)
+        digits.reverse()
+        return r, digits
 
     def keys(self) -> np.ndarray:
         """Every point's key (``spec.point_key``), from JSON made once per axis value."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import os
 import signal
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
+from archsim.dse.chunks import chunked
 from archsim.dse.evaluate import code_fingerprint, evaluate_chunk
 from archsim.dse.plan import Points
 from archsim.dse.spec import Point
@@ -465,7 +465,7 @@ def run_points(
         del done
         if isinstance(todo, Points):  # points sharing op costs together (which runs first changes nothing)
             todo = todo.grouped(CostFingerprint.unread)
-        chunks = _Chunks(todo, chunk_size or default_chunk_size(len(todo), workers))
+        chunks = chunked(todo, chunk_size, workers)  # by default, ending where families begin
         start = time.perf_counter()
         bar = _progress(len(todo), progress)
         try:
@@ -482,28 +482,6 @@ def run_points(
             bar.close()
     return RunStats(len(points), len(points) - len(todo), len(todo), time.perf_counter() - start, executor,
                     1 if executor == "serial" else workers)
-
-
-def default_chunk_size(todo: int, workers: int) -> int:
-    """Four chunks a worker, of up to 512 points (a part each; at most some 2,000 parts: a part
-    costs 6 ms to write). A chunk's points alike but for HBM's bandwidth share op times
-    (``archsim.sim.family``): chunks of 64 cost 30% more CPU a point."""
-    return max(1, min(max(512, math.ceil(todo / 2048)), math.ceil(todo / (4 * workers))))
-
-
-class _Chunks(Sequence):
-    """``todo`` in chunks of ``size``, each made when it is asked for."""
-
-    def __init__(self, todo: Sequence[Point], size: int):
-        self.todo, self.size = todo, size
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.todo) / self.size)
-
-    def __getitem__(self, i: int) -> list[Point]:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return list(self.todo[i * self.size:(i + 1) * self.size])
 
 
 def _check_code(rows: list[dict], code: str) -> None:

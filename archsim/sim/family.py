@@ -211,6 +211,12 @@ def op_timer(sim: Simulator, overlapping: bool) -> Callable[[ops.Op, tuple[Level
     return _Timer(sim) if sim.family is not None else sim._overlapped_op_time
 
 
+def family_free(path: str) -> bool:
+    """Whether a family's points may differ in the config value at this key path: HBM's
+    bandwidth (one member each) and what no op's cost reads (``CostFingerprint.unread``)."""
+    return path == "hbm.bandwidth" or CostFingerprint.unread(path)
+
+
 def families(chips: list[HardwareConfig | None], keys: list[tuple | None]) -> list[Family | None]:
     """Each chip's family (None: alone in its family, or not a chip a family may serve): ``keys``
     name the points alike in everything but HBM's bandwidth and the capacities (None: no family),
@@ -399,7 +405,10 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
                                                            memory.tolist(), time.tolist())
     picked = list(zip(chosen.tolist(), flat.tolist()))  # a few distinct candidates among the members
     values = {pick: _TRAFFIC(candidate_traffic(tables[pick[0]], pick[1])) for pick in dict.fromkeys(picked)}
-    fields = np.array([values[pick] for pick in picked])
+    if len(values) == 1:  # every member's the same candidate (two thirds of a DiT sweep's): one row, read n times
+        fields = np.broadcast_to(np.array(values[picked[0]]), (n, len(_NAMES)))
+    else:
+        fields = np.array([values[pick] for pick in picked])
     reads, writes = {lv: fields[:, r] for lv, (r, _) in _AT.items()}, {lv: fields[:, w] for lv, (_, w) in _AT.items()}
     ch = {}
     for level in _LEVELS:  # channel_times: a level no member moves bytes at is absent
