@@ -50,14 +50,14 @@ def test_chunks_cover_every_point_once_and_cut_at_the_last_family_in_reach(n, si
     assert chunk_bounds(n, size, None) == [*range(0, n, size), n] if n else [0]
 
 
-def _plan(tmp_path, axes: str):
+def _plan(tmp_path, axes: str, beside=None):
     """The grouped points of a sweep of ``tpuv4i.yaml`` over ``axes`` (YAML lines), on two workloads."""
     spec = tmp_path / "sweep.yaml"
     lines = [f"extends: {TPUV4I}", "sweep:", "  baseline: null", "  axes:",
              *("    " + line for line in textwrap.dedent(axes).splitlines() if line.strip()),
              f"  workloads: [{WORKLOADS / 'llama2_7b_layer_decode.yaml'}, {WORKLOADS / 'dit_xl_2_block_512.yaml'}]"]
     spec.write_text("\n".join(lines) + "\n")
-    return plan_sweep([spec]).points.grouped(CostFingerprint.unread)
+    return plan_sweep([spec]).points.grouped(CostFingerprint.unread, beside)
 
 
 @pytest.mark.parametrize("axes, runs", [
@@ -104,3 +104,19 @@ def test_default_chunks_hold_whole_families_and_a_size_asked_for_is_kept(tmp_pat
     assert chunked(points, 512, 1, at_families=True).bounds == [0, 500, 1000, 1250]
     assert chunked(list(points), None, 1).bounds == [0, 313, 626, 939, 1250]  # a list: no families known
     assert [p.key for chunk in chunked(points, None, 1) for p in chunk] == [p.key for p in points]
+
+
+def test_a_sweep_groups_a_familys_points_together_whatever_the_order_of_its_axes(tmp_path):
+    """The bandwidth axis declared first: grouped as a sweep runs its points (``run_points``),
+    HBM's bandwidths vary just slower than CMEM's capacities, and each family is one run."""
+    axes = """\
+    hbm.bandwidth: [400 GB/s, 800 GB/s, 1.6 TB/s]
+    mxu.count: [1, 2]
+    cmem.capacity: [64 MiB, 128 MiB]
+    """
+    points = _plan(tmp_path, axes, family_free)
+    assert points.family_starts(family_free).tolist() == [0, 6, 12, 18]
+    seen = [tuple(v for _, v in p.overrides) for p in points][:12]
+    # by hand: the count, then the bandwidth, then CMEM's capacity (the first workload's points)
+    assert seen == [(bw, n, c) for n in (1, 2) for bw in ("400 GB/s", "800 GB/s", "1.6 TB/s") for c in ("64 MiB", "128 MiB")]
+    assert sorted(points.keys.tolist()) == sorted(_plan(tmp_path, axes).keys.tolist())

@@ -58,18 +58,20 @@ class Points(Sequence[Point]):
         done = np.array([k for k in keys if len(k) == 20 and k.isascii()], dtype="S20")
         return self.subset(np.flatnonzero(~np.isin(self.keys, done))) if len(done) else self
 
-    def grouped(self, inner) -> "Points":
+    def grouped(self, inner, beside=None) -> "Points":
         """The same points in the order to evaluate them: per file, per workload, with the
-        axes whose every key path ``inner`` accepts varying fastest. Points that differ only
-        there (the capacities of CMEM and HBM, which no op's cost reads) then come together and
-        share their op costs while they are fresh (a 10^6-point grid sweeps 2,000 bandwidths
-        between two CMEM sizes: more costs than a worker keeps)."""
+        axes whose every key path ``inner`` accepts varying fastest, then those whose every
+        path ``beside`` accepts. Points that differ only in the first (the capacities of CMEM and
+        HBM, which no op's cost reads) then come together and share their op costs while they
+        are fresh (a 10^6-point grid sweeps 2,000 bandwidths between two CMEM sizes: more costs
+        than a worker keeps); with ``family.family_free`` as ``beside``, a family's points
+        (alike but for HBM's bandwidth too) come together whatever the order of the axes."""
         segment = np.searchsorted(self._starts, self._index, side="right") - 1
         rank = self._index - self._starts[segment]  # a point's place in its own file's points
         for s, part in enumerate(self._segments):
             mine = np.flatnonzero(segment == s)
             if isinstance(part, _Grid) and len(mine):
-                rank[mine] = part.grouped_rank(rank[mine], inner)
+                rank[mine] = part.grouped_rank(rank[mine], inner, beside)
         return self.subset(np.lexsort((rank, segment)))
 
     def family_starts(self, free) -> np.ndarray:
@@ -129,14 +131,17 @@ class _Grid:
         w, w_over, w_id = self.refs[r]
         return Point(key, self.file, combo, w, w_over, "point", w_id, self.base_set, self.power)
 
-    def grouped_rank(self, j: np.ndarray, inner) -> np.ndarray:
+    def grouped_rank(self, j: np.ndarray, inner, beside=None) -> np.ndarray:
         """For points ``j`` of this grid, a rank ordering them by workload, then by the axis
-        values of the other axes, then of those whose every path ``inner`` accepts."""
+        values of the other axes, then of those whose every path ``beside`` accepts (none if
+        None), then of those whose every path ``inner`` accepts."""
         r, digits = self._digits(j)
-        grouped = [all(inner(path) for path, _ in f[0]) for f in self.factors]
-        outer = [d for d, g in zip(digits, grouped) if not g]
-        fastest = [d for d, g in zip(digits, grouped) if g]
-        order = np.lexsort((*reversed(fastest), *reversed(outer), r))
+        grouped = [2 if all(inner(path) for path, _ in f[0]) else
+                   1 if beside is not None and all(beside(path) for path, _ in f[0]) else 0 for f in self.factors]
+        outer = [d for d, g in zip(digits, grouped) if g == 0]
+        next_ = [d for d, g in zip(digits, grouped) if g == 1]
+        fastest = [d for d, g in zip(digits, grouped) if g == 2]
+        order = np.lexsort((*reversed(fastest), *reversed(next_), *reversed(outer), r))
         rank = np.empty(len(j), dtype=np.int64)
         rank[order] = np.arange(len(j))
         return rank

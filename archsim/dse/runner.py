@@ -32,6 +32,7 @@ from archsim.dse.plan import Points
 from archsim.dse.spec import Point
 from archsim.dse.store import CODE, ResultStore
 from archsim.errors import ArchsimError
+from archsim.sim.family import family_free
 from archsim.sim.fingerprint import CostFingerprint
 
 
@@ -464,7 +465,7 @@ def run_points(
         todo = points.without(done) if isinstance(points, Points) else [p for p in points if p.key not in done]
         del done
         if isinstance(todo, Points):  # points sharing op costs together (which runs first changes nothing)
-            todo = todo.grouped(CostFingerprint.unread)
+            todo = todo.grouped(CostFingerprint.unread, family_free)  # a family's points together
         chunks = chunked(todo, chunk_size, workers)  # by default, ending where families begin
         start = time.perf_counter()
         bar = _progress(len(todo), progress)
