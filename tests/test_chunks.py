@@ -15,7 +15,7 @@ from archsim.dse.evaluate import _family_key
 from archsim.dse.plan import plan_sweep
 from archsim.sim.family import family_free
 from archsim.sim.fingerprint import CostFingerprint
-from tests.conftest import TPUV4I, WORKLOADS
+from tests.conftest import HW, TPUV4I, WORKLOADS
 
 
 def test_chunks_end_where_families_begin_in_their_last_quarter():
@@ -120,3 +120,17 @@ def test_a_sweep_groups_a_familys_points_together_whatever_the_order_of_its_axes
     # by hand: the count, then the bandwidth, then CMEM's capacity (the first workload's points)
     assert seen == [(bw, n, c) for n in (1, 2) for bw in ("400 GB/s", "800 GB/s", "1.6 TB/s") for c in ("64 MiB", "128 MiB")]
     assert sorted(points.keys.tolist()) == sorted(_plan(tmp_path, axes).keys.tolist())
+
+
+def test_a_baselines_points_are_each_a_run_of_their_own():
+    """The main job's sweep (``archsim sweep hw_configs/cim_*.yaml``: a design's point and a grid
+    of CIM grids and counts per workload, and the TPUv4i baseline's): no axis is free, so every
+    point is a family of its own, a baseline's too, and the chunks take every point once."""
+    points = plan_sweep([HW / "cim_design_a.yaml", HW / "cim_tpu.yaml"]).points.grouped(CostFingerprint.unread, family_free)
+    starts = points.family_starts(family_free)
+    assert starts.tolist() == list(range(len(points)))  # no two neighbours alike but in free values
+    roles = [p.role for p in points]
+    assert roles.count("baseline") == 3 and set(roles) == {"point", "baseline"}
+    bounds = chunked(points, None, 2).bounds
+    assert bounds[0] == 0 and bounds[-1] == len(points)
+    assert [p.key for chunk in chunked(points, None, 2) for p in chunk] == [p.key for p in points]
