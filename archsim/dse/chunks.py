@@ -2,12 +2,12 @@
 
 A chunk's points alike in all but HBM's bandwidth and the capacities form a family, whose op
 times its first point makes for every member at once (``archsim.sim.family``): on the bundled
-DiT sweep that first point costs some 20 ms, a fifth of its family's 125 points' time. A family
-cut in two by a chunk's end makes those arrays twice, once in each chunk: with 512-point chunks
-of 125-point families, one family in five. So the default chunks end where a family begins, if
-one begins in a chunk's last quarter (500 points there: 4.7% less CPU a point, measured in one
-process, alternating, over the first 8,000 points; docs/design/batched_sweep.md). Which chunk
-evaluates a point changes none of its results.
+DiT sweep that first point costs some 24 ms, nearly a third of its family's 125 points' time. A
+family cut in two by a chunk's end makes those arrays twice, once in each chunk: with 512-point
+chunks of 125-point families, one family in five. So the default chunks end where a family
+begins, if one begins in a chunk's last quarter (500 points there: 4.8% less CPU a point in one
+process, the codes alternated over the first 8,000 points; 6% on the pool;
+docs/design/batched_sweep.md). Which chunk evaluates a point changes none of its results.
 """
 
 from __future__ import annotations
