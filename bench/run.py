@@ -245,9 +245,9 @@ def design_split(report: Report, points, count: int = 2048, chunk: int = 512) ->
     gc.freeze()
     gc.disable()
     try:
-        for points in chunked(chosen, chunk, at_families=True):  # as a sweep's workers take them
+        for part in chunked(chosen, chunk, at_families=True):  # as a sweep's workers take them
             start = time.process_time()
-            entries = prepared(points)
+            entries = prepared(part)
             preparing += time.process_time() - start
             for point, hw, family in entries:
                 chip = tuple((path, value) for path, value in point.overrides if not CostFingerprint.unread(path))
