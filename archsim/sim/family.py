@@ -71,6 +71,7 @@ class Family:
         # schedule reads of its cost (``archsim.sim.family_timing``)
         self.timings: dict[tuple, tuple[_Times, object]] = {}
         self.timed_parts: dict[tuple, list] = {}  # the same, per member (``family_timing._members_parts``)
+        self.run_times: dict[tuple, list | None] = {}  # a plan without preload's run time per member (``family_timing``)
         self.prefetched: dict[tuple, np.ndarray] = {}  # the same key -> every member's time with prefetch
         # (a matmul's signature, its operands' levels) -> its mappings, tables and each member's pick
         self.picks: dict[tuple, tuple] = {}
