@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from archsim.hw.memory import Level, Placement, Traffic
+from archsim.hw.placement import workload_shape
 from archsim.hw.tiling import TilingError
 from archsim.ir.graph import Phase, Workload
 from archsim.ir.ops import Op
 from archsim.sim.cost import OpCost
-from archsim.hw.placement import workload_shape
 from archsim.sim.schedule import SEQUENCER, links, prefetch_bytes, schedule_run
 from archsim.sim.scheduled_ops import scheduled_ops
 
