@@ -56,13 +56,20 @@ class Simulator:
         self.placement_policy = placement_policy
         self.dispatch = dispatch
         self.overlaps = dispatch == "program" and hw.compiler.overlaps
-        self.matrix_unit = build_matrix_unit(hw.mxu)
         self.energy = EnergyModel.of(hw)
-        self.topology = topology_of(hw)
         self._fingerprint = CostFingerprint.of(hw) if family is None else family.fingerprint_of(hw)
         self._latencies: dict[tuple[Level, ...], float] = {}
         self._prefetch_buffer = hw.prefetch_buffer
         self.family = family
+
+    # made when first read: a sweep point whose op costs its family or the memos hold reads neither
+    @cached_property
+    def matrix_unit(self):
+        return build_matrix_unit(self.hw.mxu)
+
+    @cached_property
+    def topology(self):
+        return topology_of(self.hw)
 
     @cached_property
     def channels(self) -> Channels:
