@@ -205,7 +205,7 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
         return row | {"status": "error", "reason": f"{type(exc).__name__}: {exc}",
                       "traceback": traceback.format_exc(limit=5)}
     row["area_mm2"] = result.area.total * 1e6
-    row.update({f"area_{k}_mm2": v * 1e6 for k, v in result.area.as_dict().items()})
+    row.update({_name("area_{}_mm2", k): v * 1e6 for k, v in result.area.as_dict().items()})
     if not result.feasible:
         return row | {"status": "infeasible", "reason": result.reason}
     energy = result.energy
@@ -213,14 +213,14 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
         "status": "ok", "reason": "",
         "latency_s": result.latency_s, "cycles": result.cycles, "macs": result.macs,
         "utilization": result.utilization, "energy_j": energy.total,
-        **{f"energy_{c}_j": getattr(energy, c) for c in COMPONENTS},
+        **{name: getattr(energy, c) for name, c in _ENERGY_NAMES},
         "power_w": result.power_w, "tops_per_w": result.tops_per_w,
         "throughput_per_s": 1 / result.latency_s if result.latency_s else 0.0,
         "edp_js": energy.total * result.latency_s,
-        **{f"latency_{u}_s": t for u, t in result.latency_by("unit").items()},
+        **{_name("latency_{}_s", u): t for u, t in result.latency_by("unit").items()},
         # what the time went to: memory, compute, dispatch, array-fill (array_fill here)
-        **{f"bound_{b.replace('-', '_')}_s": t for b, t in result.latency_by("bound").items()},
-        **{f"{lv.value}_bytes": result.traffic.total(lv) for lv in Level},
+        **{_name("bound_{}_s", b.replace("-", "_")): t for b, t in result.latency_by("bound").items()},
+        **{name: result.traffic.total(lv) for name, lv in _LEVEL_NAMES},
         "chips": hw.system.chips, "ici_bytes": result.ici_bytes,
         "pipeline_bubble": getattr(result, "bubble_fraction", 0.0),
         "link_utilization": getattr(result, "link_utilization", 0.0),
@@ -232,6 +232,17 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
     if over:  # the figures stay, so the table shows by how much
         row.update(status="infeasible", reason=over)
     return row
+
+
+# a row's column names, made once rather than once a point
+_ENERGY_NAMES = tuple((f"energy_{c}_j", c) for c in COMPONENTS)
+_LEVEL_NAMES = tuple((f"{lv.value}_bytes", lv) for lv in Level)
+
+
+@lru_cache(maxsize=256)
+def _name(pattern: str, label: str) -> str:
+    """``pattern.format(label)``: a row's column for a unit, a bound or an area component."""
+    return pattern.format(label)
 
 
 def _json_text(value: Any) -> str:
