@@ -44,14 +44,23 @@ def dump_text(model: BaseModel, as_json: bool, exclude: frozenset[str] = frozens
     """``json.dumps(model.model_dump(mode="json", exclude=exclude), sort_keys=True, default=str)``
     if ``as_json``, else ``repr(model.model_dump(exclude=exclude))``, with the keys ``drop[name]``
     left out of section ``name`` (pydantic's nested ``exclude``)."""
-    parts = []
-    for name, label, dropped in _fields(type(model), as_json, exclude, tuple(sorted((drop or {}).items()))):
+    parts = ["{"]  # each field's label (after the first, with the separator before it) and its text
+    for name, label, dropped in _fields(type(model), as_json, exclude, tuple(sorted(drop.items())) if drop else ()):
         value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            parts.append(label + _section_text(value, as_json, dropped))
+        parts.append(label)
+        if _is_section(type(value)):
+            parts.append(_section_text(value, as_json, dropped))
         else:
-            parts.append(label + _scalar_text(model, name, value, as_json))
-    return "{" + ", ".join(parts) + "}"
+            parts.append(_scalar_text(model, name, value, as_json))
+    parts.append("}")
+    return "".join(parts)
+
+
+@lru_cache(maxsize=256)
+def _is_section(cls: type) -> bool:
+    """``isinstance(value, BaseModel)`` by the value's type (pydantic's metaclass makes the
+    check itself cost as much as the rest of a field's text)."""
+    return issubclass(cls, BaseModel)
 
 
 def _scalar_text(model: BaseModel, name: str, value: object, as_json: bool) -> str:
@@ -79,8 +88,9 @@ _SCALARS: dict[tuple, str] = {}
 def _fields(cls: type[BaseModel], as_json: bool, exclude: frozenset[str],
             drop: tuple[tuple[str, frozenset[str]], ...]) -> tuple[tuple[str, str, frozenset[str]], ...]:
     """The fields a dump writes, in its order (sorted by name as JSON, declared otherwise): each
-    with its text's ``'name': `` and the keys dropped from it."""
+    with its text's ``'name': `` (after the first field's, the separator ``, `` before it) and the
+    keys dropped from it."""
     names = [name for name in cls.model_fields if name not in exclude]
     dropped = dict(drop)
-    return tuple((name, f"{_json(name) if as_json else repr(name)}: ", dropped.get(name, frozenset()))
-                 for name in (sorted(names) if as_json else names))
+    return tuple((name, f"{', ' if i else ''}{_json(name) if as_json else repr(name)}: ", dropped.get(name, frozenset()))
+                 for i, name in enumerate(sorted(names) if as_json else names))
