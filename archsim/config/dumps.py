@@ -45,7 +45,8 @@ def dump_text(model: BaseModel, as_json: bool, exclude: frozenset[str] = frozens
     if ``as_json``, else ``repr(model.model_dump(exclude=exclude))``, with the keys ``drop[name]``
     left out of section ``name`` (pydantic's nested ``exclude``)."""
     parts = ["{"]  # each field's label (after the first, with the separator before it) and its text
-    for name, label, dropped in _fields(type(model), as_json, exclude, tuple(sorted(drop.items())) if drop else ()):
+    dropping = tuple(sorted(drop.items())) if drop else ()
+    for name, label, dropped in _fields(type(model), as_json, exclude, dropping):
         value = getattr(model, name)
         parts.append(label)
         if _is_section(type(value)):
@@ -92,5 +93,5 @@ def _fields(cls: type[BaseModel], as_json: bool, exclude: frozenset[str],
     keys dropped from it."""
     names = [name for name in cls.model_fields if name not in exclude]
     dropped = dict(drop)
-    return tuple((name, f"{', ' if i else ''}{_json(name) if as_json else repr(name)}: ", dropped.get(name, frozenset()))
-                 for i, name in enumerate(sorted(names) if as_json else names))
+    return tuple((name, f"{', ' if i else ''}{_json(name) if as_json else repr(name)}: ",
+                  dropped.get(name, frozenset())) for i, name in enumerate(sorted(names) if as_json else names))
