@@ -21,7 +21,6 @@ from archsim.dse.chunks import default_chunk_size
 from archsim.hw.memory import Level
 from archsim.ir import ops
 from archsim.ir.fused import Fused
-from archsim.memo import BoundedMemo
 from archsim.passes import compile_for
 from archsim.sim import engine
 from archsim.sim import family as family_module
@@ -242,7 +241,8 @@ def test_a_member_takes_its_search_times_from_the_arrays_and_costs_only_what_it_
         assert engine._PREFETCHED.get(key) == own
         # and what the arrays hand the asking member is its own entry
         cost_of = lambda: last._shared_cost(op, levels, homes)  # noqa: E731 (a DMA op reads its traffic)
-        assert family.share_prefetched(last, op, levels, homes, cost_of, BoundedMemo(size=64)) == own
+        assert family.share_prefetched(last, op, levels, homes, cost_of) == own
+        assert family.prefetched_of(last, op, levels) == own
     engine.clear_caches()
     assert result.latency_s == Simulator(chips[-1]).run(workload).latency_s
     engine.clear_caches()

@@ -234,11 +234,13 @@ class Simulator:
         time = _PREFETCHED.get(key)
         if time is None:
             homes = _homes(op, levels)
-            if self.family is not None and Level.HBM in levels:  # every member's at once
-                time = self.family.share_prefetched(self, op, levels, homes,
-                                                    lambda: self._shared_cost(op, levels, homes), _PREFETCHED)
+            if self.family is not None and Level.HBM in levels:  # every member's at once, if not made yet
+                time = self.family.prefetched_of(self, op, levels)
+                if time is None:
+                    time = self.family.share_prefetched(self, op, levels, homes,
+                                                        lambda: self._shared_cost(op, levels, homes))
                 if time is not None:
-                    return time
+                    return _PREFETCHED.put(key, time)
             time = _PREFETCHED.put(key, prefetched_time(op, self._shared_cost(op, levels, homes), homes, buffer))
         return time
 

@@ -6,8 +6,9 @@ one). The placement search weighs every op it moves by the op's time with prefet
 (``Simulator._overlapped_op_time``), and each member's search asks for the same (op, homes). An
 op with a tensor in HBM takes a different time on each member, so each asked afresh, one op cost
 at a time. Here the first member to ask makes that time for every member at once, as numpy
-arrays over the members' bandwidths, and keeps each in the engine's memo under the member's own
-key: the later members' searches find it as if their own search had made it.
+arrays over the members' bandwidths, and keeps them with the family: a later member's search
+that misses the engine's memo finds its own there (``prefetched_of``), as if its own search had
+made it.
 
 The arrays repeat the scalar cost models' arithmetic operation for operation:
 ``archsim.sim.matmul_cost`` (its mappings, each tiled by ``archsim.hw.tiling``'s table and its
@@ -45,7 +46,6 @@ from archsim.sim.schedule import prefetch_bytes
 
 if TYPE_CHECKING:
     from archsim.config.schema import HardwareConfig
-    from archsim.memo import BoundedMemo
     from archsim.sim.cost import OpCost
     from archsim.sim.engine import Simulator
 
@@ -64,7 +64,6 @@ class Family:
         self.hbm = np.array([hw.hbm.achievable_bandwidth for hw in chips], dtype=np.float64)
         self._fingerprints: tuple[CostFingerprint, ...] | None = None
         self._index: dict[str, int] = {}
-        self._keys: dict[tuple[Level, ...], tuple] = {}  # the members' cost keys, by the op's levels
         self._bandwidths = {repr(hw.hbm.bandwidth): i for i, hw in enumerate(chips)}
         # (op signature, levels, dispatch, prefetch buffer) -> the op's ``_Times`` and latency (its
         # dispatch cost included) on every member, as ``share_prefetched`` made them: what a
@@ -96,10 +95,10 @@ class Family:
         return self._index.get(fingerprint.outer[Level.HBM])
 
     def share_prefetched(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...], homes: Placement,
-                         cost_of: Callable[[], OpCost], memo: BoundedMemo[float]) -> float | None:
-        """Keep in ``memo`` the time with prefetch of ``op`` at ``levels`` of every member, keyed as
-        ``sim._overlapped_op_time`` keys its own, and return the asking member's (None: an op or
-        a chip not batched; the caller costs it alone). ``cost_of()``: the asking member's full
+                         cost_of: Callable[[], OpCost]) -> float | None:
+        """Make the time with prefetch of ``op`` at ``levels`` of every member, keep it
+        (``prefetched_of`` reads a member's), and return the asking member's (None: an op or a
+        chip not batched; the caller costs it alone). ``cost_of()``: the asking member's full
         cost, made only if the arrays need it (a DMA op's traffic)."""
         if sim.dispatch != "program":  # a call's dispatch cost reads its time: not batched
             return None
@@ -115,14 +114,15 @@ class Family:
             self.timings[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = timing[0]
         for cost in made:  # made before the timing was kept: compared here
             self.check(sim, op, levels, cost)
-        tail = (sim.dispatch, op.signature_number, levels, sim._prefetch_buffer)
-        keys = self._keys.get(levels)
-        if keys is None:
-            keys = self._keys[levels] = tuple(fingerprint.key(levels) for fingerprint in self._fingerprints)
-        values = times.tolist()
-        memo.put_absent(((key, *tail), time) for key, time in zip(keys, values))
-        self.prefetched[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = np.array(values)
-        return values[mine]
+        self.prefetched[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = np.array(times)
+        return times.item(mine)
+
+    def prefetched_of(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...]) -> float | None:
+        """``sim``'s time with prefetch of ``op`` at ``levels`` as its family made it for every
+        member (None: not made, or ``sim`` not a member)."""
+        times = self.prefetched.get((op.signature_number, levels, sim.dispatch, sim._prefetch_buffer))
+        mine = self.member(sim._fingerprint) if times is not None else None
+        return None if mine is None else times.item(mine)
 
     def matmul_pick(self, sim: Simulator, op: ops.MatMul, levels: tuple[Level, Level, Level]):
         """``sim``'s mapping and tiling of ``op`` with its operands at ``levels``, as
