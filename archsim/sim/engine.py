@@ -116,10 +116,14 @@ class Simulator:
     def _placements(self, workload: Workload, overlapping: bool) -> tuple[Placement, ...]:
         """The placement search's plans, shared by chips alike in everything costs read and in
         their capacities (the same workload run again, a sweep's repeated points). Overlapped,
-        the search weighs each op with its weights prefetched."""
+        the search weighs each op with its weights prefetched. A family's member (a sweep's
+        point, which its sweep evaluates once) keeps none: on the bundled sweeps none was read
+        back, and each took a memo's entry (its plans freed cold, 256 points later)."""
         hw = self.hw
         share = (workload, workload_shape(workload), self.placement_policy, self.dispatch,
                  overlapping and hw.prefetch_buffer, self._fingerprint.key((Level.CMEM, Level.HBM)))
+        if self.family is not None:
+            return place(hw, workload, self.placement_policy, op_timer(self, overlapping), share)
         key = (share, hw.cmem.capacity if hw.cmem is not None else 0.0, hw.hbm.capacity)
         plans = _PLANS.get(key)
         if plans is None:
