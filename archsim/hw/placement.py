@@ -373,8 +373,12 @@ def clear_placements() -> None:
     _WALKS.clear()
 
 
-# ladders climbed, by what their op times read (``place``'s ``share``) and the preload's cost per byte
-_WALKS: BoundedMemo[_Walk] = BoundedMemo(size=64)
+# ladders climbed, by what their op times read (``place``'s ``share``) and the preload's cost per byte.
+# The chips sharing one are a sweep's capacity siblings, which come one after another
+# (``Points.grouped``): 4 walks held find as many as 64 did on the bundled sweeps, and a walk
+# dropped is freed while its memory is still in cache, for the next to reuse (held 64, a walk
+# was freed some 60 points later, cold: 16 held gave no gain, 4 with ``engine._TIMED`` 3 to 4%)
+_WALKS: BoundedMemo[_Walk] = BoundedMemo(size=4)
 
 
 def without_preload(plan: Placement) -> Placement:

@@ -400,8 +400,11 @@ _COSTS: BoundedMemo[OpCost] = BoundedMemo(size=50_000)  # about 2 kB each: 100 M
 _CORES: BoundedMemo[OpCost] = BoundedMemo(size=50_000)  # fused ops' main ops' costs, keyed as _COSTS
 _PLANS: BoundedMemo[tuple[Placement, ...]] = BoundedMemo(size=256)  # a few plans of a workload each
 _PREFETCHED: BoundedMemo[float] = BoundedMemo(size=50_000)  # an op's time with prefetch, keyed as _COSTS
-# scheduled runs, their static energies to charge: a few per workload and design point
-_TIMED: BoundedMemo[RunResult] = BoundedMemo(size=256)
+# scheduled runs, their static energies to charge: found again by the run itself (a plan timed,
+# then weighed against its plan without preload) and by the capacity sibling just after it
+# (``Points.grouped`` puts them one after another): 4 held find as many as 256 did on the bundled
+# sweeps, and a run dropped is freed while its memory is still in cache (``placement._WALKS``)
+_TIMED: BoundedMemo[RunResult] = BoundedMemo(size=4)
 _RUN_TIMES: BoundedMemo[float] = BoundedMemo(size=256)  # runs' times from a family's timings, keyed as _TIMED
 
 
