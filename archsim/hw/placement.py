@@ -377,7 +377,7 @@ def clear_placements() -> None:
 # The chips sharing one are a sweep's capacity siblings, which come one after another
 # (``Points.grouped``): 4 walks held find as many as 64 did on the bundled sweeps, and a walk
 # dropped is freed while its memory is still in cache, for the next to reuse (held 64, a walk
-# was freed some 60 points later, cold: 16 held gave no gain, 4 with ``engine._TIMED`` 3 to 4%)
+# was freed some 300 points later, cold: 16 held gave no gain, 4 with ``engine._TIMED`` 3 to 4%)
 _WALKS: BoundedMemo[_Walk] = BoundedMemo(size=4)
 
 
