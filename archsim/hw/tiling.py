@@ -123,6 +123,7 @@ class _Table:
     moved: np.ndarray  # bytes moved at every level together
     # per use after the first (the ranking below and the chosen candidates' traffic)
     memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    shared: _Shared | None = dataclasses.field(default=None, compare=False, repr=False)  # what it was made from
 
     def ranked(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray] | None:
         """None at the table's first use; then the candidates flattened (order-major) and
@@ -131,21 +132,74 @@ class _Table:
         this order is the lexicographic best (numpy's argmin takes the first minimum), so a
         table that design points differing in bandwidths share pays the sort once, and a
         table used once (a new shape) not at all. Only the candidates no earlier one dominates
-        are kept (``_undominated``: about 3% of a DiT sweep's), which changes no choice."""
+        are kept (``_undominated``: about 3% of a DiT sweep's), which changes no choice. A
+        table made from the same ``_Shared`` as one ranked before takes that one's ranking
+        where it provably is its own (``_Ranking.of``)."""
         ranked = self.memo.get("ranked")
         if ranked is None:
             if not self.memo.setdefault("used", False):
                 self.memo["used"] = True
                 return None
-            flat_tiles = np.broadcast_to(self.tiles, self.moved.shape).ravel()
-            rank = np.lexsort((np.arange(self.moved.size), flat_tiles, self.moved.ravel()))  # last key first
-            busy, tiles = tuple(b.ravel()[rank] for b in self.busy_bytes), flat_tiles[rank]
-            keep = _undominated(busy, tiles)
-            ranked = (rank[keep], tuple(b[keep] for b in busy), tiles[keep])
-            for value in (rank, *ranked[1], ranked[2]):
-                value.flags.writeable = False
+            held = self.shared.ranking if self.shared is not None else None
+            ranked = held[0].of(self) if held else None
+            if ranked is None:
+                ranking = _Ranking(self)
+                ranked = ranking.kept_of(self)
+                if held is not None:
+                    held[:] = [ranking]
             self.memo["ranked"] = ranked
         return ranked
+
+
+class _Ranking:
+    """A table's ranking (``_Table.ranked``) and what makes it another table's. Tables made
+    from one ``_Shared`` differ only in their VMEM traffic: the same candidates, tiles and
+    outer levels' bytes. The ranking reads bytes moved and tiles; the survivors
+    (``_undominated``) compare busy bytes per level and tiles, pair by pair. So where another
+    table's bytes moved, taken in this ranking's order, rise and stay level exactly where this
+    table's do, each pair of candidates compares alike in both (through the chain of
+    neighbours between them) and the lexsort's order is this one's; and where its VMEM busy
+    bytes do the same in the order that sorts this table's, every dominance is this one's too,
+    and so are the survivors. Otherwise (a rounding that makes two sums equal in one table and
+    not the other) the table is ranked afresh. Checking is two passes over the candidates, where
+    ranking is a sort and a pass per survivor."""
+
+    __slots__ = ("rank", "kept", "tiles", "_moved", "_vmem", "_checks")
+
+    def __init__(self, table: _Table):
+        moved = table.moved.ravel()
+        flat_tiles = np.broadcast_to(table.tiles, table.moved.shape).ravel()
+        rank = np.lexsort((np.arange(moved.size), flat_tiles, moved))  # last key first
+        tiles = flat_tiles[rank]
+        keep = _undominated(tuple(b.ravel()[rank] for b in table.busy_bytes), tiles)
+        self.rank, self.kept, self.tiles = rank, rank[keep], tiles[keep]
+        for value in (self.kept, self.tiles):
+            value.flags.writeable = False
+        self._moved, self._vmem = moved, table.busy_bytes[0].ravel()
+        self._checks = None  # made when first asked for (most shared parts make one table)
+
+    def kept_of(self, table: _Table) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+        busy = tuple(b.ravel()[self.kept] for b in table.busy_bytes)
+        for value in busy:
+            value.flags.writeable = False
+        return self.kept, busy, self.tiles
+
+    def of(self, table: _Table) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray] | None:
+        """``table``'s ranking as ``_Table.ranked`` keeps it if this one's provably is (None if not)."""
+        if self._checks is None:
+            by_vmem = np.argsort(self._vmem, kind="stable")
+            self._checks = (np.diff(self._moved[self.rank]) > 0, by_vmem, np.diff(self._vmem[by_vmem]) > 0)
+        rises, by_vmem, vmem_rises = self._checks
+        if not (_rises_alike(table.moved.ravel()[self.rank], rises)
+                and _rises_alike(table.busy_bytes[0].ravel()[by_vmem], vmem_rises)):
+            return None
+        return self.kept_of(table)
+
+
+def _rises_alike(values: np.ndarray, rises: np.ndarray) -> bool:
+    """Whether ``values`` never fall, and rise from one to the next exactly where ``rises``."""
+    steps = np.diff(values)
+    return bool((steps >= 0).all()) and np.array_equal(steps > 0, rises)
 
 
 def _undominated(busy: tuple[np.ndarray, ...], tiles: np.ndarray) -> np.ndarray:
@@ -176,18 +230,29 @@ def _undominated(busy: tuple[np.ndarray, ...], tiles: np.ndarray) -> np.ndarray:
         u += 1 + first
 
 
-@lru_cache(maxsize=1024)  # 5 to 50 kB each
-def _table(
-    shape: MatmulShape,
-    out_bytes_per_element: float,
-    acc_bytes_per_element: float,
-    levels: tuple[Level, Level, Level],
-    array_bytes: tuple[float, float, float],  # the arrays' a reads, b reads and output writes
-    vmem_capacity: float,
-) -> _Table:
-    """The traffic of every candidate: it depends on the shape, the homes, the arrays' operand
-    traffic and VMEM's size, not on any bandwidth, so design points that differ in bandwidths
-    (or in anything the arrays do not see) share it."""
+@dataclass(frozen=True)
+class _Shared:
+    """What a table reads of everything but the arrays' own VMEM traffic (``_table``'s
+    ``array_bytes``): the candidates, their tiles and their outer levels' traffic. The tables
+    of one matmul's mappings, and of chips whose matrix units differ (a sweep's grids and
+    counts), share it; so does their ranking, where it provably agrees (``_Ranking``)."""
+
+    mt: np.ndarray
+    kt: np.ndarray
+    nt: np.ndarray
+    tiles: np.ndarray
+    levels: tuple[Level, ...]  # VMEM, then the outer levels in order
+    reads: tuple[np.ndarray, ...]  # per outer level
+    writes: tuple[np.ndarray, ...]
+    busy_bytes: tuple[np.ndarray, ...]  # per outer level
+    filled: np.ndarray  # VMEM writes but the arrays' outputs: operand tiles in, partial sums back
+    drained: np.ndarray  # VMEM reads but the arrays' operands: outputs and partial sums out
+    ranking: list = dataclasses.field(default_factory=list, compare=False, repr=False)  # its last _Ranking
+
+
+@lru_cache(maxsize=1024)
+def _shared(shape: MatmulShape, out_bytes_per_element: float, acc_bytes_per_element: float,
+            levels: tuple[Level, Level, Level], vmem_capacity: float) -> _Shared:
     mt, kt, nt = _fitting(shape, acc_bytes_per_element, vmem_capacity)
     trips = np.stack([np.ceil(shape.m / mt), np.ceil(shape.n / nt), np.ceil(shape.k / kt)])  # loops m, n, k
     tiles = shape.batch * trips[0] * trips[1] * trips[2]
@@ -199,7 +264,6 @@ def _table(
     acc_bytes = shape.batch * shape.m * shape.n * acc_bytes_per_element
     a_level, b_level, out_level = levels
     outer_levels = sorted(set(levels))
-    a_reads, b_reads, out_writes = array_bytes
 
     a_moved = a_bytes * refetch[:, 0]
     b_moved = b_bytes * refetch[:, 1]
@@ -211,16 +275,39 @@ def _table(
     reads[b_level] = reads[b_level] + b_moved
     reads[out_level] = reads[out_level] + spills
     writes[out_level] = writes[out_level] + out_bytes + spills
-    vmem_write = a_moved + b_moved + spills + out_writes
-    vmem_read = out_bytes + spills + a_reads + b_reads
+    outer_reads, outer_writes = tuple(reads[lv] for lv in outer_levels), tuple(writes[lv] for lv in outer_levels)
+    shared = _Shared(mt, kt, nt, tiles, (Level.VMEM, *outer_levels), outer_reads, outer_writes,
+                     tuple(r + w for r, w in zip(outer_reads, outer_writes)), a_moved + b_moved + spills,
+                     out_bytes + spills)
+    for value in (mt, kt, nt, tiles, *outer_reads, *outer_writes, *shared.busy_bytes, shared.filled, shared.drained):
+        value.flags.writeable = False
+    return shared
+
+
+@lru_cache(maxsize=1024)  # 5 to 50 kB each
+def _table(
+    shape: MatmulShape,
+    out_bytes_per_element: float,
+    acc_bytes_per_element: float,
+    levels: tuple[Level, Level, Level],
+    array_bytes: tuple[float, float, float],  # the arrays' a reads, b reads and output writes
+    vmem_capacity: float,
+) -> _Table:
+    """The traffic of every candidate: it depends on the shape, the homes, the arrays' operand
+    traffic and VMEM's size, not on any bandwidth, so design points that differ in bandwidths
+    (or in anything the arrays do not see) share it. All but the arrays' VMEM traffic is
+    ``_shared``'s, made once for every ``array_bytes``."""
+    shared = _shared(shape, out_bytes_per_element, acc_bytes_per_element, levels, vmem_capacity)
+    a_reads, b_reads, out_writes = array_bytes
+    vmem_write = shared.filled + out_writes  # a_moved + b_moved + spills + out_writes, in that order
+    vmem_read = shared.drained + a_reads + b_reads  # out_bytes + spills + a_reads + b_reads
     moved = vmem_read + vmem_write
-    for lv in outer_levels:
-        moved = moved + reads[lv] + writes[lv]
-    all_reads = (vmem_read, *(reads[lv] for lv in outer_levels))
-    all_writes = (vmem_write, *(writes[lv] for lv in outer_levels))
-    table = _Table(mt, kt, nt, tiles, (Level.VMEM, *outer_levels), all_reads, all_writes,
-                   tuple(r + w for r, w in zip(all_reads, all_writes)), moved)
-    for value in (mt, kt, nt, tiles, moved, *all_reads, *all_writes, *table.busy_bytes):
+    for r, w in zip(shared.reads, shared.writes):
+        moved = moved + r + w
+    vmem_busy = vmem_read + vmem_write
+    table = _Table(shared.mt, shared.kt, shared.nt, shared.tiles, shared.levels, (vmem_read, *shared.reads),
+                   (vmem_write, *shared.writes), (vmem_busy, *shared.busy_bytes), moved, shared=shared)
+    for value in (moved, vmem_read, vmem_write, vmem_busy):
         value.flags.writeable = False
     return table
 
@@ -306,3 +393,4 @@ def _first_best(*keys: np.ndarray) -> int:
 def clear_tilings() -> None:
     tile_matmul.cache_clear()
     _table.cache_clear()
+    _shared.cache_clear()
