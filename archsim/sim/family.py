@@ -373,7 +373,9 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     mappings, each at its best tiling (the first least time in its table's ranking). The scalar
     path skips a mapping whose compute time alone exceeds the best time so far: such a mapping's
     time exceeds it too (``latency + max(t_mem, t_mem / steps + C) >= latency + C`` in floats),
-    so evaluating it here changes no choice."""
+    so it is neither chosen nor tied with: the arrays skip it where that holds for every member
+    (two thirds of the later mappings of a DiT sweep), and evaluate it for all where not (which
+    changes no member's choice). A tie in time is settled once for each pair of candidates."""
     plan = matmul_cost._plan(sim, op)
     levels = (homes.level(op.a), homes.level(op.b), homes.level(op.out))
     latency = sim._access_latency(levels)
@@ -382,6 +384,9 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     rows = np.arange(n)
     tables, best = [], None
     for j, mapping in enumerate(plan.mappings):
+        if best is not None and (latency + mapping.compute_s > best[0]).all():  # the scalar path's skip, on
+            tables.append(None)  # every member: its time exceeds each one's best (never chosen, never a tie)
+            continue
         array = mapping.array
         table = _table(plan.shape, plan.out_bytes, plan.acc_bytes, levels,
                        (array.a_reads, array.b_reads, array.out_writes), sim.channels.vmem_capacity)
@@ -395,9 +400,9 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
             best = [t, np.zeros(n, dtype=np.int64), flat, memory]
             continue
         better = t < best[0]
-        for f in np.flatnonzero(t == best[0]):  # a tie in time: the fewer bytes moved, as Traffic sums them
-            better[f] = candidate_traffic(table, int(flat[f])).moved < \
-                candidate_traffic(tables[best[1][f]], int(best[2][f])).moved
+        ties = np.flatnonzero(t == best[0])
+        if ties.size:  # a tie in time: the fewer bytes moved
+            better[ties] = _fewer_bytes(table, flat[ties], tables, best[1][ties], best[2][ties])
         best = [np.where(better, t, best[0]), np.where(better, j, best[1]), np.where(better, flat, best[2]),
                 np.where(better, memory, best[3])]
     time, chosen, flat, memory = best
@@ -420,6 +425,21 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     compute_s = np.array([m.compute_s for m in plan.mappings])[chosen]
     vpu = np.where(array_s >= compute_s, 0.0, compute_s)  # the conversion outlasting the arrays
     return _Times(time, compute_s, ("mxu", array_s), {"vpu": vpu}, ch, reads, writes)
+
+
+def _fewer_bytes(table, flat: np.ndarray, tables: list, chosen: np.ndarray, picked: np.ndarray) -> list[bool]:
+    """Per tied member, whether ``table``'s candidate at ``flat`` moves fewer bytes than its best so
+    far (candidate ``picked`` of ``tables[chosen]``), as ``Traffic.moved`` sums them: compared once
+    for each pair of candidates (the members tie in a few)."""
+    verdicts: dict[tuple, bool] = {}
+    out = []
+    for pair in zip(flat.tolist(), chosen.tolist(), picked.tolist()):
+        verdict = verdicts.get(pair)
+        if verdict is None:
+            verdict = verdicts[pair] = candidate_traffic(table, pair[0]).moved < \
+                candidate_traffic(tables[pair[1]], pair[2]).moved
+        out.append(verdict)
+    return out
 
 
 def _fused(sim: Simulator, op: Fused, homes: Placement, main: _Times, bw: dict) -> _Times:

@@ -1,0 +1,111 @@
+"""A family's matmul arrays (``archsim.sim.family._matmul``) skip a later mapping exactly where
+every member's own search (``matmul_cost.tpu_matmul_cost``) would skip it: where the mapping's
+compute time alone, after the access latency, exceeds the member's best time so far. The
+members' own searches are written out here, mapping by mapping, from the tiling search alone."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from archsim import api
+from archsim.dtypes import DType
+from archsim.hw.memory import Level
+from archsim.hw.tiling import MatmulShape, _table, tile_matmul
+from archsim.ir import ops
+from archsim.passes import compile_for
+from archsim.sim import engine, matmul_cost
+from archsim.sim.engine import Simulator
+from archsim.sim.family import Family, _fewer_bytes, prefetched_times
+
+ROOT = Path(__file__).resolve().parent.parent
+BANDWIDTHS = ("300 GB/s", "400 GB/s", "819 GB/s", "1.2 TB/s", "2 TB/s", "3.3 TB/s")
+
+
+def _own_skips(sim: Simulator, op: ops.MatMul, levels: tuple[Level, ...]) -> list[bool]:
+    """Per mapping, whether the member's own search passes it by: the best (time, bytes moved)
+    so far, and a mapping skipped once latency + its compute time exceeds that time."""
+    plan = matmul_cost._plan(sim, op)
+    latency = sim._access_latency(levels)
+    best, skips = None, []
+    for mapping in plan.mappings:
+        if best is not None and latency + mapping.compute_s > best[0]:
+            skips.append(True)
+            continue
+        skips.append(False)
+        array = mapping.array
+        tiling = tile_matmul(plan.shape, plan.out_bytes, plan.acc_bytes, levels,
+                             (array.a_reads, array.b_reads, array.out_writes), array.folds, sim.channels,
+                             mapping.compute_s, latency)
+        if best is None or (tiling.time_s, tiling.traffic.moved) < best:
+            best = (tiling.time_s, tiling.traffic.moved)
+    return skips
+
+
+def test_the_arrays_skip_a_mapping_where_every_members_own_search_does():
+    """On chips like the DiT sweep's (CIM grids and counts, VMEM sizes): both kinds are met, a
+    later mapping skipped for the whole family and one evaluated for it."""
+    met = [_compared(("mxu.count=8", "mxu.cim.grid=[32, 16]", "vmem.capacity=4 MiB")),
+           _compared(("mxu.count=2", "mxu.cim.grid=[16, 8]", "vmem.capacity=32 MiB")),
+           _compared(("mxu.count=4", "mxu.cim.grid=[8, 8]", "vmem.capacity=8 MiB"))]
+    assert sum(m[0] for m in met) and sum(m[1] for m in met), met
+
+
+def _compared(sets: tuple[str, ...]) -> tuple[int, int]:
+    """The family's skips checked against its members' own on DiT's matmuls at a few homes:
+    how many later mappings were skipped, and how many evaluated."""
+    engine.clear_caches()
+    chips = tuple(api.load_hardware(ROOT / "hw_configs" / "cim_tpu.yaml", [f"hbm.bandwidth={b}", *sets])
+                  for b in BANDWIDTHS)
+    family = Family(chips)
+    sims = [Simulator(hw, family=family) for hw in chips]
+    workload = compile_for(chips[0], api.load_workload(ROOT / "workloads" / "dit_xl_2.yaml", hw=chips[0]))
+    matmuls = [op for phase in workload.phases for op in phase.graph.ops()
+               if isinstance(op, ops.MatMul) or isinstance(getattr(op, "core", None), ops.MatMul)]
+    rng = random.Random(5)
+    homes_tried = [(Level.HBM, Level.HBM, Level.HBM), (Level.VMEM, Level.HBM, Level.VMEM),
+                   (Level.CMEM, Level.HBM, Level.HBM), (Level.HBM, Level.CMEM, Level.HBM)]
+    skipped = evaluated = 0
+    for op in matmuls:
+        core = op.core if hasattr(op, "core") else op
+        for core_levels in rng.sample(homes_tried, 3):
+            placed = tuple({core.a.name: core_levels[0], core.b.name: core_levels[1], core.out.name: core_levels[2]}
+                           .get(name, Level.HBM) for name in op.tensor_names)
+            homes = engine._homes(op, placed)
+            try:
+                prefetched_times(sims[0], op, homes, lambda: sims[0]._shared_cost(op, placed, homes), family.hbm)
+            except Exception:  # a tiling that fits no VMEM at these homes
+                continue
+            plan, tables = family.picks[(core.signature_number, core_levels)][:2]
+            own = [_own_skips(sim, core, core_levels) for sim in sims]
+            for j in range(len(plan.mappings)):
+                assert (tables[j] is None) == all(skips[j] for skips in own), (op.name, core_levels, j)
+                skipped += tables[j] is None
+                evaluated += j > 0 and tables[j] is not None
+    engine.clear_caches()
+    return skipped, evaluated
+
+
+def test_a_tie_in_time_goes_to_the_fewer_bytes_each_member_against_its_own_best():
+    """``_fewer_bytes``: two tables of one matmul; three members tie the first table's candidate 0
+    against their own bests (the second table's candidates 1, 2 and 1 again). Each verdict is
+    the bytes moved of the two candidates, summed here from the tables' per-level arrays."""
+    shape = MatmulShape(1, 64, 64, 64, DType.BF16, False)
+    levels = (Level.HBM, Level.HBM, Level.HBM)
+    first = _table(shape, 2.0, 4.0, levels, (1.0e3, 2.0e3, 3.0e3), 1024.0 ** 2)
+    second = _table(shape, 2.0, 4.0, levels, (0.0, 0.0, 0.0), 1024.0 ** 2)
+    candidates = first.moved.shape[1]
+
+    def moved(table, flat: int) -> float:
+        o, i = divmod(flat, candidates)
+        return sum(float(r[o, i]) + float(w[o, i]) for r, w in zip(table.reads, table.writes))
+
+    flats = np.argsort(second.moved.ravel(), kind="stable")
+    low, high = int(flats[0]), int(flats[-1])  # the second table's fewest and most bytes moved
+    mine = int(np.argsort(first.moved.ravel(), kind="stable")[first.moved.size // 2])
+    assert moved(second, low) < moved(first, mine) < moved(second, high)  # a case each way
+    verdicts = _fewer_bytes(first, np.array([mine, mine, mine]), [second, first], np.array([0, 0, 0]),
+                            np.array([low, high, low]))
+    assert verdicts == [False, True, False]
