@@ -74,6 +74,9 @@ class Family:
         self.prefetched: dict[tuple, np.ndarray] = {}  # the same key -> every member's time with prefetch
         # (a matmul's signature, its operands' levels) -> its mappings, tables and each member's pick
         self.picks: dict[tuple, tuple] = {}
+        # the same key -> its times (``_matmul``'s): a fused op's main matmul at the same homes as
+        # another's, or as the matmul alone, is timed once (a fifth of a DiT sweep's matmuls)
+        self.matmuls: dict[tuple, _Times] = {}
         self._walks: dict[tuple, tuple] = {}  # (the workload's analysis, dispatch, buffer) -> its walk
         self._sims: dict[str, list] = {}  # by dispatch, a simulator a member (ops the arrays do not time)
 
@@ -375,9 +378,15 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     time exceeds it too (``latency + max(t_mem, t_mem / steps + C) >= latency + C`` in floats),
     so it is neither chosen nor tied with: the arrays skip it where that holds for every member
     (two thirds of the later mappings of a DiT sweep), and evaluate it for all where not (which
-    changes no member's choice). A tie in time is settled once for each pair of candidates."""
-    plan = matmul_cost._plan(sim, op)
+    changes no member's choice). A tie in time is settled once for each pair of candidates. The
+    result reads the op, its homes and the family's chips alone: kept with the family
+    (``Family.matmuls``), a fused op's main matmul at homes met before is not timed again."""
     levels = (homes.level(op.a), homes.level(op.b), homes.level(op.out))
+    family = sim.family if sim.family is not None and bw[Level.HBM] is sim.family.hbm else None
+    made = family.matmuls.get((op.signature_number, levels)) if family is not None else None
+    if made is not None:  # the arrays read nothing else: the units, the clock, VMEM and the bandwidths are the family's
+        return made
+    plan = matmul_cost._plan(sim, op)
     latency = sim._access_latency(levels)
     n = bw[Level.HBM].shape[0]
     column = {lv: (b[:, None] if isinstance(b, np.ndarray) else b) for lv, b in bw.items()}
@@ -424,7 +433,10 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     array_s = np.array([m.array_s for m in plan.mappings])[chosen]
     compute_s = np.array([m.compute_s for m in plan.mappings])[chosen]
     vpu = np.where(array_s >= compute_s, 0.0, compute_s)  # the conversion outlasting the arrays
-    return _Times(time, compute_s, ("mxu", array_s), {"vpu": vpu}, ch, reads, writes)
+    made = _Times(time, compute_s, ("mxu", array_s), {"vpu": vpu}, ch, reads, writes)
+    if family is not None:
+        family.matmuls[(op.signature_number, levels)] = made
+    return made
 
 
 def _fewer_bytes(table, flat: np.ndarray, tables: list, chosen: np.ndarray, picked: np.ndarray) -> list[bool]:

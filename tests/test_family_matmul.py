@@ -1,7 +1,10 @@
-"""A family's matmul arrays (``archsim.sim.family._matmul``) skip a later mapping exactly where
-every member's own search (``matmul_cost.tpu_matmul_cost``) would skip it: where the mapping's
-compute time alone, after the access latency, exceeds the member's best time so far. The
-members' own searches are written out here, mapping by mapping, from the tiling search alone."""
+"""A family's matmul arrays (``archsim.sim.family._matmul``): they skip a later mapping exactly
+where every member's own search (``matmul_cost.tpu_matmul_cost``) would skip it, where the
+mapping's compute time alone, after the access latency, exceeds the member's best time so far
+(the members' own searches are written out here, mapping by mapping, from the tiling search
+alone); a tie in time goes to the fewer bytes moved against each member's own best; and a
+matmul at the same homes (alone, or a fused op's main op) is timed once for the family, the
+same bits as timed afresh."""
 
 from __future__ import annotations
 
@@ -109,3 +112,34 @@ def test_a_tie_in_time_goes_to_the_fewer_bytes_each_member_against_its_own_best(
     verdicts = _fewer_bytes(first, np.array([mine, mine, mine]), [second, first], np.array([0, 0, 0]),
                             np.array([low, high, low]))
     assert verdicts == [False, True, False]
+
+
+def test_a_matmul_at_the_same_homes_is_timed_once_for_the_family_the_same_bits():
+    """A fused GEMM and its main GEMM alone, at the same homes, then at other homes: the family
+    keeps one entry per (matmul, homes), and every time is the one a family that never saw the
+    others makes."""
+    engine.clear_caches()
+    chips = tuple(api.load_hardware(ROOT / "hw_configs" / "cim_tpu.yaml", [f"hbm.bandwidth={b}", "mxu.count=4"])
+                  for b in BANDWIDTHS)
+    workload = compile_for(chips[0], api.load_workload(ROOT / "workloads" / "dit_xl_2.yaml", hw=chips[0]))
+    fused = next(op for phase in workload.phases for op in phase.graph.ops()
+                 if isinstance(getattr(op, "core", None), ops.MatMul))
+    core = fused.core
+    asked = []
+    for core_levels in ((Level.HBM, Level.HBM, Level.HBM), (Level.VMEM, Level.HBM, Level.VMEM)):
+        by_name = {core.a.name: core_levels[0], core.b.name: core_levels[1], core.out.name: core_levels[2]}
+        asked.append((fused, tuple(by_name.get(name, Level.HBM) for name in fused.tensor_names)))
+        asked.append((core, core_levels))
+
+    def times(family: Family, op, placed) -> list[float]:
+        sim = Simulator(chips[0], family=family)
+        homes = engine._homes(op, placed)
+        return prefetched_times(sim, op, homes, lambda: sim._shared_cost(op, placed, homes), family.hbm).tolist()
+
+    shared = Family(chips)
+    together = [times(shared, op, placed) for op, placed in asked]
+    assert sorted(shared.matmuls) == sorted({(core.signature_number, levels) for _, levels in asked[1::2]})
+    for (op, placed), made in zip(asked, together):
+        engine.clear_caches()
+        assert made == times(Family(chips), op, placed), (op.name, placed)
+    engine.clear_caches()
