@@ -24,6 +24,7 @@ from archsim.ir.fused import Fused
 from archsim.passes import compile_for
 from archsim.sim import engine
 from archsim.sim import family as family_module
+from archsim.sim import family_ops
 from archsim.sim.engine import Simulator
 from archsim.sim.family import Family, families, prefetched_times
 from archsim.sim.fingerprint import CostFingerprint
@@ -197,13 +198,13 @@ def test_a_time_the_family_gets_wrong_raises(monkeypatch):
     engine.clear_caches()
     chips = _chips("cim_tpu.yaml")
     workload = api.load_workload(ROOT / "workloads" / "llama2_7b_layer_decode.yaml", hw=chips[0])
-    made = family_module._matmul
+    made = family_ops._matmul
 
     def off_by_an_ulp(*args):
         times = made(*args)
         return dataclasses.replace(times, latency=np.nextafter(times.latency, np.inf))
 
-    monkeypatch.setattr(family_module, "_matmul", off_by_an_ulp)
+    monkeypatch.setattr(family_ops, "_matmul", off_by_an_ulp)
     family = Family(chips)
     with pytest.raises(RuntimeError, match="a bug in archsim.sim.family"):
         Simulator(chips[0], family=family).run(workload)

@@ -1,4 +1,4 @@
-"""A family's matmul arrays (``archsim.sim.family._matmul``): they skip a later mapping exactly
+"""A family's matmul arrays (``archsim.sim.family_ops._matmul``): they skip a later mapping exactly
 where every member's own search (``matmul_cost.tpu_matmul_cost``) would skip it, where the
 mapping's compute time alone, after the access latency, exceeds the member's best time so far
 (the members' own searches are written out here, mapping by mapping, from the tiling search
@@ -21,7 +21,8 @@ from archsim.ir import ops
 from archsim.passes import compile_for
 from archsim.sim import engine, matmul_cost
 from archsim.sim.engine import Simulator
-from archsim.sim.family import Family, _fewer_bytes, prefetched_times
+from archsim.sim.family import Family, prefetched_times
+from archsim.sim.family_ops import _fewer_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 BANDWIDTHS = ("300 GB/s", "400 GB/s", "819 GB/s", "1.2 TB/s", "2 TB/s", "3.3 TB/s")

@@ -104,7 +104,7 @@ def test_a_members_cost_keeps_the_busy_times_above_zero_as_busy_of_does():
 
     from archsim.hw.memory import Level, Traffic
     from archsim.sim.cost import busy_of
-    from archsim.sim.family import _Times
+    from archsim.sim.family_ops import _Times
     from archsim.sim.family_timing import _members_parts
 
     zero = {lv: np.zeros(2) for lv in Level}
@@ -191,7 +191,7 @@ def test_an_ops_parts_and_prefetches_as_arrays_are_each_members_own(buffer):
     from archsim.hw.memory import Level, Placement, Traffic
     from archsim.ir.tensor import Role, Tensor
     from archsim.sim.cost import OpCost, busy_of
-    from archsim.sim.family import _Times
+    from archsim.sim.family_ops import _Times
     from archsim.sim.family_timing import _cost_parts, _members_parts, _timing_parts
     from archsim.sim.schedule import _prefetch, op_parts, prefetch_bytes
 

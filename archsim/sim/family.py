@@ -6,53 +6,39 @@ one). The placement search weighs every op it moves by the op's time with prefet
 (``Simulator._overlapped_op_time``), and each member's search asks for the same (op, homes). An
 op with a tensor in HBM takes a different time on each member, so each asked afresh, one op cost
 at a time. Here the first member to ask makes that time for every member at once, as numpy
-arrays over the members' bandwidths, and keeps them with the family: a later member's search
-that misses the engine's memo finds its own there (``prefetched_of``), as if its own search had
-made it.
+arrays over the members' bandwidths (``archsim.sim.family_ops``: each op kind's cost model as
+arrays, then ``schedule.prefetched_time`` here), and keeps them with the family: a later
+member's search that misses the engine's memo finds its own there (``prefetched_of``), as if its
+own search had made it.
 
-The arrays repeat the scalar cost models' arithmetic operation for operation:
-``archsim.sim.matmul_cost`` (its mappings, each tiled by ``archsim.hw.tiling``'s table and its
-tie-breaks), ``vector_cost`` (pass by pass), ``flash_cost`` (its channels and overlap), the
-engine's streamed DMA ops, ``fused.combine``, the dispatch cost and
-``schedule.prefetched_time``. Elementwise ``+ - * /`` and ``maximum`` and ``minimum`` round as
-Python's float operations do, so each member gets the bits its own scalar path gives. The asking
-member takes its time from the arrays too: a full cost is made only for the ops a timed run
-schedules (and for a DMA op or a flash-attention kernel, whose traffic and units' times, which
-no bandwidth changes, the arrays read from it). Every full cost a member makes of an op the
-family has timed is compared with the family's latency for it (``check``): a difference raises,
-never passes silently; the tests compare every member's time with prefetch. Collectives are left
-to each member's own search.
+The asking member takes its time from the arrays too: a full cost is made only for the ops a
+timed run schedules (and for a DMA op or a flash-attention kernel, whose traffic and units'
+times, which no bandwidth changes, the arrays read from it). Every full cost a member makes of
+an op the family has timed is compared with the family's latency for it (``check``): a
+difference raises, never passes silently; the tests compare every member's time with prefetch.
+Collectives are left to each member's own search.
 """
-
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache, reduce
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from archsim.hw.memory import Level, Placement, Traffic
+from archsim.hw.memory import Level, Placement
 from archsim.hw.placement import preload_per_byte
 from archsim.hw.placement_walk import _FamilyWalk, _MemberWalk
-from archsim.hw.tiling import _table, _times, candidate_tiling, candidate_traffic, ranked_now
-from archsim.hw.timing import access_latency
+from archsim.hw.tiling import candidate_tiling
 from archsim.ir import ops
-from archsim.ir.fused import Fused
-from archsim.sim import matmul_cost, vector_cost
+from archsim.sim.family_ops import _op_times
 from archsim.sim.fingerprint import CostFingerprint
-from archsim.sim.fused import _epilogue
 from archsim.sim.schedule import prefetch_bytes
 
 if TYPE_CHECKING:
     from archsim.config.schema import HardwareConfig
     from archsim.sim.cost import OpCost
     from archsim.sim.engine import Simulator
-
-_LEVELS = tuple(Level)  # channel_times' order
-_NAMES, _TRAFFIC = Traffic._fields()  # Traffic's fields, and all of them read at once
-_AT = {lv: (_NAMES.index(f"{lv.value}_read"), _NAMES.index(f"{lv.value}_write")) for lv in _LEVELS}
-_CHANNEL_NAMES = frozenset(lv.value for lv in _LEVELS)  # a cost's ``busy`` names its channels so
+    from archsim.sim.family_ops import _Times
 
 
 class Family:
@@ -74,7 +60,7 @@ class Family:
         self.prefetched: dict[tuple, np.ndarray] = {}  # the same key -> every member's time with prefetch
         # (a matmul's signature, its operands' levels) -> its mappings, tables and each member's pick
         self.picks: dict[tuple, tuple] = {}
-        # the same key -> its times (``_matmul``'s): a fused op's main matmul at the same homes as
+        # the same key -> its times (``family_ops._matmul``'s): a fused op's main matmul at the same homes as
         # another's, or as the matmul alone, is timed once (a fifth of a DiT sweep's matmuls)
         self.matmuls: dict[tuple, _Times] = {}
         self._walks: dict[tuple, tuple] = {}  # (the workload's analysis, dispatch, buffer) -> its walk
@@ -130,7 +116,7 @@ class Family:
     def matmul_pick(self, sim: Simulator, op: ops.MatMul, levels: tuple[Level, Level, Level]):
         """``sim``'s mapping and tiling of ``op`` with its operands at ``levels``, as
         ``matmul_cost.tpu_matmul_cost``'s search picks them, if the family's arrays picked every
-        member's (``_matmul``): None if not, or not a member."""
+        member's (``family_ops._matmul``): None if not, or not a member."""
         entry = self.picks.get((op.signature_number, levels))
         mine = self.member(sim._fingerprint) if entry is not None else None
         if mine is None:
@@ -250,22 +236,6 @@ def _single_chip():
     return SystemConfig()
 
 
-@dataclass
-class _Times:
-    """One op's time and what it holds, per member: arrays over the family (or floats, alike
-    for every member). ``held``: the unit held from start to end and its seconds; ``others``:
-    other units' work; ``ch``: each memory channel's seconds (0 where a member moves nothing);
-    ``reads``/``writes``: its traffic per level."""
-
-    latency: object
-    compute: object
-    held: tuple[str, object]
-    others: dict[str, object]
-    ch: dict[Level, object]
-    reads: dict[Level, object]
-    writes: dict[Level, object]
-
-
 def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost_of: Callable[[], OpCost], hbm: np.ndarray,
                      timing: list | None = None) -> np.ndarray | None:
     """``prefetched_time(op, <the member's cost>, homes, buffer)`` of every member, by HBM
@@ -295,181 +265,3 @@ def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost_of: Call
             seconds = np.where(moved > 0, seconds - fetched / copies, seconds)
         after.append(seconds)
     return np.broadcast_to(fixed + reduce(np.maximum, after, held), hbm.shape)
-
-
-def _op_times(sim: Simulator, op: ops.Op, homes: Placement, cost_of: Callable[[], OpCost], bw: dict) -> _Times | None:
-    """As ``Simulator._cost`` picks the model (without the dispatch cost)."""
-    if isinstance(op, Fused):
-        core = op.core
-        main = _op_times(sim, core, homes, lambda: sim.core_cost(core, homes), bw)
-        return None if main is None else _fused(sim, op, homes, main, bw)
-    if isinstance(op, ops.MatMul):
-        return _matmul(sim, op, homes, bw)
-    if isinstance(op, ops.FlashAttention):
-        return _flash(sim, op, cost_of(), bw)
-    if isinstance(op, ops.VectorOp):
-        return _vector(sim, op, homes, bw)
-    if isinstance(op, (ops.EmbeddingLookup, ops.CacheWrite)):
-        return _streamed(sim, cost_of().traffic, "dma", bw)
-    return None
-
-
-def _channels(traffic: Traffic, bw: dict) -> dict[Level, object]:
-    """``channel_times``: each level's bytes over its bandwidth, for the levels that move any."""
-    out = {}
-    for level in _LEVELS:
-        moved = traffic.total(level)
-        if moved:
-            out[level] = moved / bw[level]
-    return out
-
-
-def _fields(traffic: Traffic) -> tuple[dict, dict]:
-    values = _TRAFFIC(traffic)
-    return {lv: values[r] for lv, (r, _) in _AT.items()}, {lv: values[w] for lv, (_, w) in _AT.items()}
-
-
-def _most(values, default=0.0):
-    return reduce(np.maximum, values) if values else default
-
-
-def _streamed(sim: Simulator, traffic: Traffic, unit: str, bw: dict) -> _Times:
-    """``Simulator._streamed`` of an op without compute (a DMA: one step)."""
-    times = _channels(traffic, bw)
-    memory = _most(list(times.values()))
-    latency = access_latency(sim.hw, times) + np.maximum(memory, memory / 1 + 0.0)
-    reads, writes = _fields(traffic)
-    return _Times(latency, 0.0, (unit, 0.0), {}, times, reads, writes)
-
-
-def _flash(sim: Simulator, op: ops.FlashAttention, cost: OpCost, bw: dict) -> _Times:
-    """``flash_cost.tpu_flash_cost`` from the asking member's ``cost``: its traffic, its units'
-    times (``busy``: the arrays', then the vector unit's if any) and its compute time read no
-    bandwidth, so they are every member's; its channels' times and its latency are timed here."""
-    times = _channels(cost.traffic, bw)
-    memory = _most(list(times.values()))
-    steps = max(op.batch * op.group * op.tiles, 1)  # overlapped_seconds' steps
-    latency = access_latency(sim.hw, times) + np.maximum(memory, memory / steps + cost.compute_s)
-    held, *others = [(unit, seconds) for unit, seconds in cost.busy if unit not in _CHANNEL_NAMES]
-    reads, writes = _fields(cost.traffic)
-    return _Times(latency, cost.compute_s, held, dict(others), times, reads, writes)
-
-
-def _vector(sim: Simulator, op: ops.VectorOp, homes: Placement, bw: dict) -> _Times:
-    """``vector_cost.tpu_vector_cost``: its passes one after another."""
-    plan = vector_cost._plan(sim, op, homes)
-    clock, steps = sim.hw.clock, max(plan.steps, 1)
-    times: dict[Level, object] = {}
-    latency = 0.0
-    for moved, cycles in plan.passes:
-        pass_times = _channels(moved, bw)
-        memory = _most(list(pass_times.values()))
-        latency = latency + (access_latency(sim.hw, pass_times) + np.maximum(memory, memory / steps + cycles / clock))
-        for level, t in pass_times.items():
-            times[level] = times.get(level, 0.0) + t
-    reads, writes = _fields(plan.traffic)
-    return _Times(latency, plan.compute_s, ("vpu", plan.compute_s), {}, times, reads, writes)
-
-
-def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Times:
-    """``matmul_cost.tpu_matmul_cost``: per member, the least (time, bytes moved) of the units'
-    mappings, each at its best tiling (the first least time in its table's ranking). The scalar
-    path skips a mapping whose compute time alone exceeds the best time so far: such a mapping's
-    time exceeds it too (``latency + max(t_mem, t_mem / steps + C) >= latency + C`` in floats),
-    so it is neither chosen nor tied with: the arrays skip it where that holds for every member
-    (two thirds of the later mappings of a DiT sweep), and evaluate it for all where not (which
-    changes no member's choice). A tie in time is settled once for each pair of candidates. The
-    result reads the op, its homes and the family's chips alone: kept with the family
-    (``Family.matmuls``), a fused op's main matmul at homes met before is not timed again."""
-    levels = (homes.level(op.a), homes.level(op.b), homes.level(op.out))
-    family = sim.family if sim.family is not None and bw[Level.HBM] is sim.family.hbm else None
-    made = family.matmuls.get((op.signature_number, levels)) if family is not None else None
-    if made is not None:  # the arrays read nothing else: the units, the clock, VMEM and the bandwidths are the family's
-        return made
-    plan = matmul_cost._plan(sim, op)
-    latency = sim._access_latency(levels)
-    n = bw[Level.HBM].shape[0]
-    column = {lv: (b[:, None] if isinstance(b, np.ndarray) else b) for lv, b in bw.items()}
-    rows = np.arange(n)
-    tables, best = [], None
-    for j, mapping in enumerate(plan.mappings):
-        if best is not None and (latency + mapping.compute_s > best[0]).all():  # the scalar path's skip, on
-            tables.append(None)  # every member: its time exceeds each one's best (never chosen, never a tie)
-            continue
-        array = mapping.array
-        table = _table(plan.shape, plan.out_bytes, plan.acc_bytes, levels,
-                       (array.a_reads, array.b_reads, array.out_writes), sim.channels.vmem_capacity)
-        rank, busy, tiles = ranked_now(table)
-        t_mem, time = _times(busy, table.levels, column, np.minimum(tiles, array.folds), mapping.compute_s, latency)
-        time = np.broadcast_to(time, (n, time.shape[-1]))
-        first = time.argmin(axis=1)
-        t, flat, memory = time[rows, first], rank[first], np.broadcast_to(t_mem, time.shape)[rows, first]
-        tables.append(table)
-        if best is None:
-            best = [t, np.zeros(n, dtype=np.int64), flat, memory]
-            continue
-        better = t < best[0]
-        ties = np.flatnonzero(t == best[0])
-        if ties.size:  # a tie in time: the fewer bytes moved
-            better[ties] = _fewer_bytes(table, flat[ties], tables, best[1][ties], best[2][ties])
-        best = [np.where(better, t, best[0]), np.where(better, j, best[1]), np.where(better, flat, best[2]),
-                np.where(better, memory, best[3])]
-    time, chosen, flat, memory = best
-    if sim.family is not None:  # each member's choice, for its full cost (``matmul_pick``)
-        sim.family.picks[(op.signature_number, levels)] = (plan, tables, chosen.tolist(), flat.tolist(),
-                                                           memory.tolist(), time.tolist())
-    picked = list(zip(chosen.tolist(), flat.tolist()))  # a few distinct candidates among the members
-    values = {pick: _TRAFFIC(candidate_traffic(tables[pick[0]], pick[1])) for pick in dict.fromkeys(picked)}
-    if len(values) == 1:  # every member's the same candidate (two thirds of a DiT sweep's): one row, read n times
-        fields = np.broadcast_to(np.array(values[picked[0]]), (n, len(_NAMES)))
-    else:
-        fields = np.array([values[pick] for pick in picked])
-    reads, writes = {lv: fields[:, r] for lv, (r, _) in _AT.items()}, {lv: fields[:, w] for lv, (_, w) in _AT.items()}
-    ch = {}
-    for level in _LEVELS:  # channel_times: a level no member moves bytes at is absent
-        moved = reads[level] + writes[level]
-        if moved.any():
-            ch[level] = moved / bw[level]
-    array_s = np.array([m.array_s for m in plan.mappings])[chosen]
-    compute_s = np.array([m.compute_s for m in plan.mappings])[chosen]
-    vpu = np.where(array_s >= compute_s, 0.0, compute_s)  # the conversion outlasting the arrays
-    made = _Times(time, compute_s, ("mxu", array_s), {"vpu": vpu}, ch, reads, writes)
-    if family is not None:
-        family.matmuls[(op.signature_number, levels)] = made
-    return made
-
-
-def _fewer_bytes(table, flat: np.ndarray, tables: list, chosen: np.ndarray, picked: np.ndarray) -> list[bool]:
-    """Per tied member, whether ``table``'s candidate at ``flat`` moves fewer bytes than its best so
-    far (candidate ``picked`` of ``tables[chosen]``), as ``Traffic.moved`` sums them: compared once
-    for each pair of candidates (the members tie in a few)."""
-    verdicts: dict[tuple, bool] = {}
-    out = []
-    for pair in zip(flat.tolist(), chosen.tolist(), picked.tolist()):
-        verdict = verdicts.get(pair)
-        if verdict is None:
-            verdict = verdicts[pair] = candidate_traffic(table, pair[0]).moved < \
-                candidate_traffic(tables[pair[1]], pair[2]).moved
-        out.append(verdict)
-    return out
-
-
-def _fused(sim: Simulator, op: Fused, homes: Placement, main: _Times, bw: dict) -> _Times:
-    """``fused.combine`` (its module docstring's step 3) of the main op's times and the epilogue."""
-    epi_s, extra = _epilogue(sim, op, homes)
-    on_vector = op.main.unit is ops.Unit.VPU
-    compute = main.compute + epi_s if on_vector else np.maximum(main.compute, epi_s)
-    ch = dict(main.ch)
-    for level, seconds in _channels(extra, bw).items():
-        ch[level] = ch.get(level, 0.0) + seconds
-    memory, main_memory = _most(list(ch.values())), _most(list(main.ch.values()))
-    latency = main.latency + np.maximum(0.0, np.maximum(compute, memory) - np.maximum(main.compute, main_memory))
-    name, held = main.held
-    others = dict(main.others)
-    if name == "vpu":
-        held = held + epi_s if on_vector else np.maximum(held, epi_s)
-    elif epi_s > 0:
-        others["vpu"] = others.get("vpu", 0.0) + epi_s
-    reads, writes = _fields(extra)
-    return _Times(latency, compute, (name, held), others, ch,
-                  {lv: main.reads[lv] + reads[lv] for lv in _LEVELS}, {lv: main.writes[lv] + writes[lv] for lv in _LEVELS})

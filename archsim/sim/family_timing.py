@@ -165,7 +165,7 @@ def _members_run_times(sim: Simulator, workload: Workload, placement: Placement)
 
 
 def _timing_parts(times, latency, copies: int, ahead: dict) -> tuple:
-    """``schedule.op_parts`` and ``_prefetch`` of a batched op's timing (``family._Times`` and its
+    """``schedule.op_parts`` and ``_prefetch`` of a batched op's timing (``family_ops._Times`` and its
     latency with dispatch), per member: a resource a member's ``busy`` lacks (its seconds 0) is
     marked absent, as ``cost.busy_of`` leaves it out."""
     unit, held = times.held
