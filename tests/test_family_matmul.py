@@ -2,9 +2,9 @@
 where every member's own search (``matmul_cost.tpu_matmul_cost``) would skip it, where the
 mapping's compute time alone, after the access latency, exceeds the member's best time so far
 (the members' own searches are written out here, mapping by mapping, from the tiling search
-alone); a tie in time goes to the fewer bytes moved against each member's own best; and a
-matmul at the same homes (alone, or a fused op's main op) is timed once for the family, the
-same bits as timed afresh."""
+alone); a tie in time goes to the fewer bytes moved, summed as a candidate's traffic sums
+them; and a matmul at the same homes (alone, or a fused op's main op) is timed once for the
+family, the same bits as timed afresh."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ import numpy as np
 from archsim import api
 from archsim.dtypes import DType
 from archsim.hw.memory import Level
-from archsim.hw.tiling import MatmulShape, _table, tile_matmul
+from archsim.hw.tiling import MatmulShape, _table, candidate_traffic, ranked_now, tile_matmul
 from archsim.ir import ops
 from archsim.passes import compile_for
 from archsim.sim import engine, matmul_cost
 from archsim.sim.engine import Simulator
 from archsim.sim.family import Family, prefetched_times
-from archsim.sim.family_ops import _fewer_bytes
+from archsim.sim.family_ops import _kept_moved
 
 ROOT = Path(__file__).resolve().parent.parent
 BANDWIDTHS = ("300 GB/s", "400 GB/s", "819 GB/s", "1.2 TB/s", "2 TB/s", "3.3 TB/s")
@@ -92,27 +92,34 @@ def _compared(sets: tuple[str, ...]) -> tuple[int, int]:
     return skipped, evaluated
 
 
-def test_a_tie_in_time_goes_to_the_fewer_bytes_each_member_against_its_own_best():
-    """``_fewer_bytes``: two tables of one matmul; three members tie the first table's candidate 0
-    against their own bests (the second table's candidates 1, 2 and 1 again). Each verdict is
-    the bytes moved of the two candidates, summed here from the tables' per-level arrays."""
-    shape = MatmulShape(1, 64, 64, 64, DType.BF16, False)
-    levels = (Level.HBM, Level.HBM, Level.HBM)
-    first = _table(shape, 2.0, 4.0, levels, (1.0e3, 2.0e3, 3.0e3), 1024.0 ** 2)
-    second = _table(shape, 2.0, 4.0, levels, (0.0, 0.0, 0.0), 1024.0 ** 2)
-    candidates = first.moved.shape[1]
-
-    def moved(table, flat: int) -> float:
-        o, i = divmod(flat, candidates)
-        return sum(float(r[o, i]) + float(w[o, i]) for r, w in zip(table.reads, table.writes))
-
-    flats = np.argsort(second.moved.ravel(), kind="stable")
-    low, high = int(flats[0]), int(flats[-1])  # the second table's fewest and most bytes moved
-    mine = int(np.argsort(first.moved.ravel(), kind="stable")[first.moved.size // 2])
-    assert moved(second, low) < moved(first, mine) < moved(second, high)  # a case each way
-    verdicts = _fewer_bytes(first, np.array([mine, mine, mine]), [second, first], np.array([0, 0, 0]),
-                            np.array([low, high, low]))
-    assert verdicts == [False, True, False]
+def test_a_tie_in_time_is_settled_by_bytes_moved_as_a_candidates_traffic_sums_them():
+    """``_kept_moved``: per ranked candidate, its bytes moved as ``candidate_traffic(...).moved``
+    has them, the same bits; by hand, each field from 0.0 (VMEM's from the arrays' traffic and,
+    where an operand lives in VMEM, its own), then the fields added in the order VMEM, CMEM,
+    HBM, reads before writes; on tables with and without CMEM, and with an operand in VMEM."""
+    shape = MatmulShape(1, 64, 96, 64, DType.BF16, False)
+    for levels in ((Level.HBM, Level.HBM, Level.HBM), (Level.CMEM, Level.HBM, Level.CMEM),
+                   (Level.HBM, Level.VMEM, Level.CMEM), (Level.VMEM, Level.HBM, Level.VMEM)):
+        table = _table(shape, 2.0, 4.0, levels, (1.0e3, 2.0e3, 3.0e3), 1024.0 ** 2)
+        kept = ranked_now(table)[0]
+        moved = _kept_moved(table, kept)
+        assert moved.shape == kept.shape
+        candidates = table.moved.shape[1]
+        for position, flat in enumerate(kept.tolist()):
+            o, i = divmod(flat, candidates)
+            fields = []
+            for level in (Level.VMEM, Level.CMEM, Level.HBM):
+                for values in (table.reads, table.writes):
+                    field = 0.0
+                    for k, home in enumerate(table.levels):
+                        if home is level:
+                            field = field + float(values[k][o, i])
+                    fields.append(field)
+            by_hand = fields[0]
+            for field in fields[1:]:
+                by_hand = by_hand + field
+            assert moved[position] == by_hand == candidate_traffic(table, flat).moved, (levels, flat)
+        assert _kept_moved(table, kept) is moved  # kept by the table
 
 
 def test_a_matmul_at_the_same_homes_is_timed_once_for_the_family_the_same_bits():

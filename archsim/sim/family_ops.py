@@ -132,7 +132,7 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     time exceeds it too (``latency + max(t_mem, t_mem / steps + C) >= latency + C`` in floats),
     so it is neither chosen nor tied with: the arrays skip it where that holds for every member
     (two thirds of the later mappings of a DiT sweep), and evaluate it for all where not (which
-    changes no member's choice). A tie in time is settled once for each pair of candidates. The
+    changes no member's choice). A tie in time goes to the fewer bytes moved (``_kept_moved``). The
     result reads the op, its homes and the family's chips alone: kept with the family
     (``Family.matmuls``), a fused op's main matmul at homes met before is not timed again."""
     levels = (homes.level(op.a), homes.level(op.b), homes.level(op.out))
@@ -155,20 +155,20 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
                        (array.a_reads, array.b_reads, array.out_writes), sim.channels.vmem_capacity)
         rank, busy, tiles = ranked_now(table)
         t_mem, time = _times(busy, table.levels, column, np.minimum(tiles, array.folds), mapping.compute_s, latency)
-        time = np.broadcast_to(time, (n, time.shape[-1]))
+        if time.shape[0] != n or time.ndim == 1:  # alike for every member (no level at HBM's bandwidth)
+            time = np.broadcast_to(time, (n, time.shape[-1]))
+        if t_mem.shape != time.shape:
+            t_mem = np.broadcast_to(t_mem, time.shape)
         first = time.argmin(axis=1)
-        t, flat, memory = time[rows, first], rank[first], np.broadcast_to(t_mem, time.shape)[rows, first]
+        t, flat, memory, moved = time[rows, first], rank[first], t_mem[rows, first], _kept_moved(table, rank)[first]
         tables.append(table)
         if best is None:
-            best = [t, np.zeros(n, dtype=np.int64), flat, memory]
+            best = [t, np.zeros(n, dtype=np.int64), flat, memory, moved]
             continue
-        better = t < best[0]
-        ties = np.flatnonzero(t == best[0])
-        if ties.size:  # a tie in time: the fewer bytes moved
-            better[ties] = _fewer_bytes(table, flat[ties], tables, best[1][ties], best[2][ties])
+        better = (t < best[0]) | ((t == best[0]) & (moved < best[4]))  # a tie in time: the fewer bytes moved
         best = [np.where(better, t, best[0]), np.where(better, j, best[1]), np.where(better, flat, best[2]),
-                np.where(better, memory, best[3])]
-    time, chosen, flat, memory = best
+                np.where(better, memory, best[3]), np.where(better, moved, best[4])]
+    time, chosen, flat, memory, _ = best
     if sim.family is not None:  # each member's choice, for its full cost (``matmul_pick``)
         sim.family.picks[(op.signature_number, levels)] = (plan, tables, chosen.tolist(), flat.tolist(),
                                                            memory.tolist(), time.tolist())
@@ -193,19 +193,26 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     return made
 
 
-def _fewer_bytes(table, flat: np.ndarray, tables: list, chosen: np.ndarray, picked: np.ndarray) -> list[bool]:
-    """Per tied member, whether ``table``'s candidate at ``flat`` moves fewer bytes than its best so
-    far (candidate ``picked`` of ``tables[chosen]``), as ``Traffic.moved`` sums them: compared once
-    for each pair of candidates (the members tie in a few)."""
-    verdicts: dict[tuple, bool] = {}
-    out = []
-    for pair in zip(flat.tolist(), chosen.tolist(), picked.tolist()):
-        verdict = verdicts.get(pair)
-        if verdict is None:
-            verdict = verdicts[pair] = candidate_traffic(table, pair[0]).moved < \
-                candidate_traffic(tables[pair[1]], pair[2]).moved
-        out.append(verdict)
-    return out
+def _kept_moved(table, kept: np.ndarray) -> np.ndarray:
+    """``candidate_traffic(table, flat).moved`` of each ranked candidate (``kept``: their flat
+    indices), kept by the table. A candidate's ``Traffic`` sums, field by field from 0.0, each of
+    the table's levels' bytes (VMEM's twice where an operand's home is VMEM too), the other
+    levels adding 0.0, which changes no value; ``moved`` adds the fields in their order."""
+    moved = table.memo.get("kept_moved")
+    if moved is None:
+        fields = []
+        for level in _LEVELS:  # Traffic's fields: each level's read, then its write
+            at = [k for k, home in enumerate(table.levels) if home is level]
+            for values in (table.reads, table.writes) if at else ():
+                field = values[at[0]].ravel()[kept]
+                for k in at[1:]:
+                    field = field + values[k].ravel()[kept]
+                fields.append(field)
+        moved = fields[0]
+        for field in fields[1:]:  # a level absent: its fields' 0.0 added, which changes nothing
+            moved = moved + field
+        table.memo["kept_moved"] = moved
+    return moved
 
 
 def _fused(sim: Simulator, op: Fused, homes: Placement, main: _Times, bw: dict) -> _Times:
