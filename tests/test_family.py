@@ -75,13 +75,16 @@ def test_every_members_time_is_its_own_cost_models(config, workload):
                 own = sims[0]._shared_cost(op, placed, homes)
             except Exception:  # a tiling that fits no VMEM at these homes: no time to share
                 continue
-            times = prefetched_times(sims[0], op, homes, lambda: own, family.hbm)
+            timing: list = []
+            times = prefetched_times(sims[0], op, homes, lambda: own, family.hbm, timing)
             if times is None:
                 left[_kind(op)] += 1
                 continue
-            for sim, time in zip(sims, times.tolist()):
+            memory = np.broadcast_to(timing[0][0].memory, family.hbm.shape).tolist()  # each member's memory_s
+            for sim, time, memory_s in zip(sims, times.tolist(), memory):
                 cost = sim._shared_cost(op, placed, homes)
                 assert time == prefetched_time(op, cost, homes, sim._prefetch_buffer), (op.name, placed, sim.hw.hbm)
+                assert memory_s == cost.memory_s, (op.name, placed, sim.hw.hbm)
             batched[_kind(op)] += 1
     assert batched, "no op batched"
     assert not left, left  # every kind met is batched

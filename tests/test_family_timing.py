@@ -111,7 +111,8 @@ def test_a_members_cost_keeps_the_busy_times_above_zero_as_busy_of_does():
     reads = dict(zero, cmem=np.array([0.0, 64.0]), hbm=np.array([128.0, 128.0]))
     times = _Times(latency=np.array([3.0, 4.0]), compute=1.0, held=("mxu", np.array([1.0, 1.0])),
                    others={"vpu": np.array([0.0, 0.5])},
-                   ch={Level.CMEM: np.array([0.0, 2.0]), Level.HBM: np.array([2.5, 3.5])}, reads=reads, writes=zero)
+                   ch={Level.CMEM: np.array([0.0, 2.0]), Level.HBM: np.array([2.5, 3.5])}, reads=reads, writes=zero,
+                   memory=np.array([2.5, 3.5]))
     parts = _members_parts((times, times.latency + 0.25), 2)
     for member, others, channels in ((0, [], {Level.HBM: 2.5}), (1, [("vpu", 0.5)], {Level.CMEM: 2.0, Level.HBM: 3.5})):
         busy, latency, traffic = parts[member]
@@ -202,7 +203,8 @@ def test_an_ops_parts_and_prefetches_as_arrays_are_each_members_own(buffer):
     times = _Times(latency=np.array([3.0, 4.0]), compute=1.0, held=("mxu", np.array([1.0, 1.5])),
                    others={"vpu": np.array([0.0, 0.5])},
                    ch={Level.CMEM: np.array([2.0, 0.0]), Level.HBM: np.array([2.5, 3.5])},
-                   reads=dict(zero, cmem=np.array([64.0, 0.0]), hbm=np.array([100.0, 200.0])), writes=zero)
+                   reads=dict(zero, cmem=np.array([64.0, 0.0]), hbm=np.array([100.0, 200.0])), writes=zero,
+                   memory=np.array([2.5, 3.5]))
     copies = 3
     got = _timing_parts(times, times.latency, copies, ahead)
     for m, (busy, latency, traffic) in enumerate(_members_parts((times, times.latency), 2)):

@@ -110,11 +110,7 @@ class OpCost:
         ``array-fill`` (the matrix units are the bottleneck but spend most of their time
         loading weights, filling and draining: a decode GEMM at a few % utilisation), else
         ``compute``."""
-        if self.dispatch_s > max(self.compute_s, self.memory_s):
-            return "dispatch"
-        if self.compute_s < self.memory_s:
-            return "memory"
-        return "array-fill" if self.fill_s > FILL_BOUND * self.compute_s else "compute"
+        return bound_of(self.dispatch_s, self.compute_s, self.memory_s, self.fill_s)
 
     @property
     def utilization(self) -> float:
@@ -131,6 +127,15 @@ class OpCost:
     @property
     def total_latency_s(self) -> float:
         return self.latency_s * self.count
+
+
+def bound_of(dispatch_s: float, compute_s: float, memory_s: float, fill_s: float) -> str:
+    """``OpCost.bound`` of an op with these times (a family's members' ops: ``archsim.sim.family_runs``)."""
+    if dispatch_s > max(compute_s, memory_s):
+        return "dispatch"
+    if compute_s < memory_s:
+        return "memory"
+    return "array-fill" if fill_s > FILL_BOUND * compute_s else "compute"
 
 
 _DEFAULTS = {f.name: f.default for f in fields(OpCost) if f.default is not MISSING}  # ``made``'s

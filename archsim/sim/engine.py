@@ -24,6 +24,7 @@ from archsim.memo import BoundedMemo, cached_property
 from archsim.passes import compile_for
 from archsim.sim.cost import OpCost, busy_of
 from archsim.sim.family import Family, op_timer
+from archsim.sim.family_runs import family_run
 from archsim.sim.family_timing import run_time
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.flash_cost import tpu_flash_cost
@@ -148,7 +149,7 @@ class Simulator:
 
     def _charged(self, workload: Workload, timed: RunResult) -> RunResult:
         """``timed`` with each scheduled op's static energy charged by its span."""
-        if timed.schedules is None:
+        if not timed.overlapped:
             return timed
         return timed.restated(self.hw, static_power=self.energy.static_power)
 
@@ -163,9 +164,11 @@ class Simulator:
         key = self._timed_key(workload, placement)
         timed = _TIMED.get(key)
         if timed is not None:
-            return timed.restated(self.hw, timed.ops)
-        timed = self._timed_afresh(workload, placement)
-        if timed.schedules is not None:  # a run of one op per phase, or infeasible: not shared
+            return timed.restated(self.hw)
+        # a family's member reads its run off the family's, made for every member at once
+        timed = (self.family is not None and family_run(self, workload, placement)) or \
+            self._timed_afresh(workload, placement)
+        if timed.overlapped:  # a run of one op per phase, or infeasible: not shared
             _TIMED.put(key, timed)
         return timed
 

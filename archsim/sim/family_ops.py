@@ -40,7 +40,8 @@ class _Times:
     """One op's time and what it holds, per member: arrays over the family (or floats, alike
     for every member). ``held``: the unit held from start to end and its seconds; ``others``:
     other units' work; ``ch``: each memory channel's seconds (0 where a member moves nothing);
-    ``reads``/``writes``: its traffic per level."""
+    ``reads``/``writes``: its traffic per level; ``memory``: the cost's ``memory_s`` (its busiest
+    channel's time, a vector op's passes' summed)."""
 
     latency: object
     compute: object
@@ -49,6 +50,7 @@ class _Times:
     ch: dict[Level, object]
     reads: dict[Level, object]
     writes: dict[Level, object]
+    memory: object
 
 
 def _op_times(sim: Simulator, op: ops.Op, homes: Placement, cost_of: Callable[[], OpCost], bw: dict) -> _Times | None:
@@ -93,7 +95,7 @@ def _streamed(sim: Simulator, traffic: Traffic, unit: str, bw: dict) -> _Times:
     memory = _most(list(times.values()))
     latency = access_latency(sim.hw, times) + np.maximum(memory, memory / 1 + 0.0)
     reads, writes = _fields(traffic)
-    return _Times(latency, 0.0, (unit, 0.0), {}, times, reads, writes)
+    return _Times(latency, 0.0, (unit, 0.0), {}, times, reads, writes, memory)
 
 
 def _flash(sim: Simulator, op: ops.FlashAttention, cost: OpCost, bw: dict) -> _Times:
@@ -106,7 +108,7 @@ def _flash(sim: Simulator, op: ops.FlashAttention, cost: OpCost, bw: dict) -> _T
     latency = access_latency(sim.hw, times) + np.maximum(memory, memory / steps + cost.compute_s)
     held, *others = [(unit, seconds) for unit, seconds in cost.busy if unit not in _CHANNEL_NAMES]
     reads, writes = _fields(cost.traffic)
-    return _Times(latency, cost.compute_s, held, dict(others), times, reads, writes)
+    return _Times(latency, cost.compute_s, held, dict(others), times, reads, writes, memory)
 
 
 def _vector(sim: Simulator, op: ops.VectorOp, homes: Placement, bw: dict) -> _Times:
@@ -114,15 +116,16 @@ def _vector(sim: Simulator, op: ops.VectorOp, homes: Placement, bw: dict) -> _Ti
     plan = vector_cost._plan(sim, op, homes)
     clock, steps = sim.hw.clock, max(plan.steps, 1)
     times: dict[Level, object] = {}
-    latency = 0.0
+    latency = memory_s = 0.0
     for moved, cycles in plan.passes:
         pass_times = _channels(moved, bw)
         memory = _most(list(pass_times.values()))
         latency = latency + (access_latency(sim.hw, pass_times) + np.maximum(memory, memory / steps + cycles / clock))
+        memory_s = memory_s + memory
         for level, t in pass_times.items():
             times[level] = times.get(level, 0.0) + t
     reads, writes = _fields(plan.traffic)
-    return _Times(latency, plan.compute_s, ("vpu", plan.compute_s), {}, times, reads, writes)
+    return _Times(latency, plan.compute_s, ("vpu", plan.compute_s), {}, times, reads, writes, memory_s)
 
 
 def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Times:
@@ -187,7 +190,7 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     array_s = np.array([m.array_s for m in plan.mappings])[chosen]
     compute_s = np.array([m.compute_s for m in plan.mappings])[chosen]
     vpu = np.where(array_s >= compute_s, 0.0, compute_s)  # the conversion outlasting the arrays
-    made = _Times(time, compute_s, ("mxu", array_s), {"vpu": vpu}, ch, reads, writes)
+    made = _Times(time, compute_s, ("mxu", array_s), {"vpu": vpu}, ch, reads, writes, memory)
     if family is not None:
         family.matmuls[(op.signature_number, levels)] = made
     return made
@@ -233,4 +236,5 @@ def _fused(sim: Simulator, op: Fused, homes: Placement, main: _Times, bw: dict) 
         others["vpu"] = others.get("vpu", 0.0) + epi_s
     reads, writes = _fields(extra)
     return _Times(latency, compute, (name, held), others, ch,
-                  {lv: main.reads[lv] + reads[lv] for lv in _LEVELS}, {lv: main.writes[lv] + writes[lv] for lv in _LEVELS})
+                  {lv: main.reads[lv] + reads[lv] for lv in _LEVELS}, {lv: main.writes[lv] + writes[lv] for lv in _LEVELS},
+                  main.memory + np.maximum(0.0, memory - main_memory))

@@ -212,17 +212,27 @@ def _parts(unit: str, held, work: list, latency, copies: int, fetch: list) -> tu
 
 def _makespan(parts: list, deps) -> object:
     """``schedule._schedule``'s makespan (the latest end) of a phase's ops, for every member at
-    once: each ``if a > b`` of the scalar loop a ``numpy.where`` of the same comparison, and a
-    resource a member's op lacks left as it was."""
+    once (``PhaseSchedule.makespan``: the largest end)."""
+    return reduce(np.maximum, scheduled_arrays(parts, deps)[1])
+
+
+def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
+    """``schedule._schedule``'s start, end and ``after`` (the op whose end each op's start waited
+    for, -1: none) of a phase's ops, for every member at once: each ``if a > b`` of the scalar
+    loop a ``numpy.where`` of the same comparison, and a resource a member's op lacks left as
+    it was."""
     free: dict[str, object] = {}
     holder: dict[str, int] = {}
+    start: list = []
     end: list = []
+    after: list = []
     previous_start = 0.0
     for i, (held, held_s, lane, work, fixed, _, fetch) in enumerate(parts):
-        begin = 0.0
+        begin, waited = 0.0, -1
         for j in (*deps[i], holder.get(lane, -1)):
             if j >= 0:
-                begin = np.where(end[j] > begin, end[j], begin)
+                later = end[j] > begin
+                begin, waited = np.where(later, end[j], begin), np.where(later, j, waited)
         fetched: dict[str, object] = {}
         for channel, seconds, present in fetch:  # issued when the op before this one started
             at = free.get(channel, 0.0)
@@ -241,6 +251,8 @@ def _makespan(parts: list, deps) -> object:
         free[held] = np.where(ends > previous, ends, previous)
         free[lane] = stop
         holder[lane] = i
+        start.append(begin)
         end.append(stop)
+        after.append(waited)
         previous_start = begin
-    return reduce(np.maximum, end)  # ``PhaseSchedule.makespan``: the largest end
+    return start, end, after

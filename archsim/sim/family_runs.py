@@ -1,0 +1,295 @@
+"""A plan's timed run on every member of a family at once (issue 22; docs/design/batched_sweep.md).
+
+A family's members (``archsim.sim.family``: chips alike but for HBM's bandwidth) time the same
+plans: of a DiT sweep family's 125 points, each times one plan of some 7 to 10, and each plan is
+some 18 members' (their CMEM capacities pick it). Timed member by member, each run costs every
+op reading HBM afresh (a full cost per op), schedules its phases op by op and sums its ops'
+totals: the largest part of a point's time. Here the first member to time a plan times it for
+every member at once, and each member reads its own run's totals off the arrays:
+
+- each op reading HBM from the family's arrays (``Family.timings``: its latency, units' and
+  channels' times and ``memory_s`` per member) and, for what no bandwidth changes (its unit,
+  traffic, dynamic energy, MACs, compute and fill times), from one member's full cost per
+  distinct mapping and tiling the members picked (``Family.picks``: one or two a matmul); every
+  other op from its cost, which is every member's;
+- each phase scheduled as arrays (``family_timing.scheduled_arrays``: the scalar schedule's
+  operations element by element), its critical chain followed member by member;
+- the run's totals summed as the scalar run sums them (``result.sums_of``: field by field from
+  0, op by op), the time by unit and by bound grouped as ``RunResult.latency_by`` groups it.
+
+A member's run is a ``FamilyRun``: a ``RunResult`` holding those totals, which a sweep's row
+reads. Its ops and schedules, which a row does not read, are made when first read, by the
+member's own timed run; its totals are then compared with that run's and a difference raises
+(``tests/test_family_runs.py`` reads every member's of many plans so). One total is not kept:
+the ops' static energies (``RunResult._ops_energy.static`` is 0.0 here), which no total reads
+(``RunResult.energy`` charges the chip's static power over the run's time instead).
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from archsim.hw.energy import Energy
+from archsim.hw.memory import Level, Placement, Traffic
+from archsim.hw.placement import workload_shape
+from archsim.hw.tiling import TilingError
+from archsim.ir import ops
+from archsim.ir.fused import Fused
+from archsim.ir.graph import PRELOAD_PHASE, Workload
+from archsim.memo import cached_property
+from archsim.sim.cost import OpCost, bound_of
+from archsim.sim.family_ops import _streamed
+from archsim.sim.family_timing import _cost_parts, _timing_parts, scheduled_arrays
+from archsim.sim.result import RunResult, _made
+from archsim.sim.schedule import charge_static, links, prefetch_bytes
+
+if TYPE_CHECKING:
+    from archsim.sim.engine import Simulator
+
+_TRAFFIC_FIELDS, _TRAFFIC_VALUES = Traffic._fields()
+_ENERGY_FIELDS, _ENERGY_VALUES = Energy._fields()
+_STATIC = _ENERGY_FIELDS.index("static")
+_UNMADE = object()  # no entry yet (None: the plan's runs cannot be had at once)
+
+
+def family_run(sim: Simulator, workload: Workload, placement: Placement) -> FamilyRun | None:
+    """``sim``'s timed run of ``workload`` under ``placement`` read off its family's runs of the
+    plan (made for every member on the first member's asking); None where they cannot be had
+    (not a member; an op the family's arrays do not time; an op that fits no tiling: the
+    member's own run says why)."""
+    family = sim.family
+    mine = family.member(sim._fingerprint) if family is not None and sim.dispatch == "program" else None
+    if mine is None or not sim.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):
+        return None  # a run not scheduled (its ops one after another): the member's own
+    key = (sim.dispatch, sim._prefetch_buffer, workload, workload_shape(workload), tuple(placement.home.values()),
+           tuple(t.name for t in placement.preload))
+    runs = family.plan_runs.get(key, _UNMADE)
+    if runs is _UNMADE:
+        try:
+            runs = _PlanRuns.made(sim, workload, placement)
+        except TilingError:
+            runs = None
+        family.plan_runs[key] = runs
+    return None if runs is None else runs.member(sim, mine, workload, placement)
+
+
+class _Op:
+    """One op of the run as the totals read it, per member (lists over the members): its
+    executions, copies, unit, ``bound_of``'s times, and its totals' terms (traffic and energy
+    fields, each member's row of an array, times its executions)."""
+
+    __slots__ = ("count", "copies", "units", "dispatch", "compute", "memory", "fill", "traffic", "energy",
+                 "macs", "ici", "busy", "added")
+
+    def __init__(self, count: int, copies: int, n: int, costs: list[OpCost], group_of: list[int], memory):
+        self.count, self.copies = count, copies
+        self.units = [costs[g].unit for g in group_of]
+        self.dispatch = [costs[g].dispatch_s for g in group_of]
+        self.compute = [costs[g].compute_s for g in group_of]
+        self.fill = [costs[g].fill_s for g in group_of]
+        self.memory = np.broadcast_to(memory, (n,)).tolist()
+        rows = np.array([_TRAFFIC_VALUES(c.traffic) for c in costs])
+        self.traffic = rows[group_of] * count  # as ``op_terms``: each field times the executions
+        energy = np.array([_ENERGY_VALUES(c.energy) for c in costs])
+        energy[:, _STATIC] = 0.0  # the ops' static energies: not kept (the module's docstring)
+        self.energy = energy[group_of] * count
+        first = costs[0]
+        if any((c.macs, c.ici_bytes, c.peak_macs_per_s) != (first.macs, first.ici_bytes, first.peak_macs_per_s)
+               for c in costs):
+            raise RuntimeError(f"op {first.name!r}: its MACs differ between a family's members: a bug in "
+                               f"archsim.sim.family_runs")
+        macs = first.macs * count
+        self.macs, self.ici = macs, first.ici_bytes * count
+        self.busy = macs / first.peak_macs_per_s if first.peak_macs_per_s else None
+        self.added: list[float] = []
+
+
+class _PlanRuns:
+    """A plan's timed run on every member: per op (the preload first) its ``_Op``, per phase its
+    repeat and time, and the totals as arrays over the members."""
+
+    def __init__(self, ops_: list[_Op], phases: dict, macs: int, ici: float, busy: float, traffic, energy):
+        self.ops, self.phases = ops_, phases
+        self.macs, self.ici, self.busy = macs, ici, busy
+        latency = 0.0
+        for repeat, once in phases.values():  # ``RunResult.latency_s``: in order
+            latency = latency + repeat * once
+        self.latency = latency.tolist()
+        self.traffic, self.energy = traffic.tolist(), energy.tolist()
+        self.onces = {name: (repeat, np.broadcast_to(once, (len(self.latency),)).tolist())
+                      for name, (repeat, once) in phases.items()}
+
+    @classmethod
+    def made(cls, sim: Simulator, workload: Workload, placement: Placement) -> _PlanRuns | None:
+        family = sim.family
+        n = len(family.chips)
+        members = family._members(sim)
+        home, buffer = placement.home, sim._prefetch_buffer
+        entries: list[_Op] = []
+        phases: dict[str, tuple[int, object]] = {}
+        if placement.preload:  # its own phase, one op: its traffic and energy every member's
+            cost = sim._preload_cost(placement.preload)
+            bw = dict(sim.channels.bandwidth)
+            bw[Level.HBM] = family.hbm
+            times = _streamed(sim, cost.traffic, "dma", bw)
+            entry = _Op(1, 1, n, [cost], [0] * n, times.memory)
+            once = times.latency * 1  # ``schedule_phase``: a lone op from 0 for its time, all its copies
+            _chain([entry], [0.0], [once], [-1], n)
+            entries.append(entry)
+            phases[PRELOAD_PHASE] = (1, once)
+        for phase, (order, deps, outside) in zip(workload.phases, links(workload)):
+            parts, made = [], []
+            for i, op in enumerate(order):
+                levels = tuple(map(home.__getitem__, op.tensor_names))
+                ahead = prefetch_bytes(outside[i], placement, buffer)
+                count = phase.repeat * op.copies
+                if Level.HBM in levels:
+                    key = (op.signature_number, levels, sim.dispatch, buffer)
+                    timing = family.timings.get(key)
+                    if timing is None:  # not weighed by the search: the arrays make it, if they can
+                        sim._overlapped_op_time(op, levels)
+                        timing = family.timings.get(key)
+                        if timing is None:
+                            return None
+                    group_of = _groups(family, op, home, n)
+                    if group_of is None:
+                        return None
+                    firsts = list(dict.fromkeys(group_of))  # each group's first member, in order
+                    costs = [members[m]._shared_cost(op, levels) for m in firsts]
+                    at = {m: g for g, m in enumerate(firsts)}
+                    made.append(_Op(count, op.copies, n, costs, [at[m] for m in group_of], timing[0].memory))
+                    parts.append(_timing_parts(*timing, op.copies, ahead))
+                else:
+                    cost = sim._shared_cost(op, levels)
+                    made.append(_Op(count, op.copies, n, [cost], [0] * n, cost.memory_s))
+                    parts.append(_cost_parts(cost, op.copies, ahead))
+            if len(order) == 1:  # ``schedule_phase``: a lone op from 0 for its time, all its copies
+                start, end, after = [0.0], [parts[0][5]], [-1]
+            else:
+                start, end, after = scheduled_arrays(parts, deps)
+            once = reduce(np.maximum, end)
+            _chain(made, start, end, after, n)
+            entries.extend(made)
+            phases[phase.name] = (phase.repeat, once)
+        return cls(entries, phases, *_sums(entries, n))
+
+    def member(self, sim: Simulator, m: int, workload: Workload, placement: Placement) -> FamilyRun:
+        """Member ``m``'s run (``sim``: its simulator, for its ops and schedules if read)."""
+        units: dict[str, float] = {}
+        bounds: dict[str, float] = {}
+        for op in self.ops:  # ``RunResult._by_unit_and_bound``, op by op
+            seconds = op.added[m] * op.count
+            unit, bound = op.units[m], bound_of(op.dispatch[m], op.compute[m], op.memory[m], op.fill[m])
+            units[unit] = units.get(unit, 0.0) + seconds
+            bounds[bound] = bounds.get(bound, 0.0) + seconds
+        latency = self.latency[m]
+        run = object.__new__(FamilyRun)
+        run.__dict__.update(
+            hw=sim.hw, workload=workload, feasible=True, reason="", dispatch=sim.dispatch, _source=(sim, placement),
+            _static_w=None, phase_times={name: (repeat, once[m]) for name, (repeat, once) in self.onces.items()},
+            latency_s=latency, macs=self.macs, ici_bytes=self.ici, utilization=self.busy / latency if latency else 0.0,
+            traffic=_made(Traffic, _TRAFFIC_FIELDS, self.traffic[m]),
+            _ops_energy=_made(Energy, _ENERGY_FIELDS, self.energy[m]), _latency_groups={"unit": units, "bound": bounds})
+        return run
+
+
+def _groups(family, op: ops.Op, home, n: int) -> list[int] | None:
+    """Per member, the first member that picked the same mapping and tiling of the op's matmul
+    (``Family.picks``): what no bandwidth changes of the op's cost is theirs alike. An op without
+    a matmul: one group (its traffic and units' work read no bandwidth)."""
+    core = op.core if isinstance(op, Fused) else op
+    if not isinstance(core, ops.MatMul):
+        return [0] * n
+    entry = family.picks.get((core.signature_number, (home[core.a.name], home[core.b.name], home[core.out.name])))
+    if entry is None:
+        return None
+    first: dict[tuple, int] = {}
+    return [first.setdefault(pick, m) for m, pick in enumerate(zip(entry[2], entry[3]))]
+
+
+def _chain(made: list[_Op], start: list, end: list, after: list, n: int) -> None:
+    """Each op's ``RunResult.added_s`` per member: its span over its copies on the member's
+    critical chain (``PhaseSchedule.critical_ops``: from the first op ending last, back along
+    the ops each start waited for), else 0."""
+    columns = np.arange(n)
+    ends = np.array([np.broadcast_to(e, (n,)) for e in end])
+    waited = np.array([np.broadcast_to(a, (n,)) for a in after])
+    spans = ends - np.array([np.broadcast_to(s, (n,)) for s in start])
+    on = np.zeros(ends.shape, dtype=bool)
+    at = ends.argmax(axis=0)  # the first largest end, as ``max`` takes it
+    going = np.ones(n, dtype=bool)
+    while going.any():
+        on[at[going], columns[going]] = True
+        nxt = waited[at, columns]
+        going &= nxt >= 0
+        at = np.where(going, nxt, at)
+    for i, op in enumerate(made):
+        op.added = np.where(on[i], spans[i] / op.copies, 0.0).tolist()
+
+
+def _sums(entries: list[_Op], n: int) -> tuple[int, float, float, np.ndarray, np.ndarray]:
+    """``result.sums_of`` of the ops' terms, every member's at once: each total from 0, op by op."""
+    macs, ici, busy = 0, 0, 0
+    traffic, energy = np.zeros((n, len(_TRAFFIC_FIELDS))), np.zeros((n, len(_ENERGY_FIELDS)))
+    for op in entries:
+        macs += op.macs
+        ici += op.ici
+        if op.busy is not None:
+            busy += op.busy
+        traffic = traffic + op.traffic
+        energy = energy + op.energy
+    return macs, ici, busy, traffic, energy
+
+
+class FamilyRun(RunResult):
+    """A member's timed run read off its family's (``family_run``): the totals a row reads, made
+    with the family; its ops and schedules made when first read, by the member's own timed run,
+    whose totals must be these (else it raises). ``restated`` for a chip alike (a capacity
+    sibling) keeps them so."""
+
+    overlapped = True  # scheduled: with overlap
+
+    @cached_property
+    def _own(self) -> RunResult:
+        sim, placement = self._source
+        own = sim._timed_afresh(self.workload, placement)
+        _check(self, own)
+        return own
+
+    @cached_property
+    def ops(self) -> tuple[OpCost, ...]:
+        own = self._own
+        return own.ops if self._static_w is None else charge_static(own.ops, own.schedules, self._static_w)
+
+    @cached_property
+    def schedules(self):
+        return self._own.schedules
+
+    @property
+    def _timed_ops(self) -> tuple[OpCost, ...]:
+        return self._own.ops
+
+    def restated(self, hw, ops=None, static_power=None) -> RunResult:
+        if ops is not None:
+            return super().restated(hw, ops, static_power)
+        new = object.__new__(FamilyRun)
+        new.__dict__.update({name: self.__dict__[name] for name in _KEPT}, hw=hw, _static_w=static_power)
+        return new
+
+
+_KEPT = ("workload", "feasible", "reason", "dispatch", "_source", "phase_times", "latency_s", "macs", "ici_bytes",
+         "utilization", "traffic", "_ops_energy", "_latency_groups")
+
+
+def _check(run: FamilyRun, own: RunResult) -> None:
+    """Raise if the member's own timed run's totals are not those its family made for it."""
+    made = (run.phase_times, run.latency_s, run.macs, run.ici_bytes, run.utilization, run.traffic,
+            run._ops_energy.replaced(static=0.0), run.latency_by("unit"), run.latency_by("bound"))
+    truth = (own.phase_times, own.latency_s, own.macs, own.ici_bytes, own.utilization, own.traffic,
+             own._ops_energy.replaced(static=0.0), own.latency_by("unit"), own.latency_by("bound"))
+    if made != truth or list(made[7]) != list(truth[7]) or list(made[8]) != list(truth[8]):
+        raise RuntimeError(f"a timed run on {run.hw.name!r} differs from its family's for it: a bug in "
+                           f"archsim.sim.family_runs")
