@@ -89,14 +89,14 @@ def test_the_critical_chains_of_every_member_at_once_are_each_ones(members, coun
     start = [np.array([rng.choice([0.0, 1.0, 2.0]) for _ in range(members)]) for _ in range(count)]
     end = [s + np.array([rng.choice([0.0, 1.0, 3.0]) for _ in range(members)]) for s in start]
     after = [np.array([rng.randrange(-1, i) if i else -1 for _ in range(members)]) for i in range(count)]
-    made = [SimpleNamespace(copies=rng.choice([1, 2, 28]), added=None) for _ in range(count)]
-    _chain(made, start, end, after, members)
+    copies = [rng.choice([1, 2, 28]) for _ in range(count)]
+    added = _chain(copies, start, end, after, members)
     for m in range(members):
         schedule = PhaseSchedule("p", 1, (), (), (), tuple(float(s[m]) for s in start), tuple(float(e[m]) for e in end),
                                  tuple(int(a[m]) for a in after))
         chain = set(schedule.critical_ops)
-        want = [(schedule.end[i] - schedule.start[i]) / op.copies if i in chain else 0.0 for i, op in enumerate(made)]
-        assert [op.added[m] for op in made] == want
+        want = [(schedule.end[i] - schedule.start[i]) / c if i in chain else 0.0 for i, c in enumerate(copies)]
+        assert [op[m] for op in added] == want
 
 
 def test_a_sweeps_family_runs_are_read_by_its_members(tmp_path):

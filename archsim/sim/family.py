@@ -58,6 +58,7 @@ class Family:
         self.timed_parts: dict[tuple, list] = {}  # the same, per member (``family_timing._members_parts``)
         self.run_times: dict[tuple, list | None] = {}  # a plan without preload's run time per member (``family_timing``)
         self.plan_runs: dict[tuple, object] = {}  # a plan's timed run on every member (``family_runs``)
+        self.plan_ops: dict[tuple, dict] = {}  # (dispatch, buffer, workload) -> its ops' entries by homes (the same)
         self.prefetched: dict[tuple, np.ndarray] = {}  # the same key -> every member's time with prefetch
         # (a matmul's signature, its operands' levels) -> its mappings, tables and each member's pick
         self.picks: dict[tuple, tuple] = {}

@@ -78,25 +78,31 @@ def family_run(sim: Simulator, workload: Workload, placement: Placement) -> Fami
 
 class _Op:
     """One op of the run as the totals read it, per member (lists over the members): its
-    executions, copies, unit, ``bound_of``'s times, and its totals' terms (traffic and energy
-    fields, each member's row of an array, times its executions)."""
+    executions, copies, unit, ``bound_of``'s times, and its totals' terms (its traffic's and its
+    energy's fields times its executions: a row, or one row a member)."""
 
     __slots__ = ("count", "copies", "units", "dispatch", "compute", "memory", "fill", "traffic", "energy",
-                 "macs", "ici", "busy", "added")
+                 "macs", "ici", "busy")
 
-    def __init__(self, count: int, copies: int, n: int, costs: list[OpCost], group_of: list[int], memory):
+    def __init__(self, count: int, copies: int, n: int, costs: list[OpCost], group_of: list[int] | None, memory):
+        """``costs``: per group of members (``group_of``: each member's; None: one group)."""
         self.count, self.copies = count, copies
-        self.units = [costs[g].unit for g in group_of]
-        self.dispatch = [costs[g].dispatch_s for g in group_of]
-        self.compute = [costs[g].compute_s for g in group_of]
-        self.fill = [costs[g].fill_s for g in group_of]
+        first = costs[0]
+        if group_of is None:
+            self.units, self.dispatch = [first.unit] * n, [first.dispatch_s] * n
+            self.compute, self.fill = [first.compute_s] * n, [first.fill_s] * n
+        else:
+            self.units = [costs[g].unit for g in group_of]
+            self.dispatch = [costs[g].dispatch_s for g in group_of]
+            self.compute = [costs[g].compute_s for g in group_of]
+            self.fill = [costs[g].fill_s for g in group_of]
         self.memory = np.broadcast_to(memory, (n,)).tolist()
         rows = np.array([_TRAFFIC_VALUES(c.traffic) for c in costs])
-        self.traffic = rows[group_of] * count  # as ``op_terms``: each field times the executions
         energy = np.array([_ENERGY_VALUES(c.energy) for c in costs])
         energy[:, _STATIC] = 0.0  # the ops' static energies: not kept (the module's docstring)
-        self.energy = energy[group_of] * count
-        first = costs[0]
+        pick = 0 if group_of is None else group_of
+        self.traffic = rows[pick] * count  # as ``op_terms``: each field times the executions
+        self.energy = energy[pick] * count
         if any((c.macs, c.ici_bytes, c.peak_macs_per_s) != (first.macs, first.ici_bytes, first.peak_macs_per_s)
                for c in costs):
             raise RuntimeError(f"op {first.name!r}: its MACs differ between a family's members: a bug in "
@@ -104,84 +110,71 @@ class _Op:
         macs = first.macs * count
         self.macs, self.ici = macs, first.ici_bytes * count
         self.busy = macs / first.peak_macs_per_s if first.peak_macs_per_s else None
-        self.added: list[float] = []
 
 
 class _PlanRuns:
-    """A plan's timed run on every member: per op (the preload first) its ``_Op``, per phase its
-    repeat and time, and the totals as arrays over the members."""
+    """A plan's timed run on every member: per op (the preload first) its ``_Op`` and its
+    ``added_s`` per member, per phase its repeat and time, and the totals over the members."""
 
-    def __init__(self, ops_: list[_Op], phases: dict, macs: int, ici: float, busy: float, traffic, energy):
-        self.ops, self.phases = ops_, phases
+    def __init__(self, ops_: list[_Op], added: list[list[float]], phases: dict, n: int, macs: int, ici: float,
+                 busy: float, traffic, energy):
+        self.ops, self.added = ops_, added
         self.macs, self.ici, self.busy = macs, ici, busy
         latency = 0.0
         for repeat, once in phases.values():  # ``RunResult.latency_s``: in order
             latency = latency + repeat * once
-        self.latency = latency.tolist()
-        self.traffic, self.energy = traffic.tolist(), energy.tolist()
-        self.onces = {name: (repeat, np.broadcast_to(once, (len(self.latency),)).tolist())
-                      for name, (repeat, once) in phases.items()}
+        self.latency = np.broadcast_to(latency, (n,)).tolist()
+        self.traffic = np.broadcast_to(traffic, (n, len(_TRAFFIC_FIELDS))).tolist()
+        self.energy = np.broadcast_to(energy, (n, len(_ENERGY_FIELDS))).tolist()
+        self.onces = {name: (repeat, np.broadcast_to(once, (n,)).tolist()) for name, (repeat, once) in phases.items()}
 
     @classmethod
     def made(cls, sim: Simulator, workload: Workload, placement: Placement) -> _PlanRuns | None:
         family = sim.family
         n = len(family.chips)
-        members = family._members(sim)
         home, buffer = placement.home, sim._prefetch_buffer
+        # an op's entry and schedule parts read its homes alone: kept for the family's other plans
+        # (which move a few tensors), by the op's place in the workload and its tensors' homes
+        kept = family.plan_ops.setdefault((sim.dispatch, buffer, workload, workload_shape(workload)), {})
         entries: list[_Op] = []
+        added: list[list[float]] = []
         phases: dict[str, tuple[int, object]] = {}
         if placement.preload:  # its own phase, one op: its traffic and energy every member's
             cost = sim._preload_cost(placement.preload)
             bw = dict(sim.channels.bandwidth)
             bw[Level.HBM] = family.hbm
             times = _streamed(sim, cost.traffic, "dma", bw)
-            entry = _Op(1, 1, n, [cost], [0] * n, times.memory)
+            entries.append(_Op(1, 1, n, [cost], None, times.memory))
             once = times.latency * 1  # ``schedule_phase``: a lone op from 0 for its time, all its copies
-            _chain([entry], [0.0], [once], [-1], n)
-            entries.append(entry)
+            added += _chain([1], [0.0], [once], [-1], n)
             phases[PRELOAD_PHASE] = (1, once)
-        for phase, (order, deps, outside) in zip(workload.phases, links(workload)):
-            parts, made = [], []
+        for p, (phase, (order, deps, outside)) in enumerate(zip(workload.phases, links(workload))):
+            parts = []
             for i, op in enumerate(order):
                 levels = tuple(map(home.__getitem__, op.tensor_names))
-                ahead = prefetch_bytes(outside[i], placement, buffer)
-                count = phase.repeat * op.copies
-                if Level.HBM in levels:
-                    key = (op.signature_number, levels, sim.dispatch, buffer)
-                    timing = family.timings.get(key)
-                    if timing is None:  # not weighed by the search: the arrays make it, if they can
-                        sim._overlapped_op_time(op, levels)
-                        timing = family.timings.get(key)
-                        if timing is None:
-                            return None
-                    group_of = _groups(family, op, home, n)
-                    if group_of is None:
-                        return None
-                    firsts = list(dict.fromkeys(group_of))  # each group's first member, in order
-                    costs = [members[m]._shared_cost(op, levels) for m in firsts]
-                    at = {m: g for g, m in enumerate(firsts)}
-                    made.append(_Op(count, op.copies, n, costs, [at[m] for m in group_of], timing[0].memory))
-                    parts.append(_timing_parts(*timing, op.copies, ahead))
-                else:
-                    cost = sim._shared_cost(op, levels)
-                    made.append(_Op(count, op.copies, n, [cost], [0] * n, cost.memory_s))
-                    parts.append(_cost_parts(cost, op.copies, ahead))
+                held = kept.get((p, i, levels))
+                if held is None:
+                    held = kept[(p, i, levels)] = _entry(sim, op, levels, phase.repeat * op.copies,
+                                                         prefetch_bytes(outside[i], placement, buffer))
+                if not held:
+                    return None
+                entries.append(held[0])
+                parts.append(held[1])
             if len(order) == 1:  # ``schedule_phase``: a lone op from 0 for its time, all its copies
                 start, end, after = [0.0], [parts[0][5]], [-1]
             else:
                 start, end, after = scheduled_arrays(parts, deps)
             once = reduce(np.maximum, end)
-            _chain(made, start, end, after, n)
-            entries.extend(made)
+            added += _chain([op.copies for op in order], start, end, after, n)
             phases[phase.name] = (phase.repeat, once)
-        return cls(entries, phases, *_sums(entries, n))
+        return cls(entries, added, phases, n, *_sums(entries, n))
 
     def member(self, sim: Simulator, m: int, workload: Workload, placement: Placement) -> FamilyRun:
         """Member ``m``'s run (``sim``: its simulator, for its ops and schedules if read)."""
         units: dict[str, float] = {}
         bounds: dict[str, float] = {}
-        for op in self.ops:  # ``RunResult._by_unit_and_bound``, op by op
-            seconds = op.added[m] * op.count
+        for op, added in zip(self.ops, self.added):  # ``RunResult._by_unit_and_bound``, op by op
+            seconds = added[m] * op.count
             unit, bound = op.units[m], bound_of(op.dispatch[m], op.compute[m], op.memory[m], op.fill[m])
             units[unit] = units.get(unit, 0.0) + seconds
             bounds[bound] = bounds.get(bound, 0.0) + seconds
@@ -196,13 +189,40 @@ class _PlanRuns:
         return run
 
 
-def _groups(family, op: ops.Op, home, n: int) -> list[int] | None:
+def _entry(sim: Simulator, op: ops.Op, levels: tuple[Level, ...], count: int, ahead: dict) -> tuple | None:
+    """The op's ``_Op`` and schedule parts at ``levels`` (its inputs' prefetch ``ahead``): an op
+    reading HBM from its family's arrays and one full cost per group of members; another from
+    its cost. None where the arrays have no timing of it."""
+    if Level.HBM not in levels:
+        cost = sim._shared_cost(op, levels)
+        return _Op(count, op.copies, len(sim.family.chips), [cost], None, cost.memory_s), \
+            _cost_parts(cost, op.copies, ahead)
+    family = sim.family
+    key = (op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)
+    timing = family.timings.get(key)
+    if timing is None:  # not weighed by the search: the arrays make it, if they can
+        sim._overlapped_op_time(op, levels)
+        timing = family.timings.get(key)
+    group_of = _groups(family, op, levels) if timing is not None else None
+    if group_of is None:
+        return None
+    firsts = list(dict.fromkeys(group_of))  # each group's first member, in order
+    members = family._members(sim)
+    costs = [members[m]._shared_cost(op, levels) for m in firsts]
+    at = {m: g for g, m in enumerate(firsts)}
+    return _Op(count, op.copies, len(group_of), costs, [at[m] for m in group_of] if len(firsts) > 1 else None,
+               timing[0].memory), _timing_parts(*timing, op.copies, ahead)
+
+
+def _groups(family, op: ops.Op, levels: tuple[Level, ...]) -> list[int] | None:
     """Per member, the first member that picked the same mapping and tiling of the op's matmul
     (``Family.picks``): what no bandwidth changes of the op's cost is theirs alike. An op without
     a matmul: one group (its traffic and units' work read no bandwidth)."""
+    n = len(family.chips)
     core = op.core if isinstance(op, Fused) else op
     if not isinstance(core, ops.MatMul):
         return [0] * n
+    home = dict(zip(op.tensor_names, levels))
     entry = family.picks.get((core.signature_number, (home[core.a.name], home[core.b.name], home[core.out.name])))
     if entry is None:
         return None
@@ -210,14 +230,14 @@ def _groups(family, op: ops.Op, home, n: int) -> list[int] | None:
     return [first.setdefault(pick, m) for m, pick in enumerate(zip(entry[2], entry[3]))]
 
 
-def _chain(made: list[_Op], start: list, end: list, after: list, n: int) -> None:
+def _chain(copies: list[int], start: list, end: list, after: list, n: int) -> list[list[float]]:
     """Each op's ``RunResult.added_s`` per member: its span over its copies on the member's
     critical chain (``PhaseSchedule.critical_ops``: from the first op ending last, back along
     the ops each start waited for), else 0."""
     columns = np.arange(n)
-    ends = np.array([np.broadcast_to(e, (n,)) for e in end])
-    waited = np.array([np.broadcast_to(a, (n,)) for a in after])
-    spans = ends - np.array([np.broadcast_to(s, (n,)) for s in start])
+    ends, spans, waited = np.empty((len(end), n)), np.empty((len(end), n)), np.empty((len(end), n), dtype=np.int64)
+    for i, (s, e, a) in enumerate(zip(start, end, after)):
+        ends[i], spans[i], waited[i] = e, e - s, a
     on = np.zeros(ends.shape, dtype=bool)
     at = ends.argmax(axis=0)  # the first largest end, as ``max`` takes it
     going = np.ones(n, dtype=bool)
@@ -226,8 +246,7 @@ def _chain(made: list[_Op], start: list, end: list, after: list, n: int) -> None
         nxt = waited[at, columns]
         going &= nxt >= 0
         at = np.where(going, nxt, at)
-    for i, op in enumerate(made):
-        op.added = np.where(on[i], spans[i] / op.copies, 0.0).tolist()
+    return [np.where(on[i], spans[i] / c, 0.0).tolist() for i, c in enumerate(copies)]
 
 
 def _sums(entries: list[_Op], n: int) -> tuple[int, float, float, np.ndarray, np.ndarray]:

@@ -183,7 +183,8 @@ def _timing_parts(times, latency, copies: int, ahead: dict) -> tuple:
 
 
 def _cost_parts(cost: OpCost, copies: int, ahead: dict) -> tuple:
-    """``_timing_parts`` of a cost alike for every member (floats)."""
+    """``_timing_parts`` of a cost alike for every member: ``_parts``' operations in Python's
+    floats (the same bits as numpy's, without a numpy scalar an operation)."""
     (unit, held), *work = cost.busy if cost.busy else ((cost.unit, 0.0),)
     fetch = []
     for channel, seconds in work:
@@ -191,7 +192,18 @@ def _cost_parts(cost: OpCost, copies: int, ahead: dict) -> tuple:
             moved = cost.traffic.total(Level(channel))
             if moved > 0:
                 fetch.append((channel, seconds * copies * min(1.0, ahead[channel] / moved), True))
-    return _parts(unit, held, work, cost.latency_s, copies, fetch)
+    held_s = held * copies
+    longest = held_s
+    timed = []
+    for name, seconds in work:
+        seconds = seconds * copies
+        if seconds > longest:  # the first longest, as ``op_parts``
+            longest = seconds
+        timed.append((name, seconds, seconds > 0))
+    fixed = cost.latency_s * copies - longest
+    if not fixed > 0.0:
+        fixed = 0.0
+    return unit, held_s, SEQUENCER.get(unit, unit), timed, fixed, cost.latency_s * copies, fetch
 
 
 def _parts(unit: str, held, work: list, latency, copies: int, fetch: list) -> tuple:
