@@ -78,25 +78,22 @@ def family_run(sim: Simulator, workload: Workload, placement: Placement) -> Fami
 
 class _Op:
     """One op of the run as the totals read it, per member (lists over the members): its
-    executions, copies, unit, ``bound_of``'s times, and its totals' terms (its traffic's and its
+    executions, copies, unit, bound (``bound_of``), and its totals' terms (its traffic's and its
     energy's fields times its executions: a row, or one row a member)."""
 
-    __slots__ = ("count", "copies", "units", "dispatch", "compute", "memory", "fill", "traffic", "energy",
-                 "macs", "ici", "busy")
+    __slots__ = ("count", "copies", "units", "bounds", "traffic", "energy", "macs", "ici", "busy")
 
     def __init__(self, count: int, copies: int, n: int, costs: list[OpCost], group_of: list[int] | None, memory):
         """``costs``: per group of members (``group_of``: each member's; None: one group)."""
         self.count, self.copies = count, copies
         first = costs[0]
-        if group_of is None:
-            self.units, self.dispatch = [first.unit] * n, [first.dispatch_s] * n
-            self.compute, self.fill = [first.compute_s] * n, [first.fill_s] * n
+        groups = [0] * n if group_of is None else group_of
+        self.units = [costs[g].unit for g in groups]
+        if isinstance(memory, float) and group_of is None:  # every member's op alike
+            self.bounds = [bound_of(first.dispatch_s, first.compute_s, memory, first.fill_s)] * n
         else:
-            self.units = [costs[g].unit for g in group_of]
-            self.dispatch = [costs[g].dispatch_s for g in group_of]
-            self.compute = [costs[g].compute_s for g in group_of]
-            self.fill = [costs[g].fill_s for g in group_of]
-        self.memory = np.broadcast_to(memory, (n,)).tolist()
+            self.bounds = [bound_of(costs[g].dispatch_s, costs[g].compute_s, memory_s, costs[g].fill_s)
+                           for g, memory_s in zip(groups, np.broadcast_to(memory, (n,)).tolist())]
         rows = np.array([_TRAFFIC_VALUES(c.traffic) for c in costs])
         energy = np.array([_ENERGY_VALUES(c.energy) for c in costs])
         energy[:, _STATIC] = 0.0  # the ops' static energies: not kept (the module's docstring)
@@ -175,7 +172,7 @@ class _PlanRuns:
         bounds: dict[str, float] = {}
         for op, added in zip(self.ops, self.added):  # ``RunResult._by_unit_and_bound``, op by op
             seconds = added[m] * op.count
-            unit, bound = op.units[m], bound_of(op.dispatch[m], op.compute[m], op.memory[m], op.fill[m])
+            unit, bound = op.units[m], op.bounds[m]
             units[unit] = units.get(unit, 0.0) + seconds
             bounds[bound] = bounds.get(bound, 0.0) + seconds
         latency = self.latency[m]
@@ -234,6 +231,8 @@ def _chain(copies: list[int], start: list, end: list, after: list, n: int) -> li
     """Each op's ``RunResult.added_s`` per member: its span over its copies on the member's
     critical chain (``PhaseSchedule.critical_ops``: from the first op ending last, back along
     the ops each start waited for), else 0."""
+    if len(end) == 1:  # a lone op: on its chain
+        return [np.broadcast_to((end[0] - start[0]) / copies[0], (n,)).tolist()]
     columns = np.arange(n)
     ends, spans, waited = np.empty((len(end), n)), np.empty((len(end), n)), np.empty((len(end), n), dtype=np.int64)
     for i, (s, e, a) in enumerate(zip(start, end, after)):

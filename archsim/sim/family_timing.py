@@ -230,9 +230,10 @@ def _makespan(parts: list, deps) -> object:
 
 def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
     """``schedule._schedule``'s start, end and ``after`` (the op whose end each op's start waited
-    for, -1: none) of a phase's ops, for every member at once: each ``if a > b`` of the scalar
-    loop a ``numpy.where`` of the same comparison, and a resource a member's op lacks left as
-    it was."""
+    for, -1: none) of a phase's ops, for every member at once: each ``if b > a`` of the scalar
+    loop taken as it takes it (``_later``: ``numpy.maximum`` on arrays, the same operation on
+    floats), where the branch also records, a ``numpy.where`` of the same comparison; a resource
+    a member's op lacks left as it was."""
     free: dict[str, object] = {}
     holder: dict[str, int] = {}
     start: list = []
@@ -244,23 +245,27 @@ def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
         for j in (*deps[i], holder.get(lane, -1)):
             if j >= 0:
                 later = end[j] > begin
-                begin, waited = np.where(later, end[j], begin), np.where(later, j, waited)
+                if later is True or later is False:  # floats: the scalar loop's branch
+                    if later:
+                        begin, waited = end[j], j
+                else:
+                    begin, waited = np.where(later, end[j], begin), np.where(later, j, waited)
         fetched: dict[str, object] = {}
         for channel, seconds, present in fetch:  # issued when the op before this one started
-            at = free.get(channel, 0.0)
-            at = np.where(previous_start > at, previous_start, at)
-            free[channel] = np.where(present, at + seconds, free.get(channel, 0.0))
+            at = _later(free.get(channel, 0.0), previous_start)
+            free[channel] = at + seconds if present is True else np.where(present, at + seconds, free.get(channel, 0.0))
             fetched[channel] = seconds  # 0 where absent: ``fetched.get(resource, 0.0)``
         finish = begin + held_s
         for resource, seconds, present in work:
-            at = free.get(resource, 0.0)
-            at = np.where(begin > at, begin, at)
-            done = at + seconds - fetched.get(resource, 0.0)
-            free[resource] = np.where(present, done, free.get(resource, 0.0))
-            finish = np.where(present & (done > finish), done, finish)
+            done = _later(free.get(resource, 0.0), begin) + seconds - fetched.get(resource, 0.0)
+            if present is True:
+                free[resource] = done
+                finish = _later(finish, done)
+            else:
+                free[resource] = np.where(present, done, free.get(resource, 0.0))
+                finish = np.where(present & (done > finish), done, finish)
         stop = finish + fixed
-        previous, ends = free.get(held, 0.0), begin + held_s
-        free[held] = np.where(ends > previous, ends, previous)
+        free[held] = _later(free.get(held, 0.0), begin + held_s)
         free[lane] = stop
         holder[lane] = i
         start.append(begin)
@@ -268,3 +273,11 @@ def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
         after.append(waited)
         previous_start = begin
     return start, end, after
+
+
+def _later(a, b):
+    """``b if b > a else a``, as the scalar schedule writes ``max``: on arrays ``numpy.maximum(a,
+    b)``, the same elementwise (it keeps ``a`` where equal, signed zeros too)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return b if b > a else a
+    return np.maximum(a, b)
