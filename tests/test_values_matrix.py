@@ -365,3 +365,32 @@ def test_a_gemm_batch_shares_its_weight():
     (op,) = Simulator(load_hardware(TPUV4I, ["mxu.count=1"])).run(w).ops
     assert op.compute_cycles == 445
     assert op.traffic.hbm_read == 128 * 128
+
+
+def test_undominated_as_arrays_keeps_what_the_pairwise_test_keeps():
+    """A CIM unit offers its grid splits times its counts (48 timings at 8 units of a 32-row
+    grid): ``undominated`` compares them as arrays above a few; the kept timings and their order
+    are those of the pairwise test, on random timings that tie and dominate often, and none
+    kept is beaten by another on every count."""
+    import random
+
+    from archsim.hw.matrix import base
+    from archsim.hw.matrix.base import ArrayTiming
+
+    rng = random.Random(22)
+    for _ in range(400):
+        timings = [ArrayTiming(compute_cycles=rng.choice([10, 20, 30, 40]), folds=rng.choice([1, 2, 4]), macs=1,
+                               peak_macs_per_cycle=1, a_reads=rng.choice([1.0, 2.0, 3.0]), b_reads=rng.choice([1.0, 2.0]),
+                               out_writes=1.0, weight_write_bytes=rng.choice([0.0, 5.0]))
+                   for _ in range(rng.randrange(1, 40))]
+        distinct = list(dict.fromkeys(timings))
+        pairwise = [x for i, x in enumerate(distinct)
+                    if not any(y.compute_cycles <= x.compute_cycles and y.folds >= x.folds and y.a_reads <= x.a_reads
+                               and y.b_reads <= x.b_reads and y.weight_write_bytes <= x.weight_write_bytes
+                               and (j < i or not (x.compute_cycles <= y.compute_cycles and x.folds >= y.folds
+                                                  and x.a_reads <= y.a_reads and x.b_reads <= y.b_reads
+                                                  and x.weight_write_bytes <= y.weight_write_bytes))
+                               for j, y in enumerate(distinct) if j != i)]
+        assert list(base.undominated(timings)) == pairwise
+        if len(distinct) > 1:
+            assert list(base._undominated_arrays(distinct)) == pairwise

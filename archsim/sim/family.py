@@ -142,11 +142,18 @@ class Family:
         return times
 
     def _members(self, sim: Simulator) -> list:
+        return [self.member_sim(sim, m) for m in range(len(self.chips))]
+
+    def member_sim(self, sim: Simulator, m: int) -> Simulator:
+        """A simulator of member ``m`` like ``sim`` (its dispatch), made when first asked for (a
+        plan's run asks for one or two members' costs: ``family_runs``)."""
         sims = self._sims.get(sim.dispatch)
         if sims is None:
-            sims = self._sims[sim.dispatch] = [type(sim)(hw, sim.placement_policy, sim.dispatch, family=self)
-                                               for hw in self.chips]
-        return sims
+            sims = self._sims[sim.dispatch] = [None] * len(self.chips)
+        made = sims[m]
+        if made is None:
+            made = sims[m] = type(sim)(self.chips[m], sim.placement_policy, sim.dispatch, family=self)
+        return made
 
     def member_walk(self, sim: Simulator, analysis, per_byte: float) -> _MemberWalk | None:
         """``sim``'s placement walk (``placement_walk._Walk``) read off the family's, climbed once

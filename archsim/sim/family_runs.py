@@ -204,8 +204,7 @@ def _entry(sim: Simulator, op: ops.Op, levels: tuple[Level, ...], count: int, ah
     if group_of is None:
         return None
     firsts = list(dict.fromkeys(group_of))  # each group's first member, in order
-    members = family._members(sim)
-    costs = [members[m]._shared_cost(op, levels) for m in firsts]
+    costs = [family.member_sim(sim, m)._shared_cost(op, levels) for m in firsts]
     at = {m: g for g, m in enumerate(firsts)}
     return _Op(count, op.copies, len(group_of), costs, [at[m] for m in group_of] if len(firsts) > 1 else None,
                timing[0].memory), _timing_parts(*timing, op.copies, ahead)

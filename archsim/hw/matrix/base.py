@@ -92,6 +92,10 @@ def undominated(timings) -> tuple[ArrayTiming, ...]:
     down: cycles, scratchpad reads (operands fed to the arrays) and weight writes, and folds,
     of which more is better (transfers overlap compute fold by fold). Kept in first-seen order."""
     distinct = list(dict.fromkeys(timings))
+    if len(distinct) > _PAIRS_IN_PYTHON:
+        kept = _undominated_arrays(distinct)
+        if kept is not None:
+            return kept
 
     def worse(x: ArrayTiming, y: ArrayTiming) -> bool:  # y is at least as good as x everywhere
         return (y.compute_cycles <= x.compute_cycles and y.folds >= x.folds and y.a_reads <= x.a_reads
@@ -100,6 +104,25 @@ def undominated(timings) -> tuple[ArrayTiming, ...]:
     # x goes when another beats it, or equals it everywhere and came first
     return tuple(x for i, x in enumerate(distinct)
                  if not any(worse(x, y) and (j < i or not worse(y, x)) for j, y in enumerate(distinct) if j != i))
+
+
+_PAIRS_IN_PYTHON = 8  # more timings than this (a CIM unit's splits times its counts): compared as arrays
+
+
+def _undominated_arrays(distinct: list[ArrayTiming]) -> tuple[ArrayTiming, ...] | None:
+    """``undominated``'s pairwise test, every pair at once: the same comparisons, of the same
+    values (None where one is an integer a float cannot hold: compared in Python)."""
+    import numpy as np  # the CLI's start-up does not import numpy for a config's check
+
+    rows = [(t.compute_cycles, -t.folds, t.a_reads, t.b_reads, t.weight_write_bytes) for t in distinct]
+    values = np.array(rows, dtype=np.float64)  # each to be no larger in a timing at least as good
+    if values.tolist() != [list(row) for row in rows]:
+        return None
+    worse = (values[None, :, :] <= values[:, None, :]).all(axis=-1)  # [x, y]: y at least as good as x
+    order = np.arange(len(distinct))
+    beaten = worse & ((order[None, :] < order[:, None]) | ~worse.T)
+    np.fill_diagonal(beaten, False)
+    return tuple(x for x, gone in zip(distinct, beaten.any(axis=1).tolist()) if not gone)
 
 
 _KINDS: dict[str, Callable[[object], MatrixUnitModel]] = {}
