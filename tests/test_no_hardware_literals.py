@@ -32,6 +32,7 @@ ALLOWED = {  # (file, value): why it is not a hardware quantity
     ("archsim/hw/knapsack.py", 4096): "cap on the placement search's Pareto set, software",
     ("archsim/hw/placement.py", 16): "memo size (entries), software",
     ("archsim/hw/placement.py", 4): "memo size (entries), software",
+    ("archsim/hw/placement.py", 256): "memo size (entries), software",
     ("archsim/sim/schedule.py", 16): "memo size (entries), software",
     ("archsim/hw/tiling.py", 4): "smallest tile edge searched, 2^4: the search's grid, not a chip's",
     ("archsim/hw/tiling.py", 1024): "memo size (entries), software",

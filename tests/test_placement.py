@@ -321,3 +321,27 @@ def test_a_plans_homes_and_hbm_need_by_their_definitions():
             assert placement._hbm_needed(analysis, rung, promoted) == need
             assert [t.name for t in plan.preload] == sorted(n for n in promoted if not usage[n].born_on_chip)
     assert analysis.homes(analysis.ladder[-1]) is analysis.homes(analysis.ladder[-1])  # kept per rung
+
+
+def test_design_points_making_one_plan_share_it_and_what_is_read_off_it():
+    """``_plan`` gives chips that make the same plan (alike in HBM's size) one object, so its
+    key (``Placement.homes``: every tensor's level in ``home``'s order, then the preloaded
+    tensors' names) and its plan without preload are made once; another HBM size another plan."""
+    from archsim.hw import placement as search
+
+    search.clear_placements()
+    workload = load_workload(WORKLOADS / "llama2_7b_layer_decode.yaml")
+    analysis = _analysis(workload, search.workload_shape(workload))
+    rung = analysis.ladder[0]
+    promoted = frozenset(name for name, u in analysis.usage.items() if not u.born_on_chip and u.tensor.role.persistent)
+    plan = search._plan(64e9, analysis, rung, promoted)
+    assert search._plan(64e9, analysis, rung, promoted) is plan
+    assert search._plan(32e9, analysis, rung, promoted) is not plan
+    assert plan.homes == tuple(plan.home.values()) + tuple(t.name for t in plan.preload)
+    assert plan.preload and all(plan.home[t.name] is Level.CMEM for t in plan.preload)
+    alone = search.without_preload(plan)
+    assert search.without_preload(plan) is alone
+    assert alone.preload == () and all(alone.home[t.name] is Level.HBM for t in plan.preload)
+    assert {n: lv for n, lv in alone.home.items() if n not in {t.name for t in plan.preload}} == \
+        {n: lv for n, lv in plan.home.items() if n not in {t.name for t in plan.preload}}
+    search.clear_placements()

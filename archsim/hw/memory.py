@@ -13,6 +13,7 @@ from archsim.additive import Additive
 from archsim.config.schema import HardwareConfig
 from archsim.ir.graph import Workload
 from archsim.ir.tensor import Tensor
+from archsim.memo import cached_property
 
 
 class Level(StrEnum):
@@ -80,6 +81,12 @@ class Placement:
 
     def level(self, tensor: Tensor) -> Level:
         return self.home[tensor.name]
+
+    @cached_property
+    def homes(self) -> tuple[Level, ...]:
+        """Every tensor's level, in ``home``'s order: with the preload, what names the plan in the
+        keys of the runs timed under it (made once a plan; a sweep's points share their plans)."""
+        return tuple(self.home.values()) + tuple(t.name for t in self.preload)
 
 
 def place(hw: HardwareConfig, workload: Workload, policy: str = "time_knapsack") -> tuple[Placement, ...]:

@@ -349,6 +349,17 @@ _NO_ROOM: tuple[dict[str, float], tuple] = ({}, ())  # a rung's savings for a CM
 
 
 def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: frozenset[str]) -> Placement:
+    """The rung's plan with ``promoted`` in CMEM: one object for the design points that make
+    it (a family's members and capacity siblings: some 18 a plan on the DiT sweep), so what is
+    read off a plan (``Placement.homes``, ``without_preload``) is made once."""
+    key = (hbm_capacity, id(analysis), rung.index, promoted)  # an analysis hashes its every field: by id
+    held = _PLANS_MADE.get(key)
+    if held is None or held[0] is not analysis:  # held with it: its id is no other's meanwhile
+        held = _PLANS_MADE.put(key, (analysis, _made_plan(hbm_capacity, analysis, rung, promoted)))
+    return held[1]
+
+
+def _made_plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: frozenset[str]) -> Placement:
     usage = analysis.usage
     home = dict(analysis.homes(rung))  # the rung's, in usage's order; then the promoted tensors
     for name in promoted:
@@ -370,6 +381,8 @@ def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: froze
 
 def clear_placements() -> None:
     _analysis.cache_clear()
+    _PLANS_MADE.clear()
+    _WITHOUT_PRELOAD.clear()
     _WALKS.clear()
 
 
@@ -382,7 +395,17 @@ _WALKS: BoundedMemo[_Walk] = BoundedMemo(size=4)
 
 
 def without_preload(plan: Placement) -> Placement:
-    """``plan`` with its preloaded tensors read from HBM, where they are anyway."""
-    moved = {t.name for t in plan.preload}
-    home = {name: Level.HBM if name in moved else level for name, level in plan.home.items()}
-    return Placement(MappingProxyType(home), (), True)
+    """``plan`` with its preloaded tensors read from HBM, where they are anyway (made once a
+    plan object: ``_plan``'s are shared)."""
+    held = _WITHOUT_PRELOAD.get(id(plan))
+    if held is None or held[0] is not plan:  # held with it: its id is no other's meanwhile
+        moved = {t.name for t in plan.preload}
+        home = {name: Level.HBM if name in moved else level for name, level in plan.home.items()}
+        held = _WITHOUT_PRELOAD.put(id(plan), (plan, Placement(MappingProxyType(home), (), True)))
+    return held[1]
+
+
+# the plans made (``_plan``) and their plans without preload: a plan's points come within a few
+# families of one another (a family's 125 points time some 8 plans)
+_PLANS_MADE: BoundedMemo[tuple] = BoundedMemo(size=256)
+_WITHOUT_PRELOAD: BoundedMemo[tuple] = BoundedMemo(size=256)

@@ -191,7 +191,7 @@ class Simulator:
 
     def _timed_key(self, workload: Workload, placement: Placement) -> tuple:
         return (self._fingerprint.key((Level.CMEM, Level.HBM)), self.dispatch, self._prefetch_buffer, workload,
-                workload_shape(workload), tuple(placement.home.values()), tuple(t.name for t in placement.preload))
+                workload_shape(workload), placement.homes)
 
     def _timed_afresh(self, workload: Workload, placement: Placement) -> RunResult:
         costs: list[OpCost] = []

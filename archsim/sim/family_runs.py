@@ -64,8 +64,7 @@ def family_run(sim: Simulator, workload: Workload, placement: Placement) -> Fami
     mine = family.member(sim._fingerprint) if family is not None and sim.dispatch == "program" else None
     if mine is None or not sim.overlaps or all(len(phase.graph) == 1 for phase in workload.phases):
         return None  # a run not scheduled (its ops one after another): the member's own
-    key = (sim.dispatch, sim._prefetch_buffer, workload, workload_shape(workload), tuple(placement.home.values()),
-           tuple(t.name for t in placement.preload))
+    key = (sim.dispatch, sim._prefetch_buffer, workload, workload_shape(workload), placement.homes)
     runs = family.plan_runs.get(key, _UNMADE)
     if runs is _UNMADE:
         try:

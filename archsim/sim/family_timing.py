@@ -55,7 +55,7 @@ def run_time(sim: Simulator, workload: Workload, placement: Placement) -> float 
         return None
     # every member's at once, where the family batched each op reading HBM: a family's members
     # weigh one plan without its preload (the same homes: on the DiT sweep, every one of them)
-    key = (sim.dispatch, sim._prefetch_buffer, workload, workload_shape(workload), tuple(placement.home.values()))
+    key = (sim.dispatch, sim._prefetch_buffer, workload, workload_shape(workload), placement.homes)
     times = family.run_times.get(key, _UNMADE)
     if times is _UNMADE:
         times = family.run_times[key] = _members_run_times(sim, workload, placement)
