@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import numpy as np
 
 from archsim import api
 from archsim.dtypes import DType

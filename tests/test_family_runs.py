@@ -6,7 +6,6 @@ gets wrong raises."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from types import SimpleNamespace
 

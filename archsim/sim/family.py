@@ -11,13 +11,15 @@ arrays, then ``schedule.prefetched_time`` here), and keeps them with the family:
 member's search that misses the engine's memo finds its own there (``prefetched_of``), as if its
 own search had made it.
 
-The asking member takes its time from the arrays too: a full cost is made only for the ops a
-timed run schedules (and for a DMA op or a flash-attention kernel, whose traffic and units'
-times, which no bandwidth changes, the arrays read from it). Every full cost a member makes of
-an op the family has timed is compared with the family's latency for it (``check``): a
-difference raises, never passes silently; the tests compare every member's time with prefetch.
-Collectives are left to each member's own search.
+The asking member takes its time from the arrays too: a full cost is made only where a run
+reads what no bandwidth changes (a plan's run on every member, ``archsim.sim.family_runs``: one
+a group of members picking alike; a DMA op or a flash-attention kernel, whose traffic and
+units' times the arrays read from it). Every full cost a member makes of an op the family has
+timed is compared with the family's latency for it (``check``): a difference raises, never
+passes silently; the tests compare every member's time with prefetch. Collectives are left to
+each member's own search.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache, reduce
