@@ -279,16 +279,20 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
         if share is not None:
             _WALKS.put((share, per_byte), walk)
     rungs = []  # per rung that fits: (the least its estimate can be, rung, base, savings, budget, need)
+    hbm_capacity = hw.hbm.capacity
     for rung in analysis.ladder:
         if rung.reserve > capacity:
             break
         budget = capacity - rung.reserve  # falls rung by rung: once none is left, none comes back
         base = walk.base(rung.index, op_time)
-        # the savings there (none fits a CMEM without room: whatever they are, nothing is promoted)
-        savings, positive = walk.savings_at(rung.index, op_time) if budget > 0 else _NO_ROOM
+        if budget > 0:  # the savings there, and the most they can save within the budget
+            savings, positive, biggest, every = _rung_savings(walk, rung.index, op_time)
+            most = every if budget >= biggest else _most_saved(positive, budget)  # every one fits: their sum
+        else:  # none fits a CMEM without room: whatever they are, nothing is promoted
+            savings, most = _NO_ROOM[0], _most_saved(_NO_ROOM[1], budget)
         # HBM the rung's plan must free by promoting tensors the workload creates on chip
-        need = analysis.hbm_needed(rung) - hw.hbm.capacity
-        rungs.append((base - _most_saved(positive, budget), rung, base, savings, budget, need))
+        need = analysis.hbm_needed(rung) - hbm_capacity
+        rungs.append((base - most, rung, base, savings, budget, need))
     # The knapsacks in order of the least each rung's estimate can be (its base less every
     # positive saving): a rung that cannot come within the tie of the best so far cannot be
     # among the plans, so its knapsack is skipped (most rungs' are). The same estimates as
@@ -332,6 +336,18 @@ def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
 
 
 _LEAST = itemgetter(0)
+
+
+def _rung_savings(walk: _Walk, index: int, op_time: OpTime) -> tuple[dict[str, float], list, float, float]:
+    """``walk.savings_at`` the rung, with the largest tensor that saves time there and
+    ``_most_saved`` of them all (a budget holding the largest holds every one: the same sum),
+    kept with the walk for the chips sharing it (each a budget its own)."""
+    held = walk.most.get(index)
+    if held is None:
+        savings, positive = walk.savings_at(index, op_time)
+        biggest = max((size for size, _ in positive), default=-math.inf)
+        held = walk.most[index] = (savings, positive, biggest, _most_saved(positive, math.inf))
+    return held
 
 
 def _most_saved(positive: list[tuple[float, float]], budget: float) -> float:

@@ -39,6 +39,7 @@ class _Walk:
         # per rung whose savings moved: the savings there, and of them the (bytes, seconds) of those
         # saving time, in order (``savings_at``)
         self.at: list[tuple[dict[str, float], list[tuple[float, float]]]] = []
+        self.most: dict[int, tuple] = {}  # per rung, its savings with what they save at most (``placement``)
         self.climbing = threading.RLock()  # a Dask worker's threads may share a walk
         # per (rung, whether HBM must be freed), the knapsack's Pareto list for every budget
         # (``knapsack._shared_knapsack``): its items, its entries, whether it was thinned, and
@@ -252,6 +253,7 @@ class _MemberWalk:
         self.times = times  # every member's op time at given levels (``_FamilyWalk``'s ``times``)
         self.start = tuple(zip(family.analysis.persistent, family.start[member]))
         self.at: list[tuple[dict[str, float], list[tuple[float, float]]]] = []
+        self.most: dict[int, tuple] = {}  # as ``_Walk.most``
         self.fronts: dict[tuple[int, bool], tuple] = {}
         self.reading = threading.RLock()
 

@@ -231,19 +231,27 @@ def _chain(copies: list[int], start: list, end: list, after: list, n: int) -> li
     the ops each start waited for), else 0."""
     if len(end) == 1:  # a lone op: on its chain
         return [np.broadcast_to((end[0] - start[0]) / copies[0], (n,)).tolist()]
-    columns = np.arange(n)
-    ends, spans, waited = np.empty((len(end), n)), np.empty((len(end), n)), np.empty((len(end), n), dtype=np.int64)
-    for i, (s, e, a) in enumerate(zip(start, end, after)):
-        ends[i], spans[i], waited[i] = e, e - s, a
+    ends, starts, waited = _rows(end, n, np.float64), _rows(start, n, np.float64), _rows(after, n, np.int64)
     on = np.zeros(ends.shape, dtype=bool)
-    at = ends.argmax(axis=0)  # the first largest end, as ``max`` takes it
-    going = np.ones(n, dtype=bool)
-    while going.any():
-        on[at[going], columns[going]] = True
-        nxt = waited[at, columns]
-        going &= nxt >= 0
-        at = np.where(going, nxt, at)
-    return [np.where(on[i], spans[i] / c, 0.0).tolist() for i, c in enumerate(copies)]
+    at, columns = ends.argmax(axis=0), np.arange(n)  # the first largest end, as ``max`` takes it
+    while True:  # back along each member's chain, the members whose chain goes on
+        on[at, columns] = True
+        at = waited[at, columns]
+        going = at >= 0
+        if not going.all():
+            if not going.any():
+                break
+            at, columns = at[going], columns[going]
+    # each op's span over its copies (``e - s``, then ``/ c``, as op by op), 0 off the chain
+    return np.where(on, (ends - starts) / np.array(copies, dtype=np.float64)[:, None], 0.0).tolist()
+
+
+def _rows(values: list, n: int, dtype) -> np.ndarray:
+    """``values`` (per op: an array over the members, or one value for all) as an array's rows."""
+    out = np.empty((len(values), n), dtype=dtype)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
 
 
 def _sums(entries: list[_Op], n: int) -> tuple[int, float, float, np.ndarray, np.ndarray]:

@@ -255,9 +255,11 @@ def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
             at = _later(free.get(channel, 0.0), previous_start)
             free[channel] = at + seconds if present is True else np.where(present, at + seconds, free.get(channel, 0.0))
             fetched[channel] = seconds  # 0 where absent: ``fetched.get(resource, 0.0)``
-        finish = begin + held_s
+        finish = ends = begin + held_s
         for resource, seconds, present in work:
-            done = _later(free.get(resource, 0.0), begin) + seconds - fetched.get(resource, 0.0)
+            done = _later(free.get(resource, 0.0), begin) + seconds
+            if resource in fetched:  # else ``- 0.0``, which changes no value
+                done = done - fetched[resource]
             if present is True:
                 free[resource] = done
                 finish = _later(finish, done)
@@ -265,7 +267,7 @@ def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
                 free[resource] = np.where(present, done, free.get(resource, 0.0))
                 finish = np.where(present & (done > finish), done, finish)
         stop = finish + fixed
-        free[held] = _later(free.get(held, 0.0), begin + held_s)
+        free[held] = _later(free.get(held, 0.0), ends)
         free[lane] = stop
         holder[lane] = i
         start.append(begin)
