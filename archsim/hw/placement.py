@@ -284,12 +284,12 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
         if rung.reserve > capacity:
             break
         budget = capacity - rung.reserve  # falls rung by rung: once none is left, none comes back
-        base = walk.base(rung.index, op_time)
-        if budget > 0:  # the savings there, and the most they can save within the budget
-            savings, positive, biggest, every = _rung_savings(walk, rung.index, op_time)
+        if budget > 0:  # the run's time there, its savings and the most they can save within the budget
+            base, savings, positive, biggest, every = walk.most.get(rung.index) or _rung_savings(walk, rung.index,
+                                                                                                  op_time)
             most = every if budget >= biggest else _most_saved(positive, budget)  # every one fits: their sum
         else:  # none fits a CMEM without room: whatever they are, nothing is promoted
-            savings, most = _NO_ROOM[0], _most_saved(_NO_ROOM[1], budget)
+            base, savings, most = walk.base(rung.index, op_time), _NO_ROOM[0], _most_saved(_NO_ROOM[1], budget)
         # HBM the rung's plan must free by promoting tensors the workload creates on chip
         need = analysis.hbm_needed(rung) - hbm_capacity
         rungs.append((base - most, rung, base, savings, budget, need))
@@ -338,15 +338,14 @@ def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
 _LEAST = itemgetter(0)
 
 
-def _rung_savings(walk: _Walk, index: int, op_time: OpTime) -> tuple[dict[str, float], list, float, float]:
-    """``walk.savings_at`` the rung, with the largest tensor that saves time there and
-    ``_most_saved`` of them all (a budget holding the largest holds every one: the same sum),
-    kept with the walk for the chips sharing it (each a budget its own)."""
-    held = walk.most.get(index)
-    if held is None:
-        savings, positive = walk.savings_at(index, op_time)
-        biggest = max((size for size, _ in positive), default=-math.inf)
-        held = walk.most[index] = (savings, positive, biggest, _most_saved(positive, math.inf))
+def _rung_savings(walk: _Walk, index: int, op_time: OpTime) -> tuple[float, dict[str, float], list, float, float]:
+    """``walk.base`` and ``walk.savings_at`` the rung, with the largest tensor that saves time
+    there and ``_most_saved`` of them all (a budget holding the largest holds every one: the
+    same sum), kept with the walk (``walk.most``) for the chips sharing it (each a budget its own)."""
+    base = walk.base(index, op_time)
+    savings, positive = walk.savings_at(index, op_time)
+    biggest = max((size for size, _ in positive), default=-math.inf)
+    held = walk.most[index] = (base, savings, positive, biggest, _most_saved(positive, math.inf))
     return held
 
 

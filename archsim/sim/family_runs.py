@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 _TRAFFIC_FIELDS, _TRAFFIC_VALUES = Traffic._fields()
 _ENERGY_FIELDS, _ENERGY_VALUES = Energy._fields()
-_STATIC = _ENERGY_FIELDS.index("static")
+_STATIC = len(_TRAFFIC_FIELDS) + _ENERGY_FIELDS.index("static")  # in an op's terms (``_Op``)
 _UNMADE = object()  # no entry yet (None: the plan's runs cannot be had at once)
 
 
@@ -77,10 +77,10 @@ def family_run(sim: Simulator, workload: Workload, placement: Placement) -> Fami
 
 class _Op:
     """One op of the run as the totals read it, per member (lists over the members): its
-    executions, copies, unit, bound (``bound_of``), and its totals' terms (its traffic's and its
-    energy's fields times its executions: a row, or one row a member)."""
+    executions, copies, unit, bound (``bound_of``), and its totals' terms (its traffic's then its
+    energy's fields, times its executions: a row, or one row a member)."""
 
-    __slots__ = ("count", "copies", "units", "bounds", "traffic", "energy", "macs", "ici", "busy")
+    __slots__ = ("count", "copies", "units", "bounds", "terms", "macs", "ici", "busy")
 
     def __init__(self, count: int, copies: int, n: int, costs: list[OpCost], group_of: list[int] | None, memory):
         """``costs``: per group of members (``group_of``: each member's; None: one group)."""
@@ -93,12 +93,11 @@ class _Op:
         else:
             self.bounds = [bound_of(costs[g].dispatch_s, costs[g].compute_s, memory_s, costs[g].fill_s)
                            for g, memory_s in zip(groups, np.broadcast_to(memory, (n,)).tolist())]
-        rows = np.array([_TRAFFIC_VALUES(c.traffic) for c in costs])
-        energy = np.array([_ENERGY_VALUES(c.energy) for c in costs])
-        energy[:, _STATIC] = 0.0  # the ops' static energies: not kept (the module's docstring)
-        pick = 0 if group_of is None else group_of
-        self.traffic = rows[pick] * count  # as ``op_terms``: each field times the executions
-        self.energy = energy[pick] * count
+        # its traffic's fields, then its energy's, per cost
+        rows = np.array([_TRAFFIC_VALUES(c.traffic) + _ENERGY_VALUES(c.energy) for c in costs])
+        rows[:, _STATIC] = 0.0  # the ops' static energies: not kept (the module's docstring)
+        # as ``op_terms``: each field times the executions (a row, or one row a member)
+        self.terms = rows[0 if group_of is None else group_of] * count
         if any((c.macs, c.ici_bytes, c.peak_macs_per_s) != (first.macs, first.ici_bytes, first.peak_macs_per_s)
                for c in costs):
             raise RuntimeError(f"op {first.name!r}: its MACs differ between a family's members: a bug in "
@@ -136,13 +135,9 @@ class _PlanRuns:
         added: list[list[float]] = []
         phases: dict[str, tuple[int, object]] = {}
         if placement.preload:  # its own phase, one op: its traffic and energy every member's
-            cost = sim._preload_cost(placement.preload)
-            bw = dict(sim.channels.bandwidth)
-            bw[Level.HBM] = family.hbm
-            times = _streamed(sim, cost.traffic, "dma", bw)
-            entries.append(_Op(1, 1, n, [cost], None, times.memory))
-            once = times.latency * 1  # ``schedule_phase``: a lone op from 0 for its time, all its copies
-            added += _chain([1], [0.0], [once], [-1], n)
+            entry, once, chain = _preloaded(sim, placement.preload)
+            entries.append(entry)
+            added += chain
             phases[PRELOAD_PHASE] = (1, once)
         for p, (phase, (order, deps, outside)) in enumerate(zip(workload.phases, links(workload))):
             parts = []
@@ -183,6 +178,20 @@ class _PlanRuns:
             traffic=_made(Traffic, _TRAFFIC_FIELDS, self.traffic[m]),
             _ops_energy=_made(Energy, _ENERGY_FIELDS, self.energy[m]), _latency_groups={"unit": units, "bound": bounds})
         return run
+
+
+def _preloaded(sim: Simulator, tensors: tuple) -> tuple[_Op, object, list[list[float]]]:
+    """The preload of ``tensors``' ``_Op``, time (every member's) and ``added_s`` per member: a
+    lone op in its phase. Its cost's traffic and energies read no bandwidth, so every member's
+    are the asking member's; its time is the family's arrays'."""
+    family = sim.family
+    cost = sim._preload_cost(tensors)
+    bw = dict(sim.channels.bandwidth)
+    bw[Level.HBM] = family.hbm
+    times = _streamed(sim, cost.traffic, "dma", bw)
+    n = len(family.chips)
+    once = times.latency * 1  # ``schedule_phase``: a lone op from 0 for its time, all its copies
+    return _Op(1, 1, n, [cost], None, times.memory), once, _chain([1], [0.0], [once], [-1], n)
 
 
 def _entry(sim: Simulator, op: ops.Op, levels: tuple[Level, ...], count: int, ahead: dict) -> tuple | None:
@@ -257,15 +266,14 @@ def _rows(values: list, n: int, dtype) -> np.ndarray:
 def _sums(entries: list[_Op], n: int) -> tuple[int, float, float, np.ndarray, np.ndarray]:
     """``result.sums_of`` of the ops' terms, every member's at once: each total from 0, op by op."""
     macs, ici, busy = 0, 0, 0
-    traffic, energy = np.zeros((n, len(_TRAFFIC_FIELDS))), np.zeros((n, len(_ENERGY_FIELDS)))
+    total = np.zeros((n, len(_TRAFFIC_FIELDS) + len(_ENERGY_FIELDS)))
     for op in entries:
         macs += op.macs
         ici += op.ici
         if op.busy is not None:
             busy += op.busy
-        traffic = traffic + op.traffic
-        energy = energy + op.energy
-    return macs, ici, busy, traffic, energy
+        total = total + op.terms
+    return macs, ici, busy, total[:, :len(_TRAFFIC_FIELDS)], total[:, len(_TRAFFIC_FIELDS):]
 
 
 class FamilyRun(RunResult):
