@@ -46,13 +46,26 @@ def dump_text(model: BaseModel, as_json: bool, exclude: frozenset[str] = frozens
     left out of section ``name`` (pydantic's nested ``exclude``)."""
     parts = ["{"]  # each field's label (after the first, with the separator before it) and its text
     dropping = tuple(sorted(drop.items())) if drop else ()
-    for name, label, dropped in _fields(type(model), as_json, exclude, dropping):
-        value = getattr(model, name)
+    values, texts, scalars = model.__dict__, _TEXTS.get, _SCALARS.get
+    cls = type(model)
+    for name, label, dropped in _fields(cls, as_json, exclude, dropping):
+        value = values[name]
         parts.append(label)
-        if _is_section(type(value)):
-            parts.append(_section_text(value, as_json, dropped))
-        else:
+        kind = type(value)
+        if _is_section(kind):
+            entry = texts((id(value), as_json, dropped))
+            parts.append(entry[1] if entry is not None and entry[0] is value else _section_text(value, as_json, dropped))
+            continue
+        # a field that is not a section, kept by its value (``_scalar_text``): a float's by its
+        # value but a zero's (0.0 and -0.0 are one key) by its text
+        if kind is float and value == 0.0:
             parts.append(_scalar_text(model, name, value, as_json))
+            continue
+        try:
+            text = scalars((cls, name, as_json, kind, value))
+        except TypeError:  # an unhashable value (a list)
+            text = None
+        parts.append(text if text is not None else _scalar_text(model, name, value, as_json))
     parts.append("}")
     return "".join(parts)
 
@@ -67,8 +80,8 @@ def _is_section(cls: type) -> bool:
 def _scalar_text(model: BaseModel, name: str, value: object, as_json: bool) -> str:
     """The text of a field that is not a section (a name, the clock), kept by its value: a
     sweep's points share most of theirs. A field dumps alone as it does among the others."""
-    try:  # the type tells 1 from 1.0 and True; a float's repr tells 0.0 from -0.0
-        key = (type(model), name, as_json, type(value), repr(value) if type(value) is float else value)
+    try:  # the type tells 1 from 1.0 and True; a zero's repr tells 0.0 from -0.0
+        key = (type(model), name, as_json, type(value), repr(value) if type(value) is float and value == 0.0 else value)
         text = _SCALARS.get(key)
     except TypeError:  # an unhashable value (a list): made afresh
         key, text = None, None

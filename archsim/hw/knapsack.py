@@ -37,7 +37,7 @@ def _front(items: list[_Item], budget: float, count_freed: bool) -> tuple[list[t
     for item in sorted(items, key=lambda i: i.name):
         size, gain, added, preloaded = item.size, item.gain, (item.name,), item.preloaded
         freed = 0.0 if preloaded else size
-        front += [((b + size, -(g + gain), -(f + freed), p or preloaded), g + gain, f + freed, names + added)
+        front += [((b + size, -(g2 := g + gain), -(f2 := f + freed), p or preloaded), g2, f2, names + added)
                   for (b, _, _, p), g, f, names in front if b + size <= budget]  # the sets grown by the item
         front = _undominated(front, count_freed)
         if len(front) > MAX_PARETO:
@@ -116,20 +116,19 @@ def _undominated(entries, count_freed: bool):
     entries.sort(key=_ORDER)  # stable: earlier sets win ties
     kept = []
     if not count_freed:  # two counts and a flag: one sweep in order of bytes
+        keep = kept.append
         best_any = best_unloaded = -math.inf
         for e in entries:
             saved = e[1]
-            if e[0][3]:  # preloaded: must beat every set before it
-                if saved <= best_any:
-                    continue
-                best_any = saved
-            else:  # must beat the sets before it without a preload
-                if saved <= best_unloaded:
-                    continue
+            if e[0][3]:  # preloaded: must beat every set before it (``not <=``: as a NaN compares)
+                if not saved <= best_any:
+                    best_any = saved
+                    keep(e)
+            elif not saved <= best_unloaded:  # must beat the sets before it without a preload
                 best_unloaded = saved
                 if saved > best_any:
                     best_any = saved
-            kept.append(e)
+                keep(e)
         return kept
     for e in entries:  # HBM to free (rare: a tight HBM): pairwise
         if not any(k[1] >= e[1] and k[2] >= e[2] and (e[0][3] or not k[0][3]) for k in kept):

@@ -107,7 +107,7 @@ class Family:
             self.timings[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = timing[0]
         for cost in made:  # made before the timing was kept: compared here
             self.check(sim, op, levels, cost)
-        self.prefetched[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = np.array(times)
+        self.prefetched[(op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)] = times
         return times.item(mine)
 
     def prefetched_of(self, sim: Simulator, op: ops.Op, levels: tuple[Level, ...]) -> float | None:
@@ -275,4 +275,7 @@ def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost_of: Call
                 fetched = seconds * copies * np.minimum(1.0, ahead[level] / moved)
             seconds = np.where(moved > 0, seconds - fetched / copies, seconds)
         after.append(seconds)
-    return np.broadcast_to(fixed + reduce(np.maximum, after, held), hbm.shape)
+    times = fixed + reduce(np.maximum, after, held)
+    if not isinstance(times, np.ndarray) or times.shape != hbm.shape:  # alike for every member
+        times = np.full(hbm.shape, times)
+    return times

@@ -178,7 +178,8 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     picked = list(zip(chosen.tolist(), flat.tolist()))  # a few distinct candidates among the members
     values = {pick: _TRAFFIC(candidate_traffic(tables[pick[0]], pick[1])) for pick in dict.fromkeys(picked)}
     if len(values) == 1:  # every member's the same candidate (two thirds of a DiT sweep's): one row, read n times
-        fields = np.broadcast_to(np.array(values[picked[0]]), (n, len(_NAMES)))
+        fields = np.empty((n, len(_NAMES)))
+        fields[:] = values[picked[0]]
     else:
         fields = np.array([values[pick] for pick in picked])
     reads, writes = {lv: fields[:, r] for lv, (r, _) in _AT.items()}, {lv: fields[:, w] for lv, (_, w) in _AT.items()}

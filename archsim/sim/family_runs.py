@@ -92,7 +92,7 @@ class _Op:
             self.bounds = [bound_of(first.dispatch_s, first.compute_s, memory, first.fill_s)] * n
         else:
             self.bounds = [bound_of(costs[g].dispatch_s, costs[g].compute_s, memory_s, costs[g].fill_s)
-                           for g, memory_s in zip(groups, np.broadcast_to(memory, (n,)).tolist())]
+                           for g, memory_s in zip(groups, _per_member(memory, n))]
         # its traffic's fields, then its energy's, per cost
         rows = np.array([_TRAFFIC_VALUES(c.traffic) + _ENERGY_VALUES(c.energy) for c in costs])
         rows[:, _STATIC] = 0.0  # the ops' static energies: not kept (the module's docstring)
@@ -118,10 +118,10 @@ class _PlanRuns:
         latency = 0.0
         for repeat, once in phases.values():  # ``RunResult.latency_s``: in order
             latency = latency + repeat * once
-        self.latency = np.broadcast_to(latency, (n,)).tolist()
-        self.traffic = np.broadcast_to(traffic, (n, len(_TRAFFIC_FIELDS))).tolist()
-        self.energy = np.broadcast_to(energy, (n, len(_ENERGY_FIELDS))).tolist()
-        self.onces = {name: (repeat, np.broadcast_to(once, (n,)).tolist()) for name, (repeat, once) in phases.items()}
+        self.latency = _per_member(latency, n)
+        self.traffic = traffic.tolist()  # (members, fields): ``_sums``
+        self.energy = energy.tolist()
+        self.onces = {name: (repeat, _per_member(once, n)) for name, (repeat, once) in phases.items()}
 
     @classmethod
     def made(cls, sim: Simulator, workload: Workload, placement: Placement) -> _PlanRuns | None:
@@ -239,7 +239,7 @@ def _chain(copies: list[int], start: list, end: list, after: list, n: int) -> li
     critical chain (``PhaseSchedule.critical_ops``: from the first op ending last, back along
     the ops each start waited for), else 0."""
     if len(end) == 1:  # a lone op: on its chain
-        return [np.broadcast_to((end[0] - start[0]) / copies[0], (n,)).tolist()]
+        return [_per_member((end[0] - start[0]) / copies[0], n)]
     ends, starts, waited = _rows(end, n, np.float64), _rows(start, n, np.float64), _rows(after, n, np.int64)
     on = np.zeros(ends.shape, dtype=bool)
     at, columns = ends.argmax(axis=0), np.arange(n)  # the first largest end, as ``max`` takes it
@@ -253,6 +253,16 @@ def _chain(copies: list[int], start: list, end: list, after: list, n: int) -> li
             at, columns = at[going], columns[going]
     # each op's span over its copies (``e - s``, then ``/ c``, as op by op), 0 off the chain
     return np.where(on, (ends - starts) / np.array(copies, dtype=np.float64)[:, None], 0.0).tolist()
+
+
+def _per_member(value, n: int) -> list[float]:
+    """``numpy.broadcast_to(value, (n,)).tolist()``: a float alike for every member, or an array
+    over them (the same floats, without numpy's broadcasting machinery a call)."""
+    if type(value) is float:
+        return [value] * n
+    if isinstance(value, np.ndarray) and value.shape == (n,):
+        return value.tolist()
+    return np.broadcast_to(value, (n,)).tolist()
 
 
 def _rows(values: list, n: int, dtype) -> np.ndarray:
