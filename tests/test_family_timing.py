@@ -213,9 +213,14 @@ def test_an_ops_parts_and_prefetches_as_arrays_are_each_members_own(buffer):
                            busy=busy)
         held, held_s, lane, work, fixed = op_parts(cost)
         assert (got[0], float(np.broadcast_to(got[1], 2)[m]), got[2]) == (held, held_s, lane)
-        assert [(name, float(s[m])) for name, s, present in got[3] if present[m]] == list(work)
+        # a resource every member has is marked True (no mask to apply), another by its mask
+        assert [(name, float(s[m])) for name, s, present in got[3] if np.broadcast_to(present, 2)[m]] == list(work)
         assert float(np.broadcast_to(got[4], 2)[m]) == fixed
-        assert [(name, float(s[m])) for name, s, present in got[6] if present[m]] == list(_prefetch(inputs, cost, placement, buffer))
+        assert [(name, float(s[m])) for name, s, present in got[6]
+                if np.broadcast_to(present, 2)[m]] == list(_prefetch(inputs, cost, placement, buffer))
+    assert [present is True for _, _, present in got[3]] == [False, False, True]  # vpu, cmem: one member's 0
+    marks = {name: present is True for name, _, present in got[6]}
+    assert marks["hbm"] and not marks.get("cmem", False)  # HBM's prefetch both members', CMEM's the first's
     alike = OpCost.made(phase="p", name="op", kind="k", unit="mxu", repeat=1, copies=copies, macs=0, vector_ops=0,
                         compute_cycles=0.0, compute_s=0.0, memory_s=0.0, latency_s=5.0,
                         traffic=Traffic(cmem_read=64.0, hbm_read=128.0),

@@ -177,8 +177,8 @@ def _timing_parts(times, latency, copies: int, ahead: dict) -> tuple:
             moved = times.reads[level] + times.writes[level]  # ``Traffic.total``
             with np.errstate(divide="ignore", invalid="ignore"):
                 share = seconds * copies * np.minimum(1.0, ahead[level] / moved)
-            present = (np.asarray(seconds) > 0) & (np.asarray(moved) > 0)
-            fetch.append((level.value, np.where(present, share, 0.0), present))
+            present = _mask((np.asarray(seconds) > 0) & (np.asarray(moved) > 0))
+            fetch.append((level.value, share if present is True else np.where(present, share, 0.0), present))
     return _parts(unit, held, work, latency, copies, fetch)
 
 
@@ -216,10 +216,16 @@ def _parts(unit: str, held, work: list, latency, copies: int, fetch: list) -> tu
     for name, seconds in work:
         seconds = seconds * copies
         longest = np.where(seconds > longest, seconds, longest)  # the first longest, as ``op_parts``
-        timed.append((name, seconds, np.asarray(seconds) > 0))
+        timed.append((name, seconds, _mask(np.asarray(seconds) > 0)))
     fixed = latency * copies - longest
     fixed = np.where(fixed > 0.0, fixed, 0.0)
     return unit, held_s, SEQUENCER.get(unit, unit), timed, fixed, latency * copies, fetch
+
+
+def _mask(present: np.ndarray):
+    """Which members have a resource: ``True`` where every member has it (the schedule then
+    takes the scalar loop's steps as arrays, without a ``numpy.where`` a step), else the mask."""
+    return True if present.all() else present
 
 
 def _makespan(parts: list, deps) -> object:
