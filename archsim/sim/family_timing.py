@@ -254,7 +254,9 @@ def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
                 if later is True or later is False:  # floats: the scalar loop's branch
                     if later:
                         begin, waited = end[j], j
-                else:
+                elif later.all():  # every member takes the branch (on the DiT sweep, every one or none)
+                    begin, waited = end[j], j
+                elif later.any():
                     begin, waited = np.where(later, end[j], begin), np.where(later, j, waited)
         fetched: dict[str, object] = {}
         for channel, seconds, present in fetch:  # issued when the op before this one started
