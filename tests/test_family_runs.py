@@ -80,19 +80,23 @@ def test_a_run_of_one_op_a_phase_is_the_members_own():
     engine.clear_caches()
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.integers(1, 4), st.integers(2, 7), st.randoms(use_true_random=False))
-def test_the_critical_chains_of_every_member_at_once_are_each_ones(members, count, rng):
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 4), st.integers(2, 7), st.booleans(), st.randoms(use_true_random=False))
+def test_the_critical_chains_of_every_member_at_once_are_each_ones(members, count, alike, rng):
     """``_chain`` against ``PhaseSchedule.critical_ops`` member by member, on random schedules
-    (ends tie often: a few distinct values; each op waited for an earlier one, or none)."""
+    (ends tie often: a few distinct values; each op waited for an earlier one, or none; ``alike``:
+    every member's op waited for the same one, an int, as the schedule arrays record it then)."""
     start = [np.array([rng.choice([0.0, 1.0, 2.0]) for _ in range(members)]) for _ in range(count)]
     end = [s + np.array([rng.choice([0.0, 1.0, 3.0]) for _ in range(members)]) for s in start]
-    after = [np.array([rng.randrange(-1, i) if i else -1 for _ in range(members)]) for i in range(count)]
+    if alike:
+        after = [rng.randrange(-1, i) if i else -1 for i in range(count)]
+    else:
+        after = [np.array([rng.randrange(-1, i) if i else -1 for _ in range(members)]) for i in range(count)]
     copies = [rng.choice([1, 2, 28]) for _ in range(count)]
     added = _chain(copies, start, end, after, members)
     for m in range(members):
         schedule = PhaseSchedule("p", 1, (), (), (), tuple(float(s[m]) for s in start), tuple(float(e[m]) for e in end),
-                                 tuple(int(a[m]) for a in after))
+                                 tuple(int(np.broadcast_to(a, members)[m]) for a in after))
         chain = set(schedule.critical_ops)
         want = [(schedule.end[i] - schedule.start[i]) / c if i in chain else 0.0 for i, c in enumerate(copies)]
         assert [op[m] for op in added] == want

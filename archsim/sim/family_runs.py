@@ -240,17 +240,30 @@ def _chain(copies: list[int], start: list, end: list, after: list, n: int) -> li
     the ops each start waited for), else 0."""
     if len(end) == 1:  # a lone op: on its chain
         return [_per_member((end[0] - start[0]) / copies[0], n)]
-    ends, starts, waited = _rows(end, n, np.float64), _rows(start, n, np.float64), _rows(after, n, np.int64)
+    ends, starts = _rows(end, n, np.float64), _rows(start, n, np.float64)
     on = np.zeros(ends.shape, dtype=bool)
-    at, columns = ends.argmax(axis=0), np.arange(n)  # the first largest end, as ``max`` takes it
-    while True:  # back along each member's chain, the members whose chain goes on
-        on[at, columns] = True
-        at = waited[at, columns]
-        going = at >= 0
-        if not going.all():
-            if not going.any():
-                break
-            at, columns = at[going], columns[going]
+    at = ends.argmax(axis=0)  # the first largest end, as ``max`` takes it
+    if all(type(a) is int for a in after):  # every member's op waited for the same one: a chain per start
+        for first in dict.fromkeys(at.tolist()):
+            chain, i = [], first
+            while i >= 0:
+                chain.append(i)
+                i = after[i]
+            members = at == first
+            if members.all():
+                on[chain] = True
+            else:
+                on[np.ix_(chain, members)] = True
+    else:
+        waited, columns = _rows(after, n, np.int64), np.arange(n)
+        while True:  # back along each member's chain, the members whose chain goes on
+            on[at, columns] = True
+            at = waited[at, columns]
+            going = at >= 0
+            if not going.all():
+                if not going.any():
+                    break
+                at, columns = at[going], columns[going]
     # each op's span over its copies (``e - s``, then ``/ c``, as op by op), 0 off the chain
     return np.where(on, (ends - starts) / np.array(copies, dtype=np.float64)[:, None], 0.0).tolist()
 
