@@ -177,20 +177,23 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
                                                            memory.tolist(), time.tolist())
     picked = list(zip(chosen.tolist(), flat.tolist()))  # a few distinct candidates among the members
     values = {pick: _TRAFFIC(candidate_traffic(tables[pick[0]], pick[1])) for pick in dict.fromkeys(picked)}
-    if len(values) == 1:  # every member's the same candidate (two thirds of a DiT sweep's): one row, read n times
-        fields = np.empty((n, len(_NAMES)))
-        fields[:] = values[picked[0]]
+    if len(values) == 1:  # every member's the same candidate (two thirds of a DiT sweep's): floats, every member's
+        row = values[picked[0]]
+        reads, writes = {lv: row[r] for lv, (r, _) in _AT.items()}, {lv: row[w] for lv, (_, w) in _AT.items()}
+        mapping = plan.mappings[picked[0][0]]
+        array_s, compute_s = mapping.array_s, mapping.compute_s
+        vpu = 0.0 if array_s >= compute_s else compute_s  # the conversion outlasting the arrays
     else:
         fields = np.array([values[pick] for pick in picked])
-    reads, writes = {lv: fields[:, r] for lv, (r, _) in _AT.items()}, {lv: fields[:, w] for lv, (_, w) in _AT.items()}
+        reads, writes = {lv: fields[:, r] for lv, (r, _) in _AT.items()}, {lv: fields[:, w] for lv, (_, w) in _AT.items()}
+        array_s = np.array([m.array_s for m in plan.mappings])[chosen]
+        compute_s = np.array([m.compute_s for m in plan.mappings])[chosen]
+        vpu = np.where(array_s >= compute_s, 0.0, compute_s)
     ch = {}
     for level in _LEVELS:  # channel_times: a level no member moves bytes at is absent
         moved = reads[level] + writes[level]
-        if moved.any():
+        if moved.any() if isinstance(moved, np.ndarray) else moved:
             ch[level] = moved / bw[level]
-    array_s = np.array([m.array_s for m in plan.mappings])[chosen]
-    compute_s = np.array([m.compute_s for m in plan.mappings])[chosen]
-    vpu = np.where(array_s >= compute_s, 0.0, compute_s)  # the conversion outlasting the arrays
     made = _Times(time, compute_s, ("mxu", array_s), {"vpu": vpu}, ch, reads, writes, memory)
     if family is not None:
         family.matmuls[(op.signature_number, levels)] = made
