@@ -53,8 +53,9 @@ def dump_text(model: BaseModel, as_json: bool, exclude: frozenset[str] = frozens
         parts.append(label)
         kind = type(value)
         if _is_section(kind):
-            entry = texts((id(value), as_json, dropped))
-            parts.append(entry[1] if entry is not None and entry[0] is value else _section_text(value, as_json, dropped))
+            entry = texts((id(value), as_json, dropped))  # ``_section_text``'s, looked up here
+            held = entry is not None and entry[0] is value
+            parts.append(entry[1] if held else _section_text(value, as_json, dropped))
             continue
         # a field that is not a section, kept by its value (``_scalar_text``): a float's by its
         # value but a zero's (0.0 and -0.0 are one key) by its text

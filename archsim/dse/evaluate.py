@@ -190,7 +190,7 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
     row: dict[str, Any] = {
         "key": point.key, "role": point.role, "config": _file_name(point.config),
         "workload_file": _file_name(point.workload), "workload_id": point.workload_id, CODE: code_fingerprint(),
-        **{FIELD_PREFIX + path: _json_text(value) for path, value in point.overrides},
+        **_axis_columns(point.overrides),
     }
     try:
         hw = hardware(point) if hw is None else hw
@@ -243,6 +243,23 @@ _LEVEL_NAMES = tuple((f"{lv.value}_bytes", lv) for lv in Level)
 def _name(pattern: str, label: str) -> str:
     """``pattern.format(label)``: a row's column for a unit, a bound or an area component."""
     return pattern.format(label)
+
+
+def _axis_columns(overrides) -> dict[str, str]:
+    """The row's ``set.<path>`` columns: each axis value's JSON (``_json_text``), kept by the
+    (path, value) pair itself (a chunk's points share their axes' pairs as objects)."""
+    columns = {}
+    for pair in overrides:
+        held = _AXIS_TEXTS.get(id(pair))
+        if held is None or held[0] is not pair:  # held with it: its id is no other's meanwhile
+            if len(_AXIS_TEXTS) > _JSON_TEXTS_HELD:
+                _AXIS_TEXTS.clear()
+            held = _AXIS_TEXTS[id(pair)] = (pair, FIELD_PREFIX + pair[0], _json_text(pair[1]))
+        columns[held[1]] = held[2]
+    return columns
+
+
+_AXIS_TEXTS: dict[int, tuple] = {}
 
 
 def _json_text(value: Any) -> str:

@@ -38,6 +38,7 @@ A plan is infeasible when HBM cannot hold the tensors homed there.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
@@ -285,14 +286,17 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
             break
         budget = capacity - rung.reserve  # falls rung by rung: once none is left, none comes back
         if budget > 0:  # the run's time there, its savings and the most they can save within the budget
-            base, savings, positive, biggest, every = walk.most.get(rung.index) or _rung_savings(walk, rung.index,
-                                                                                                  op_time)
-            most = every if budget >= biggest else _most_saved(positive, budget)  # every one fits: their sum
+            base, savings, positive, sizes, sums, needed = walk.most.get(rung.index) or _rung_savings(
+                walk, analysis, rung, op_time)
+            fitting = bisect_right(sizes, budget)  # the tensors within it: those of the smallest sizes
+            most = sums.get(fitting)
+            if most is None:  # budgets holding the same tensors: the same sum
+                most = sums[fitting] = _most_saved(positive, budget)
         else:  # none fits a CMEM without room: whatever they are, nothing is promoted
             base, savings, most = walk.base(rung.index, op_time), _NO_ROOM[0], _most_saved(_NO_ROOM[1], budget)
+            needed = analysis.hbm_needed(rung)
         # HBM the rung's plan must free by promoting tensors the workload creates on chip
-        need = analysis.hbm_needed(rung) - hbm_capacity
-        rungs.append((base - most, rung, base, savings, budget, need))
+        rungs.append((base - most, rung, base, savings, budget, needed - hbm_capacity))
     # The knapsacks in order of the least each rung's estimate can be (its base less every
     # positive saving): a rung that cannot come within the tie of the best so far cannot be
     # among the plans, so its knapsack is skipped (most rungs' are). The same estimates as
@@ -338,14 +342,14 @@ def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
 _LEAST = itemgetter(0)
 
 
-def _rung_savings(walk: _Walk, index: int, op_time: OpTime) -> tuple[float, dict[str, float], list, float, float]:
-    """``walk.base`` and ``walk.savings_at`` the rung, with the largest tensor that saves time
-    there and ``_most_saved`` of them all (a budget holding the largest holds every one: the
-    same sum), kept with the walk (``walk.most``) for the chips sharing it (each a budget its own)."""
-    base = walk.base(index, op_time)
-    savings, positive = walk.savings_at(index, op_time)
-    biggest = max((size for size, _ in positive), default=-math.inf)
-    held = walk.most[index] = (base, savings, positive, biggest, _most_saved(positive, math.inf))
+def _rung_savings(walk: _Walk, analysis: _Analysis, rung: _Rung, op_time: OpTime) -> tuple:
+    """``walk.base`` and ``walk.savings_at`` the rung, with the distinct sizes of the tensors
+    that save time there (in order) and ``_most_saved`` by how many of those sizes a budget
+    holds (made as budgets ask), and ``analysis.hbm_needed``: kept with the walk (``walk.most``)
+    for the chips sharing it, each with a budget of its own."""
+    savings, positive = walk.savings_at(rung.index, op_time)
+    held = walk.most[rung.index] = (walk.base(rung.index, op_time), savings, positive,
+                                    sorted({size for size, _ in positive}), {}, analysis.hbm_needed(rung))
     return held
 
 

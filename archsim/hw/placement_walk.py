@@ -39,7 +39,7 @@ class _Walk:
         # per rung whose savings moved: the savings there, and of them the (bytes, seconds) of those
         # saving time, in order (``savings_at``)
         self.at: list[tuple[dict[str, float], list[tuple[float, float]]]] = []
-        self.most: dict[int, tuple] = {}  # per rung, its base, its savings and what they save at most (``placement``)
+        self.most: dict[int, tuple] = {}  # per rung, its base and savings and their sums (``placement._rung_savings``)
         self.climbing = threading.RLock()  # a Dask worker's threads may share a walk
         # per (rung, whether HBM must be freed), the knapsack's Pareto list for every budget
         # (``knapsack._shared_knapsack``): its items, its entries, whether it was thinned, and

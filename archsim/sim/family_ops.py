@@ -185,7 +185,8 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
         vpu = 0.0 if array_s >= compute_s else compute_s  # the conversion outlasting the arrays
     else:
         fields = np.array([values[pick] for pick in picked])
-        reads, writes = {lv: fields[:, r] for lv, (r, _) in _AT.items()}, {lv: fields[:, w] for lv, (_, w) in _AT.items()}
+        reads = {lv: fields[:, r] for lv, (r, _) in _AT.items()}
+        writes = {lv: fields[:, w] for lv, (_, w) in _AT.items()}
         array_s = np.array([m.array_s for m in plan.mappings])[chosen]
         compute_s = np.array([m.compute_s for m in plan.mappings])[chosen]
         vpu = np.where(array_s >= compute_s, 0.0, compute_s)

@@ -113,7 +113,8 @@ class _PlanRuns:
 
     def __init__(self, ops_: list[_Op], added: list[list[float]], phases: dict, n: int, macs: int, ici: float,
                  busy: float, traffic, energy):
-        self.ops, self.added = ops_, added
+        # per op, what ``member`` reads: its executions, units and bounds, and its ``added_s``
+        self.rows = [(op.count, op.units, op.bounds, each) for op, each in zip(ops_, added)]
         self.macs, self.ici, self.busy = macs, ici, busy
         latency = 0.0
         for repeat, once in phases.values():  # ``RunResult.latency_s``: in order
@@ -164,9 +165,9 @@ class _PlanRuns:
         """Member ``m``'s run (``sim``: its simulator, for its ops and schedules if read)."""
         units: dict[str, float] = {}
         bounds: dict[str, float] = {}
-        for op, added in zip(self.ops, self.added):  # ``RunResult._by_unit_and_bound``, op by op
-            seconds = added[m] * op.count
-            unit, bound = op.units[m], op.bounds[m]
+        for count, unit_of, bound_of_, added in self.rows:  # ``RunResult._by_unit_and_bound``, op by op
+            seconds = added[m] * count
+            unit, bound = unit_of[m], bound_of_[m]
             units[unit] = units.get(unit, 0.0) + seconds
             bounds[bound] = bounds.get(bound, 0.0) + seconds
         latency = self.latency[m]
