@@ -32,7 +32,7 @@ from archsim.hw.placement import preload_per_byte
 from archsim.hw.placement_walk import _FamilyWalk, _MemberWalk
 from archsim.hw.tiling import candidate_tiling
 from archsim.ir import ops
-from archsim.sim.family_ops import _op_times
+from archsim.sim.family_ops import _at_most_one, _op_times
 from archsim.sim.fingerprint import CostFingerprint
 from archsim.sim.schedule import prefetch_bytes
 
@@ -270,10 +270,14 @@ def prefetched_times(sim: Simulator, op: ops.Op, homes: Placement, cost_of: Call
     after = list(times.others.values())
     for level, seconds in times.ch.items():
         if level in ahead:
-            moved = np.asarray(times.reads[level] + times.writes[level])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                fetched = seconds * copies * np.minimum(1.0, ahead[level] / moved)
-            seconds = np.where(moved > 0, seconds - fetched / copies, seconds)
+            moved = times.reads[level] + times.writes[level]
+            if isinstance(moved, np.ndarray):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    fetched = seconds * copies * np.minimum(1.0, ahead[level] / moved)
+                seconds = np.where(moved > 0, seconds - fetched / copies, seconds)
+            elif moved > 0:  # every member's bytes alike (a float): the same operations
+                fetched = seconds * copies * _at_most_one(ahead[level] / moved)
+                seconds = seconds - fetched / copies
         after.append(seconds)
     times = fixed + reduce(np.maximum, after, held)
     if not isinstance(times, np.ndarray) or times.shape != hbm.shape:  # alike for every member

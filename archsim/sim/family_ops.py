@@ -85,6 +85,12 @@ def _fields(traffic: Traffic) -> tuple[dict, dict]:
     return {lv: values[r] for lv, (r, _) in _AT.items()}, {lv: values[w] for lv, (_, w) in _AT.items()}
 
 
+def _at_most_one(share: float) -> float:
+    """``numpy.minimum(1.0, share)`` of a float (a NaN stays one): a prefetch's share of a
+    channel's bytes, where every member moves the same."""
+    return share if share < 1.0 or share != share else 1.0
+
+
 def _most(values, default=0.0):
     return reduce(np.maximum, values) if values else default
 

@@ -37,6 +37,7 @@ from archsim.hw.tiling import TilingError
 from archsim.ir.graph import Phase, Workload
 from archsim.ir.ops import Op
 from archsim.sim.cost import OpCost
+from archsim.sim.family_ops import _at_most_one
 from archsim.sim.schedule import SEQUENCER, links, prefetch_bytes, schedule_run
 from archsim.sim.scheduled_ops import scheduled_ops
 
@@ -175,8 +176,13 @@ def _timing_parts(times, latency, copies: int, ahead: dict) -> tuple:
     for level, seconds in times.ch.items():  # ``_prefetch``: the channels in ``busy`` order
         if level in ahead:
             moved = times.reads[level] + times.writes[level]  # ``Traffic.total``
-            with np.errstate(divide="ignore", invalid="ignore"):
-                share = seconds * copies * np.minimum(1.0, ahead[level] / moved)
+            if isinstance(moved, np.ndarray):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    share = seconds * copies * np.minimum(1.0, ahead[level] / moved)
+            elif moved > 0:  # every member's bytes alike (a float): the same operations
+                share = seconds * copies * _at_most_one(ahead[level] / moved)
+            else:  # no member moves bytes there: marked absent below
+                share = 0.0
             present = _mask((np.asarray(seconds) > 0) & (np.asarray(moved) > 0))
             fetch.append((level.value, share if present is True else np.where(present, share, 0.0), present))
     return _parts(unit, held, work, latency, copies, fetch)
