@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from archsim.config.fields import Count, Fraction, Strict
+from archsim.config.fields import Count, Fraction, Strict, checked_once
 
 FusionRule = Literal["gemm_epilogue", "gemm_activation", "cache_epilogue", "vector_chain", "norm_prologue"]
 # gemm_activation is gemm_epilogue restricted to what cuBLASLt's epilogues compute (ReLU, GELU)
@@ -96,6 +96,7 @@ class CompilerConfig(Strict):
         "profile's (xla: 512, as MaxText's splash kernel; cuda: 128, as FlashAttention-2 on A100)")
 
     @model_validator(mode="after")
+    @checked_once
     def _known_rules(self) -> "CompilerConfig":
         if self.fusion is not None and len(set(self.fusion)) != len(self.fusion):
             raise ValueError("fusion lists a rule twice")

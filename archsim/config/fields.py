@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from types import UnionType
@@ -11,6 +12,30 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from archsim import units
 from archsim.errors import UnitError
+
+
+def checked_once(check):
+    """A section's ``model_validator(mode="after")``, run once an instance. Pydantic runs a
+    section's after-validators again each time a config holding the instance is validated, and
+    a sweep's points share their sections as objects (``archsim.dse.point_config``): a check of
+    an immutable instance answers the same every time, so an instance that passed is not checked
+    again (one that fails raises every time)."""
+    passed: dict[int, object] = {}  # id -> the instance, held: no other has its id meanwhile
+
+    @functools.wraps(check)
+    def once(self):
+        if passed.get(id(self)) is self:
+            return self
+        result = check(self)
+        if len(passed) >= _PASSED_HELD:
+            passed.clear()
+        passed[id(self)] = self
+        return result
+
+    return once
+
+
+_PASSED_HELD = 4096  # instances a check remembers (a sweep's sections: a few per axis value)
 
 
 class Strict(BaseModel):

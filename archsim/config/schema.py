@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from archsim import units
 from archsim.config.fields import (
     Area, AreaPerByte, Bandwidth, Count, Energy, EnergyPerByte, Frequency, Latency, Length, NonNegativeCount,
-    Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, ScaleFactor, Size, Strict,
+    Efficiency, Fraction, NonNegativeFactor, PositiveFactor, Power, ScaleFactor, Size, Strict, checked_once,
 )
 from archsim.config.compiler import CompilerConfig, check_profile, with_default_profile
 from archsim.config.power import LeakageConfig, check_static
@@ -63,6 +63,7 @@ class SystolicConfig(Scaled):
     pe_area: Area = Field(description="area of one PE (the array's share of the MXU)")
 
     @model_validator(mode="after")
+    @checked_once
     def _energies_for_every_dtype(self) -> "SystolicConfig":
         _same_dtypes(self.pe_macs_per_cycle, self.mac_energy)
         return self
@@ -111,6 +112,7 @@ class CimConfig(Scaled):
     mac_energy: dict[DType, Energy] = Field(description="energy of one MAC in the CIM array, per dtype")
 
     @model_validator(mode="after")
+    @checked_once
     def _energies_for_every_dtype(self) -> "CimConfig":
         _same_dtypes(self.cim.macs_per_cycle, self.mac_energy, "cim.macs_per_cycle")
         core = self.cim
@@ -297,6 +299,7 @@ class TechnologyConfig(Strict):
         return scaling
 
     @model_validator(mode="after")
+    @checked_once
     def _node_is_in_table(self) -> "TechnologyConfig":
         self.factors(self.node, "node")
         return self

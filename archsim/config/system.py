@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
-from archsim.config.fields import Count, EnergyPerByte, Latency, Strict
+from archsim.config.fields import Count, EnergyPerByte, Latency, Strict, checked_once
 from archsim.errors import FieldError
 
 
@@ -73,6 +73,7 @@ class SystemConfig(Strict):
         "the data each way over both neighbours' links at once (as TPU systems run them)")
 
     @model_validator(mode="after")
+    @checked_once
     def _consistent(self) -> "SystemConfig":
         p = self.parallelism
         if p.pipeline * p.tensor * p.data != self.chips:

@@ -162,7 +162,7 @@ def hardware(point: Point) -> HardwareConfig:
                 for path, value in point.overrides]
 
     return _CONFIGS.validate((_chain(point.config), point.base_overrides), lambda: _base_design(point),
-                             tuple((_path(path), value) for path, value in point.overrides), overrides, point.config)
+                             tuple(_axis(pair)[1] for pair in point.overrides), overrides, point.config)
 
 
 @lru_cache(maxsize=256)
@@ -246,20 +246,30 @@ def _name(pattern: str, label: str) -> str:
 
 
 def _axis_columns(overrides) -> dict[str, str]:
-    """The row's ``set.<path>`` columns: each axis value's JSON (``_json_text``), kept by the
-    (path, value) pair itself (a chunk's points share their axes' pairs as objects)."""
+    """The row's ``set.<path>`` columns: each axis value's JSON (``_json_text``)."""
     columns = {}
     for pair in overrides:
-        held = _AXIS_TEXTS.get(id(pair))
-        if held is None or held[0] is not pair:  # held with it: its id is no other's meanwhile
-            if len(_AXIS_TEXTS) > _JSON_TEXTS_HELD:
-                _AXIS_TEXTS.clear()
-            held = _AXIS_TEXTS[id(pair)] = (pair, FIELD_PREFIX + pair[0], _json_text(pair[1]))
-        columns[held[1]] = held[2]
+        axis = _axis(pair)
+        columns[axis[2]] = axis[3][1]
     return columns
 
 
-_AXIS_TEXTS: dict[int, tuple] = {}
+def _axis(pair: tuple) -> tuple:
+    """What a point's config, family and row read of one of its axis values, a (path, value)
+    pair (a chunk's points share their axes' pairs as objects): kept by the pair, the pair, its
+    key path split with the value, its row's column, (path, its JSON text) and whether a family's
+    points may differ in it (``family_free``)."""
+    held = _AXES.get(id(pair))
+    if held is None or held[0] is not pair:  # held with it: its id is no other's meanwhile
+        if len(_AXES) > _JSON_TEXTS_HELD:
+            _AXES.clear()
+        path, value = pair
+        held = _AXES[id(pair)] = (pair, (_path(path), value), FIELD_PREFIX + path, (path, _json_text(value)),
+                                  family_free(path))
+    return held
+
+
+_AXES: dict[int, tuple] = {}
 
 
 def _json_text(value: Any) -> str:
@@ -323,5 +333,4 @@ def _config_or_none(point: Point) -> HardwareConfig | None:
 def _family_key(point: Point) -> tuple:
     """What the points of one family share: all but the values ``family_free`` lets differ (HBM's
     bandwidth, and what no op's cost reads: the capacities of CMEM and HBM, labels)."""
-    return (point.config, point.base_overrides, tuple((path, _json_text(value)) for path, value in point.overrides
-                                                       if not family_free(path)))
+    return (point.config, point.base_overrides, tuple(axis[3] for axis in map(_axis, point.overrides) if not axis[4]))
