@@ -135,6 +135,11 @@ class _Analysis:
     _needs: dict = field(default_factory=dict, compare=False, repr=False)  # rung index -> its HBM need
     _homes: dict = field(default_factory=dict, compare=False, repr=False)  # rung index -> ``homes``
 
+    @cached_property
+    def sizes(self) -> dict[str, float]:
+        """Every tensor's bytes in CMEM (``tensor.total_bytes``), looked up by the walks' savings."""
+        return {name: u.tensor.total_bytes for name, u in self.usage.items()}
+
     def homes(self, rung: "_Rung") -> dict[str, Level]:
         """Every tensor's home at the rung promoting nothing, in ``usage``'s order (a plan's
         ``home`` before its promotions: every design point's plans start from it). Read-only."""

@@ -84,11 +84,11 @@ class _Walk:
         if len(self.at) > index:
             return self.at[index]
         with self.climbing:
-            usage = self.analysis.usage
+            sizes = self.analysis.sizes
             while len(self.at) <= index:
                 savings = dict(self.at[-1][0] if self.at else self.start)
                 savings.update(self.changes(len(self.at), op_time))
-                self.at.append((savings, [(usage[n].tensor.total_bytes, s) for n, s in savings.items() if s > 0]))
+                self.at.append((savings, [(sizes[n], s) for n, s in savings.items() if s > 0]))
             return self.at[index]
 
     def _move(self, index: int, op_time: OpTime) -> tuple[tuple[str, float], ...]:
@@ -265,10 +265,10 @@ class _MemberWalk:
         if len(self.at) > index:
             return self.at[index]
         with self.reading:
-            usage, m = self.analysis.usage, self.member
+            sizes, m = self.analysis.sizes, self.member
             while len(self.at) <= index:
                 names, values = self.family.changes(len(self.at), self.times)
                 savings = dict(self.at[-1][0] if self.at else self.start)
                 savings.update(zip(names, values[m]))
-                self.at.append((savings, [(usage[n].tensor.total_bytes, s) for n, s in savings.items() if s > 0]))
+                self.at.append((savings, [(sizes[n], s) for n, s in savings.items() if s > 0]))
             return self.at[index]
