@@ -21,7 +21,7 @@ from archsim.passes import compile_for
 from archsim.sim import engine, matmul_cost
 from archsim.sim.engine import Simulator
 from archsim.sim.family import Family, prefetched_times
-from archsim.sim.family_ops import _kept_moved
+from archsim.sim.family_ops import _candidate_fields, _kept_moved
 
 ROOT = Path(__file__).resolve().parent.parent
 BANDWIDTHS = ("300 GB/s", "400 GB/s", "819 GB/s", "1.2 TB/s", "2 TB/s", "3.3 TB/s")
@@ -118,6 +118,8 @@ def test_a_tie_in_time_is_settled_by_bytes_moved_as_a_candidates_traffic_sums_th
             for field in fields[1:]:
                 by_hand = by_hand + field
             assert moved[position] == by_hand == candidate_traffic(table, flat).moved, (levels, flat)
+            # the candidate's fields (``_candidate_fields``): each by hand as above, Traffic's order
+            assert _candidate_fields(table, flat) == tuple(fields) == candidate_traffic(table, flat).values()
         assert _kept_moved(table, kept) is moved  # kept by the table
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from archsim.hw.memory import Level, Placement, Traffic
-from archsim.hw.tiling import _table, _times, candidate_traffic, ranked_now
+from archsim.hw.tiling import _table, _times, ranked_now
 from archsim.hw.timing import access_latency
 from archsim.ir import ops
 from archsim.ir.fused import Fused
@@ -182,7 +182,7 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
         sim.family.picks[(op.signature_number, levels)] = (plan, tables, chosen.tolist(), flat.tolist(),
                                                            memory.tolist(), time.tolist())
     picked = list(zip(chosen.tolist(), flat.tolist()))  # a few distinct candidates among the members
-    values = {pick: _TRAFFIC(candidate_traffic(tables[pick[0]], pick[1])) for pick in dict.fromkeys(picked)}
+    values = {pick: _candidate_fields(tables[pick[0]], pick[1]) for pick in dict.fromkeys(picked)}
     if len(values) == 1:  # every member's the same candidate (two thirds of a DiT sweep's): floats, every member's
         row = values[picked[0]]
         reads, writes = {lv: row[r] for lv, (r, _) in _AT.items()}, {lv: row[w] for lv, (_, w) in _AT.items()}
@@ -205,6 +205,24 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     if family is not None:
         family.matmuls[(op.signature_number, levels)] = made
     return made
+
+
+def _candidate_fields(table, flat: int) -> tuple[float, ...]:
+    """``Traffic``'s fields of ``candidate_traffic(table, flat)``, made without the ``Traffic``
+    objects and kept by the table: each field summed from 0.0 over the table's levels in order
+    (VMEM's twice where an operand's home is VMEM too), the levels another field's adding 0.0,
+    which changes no value."""
+    key = ("fields", flat)
+    fields = table.memo.get(key)
+    if fields is None:
+        o, i = divmod(flat, table.moved.shape[1])
+        values = [0.0] * len(_NAMES)
+        for level, reads, writes in zip(table.levels, table.reads, table.writes):
+            r, w = _AT[level]
+            values[r] = values[r] + float(reads[o, i])
+            values[w] = values[w] + float(writes[o, i])
+        fields = table.memo[key] = tuple(values)
+    return fields
 
 
 def _kept_moved(table, kept: np.ndarray) -> np.ndarray:
