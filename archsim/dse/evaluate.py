@@ -212,11 +212,11 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
     row.update({
         "status": "ok", "reason": "",
         "latency_s": result.latency_s, "cycles": result.cycles, "macs": result.macs,
-        "utilization": result.utilization, "energy_j": energy.total,
+        "utilization": result.utilization, "energy_j": result.energy_total_j,
         **{name: getattr(energy, c) for name, c in _ENERGY_NAMES},
         "power_w": result.power_w, "tops_per_w": result.tops_per_w,
         "throughput_per_s": 1 / result.latency_s if result.latency_s else 0.0,
-        "edp_js": energy.total * result.latency_s,
+        "edp_js": result.energy_total_j * result.latency_s,
         **{_name("latency_{}_s", u): t for u, t in result.latency_by("unit").items()},
         # what the time went to: memory, compute, dispatch, array-fill (array_fill here)
         **{_name("bound_{}_s", b.replace("-", "_")): t for b, t in result.latency_by("bound").items()},

@@ -33,10 +33,16 @@ TABLE_COLUMNS = [
 class Rates:
     """Figures derived from a result's totals (``latency_s``, ``energy``, ``macs``)."""
 
+    @cached_property
+    def energy_total_j(self) -> float:
+        """``energy.total``: the run's energy in joules, summed once (a results row reads it, its
+        power and its TOPS/W)."""
+        return self.energy.total
+
     @property
     def power_w(self) -> float:
         """Average power over the run."""
-        return self.energy.total / self.latency_s if self.latency_s else 0.0
+        return self.energy_total_j / self.latency_s if self.latency_s else 0.0
 
     @property
     def tdp_w(self) -> float | None:
@@ -52,7 +58,7 @@ class Rates:
     @property
     def tops_per_w(self) -> float:
         """Achieved tera-operations (2 per MAC) per joule."""
-        return 2 * self.macs / self.energy.total / 1e12 if self.energy.total else 0.0
+        return 2 * self.macs / self.energy_total_j / 1e12 if self.energy_total_j else 0.0
 
 
 @dataclass(frozen=True)
