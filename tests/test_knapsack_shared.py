@@ -89,3 +89,22 @@ def test_ties_go_to_the_fewest_bytes_then_the_first_by_hand():
     walk, savings = _walk([(10, 3.0, True), (10, 2.0, False)])
     assert _shared_knapsack(walk, 0, savings, 10 * MiB, 0.0, 1.0) == \
         _knapsack(_items(walk.analysis, savings, 10 * MiB, False), 10 * MiB, 0.0, 1.0) == (2.0, ("t0",))
+
+
+def test_walks_with_equal_savings_share_one_pareto_list_and_others_do_not():
+    """``knapsack._unbounded_front``: a second walk whose tensors save the same seconds reads the
+    first's list (the same object, the same picks); a saving that differs makes its own, if only
+    by a zero's sign (a created tensor saving nothing is an item where HBM must be freed)."""
+    knapsack.clear_fronts()
+    spec = [(1, 1.5, True), (2, 0.25, False), (3, 3.0, True), (5, 0.0, False)]
+    for need in (0.0, 1 * MiB):
+        walks = [_walk(spec) for _ in range(2)]
+        picks = [_shared_knapsack(walk, 0, savings, 6 * MiB, need, 0.5) for walk, savings in walks]
+        first, second = (walk.fronts[(0, need > 0)][1] for walk, _ in walks)
+        assert second is first and picks[0] == picks[1]
+        other = _walk([*spec[:2], (3, 3.0000001, True), spec[3]])
+        _shared_knapsack(other[0], 0, other[1], 6 * MiB, need, 0.5)
+        assert other[0].fronts[(0, need > 0)][1] is not first
+    signed = _walk([*spec[:3], (5, -0.0, False)])
+    _shared_knapsack(signed[0], 0, signed[1], 6 * MiB, 1 * MiB, 0.5)
+    assert signed[0].fronts[(0, True)][1] is not first  # first: the list with HBM to free, +0.0

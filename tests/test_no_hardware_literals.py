@@ -30,6 +30,7 @@ ALLOWED = {  # (file, value): why it is not a hardware quantity
     ("archsim/hw/matrix/base.py", 4096): "memo size (entries), software",
     ("archsim/hw/placement.py", 1e-9): "relative tie tolerance of the placement search, numerics",
     ("archsim/hw/knapsack.py", 4096): "cap on the placement search's Pareto set, software",
+    ("archsim/hw/knapsack.py", 512): "memo size (Pareto lists kept by their items), software",
     ("archsim/hw/placement.py", 16): "memo size (entries), software",
     ("archsim/hw/placement.py", 4): "memo size (entries), software",
     ("archsim/hw/placement.py", 256): "memo size (entries), software",

@@ -52,7 +52,7 @@ from archsim.hw.memory import Level, Placement
 from archsim.ir.graph import Workload
 from archsim.ir.ops import CacheWrite, Op
 from archsim.ir.tensor import Tensor
-from archsim.hw.knapsack import _knapsack, _shared_knapsack
+from archsim.hw.knapsack import _knapsack, _shared_knapsack, clear_fronts
 from archsim.hw.placement_walk import OpTime, _Item, _items, _Savings, _Walk  # noqa: F401 (tests read _Savings)
 from archsim.memo import BoundedMemo, cached_property
 from archsim.units import SIZE, format_quantity
@@ -405,6 +405,7 @@ def _made_plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: 
 
 def clear_placements() -> None:
     _analysis.cache_clear()
+    clear_fronts()
     _PLANS_MADE.clear()
     _WITHOUT_PRELOAD.clear()
     _WALKS.clear()
