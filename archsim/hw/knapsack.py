@@ -71,7 +71,7 @@ def _shared_knapsack(walk: _Walk, index: int, savings: dict[str, float], budget:
     entry = walk.fronts.get(key)
     if entry is None:
         items = _items(walk.analysis, savings, math.inf, need > 0)
-        entry = walk.fronts[key] = (items, *_unbounded_front(items, need > 0), {})
+        entry = walk.fronts[key] = (items, *_unbounded_front(items, need > 0))
     items, front, thinned, picks = entry
     if thinned:
         return _knapsack(_items(walk.analysis, savings, budget, need > 0), budget, need, latency)
@@ -92,23 +92,24 @@ def _shared_knapsack(walk: _Walk, index: int, savings: dict[str, float], budget:
     return g - (latency if p else 0.0), names
 
 
-def _unbounded_front(items: list[_Item], count_freed: bool) -> tuple[list[tuple], bool]:
-    """``_front(items, math.inf, count_freed)``, kept by the items' values: chips whose savings
-    are equal share the list, which no reader changes (on the bundled DiT sweep, a family's
-    member and the member of like bandwidth of a family some 12 later, alike in all but units
-    its savings do not read: 3 lists in 10). A zero saving is keyed by its text too (0.0 and
-    -0.0 are one key, but not one sum)."""
+def _unbounded_front(items: list[_Item], count_freed: bool) -> tuple[list[tuple], bool, dict]:
+    """``_front(items, math.inf, count_freed)`` and its prefixes' picks by preload latency
+    (``_prefix_bests``, made as asked), kept by the items' values: chips whose savings are equal
+    share them, and no reader changes the list (on the bundled DiT sweep, a family's member and
+    the member of like bandwidth of a family some 12 later, alike in all but units its savings do
+    not read: 3 lists in 10). A zero saving is keyed by its text too (0.0 and -0.0 are one key,
+    but not one sum)."""
     key = (count_freed, MAX_PARETO, *((i.name, i.size, i.gain if i.gain else repr(i.gain), i.preloaded)
                                       for i in items))
     made = _FRONTS.get(key)
     if made is None:
-        made = _FRONTS.put(key, _front(items, math.inf, count_freed))
+        made = _FRONTS.put(key, (*_front(items, math.inf, count_freed), {}))
     return made
 
 
 # Pareto lists by their items: a list is met again some 300 to 400 lists later on the bundled
 # DiT sweep (16 families on), within one worker's run of chunks; some 30 kB each
-_FRONTS: BoundedMemo[tuple[list[tuple], bool]] = BoundedMemo(size=512)
+_FRONTS: BoundedMemo[tuple[list[tuple], bool, dict]] = BoundedMemo(size=512)
 
 
 def clear_fronts() -> None:
