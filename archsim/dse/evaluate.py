@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import traceback
 from functools import lru_cache
 from pathlib import Path
@@ -213,7 +214,7 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
         "status": "ok", "reason": "",
         "latency_s": result.latency_s, "cycles": result.cycles, "macs": result.macs,
         "utilization": result.utilization, "energy_j": result.energy_total_j,
-        **{name: getattr(energy, c) for name, c in _ENERGY_NAMES},
+        **dict(zip(_ENERGY_COLUMNS, _ENERGY_OF(energy))),
         "power_w": result.power_w, "tops_per_w": result.tops_per_w,
         "throughput_per_s": 1 / result.latency_s if result.latency_s else 0.0,
         "edp_js": result.energy_total_j * result.latency_s,
@@ -235,7 +236,8 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
 
 
 # a row's column names, made once rather than once a point
-_ENERGY_NAMES = tuple((f"energy_{c}_j", c) for c in COMPONENTS)
+_ENERGY_COLUMNS = tuple(f"energy_{c}_j" for c in COMPONENTS)
+_ENERGY_OF = operator.attrgetter(*COMPONENTS)  # an energy's components, in that order
 _LEVEL_NAMES = tuple((f"{lv.value}_bytes", lv) for lv in Level)
 
 
