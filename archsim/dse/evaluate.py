@@ -76,7 +76,7 @@ def _stamp(path: str) -> tuple:
     return stamp
 
 
-_STAMPS: dict[str, tuple] | None = None  # the files' stamps of the chunk being evaluated
+_STAMPS: dict | None = None  # the files' stamps of the chunk being evaluated (and its points' workloads)
 
 
 def _chain(path: str) -> tuple:
@@ -136,8 +136,13 @@ def _point_workload(point: Point, lowering: Lowering) -> Workload:
     ``extends:`` chain (a model's config, a trace) may have changed since a long-lived worker
     built it, which then builds it afresh; a worker that still builds another workload (its
     files edited during the sweep, or another machine's) fails the point, never mixing its rows
-    in."""
+    in. Within a chunk, where each file is looked at once (``_stamp``), kept by what it is made
+    from."""
     path, overrides = point.workload, point.workload_overrides
+    key = (path, overrides, point.workload_id, lowering)
+    workload = _STAMPS.get(key) if _STAMPS is not None else None  # tuples: no path's stamp
+    if workload is not None:
+        return workload
     workload, fresh = _workload(path, overrides, lowering)
     checked = (_chain(path), overrides, point.workload_id, lowering)
     if _CHECKED.get(checked) is not workload:  # once per kept build and planned id
@@ -147,6 +152,8 @@ def _point_workload(point: Point, lowering: Lowering) -> Workload:
         if not fresh:  # kept from before: it may predate an edit to a file it reads beside its chain
             workload = _WORKLOADS.put((_chain(path), overrides, lowering), built_workload(path, overrides, lowering))
         _CHECKED.put(checked, workload)
+    if _STAMPS is not None:
+        _STAMPS[key] = workload
     return workload
 
 
