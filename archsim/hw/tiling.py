@@ -188,7 +188,8 @@ class _Ranking:
         """``table``'s ranking as ``_Table.ranked`` keeps it if this one's provably is (None if not)."""
         if self._checks is None:
             by_vmem = np.argsort(self._vmem, kind="stable")
-            self._checks = (np.diff(self._moved[self.rank]) > 0, by_vmem, np.diff(self._vmem[by_vmem]) > 0)
+            moved, vmem = self._moved[self.rank], self._vmem[by_vmem]
+            self._checks = (moved[1:] - moved[:-1] > 0, by_vmem, vmem[1:] - vmem[:-1] > 0)  # ``numpy.diff``'s
         rises, by_vmem, vmem_rises = self._checks
         if not (_rises_alike(table.moved.ravel()[self.rank], rises)
                 and _rises_alike(table.busy_bytes[0].ravel()[by_vmem], vmem_rises)):
@@ -198,8 +199,9 @@ class _Ranking:
 
 def _rises_alike(values: np.ndarray, rises: np.ndarray) -> bool:
     """Whether ``values`` never fall, and rise from one to the next exactly where ``rises``."""
-    steps = np.diff(values)
-    return bool((steps >= 0).all()) and np.array_equal(steps > 0, rises)
+    steps = values[1:] - values[:-1]  # ``numpy.diff``'s subtraction, without its Python wrapper
+    # ``.all()`` and ``array_equal`` as counts (the same shapes: both read one ranking's candidates)
+    return np.count_nonzero(steps >= 0) == steps.size and not np.count_nonzero((steps > 0) != rises)
 
 
 def _undominated(busy: tuple[np.ndarray, ...], tiles: np.ndarray) -> np.ndarray:

@@ -91,6 +91,11 @@ def _at_most_one(share: float) -> float:
     return share if share < 1.0 or share != share else 1.0
 
 
+def _every(mask: np.ndarray) -> bool:
+    """``mask.all()`` without its Python wrapper (a third of the time on a family's 25 members)."""
+    return np.count_nonzero(mask) == mask.size
+
+
 def _most(values, default=0.0):
     return reduce(np.maximum, values) if values else default
 
@@ -156,7 +161,7 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     rows = np.arange(n)
     tables, best = [], None
     for j, mapping in enumerate(plan.mappings):
-        if best is not None and (latency + mapping.compute_s > best[0]).all():  # the scalar path's skip, on
+        if best is not None and _every(latency + mapping.compute_s > best[0]):  # the scalar path's skip, on
             tables.append(None)  # every member: its time exceeds each one's best (never chosen, never a tie)
             continue
         array = mapping.array
@@ -199,7 +204,7 @@ def _matmul(sim: Simulator, op: ops.MatMul, homes: Placement, bw: dict) -> _Time
     ch = {}
     for level in _LEVELS:  # channel_times: a level no member moves bytes at is absent
         moved = reads[level] + writes[level]
-        if moved.any() if isinstance(moved, np.ndarray) else moved:
+        if np.count_nonzero(moved) if isinstance(moved, np.ndarray) else moved:
             ch[level] = moved / bw[level]
     made = _Times(time, compute_s, ("mxu", array_s), {"vpu": vpu}, ch, reads, writes, memory)
     if family is not None:

@@ -251,7 +251,7 @@ def _chain(copies: list[int], start: list, end: list, after: list, n: int) -> li
                 chain.append(i)
                 i = after[i]
             members = at == first
-            if members.all():
+            if np.count_nonzero(members) == n:  # every member
                 on[chain] = True
             else:
                 on[np.ix_(chain, members)] = True
@@ -261,8 +261,8 @@ def _chain(copies: list[int], start: list, end: list, after: list, n: int) -> li
             on[at, columns] = True
             at = waited[at, columns]
             going = at >= 0
-            if not going.all():
-                if not going.any():
+            if np.count_nonzero(going) != going.size:  # ``not going.all()``, without numpy's Python wrapper
+                if not np.count_nonzero(going):
                     break
                 at, columns = at[going], columns[going]
     # each op's span over its copies (``e - s``, then ``/ c``, as op by op), 0 off the chain

@@ -231,7 +231,7 @@ def _parts(unit: str, held, work: list, latency, copies: int, fetch: list) -> tu
 def _mask(present: np.ndarray):
     """Which members have a resource: ``True`` where every member has it (the schedule then
     takes the scalar loop's steps as arrays, without a ``numpy.where`` a step), else the mask."""
-    return True if present.all() else present
+    return True if np.count_nonzero(present) == present.size else present  # ``.all()``, without its Python wrapper
 
 
 def _makespan(parts: list, deps) -> object:
@@ -260,9 +260,9 @@ def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
                 if later is True or later is False:  # floats: the scalar loop's branch
                     if later:
                         begin, waited = end[j], j
-                elif later.all():  # every member takes the branch (on the DiT sweep, every one or none)
+                elif np.count_nonzero(later) == later.size:  # every member takes the branch (on the DiT sweep, every one or none)
                     begin, waited = end[j], j
-                elif later.any():
+                elif np.count_nonzero(later):
                     begin, waited = np.where(later, end[j], begin), np.where(later, j, waited)
         fetched: dict[str, object] = {}
         for channel, seconds, present in fetch:  # issued when the op before this one started
