@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archsim import api
 from archsim.dse.evaluate import evaluate_chunk
@@ -229,3 +230,38 @@ def test_an_ops_parts_and_prefetches_as_arrays_are_each_members_own(buffer):
     held, held_s, lane, work, fixed = op_parts(alike)
     assert got[:3] == (held, held_s, lane) and [(n, s) for n, s, _ in got[3]] == list(work) and got[4] == fixed
     assert [(n, s) for n, s, _ in got[6]] == list(_prefetch(inputs, alike, placement, buffer))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_phase_cases(), st.integers(1, 6))
+def test_a_phase_resumed_after_the_first_ops_of_another_plan_is_the_schedule_made_afresh(ops, k):
+    """``family_runs._scheduled``: a plan whose first ``k`` ops' parts are those of a plan scheduled
+    before (the same objects) and whose later ops' differ (their seconds and latencies doubled)
+    resumes the loop from the earlier plan's state after those ops. Its start, end and ``after``
+    are ``scheduled_arrays``' made afresh, to the bit; the first ops' are the earlier plan's own."""
+    import numpy as np
+
+    from archsim.sim.family_runs import _scheduled
+    from archsim.sim.family_timing import _parts, scheduled_arrays
+
+    def parts_of(scale):
+        made = []
+        for unit, held, work, latency, copies, fetch, _ in ops:
+            arrays = [(name, np.array(values) * scale) for name, values in work]
+            ahead = [(name, np.array(values) * scale * copies, np.array(values) > 0) for name, values in fetch]
+            made.append(_parts(unit, np.array(held) * scale, arrays, np.array(latency) * scale, copies,
+                               [(name, np.where(present, s, 0.0), present) for name, s, present in ahead]))
+        return made
+
+    deps = [o[6] for o in ops]
+    k = min(k, len(ops))
+    first, other = parts_of(1.0), parts_of(2.0)
+    mixed = first[:k] + other[k:]
+    traces: list = []
+    before = _scheduled(traces, first, deps)
+    resumed = _scheduled(traces, mixed, deps)
+    afresh = scheduled_arrays(mixed, deps)
+    for got, want in zip(resumed, afresh):
+        assert [np.asarray(v).tobytes() for v in got] == [np.asarray(v).tobytes() for v in want]
+    assert all(a is b for a, b in zip(resumed[1][:k], before[1][:k]))  # read off the earlier schedule
+    assert len(traces) == 2 and len(traces[1][4]) == len(ops)  # its state after each op, kept

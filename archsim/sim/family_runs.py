@@ -155,7 +155,7 @@ class _PlanRuns:
             if len(order) == 1:  # ``schedule_phase``: a lone op from 0 for its time, all its copies
                 start, end, after = [0.0], [parts[0][5]], [-1]
             else:
-                start, end, after = scheduled_arrays(parts, deps)
+                start, end, after = _scheduled(kept.setdefault(("schedules", p), []), parts, deps)
             once = reduce(np.maximum, end)
             added += _chain([op.copies for op in order], start, end, after, n)
             phases[phase.name] = (phase.repeat, once)
@@ -179,6 +179,38 @@ class _PlanRuns:
             traffic=_made(Traffic, _TRAFFIC_FIELDS, self.traffic[m]),
             _ops_energy=_made(Energy, _ENERGY_FIELDS, self.energy[m]), _latency_groups={"unit": units, "bound": bounds})
         return run
+
+
+def _scheduled(traces: list, parts: list, deps) -> tuple[list, list, list]:
+    """``scheduled_arrays(parts, deps)``, resumed after the longest run of first ops whose parts
+    are those (the same objects: ``_entry``'s, kept by the ops' homes) of a schedule of the phase
+    made before for another of the family's plans (``traces``: each such schedule, with its loop's
+    state after each op). Plans differ in a few tensors' homes, so they share their first ops' parts
+    up to the first op touching one (on the DiT sweep some 40% of the ops scheduled). The loop's
+    state after an op reads only the ops before it, so the schedule is the one made afresh."""
+    k, trace = 0, None
+    for held in traces:
+        shared = 0
+        for mine, theirs in zip(parts, held[0]):
+            if mine is not theirs:
+                break
+            shared += 1
+        if shared > k:
+            k, trace = shared, held
+    resumed = None
+    if trace is not None:
+        _, start, end, after, states = trace
+        free, holder, previous_start = states[k - 1]
+        resumed = (k, start[:k], end[:k], after[:k], dict(free), dict(holder), previous_start)
+    states = [] if trace is None else trace[4][:k]
+    start, end, after = scheduled_arrays(parts, deps, resumed, states)
+    if len(traces) >= _TRACES_HELD:
+        del traces[0]
+    traces.append((parts, start, end, after, states))
+    return start, end, after
+
+
+_TRACES_HELD = 8  # a phase's schedules kept by a family to resume from (it times some 8 plans)
 
 
 def _preloaded(sim: Simulator, tensors: tuple) -> tuple[_Op, object, list[list[float]]]:

@@ -240,19 +240,23 @@ def _makespan(parts: list, deps) -> object:
     return reduce(np.maximum, scheduled_arrays(parts, deps)[1])
 
 
-def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
+def scheduled_arrays(parts: list, deps, resumed: tuple | None = None,
+                     states: list | None = None) -> tuple[list, list, list]:
     """``schedule._schedule``'s start, end and ``after`` (the op whose end each op's start waited
     for, -1: none) of a phase's ops, for every member at once: each ``if b > a`` of the scalar
     loop taken as it takes it (``_later``: ``numpy.maximum`` on arrays, the same operation on
     floats), where the branch also records, a ``numpy.where`` of the same comparison; a resource
-    a member's op lacks left as it was."""
-    free: dict[str, object] = {}
-    holder: dict[str, int] = {}
-    start: list = []
-    end: list = []
-    after: list = []
-    previous_start = 0.0
-    for i, (held, held_s, lane, work, fixed, _, fetch) in enumerate(parts):
+    a member's op lacks left as it was. ``resumed``: (k, start, end, after, free, holder, previous
+    start), the loop's state after its first k ops, as these ops' parts left it in an earlier
+    schedule (the ops from k on are scheduled from there: the same operations on the same values);
+    ``states``, if given, receives the state after each op (its ``free``, ``holder`` and previous
+    start; no array is changed in place, so the state holds them as they are)."""
+    if resumed is None:
+        first, start, end, after, free, holder, previous_start = 0, [], [], [], {}, {}, 0.0
+    else:
+        first, start, end, after, free, holder, previous_start = resumed
+    for i in range(first, len(parts)):
+        held, held_s, lane, work, fixed, _, fetch = parts[i]
         begin, waited = 0.0, -1
         for j in (*deps[i], holder.get(lane, -1)):
             if j >= 0:
@@ -288,6 +292,8 @@ def scheduled_arrays(parts: list, deps) -> tuple[list, list, list]:
         end.append(stop)
         after.append(waited)
         previous_start = begin
+        if states is not None:
+            states.append((dict(free), dict(holder), begin))
     return start, end, after
 
 
