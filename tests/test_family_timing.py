@@ -235,14 +235,13 @@ def test_an_ops_parts_and_prefetches_as_arrays_are_each_members_own(buffer):
 @settings(max_examples=200, deadline=None)
 @given(_phase_cases(), st.integers(1, 6))
 def test_a_phase_resumed_after_the_first_ops_of_another_plan_is_the_schedule_made_afresh(ops, k):
-    """``family_runs._scheduled``: a plan whose first ``k`` ops' parts are those of a plan scheduled
+    """``family_timing._scheduled``: a plan whose first ``k`` ops' parts are those of a plan scheduled
     before (the same objects) and whose later ops' differ (their seconds and latencies doubled)
     resumes the loop from the earlier plan's state after those ops. Its start, end and ``after``
     are ``scheduled_arrays``' made afresh, to the bit; the first ops' are the earlier plan's own."""
     import numpy as np
 
-    from archsim.sim.family_runs import _scheduled
-    from archsim.sim.family_timing import _parts, scheduled_arrays
+    from archsim.sim.family_timing import _parts, _scheduled, scheduled_arrays
 
     def parts_of(scale):
         made = []

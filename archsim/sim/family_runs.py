@@ -42,7 +42,7 @@ from archsim.ir.graph import PRELOAD_PHASE, Workload
 from archsim.memo import cached_property
 from archsim.sim.cost import OpCost, bound_of
 from archsim.sim.family_ops import _streamed
-from archsim.sim.family_timing import _cost_parts, _timing_parts, scheduled_arrays
+from archsim.sim.family_timing import _cost_parts, _scheduled, _timing_parts
 from archsim.sim.result import RunResult, _made
 from archsim.sim.schedule import charge_static, links, prefetch_bytes
 
@@ -147,7 +147,10 @@ class _PlanRuns:
                 held = kept.get((p, i, levels))
                 if held is None:
                     held = kept[(p, i, levels)] = _entry(sim, op, levels, phase.repeat * op.copies,
-                                                         prefetch_bytes(outside[i], placement, buffer))
+                                                         prefetch_bytes(outside[i], placement, buffer),
+                                                         kept.get(("parts", p, i, levels)))
+                    if held:  # its parts, for the run times too (``family_timing._members_run_times``)
+                        kept[("parts", p, i, levels)] = held[1]
                 if not held:
                     return None
                 entries.append(held[0])
@@ -181,38 +184,6 @@ class _PlanRuns:
         return run
 
 
-def _scheduled(traces: list, parts: list, deps) -> tuple[list, list, list]:
-    """``scheduled_arrays(parts, deps)``, resumed after the longest run of first ops whose parts
-    are those (the same objects: ``_entry``'s, kept by the ops' homes) of a schedule of the phase
-    made before for another of the family's plans (``traces``: each such schedule, with its loop's
-    state after each op). Plans differ in a few tensors' homes, so they share their first ops' parts
-    up to the first op touching one (on the DiT sweep some 40% of the ops scheduled). The loop's
-    state after an op reads only the ops before it, so the schedule is the one made afresh."""
-    k, trace = 0, None
-    for held in traces:
-        shared = 0
-        for mine, theirs in zip(parts, held[0]):
-            if mine is not theirs:
-                break
-            shared += 1
-        if shared > k:
-            k, trace = shared, held
-    resumed = None
-    if trace is not None:
-        _, start, end, after, states = trace
-        free, holder, previous_start = states[k - 1]
-        resumed = (k, start[:k], end[:k], after[:k], dict(free), dict(holder), previous_start)
-    states = [] if trace is None else trace[4][:k]
-    start, end, after = scheduled_arrays(parts, deps, resumed, states)
-    if len(traces) >= _TRACES_HELD:
-        del traces[0]
-    traces.append((parts, start, end, after, states))
-    return start, end, after
-
-
-_TRACES_HELD = 8  # a phase's schedules kept by a family to resume from (it times some 8 plans)
-
-
 def _preloaded(sim: Simulator, tensors: tuple) -> tuple[_Op, object, list[list[float]]]:
     """The preload of ``tensors``' ``_Op``, time (every member's) and ``added_s`` per member: a
     lone op in its phase. Its cost's traffic and energies read no bandwidth, so every member's
@@ -227,14 +198,16 @@ def _preloaded(sim: Simulator, tensors: tuple) -> tuple[_Op, object, list[list[f
     return _Op(1, 1, n, [cost], None, times.memory), once, _chain([1], [0.0], [once], [-1], n)
 
 
-def _entry(sim: Simulator, op: ops.Op, levels: tuple[Level, ...], count: int, ahead: dict) -> tuple | None:
+def _entry(sim: Simulator, op: ops.Op, levels: tuple[Level, ...], count: int, ahead: dict,
+           parts: tuple | None = None) -> tuple | None:
     """The op's ``_Op`` and schedule parts at ``levels`` (its inputs' prefetch ``ahead``): an op
     reading HBM from its family's arrays and one full cost per group of members; another from
-    its cost. None where the arrays have no timing of it."""
+    its cost. None where the arrays have no timing of it. ``parts``: its schedule parts, if the
+    family's run times made them already (the same values)."""
     if Level.HBM not in levels:
         cost = sim._shared_cost(op, levels)
         return _Op(count, op.copies, len(sim.family.chips), [cost], None, cost.memory_s), \
-            _cost_parts(cost, op.copies, ahead)
+            parts or _cost_parts(cost, op.copies, ahead)
     family = sim.family
     key = (op.signature_number, levels, sim.dispatch, sim._prefetch_buffer)
     timing = family.timings.get(key)
@@ -248,7 +221,7 @@ def _entry(sim: Simulator, op: ops.Op, levels: tuple[Level, ...], count: int, ah
     costs = [family.member_sim(sim, m)._shared_cost(op, levels) for m in firsts]
     at = {m: g for g, m in enumerate(firsts)}
     return _Op(count, op.copies, len(group_of), costs, [at[m] for m in group_of] if len(firsts) > 1 else None,
-               timing[0].memory), _timing_parts(*timing, op.copies, ahead)
+               timing[0].memory), parts or _timing_parts(*timing, op.copies, ahead)
 
 
 def _groups(family, op: ops.Op, levels: tuple[Level, ...]) -> list[int] | None:

@@ -131,33 +131,40 @@ _UNMADE = object()  # no entry yet (None: the members' run times cannot be had a
 def _members_run_times(sim: Simulator, workload: Workload, placement: Placement) -> list[float] | None:
     """``run_time`` of every member of ``sim``'s family at once: each op reading HBM from the
     family's timings (arrays over the members), each other from its cost (alike for every
-    member: no cost at those homes reads HBM), scheduled as arrays by ``_makespan``, the
+    member: no cost at those homes reads HBM), scheduled as arrays (``_scheduled``), the
     scalar schedule's operations element by element (``schedule._schedule``, ``op_parts``,
     ``_prefetch``; ``tests/test_family_timing.py`` compares every member's bits). None if an op
     reading HBM has no timing (its member times it alone) or fits no tiling."""
     family = sim.family
     home, buffer = placement.home, sim._prefetch_buffer
+    # an op's parts read its homes alone: kept with the family's plans' runs (``family_runs``),
+    # by the op's place and its homes, and so are the phases' schedules to resume from
+    kept = family.plan_ops.setdefault((sim.dispatch, buffer, workload, workload_shape(workload)), {})
     phases: dict[str, tuple[int, object]] = {}
-    for phase, (order, deps, outside) in zip(workload.phases, links(workload)):
+    for p, (phase, (order, deps, outside)) in enumerate(zip(workload.phases, links(workload))):
         parts = []
         for i, op in enumerate(order):
             levels = tuple(map(home.__getitem__, op.tensor_names))
-            ahead = prefetch_bytes(outside[i], placement, buffer)
-            if Level.HBM in levels:
-                timing = family.timings.get((op.signature_number, levels, sim.dispatch, buffer))
-                if timing is None:
-                    return None
-                parts.append(_timing_parts(*timing, op.copies, ahead))
-            else:
-                try:
-                    cost = sim._shared_cost(op, levels)
-                except TilingError:
-                    return None
-                parts.append(_cost_parts(cost, op.copies, ahead))
+            made = kept.get(("parts", p, i, levels))
+            if made is None:
+                ahead = prefetch_bytes(outside[i], placement, buffer)
+                if Level.HBM in levels:
+                    timing = family.timings.get((op.signature_number, levels, sim.dispatch, buffer))
+                    if timing is None:
+                        return None
+                    made = _timing_parts(*timing, op.copies, ahead)
+                else:
+                    try:
+                        cost = sim._shared_cost(op, levels)
+                    except TilingError:
+                        return None
+                    made = _cost_parts(cost, op.copies, ahead)
+                kept[("parts", p, i, levels)] = made
+            parts.append(made)
         if len(order) == 1:  # ``schedule_phase``: a lone op's time, all its copies
             once = parts[0][5]
         else:
-            once = _makespan(parts, deps)
+            once = reduce(np.maximum, _scheduled(kept.setdefault(("schedules", p), []), parts, deps)[1])
         phases[phase.name] = (phase.repeat, once)
     total = 0.0
     for repeat, once in phases.values():  # ``RunResult.latency_s``: in order
@@ -295,6 +302,38 @@ def scheduled_arrays(parts: list, deps, resumed: tuple | None = None,
         if states is not None:
             states.append((dict(free), dict(holder), begin))
     return start, end, after
+
+
+def _scheduled(traces: list, parts: list, deps) -> tuple[list, list, list]:
+    """``scheduled_arrays(parts, deps)``, resumed after the longest run of first ops whose parts
+    are those (the same objects: ``_entry``'s, kept by the ops' homes) of a schedule of the phase
+    made before for another of the family's plans (``traces``: each such schedule, with its loop's
+    state after each op). Plans differ in a few tensors' homes, so they share their first ops' parts
+    up to the first op touching one (on the DiT sweep some 40% of the ops scheduled). The loop's
+    state after an op reads only the ops before it, so the schedule is the one made afresh."""
+    k, trace = 0, None
+    for held in traces:
+        shared = 0
+        for mine, theirs in zip(parts, held[0]):
+            if mine is not theirs:
+                break
+            shared += 1
+        if shared > k:
+            k, trace = shared, held
+    resumed = None
+    if trace is not None:
+        _, start, end, after, states = trace
+        free, holder, previous_start = states[k - 1]
+        resumed = (k, start[:k], end[:k], after[:k], dict(free), dict(holder), previous_start)
+    states = [] if trace is None else trace[4][:k]
+    start, end, after = scheduled_arrays(parts, deps, resumed, states)
+    if len(traces) >= _TRACES_HELD:
+        del traces[0]
+    traces.append((parts, start, end, after, states))
+    return start, end, after
+
+
+_TRACES_HELD = 8  # a phase's schedules kept by a family to resume from (it times some 8 plans)
 
 
 def _later(a, b):
