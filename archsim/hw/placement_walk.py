@@ -5,8 +5,7 @@ it reads a capacity, so chips alike but for their capacities climb once (``_Walk
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 
@@ -142,8 +141,7 @@ class _Savings:
         return _items(self.analysis, self.total, budget, created_too)
 
 
-@dataclass(frozen=True)
-class _Item:
+class _Item(NamedTuple):  # a tuple: made some 13 at a time for each Pareto list, as fast as a tuple
     name: str
     size: float  # bytes of CMEM it takes
     gain: float  # seconds it saves, its preload's transfer counted
