@@ -36,14 +36,17 @@ def chip_area(hw) -> Area:
     last = _LAST
     if last[0] is hw:  # the config itself, held here: no other object can have its id meanwhile
         return last[1]
-    from archsim.chips import chip_kind  # the registry imports every kind's model, which import this
-
-    area = chip_kind(hw).area(hw)
+    global _KINDS
+    if _KINDS is None:  # the registry imports every kind's model, which import this: read on first use
+        from archsim.chips import KINDS
+        _KINDS = KINDS
+    area = _KINDS[hw.kind].area(hw)  # ``chips.chip_kind(hw).area``
     _LAST = (hw, area)
     return area
 
 
 _LAST: tuple = (None, None)  # (config, its area): configs are immutable
+_KINDS = None  # ``archsim.chips.KINDS``
 
 
 def tpu_area(hw: HardwareConfig) -> Area:
@@ -52,7 +55,7 @@ def tpu_area(hw: HardwareConfig) -> Area:
     parts = (hw.technology, hw.mxu, hw.vpu, hw.vmem, hw.cmem, hw.ici)
     key = (*map(id, parts), hw.periphery_area)
     entry = _AREAS.get(key)
-    if entry is None or any(a is not b for a, b in zip(entry[0], parts)):  # held: no other has their ids
+    if entry is None or entry[0] != parts:  # held: no other has their ids (``!=`` of tuples: ``is`` first)
         entry = _AREAS.put(key, (parts, _tpu_area(*parts, hw.periphery_area)))
     return entry[1]
 

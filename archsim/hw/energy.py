@@ -74,13 +74,14 @@ class EnergyModel:
         """The chip's energies. The per-action ones read the units' sections and the memories'
         energies, not their capacities or bandwidths: design points alike in those (a sweep's
         memory axes) share them, each point its own static power."""
-        units = (hw.technology, hw.mxu, hw.vpu, hw.ici)  # sections a sweep's points share as objects
+        units = technology, mxu, vpu, ici = hw.technology, hw.mxu, hw.vpu, hw.ici  # shared as objects
         # the memories' figures by value (parsed exactly from their texts: no -0.0 to tell apart)
-        levels = tuple((cfg.stated_at, cfg.read_energy, cfg.write_energy) if cfg is not None else None
-                       for cfg in (getattr(hw, level.value) for level in Level))
-        key = (*map(id, units), levels)
+        levels = tuple(_figures(getattr(hw, name)) for name in _LEVEL_NAMES)
+        key = (id(technology), id(mxu), id(vpu), id(ici), levels)
         entry = _PER_ACTION.get(key)
-        if entry is None or any(a is not b for a, b in zip(entry[0], units)):  # held: no other has their ids
+        # held with the sections: no other has their ids meanwhile
+        if entry is None or entry[0][0] is not technology or entry[0][1] is not mxu or entry[0][2] is not vpu \
+                or entry[0][3] is not ici:
             entry = _PER_ACTION.put(key, (units, cls._per_action(hw), {}))
         static = _static_power(hw)
         if not static:  # 0.0 and -0.0 are one key: made afresh, each keeps its own sign
@@ -144,6 +145,14 @@ class EnergyModel:
                 read(Level.HBM, 0.0), write(Level.HBM, 0.0))
 
 
+_LEVEL_NAMES = tuple(level.value for level in Level)
+
+
+def _figures(cfg) -> tuple | None:
+    """What a memory level's per-action energies read of its section."""
+    return None if cfg is None else (cfg.stated_at, cfg.read_energy, cfg.write_energy)
+
+
 # per-action energies by the sections they read (held, with them), and the models made of them
 # by static power (the designs of a sweep alike but for what static power reads): a few per sweep
 _PER_ACTION: BoundedMemo[tuple[tuple, dict, dict]] = BoundedMemo(size=256)
@@ -155,6 +164,11 @@ def clear_energy_models() -> None:
 
 
 def _static_power(hw) -> float:
-    from archsim.hw.leakage import static_power  # it reads the die's area, whose model scales by this module
+    global _STATIC_POWER
+    if _STATIC_POWER is None:  # imported on first use: it reads the die's area, whose model scales by this module
+        from archsim.hw.leakage import static_power
+        _STATIC_POWER = static_power
+    return _STATIC_POWER(hw)
 
-    return static_power(hw)
+
+_STATIC_POWER = None
