@@ -212,8 +212,7 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
     except Exception as exc:  # a bug or an unforeseen corner: recorded for this point, the sweep goes on
         return row | {"status": "error", "reason": f"{type(exc).__name__}: {exc}",
                       "traceback": traceback.format_exc(limit=5)}
-    row["area_mm2"] = result.area.total * 1e6
-    row.update({_name("area_{}_mm2", k): v * 1e6 for k, v in result.area.as_dict().items()})
+    row.update(_area_columns(result.area))
     if not result.feasible:
         return row | {"status": "infeasible", "reason": result.reason}
     energy = result.energy
@@ -240,6 +239,22 @@ def evaluate_point(point: Point, hw: HardwareConfig | None = None, family: Famil
     if over:  # the figures stay, so the table shows by how much
         row.update(status="infeasible", reason=over)
     return row
+
+
+def _area_columns(area) -> dict[str, float]:
+    """A row's area columns (mm^2): the total, then each component's. Kept by the area, which the
+    designs alike in what it reads share (``hw.area``: a family's members, some 25 a sweep's)."""
+    held = _AREA_COLUMNS.get(id(area))
+    if held is None or held[0] is not area:  # held with it: its id is no other's meanwhile
+        if len(_AREA_COLUMNS) >= _JSON_TEXTS_HELD:
+            _AREA_COLUMNS.clear()
+        columns = {"area_mm2": area.total * 1e6}
+        columns.update({_name("area_{}_mm2", k): v * 1e6 for k, v in area.as_dict().items()})
+        held = _AREA_COLUMNS[id(area)] = (area, columns)
+    return held[1]
+
+
+_AREA_COLUMNS: dict[int, tuple] = {}
 
 
 # a row's column names, made once rather than once a point
