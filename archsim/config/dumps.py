@@ -46,29 +46,35 @@ def dump_text(model: BaseModel, as_json: bool, exclude: frozenset[str] = frozens
     left out of section ``name`` (pydantic's nested ``exclude``)."""
     parts = ["{"]  # each field's label (after the first, with the separator before it) and its text
     dropping = tuple(sorted(drop.items())) if drop else ()
-    values, texts, scalars = model.__dict__, _TEXTS.get, _SCALARS.get
-    cls = type(model)
-    for name, label, dropped in _fields(cls, as_json, exclude, dropping):
+    values = model.__dict__
+    for name, label, dropped, held in _fields(type(model), as_json, exclude, dropping):
         value = values[name]
-        parts.append(label)
-        kind = type(value)
-        if _is_section(kind):
-            entry = texts((id(value), as_json, dropped))  # ``_section_text``'s, looked up here
-            held = entry is not None and entry[0] is value
-            parts.append(entry[1] if held else _section_text(value, as_json, dropped))
+        # a field's label and text, kept by its value as an object (held with it: its id is no
+        # other's meanwhile): a sweep's points share their sections and most scalars as objects
+        entry = held.get(id(value))
+        if entry is not None and entry[0] is value:
+            parts.append(entry[1])
             continue
-        # a field that is not a section, kept by its value (``_scalar_text``): a float's by its
-        # value but a zero's (0.0 and -0.0 are one key) by its text
-        if kind is float and value == 0.0:
-            parts.append(_scalar_text(model, name, value, as_json))
+        if type(value) in _MUTABLE:  # a list's or a mapping's items may change: its text made afresh
+            parts.append(label + _field_text(model, name, value, as_json, dropped))
             continue
-        try:
-            text = scalars((cls, name, as_json, kind, value))
-        except TypeError:  # an unhashable value (a list)
-            text = None
-        parts.append(text if text is not None else _scalar_text(model, name, value, as_json))
+        if len(held) >= _SIZE:
+            held.clear()
+        text = label + _field_text(model, name, value, as_json, dropped)
+        held[id(value)] = (value, text)
+        parts.append(text)
     parts.append("}")
     return "".join(parts)
+
+
+_MUTABLE = frozenset({list, dict, set})
+
+
+def _field_text(model: BaseModel, name: str, value: object, as_json: bool, dropped: frozenset[str]) -> str:
+    """A field's text: a section's (``_section_text``), or a scalar's (``_scalar_text``)."""
+    if _is_section(type(value)):
+        return _section_text(value, as_json, dropped)
+    return _scalar_text(model, name, value, as_json)
 
 
 @lru_cache(maxsize=256)
@@ -103,9 +109,9 @@ _SCALARS: dict[tuple, str] = {}
 def _fields(cls: type[BaseModel], as_json: bool, exclude: frozenset[str],
             drop: tuple[tuple[str, frozenset[str]], ...]) -> tuple[tuple[str, str, frozenset[str]], ...]:
     """The fields a dump writes, in its order (sorted by name as JSON, declared otherwise): each
-    with its text's ``'name': `` (after the first field's, the separator ``, `` before it) and the
-    keys dropped from it."""
+    with its text's ``'name': `` (after the first field's, the separator ``, `` before it), the
+    keys dropped from it, and its texts with that label by value (``dump_text``)."""
     names = [name for name in cls.model_fields if name not in exclude]
     dropped = dict(drop)
     return tuple((name, f"{', ' if i else ''}{_json(name) if as_json else repr(name)}: ",
-                  dropped.get(name, frozenset())) for i, name in enumerate(sorted(names) if as_json else names))
+                  dropped.get(name, frozenset()), {}) for i, name in enumerate(sorted(names) if as_json else names))
