@@ -326,6 +326,53 @@ def test_a_members_walk_read_off_its_familys_is_its_own(config, workload):
     engine.clear_caches()
 
 
+@pytest.mark.parametrize("config, workload", [("cim_tpu.yaml", "dit_xl_2.yaml"), ("cim_tpu.yaml", "llama2_7b_layer_decode.yaml"),
+                                              ("tpuv4i.yaml", "gpt3_30b_layer_prefill.yaml")])
+def test_a_members_rungs_and_their_most_saved_by_budget_are_its_own_walks(config, workload):
+    """``placement_rungs._member_rungs`` of a member's walk (the most each rung saves read off a table
+    over every budget, made from the family's savings) against ``placement_rungs._rungs`` of the member's
+    own walk (``_most_saved`` of its savings, rung by rung), for capacities at, just below and just
+    above every rung's reserve plus every tensor's size: the same estimates, bases, budgets and
+    needs, to the bit; a rung with room leaves its savings to be made, and they are the own walk's."""
+    from archsim.hw.placement import TIE, _analysis, _member_rungs, _most_saved, _rungs, preload_per_byte, \
+        workload_shape
+    from archsim.hw.placement_walk import _Walk
+
+    engine.clear_caches()
+    chips = _chips(config, "cmem.capacity=1 GiB") if config == "cim_tpu.yaml" else _chips(config)
+    family = Family(chips)
+    sims = [Simulator(hw, family=family) for hw in chips]
+    work = compile_for(chips[0], api.load_workload(ROOT / "workloads" / workload, hw=chips[0]))
+    analysis = _analysis(work, workload_shape(work))
+    sizes = sorted({u.tensor.total_bytes for n, u in analysis.usage.items() if n in analysis.persistent})
+    capacities = sorted({max(0.0, r.reserve + size * f) for r in analysis.ladder for size in [0.0, *sizes]
+                         for f in (0.999, 1.0, 1.001)})
+    capacities = capacities[::max(1, len(capacities) // 40)] + [capacities[-1] * 2]
+    checked = 0
+    for m in (0, len(chips) - 1):
+        sim = sims[m]
+        walk = family.member_walk(sim, analysis, preload_per_byte(sim.hw))
+        own = _Walk(analysis, preload_per_byte(sim.hw))
+        for capacity in capacities:
+            mine = _member_rungs(walk, analysis, capacity, 1e12, None)
+            theirs = _rungs(own, analysis, capacity, 1e12, sim._overlapped_op_time)
+            assert [(e[0], e[1].index, e[2], e[4], e[5]) for e in mine] == \
+                [(e[0], e[1].index, e[2], e[4], e[5]) for e in theirs], (m, capacity)
+            for e, t in zip(mine, theirs):
+                if e[4] > 0:  # room left: its savings made as its knapsack reads them
+                    assert e[3] is None and walk.savings_at(e[1].index, None)[0] == t[3]
+                    checked += 1
+                else:  # none: nothing to promote, no op timed with a tensor in CMEM there
+                    assert e[3] == t[3] == {}
+        for rung in analysis.ladder:  # the table's every budget against the own walk's sums
+            positive = own.savings_at(rung.index, sim._overlapped_op_time)[1]
+            for budget in [1.0, *sizes, *(s * 1.5 for s in sizes)]:
+                got = walk.most_saved([budget] * (rung.index + 1), TIE, None)[rung.index]
+                assert got == _most_saved(positive, budget), (m, rung.index, budget)
+    assert checked
+    engine.clear_caches()
+
+
 @pytest.mark.parametrize("config, workload", [("cim_tpu.yaml", "dit_xl_2.yaml"), ("tpuv4i.yaml", "gpt3_30b_layer_prefill.yaml"),
                                               ("cim_tpu.yaml", "llama2_7b_layer_decode.yaml")])
 def test_a_members_full_matmul_cost_from_its_familys_pick_is_its_own(config, workload):

@@ -258,6 +258,7 @@ def test_skipping_the_rungs_that_cannot_tie_changes_no_plan(monkeypatch, workloa
     # every rung's knapsack solved (no bound) against the search that skips the rungs whose
     # base less every positive saving is beyond the best so far: the same plans, in order
     import archsim.hw.placement as placement
+    import archsim.hw.placement_rungs as placement_rungs
     from archsim.api import load_workload
     from conftest import WORKLOADS
 
@@ -272,7 +273,7 @@ def test_skipping_the_rungs_that_cannot_tie_changes_no_plan(monkeypatch, workloa
         pruned = place(hw, workload, op_time=op_time)
         skipping = len(solved)
         with monkeypatch.context() as m:
-            m.setattr(placement, "_most_saved", lambda *args: math.inf)
+            m.setattr(placement_rungs, "_most_saved", lambda *args: math.inf)
             solved.clear()
             assert place(hw, workload, op_time=op_time) == pruned
             every = len(solved)

@@ -38,7 +38,6 @@ A plan is infeasible when HBM cannot hold the tensors homed there.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
@@ -54,15 +53,13 @@ from archsim.ir.ops import CacheWrite, Op
 from archsim.ir.tensor import Tensor
 from archsim.hw.knapsack import _knapsack, _shared_knapsack, clear_fronts
 from archsim.hw.placement_walk import OpTime, _Item, _items, _Savings, _Walk  # noqa: F401 (tests read _Savings)
+from archsim.hw.placement_rungs import TIE, _NO_ROOM, _member_rungs, _most_saved, _rungs  # noqa: F401 (tests read them)
 from archsim.memo import BoundedMemo, cached_property
 from archsim.units import SIZE, format_quantity
 
 Policy = Callable[[HardwareConfig, Workload, OpTime, Hashable | None], tuple[Placement, ...]]
 _POLICIES: dict[str, Policy] = {}
 
-# Rungs whose estimated times are this close (relatively) to the best are all timed exactly by
-# the engine: the estimates are sums in another order, equal to rounding.
-TIE = 1e-9
 
 
 def register_placement(name: str):
@@ -134,6 +131,14 @@ class _Analysis:
     _levels: dict = field(default_factory=dict, compare=False, repr=False)
     _needs: dict = field(default_factory=dict, compare=False, repr=False)  # rung index -> its HBM need
     _homes: dict = field(default_factory=dict, compare=False, repr=False)  # rung index -> ``homes``
+
+    @cached_property
+    def reserves(self) -> list[float] | None:
+        """The rungs' reserves, in order, to bisect (None if they do not ascend)."""
+        reserves = [rung.reserve for rung in self.ladder]
+        ordered = all(a <= b for a, b in zip(reserves, reserves[1:])) and \
+            all(rung.index == k for k, rung in enumerate(self.ladder))
+        return reserves if ordered else None
 
     @cached_property
     def sizes(self) -> dict[str, float]:
@@ -284,24 +289,9 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
         walk = walk or _Walk(analysis, per_byte)
         if share is not None:
             _WALKS.put((share, per_byte), walk)
-    rungs = []  # per rung that fits: (the least its estimate can be, rung, base, savings, budget, need)
-    hbm_capacity = hw.hbm.capacity
-    for rung in analysis.ladder:
-        if rung.reserve > capacity:
-            break
-        budget = capacity - rung.reserve  # falls rung by rung: once none is left, none comes back
-        if budget > 0:  # the run's time there, its savings and the most they can save within the budget
-            base, savings, positive, sizes, sums, needed = walk.most.get(rung.index) or _rung_savings(
-                walk, analysis, rung, op_time)
-            fitting = bisect_right(sizes, budget)  # the tensors within it: those of the smallest sizes
-            most = sums.get(fitting)
-            if most is None:  # budgets holding the same tensors: the same sum
-                most = sums[fitting] = _most_saved(positive, budget)
-        else:  # none fits a CMEM without room: whatever they are, nothing is promoted
-            base, savings, most = walk.base(rung.index, op_time), _NO_ROOM[0], _most_saved(_NO_ROOM[1], budget)
-            needed = analysis.hbm_needed(rung)
-        # HBM the rung's plan must free by promoting tensors the workload creates on chip
-        rungs.append((base - most, rung, base, savings, budget, needed - hbm_capacity))
+    # per rung that fits: (the least its estimate can be, rung, base, savings, budget, need)
+    rungs = _member_rungs(walk, analysis, capacity, hw.hbm.capacity, op_time) if hasattr(walk, "most_saved") \
+        else _rungs(walk, analysis, capacity, hw.hbm.capacity, op_time)
     # The knapsacks in order of the least each rung's estimate can be (its base less every
     # positive saving): a rung that cannot come within the tie of the best so far cannot be
     # among the plans, so its knapsack is skipped (most rungs' are). The same estimates as
@@ -311,6 +301,8 @@ def time_knapsack(hw: HardwareConfig, workload: Workload, op_time: OpTime,
     for least, rung, base, saving, budget, need in sorted(rungs, key=_LEAST):
         if least > best + TIE * abs(best):
             break
+        if saving is None:  # made as its knapsack reads it (``_member_rungs``)
+            saving = walk.savings_at(rung.index, op_time)[0]
         if share is not None and budget > 0:  # its Pareto list shared by the chips alike but for CMEM
             chosen = _shared_knapsack(walk, rung.index, saving, budget, need, preload_latency)
         else:
@@ -345,31 +337,6 @@ def _hbm_needed(analysis: _Analysis, rung: _Rung, promoted) -> float:
 
 
 _LEAST = itemgetter(0)
-
-
-def _rung_savings(walk: _Walk, analysis: _Analysis, rung: _Rung, op_time: OpTime) -> tuple:
-    """``walk.base`` and ``walk.savings_at`` the rung, with the distinct sizes of the tensors
-    that save time there (in order) and ``_most_saved`` by how many of those sizes a budget
-    holds (made as budgets ask), and ``analysis.hbm_needed``: kept with the walk (``walk.most``)
-    for the chips sharing it, each with a budget of its own."""
-    savings, positive = walk.savings_at(rung.index, op_time)
-    held = walk.most[rung.index] = (walk.base(rung.index, op_time), savings, positive,
-                                    sorted({size for size, _ in positive}), {}, analysis.hbm_needed(rung))
-    return held
-
-
-def _most_saved(positive: list[tuple[float, float]], budget: float) -> float:
-    """More than any set of the tensors within ``budget`` bytes can save (``positive``: the
-    (bytes, seconds) of the tensors that save time): the sum of their savings that fit, and a
-    margin for the rounding of a knapsack's sums in another order."""
-    total = 0.0
-    for size, saved in positive:
-        if size <= budget:
-            total += saved
-    return total + total * TIE
-
-
-_NO_ROOM: tuple[dict[str, float], tuple] = ({}, ())  # a rung's savings for a CMEM without room there
 
 
 def _plan(hbm_capacity: float, analysis: _Analysis, rung: _Rung, promoted: frozenset[str]) -> Placement:

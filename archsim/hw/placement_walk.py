@@ -5,6 +5,7 @@ it reads a capacity, so chips alike but for their capacities climb once (``_Walk
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
@@ -38,7 +39,7 @@ class _Walk:
         # per rung whose savings moved: the savings there, and of them the (bytes, seconds) of those
         # saving time, in order (``savings_at``)
         self.at: list[tuple[dict[str, float], list[tuple[float, float]]]] = []
-        self.most: dict[int, tuple] = {}  # per rung, its base and savings and their sums (``placement._rung_savings``)
+        self.most: dict[int, tuple] = {}  # per rung: base, savings, sums (``placement_rungs._rung_savings``)
         self.climbing = threading.RLock()  # a Dask worker's threads may share a walk
         # per (rung, whether HBM must be freed), the knapsack's Pareto list for every budget
         # (``knapsack._shared_knapsack``): its items, its entries, whether it was thinned, and
@@ -170,11 +171,14 @@ class _FamilyWalk:
         for k, n in enumerate(analysis.persistent):
             if not usage[n].born_on_chip:
                 self.totals[k] = -usage[n].tensor.total_bytes * per_byte
-        self.start = self.totals.T.tolist()  # per member, ``_Walk.start``'s values
+        # per rung moved, the savings there (``totals`` after its changes): [rung, tensor, member]
+        self.saved = np.empty((len(analysis.ladder), len(analysis.persistent), members))
+        self.sizes = np.array([usage[n].tensor.total_bytes for n in analysis.persistent], dtype=np.float64)
+        self.thresholds = sorted(set(self.sizes.tolist()))  # the tensors' distinct sizes, ascending
         self.once: dict[tuple[int, str], object] = {}  # as ``_Savings.once``
         self.bases: list[list[float]] = []  # per rung climbed, per member
         self.timed: list[tuple | None] = []
-        self.changed: list[tuple[tuple[str, ...], list[list[float]]]] = []  # per rung moved: names, per member
+        self.changed: list[tuple[str, ...]] = []  # per rung moved: the tensors whose savings it changed
         self.climbing = threading.RLock()
 
     def _rows(self, values: list) -> np.ndarray:
@@ -208,8 +212,9 @@ class _FamilyWalk:
                 self.timed.append(tuple(timed))
             return self.bases[index]
 
-    def changes(self, index: int, times: OpTime) -> tuple[tuple[str, ...], list[list[float]]]:
-        """``_Walk.changes`` of every member: the names, and per member their savings."""
+    def changes(self, index: int, times: OpTime) -> tuple[str, ...]:
+        """``_Walk.changes`` of every member: the tensors whose savings the rung changes; their
+        savings there, every member's, are ``saved[index]`` (with every other tensor's)."""
         if len(self.changed) > index:
             return self.changed[index]
         with self.climbing:
@@ -235,9 +240,24 @@ class _FamilyWalk:
                     np.add.at(self.totals, [self.rows[name] for _, name in pairs], added)
                     for pair, row in zip(pairs, saved):
                         self.once[pair] = row
-                rows = [self.rows[name] for name in names]
-                self.changed.append((tuple(names), self.totals[rows].T.tolist()))
+                self.saved[k] = self.totals
+                self.changed.append(tuple(names))
             return self.changed[index]
+
+    def most_table(self, member: int, rungs: int, tie: float, times: OpTime) -> list[list[float]]:
+        """``placement_rungs._most_saved`` of member ``member``'s savings at each of the first ``rungs``
+        rungs, for every budget at once: a row a rung, a column per how many of the tensors'
+        distinct sizes (``thresholds``) a budget holds (none, the smallest, ...). A sum adds the
+        savings above 0 of the tensors within the budget one after another in the savings' order
+        (``numpy.add.accumulate``: a tensor left out adds 0.0 to a sum at least 0, which changes
+        nothing); then its margin (``tie`` of it)."""
+        self.changes(rungs - 1, times)
+        saved = self.saved[:rungs, :, member]  # [rung, tensor]
+        if not saved.shape[1]:  # no persistent tensor: nothing saves anything
+            return [[0.0] * (len(self.thresholds) + 1) for _ in range(rungs)]
+        within = (saved[:, None, :] > 0) & (self.sizes <= np.array(self.thresholds)[:, None])  # [rung, size, tensor]
+        total = np.add.accumulate(np.where(within, saved[:, None, :], 0.0), axis=-1)[..., -1]  # down the tensors
+        return [[0.0, *row] for row in (total + total * tie).tolist()]  # a budget holding no tensor: 0.0
 
 
 class _MemberWalk:
@@ -249,24 +269,43 @@ class _MemberWalk:
         self.member = member
         self.analysis = family.analysis
         self.times = times  # every member's op time at given levels (``_FamilyWalk``'s ``times``)
-        self.start = tuple(zip(family.analysis.persistent, family.start[member]))
-        self.at: list[tuple[dict[str, float], list[tuple[float, float]]]] = []
-        self.most: dict[int, tuple] = {}  # as ``_Walk.most``
+        self.at: dict[int, tuple[dict[str, float], list[tuple[float, float]]]] = {}  # by rung, as read
+        self.table: list[list[float]] = []  # per rung read so far, the most saved by budget (``most_saved``)
+        self.climbed: list[float] = []  # per rung read so far, its base (``bases``)
+        self.most: dict[int, tuple] = {}  # as ``_Walk.most`` (``placement_rungs._rungs``, where it reads a member's)
         self.fronts: dict[tuple[int, bool], tuple] = {}
         self.reading = threading.RLock()
 
     def base(self, index: int, op_time: OpTime) -> float:
         return self.family.base(index, self.times)[self.member]
 
+    def bases(self, count: int, op_time: OpTime) -> list[float]:
+        """``base`` of each of the first ``count`` rungs (kept as they are climbed)."""
+        if len(self.climbed) < count:
+            self.family.base(count - 1, self.times)
+            self.climbed = [rung[self.member] for rung in self.family.bases[:count]]
+        return self.climbed[:count]
+
+    def most_saved(self, budgets: list[float], tie: float, op_time: OpTime) -> list[float]:
+        """``placement_rungs._most_saved`` at each of the first rungs (one a budget), read off the table
+        of every budget's (``_FamilyWalk.most_table``), made once for the rungs asked so far and
+        kept: the chips sharing the walk (alike but for their capacities) each read their own."""
+        if len(self.table) < len(budgets):
+            self.table = self.family.most_table(self.member, len(budgets), tie, self.times)
+        if not budgets:
+            return []
+        sizes, table = self.family.thresholds, self.table
+        return [table[k][bisect_right(sizes, budget)] for k, budget in enumerate(budgets)]
+
     def savings_at(self, index: int, op_time: OpTime) -> tuple[dict[str, float], list[tuple[float, float]]]:
-        """As ``_Walk.savings_at``: the start updated by each rung's changes up to the rung."""
-        if len(self.at) > index:
-            return self.at[index]
-        with self.reading:
-            sizes, m = self.analysis.sizes, self.member
-            while len(self.at) <= index:
-                names, values = self.family.changes(len(self.at), self.times)
-                savings = dict(self.at[-1][0] if self.at else self.start)
-                savings.update(zip(names, values[m]))
-                self.at.append((savings, [(sizes[n], s) for n, s in savings.items() if s > 0]))
-            return self.at[index]
+        """As ``_Walk.savings_at``: the start updated by each rung's changes up to the rung, which
+        is the family's savings after the rung's changes (``_FamilyWalk.saved``: each tensor's
+        last changed value, the same float), in the start's order; made for the rungs read."""
+        held = self.at.get(index)
+        if held is None:
+            with self.reading:
+                self.family.changes(index, self.times)
+                sizes = self.analysis.sizes
+                savings = dict(zip(self.analysis.persistent, self.family.saved[index, :, self.member].tolist()))
+                held = self.at[index] = (savings, [(sizes[n], s) for n, s in savings.items() if s > 0])
+        return held
