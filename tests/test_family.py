@@ -278,21 +278,29 @@ def test_chunks_hold_a_family():
     assert default_chunk_size(10_000_000, 2) == 4883  # at most some 2,000 parts
 
 
-@pytest.mark.parametrize("config, workload", [("cim_tpu.yaml", "dit_xl_2.yaml"), ("cim_tpu.yaml", "llama2_7b_layer_decode.yaml"),
-                                              ("tpuv4i.yaml", "gpt3_30b_layer_prefill.yaml")])
-def test_a_members_walk_read_off_its_familys_is_its_own(config, workload):
-    """Every rung's time and every tensor's savings there, for every member, the bits the
-    member's own walk (``placement_walk._Walk``, timing each op itself) makes; and the walk is
-    climbed for all members at once (each op timed once, not once a member)."""
-    from archsim.hw.placement import _analysis, preload_per_byte, workload_shape
-    from archsim.hw.placement_walk import _MemberWalk, _Walk
+def _walk_family(config: str, workload: str):
+    """A family of ``config``'s chips (CMEM of 1 GiB on the CIM chip), each member's simulator and
+    the workload's placement analysis, the caches cleared first."""
+    from archsim.hw.placement import _analysis, workload_shape
 
     engine.clear_caches()
     chips = _chips(config, "cmem.capacity=1 GiB") if config == "cim_tpu.yaml" else _chips(config)
     family = Family(chips)
     sims = [Simulator(hw, family=family) for hw in chips]
     work = compile_for(chips[0], api.load_workload(ROOT / "workloads" / workload, hw=chips[0]))
-    analysis = _analysis(work, workload_shape(work))
+    return chips, family, sims, _analysis(work, workload_shape(work))
+
+
+@pytest.mark.parametrize("config, workload", [("cim_tpu.yaml", "dit_xl_2.yaml"), ("cim_tpu.yaml", "llama2_7b_layer_decode.yaml"),
+                                              ("tpuv4i.yaml", "gpt3_30b_layer_prefill.yaml")])
+def test_a_members_walk_read_off_its_familys_is_its_own(config, workload):
+    """Every rung's time and every tensor's savings there, for every member, the bits the
+    member's own walk (``placement_walk._Walk``, timing each op itself) makes; and the walk is
+    climbed for all members at once (each op timed once, not once a member)."""
+    from archsim.hw.placement import preload_per_byte
+    from archsim.hw.placement_walk import _MemberWalk, _Walk
+
+    chips, family, sims, analysis = _walk_family(config, workload)
     rungs = range(len(analysis.ladder))
     asked = Counter()
     real_times = family.times
@@ -334,16 +342,10 @@ def test_a_members_rungs_and_their_most_saved_by_budget_are_its_own_walks(config
     own walk (``_most_saved`` of its savings, rung by rung), for capacities at, just below and just
     above every rung's reserve plus every tensor's size: the same estimates, bases, budgets and
     needs, to the bit; a rung with room leaves its savings to be made, and they are the own walk's."""
-    from archsim.hw.placement import TIE, _analysis, _member_rungs, _most_saved, _rungs, preload_per_byte, \
-        workload_shape
+    from archsim.hw.placement import TIE, _member_rungs, _most_saved, _rungs, preload_per_byte
     from archsim.hw.placement_walk import _Walk
 
-    engine.clear_caches()
-    chips = _chips(config, "cmem.capacity=1 GiB") if config == "cim_tpu.yaml" else _chips(config)
-    family = Family(chips)
-    sims = [Simulator(hw, family=family) for hw in chips]
-    work = compile_for(chips[0], api.load_workload(ROOT / "workloads" / workload, hw=chips[0]))
-    analysis = _analysis(work, workload_shape(work))
+    chips, family, sims, analysis = _walk_family(config, workload)
     sizes = sorted({u.tensor.total_bytes for n, u in analysis.usage.items() if n in analysis.persistent})
     capacities = sorted({max(0.0, r.reserve + size * f) for r in analysis.ladder for size in [0.0, *sizes]
                          for f in (0.999, 1.0, 1.001)})
