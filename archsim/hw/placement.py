@@ -160,6 +160,11 @@ class _Analysis:
         their bytes (``_hbm_needed`` sums those not promoted)."""
         return tuple((n, self.usage[n].tensor.total_bytes) for n in self.persistent if self.usage[n].born_on_chip)
 
+    @cached_property
+    def needs(self) -> list[float]:
+        """``hbm_needed`` of every rung, in order (a family member's search reads them all)."""
+        return [self.hbm_needed(rung) for rung in self.ladder]
+
     def hbm_needed(self, rung: "_Rung") -> float:
         """``_hbm_needed`` of the rung's plan promoting nothing: every design point's search
         reads it at every rung, and it reads no capacity."""

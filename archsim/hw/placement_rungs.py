@@ -56,8 +56,8 @@ def _member_rungs(walk, analysis: _Analysis, capacity: float, hbm_capacity: floa
     room = bisect_left(reserves, capacity)  # budget = capacity - reserve > 0
     bases = walk.bases(room, op_time)
     budgets = [capacity - reserve for reserve in reserves[:room]]
-    rungs = [(base - most, ladder[k], base, None, budget, analysis.hbm_needed(ladder[k]) - hbm_capacity)
-             for k, (base, most, budget) in enumerate(zip(bases, walk.most_saved(budgets, TIE, op_time), budgets))]
+    rungs = [(base - most, rung, base, None, budget, need - hbm_capacity) for rung, base, most, budget, need
+             in zip(ladder, bases, walk.most_saved(budgets, TIE, op_time), budgets, analysis.needs)]
     for rung in ladder[room:bisect_right(reserves, capacity)]:  # none fits a CMEM without room: nothing promoted
         budget = capacity - rung.reserve
         base, most = walk.base(rung.index, op_time), _most_saved(_NO_ROOM[1], budget)

@@ -222,10 +222,10 @@ def _undominated(busy: tuple[np.ndarray, ...], tiles: np.ndarray) -> np.ndarray:
     u = 0
     while True:
         keep[u] = True
-        dominated |= (columns[:, u:u + 1] <= columns).all(axis=0)  # u itself and earlier ones too:
-        later = dominated[u + 1:]  # only later ones are read
+        later = dominated[u + 1:]  # only later ones are read: a view, updated in place
         if later.size == 0:
             return keep
+        later |= np.logical_and.reduce(columns[:, u:u + 1] <= columns[:, u + 1:], axis=0)  # ``.all(axis=0)``
         first = int(later.argmin())  # the first later candidate not dominated, if any
         if later[first]:
             return keep
