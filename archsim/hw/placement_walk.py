@@ -175,6 +175,7 @@ class _FamilyWalk:
         self.saved = np.empty((len(analysis.ladder), len(analysis.persistent), members))
         self.sizes = np.array([usage[n].tensor.total_bytes for n in analysis.persistent], dtype=np.float64)
         self.thresholds = sorted(set(self.sizes.tolist()))  # the tensors' distinct sizes, ascending
+        self.tables: list[list[list[float]]] = []  # per rung, per member, the most saved by budget
         self.once: dict[tuple[int, str], object] = {}  # as ``_Savings.once``
         self.bases: list[list[float]] = []  # per rung climbed, per member
         self.timed: list[tuple | None] = []
@@ -244,20 +245,28 @@ class _FamilyWalk:
                 self.changed.append(tuple(names))
             return self.changed[index]
 
-    def most_table(self, member: int, rungs: int, tie: float, times: OpTime) -> list[list[float]]:
-        """``placement_rungs._most_saved`` of member ``member``'s savings at each of the first ``rungs``
-        rungs, for every budget at once: a row a rung, a column per how many of the tensors'
-        distinct sizes (``thresholds``) a budget holds (none, the smallest, ...). A sum adds the
-        savings above 0 of the tensors within the budget one after another in the savings' order
-        (``numpy.add.accumulate``: a tensor left out adds 0.0 to a sum at least 0, which changes
-        nothing); then its margin (``tie`` of it)."""
-        self.changes(rungs - 1, times)
-        saved = self.saved[:rungs, :, member]  # [rung, tensor]
-        if not saved.shape[1]:  # no persistent tensor: nothing saves anything
-            return [[0.0] * (len(self.thresholds) + 1) for _ in range(rungs)]
-        within = (saved[:, None, :] > 0) & (self.sizes <= np.array(self.thresholds)[:, None])  # [rung, size, tensor]
-        total = np.add.accumulate(np.where(within, saved[:, None, :], 0.0), axis=-1)[..., -1]  # down the tensors
-        return [[0.0, *row] for row in (total + total * tie).tolist()]  # a budget holding no tensor: 0.0
+    def most_tables(self, rungs: int, tie: float, times: OpTime) -> list[list[list[float]]]:
+        """``placement_rungs._most_saved`` of each member's savings at each of the first ``rungs``
+        rungs, for every budget at once: per rung, per member, a column per how many of the
+        tensors' distinct sizes (``thresholds``) a budget holds (none, the smallest, ...). A sum
+        adds the savings above 0 of the tensors within the budget one after another in the
+        savings' order (``numpy.add.accumulate`` down the tensors: a tensor left out adds 0.0 to a
+        sum at least 0, which changes nothing); then its margin (``tie`` of it). Made for every
+        member at once, for the rungs not made before."""
+        if len(self.tables) < rungs:
+            self.changes(rungs - 1, times)
+            saved = self.saved[len(self.tables):rungs].swapaxes(1, -1)  # [rung, member, tensor]
+            if saved.shape[-1]:
+                # [rung, size, member, tensor]: whether the tensor saves time and fits a budget of the size
+                fits = (self.sizes <= np.array(self.thresholds)[:, None])[:, None, :]
+                within = (saved[:, None] > 0) & fits
+                total = np.add.accumulate(np.where(within, saved[:, None], 0.0), axis=-1)[..., -1]  # [rung, size, member]
+                most = total + total * tie
+            else:  # no persistent tensor: nothing saves anything
+                most = np.zeros((saved.shape[0], len(self.thresholds), self.members))
+            for rung in most.swapaxes(1, -1).tolist():  # [member, size]; a budget holding no tensor saves 0.0
+                self.tables.append([[0.0, *row] for row in rung])
+        return self.tables
 
 
 class _MemberWalk:
@@ -270,7 +279,6 @@ class _MemberWalk:
         self.analysis = family.analysis
         self.times = times  # every member's op time at given levels (``_FamilyWalk``'s ``times``)
         self.at: dict[int, tuple[dict[str, float], list[tuple[float, float]]]] = {}  # by rung, as read
-        self.table: list[list[float]] = []  # per rung read so far, the most saved by budget (``most_saved``)
         self.climbed: list[float] = []  # per rung read so far, its base (``bases``)
         self.most: dict[int, tuple] = {}  # as ``_Walk.most`` (``placement_rungs._rungs``, where it reads a member's)
         self.fronts: dict[tuple[int, bool], tuple] = {}
@@ -288,14 +296,12 @@ class _MemberWalk:
 
     def most_saved(self, budgets: list[float], tie: float, op_time: OpTime) -> list[float]:
         """``placement_rungs._most_saved`` at each of the first rungs (one a budget), read off the table
-        of every budget's (``_FamilyWalk.most_table``), made once for the rungs asked so far and
-        kept: the chips sharing the walk (alike but for their capacities) each read their own."""
-        if len(self.table) < len(budgets):
-            self.table = self.family.most_table(self.member, len(budgets), tie, self.times)
+        of every budget's (``_FamilyWalk.most_tables``), made for every member at once as the rungs
+        are asked for: the chips sharing the walk (alike but for their capacities) each read theirs."""
         if not budgets:
             return []
-        sizes, table = self.family.thresholds, self.table
-        return [table[k][bisect_right(sizes, budget)] for k, budget in enumerate(budgets)]
+        tables, sizes, m = self.family.most_tables(len(budgets), tie, self.times), self.family.thresholds, self.member
+        return [tables[k][m][bisect_right(sizes, budget)] for k, budget in enumerate(budgets)]
 
     def savings_at(self, index: int, op_time: OpTime) -> tuple[dict[str, float], list[tuple[float, float]]]:
         """As ``_Walk.savings_at``: the start updated by each rung's changes up to the rung, which
