@@ -4,6 +4,7 @@ few percent, where this shared machine's timings move by a fifth between runs of
     python bench/instructions.py               # the DiT sweep (1,024 points) and the decode layer (4,096)
     python bench/instructions.py --record      # also append the figures to bench/history.csv
     python bench/instructions.py --ref b540630 # the same for another commit too, beside this one
+    python bench/instructions.py --dit-points 4096  # a longer DiT window (more families' later points)
 
 Each figure: valgrind's cachegrind (no cache simulation) counts the instructions of evaluating a
 sweep's first N points, in the order and the chunks a worker takes them (up to 512 points, ending
@@ -84,9 +85,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true", help="append the figures to bench/history.csv")
     parser.add_argument("--ref", help="also count another commit's (checked out in a temporary git worktree)")
+    parser.add_argument("--dit-points", type=int, default=SWEEPS["dit"][1], metavar="N",
+                        help="the DiT sweep's first N points (recorded as sweep_point_instructions_m_N if not 1,024)")
     parser.add_argument("--child", nargs=3, metavar=("ROOT", "SWEEP", "POINTS"), help=argparse.SUPPRESS)
     parser.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dit_points < 1:
+        parser.error("--dit-points must be at least 1")
     if args.child:
         root, which, points = args.child
         child(Path(root), which, int(points), not args.setup)
@@ -101,7 +106,10 @@ def main() -> None:
             other = Path(tmp) / "ref"
             subprocess.run(["git", "worktree", "add", "--detach", "-q", str(other), args.ref], cwd=ROOT, check=True)
         try:
-            for which, (name, points) in SWEEPS.items():
+            sweeps = dict(SWEEPS)
+            if args.dit_points != SWEEPS["dit"][1]:  # another window: its own figure
+                sweeps["dit"] = (f"{SWEEPS['dit'][0]}_{args.dit_points}", args.dit_points)
+            for which, (name, points) in sweeps.items():
                 value = per_point(ROOT, which, points)
                 beside = f", {args.ref}: {per_point(other, which, points):.3f}" if other else ""
                 print(f"{name:30s} {value:8.3f} M instructions a point ({points:,} points{beside})", flush=True)
