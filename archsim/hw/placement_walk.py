@@ -252,8 +252,11 @@ class _FamilyWalk:
         adds the savings above 0 of the tensors within the budget one after another in the
         savings' order (``numpy.add.accumulate`` down the tensors: a tensor left out adds 0.0 to a
         sum at least 0, which changes nothing); then its margin (``tie`` of it). Made for every
-        member at once, for the rungs not made before."""
-        if len(self.tables) < rungs:
+        member at once, for the rungs not made before (under the climb's lock: a Dask worker's
+        threads may share the family)."""
+        if len(self.tables) >= rungs:
+            return self.tables
+        with self.climbing:
             self.changes(rungs - 1, times)
             saved = self.saved[len(self.tables):rungs].swapaxes(1, -1)  # [rung, member, tensor]
             if saved.shape[-1]:
